@@ -1,0 +1,275 @@
+// Package memstore is an in-memory [cloakroom.Store] for tests, development
+// and single-process apps. Sessions live in a sharded map and vanish when the
+// process exits; a background sweep drops expired sessions until Close.
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+const shardCount = 64
+
+// Config configures a Store. The zero value is ready to use.
+type Config struct {
+	// Now is the store's clock. Default: time.Now.
+	Now func() time.Time
+	// SweepInterval is how often expired sessions are dropped. Default: one
+	// minute. Expired sessions are never returned, swept or not.
+	SweepInterval time.Duration
+}
+
+// Store keeps sessions in process memory. It is safe for concurrent use.
+type Store struct {
+	now    func() time.Time
+	shards [shardCount]shard
+
+	usersMu sync.RWMutex
+	gens    map[string]uint64                      // user → generation
+	byUser  map[string]map[cloakroom.Key]struct{} // user → keys of their sessions
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	swept    sync.WaitGroup
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	sessions map[cloakroom.Key]*cloakroom.Record
+}
+
+// New returns an empty store and starts its expiry sweep.
+func New(cfg Config) *Store {
+	s := &Store{
+		now:    cfg.Now,
+		gens:   make(map[string]uint64),
+		byUser: make(map[string]map[cloakroom.Key]struct{}),
+		stop:   make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for i := range s.shards {
+		s.shards[i].sessions = make(map[cloakroom.Key]*cloakroom.Record)
+	}
+	interval := cfg.SweepInterval
+	if interval <= 0 {
+		interval = time.Minute
+	}
+	s.swept.Add(1)
+	go s.sweepLoop(interval)
+	return s
+}
+
+// Close stops the expiry sweep. The store stays readable.
+func (s *Store) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.swept.Wait()
+	return nil
+}
+
+func (s *Store) shardFor(k cloakroom.Key) *shard { return &s.shards[k[0]%shardCount] }
+
+func (s *Store) generation(user string) uint64 {
+	s.usersMu.RLock()
+	g := s.gens[user]
+	s.usersMu.RUnlock()
+	return g
+}
+
+func (s *Store) live(rec *cloakroom.Record, now time.Time) bool {
+	if rec.Expired(now) {
+		return false
+	}
+	return rec.UserID == "" || rec.Generation >= s.generation(rec.UserID)
+}
+
+// Find implements [cloakroom.Store].
+func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	sh := s.shardFor(key)
+	sh.mu.RLock()
+	rec, ok := sh.sessions[key]
+	sh.mu.RUnlock()
+	if !ok || !s.live(rec, s.now()) {
+		return cloakroom.Record{}, false, nil
+	}
+	return *rec, true, nil
+}
+
+// Commit implements [cloakroom.Store].
+func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := s.now()
+	sh := s.shardFor(rec.Key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if rec.UserID != "" && rec.Generation < s.generation(rec.UserID) {
+		return fmt.Errorf("memstore: commit of revoked session %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+	}
+	old, exists := sh.sessions[rec.Key]
+	if exists && !s.live(old, now) {
+		s.remove(sh, old)
+		exists = false
+	}
+	switch {
+	case rec.Version == 1 && exists:
+		return fmt.Errorf("memstore: create %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	case rec.Version > 1 && !exists:
+		return fmt.Errorf("memstore: update %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+	case rec.Version > 1 && old.Version != rec.Version-1:
+		return fmt.Errorf("memstore: update %s from version %d, stored %d: %w", rec.Key.Short(), rec.Version-1, old.Version, cloakroom.ErrConflict)
+	}
+	stored := rec
+	// Clipped so a caller appending to a found record's Data reallocates
+	// instead of writing into the stored array; Find shares it uncopied.
+	stored.Data = slices.Clip(append([]byte(nil), rec.Data...))
+	sh.sessions[rec.Key] = &stored
+	if rec.UserID != "" && !exists {
+		s.usersMu.Lock()
+		keys := s.byUser[rec.UserID]
+		if keys == nil {
+			keys = make(map[cloakroom.Key]struct{})
+			s.byUser[rec.UserID] = keys
+		}
+		keys[rec.Key] = struct{}{}
+		s.usersMu.Unlock()
+	}
+	return nil
+}
+
+// remove deletes rec from its shard and the user index; sh must be locked.
+func (s *Store) remove(sh *shard, rec *cloakroom.Record) {
+	delete(sh.sessions, rec.Key)
+	if rec.UserID == "" {
+		return
+	}
+	s.usersMu.Lock()
+	if keys := s.byUser[rec.UserID]; keys != nil {
+		delete(keys, rec.Key)
+		if len(keys) == 0 {
+			delete(s.byUser, rec.UserID)
+		}
+	}
+	s.usersMu.Unlock()
+}
+
+// Delete implements [cloakroom.Store].
+func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
+	sh := s.shardFor(key)
+	sh.mu.Lock()
+	if rec, ok := sh.sessions[key]; ok {
+		s.remove(sh, rec)
+	}
+	sh.mu.Unlock()
+	return nil
+}
+
+// List implements [cloakroom.Store].
+func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, error) {
+	if userID == "" {
+		return nil, nil
+	}
+	s.usersMu.RLock()
+	keys := make([]cloakroom.Key, 0, len(s.byUser[userID]))
+	for k := range s.byUser[userID] {
+		keys = append(keys, k)
+	}
+	s.usersMu.RUnlock()
+	now := s.now()
+	var out []cloakroom.Record
+	for _, k := range keys {
+		sh := s.shardFor(k)
+		sh.mu.RLock()
+		rec, ok := sh.sessions[k]
+		var cp cloakroom.Record
+		if ok {
+			cp = *rec
+		}
+		sh.mu.RUnlock()
+		if ok && s.live(&cp, now) {
+			out = append(out, cp)
+		}
+	}
+	slices.SortFunc(out, func(a, b cloakroom.Record) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Handle, b.Handle)
+	})
+	return out, nil
+}
+
+// Generation implements [cloakroom.Store].
+func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
+	return s.generation(userID), nil
+}
+
+// BumpGeneration implements [cloakroom.Store]. It also deletes the user's
+// sessions, which the new generation has made unreachable anyway.
+func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
+	s.usersMu.Lock()
+	s.gens[userID]++
+	gen := s.gens[userID]
+	keys := s.byUser[userID]
+	delete(s.byUser, userID)
+	s.usersMu.Unlock()
+	for k := range keys {
+		sh := s.shardFor(k)
+		sh.mu.Lock()
+		if rec, ok := sh.sessions[k]; ok && rec.UserID == userID && rec.Generation < gen {
+			delete(sh.sessions, k)
+		}
+		sh.mu.Unlock()
+	}
+	return gen, nil
+}
+
+// Len returns the number of stored sessions, expired ones not yet swept
+// included. It is meant for tests and metrics.
+func (s *Store) Len() int {
+	n := 0
+	for i := range s.shards {
+		s.shards[i].mu.RLock()
+		n += len(s.shards[i].sessions)
+		s.shards[i].mu.RUnlock()
+	}
+	return n
+}
+
+func (s *Store) sweepLoop(interval time.Duration) {
+	defer s.swept.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Sweep()
+		}
+	}
+}
+
+// Sweep drops every expired or revoked session now. The background loop
+// calls it; tests may too.
+func (s *Store) Sweep() {
+	now := s.now()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for _, rec := range sh.sessions {
+			if !s.live(rec, now) {
+				s.remove(sh, rec)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}

@@ -1,0 +1,118 @@
+package cloakroom
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"time"
+)
+
+// Key identifies a session in a [Store]: the SHA-256 of the session token.
+// A store never sees the token itself, so a dump of the store yields no
+// token a browser could present.
+type Key [32]byte
+
+// String returns the key in lower-case hex. It is safe to log.
+func (k Key) String() string { return hex.EncodeToString(k[:]) }
+
+// Short returns the first 12 hex digits of the key, enough to correlate log
+// lines without writing the whole hash everywhere.
+func (k Key) Short() string { return hex.EncodeToString(k[:6]) }
+
+// Record is one session as a [Store] keeps it. The store persists every
+// field; it indexes Key, UserID and the expiry, and it compares Version and
+// Generation in [Store.Commit]. Use [Record.MarshalBinary] when a store
+// wants a single blob.
+type Record struct {
+	Key    Key    // SHA-256 of the token
+	Handle string // public identifier shown in device lists; not derived from the token
+	UserID string // "" for an anonymous session
+
+	// Generation is the user's generation counter when the session was
+	// created. A session whose Generation is below the user's current one
+	// has been revoked by [Store.BumpGeneration].
+	Generation uint64
+	// Version starts at 1 and grows by one with every successful Commit.
+	Version uint64
+
+	CreatedAt        time.Time
+	LastSeen         time.Time
+	IdleTimeout      time.Duration
+	AbsoluteDeadline time.Time
+	Persistent       bool // "remember me": the cookie carries Max-Age
+
+	IP        string
+	UserAgent string
+
+	// Data holds the session values, encoded by the manager; opaque to
+	// stores. A record returned by Find may share Data with the store:
+	// callers replace it, never modify it in place.
+	Data []byte
+}
+
+// Expiry returns when the session stops being valid: the earlier of the idle
+// deadline (LastSeen plus IdleTimeout) and the absolute deadline.
+func (r *Record) Expiry() time.Time {
+	idle := r.LastSeen.Add(r.IdleTimeout)
+	if idle.Before(r.AbsoluteDeadline) {
+		return idle
+	}
+	return r.AbsoluteDeadline
+}
+
+// Expired reports whether the session is no longer valid at now.
+func (r *Record) Expired(now time.Time) bool { return !now.Before(r.Expiry()) }
+
+// Errors a [Store] returns from Commit. Stores wrap them with %w.
+var (
+	// ErrConflict means the stored version is not rec.Version-1: another
+	// request committed first. The manager reloads and re-applies its changes.
+	ErrConflict = errors.New("cloakroom: session version conflict")
+	// ErrNotFound means the session no longer exists: it was deleted,
+	// expired, or revoked by a generation bump. A store never re-creates a
+	// session on such a Commit.
+	ErrNotFound = errors.New("cloakroom: session not found")
+)
+
+// Store keeps sessions. Every method takes a context and is safe for
+// concurrent use. Expiry decisions use the store's own clock, which tests
+// replace (see package storetest).
+//
+// A missing, expired or revoked session is found == false with a nil error;
+// a non-nil error means the store failed, and the manager then treats the
+// request as not logged in (fail closed).
+type Store interface {
+	// Find returns the live session stored under key. It reports false for a
+	// session that has expired or whose Generation is below its user's
+	// current generation.
+	Find(ctx context.Context, key Key) (rec Record, found bool, err error)
+
+	// Commit writes rec. With rec.Version == 1 it creates the session and
+	// fails with ErrConflict if the key exists. Otherwise it replaces the
+	// stored session only if the stored Version is rec.Version-1, and
+	// fails with ErrConflict if not, or ErrNotFound if the session is gone.
+	// For a session with a UserID it fails with ErrNotFound, writing
+	// nothing, if rec.Generation is below the user's current generation.
+	Commit(ctx context.Context, rec Record) error
+
+	// Delete removes the session. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key Key) error
+
+	// List returns the live sessions of userID, oldest first.
+	List(ctx context.Context, userID string) ([]Record, error)
+
+	// Generation returns the user's current generation (0 for a user never
+	// bumped).
+	Generation(ctx context.Context, userID string) (uint64, error)
+
+	// BumpGeneration increments the user's generation and returns the new
+	// value. Every existing session of the user stops being found at once,
+	// on every node and in every cache; the store may also delete them.
+	BumpGeneration(ctx context.Context, userID string) (uint64, error)
+}
+
+// Pinger is implemented by stores that can report their health. The gateway
+// uses it for readiness checks.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
