@@ -31,7 +31,7 @@ type Store struct {
 	shards [shardCount]shard
 
 	usersMu sync.RWMutex
-	gens    map[string]uint64                      // user → generation
+	gens    map[string]uint64                     // user → generation
 	byUser  map[string]map[cloakroom.Key]struct{} // user → keys of their sessions
 
 	stop     chan struct{}

@@ -1,0 +1,346 @@
+package cloakroom
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Defaults for [Config]. They follow ASVS 5.0 V7 and NIST SP 800-63B AAL2:
+// 30 minutes idle, 12 hours absolute.
+const (
+	DefaultCookieName      = "__Host-Http-session"
+	DefaultIdleTimeout     = 30 * time.Minute
+	DefaultAbsoluteTimeout = 12 * time.Hour
+	DefaultTouchInterval   = time.Minute
+)
+
+// maxUserIDLength bounds user identifiers passed to Login.
+const maxUserIDLength = 256
+
+// maxUserAgentLength bounds the User-Agent kept with a session.
+const maxUserAgentLength = 512
+
+// Errors returned by the [Manager] and [Session]. They are wrapped with %w.
+var (
+	// ErrInvalidConfig wraps every problem [New] finds in a Config.
+	ErrInvalidConfig = errors.New("cloakroom: invalid configuration")
+	// ErrNoMiddleware means a Session was asked for on a request that did
+	// not pass through [Manager.Handler].
+	ErrNoMiddleware = errors.New("cloakroom: request did not pass through the session middleware")
+	// ErrNotLoggedIn is returned by operations that need a logged-in session.
+	ErrNotLoggedIn = errors.New("cloakroom: not logged in")
+	// ErrStoreUnavailable wraps store failures seen while serving a request.
+	ErrStoreUnavailable = errors.New("cloakroom: session store unavailable")
+	// ErrInvalidInput reports an argument the caller must fix (an empty
+	// user ID, a timeout above the configured maximum, ...).
+	ErrInvalidInput = errors.New("cloakroom: invalid input")
+)
+
+// Config configures a [Manager]. Only Store is required; every other field
+// has a secure default, stated in its comment.
+type Config struct {
+	// Store keeps the sessions. Required.
+	Store Store
+
+	// CookieName is the session cookie's name. Default "__Host-Http-session":
+	// the __Host- prefix makes browsers refuse the cookie unless it is
+	// Secure, has Path=/ and no Domain; the Http- part (layered cookie
+	// prefixes) makes them refuse it unless it is HttpOnly, and forbids page
+	// script from creating or overwriting it.
+	CookieName string
+	// CookieDomain sets the cookie's Domain. Default empty (host-only),
+	// which is what the __Host- prefix requires; a Domain with a __Host-
+	// name is refused by New.
+	CookieDomain string
+	// SameSite is the cookie's SameSite mode: http.SameSiteLaxMode (the
+	// default) or http.SameSiteStrictMode. None is refused.
+	SameSite http.SameSite
+
+	// IdleTimeout ends a session not used for this long. Default 30 minutes.
+	IdleTimeout time.Duration
+	// AbsoluteTimeout ends a session this long after login, however active.
+	// Renewing the token never extends it. Default 12 hours.
+	AbsoluteTimeout time.Duration
+	// MaxIdleTimeout and MaxAbsoluteTimeout bound the per-session timeouts a
+	// login may ask for (remember me). Default: IdleTimeout and
+	// AbsoluteTimeout, so longer sessions need an explicit decision.
+	MaxIdleTimeout     time.Duration
+	MaxAbsoluteTimeout time.Duration
+	// TouchInterval is how stale a session's last-seen time may get before a
+	// request writes it back. Default one minute: a read-only request costs
+	// no store write, and idle expiry is accurate to this interval.
+	TouchInterval time.Duration
+
+	// TrustedOrigins are origins ("https://sso.example.com") allowed to
+	// send cross-origin unsafe requests. Default none.
+	TrustedOrigins []string
+	// RequireCSRFToken makes every unsafe request that carries a session
+	// cookie present the session's token in the X-CSRF-Token header, not
+	// only those without Sec-Fetch-Site and Origin. Default false.
+	RequireCSRFToken bool
+
+	// Now is the clock. Default time.Now. Tests inject a fake one.
+	Now func() time.Time
+	// ClientIP extracts the client address recorded with a session. Default:
+	// the host part of Request.RemoteAddr. Behind a proxy, return the
+	// address from a header only that proxy can set.
+	ClientIP func(*http.Request) string
+	// Logger receives audit events (login, logout, revocation) and errors.
+	// Tokens never appear in it, only a prefix of their SHA-256. Default
+	// slog.Default().
+	Logger *slog.Logger
+	// OnError is called with every store error met while serving a request,
+	// after the request has been made to fail closed. Default: log it.
+	OnError func(r *http.Request, err error)
+	// Unavailable writes the response when session changes cannot be saved
+	// before the response starts. Default: 503 with a plain-text message.
+	Unavailable http.Handler
+	// Forbidden writes the response for a request refused as cross-site.
+	// Default: 403 with a plain-text message.
+	Forbidden http.Handler
+}
+
+// Manager issues, loads and saves sessions. Create one with [New]; it is safe
+// for concurrent use.
+type Manager struct {
+	cfg         Config
+	store       Store
+	now         func() time.Time
+	crossOrigin *http.CrossOriginProtection
+	ctxKey      *contextKey
+	logger      *slog.Logger
+}
+
+type contextKey struct{ name string }
+
+// New validates cfg, fills in defaults and returns a Manager. Every problem
+// in cfg is reported at once, each wrapped in ErrInvalidConfig.
+func New(cfg Config) (*Manager, error) {
+	var problems []error
+	bad := func(format string, args ...any) {
+		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if cfg.Store == nil {
+		bad("Store is required")
+	}
+	if cfg.CookieName == "" {
+		cfg.CookieName = DefaultCookieName
+	}
+	if !validCookieName(cfg.CookieName) {
+		bad("CookieName %q is not a valid cookie name", cfg.CookieName)
+	}
+	lower := strings.ToLower(cfg.CookieName)
+	if strings.HasPrefix(lower, "__host-") && cfg.CookieDomain != "" {
+		bad("CookieName %q has the __Host- prefix, which forbids a Domain (got %q)", cfg.CookieName, cfg.CookieDomain)
+	}
+	if cfg.CookieDomain != "" && strings.ContainsAny(cfg.CookieDomain, ";, \t\r\n") {
+		bad("CookieDomain %q contains a forbidden character", cfg.CookieDomain)
+	}
+	switch cfg.SameSite {
+	case 0, http.SameSiteDefaultMode:
+		cfg.SameSite = http.SameSiteLaxMode
+	case http.SameSiteLaxMode, http.SameSiteStrictMode:
+	case http.SameSiteNoneMode:
+		bad("SameSite=None would send the session cookie with cross-site requests; use Lax or Strict")
+	default:
+		bad("SameSite %d is not a known mode", cfg.SameSite)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.IdleTimeout, DefaultIdleTimeout)
+	def(&cfg.AbsoluteTimeout, DefaultAbsoluteTimeout)
+	def(&cfg.MaxIdleTimeout, cfg.IdleTimeout)
+	def(&cfg.MaxAbsoluteTimeout, cfg.AbsoluteTimeout)
+	def(&cfg.TouchInterval, DefaultTouchInterval)
+	for name, d := range map[string]time.Duration{
+		"IdleTimeout": cfg.IdleTimeout, "AbsoluteTimeout": cfg.AbsoluteTimeout,
+		"MaxIdleTimeout": cfg.MaxIdleTimeout, "MaxAbsoluteTimeout": cfg.MaxAbsoluteTimeout,
+		"TouchInterval": cfg.TouchInterval,
+	} {
+		if d < 0 {
+			bad("%s must not be negative (got %v)", name, d)
+		}
+	}
+	if cfg.IdleTimeout > cfg.AbsoluteTimeout {
+		bad("IdleTimeout %v is longer than AbsoluteTimeout %v", cfg.IdleTimeout, cfg.AbsoluteTimeout)
+	}
+	if cfg.MaxIdleTimeout < cfg.IdleTimeout {
+		bad("MaxIdleTimeout %v is shorter than IdleTimeout %v", cfg.MaxIdleTimeout, cfg.IdleTimeout)
+	}
+	if cfg.MaxAbsoluteTimeout < cfg.AbsoluteTimeout {
+		bad("MaxAbsoluteTimeout %v is shorter than AbsoluteTimeout %v", cfg.MaxAbsoluteTimeout, cfg.AbsoluteTimeout)
+	}
+	if cfg.TouchInterval >= cfg.IdleTimeout {
+		bad("TouchInterval %v must be shorter than IdleTimeout %v", cfg.TouchInterval, cfg.IdleTimeout)
+	}
+	cop := http.NewCrossOriginProtection()
+	for _, o := range cfg.TrustedOrigins {
+		if err := cop.AddTrustedOrigin(o); err != nil {
+			bad("TrustedOrigins: %v", err)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = remoteHost
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m := &Manager{
+		cfg:         cfg,
+		store:       cfg.Store,
+		now:         cfg.Now,
+		crossOrigin: cop,
+		ctxKey:      &contextKey{"cloakroom session"},
+		logger:      cfg.Logger,
+	}
+	if m.cfg.OnError == nil {
+		m.cfg.OnError = func(r *http.Request, err error) {
+			m.logger.ErrorContext(r.Context(), "session store error", "err", err, "method", r.Method, "path", r.URL.Path)
+		}
+	}
+	if m.cfg.Unavailable == nil {
+		m.cfg.Unavailable = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Service Unavailable: the session store cannot be reached", http.StatusServiceUnavailable)
+		})
+	}
+	if m.cfg.Forbidden == nil {
+		m.cfg.Forbidden = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "Forbidden: cross-site request refused", http.StatusForbidden)
+		})
+	}
+	return m, nil
+}
+
+// Config returns the manager's configuration with defaults filled in.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Store returns the manager's store.
+func (m *Manager) Store() Store { return m.store }
+
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// FromContext returns the session that the manager's middleware attached to
+// ctx. Outside the middleware it returns a session whose Err is
+// ErrNoMiddleware and which is never logged in.
+func (m *Manager) FromContext(ctx context.Context) *Session {
+	if s, ok := ctx.Value(m.ctxKey).(*Session); ok {
+		return s
+	}
+	return &Session{m: m, err: ErrNoMiddleware}
+}
+
+// Session returns the request's session; see [Manager.FromContext].
+func (m *Manager) Session(r *http.Request) *Session { return m.FromContext(r.Context()) }
+
+// Device describes one of a user's sessions for a device list. Handle
+// identifies it publicly; it cannot be used to act as the session.
+type Device struct {
+	Handle         string    `json:"handle"`
+	Current        bool      `json:"current"`
+	Label          string    `json:"label"`
+	UserAgent      string    `json:"user_agent"`
+	IP             string    `json:"ip"`
+	CreatedAt      time.Time `json:"created_at"`
+	LastSeen       time.Time `json:"last_seen"`
+	IdleExpiry     time.Time `json:"idle_expires_at"`
+	AbsoluteExpiry time.Time `json:"absolute_expires_at"`
+	Persistent     bool      `json:"persistent"`
+}
+
+func deviceOf(rec *Record, current Key) Device {
+	idle := rec.LastSeen.Add(rec.IdleTimeout)
+	if idle.After(rec.AbsoluteDeadline) {
+		idle = rec.AbsoluteDeadline
+	}
+	return Device{
+		Handle: rec.Handle, Current: rec.Key == current, Label: DeviceLabel(rec.UserAgent),
+		UserAgent: rec.UserAgent, IP: rec.IP, CreatedAt: rec.CreatedAt, LastSeen: rec.LastSeen,
+		IdleExpiry: idle, AbsoluteExpiry: rec.AbsoluteDeadline, Persistent: rec.Persistent,
+	}
+}
+
+// Devices lists the live sessions of userID, oldest first.
+func (m *Manager) Devices(ctx context.Context, userID string) ([]Device, error) {
+	return m.devices(ctx, userID, Key{})
+}
+
+func (m *Manager) devices(ctx context.Context, userID string, current Key) ([]Device, error) {
+	recs, err := m.store.List(ctx, userID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+	}
+	out := make([]Device, 0, len(recs))
+	for i := range recs {
+		out = append(out, deviceOf(&recs[i], current))
+	}
+	return out, nil
+}
+
+// RevokeDevice ends the session of userID with the given public handle. It
+// returns an error wrapping ErrNotFound when the user has no such session.
+func (m *Manager) RevokeDevice(ctx context.Context, userID, handle string) error {
+	recs, err := m.store.List(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+	}
+	for i := range recs {
+		if recs[i].Handle == handle && handle != "" {
+			if err := m.store.Delete(ctx, recs[i].Key); err != nil {
+				return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
+			}
+			m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", recs[i].Key.Short())
+			return nil
+		}
+	}
+	return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
+}
+
+// RevokeUser ends every session of userID at once, on every node and in
+// every cache, by bumping the user's generation. Call it when a password,
+// role or other authentication factor changes, and when an account is
+// disabled or deleted.
+func (m *Manager) RevokeUser(ctx context.Context, userID string) error {
+	if userID == "" {
+		return fmt.Errorf("%w: empty user ID", ErrInvalidInput)
+	}
+	gen, err := m.store.BumpGeneration(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("%w: bump generation: %w", ErrStoreUnavailable, err)
+	}
+	m.logger.InfoContext(ctx, "all sessions revoked", "user", userID, "generation", gen)
+	return nil
+}

@@ -1,0 +1,343 @@
+package cloakroom
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxCommitAttempts bounds how often a save is retried after version
+// conflicts with concurrent requests of the same session.
+const maxCommitAttempts = 8
+
+// CSRFHeader is the request header that carries the session's synchronizer
+// token (see [Session.CSRFToken]).
+const CSRFHeader = "X-CSRF-Token"
+
+// Shared header values, assigned without allocating. net/http only reads
+// them; appending to a header reallocates because their capacity is full.
+var (
+	varyCookie = []string{"Cookie"}
+	noStore    = []string{"no-store"}
+	clearSite  = []string{`"cookies", "storage"`}
+)
+
+// Handler is the session middleware. It refuses cross-site unsafe requests
+// (net/http's CrossOriginProtection, then the synchronizer token for cookie
+// requests that carry neither Sec-Fetch-Site nor Origin), loads the session
+// named by the cookie, attaches it to the request context, and saves changes
+// and sets the cookie before the response's first byte.
+//
+// A store failure fails closed: the request continues as not logged in,
+// [Session.Err] reports the failure, and Config.OnError is called.
+func (m *Manager) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.crossOrigin.Check(r); err != nil {
+			m.cfg.Forbidden.ServeHTTP(w, r)
+			return
+		}
+		sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
+		s := &sw.session
+		s.m = m
+		s.ua = r.UserAgent()
+		if len(s.ua) > maxUserAgentLength {
+			s.ua = s.ua[:maxUserAgentLength]
+		}
+		s.ip = m.cfg.ClientIP(r)
+		cookiePresent := m.load(r, s)
+		if cookiePresent && !isSafeMethod(r.Method) && !m.csrfOK(r, s) {
+			m.cfg.Forbidden.ServeHTTP(w, r)
+			return
+		}
+		sw.r = r.WithContext(context.WithValue(r.Context(), m.ctxKey, s))
+		next.ServeHTTP(sw, sw.r)
+		sw.finish()
+	})
+}
+
+// load fills s from the request's cookie. It reports whether the request
+// carried a well-formed session token.
+func (m *Manager) load(r *http.Request, s *Session) bool {
+	token, ok := cookieValue(r.Header, m.cfg.CookieName)
+	if !ok {
+		return false
+	}
+	key, ok := ParseToken(token)
+	if !ok {
+		return false
+	}
+	rec, found, err := m.store.Find(r.Context(), key)
+	switch {
+	case err != nil:
+		s.err = fmt.Errorf("%w: find session %s: %w", ErrStoreUnavailable, key.Short(), err)
+		m.cfg.OnError(r, s.err)
+	case !found || rec.Key != key || rec.Expired(m.now()):
+		// Unknown, expired or revoked: have the browser drop the cookie.
+		s.destroyed = true
+	default:
+		s.token, s.rec, s.live = token, rec, true
+	}
+	return true
+}
+
+func isSafeMethod(method string) bool {
+	return method == http.MethodGet || method == http.MethodHead || method == http.MethodOptions
+}
+
+// csrfOK is the layer above CrossOriginProtection, which lets through unsafe
+// requests carrying neither Sec-Fetch-Site nor Origin (old browsers, or a
+// proxy that strips them). A request that rides on a session cookie must
+// then prove it came from our page with the synchronizer token.
+func (m *Manager) csrfOK(r *http.Request, s *Session) bool {
+	if !m.cfg.RequireCSRFToken && (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") {
+		return true // CrossOriginProtection has judged this request
+	}
+	if !s.live {
+		return true // no live session, so no ambient authority to abuse
+	}
+	got := r.Header.Get(CSRFHeader)
+	want := csrfTokenFor(s.token)
+	return len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// RequireLogin answers 503 when the session store failed and 401 when the
+// request is not logged in; otherwise it calls next. Use it inside Handler.
+func (m *Manager) RequireLogin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := m.Session(r)
+		if err := s.Err(); err != nil {
+			m.cfg.Unavailable.ServeHTTP(w, r)
+			return
+		}
+		if !s.LoggedIn() {
+			http.Error(w, "Unauthorized: log in first", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// sessionWriter saves the session and writes its headers just before the
+// response starts. The session lives inside it so one allocation covers
+// both.
+type sessionWriter struct {
+	http.ResponseWriter
+	m       *Manager
+	r       *http.Request
+	session Session
+	started bool
+	failed  bool // the save failed and Unavailable answered instead
+}
+
+func (w *sessionWriter) WriteHeader(code int) {
+	if !w.started {
+		w.started = true
+		if !w.save() {
+			w.failed = true
+			w.m.cfg.Unavailable.ServeHTTP(w.ResponseWriter, w.r)
+			return
+		}
+	}
+	if w.failed {
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *sessionWriter) Write(b []byte) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, ErrStoreUnavailable
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the middleware.
+func (w *sessionWriter) Flush() {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return
+	}
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// finish runs after the handler: a handler that wrote nothing still gets its
+// session saved and its headers set.
+func (w *sessionWriter) finish() {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// save persists value changes or a due last-seen update and sets the
+// response headers. It reports false when changes could not be saved.
+func (w *sessionWriter) save() bool {
+	s, m := &w.session, w.m
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := w.ResponseWriter.Header()
+	h["Vary"] = varyCookie
+	ok := true
+	if s.err == nil {
+		var err error
+		switch {
+		case len(s.changes) > 0 && !s.live && !s.ended:
+			err = s.createAnonymousLocked(w.r.Context())
+		case len(s.changes) > 0 && s.live:
+			err = s.commitChangesLocked(w.r.Context())
+		case s.live && m.now().Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
+			s.touchLocked(w.r)
+		}
+		if err != nil {
+			ok = false
+			s.err = err
+			m.cfg.OnError(w.r, err)
+		}
+	}
+	switch {
+	case s.issued && s.live:
+		h["Set-Cookie"] = append(h["Set-Cookie"], m.cookie(s.token, s.rec))
+	case s.destroyed:
+		h["Set-Cookie"] = append(h["Set-Cookie"], m.expiredCookie())
+		if s.ended {
+			h["Clear-Site-Data"] = clearSite
+		}
+	}
+	if s.live || s.issued || s.destroyed {
+		h["Cache-Control"] = noStore
+	}
+	return ok
+}
+
+func (s *Session) createAnonymousLocked(ctx context.Context) error {
+	now := s.m.now()
+	rec := Record{
+		Handle: newHandle(), Version: 1, CreatedAt: now, LastSeen: now,
+		IdleTimeout: s.m.cfg.IdleTimeout, AbsoluteDeadline: now.Add(s.m.cfg.AbsoluteTimeout),
+		IP: s.ip, UserAgent: s.ua, Data: encodeValues(s.values),
+	}
+	if err := s.replaceLocked(ctx, rec, "create session"); err != nil {
+		return err
+	}
+	s.changes = nil
+	return nil
+}
+
+// commitChangesLocked saves value changes with optimistic concurrency: on a
+// version conflict it reloads the session and re-applies this request's
+// changes on top, so concurrent requests that set different keys keep both
+// writes; for the same key the last to save wins.
+func (s *Session) commitChangesLocked(ctx context.Context) error {
+	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		rec := s.rec
+		rec.Version++
+		rec.LastSeen = s.m.now()
+		rec.Data = encodeValues(s.values)
+		err := s.m.store.Commit(ctx, rec)
+		switch {
+		case err == nil:
+			s.rec, s.changes = rec, nil
+			return nil
+		case errors.Is(err, ErrNotFound):
+			// Logged out or revoked meanwhile: the changes belong to a dead
+			// session and are dropped; the browser drops its cookie.
+			s.live, s.destroyed, s.issued, s.changes = false, true, false, nil
+			return nil
+		case !errors.Is(err, ErrConflict):
+			return s.storeErr("save session", err)
+		}
+		fresh, found, err := s.m.store.Find(ctx, s.rec.Key)
+		if err != nil {
+			return s.storeErr("reload session", err)
+		}
+		if !found {
+			s.live, s.destroyed, s.issued, s.changes = false, true, false, nil
+			return nil
+		}
+		values, err := decodeValues(fresh.Data)
+		if err != nil {
+			values = make(map[string]string)
+		}
+		for _, c := range s.changes {
+			if c.remove {
+				delete(values, c.key)
+			} else {
+				values[c.key] = c.value
+			}
+		}
+		s.rec, s.values = fresh, values
+	}
+	return s.storeErr("save session", fmt.Errorf("still conflicting after %d attempts: %w", maxCommitAttempts, ErrConflict))
+}
+
+// touchLocked records that the session was used. A conflict means another
+// request just wrote it, which did the same job; other failures are
+// reported but do not fail the response.
+func (s *Session) touchLocked(r *http.Request) {
+	rec := s.rec
+	rec.Version++
+	rec.LastSeen = s.m.now()
+	err := s.m.store.Commit(r.Context(), rec)
+	switch {
+	case err == nil:
+		s.rec = rec
+	case errors.Is(err, ErrConflict):
+	case errors.Is(err, ErrNotFound):
+		s.live, s.destroyed = false, true
+	default:
+		s.m.cfg.OnError(r, s.storeErr("touch session", err))
+	}
+}
+
+func (m *Manager) cookie(token string, rec Record) string {
+	var b strings.Builder
+	b.Grow(len(m.cfg.CookieName) + len(token) + 96)
+	b.WriteString(m.cfg.CookieName)
+	b.WriteByte('=')
+	b.WriteString(token)
+	m.cookieAttributes(&b)
+	if rec.Persistent {
+		maxAge := int64(rec.AbsoluteDeadline.Sub(m.now()) / time.Second)
+		if maxAge < 1 {
+			maxAge = 1
+		}
+		b.WriteString("; Max-Age=")
+		b.WriteString(strconv.FormatInt(maxAge, 10))
+	}
+	return b.String()
+}
+
+func (m *Manager) expiredCookie() string {
+	var b strings.Builder
+	b.WriteString(m.cfg.CookieName)
+	b.WriteString("=")
+	m.cookieAttributes(&b)
+	b.WriteString("; Max-Age=0")
+	return b.String()
+}
+
+func (m *Manager) cookieAttributes(b *strings.Builder) {
+	b.WriteString("; Path=/")
+	if m.cfg.CookieDomain != "" {
+		b.WriteString("; Domain=")
+		b.WriteString(m.cfg.CookieDomain)
+	}
+	b.WriteString("; Secure; HttpOnly")
+	if m.cfg.SameSite == http.SameSiteStrictMode {
+		b.WriteString("; SameSite=Strict")
+	} else {
+		b.WriteString("; SameSite=Lax")
+	}
+}

@@ -1,0 +1,438 @@
+package cloakroom
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Session is one request's view of its session. Get one with
+// [Manager.Session] inside the middleware. Value changes are saved when the
+// response starts; Login, Renew, Logout and revocations reach the store at
+// once and return its errors.
+//
+// A Session is safe for concurrent use by the goroutines of one request.
+type Session struct {
+	m   *Manager
+	mu  sync.Mutex
+	err error // store failure while loading; the request is then not logged in
+
+	token  string // raw token from the cookie or newly issued; never logged
+	rec    Record
+	live   bool // rec is a live session in the store
+	ip, ua string
+
+	values  map[string]string // decoded rec.Data, after the first change
+	changes []change          // value changes, re-applied on a version conflict
+
+	issued    bool // a new token must be sent as a cookie
+	destroyed bool // the cookie must be expired (unknown, expired or ended session)
+	ended     bool // ended in this request (logout, revocation): also Clear-Site-Data
+}
+
+type change struct {
+	key, value string
+	remove     bool
+}
+
+// LoginOptions adjusts one login. The zero value gives a browser-session
+// cookie with the manager's default timeouts.
+type LoginOptions struct {
+	// Persistent ("remember me") gives the cookie a Max-Age so it outlives
+	// the browser session.
+	Persistent bool
+	// IdleTimeout and AbsoluteTimeout override the manager's defaults for
+	// this session, up to Config.MaxIdleTimeout and MaxAbsoluteTimeout.
+	IdleTimeout     time.Duration
+	AbsoluteTimeout time.Duration
+}
+
+// Err returns the store error met while loading the session, if any. A
+// request with an Err is never logged in; handlers that need a session
+// should answer 503 rather than 401 (see [Manager.RequireLogin]).
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// LoggedIn reports whether the request belongs to a live, authenticated
+// session.
+func (s *Session) LoggedIn() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live && s.rec.UserID != ""
+}
+
+// UserID returns the logged-in user's ID, or "".
+func (s *Session) UserID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		return ""
+	}
+	return s.rec.UserID
+}
+
+// Handle returns the session's public handle, as listed in device lists, or
+// "" without a session.
+func (s *Session) Handle() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		return ""
+	}
+	return s.rec.Handle
+}
+
+// CSRFToken returns the session's synchronizer token for the X-CSRF-Token
+// header, or "" without a session. Hand it to the page (for example in a
+// JSON response); never put it in a URL.
+func (s *Session) CSRFToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		return ""
+	}
+	return csrfTokenFor(s.token)
+}
+
+// Times reports when the session was created, when it will expire if left
+// idle, and when it will expire regardless. Reading them does not extend the
+// session. All are zero without a session.
+func (s *Session) Times() (created, idleExpiry, absoluteExpiry time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live {
+		return
+	}
+	return s.rec.CreatedAt, s.rec.Expiry(), s.rec.AbsoluteDeadline
+}
+
+// Get returns the value stored under key.
+func (s *Session) Get(key string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.values != nil {
+		v, ok := s.values[key]
+		return v, ok
+	}
+	if !s.live {
+		return "", false
+	}
+	v, ok, err := lookupValue(s.rec.Data, key)
+	if err != nil || !ok {
+		return "", false
+	}
+	return string(v), true
+}
+
+// GetString returns the value stored under key, or "".
+func (s *Session) GetString(key string) string {
+	v, _ := s.Get(key)
+	return v
+}
+
+// GetInt returns the integer stored under key with PutInt.
+func (s *Session) GetInt(key string) (int64, bool) {
+	v, ok := s.Get(key)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
+
+// GetBool returns the boolean stored under key with PutBool.
+func (s *Session) GetBool(key string) bool {
+	v, _ := s.Get(key)
+	return v == "true"
+}
+
+// GetTime returns the time stored under key with PutTime.
+func (s *Session) GetTime(key string) (time.Time, bool) {
+	v, ok := s.Get(key)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+// GetJSON decodes the JSON value stored under key with PutJSON into v. It
+// returns ErrNotFound (wrapped) when there is no such value.
+func (s *Session) GetJSON(key string, v any) error {
+	raw, ok := s.Get(key)
+	if !ok {
+		return fmt.Errorf("cloakroom: session value %q: %w", key, ErrNotFound)
+	}
+	return json.Unmarshal([]byte(raw), v)
+}
+
+// Put stores value under key. Without a session, the first Put starts an
+// anonymous one (a cart, say); Login later replaces it.
+func (s *Session) Put(key, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyLocked(change{key: key, value: value})
+}
+
+// PutInt stores n under key.
+func (s *Session) PutInt(key string, n int64) { s.Put(key, strconv.FormatInt(n, 10)) }
+
+// PutBool stores b under key.
+func (s *Session) PutBool(key string, b bool) { s.Put(key, strconv.FormatBool(b)) }
+
+// PutTime stores t under key.
+func (s *Session) PutTime(key string, t time.Time) { s.Put(key, t.Format(time.RFC3339Nano)) }
+
+// PutJSON stores v, encoded as JSON, under key.
+func (s *Session) PutJSON(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("cloakroom: session value %q: %w", key, err)
+	}
+	s.Put(key, string(b))
+	return nil
+}
+
+// Remove deletes the value under key.
+func (s *Session) Remove(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.applyLocked(change{key: key, remove: true})
+}
+
+func (s *Session) applyLocked(c change) {
+	if s.values == nil {
+		s.values = s.decodedLocked()
+	}
+	if c.remove {
+		if _, ok := s.values[c.key]; !ok {
+			return
+		}
+		delete(s.values, c.key)
+	} else {
+		if v, ok := s.values[c.key]; ok && v == c.value {
+			return
+		}
+		s.values[c.key] = c.value
+	}
+	s.changes = append(s.changes, c)
+}
+
+func (s *Session) decodedLocked() map[string]string {
+	if !s.live {
+		return make(map[string]string)
+	}
+	m, err := decodeValues(s.rec.Data)
+	if err != nil {
+		// Corrupt values are dropped rather than failing every request of
+		// the session; the next save writes a clean encoding.
+		return make(map[string]string)
+	}
+	return m
+}
+
+func newHandle() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (s *Session) storeErr(op string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
+}
+
+// Login starts an authenticated session for userID. It always issues a new
+// token and deletes the request's previous session, so a token planted
+// before login is useless afterwards (no fixation). Values of the previous
+// session are not carried over.
+func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) error {
+	if userID == "" || len(userID) > maxUserIDLength {
+		return fmt.Errorf("%w: user ID must be 1 to %d bytes", ErrInvalidInput, maxUserIDLength)
+	}
+	m := s.m
+	idle, absolute := m.cfg.IdleTimeout, m.cfg.AbsoluteTimeout
+	if opts.IdleTimeout != 0 {
+		idle = opts.IdleTimeout
+	}
+	if opts.AbsoluteTimeout != 0 {
+		absolute = opts.AbsoluteTimeout
+	}
+	switch {
+	case idle <= m.cfg.TouchInterval || idle > m.cfg.MaxIdleTimeout:
+		return fmt.Errorf("%w: idle timeout %v outside (%v, %v]", ErrInvalidInput, idle, m.cfg.TouchInterval, m.cfg.MaxIdleTimeout)
+	case absolute < idle || absolute > m.cfg.MaxAbsoluteTimeout:
+		return fmt.Errorf("%w: absolute timeout %v outside [%v, %v]", ErrInvalidInput, absolute, idle, m.cfg.MaxAbsoluteTimeout)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	gen, err := m.store.Generation(ctx, userID)
+	if err != nil {
+		return s.storeErr("read generation", err)
+	}
+	now := m.now()
+	rec := Record{
+		Handle: newHandle(), UserID: userID, Generation: gen, Version: 1,
+		CreatedAt: now, LastSeen: now, IdleTimeout: idle, AbsoluteDeadline: now.Add(absolute),
+		Persistent: opts.Persistent, IP: s.ip, UserAgent: s.ua,
+	}
+	if err := s.replaceLocked(ctx, rec, "login"); err != nil {
+		return err
+	}
+	s.values, s.changes = nil, nil
+	m.logger.InfoContext(ctx, "login", "user", userID, "session", s.rec.Key.Short(), "ip", s.ip)
+	return nil
+}
+
+// replaceLocked stores rec under a new token, then deletes the request's
+// current session. If the old session cannot be deleted the new one is
+// removed again and the error returned: two live sessions where the caller
+// expects one would defeat the point of rotating.
+func (s *Session) replaceLocked(ctx context.Context, rec Record, op string) error {
+	token, key := newToken()
+	rec.Key = key
+	if err := s.m.store.Commit(ctx, rec); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("cloakroom: %s: the user's sessions were revoked meanwhile: %w", op, err)
+		}
+		return s.storeErr(op, err)
+	}
+	if s.live {
+		if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
+			_ = s.m.store.Delete(context.WithoutCancel(ctx), key)
+			return s.storeErr(op+": delete previous session", err)
+		}
+	}
+	s.token, s.rec, s.live = token, rec, true
+	s.issued, s.destroyed, s.ended = true, false, false
+	return nil
+}
+
+// Renew issues a new token for the current session and deletes the old
+// one, keeping the user, the values and the absolute deadline. Call it when
+// privileges change (after a step-up authentication, say).
+func (s *Session) Renew(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if !s.live {
+		return ErrNotLoggedIn
+	}
+	return s.renewLocked(ctx, s.rec.Generation, "renew")
+}
+
+func (s *Session) renewLocked(ctx context.Context, gen uint64, op string) error {
+	now := s.m.now()
+	rec := s.rec
+	rec.Version, rec.Generation, rec.LastSeen = 1, gen, now
+	if s.values != nil {
+		rec.Data = encodeValues(s.values)
+	}
+	if err := s.replaceLocked(ctx, rec, op); err != nil {
+		return err
+	}
+	s.changes = nil
+	s.m.logger.InfoContext(ctx, "session renewed", "user", rec.UserID, "session", s.rec.Key.Short())
+	return nil
+}
+
+// Logout deletes the session from the store, so its token never works
+// again, and expires the cookie with Clear-Site-Data. The cookie is expired
+// even when the store fails; the error then says the server-side session may
+// still exist.
+func (s *Session) Logout(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.destroyed, s.ended, s.issued = true, true, false
+	s.values, s.changes = nil, nil
+	if !s.live {
+		return nil
+	}
+	s.live = false
+	if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
+		return s.storeErr("logout", err)
+	}
+	s.m.logger.InfoContext(ctx, "logout", "user", s.rec.UserID, "session", s.rec.Key.Short())
+	return nil
+}
+
+// Devices lists the sessions of the logged-in user, the current one marked.
+func (s *Session) Devices(ctx context.Context) ([]Device, error) {
+	s.mu.Lock()
+	user, key, live := s.rec.UserID, s.rec.Key, s.live
+	s.mu.Unlock()
+	if !live || user == "" {
+		return nil, ErrNotLoggedIn
+	}
+	return s.m.devices(ctx, user, key)
+}
+
+// RevokeDevice ends one of the logged-in user's sessions by its handle. If
+// it is the current one, this is a Logout.
+func (s *Session) RevokeDevice(ctx context.Context, handle string) error {
+	s.mu.Lock()
+	user, own, live := s.rec.UserID, s.rec.Handle, s.live
+	s.mu.Unlock()
+	if !live || user == "" {
+		return ErrNotLoggedIn
+	}
+	if handle == own {
+		return s.Logout(ctx)
+	}
+	return s.m.RevokeDevice(ctx, user, handle)
+}
+
+// RevokeOthers ends every other session of the logged-in user and keeps
+// this one under a new token. It bumps the user's generation, so sessions
+// created meanwhile on other nodes, and cached copies, die too.
+func (s *Session) RevokeOthers(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live || s.rec.UserID == "" {
+		return ErrNotLoggedIn
+	}
+	gen, err := s.m.store.BumpGeneration(ctx, s.rec.UserID)
+	if err != nil {
+		return s.storeErr("revoke others", err)
+	}
+	// The bump revoked this session too; it lives on under a new token.
+	s.live = false
+	if err := s.renewLocked(ctx, gen, "revoke others"); err != nil {
+		s.destroyed, s.ended = true, true
+		return err
+	}
+	s.m.logger.InfoContext(ctx, "other sessions revoked", "user", s.rec.UserID, "generation", gen)
+	return nil
+}
+
+// LogoutEverywhere ends every session of the logged-in user, this one
+// included, and expires the cookie.
+func (s *Session) LogoutEverywhere(ctx context.Context) error {
+	s.mu.Lock()
+	user, live := s.rec.UserID, s.live
+	s.mu.Unlock()
+	if !live || user == "" {
+		return ErrNotLoggedIn
+	}
+	if err := s.m.RevokeUser(ctx, user); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.live, s.destroyed, s.ended, s.issued = false, true, true, false
+	s.values, s.changes = nil, nil
+	s.mu.Unlock()
+	return nil
+}
