@@ -189,7 +189,9 @@ func (w *sessionWriter) save() bool {
 	defer s.mu.Unlock()
 	h := w.ResponseWriter.Header()
 	h["Vary"] = varyCookie
-	ok := true
+	// Changes made while the store was unreachable cannot be saved, and a
+	// response must not pretend they were.
+	ok := s.err == nil || len(s.changes) == 0
 	if s.err == nil {
 		var err error
 		switch {
