@@ -107,6 +107,9 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if rec.Version == 0 {
+		return fmt.Errorf("memstore: commit %s: version 0 is not a valid version", rec.Key.Short())
+	}
 	now := s.now()
 	sh := s.shardFor(rec.Key)
 	sh.mu.Lock()

@@ -86,6 +86,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentCommits", testConcurrentCommits},
 		{"ConcurrentCreates", testConcurrentCreates},
 		{"CanceledContext", testCanceledContext},
+		{"VersionZeroRefused", testVersionZero},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -537,4 +538,23 @@ func testCanceledContext(t *testing.T, s cloakroom.Store, c *Clock) {
 	if err != nil && found {
 		t.Fatalf("Find with canceled context: found=true with error %v", err)
 	}
+}
+
+// testVersionZero: version 0 is never valid; a store must not treat it as a
+// blind overwrite that skips the version check.
+func testVersionZero(t *testing.T, s cloakroom.Store, c *Clock) {
+	rec := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, rec)
+	bad := rec
+	bad.Version, bad.Data = 0, []byte("overwritten")
+	if err := s.Commit(context.Background(), bad); err == nil {
+		t.Fatal("Commit with version 0 succeeded, want an error")
+	}
+	fresh := NewRecord(uniqueUser("alice"), c.Now())
+	fresh.Version = 0
+	if err := s.Commit(context.Background(), fresh); err == nil {
+		t.Fatal("create with version 0 succeeded, want an error")
+	}
+	sameRecord(t, mustFind(t, s, rec.Key), rec)
+	mustNotFind(t, s, fresh.Key)
 }

@@ -1,0 +1,105 @@
+// Command report runs the benchmarks under bench/ in one run and prints each
+// as ns/op, allocs/op, the cost added over the bare handler and the ratio to
+// it. `make bench` runs it; extra arguments go to `go test` (for example
+// -benchtime=2s or -count=3).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+type result struct {
+	name          string
+	nsPerOp       float64
+	bytesPerOp    float64
+	allocsPerOp   float64
+	haveMemFigure bool
+}
+
+func main() {
+	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, os.Args[1:]...)
+	args = append(args, "./bench/")
+	cmd := exec.Command("go", args...)
+	cmd.Stderr = os.Stderr
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Run(); err != nil {
+		os.Stdout.Write(out.Bytes())
+		fmt.Fprintln(os.Stderr, "report: benchmarks failed:", err)
+		os.Exit(1)
+	}
+	results, header := parse(out.Bytes())
+	var bare float64
+	for _, r := range results {
+		if r.name == "Bare" {
+			bare = r.nsPerOp
+		}
+	}
+	fmt.Print(header)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "benchmark\tns/op\tallocs/op\tB/op\tover bare (ns)\tx bare\t")
+	for _, r := range results {
+		over, ratio := "-", "-"
+		if bare > 0 {
+			over = fmt.Sprintf("%.0f", r.nsPerOp-bare)
+			ratio = fmt.Sprintf("%.2f", r.nsPerOp/bare)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t\n", r.name, r.nsPerOp, r.allocsPerOp, r.bytesPerOp, over, ratio)
+	}
+	tw.Flush()
+}
+
+// parse reads `go test -bench` output; with -count > 1 it keeps the lowest
+// ns/op of each benchmark.
+func parse(out []byte) ([]result, string) {
+	var header strings.Builder
+	var results []result
+	index := map[string]int{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "goos:") || strings.HasPrefix(line, "goarch:") || strings.HasPrefix(line, "cpu:") {
+			header.WriteString(line + "\n")
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := strings.TrimPrefix(f[0], "Benchmark")
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i]
+		}
+		r := result{name: name}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/op":
+				r.nsPerOp = v
+			case "B/op":
+				r.bytesPerOp, r.haveMemFigure = v, true
+			case "allocs/op":
+				r.allocsPerOp = v
+			}
+		}
+		if j, ok := index[name]; ok {
+			if r.nsPerOp < results[j].nsPerOp {
+				results[j] = r
+			}
+			continue
+		}
+		index[name] = len(results)
+		results = append(results, r)
+	}
+	return results, header.String()
+}

@@ -1,0 +1,669 @@
+// Package sqlitestore is a [cloakroom.Store] in a single SQLite file, the
+// default store for a one-node deployment. It uses modernc.org/sqlite, a
+// pure-Go SQLite, so it needs no cgo.
+//
+// Sessions are durable: a committed session survives a restart and a crash of
+// the process (kill -9). [Open] runs the database in WAL mode, so reads go on
+// while a write is in progress; writes are serialized through one connection,
+// as SQLite allows only one writer, so SQLITE_BUSY does not reach callers.
+//
+// The schema is created and migrated when the store opens. Its tables are
+// sessions, user_generations and schema_version (each name preceded by
+// [Config.TablePrefix]); an application may keep its own tables in the same
+// file through [Store.DB], and version them with its own row in
+// schema_version.
+//
+// Expiry is decided in whole milliseconds: a session stops being found at
+// the start of the millisecond its [cloakroom.Record.Expiry] falls in, never
+// later.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Config configures a Store. The zero value is ready to use and secure.
+type Config struct {
+	// Now is the store's clock; every expiry decision reads it. Default:
+	// time.Now.
+	Now func() time.Time
+
+	// PurgeInterval is how often a background goroutine deletes expired
+	// sessions, in small batches so writers are not held up. Default: five
+	// minutes. A negative value turns the goroutine off ([Store.Purge] can
+	// still be called). Expired sessions are never returned, purged or not;
+	// purging only frees space and removes their data from the file.
+	PurgeInterval time.Duration
+
+	// TablePrefix is put before the name of every table and index the store
+	// creates, so it can share a database with an application whose names
+	// would clash. Letters, digits and underscores only. Default: none.
+	TablePrefix string
+
+	// BusyTimeout is how long a statement waits for a lock held by another
+	// process using the same file before it fails. Default: five seconds.
+	// Used by Open only; with New the caller configures its connections.
+	BusyTimeout time.Duration
+
+	// MaxReadConns bounds the connections serving Find, List and
+	// Generation concurrently. Default: GOMAXPROCS, at least 4. Used by
+	// Open only.
+	MaxReadConns int
+
+	// RelaxedDurability runs SQLite with synchronous=NORMAL instead of FULL.
+	// In WAL mode both keep every committed write across a crash of the
+	// process (kill -9). With NORMAL, a power loss or an operating-system
+	// crash can roll back the latest commits, which may bring back a session
+	// that was deleted or revoked by BumpGeneration. Default: false, so each
+	// commit waits for fsync. Used by Open only.
+	RelaxedDurability bool
+
+	// Logger receives failures of the background purge, which has no caller
+	// to return them to. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultPurgeInterval = 5 * time.Minute
+	defaultBusyTimeout   = 5 * time.Second
+	// purgeBatch bounds the rows one purge transaction deletes, so the
+	// write lock is never held for long.
+	purgeBatch = 500
+)
+
+// Store is a [cloakroom.Store] backed by SQLite. It is safe for concurrent
+// use. It implements [cloakroom.Pinger].
+type Store struct {
+	read  *sql.DB // Find, List, Generation: many connections
+	write *sql.DB // every write: one connection when opened by Open
+	owned bool    // Close closes read and write
+
+	// writeSlot serializes this store's writes when read and write share a
+	// pool (New), where two connections writing at once could meet
+	// SQLITE_BUSY. Unlike a mutex, waiting for it honours the context.
+	writeSlot chan struct{}
+
+	now    func() time.Time
+	logger *slog.Logger
+
+	findStmt, listStmt, generationStmt *sql.Stmt // on read
+	createStmt, updateStmt, commitStateStmt, deleteStmt,
+	bumpStmt, dropRevokedStmt, purgeStmt *sql.Stmt // on write
+
+	stopPurge context.CancelFunc
+	purgeDone chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ cloakroom.Store  = (*Store)(nil)
+	_ cloakroom.Pinger = (*Store)(nil)
+)
+
+// Open opens or creates the SQLite database at path and returns a store on
+// it, with the schema migrated to the current version. A new file is created
+// readable by its owner only.
+//
+// The file is opened in WAL mode with busy_timeout, foreign keys on and
+// synchronous=FULL (NORMAL with [Config.RelaxedDurability]). Writes go
+// through a single connection and begin with BEGIN IMMEDIATE; reads use a
+// separate pool and run concurrently with each other and with the writer.
+//
+// path is a file name, not a URI; ":memory:" is refused because the read
+// and write pools would see two different databases. For an in-memory
+// database, build a one-connection *sql.DB and use [New].
+func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlitestore: open %q: want the path of a database file", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
+	if err := createPrivate(abs); err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
+
+	busy := cfg.BusyTimeout
+	if busy <= 0 {
+		busy = defaultBusyTimeout
+	}
+	synchronous := "FULL"
+	if cfg.RelaxedDurability {
+		synchronous = "NORMAL"
+	}
+	common := url.Values{}
+	common.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
+	common.Add("_pragma", "foreign_keys(1)")
+
+	writeParams := cloneValues(common)
+	writeParams.Add("_pragma", "journal_mode(WAL)")
+	writeParams.Add("_pragma", "synchronous("+synchronous+")")
+	// Overwrite deleted sessions' data where it costs no extra I/O.
+	writeParams.Add("_pragma", "secure_delete(FAST)")
+	// Take the write lock at BEGIN: a deferred transaction that reads
+	// first can fail with SQLITE_BUSY_SNAPSHOT, which busy_timeout does
+	// not retry, when another process writes in between.
+	writeParams.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", fileURI(abs, writeParams))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
+	// SQLite has one writer; a single connection queues writers in Go,
+	// where waiting honours the context, instead of in SQLite's busy loop.
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	// Open the write connection first: it switches the file to WAL before
+	// any reader connects.
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
+
+	readParams := cloneValues(common)
+	readParams.Add("_pragma", "query_only(1)")
+	read, err := sql.Open("sqlite", fileURI(abs, readParams))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
+	readers := cfg.MaxReadConns
+	if readers <= 0 {
+		readers = max(runtime.GOMAXPROCS(0), 4)
+	}
+	read.SetMaxOpenConns(readers)
+	// Keep every reader open: a new connection must re-prepare statements.
+	read.SetMaxIdleConns(readers)
+	read.SetConnMaxLifetime(0)
+	read.SetConnMaxIdleTime(0)
+
+	s, err := newStore(ctx, read, write, true, cfg)
+	if err != nil {
+		read.Close()
+		write.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// New returns a store on a database the caller opened with the "sqlite"
+// driver, and migrates its schema. The store uses db for reads and writes;
+// it serializes its own writes, but the caller should open db with a
+// busy_timeout (other processes, and the caller's own writes, may hold the
+// lock) and in WAL mode so reads do not wait for writes. Close does not
+// close db.
+func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("sqlitestore: New with a nil *sql.DB")
+	}
+	return newStore(ctx, db, db, false, cfg)
+}
+
+func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) (*Store, error) {
+	if cfg.TablePrefix != "" && !tablePrefixPattern.MatchString(cfg.TablePrefix) {
+		return nil, fmt.Errorf("sqlitestore: table prefix %q: want letters, digits and underscores", cfg.TablePrefix)
+	}
+	if err := migrate(ctx, write, cfg.TablePrefix); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		read:      read,
+		write:     write,
+		owned:     owned,
+		writeSlot: make(chan struct{}, 1),
+		now:       cfg.Now,
+		logger:    cfg.Logger,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if err := s.prepare(ctx, cfg.TablePrefix); err != nil {
+		s.closeStatements()
+		return nil, err
+	}
+
+	interval := cfg.PurgeInterval
+	if interval == 0 {
+		interval = defaultPurgeInterval
+	}
+	purgeCtx, stop := context.WithCancel(context.Background())
+	s.stopPurge = stop
+	s.purgeDone = make(chan struct{})
+	if interval > 0 {
+		go s.purgeLoop(purgeCtx, interval)
+	} else {
+		close(s.purgeDone)
+	}
+	return s, nil
+}
+
+// liveSessionAt is the SQL condition for a session row s that Find may
+// return: not expired at the parameter now, and not revoked by a
+// generation bump.
+func liveSessionAt(now string) string {
+	return `s.expiry_unix_ms > ` + now + `
+	AND s.generation >= coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)`
+}
+
+// liveSession is liveSessionAt the named parameter :now.
+var liveSession = liveSessionAt(":now")
+
+// userGeneration is the SQL value of the current generation of :user.
+const userGeneration = `coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = :user), 0)`
+
+// prepare prepares every statement the store runs. Each write transaction
+// (Commit, BumpGeneration) starts with a statement that writes: in a
+// deferred transaction, as New with a caller's DSN gives, that takes the
+// write lock before anything is read, so the transaction cannot fail on a
+// stale snapshot.
+func (s *Store) prepare(ctx context.Context, prefix string) error {
+	statements := []struct {
+		db    *sql.DB
+		dst   **sql.Stmt
+		query string
+	}{
+		// Find is on every request's path: numbered parameters spare the
+		// allocation of a sql.NamedArg per argument. ?1 key, ?2 now.
+		{s.read, &s.findStmt, `SELECT s.record FROM {p}sessions AS s WHERE s.key = ?1 AND ` + liveSessionAt("?2")},
+		{s.read, &s.listStmt, `SELECT s.record FROM {p}sessions AS s WHERE s.user_id = :user AND ` + liveSession},
+		{s.read, &s.generationStmt, `SELECT ` + userGeneration},
+
+		// Creates the session, or replaces a dead row left under the same
+		// key; changes nothing if the key holds a live session or the
+		// record's generation is stale.
+		{s.write, &s.createStmt, `
+INSERT INTO {p}sessions AS s (key, user_id, handle, generation, version, expiry_unix_ms, record)
+SELECT :key, :user, :handle, :generation, 1, :expiry, :record
+WHERE :generation >= ` + userGeneration + `
+ON CONFLICT (key) DO UPDATE SET
+	user_id = excluded.user_id, handle = excluded.handle, generation = excluded.generation,
+	version = excluded.version, expiry_unix_ms = excluded.expiry_unix_ms, record = excluded.record
+WHERE NOT (` + liveSession + `)`},
+		// Compare-and-set on version; changes nothing unless the stored
+		// session is live at version :previous and the record's
+		// generation is current.
+		{s.write, &s.updateStmt, `
+UPDATE {p}sessions AS s SET
+	user_id = :user, handle = :handle, generation = :generation,
+	version = :version, expiry_unix_ms = :expiry, record = :record
+WHERE s.key = :key AND s.version = :previous AND ` + liveSession + `
+	AND :generation >= ` + userGeneration},
+		// Why a Commit changed nothing: the current generation of the
+		// record's user, and the version of the live session under the
+		// key (NULL if there is none).
+		{s.write, &s.commitStateStmt, `
+SELECT ` + userGeneration + `,
+	(SELECT s.version FROM {p}sessions AS s WHERE s.key = :key AND ` + liveSession + `)`},
+		{s.write, &s.deleteStmt, `DELETE FROM {p}sessions WHERE key = :key`},
+		{s.write, &s.bumpStmt, `
+INSERT INTO {p}user_generations (user_id, generation) VALUES (:user, 1)
+ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1
+RETURNING generation`},
+		{s.write, &s.dropRevokedStmt, `DELETE FROM {p}sessions WHERE user_id = :user AND generation < :generation`},
+		{s.write, &s.purgeStmt, `
+DELETE FROM {p}sessions WHERE rowid IN (
+	SELECT rowid FROM {p}sessions WHERE expiry_unix_ms <= :now LIMIT :limit)`},
+	}
+	for _, st := range statements {
+		stmt, err := st.db.PrepareContext(ctx, withPrefix(prefix, st.query))
+		if err != nil {
+			return fmt.Errorf("sqlitestore: prepare %q: %w", strings.Join(strings.Fields(st.query), " "), err)
+		}
+		*st.dst = stmt
+	}
+	return nil
+}
+
+// DB returns the handle the store writes through, for an application that
+// keeps its own tables in the same file. With Open it has a single
+// connection, which serializes every write to the file: keep transactions
+// on it short. Do not close it; [Store.Close] does.
+func (s *Store) DB() *sql.DB { return s.write }
+
+// Find implements [cloakroom.Store].
+func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	rows, err := s.findStmt.QueryContext(ctx, key[:], s.now().UnixMilli())
+	if err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
+		}
+		return cloakroom.Record{}, false, nil
+	}
+	rec, err := scanRecord(rows)
+	if err == nil && rec.Key != key {
+		err = errors.New("stored record holds another key")
+	}
+	if err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
+	}
+	return rec, true, nil
+}
+
+// scanRecord decodes the record column of the current row. Scanning into
+// RawBytes skips a copy of the blob; UnmarshalBinary copies what it keeps.
+func scanRecord(rows *sql.Rows) (cloakroom.Record, error) {
+	var raw sql.RawBytes
+	if err := rows.Scan(&raw); err != nil {
+		return cloakroom.Record{}, err
+	}
+	var rec cloakroom.Record
+	if err := rec.UnmarshalBinary(raw); err != nil {
+		return cloakroom.Record{}, err
+	}
+	return rec, nil
+}
+
+// Commit implements [cloakroom.Store].
+func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
+	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 {
+		return fmt.Errorf("sqlitestore: commit %s: version %d, generation %d out of range", rec.Key.Short(), rec.Version, rec.Generation)
+	}
+	blob, err := rec.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
+	}
+	var user any // NULL for an anonymous session
+	if rec.UserID != "" {
+		user = rec.UserID
+	}
+	args := []any{
+		sql.Named("key", rec.Key[:]),
+		sql.Named("user", user),
+		sql.Named("handle", rec.Handle),
+		sql.Named("generation", int64(rec.Generation)),
+		sql.Named("expiry", rec.Expiry().UnixMilli()),
+		sql.Named("record", blob),
+		sql.Named("now", s.now().UnixMilli()),
+	}
+	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		var res sql.Result
+		var err error
+		if rec.Version == 1 {
+			res, err = tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
+		} else {
+			args = append(args, sql.Named("version", int64(rec.Version)), sql.Named("previous", int64(rec.Version-1)))
+			res, err = tx.StmtContext(ctx, s.updateStmt).ExecContext(ctx, args...)
+		}
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		return s.refusal(ctx, tx, rec, args)
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
+	}
+	return nil
+}
+
+// refusal explains a Commit that changed nothing, reading in the same
+// transaction so the answer matches what the write saw.
+func (s *Store) refusal(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, args []any) error {
+	var userGen int64
+	var storedVersion sql.NullInt64
+	// The state query reads :key, :user and :now; the driver ignores the
+	// write's other named arguments.
+	if err := tx.StmtContext(ctx, s.commitStateStmt).QueryRowContext(ctx, args...).Scan(&userGen, &storedVersion); err != nil {
+		return err
+	}
+	switch {
+	case rec.UserID != "" && int64(rec.Generation) < userGen:
+		return fmt.Errorf("generation %d revoked, user is at %d: %w", rec.Generation, userGen, cloakroom.ErrNotFound)
+	case rec.Version == 1:
+		return fmt.Errorf("create: key exists: %w", cloakroom.ErrConflict)
+	case !storedVersion.Valid:
+		return fmt.Errorf("update to version %d: %w", rec.Version, cloakroom.ErrNotFound)
+	default:
+		return fmt.Errorf("update to version %d, stored version is %d: %w", rec.Version, storedVersion.Int64, cloakroom.ErrConflict)
+	}
+}
+
+// Delete implements [cloakroom.Store].
+func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
+	err := s.withWriteSlot(ctx, func() error {
+		_, err := s.deleteStmt.ExecContext(ctx, sql.Named("key", key[:]))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete %s: %w", key.Short(), err)
+	}
+	return nil
+}
+
+// List implements [cloakroom.Store]. Anonymous sessions belong to no user,
+// so List("") is empty.
+func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, error) {
+	if userID == "" {
+		return nil, nil
+	}
+	rows, err := s.listStmt.QueryContext(ctx, sql.Named("user", userID), sql.Named("now", s.now().UnixMilli()))
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list: %w", err)
+	}
+	defer rows.Close()
+	var out []cloakroom.Record
+	for rows.Next() {
+		rec, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: list: %w", err)
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: list: %w", err)
+	}
+	// Sorted here rather than in SQL: the record keeps CreatedAt to the
+	// nanosecond, the columns do not.
+	slices.SortFunc(out, func(a, b cloakroom.Record) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Handle, b.Handle)
+	})
+	return out, nil
+}
+
+// Generation implements [cloakroom.Store].
+func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
+	var gen int64
+	if err := s.generationStmt.QueryRowContext(ctx, sql.Named("user", userID)).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("sqlitestore: generation: %w", err)
+	}
+	return uint64(gen), nil
+}
+
+// BumpGeneration implements [cloakroom.Store]. In the same transaction it
+// deletes the user's sessions, which the new generation has revoked.
+func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
+	var gen int64
+	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		user := sql.Named("user", userID)
+		if err := tx.StmtContext(ctx, s.bumpStmt).QueryRowContext(ctx, user).Scan(&gen); err != nil {
+			return err
+		}
+		_, err := tx.StmtContext(ctx, s.dropRevokedStmt).ExecContext(ctx, user, sql.Named("generation", gen))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: bump generation: %w", err)
+	}
+	return uint64(gen), nil
+}
+
+// Purge deletes the sessions expired at the store's clock and returns how
+// many it deleted. It works in batches, each in its own transaction, and
+// stops early, with ctx's error, when ctx is done. The background purge
+// calls it every [Config.PurgeInterval].
+func (s *Store) Purge(ctx context.Context) (int, error) {
+	now := sql.Named("now", s.now().UnixMilli())
+	total := 0
+	for {
+		var n int64
+		err := s.withWriteSlot(ctx, func() error {
+			res, err := s.purgeStmt.ExecContext(ctx, now, sql.Named("limit", purgeBatch))
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		total += int(n)
+		if err != nil {
+			return total, fmt.Errorf("sqlitestore: purge: %w", err)
+		}
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
+func (s *Store) purgeLoop(ctx context.Context, interval time.Duration) {
+	defer close(s.purgeDone)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.logger.ErrorContext(ctx, "sqlitestore: background purge failed", "err", err)
+			}
+		}
+	}
+}
+
+// Ping implements [cloakroom.Pinger]: it checks that both the read pool
+// and the write connection answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.read.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlitestore: ping: %w", err)
+	}
+	if s.write != s.read {
+		if err := s.write.PingContext(ctx); err != nil {
+			return fmt.Errorf("sqlitestore: ping: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close stops the background purge and releases the database. A store made
+// by New leaves the caller's *sql.DB open. Close is idempotent; the store
+// must not be used after it.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.stopPurge()
+		<-s.purgeDone
+		s.closeStatements()
+		if s.owned {
+			// Closing the last connection checkpoints the WAL into the
+			// main file.
+			s.closeErr = errors.Join(s.read.Close(), s.write.Close())
+			if s.closeErr != nil {
+				s.closeErr = fmt.Errorf("sqlitestore: close: %w", s.closeErr)
+			}
+		}
+	})
+	return s.closeErr
+}
+
+func (s *Store) closeStatements() {
+	for _, stmt := range []*sql.Stmt{
+		s.findStmt, s.listStmt, s.generationStmt,
+		s.createStmt, s.updateStmt, s.commitStateStmt, s.deleteStmt,
+		s.bumpStmt, s.dropRevokedStmt, s.purgeStmt,
+	} {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}
+}
+
+// withWriteSlot runs fn while holding the store's write slot.
+func (s *Store) withWriteSlot(ctx context.Context, fn func() error) error {
+	select {
+	case s.writeSlot <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.writeSlot }()
+	return fn()
+}
+
+// inWriteTx runs fn in a write transaction, committing if fn returns nil.
+func (s *Store) inWriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.withWriteSlot(ctx, func() error {
+		tx, err := s.write.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// createPrivate creates an empty file at path, readable and writable by its
+// owner only, unless a file is there already. SQLite then opens it as a new
+// database and gives its -wal and -shm files the same permissions, so
+// session data is not readable by other local users.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// fileURI returns an SQLite URI for the absolute path with the query
+// params. Characters that would end the path part are escaped.
+func fileURI(path string, params url.Values) string {
+	path = filepath.ToSlash(path)
+	path = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	if !strings.HasPrefix(path, "/") { // a Windows drive letter
+		path = "/" + path
+	}
+	return "file:" + path + "?" + params.Encode()
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = slices.Clone(vs)
+	}
+	return out
+}
