@@ -1,0 +1,27 @@
+package proxy
+
+import "context"
+
+// Identity is the authenticated user on whose behalf a request is proxied.
+// The gateway's authentication layer attaches it with [WithIdentity]; an
+// Identity with an empty User counts as anonymous.
+type Identity struct {
+	User   string
+	Email  string
+	Groups []string
+}
+
+// identityKey is the unexported context key, so only this package's
+// functions can attach or read an Identity.
+type identityKey struct{}
+
+// WithIdentity returns a copy of ctx that carries id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the Identity attached by [WithIdentity], if any.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}

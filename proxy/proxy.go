@@ -1,0 +1,416 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// ErrInvalidConfig wraps every problem [New] finds in a Config.
+var ErrInvalidConfig = errors.New("proxy: invalid configuration")
+
+// Config configures a [Proxy]. Only Routes is required; every other field
+// has a secure default, stated in its comment.
+type Config struct {
+	// Routes are the allowlisted upstreams. At least one is required; the
+	// route with the longest matching prefix wins, and requests that match
+	// none get 404 and are never proxied. Prefixes must be unique.
+	Routes []Route
+	// SessionCookie is the name of the gateway's session cookie, removed
+	// from requests (other cookies pass through) and from upstream
+	// Set-Cookie headers, so upstreams never see nor set the session token.
+	// Default cloakroom.DefaultCookieName ("__Host-Http-session").
+	SessionCookie string
+	// Signer, when set, adds "Authorization: Bearer <JWT>" for requests
+	// that carry an Identity. Default nil: no token is sent upstream.
+	Signer *Signer
+	// Transport sends the upstream requests. Default [NewTransport], with
+	// HTTP/2 attempted only when a route's upstream is https.
+	Transport http.RoundTripper
+	// ErrorLog receives upstream failures (never tokens or cookies).
+	// Default slog.Default().
+	ErrorLog *slog.Logger
+	// FlushInterval is passed to httputil.ReverseProxy. Default 0: flush
+	// when the response is done, except for streaming responses (SSE,
+	// unknown length), which are flushed on every write; negative flushes
+	// after every write.
+	FlushInterval time.Duration
+	// Now is the clock used to sign tokens. Default time.Now.
+	Now func() time.Time
+}
+
+// Proxy forwards requests to the route with the longest matching prefix,
+// with the client's identity claims replaced by the gateway's.
+type Proxy struct {
+	routes []*route // longest prefix first
+	cookie string
+	signer *Signer
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+type route struct {
+	Route
+	rp *httputil.ReverseProxy
+}
+
+// tokenKey carries the bearer token minted in ServeHTTP to Rewrite.
+type tokenKey struct{}
+
+// NewTransport returns the default upstream transport: a clone of
+// http.DefaultTransport tuned for a gateway that keeps many connections to
+// few hosts. It does not use HTTP_PROXY (upstreams are reached directly),
+// does not attempt HTTP/2 and does not ask for compression, so bodies pass
+// through unchanged.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.IdleConnTimeout = 90 * time.Second
+	t.ForceAttemptHTTP2 = false
+	t.DisableCompression = true
+	return t
+}
+
+// New checks cfg and returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	if len(cfg.Routes) == 0 {
+		return nil, fmt.Errorf("%w: at least one route is required", ErrInvalidConfig)
+	}
+	if cfg.SessionCookie == "" {
+		cfg.SessionCookie = cloakroom.DefaultCookieName
+	}
+	if !validCookieName(cfg.SessionCookie) {
+		return nil, fmt.Errorf("%w: SessionCookie %q is not a valid cookie name", ErrInvalidConfig, cfg.SessionCookie)
+	}
+	if cfg.ErrorLog == nil {
+		cfg.ErrorLog = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Proxy{cookie: cfg.SessionCookie, signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
+
+	seen := make(map[string]bool, len(cfg.Routes))
+	anyHTTPS := false
+	for _, r := range cfg.Routes {
+		prefix, err := normalisePrefix(r.Prefix)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if err := checkUpstream(r.Upstream); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if seen[prefix] {
+			return nil, fmt.Errorf("%w: prefix %q is routed twice", ErrInvalidConfig, prefix)
+		}
+		seen[prefix] = true
+		anyHTTPS = anyHTTPS || r.Upstream.Scheme == "https"
+		upstream := *r.Upstream // private copy: later changes by the caller do not reroute
+		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream}})
+	}
+	sort.Slice(p.routes, func(i, j int) bool { return len(p.routes[i].Prefix) > len(p.routes[j].Prefix) })
+
+	transport := cfg.Transport
+	if transport == nil {
+		t := NewTransport()
+		t.ForceAttemptHTTP2 = anyHTTPS
+		transport = t
+	}
+	stdLog := slog.NewLogLogger(cfg.ErrorLog.Handler(), slog.LevelWarn)
+	for _, rt := range p.routes {
+		rt.rp = &httputil.ReverseProxy{
+			Rewrite:        p.rewriter(rt.Upstream),
+			Transport:      transport,
+			FlushInterval:  cfg.FlushInterval,
+			ErrorLog:       stdLog,
+			BufferPool:     bufferPool{},
+			ModifyResponse: p.modifyResponse,
+			ErrorHandler:   p.errorHandler(rt.Route),
+		}
+	}
+	return p, nil
+}
+
+// Match returns the route for a path, which must be clean: the one with
+// the longest prefix that the path starts with (or equals, without the
+// trailing slash).
+func (p *Proxy) Match(path string) (Route, bool) {
+	if rt := p.match(path); rt != nil {
+		upstream := *rt.Upstream // the caller cannot reroute through the pointer
+		return Route{Prefix: rt.Prefix, Upstream: &upstream}, true
+	}
+	return Route{}, false
+}
+
+func (p *Proxy) match(path string) *route {
+	for _, rt := range p.routes {
+		if matches(rt.Prefix, path) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// ServeHTTP refuses unsafe paths (400) and unrouted paths (404), and
+// proxies everything else to its route's upstream.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !safePath(r.URL.Path, r.URL.RawPath) {
+		http.Error(w, "bad request: invalid path", http.StatusBadRequest)
+		return
+	}
+	rt := p.match(r.URL.Path)
+	if rt == nil {
+		http.NotFound(w, r)
+		return
+	}
+	if id, ok := IdentityFrom(r.Context()); ok && id.User != "" {
+		if err := checkIdentity(id); err != nil {
+			p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: identity cannot be forwarded",
+				slog.String("route", rt.Prefix), slog.String("error", err.Error()))
+			http.Error(w, "internal server error", http.StatusInternalServerError)
+			return
+		}
+		if p.signer != nil {
+			token, err := p.signer.Sign(id, p.now())
+			if err != nil {
+				p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: signing upstream token",
+					slog.String("route", rt.Prefix), slog.String("error", err.Error()))
+				http.Error(w, "internal server error", http.StatusInternalServerError)
+				return
+			}
+			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, token))
+		}
+	}
+	rt.rp.ServeHTTP(w, r)
+}
+
+// rewriter builds the outbound request: client-sent identity and
+// forwarding headers out, the real ones in.
+func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
+	return func(pr *httputil.ProxyRequest) {
+		h := pr.Out.Header
+		stripUntrustedHeaders(h)
+		pr.SetURL(upstream)
+		pr.SetXForwarded()
+		removeCookie(h, p.cookie)
+		ctx := pr.In.Context()
+		if id, ok := IdentityFrom(ctx); ok && id.User != "" {
+			h["X-Forwarded-User"] = []string{id.User}
+			if id.Email != "" {
+				h["X-Forwarded-Email"] = []string{id.Email}
+			}
+			if len(id.Groups) > 0 {
+				h["X-Forwarded-Groups"] = []string{strings.Join(id.Groups, ",")}
+			}
+		}
+		if token, ok := ctx.Value(tokenKey{}).(string); ok {
+			h["Authorization"] = []string{"Bearer " + token}
+		}
+	}
+}
+
+// modifyResponse stops upstreams from setting, replacing or clearing the
+// gateway's session cookie.
+func (p *Proxy) modifyResponse(res *http.Response) error {
+	values := res.Header["Set-Cookie"]
+	if len(values) == 0 {
+		return nil
+	}
+	kept := values[:0:0]
+	for _, v := range values {
+		name, _, _ := strings.Cut(v, "=")
+		if !strings.EqualFold(strings.TrimSpace(name), p.cookie) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(values) {
+		return nil
+	}
+	p.log.LogAttrs(res.Request.Context(), slog.LevelWarn, "proxy: dropped upstream Set-Cookie for the session cookie",
+		slog.String("upstream", res.Request.URL.Host))
+	if len(kept) == 0 {
+		res.Header.Del("Set-Cookie")
+	} else {
+		res.Header["Set-Cookie"] = kept
+	}
+	return nil
+}
+
+// errorHandler answers 502 and logs the failure without the URL's query,
+// headers, cookies or tokens.
+func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		level := slog.LevelError
+		if r.Context().Err() != nil {
+			level = slog.LevelDebug // the client went away
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		p.log.LogAttrs(r.Context(), level, "proxy: upstream request failed",
+			slog.String("route", rt.Prefix),
+			slog.String("upstream", rt.Upstream.Host),
+			slog.String("method", r.Method),
+			slog.String("error", err.Error()))
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}
+}
+
+// Client-sent headers that claim an identity or describe the connection.
+// The gateway is the edge: nothing the client says about either is passed
+// on. Names are compared case-insensitively with "_" equal to "-", because
+// CGI-style upstreams map X_Forwarded_User and X-Forwarded-User to the same
+// variable.
+var (
+	untrustedPrefixes = []string{"x-forwarded-", "x-auth-request-"}
+	untrustedNames    = []string{
+		"authorization", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+		"remote-user", "x-remote-user", "x-original-url", "x-rewrite-url",
+	}
+)
+
+func stripUntrustedHeaders(h http.Header) {
+	for name := range h {
+		if untrustedHeader(name) {
+			delete(h, name)
+		}
+	}
+}
+
+func untrustedHeader(name string) bool {
+	for _, p := range untrustedPrefixes {
+		if len(name) >= len(p) && headerNameEqual(name[:len(p)], p) {
+			return true
+		}
+	}
+	for _, n := range untrustedNames {
+		if headerNameEqual(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerNameEqual compares a header name with a lower-case name, ignoring
+// case and treating "_" as "-".
+func headerNameEqual(name, lower string) bool {
+	if len(name) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		} else if c == '_' {
+			c = '-'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// removeCookie drops the named cookie from the Cookie header(s), keeping the
+// others in one header, and drops the header if nothing is left.
+func removeCookie(h http.Header, name string) {
+	values := h["Cookie"]
+	found := false
+	for _, v := range values {
+		if strings.Contains(v, name) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return
+	}
+	var b strings.Builder
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			n, _, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(n) == name {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
+		}
+	}
+	if b.Len() == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = []string{b.String()}
+}
+
+// checkIdentity refuses values that would be ambiguous or invalid in a
+// header: control characters, surrounding whitespace (trimmed by header
+// parsers, so "alice " would become "alice"), and commas or empty names in
+// groups (the comma-joined list would split differently).
+func checkIdentity(id Identity) error {
+	if !plainHeaderValue(id.User) {
+		return fmt.Errorf("%w: user is not a plain header value", ErrInvalidIdentity)
+	}
+	if id.Email != "" && !plainHeaderValue(id.Email) {
+		return fmt.Errorf("%w: email is not a plain header value", ErrInvalidIdentity)
+	}
+	for i, g := range id.Groups {
+		if g == "" || strings.IndexByte(g, ',') >= 0 || !plainHeaderValue(g) {
+			return fmt.Errorf("%w: group %d is empty, contains a comma or is not a plain header value", ErrInvalidIdentity, i)
+		}
+	}
+	return nil
+}
+
+func plainHeaderValue(s string) bool {
+	if s == "" || s[0] == ' ' || s[len(s)-1] == ' ' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validCookieName reports whether s is an RFC 6265 cookie-name (a token).
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bufferPool recycles the 32 KiB copy buffers of httputil.ReverseProxy.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

@@ -1,0 +1,241 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrInvalidRoute wraps every problem [ParseRoute] and [New] find in a route.
+var ErrInvalidRoute = errors.New("proxy: invalid route")
+
+// maxRouteLength bounds the --upstream flag value.
+const maxRouteLength = 2048
+
+// Route sends every request whose path starts with Prefix to Upstream. The
+// request path is kept as it is (the prefix is not stripped) and appended to
+// Upstream's path, if it has one.
+type Route struct {
+	// Prefix is a clean absolute path ending in "/", such as "/api/". It
+	// also matches the path without its trailing slash ("/api").
+	Prefix string
+	// Upstream is an http or https URL with a host and no userinfo, query
+	// or fragment, such as http://127.0.0.1:9000.
+	Upstream *url.URL
+}
+
+// ParseRoute parses the "PREFIX=URL" syntax of the --upstream flag, for
+// example "/api/=http://127.0.0.1:9000". A prefix without a trailing slash
+// gets one.
+func ParseRoute(s string) (Route, error) {
+	if len(s) > maxRouteLength {
+		return Route{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalidRoute, maxRouteLength)
+	}
+	prefix, rawURL, ok := strings.Cut(s, "=")
+	if !ok {
+		return Route{}, fmt.Errorf("%w: %q is not PREFIX=URL (for example /api/=http://127.0.0.1:9000)", ErrInvalidRoute, s)
+	}
+	p, err := normalisePrefix(prefix)
+	if err != nil {
+		return Route{}, err
+	}
+	u, err := parseUpstream(rawURL)
+	if err != nil {
+		return Route{}, err
+	}
+	return Route{Prefix: p, Upstream: u}, nil
+}
+
+// String returns the route in the syntax ParseRoute accepts.
+func (r Route) String() string {
+	if r.Upstream == nil {
+		return r.Prefix + "="
+	}
+	return r.Prefix + "=" + r.Upstream.String()
+}
+
+// normalisePrefix checks that p is a clean absolute path made of unreserved
+// characters and returns it with a trailing slash.
+func normalisePrefix(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%w: empty prefix (use / to proxy every path)", ErrInvalidRoute)
+	}
+	if p[0] != '/' {
+		return "", fmt.Errorf("%w: prefix %q does not start with /", ErrInvalidRoute, p)
+	}
+	for i := 0; i < len(p); i++ {
+		if !isPrefixByte(p[i]) {
+			return "", fmt.Errorf("%w: prefix %q contains %q; allowed are letters, digits and - . _ ~ /", ErrInvalidRoute, p, p[i])
+		}
+	}
+	clean := path.Clean(p) // no trailing slash, except for "/"
+	if clean == "/" && p != "/" || p != clean && p != clean+"/" {
+		return "", fmt.Errorf("%w: prefix %q is not clean (want %s)", ErrInvalidRoute, p, strings.TrimSuffix(clean, "/")+"/")
+	}
+	if clean == "/" {
+		return "/", nil
+	}
+	return clean + "/", nil
+}
+
+func isPrefixByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~' || c == '/'
+}
+
+// parseUpstream parses and checks an upstream URL.
+func parseUpstream(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: empty upstream URL", ErrInvalidRoute)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream %q is not an http or https URL: %v", ErrInvalidRoute, raw, err)
+	}
+	// The raw string is checked too: url.Parse accepts "http://h/?" and
+	// "http://h/#" with an empty query or fragment.
+	if strings.ContainsAny(raw, "?#") {
+		return nil, fmt.Errorf("%w: upstream %q has a query or fragment", ErrInvalidRoute, raw)
+	}
+	if err := checkUpstream(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// checkUpstream validates a parsed upstream URL; New applies it to routes
+// built without ParseRoute.
+func checkUpstream(u *url.URL) error {
+	if u == nil {
+		return fmt.Errorf("%w: no upstream URL", ErrInvalidRoute)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%w: upstream %q: scheme must be http or https", ErrInvalidRoute, u.Redacted())
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("%w: upstream %q has no host", ErrInvalidRoute, u.Redacted())
+	}
+	if u.User != nil {
+		return fmt.Errorf("%w: upstream %q has userinfo; credentials do not belong in the URL", ErrInvalidRoute, u.Redacted())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" {
+		return fmt.Errorf("%w: upstream %q has a query or fragment", ErrInvalidRoute, u.Redacted())
+	}
+	if u.Path != "" && u.Path != "/" {
+		if u.Path[0] != '/' || path.Clean(u.Path) != strings.TrimSuffix(u.Path, "/") || strings.ContainsAny(u.Path, "\\\x00;") {
+			return fmt.Errorf("%w: upstream %q: path is not clean", ErrInvalidRoute, u.Redacted())
+		}
+	}
+	if u.RawPath != "" {
+		return fmt.Errorf("%w: upstream %q: path must not contain escaped characters", ErrInvalidRoute, u.Redacted())
+	}
+	return nil
+}
+
+// matches reports whether the clean path p falls under prefix, which ends
+// in "/": either p starts with it or p is prefix without the slash.
+func matches(prefix, p string) bool {
+	if strings.HasPrefix(p, prefix) {
+		return true
+	}
+	return len(p) == len(prefix)-1 && prefix[:len(p)] == p
+}
+
+// safePath reports whether a request path is safe to forward: the decoded
+// path is absolute and already clean, and neither it nor the raw (escaped)
+// path holds anything an upstream might normalise into a different path.
+func safePath(decoded, raw string) bool {
+	if decoded == "" || decoded[0] != '/' {
+		return false
+	}
+	if !cleanPath(decoded) {
+		return false
+	}
+	if raw != "" && !safeRawPath(raw) {
+		return false
+	}
+	return true
+}
+
+// cleanPath checks a decoded path byte by byte: valid UTF-8 without
+// lookalike dots and slashes, no control characters, no backslashes, no double-encoded dots or separators, and no empty, "." or
+// ".." segments, also when followed by ";" path parameters ("..;/" is ".."
+// to Tomcat). Only the last segment may be empty (a trailing slash). This
+// amounts to p == path.Clean(p) (keeping a trailing slash) plus the extra
+// refusals, without allocating.
+func cleanPath(p string) bool {
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c < 0x20 || c == 0x7f || c == '\\' || c == '%' && doubleEncoded(p[i:]) {
+				return false
+			}
+			if c >= utf8.RuneSelf {
+				r, size := utf8.DecodeRuneInString(p[i:])
+				if r == utf8.RuneError || lookalikeSeparator(r) {
+					return false // invalid or overlong UTF-8 ("%c0%ae"), or NFKC "." "/" "\"
+				}
+				i += size - 1
+				continue
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		seg := p[segStart:i]
+		if seg == "" && i < len(p) {
+			return false // "//"
+		}
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
+}
+
+// lookalikeSeparator reports whether r becomes ".", "/" or "\" under
+// Unicode NFKC normalisation, which some upstream frameworks apply to paths.
+func lookalikeSeparator(r rune) bool {
+	switch r {
+	case '\uff0e', '\uff0f', '\uff3c', '\ufe52', '\ufe68', '\u2024':
+		return true
+	}
+	return false
+}
+
+// doubleEncoded reports whether s starts with a percent-encoding of a
+// character that changes a path's meaning once an upstream decodes it again.
+func doubleEncoded(s string) bool {
+	if len(s) < 3 {
+		return false
+	}
+	switch strings.ToLower(s[1:3]) {
+	case "2e", "2f", "5c", "00", "3b", "25":
+		return true
+	}
+	return false
+}
+
+// safeRawPath checks the escaped form of a path as received: no encoded
+// slash, backslash or NUL, which the decoded form cannot show.
+func safeRawPath(raw string) bool {
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '\\':
+			return false
+		case '%':
+			if i+2 < len(raw) {
+				switch strings.ToLower(raw[i+1 : i+3]) {
+				case "2f", "5c", "00":
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
