@@ -1,0 +1,482 @@
+// Package pgstore is a PostgreSQL [cloakroom.Store] built on pgx.
+//
+// The caller builds the *pgxpool.Pool; [New] migrates the store's schema
+// and returns a Store that uses the pool for every call. Close stops the
+// store's background work but leaves the pool open.
+//
+// # Schema
+//
+// All tables live in [Config.Schema] ("cloakroom" by default), which New
+// creates if missing:
+//
+//	sessions          key bytea PRIMARY KEY, user_id text (NULL when anonymous),
+//	                  handle text, generation bigint, version bigint,
+//	                  created_at timestamptz, expiry timestamptz,
+//	                  record bytea (cloakroom.Record.MarshalBinary)
+//	user_generations  user_id text PRIMARY KEY, generation bigint (0 until
+//	                  the first bump; written with a user's first session)
+//	schema_migrations version integer PRIMARY KEY, name text, applied_at timestamptz
+//
+// with indexes on sessions(user_id) and sessions(expiry). Migrations run in
+// one transaction under a transaction-level advisory lock derived from the
+// schema name, so any number of gateways may start at once.
+//
+// # Time
+//
+// Expiry decisions compare against [Config.Now], sent as a query parameter;
+// the database clock is never consulted, so tests can move time and nodes
+// agree with their own view of it. PostgreSQL keeps microseconds, so the
+// store decides expiry at microsecond precision.
+//
+// Expired sessions are never returned. A background goroutine also deletes
+// them every [Config.PurgeInterval], at most [Config.PurgeBatch] rows per
+// statement so a large backlog never holds long locks; [Store.Purge] runs
+// the same work on demand.
+//
+// # Cache
+//
+// With [Config.Cache], Find results are kept in process memory. Every
+// Commit, Delete and BumpGeneration, on any node, sends a NOTIFY in the same
+// transaction on a channel derived from the schema name, with the session
+// key in hex or "u:<user id>" as payload ("*" flushes everything). Each
+// caching Store holds one dedicated connection that LISTENs on it. When that
+// connection is lost the cache is flushed and bypassed until the listener
+// has reconnected, so a node never serves a record it may have missed an
+// invalidation for. The listener pings its connection when idle so a silent
+// network failure is noticed within seconds.
+//
+// Invalidations travel asynchronously: another node may serve a record for
+// a few milliseconds after it changed, the time the notification takes to
+// arrive. Writes through a Store invalidate its own cache at once.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// Defaults for the zero fields of a [Config].
+const (
+	DefaultSchema        = "cloakroom"
+	DefaultPurgeInterval = 5 * time.Minute
+	DefaultPurgeBatch    = 1000
+	DefaultCacheSize     = 10000
+)
+
+// maxIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1). A longer
+// schema name would be silently truncated, and two stores could share it.
+const maxIdentifier = 63
+
+// Config configures a Store. The zero value is ready to use.
+type Config struct {
+	// Schema holds the store's tables and is created if missing.
+	// Default: "cloakroom".
+	Schema string
+	// Now is the store's clock; every expiry decision compares against it.
+	// Default: time.Now.
+	Now func() time.Time
+	// PurgeInterval is how often expired sessions are deleted in the
+	// background. Default: 5 minutes. A negative value disables the
+	// background purge (see [Store.Purge]).
+	PurgeInterval time.Duration
+	// PurgeBatch bounds the rows one purge statement deletes. Default: 1000.
+	PurgeBatch int
+	// Cache keeps Find results in memory, invalidated through
+	// LISTEN/NOTIFY. Default: false.
+	Cache bool
+	// CacheSize bounds the number of cached sessions. Default: 10000.
+	CacheSize int
+	// Logger receives failures of the background purge and listener.
+	// Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Store is a [cloakroom.Store] in PostgreSQL. It is safe for concurrent use.
+type Store struct {
+	pool       *pgxpool.Pool
+	now        func() time.Time
+	log        *slog.Logger
+	purgeBatch int
+	channel    string // NOTIFY channel shared by every Store on the schema
+	q          queries
+
+	cache       *cache // nil unless Config.Cache
+	listenerPID atomic.Uint32
+
+	stop      context.CancelFunc
+	running   sync.WaitGroup
+	closeOnce sync.Once
+
+	purgeHook atomic.Pointer[func(deleted int64)] // tests observe batches
+}
+
+var (
+	_ cloakroom.Store  = (*Store)(nil)
+	_ cloakroom.Pinger = (*Store)(nil)
+)
+
+// New migrates cfg.Schema in the database behind pool and returns a Store
+// using it. It starts the background purge and, with cfg.Cache, the
+// invalidation listener; Close stops both.
+func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgstore: nil pool")
+	}
+	if cfg.Schema == "" {
+		cfg.Schema = DefaultSchema
+	}
+	if len(cfg.Schema) > maxIdentifier || strings.IndexByte(cfg.Schema, 0) >= 0 {
+		return nil, fmt.Errorf("pgstore: invalid schema name %q", cfg.Schema)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.PurgeInterval == 0 {
+		cfg.PurgeInterval = DefaultPurgeInterval
+	}
+	if cfg.PurgeBatch <= 0 {
+		cfg.PurgeBatch = DefaultPurgeBatch
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+
+	schema := pgx.Identifier{cfg.Schema}.Sanitize()
+	if err := migrate(ctx, pool, cfg.Schema, schema); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		pool:       pool,
+		now:        cfg.Now,
+		log:        cfg.Logger,
+		purgeBatch: cfg.PurgeBatch,
+		channel:    notifyChannel(cfg.Schema),
+		q:          newQueries(schema),
+	}
+	// Background work outlives New's ctx but keeps its values.
+	background, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop = stop
+	if cfg.Cache {
+		s.cache = newCache(cfg.CacheSize)
+		conn, err := s.connectListener(ctx)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		s.running.Add(1)
+		go s.listen(background, conn)
+	}
+	if cfg.PurgeInterval > 0 {
+		s.running.Add(1)
+		go s.purgeLoop(background, cfg.PurgeInterval)
+	}
+	return s, nil
+}
+
+// Close stops the background purge and the invalidation listener, and
+// disables the cache. It does not close the pool; the Store keeps working
+// without a cache. Close is idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.stop()
+		s.running.Wait()
+		if s.cache != nil {
+			s.cache.setEnabled(false)
+		}
+	})
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("pgstore: ping: %w", err)
+	}
+	return nil
+}
+
+// Find implements [cloakroom.Store]. With the cache enabled it answers from
+// memory when it can.
+func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	now := s.now()
+	var token fillToken
+	if s.cache != nil {
+		if rec, ok := s.cache.get(key, now); ok {
+			return rec, true, nil
+		}
+		// Taken before the query: a fill is refused if the key was
+		// invalidated while the query ran, so the cache never keeps a
+		// record older than an invalidation it saw.
+		token = s.cache.reserve(key)
+	}
+	rec, found, err := s.findStored(ctx, key, now)
+	if err != nil || !found {
+		return cloakroom.Record{}, false, err
+	}
+	if s.cache != nil {
+		s.cache.fill(token, rec)
+	}
+	return rec, true, nil
+}
+
+func (s *Store) findStored(ctx context.Context, key cloakroom.Key, now time.Time) (cloakroom.Record, bool, error) {
+	rows, err := s.pool.Query(ctx, s.q.find, key[:], now)
+	if err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
+		}
+		return cloakroom.Record{}, false, nil
+	}
+	rec, err := decodeRecord(rows)
+	if err == nil && rec.Key != key {
+		err = errors.New("stored record has another key")
+	}
+	if err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
+	}
+	return rec, true, nil
+}
+
+// decodeRecord decodes the record column of the current row. In the usual
+// binary format it decodes straight from pgx's read buffer, sparing a copy
+// of what may be a large blob; UnmarshalBinary copies what it keeps.
+func decodeRecord(rows pgx.Rows) (cloakroom.Record, error) {
+	var rec cloakroom.Record
+	var blob []byte
+	if rows.FieldDescriptions()[0].Format == pgx.BinaryFormatCode {
+		blob = rows.RawValues()[0]
+	} else if err := rows.Scan(&blob); err != nil {
+		return rec, err
+	}
+	if err := rec.UnmarshalBinary(blob); err != nil {
+		return rec, err
+	}
+	// Clipped so a caller appending to Data reallocates instead of
+	// writing into an array the cache or another caller shares.
+	rec.Data = slices.Clip(rec.Data)
+	return rec, nil
+}
+
+// Commit implements [cloakroom.Store]. The write is one statement: a
+// compare-and-set on the version that also holds a share lock on the user's
+// generation row, so a concurrent BumpGeneration either waits for it (and
+// then deletes the session) or wins (and the commit sees the new
+// generation and writes nothing). A failed compare-and-set costs a second
+// query, to tell ErrConflict from ErrNotFound.
+func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
+	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 {
+		return fmt.Errorf("pgstore: commit %s: version %d or generation %d out of range", rec.Key.Short(), rec.Version, rec.Generation)
+	}
+	blob, err := rec.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
+	}
+	now := s.now()
+	query := s.q.update
+	if rec.Version == 1 {
+		query = s.q.create
+	}
+	if s.cache != nil {
+		s.cache.invalidateKey(rec.Key)
+		defer s.cache.invalidateKey(rec.Key)
+	}
+	args := []any{rec.Key[:], rec.UserID, rec.Handle, int64(rec.Generation), int64(rec.Version),
+		rec.CreatedAt, rec.Expiry(), blob, now, s.channel, rec.Key.String()}
+	var written bool
+	if rec.UserID == "" {
+		tag, err := s.pool.Exec(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
+		}
+		written = tag.RowsAffected() == 1
+	} else if written, err = s.commitForUser(ctx, rec.UserID, query, args); err != nil {
+		return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
+	}
+	if written {
+		return nil
+	}
+	return s.commitFailure(ctx, rec, now)
+}
+
+// commitForUser runs a commit after making sure the user has a generation
+// row: the commit's share lock on that row is what orders it against a
+// concurrent BumpGeneration, and a missing row cannot be locked. Both
+// statements go in one round trip and one implicit transaction; the second
+// takes a new snapshot, so it sees a row a bump committed meanwhile.
+func (s *Store) commitForUser(ctx context.Context, userID, query string, args []any) (written bool, err error) {
+	batch := &pgx.Batch{}
+	batch.Queue(s.q.ensureGeneration, userID)
+	batch.Queue(query, args...)
+	results := s.pool.SendBatch(ctx, batch)
+	defer func() {
+		if closeErr := results.Close(); err == nil {
+			err = closeErr
+		}
+	}()
+	if _, err := results.Exec(); err != nil {
+		return false, err
+	}
+	tag, err := results.Exec()
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// commitFailure explains a commit that wrote nothing. It reads afresh, so a
+// race may change the verdict, but never into success: versions and
+// generations only grow.
+func (s *Store) commitFailure(ctx context.Context, rec cloakroom.Record, now time.Time) error {
+	var current int64
+	var live bool
+	if err := s.pool.QueryRow(ctx, s.q.commitState, rec.Key[:], rec.UserID, now).Scan(&current, &live); err != nil {
+		return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
+	}
+	switch {
+	case rec.UserID != "" && rec.Generation < uint64(current):
+		return fmt.Errorf("pgstore: commit %s: generation %d revoked by %d: %w", rec.Key.Short(), rec.Generation, current, cloakroom.ErrNotFound)
+	case rec.Version == 1:
+		return fmt.Errorf("pgstore: create %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	case !live:
+		return fmt.Errorf("pgstore: update %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+	default:
+		return fmt.Errorf("pgstore: update %s from version %d: %w", rec.Key.Short(), rec.Version-1, cloakroom.ErrConflict)
+	}
+}
+
+// Delete implements [cloakroom.Store].
+func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
+	if s.cache != nil {
+		s.cache.invalidateKey(key)
+		defer s.cache.invalidateKey(key)
+	}
+	if _, err := s.pool.Exec(ctx, s.q.delete, key[:], s.channel, key.String()); err != nil {
+		return fmt.Errorf("pgstore: delete %s: %w", key.Short(), err)
+	}
+	return nil
+}
+
+// List implements [cloakroom.Store]. Sessions created in the same
+// microsecond are ordered by Handle.
+func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, error) {
+	if userID == "" {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, s.q.list, userID, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list: %w", err)
+	}
+	defer rows.Close()
+	var out []cloakroom.Record
+	for rows.Next() {
+		rec, err := decodeRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: list: %w", err)
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: list: %w", err)
+	}
+	return out, nil
+}
+
+// Generation implements [cloakroom.Store].
+func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
+	var gen int64
+	err := s.pool.QueryRow(ctx, s.q.generation, userID).Scan(&gen)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("pgstore: generation: %w", err)
+	}
+	return uint64(gen), nil
+}
+
+// BumpGeneration implements [cloakroom.Store]. It also deletes the user's
+// sessions, in the same transaction.
+func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
+	if s.cache != nil {
+		s.cache.invalidateUser(userID)
+		defer s.cache.invalidateUser(userID)
+	}
+	var gen int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The upsert waits for commits holding the row's share lock; the
+		// delete, a new statement with a new snapshot, then sees them.
+		if err := tx.QueryRow(ctx, s.q.bump, userID).Scan(&gen); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.q.revoke, userID, gen, s.channel, userPayload(userID))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: bump generation: %w", err)
+	}
+	return uint64(gen), nil
+}
+
+// Purge deletes expired sessions now, in batches of Config.PurgeBatch, and
+// returns how many it deleted. The background purge calls it; so may an
+// operator's job when the background purge is disabled.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	now := s.now()
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, s.q.purge, now, s.purgeBatch)
+		if err != nil {
+			return total, fmt.Errorf("pgstore: purge: %w", err)
+		}
+		deleted := tag.RowsAffected()
+		total += deleted
+		if hook := s.purgeHook.Load(); hook != nil {
+			(*hook)(deleted)
+		}
+		// A short batch means the backlog is done, or that another node
+		// is purging the rows it skipped as locked.
+		if deleted < int64(s.purgeBatch) {
+			return total, nil
+		}
+	}
+}
+
+func (s *Store) purgeLoop(ctx context.Context, interval time.Duration) {
+	defer s.running.Done()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.log.WarnContext(ctx, "pgstore: purging expired sessions failed", "err", err)
+			}
+		}
+	}
+}
