@@ -1,0 +1,467 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/storetest"
+	"github.com/redis/rueidis"
+)
+
+// invalidationBudget is how long another client may keep answering from its
+// cache after a write returned. Delivery on loopback takes microseconds, and
+// the push usually arrives before the write returns; the budget covers the
+// race detector on an overloaded machine, where scheduling the connection's
+// reader goroutine has been seen to take over 5ms.
+const invalidationBudget = 10 * time.Millisecond
+
+func newTestClient(t testing.TB, addr string) rueidis.Client {
+	t.Helper()
+	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+	if err != nil {
+		t.Fatalf("rueidis.NewClient(%s): %v", addr, err)
+	}
+	t.Cleanup(client.Close)
+	return client
+}
+
+func newTestStore(t testing.TB, client rueidis.Client, cfg Config) *Store {
+	t.Helper()
+	s, err := New(client, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	addr := testservers.Redis(t)
+	for _, mode := range []struct {
+		name     string
+		cacheTTL time.Duration
+	}{
+		{"Cached", 0},
+		{"Uncached", -1},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			client := newTestClient(t, addr)
+			storetest.Run(t, func(t *testing.T, clock *storetest.Clock) cloakroom.Store {
+				return newTestStore(t, client, Config{
+					Prefix:   testservers.RedisPrefix(t, addr),
+					Now:      clock.Now,
+					CacheTTL: mode.cacheTTL,
+				})
+			})
+		})
+	}
+}
+
+func TestNewRejectsBracedPrefix(t *testing.T) {
+	for _, prefix := range []string{"app{", "app}", "{app}:"} {
+		if _, err := New(nil, Config{Prefix: prefix}); err == nil {
+			t.Errorf("New with prefix %q succeeded", prefix)
+		}
+	}
+}
+
+// hashTag returns the part of key Redis Cluster hashes, per the cluster
+// specification: the text between the first '{' and the next '}', if that
+// is not empty, else the whole key.
+func hashTag(key string) string {
+	open := strings.IndexByte(key, '{')
+	if open < 0 {
+		return key
+	}
+	end := strings.IndexByte(key[open+1:], '}')
+	if end <= 0 {
+		return key
+	}
+	return key[open+1 : open+1+end]
+}
+
+// TestUserKeysShareSlot checks that the keys one script touches share a
+// hash tag, whatever the user ID holds, and that distinct users and
+// sessions get distinct tags.
+func TestUserKeysShareSlot(t *testing.T) {
+	s := &Store{prefix: DefaultPrefix}
+	hexKey := cloakroom.Key{1, 2, 3}.String()
+	for _, user := range []string{"alice", "a}b", "{x}", "}", "{", "user:42"} {
+		tag := hashTag(s.generationKey(user))
+		for _, k := range []string{s.indexKey(user), s.sessionKey(user, hexKey), s.sessionKeyPrefix(user) + "ff"} {
+			if got := hashTag(k); got != tag {
+				t.Errorf("user %q: key %q has tag %q, generation key has %q", user, k, got, tag)
+			}
+		}
+		if tag == "" || tag == s.generationKey(user) {
+			t.Errorf("user %q: generation key %q has no hash tag", user, s.generationKey(user))
+		}
+	}
+	if hashTag(s.generationKey("alice")) == hashTag(s.generationKey("bob")) {
+		t.Error("two users share a hash tag")
+	}
+	if got, want := hashTag(s.lookupKey(hexKey)), "s:"+hexKey; got != want {
+		t.Errorf("lookup key tag = %q, want %q", got, want)
+	}
+}
+
+func TestOwnerCannotChange(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+
+	anon := storetest.NewRecord("", time.Now())
+	if err := s.Commit(ctx, anon); err != nil {
+		t.Fatal(err)
+	}
+	promoted := anon
+	promoted.UserID, promoted.Version = "bob", 2
+	err := s.Commit(ctx, promoted)
+	if err == nil || errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
+		t.Fatalf("promoting an anonymous session in place: err = %v, want an owner error", err)
+	}
+	if got, found, err := s.Find(ctx, anon.Key); err != nil || !found || got.UserID != "" {
+		t.Fatalf("after refused promotion Find = %q, %v, %v; want the anonymous session", got.UserID, found, err)
+	}
+	if err := s.Commit(ctx, storetest.NewRecord("", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+
+	user := storetest.NewRecord("carol", time.Now())
+	if err := s.Commit(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	demoted := user
+	demoted.UserID, demoted.Version = "", 2
+	if err := s.Commit(ctx, demoted); err == nil || errors.Is(err, cloakroom.ErrNotFound) {
+		t.Fatalf("turning a user's session anonymous: err = %v, want an owner error", err)
+	}
+	taken := user
+	taken.UserID = "mallory"
+	if err := s.Commit(ctx, taken); !errors.Is(err, cloakroom.ErrConflict) {
+		t.Fatalf("creating another user's session under a live key: err = %v, want ErrConflict", err)
+	}
+	if list, err := s.List(ctx, "mallory"); err != nil || len(list) != 0 {
+		t.Fatalf("List(mallory) = %d, %v after refused create; want none", len(list), err)
+	}
+}
+
+// TestRecreateAfterExpiry covers reuse of a key whose session expired by
+// the store's clock while Redis still holds it.
+func TestRecreateAfterExpiry(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	clock := storetest.NewClock(storetest.Start)
+	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix, Now: clock.Now})
+	for _, user := range []string{"dave", ""} {
+		rec := storetest.NewRecord(user, clock.Now())
+		if err := s.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(rec.IdleTimeout)
+		rec.LastSeen = clock.Now()
+		rec.Data = []byte("again")
+		if err := s.Commit(ctx, rec); err != nil {
+			t.Fatalf("user %q: create over an expired session: %v", user, err)
+		}
+		if got, found, err := s.Find(ctx, rec.Key); err != nil || !found || string(got.Data) != "again" {
+			t.Fatalf("user %q: Find = %q, %v, %v", user, got.Data, found, err)
+		}
+	}
+}
+
+// TestKeysAndTTLs checks what a session leaves in Redis and that Delete and
+// BumpGeneration clean it all up, generation counter excepted.
+func TestKeysAndTTLs(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	client := newTestClient(t, addr)
+	s := newTestStore(t, client, Config{Prefix: prefix})
+	pttl := func(key string) time.Duration {
+		t.Helper()
+		ms, err := client.Do(ctx, client.B().Pttl().Key(key).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ms < 0 {
+			return time.Duration(ms) // -1: no TTL, -2: no key
+		}
+		return time.Duration(ms) * time.Millisecond
+	}
+	const gone, forever = -2, -1
+
+	a := storetest.NewRecord("erin", time.Now())
+	b := storetest.NewRecord("erin", time.Now())
+	for _, rec := range []cloakroom.Record{a, b} {
+		if err := s.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hexA := a.Key.String()
+	session, lookup := pttl(s.sessionKey("erin", hexA)), pttl(s.lookupKey(hexA))
+	if want := a.IdleTimeout + ttlMargin; session > want || session < want-5*time.Second {
+		t.Errorf("session TTL = %v, want about %v", session, want)
+	}
+	if lookup < session {
+		t.Errorf("lookup key TTL %v is shorter than the session's %v", lookup, session)
+	}
+	if idx := pttl(s.indexKey("erin")); idx < session-time.Second { // read later, so a little lower
+		t.Errorf("index TTL %v is shorter than the session's %v", idx, session)
+	}
+
+	if err := s.Delete(ctx, a.Key); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{s.sessionKey("erin", hexA), s.lookupKey(hexA)} {
+		if got := pttl(k); got != gone {
+			t.Errorf("after Delete, %s still exists (PTTL %v)", k, got)
+		}
+	}
+	if _, err := s.BumpGeneration(ctx, "erin"); err != nil {
+		t.Fatal(err)
+	}
+	hexB := b.Key.String()
+	for _, k := range []string{s.sessionKey("erin", hexB), s.lookupKey(hexB), s.indexKey("erin")} {
+		if got := pttl(k); got != gone {
+			t.Errorf("after BumpGeneration, %s still exists (PTTL %v)", k, got)
+		}
+	}
+	if got := pttl(s.generationKey("erin")); got != forever {
+		t.Errorf("generation key PTTL = %v, want no TTL", got)
+	}
+
+	anon := storetest.NewRecord("", time.Now())
+	if err := s.Commit(ctx, anon); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, anon.Key); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(s.lookupKey(anon.Key.String())); got != gone {
+		t.Errorf("after Delete, anonymous session still exists (PTTL %v)", got)
+	}
+}
+
+// cacheHit reports whether every read Find makes for key would be answered
+// from s's client-side cache. It peeks with the same commands Find uses,
+// which fetches what is missing.
+func (s *Store) cacheHit(ctx context.Context, key cloakroom.Key, userID string) bool {
+	hexKey := key.String()
+	lookup := s.client.DoCache(ctx, s.client.B().Hmget().Key(s.lookupKey(hexKey)).Field(fieldOwner, fieldRecord).Cache(), s.cacheTTL)
+	if !lookup.IsCacheHit() || userID == "" {
+		return lookup.IsCacheHit()
+	}
+	res := s.client.DoMultiCache(ctx,
+		rueidis.CT(s.client.B().Hget().Key(s.sessionKey(userID, hexKey)).Field(fieldRecord).Cache(), s.cacheTTL),
+		rueidis.CT(s.client.B().Get().Key(s.generationKey(userID)).Cache(), s.cacheTTL))
+	return res[0].IsCacheHit() && res[1].IsCacheHit()
+}
+
+// TestInvalidationAcrossClients runs two "nodes", each with its own rueidis
+// client: node B caches a session, node A changes it, and B must stop
+// answering the old state within invalidationBudget. It logs how long the
+// invalidation took to reach B.
+func TestInvalidationAcrossClients(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	nodeA := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	nodeB := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+
+	// warm makes B cache the session and checks that it now answers from
+	// the cache.
+	warm := func(t *testing.T, rec cloakroom.Record) {
+		t.Helper()
+		for i := 0; i < 2; i++ {
+			got, found, err := nodeB.Find(ctx, rec.Key)
+			if err != nil || !found || got.Version != rec.Version {
+				t.Fatalf("node B Find = version %d, %v, %v; want version %d", got.Version, found, err, rec.Version)
+			}
+		}
+		if !nodeB.cacheHit(ctx, rec.Key, rec.UserID) {
+			t.Fatal("node B does not answer from its cache")
+		}
+	}
+	// await polls node B until done reports true. It returns when, after
+	// the write returned, the first Find began that saw the new state (the
+	// invalidation had arrived by then), and how many Finds before it
+	// still answered the old state from the cache.
+	await := func(t *testing.T, what string, done func(cloakroom.Record, bool) bool, key cloakroom.Key) (time.Duration, int) {
+		t.Helper()
+		start := time.Now()
+		for stale := 0; ; stale++ {
+			began := time.Since(start)
+			got, found, err := nodeB.Find(ctx, key)
+			if err != nil {
+				t.Fatalf("node B Find: %v", err)
+			}
+			if done(got, found) {
+				return began, stale
+			}
+			if began > invalidationBudget {
+				t.Fatalf("node B still sees the old session %v after %s returned", began, what)
+			}
+			// Block briefly rather than spin: a spinning goroutine keeps
+			// its processor from polling the network, which delays B's
+			// connection readers, and with them the invalidation, by up
+			// to the runtime's 10ms network poll on a busy machine.
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+	gone := func(_ cloakroom.Record, found bool) bool { return !found }
+
+	const rounds = 30
+	var delays []time.Duration
+	var staleReads int
+	record := func(d time.Duration, stale int) {
+		delays = append(delays, d)
+		staleReads += stale
+	}
+	for i := 0; i < rounds; i++ {
+		user := ""
+		if i%2 == 0 {
+			user = fmt.Sprintf("frank-%d", i)
+		}
+		rec := storetest.NewRecord(user, time.Now())
+		if err := nodeA.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		warm(t, rec)
+		if err := nodeA.Delete(ctx, rec.Key); err != nil {
+			t.Fatal(err)
+		}
+		record(await(t, "Delete on node A", gone, rec.Key))
+	}
+	logDelays(t, "Delete", delays, staleReads)
+
+	delays, staleReads = delays[:0], 0
+	for i := 0; i < rounds; i++ {
+		user := fmt.Sprintf("grace-%d", i)
+		a, b := storetest.NewRecord(user, time.Now()), storetest.NewRecord(user, time.Now())
+		for _, rec := range []cloakroom.Record{a, b} {
+			if err := nodeA.Commit(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			warm(t, rec)
+		}
+		if _, err := nodeA.BumpGeneration(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+		record(await(t, "BumpGeneration on node A", gone, a.Key))
+		if _, found, err := nodeB.Find(ctx, b.Key); err != nil || found {
+			t.Fatalf("node B still finds the second revoked session: %v, %v", found, err)
+		}
+	}
+	logDelays(t, "BumpGeneration", delays, staleReads)
+
+	delays, staleReads = delays[:0], 0
+	for i := 0; i < rounds; i++ {
+		rec := storetest.NewRecord(fmt.Sprintf("heidi-%d", i), time.Now())
+		if err := nodeA.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		warm(t, rec)
+		rec.Version, rec.Data = 2, []byte("second")
+		if err := nodeA.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		updated := func(got cloakroom.Record, found bool) bool { return found && got.Version == 2 }
+		record(await(t, "Commit on node A", updated, rec.Key))
+	}
+	logDelays(t, "Commit", delays, staleReads)
+}
+
+func logDelays(t *testing.T, what string, delays []time.Duration, staleReads int) {
+	t.Helper()
+	sorted := slices.Clone(delays)
+	slices.Sort(sorted)
+	t.Logf("%s on node A: node B saw it at most %v (median), %v (max) after the write returned; %d stale reads in %d rounds",
+		what, sorted[len(sorted)/2], sorted[len(sorted)-1], staleReads, len(sorted))
+}
+
+// TestFindFailsWhenServerStops checks that a dead server makes Find fail
+// rather than answer from a cache nobody can invalidate any more.
+func TestFindFailsWhenServerStops(t *testing.T) {
+	for _, mode := range []struct {
+		name     string
+		cacheTTL time.Duration
+	}{
+		{"Cached", 0},
+		{"Uncached", -1},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := testservers.StartRedis(t)
+			client := newTestClient(t, srv.Addr)
+			ctx := context.Background()
+			writer := newTestStore(t, client, Config{})
+			reader := newTestStore(t, client, Config{CacheTTL: mode.cacheTTL}) // no recent writes of its own
+			rec := storetest.NewRecord("ivan", time.Now())
+			if err := writer.Commit(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				if _, found, err := reader.Find(ctx, rec.Key); err != nil || !found {
+					t.Fatalf("Find before stop: %v, %v", found, err)
+				}
+			}
+
+			srv.Stop()
+			stopped := time.Now()
+			for answered := 0; ; answered++ {
+				fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				began := time.Since(stopped)
+				_, found, err := reader.Find(fctx, rec.Key)
+				cancel()
+				if err != nil {
+					if found {
+						t.Fatalf("Find failed with %v but reported found", err)
+					}
+					t.Logf("Find answered %d times after the server stopped; the call begun %v after the stop failed after %v: %v",
+						answered, began, time.Since(stopped)-began, err)
+					return
+				}
+				if began > 3*time.Second {
+					t.Fatalf("Find still succeeds (found=%v) 3s after the server stopped", found)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
+
+func BenchmarkFindCached(b *testing.B)   { benchmarkFind(b, 0) }
+func BenchmarkFindUncached(b *testing.B) { benchmarkFind(b, -1) }
+
+func benchmarkFind(b *testing.B, cacheTTL time.Duration) {
+	addr, prefix := testservers.RedisFresh(b)
+	client := newTestClient(b, addr)
+	ctx := context.Background()
+	writer := newTestStore(b, client, Config{Prefix: prefix})
+	for _, user := range []string{"judy", ""} {
+		name := "User"
+		if user == "" {
+			name = "Anonymous"
+		}
+		b.Run(name, func(b *testing.B) {
+			// A store of its own, so the writer's recent writes do not
+			// route its reads around the cache.
+			reader := newTestStore(b, client, Config{Prefix: prefix, CacheTTL: cacheTTL})
+			rec := storetest.NewRecord(user, time.Now())
+			if err := writer.Commit(ctx, rec); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, found, err := reader.Find(ctx, rec.Key); err != nil || !found {
+					b.Fatalf("Find: %v, %v", found, err)
+				}
+			}
+		})
+	}
+}
