@@ -33,6 +33,10 @@ func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
+// WriteString keeps io.WriteString from converting, so the bare handler's
+// floor is the handler, not a copy.
+func (w *discardWriter) WriteString(s string) (int, error) { return len(s), nil }
+
 func (w *discardWriter) reset() {
 	for k := range w.h {
 		delete(w.h, k)
