@@ -1,0 +1,54 @@
+// Package accounts keeps the cloakroom gateway's local user accounts: names,
+// roles, an optional email, and an argon2id password hash, in a [Store]
+// (SQLite next to the sessions with [NewSQLite], or memory with
+// [NewMemory]). A [Service] on top validates input, checks logins and keeps
+// accounts and sessions consistent.
+//
+// # Passwords
+//
+// New passwords follow ASVS 5.0 V6.2: 8 characters to 1024 bytes, any
+// printable Unicode including spaces, no composition rules, not the user
+// name or email; [Config.CheckPassword] can add a common- or
+// breached-password list. Passwords are never trimmed, case-folded or
+// normalized. They are hashed with argon2id at the OWASP / ASVS 5.0
+// Appendix C parameters (m=19 MiB, t=2, p=1, 16-byte salt, 32-byte key)
+// and stored PHC-encoded ($argon2id$v=19$m=19456,t=2,p=1$salt$key). The
+// parameters travel in each hash, so they can be raised later: a login
+// whose hash is older is rehashed ([NeedsRehash]).
+//
+// Each hash holds 19 MiB for tens of milliseconds, so at most
+// [Config.MaxConcurrentHashes] run at once; a caller that cannot get a slot
+// within [Config.MaxHashWait] gets a [*ThrottledError].
+//
+// # Logins and brute force (ASVS 6.1.1, 6.3.1, 6.3.8)
+//
+// [Service.Authenticate] answers an unknown user, a disabled user and a
+// wrong password with the same [ErrInvalidCredentials] after the same work:
+// an unknown user is checked against a dummy hash made with the same
+// parameters.
+//
+// Failures are counted in memory per account and per client IP (IPv6 by
+// /64). After a few free failures each further attempt must wait, the wait
+// doubling with each failure up to a cap ([Config.AccountThrottle],
+// [Config.IPThrottle]); a refused attempt costs no hash, is not counted
+// and returns a [*ThrottledError] with the time to wait. Accounts are never
+// locked: the account cap (5 minutes by default) is what an attacker can
+// impose on a victim at most per guess. A successful login clears the
+// counters of its account and client IP. An attacker holding one valid
+// account can therefore clear their own IP's counter; the per-account
+// counters still bound guesses against every other account. Counters are
+// per process: behind several gateway nodes each node counts separately.
+//
+// # Sessions
+//
+// Disable, Delete and SetPassword end all the user's sessions through
+// [Config.RevokeSessions] (cloakroom's Manager.RevokeUser) and report its
+// failure (ASVS 7.4.2, 7.4.3).
+//
+// # Names
+//
+// A name is 1 to 64 characters of [a-zA-Z0-9._@-]; names are unique and
+// looked up without regard to ASCII case, and keep the case they were
+// created with. [User.Name] as returned by the service is the user ID to
+// give the session manager.
+package accounts

@@ -1,0 +1,21 @@
+package accounts
+
+// Test-only hooks. They live in a _test.go file so production code cannot
+// lower the hashing cost.
+
+// WithHashParams makes a Service built from cfg hash with p instead of
+// DefaultParams, to keep tests fast.
+func WithHashParams(cfg Config, p Params) Config {
+	cfg.hashParams = &p
+	return cfg
+}
+
+// WithHashHook makes a Service built from cfg call f inside every hashing
+// slot, before computing, so tests can count and hold hashes in flight.
+func WithHashHook(cfg Config, f func()) Config {
+	cfg.onHash = f
+	return cfg
+}
+
+// ClientKey exposes the throttling key of a client address.
+var ClientKey = clientKey

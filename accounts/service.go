@@ -1,0 +1,489 @@
+package accounts
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Config configures a [Service]. Every field has a secure default, stated in
+// its comment; only RevokeSessions must be set for the operations that end
+// sessions.
+type Config struct {
+	// Now is the clock for timestamps and throttling. Default time.Now.
+	Now func() time.Time
+
+	// RevokeSessions ends every session of a user; pass the session
+	// manager's RevokeUser. Disable, Delete and SetPassword call it after
+	// changing the account and fail with its error if it fails (ASVS 5.0
+	// 7.4.2, 7.4.3). Default nil: those operations fail with ErrNoRevoker.
+	// A tool that has no sessions to end passes [NoSessions].
+	RevokeSessions func(ctx context.Context, user string) error
+
+	// MaxConcurrentHashes bounds how many argon2id computations run at once,
+	// each holding about 19 MiB with the default parameters, so a login
+	// flood costs bounded memory. Default 2×GOMAXPROCS.
+	MaxConcurrentHashes int
+	// MaxHashWait is how long a call waits for a free hashing slot before it
+	// fails with a *ThrottledError. Default 2 seconds.
+	MaxHashWait time.Duration
+
+	// AccountThrottle slows guessing against one account from any number
+	// of addresses. Default: 5 free failures per hour, then delays of 1 s,
+	// 2 s, 4 s, ... capped at 5 minutes. The cap is kept short so an
+	// attacker can slow a victim down but never lock them out for long.
+	AccountThrottle ThrottleConfig
+	// IPThrottle slows one client (an IPv4 address or an IPv6 /64) trying
+	// many accounts. Default: 20 free failures per hour, then delays of 1 s,
+	// 2 s, ... capped at 15 minutes.
+	IPThrottle ThrottleConfig
+	// MaxThrottleEntries caps each of the two throttling tables (accounts,
+	// client IPs); when one is full the entry charged longest ago is
+	// dropped. Default 50,000 (a few MiB).
+	MaxThrottleEntries int
+
+	// CheckPassword is an extra check on every new password, run after
+	// [ValidatePassword], for instance against a list of common or breached
+	// passwords (ASVS 6.2.4, 6.2.12). Return an error wrapping
+	// ErrInvalidInput to refuse. Default none.
+	CheckPassword func(ctx context.Context, name, password string) error
+
+	// Logger receives account events (logins, failures, changes). Passwords
+	// and hashes never appear in it, nor names that match no account (they
+	// may be mistyped passwords). Default slog.Default().
+	Logger *slog.Logger
+
+	// Test hooks, set through export_test.go only: production code cannot
+	// lower the hashing cost.
+	hashParams *Params
+	onHash     func()
+}
+
+// NoSessions is a RevokeSessions for tools that manage accounts where no
+// session store exists; it does nothing.
+func NoSessions(context.Context, string) error { return nil }
+
+// Service manages local accounts: it validates input, hashes passwords with
+// argon2id, checks logins with throttling, and ends sessions when an account
+// loses access. It is safe for concurrent use.
+type Service struct {
+	store    Store
+	cfg      Config
+	now      func() time.Time
+	params   Params
+	slots    chan struct{}
+	maxWait  time.Duration
+	throttle *throttle
+	logger   *slog.Logger
+	// dummy is verified for unknown users so they cost what a wrong
+	// password costs.
+	dummy Hash
+}
+
+// New returns a Service over store. Zero Config fields take the defaults
+// documented on [Config]. It computes one password hash (about 20-70 ms) for
+// timing-safe answers about unknown users.
+func New(store Store, cfg Config) *Service {
+	s := &Service{store: store, cfg: cfg, now: cfg.Now, params: DefaultParams(), logger: cfg.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if cfg.hashParams != nil {
+		s.params = *cfg.hashParams
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	slots := cfg.MaxConcurrentHashes
+	if slots <= 0 {
+		slots = 2 * runtime.GOMAXPROCS(0)
+	}
+	s.slots = make(chan struct{}, slots)
+	s.maxWait = cfg.MaxHashWait
+	if s.maxWait <= 0 {
+		s.maxWait = 2 * time.Second
+	}
+	entries := cfg.MaxThrottleEntries
+	if entries <= 0 {
+		entries = defaultMaxThrottleEntries
+	}
+	s.throttle = newThrottle(
+		cfg.AccountThrottle.withDefaults(defaultAccountThrottle),
+		cfg.IPThrottle.withDefaults(defaultIPThrottle),
+		entries)
+
+	encoded, err := HashPassword(rand.Text(), s.params)
+	if err != nil {
+		panic("accounts: invalid hash parameters: " + err.Error())
+	}
+	s.dummy, _ = ParseHash(encoded)
+	return s
+}
+
+// HashParams returns the parameters the service hashes new passwords with.
+func (s *Service) HashParams() Params { return s.params }
+
+// Add creates a user. The name, roles, email and password are validated
+// first (ErrInvalidInput); an existing name, in any case, is ErrUserExists.
+func (s *Service) Add(ctx context.Context, name, password string, roles []string, email string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := ValidateRoles(roles); err != nil {
+		return err
+	}
+	if err := ValidateEmail(email); err != nil {
+		return err
+	}
+	if err := s.checkPassword(ctx, name, email, password); err != nil {
+		return err
+	}
+	// Fail fast, before spending a hash, if the name is taken. Create
+	// still decides races.
+	if _, err := s.store.Get(ctx, name); err == nil {
+		return fmt.Errorf("%w: %q", ErrUserExists, name)
+	} else if !errors.Is(err, ErrNoSuchUser) {
+		return err
+	}
+	hash, err := s.hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	now := s.timestamp()
+	rec := Record{
+		User:         User{Name: name, Email: email, Roles: roles, CreatedAt: now, PasswordChangedAt: now},
+		PasswordHash: hash,
+	}
+	if err := s.store.Create(ctx, rec); err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: user added", "user", name, "roles", roles)
+	return nil
+}
+
+// SetPassword replaces a user's password, then ends all the user's
+// sessions. If ending them fails, the new password is in place and the
+// error is returned; call again to retry. It does not check the current
+// password: for a user changing their own, use [Service.ChangePassword].
+func (s *Service) SetPassword(ctx context.Context, name, password string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := s.checkPassword(ctx, rec.Name, rec.Email, password); err != nil {
+		return err
+	}
+	if s.cfg.RevokeSessions == nil {
+		return ErrNoRevoker
+	}
+	hash, err := s.hash(ctx, password)
+	if err != nil {
+		return err
+	}
+	now := s.timestamp()
+	u, err := s.store.Update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now})
+	if err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: password changed", "user", u.Name)
+	return s.revoke(ctx, u.Name)
+}
+
+// ChangePassword is the self-service change ASVS 6.2.3 asks for: it checks
+// the current password exactly as [Service.Authenticate] does (same errors,
+// same throttling), then sets the new one. All the user's sessions end,
+// including the caller's, which should log in again with the new password.
+func (s *Service) ChangePassword(ctx context.Context, name, current, password, clientIP string) error {
+	if err := ValidatePassword(name, password); err != nil {
+		return err
+	}
+	u, err := s.Authenticate(ctx, name, current, clientIP)
+	if err != nil {
+		return err
+	}
+	return s.SetPassword(ctx, u.Name, password)
+}
+
+// SetRoles replaces a user's roles and ends the user's sessions, which carry
+// the roles they were created with.
+func (s *Service) SetRoles(ctx context.Context, name string, roles []string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := ValidateRoles(roles); err != nil {
+		return err
+	}
+	if s.cfg.RevokeSessions == nil {
+		return ErrNoRevoker
+	}
+	u, err := s.store.Update(ctx, name, Change{Roles: &roles})
+	if err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: roles changed", "user", u.Name, "roles", roles)
+	// Sessions carry the roles they were created with; a role change is a
+	// privilege change, so the user's sessions end and the next login
+	// picks up the new roles.
+	return s.revoke(ctx, u.Name)
+}
+
+// SetEmail replaces a user's email address ("" removes it).
+func (s *Service) SetEmail(ctx context.Context, name, email string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := ValidateEmail(email); err != nil {
+		return err
+	}
+	u, err := s.store.Update(ctx, name, Change{Email: &email})
+	if err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: email changed", "user", u.Name)
+	return nil
+}
+
+// Disable stops a user from logging in and ends all their sessions (ASVS
+// 7.4.2). The account stays disabled if ending the sessions fails; the
+// error is returned and calling Disable again retries.
+func (s *Service) Disable(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if s.cfg.RevokeSessions == nil {
+		return ErrNoRevoker
+	}
+	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(true)})
+	if err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: user disabled", "user", u.Name)
+	return s.revoke(ctx, u.Name)
+}
+
+// Enable lets a disabled user log in again.
+func (s *Service) Enable(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(false)})
+	if err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: user enabled", "user", u.Name)
+	return nil
+}
+
+// Delete removes a user and ends all their sessions. It disables the
+// account first, so no login slips in while sessions are being ended; if
+// ending them fails, the user stays (disabled) and Delete can be retried.
+func (s *Service) Delete(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if s.cfg.RevokeSessions == nil {
+		return ErrNoRevoker
+	}
+	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(true)})
+	if err != nil {
+		return err
+	}
+	if err := s.revoke(ctx, u.Name); err != nil {
+		return err
+	}
+	if err := s.store.Delete(ctx, u.Name); err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: user deleted", "user", u.Name)
+	return nil
+}
+
+// Get returns a user.
+func (s *Service) Get(ctx context.Context, name string) (User, error) {
+	if err := ValidateName(name); err != nil {
+		return User{}, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return User{}, err
+	}
+	return rec.User, nil
+}
+
+// List returns every user, sorted by name.
+func (s *Service) List(ctx context.Context) ([]User, error) {
+	return s.store.List(ctx)
+}
+
+// Authenticate checks a login and returns the user, whose Name (in its
+// stored case) is the ID to pass to Session.Login. clientIP is the client's
+// real address (behind a proxy, the one the proxy reports), used to
+// throttle guessing.
+//
+// An unknown user, a disabled user and a wrong password all give exactly
+// ErrInvalidCredentials after one argon2id computation of the same cost,
+// so neither the answer nor its timing tells whether the account exists.
+// Too many recent failures for the account or the client give a
+// *ThrottledError before any hash is computed. Other errors (store
+// failures, a cancelled context) are returned wrapped.
+func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
+	// The name's format is public, and no stored password is empty or
+	// longer than MaxPasswordBytes: refuse those without hashing.
+	if ValidateName(name) != nil || password == "" || len(password) > MaxPasswordBytes {
+		return User{}, ErrInvalidCredentials
+	}
+	ip := clientKey(clientIP)
+	att, err := s.throttle.begin(s.now(), foldName(name), ip)
+	if err != nil {
+		s.logger.WarnContext(ctx, "accounts: login throttled", "client", ip, "retry_after", err.(*ThrottledError).RetryAfter)
+		return User{}, err
+	}
+
+	rec, err := s.store.Get(ctx, name)
+	found := err == nil
+	if err != nil && !errors.Is(err, ErrNoSuchUser) {
+		s.throttle.refund(att)
+		return User{}, err
+	}
+	target, reason := s.dummy, "unknown user"
+	if found {
+		if h, err := ParseHash(rec.PasswordHash); err != nil {
+			// Keep the cost of a normal failure, and tell the operator.
+			s.logger.ErrorContext(ctx, "accounts: stored password hash unusable", "user", rec.Name, "err", err)
+			reason = "stored hash unusable"
+		} else {
+			target, reason = h, ""
+		}
+	}
+	ok, err := s.verify(ctx, target, password)
+	if err != nil {
+		s.throttle.refund(att)
+		return User{}, err
+	}
+	switch {
+	case reason != "":
+	case !ok:
+		reason = "wrong password"
+	case rec.Disabled:
+		reason = "account disabled"
+	}
+	if reason != "" {
+		attrs := []any{"reason", reason, "client", ip}
+		if found { // a name matching no account may be a mistyped password: not logged
+			attrs = append(attrs, "user", rec.Name)
+		}
+		s.logger.InfoContext(ctx, "accounts: login failed", attrs...)
+		return User{}, ErrInvalidCredentials
+	}
+	s.throttle.succeed(att)
+	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip)
+	if NeedsRehash(rec.PasswordHash, s.params) {
+		s.rehash(ctx, rec, password)
+	}
+	return rec.User, nil
+}
+
+// rehash stores the password again with the current parameters after a
+// successful login. It is best effort: it skips when hashing slots are
+// busy, and the IfPasswordHash condition keeps it from undoing a password
+// change made meanwhile.
+func (s *Service) rehash(ctx context.Context, rec Record, password string) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return
+	}
+	hash, err := s.hashInSlot(password)
+	if err != nil {
+		return
+	}
+	if _, err := s.store.Update(ctx, rec.Name, Change{PasswordHash: &hash, IfPasswordHash: rec.PasswordHash}); err != nil {
+		if !errors.Is(err, ErrConflict) {
+			s.logger.WarnContext(ctx, "accounts: password rehash not saved", "user", rec.Name, "err", err)
+		}
+		return
+	}
+	s.logger.InfoContext(ctx, "accounts: password rehashed with current parameters", "user", rec.Name)
+}
+
+func (s *Service) checkPassword(ctx context.Context, name, email, password string) error {
+	if err := ValidatePassword(name, password); err != nil {
+		return err
+	}
+	if email != "" && password == email {
+		return fmt.Errorf("%w: password must not be the email address", ErrInvalidInput)
+	}
+	if s.cfg.CheckPassword != nil {
+		return s.cfg.CheckPassword(ctx, name, password)
+	}
+	return nil
+}
+
+func (s *Service) revoke(ctx context.Context, name string) error {
+	if err := s.cfg.RevokeSessions(ctx, name); err != nil {
+		s.logger.ErrorContext(ctx, "accounts: ending sessions failed", "user", name, "err", err)
+		return fmt.Errorf("accounts: end sessions of %q: %w", name, err)
+	}
+	s.logger.InfoContext(ctx, "accounts: sessions ended", "user", name)
+	return nil
+}
+
+// acquire takes a hashing slot, waiting at most maxWait.
+func (s *Service) acquire(ctx context.Context) error {
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(s.maxWait)
+	defer timer.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("accounts: waiting to hash: %w", ctx.Err())
+	case <-timer.C:
+		s.logger.WarnContext(ctx, "accounts: all hashing slots busy", "slots", cap(s.slots), "waited", s.maxWait)
+		return &ThrottledError{RetryAfter: time.Second}
+	}
+}
+
+func (s *Service) hash(ctx context.Context, password string) (string, error) {
+	if err := s.acquire(ctx); err != nil {
+		return "", err
+	}
+	return s.hashInSlot(password)
+}
+
+// hashInSlot hashes password in a slot already taken, and frees it.
+func (s *Service) hashInSlot(password string) (string, error) {
+	defer func() { <-s.slots }()
+	if s.cfg.onHash != nil {
+		s.cfg.onHash()
+	}
+	return HashPassword(password, s.params)
+}
+
+func (s *Service) verify(ctx context.Context, h Hash, password string) (bool, error) {
+	if err := s.acquire(ctx); err != nil {
+		return false, err
+	}
+	defer func() { <-s.slots }()
+	if s.cfg.onHash != nil {
+		s.cfg.onHash()
+	}
+	return h.Verify(password), nil
+}
+
+// timestamp is the current time without its monotonic reading, in UTC,
+// as stores keep it.
+func (s *Service) timestamp() time.Time { return s.now().UTC().Round(0) }
+
+func ptr[T any](v T) *T { return &v }

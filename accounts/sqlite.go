@@ -1,0 +1,274 @@
+package accounts
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// sqliteSchemaVersion is the version of the cloakroom_users table this code
+// reads and writes, recorded in cloakroom_accounts_schema.
+const sqliteSchemaVersion = 1
+
+// SQLiteStore is a [Store] in a cloakroom_users table of a SQLite database
+// opened with the modernc.org/sqlite driver; the gateway passes the session
+// store's handle (sqlitestore.Store.DB) so sessions and users share a file.
+//
+// Names use the NOCASE collation, so uniqueness and lookups ignore ASCII
+// case. Times are kept as Unix nanoseconds, roles as a JSON array.
+type SQLiteStore struct {
+	db *sql.DB
+}
+
+// NewSQLite creates or migrates the cloakroom_users table in db and returns
+// a store on it. db is not closed by the store. The caller should open db
+// with a busy_timeout and in WAL mode; the handle may have a single
+// connection (sqlitestore's has): the store never holds two at once.
+func NewSQLite(ctx context.Context, db *sql.DB) (*SQLiteStore, error) {
+	if db == nil {
+		return nil, errors.New("accounts: NewSQLite with a nil *sql.DB")
+	}
+	if err := migrateSQLite(ctx, db); err != nil {
+		return nil, fmt.Errorf("accounts: migrate SQLite schema: %w", err)
+	}
+	return &SQLiteStore{db: db}, nil
+}
+
+// migrateSQLite brings the schema to sqliteSchemaVersion inside one
+// BEGIN IMMEDIATE transaction, so processes starting together do not race,
+// and refuses a database migrated by a newer build.
+func migrateSQLite(ctx context.Context, db *sql.DB) (err error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			// Use a fresh context: ctx may be the reason we are rolling back.
+			conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS cloakroom_accounts_schema (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		version INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return err
+	}
+	var version int
+	err = conn.QueryRowContext(ctx, "SELECT version FROM cloakroom_accounts_schema WHERE id = 1").Scan(&version)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if version > sqliteSchemaVersion {
+		return fmt.Errorf("schema version %d is newer than this build's %d", version, sqliteSchemaVersion)
+	}
+	if version < 1 {
+		if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS cloakroom_users (
+			name TEXT NOT NULL PRIMARY KEY COLLATE NOCASE,
+			email TEXT NOT NULL,
+			roles TEXT NOT NULL,
+			disabled INTEGER NOT NULL CHECK (disabled IN (0, 1)),
+			password_hash TEXT NOT NULL,
+			created_at INTEGER NOT NULL,
+			password_changed_at INTEGER NOT NULL
+		) STRICT, WITHOUT ROWID`); err != nil {
+			return err
+		}
+	}
+	if _, err := conn.ExecContext(ctx,
+		"INSERT INTO cloakroom_accounts_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+		sqliteSchemaVersion); err != nil {
+		return err
+	}
+	_, err = conn.ExecContext(ctx, "COMMIT")
+	return err
+}
+
+const userColumns = "name, email, roles, disabled, created_at, password_changed_at"
+
+// Create implements [Store].
+func (s *SQLiteStore) Create(ctx context.Context, rec Record) error {
+	roles, err := encodeRoles(rec.Roles)
+	if err != nil {
+		return err
+	}
+	res, err := s.db.ExecContext(ctx,
+		`INSERT INTO cloakroom_users (name, email, roles, disabled, password_hash, created_at, password_changed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+		rec.Name, rec.Email, roles, rec.Disabled, rec.PasswordHash,
+		unixNano(rec.CreatedAt), unixNano(rec.PasswordChangedAt))
+	if err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+	}
+	return nil
+}
+
+// Get implements [Store].
+func (s *SQLiteStore) Get(ctx context.Context, name string) (Record, error) {
+	var rec Record
+	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name = ?", name)
+	u, err := scanUser(row, &rec.PasswordHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, ErrNoSuchUser
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	rec.User = u
+	return rec, nil
+}
+
+// Update implements [Store]. It is one UPDATE ... RETURNING statement, so
+// the IfPasswordHash check and the write are atomic.
+func (s *SQLiteStore) Update(ctx context.Context, name string, c Change) (User, error) {
+	sets := []string{"name = name"} // keeps the statement valid for an empty change
+	var args []any
+	set := func(column string, v any) {
+		sets = append(sets, column+" = ?")
+		args = append(args, v)
+	}
+	if c.PasswordHash != nil {
+		set("password_hash", *c.PasswordHash)
+	}
+	if c.PasswordChangedAt != nil {
+		set("password_changed_at", unixNano(*c.PasswordChangedAt))
+	}
+	if c.Roles != nil {
+		roles, err := encodeRoles(*c.Roles)
+		if err != nil {
+			return User{}, err
+		}
+		set("roles", roles)
+	}
+	if c.Email != nil {
+		set("email", *c.Email)
+	}
+	if c.Disabled != nil {
+		set("disabled", *c.Disabled)
+	}
+	query := "UPDATE cloakroom_users SET " + strings.Join(sets, ", ") + " WHERE name = ?"
+	args = append(args, name)
+	if c.IfPasswordHash != "" {
+		query += " AND password_hash = ?"
+		args = append(args, c.IfPasswordHash)
+	}
+	query += " RETURNING " + userColumns
+
+	u, err := scanUser(s.db.QueryRowContext(ctx, query, args...))
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	if c.IfPasswordHash == "" {
+		return User{}, ErrNoSuchUser
+	}
+	// No row matched: either the user is gone or the hash changed.
+	var one int
+	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM cloakroom_users WHERE name = ?", name).Scan(&one)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return User{}, ErrNoSuchUser
+	case err != nil:
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	return User{}, ErrConflict
+}
+
+// Delete implements [Store].
+func (s *SQLiteStore) Delete(ctx context.Context, name string) error {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM cloakroom_users WHERE name = ?", name)
+	if err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	} else if n == 0 {
+		return ErrNoSuchUser
+	}
+	return nil
+}
+
+// List implements [Store].
+func (s *SQLiteStore) List(ctx context.Context) ([]User, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+userColumns+" FROM cloakroom_users ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	defer rows.Close()
+	users := []User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("accounts: list users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	return users, nil
+}
+
+// scanUser reads userColumns, then any extra destinations.
+func scanUser(row interface{ Scan(...any) error }, extra ...any) (User, error) {
+	var (
+		u                  User
+		roles              string
+		created, pwChanged int64
+	)
+	dest := append([]any{&u.Name, &u.Email, &roles, &u.Disabled, &created, &pwChanged}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return User{}, err
+	}
+	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
+		return User{}, fmt.Errorf("roles column of %q: %w", u.Name, err)
+	}
+	if u.Roles == nil {
+		u.Roles = []string{}
+	}
+	u.CreatedAt = fromUnixNano(created)
+	u.PasswordChangedAt = fromUnixNano(pwChanged)
+	return u, nil
+}
+
+// unixNano encodes t for an INTEGER column; the zero Time, which has no
+// Unix time in int64 nanoseconds, becomes 0.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func encodeRoles(roles []string) (string, error) {
+	if roles == nil {
+		roles = []string{}
+	}
+	b, err := json.Marshal(roles)
+	if err != nil {
+		return "", fmt.Errorf("accounts: encode roles: %w", err)
+	}
+	return string(b), nil
+}
