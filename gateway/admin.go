@@ -1,0 +1,267 @@
+package gateway
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+)
+
+// readyTimeout bounds the store check behind /readyz.
+const readyTimeout = time.Second
+
+// readyProbeUser is the user whose generation /readyz reads from stores
+// that have no Ping: any read proves the store answers.
+const readyProbeUser = "cloakroom-readiness-probe"
+
+// adminError is an admin API failure with the status and message the
+// client gets; the cause is logged, not sent.
+type adminError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *adminError) Error() string { return e.Message }
+
+// adminHandlerFunc is an admin endpoint: it writes its success response
+// itself and returns errors for adminAdapter to write.
+type adminHandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (g *Gateway) buildAdmin() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", g.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Metrics, promhttp.HandlerOpts{}))
+
+	api := func(pattern string, h adminHandlerFunc) {
+		mux.Handle(pattern, g.adminAuth(g.adminAdapter(h)))
+	}
+	api("GET /admin/users/{user}/sessions", g.adminListSessions)
+	api("DELETE /admin/users/{user}/sessions", g.adminRevokeUser)
+	api("DELETE /admin/users/{user}/sessions/{handle}", g.adminRevokeDevice)
+	api("POST /admin/sessions/revoke-all", g.adminRevokeEveryone)
+	api("/admin/", func(w http.ResponseWriter, r *http.Request) error {
+		return &adminError{http.StatusNotFound, "not_found", "No such admin endpoint."}
+	})
+	return mux
+}
+
+// readyz answers 200 when the session store answers within a second.
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	store := g.sessions.Store()
+	err := g.timeStore("ping", func() error {
+		var err error
+		if p, ok := store.(cloakroom.Pinger); ok {
+			err = p.Ping(ctx)
+		} else {
+			_, err = store.Generation(ctx, readyProbeUser)
+		}
+		if err != nil {
+			return errors.Join(cloakroom.ErrStoreUnavailable, err)
+		}
+		return nil
+	})
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err != nil {
+		g.log.WarnContext(r.Context(), "not ready", "err", err)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("session store unavailable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// adminAuth guards the admin API with the bearer token. Without a
+// configured token the API does not exist (404), so a forgotten token file
+// cannot leave it open.
+func (g *Gateway) adminAuth(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(g.cfg.AdminToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.cfg.AdminToken == "" {
+			writeError(w, http.StatusNotFound, "not_found", "The admin API is disabled: no admin token is configured.")
+			return
+		}
+		got, ok := bearerToken(r.Header.Get("Authorization"))
+		// Hashing both sides makes the comparison constant-time whatever
+		// the lengths.
+		gotSum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(gotSum[:], want[:]) != 1 {
+			g.log.WarnContext(r.Context(), "admin request refused", "method", r.Method, "path", r.URL.Path,
+				"remote", r.RemoteAddr, "token_present", ok)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cloakroom-admin"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "A valid admin bearer token is required.")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearerToken extracts the token of an "Authorization: Bearer <token>"
+// header. The scheme is case-insensitive (RFC 9110); the token must be
+// non-empty printable ASCII.
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" || !printableASCII(token) {
+		return "", false
+	}
+	return token, true
+}
+
+// adminAdapter writes the error an admin endpoint returns as JSON.
+func (g *Gateway) adminAdapter(h adminHandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var ae *adminError
+		switch {
+		case errors.As(err, &ae):
+		case errors.Is(err, cloakroom.ErrNotFound), errors.Is(err, accounts.ErrNoSuchUser):
+			ae = &adminError{http.StatusNotFound, "not_found", "No such session or user."}
+		case errors.Is(err, cloakroom.ErrInvalidInput), errors.Is(err, accounts.ErrInvalidInput):
+			ae = &adminError{http.StatusBadRequest, "bad_request", "Invalid input."}
+		case errors.Is(err, cloakroom.ErrStoreUnavailable):
+			ae = &adminError{http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached."}
+		default:
+			ae = &adminError{http.StatusInternalServerError, "internal", "Internal error; see the server log."}
+		}
+		if ae.Status >= 500 {
+			g.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeError(w, ae.Status, ae.Code, ae.Message)
+	})
+}
+
+// pathUser returns the {user} path value, refusing malformed names.
+func pathUser(r *http.Request) (string, error) {
+	user := r.PathValue("user")
+	if user == "" || len(user) > maxUsernameLen || !utf8.ValidString(user) || strings.ContainsFunc(user, isControl) {
+		return "", &adminError{http.StatusBadRequest, "bad_request", "The user name is malformed."}
+	}
+	return user, nil
+}
+
+func (g *Gateway) auditAdmin(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
+	outcome := "success"
+	if err != nil {
+		outcome = "error"
+	} else {
+		g.metrics.revocations.WithLabelValues(kind).Inc()
+	}
+	attrs := append([]slog.Attr{
+		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
+		slog.String("by", "admin"), slog.String("remote", r.RemoteAddr),
+	}, extra...)
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+}
+
+func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) error {
+	user, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	var devices []cloakroom.Device
+	if err := g.timeStore("list", func() (err error) {
+		devices, err = g.sessions.Devices(r.Context(), user)
+		return err
+	}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "sessions": devices})
+	return nil
+}
+
+func (g *Gateway) adminRevokeUser(w http.ResponseWriter, r *http.Request) error {
+	user, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	err = g.timeStore("revoke_user", func() error { return g.sessions.RevokeUser(r.Context(), user) })
+	g.auditAdmin(r, revokeAdminUser, user, err)
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (g *Gateway) adminRevokeDevice(w http.ResponseWriter, r *http.Request) error {
+	user, err := pathUser(r)
+	if err != nil {
+		return err
+	}
+	handle := r.PathValue("handle")
+	if !validHandle(handle) {
+		return &adminError{http.StatusBadRequest, "bad_request", "The session handle is malformed."}
+	}
+	err = g.timeStore("revoke_device", func() error { return g.sessions.RevokeDevice(r.Context(), user, handle) })
+	g.auditAdmin(r, revokeAdminDevice, user, err, slog.String("handle", handle))
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// adminRevokeEveryone ends every session of every account. It carries on
+// past failures and reports them, so one bad user cannot shield the rest.
+func (g *Gateway) adminRevokeEveryone(w http.ResponseWriter, r *http.Request) error {
+	users, err := g.accounts.List(r.Context())
+	if err != nil {
+		return err
+	}
+	var revoked []string
+	failed := []string{}
+	var firstErr error
+	for _, u := range users {
+		err := g.timeStore("revoke_user", func() error { return g.sessions.RevokeUser(r.Context(), u.Name) })
+		if err != nil {
+			failed = append(failed, u.Name)
+			firstErr = cmpOr(firstErr, err)
+			continue
+		}
+		revoked = append(revoked, u.Name)
+	}
+	g.auditAdmin(r, revokeAdminAll, "*", firstErr, slog.Int("users", len(revoked)), slog.Int("failed", len(failed)))
+	status := http.StatusOK
+	if len(failed) > 0 {
+		status = http.StatusServiceUnavailable
+		g.log.ErrorContext(r.Context(), "revoke all: some users failed", "failed", len(failed), "err", firstErr)
+	}
+	writeJSON(w, status, map[string]any{"revoked_users": len(revoked), "failed_users": failed})
+	return nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,157 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/browsertest"
+)
+
+// screenshotPath is where the account page screenshot for the docs goes.
+var screenshotPath = filepath.Join("..", "docs", "img", "account-page.png")
+
+const iPhoneSafari = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+
+// TestBrowserFlow drives a real Chromium through the gateway: a protected
+// page sends it to the login page, logging in comes back, the account page
+// lists both devices, revoking the other one ends it, and logout ends this
+// one. The gateway listens on plain http://localhost, where Chromium
+// accepts __Host- and Secure cookies.
+func TestBrowserFlow(t *testing.T) {
+	ctx := browsertest.New(t)
+	e := newEnv(t, func(c *gateway.Config) { c.TLS = false })
+	srv := httptest.NewServer(e.gw.Handler())
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL)
+	base := "http://localhost:" + u.Port()
+
+	// Another device, logged in with a plain HTTP client.
+	phone := plainLogin(t, base, iPhoneSafari)
+
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	location := func() string {
+		t.Helper()
+		loc, err := chromedp.Run(ctx, chromedp.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loc
+	}
+	rows := func() []string {
+		t.Helper()
+		r, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#devices tbody tr")].map(r => r.innerText)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	step("protected page", chromedp.Navigate(base+"/app/welcome"), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if got, want := location(), base+"/auth/login?return_to=%2Fapp%2Fwelcome"; got != want {
+		t.Fatalf("redirected to %s, want %s", got, want)
+	}
+	styled, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`))
+	if err != nil || styled != "rgb(244, 246, 250)" {
+		t.Errorf("the stylesheet did not apply under the CSP: background %q (%v)", styled, err)
+	}
+
+	step("login",
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("app")))
+	if got := location(); got != base+"/app/welcome" {
+		t.Fatalf("after login at %s, want the page asked for", got)
+	}
+	cookies, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.cookie`))
+	if err != nil || strings.Contains(cookies, "session") {
+		t.Errorf("page script sees cookies %q (%v); the session cookie must be HttpOnly", cookies, err)
+	}
+
+	step("account page", chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible(chromedp.ID("devices")))
+	devices := rows()
+	if len(devices) != 2 {
+		t.Fatalf("account page lists %d devices, want 2: %q", len(devices), devices)
+	}
+	all := strings.Join(devices, "\n")
+	for _, want := range []string{"Headless Chrome on Linux", "this device", "Safari on iPhone"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("account page lacks %q: %q", want, devices)
+		}
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(screenshotPath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(screenshotPath, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	step("revoke the phone",
+		chromedp.Click(chromedp.CSS("tr.device:not(.current) button.revoke")),
+		chromedp.WaitVisible(chromedp.ID("notice")))
+	if devices := rows(); len(devices) != 1 || !strings.Contains(devices[0], "this device") {
+		t.Errorf("after revoking: %q", devices)
+	}
+	if plainStatus(t, base, phone) != http.StatusUnauthorized {
+		t.Error("the revoked phone session still works")
+	}
+
+	step("logout", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if got := location(); got != base+"/auth/login" {
+		t.Errorf("after logout at %s", got)
+	}
+	if left, err := e.manager.Devices(context.Background(), "alice"); err != nil || len(left) != 0 {
+		t.Errorf("sessions left after logout: %d (%v)", len(left), err)
+	}
+	step("protected again", chromedp.Navigate(base+"/app/welcome"), chromedp.WaitVisible(chromedp.ID("login-form")))
+}
+
+// plainLogin logs alice in with a plain HTTP client and returns the token.
+func plainLogin(t *testing.T, base, userAgent string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": "alice", "password": password})
+	req, _ := http.NewRequest(http.MethodPost, base+"/auth/login", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	token := setCookieToken(t, resp.Header)
+	if resp.StatusCode != http.StatusOK || token == "" {
+		t.Fatalf("plain login: status %d", resp.StatusCode)
+	}
+	return token
+}
+
+func plainStatus(t *testing.T, base, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, base+"/auth/session", nil)
+	req.Header.Set("Cookie", cookieName+"="+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

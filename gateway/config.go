@@ -1,0 +1,220 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// ErrInvalidConfig wraps every problem [New] finds in a [Config].
+var ErrInvalidConfig = errors.New("gateway: invalid configuration")
+
+// DefaultAuthPrefix is where the login, logout, session and account
+// endpoints live unless Config.AuthPrefix says otherwise.
+const DefaultAuthPrefix = "/auth"
+
+// MinAdminTokenLength is the shortest admin token New accepts: 32
+// characters, 128 bits or more for a random hex or base64 token.
+const MinAdminTokenLength = 32
+
+// JWKSPath is where the signer's public keys are published.
+const JWKSPath = "/.well-known/jwks.json"
+
+// Config configures a [Gateway]. Sessions and Accounts are required; every
+// other field is optional and its comment states the default.
+type Config struct {
+	// Sessions issues and checks session cookies. Required. Its middleware
+	// wraps everything the public handler serves.
+	Sessions *cloakroom.Manager
+	// Accounts checks passwords. Required.
+	Accounts *accounts.Service
+	// Proxy forwards allowlisted API paths to upstreams, with the user's
+	// identity. Default nil: no API routes. Routed paths always need a
+	// session, whatever PublicPaths says.
+	Proxy *proxy.Proxy
+	// Signer publishes its public keys at /.well-known/jwks.json. Default
+	// nil: no JWKS endpoint.
+	Signer *proxy.Signer
+	// Static is a folder holding the SPA: files are served as they are, and
+	// paths without an extension get index.html (client-side routes).
+	// Directory listings and dotfiles are never served, and symlinks cannot
+	// escape the folder. Default "": no static files.
+	Static string
+	// Frontend is an upstream serving the SPA, used instead of Static. The
+	// session cookie and client-sent identity headers never reach it.
+	// Default nil. Setting both Static and Frontend is an error.
+	Frontend *url.URL
+	// AuthPrefix is the path under which the login, logout, session and
+	// account endpoints live. Default "/auth".
+	AuthPrefix string
+	// PublicPaths are path prefixes of the SPA served without a session
+	// (static assets, a public landing page). An entry matches itself and
+	// the paths below it ("/assets" matches "/assets" and "/assets/app.js",
+	// not "/assets2"); "/" makes the whole SPA public. Default none: the
+	// SPA needs a session; only the login page, its stylesheet and the JWKS
+	// are public.
+	PublicPaths []string
+	// AdminToken is the bearer token of the admin API, at least
+	// MinAdminTokenLength characters. Default "": the admin API answers 404;
+	// health, readiness and metrics stay available.
+	AdminToken string
+	// TLS says the public listener serves HTTPS; responses then carry
+	// Strict-Transport-Security. Default false.
+	TLS bool
+	// Logger receives audit events (login attempts, logout, revocations,
+	// admin actions). Sessions appear only as a prefix of their token's
+	// SHA-256. Default slog.Default().
+	Logger *slog.Logger
+	// Metrics is the registry the gateway's metrics are registered in and
+	// /metrics serves. Default: a new registry.
+	Metrics *prometheus.Registry
+	// Now is the clock used for displayed times. Default time.Now.
+	Now func() time.Time
+}
+
+// validate checks cfg and fills in defaults. It reports every problem, each
+// wrapping ErrInvalidConfig.
+func (cfg *Config) validate() error {
+	var problems []error
+	bad := func(format string, args ...any) {
+		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if cfg.Sessions == nil {
+		bad("Sessions is required")
+	}
+	if cfg.Accounts == nil {
+		bad("Accounts is required")
+	}
+	if cfg.Static != "" && cfg.Frontend != nil {
+		bad("Static and Frontend are exclusive: serve the SPA from a folder or from an upstream, not both")
+	}
+	if cfg.Static != "" {
+		if err := checkStaticDir(cfg.Static); err != nil {
+			bad("Static: %v", err)
+		}
+	}
+	if cfg.Frontend != nil {
+		if err := checkUpstream(cfg.Frontend); err != nil {
+			bad("Frontend: %v", err)
+		}
+	}
+	if cfg.AuthPrefix == "" {
+		cfg.AuthPrefix = DefaultAuthPrefix
+	}
+	if err := checkAuthPrefix(cfg.AuthPrefix); err != nil {
+		bad("AuthPrefix %q: %v", cfg.AuthPrefix, err)
+	}
+	for _, p := range cfg.PublicPaths {
+		if err := checkPublicPath(p); err != nil {
+			bad("PublicPaths %q: %v", p, err)
+		}
+	}
+	if cfg.AdminToken != "" {
+		switch {
+		case len(cfg.AdminToken) < MinAdminTokenLength:
+			bad("AdminToken is %d characters; use at least %d random ones", len(cfg.AdminToken), MinAdminTokenLength)
+		case !printableASCII(cfg.AdminToken):
+			bad("AdminToken must be printable ASCII without spaces (a trailing newline from the token file?)")
+		}
+	}
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return nil
+}
+
+func checkStaticDir(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	index, err := os.Stat(filepath.Join(dir, "index.html"))
+	if err != nil || !index.Mode().IsRegular() {
+		return fmt.Errorf("%s has no index.html", dir)
+	}
+	return nil
+}
+
+func checkUpstream(u *url.URL) error {
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	case u.Host == "":
+		return errors.New("no host")
+	case u.User != nil:
+		return errors.New("credentials in the URL would be sent to the upstream on every request")
+	case u.RawQuery != "" || u.Fragment != "":
+		return errors.New("a query or fragment has no meaning in an upstream URL")
+	}
+	return nil
+}
+
+// checkAuthPrefix accepts a clean absolute path of plain segments, so that
+// it can be spliced into ServeMux patterns and URLs as it is.
+func checkAuthPrefix(p string) error {
+	if p == "/" || !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") {
+		return errors.New(`must start with "/", not end with "/", and not be "/"`)
+	}
+	if path.Clean(p) != p {
+		return errors.New("must be a clean path")
+	}
+	for _, c := range p {
+		ok := c == '/' || c == '-' || c == '_' || c == '.' ||
+			('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
+		if !ok {
+			return fmt.Errorf("character %q not allowed (use letters, digits, '-', '_', '.')", c)
+		}
+	}
+	if strings.Contains(p, "/.") {
+		return errors.New("segments must not start with a dot")
+	}
+	return nil
+}
+
+func checkPublicPath(p string) error {
+	if !strings.HasPrefix(p, "/") {
+		return errors.New(`must start with "/"`)
+	}
+	if !utf8.ValidString(p) || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return errors.New("must be valid UTF-8 without control characters")
+	}
+	trimmed := strings.TrimSuffix(p, "/")
+	if trimmed != "" && path.Clean(trimmed) != trimmed {
+		return errors.New("must be a clean path (no '//', '.' or '..' segments)")
+	}
+	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

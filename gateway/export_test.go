@@ -1,0 +1,29 @@
+package gateway
+
+import "net/http"
+
+// Internals exposed to the external tests and fuzz targets.
+
+var (
+	SafeReturnTo = safeReturnTo
+	RemoveCookie = removeCookie
+	BearerToken  = bearerToken
+	ValidHandle  = validHandle
+)
+
+// LoginRequest mirrors loginRequest for the fuzz target.
+type LoginRequest = loginRequest
+
+// ReadLogin exposes readLogin.
+func ReadLogin(w http.ResponseWriter, r *http.Request) (LoginRequest, bool, error) {
+	return readLogin(w, r)
+}
+
+// InputErrorStatus returns the HTTP status of a client input error, or 0
+// for any other error.
+func InputErrorStatus(err error) int {
+	if in, ok := err.(*inputError); ok {
+		return in.Status
+	}
+	return 0
+}

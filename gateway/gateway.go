@@ -1,0 +1,308 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// Gateway serves the public and admin handlers. Create one with [New]; it is
+// safe for concurrent use.
+type Gateway struct {
+	cfg      Config
+	sessions *cloakroom.Manager
+	accounts *accounts.Service
+	proxy    *proxy.Proxy
+	log      *slog.Logger
+	metrics  *metrics
+	pages    pages
+	spa      http.Handler // nil when neither Static nor Frontend is set
+	auth     string       // cfg.AuthPrefix
+	cookie   string       // the session cookie's name
+
+	public http.Handler
+	admin  http.Handler
+}
+
+// New validates cfg and builds the gateway. Every problem in cfg is reported
+// at once, each wrapped in ErrInvalidConfig.
+func New(cfg Config) (*Gateway, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		sessions: cfg.Sessions,
+		accounts: cfg.Accounts,
+		proxy:    cfg.Proxy,
+		log:      cfg.Logger,
+		auth:     cfg.AuthPrefix,
+		cookie:   cfg.Sessions.Config().CookieName,
+	}
+	var err error
+	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store()); err != nil {
+		return nil, err
+	}
+	if g.pages, err = parsePages(); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.Static != "":
+		if g.spa, err = newStaticSPA(cfg.Static); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+	case cfg.Frontend != nil:
+		g.spa = newFrontendProxy(cfg.Frontend, g.cookie, g.log)
+	}
+	g.public = g.buildPublic()
+	g.admin = g.buildAdmin()
+	return g, nil
+}
+
+// Close releases the static folder. The handlers must not be used after.
+func (g *Gateway) Close() error {
+	if c, ok := g.spa.(interface{ Close() error }); ok {
+		return c.Close()
+	}
+	return nil
+}
+
+// Handler returns the handler for the public listener.
+func (g *Gateway) Handler() http.Handler { return g.public }
+
+// AdminHandler returns the handler for the admin listener, which should
+// listen on loopback only: /healthz, /readyz, /metrics and the admin API.
+func (g *Gateway) AdminHandler() http.Handler { return g.admin }
+
+func (g *Gateway) buildPublic() http.Handler {
+	mux := http.NewServeMux()
+	a := g.auth
+	mux.HandleFunc("GET "+a+"/login", g.loginPage)
+	mux.HandleFunc("POST "+a+"/login", g.login)
+	mux.HandleFunc("POST "+a+"/logout", g.logout)
+	mux.HandleFunc("GET "+a+"/session", g.sessionInfo)
+	mux.HandleFunc("GET "+a+"/sessions", g.listSessions)
+	mux.HandleFunc("DELETE "+a+"/sessions/{handle}", g.revokeSession)
+	mux.HandleFunc("POST "+a+"/sessions/revoke-others", g.revokeOtherSessions)
+	mux.HandleFunc("POST "+a+"/sessions/revoke-all", g.revokeAllSessions)
+	mux.HandleFunc("GET "+a+"/account", g.accountPage)
+	mux.HandleFunc("POST "+a+"/account/revoke", g.accountRevoke)
+	mux.HandleFunc("POST "+a+"/account/revoke-others", g.accountRevokeOthers)
+	mux.HandleFunc("POST "+a+"/account/revoke-all", g.accountRevokeAll)
+	mux.Handle("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
+	// Anything else under the prefix is an unknown auth endpoint, never the
+	// SPA or an upstream.
+	mux.HandleFunc(a+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "No such endpoint.")
+	})
+	if g.cfg.Signer != nil {
+		mux.Handle("GET "+JWKSPath, g.cfg.Signer.JWKSHandler())
+	}
+	mux.HandleFunc("/", g.app)
+
+	lt := loadTimer{g}
+	var h http.Handler = lt.before(g.sessions.Handler(lt.after(mux)))
+	if g.cfg.TLS {
+		h = hsts(h)
+	}
+	return h
+}
+
+// hsts makes browsers use HTTPS only, for two years, subdomains included
+// (ASVS 5.0 3.4.1).
+func hsts(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// app serves everything outside the auth prefix: allowlisted API routes,
+// then the SPA.
+func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
+	if g.proxy != nil {
+		if route, ok := g.proxy.Match(r.URL.Path); ok {
+			g.serveAPI(w, r, route)
+			return
+		}
+	}
+	if g.spa == nil {
+		writeError(w, http.StatusNotFound, "not_found", "Not found.")
+		return
+	}
+	if !g.isPublic(r.URL.Path) {
+		if _, ok := g.requireSession(w, r, r.URL.RequestURI()); !ok {
+			return
+		}
+	}
+	g.spa.ServeHTTP(w, r)
+}
+
+func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.Route) {
+	// A 401 for an API call offers the login page without return_to: coming
+	// back to a JSON endpoint after login helps nobody.
+	s, ok := g.requireSession(w, r, "")
+	if !ok {
+		return
+	}
+	// The CSRF token is derived from the session token; upstreams have no
+	// use for it.
+	r.Header.Del(cloakroom.CSRFHeader)
+	id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
+	start := time.Now()
+	g.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))
+	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
+}
+
+// isPublic reports whether p lies under one of Config.PublicPaths, on a
+// segment boundary.
+func (g *Gateway) isPublic(p string) bool {
+	for _, prefix := range g.cfg.PublicPaths {
+		if pathUnder(p, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func pathUnder(p, prefix string) bool {
+	if !strings.HasPrefix(p, prefix) {
+		return false
+	}
+	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
+}
+
+// requireSession returns the request's session when it is logged in.
+// Otherwise it answers: 503 when the store failed, else 401 JSON for
+// scripts or a redirect to the login page for navigations, which come back
+// to returnTo ("" for none).
+func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, returnTo string) (*cloakroom.Session, bool) {
+	s := g.sessions.Session(r)
+	if s.Err() != nil {
+		g.unavailable(w, r)
+		return nil, false
+	}
+	if s.LoggedIn() {
+		return s, true
+	}
+	loginURL := g.loginURL(returnTo)
+	if isNavigation(r) {
+		seeOther(w, loginURL)
+		return nil, false
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusUnauthorized, map[string]string{
+		"error":     "unauthenticated",
+		"message":   "Log in first.",
+		"login_url": loginURL,
+	})
+	return nil, false
+}
+
+// loginURL returns the login page's URL, with return_to when it is a safe
+// local path.
+func (g *Gateway) loginURL(returnTo string) string {
+	u := g.auth + "/login"
+	if returnTo != "" {
+		if safe := safeReturnTo(returnTo); safe != "/" || returnTo == "/" {
+			u += "?return_to=" + url.QueryEscape(safe)
+		}
+	}
+	return u
+}
+
+// isNavigation tells a top-level page load from a script's request. Fetch
+// Metadata decides when present; otherwise an Accept header asking for HTML
+// means a browser navigation, and X-Requested-With marks XHR.
+func isNavigation(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// unavailable answers a request whose session could not be loaded. The
+// request is never served as logged in.
+func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	if isNavigation(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "Service Unavailable: sessions cannot be checked right now. Try again shortly.", http.StatusServiceUnavailable)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+}
+
+func sessionRoles(s *cloakroom.Session) []string {
+	var roles []string
+	if err := s.GetJSON("roles", &roles); err != nil || roles == nil {
+		return []string{}
+	}
+	return roles
+}
+
+func (g *Gateway) hasSessionCookie(r *http.Request) bool {
+	_, err := r.Cookie(g.cookie)
+	return err == nil
+}
+
+// sessionRef returns the hash prefix of the session token in the request's
+// cookie, for logs; "" without one.
+func (g *Gateway) sessionRef(r *http.Request) string {
+	c, err := r.Cookie(g.cookie)
+	if err != nil {
+		return ""
+	}
+	return tokenRef(c.Value)
+}
+
+// issuedSessionRef returns the hash prefix of the session token the
+// response sets, for logs; "" when it sets none. Call it after the header
+// has been written: the middleware adds the cookie then.
+func (g *Gateway) issuedSessionRef(h http.Header) string {
+	for _, line := range h.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err == nil && c.Name == g.cookie && c.Value != "" {
+			return tokenRef(c.Value)
+		}
+	}
+	return ""
+}
+
+func tokenRef(token string) string {
+	key, ok := cloakroom.ParseToken(token)
+	if !ok {
+		return "malformed"
+	}
+	return key.Short()
+}
+
+// writeJSON writes v as a JSON response that is never cached and never
+// sniffed as something else.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+// writeError writes {"error": code, "message": message}.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, map[string]string{"error": code, "message": message})
+}

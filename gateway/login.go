@@ -1,0 +1,349 @@
+package gateway
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+)
+
+// Input limits. A password hash costs memory and time, so oversized
+// passwords are refused before they reach it.
+const (
+	maxLoginBody   = 8 << 10
+	maxFormBody    = 4 << 10
+	maxUsernameLen = 256
+	maxPasswordLen = 1024
+)
+
+// Messages shown to people. Failed logins all get the same one, whatever
+// the reason, so that they reveal nothing about which accounts exist.
+const (
+	msgInvalidCredentials = "Invalid username or password."
+	msgThrottled          = "Too many attempts. Wait a moment, then try again."
+	msgUnavailable        = "Signing in is not possible right now. Try again shortly."
+)
+
+// loginRequest is the body of POST {auth}/login, as a form or as JSON.
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Remember bool   `json:"remember"`
+	ReturnTo string `json:"return_to"`
+}
+
+// inputError is a request the client must fix; Message is safe to show.
+type inputError struct {
+	Status  int
+	Message string
+}
+
+func (e *inputError) Error() string { return e.Message }
+
+func badInput(status int, format string, args ...any) *inputError {
+	return &inputError{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// readLogin parses and validates a login body. isJSON says how to answer,
+// and is meaningful even when err is not nil.
+func readLogin(w http.ResponseWriter, r *http.Request) (req loginRequest, isJSON bool, err error) {
+	mediaType, _, mtErr := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mtErr != nil {
+		mediaType = ""
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
+	switch mediaType {
+	case "application/json":
+		isJSON = true
+		req, err = decodeLoginJSON(r.Body)
+	case "application/x-www-form-urlencoded":
+		req, err = decodeLoginForm(r)
+	default:
+		return req, wantsJSON(r), badInput(http.StatusUnsupportedMediaType,
+			"Send the login as application/json or application/x-www-form-urlencoded.")
+	}
+	if err != nil {
+		return req, isJSON, err
+	}
+	return req, isJSON, validateLogin(req)
+}
+
+func decodeLoginJSON(body io.Reader) (loginRequest, error) {
+	var req loginRequest
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, jsonBodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, badInput(http.StatusBadRequest, "The body must hold a single JSON object.")
+	}
+	return req, nil
+}
+
+func jsonBodyError(err error) *inputError {
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		return badInput(http.StatusRequestEntityTooLarge, "The body is larger than %d bytes.", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return badInput(http.StatusBadRequest, "The body is empty; send a JSON object with username and password.")
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return badInput(http.StatusBadRequest, "The body is not valid JSON.")
+	case errors.As(err, &typeErr):
+		return badInput(http.StatusBadRequest, "Field %q has the wrong type.", typeErr.Field)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// encoding/json has no typed error for unknown fields.
+		return badInput(http.StatusBadRequest, "Unknown field %s.", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return badInput(http.StatusBadRequest, "The body is not a valid login request.")
+}
+
+func decodeLoginForm(r *http.Request) (loginRequest, error) {
+	var req loginRequest
+	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return req, badInput(http.StatusRequestEntityTooLarge, "The form is larger than %d bytes.", tooBig.Limit)
+		}
+		return req, badInput(http.StatusBadRequest, "The form could not be parsed.")
+	}
+	for _, field := range []string{"username", "password", "return_to", "remember"} {
+		if len(r.PostForm[field]) > 1 {
+			return req, badInput(http.StatusBadRequest, "Field %q is given more than once.", field)
+		}
+	}
+	req.Username = r.PostForm.Get("username")
+	req.Password = r.PostForm.Get("password")
+	req.ReturnTo = r.PostForm.Get("return_to")
+	switch strings.ToLower(r.PostForm.Get("remember")) {
+	case "", "off", "false", "0":
+	case "on", "true", "1":
+		req.Remember = true
+	default:
+		return req, badInput(http.StatusBadRequest, `Field "remember" must be on or off.`)
+	}
+	return req, nil
+}
+
+func validateLogin(req loginRequest) error {
+	switch {
+	case req.Username == "" || req.Password == "":
+		return badInput(http.StatusBadRequest, "Enter a username and a password.")
+	case len(req.Username) > maxUsernameLen:
+		return badInput(http.StatusBadRequest, "The username is longer than %d bytes.", maxUsernameLen)
+	case len(req.Password) > maxPasswordLen:
+		return badInput(http.StatusBadRequest, "The password is longer than %d bytes.", maxPasswordLen)
+	case !utf8.ValidString(req.Username) || strings.ContainsFunc(req.Username, isControl):
+		return badInput(http.StatusBadRequest, "The username contains characters that are not allowed.")
+	case !utf8.ValidString(req.Password) || strings.ContainsRune(req.Password, 0):
+		return badInput(http.StatusBadRequest, "The password contains characters that are not allowed.")
+	case len(req.ReturnTo) > maxReturnTo:
+		return badInput(http.StatusBadRequest, "return_to is longer than %d bytes.", maxReturnTo)
+	}
+	return nil
+}
+
+func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
+
+// wantsJSON guesses the answer format for a request whose body could not
+// tell: script requests get JSON, navigations get a page.
+func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
+
+// loginPage serves the login form.
+func (g *Gateway) loginPage(w http.ResponseWriter, r *http.Request) {
+	s := g.sessions.Session(r)
+	data := pageData{Title: "Sign in", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to"))}
+	if s.LoggedIn() {
+		data.User, data.CSRFToken = s.UserID(), s.CSRFToken()
+	}
+	g.render(w, r, http.StatusOK, "login", data)
+}
+
+// login checks a username and password and starts a session.
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ip := g.sessions.Config().ClientIP(r)
+	req, isJSON, err := readLogin(w, r)
+	audit := func(outcome string, extra ...slog.Attr) {
+		g.metrics.logins.WithLabelValues(outcome).Inc()
+		session := g.issuedSessionRef(w.Header())
+		if session == "" {
+			session = g.sessionRef(r)
+		}
+		attrs := append([]slog.Attr{
+			slog.String("outcome", outcome), slog.String("user", req.Username),
+			slog.String("client_ip", ip), slog.String("session", session),
+		}, extra...)
+		g.log.LogAttrs(ctx, slog.LevelInfo, "login", attrs...)
+	}
+	fail := func(status int, code, message string) {
+		if isJSON {
+			writeError(w, status, code, message)
+			return
+		}
+		g.render(w, r, status, "login", pageData{
+			Title: "Sign in", Error: message, Username: req.Username,
+			ReturnTo: safeReturnTo(req.ReturnTo), Remember: req.Remember,
+		})
+	}
+	var in *inputError
+	if errors.As(err, &in) {
+		fail(in.Status, "bad_request", in.Message)
+		audit(outcomeBadRequest, slog.String("reason", in.Message))
+		return
+	}
+
+	s := g.sessions.Session(r)
+	if s.Err() != nil {
+		// Checked first so that an outage does not count against the
+		// user's attempts.
+		fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		audit(outcomeError, slog.String("reason", "session store unavailable"))
+		return
+	}
+	user, err := g.accounts.Authenticate(ctx, req.Username, req.Password, ip)
+	var throttled *accounts.ThrottledError
+	switch {
+	case err == nil:
+	case errors.As(err, &throttled) || errors.Is(err, accounts.ErrThrottled):
+		secs := 1
+		if throttled != nil {
+			secs = max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		fail(http.StatusTooManyRequests, "throttled", msgThrottled)
+		audit(outcomeThrottled, slog.Int("retry_after", secs))
+		return
+	case errors.Is(err, accounts.ErrInvalidCredentials):
+		fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+		audit(outcomeInvalid)
+		return
+	case errors.Is(err, accounts.ErrInvalidInput):
+		// Treated like any failed attempt: the reason would tell which
+		// accounts exist.
+		fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+		audit(outcomeInvalid, slog.String("reason", err.Error()))
+		return
+	default:
+		g.log.ErrorContext(ctx, "authenticate", "err", err)
+		fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		audit(outcomeError, slog.String("reason", "accounts unavailable"))
+		return
+	}
+
+	err = g.timeStore("login", func() error {
+		return s.Login(ctx, user.Name, cloakroom.LoginOptions{Persistent: req.Remember})
+	})
+	if err != nil {
+		g.log.ErrorContext(ctx, "start session", "user", user.Name, "err", err)
+		fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		audit(outcomeError, slog.String("reason", "session not created"))
+		return
+	}
+	roles := user.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	_ = s.PutJSON("roles", roles) // a []string always encodes
+	s.Put("email", user.Email)
+
+	if isJSON {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"user": user.Name, "email": user.Email, "roles": roles, "csrf_token": s.CSRFToken(),
+		})
+	} else {
+		seeOther(w, safeReturnTo(req.ReturnTo))
+	}
+	// The middleware has set the new cookie by now; log its hash prefix.
+	audit(outcomeSuccess, slog.Bool("remember", req.Remember))
+}
+
+// logout ends the session: deleted in the store, cookie expired, and
+// Clear-Site-Data (set by the session middleware).
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s := g.sessions.Session(r)
+	form := isFormContent(r)
+	if form {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	}
+	if !g.checkCSRF(r, s, false) {
+		g.forbidden(w, r, form)
+		return
+	}
+	user, ref := s.UserID(), g.sessionRef(r)
+	loadErr := s.Err()
+	err := g.timeStore("logout", func() error { return s.Logout(ctx) })
+	outcome := "success"
+	if loadErr != nil || err != nil {
+		outcome = "error"
+	}
+	g.log.LogAttrs(ctx, slog.LevelInfo, "logout",
+		slog.String("outcome", outcome), slog.String("user", user),
+		slog.String("client_ip", g.sessions.Config().ClientIP(r)), slog.String("session", ref))
+	if outcome != "success" {
+		// The cookie is expired anyway; the server-side session may live on
+		// until it times out, and the client should know.
+		if form {
+			http.Error(w, "Service Unavailable: you are logged out of this browser, but the session could not be ended on the server. Try again shortly.", http.StatusServiceUnavailable)
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended on the server; the cookie was cleared. Try again shortly.")
+		return
+	}
+	if form {
+		seeOther(w, g.auth+"/login")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// checkCSRF is the gateway's own CSRF check on top of the middleware's.
+// A request an HTML form could have sent (form or text/plain body) must
+// carry the session's token in the csrf_token field; so must every request
+// when requireField is set. Otherwise a token in the X-CSRF-Token header,
+// if present, must be right; a request without it was already judged by
+// the middleware (Fetch Metadata, Origin, or the header when both are
+// missing). Without a live session there is no ambient authority to abuse.
+func (g *Gateway) checkCSRF(r *http.Request, s *cloakroom.Session, requireField bool) bool {
+	want := s.CSRFToken()
+	if want == "" {
+		return true
+	}
+	if requireField || isFormContent(r) {
+		return tokensEqual(r.PostFormValue("csrf_token"), want)
+	}
+	if got := r.Header.Get(cloakroom.CSRFHeader); got != "" {
+		return tokensEqual(got, want)
+	}
+	return true
+}
+
+func tokensEqual(got, want string) bool {
+	return want != "" && len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, page bool) {
+	g.log.WarnContext(r.Context(), "csrf token missing or wrong", "method", r.Method, "path", r.URL.Path,
+		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessionRef(r))
+	if page {
+		http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
+		return
+	}
+	writeError(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")
+}

@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// maxHandleLen bounds a session handle taken from a URL or form; the core
+// issues 22-character base64url handles.
+const maxHandleLen = 64
+
+// validHandle reports whether h looks like a session handle: 1 to 64
+// base64url characters.
+func validHandle(h string) bool {
+	if h == "" || len(h) > maxHandleLen {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// apiSession returns the logged-in session of a JSON endpoint, or answers
+// 503 (store failure) or 401 JSON.
+func (g *Gateway) apiSession(w http.ResponseWriter, r *http.Request) (*cloakroom.Session, bool) {
+	s := g.sessions.Session(r)
+	if s.Err() != nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+		return nil, false
+	}
+	if !s.LoggedIn() {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{
+			"error": "unauthenticated", "message": "Log in first.", "login_url": g.auth + "/login",
+		})
+		return nil, false
+	}
+	return s, true
+}
+
+// sessionInfo reports the current session. It reads only: nothing is Put,
+// so the session is saved at most by the middleware's periodic last-seen
+// update (once per TouchInterval), never because this endpoint was polled.
+func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	created, idle, absolute := s.Times()
+	writeJSON(w, http.StatusOK, struct {
+		User              string    `json:"user"`
+		Email             string    `json:"email"`
+		Roles             []string  `json:"roles"`
+		CSRFToken         string    `json:"csrf_token"`
+		CreatedAt         time.Time `json:"created_at"`
+		IdleExpiresAt     time.Time `json:"idle_expires_at"`
+		AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
+	}{s.UserID(), s.GetString("email"), sessionRoles(s), s.CSRFToken(), created.UTC(), idle.UTC(), absolute.UTC()})
+}
+
+// listSessions lists the user's sessions (devices), the current one marked.
+func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	var devices []cloakroom.Device
+	err := g.timeStore("list", func() (err error) {
+		devices, err = s.Devices(r.Context())
+		return err
+	})
+	if err != nil {
+		g.storeFailed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": devices})
+}
+
+// revokeSession ends one of the user's sessions by handle.
+func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	if !g.checkCSRF(r, s, false) {
+		g.forbidden(w, r, false)
+		return
+	}
+	handle := r.PathValue("handle")
+	if !validHandle(handle) {
+		writeError(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
+		return
+	}
+	err := g.revokeDevice(r, s, handle)
+	switch {
+	case errors.Is(err, cloakroom.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "You have no session with that handle.")
+	case err != nil:
+		g.storeFailed(w, r, err)
+	default:
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// revokeOtherSessions ends every other session of the user. This session
+// continues under a new token, so the answer carries the new CSRF token.
+func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	if !g.checkCSRF(r, s, false) {
+		g.forbidden(w, r, false)
+		return
+	}
+	if err := g.revokeOthers(r, s); err != nil {
+		g.storeFailed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
+}
+
+// revokeAllSessions logs the user out everywhere, this browser included.
+func (g *Gateway) revokeAllSessions(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	if !g.checkCSRF(r, s, false) {
+		g.forbidden(w, r, false)
+		return
+	}
+	if err := g.revokeEverywhere(r, s); err != nil {
+		g.storeFailed(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// The three revocations shared by the JSON API and the account page. Each
+// is timed, counted and audit-logged.
+
+func (g *Gateway) revokeDevice(r *http.Request, s *cloakroom.Session, handle string) error {
+	user, current := s.UserID(), s.Handle() == handle
+	err := g.timeStore("revoke_device", func() error { return s.RevokeDevice(r.Context(), handle) })
+	g.auditRevocation(r, revokeDevice, user, err, slog.String("handle", handle), slog.Bool("current", current))
+	return err
+}
+
+func (g *Gateway) revokeOthers(r *http.Request, s *cloakroom.Session) error {
+	user := s.UserID()
+	err := g.timeStore("revoke_others", func() error { return s.RevokeOthers(r.Context()) })
+	g.auditRevocation(r, revokeOthers, user, err)
+	return err
+}
+
+func (g *Gateway) revokeEverywhere(r *http.Request, s *cloakroom.Session) error {
+	user := s.UserID()
+	err := g.timeStore("revoke_user", func() error { return s.LogoutEverywhere(r.Context()) })
+	g.auditRevocation(r, revokeAll, user, err)
+	return err
+}
+
+func (g *Gateway) auditRevocation(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
+	outcome := "success"
+	if err != nil {
+		outcome = "error"
+	} else {
+		g.metrics.revocations.WithLabelValues(kind).Inc()
+	}
+	attrs := append([]slog.Attr{
+		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
+		slog.String("client_ip", g.sessions.Config().ClientIP(r)), slog.String("session", g.sessionRef(r)),
+	}, extra...)
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+}
+
+// storeFailed answers a failed session operation: 503 for store failures,
+// 401 when the session ended meanwhile, 500 otherwise.
+func (g *Gateway) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, cloakroom.ErrStoreUnavailable):
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+	case errors.Is(err, cloakroom.ErrNotLoggedIn), errors.Is(err, cloakroom.ErrNotFound):
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "The session has ended.")
+	default:
+		g.log.ErrorContext(r.Context(), "session operation failed", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "Something went wrong.")
+	}
+}

@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+)
+
+// staticSPA serves a folder holding a single-page app.
+type staticSPA struct {
+	root *os.Root // confines every open to the folder, symlinks included
+	fsys fs.FS
+}
+
+func newStaticSPA(dir string) (*staticSPA, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("Static: %w", err)
+	}
+	return &staticSPA{root: root, fsys: root.FS()}, nil
+}
+
+// ServeHTTP serves the file named by the path. A path that names no file
+// and has no extension is a client-side route and gets index.html; one with
+// an extension is a missing asset and gets 404. Directories are never
+// listed and dotfiles (.env, .git) are never served.
+func (s *staticSPA) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Only GET and HEAD are served here.")
+		return
+	}
+	name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")
+	if name == "" {
+		name = "index.html"
+	}
+	if hasDotSegment(name) || !fs.ValidPath(name) {
+		http.NotFound(w, r)
+		return
+	}
+	if s.serveFile(w, r, name) {
+		return
+	}
+	if path.Ext(name) != "" {
+		http.NotFound(w, r)
+		return
+	}
+	if !s.serveFile(w, r, "index.html") {
+		http.NotFound(w, r)
+	}
+}
+
+// serveFile serves name if it is a regular file, and reports whether it did.
+func (s *staticSPA) serveFile(w http.ResponseWriter, r *http.Request, name string) bool {
+	f, err := s.fsys.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
+		return false
+	}
+	content, ok := f.(io.ReadSeeker)
+	if !ok {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return false
+		}
+		content = bytes.NewReader(b)
+	}
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if name == "index.html" {
+		// The shell names the current asset bundles: always revalidate.
+		h.Set("Cache-Control", "no-cache")
+	}
+	http.ServeContent(w, r, info.Name(), info.ModTime(), content)
+	return true
+}
+
+func (s *staticSPA) Close() error { return s.root.Close() }
+
+func hasDotSegment(name string) bool {
+	for seg := range strings.SplitSeq(name, "/") {
+		if strings.HasPrefix(seg, ".") {
+			return true
+		}
+	}
+	return false
+}
+
+// identityHeaderPrefixes and identityHeaders name request headers that
+// carry identity or credentials. Client-sent copies never reach an
+// upstream: only the gateway vouches for who the user is.
+var (
+	identityHeaderPrefixes = []string{"X-Forwarded-", "X-Auth-Request-", "X-Remote-"}
+	identityHeaders        = []string{
+		"Authorization", "Proxy-Authorization", "Forwarded", "Remote-User", "X-User", "X-Email",
+		"X-Real-Ip", "X-Csrf-Token",
+	}
+)
+
+// stripIdentity removes identity headers and the session cookie from h.
+func stripIdentity(h http.Header, sessionCookie string) {
+	for name := range h {
+		for _, p := range identityHeaderPrefixes {
+			if strings.HasPrefix(name, p) {
+				delete(h, name)
+			}
+		}
+	}
+	for _, name := range identityHeaders {
+		h.Del(name)
+	}
+	removeCookie(h, sessionCookie)
+}
+
+// removeCookie drops every cookie called name from the Cookie headers of h
+// and keeps the others. Headers left empty are removed.
+func removeCookie(h http.Header, name string) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	for _, line := range lines {
+		var parts []string
+		for part := range strings.SplitSeq(line, ";") {
+			trimmed := strings.TrimSpace(part)
+			if trimmed == "" {
+				continue
+			}
+			k, _, _ := strings.Cut(trimmed, "=")
+			if strings.TrimSpace(k) == name {
+				continue
+			}
+			parts = append(parts, trimmed)
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(h, "Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+// newFrontendProxy forwards SPA requests to an upstream dev server or CDN
+// origin, without the session cookie or any client-sent identity.
+func newFrontendProxy(target *url.URL, sessionCookie string, log *slog.Logger) http.Handler {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			stripIdentity(pr.Out.Header, sessionCookie)
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			// The upstream may not set or clear the session cookie.
+			var kept []string
+			for _, line := range resp.Header["Set-Cookie"] {
+				// Compared leniently: a line Go cannot parse may still
+				// be one a browser accepts.
+				if name, _, _ := strings.Cut(line, "="); strings.EqualFold(strings.TrimSpace(name), sessionCookie) {
+					continue
+				}
+				kept = append(kept, line)
+			}
+			if len(kept) == 0 {
+				resp.Header.Del("Set-Cookie")
+			} else {
+				resp.Header["Set-Cookie"] = kept
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				log.ErrorContext(r.Context(), "frontend upstream failed", "path", r.URL.Path, "err", err)
+			}
+			http.Error(w, "Bad Gateway: the frontend cannot be reached.", http.StatusBadGateway)
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+	}
+}
