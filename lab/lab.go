@@ -1,0 +1,405 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/lab/attacker"
+	"github.com/cloakroom/cloakroom/lab/guestbook"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/sqlitestore"
+)
+
+// Demo user names.
+const (
+	AdminUser = "admin"
+	GuestUser = "guest"
+)
+
+// CSP is the Content-Security-Policy the cloakroom app sends when
+// Options.CSP is set: scripts only from the app itself (no inline script,
+// no event-handler attributes), requests only to the app itself.
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// gatewayAudience is the audience of the gateway's signed assertion that
+// the cloakroom app's API checks.
+const gatewayAudience = "guestbook-lab-api"
+
+// ErrNotLoopback is returned by [Start] for an address that is not a
+// loopback one: the lab is deliberately vulnerable.
+var ErrNotLoopback = errors.New("lab: the lab listens on loopback addresses only")
+
+// Options configures [Start]. The zero value starts everything on free
+// loopback ports with in-memory stores, CSP off and random passwords.
+type Options struct {
+	// JWTAddr, CloakroomAddr and AttackerAddr are the listen addresses
+	// (host:port) of the jwt app, the cloakroom app and the attacker. The
+	// host must be a loopback address or "localhost"; port 0 picks a free
+	// one. Default "127.0.0.1:0". The apps are reached as
+	// http://localhost:PORT and the attacker as http://127.0.0.1:PORT, two
+	// different sites for the browser.
+	JWTAddr, CloakroomAddr, AttackerAddr string
+	// CSP makes the cloakroom app send the strict Content-Security-Policy
+	// [CSP]. Default false, to show what an XSS payload can still do.
+	CSP bool
+	// SQLite keeps the cloakroom app's sessions and accounts in a SQLite
+	// file in a temporary folder, removed by Close. Default false: memory.
+	SQLite bool
+	// AdminPassword and GuestPassword are the demo users' passwords, at
+	// least 8 characters. Default: random ones, returned in [Lab].
+	AdminPassword, GuestPassword string
+	// Logger receives the servers' logs, the gateway's audit events
+	// included. Default: discarded.
+	Logger *slog.Logger
+}
+
+// Credentials are a demo user's name and password.
+type Credentials struct {
+	Name, Password string
+}
+
+// Lab is a running lab. Its fields are read-only.
+type Lab struct {
+	// JWTURL, CloakroomURL and AttackerURL are the servers' origins.
+	JWTURL, CloakroomURL, AttackerURL string
+	// Admin and Guest sign in to both apps.
+	Admin, Guest Credentials
+	// Comment is the stored-XSS comment to post as the guest.
+	Comment string
+	// CSP reports whether the cloakroom app sends [CSP].
+	CSP bool
+	// SessionCookie is the name of the cloakroom app's session cookie.
+	SessionCookie string
+
+	jwtApp, cloakroomApp *guestbook.App
+	attacker             *attacker.Server
+	jwtLog, cloakroomLog *requestLog
+	attackerLog          *requestLog
+	apiURL               string // the cloakroom app's upstream API, behind the gateway
+	dbDir                string // the SQLite folder with Options.SQLite
+
+	servers   []*http.Server
+	cleanups  []func() error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts the jwt app, the cloakroom app and the attacker, and
+// returns once all three accept connections. ctx bounds the start-up only;
+// call [Lab.Close] to stop them.
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
+	l := &Lab{CSP: opts.CSP}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l.Admin = Credentials{AdminUser, opts.AdminPassword}
+	l.Guest = Credentials{GuestUser, opts.GuestPassword}
+	for _, c := range []*Credentials{&l.Admin, &l.Guest} {
+		if c.Password == "" {
+			c.Password = randomPassword()
+		}
+	}
+
+	var listeners [3]net.Listener
+	for i, addr := range []string{opts.JWTAddr, opts.CloakroomAddr, opts.AttackerAddr} {
+		ln, err := listenLoopback(addr)
+		if err != nil {
+			return nil, err
+		}
+		l.cleanups = append(l.cleanups, ignoreClosed(ln.Close))
+		listeners[i] = ln
+	}
+	port := func(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+	l.JWTURL = "http://localhost:" + port(listeners[0])
+	l.CloakroomURL = "http://localhost:" + port(listeners[1])
+	l.AttackerURL = "http://127.0.0.1:" + port(listeners[2])
+	l.Comment = attacker.Comment(l.AttackerURL)
+
+	users := []guestbook.User{
+		{Name: AdminUser, Password: l.Admin.Password, Email: "admin@guestbook.lab.test", Roles: []string{guestbook.AdminRole}},
+		{Name: GuestUser, Password: l.Guest.Password, Email: "guest@guestbook.lab.test", Roles: []string{"guest"}},
+	}
+	if l.jwtApp, err = guestbook.New(guestbook.Config{Mode: guestbook.ModeJWT, Users: users}); err != nil {
+		return nil, err
+	}
+	l.jwtLog = newRequestLog()
+	l.serve(listeners[0], l.jwtLog.record(l.jwtApp.Handler()), logger)
+
+	cloakroomHandler, err := l.startCloakroom(ctx, opts, users, logger)
+	if err != nil {
+		return nil, err
+	}
+	l.cloakroomLog = newRequestLog()
+	l.serve(listeners[1], l.cloakroomLog.record(cloakroomHandler), logger)
+
+	l.attacker, err = attacker.New(attacker.Config{
+		BaseURL: l.AttackerURL,
+		Targets: []attacker.Target{
+			{Name: "jwt", URL: l.JWTURL},
+			{Name: "cloakroom", URL: l.CloakroomURL, SessionCookie: l.SessionCookie},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.attackerLog = newRequestLog()
+	l.serve(listeners[2], l.attackerLog.record(l.attacker.Handler()), logger)
+	return l, nil
+}
+
+// startCloakroom builds the cloakroom app: the guestbook API on its own
+// loopback port as the gateway's upstream, and the gateway serving the
+// page. It returns the gateway's public handler.
+func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestbook.User, logger *slog.Logger) (http.Handler, error) {
+	var (
+		store        cloakroom.Store
+		accountStore accounts.Store
+	)
+	if opts.SQLite {
+		dir, err := os.MkdirTemp("", "cloakroom-lab-db-")
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(dir) })
+		l.dbDir = dir
+		sqlite, err := sqlitestore.Open(ctx, filepath.Join(dir, "lab.db"), sqlitestore.Config{})
+		if err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		l.cleanups = append(l.cleanups, sqlite.Close)
+		if accountStore, err = accounts.NewSQLite(ctx, sqlite.DB()); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		store = sqlite
+	} else {
+		mem := memstore.New(memstore.Config{})
+		l.cleanups = append(l.cleanups, mem.Close)
+		store, accountStore = mem, accounts.NewMemory()
+	}
+	sessions, err := cloakroom.New(cloakroom.Config{Store: store, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	l.SessionCookie = sessions.Config().CookieName
+	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: logger})
+	for _, u := range users {
+		if err := service.Add(ctx, u.Name, u.Password, u.Roles, u.Email); err != nil {
+			return nil, fmt.Errorf("lab: add demo user %s: %w", u.Name, err)
+		}
+	}
+
+	key, err := proxy.GenerateKey()
+	if err != nil {
+		return nil, err
+	}
+	signer, err := proxy.NewSigner(key, proxy.SignerConfig{Issuer: l.CloakroomURL, Audience: gatewayAudience})
+	if err != nil {
+		return nil, err
+	}
+	// The API believes the identity headers only next to a fresh assertion
+	// signed by this gateway for the same user, so a local process that
+	// finds the upstream port cannot just claim to be the admin.
+	l.cloakroomApp, err = guestbook.New(guestbook.Config{
+		Mode: guestbook.ModeCloakroom, Users: users,
+		CheckGateway: func(r *http.Request) error {
+			token, ok := bearer(r)
+			if !ok {
+				return errors.New("no gateway assertion")
+			}
+			claims, err := proxy.Verify(token, signer.JWKS(), gatewayAudience, time.Now())
+			if err != nil {
+				return err
+			}
+			if claims.Issuer != l.CloakroomURL || claims.Subject != r.Header.Get(guestbook.HeaderUser) {
+				return errors.New("gateway assertion does not match the identity headers")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	upstream, err := listenLoopback("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l.cleanups = append(l.cleanups, ignoreClosed(upstream.Close))
+	l.serve(upstream, l.cloakroomApp.API(), logger)
+	l.apiURL = "http://" + upstream.Addr().String()
+	apiURL, _ := url.Parse(l.apiURL)
+	prx, err := proxy.New(proxy.Config{
+		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL}},
+		SessionCookie: l.SessionCookie,
+		Signer:        signer,
+		ErrorLog:      logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	static, err := os.MkdirTemp("", "cloakroom-lab-spa-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(static) })
+	if err := guestbook.WriteStatic(static, guestbook.PageConfig{Mode: guestbook.ModeCloakroom, CSP: opts.CSP}); err != nil {
+		return nil, err
+	}
+	gw, err := gateway.New(gateway.Config{
+		Sessions: sessions, Accounts: service, Proxy: prx, Signer: signer,
+		Static: static,
+		// The page shows its own sign-in form, so its shell is public; the
+		// API behind /api/ always needs a session.
+		PublicPaths: []string{"/"},
+		Logger:      logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.cleanups = append(l.cleanups, gw.Close)
+	var h http.Handler = gw.Handler()
+	if opts.CSP {
+		h = withCSP(h)
+	}
+	return h, nil
+}
+
+func bearer(r *http.Request) (string, bool) {
+	const prefix = "Bearer "
+	v := r.Header.Values("Authorization")
+	if len(v) != 1 || len(v[0]) <= len(prefix) || v[0][:len(prefix)] != prefix {
+		return "", false
+	}
+	return v[0][len(prefix):], true
+}
+
+// withCSP adds the lab's policy to every response that does not set its
+// own (the gateway's built-in pages carry a stricter one).
+func withCSP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", CSP)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serve runs an HTTP server with timeouts on ln until Close.
+func (l *Lab) serve(ln net.Listener, h http.Handler, logger *slog.Logger) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	l.servers = append(l.servers, srv)
+	go srv.Serve(ln)
+}
+
+// Close stops the servers and removes the temporary files. It is safe to
+// call more than once.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var errs []error
+		for _, srv := range l.servers {
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for i := len(l.cleanups) - 1; i >= 0; i-- {
+			if err := l.cleanups[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}
+
+// listenLoopback listens on addr ("" means 127.0.0.1:0) after checking
+// that its host is a loopback address.
+func listenLoopback(addr string) (net.Listener, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("lab: address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		addr = net.JoinHostPort("127.0.0.1", addr[len(host)+1:])
+	} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("%w: %q", ErrNotLoopback, addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	return ln, nil
+}
+
+func ignoreClosed(close func() error) func() error {
+	return func() error {
+		if err := close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// randomPassword returns a readable demo password: three groups of four
+// lower-case letters and digits, 60 bits.
+func randomPassword() string {
+	const alphabet = "abcdefghijkmnpqrstuvwxyz23456789" // 32 symbols, no look-alikes
+	var b [12]byte
+	rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[b[i]%32]
+	}
+	return string(b[:4]) + "-" + string(b[4:8]) + "-" + string(b[8:])
+}
+
+// Instructions returns a short text that tells a person how to run the
+// attack by hand against this lab, with its URLs and demo credentials.
+func (l *Lab) Instructions() string {
+	csp := "off"
+	if l.CSP {
+		csp = "on"
+	}
+	return "cloakroom lab: DELIBERATELY VULNERABLE apps, on loopback only\n\n" +
+		"  jwt app        " + l.JWTURL + "   JWT in localStorage, sign-out deletes it there only\n" +
+		"  cloakroom app  " + l.CloakroomURL + "   the same app behind the gateway (CSP " + csp + ")\n" +
+		"  attacker       " + l.AttackerURL + "   what the payload stole, replayed; forged requests at /csrf\n\n" +
+		"  users: " + l.Admin.Name + " / " + l.Admin.Password + "   " + l.Guest.Name + " / " + l.Guest.Password + "\n\n" +
+		"  1. Sign in to an app as " + l.Guest.Name + " and post this comment:\n" +
+		"       " + l.Comment + "\n" +
+		"  2. In another browser profile or a private window, sign in to the same app as " + l.Admin.Name + ".\n" +
+		"  3. Open the attacker's page: what was stolen, and does it work from elsewhere?\n" +
+		"  4. Sign out as " + l.Admin.Name + ", then reload the attacker's page.\n" +
+		"  5. Signed in as " + l.Admin.Name + ", open " + l.AttackerURL + "/csrf?target=cloakroom (or target=jwt).\n"
+}
