@@ -1,0 +1,176 @@
+// The demo notes board. It keeps no token anywhere: the browser sends the
+// HttpOnly session cookie by itself, and the CSRF token is kept in a
+// variable only for the lifetime of the page. Everything user-supplied is
+// rendered with textContent, never parsed as HTML.
+"use strict";
+
+const state = { user: "", admin: false, csrf: "" };
+
+const $ = (id) => document.getElementById(id);
+
+function showStatus(message) {
+  const el = $("status");
+  el.textContent = message;
+  el.hidden = !message;
+}
+
+function goToLogin() {
+  window.location.assign("/auth/login?return_to=" + encodeURIComponent(window.location.pathname));
+}
+
+// api sends a same-origin request; unsafe methods carry the CSRF token.
+async function api(method, path, body) {
+  const headers = { "Accept": "application/json" };
+  if (method !== "GET" && method !== "HEAD") {
+    headers["X-CSRF-Token"] = state.csrf;
+  }
+  const init = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, init);
+  if (res.status === 401) {
+    goToLogin();
+    throw new Error("not logged in");
+  }
+  if (!res.ok) {
+    let message = res.status + " " + res.statusText;
+    try {
+      const data = await res.json();
+      if (data && data.error) message = data.error;
+    } catch (_) { /* not JSON */ }
+    throw new Error(message);
+  }
+  if (res.status === 204) return null;
+  return res.json();
+}
+
+// loadSession asks the gateway who is logged in and for the CSRF token.
+async function loadSession() {
+  const res = await fetch("/auth/session", { credentials: "same-origin", headers: { "Accept": "application/json" } });
+  if (res.status === 401) {
+    goToLogin();
+    return false;
+  }
+  if (!res.ok) throw new Error("session check failed: " + res.status);
+  const s = await res.json();
+  const loggedIn = s.logged_in !== undefined ? s.logged_in : Boolean(s.user);
+  if (!loggedIn) {
+    goToLogin();
+    return false;
+  }
+  state.csrf = s.csrf_token || s.csrfToken || "";
+  return true;
+}
+
+function renderWho(me) {
+  const who = $("who");
+  who.textContent = "Signed in as " + me.user;
+  if (me.admin) {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.textContent = "admin";
+    who.appendChild(badge);
+  }
+}
+
+function renderNotes(notes) {
+  const list = $("notes");
+  list.replaceChildren();
+  if (notes.length === 0) {
+    const li = document.createElement("li");
+    li.className = "empty";
+    li.textContent = "No notes yet. Write the first one.";
+    list.appendChild(li);
+    return;
+  }
+  const template = $("note-template");
+  for (const note of notes) {
+    const li = template.content.firstElementChild.cloneNode(true);
+    li.querySelector(".author").textContent = note.author;
+    const when = li.querySelector(".when");
+    when.dateTime = note.created_at;
+    when.textContent = new Date(note.created_at).toLocaleString();
+    li.querySelector(".text").textContent = note.text;
+    const del = li.querySelector(".delete");
+    if (note.author === state.user || state.admin) {
+      del.addEventListener("click", () => deleteNote(note.id));
+    } else {
+      del.remove();
+    }
+    list.appendChild(li);
+  }
+}
+
+async function refresh() {
+  renderNotes(await api("GET", "/api/notes"));
+}
+
+async function deleteNote(id) {
+  try {
+    await api("DELETE", "/api/notes/" + encodeURIComponent(id));
+    showStatus("");
+    await refresh();
+  } catch (err) {
+    showStatus("Could not delete the note: " + err.message);
+  }
+}
+
+async function postNote(event) {
+  event.preventDefault();
+  const box = $("note-text");
+  const text = box.value.trim();
+  if (!text) return;
+  $("post").disabled = true;
+  try {
+    await api("POST", "/api/notes", { text });
+    box.value = "";
+    updateCount();
+    showStatus("");
+    await refresh();
+  } catch (err) {
+    showStatus("Could not post the note: " + err.message);
+  } finally {
+    $("post").disabled = false;
+  }
+}
+
+async function logout() {
+  $("logout").disabled = true;
+  try {
+    await fetch("/auth/logout", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "X-CSRF-Token": state.csrf },
+    });
+  } finally {
+    // Whatever the answer, forget the page's state and start over.
+    state.csrf = "";
+    window.location.assign("/auth/login");
+  }
+}
+
+function updateCount() {
+  $("count").textContent = $("note-text").value.length + " / 1000";
+}
+
+async function main() {
+  $("new-note").addEventListener("submit", postNote);
+  $("note-text").addEventListener("input", updateCount);
+  $("logout").addEventListener("click", logout);
+  try {
+    if (!(await loadSession())) return;
+    const me = await api("GET", "/api/me");
+    state.user = me.user;
+    state.admin = me.admin;
+    renderWho(me);
+    $("logout").disabled = false;
+    $("post").disabled = false;
+    await refresh();
+  } catch (err) {
+    showStatus("Something went wrong: " + err.message);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", main);

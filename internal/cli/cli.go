@@ -1,0 +1,231 @@
+// Package cli is the cloakroom command: `serve` runs the gateway, `demo`
+// runs it in front of a bundled notes app, `user` and `sessions` manage
+// accounts and sessions in the store. [Run] is the whole program; main only
+// wires signals to its context, so tests run every command in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed, or the configuration is invalid
+	exitUsage   = 2 // unknown command or flag, wrong arguments
+)
+
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3";
+// otherwise the module version from the build info is used.
+var Version = ""
+
+// env bundles what a command may touch, so tests can run them in-process.
+type env struct {
+	ctx       context.Context
+	stdin     io.Reader
+	stdout    io.Writer
+	stderr    io.Writer
+	lookupEnv func(string) (string, bool)
+}
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(e *env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the gateway", runServe},
+		{"demo", "run the gateway in front of the bundled notes app, on loopback", runDemo},
+		{"user", "add, list, change, disable, enable or delete users", runUser},
+		{"sessions", "list or revoke a user's sessions", runSessions},
+		{"version", "print the version", runVersion},
+		{"help", "show help for a command", runHelp},
+	}
+}
+
+// Run runs the cloakroom command with args (without the program name) and
+// returns the process exit code: 0 on success, 1 on failure, 2 on a usage
+// error. It returns when the command is done; `serve` and `demo` run until
+// ctx is cancelled, then shut down gracefully.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, lookupEnv: os.LookupEnv}
+	if len(args) == 0 {
+		printMainUsage(stderr)
+		return exitUsage
+	}
+	name := args[0]
+	switch name {
+	case "-h", "-help", "--help":
+		printMainUsage(stdout)
+		return exitOK
+	case "-version", "--version":
+		name = "version"
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(e, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "cloakroom: unknown command %q\n\n", name)
+	printMainUsage(stderr)
+	return exitUsage
+}
+
+func printMainUsage(w io.Writer) {
+	fmt.Fprint(w, `cloakroom: server-side sessions and a Backend-for-Frontend gateway for SPAs.
+
+Usage: cloakroom <command> [flags] [arguments]
+
+Commands:
+`)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `
+Run "cloakroom help <command>" for a command's flags.
+Start with "cloakroom demo": it prints the URLs to open and the demo passwords.
+`)
+}
+
+func runVersion(e *env, args []string) int {
+	if len(args) > 0 {
+		fmt.Fprintln(e.stderr, "cloakroom version: takes no arguments")
+		return exitUsage
+	}
+	fmt.Fprintln(e.stdout, "cloakroom", version())
+	return exitOK
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
+		return info.Main.Version
+	}
+	return "(devel)"
+}
+
+func runHelp(e *env, args []string) int {
+	switch {
+	case len(args) == 0:
+		printMainUsage(e.stdout)
+		return exitOK
+	case len(args) > 2:
+		fmt.Fprintln(e.stderr, "cloakroom help: usage: cloakroom help <command> [subcommand]")
+		return exitUsage
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			if c.name == "help" || c.name == "version" {
+				fmt.Fprintf(e.stdout, "Usage: cloakroom %s\n\n%s.\n", c.name, capitalize(c.summary))
+				return exitOK
+			}
+			// Each command prints its own usage for -h.
+			rest := append(args[1:], "-h")
+			e2 := *e
+			e2.stderr = e.stdout
+			c.run(&e2, rest)
+			return exitOK
+		}
+	}
+	fmt.Fprintf(e.stderr, "cloakroom help: unknown command %q\n", args[0])
+	return exitUsage
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting and
+// prints usage with the given synopsis and description.
+func newFlagSet(e *env, name, synopsis, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet("cloakroom "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: cloakroom %s %s\n\n%s\n", name, synopsis, description)
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprint(w, "\nFlags:\n")
+			printFlags(w, fs)
+		}
+	}
+	return fs
+}
+
+// printFlags lists the flags as --name ARG, with the argument names of the
+// settings table.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		if v, ok := f.Value.(*flagValue); ok {
+			arg = v.s.arg
+		}
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if _, isSetting := f.Value.(*flagValue); !isSetting && f.DefValue != "" && f.DefValue != "false" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments (`user add alice --role admin`), and returns the
+// positional ones. "--" ends the flags.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitOK, false
+			}
+			return nil, exitUsage, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, exitOK, true
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), exitOK, true
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// usageError prints msg and the command's usage, and returns exitUsage.
+func usageError(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(fs.Output(), "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	fs.Usage()
+	return exitUsage
+}
+
+// flatten returns the problems of an errors.Join result one by one.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}

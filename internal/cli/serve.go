@@ -1,0 +1,331 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// HTTP server limits, for both listeners. They bound how long a slow or
+// idle client can hold a connection (slowloris) and how large its headers
+// may grow.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 120 * time.Second // proxied responses included
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+	shutdownTimeout   = 10 * time.Second
+)
+
+func serveSettingNames() []string {
+	names := make([]string, len(settings))
+	for i, s := range settings {
+		names[i] = s.name
+	}
+	return names
+}
+
+func runServe(e *env, args []string) int {
+	fs := newFlagSet(e, "serve", "[flags]",
+		`Run the gateway: a public listener with the login pages, the SPA and the
+allowlisted API upstreams behind the session middleware, and an admin
+listener on loopback with /healthz, /readyz, /metrics and the admin API.
+
+Settings come from flags, then CLOAKROOM_* environment variables (lists
+comma-separated), then the JSON file named by --config, then the defaults.
+Every problem is reported at once; --check-config only validates.`)
+	cf := registerSettings(fs, serveSettingNames()...)
+	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit 0 if valid, 1 if not, without listening or opening the store")
+	positional, code, ok := parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	if len(positional) > 0 {
+		return usageError(fs, "unexpected argument %q (settings are flags)", positional[0])
+	}
+	cfg, problems := cf.resolve(e.lookupEnv)
+	p, err := validate(cfg)
+	problems = append(problems, flatten(err)...)
+	if len(problems) > 0 {
+		fmt.Fprintf(e.stderr, "cloakroom serve: invalid configuration, %d problem(s):\n", len(problems))
+		for _, pr := range problems {
+			fmt.Fprintf(e.stderr, "  - %v\n", pr)
+		}
+		return exitFailure
+	}
+	if *checkOnly {
+		fmt.Fprintln(e.stdout, "cloakroom serve: configuration OK")
+		return exitOK
+	}
+	logger := newLogger(e.stderr, p.logLevel, p.cfg.LogFormat)
+	if err := serve(e.ctx, p, logger, nil); err != nil {
+		logger.Error("cloakroom serve failed", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// gatewayRuntime is everything `serve` builds before it listens.
+type gatewayRuntime struct {
+	stores   *storeurl.Stores
+	sessions *cloakroom.Manager
+	accounts *accounts.Service
+	signer   *proxy.Signer
+	gateway  *gateway.Gateway
+}
+
+func (rt *gatewayRuntime) close() {
+	if rt.gateway != nil {
+		rt.gateway.Close()
+	}
+	if rt.stores != nil {
+		rt.stores.Close()
+	}
+}
+
+// buildGateway opens the store and builds the session manager, the account
+// service, the proxy, the signer and the gateway.
+func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gatewayRuntime, err error) {
+	rt := &gatewayRuntime{}
+	defer func() {
+		if err != nil {
+			rt.close()
+		}
+	}()
+	if rt.stores, err = storeurl.OpenWith(ctx, p.cfg.Store, storeurl.Options{Logger: logger}); err != nil {
+		return nil, err
+	}
+	sessionCfg := cloakroom.Config{
+		Store:           rt.stores.Sessions,
+		SameSite:        p.sameSite,
+		IdleTimeout:     p.cfg.IdleTimeout,
+		AbsoluteTimeout: p.cfg.AbsoluteTimeout,
+		TrustedOrigins:  p.cfg.TrustedOrigins,
+		Logger:          logger,
+	}
+	if len(p.proxies) > 0 {
+		sessionCfg.ClientIP = clientIPFunc(p.proxies)
+	} else if p.cfg.InsecureHTTPBehindProxy {
+		logger.Warn("behind a proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
+	}
+	rt.sessions, err = cloakroom.New(sessionCfg)
+	if err != nil {
+		return nil, err
+	}
+	rt.accounts = accounts.New(rt.stores.Accounts, accounts.Config{RevokeSessions: rt.sessions.RevokeUser, Logger: logger})
+
+	if p.cfg.InternalJWT {
+		key := p.jwtKey
+		if key == nil {
+			var created bool
+			if key, created, err = loadOrCreateJWTKey(p.jwtKeyPath); err != nil {
+				return nil, err
+			}
+			if created {
+				logger.Info("generated the internal JWT signing key", "file", p.jwtKeyPath)
+			}
+		}
+		rt.signer, err = proxy.NewSigner(key, proxy.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience})
+		if err != nil {
+			return nil, fmt.Errorf("internal JWT signer: %w", err)
+		}
+	}
+	var px *proxy.Proxy
+	if len(p.routes) > 0 {
+		px, err = proxy.New(proxy.Config{
+			Routes:        p.routes,
+			SessionCookie: rt.sessions.Config().CookieName,
+			Signer:        rt.signer,
+			Transport:     proxy.NewTransport(),
+			ErrorLog:      logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	rt.gateway, err = gateway.New(gateway.Config{
+		Sessions:    rt.sessions,
+		Accounts:    rt.accounts,
+		Proxy:       px,
+		Signer:      rt.signer,
+		Static:      p.cfg.Static,
+		Frontend:    p.frontend,
+		PublicPaths: p.cfg.Public,
+		AdminToken:  p.adminToken,
+		// Behind a TLS-terminating proxy the browser speaks HTTPS too.
+		TLS:    p.tls != nil || p.cfg.InsecureHTTPBehindProxy,
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// listener is one HTTP server on its socket.
+type listener struct {
+	name   string
+	server *http.Server
+	socket net.Listener
+	tls    bool
+}
+
+func newServer(h http.Handler, logger *slog.Logger, p *plan, useTLS bool) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if useTLS {
+		srv.TLSConfig = p.tls.Clone()
+	}
+	return srv
+}
+
+// serveHooks lets `demo` add servers and learn the bound addresses.
+type serveHooks struct {
+	public, admin net.Listener // pre-opened sockets; nil: listen on the configured addresses
+	extra         []listener   // more servers to run and stop with the gateway (the demo app)
+	// ready runs once the sockets are open, before serving; it may return
+	// more servers to run.
+	ready func(rt *gatewayRuntime, public, admin net.Addr) ([]listener, error)
+}
+
+// serve builds the gateway and runs its listeners until ctx is cancelled,
+// then shuts them down gracefully.
+func serve(ctx context.Context, p *plan, logger *slog.Logger, hooks *serveHooks) error {
+	if hooks == nil {
+		hooks = &serveHooks{}
+	}
+	servers := hooks.extra
+	defer func() {
+		// Release every socket, including those never served after a
+		// failed start.
+		for _, l := range servers {
+			l.socket.Close()
+		}
+		for _, s := range []net.Listener{hooks.public, hooks.admin} {
+			if s != nil {
+				s.Close()
+			}
+		}
+	}()
+	rt, err := buildGateway(ctx, p, logger)
+	if err != nil {
+		return err
+	}
+	defer rt.close()
+
+	public := hooks.public
+	if public == nil {
+		if public, err = net.Listen("tcp", p.cfg.Listen); err != nil {
+			return fmt.Errorf("public listener: %w", err)
+		}
+	}
+	servers = append(servers, listener{"public", newServer(rt.gateway.Handler(), logger, p, p.tls != nil), public, p.tls != nil})
+	var adminAddr net.Addr
+	if p.cfg.AdminListen != "" {
+		admin := hooks.admin
+		if admin == nil {
+			if admin, err = net.Listen("tcp", p.cfg.AdminListen); err != nil {
+				return fmt.Errorf("admin listener: %w", err)
+			}
+		}
+		adminAddr = admin.Addr()
+		servers = append(servers, listener{"admin", newServer(rt.gateway.AdminHandler(), logger, p, p.adminTLS), admin, p.adminTLS})
+	}
+	scheme := "http"
+	if p.tls != nil {
+		scheme = "https"
+	}
+	attrs := []any{"public", scheme + "://" + public.Addr().String(), "store", rt.stores.Location.String()}
+	if adminAddr != nil {
+		attrs = append(attrs, "admin", adminScheme(p)+"://"+adminAddr.String())
+	}
+	logger.Info("listening", attrs...)
+	if hooks.ready != nil {
+		more, err := hooks.ready(rt, public.Addr(), adminAddr)
+		servers = append(servers, more...)
+		if err != nil {
+			return err
+		}
+	}
+	return runServers(ctx, logger, servers)
+}
+
+func adminScheme(p *plan) string {
+	if p.adminTLS {
+		return "https"
+	}
+	return "http"
+}
+
+// runServers serves every listener until ctx is cancelled or one fails,
+// then shuts all down, waiting up to shutdownTimeout for requests in
+// flight.
+func runServers(ctx context.Context, logger *slog.Logger, servers []listener) error {
+	errs := make(chan error, len(servers))
+	var wg sync.WaitGroup
+	for _, l := range servers {
+		wg.Go(func() {
+			var err error
+			if l.tls {
+				err = l.server.ServeTLS(l.socket, "", "")
+			} else {
+				err = l.server.Serve(l.socket)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s listener: %w", l.name, err)
+			}
+		})
+	}
+	var failure error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down", "reason", context.Cause(ctx))
+	case failure = <-errs:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	var shutdownErrs []string
+	for _, l := range servers {
+		if err := l.server.Shutdown(shutdownCtx); err != nil {
+			shutdownErrs = append(shutdownErrs, l.name+": "+err.Error())
+			l.server.Close()
+		}
+	}
+	wg.Wait()
+	if len(shutdownErrs) > 0 {
+		logger.Warn("requests were cut off at shutdown", "listeners", strings.Join(shutdownErrs, "; "))
+	}
+	if failure == nil {
+		logger.Info("stopped")
+	}
+	return failure
+}

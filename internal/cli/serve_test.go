@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// echoUpstream answers with the identity headers the gateway sent.
+func echoUpstream(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{
+			"user":          r.Header.Get("X-Forwarded-User"),
+			"groups":        r.Header.Get("X-Forwarded-Groups"),
+			"authorization": r.Header.Get("Authorization"),
+			"cookie":        r.Header.Get("Cookie"),
+			"path":          r.URL.Path,
+		})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// goroutinesSettle waits until the goroutine count drops to at most want.
+func goroutinesSettle(want int) int {
+	deadline := time.Now().Add(5 * time.Second)
+	n := runtime.NumGoroutine()
+	for n > want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	return n
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	store := "sqlite://" + filepath.Join(dir, "gw.db")
+	upstream := echoUpstream(t)
+	token := writeFile(t, dir, "admin-token", strings.Repeat("s3cret", 8)+"\n", 0o600)
+	www := filepath.Join(dir, "www")
+	os.Mkdir(www, 0o755)
+	writeFile(t, www, "index.html", "<!doctype html><title>spa</title>", 0o644)
+	mustRun(t, "a long enough password\n", "user", "add", "alice", "--role", "admin", "--password-stdin", "--store", store)
+
+	before := runtime.NumGoroutine()
+	srv := start(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--store", store, "--upstream", "/api/="+upstream.URL, "--static", www,
+		"--admin-token-file", token, "--internal-jwt", "--data-dir", dir, "--jwt-audience", "notes-api",
+		"--log-format", "json")
+	public, admin := srv.listening(t)
+	c := newClient(t)
+
+	if code, body := get(t, c, admin+"/healthz", ""); code != 200 {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	if code, _ := get(t, c, admin+"/readyz", ""); code != 200 {
+		t.Errorf("/readyz: %d", code)
+	}
+	if code, body := get(t, c, admin+"/metrics", ""); code != 200 || !strings.Contains(body, "cloakroom_") {
+		t.Errorf("/metrics: %d", code)
+	}
+	if code, _ := get(t, c, public+"/api/x", ""); code != http.StatusUnauthorized {
+		t.Errorf("API without a session: %d, want 401", code)
+	}
+
+	cookie, csrf := login(t, c, public, "alice", "a long enough password")
+	if csrf == "" {
+		t.Error("login returned no CSRF token")
+	}
+	code, body := get(t, c, public+"/api/hello", cookie)
+	var seen map[string]string
+	json.Unmarshal([]byte(body), &seen)
+	if code != 200 || seen["user"] != "alice" || seen["groups"] != "admin" || seen["path"] != "/api/hello" {
+		t.Errorf("through the gateway: %d %s", code, body)
+	}
+	if strings.Contains(seen["cookie"], "__Host-Http-session") {
+		t.Error("the session cookie reached the upstream")
+	}
+	// The internal JWT verifies against the published JWKS.
+	_, jwks := get(t, c, public+"/.well-known/jwks.json", "")
+	bearer := strings.TrimPrefix(seen["authorization"], "Bearer ")
+	claims, err := proxy.Verify(bearer, []byte(jwks), "notes-api", time.Now())
+	if err != nil {
+		t.Errorf("internal JWT: %v", err)
+	} else if claims.Subject != "alice" {
+		t.Errorf("JWT subject %q", claims.Subject)
+	}
+	if _, err := os.Stat(filepath.Join(dir, jwtKeyFileName)); err != nil {
+		t.Errorf("generated JWT key not kept in the data folder: %v", err)
+	}
+	if code, body := get(t, c, public+"/", cookie); code != 200 || !strings.Contains(body, "<title>spa</title>") {
+		t.Errorf("SPA: %d %s", code, body)
+	}
+	// Tokens never reach the logs.
+	value := strings.TrimPrefix(cookie, "__Host-Http-session=")
+	if strings.Contains(srv.stderr.String(), value) {
+		t.Error("the session token appears in the log")
+	}
+	if !regexp.MustCompile(`"msg":"login".*"outcome":"success"`).MatchString(srv.stderr.String()) {
+		t.Errorf("no login audit event in the log:\n%s", srv.stderr)
+	}
+
+	// Graceful shutdown on cancel: exit 0, both listeners closed, and no
+	// goroutine left behind.
+	c.CloseIdleConnections()
+	if code := srv.stop(t); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, srv.stderr)
+	}
+	if _, err := c.Get(admin + "/healthz"); err == nil {
+		t.Error("the admin listener still answers after shutdown")
+	}
+	if _, err := c.Get(public + "/auth/login"); err == nil {
+		t.Error("the public listener still answers after shutdown")
+	}
+	c.CloseIdleConnections()
+	upstream.CloseClientConnections()
+	if after := goroutinesSettle(before + 2); after > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d before serve, %d after it stopped\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestServeRefusesBadStoreAtStart(t *testing.T) {
+	clearEnv(t)
+	r := run(t, "", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", "postgres://db/cloakroom")
+	if r.code != 1 || !strings.Contains(r.stderr, "not supported yet") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestServePortInUse(t *testing.T) {
+	clearEnv(t)
+	busy := httptest.NewServer(http.NotFoundHandler())
+	defer busy.Close()
+	addr := strings.TrimPrefix(busy.URL, "http://")
+	r := run(t, "", "serve", "--listen", addr, "--admin-listen", "127.0.0.1:0", "--store", tempStore(t))
+	if r.code != 1 || !strings.Contains(r.stderr, "public listener") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}

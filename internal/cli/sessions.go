@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+func sessionsCommands() []subcommand {
+	return []subcommand{
+		{"list", "USER [--json]", "list a user's live sessions (devices)", runSessionsList},
+		{"revoke", "USER [--handle HANDLE]", "end one session of a user by its handle, or all of them", runSessionsRevoke},
+	}
+}
+
+func runSessions(e *env, args []string) int {
+	return dispatch(e, "sessions", "list or end a user's sessions in the store", sessionsCommands(), args)
+}
+
+func runSessionsList(e *env, args []string) int {
+	fs, cf := subcommandFlags(e, "sessions", "list")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	positional, code, ok := parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	user, code := oneName(fs, positional)
+	if code != exitOK {
+		return code
+	}
+	t, code := openStoreTools(e, fs, cf)
+	if t == nil {
+		return code
+	}
+	defer t.close()
+	devices, err := t.sessions.Devices(e.ctx, user)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+		return exitFailure
+	}
+	if *asJSON {
+		if devices == nil {
+			devices = []cloakroom.Device{}
+		}
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(devices); err != nil {
+			return exitFailure
+		}
+		return exitOK
+	}
+	if len(devices) == 0 {
+		fmt.Fprintf(e.stdout, "%s has no live sessions\n", user)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HANDLE\tDEVICE\tIP\tLOGGED IN\tLAST SEEN\tEXPIRES")
+	for _, d := range devices {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Handle, orDash(d.Label), orDash(d.IP),
+			formatTime(d.CreatedAt), formatTime(d.LastSeen), formatTime(d.IdleExpiry))
+	}
+	tw.Flush()
+	return exitOK
+}
+
+func runSessionsRevoke(e *env, args []string) int {
+	fs, cf := subcommandFlags(e, "sessions", "revoke")
+	handle := fs.String("handle", "", "end only the session with this `HANDLE` (from sessions list); default: all of the user's sessions")
+	positional, code, ok := parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	user, code := oneName(fs, positional)
+	if code != exitOK {
+		return code
+	}
+	t, code := openStoreTools(e, fs, cf)
+	if t == nil {
+		return code
+	}
+	defer t.close()
+	if *handle == "" {
+		if err := t.sessions.RevokeUser(e.ctx, user); err != nil {
+			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+			return exitFailure
+		}
+		fmt.Fprintf(e.stdout, "ended every session of %s\n", user)
+		return exitOK
+	}
+	if err := t.sessions.RevokeDevice(e.ctx, user, *handle); err != nil {
+		if errors.Is(err, cloakroom.ErrNotFound) {
+			fmt.Fprintf(e.stderr, "%s: %s has no session with handle %q (see: cloakroom sessions list %s)\n", fs.Name(), user, *handle, user)
+		} else {
+			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+		}
+		return exitFailure
+	}
+	fmt.Fprintf(e.stdout, "ended session %s of %s\n", *handle, user)
+	return exitOK
+}

@@ -1,0 +1,61 @@
+package storeurl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/sqlitestore"
+)
+
+// openSQLite opens (creating if needed) the SQLite file holding sessions and
+// users.
+func openSQLite(ctx context.Context, loc Location, opts Options) (*Stores, error) {
+	path := filepath.Clean(loc.Path)
+	if info, err := os.Stat(filepath.Dir(path)); err != nil || !info.IsDir() {
+		return nil, fmt.Errorf("%w: sqlite: folder %s does not exist; create it first", ErrInvalidURL, filepath.Dir(path))
+	}
+	if err := createPrivate(path); err != nil {
+		return nil, fmt.Errorf("storeurl: sqlite: %w", err)
+	}
+	st, err := sqlitestore.Open(ctx, path, sqlitestore.Config{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("storeurl: open %s: %w", loc, err)
+	}
+	users, err := accounts.NewSQLite(ctx, st.DB())
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", loc, err)
+	}
+	return &Stores{
+		Sessions: st,
+		Accounts: users,
+		Close:    st.Close,
+	}, nil
+}
+
+// createPrivate creates an empty database file readable by its owner only,
+// when there is none: it will hold password hashes and session records.
+// SQLite gives its journal files the database file's permissions.
+func createPrivate(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		return f.Close()
+	case errors.Is(err, fs.ErrExist):
+		info, err := os.Stat(path)
+		if err != nil {
+			return err
+		}
+		if info.IsDir() {
+			return fmt.Errorf("%s is a folder, not a database file", path)
+		}
+		return nil
+	default:
+		return err
+	}
+}

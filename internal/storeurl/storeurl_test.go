@@ -1,0 +1,184 @@
+package storeurl_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/storeurl"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		raw, kind, path string
+	}{
+		{"sqlite://./cloakroom.db", "sqlite", "./cloakroom.db"},
+		{"sqlite://cloakroom.db", "sqlite", "cloakroom.db"},
+		{"sqlite:///var/lib/cloakroom/db.sqlite", "sqlite", "/var/lib/cloakroom/db.sqlite"},
+		{"SQLite://../data/x.db", "sqlite", "../data/x.db"},
+		{"sqlite://./with space.db", "sqlite", "./with space.db"},
+		{"redis://localhost:6379/0", "redis", ""},
+		{"rediss://cache.internal:6380", "redis", ""},
+		{"postgres://cloakroom@db:5432/cloakroom", "postgres", ""},
+		{"postgresql://db/cloakroom", "postgres", ""},
+	} {
+		loc, err := storeurl.Parse(tc.raw)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.raw, err)
+			continue
+		}
+		if loc.Kind != tc.kind || loc.Path != tc.path {
+			t.Errorf("Parse(%q) = %q %q, want %q %q", tc.raw, loc.Kind, loc.Path, tc.kind, tc.path)
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, tc := range []struct{ raw, wantInMsg string }{
+		{"", "empty"},
+		{"./cloakroom.db", "no scheme"},
+		{"mysql://db/x", "unknown scheme"},
+		{"sqlite://", "needs a file path"},
+		{"sqlite://./x.db?mode=ro", "query parameters"},
+		{"sqlite://:memory:", "in-memory"},
+		{"sqlite://./data/", "directory"},
+		{"sqlite://./x\x00.db", "control character"},
+		{"redis://", "needs a host"},
+		{"postgres:///dbname", "needs a host"},
+		{"sqlite://" + strings.Repeat("a", 5000), "longer than"},
+	} {
+		_, err := storeurl.Parse(tc.raw)
+		if !errors.Is(err, storeurl.ErrInvalidURL) {
+			t.Errorf("Parse(%q): got %v, want ErrInvalidURL", tc.raw, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.wantInMsg) {
+			t.Errorf("Parse(%q): %q does not say %q", tc.raw, err, tc.wantInMsg)
+		}
+	}
+}
+
+func TestErrorsNeverShowPasswords(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://admin:hunter2@db:5432/x",
+		"redis://:hunter2@cache:6379",
+		"postgres://admin:hunter2@db:bad port/x",
+		"mysql://admin:hunter2@db/x",
+	} {
+		loc, err := storeurl.Parse(raw)
+		if err == nil {
+			_, err = storeurl.Open(context.Background(), raw)
+			if strings.Contains(loc.String(), "hunter2") {
+				t.Errorf("Location.String() shows the password: %s", loc)
+			}
+		}
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", raw)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error shows the password: %v", err)
+		}
+	}
+}
+
+func TestNetworkStoresNotSupportedYet(t *testing.T) {
+	for _, raw := range []string{"redis://localhost:6379", "postgres://localhost/cloakroom"} {
+		_, err := storeurl.Open(context.Background(), raw)
+		if !errors.Is(err, storeurl.ErrUnsupported) {
+			t.Errorf("Open(%q): got %v, want ErrUnsupported", raw, err)
+		}
+	}
+}
+
+func TestOpenSQLite(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gw.db")
+	st, err := storeurl.Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		t.Errorf("database file mode %v, want owner-only", perm)
+	}
+	if _, ok := st.Sessions.(cloakroom.Pinger); !ok {
+		t.Error("the sqlite session store does not implement cloakroom.Pinger")
+	}
+	// Both stores work on the same file.
+	now := time.Now()
+	rec := cloakroom.Record{Key: cloakroom.Key{1}, Handle: "h", UserID: "alice", Version: 1,
+		CreatedAt: now, LastSeen: now, IdleTimeout: time.Hour, AbsoluteDeadline: now.Add(2 * time.Hour)}
+	if err := st.Sessions.Commit(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := st.Sessions.Find(ctx, rec.Key); err != nil || !found {
+		t.Fatalf("Find: found=%v err=%v", found, err)
+	}
+	if st.Accounts == nil {
+		t.Fatal("no account store")
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopening keeps the session; a relative URL names the same file.
+	t.Chdir(dir)
+	st2, err := storeurl.Open(ctx, "sqlite://./gw.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	if _, found, err := st2.Sessions.Find(ctx, rec.Key); err != nil || !found {
+		t.Fatalf("after reopening: found=%v err=%v", found, err)
+	}
+}
+
+func TestOpenSQLiteMissingFolder(t *testing.T) {
+	_, err := storeurl.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "nope", "x.db"))
+	if !errors.Is(err, storeurl.ErrInvalidURL) || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("got %v, want a missing-folder error", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"sqlite://./cloakroom.db", "sqlite:///abs/x.db", "redis://u:p@h:1/0", "postgres://h/db",
+		"", "://", "sqlite://", "sqlite://?#", "SQLITE://x", "postgres://[::1", "redis://%zz",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		loc, err := storeurl.Parse(raw)
+		if err != nil {
+			if !errors.Is(err, storeurl.ErrInvalidURL) {
+				t.Fatalf("Parse(%q) error %v does not wrap ErrInvalidURL", raw, err)
+			}
+			return
+		}
+		switch loc.Kind {
+		case "sqlite":
+			if loc.Path == "" || strings.ContainsAny(loc.Path, "\x00?#") || loc.URL != nil {
+				t.Fatalf("Parse(%q) = %+v", raw, loc)
+			}
+		case "redis", "postgres":
+			if loc.URL == nil || loc.URL.Host == "" {
+				t.Fatalf("Parse(%q) = %+v without a host", raw, loc)
+			}
+			if p, ok := loc.URL.User.Password(); ok && p != "" && p != "xxxxx" && strings.Contains(loc.String(), ":"+p+"@") {
+				t.Fatalf("String() shows the password of %q: %s", raw, loc)
+			}
+		default:
+			t.Fatalf("Parse(%q) kind %q", raw, loc.Kind)
+		}
+	})
+}
