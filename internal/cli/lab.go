@@ -8,9 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/lab"
 )
 
 // demoLab is what the demo hands to registerLab: the running gateway's
@@ -64,14 +66,19 @@ func (l *demoLab) stop() {
 	}
 }
 
-// ---------------------------------------------------------------------
-// LAB HOOK (issue 4). registerLab runs once the demo's gateway is
-// listening, before it serves. The XSS lab adds itself here: servers it
-// starts with l.serve run and stop with the demo (anything else it starts
-// it stops with l.atStop), and l.say adds lines to what the demo prints.
-// An error stops the demo. It does nothing yet. (A variable so that tests
-// can exercise the hook.)
-// ---------------------------------------------------------------------
+// registerLab runs once the demo's gateway is listening, before it serves:
+// it starts the XSS lab (package lab) beside the demo, on loopback only, and
+// adds its instructions to what the demo prints. The lab's apps are
+// deliberately vulnerable and say so on every page. (A variable so that
+// tests can exercise the hook.)
 var registerLab = func(l *demoLab) error {
+	running, err := lab.Start(l.ctx, lab.Options{Logger: l.logger})
+	if err != nil {
+		return fmt.Errorf("start the lab: %w", err)
+	}
+	l.atStop(func() { running.Close() })
+	for _, line := range strings.Split(strings.TrimRight(running.Instructions(), "\n"), "\n") {
+		l.say("%s", line)
+	}
 	return nil
 }
