@@ -44,6 +44,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
 		s := &sw.session
 		s.m = m
+		s.loadedAt = m.now()
 		s.ua = r.UserAgent()
 		if len(s.ua) > maxUserAgentLength {
 			s.ua = s.ua[:maxUserAgentLength]
@@ -54,7 +55,10 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 			m.cfg.Forbidden.ServeHTTP(w, r)
 			return
 		}
-		sw.r = r.WithContext(context.WithValue(r.Context(), m.ctxKey, s))
+		// The context lives in the writer's allocation: no separate
+		// context.WithValue per request.
+		sw.ctx = sessionContext{Context: r.Context(), key: m.ctxKey, session: s}
+		sw.r = r.WithContext(&sw.ctx)
 		next.ServeHTTP(sw, sw.r)
 		sw.finish()
 	})
@@ -76,7 +80,7 @@ func (m *Manager) load(r *http.Request, s *Session) bool {
 	case err != nil:
 		s.err = fmt.Errorf("%w: find session %s: %w", ErrStoreUnavailable, key.Short(), err)
 		m.cfg.OnError(r, s.err)
-	case !found || rec.Key != key || rec.Expired(m.now()):
+	case !found || rec.Key != key || rec.Expired(s.loadedAt):
 		// Unknown, expired or revoked: have the browser drop the cookie.
 		s.destroyed = true
 	default:
@@ -129,6 +133,7 @@ type sessionWriter struct {
 	http.ResponseWriter
 	m       *Manager
 	r       *http.Request
+	ctx     sessionContext
 	session Session
 	started bool
 	failed  bool // the save failed and Unavailable answered instead
@@ -173,6 +178,21 @@ func (w *sessionWriter) Flush() {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// sessionContext carries the request's session. It does what
+// context.WithValue would, inside the writer's allocation.
+type sessionContext struct {
+	context.Context
+	key     *contextKey
+	session *Session
+}
+
+func (c *sessionContext) Value(key any) any {
+	if k, ok := key.(*contextKey); ok && k == c.key {
+		return c.session
+	}
+	return c.Context.Value(key)
+}
+
 // finish runs after the handler: a handler that wrote nothing still gets its
 // session saved and its headers set.
 func (w *sessionWriter) finish() {
@@ -199,7 +219,7 @@ func (w *sessionWriter) save() bool {
 			err = s.createAnonymousLocked(w.r.Context())
 		case len(s.changes) > 0 && s.live:
 			err = s.commitChangesLocked(w.r.Context())
-		case s.live && m.now().Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
+		case s.live && s.loadedAt.Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
 			s.touchLocked(w.r)
 		}
 		if err != nil {

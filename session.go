@@ -23,6 +23,8 @@ type Session struct {
 	mu  sync.Mutex
 	err error // store failure while loading; the request is then not logged in
 
+	loadedAt time.Time // the clock when the request arrived
+
 	token  string // raw token from the cookie or newly issued; never logged
 	rec    Record
 	live   bool // rec is a live session in the store
