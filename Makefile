@@ -4,9 +4,13 @@
 
 GO ?= go
 
-.PHONY: test test-deps vet unit fuzz bench demo
+.PHONY: test test-deps vet unit multinode multinode-strict fuzz bench demo
 
-test: test-deps vet unit fuzz
+# The multi-node tests measure revocation windows and outage recovery, so
+# they run after the other packages, with the machine to themselves.
+MULTINODE = ./test/multinode
+
+test: test-deps vet unit multinode fuzz
 
 test-deps:
 	bash scripts/test-deps.sh
@@ -15,7 +19,15 @@ vet:
 	$(GO) vet ./...
 
 unit:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/multinode)
+
+multinode:
+	$(GO) test -race -count=1 -timeout 10m -v $(MULTINODE)
+
+# The same with the 10 ms revocation-window target enforced, for a quiet
+# machine.
+multinode-strict:
+	CLOAKROOM_STRICT_TIMING=1 $(GO) test -count=1 -timeout 10m -v $(MULTINODE)
 
 fuzz:
 	bash scripts/fuzz.sh

@@ -1,0 +1,505 @@
+package multinode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/pgstore"
+	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/redisstore"
+)
+
+const (
+	userName     = "alice"
+	userPassword = "correct horse battery staple"
+	cookieName   = cloakroom.DefaultCookieName
+)
+
+// quiet swallows the logs of gateways, managers and stores: hundreds of
+// logins and logouts would drown the test output.
+var quiet = slog.New(slog.DiscardHandler)
+
+// passwordHash is computed once per test binary: an argon2id hash at the
+// production parameters takes about 0.1 s under the race detector.
+var passwordHash = sync.OnceValue(func() string {
+	h, err := accounts.HashPassword(userPassword, accounts.DefaultParams())
+	if err != nil {
+		panic(err)
+	}
+	return h
+})
+
+// nodeStore is one node's own store client: its own connections, and with
+// them its own cache.
+type nodeStore struct {
+	store cloakroom.Store
+	// trips counts the store round trips the node made; answers served
+	// from a client-side cache are not counted.
+	trips *atomic.Int64
+	close func()
+}
+
+// variant is one way of sharing sessions between nodes.
+type variant struct {
+	name string
+	// async is true when a node caches sessions and learns of changes made
+	// by other nodes asynchronously (Redis tracking pushes, NOTIFY).
+	async bool
+	// open prepares the shared store for one test.
+	open func(t *testing.T) storeSetup
+}
+
+// storeSetup is a shared store ready for one test.
+type storeSetup struct {
+	// addr is the store's host:port, for tests that put a proxy before it.
+	addr string
+	// node opens one node's own client, connecting to addr: the store's
+	// or a proxy's in front of it.
+	node func(t *testing.T, addr string) nodeStore
+	// probe, when not nil, listens to the store's invalidation messages
+	// on a connection of its own, to time their delivery.
+	probe func(t *testing.T) *notifyProbe
+}
+
+func variants() []variant {
+	return []variant{
+		{name: "redis", async: true, open: openRedis},
+		{name: "postgres", async: false, open: func(t *testing.T) storeSetup { return openPostgres(t, false) }},
+		{name: "postgres-cache", async: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) }},
+	}
+}
+
+func openRedis(t *testing.T) storeSetup {
+	t.Helper()
+	addr := testservers.Redis(t)
+	return redisSetup(t, addr, testservers.RedisPrefix(t, addr))
+}
+
+// redisSetup shares the Redis server at addr under prefix.
+func redisSetup(t *testing.T, addr, prefix string) storeSetup {
+	t.Helper()
+	return storeSetup{addr: addr, node: func(t *testing.T, addr string) nodeStore {
+		t.Helper()
+		client, err := rueidis.NewClient(redisOptions(addr))
+		if err != nil {
+			t.Fatalf("rueidis client for %s: %v", addr, err)
+		}
+		counted := &countingClient{Client: client}
+		store, err := redisstore.New(counted, redisstore.Config{Prefix: prefix})
+		if err != nil {
+			client.Close()
+			t.Fatal(err)
+		}
+		return nodeStore{store: store, trips: &counted.trips, close: client.Close}
+	}}
+}
+
+// redisOptions is how the tests build a node's rueidis client: the library
+// defaults (client-side caching on), except that a command is not retried
+// after a network error. With rueidis' default retries, and no deadline on
+// the request context (neither the manager nor the gateway sets one), a
+// session check during an outage does not fail: it waits, retrying at most
+// 1 s apart, until Redis is back or the client gives up. Fail-closed still
+// holds (no 200), but the client gets no 503, only a hung request.
+func redisOptions(addr string) rueidis.ClientOption {
+	return rueidis.ClientOption{
+		InitAddress:  []string{addr},
+		DisableRetry: true,
+		// Quick reconnects keep the recovery measurement about the gateway,
+		// not about a dial timeout.
+		Dialer: netDialer(time.Second),
+	}
+}
+
+// countingClient counts the commands a rueidis client sends to Redis;
+// answers served from the client-side cache are not counted.
+type countingClient struct {
+	rueidis.Client
+	trips atomic.Int64
+}
+
+func (c *countingClient) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	c.trips.Add(1)
+	return c.Client.Do(ctx, cmd)
+}
+
+func (c *countingClient) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	c.trips.Add(1)
+	return c.Client.DoMulti(ctx, cmds...)
+}
+
+func (c *countingClient) DoCache(ctx context.Context, cmd rueidis.Cacheable, ttl time.Duration) rueidis.RedisResult {
+	res := c.Client.DoCache(ctx, cmd, ttl)
+	if !res.IsCacheHit() {
+		c.trips.Add(1)
+	}
+	return res
+}
+
+func (c *countingClient) DoMultiCache(ctx context.Context, cmds ...rueidis.CacheableTTL) []rueidis.RedisResult {
+	res := c.Client.DoMultiCache(ctx, cmds...)
+	for _, r := range res {
+		if !r.IsCacheHit() {
+			c.trips.Add(1)
+			break
+		}
+	}
+	return res
+}
+
+func openPostgres(t *testing.T, cache bool) storeSetup {
+	t.Helper()
+	url := testservers.Postgres(t)
+	return postgresSetup(t, url, cache)
+}
+
+// postgresSetup shares the database at url in a schema of the test's own,
+// dropped when the test ends.
+func postgresSetup(t *testing.T, url string, cache bool) storeSetup {
+	t.Helper()
+	base, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := "multinode_" + randomHex(6)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.ConnectConfig(ctx, base.ConnConfig.Copy())
+		if err != nil {
+			t.Logf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Logf("dropping schema %s: %v", schema, err)
+		}
+	})
+	addr := fmt.Sprintf("%s:%d", base.ConnConfig.Host, base.ConnConfig.Port)
+	var probe func(t *testing.T) *notifyProbe
+	if cache {
+		probe = func(t *testing.T) *notifyProbe { return startNotifyProbe(t, base.ConnConfig, pgNotifyChannel(schema)) }
+	}
+	return storeSetup{addr: addr, probe: probe, node: func(t *testing.T, addr string) nodeStore {
+		t.Helper()
+		cfg := base.Copy()
+		host, port := splitHostPort(t, addr)
+		cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, port
+		cfg.ConnConfig.Fallbacks = nil
+		cfg.ConnConfig.ConnectTimeout = time.Second
+		// Room for every request of the fault tests (load and probes) to
+		// hold a connection of its own, so none waits for a pool slot.
+		cfg.MaxConns = 16
+		tracer := &queryCounter{}
+		cfg.ConnConfig.Tracer = tracer
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		pool, err := pgxpool.NewWithConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := pgstore.New(ctx, pool, pgstore.Config{Schema: schema, Cache: cache, PurgeInterval: -1, Logger: quiet})
+		if err != nil {
+			pool.Close()
+			t.Fatal(err)
+		}
+		return nodeStore{store: store, trips: &tracer.queries, close: func() { store.Close(); pool.Close() }}
+	}}
+}
+
+// queryCounter counts the queries of a pgx pool, each one round trip.
+type queryCounter struct{ queries atomic.Int64 }
+
+func (q *queryCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	q.queries.Add(1)
+	return ctx
+}
+
+func (q *queryCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// upstream is the API behind every gateway: it answers with the user the
+// gateway vouched for, and counts what reached it.
+type upstream struct {
+	srv  *httptest.Server
+	hits atomic.Int64
+}
+
+func newUpstream(t *testing.T) *upstream {
+	t.Helper()
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{"user": r.Header.Get("X-Forwarded-User"), "path": r.URL.Path})
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// node is one gateway with its own store client, manager and accounts.
+type node struct {
+	name    string
+	store   nodeStore
+	manager *cloakroom.Manager
+	gw      *gateway.Gateway
+	srv     *httptest.Server
+	// mint logs a user in through this node's manager, as the gateway's
+	// login does after the password check; it answers the CSRF token.
+	// Runs that need hundreds of sessions use it to skip a password hash
+	// per session.
+	mint      *httptest.Server
+	transport *http.Transport // to the upstream
+	panics    atomic.Int64
+	closeOnce sync.Once
+}
+
+func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
+	t.Helper()
+	n := &node{name: name, store: store}
+	var err error
+	n.manager, err = cloakroom.New(cloakroom.Config{Store: store.store, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := accounts.NewMemory()
+	now := time.Now()
+	err = users.Create(context.Background(), accounts.Record{
+		User:         accounts.User{Name: userName, Email: userName + "@example.com", Roles: []string{"dev"}, CreatedAt: now, PasswordChangedAt: now},
+		PasswordHash: passwordHash(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	service := accounts.New(users, accounts.Config{RevokeSessions: n.manager.RevokeUser, Logger: quiet})
+	route, err := proxy.ParseRoute("/api/=" + api.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.transport = proxy.NewTransport()
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.gw, err = gateway.New(gateway.Config{Sessions: n.manager, Accounts: service, Proxy: px, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = httptest.NewServer(n.recoverPanics(n.gw.Handler()))
+	n.mint = httptest.NewServer(n.manager.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := n.manager.Session(r)
+		if err := s.Login(r.Context(), userName, cloakroom.LoginOptions{}); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		s.PutJSON("roles", []string{"dev"})
+		s.Put("email", userName+"@example.com")
+		io.WriteString(w, s.CSRFToken())
+	})))
+	t.Cleanup(n.close)
+	return n
+}
+
+// recoverPanics counts handler panics, which net/http would otherwise
+// swallow, and answers them with a 500 the tests notice.
+func (n *node) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				n.panics.Add(1)
+				http.Error(w, fmt.Sprintf("panic: %v", v), http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// close shuts the node down: listeners, gateway, upstream connections and
+// store client.
+func (n *node) close() {
+	n.closeOnce.Do(func() {
+		n.srv.Close()
+		n.mint.Close()
+		n.gw.Close()
+		n.transport.CloseIdleConnections()
+		n.store.close()
+	})
+}
+
+// cluster is three nodes sharing one store.
+type cluster struct {
+	setup   storeSetup
+	api     *upstream
+	a, b, c *node
+}
+
+func newCluster(t *testing.T, v variant) *cluster {
+	t.Helper()
+	setup := v.open(t)
+	api := newUpstream(t)
+	cl := &cluster{setup: setup, api: api}
+	cl.a = newNode(t, "A", setup.node(t, setup.addr), api)
+	cl.b = newNode(t, "B", setup.node(t, setup.addr), api)
+	cl.c = newNode(t, "C", setup.node(t, setup.addr), api)
+	return cl
+}
+
+// client sends requests the way a browser's same-origin fetch does, with
+// the session cookie set by hand: the cookie is __Host- and Secure, which
+// a cookie jar would not send over plain HTTP.
+type client struct {
+	http *http.Client
+	// apiOK counts API requests answered 200, each of which the upstream
+	// must have seen.
+	apiOK atomic.Int64
+}
+
+func newClient(t *testing.T) *client {
+	t.Helper()
+	tr := &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}
+	c := &client{http: &http.Client{
+		Transport: tr,
+		Timeout:   10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+func (c *client) closeIdle() { c.http.Transport.(*http.Transport).CloseIdleConnections() }
+
+// reply is a response read whole.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (c *client) do(method, url, token string, body io.Reader, header ...string) (reply, error) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		return reply{}, err
+	}
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Sec-Fetch-Mode", "cors")
+	if token != "" {
+		req.Header.Set("Cookie", cookieName+"="+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return reply{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return reply{status: resp.StatusCode, header: resp.Header, body: b}, err
+}
+
+// login logs in through the gateway's JSON endpoint and returns the session
+// token from the cookie and the CSRF token.
+func (c *client) login(t *testing.T, n *node) (token, csrf string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"username": userName, "password": userPassword})
+	r, err := c.do(http.MethodPost, n.srv.URL+"/auth/login", "", strings.NewReader(string(body)), "Content-Type", "application/json")
+	if err != nil {
+		t.Fatalf("login through %s: %v", n.name, err)
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("login through %s: status %d: %s", n.name, r.status, r.body)
+	}
+	var answer struct {
+		User string `json:"user"`
+		CSRF string `json:"csrf_token"`
+	}
+	if err := json.Unmarshal(r.body, &answer); err != nil || answer.User != userName || answer.CSRF == "" {
+		t.Fatalf("login through %s answered %s (%v)", n.name, r.body, err)
+	}
+	token = cookieToken(r.header)
+	if token == "" {
+		t.Fatalf("login through %s set no session cookie", n.name)
+	}
+	return token, answer.CSRF
+}
+
+// mint starts a session through n's manager without a password check.
+func (c *client) mint(n *node) (token, csrf string, err error) {
+	r, err := c.do(http.MethodPost, n.mint.URL, "", nil)
+	if err != nil {
+		return "", "", err
+	}
+	if r.status != http.StatusOK {
+		return "", "", fmt.Errorf("mint through %s: status %d: %s", n.name, r.status, r.body)
+	}
+	token = cookieToken(r.header)
+	if token == "" {
+		return "", "", fmt.Errorf("mint through %s set no session cookie", n.name)
+	}
+	return token, string(r.body), nil
+}
+
+// whoami asks n's API route who the session belongs to. It returns the
+// status and, for a 200, the user the upstream was told about.
+func (c *client) whoami(n *node, token string) (int, string, error) {
+	r, err := c.do(http.MethodGet, n.srv.URL+"/api/whoami", token, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	if r.status != http.StatusOK {
+		return r.status, "", nil
+	}
+	c.apiOK.Add(1)
+	var answer struct {
+		User string `json:"user"`
+	}
+	if err := json.Unmarshal(r.body, &answer); err != nil {
+		return r.status, "", fmt.Errorf("upstream answer %q: %w", r.body, err)
+	}
+	return r.status, answer.User, nil
+}
+
+// logout ends the session through n, as the SPA's logout button does.
+func (c *client) logout(n *node, token, csrf string) (reply, error) {
+	return c.do(http.MethodPost, n.srv.URL+"/auth/logout", token, nil, cloakroom.CSRFHeader, csrf)
+}
+
+// cookieToken returns the session token a response sets, "" if none.
+func cookieToken(h http.Header) string {
+	for _, line := range h.Values("Set-Cookie") {
+		if c, err := http.ParseSetCookie(line); err == nil && c.Name == cookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
