@@ -365,7 +365,7 @@ func sessionCookie(t *testing.T, ctx context.Context, l *Lab) *network.Cookie {
 // collectorScreenshot opens the attacker's collector, showing the reports
 // from target's pages, in the attacker's own browser, checks that it says
 // want, and saves a screenshot of it as docs/img/name when
-// CLOAKROOM_LAB_SCREENSHOTS=1 or when the file is missing.
+// CLOAKROOM_SCREENSHOTS=1 or when the file is missing.
 func collectorScreenshot(t *testing.T, attackerTab context.Context, l *Lab, target, name, want string) {
 	t.Helper()
 	run(t, attackerTab, chromedp.Navigate(l.AttackerURL+"/?target="+target))
@@ -380,7 +380,7 @@ func collectorScreenshot(t *testing.T, attackerTab context.Context, l *Lab, targ
 		t.Fatalf("screenshot is not a PNG")
 	}
 	path := filepath.Join("..", "docs", "img", name)
-	if _, err := os.Stat(path); err == nil && os.Getenv("CLOAKROOM_LAB_SCREENSHOTS") != "1" {
+	if _, err := os.Stat(path); err == nil && os.Getenv("CLOAKROOM_SCREENSHOTS") != "1" {
 		return
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
