@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,11 +46,7 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 		s := &sw.session
 		s.m = m
 		s.loadedAt = m.now()
-		s.ua = r.UserAgent()
-		if len(s.ua) > maxUserAgentLength {
-			s.ua = s.ua[:maxUserAgentLength]
-		}
-		s.ip = m.cfg.ClientIP(r)
+		s.req = r
 		cookiePresent := m.load(r, s)
 		if cookiePresent && !isSafeMethod(r.Method) && !m.csrfOK(r, s) {
 			m.cfg.Forbidden.ServeHTTP(w, r)
@@ -175,6 +172,17 @@ func (w *sessionWriter) Flush() {
 	http.NewResponseController(w.ResponseWriter).Flush()
 }
 
+// WriteString spares handlers that use io.WriteString a conversion.
+func (w *sessionWriter) WriteString(str string) (int, error) {
+	if !w.started {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.failed {
+		return 0, ErrStoreUnavailable
+	}
+	return io.WriteString(w.ResponseWriter, str)
+}
+
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
@@ -248,7 +256,7 @@ func (s *Session) createAnonymousLocked(ctx context.Context) error {
 	rec := Record{
 		Handle: newHandle(), Version: 1, CreatedAt: now, LastSeen: now,
 		IdleTimeout: s.m.cfg.IdleTimeout, AbsoluteDeadline: now.Add(s.m.cfg.AbsoluteTimeout),
-		IP: s.ip, UserAgent: s.ua, Data: encodeValues(s.values),
+		IP: s.clientIP(), UserAgent: s.userAgent(), Data: encodeValues(s.values),
 	}
 	if err := s.replaceLocked(ctx, rec, "create session"); err != nil {
 		return err

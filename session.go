@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -25,10 +26,10 @@ type Session struct {
 
 	loadedAt time.Time // the clock when the request arrived
 
-	token  string // raw token from the cookie or newly issued; never logged
-	rec    Record
-	live   bool // rec is a live session in the store
-	ip, ua string
+	token string // raw token from the cookie or newly issued; never logged
+	rec   Record
+	live  bool          // rec is a live session in the store
+	req   *http.Request // for the client's address and agent, read only when a session is created
 
 	values  map[string]string // decoded rec.Data, after the first change
 	changes []change          // value changes, re-applied on a version conflict
@@ -242,6 +243,26 @@ func (s *Session) decodedLocked() map[string]string {
 	return m
 }
 
+// clientIP and userAgent describe the client for a new session's device
+// entry; reading them only then keeps them off the per-request path.
+func (s *Session) clientIP() string {
+	if s.req == nil {
+		return ""
+	}
+	return s.m.cfg.ClientIP(s.req)
+}
+
+func (s *Session) userAgent() string {
+	if s.req == nil {
+		return ""
+	}
+	ua := s.req.UserAgent()
+	if len(ua) > maxUserAgentLength {
+		ua = ua[:maxUserAgentLength]
+	}
+	return ua
+}
+
 func newHandle() string {
 	var b [16]byte
 	rand.Read(b[:])
@@ -287,13 +308,13 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 	rec := Record{
 		Handle: newHandle(), UserID: userID, Generation: gen, Version: 1,
 		CreatedAt: now, LastSeen: now, IdleTimeout: idle, AbsoluteDeadline: now.Add(absolute),
-		Persistent: opts.Persistent, IP: s.ip, UserAgent: s.ua,
+		Persistent: opts.Persistent, IP: s.clientIP(), UserAgent: s.userAgent(),
 	}
 	if err := s.replaceLocked(ctx, rec, "login"); err != nil {
 		return err
 	}
 	s.values, s.changes = nil, nil
-	m.logger.InfoContext(ctx, "login", "user", userID, "session", s.rec.Key.Short(), "ip", s.ip)
+	m.logger.InfoContext(ctx, "login", "user", userID, "session", s.rec.Key.Short(), "ip", s.rec.IP)
 	return nil
 }
 

@@ -42,28 +42,29 @@ var base64URLValue = func() (t [256]byte) {
 // decodeToken decodes a canonical 43-character base64url token into raw
 // bytes without allocating. It reports false for anything else, including
 // a final character with non-zero padding bits, so each token has exactly
-// one spelling.
+// one spelling. It works four characters at a time: it runs on every
+// request that carries a cookie.
 func decodeToken(s string) (raw [tokenBytes]byte, ok bool) {
 	if len(s) != TokenLength {
 		return raw, false
 	}
-	var acc uint32
-	bits, out := 0, 0
-	for i := 0; i < len(s); i++ {
-		v := base64URLValue[s[i]]
-		if v == 0xff {
-			return raw, false
-		}
-		acc = acc<<6 | uint32(v)
-		bits += 6
-		if bits >= 8 {
-			bits -= 8
-			raw[out] = byte(acc >> bits)
-			out++
-		}
+	var bad byte
+	out := 0
+	for i := 0; i < 40; i += 4 {
+		a, b, c, d := base64URLValue[s[i]], base64URLValue[s[i+1]], base64URLValue[s[i+2]], base64URLValue[s[i+3]]
+		bad |= a | b | c | d
+		n := uint32(a)<<18 | uint32(b)<<12 | uint32(c)<<6 | uint32(d)
+		raw[out], raw[out+1], raw[out+2] = byte(n>>16), byte(n>>8), byte(n)
+		out += 3
 	}
-	// 43 characters carry 258 bits: the last 2 must be zero.
-	if acc&(1<<bits-1) != 0 {
+	// The last 3 characters carry 18 bits: 2 bytes and 2 padding bits,
+	// which must be zero.
+	a, b, c := base64URLValue[s[40]], base64URLValue[s[41]], base64URLValue[s[42]]
+	bad |= a | b | c
+	n := uint32(a)<<12 | uint32(b)<<6 | uint32(c)
+	raw[30], raw[31] = byte(n>>10), byte(n>>2)
+	// Every valid value is below 64; 0xff marks an invalid character.
+	if bad&0xc0 != 0 || n&3 != 0 {
 		return raw, false
 	}
 	return raw, true
