@@ -9,7 +9,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 )
 
-// readYourWritesWindow is how long Find bypasses the client-side cache for a
+// readYourWritesWindow is how long Find double-checks cached answers about a
 // session or user this Store itself just wrote. Redis pushes the
 // invalidation for a write on whichever connection holds the cached entry,
 // which need not be the one that carried the write, so the write's reply
@@ -19,8 +19,37 @@ const readYourWritesWindow = time.Second
 
 const recentShardCount = 16
 
-// recentWrites remembers which sessions and users this Store changed within
-// readYourWritesWindow. It is keyed by the session Key and the user ID.
+// What a Store knows about its own recent write to a session.
+const (
+	// wroteUnknown: the write failed or its outcome is unknown, so a cached
+	// answer cannot be checked; Find asks Redis.
+	wroteUnknown = iota
+	// wroteRecord: the session now holds exactly the mark's blob, so a
+	// cached answer holding the same blob is current.
+	wroteRecord
+	// wroteDeletion: the session is gone, so a cached "not found" is current.
+	wroteDeletion
+)
+
+// sessionMark is a recent write to one session.
+type sessionMark struct {
+	at   time.Duration // offset from recentWrites.epoch
+	kind int
+	blob string // the record written, for wroteRecord
+}
+
+// userMark is a recent BumpGeneration of one user.
+type userMark struct {
+	at         time.Duration
+	known      bool   // the bump succeeded and returned generation
+	generation uint64 // the user's generation is at least this
+}
+
+// recentWrites remembers what this Store wrote within readYourWritesWindow,
+// keyed by the session Key and the user ID, so that Find can tell whether
+// a cached answer already reflects those writes. Its answers are only ever
+// used to reject a cached answer or to raise the generation a record must
+// reach, never to accept one.
 type recentWrites struct {
 	epoch time.Time // times are offsets from epoch, so they are monotonic
 	seed  maphash.Seed
@@ -31,15 +60,15 @@ type recentWrites struct {
 
 type recentShard struct {
 	mu       sync.RWMutex
-	sessions map[cloakroom.Key]time.Duration
-	users    map[string]time.Duration
+	sessions map[cloakroom.Key]sessionMark
+	users    map[string]userMark
 }
 
 func newRecentWrites() *recentWrites {
 	r := &recentWrites{epoch: time.Now(), seed: maphash.MakeSeed()}
 	for i := range r.shard {
-		r.shard[i].sessions = make(map[cloakroom.Key]time.Duration)
-		r.shard[i].users = make(map[string]time.Duration)
+		r.shard[i].sessions = make(map[cloakroom.Key]sessionMark)
+		r.shard[i].users = make(map[string]userMark)
 	}
 	return r
 }
@@ -48,22 +77,27 @@ func (r *recentWrites) userShard(userID string) *recentShard {
 	return &r.shard[maphash.String(r.seed, userID)%recentShardCount]
 }
 
-// markSession records that the session under key was just written.
-func (r *recentWrites) markSession(key cloakroom.Key) {
+// markSession records a write to the session under key: kind is one of the
+// wrote* constants, blob the record written for wroteRecord.
+func (r *recentWrites) markSession(key cloakroom.Key, kind int, blob string) {
 	now := time.Since(r.epoch)
 	sh := &r.shard[key[0]%recentShardCount]
 	sh.mu.Lock()
-	sh.sessions[key] = now
+	sh.sessions[key] = sessionMark{at: now, kind: kind, blob: blob}
 	sh.mu.Unlock()
 	r.marked(now)
 }
 
-// markUser records that the user's generation or sessions were just written.
-func (r *recentWrites) markUser(userID string) {
+// markUser records a BumpGeneration of the user: known tells whether it
+// succeeded, returning generation.
+func (r *recentWrites) markUser(userID string, known bool, generation uint64) {
 	now := time.Since(r.epoch)
 	sh := r.userShard(userID)
 	sh.mu.Lock()
-	sh.users[userID] = now
+	if old, ok := sh.users[userID]; ok && now-old.at <= readYourWritesWindow && old.known && known {
+		generation = max(generation, old.generation)
+	}
+	sh.users[userID] = userMark{at: now, known: known, generation: generation}
 	sh.mu.Unlock()
 	r.marked(now)
 }
@@ -78,13 +112,13 @@ func (r *recentWrites) marked(now time.Duration) {
 	}
 	sh := &r.shard[(n/64)%recentShardCount]
 	sh.mu.Lock()
-	for k, t := range sh.sessions {
-		if now-t > readYourWritesWindow {
+	for k, m := range sh.sessions {
+		if now-m.at > readYourWritesWindow {
 			delete(sh.sessions, k)
 		}
 	}
-	for k, t := range sh.users {
-		if now-t > readYourWritesWindow {
+	for k, m := range sh.users {
+		if now-m.at > readYourWritesWindow {
 			delete(sh.users, k)
 		}
 	}
@@ -96,28 +130,52 @@ func (r *recentWrites) quiet(now time.Duration) bool {
 	return now-time.Duration(r.last.Load()) > readYourWritesWindow
 }
 
-// session reports whether the session under key was written within the window.
-func (r *recentWrites) session(key cloakroom.Key) bool {
-	now := time.Since(r.epoch)
+// now is the time to pass to session and user. Find reads it once for
+// both: clock reads are a noticeable part of a cached Find.
+func (r *recentWrites) now() time.Duration { return time.Since(r.epoch) }
+
+// session returns the write this Store made to the session under key
+// within the window before now, if any.
+func (r *recentWrites) session(key cloakroom.Key, now time.Duration) (sessionMark, bool) {
 	if r.quiet(now) {
-		return false
+		return sessionMark{}, false
 	}
 	sh := &r.shard[key[0]%recentShardCount]
 	sh.mu.RLock()
-	t, ok := sh.sessions[key]
+	m, ok := sh.sessions[key]
 	sh.mu.RUnlock()
-	return ok && now-t <= readYourWritesWindow
+	if !ok || now-m.at > readYourWritesWindow {
+		return sessionMark{}, false
+	}
+	return m, true
 }
 
-// user reports whether the user was bumped within the window.
-func (r *recentWrites) user(userID string) bool {
-	now := time.Since(r.epoch)
+// user returns the BumpGeneration this Store made for the user within the
+// window before now, if any.
+func (r *recentWrites) user(userID string, now time.Duration) (userMark, bool) {
 	if r.quiet(now) {
-		return false
+		return userMark{}, false
 	}
 	sh := r.userShard(userID)
 	sh.mu.RLock()
-	t, ok := sh.users[userID]
+	m, ok := sh.users[userID]
 	sh.mu.RUnlock()
-	return ok && now-t <= readYourWritesWindow
+	if !ok || now-m.at > readYourWritesWindow {
+		return userMark{}, false
+	}
+	return m, true
+}
+
+// accepts reports whether a cached answer about a session is consistent
+// with this Store's recent write m: blob is the record the answer holds,
+// "" if none.
+func (m sessionMark) accepts(blob string) bool {
+	switch m.kind {
+	case wroteRecord:
+		return blob == m.blob
+	case wroteDeletion:
+		return blob == ""
+	default:
+		return false
+	}
 }

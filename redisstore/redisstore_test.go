@@ -254,14 +254,12 @@ func TestKeysAndTTLs(t *testing.T) {
 // which fetches what is missing.
 func (s *Store) cacheHit(ctx context.Context, key cloakroom.Key, userID string) bool {
 	hexKey := key.String()
-	lookup := s.client.DoCache(ctx, s.client.B().Hmget().Key(s.lookupKey(hexKey)).Field(fieldOwner, fieldRecord).Cache(), s.cacheTTL)
-	if !lookup.IsCacheHit() || userID == "" {
-		return lookup.IsCacheHit()
+	if userID == "" {
+		return s.client.DoCache(ctx, s.client.B().Hmget().Key(s.lookupKey(hexKey)).Field(fieldOwner, fieldRecord).Cache(), s.cacheTTL).IsCacheHit()
 	}
-	res := s.client.DoMultiCache(ctx,
-		rueidis.CT(s.client.B().Hget().Key(s.sessionKey(userID, hexKey)).Field(fieldRecord).Cache(), s.cacheTTL),
-		rueidis.CT(s.client.B().Get().Key(s.generationKey(userID)).Cache(), s.cacheTTL))
-	return res[0].IsCacheHit() && res[1].IsCacheHit()
+	session := s.client.DoCache(ctx, s.client.B().Hget().Key(s.sessionKey(userID, hexKey)).Field(fieldRecord).Cache(), s.cacheTTL)
+	generation := s.client.DoCache(ctx, s.client.B().Get().Key(s.generationKey(userID)).Cache(), s.cacheTTL)
+	return session.IsCacheHit() && generation.IsCacheHit()
 }
 
 // TestInvalidationAcrossClients runs two "nodes", each with its own rueidis
@@ -385,6 +383,212 @@ func logDelays(t *testing.T, what string, delays []time.Duration, staleReads int
 		what, sorted[len(sorted)/2], sorted[len(sorted)-1], staleReads, len(sorted))
 }
 
+// awaitFind polls s until check accepts what Find answers, failing the
+// test when that takes longer than invalidationBudget.
+func awaitFind(t *testing.T, s *Store, key cloakroom.Key, what string, check func(cloakroom.Record, bool) bool) {
+	t.Helper()
+	start := time.Now()
+	for {
+		got, found, err := s.Find(context.Background(), key)
+		if err != nil {
+			t.Fatalf("%s: Find: %v", what, err)
+		}
+		if check(got, found) {
+			return
+		}
+		if time.Since(start) > invalidationBudget {
+			t.Fatalf("%s: Find still answers %q (found %v, version %d) after %v", what, got.UserID, found, got.Version, invalidationBudget)
+		}
+		time.Sleep(20 * time.Microsecond)
+	}
+}
+
+// TestRememberedSessionFollowsKey reuses one key for sessions of different
+// owners, which only a reused token can do, and checks that a node that
+// remembered the previous owner finds the new session and never the old.
+func TestRememberedSessionFollowsKey(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	writer := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	reader := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	key := storetest.NewRecord("", time.Now()).Key
+	for i, owner := range []string{"", "olga", "olga", "pat", "", "quinn"} {
+		rec := storetest.NewRecord(owner, time.Now())
+		rec.Key = key
+		rec.Data = []byte(fmt.Sprintf("round %d", i))
+		if err := writer.Commit(ctx, rec); err != nil {
+			t.Fatalf("round %d: Commit for %q: %v", i, owner, err)
+		}
+		what := fmt.Sprintf("round %d (owner %q)", i, owner)
+		awaitFind(t, reader, key, what, func(got cloakroom.Record, found bool) bool {
+			return found && got.UserID == owner && string(got.Data) == string(rec.Data)
+		})
+		// Found again through what the reader remembered.
+		if got, found, err := reader.Find(ctx, key); err != nil || !found || got.Handle != rec.Handle {
+			t.Fatalf("%s: second Find = %q, %v, %v", what, got.Handle, found, err)
+		}
+		if e := reader.found.get(key); e == nil || e.userID != owner {
+			t.Fatalf("%s: the reader does not remember the session", what)
+		}
+		if err := writer.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		awaitFind(t, reader, key, what+" after Delete", func(_ cloakroom.Record, found bool) bool { return !found })
+	}
+}
+
+// TestOwnWriteThenOtherNode checks the read-your-writes memory: a node
+// that wrote a session accepts a cached answer only if it shows that
+// write, so a later write by another node is still seen.
+func TestOwnWriteThenOtherNode(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	nodeA := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	nodeB := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	for _, user := range []string{"rita", ""} {
+		rec := storetest.NewRecord(user, time.Now())
+		for v := uint64(1); v <= 4; v++ {
+			rec.Version = v
+			writer := nodeA
+			if v%2 == 0 {
+				writer = nodeB
+			}
+			if err := writer.Commit(ctx, rec); err != nil {
+				t.Fatalf("user %q: Commit v%d: %v", user, v, err)
+			}
+			// The writer sees its write at once, the other node within
+			// the invalidation budget.
+			if got, found, err := writer.Find(ctx, rec.Key); err != nil || !found || got.Version != v {
+				t.Fatalf("user %q: the writer's own Find after v%d = v%d, %v, %v", user, v, got.Version, found, err)
+			}
+			for _, reader := range []*Store{nodeA, nodeB} {
+				awaitFind(t, reader, rec.Key, fmt.Sprintf("user %q v%d", user, v), func(got cloakroom.Record, found bool) bool {
+					return found && got.Version == v
+				})
+			}
+		}
+		// The other node bumps: the first node's memory of its own write
+		// must not resurrect the session.
+		if user != "" {
+			if _, err := nodeA.BumpGeneration(ctx, user); err != nil {
+				t.Fatal(err)
+			}
+			if _, found, err := nodeA.Find(ctx, rec.Key); err != nil || found {
+				t.Fatalf("Find on the bumping node: %v, %v; want not found", found, err)
+			}
+			awaitFind(t, nodeB, rec.Key, "after the bump", func(_ cloakroom.Record, found bool) bool { return !found })
+		}
+	}
+}
+
+// TestBumpRaisesCachedGeneration checks that a Store that bumped a user
+// rejects that user's older sessions at once, whatever its cache holds.
+func TestBumpRaisesCachedGeneration(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	old := storetest.NewRecord("sam", time.Now())
+	if err := s.Commit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // cached and remembered
+		if _, found, err := s.Find(ctx, old.Key); err != nil || !found {
+			t.Fatalf("Find before the bump: %v, %v", found, err)
+		}
+	}
+	gen, err := s.BumpGeneration(ctx, "sam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.recent.user("sam", s.recent.now()); !ok || !m.known || m.generation != gen {
+		t.Fatalf("after BumpGeneration the store remembers %+v, %v; want generation %d", m, ok, gen)
+	}
+	fresh := storetest.NewRecord("sam", time.Now())
+	fresh.Generation = gen
+	if err := s.Commit(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, found, err := s.Find(ctx, old.Key); err != nil || found {
+			t.Fatalf("revoked session: found=%v err=%v", found, err)
+		}
+		if _, found, err := s.Find(ctx, fresh.Key); err != nil || !found {
+			t.Fatalf("session of the new generation: found=%v err=%v", found, err)
+		}
+	}
+}
+
+// TestSessionOutsideIndexIsRevoked removes a session from its user's index,
+// as an eviction of the index would, so BumpGeneration cannot delete it:
+// the generation check alone must then reject it, on the bumping node at
+// once and on a node that had it cached within the invalidation budget.
+func TestSessionOutsideIndexIsRevoked(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	client := newTestClient(t, addr)
+	writer := newTestStore(t, client, Config{Prefix: prefix})
+	reader := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	rec := storetest.NewRecord("uma", time.Now())
+	if err := writer.Commit(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Do(ctx, client.B().Zrem().Key(writer.indexKey("uma")).Member(rec.Key.String()).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, found, err := reader.Find(ctx, rec.Key); err != nil || !found {
+			t.Fatalf("reader Find before the bump: %v, %v", found, err)
+		}
+	}
+	if !reader.cacheHit(ctx, rec.Key, "uma") {
+		t.Fatal("the reader does not answer from its cache")
+	}
+	if _, err := writer.BumpGeneration(ctx, "uma"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := client.Do(ctx, client.B().Exists().Key(writer.sessionKey("uma", rec.Key.String())).Build()).AsInt64(); err != nil || n != 1 {
+		t.Fatalf("the unindexed session should survive the bump in Redis: EXISTS = %d, %v", n, err)
+	}
+	if _, found, err := writer.Find(ctx, rec.Key); err != nil || found {
+		t.Fatalf("bumping node finds the revoked session: %v, %v", found, err)
+	}
+	awaitFind(t, reader, rec.Key, "reader after the bump", func(_ cloakroom.Record, found bool) bool { return !found })
+}
+
+func TestFoundSessionsBudget(t *testing.T) {
+	f := newFoundSessions()
+	blob := strings.Repeat("x", 4000)
+	var last cloakroom.Key
+	for i := 0; i < 5000; i++ {
+		key := cloakroom.Key{byte(i), byte(i >> 8), 7}
+		f.put(key, &foundSession{blob: blob})
+		last = key
+	}
+	total := 0
+	for i := range f.shard {
+		sh := &f.shard[i]
+		sum := 0
+		for _, e := range sh.entries {
+			sum += e.size()
+		}
+		if sum != sh.bytes || sh.bytes > rememberedShardBudget {
+			t.Errorf("shard %d: %d bytes counted, %d held, budget %d", i, sh.bytes, sum, rememberedShardBudget)
+		}
+		total += len(sh.entries)
+	}
+	if total == 0 || total == 5000 {
+		t.Errorf("%d of 5000 entries kept; want some, bounded by the budget", total)
+	}
+	if f.get(last) == nil {
+		t.Error("the entry just stored was evicted")
+	}
+	big := cloakroom.Key{1, 2, 3}
+	f.put(big, &foundSession{blob: strings.Repeat("x", maxRememberedRecord+1)})
+	if f.get(big) != nil {
+		t.Error("a record over maxRememberedRecord was remembered")
+	}
+}
+
 // TestFindFailsWhenServerStops checks that a dead server makes Find fail
 // rather than answer from a cache nobody can invalidate any more.
 func TestFindFailsWhenServerStops(t *testing.T) {
@@ -435,7 +639,26 @@ func TestFindFailsWhenServerStops(t *testing.T) {
 	}
 }
 
-func BenchmarkFindCached(b *testing.B)   { benchmarkFind(b, 0) }
+func BenchmarkFindCached(b *testing.B) { benchmarkFind(b, 0) }
+
+// BenchmarkFindOwnWrite checks a session the same Store has just written,
+// as the requests right after a login do: the store's memory of its write
+// must not keep Find from the cache.
+func BenchmarkFindOwnWrite(b *testing.B) {
+	addr, prefix := testservers.RedisFresh(b)
+	s := newTestStore(b, newTestClient(b, addr), Config{Prefix: prefix})
+	ctx := context.Background()
+	rec := storetest.NewRecord("judy", time.Now())
+	if err := s.Commit(ctx, rec); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, found, err := s.Find(ctx, rec.Key); err != nil || !found {
+			b.Fatalf("Find: %v, %v", found, err)
+		}
+	}
+}
 func BenchmarkFindUncached(b *testing.B) { benchmarkFind(b, -1) }
 
 func benchmarkFind(b *testing.B, cacheTTL time.Duration) {

@@ -133,8 +133,10 @@ func TestServeEndToEnd(t *testing.T) {
 
 func TestServeRefusesBadStoreAtStart(t *testing.T) {
 	clearEnv(t)
-	r := run(t, "", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", "postgres://db/cloakroom")
-	if r.code != 1 || !strings.Contains(r.stderr, "not supported yet") {
+	// Nothing listens on port 1: the store cannot be opened, and serve
+	// must say so and exit instead of serving without a store.
+	r := run(t, "", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", "postgres://127.0.0.1:1/x?connect_timeout=2")
+	if r.code != 1 || !strings.Contains(r.stderr, "storeurl: open") {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 }

@@ -4,7 +4,13 @@
 //
 //	sqlite://./cloakroom.db            a file relative to the working directory
 //	sqlite:///var/lib/cloakroom/db     an absolute path
-//	redis://, postgres://              recognised, not supported yet
+//	redis://user:pass@host:6379/0      Redis; rediss:// for TLS
+//	postgres://user:pass@host/db       PostgreSQL; postgresql:// too
+//
+// Network URLs take options in the query: prefix= and cache_ttl= (a
+// duration, or off) for Redis; schema= (default cloakroom) and cache=on|off
+// (default off) for PostgreSQL; see redis.go and postgres.go for the
+// clients' own options that pass through. Errors never show a password.
 //
 // Each kind of store is one entry in the openers table, so adding a backend
 // is one function and one line.
@@ -27,9 +33,6 @@ import (
 var (
 	// ErrInvalidURL means the URL cannot name a store; the message says why.
 	ErrInvalidURL = errors.New("storeurl: invalid store URL")
-	// ErrUnsupported means the URL names a kind of store this build cannot
-	// open yet.
-	ErrUnsupported = errors.New("storeurl: store kind not supported yet")
 )
 
 // maxURLLength bounds a store URL; anything longer is a mistake.
@@ -50,7 +53,13 @@ type Location struct {
 // error messages.
 func (l Location) String() string {
 	if l.URL != nil {
-		return l.URL.Redacted()
+		u := *l.URL
+		// libpq-style URLs may also carry the password as a parameter.
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		return u.Redacted()
 	}
 	return l.Kind + "://" + l.Path
 }
@@ -91,8 +100,8 @@ var kinds = map[string]string{
 // openers has one entry per kind of store.
 var openers = map[string]opener{
 	"sqlite":   openSQLite,
-	"redis":    notSupportedYet,
-	"postgres": notSupportedYet,
+	"redis":    openRedis,
+	"postgres": openPostgres,
 }
 
 // Schemes returns the accepted URL schemes, sorted.
@@ -129,12 +138,10 @@ func Parse(raw string) (Location, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error repeats the URL, password included: keep only the reason.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return bad("%s URL does not parse: %v", kind, err)
+		// The parser's reason quotes the part it choked on, which is often
+		// the password (an unescaped '#', '/' or '@' in it): say nothing of
+		// the URL's content.
+		return bad("%s URL does not parse; percent-encode special characters in the user name and password (# as %%23, / as %%2F, @ as %%40)", kind)
 	}
 	if u.Host == "" {
 		return bad("%s URL needs a host, as in %s://localhost:%s", kind, scheme, map[string]string{"redis": "6379", "postgres": "5432/cloakroom"}[kind])
@@ -197,8 +204,4 @@ func OpenWith(ctx context.Context, raw string, opts Options) (*Stores, error) {
 	}
 	st.Location = loc
 	return st, nil
-}
-
-func notSupportedYet(_ context.Context, loc Location, _ Options) (*Stores, error) {
-	return nil, fmt.Errorf("%w: %s (%s); use sqlite://PATH for now", ErrUnsupported, loc.Kind, loc)
 }

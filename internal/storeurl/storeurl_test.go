@@ -86,15 +86,6 @@ func TestErrorsNeverShowPasswords(t *testing.T) {
 	}
 }
 
-func TestNetworkStoresNotSupportedYet(t *testing.T) {
-	for _, raw := range []string{"redis://localhost:6379", "postgres://localhost/cloakroom"} {
-		_, err := storeurl.Open(context.Background(), raw)
-		if !errors.Is(err, storeurl.ErrUnsupported) {
-			t.Errorf("Open(%q): got %v, want ErrUnsupported", raw, err)
-		}
-	}
-}
-
 func TestOpenSQLite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -181,4 +172,23 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) kind %q", raw, loc.Kind)
 		}
 	})
+}
+
+func TestLocationStringHidesPasswords(t *testing.T) {
+	for _, raw := range []string{
+		"postgres://app:s3cret@db.example:5432/x",
+		"postgres://db.example/x?user=app&password=s3cret",
+		"redis://:s3cret@cache.example:6379",
+	} {
+		loc, err := storeurl.Parse(raw)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", raw, err)
+		}
+		if strings.Contains(loc.String(), "s3cret") {
+			t.Errorf("Location(%q).String() = %q shows the password", raw, loc.String())
+		}
+	}
+	if _, err := storeurl.Parse("postgres://app:pa#ss@db/x"); err == nil || strings.Contains(err.Error(), "ss@") || strings.Contains(err.Error(), "pa#") {
+		t.Errorf("Parse error shows part of the password: %v", err)
+	}
 }

@@ -1,0 +1,302 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// postgresSchemaVersion is the version of the cloakroom_users table this
+// code reads and writes, recorded in cloakroom_accounts_schema.
+const postgresSchemaVersion = 1
+
+// DefaultPostgresSchema is the schema [NewPostgres] uses when given "". It
+// is pgstore's default too, so users and sessions sit side by side.
+const DefaultPostgresSchema = "cloakroom"
+
+// maxPostgresIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1); a
+// longer schema name would be silently truncated.
+const maxPostgresIdentifier = 63
+
+// PostgresStore is a [Store] in the table cloakroom_users of a PostgreSQL
+// schema, reached through a pgx pool the caller owns (the gateway passes
+// the session store's pool, so sessions and users share a database).
+//
+// The primary key is the name folded to ASCII lower case by this package,
+// not by PostgreSQL's lower(), whose result depends on the database's
+// locale; the name keeps its case in a column of its own. Roles are a
+// text[], times timestamptz (microseconds).
+type PostgresStore struct {
+	pool *pgxpool.Pool
+	q    postgresQueries
+}
+
+type postgresQueries struct {
+	create, get, update, exists, delete, list string
+}
+
+// NewPostgres creates or migrates the cloakroom_users table in schema
+// (DefaultPostgresSchema when "") and returns a store on it. The pool is
+// not closed by the store.
+//
+// The migration runs in one transaction under the advisory lock pgstore's
+// migration of the same schema takes, so gateways starting together do not
+// race. Like pgstore's, it leaves a schema migrated by a newer build alone
+// (migrations only ever add), so a rolling upgrade can run old and new
+// gateways side by side. A role without the CREATE privilege can use a
+// schema an administrator migrated.
+func NewPostgres(ctx context.Context, pool *pgxpool.Pool, schema string) (*PostgresStore, error) {
+	if pool == nil {
+		return nil, errors.New("accounts: NewPostgres with a nil pool")
+	}
+	if schema == "" {
+		schema = DefaultPostgresSchema
+	}
+	if len(schema) > maxPostgresIdentifier || strings.IndexByte(schema, 0) >= 0 {
+		return nil, fmt.Errorf("accounts: invalid PostgreSQL schema name %q", schema)
+	}
+	quoted := pgx.Identifier{schema}.Sanitize()
+	if err := migratePostgres(ctx, pool, schema, quoted); err != nil {
+		return nil, fmt.Errorf("accounts: migrate PostgreSQL schema %s: %w", quoted, err)
+	}
+	return &PostgresStore{pool: pool, q: newPostgresQueries(quoted)}, nil
+}
+
+// migratePostgres brings the accounts tables in schema (quoted: its
+// sanitized identifier) to postgresSchemaVersion.
+func migratePostgres(ctx context.Context, pool *pgxpool.Pool, schema, quoted string) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return migratePostgresTx(ctx, tx, schema, quoted) })
+}
+
+func migratePostgresTx(ctx context.Context, tx pgx.Tx, schema, quoted string) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaMigrationLock(schema)); err != nil {
+		return err
+	}
+	var schemaExists, versionTableExists bool
+	err := tx.QueryRow(ctx,
+		"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL",
+		schema, quoted+".cloakroom_accounts_schema").Scan(&schemaExists, &versionTableExists)
+	if err != nil {
+		return err
+	}
+	if !schemaExists {
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
+			return err
+		}
+	}
+	version := 0
+	if versionTableExists {
+		err := tx.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+	}
+	if version >= postgresSchemaVersion {
+		// Nothing to write, so no privilege needed. A newer schema is
+		// left alone, as pgstore does: migrations only add, so gateways
+		// of the previous release keep working during a rolling upgrade.
+		return nil
+	}
+	if !versionTableExists {
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+quoted+`.cloakroom_accounts_schema (
+	id      integer PRIMARY KEY CHECK (id = 1),
+	version integer NOT NULL
+)`); err != nil {
+			return err
+		}
+	}
+	if version < 1 {
+		if _, err := tx.Exec(ctx, `CREATE TABLE `+quoted+`.cloakroom_users (
+	name_folded         text COLLATE "C" PRIMARY KEY,
+	name                text NOT NULL,
+	email               text NOT NULL,
+	roles               text[] NOT NULL,
+	disabled            boolean NOT NULL,
+	password_hash       text NOT NULL,
+	created_at          timestamptz NOT NULL,
+	password_changed_at timestamptz NOT NULL
+)`); err != nil {
+			return err
+		}
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO "+quoted+".cloakroom_accounts_schema (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
+		postgresSchemaVersion)
+	return err
+}
+
+// schemaMigrationLock is the advisory lock key taken while migrating
+// schema. It is the key pgstore's migration takes, on purpose: CREATE
+// SCHEMA, even with IF NOT EXISTS, fails when another transaction creates
+// the same schema at once, so every migration of a schema shared with
+// pgstore, on every gateway, must queue behind one lock.
+// TestPostgresConcurrentStart catches the two drifting apart.
+func schemaMigrationLock(schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("cloakroom/pgstore migrate "))
+	h.Write([]byte(schema))
+	return int64(h.Sum64())
+}
+
+const postgresUserColumns = "name, email, roles, disabled, created_at, password_changed_at"
+
+func newPostgresQueries(quoted string) postgresQueries {
+	table := quoted + ".cloakroom_users"
+	return postgresQueries{
+		create: `INSERT INTO ` + table + ` (name_folded, name, email, roles, disabled, password_hash, created_at, password_changed_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name_folded) DO NOTHING`,
+		get: `SELECT ` + postgresUserColumns + `, password_hash FROM ` + table + ` WHERE name_folded = $1`,
+		// One statement, so the IfPasswordHash check and the write are
+		// atomic; NULL parameters keep the column's value.
+		update: `UPDATE ` + table + ` SET
+	password_hash = COALESCE($2::text, password_hash),
+	password_changed_at = COALESCE($3::timestamptz, password_changed_at),
+	roles = COALESCE($4::text[], roles),
+	email = COALESCE($5::text, email),
+	disabled = COALESCE($6::boolean, disabled)
+WHERE name_folded = $1 AND ($7::text = '' OR password_hash = $7::text)
+RETURNING ` + postgresUserColumns,
+		exists: `SELECT EXISTS (SELECT 1 FROM ` + table + ` WHERE name_folded = $1)`,
+		delete: `DELETE FROM ` + table + ` WHERE name_folded = $1`,
+		list:   `SELECT ` + postgresUserColumns + ` FROM ` + table + ` ORDER BY name_folded`,
+	}
+}
+
+// Create implements [Store].
+func (s *PostgresStore) Create(ctx context.Context, rec Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, s.q.create,
+		foldName(rec.Name), rec.Name, rec.Email, nonNilRoles(rec.Roles), rec.Disabled, rec.PasswordHash,
+		rec.CreatedAt, rec.PasswordChangedAt)
+	if err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+	}
+	return nil
+}
+
+// Get implements [Store].
+func (s *PostgresStore) Get(ctx context.Context, name string) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	var rec Record
+	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.get, foldName(name)), &rec.PasswordHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, ErrNoSuchUser
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	rec.User = u
+	return rec, nil
+}
+
+// Update implements [Store].
+func (s *PostgresStore) Update(ctx context.Context, name string, c Change) (User, error) {
+	if err := ctx.Err(); err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	var roles any // a typed nil []string would still be an argument
+	if c.Roles != nil {
+		roles = nonNilRoles(*c.Roles)
+	}
+	key := foldName(name)
+	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.update, key,
+		c.PasswordHash, c.PasswordChangedAt, roles, c.Email, c.Disabled, c.IfPasswordHash))
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	if c.IfPasswordHash == "" {
+		return User{}, ErrNoSuchUser
+	}
+	// No row matched: either the user is gone or the hash changed.
+	var exists bool
+	if err := s.pool.QueryRow(ctx, s.q.exists, key).Scan(&exists); err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	if !exists {
+		return User{}, ErrNoSuchUser
+	}
+	return User{}, ErrConflict
+}
+
+// Delete implements [Store].
+func (s *PostgresStore) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, s.q.delete, foldName(name))
+	if err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNoSuchUser
+	}
+	return nil
+}
+
+// List implements [Store].
+func (s *PostgresStore) List(ctx context.Context) ([]User, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	rows, err := s.pool.Query(ctx, s.q.list)
+	if err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	defer rows.Close()
+	users := []User{}
+	for rows.Next() {
+		u, err := scanPostgresUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("accounts: list users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	return users, nil
+}
+
+// scanPostgresUser reads postgresUserColumns, then any extra destinations.
+func scanPostgresUser(row pgx.Row, extra ...any) (User, error) {
+	var u User
+	dest := append([]any{&u.Name, &u.Email, &u.Roles, &u.Disabled, &u.CreatedAt, &u.PasswordChangedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return User{}, err
+	}
+	u.Roles = nonNilRoles(u.Roles)
+	u.CreatedAt, u.PasswordChangedAt = utcTime(u.CreatedAt), utcTime(u.PasswordChangedAt)
+	return u, nil
+}
+
+// utcTime returns t in UTC; pgx gives timestamptz values in time.Local.
+func utcTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// nonNilRoles turns nil into an empty list, which pgx would otherwise send
+// as NULL.
+func nonNilRoles(roles []string) []string {
+	if roles == nil {
+		return []string{}
+	}
+	return roles
+}

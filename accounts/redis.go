@@ -1,0 +1,314 @@
+package accounts
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/redis/rueidis"
+)
+
+// DefaultRedisPrefix is the key prefix [NewRedis] uses when given "". It
+// is redisstore's default too; the two never use the same keys.
+const DefaultRedisPrefix = "cloakroom:"
+
+// redisListBatch bounds the HMGETs List sends in one pipeline.
+const redisListBatch = 500
+
+// Fields of a user's hash.
+const (
+	redisFieldName     = "name"
+	redisFieldEmail    = "email"
+	redisFieldRoles    = "roles"    // JSON array
+	redisFieldDisabled = "disabled" // "0" or "1"
+	redisFieldHash     = "hash"
+	redisFieldCreated  = "created" // Unix nanoseconds, 0 for the zero time
+	redisFieldChanged  = "changed" // same, for PasswordChangedAt
+)
+
+// RedisStore is a [Store] in Redis, through a rueidis client the caller
+// owns (the gateway passes the session store's client).
+//
+// With the prefix P, each user is one hash P{accounts}:user:N, where N is
+// the name folded to ASCII lower case, and the set P{accounts}:names holds
+// every N. The shared hash tag keeps them in one Redis Cluster slot, so
+// each change is one Lua script that checks and writes atomically; no
+// WATCH. Reads never use the client-side cache: logins and admin calls are
+// rare, and a password change must be seen at once by every node.
+type RedisStore struct {
+	client     rueidis.Client
+	userPrefix string // P{accounts}:user:
+	namesKey   string // P{accounts}:names
+}
+
+// NewRedis returns a store on client under prefix (DefaultRedisPrefix when
+// ""), which must not contain '{' or '}'. The client is not closed by the
+// store. Nothing is written until the first user is created.
+func NewRedis(client rueidis.Client, prefix string) (*RedisStore, error) {
+	if client == nil {
+		return nil, errors.New("accounts: NewRedis with a nil client")
+	}
+	if prefix == "" {
+		prefix = DefaultRedisPrefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("accounts: Redis prefix %q contains a brace, which would break the hash tag that keeps the users in one cluster slot", prefix)
+	}
+	return &RedisStore{
+		client:     client,
+		userPrefix: prefix + "{accounts}:user:",
+		namesKey:   prefix + "{accounts}:names",
+	}, nil
+}
+
+func (s *RedisStore) userKey(name string) string { return s.userPrefix + foldName(name) }
+
+// redisCreateScript adds a user unless the name is taken.
+//
+// KEYS: user hash, names set. ARGV: folded name, then field/value pairs.
+var redisCreateScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+`)
+
+// redisUpdateScript changes fields of an existing user, if its password hash
+// still is the expected one, and answers the user's fields afterwards, or
+// 1 for no such user, 2 for a changed hash.
+//
+// KEYS: user hash. ARGV: expected hash ("" for any), then field/value pairs.
+var redisUpdateScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'hash') ~= ARGV[1] then return 2 end
+if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+return redis.call('HMGET', KEYS[1], 'name', 'email', 'roles', 'disabled', 'created', 'changed')
+`)
+
+// redisDeleteScript removes a user and its name.
+//
+// KEYS: user hash, names set. ARGV: folded name.
+var redisDeleteScript = rueidis.NewLuaScript(`
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+`)
+
+// redisUserFields are the fields a User is decoded from, in order;
+// redisRecordFields add the password hash.
+var (
+	redisUserFields   = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged}
+	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash}
+)
+
+// Create implements [Store].
+func (s *RedisStore) Create(ctx context.Context, rec Record) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	}
+	values, err := userToRedis(rec.User)
+	if err != nil {
+		return err
+	}
+	args := []string{foldName(rec.Name), redisFieldHash, rec.PasswordHash}
+	for i, field := range redisUserFields {
+		args = append(args, field, values[i])
+	}
+	created, err := redisCreateScript.Exec(ctx, s.client, []string{s.userKey(rec.Name), s.namesKey}, args).AsInt64()
+	if err != nil {
+		return fmt.Errorf("accounts: create user: %w", err)
+	}
+	if created == 0 {
+		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+	}
+	return nil
+}
+
+// Get implements [Store].
+func (s *RedisStore) Get(ctx context.Context, name string) (Record, error) {
+	if err := ctx.Err(); err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	fields, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.userKey(name)).Field(redisRecordFields...).Build()).ToArray()
+	if err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	if len(fields) != len(redisRecordFields) {
+		return Record{}, fmt.Errorf("accounts: get user: HMGET answered %d values", len(fields))
+	}
+	if fields[0].IsNil() {
+		return Record{}, ErrNoSuchUser
+	}
+	u, err := decodeRedisUser(fields[:len(redisUserFields)])
+	if err != nil {
+		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	hash, err := fields[len(redisUserFields)].ToString()
+	if err != nil {
+		return Record{}, fmt.Errorf("accounts: get user %q: password hash: %w", u.Name, err)
+	}
+	return Record{User: u, PasswordHash: hash}, nil
+}
+
+// Update implements [Store].
+func (s *RedisStore) Update(ctx context.Context, name string, c Change) (User, error) {
+	if err := ctx.Err(); err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	args := []string{c.IfPasswordHash}
+	if c.PasswordHash != nil {
+		args = append(args, redisFieldHash, *c.PasswordHash)
+	}
+	if c.PasswordChangedAt != nil {
+		args = append(args, redisFieldChanged, strconv.FormatInt(unixNano(*c.PasswordChangedAt), 10))
+	}
+	if c.Roles != nil {
+		roles, err := encodeRoles(*c.Roles)
+		if err != nil {
+			return User{}, err
+		}
+		args = append(args, redisFieldRoles, roles)
+	}
+	if c.Email != nil {
+		args = append(args, redisFieldEmail, *c.Email)
+	}
+	if c.Disabled != nil {
+		args = append(args, redisFieldDisabled, redisBool(*c.Disabled))
+	}
+	reply, err := redisUpdateScript.Exec(ctx, s.client, []string{s.userKey(name)}, args).ToMessage()
+	if err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	if code, err := reply.AsInt64(); err == nil {
+		if code == 2 {
+			return User{}, ErrConflict
+		}
+		return User{}, ErrNoSuchUser
+	}
+	fields, err := reply.ToArray()
+	if err == nil && len(fields) != len(redisUserFields) {
+		err = fmt.Errorf("script answered %d values", len(fields))
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	u, err := decodeRedisUser(fields)
+	if err != nil {
+		return User{}, fmt.Errorf("accounts: update user: %w", err)
+	}
+	return u, nil
+}
+
+// Delete implements [Store].
+func (s *RedisStore) Delete(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	}
+	deleted, err := redisDeleteScript.Exec(ctx, s.client, []string{s.userKey(name), s.namesKey}, []string{foldName(name)}).AsInt64()
+	if err != nil {
+		return fmt.Errorf("accounts: delete user: %w", err)
+	}
+	if deleted == 0 {
+		return ErrNoSuchUser
+	}
+	return nil
+}
+
+// List implements [Store]. It reads the names, then the users in
+// pipelined batches; a user deleted in between is left out.
+func (s *RedisStore) List(ctx context.Context) ([]User, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	names, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.namesKey).Build()).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	users := make([]User, 0, len(names))
+	for batch := range slices.Chunk(names, redisListBatch) {
+		cmds := make(rueidis.Commands, len(batch))
+		for i, folded := range batch {
+			cmds[i] = s.client.B().Hmget().Key(s.userPrefix + folded).Field(redisUserFields...).Build()
+		}
+		for i, res := range s.client.DoMulti(ctx, cmds...) {
+			fields, err := res.ToArray()
+			if err == nil && len(fields) != len(redisUserFields) {
+				err = fmt.Errorf("HMGET answered %d values", len(fields))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("accounts: list users: %w", err)
+			}
+			if fields[0].IsNil() {
+				continue // deleted since SMEMBERS
+			}
+			u, err := decodeRedisUser(fields)
+			if err != nil {
+				return nil, fmt.Errorf("accounts: list users: %s: %w", batch[i], err)
+			}
+			users = append(users, u)
+		}
+	}
+	slices.SortFunc(users, func(a, b User) int { return cmp.Compare(foldName(a.Name), foldName(b.Name)) })
+	return users, nil
+}
+
+// decodeRedisUser decodes the values of redisUserFields.
+func decodeRedisUser(fields []rueidis.RedisMessage) (User, error) {
+	if len(fields) != len(redisUserFields) {
+		return User{}, fmt.Errorf("%d fields, want %d", len(fields), len(redisUserFields))
+	}
+	var values [6]string
+	for i := range fields {
+		v, err := fields[i].ToString()
+		if err != nil {
+			return User{}, fmt.Errorf("field %s: %w", redisUserFields[i], err)
+		}
+		values[i] = v
+	}
+	return userFromRedis(values)
+}
+
+// userFromRedis parses the values of redisUserFields, in order.
+func userFromRedis(v [6]string) (User, error) {
+	u := User{Name: v[0], Email: v[1]}
+	if err := json.Unmarshal([]byte(v[2]), &u.Roles); err != nil {
+		return User{}, fmt.Errorf("roles of %q: %w", u.Name, err)
+	}
+	u.Roles = nonNilRoles(u.Roles)
+	switch v[3] {
+	case "0":
+	case "1":
+		u.Disabled = true
+	default:
+		return User{}, fmt.Errorf("disabled flag of %q is %q", u.Name, v[3])
+	}
+	created, err1 := strconv.ParseInt(v[4], 10, 64)
+	changed, err2 := strconv.ParseInt(v[5], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return User{}, fmt.Errorf("times of %q: %w", u.Name, err)
+	}
+	u.CreatedAt, u.PasswordChangedAt = fromUnixNano(created), fromUnixNano(changed)
+	return u, nil
+}
+
+// userToRedis is the inverse of userFromRedis.
+func userToRedis(u User) ([6]string, error) {
+	roles, err := encodeRoles(u.Roles)
+	if err != nil {
+		return [6]string{}, err
+	}
+	return [6]string{u.Name, u.Email, roles, redisBool(u.Disabled),
+		strconv.FormatInt(unixNano(u.CreatedAt), 10), strconv.FormatInt(unixNano(u.PasswordChangedAt), 10)}, nil
+}
+
+func redisBool(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}

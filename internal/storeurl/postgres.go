@@ -1,0 +1,143 @@
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/pgstore"
+)
+
+// postgresConnectTimeout bounds each connection attempt when the URL sets
+// no connect_timeout, so an unreachable server fails startup instead of
+// hanging it.
+const postgresConnectTimeout = 10 * time.Second
+
+// maxPostgresIdentifier is PostgreSQL's identifier limit; longer names are
+// truncated by the server, which could merge two schemas.
+const maxPostgresIdentifier = 63
+
+// postgresSettings are the options a postgres:// URL sets besides pgx's.
+type postgresSettings struct {
+	schema string // holds both stores' tables
+	// cache turns on pgstore's in-process cache of session checks.
+	//
+	// Off by default: without it every check reads PostgreSQL, so a logout
+	// or revocation on one gateway is refused by every other gateway on
+	// the very next request. With it, other gateways learn of the change
+	// through LISTEN/NOTIFY, and keep accepting the old session until the
+	// notification arrives (milliseconds normally, longer if the listener
+	// connection stalls, after which the cache is bypassed). Turn it on
+	// when the database is the bottleneck and that window is acceptable.
+	cache bool
+}
+
+// parsePostgres turns a postgres:// or postgresql:// location into a pool
+// configuration and our settings, without connecting:
+//
+//	postgres://user:pass@host:5432/db?sslmode=verify-full&schema=cloakroom&cache=off
+//
+// schema (default "cloakroom") and cache (on or off, default off) are ours
+// and removed; everything else is pgx's (libpq's options, plus pool_max_conns
+// and the other pool_ settings). Errors never contain the password.
+func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
+	bad := func(format string, args ...any) (*pgxpool.Config, postgresSettings, error) {
+		return nil, postgresSettings{}, fmt.Errorf("%w: postgres: "+format, append([]any{ErrInvalidURL}, args...)...)
+	}
+	u := *loc.URL
+	if u.Fragment != "" {
+		return bad("a store URL has no #fragment; write a # in a password as %%23")
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("the query does not parse: %s", redactedMessage(err, loc))
+	}
+	for _, name := range []string{"schema", "cache"} {
+		if n := len(query[name]); n > 1 {
+			return bad("option %s is given %d times", name, n)
+		}
+	}
+	set := postgresSettings{schema: query.Get("schema")}
+	if set.schema == "" {
+		set.schema = pgstore.DefaultSchema
+	}
+	if len(set.schema) > maxPostgresIdentifier || strings.ContainsFunc(set.schema, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return bad("schema must be 1 to %d bytes without control characters", maxPostgresIdentifier)
+	}
+	switch c := query.Get("cache"); c {
+	case "", "off":
+	case "on":
+		set.cache = true
+	default:
+		return bad("cache must be on or off, not %q", quoteSafe(c))
+	}
+	query.Del("schema")
+	query.Del("cache")
+	u.RawQuery = query.Encode()
+	cfg, err := pgxpool.ParseConfig(u.String())
+	if err != nil {
+		return bad("%s", redactedMessage(err, loc))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = postgresConnectTimeout
+	}
+	return cfg, set, nil
+}
+
+// verifiedTLS reports whether every connection attempt of cfg uses TLS
+// with a verified server certificate (sslmode verify-ca or verify-full).
+func verifiedTLS(cfg *pgxpool.Config) bool {
+	tls := cfg.ConnConfig.TLSConfig
+	if tls == nil || (tls.InsecureSkipVerify && tls.VerifyPeerCertificate == nil) {
+		return false
+	}
+	for _, f := range cfg.ConnConfig.Fallbacks {
+		if f.TLSConfig == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// openPostgres opens both stores on one pgx pool: the sessions with pgstore,
+// the users with accounts.NewPostgres, in the same schema. Close stops
+// pgstore's background work and closes the pool.
+func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, error) {
+	cfg, set, err := parsePostgres(loc)
+	if err != nil {
+		return nil, err
+	}
+	if plaintextToRemote(loc, verifiedTLS(cfg)) {
+		opts.Logger.Warn("storeurl: the PostgreSQL connection is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full",
+			"store", safeString(loc))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
+	}
+	sessions, err := pgstore.New(ctx, pool, pgstore.Config{Schema: set.schema, Cache: set.cache, Logger: opts.Logger})
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), withoutPasswords(err, loc))
+	}
+	users, err := accounts.NewPostgres(ctx, pool, set.schema)
+	if err != nil {
+		sessions.Close()
+		pool.Close()
+		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), withoutPasswords(err, loc))
+	}
+	return &Stores{
+		Sessions: sessions,
+		Accounts: users,
+		Close: func() error {
+			err := sessions.Close()
+			pool.Close()
+			return err
+		},
+	}, nil
+}

@@ -1,0 +1,158 @@
+package storeurl
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/redisstore"
+)
+
+// Query options of a redis:// URL. Ours are removed before the URL goes to
+// rueidis; of rueidis' own, only those below are accepted, so a typo is an
+// error instead of a silently ignored setting. rueidis' skip_verify is
+// refused on purpose: a store holding every session must be authenticated.
+var (
+	redisOwnOptions     = []string{"prefix", "cache_ttl"}
+	redisRueidisOptions = []string{"db", "dial_timeout", "write_timeout", "addr", "client_name", "master_set"}
+)
+
+// Connection failure handling. rueidis retries a failed read until the
+// caller's context ends, and a request's context has no deadline: while
+// Redis is unreachable every session check would hang instead of failing.
+// A few quick retries ride out a failover or a dropped connection; then
+// the error reaches the middleware, which answers 503.
+const (
+	redisMaxRetries       = 3
+	redisFirstRetryDelay  = 50 * time.Millisecond // doubled on each retry
+	redisDefaultDialLimit = 2 * time.Second       // rueidis' own default is 5s
+)
+
+// redisRetryDelay is the client's RetryDelay: 50, 100 and 200ms, then give up.
+func redisRetryDelay(attempts int, _ rueidis.Completed, _ error) time.Duration {
+	if attempts > redisMaxRetries {
+		return -1
+	}
+	return redisFirstRetryDelay << (attempts - 1)
+}
+
+// redisSettings are the options a redis:// URL sets besides the client's.
+type redisSettings struct {
+	prefix   string        // key prefix of both stores
+	cacheTTL time.Duration // redisstore.Config.CacheTTL: 0 default, < 0 off
+}
+
+// parseRedis turns a redis:// or rediss:// location into client options and
+// our settings, without connecting:
+//
+//	redis://[user:pass@]host:port[/db][?prefix=app:&cache_ttl=30s]
+//
+// cache_ttl is a Go duration bounding how long a session check is served
+// from the client-side cache (0: redisstore's default of one minute), or
+// "off" to ask Redis on every request. Errors never contain the password.
+func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
+	bad := func(format string, args ...any) (rueidis.ClientOption, redisSettings, error) {
+		return rueidis.ClientOption{}, redisSettings{}, fmt.Errorf("%w: redis: "+format, append([]any{ErrInvalidURL}, args...)...)
+	}
+	u := *loc.URL
+	if u.Fragment != "" {
+		return bad("a store URL has no #fragment; write a # in a password as %%23")
+	}
+	query, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return bad("the query does not parse: %v", redactedMessage(err, loc))
+	}
+	var set redisSettings
+	for name, values := range query {
+		switch {
+		case slices.Contains(redisOwnOptions, name), slices.Contains(redisRueidisOptions, name):
+			if len(values) > 1 && name != "addr" {
+				return bad("option %s is given %d times", name, len(values))
+			}
+		case name == "skip_verify":
+			return bad("skip_verify is refused: the server's TLS certificate must be verified (use a CA the system trusts)")
+		default:
+			return bad("unknown option %q (supported: %s)", quoteSafe(name), strings.Join(slices.Concat(redisOwnOptions, redisRueidisOptions), ", "))
+		}
+	}
+	set.prefix = query.Get("prefix")
+	if set.prefix == "" {
+		set.prefix = redisstore.DefaultPrefix
+	}
+	if strings.ContainsAny(set.prefix, "{}") {
+		return bad("prefix %q contains a brace, which would break the stores' cluster hash tags", quoteSafe(set.prefix))
+	}
+	switch ttl := query.Get("cache_ttl"); ttl {
+	case "", "0":
+	case "off":
+		set.cacheTTL = -1
+	default:
+		d, err := time.ParseDuration(ttl)
+		if err != nil || d < 0 {
+			return bad("cache_ttl %q is neither a duration such as 30s nor \"off\"", quoteSafe(ttl))
+		}
+		set.cacheTTL = d
+	}
+	query.Del("prefix")
+	query.Del("cache_ttl")
+	u.RawQuery = query.Encode()
+	if u.Path == "/" {
+		u.Path = "" // redis://host:6379/ means database 0, as without the slash
+	}
+	opt, err := rueidis.ParseURL(u.String())
+	if err != nil {
+		return bad("%s", redactedMessage(err, loc))
+	}
+	if set.cacheTTL < 0 {
+		// No tracking at all: Redis keeps no invalidation state for us.
+		opt.DisableCache = true
+	}
+	if opt.Dialer.Timeout == 0 {
+		opt.Dialer.Timeout = redisDefaultDialLimit
+	}
+	opt.RetryDelay = redisRetryDelay
+	return opt, set, nil
+}
+
+// openRedis connects to Redis and opens both stores on one client: the
+// sessions with redisstore (client-side caching invalidated through RESP3
+// tracking), the users with accounts.NewRedis. Close closes the client.
+func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
+	opt, set, err := parseRedis(loc)
+	if err != nil {
+		return nil, err
+	}
+	if plaintextToRemote(loc, loc.URL.Scheme == "rediss") {
+		opts.Logger.Warn("storeurl: the Redis connection is not encrypted; sessions and password hashes cross the network in clear text: use rediss://",
+			"store", safeString(loc))
+	}
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
+	}
+	sessions, err := redisstore.New(client, redisstore.Config{Prefix: set.prefix, CacheTTL: set.cacheTTL})
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), err)
+	}
+	users, err := accounts.NewRedis(client, set.prefix)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), err)
+	}
+	return &Stores{
+		Sessions: sessions,
+		Accounts: users,
+		Close: func() error {
+			err := sessions.Close()
+			client.Close()
+			return err
+		},
+	}, nil
+}
