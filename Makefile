@@ -4,13 +4,13 @@
 
 GO ?= go
 
-.PHONY: test test-deps vet unit multinode multinode-strict fuzz bench demo
+.PHONY: test test-deps vet unit multinode multinode-strict bench-smoke fuzz bench demo
 
 # The multi-node tests measure revocation windows and outage recovery, so
 # they run after the other packages, with the machine to themselves.
 MULTINODE = ./test/multinode
 
-test: test-deps vet unit multinode fuzz
+test: test-deps vet unit multinode bench-smoke fuzz
 
 test-deps:
 	bash scripts/test-deps.sh
@@ -31,6 +31,11 @@ multinode-strict:
 
 fuzz:
 	bash scripts/fuzz.sh
+
+# Every benchmark once, so a broken one fails the tests (each checks its
+# warm-up response).
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
 
 bench:
 	$(GO) run ./bench/report

@@ -249,8 +249,13 @@ func TestOpenPostgres(t *testing.T) {
 					st.Close()
 				}
 			}()
-			if _, ok := st.Sessions.(*pgstore.Store); !ok {
-				t.Fatalf("sessions in %T, want *pgstore.Store", st.Sessions)
+			// Network calls get a deadline: the store is wrapped.
+			bounded, ok := st.Sessions.(interface{ Unwrap() cloakroom.Store })
+			if !ok {
+				t.Fatalf("sessions in %T, want a store with per-call timeouts", st.Sessions)
+			}
+			if _, ok := bounded.Unwrap().(*pgstore.Store); !ok {
+				t.Fatalf("sessions in %T, want *pgstore.Store", bounded.Unwrap())
 			}
 			roundTrip(t, st)
 

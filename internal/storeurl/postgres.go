@@ -35,6 +35,8 @@ type postgresSettings struct {
 	// connection stalls, after which the cache is bypassed). Turn it on
 	// when the database is the bottleneck and that window is acceptable.
 	cache bool
+	// timeout bounds each session-store call (timeout=, default 5s).
+	timeout time.Duration
 }
 
 // parsePostgres turns a postgres:// or postgresql:// location into a pool
@@ -42,7 +44,8 @@ type postgresSettings struct {
 //
 //	postgres://user:pass@host:5432/db?sslmode=verify-full&schema=cloakroom&cache=off
 //
-// schema (default "cloakroom") and cache (on or off, default off) are ours
+// schema (default "cloakroom"), cache (on or off, default off) and timeout
+// (per session-store call, default 5s) are ours
 // and removed; everything else is pgx's (libpq's options, plus pool_max_conns
 // and the other pool_ settings). Errors never contain the password.
 func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
@@ -57,7 +60,7 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	if err != nil {
 		return bad("the query does not parse: %s", redactedMessage(err, loc))
 	}
-	for _, name := range []string{"schema", "cache"} {
+	for _, name := range []string{"schema", "cache", "timeout"} {
 		if n := len(query[name]); n > 1 {
 			return bad("option %s is given %d times", name, n)
 		}
@@ -76,8 +79,17 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	default:
 		return bad("cache must be on or off, not %q", quoteSafe(c))
 	}
+	set.timeout = defaultStoreTimeout
+	if t := query.Get("timeout"); t != "" {
+		d, err := time.ParseDuration(t)
+		if err != nil || d < 100*time.Millisecond || d > time.Minute {
+			return bad("timeout must be a duration from 100ms to 1m, not %q", quoteSafe(t))
+		}
+		set.timeout = d
+	}
 	query.Del("schema")
 	query.Del("cache")
+	query.Del("timeout")
 	u.RawQuery = query.Encode()
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
@@ -132,7 +144,7 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
 	return &Stores{
-		Sessions: sessions,
+		Sessions: withTimeout(sessions, set.timeout),
 		Accounts: users,
 		Close: func() error {
 			err := sessions.Close()

@@ -1,0 +1,75 @@
+package storeurl
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// defaultStoreTimeout bounds each call to a network session store. Request
+// contexts carry no deadline, and a connection that silently stopped
+// answering (no reset, no FIN) would otherwise hold a request until TCP
+// gives up, minutes later. After the timeout the call fails, and the
+// request fails closed with a 503.
+const defaultStoreTimeout = 5 * time.Second
+
+// timeoutStore gives every call to the wrapped store a deadline.
+type timeoutStore struct {
+	store   cloakroom.Store
+	timeout time.Duration
+}
+
+func withTimeout(s cloakroom.Store, d time.Duration) *timeoutStore {
+	return &timeoutStore{store: s, timeout: d}
+}
+
+func (s *timeoutStore) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Find(ctx, key)
+}
+
+func (s *timeoutStore) Commit(ctx context.Context, rec cloakroom.Record) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Commit(ctx, rec)
+}
+
+func (s *timeoutStore) Delete(ctx context.Context, key cloakroom.Key) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Delete(ctx, key)
+}
+
+func (s *timeoutStore) List(ctx context.Context, userID string) ([]cloakroom.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.List(ctx, userID)
+}
+
+func (s *timeoutStore) Generation(ctx context.Context, userID string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Generation(ctx, userID)
+}
+
+func (s *timeoutStore) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.BumpGeneration(ctx, userID)
+}
+
+// Unwrap returns the wrapped store.
+func (s *timeoutStore) Unwrap() cloakroom.Store { return s.store }
+
+// Ping reports the wrapped store's health, within the same bound.
+func (s *timeoutStore) Ping(ctx context.Context) error {
+	p, ok := s.store.(cloakroom.Pinger)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return p.Ping(ctx)
+}
