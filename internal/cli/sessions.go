@@ -23,12 +23,8 @@ func runSessions(e *env, args []string) int {
 func runSessionsList(e *env, args []string) int {
 	fs, cf := subcommandFlags(e, "sessions", "list")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	positional, code, ok := parseArgs(fs, args)
+	user, code, ok := nameArgument(fs, args)
 	if !ok {
-		return code
-	}
-	user, code := oneName(fs, positional)
-	if code != exitOK {
 		return code
 	}
 	t, code := openStoreTools(e, fs, cf)
@@ -69,12 +65,8 @@ func runSessionsList(e *env, args []string) int {
 func runSessionsRevoke(e *env, args []string) int {
 	fs, cf := subcommandFlags(e, "sessions", "revoke")
 	handle := fs.String("handle", "", "end only the session with this `HANDLE` (from sessions list); default: all of the user's sessions")
-	positional, code, ok := parseArgs(fs, args)
+	user, code, ok := nameArgument(fs, args)
 	if !ok {
-		return code
-	}
-	user, code := oneName(fs, positional)
-	if code != exitOK {
 		return code
 	}
 	t, code := openStoreTools(e, fs, cf)

@@ -131,6 +131,17 @@ func subcommandFlags(e *env, group string, name string) (*flag.FlagSet, *configF
 
 // oneName checks that exactly one positional argument, a user name, was
 // given.
+// nameArgument parses a subcommand's flags and its one user-name argument.
+// When ok is false, code is the exit status to return.
+func nameArgument(fs *flag.FlagSet, args []string) (name string, code int, ok bool) {
+	positional, code, ok := parseArgs(fs, args)
+	if !ok {
+		return "", code, false
+	}
+	name, code = oneName(fs, positional)
+	return name, code, code == exitOK
+}
+
 func oneName(fs *flag.FlagSet, positional []string) (string, int) {
 	switch len(positional) {
 	case 0:
@@ -160,12 +171,8 @@ func runUserAdd(e *env, args []string) int {
 	fs.Var(&roles, "role", "give the user this `ROLE` (repeatable, or comma-separated); upstreams see roles in X-Forwarded-Groups")
 	email := fs.String("email", "", "the user's `EMAIL` address, passed upstream in X-Forwarded-Email")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	positional, code, ok := parseArgs(fs, args)
+	name, code, ok := nameArgument(fs, args)
 	if !ok {
-		return code
-	}
-	name, code := oneName(fs, positional)
-	if code != exitOK {
 		return code
 	}
 	password, generated, err := obtainPassword(e.stdin, *fromStdin)
@@ -195,12 +202,8 @@ func runUserAdd(e *env, args []string) int {
 func runUserPasswd(e *env, args []string) int {
 	fs, cf := subcommandFlags(e, "user", "passwd")
 	fromStdin := fs.Bool("password-stdin", false, "read the new password from the first line of standard input")
-	positional, code, ok := parseArgs(fs, args)
+	name, code, ok := nameArgument(fs, args)
 	if !ok {
-		return code
-	}
-	name, code := oneName(fs, positional)
-	if code != exitOK {
 		return code
 	}
 	password, generated, err := obtainPassword(e.stdin, *fromStdin)
@@ -243,12 +246,8 @@ func runUserDelete(e *env, args []string) int {
 
 func simpleUserChange(e *env, sub string, args []string, change func(*storeTools, string) error, done string) int {
 	fs, cf := subcommandFlags(e, "user", sub)
-	positional, code, ok := parseArgs(fs, args)
+	name, code, ok := nameArgument(fs, args)
 	if !ok {
-		return code
-	}
-	name, code := oneName(fs, positional)
-	if code != exitOK {
 		return code
 	}
 	t, code := openStoreTools(e, fs, cf)
