@@ -551,6 +551,11 @@ func TestStoreFailureFailsClosed(t *testing.T) {
 	if a.errs.Load() == 0 {
 		t.Fatal("OnError was not called")
 	}
+	// A logout that cannot reach the store must not claim success; the
+	// cookie is expired all the same.
+	if w := a.do("POST", "/logout", token); w.Code != http.StatusInternalServerError || sessionCookie(w) == nil || sessionCookie(w).MaxAge >= 0 {
+		t.Fatalf("logout with the store down: %d, cookie %q; want an error and an expired cookie", w.Code, w.Header().Get("Set-Cookie"))
+	}
 	if w := a.do("POST", "/login?user=mallory", ""); w.Code != http.StatusInternalServerError || sessionCookie(w) != nil {
 		t.Fatalf("login with the store down: %d, cookie %v", w.Code, sessionCookie(w))
 	}

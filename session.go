@@ -382,7 +382,9 @@ func (s *Session) Logout(ctx context.Context) error {
 	s.destroyed, s.ended, s.issued = true, true, false
 	s.values, s.changes = nil, nil
 	if !s.live {
-		return nil
+		// A session that could not be loaded may still exist in the store:
+		// say so rather than report a logout that did not happen.
+		return s.err
 	}
 	s.live = false
 	if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
