@@ -510,6 +510,9 @@ func TestHeaderlessUnsafeRequestNeedsToken(t *testing.T) {
 	if w := a.do("POST", "/put?k=a&v=1", token, "Sec-Fetch-Site", "", cloakroom.CSRFHeader, csrf[:len(csrf)-1]+"x"); w.Code != http.StatusForbidden {
 		t.Fatalf("headerless POST with a wrong token: %d, want 403", w.Code)
 	}
+	if w := a.do("POST", "/put?k=a&v=1", token, cloakroom.CSRFHeader, "stale"); w.Code != http.StatusForbidden {
+		t.Fatalf("same-origin POST with a wrong token: %d, want 403", w.Code)
+	}
 	if w := a.do("POST", "/put?k=a&v=1", token, "Sec-Fetch-Site", "", cloakroom.CSRFHeader, csrf); w.Code != http.StatusOK {
 		t.Fatalf("headerless POST with the token: %d, want 200", w.Code)
 	}

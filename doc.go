@@ -28,7 +28,8 @@
 //   - Refuses cross-site unsafe requests with net/http's
 //     CrossOriginProtection and, for cookie requests that carry neither
 //     Sec-Fetch-Site nor Origin, requires the session's synchronizer token
-//     in the X-CSRF-Token header ([Session.CSRFToken]).
+//     in the X-CSRF-Token header ([Session.CSRFToken]); a request that
+//     sends a wrong token is refused whatever its Fetch Metadata says.
 //   - Reads the token from the cookie only (never a URL, form field or other
 //     header), checks its form before any store lookup, and loads the
 //     session.

@@ -94,14 +94,17 @@ func isSafeMethod(method string) bool {
 // requests carrying neither Sec-Fetch-Site nor Origin (old browsers, or a
 // proxy that strips them). A request that rides on a session cookie must
 // then prove it came from our page with the synchronizer token.
+//
+// A request that presents a token must present the right one, whatever its
+// Fetch Metadata says: a wrong token is a forgery or a stale page.
 func (m *Manager) csrfOK(r *http.Request, s *Session) bool {
-	if !m.cfg.RequireCSRFToken && (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") {
-		return true // CrossOriginProtection has judged this request
-	}
 	if !s.live {
 		return true // no live session, so no ambient authority to abuse
 	}
 	got := r.Header.Get(CSRFHeader)
+	if got == "" && !m.cfg.RequireCSRFToken && (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") {
+		return true // CrossOriginProtection has judged this request
+	}
 	want := csrfTokenFor(s.token)
 	return len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
