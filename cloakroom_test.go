@@ -22,7 +22,7 @@ import (
 // countingStore wraps a store, counts calls and can be made to fail.
 type countingStore struct {
 	cloakroom.Store
-	finds, commits, deletes atomic.Int64
+	finds, commits, deletes, rotates atomic.Int64
 	fail                    atomic.Bool
 }
 
@@ -50,6 +50,14 @@ func (s *countingStore) Delete(ctx context.Context, k cloakroom.Key) error {
 		return errStoreDown
 	}
 	return s.Store.Delete(ctx, k)
+}
+
+func (s *countingStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	s.rotates.Add(1)
+	if s.fail.Load() {
+		return cloakroom.Record{}, errStoreDown
+	}
+	return s.Store.(cloakroom.Rotator).Rotate(ctx, r)
 }
 
 func (s *countingStore) Generation(ctx context.Context, u string) (uint64, error) {

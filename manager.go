@@ -18,6 +18,7 @@ const (
 	DefaultIdleTimeout     = 30 * time.Minute
 	DefaultAbsoluteTimeout = 12 * time.Hour
 	DefaultTouchInterval   = time.Minute
+	DefaultRecheckInterval = 2 * time.Second
 )
 
 // maxUserIDLength bounds user identifiers passed to Login.
@@ -85,6 +86,12 @@ type Config struct {
 	// only those without Sec-Fetch-Site and Origin. Default false.
 	RequireCSRFToken bool
 
+	// RecheckInterval is how often sessions held open by [Session.Watch]
+	// (streams, WebSockets) are checked against the store, a backstop for
+	// a store that cannot notify ends or a notification that was missed.
+	// Default 2 seconds.
+	RecheckInterval time.Duration
+
 	// Now is the clock. Default time.Now. Tests inject a fake one.
 	Now func() time.Time
 	// ClientIP extracts the client address recorded with a session. Default:
@@ -115,6 +122,7 @@ type Manager struct {
 	crossOrigin *http.CrossOriginProtection
 	ctxKey      *contextKey
 	logger      *slog.Logger
+	watches     *watchHub
 }
 
 type contextKey struct{ name string }
@@ -161,10 +169,11 @@ func New(cfg Config) (*Manager, error) {
 	def(&cfg.MaxIdleTimeout, cfg.IdleTimeout)
 	def(&cfg.MaxAbsoluteTimeout, cfg.AbsoluteTimeout)
 	def(&cfg.TouchInterval, DefaultTouchInterval)
+	def(&cfg.RecheckInterval, DefaultRecheckInterval)
 	for name, d := range map[string]time.Duration{
 		"IdleTimeout": cfg.IdleTimeout, "AbsoluteTimeout": cfg.AbsoluteTimeout,
 		"MaxIdleTimeout": cfg.MaxIdleTimeout, "MaxAbsoluteTimeout": cfg.MaxAbsoluteTimeout,
-		"TouchInterval": cfg.TouchInterval,
+		"TouchInterval": cfg.TouchInterval, "RecheckInterval": cfg.RecheckInterval,
 	} {
 		if d < 0 {
 			bad("%s must not be negative (got %v)", name, d)
@@ -208,6 +217,7 @@ func New(cfg Config) (*Manager, error) {
 		ctxKey:      &contextKey{"cloakroom session"},
 		logger:      cfg.Logger,
 	}
+	m.watches = newWatchHub(m)
 	if m.cfg.OnError == nil {
 		m.cfg.OnError = func(r *http.Request, err error) {
 			m.logger.ErrorContext(r.Context(), "session store error", "err", err, "method", r.Method, "path", r.URL.Path)
@@ -224,6 +234,14 @@ func New(cfg Config) (*Manager, error) {
 		})
 	}
 	return m, nil
+}
+
+// Close stops the goroutines that watch held-open sessions (see
+// [Session.Watch]), ending every watch. The manager stays usable for
+// requests; it does not close the store.
+func (m *Manager) Close() error {
+	m.watches.close()
+	return nil
 }
 
 // Config returns the manager's configuration with defaults filled in.
@@ -322,6 +340,7 @@ func (m *Manager) RevokeDevice(ctx context.Context, userID, handle string) error
 			if err := m.store.Delete(ctx, recs[i].Key); err != nil {
 				return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
 			}
+			m.watches.endKey(recs[i].Key)
 			m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", recs[i].Key.Short())
 			return nil
 		}
@@ -341,6 +360,7 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) error {
 	if err != nil {
 		return fmt.Errorf("%w: bump generation: %w", ErrStoreUnavailable, err)
 	}
+	m.watches.endUser(userID, gen)
 	m.logger.InfoContext(ctx, "all sessions revoked", "user", userID, "generation", gen)
 	return nil
 }

@@ -230,7 +230,7 @@ func (w *sessionWriter) save() bool {
 			err = s.createAnonymousLocked(w.r.Context())
 		case len(s.changes) > 0 && s.live:
 			err = s.commitChangesLocked(w.r.Context())
-		case s.live && s.loadedAt.Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
+		case s.live && !s.passive && s.loadedAt.Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
 			s.touchLocked(w.r)
 		}
 		if err != nil {
@@ -261,7 +261,7 @@ func (s *Session) createAnonymousLocked(ctx context.Context) error {
 		IdleTimeout: s.m.cfg.IdleTimeout, AbsoluteDeadline: now.Add(s.m.cfg.AbsoluteTimeout),
 		IP: s.clientIP(), UserAgent: s.userAgent(), Data: encodeValues(s.values),
 	}
-	if err := s.replaceLocked(ctx, rec, "create session"); err != nil {
+	if err := s.rotateLocked(ctx, rec, false, false, "create session"); err != nil {
 		return err
 	}
 	s.changes = nil

@@ -34,6 +34,7 @@ type Session struct {
 	values  map[string]string // decoded rec.Data, after the first change
 	changes []change          // value changes, re-applied on a version conflict
 
+	passive   bool // not user activity: the idle deadline does not move
 	issued    bool // a new token must be sent as a cookie
 	destroyed bool // the cookie must be expired (unknown, expired or ended session)
 	ended     bool // ended in this request (logout, revocation): also Clear-Site-Data
@@ -54,6 +55,13 @@ type LoginOptions struct {
 	// this session, up to Config.MaxIdleTimeout and MaxAbsoluteTimeout.
 	IdleTimeout     time.Duration
 	AbsoluteTimeout time.Duration
+	// Pin, from [Manager.Pin], makes the login fail if the user's
+	// generation moved since it was taken. Default: no pin; the generation
+	// is read at login.
+	Pin Pin
+	// Values are the new session's first values, stored in the login's
+	// single write.
+	Values map[string]string
 }
 
 // Err returns the store error met while loading the session, if any. A
@@ -92,6 +100,27 @@ func (s *Session) Handle() string {
 		return ""
 	}
 	return s.rec.Handle
+}
+
+// Ref returns a short reference to the session for log lines: the first 12
+// hex digits of the SHA-256 of its token. It is safe to log, and names the
+// session ended in this request after a logout. It is "" without a session.
+func (s *Session) Ref() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rec.Key == (Key{}) {
+		return ""
+	}
+	return s.rec.Key.Short()
+}
+
+// MarkPassive declares that the request is not user activity (a status
+// poll, say): the middleware will not move the session's idle deadline for
+// it, so polling cannot keep an abandoned session alive.
+func (s *Session) MarkPassive() {
+	s.mu.Lock()
+	s.passive = true
+	s.mu.Unlock()
 }
 
 // CSRFToken returns the session's synchronizer token for the X-CSRF-Token
@@ -273,13 +302,44 @@ func (s *Session) storeErr(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
 }
 
+// Pin is a user's generation read before their credentials are checked;
+// see [Manager.Pin] and LoginOptions.Pin. The zero Pin pins nothing.
+type Pin struct {
+	userID     string
+	generation uint64
+	set        bool
+}
+
+// Pin reads userID's generation for a later [Session.Login] with
+// LoginOptions.Pin. Call it before reading the account record and checking
+// the password: if the account changes meanwhile (disabled, password or
+// roles changed, all of which revoke the user's sessions), the login then
+// fails instead of starting a session with what was read before.
+func (m *Manager) Pin(ctx context.Context, userID string) (Pin, error) {
+	if userID == "" || len(userID) > maxUserIDLength {
+		return Pin{}, fmt.Errorf("%w: user ID must be 1 to %d bytes", ErrInvalidInput, maxUserIDLength)
+	}
+	gen, err := m.store.Generation(ctx, userID)
+	if err != nil {
+		return Pin{}, fmt.Errorf("%w: read generation: %w", ErrStoreUnavailable, err)
+	}
+	return Pin{userID: userID, generation: gen, set: true}, nil
+}
+
 // Login starts an authenticated session for userID. It always issues a new
-// token and deletes the request's previous session, so a token planted
-// before login is useless afterwards (no fixation). Values of the previous
-// session are not carried over.
+// token and deletes the request's previous session in the same store
+// operation, so a token planted before login is useless afterwards (no
+// fixation). Values of the previous session are not carried over;
+// opts.Values are stored with the new session in the same write.
+//
+// With opts.Pin, the login fails with an error wrapping ErrNotLoggedIn,
+// creating nothing, if the user's generation moved since the pin was taken.
 func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) error {
 	if userID == "" || len(userID) > maxUserIDLength {
 		return fmt.Errorf("%w: user ID must be 1 to %d bytes", ErrInvalidInput, maxUserIDLength)
+	}
+	if opts.Pin.set && opts.Pin.userID != userID {
+		return fmt.Errorf("%w: the pin was taken for another user", ErrInvalidInput)
 	}
 	m := s.m
 	idle, absolute := m.cfg.IdleTimeout, m.cfg.AbsoluteTimeout
@@ -300,9 +360,12 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 	if s.err != nil {
 		return s.err
 	}
-	gen, err := m.store.Generation(ctx, userID)
-	if err != nil {
-		return s.storeErr("read generation", err)
+	gen := opts.Pin.generation
+	if !opts.Pin.set {
+		var err error
+		if gen, err = m.store.Generation(ctx, userID); err != nil {
+			return s.storeErr("read generation", err)
+		}
 	}
 	now := m.now()
 	rec := Record{
@@ -310,7 +373,10 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 		CreatedAt: now, LastSeen: now, IdleTimeout: idle, AbsoluteDeadline: now.Add(absolute),
 		Persistent: opts.Persistent, IP: s.clientIP(), UserAgent: s.userAgent(),
 	}
-	if err := s.replaceLocked(ctx, rec, "login"); err != nil {
+	if len(opts.Values) > 0 {
+		rec.Data = encodeValues(opts.Values)
+	}
+	if err := s.rotateLocked(ctx, rec, false, false, "login"); err != nil {
 		return err
 	}
 	s.values, s.changes = nil, nil
@@ -318,33 +384,83 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 	return nil
 }
 
-// replaceLocked stores rec under a new token, then deletes the request's
-// current session. If the old session cannot be deleted the new one is
-// removed again and the error returned: two live sessions where the caller
-// expects one would defeat the point of rotating.
-func (s *Session) replaceLocked(ctx context.Context, rec Record, op string) error {
+// rotateLocked stores rec under a new token and deletes the request's
+// current session, in one store operation (see [Rotator]). With
+// oldMustLive, nothing is created unless the current session is still live
+// with its user's current generation; bump also revokes every other session
+// of the user. When the current session turned out to be dead, the request
+// loses it and the error wraps ErrNotLoggedIn.
+func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bump bool, op string) error {
 	token, key := newToken()
 	rec.Key = key
-	if err := s.m.store.Commit(ctx, rec); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("cloakroom: %s: the user's sessions were revoked meanwhile: %w", op, err)
-		}
-		return s.storeErr(op, err)
-	}
+	var old Key
 	if s.live {
-		if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
-			_ = s.m.store.Delete(context.WithoutCancel(ctx), key)
-			return s.storeErr(op+": delete previous session", err)
-		}
+		old = s.rec.Key
 	}
-	s.token, s.rec, s.live = token, rec, true
+	stored, err := s.m.rotate(ctx, Rotation{Old: old, OldMustLive: oldMustLive, New: rec, Bump: bump})
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			return s.storeErr(op, err)
+		}
+		if oldMustLive {
+			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
+			s.values, s.changes = nil, nil
+		}
+		return fmt.Errorf("%w: %s: the session or the user's sessions ended meanwhile: %w", ErrNotLoggedIn, op, err)
+	}
+	if old != (Key{}) {
+		s.m.watches.endKey(old)
+	}
+	if bump {
+		s.m.watches.endUser(stored.UserID, stored.Generation)
+	}
+	s.token, s.rec, s.live = token, stored, true
 	s.issued, s.destroyed, s.ended = true, false, false
 	return nil
 }
 
+// rotate runs r as one store operation. A store that is not a [Rotator]
+// gets separate calls, which leave a parked request's rotation racing a
+// concurrent logout; every store in this module is a Rotator.
+func (m *Manager) rotate(ctx context.Context, r Rotation) (Record, error) {
+	if rt, ok := m.store.(Rotator); ok {
+		return rt.Rotate(ctx, r)
+	}
+	if r.OldMustLive {
+		cur, found, err := m.store.Find(ctx, r.Old)
+		if err != nil {
+			return Record{}, err
+		}
+		if !found || cur.Expired(m.now()) {
+			return Record{}, fmt.Errorf("cloakroom: rotate: old session is gone: %w", ErrNotFound)
+		}
+	}
+	if r.Bump {
+		gen, err := m.store.BumpGeneration(ctx, r.New.UserID)
+		if err != nil {
+			return Record{}, err
+		}
+		r.New.Generation = gen
+	}
+	if err := m.store.Commit(ctx, r.New); err != nil {
+		return Record{}, err
+	}
+	if r.Old != (Key{}) {
+		if err := m.store.Delete(ctx, r.Old); err != nil {
+			// Two live sessions where the caller expects one would defeat
+			// the point of rotating.
+			_ = m.store.Delete(context.WithoutCancel(ctx), r.New.Key)
+			return Record{}, err
+		}
+	}
+	return r.New, nil
+}
+
 // Renew issues a new token for the current session and deletes the old
 // one, keeping the user, the values and the absolute deadline. Call it when
-// privileges change (after a step-up authentication, say).
+// privileges change (after a step-up authentication, say). If the session
+// ended meanwhile (a logout or revocation elsewhere), nothing is created
+// and the error wraps ErrNotLoggedIn.
 func (s *Session) Renew(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -354,17 +470,17 @@ func (s *Session) Renew(ctx context.Context) error {
 	if !s.live {
 		return ErrNotLoggedIn
 	}
-	return s.renewLocked(ctx, s.rec.Generation, "renew")
+	return s.renewLocked(ctx, false, "renew")
 }
 
-func (s *Session) renewLocked(ctx context.Context, gen uint64, op string) error {
+func (s *Session) renewLocked(ctx context.Context, bump bool, op string) error {
 	now := s.m.now()
 	rec := s.rec
-	rec.Version, rec.Generation, rec.LastSeen = 1, gen, now
+	rec.Version, rec.LastSeen = 1, now
 	if s.values != nil {
 		rec.Data = encodeValues(s.values)
 	}
-	if err := s.replaceLocked(ctx, rec, op); err != nil {
+	if err := s.rotateLocked(ctx, rec, true, bump, op); err != nil {
 		return err
 	}
 	s.changes = nil
@@ -390,6 +506,7 @@ func (s *Session) Logout(ctx context.Context) error {
 	if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
 		return s.storeErr("logout", err)
 	}
+	s.m.watches.endKey(s.rec.Key)
 	s.m.logger.InfoContext(ctx, "logout", "user", s.rec.UserID, "session", s.rec.Key.Short())
 	return nil
 }
@@ -422,24 +539,23 @@ func (s *Session) RevokeDevice(ctx context.Context, handle string) error {
 
 // RevokeOthers ends every other session of the logged-in user and keeps
 // this one under a new token. It bumps the user's generation, so sessions
-// created meanwhile on other nodes, and cached copies, die too.
+// created meanwhile on other nodes, and cached copies, die too. The check
+// that this session still lives, the bump and the new token are one store
+// operation: if the session was ended meanwhile, nothing is revoked or
+// created and the error wraps ErrNotLoggedIn.
 func (s *Session) RevokeOthers(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
 	if !s.live || s.rec.UserID == "" {
 		return ErrNotLoggedIn
 	}
-	gen, err := s.m.store.BumpGeneration(ctx, s.rec.UserID)
-	if err != nil {
-		return s.storeErr("revoke others", err)
-	}
-	// The bump revoked this session too; it lives on under a new token.
-	s.live = false
-	if err := s.renewLocked(ctx, gen, "revoke others"); err != nil {
-		s.destroyed, s.ended = true, true
+	if err := s.renewLocked(ctx, true, "revoke others"); err != nil {
 		return err
 	}
-	s.m.logger.InfoContext(ctx, "other sessions revoked", "user", s.rec.UserID, "generation", gen)
+	s.m.logger.InfoContext(ctx, "other sessions revoked", "user", s.rec.UserID, "generation", s.rec.Generation)
 	return nil
 }
 

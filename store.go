@@ -111,6 +111,67 @@ type Store interface {
 	BumpGeneration(ctx context.Context, userID string) (uint64, error)
 }
 
+// Rotation describes one atomic token rotation; see [Rotator.Rotate].
+type Rotation struct {
+	// Old is the session being replaced; the zero Key for none.
+	Old Key
+	// OldMustLive makes Rotate fail with ErrNotFound, writing nothing, unless
+	// the session under Old exists, has not expired by the store's clock, and
+	// its Generation is its user's current generation. When false, Old is
+	// deleted if present (a login over whatever the browser had before).
+	OldMustLive bool
+	// New is the session to create: a new Key and Version 1. For a UserID,
+	// New.Generation must equal the user's current generation at the moment
+	// of the write, else Rotate fails with ErrNotFound, writing nothing.
+	New Record
+	// Bump increments New.UserID's generation in the same atomic step, after
+	// the checks above: every other session of the user dies, and New is
+	// stored with the incremented generation.
+	Bump bool
+}
+
+// Rotator is the store operation behind every token rotation (login over a
+// session, renewal, revoking the other sessions). Checking that the old
+// session still lives and creating its successor are one atomic step, so a
+// request parked between the two cannot bring a logged-out or revoked
+// session back.
+//
+// Every store in this module implements it, and [Manager] requires it of
+// stores that do; a store without it falls back to separate Commit and
+// Delete calls, which leave that race open.
+type Rotator interface {
+	// Rotate checks Old (when OldMustLive) and New's generation, bumps the
+	// generation (when Bump), creates New and deletes Old, all or nothing. It
+	// returns New as stored, its Generation set. It fails with ErrNotFound
+	// (wrapped) when a condition does not hold and with ErrConflict when
+	// New.Key exists. Like Delete and BumpGeneration, it publishes the ends
+	// it causes to the store's [EndNotifier] subscribers.
+	Rotate(ctx context.Context, r Rotation) (Record, error)
+}
+
+// End is one session end a store reports to [EndNotifier] subscribers.
+type End struct {
+	// Key is set when one session was deleted.
+	Key Key
+	// UserID and Generation are set when the user's generation was bumped
+	// to Generation: every session of the user below it is dead.
+	UserID     string
+	Generation uint64
+	// All means notifications may have been missed (a reconnect, another
+	// process wrote the store): every watched session must be re-checked.
+	All bool
+}
+
+// EndNotifier is implemented by stores that tell every process using them
+// when sessions end, so open connections of a session (streams,
+// WebSockets) can be closed with it on every node.
+type EndNotifier interface {
+	// WatchEnds calls fn for every session end made by any process until
+	// ctx is done, then returns. fn must not block. Ends the store cannot
+	// pinpoint are reported as End{All: true}.
+	WatchEnds(ctx context.Context, fn func(End)) error
+}
+
 // Pinger is implemented by stores that can report their health. The gateway
 // uses it for readiness checks.
 type Pinger interface {

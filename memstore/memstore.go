@@ -30,9 +30,17 @@ type Store struct {
 	now    func() time.Time
 	shards [shardCount]shard
 
+	// writeMu serialises every write, so Rotate's check and act are one
+	// step with respect to Commit, Delete and BumpGeneration. Reads take
+	// only the shard and user locks.
+	writeMu sync.Mutex
+
 	usersMu sync.RWMutex
 	gens    map[string]uint64                     // user → generation
 	byUser  map[string]map[cloakroom.Key]struct{} // user → keys of their sessions
+
+	watchMu  sync.Mutex
+	watchers map[*func(cloakroom.End)]struct{}
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -47,10 +55,11 @@ type shard struct {
 // New returns an empty store and starts its expiry sweep.
 func New(cfg Config) *Store {
 	s := &Store{
-		now:    cfg.Now,
-		gens:   make(map[string]uint64),
-		byUser: make(map[string]map[cloakroom.Key]struct{}),
-		stop:   make(chan struct{}),
+		now:      cfg.Now,
+		gens:     make(map[string]uint64),
+		byUser:   make(map[string]map[cloakroom.Key]struct{}),
+		watchers: make(map[*func(cloakroom.End)]struct{}),
+		stop:     make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -110,7 +119,13 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	if rec.Version == 0 {
 		return fmt.Errorf("memstore: commit %s: version 0 is not a valid version", rec.Key.Short())
 	}
-	now := s.now()
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.commitLocked(rec, s.now())
+}
+
+// commitLocked is Commit with writeMu held.
+func (s *Store) commitLocked(rec cloakroom.Record, now time.Time) error {
 	sh := s.shardFor(rec.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -166,13 +181,26 @@ func (s *Store) remove(sh *shard, rec *cloakroom.Record) {
 
 // Delete implements [cloakroom.Store].
 func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
+	s.writeMu.Lock()
+	deleted := s.deleteLocked(key)
+	s.writeMu.Unlock()
+	if deleted {
+		s.publish(cloakroom.End{Key: key})
+	}
+	return nil
+}
+
+// deleteLocked removes the session under key, with writeMu held, and
+// reports whether there was one.
+func (s *Store) deleteLocked(key cloakroom.Key) bool {
 	sh := s.shardFor(key)
 	sh.mu.Lock()
-	if rec, ok := sh.sessions[key]; ok {
+	defer sh.mu.Unlock()
+	rec, ok := sh.sessions[key]
+	if ok {
 		s.remove(sh, rec)
 	}
-	sh.mu.Unlock()
-	return nil
+	return ok
 }
 
 // List implements [cloakroom.Store].
@@ -218,6 +246,19 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 // BumpGeneration implements [cloakroom.Store]. It also deletes the user's
 // sessions, which the new generation has made unreachable anyway.
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.writeMu.Lock()
+	gen := s.bumpLocked(userID)
+	s.writeMu.Unlock()
+	s.publish(cloakroom.End{UserID: userID, Generation: gen})
+	return gen, nil
+}
+
+// bumpLocked increments userID's generation and drops the user's sessions,
+// with writeMu held.
+func (s *Store) bumpLocked(userID string) uint64 {
 	s.usersMu.Lock()
 	s.gens[userID]++
 	gen := s.gens[userID]
@@ -232,7 +273,85 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 		}
 		sh.mu.Unlock()
 	}
-	return gen, nil
+	return gen
+}
+
+// Rotate implements [cloakroom.Rotator]: under the store's write lock it
+// checks the old session and the user's generation, bumps, creates the new
+// session and deletes the old one.
+func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return cloakroom.Record{}, err
+	}
+	if r.New.Version != 1 {
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: new session must have version 1, got %d", r.New.Key.Short(), r.New.Version)
+	}
+	var zero cloakroom.Key
+	s.writeMu.Lock()
+	now := s.now()
+	if r.OldMustLive {
+		sh := s.shardFor(r.Old)
+		sh.mu.RLock()
+		old, ok := sh.sessions[r.Old]
+		alive := ok && s.live(old, now) && (old.UserID == "" || old.Generation == s.generation(old.UserID))
+		sh.mu.RUnlock()
+		if r.Old == zero || !alive {
+			s.writeMu.Unlock()
+			return cloakroom.Record{}, fmt.Errorf("memstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
+		}
+	}
+	rec := r.New
+	if rec.UserID != "" && rec.Generation != s.generation(rec.UserID) {
+		s.writeMu.Unlock()
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: generation %d is not the user's current one: %w", rec.Key.Short(), rec.Generation, cloakroom.ErrNotFound)
+	}
+	sh := s.shardFor(rec.Key)
+	sh.mu.RLock()
+	_, taken := sh.sessions[rec.Key]
+	sh.mu.RUnlock()
+	if taken {
+		s.writeMu.Unlock()
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	}
+	var ends []cloakroom.End
+	if r.Bump && rec.UserID != "" {
+		rec.Generation = s.bumpLocked(rec.UserID)
+		ends = append(ends, cloakroom.End{UserID: rec.UserID, Generation: rec.Generation})
+	}
+	if err := s.commitLocked(rec, now); err != nil {
+		s.writeMu.Unlock()
+		return cloakroom.Record{}, err
+	}
+	if r.Old != zero && r.Old != rec.Key && s.deleteLocked(r.Old) {
+		ends = append(ends, cloakroom.End{Key: r.Old})
+	}
+	s.writeMu.Unlock()
+	for _, e := range ends {
+		s.publish(e)
+	}
+	return rec, nil
+}
+
+// WatchEnds implements [cloakroom.EndNotifier] for the managers sharing
+// this store in one process.
+func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
+	p := &fn
+	s.watchMu.Lock()
+	s.watchers[p] = struct{}{}
+	s.watchMu.Unlock()
+	<-ctx.Done()
+	s.watchMu.Lock()
+	delete(s.watchers, p)
+	s.watchMu.Unlock()
+	return nil
+}
+
+func (s *Store) publish(e cloakroom.End) {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	for fn := range s.watchers {
+		(*fn)(e)
+	}
 }
 
 // Len returns the number of stored sessions, expired ones not yet swept
@@ -264,6 +383,8 @@ func (s *Store) sweepLoop(interval time.Duration) {
 // Sweep drops every expired or revoked session now. The background loop
 // calls it; tests may too.
 func (s *Store) Sweep() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	now := s.now()
 	for i := range s.shards {
 		sh := &s.shards[i]

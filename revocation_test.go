@@ -1,0 +1,322 @@
+package cloakroom_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/storetest"
+)
+
+// park sends a request with token through the middleware and holds it
+// after the session was loaded, as a slow request body would. The returned
+// function lets it go on with op and returns its response.
+func (a *app) park(token string, op func(context.Context, *cloakroom.Session) error) func() *httptest.ResponseRecorder {
+	a.t.Helper()
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	done := make(chan *httptest.ResponseRecorder)
+	h := a.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(loaded)
+		<-proceed
+		if err := op(r.Context(), a.m.Session(r)); err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, cloakroom.ErrNotLoggedIn) {
+				status = http.StatusUnauthorized
+			}
+			http.Error(w, err.Error(), status)
+		}
+	}))
+	go func() {
+		r := httptest.NewRequest("POST", "/parked", nil)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		done <- w
+	}()
+	<-loaded
+	return func() *httptest.ResponseRecorder {
+		close(proceed)
+		return <-done
+	}
+}
+
+func (a *app) liveSessions(user string) int {
+	a.t.Helper()
+	devices, err := a.m.Devices(context.Background(), user)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return len(devices)
+}
+
+// A request parked after loading its session must not bring the session
+// back by rotating it after the user logged out, an admin revoked the
+// user, or the user revoked it from another device.
+func TestParkedRotationAfterRevocationCreatesNothing(t *testing.T) {
+	ops := map[string]func(context.Context, *cloakroom.Session) error{
+		"Renew":        func(ctx context.Context, s *cloakroom.Session) error { return s.Renew(ctx) },
+		"RevokeOthers": func(ctx context.Context, s *cloakroom.Session) error { return s.RevokeOthers(ctx) },
+	}
+	ends := map[string]func(a *app, token string){
+		"logout": func(a *app, token string) {
+			if w := a.do("POST", "/logout", token); w.Code != 200 {
+				a.t.Fatalf("logout: %d", w.Code)
+			}
+		},
+		"admin revokes the user": func(a *app, token string) {
+			if err := a.m.RevokeUser(context.Background(), "alice"); err != nil {
+				a.t.Fatal(err)
+			}
+		},
+		"revoke by handle": func(a *app, token string) {
+			devices, _ := a.m.Devices(context.Background(), "alice")
+			if err := a.m.RevokeDevice(context.Background(), "alice", devices[0].Handle); err != nil {
+				a.t.Fatal(err)
+			}
+		},
+	}
+	for opName, op := range ops {
+		for endName, end := range ends {
+			t.Run(opName+" after "+endName, func(t *testing.T) {
+				a := newApp(t, nil)
+				stolen := a.login("alice")
+				release := a.park(stolen, op)
+				end(a, stolen)
+				w := release()
+				if c := sessionCookie(w); c != nil && c.Value != "" {
+					t.Fatalf("parked %s answered %d with a new session cookie", opName, w.Code)
+				}
+				if w.Code != http.StatusUnauthorized {
+					t.Fatalf("parked %s: status %d, want 401", opName, w.Code)
+				}
+				if n := a.liveSessions("alice"); n != 0 {
+					t.Fatalf("%d live sessions after %s, want 0", n, endName)
+				}
+			})
+		}
+	}
+}
+
+// Logging in with a pin taken before the password check fails when the
+// account changed during the check, and creates no session.
+func TestLoginWithPinFailsAfterAccountChange(t *testing.T) {
+	a := newApp(t, nil)
+	ctx := context.Background()
+	pin, err := a.m.Pin(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := a.park("", func(ctx context.Context, s *cloakroom.Session) error {
+		return s.Login(ctx, "alice", cloakroom.LoginOptions{Pin: pin})
+	})
+	if err := a.m.RevokeUser(ctx, "alice"); err != nil { // disabled during the hash
+		t.Fatal(err)
+	}
+	w := release()
+	if w.Code != http.StatusUnauthorized || sessionCookie(w) != nil {
+		t.Fatalf("login racing an account change: status %d, cookie %v", w.Code, sessionCookie(w))
+	}
+	if n := a.liveSessions("alice"); n != 0 {
+		t.Fatalf("%d live sessions, want 0", n)
+	}
+	// A fresh pin works.
+	pin, _ = a.m.Pin(ctx, "alice")
+	w = a.park("", func(ctx context.Context, s *cloakroom.Session) error {
+		return s.Login(ctx, "alice", cloakroom.LoginOptions{Pin: pin})
+	})()
+	if w.Code != 200 || sessionCookie(w) == nil {
+		t.Fatalf("login with a fresh pin: %d", w.Code)
+	}
+	// A pin is for one user.
+	a.park("", func(ctx context.Context, s *cloakroom.Session) error {
+		err := s.Login(ctx, "mallory", cloakroom.LoginOptions{Pin: pin})
+		if !errors.Is(err, cloakroom.ErrInvalidInput) {
+			t.Errorf("login as mallory with alice's pin: %v, want ErrInvalidInput", err)
+		}
+		return nil
+	})()
+}
+
+// A login with initial values is one store write.
+func TestLoginWithValuesIsOneWrite(t *testing.T) {
+	a := newApp(t, nil)
+	w := a.park("", func(ctx context.Context, s *cloakroom.Session) error {
+		before := a.store.commits.Load() + a.store.rotates.Load() + a.store.deletes.Load()
+		err := s.Login(ctx, "alice", cloakroom.LoginOptions{Values: map[string]string{"roles": "admin", "name": "Alice"}})
+		if after := a.store.commits.Load() + a.store.rotates.Load() + a.store.deletes.Load(); after-before != 1 {
+			t.Errorf("login made %d store writes, want 1", after-before)
+		}
+		return err
+	})()
+	c := sessionCookie(w)
+	if w.Code != 200 || c == nil {
+		t.Fatalf("login: %d", w.Code)
+	}
+	if got := a.do("GET", "/get?k=roles", c.Value).Body.String(); got != "admin" {
+		t.Fatalf("value after login = %q, want admin", got)
+	}
+}
+
+// Polling a status endpoint that marks itself passive never moves the
+// idle deadline.
+func TestPassiveRequestsDoNotExtendTheSession(t *testing.T) {
+	a := newApp(t, nil)
+	token := a.login("alice")
+	poll := a.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := a.m.Session(r)
+		s.MarkPassive()
+		if s.LoggedIn() {
+			w.Write([]byte("live"))
+		}
+	}))
+	get := func() string {
+		r := httptest.NewRequest("GET", "/status", nil)
+		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+		w := httptest.NewRecorder()
+		poll.ServeHTTP(w, r)
+		return w.Body.String()
+	}
+	a.clock.Advance(25 * time.Minute)
+	if get() != "live" {
+		t.Fatal("session died before its idle timeout")
+	}
+	a.clock.Advance(6 * time.Minute) // 31 minutes after the last real use
+	if got := get(); got != "" {
+		t.Fatal("polling kept an idle session alive")
+	}
+}
+
+// watchApp is a manager whose Watch can be observed, on a memstore shared
+// with other managers (other nodes).
+func watchManager(t *testing.T, store cloakroom.Store, clock *storetest.Clock) *cloakroom.Manager {
+	t.Helper()
+	m, err := cloakroom.New(cloakroom.Config{Store: store, Now: clock.Now, RecheckInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// watchFor loads token's session in m and returns a Watch context for it.
+func watchFor(t *testing.T, m *cloakroom.Manager, token string) context.Context {
+	t.Helper()
+	var ctx context.Context
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var stop context.CancelFunc
+		ctx, stop = m.Session(r).Watch(context.Background())
+		t.Cleanup(stop)
+	}))
+	r := httptest.NewRequest("GET", "/stream", nil)
+	r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	return ctx
+}
+
+func loginThrough(t *testing.T, m *cloakroom.Manager, user string) string {
+	t.Helper()
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Session(r).Login(r.Context(), user, cloakroom.LoginOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}))
+	r := httptest.NewRequest("POST", "/login", nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	c := sessionCookie(w)
+	if c == nil {
+		t.Fatal("no cookie")
+	}
+	return c.Value
+}
+
+func waitEnded(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("watch still open after %s", what)
+	}
+}
+
+// onlyStore hides every optional interface of a store (notifications,
+// rotation): a third-party store that implements the bare contract.
+type onlyStore struct{ cloakroom.Store }
+
+// Open connections held by Watch end with their session, on every node.
+func TestWatchEndsWithTheSession(t *testing.T) {
+	ended := func(ctx context.Context) bool { return ctx.Err() != nil }
+	t.Run("logout on another node", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		store := memstore.New(memstore.Config{Now: clock.Now})
+		defer store.Close()
+		a, b := watchManager(t, store, clock), watchManager(t, store, clock)
+		token := loginThrough(t, a, "alice")
+		other := loginThrough(t, a, "alice")
+		ctx, keep := watchFor(t, a, token), watchFor(t, a, other)
+		h := b.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b.Session(r).Logout(r.Context())
+		}))
+		r := httptest.NewRequest("POST", "/logout", nil)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		waitEnded(t, ctx, "logout on another node")
+		if ended(keep) {
+			t.Fatal("another session's watch ended too")
+		}
+	})
+	t.Run("account revoked on another node", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		store := memstore.New(memstore.Config{Now: clock.Now})
+		defer store.Close()
+		a, b := watchManager(t, store, clock), watchManager(t, store, clock)
+		ctx := watchFor(t, a, loginThrough(t, a, "alice"))
+		bob := watchFor(t, a, loginThrough(t, a, "bob"))
+		if err := b.RevokeUser(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		waitEnded(t, ctx, "RevokeUser on another node")
+		if ended(bob) {
+			t.Fatal("another user's watch ended")
+		}
+	})
+	t.Run("expiry", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		store := memstore.New(memstore.Config{Now: clock.Now})
+		defer store.Close()
+		m := watchManager(t, store, clock)
+		ctx := watchFor(t, m, loginThrough(t, m, "alice"))
+		clock.Advance(cloakroom.DefaultIdleTimeout + time.Second)
+		waitEnded(t, ctx, "idle expiry")
+	})
+	t.Run("store that cannot notify", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		ms := memstore.New(memstore.Config{Now: clock.Now})
+		defer ms.Close()
+		m := watchManager(t, onlyStore{ms}, clock)
+		token := loginThrough(t, m, "alice")
+		ctx := watchFor(t, m, token)
+		// Revoked behind the manager's back, as another process would.
+		if _, err := ms.BumpGeneration(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		waitEnded(t, ctx, "a revocation seen only by the re-check")
+	})
+	t.Run("no session", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		ms := memstore.New(memstore.Config{Now: clock.Now})
+		defer ms.Close()
+		m := watchManager(t, ms, clock)
+		if ctx := watchFor(t, m, "not-a-token"); !ended(ctx) {
+			t.Fatal("watch without a session is open")
+		}
+	})
+}

@@ -1,0 +1,416 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// rotateTests are the cases of [cloakroom.Rotator.Rotate] and of the
+// store's end notifications. The race cases drive the store the way parked
+// requests do: a rotation must never bring back a session that a logout,
+// a revocation or an account change ended.
+var rotateTests = []struct {
+	name string
+	fn   func(t *testing.T, s cloakroom.Store, c *Clock)
+}{
+	{"RotateReplaces", testRotateReplaces},
+	{"RotateAfterDeleteCreatesNothing", testRotateAfterDelete},
+	{"RotateAfterExpiryCreatesNothing", testRotateAfterExpiry},
+	{"RotateAfterBumpCreatesNothing", testRotateAfterBump},
+	{"RotatePinnedGenerationMoved", testRotatePinnedGenerationMoved},
+	{"RotateLoginDeletesPrevious", testRotateLoginDeletesPrevious},
+	{"RotateBumpRevokesOthers", testRotateBump},
+	{"RotateKeyConflict", testRotateKeyConflict},
+	{"RotateRaceOneWinner", testRotateRaceOneWinner},
+	{"RotateRacesBump", testRotateRacesBump},
+	{"RotateRacesDelete", testRotateRacesDelete},
+	{"EndNotifications", testEndNotifications},
+}
+
+func rotator(t *testing.T, s cloakroom.Store) cloakroom.Rotator {
+	t.Helper()
+	r, ok := s.(cloakroom.Rotator)
+	if !ok {
+		t.Fatalf("%T does not implement cloakroom.Rotator", s)
+	}
+	return r
+}
+
+// successor returns a fresh version-1 record that continues old: same user
+// and generation, new key.
+func successor(old cloakroom.Record, now time.Time) cloakroom.Record {
+	rec := NewRecord(old.UserID, now)
+	rec.Generation = old.Generation
+	rec.Data = old.Data
+	return rec
+}
+
+func wantNotFound(t *testing.T, err error, what string) {
+	t.Helper()
+	if !errors.Is(err, cloakroom.ErrNotFound) {
+		t.Fatalf("%s: err = %v, want ErrNotFound", what, err)
+	}
+}
+
+func testRotateReplaces(t *testing.T, s cloakroom.Store, c *Clock) {
+	old := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, old)
+	mustFind(t, s, old.Key) // warm any cache
+	next := successor(old, c.Now())
+	got, err := rotator(t, s).Rotate(context.Background(), cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	if err != nil {
+		t.Fatalf("Rotate: %v", err)
+	}
+	sameRecord(t, got, next)
+	sameRecord(t, mustFind(t, s, next.Key), next)
+	mustNotFind(t, s, old.Key)
+}
+
+func testRotateAfterDelete(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	old := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, old)
+	mustFind(t, s, old.Key)
+	if err := s.Delete(ctx, old.Key); err != nil {
+		t.Fatal(err)
+	}
+	next := successor(old, c.Now())
+	_, err := rotator(t, s).Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	wantNotFound(t, err, "rotating a logged-out session")
+	mustNotFind(t, s, next.Key)
+	if list, err := s.List(ctx, old.UserID); err != nil || len(list) != 0 {
+		t.Fatalf("List = %d sessions, %v; want none", len(list), err)
+	}
+}
+
+func testRotateAfterExpiry(t *testing.T, s cloakroom.Store, c *Clock) {
+	old := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, old)
+	c.Advance(old.IdleTimeout + time.Second)
+	next := successor(old, c.Now())
+	_, err := rotator(t, s).Rotate(context.Background(), cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	wantNotFound(t, err, "rotating an expired session")
+	mustNotFind(t, s, next.Key)
+}
+
+func testRotateAfterBump(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	old := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, old)
+	mustFind(t, s, old.Key)
+	gen, err := s.BumpGeneration(ctx, old.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rotator(t, s)
+	next := successor(old, c.Now())
+	_, err = r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	wantNotFound(t, err, "rotating a session revoked by a bump")
+	// Claiming the new generation does not help: the old session is dead.
+	fresh := successor(old, c.Now())
+	fresh.Generation = gen
+	_, err = r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: fresh})
+	wantNotFound(t, err, "rotating a revoked session into the new generation")
+	// Nor does asking for a bump of one's own.
+	_, err = r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: successor(old, c.Now()), Bump: true})
+	wantNotFound(t, err, "revoking others from a revoked session")
+	if g, _ := s.Generation(ctx, old.UserID); g != gen {
+		t.Fatalf("generation = %d after refused rotations, want %d unchanged", g, gen)
+	}
+	mustNotFind(t, s, next.Key)
+	mustNotFind(t, s, fresh.Key)
+}
+
+func testRotatePinnedGenerationMoved(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	user := uniqueUser("alice")
+	pinned, err := s.Generation(ctx, user) // read before the password check
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.BumpGeneration(ctx, user); err != nil { // the account changed meanwhile
+		t.Fatal(err)
+	}
+	rec := NewRecord(user, c.Now())
+	rec.Generation = pinned
+	_, err = rotator(t, s).Rotate(ctx, cloakroom.Rotation{New: rec})
+	wantNotFound(t, err, "login with a generation pinned before an account change")
+	mustNotFind(t, s, rec.Key)
+}
+
+func testRotateLoginDeletesPrevious(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	anon := NewRecord("", c.Now())
+	mustCommit(t, s, anon)
+	r := rotator(t, s)
+	rec := NewRecord(uniqueUser("alice"), c.Now())
+	if _, err := r.Rotate(ctx, cloakroom.Rotation{Old: anon.Key, New: rec}); err != nil {
+		t.Fatalf("login over an anonymous session: %v", err)
+	}
+	mustNotFind(t, s, anon.Key)
+	mustFind(t, s, rec.Key)
+	// A login over a session that is already gone still succeeds.
+	again := NewRecord(rec.UserID, c.Now())
+	if _, err := r.Rotate(ctx, cloakroom.Rotation{Old: anon.Key, New: again}); err != nil {
+		t.Fatalf("login over a missing session: %v", err)
+	}
+	mustFind(t, s, again.Key)
+}
+
+func testRotateBump(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	user := uniqueUser("alice")
+	other, current := NewRecord(user, c.Now()), NewRecord(user, c.Now())
+	mustCommit(t, s, other)
+	mustCommit(t, s, current)
+	mustFind(t, s, other.Key)
+	r := rotator(t, s)
+	next := successor(current, c.Now())
+	got, err := r.Rotate(ctx, cloakroom.Rotation{Old: current.Key, OldMustLive: true, New: next, Bump: true})
+	if err != nil {
+		t.Fatalf("Rotate with bump: %v", err)
+	}
+	if got.Generation != 1 {
+		t.Fatalf("rotated session generation = %d, want 1", got.Generation)
+	}
+	if g, _ := s.Generation(ctx, user); g != 1 {
+		t.Fatalf("user generation = %d, want 1", g)
+	}
+	mustNotFind(t, s, other.Key)
+	mustNotFind(t, s, current.Key)
+	if found := mustFind(t, s, next.Key); found.Generation != 1 {
+		t.Fatalf("stored generation = %d, want 1", found.Generation)
+	}
+	// The old token, parked in a second request, cannot revoke again.
+	_, err = r.Rotate(ctx, cloakroom.Rotation{Old: current.Key, OldMustLive: true, New: successor(current, c.Now()), Bump: true})
+	wantNotFound(t, err, "second revoke-others from the replaced session")
+	mustFind(t, s, next.Key)
+}
+
+func testRotateKeyConflict(t *testing.T, s cloakroom.Store, c *Clock) {
+	user := uniqueUser("alice")
+	old, taken := NewRecord(user, c.Now()), NewRecord(user, c.Now())
+	mustCommit(t, s, old)
+	mustCommit(t, s, taken)
+	next := successor(old, c.Now())
+	next.Key = taken.Key
+	_, err := rotator(t, s).Rotate(context.Background(), cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	if !errors.Is(err, cloakroom.ErrConflict) {
+		t.Fatalf("rotate onto an existing key: err = %v, want ErrConflict", err)
+	}
+	sameRecord(t, mustFind(t, s, old.Key), old)
+	sameRecord(t, mustFind(t, s, taken.Key), taken)
+}
+
+// testRotateRaceOneWinner: parked requests of one session rotate at once.
+// Exactly one may win; the others find their session gone.
+func testRotateRaceOneWinner(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for round := 0; round < 5; round++ {
+		old := NewRecord(uniqueUser("alice"), c.Now())
+		mustCommit(t, s, old)
+		const racers = 8
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		wins, bump := 0, round%2 == 1
+		for i := 0; i < racers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: successor(old, c.Now()), Bump: bump})
+				switch {
+				case err == nil:
+					mu.Lock()
+					wins++
+					mu.Unlock()
+				case !errors.Is(err, cloakroom.ErrNotFound):
+					t.Errorf("Rotate: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Fatalf("round %d: %d of %d rotations of one session succeeded, want exactly 1", round, wins, racers)
+		}
+		if list, err := s.List(ctx, old.UserID); err != nil || len(list) != 1 {
+			t.Fatalf("round %d: List = %d sessions, %v; want 1", round, len(list), err)
+		}
+	}
+}
+
+// testRotateRacesBump: a rotation races an account change. Whatever the
+// order, once both are done the rotated session must be dead: a rotation
+// that ran first was revoked by the bump, one that ran second was refused.
+func testRotateRacesBump(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for round := 0; round < 20; round++ {
+		user := uniqueUser("alice")
+		old := NewRecord(user, c.Now())
+		mustCommit(t, s, old)
+		pinned := NewRecord(user, c.Now()) // a login that pinned generation 0
+		var wg sync.WaitGroup
+		next := successor(old, c.Now())
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			if _, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next, Bump: round%2 == 1}); err != nil && !errors.Is(err, cloakroom.ErrNotFound) {
+				t.Errorf("Rotate: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := r.Rotate(ctx, cloakroom.Rotation{New: pinned}); err != nil && !errors.Is(err, cloakroom.ErrNotFound) {
+				t.Errorf("pinned login: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if _, err := s.BumpGeneration(ctx, user); err != nil {
+				t.Errorf("BumpGeneration: %v", err)
+			}
+		}()
+		wg.Wait()
+		// A rotation that bumped first raised the generation to 1; the
+		// admin's bump then took it to 2. Either way every session made
+		// from the state before the admin's bump is dead.
+		mustNotFind(t, s, old.Key)
+		mustNotFind(t, s, next.Key)
+		mustNotFind(t, s, pinned.Key)
+		if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
+			t.Fatalf("round %d: %d sessions live after the account change, %v; want none", round, len(list), err)
+		}
+	}
+}
+
+// testRotateRacesDelete: a rotation races the logout of its session. If
+// the rotation won, the logout found nothing to delete and the successor
+// lives (the logout came second); if the logout won, nothing was created.
+// Never both a refused rotation and a live successor, nor two live
+// sessions.
+func testRotateRacesDelete(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for round := 0; round < 20; round++ {
+		old := NewRecord(uniqueUser("alice"), c.Now())
+		mustCommit(t, s, old)
+		next := successor(old, c.Now())
+		var rotErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, rotErr = r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+		}()
+		go func() {
+			defer wg.Done()
+			if err := s.Delete(ctx, old.Key); err != nil {
+				t.Errorf("Delete: %v", err)
+			}
+		}()
+		wg.Wait()
+		mustNotFind(t, s, old.Key)
+		_, found, err := s.Find(ctx, next.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case rotErr == nil && !found:
+			t.Fatalf("round %d: rotation succeeded but its session is gone", round)
+		case rotErr != nil && !errors.Is(rotErr, cloakroom.ErrNotFound):
+			t.Fatalf("round %d: Rotate: %v", round, rotErr)
+		case rotErr != nil && found:
+			t.Fatalf("round %d: refused rotation left a live session", round)
+		}
+	}
+}
+
+// testEndNotifications: a store that notifies ends reports deletes, bumps
+// and rotations to its subscribers.
+func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
+	n, ok := s.(cloakroom.EndNotifier)
+	if !ok {
+		t.Skipf("%T does not notify session ends", s)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ends := make(chan cloakroom.End, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.WatchEnds(ctx, func(e cloakroom.End) {
+			select {
+			case ends <- e:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	// Subscribing may take effect asynchronously: delete probes until one
+	// is reported.
+	await := func(what string, match func(cloakroom.End) bool, poke func()) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		if poke != nil {
+			poke()
+		}
+		for {
+			select {
+			case e := <-ends:
+				if match(e) {
+					return
+				}
+			case <-tick.C:
+				if poke != nil {
+					poke()
+				}
+			case <-deadline:
+				t.Fatalf("no notification of %s", what)
+			}
+		}
+	}
+	probeUser := uniqueUser("probe")
+	var probe cloakroom.Record
+	await("a probe delete", func(e cloakroom.End) bool { return e.Key == probe.Key }, func() {
+		probe = NewRecord(probeUser, c.Now())
+		mustCommit(t, s, probe)
+		if err := s.Delete(ctx, probe.Key); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	user := uniqueUser("alice")
+	rec := NewRecord(user, c.Now())
+	mustCommit(t, s, rec)
+	if err := s.Delete(ctx, rec.Key); err != nil {
+		t.Fatal(err)
+	}
+	await("Delete", func(e cloakroom.End) bool { return e.Key == rec.Key }, nil)
+
+	if _, err := s.BumpGeneration(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	await("BumpGeneration", func(e cloakroom.End) bool { return e.UserID == user && e.Generation == 1 }, nil)
+
+	old := NewRecord(user, c.Now())
+	old.Generation = 1
+	mustCommit(t, s, old)
+	next := successor(old, c.Now())
+	if _, err := rotator(t, s).Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next}); err != nil {
+		t.Fatal(err)
+	}
+	await("Rotate's delete of the old session", func(e cloakroom.End) bool { return e.Key == old.Key }, nil)
+
+	if _, err := rotator(t, s).Rotate(ctx, cloakroom.Rotation{Old: next.Key, OldMustLive: true, New: successor(next, c.Now()), Bump: true}); err != nil {
+		t.Fatal(err)
+	}
+	await("Rotate's bump", func(e cloakroom.End) bool { return e.UserID == user && e.Generation == 2 }, nil)
+}
