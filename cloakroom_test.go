@@ -23,7 +23,7 @@ import (
 type countingStore struct {
 	cloakroom.Store
 	finds, commits, deletes, rotates atomic.Int64
-	fail                    atomic.Bool
+	fail                             atomic.Bool
 }
 
 var errStoreDown = errors.New("store is down")

@@ -17,6 +17,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // ErrInvalidConfig wraps every problem [New] finds in a [Config].
@@ -47,7 +48,7 @@ type Config struct {
 	Proxy *proxy.Proxy
 	// Signer publishes its public keys at /.well-known/jwks.json. Default
 	// nil: no JWKS endpoint.
-	Signer *proxy.Signer
+	Signer *upstreamjwt.Signer
 	// Static is a folder holding the SPA: files are served as they are, and
 	// paths without an extension get index.html (client-side routes).
 	// Directory listings and dotfiles are never served, and symlinks cannot

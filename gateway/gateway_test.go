@@ -18,7 +18,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
@@ -182,7 +182,7 @@ func TestProxyIdentity(t *testing.T) {
 		t.Fatalf("JWKS status %d", jwks.Status)
 	}
 	token := strings.TrimPrefix(auth[0], "Bearer ")
-	claims, err := proxy.Verify(token, []byte(jwks.Text), jwtAudience, time.Now())
+	claims, err := upstreamjwt.Verify(token, []byte(jwks.Text), jwtAudience, time.Now())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -192,10 +192,10 @@ func TestProxyIdentity(t *testing.T) {
 	if ttl := claims.ExpiresAt.Sub(claims.IssuedAt); ttl <= 0 || ttl > time.Minute {
 		t.Errorf("token lifetime %v, want at most a minute", ttl)
 	}
-	if _, err := proxy.Verify(token, []byte(jwks.Text), jwtAudience, time.Now().Add(2*time.Minute)); !errors.Is(err, proxy.ErrTokenExpired) {
+	if _, err := upstreamjwt.Verify(token, []byte(jwks.Text), jwtAudience, time.Now().Add(2*time.Minute)); !errors.Is(err, upstreamjwt.ErrTokenExpired) {
 		t.Errorf("Verify two minutes later: %v, want ErrTokenExpired", err)
 	}
-	if _, err := proxy.Verify(token, []byte(jwks.Text), "other-api", time.Now()); err == nil {
+	if _, err := upstreamjwt.Verify(token, []byte(jwks.Text), "other-api", time.Now()); err == nil {
 		t.Error("Verify accepted another audience")
 	}
 	assertMetric(t, e, "cloakroom_proxy_request_duration_seconds{route=\"/api/\"}", 1)

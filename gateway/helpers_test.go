@@ -27,6 +27,7 @@ import (
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 const (
@@ -191,7 +192,7 @@ type env struct {
 	manager  *cloakroom.Manager
 	users    *accounts.MemoryStore
 	accounts *accounts.Service
-	signer   *proxy.Signer
+	signer   *upstreamjwt.Signer
 	api      *upstream
 	gw       *gateway.Gateway
 	cfg      gateway.Config
@@ -233,11 +234,11 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.addUser("alice", "alice@example.com", "admin", "dev")
 	e.addUser("bob", "bob@example.com", "dev")
 
-	key, err := proxy.GenerateKey()
+	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.signer, err = proxy.NewSigner(key, proxy.SignerConfig{Issuer: "https://gateway.test", Audience: jwtAudience, TTL: 30 * time.Second})
+	e.signer, err = upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: "https://gateway.test", Audience: jwtAudience, TTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/sqlitestore"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // Demo user names.
@@ -210,11 +211,11 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		}
 	}
 
-	key, err := proxy.GenerateKey()
+	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		return nil, err
 	}
-	signer, err := proxy.NewSigner(key, proxy.SignerConfig{Issuer: l.CloakroomURL, Audience: gatewayAudience})
+	signer, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: l.CloakroomURL, Audience: gatewayAudience})
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +229,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 			if !ok {
 				return errors.New("no gateway assertion")
 			}
-			claims, err := proxy.Verify(token, signer.JWKS(), gatewayAudience, time.Now())
+			claims, err := upstreamjwt.Verify(token, signer.JWKS(), gatewayAudience, time.Now())
 			if err != nil {
 				return err
 			}

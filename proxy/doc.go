@@ -9,8 +9,9 @@
 //     the [Identity] that the gateway's authentication layer attached to the
 //     request context with [WithIdentity];
 //   - optionally Authorization: Bearer <JWT>, a short-lived (at most 60 s)
-//     EdDSA token minted per request by a [Signer], which upstreams check
-//     with [Verify] against the key set served by [Signer.JWKSHandler].
+//     EdDSA token minted per request by an upstreamjwt.Signer, which
+//     upstreams check with upstreamjwt.Verify against the key set served by
+//     the signer's JWKSHandler.
 //
 // Everything a client could use to impersonate someone is removed first:
 // client-sent identity headers (including underscore spellings such as

@@ -5,16 +5,17 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // The gateway signs a short-lived token for each proxied request; an
 // upstream written in Go checks it against the gateway's JWK set.
 func ExampleVerify() {
-	key, err := proxy.GenerateKey()
+	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		panic(err)
 	}
-	signer, err := proxy.NewSigner(key, proxy.SignerConfig{
+	signer, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{
 		Issuer:   "https://gateway.example",
 		Audience: "orders-api",
 	})
@@ -29,13 +30,13 @@ func ExampleVerify() {
 
 	// Upstream side: jwks would be fetched from the gateway's JWKSHandler.
 	jwks := signer.JWKS()
-	claims, err := proxy.Verify(token, jwks, "orders-api", now)
+	claims, err := upstreamjwt.Verify(token, jwks, "orders-api", now)
 	if err != nil {
 		panic(err)
 	}
 	fmt.Println(claims.Subject, claims.Email, claims.Groups, claims.ExpiresAt.Sub(claims.IssuedAt))
 
-	_, err = proxy.Verify(token, jwks, "orders-api", now.Add(time.Minute))
+	_, err = upstreamjwt.Verify(token, jwks, "orders-api", now.Add(time.Minute))
 	fmt.Println(err != nil)
 	// Output:
 	// alice alice@example.com [admins dev] 30s

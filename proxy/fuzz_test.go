@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 func FuzzParseRoute(f *testing.F) {
@@ -46,7 +47,7 @@ func FuzzParseRoute(f *testing.F) {
 		if err != nil || again.String() != r.String() {
 			t.Fatalf("round trip of %q: %v %q", r.String(), err, again.String())
 		}
-		if _, err := proxy.New(proxy.Config{Routes: []proxy.Route{r}}); err != nil {
+		if _, err := proxy.New(proxy.Config{Routes: []proxy.Route{r}, SessionCookie: sessionCookieName}); err != nil {
 			t.Fatalf("New refuses a parsed route %q: %v", r, err)
 		}
 	})
@@ -57,7 +58,7 @@ func FuzzParseRoute(f *testing.F) {
 func FuzzVerify(f *testing.F) {
 	seed := sha256.Sum256([]byte("fuzz key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	signer, err := proxy.NewSigner(key, proxy.SignerConfig{Issuer: "gw", Audience: "api"})
+	signer, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: "gw", Audience: "api"})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -76,9 +77,9 @@ func FuzzVerify(f *testing.F) {
 	f.Add("a.b.c", []byte(`{"keys":[]}`))
 	f.Add("..", []byte(`null`))
 	f.Fuzz(func(t *testing.T, token string, set []byte) {
-		c, err := proxy.Verify(token, set, "api", now)
+		c, err := upstreamjwt.Verify(token, set, "api", now)
 		if err != nil {
-			if !errors.Is(err, proxy.ErrInvalidToken) {
+			if !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 				t.Fatalf("error %v does not wrap ErrInvalidToken", err)
 			}
 			return
@@ -86,7 +87,7 @@ func FuzzVerify(f *testing.F) {
 		if token != valid {
 			t.Fatalf("forged token verified: %q with %q", token, set)
 		}
-		if c.Subject != "alice" || c.Audience != "api" || c.ExpiresAt.Sub(c.IssuedAt) > proxy.MaxTokenTTL {
+		if c.Subject != "alice" || c.Audience != "api" || c.ExpiresAt.Sub(c.IssuedAt) > upstreamjwt.MaxTokenTTL {
 			t.Fatalf("claims %+v", c)
 		}
 	})

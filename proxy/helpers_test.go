@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // echo is what the test upstream saw.
@@ -82,8 +83,15 @@ func startGateway(t testing.TB, p http.Handler, mw func(http.Handler) http.Handl
 	return srv
 }
 
+// sessionCookieName is the gateway's default session cookie name, which
+// the tests' requests carry.
+const sessionCookieName = "__Host-Http-session"
+
 func newProxy(t testing.TB, cfg proxy.Config) *proxy.Proxy {
 	t.Helper()
+	if cfg.SessionCookie == "" {
+		cfg.SessionCookie = sessionCookieName
+	}
 	p, err := proxy.New(cfg)
 	if err != nil {
 		t.Fatalf("proxy.New: %v", err)
@@ -174,9 +182,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func newSigner(t testing.TB, cfg proxy.SignerConfig) *proxy.Signer {
+func newSigner(t testing.TB, cfg upstreamjwt.SignerConfig) *upstreamjwt.Signer {
 	t.Helper()
-	key, err := proxy.GenerateKey()
+	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +194,7 @@ func newSigner(t testing.TB, cfg proxy.SignerConfig) *proxy.Signer {
 	if cfg.Audience == "" {
 		cfg.Audience = "api"
 	}
-	s, err := proxy.NewSigner(key, cfg)
+	s, err := upstreamjwt.NewSigner(key, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

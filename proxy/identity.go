@@ -1,15 +1,16 @@
 package proxy
 
-import "context"
+import (
+	"context"
+
+	"github.com/cloakroom/cloakroom/upstreamjwt"
+)
 
 // Identity is the authenticated user on whose behalf a request is proxied.
 // The gateway's authentication layer attaches it with [WithIdentity]; an
-// Identity with an empty User counts as anonymous.
-type Identity struct {
-	User   string
-	Email  string
-	Groups []string
-}
+// Identity with an empty User counts as anonymous. It is the identity the
+// internal JWT carries (package upstreamjwt).
+type Identity = upstreamjwt.Identity
 
 // identityKey is the unexported context key, so only this package's
 // functions can attach or read an Identity.

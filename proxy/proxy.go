@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // ErrInvalidConfig wraps every problem [New] finds in a Config.
@@ -29,11 +29,13 @@ type Config struct {
 	// SessionCookie is the name of the gateway's session cookie, removed
 	// from requests (other cookies pass through) and from upstream
 	// Set-Cookie headers, so upstreams never see nor set the session token.
-	// Default cloakroom.DefaultCookieName ("__Host-Http-session").
+	// Required, and it must be the session manager's cookie name (the
+	// gateway passes Manager.Config().CookieName): a guess here would let
+	// the live token through to every upstream.
 	SessionCookie string
 	// Signer, when set, adds "Authorization: Bearer <JWT>" for requests
 	// that carry an Identity. Default nil: no token is sent upstream.
-	Signer *Signer
+	Signer *upstreamjwt.Signer
 	// Transport sends the upstream requests. Default [NewTransport], with
 	// HTTP/2 attempted only when a route's upstream is https.
 	Transport http.RoundTripper
@@ -54,7 +56,7 @@ type Config struct {
 type Proxy struct {
 	routes []*route // longest prefix first
 	cookie string
-	signer *Signer
+	signer *upstreamjwt.Signer
 	log    *slog.Logger
 	now    func() time.Time
 }
@@ -89,7 +91,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("%w: at least one route is required", ErrInvalidConfig)
 	}
 	if cfg.SessionCookie == "" {
-		cfg.SessionCookie = cloakroom.DefaultCookieName
+		return nil, fmt.Errorf("%w: SessionCookie is required: the session manager's cookie name", ErrInvalidConfig)
 	}
 	if !validCookieName(cfg.SessionCookie) {
 		return nil, fmt.Errorf("%w: SessionCookie %q is not a valid cookie name", ErrInvalidConfig, cfg.SessionCookie)
@@ -368,14 +370,14 @@ func removeCookie(h http.Header, name string) {
 // groups (the comma-joined list would split differently).
 func checkIdentity(id Identity) error {
 	if !plainHeaderValue(id.User) {
-		return fmt.Errorf("%w: user is not a plain header value", ErrInvalidIdentity)
+		return fmt.Errorf("%w: user is not a plain header value", upstreamjwt.ErrInvalidIdentity)
 	}
 	if id.Email != "" && !plainHeaderValue(id.Email) {
-		return fmt.Errorf("%w: email is not a plain header value", ErrInvalidIdentity)
+		return fmt.Errorf("%w: email is not a plain header value", upstreamjwt.ErrInvalidIdentity)
 	}
 	for i, g := range id.Groups {
 		if g == "" || strings.IndexByte(g, ',') >= 0 || !plainHeaderValue(g) {
-			return fmt.Errorf("%w: group %d is empty, contains a comma or is not a plain header value", ErrInvalidIdentity, i)
+			return fmt.Errorf("%w: group %d is empty, contains a comma or is not a plain header value", upstreamjwt.ErrInvalidIdentity, i)
 		}
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // TestPathTraversalRefused sends hostile request lines with a raw TCP client
@@ -90,7 +91,7 @@ func TestPathTraversalRefused(t *testing.T) {
 func TestClientIdentityHeadersReplaced(t *testing.T) {
 	api := newUpstream(t, "api")
 	clock := newClock()
-	signer := newSigner(t, proxy.SignerConfig{})
+	signer := newSigner(t, upstreamjwt.SignerConfig{})
 	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}, Signer: signer, Now: clock.Now})
 	id := proxy.Identity{User: "alice", Email: "alice@example.test", Groups: []string{"admins", "dev"}}
 	gw := startGateway(t, p, withIdentity(id))
@@ -152,7 +153,7 @@ func TestClientIdentityHeadersReplaced(t *testing.T) {
 	if len(auth) != 1 || !strings.HasPrefix(auth[0], "Bearer ") {
 		t.Fatalf("Authorization = %q", auth)
 	}
-	claims, err := proxy.Verify(strings.TrimPrefix(auth[0], "Bearer "), signer.JWKS(), "api", clock.Now())
+	claims, err := upstreamjwt.Verify(strings.TrimPrefix(auth[0], "Bearer "), signer.JWKS(), "api", clock.Now())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -163,7 +164,7 @@ func TestClientIdentityHeadersReplaced(t *testing.T) {
 
 func TestAnonymousRequestCarriesNoIdentity(t *testing.T) {
 	api := newUpstream(t, "api")
-	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}, Signer: newSigner(t, proxy.SignerConfig{})})
+	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}, Signer: newSigner(t, upstreamjwt.SignerConfig{})})
 	for name, mw := range map[string]func(http.Handler) http.Handler{
 		"no identity": nil,
 		"empty user":  withIdentity(proxy.Identity{Email: "x@example.test", Groups: []string{"g"}}),
@@ -300,7 +301,7 @@ func TestBadGatewayOnDeadUpstream(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	signer := newSigner(t, proxy.SignerConfig{})
+	signer := newSigner(t, upstreamjwt.SignerConfig{})
 	p := newProxy(t, proxy.Config{
 		Routes:   []proxy.Route{route},
 		Signer:   signer,
@@ -370,7 +371,7 @@ func (s *syncBuffer) String() string {
 // makes it hop-by-hop; the gateway's own identity headers must survive.
 func TestConnectionHeaderCannotDropIdentity(t *testing.T) {
 	api := newUpstream(t, "api")
-	signer := newSigner(t, proxy.SignerConfig{})
+	signer := newSigner(t, upstreamjwt.SignerConfig{})
 	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}, Signer: signer})
 	gw := startGateway(t, p, withIdentity(proxy.Identity{User: "alice", Groups: []string{"dev"}}))
 	status, body := rawRequest(t, gw.Listener.Addr().String(), "GET /api/x HTTP/1.1\r\nHost: gw\r\n"+

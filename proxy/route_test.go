@@ -78,8 +78,12 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"bad scheme":       {Routes: []proxy.Route{{Prefix: "/api/", Upstream: &url.URL{Scheme: "file", Host: "x"}}}},
 		"query":            {Routes: []proxy.Route{{Prefix: "/api/", Upstream: &url.URL{Scheme: "http", Host: "x", RawQuery: "a=b"}}}},
 		"bad cookie name":  {Routes: []proxy.Route{good}, SessionCookie: "a;b"},
+		"no cookie name":   {Routes: []proxy.Route{good}},
 	}
 	for name, cfg := range cases {
+		if cfg.SessionCookie == "" && name != "no cookie name" {
+			cfg.SessionCookie = sessionCookieName // so each case fails for its own reason
+		}
 		if _, err := proxy.New(cfg); !errors.Is(err, proxy.ErrInvalidConfig) {
 			t.Errorf("%s: New = %v, want ErrInvalidConfig", name, err)
 		}

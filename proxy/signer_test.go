@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 var b64 = base64.RawURLEncoding
@@ -43,7 +44,7 @@ func fetchJWKS(t *testing.T, url string) []byte {
 // the key set fetched over HTTP.
 func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	clock := newClock()
-	signer := newSigner(t, proxy.SignerConfig{Issuer: "https://gateway.test", Audience: "orders-api", TTL: 45 * time.Second})
+	signer := newSigner(t, upstreamjwt.SignerConfig{Issuer: "https://gateway.test", Audience: "orders-api", TTL: 45 * time.Second})
 	jwksSrv := httptest.NewServer(signer.JWKSHandler())
 	t.Cleanup(jwksSrv.Close)
 
@@ -55,7 +56,7 @@ func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	token := strings.TrimPrefix(e.Header.Get("Authorization"), "Bearer ")
 	jwks := fetchJWKS(t, jwksSrv.URL)
 
-	claims, err := proxy.Verify(token, jwks, "orders-api", clock.Now())
+	claims, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -85,18 +86,18 @@ func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	}
 
 	// The clock moves on: valid until exp+leeway, refused from then on.
-	if _, err := proxy.Verify(token, jwks, "orders-api", clock.Now().Add(45*time.Second+proxy.VerifyLeeway-time.Nanosecond)); err != nil {
+	if _, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now().Add(45*time.Second+upstreamjwt.VerifyLeeway-time.Nanosecond)); err != nil {
 		t.Errorf("just before expiry + leeway: %v", err)
 	}
-	clock.Advance(45*time.Second + proxy.VerifyLeeway)
-	if _, err := proxy.Verify(token, jwks, "orders-api", clock.Now()); !errors.Is(err, proxy.ErrTokenExpired) || !errors.Is(err, proxy.ErrInvalidToken) {
+	clock.Advance(45*time.Second + upstreamjwt.VerifyLeeway)
+	if _, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now()); !errors.Is(err, upstreamjwt.ErrTokenExpired) || !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 		t.Errorf("after expiry: %v, want ErrTokenExpired", err)
 	}
 }
 
 func TestVerifyRefusesForgeries(t *testing.T) {
 	clock := newClock()
-	signer := newSigner(t, proxy.SignerConfig{})
+	signer := newSigner(t, upstreamjwt.SignerConfig{})
 	jwks := signer.JWKS()
 	now := clock.Now()
 	good, err := signer.Sign(proxy.Identity{User: "alice", Groups: []string{"dev"}}, now)
@@ -106,7 +107,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 	parts := strings.Split(good, ".")
 	payload, _ := b64.DecodeString(parts[1])
 
-	other := newSigner(t, proxy.SignerConfig{})
+	other := newSigner(t, upstreamjwt.SignerConfig{})
 	otherToken, _ := other.Sign(proxy.Identity{User: "alice"}, now)
 	otherParts := strings.Split(otherToken, ".")
 
@@ -132,39 +133,39 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 		token string
 		want  error
 	}{
-		{"tampered payload", parts[0] + "." + b64.EncodeToString([]byte(tampered)) + "." + parts[2], proxy.ErrTokenSignature},
-		{"wrong kid", header(`{"alg":"EdDSA","typ":"JWT","kid":"nope"}`) + "." + parts[1] + "." + parts[2], proxy.ErrUnknownKey},
-		{"other key, our kid", ourHeader + "." + otherParts[1] + "." + otherParts[2], proxy.ErrTokenSignature},
-		{"other key, its kid", otherToken, proxy.ErrUnknownKey},
-		{"alg none", header(`{"alg":"none","typ":"JWT","kid":"`+kid+`"}`) + "." + parts[1] + ".", proxy.ErrInvalidToken},
-		{"alg none, no kid", header(`{"alg":"none"}`) + "." + parts[1] + ".", proxy.ErrInvalidToken},
-		{"alg HS256", hs256, proxy.ErrInvalidToken},
-		{"alg ES256", header(`{"alg":"ES256","typ":"JWT","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2], proxy.ErrInvalidToken},
-		{"crit", header(`{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`","crit":["b64"]}`) + "." + parts[1] + "." + parts[2], proxy.ErrInvalidToken},
-		{"typ", header(`{"alg":"EdDSA","typ":"dbsc+jwt","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2], proxy.ErrInvalidToken},
-		{"no signature", parts[0] + "." + parts[1] + ".", proxy.ErrTokenSignature},
-		{"padded signature", good + "==", proxy.ErrTokenSignature},
-		{"four parts", good + ".x", proxy.ErrInvalidToken},
-		{"two parts", parts[0] + "." + parts[1], proxy.ErrInvalidToken},
-		{"empty", "", proxy.ErrInvalidToken},
-		{"huge", strings.Repeat("a", 20000), proxy.ErrInvalidToken},
+		{"tampered payload", parts[0] + "." + b64.EncodeToString([]byte(tampered)) + "." + parts[2], upstreamjwt.ErrTokenSignature},
+		{"wrong kid", header(`{"alg":"EdDSA","typ":"JWT","kid":"nope"}`) + "." + parts[1] + "." + parts[2], upstreamjwt.ErrUnknownKey},
+		{"other key, our kid", ourHeader + "." + otherParts[1] + "." + otherParts[2], upstreamjwt.ErrTokenSignature},
+		{"other key, its kid", otherToken, upstreamjwt.ErrUnknownKey},
+		{"alg none", header(`{"alg":"none","typ":"JWT","kid":"`+kid+`"}`) + "." + parts[1] + ".", upstreamjwt.ErrInvalidToken},
+		{"alg none, no kid", header(`{"alg":"none"}`) + "." + parts[1] + ".", upstreamjwt.ErrInvalidToken},
+		{"alg HS256", hs256, upstreamjwt.ErrInvalidToken},
+		{"alg ES256", header(`{"alg":"ES256","typ":"JWT","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2], upstreamjwt.ErrInvalidToken},
+		{"crit", header(`{"alg":"EdDSA","typ":"JWT","kid":"`+kid+`","crit":["b64"]}`) + "." + parts[1] + "." + parts[2], upstreamjwt.ErrInvalidToken},
+		{"typ", header(`{"alg":"EdDSA","typ":"dbsc+jwt","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2], upstreamjwt.ErrInvalidToken},
+		{"no signature", parts[0] + "." + parts[1] + ".", upstreamjwt.ErrTokenSignature},
+		{"padded signature", good + "==", upstreamjwt.ErrTokenSignature},
+		{"four parts", good + ".x", upstreamjwt.ErrInvalidToken},
+		{"two parts", parts[0] + "." + parts[1], upstreamjwt.ErrInvalidToken},
+		{"empty", "", upstreamjwt.ErrInvalidToken},
+		{"huge", strings.Repeat("a", 20000), upstreamjwt.ErrInvalidToken},
 	}
 	for _, tc := range cases {
-		if _, err := proxy.Verify(tc.token, jwks, "api", now); !errors.Is(err, tc.want) || !errors.Is(err, proxy.ErrInvalidToken) {
+		if _, err := upstreamjwt.Verify(tc.token, jwks, "api", now); !errors.Is(err, tc.want) || !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 			t.Errorf("%s: Verify = %v, want %v", tc.name, err, tc.want)
 		}
 	}
 
-	if _, err := proxy.Verify(good, jwks, "other-api", now); !errors.Is(err, proxy.ErrTokenAudience) {
+	if _, err := upstreamjwt.Verify(good, jwks, "other-api", now); !errors.Is(err, upstreamjwt.ErrTokenAudience) {
 		t.Errorf("wrong audience: %v", err)
 	}
-	if _, err := proxy.Verify(good, jwks, "api", now.Add(-proxy.VerifyLeeway-time.Second)); !errors.Is(err, proxy.ErrTokenNotYetValid) {
+	if _, err := upstreamjwt.Verify(good, jwks, "api", now.Add(-upstreamjwt.VerifyLeeway-time.Second)); !errors.Is(err, upstreamjwt.ErrTokenNotYetValid) {
 		t.Errorf("before nbf: %v", err)
 	}
-	if _, err := proxy.Verify(good, []byte(`{"keys":"x"}`), "api", now); !errors.Is(err, proxy.ErrInvalidJWKS) {
+	if _, err := upstreamjwt.Verify(good, []byte(`{"keys":"x"}`), "api", now); !errors.Is(err, upstreamjwt.ErrInvalidJWKS) {
 		t.Errorf("bad JWKS: %v", err)
 	}
-	if _, err := proxy.Verify(good, jwks, "", now); !errors.Is(err, proxy.ErrInvalidToken) {
+	if _, err := upstreamjwt.Verify(good, jwks, "", now); !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 		t.Errorf("empty audience accepted: %v", err)
 	}
 }
@@ -174,7 +175,7 @@ func TestVerifyRefusesForgeries(t *testing.T) {
 func TestVerifyChecksClaims(t *testing.T) {
 	seed := sha256.Sum256([]byte("claims test key"))
 	key := ed25519.NewKeyFromSeed(seed[:])
-	signer, err := proxy.NewSigner(key, proxy.SignerConfig{Issuer: "gw", Audience: "api"})
+	signer, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: "gw", Audience: "api"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestVerifyChecksClaims(t *testing.T) {
 		`{"iss":"gw","aud":"api","sub":"a","jti":"j","iat":1800000000,"nbf":1800000000,"exp":1800000060}`,
 	}
 	for _, c := range ok {
-		if _, err := proxy.Verify(sign(c), signer.JWKS(), "api", now); err != nil {
+		if _, err := upstreamjwt.Verify(sign(c), signer.JWKS(), "api", now); err != nil {
 			t.Errorf("%s: %v", c, err)
 		}
 	}
@@ -214,7 +215,7 @@ func TestVerifyChecksClaims(t *testing.T) {
 		`"x"`,
 	}
 	for _, c := range bad {
-		if _, err := proxy.Verify(sign(c), signer.JWKS(), "api", now); !errors.Is(err, proxy.ErrInvalidToken) {
+		if _, err := upstreamjwt.Verify(sign(c), signer.JWKS(), "api", now); !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 			t.Errorf("%s accepted (%v)", c, err)
 		}
 	}
@@ -224,7 +225,7 @@ func TestVerifyChecksClaims(t *testing.T) {
 // 8037 appendix A.3.
 func TestThumbprintRFC8037(t *testing.T) {
 	d, _ := b64.DecodeString("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A")
-	s, err := proxy.NewSigner(ed25519.NewKeyFromSeed(d), proxy.SignerConfig{Issuer: "i", Audience: "a"})
+	s, err := upstreamjwt.NewSigner(ed25519.NewKeyFromSeed(d), upstreamjwt.SignerConfig{Issuer: "i", Audience: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,11 +240,11 @@ func TestThumbprintRFC8037(t *testing.T) {
 
 func TestKeyRotation(t *testing.T) {
 	now := newClock().Now()
-	old := newSigner(t, proxy.SignerConfig{})
+	old := newSigner(t, upstreamjwt.SignerConfig{})
 	oldToken, _ := old.Sign(proxy.Identity{User: "alice"}, now)
 
-	next := newSigner(t, proxy.SignerConfig{})
-	if _, err := proxy.Verify(oldToken, next.JWKS(), "api", now); !errors.Is(err, proxy.ErrUnknownKey) {
+	next := newSigner(t, upstreamjwt.SignerConfig{})
+	if _, err := upstreamjwt.Verify(oldToken, next.JWKS(), "api", now); !errors.Is(err, upstreamjwt.ErrUnknownKey) {
 		t.Fatalf("old token before publishing the old key: %v", err)
 	}
 	var oldPub struct {
@@ -267,17 +268,17 @@ func TestKeyRotation(t *testing.T) {
 	}
 	newToken, _ := next.Sign(proxy.Identity{User: "alice"}, now)
 	for name, tok := range map[string]string{"old": oldToken, "new": newToken} {
-		if _, err := proxy.Verify(tok, jwks, "api", now); err != nil {
+		if _, err := upstreamjwt.Verify(tok, jwks, "api", now); err != nil {
 			t.Errorf("%s token: %v", name, err)
 		}
 	}
-	if err := next.AddVerificationKey(pub[:5]); !errors.Is(err, proxy.ErrInvalidSigner) {
+	if err := next.AddVerificationKey(pub[:5]); !errors.Is(err, upstreamjwt.ErrInvalidSigner) {
 		t.Errorf("short key: %v", err)
 	}
 }
 
 func TestJWKSHandlerMethods(t *testing.T) {
-	srv := httptest.NewServer(newSigner(t, proxy.SignerConfig{}).JWKSHandler())
+	srv := httptest.NewServer(newSigner(t, upstreamjwt.SignerConfig{}).JWKSHandler())
 	t.Cleanup(srv.Close)
 	res, err := http.Post(srv.URL, "application/json", strings.NewReader("{}"))
 	if err != nil {
@@ -298,36 +299,36 @@ func TestJWKSHandlerMethods(t *testing.T) {
 }
 
 func TestNewSignerRefusesBadConfig(t *testing.T) {
-	key, _ := proxy.GenerateKey()
+	key, _ := upstreamjwt.GenerateKey()
 	cases := map[string]struct {
 		key ed25519.PrivateKey
-		cfg proxy.SignerConfig
+		cfg upstreamjwt.SignerConfig
 	}{
-		"TTL over 60s":   {key, proxy.SignerConfig{Issuer: "i", Audience: "a", TTL: 61 * time.Second}},
-		"TTL one hour":   {key, proxy.SignerConfig{Issuer: "i", Audience: "a", TTL: time.Hour}},
-		"negative TTL":   {key, proxy.SignerConfig{Issuer: "i", Audience: "a", TTL: -time.Second}},
-		"fractional TTL": {key, proxy.SignerConfig{Issuer: "i", Audience: "a", TTL: 1500 * time.Millisecond}},
-		"no issuer":      {key, proxy.SignerConfig{Audience: "a"}},
-		"no audience":    {key, proxy.SignerConfig{Issuer: "i"}},
-		"short key":      {key[:32], proxy.SignerConfig{Issuer: "i", Audience: "a"}},
-		"nil key":        {nil, proxy.SignerConfig{Issuer: "i", Audience: "a"}},
+		"TTL over 60s":   {key, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a", TTL: 61 * time.Second}},
+		"TTL one hour":   {key, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a", TTL: time.Hour}},
+		"negative TTL":   {key, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a", TTL: -time.Second}},
+		"fractional TTL": {key, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a", TTL: 1500 * time.Millisecond}},
+		"no issuer":      {key, upstreamjwt.SignerConfig{Audience: "a"}},
+		"no audience":    {key, upstreamjwt.SignerConfig{Issuer: "i"}},
+		"short key":      {key[:32], upstreamjwt.SignerConfig{Issuer: "i", Audience: "a"}},
+		"nil key":        {nil, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a"}},
 	}
 	for name, tc := range cases {
-		if _, err := proxy.NewSigner(tc.key, tc.cfg); !errors.Is(err, proxy.ErrInvalidSigner) {
+		if _, err := upstreamjwt.NewSigner(tc.key, tc.cfg); !errors.Is(err, upstreamjwt.ErrInvalidSigner) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	s, err := proxy.NewSigner(key, proxy.SignerConfig{Issuer: "i", Audience: "a"})
+	s, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: "i", Audience: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_800_000_000, 0)
 	tok, _ := s.Sign(proxy.Identity{User: "u"}, now)
-	c, err := proxy.Verify(tok, s.JWKS(), "a", now)
-	if err != nil || c.ExpiresAt.Sub(c.IssuedAt) != proxy.DefaultTokenTTL {
+	c, err := upstreamjwt.Verify(tok, s.JWKS(), "a", now)
+	if err != nil || c.ExpiresAt.Sub(c.IssuedAt) != upstreamjwt.DefaultTokenTTL {
 		t.Errorf("default TTL: %v %v", c.ExpiresAt.Sub(c.IssuedAt), err)
 	}
-	if _, err := s.Sign(proxy.Identity{}, now); !errors.Is(err, proxy.ErrInvalidIdentity) {
+	if _, err := s.Sign(proxy.Identity{}, now); !errors.Is(err, upstreamjwt.ErrInvalidIdentity) {
 		t.Errorf("empty user: %v", err)
 	}
 }

@@ -142,7 +142,7 @@ func newRig(tb testing.TB) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, ErrorLog: discardLogger()})
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

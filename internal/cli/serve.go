@@ -17,6 +17,7 @@ import (
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // HTTP server limits, for both listeners. They bound how long a slow or
@@ -92,7 +93,7 @@ type gatewayRuntime struct {
 	stores   *storeurl.Stores
 	sessions *cloakroom.Manager
 	accounts *accounts.Service
-	signer   *proxy.Signer
+	signer   *upstreamjwt.Signer
 	gateway  *gateway.Gateway
 }
 
@@ -147,7 +148,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 				logger.Info("generated the internal JWT signing key", "file", p.jwtKeyPath)
 			}
 		}
-		rt.signer, err = proxy.NewSigner(key, proxy.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience})
+		rt.signer, err = upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience})
 		if err != nil {
 			return nil, fmt.Errorf("internal JWT signer: %w", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // minAdminTokenLength is the shortest admin token accepted: a bearer token
@@ -296,7 +297,7 @@ func loadOrCreateJWTKey(path string) (ed25519.PrivateKey, bool, error) {
 		key, err := loadJWTKey(path)
 		return key, false, err
 	}
-	key, err := proxy.GenerateKey()
+	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		return nil, false, err
 	}

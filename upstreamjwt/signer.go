@@ -1,4 +1,4 @@
-package proxy
+package upstreamjwt
 
 import (
 	"crypto/ed25519"
@@ -29,10 +29,10 @@ const jwksCacheControl = "public, max-age=300"
 
 var (
 	// ErrInvalidSigner wraps every problem [NewSigner] finds.
-	ErrInvalidSigner = errors.New("proxy: invalid signer configuration")
+	ErrInvalidSigner = errors.New("upstreamjwt: invalid signer configuration")
 	// ErrInvalidIdentity is returned when an [Identity] cannot be put into
 	// headers or a token unambiguously.
-	ErrInvalidIdentity = errors.New("proxy: invalid identity")
+	ErrInvalidIdentity = errors.New("upstreamjwt: invalid identity")
 )
 
 // SignerConfig configures a [Signer].
@@ -82,7 +82,7 @@ type jwkSet struct {
 func GenerateKey() (ed25519.PrivateKey, error) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: generating Ed25519 key: %w", err)
+		return nil, fmt.Errorf("upstreamjwt: generating Ed25519 key: %w", err)
 	}
 	return key, nil
 }
@@ -109,7 +109,7 @@ func NewSigner(key ed25519.PrivateKey, cfg SignerConfig) (*Signer, error) {
 	}
 	audience, err := json.Marshal(cfg.Audience)
 	if err != nil {
-		return nil, fmt.Errorf("proxy: encoding audience: %w", err)
+		return nil, fmt.Errorf("upstreamjwt: encoding audience: %w", err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
 	current := newPublicJWK(pub)
@@ -119,7 +119,7 @@ func NewSigner(key ed25519.PrivateKey, cfg SignerConfig) (*Signer, error) {
 		Kid string `json:"kid"`
 	}{"EdDSA", "JWT", current.Kid})
 	if err != nil {
-		return nil, fmt.Errorf("proxy: encoding JOSE header: %w", err)
+		return nil, fmt.Errorf("upstreamjwt: encoding JOSE header: %w", err)
 	}
 	s := &Signer{
 		key:      key,
@@ -173,7 +173,7 @@ func (s *Signer) AddVerificationKey(pub ed25519.PublicKey) error {
 func (s *Signer) publish() {
 	b, err := json.Marshal(jwkSet{Keys: s.keys})
 	if err != nil {
-		panic("proxy: encoding JWK set: " + err.Error()) // strings only; cannot fail
+		panic("upstreamjwt: encoding JWK set: " + err.Error()) // strings only; cannot fail
 	}
 	s.jwks.Store(&b)
 }
@@ -228,7 +228,7 @@ func (s *Signer) Sign(id Identity, now time.Time) (string, error) {
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
-		return "", fmt.Errorf("proxy: reading randomness: %w", err)
+		return "", fmt.Errorf("upstreamjwt: reading randomness: %w", err)
 	}
 	iat := now.Unix()
 	exp := iat + s.ttl
@@ -244,7 +244,7 @@ func (s *Signer) Sign(id Identity, now time.Time) (string, error) {
 		ID:        base64.RawURLEncoding.EncodeToString(nonce[:]),
 	})
 	if err != nil {
-		return "", fmt.Errorf("proxy: encoding claims: %w", err)
+		return "", fmt.Errorf("upstreamjwt: encoding claims: %w", err)
 	}
 	enc := base64.RawURLEncoding
 	signingLen := len(s.header) + 1 + enc.EncodedLen(len(payload))

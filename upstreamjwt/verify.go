@@ -1,4 +1,4 @@
-package proxy
+package upstreamjwt
 
 import (
 	"bytes"
@@ -22,13 +22,13 @@ const maxTokenLength = 16 << 10
 // Verification errors. Every error from [Verify] wraps ErrInvalidToken, and
 // most also wrap one of the more specific errors below.
 var (
-	ErrInvalidToken     = errors.New("proxy: invalid token")
-	ErrInvalidJWKS      = errors.New("proxy: invalid JWK set")
-	ErrUnknownKey       = errors.New("proxy: token signed with an unknown key")
-	ErrTokenSignature   = errors.New("proxy: token signature does not verify")
-	ErrTokenExpired     = errors.New("proxy: token expired")
-	ErrTokenNotYetValid = errors.New("proxy: token not yet valid")
-	ErrTokenAudience    = errors.New("proxy: token audience mismatch")
+	ErrInvalidToken     = errors.New("upstreamjwt: invalid token")
+	ErrInvalidJWKS      = errors.New("upstreamjwt: invalid JWK set")
+	ErrUnknownKey       = errors.New("upstreamjwt: token signed with an unknown key")
+	ErrTokenSignature   = errors.New("upstreamjwt: token signature does not verify")
+	ErrTokenExpired     = errors.New("upstreamjwt: token expired")
+	ErrTokenNotYetValid = errors.New("upstreamjwt: token not yet valid")
+	ErrTokenAudience    = errors.New("upstreamjwt: token audience mismatch")
 )
 
 // Claims are the verified contents of a token minted by [Signer.Sign].
