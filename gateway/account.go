@@ -74,7 +74,7 @@ func (g *Gateway) accountRevoke(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	handle := r.PostFormValue("handle")
+	handle := r.PostForm.Get("handle") // parsed by accountForm
 	if !validHandle(handle) {
 		http.Error(w, "Bad Request: the session handle is malformed.", http.StatusBadRequest)
 		return

@@ -84,6 +84,11 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Now is the clock used for displayed times. Default time.Now.
 	Now func() time.Time
+	// BodyReadTimeout is how long a client may take to send the body of a
+	// request to an auth endpoint (at most 8 KiB, read before the session
+	// is loaded); a slower one gets 408. Default DefaultBodyReadTimeout
+	// (10 s).
+	BodyReadTimeout time.Duration
 }
 
 // validate checks cfg and fills in defaults. It reports every problem, each
@@ -142,6 +147,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
 	return nil
 }

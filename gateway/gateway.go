@@ -110,7 +110,8 @@ func (g *Gateway) buildPublic() http.Handler {
 	mux.HandleFunc("/", g.app)
 
 	lt := loadTimer{g}
-	var h http.Handler = lt.before(g.sessions.Handler(lt.after(mux)))
+	// Bodies are read before the session is loaded (see readAuthBodies).
+	var h http.Handler = g.readAuthBodies(lt.before(g.sessions.Handler(lt.after(mux))))
 	if g.cfg.TLS {
 		h = hsts(h)
 	}

@@ -70,8 +70,9 @@ var errStoreDown = errors.New("test: store is down")
 // flakyStore is a real memstore whose methods fail while fail is set, to
 // check that the gateway fails closed.
 type flakyStore struct {
-	mem  *memstore.Store
-	fail atomic.Bool
+	mem   *memstore.Store
+	fail  atomic.Bool
+	finds atomic.Int64 // Find calls, so tests can tell a session was loaded
 }
 
 func (f *flakyStore) err() error {
@@ -82,6 +83,7 @@ func (f *flakyStore) err() error {
 }
 
 func (f *flakyStore) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	f.finds.Add(1)
 	if err := f.err(); err != nil {
 		return cloakroom.Record{}, false, err
 	}

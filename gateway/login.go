@@ -62,6 +62,10 @@ func readLogin(w http.ResponseWriter, r *http.Request) (req loginRequest, isJSON
 	if mtErr != nil {
 		mediaType = ""
 	}
+	if refused := bodyRefusal(r); refused != nil {
+		isForm := mediaType == "application/x-www-form-urlencoded"
+		return req, mediaType == "application/json" || !isForm && wantsJSON(r), refused
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	switch mediaType {
 	case "application/json":
@@ -328,7 +332,7 @@ func (g *Gateway) checkCSRF(r *http.Request, s *cloakroom.Session, requireField 
 	// A wrong X-CSRF-Token header is refused by the session middleware;
 	// forms, which cannot send it, carry the token as a field.
 	if requireField || isFormContent(r) {
-		return tokensEqual(r.PostFormValue("csrf_token"), want)
+		return tokensEqual(formField(r, "csrf_token"), want)
 	}
 	return true
 }

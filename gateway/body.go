@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"time"
+)
+
+// maxAuthBody bounds the body of every request to an endpoint under the
+// auth prefix. The largest legitimate one is a login form.
+const maxAuthBody = maxLoginBody
+
+// DefaultBodyReadTimeout is how long a client may take to send the body of
+// a request to an auth endpoint unless Config.BodyReadTimeout says
+// otherwise.
+const DefaultBodyReadTimeout = 10 * time.Second
+
+// readAuthBodies reads the whole body of every request to an auth endpoint,
+// at most maxAuthBody bytes within Config.BodyReadTimeout, before the
+// session is loaded. An endpoint therefore acts on the session as it is
+// once the last byte has arrived: a request parked by a slow body cannot
+// act on a session that ended meanwhile. A larger body gets 413 without
+// being buffered, a slow one 408.
+func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || !pathUnder(r.URL.Path, g.auth) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, status := g.readBody(w, r)
+		if status != 0 {
+			// The rest of the body is never read: the connection cannot
+			// be reused.
+			w.Header().Set("Connection", "close")
+			g.log.WarnContext(r.Context(), "request body refused", "method", r.Method, "path", r.URL.Path,
+				"status", status, "client_ip", g.sessions.Config().ClientIP(r))
+			if r.Method == http.MethodPost && r.URL.Path == g.auth+"/login" {
+				// The login answers it in its own format and counts it
+				// among failed logins.
+				r = r.WithContext(context.WithValue(r.Context(), bodyRefusalKey{}, bodyRefusalError(status)))
+				r.Body = http.NoBody
+				next.ServeHTTP(w, r)
+				return
+			}
+			g.bodyRefused(w, r, bodyRefusalError(status))
+			return
+		}
+		r = r.WithContext(r.Context()) // a copy: the server's request stays as it came
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads r's body, or reports the status to refuse it with.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
+	if r.ContentLength > maxAuthBody {
+		return nil, http.StatusRequestEntityTooLarge // refused unread
+	}
+	// A per-request deadline: the server's ReadTimeout is a minute, far
+	// too long to hold a request whose body is a few hundred bytes.
+	rc := http.NewResponseController(w)
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAuthBody))
+	if deadlineSet && err == nil {
+		// The body is in; later requests on the connection get the
+		// server's own deadlines.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	var tooBig *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return body, 0
+	case errors.As(err, &tooBig):
+		return nil, http.StatusRequestEntityTooLarge
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return nil, http.StatusRequestTimeout
+	default:
+		return nil, http.StatusBadRequest
+	}
+}
+
+type bodyRefusalKey struct{}
+
+// bodyRefusal returns the error readAuthBodies refused r's body with, or
+// nil.
+func bodyRefusal(r *http.Request) *inputError {
+	err, _ := r.Context().Value(bodyRefusalKey{}).(*inputError)
+	return err
+}
+
+func bodyRefusalError(status int) *inputError {
+	switch status {
+	case http.StatusRequestEntityTooLarge:
+		return badInput(status, "The body is larger than %d bytes.", maxAuthBody)
+	case http.StatusRequestTimeout:
+		return badInput(status, "The body was not received in time.")
+	}
+	return badInput(status, "The body could not be read.")
+}
+
+func (g *Gateway) bodyRefused(w http.ResponseWriter, r *http.Request, err *inputError) {
+	if isNavigation(r) {
+		http.Error(w, http.StatusText(err.Status)+": "+err.Message, err.Status)
+		return
+	}
+	code := "bad_request"
+	switch err.Status {
+	case http.StatusRequestEntityTooLarge:
+		code = "too_large"
+	case http.StatusRequestTimeout:
+		code = "timeout"
+	}
+	writeError(w, err.Status, code, err.Message)
+}
+
+// formField returns a field of an application/x-www-form-urlencoded body,
+// the only form encoding the gateway's endpoints take: multipart bodies are
+// never parsed, so no field can come from one.
+func formField(r *http.Request, name string) string {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/x-www-form-urlencoded" {
+		return ""
+	}
+	if err := r.ParseForm(); err != nil {
+		return ""
+	}
+	return r.PostForm.Get(name)
+}
