@@ -29,6 +29,8 @@ type Gateway struct {
 	auth     string       // cfg.AuthPrefix
 	cookie   string       // the session cookie's name
 
+	trustedOrigins map[string]bool // the session manager's, for WebSocket handshakes
+
 	public http.Handler
 	admin  http.Handler
 }
@@ -47,6 +49,8 @@ func New(cfg Config) (*Gateway, error) {
 		log:      cfg.Logger,
 		auth:     cfg.AuthPrefix,
 		cookie:   cfg.Sessions.Config().CookieName,
+
+		trustedOrigins: trustedOriginSet(cfg.Sessions.Config().TrustedOrigins),
 	}
 	var err error
 	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store()); err != nil {
@@ -111,7 +115,7 @@ func (g *Gateway) buildPublic() http.Handler {
 
 	lt := loadTimer{g}
 	// Bodies are read before the session is loaded (see readAuthBodies).
-	var h http.Handler = g.readAuthBodies(lt.before(g.sessions.Handler(lt.after(mux))))
+	var h http.Handler = g.readAuthBodies(guardHijack(lt.before(g.sessions.Handler(lt.after(mux)))))
 	if g.cfg.TLS {
 		h = hsts(h)
 	}
@@ -130,6 +134,10 @@ func hsts(next http.Handler) http.Handler {
 // app serves everything outside the auth prefix: allowlisted API routes,
 // then the SPA.
 func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
+	if isUpgrade(r) && g.hasSessionCookie(r) && !g.upgradeFromOwnOrigin(r) {
+		g.refuseUpgrade(w, r)
+		return
+	}
 	if g.proxy != nil {
 		if route, ok := g.proxy.Match(r.URL.Path); ok {
 			g.serveAPI(w, r, route)

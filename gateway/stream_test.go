@@ -1,0 +1,260 @@
+package gateway_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// streamUpstream is an API that never stops talking: /stream/events is a
+// server-sent-event stream and /stream/ws a WebSocket, each sending a
+// numbered event every few milliseconds until the connection breaks.
+type streamUpstream struct {
+	srv     *httptest.Server
+	hits    atomic.Int64 // requests received
+	open    atomic.Int64 // streams still running
+	handled atomic.Int64 // streams that ended
+}
+
+// eventGap is the pause between two events of a stream.
+const eventGap = 10 * time.Millisecond
+
+func newStreamUpstream(t *testing.T) *streamUpstream {
+	t.Helper()
+	u := &streamUpstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		u.open.Add(1)
+		defer func() { u.open.Add(-1); u.handled.Add(1) }()
+		switch r.URL.Path {
+		case "/stream/events":
+			u.serveEvents(w, r)
+		case "/stream/ws":
+			u.serveWebSocket(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *streamUpstream) serveEvents(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	rc := http.NewResponseController(w)
+	for n := 0; r.Context().Err() == nil; n++ {
+		if _, err := fmt.Fprintf(w, "data: %d\n\n", n); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		time.Sleep(eventGap)
+	}
+}
+
+// websocketAccept is the Sec-WebSocket-Accept value for a key (RFC 6455).
+func websocketAccept(key string) string {
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// serveWebSocket completes the handshake, then sends small unmasked text
+// frames until a write fails.
+func (u *streamUpstream) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	key := r.Header.Get("Sec-WebSocket-Key")
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || key == "" {
+		http.Error(w, "not a websocket handshake", http.StatusBadRequest)
+		return
+	}
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(brw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n", websocketAccept(key))
+	if brw.Flush() != nil {
+		return
+	}
+	for n := 0; ; n++ {
+		payload := fmt.Sprint(n)
+		if _, err := conn.Write(append([]byte{0x81, byte(len(payload))}, payload...)); err != nil {
+			return
+		}
+		time.Sleep(eventGap)
+	}
+}
+
+// withStreamRoute routes /stream/ to up instead of the echo API.
+func withStreamRoute(up *streamUpstream) envOption {
+	return func(c *gateway.Config) {
+		route, err := proxy.ParseRoute("/stream/=" + up.srv.URL)
+		if err != nil {
+			panic(err)
+		}
+		c.Proxy, err = proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Signer: c.Signer})
+		if err != nil {
+			panic(err)
+		}
+	}
+}
+
+// withTrustedOrigin gives the gateway a session manager over the same store
+// that trusts origin.
+func withTrustedOrigin(origin string) envOption {
+	return func(c *gateway.Config) {
+		base := c.Sessions.Config()
+		m, err := cloakroom.New(cloakroom.Config{Store: c.Sessions.Store(), Now: base.Now, Logger: base.Logger, TrustedOrigins: []string{origin}})
+		if err != nil {
+			panic(err)
+		}
+		c.Sessions = m
+	}
+}
+
+// openWebSocket sends a handshake for /stream/ws with the browser's cookie
+// and the given extra header pairs, and returns the response and the
+// reader positioned after its head.
+func (b *browser) openWebSocket(t *testing.T, srv *httptest.Server, extra ...string) (*http.Response, *bufio.Reader, net.Conn) {
+	t.Helper()
+	conn := rawConn(t, srv)
+	var head strings.Builder
+	fmt.Fprintf(&head, "GET /stream/ws HTTP/1.1\r\nHost: %s\r\n", srv.Listener.Addr())
+	head.WriteString("Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n")
+	head.WriteString("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+	if b.token != "" {
+		fmt.Fprintf(&head, "Cookie: %s=%s\r\n", cookieName, b.token)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		fmt.Fprintf(&head, "%s: %s\r\n", extra[i], extra[i+1])
+	}
+	head.WriteString("\r\n")
+	mustWrite(t, conn, head.String())
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	return resp, br, conn
+}
+
+// readFrame reads one small unmasked text frame.
+func readFrame(br *bufio.Reader) (string, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return "", err
+	}
+	if hdr[0] != 0x81 || hdr[1] >= 126 {
+		return "", fmt.Errorf("unexpected frame header % x", hdr)
+	}
+	payload := make([]byte, hdr[1])
+	_, err := io.ReadFull(br, payload)
+	return string(payload), err
+}
+
+// Case 4 of issue 8: a WebSocket handshake carrying the session is
+// proxied only from our own origin; anything else gets 403 before the
+// upstream is contacted.
+func TestWebSocketOriginCheck(t *testing.T) {
+	up := newStreamUpstream(t)
+	const trusted = "https://sso.example.com"
+	e := newEnv(t, withStreamRoute(up), withTrustedOrigin(trusted))
+	own := "https://" + e.srv.Listener.Addr().String()
+	alice := e.minted("alice")
+	tests := []struct {
+		name    string
+		headers []string
+		want    int
+	}{
+		{"cross-site", []string{"Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+		{"same-site sibling", []string{"Origin", "https://sub." + e.srv.Listener.Addr().String(), "Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+		{"foreign origin, no fetch metadata", []string{"Origin", "https://evil.example"}, http.StatusForbidden},
+		{"plain http origin on a TLS gateway", []string{"Origin", "http://" + e.srv.Listener.Addr().String()}, http.StatusForbidden},
+		{"same-origin claim with none", []string{"Origin", own, "Sec-Fetch-Site", "none"}, http.StatusForbidden},
+		{"neither origin nor fetch metadata", nil, http.StatusForbidden},
+		{"null origin", []string{"Origin", "null"}, http.StatusForbidden},
+		{"same-origin", []string{"Origin", own, "Sec-Fetch-Site", "same-origin"}, http.StatusSwitchingProtocols},
+		{"own origin, no fetch metadata", []string{"Origin", own}, http.StatusSwitchingProtocols},
+		{"trusted origin", []string{"Origin", trusted, "Sec-Fetch-Site", "cross-site"}, http.StatusSwitchingProtocols},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hits := up.hits.Load()
+			resp, br, conn := alice.openWebSocket(t, e.srv, tt.headers...)
+			defer conn.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.want)
+			}
+			if tt.want == http.StatusForbidden {
+				if n := up.hits.Load() - hits; n != 0 {
+					t.Errorf("the upstream was contacted %d times for a refused handshake", n)
+				}
+				return
+			}
+			if got := resp.Header.Get("Sec-WebSocket-Accept"); got != websocketAccept("dGhlIHNhbXBsZSBub25jZQ==") {
+				t.Errorf("Sec-WebSocket-Accept %q", got)
+			}
+			if _, err := readFrame(br); err != nil {
+				t.Errorf("first frame: %v", err)
+			}
+		})
+	}
+	// Without a session there is no ambient authority to steal: the
+	// handshake gets the usual 401, not a 403.
+	resp, _, conn := e.browser().openWebSocket(t, e.srv, "Origin", "https://evil.example", "Sec-Fetch-Site", "cross-site")
+	conn.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without a session: status %d, want 401", resp.StatusCode)
+	}
+}
+
+// After the proxy took the connection over, nothing writes to it any more:
+// the server logs no "WriteHeader on hijacked connection".
+func TestNoWritesAfterHijack(t *testing.T) {
+	up := newStreamUpstream(t)
+	e := newEnv(t, withStreamRoute(up))
+	var serverLog syncBuffer
+	var returned atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.gw.Handler().ServeHTTP(w, r)
+		returned.Add(1)
+	}))
+	srv.Config.ErrorLog = log.New(&serverLog, "", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	alice := e.minted("alice")
+	resp, br, conn := alice.openWebSocket(t, srv, "Sec-Fetch-Site", "same-origin", "Origin", "https://"+srv.Listener.Addr().String())
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if _, err := readFrame(br); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	// The gateway's handler returns once both copies stop.
+	if !waitUntil(20*time.Second, func() bool { return returned.Load() == 1 }) {
+		t.Fatal("the gateway's handler did not return after the client left")
+	}
+	if bytes.Contains([]byte(serverLog.String()), []byte("hijacked")) {
+		t.Errorf("server log: %s", serverLog.String())
+	}
+}
