@@ -45,13 +45,20 @@ func (g *Gateway) apiSession(w http.ResponseWriter, r *http.Request) (*cloakroom
 	return s, true
 }
 
-// sessionInfo reports the current session. It reads only: nothing is Put,
-// so the session is saved at most by the middleware's periodic last-seen
-// update (once per TouchInterval), never because this endpoint was polled.
+// touchSkipper is the core's hook that keeps a request from counting as
+// use of its session (no last-seen update, so the idle deadline stays).
+type touchSkipper interface{ SkipTouch() }
+
+// sessionInfo reports the current session. Polling it must not keep the
+// session alive: nothing is Put, and the middleware's last-seen update is
+// skipped for it.
 func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	s, ok := g.apiSession(w, r)
 	if !ok {
 		return
+	}
+	if skip, ok := any(s).(touchSkipper); ok {
+		skip.SkipTouch()
 	}
 	created, idle, absolute := s.Times()
 	writeJSON(w, http.StatusOK, struct {
