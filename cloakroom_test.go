@@ -637,6 +637,33 @@ func TestLoginTimeoutsWithinMaxima(t *testing.T) {
 	if !errors.Is(got, cloakroom.ErrInvalidInput) {
 		t.Fatalf("absolute timeout above the maximum: %v, want ErrInvalidInput", got)
 	}
+
+	// Within raised maxima, a remember-me login gets exactly what it asked.
+	b := newApp(t, func(c *cloakroom.Config) {
+		c.MaxIdleTimeout, c.MaxAbsoluteTimeout = 7*24*time.Hour, 30*24*time.Hour
+	})
+	var times [3]time.Time
+	h = b.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := b.m.Session(r)
+		got = s.Login(r.Context(), "alice", cloakroom.LoginOptions{Persistent: true, IdleTimeout: 7 * 24 * time.Hour, AbsoluteTimeout: 30 * 24 * time.Hour})
+		times[0], times[1], times[2] = s.Times()
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if got != nil {
+		t.Fatalf("login within the maxima: %v", got)
+	}
+	now := b.clock.Now()
+	if !times[1].Equal(now.Add(7*24*time.Hour)) || !times[2].Equal(now.Add(30*24*time.Hour)) {
+		t.Fatalf("idle expiry %v, absolute %v; want now+7d and now+30d", times[1], times[2])
+	}
+	// Exactly at the maximum is allowed; a nanosecond above is not.
+	h = b.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = b.m.Session(r).Login(r.Context(), "alice", cloakroom.LoginOptions{IdleTimeout: 7*24*time.Hour + 1, AbsoluteTimeout: 30 * 24 * time.Hour})
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if !errors.Is(got, cloakroom.ErrInvalidInput) {
+		t.Fatalf("idle timeout a nanosecond above the maximum: %v, want ErrInvalidInput", got)
+	}
 }
 
 func TestResponseControllerReachesTheWriter(t *testing.T) {
@@ -667,7 +694,9 @@ func TestConfigProblemsListedTogether(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	if _, err := cloakroom.New(cloakroom.Config{Store: memstore.New(memstore.Config{}), CookieName: "bad name;"}); err == nil {
+	ms := memstore.New(memstore.Config{})
+	defer ms.Close()
+	if _, err := cloakroom.New(cloakroom.Config{Store: ms, CookieName: "bad name;"}); err == nil {
 		t.Error("an invalid cookie name was accepted")
 	}
 }
@@ -686,5 +715,31 @@ func TestOldTokenDeadAfterRenew(t *testing.T) {
 	}
 	if got := a.do("GET", "/get?k=role", c.Value).Body.String(); got != "admin" {
 		t.Fatalf("value after Renew = %q, want admin", got)
+	}
+}
+
+func TestOnLoadReportsEachLookup(t *testing.T) {
+	var mu sync.Mutex
+	got := map[cloakroom.LoadOutcome]int{}
+	a := newApp(t, func(c *cloakroom.Config) {
+		c.OnLoad = func(r *http.Request, o cloakroom.LoadOutcome, took time.Duration) {
+			mu.Lock()
+			got[o]++
+			mu.Unlock()
+		}
+	})
+	token := a.login("alice")
+	a.whoami(token)
+	a.whoami("")                   // no cookie: no lookup
+	a.whoami("malformed")          // not a token: no lookup
+	a.do("POST", "/logout", token) // found
+	a.whoami(token)                // missing
+	a.store.fail.Store(true)
+	a.whoami(token) // failed
+	want := map[cloakroom.LoadOutcome]int{cloakroom.LoadFound: 2, cloakroom.LoadMissing: 1, cloakroom.LoadFailed: 1}
+	for o, n := range want {
+		if got[o] != n {
+			t.Errorf("%s lookups = %d, want %d (all: %v)", o, got[o], n, got)
+		}
 	}
 }

@@ -138,3 +138,19 @@ func TestStandardLibraryOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryPackageHasADoc keeps `go doc` useful: each package of the
+// module says what it is for.
+func TestEveryPackageHasADoc(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.ImportPath}}|{{len .GoFiles}}|{{.Doc}}", "github.com/cloakroom/cloakroom/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		path, rest, _ := strings.Cut(line, "|")
+		files, doc, _ := strings.Cut(rest, "|")
+		if files != "0" && strings.TrimSpace(doc) == "" {
+			t.Errorf("package %s has no package doc", path)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -38,6 +39,8 @@ var (
 	ErrNotLoggedIn = errors.New("cloakroom: not logged in")
 	// ErrStoreUnavailable wraps store failures seen while serving a request.
 	ErrStoreUnavailable = errors.New("cloakroom: session store unavailable")
+	// ErrNoValue means the session holds no value under the key asked for.
+	ErrNoValue = errors.New("cloakroom: no such session value")
 	// ErrInvalidInput reports an argument the caller must fix (an empty
 	// user ID, a timeout above the configured maximum, ...).
 	ErrInvalidInput = errors.New("cloakroom: invalid input")
@@ -105,12 +108,39 @@ type Config struct {
 	// OnError is called with every store error met while serving a request,
 	// after the request has been made to fail closed. Default: log it.
 	OnError func(r *http.Request, err error)
+	// OnLoad, when set, is called after every session lookup in the store
+	// with its outcome and duration, for metrics. Requests without a
+	// well-formed session cookie make no lookup and no call. Default nil.
+	OnLoad func(r *http.Request, outcome LoadOutcome, took time.Duration)
 	// Unavailable writes the response when session changes cannot be saved
 	// before the response starts. Default: 503 with a plain-text message.
 	Unavailable http.Handler
 	// Forbidden writes the response for a request refused as cross-site.
 	// Default: 403 with a plain-text message.
 	Forbidden http.Handler
+}
+
+// LoadOutcome is what a session lookup found; see Config.OnLoad.
+type LoadOutcome uint8
+
+// Outcomes of a session lookup.
+const (
+	LoadFound   LoadOutcome = iota + 1 // a live session
+	LoadMissing                        // unknown, expired or revoked
+	LoadFailed                         // the store failed; the request fails closed
+)
+
+// String returns "found", "missing" or "failed", for metric labels.
+func (o LoadOutcome) String() string {
+	switch o {
+	case LoadFound:
+		return "found"
+	case LoadMissing:
+		return "missing"
+	case LoadFailed:
+		return "failed"
+	}
+	return "unknown"
 }
 
 // Manager issues, loads and saves sessions. Create one with [New]; it is safe
@@ -300,14 +330,10 @@ type Device struct {
 }
 
 func deviceOf(rec *Record, current Key) Device {
-	idle := rec.LastSeen.Add(rec.IdleTimeout)
-	if idle.After(rec.AbsoluteDeadline) {
-		idle = rec.AbsoluteDeadline
-	}
 	return Device{
 		Handle: rec.Handle, Current: rec.Key == current, Label: DeviceLabel(rec.UserAgent),
 		UserAgent: rec.UserAgent, IP: rec.IP, CreatedAt: rec.CreatedAt, LastSeen: rec.LastSeen,
-		IdleExpiry: idle, AbsoluteExpiry: rec.AbsoluteDeadline, Persistent: rec.Persistent,
+		IdleExpiry: rec.Expiry(), AbsoluteExpiry: rec.AbsoluteDeadline, Persistent: rec.Persistent,
 	}
 }
 
@@ -321,6 +347,13 @@ func (m *Manager) devices(ctx context.Context, userID string, current Key) ([]De
 	if err != nil {
 		return nil, fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
 	}
+	// Stores list in any order; the manager owns the order users see.
+	slices.SortFunc(recs, func(a, b Record) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Handle, b.Handle)
+	})
 	out := make([]Device, 0, len(recs))
 	for i := range recs {
 		out = append(out, deviceOf(&recs[i], current))

@@ -72,16 +72,28 @@ func (m *Manager) load(r *http.Request, s *Session) bool {
 	if !ok {
 		return false
 	}
+	var start time.Time
+	if m.cfg.OnLoad != nil {
+		start = time.Now()
+	}
 	rec, found, err := m.store.Find(r.Context(), key)
+	outcome := LoadFound
 	switch {
 	case err != nil:
+		outcome = LoadFailed
+		s.rec.Key = key // for Ref in log lines
 		s.err = fmt.Errorf("%w: find session %s: %w", ErrStoreUnavailable, key.Short(), err)
 		m.cfg.OnError(r, s.err)
 	case !found || rec.Key != key || rec.Expired(s.loadedAt):
 		// Unknown, expired or revoked: have the browser drop the cookie.
+		outcome = LoadMissing
 		s.destroyed = true
+		s.rec.Key = key // for Ref in log lines
 	default:
 		s.token, s.rec, s.live = token, rec, true
+	}
+	if m.cfg.OnLoad != nil {
+		m.cfg.OnLoad(r, outcome, time.Since(start))
 	}
 	return true
 }

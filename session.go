@@ -198,11 +198,11 @@ func (s *Session) GetTime(key string) (time.Time, bool) {
 }
 
 // GetJSON decodes the JSON value stored under key with PutJSON into v. It
-// returns ErrNotFound (wrapped) when there is no such value.
+// returns ErrNoValue (wrapped) when there is no such value.
 func (s *Session) GetJSON(key string, v any) error {
 	raw, ok := s.Get(key)
 	if !ok {
-		return fmt.Errorf("cloakroom: session value %q: %w", key, ErrNotFound)
+		return fmt.Errorf("cloakroom: session value %q: %w", key, ErrNoValue)
 	}
 	return json.Unmarshal([]byte(raw), v)
 }

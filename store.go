@@ -98,7 +98,8 @@ type Store interface {
 	// Delete removes the session. Deleting a missing key is not an error.
 	Delete(ctx context.Context, key Key) error
 
-	// List returns the live sessions of userID, oldest first.
+	// List returns the live sessions of userID, in any order (the manager
+	// sorts them for display).
 	List(ctx context.Context, userID string) ([]Record, error)
 
 	// Generation returns the user's current generation (0 for a user never

@@ -3,13 +3,14 @@ package cloakroom
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 )
 
-// ErrBadValues is returned when stored session values cannot be decoded.
-var ErrBadValues = errors.New("cloakroom: malformed session values")
+// errMalformedValues means stored session values cannot be decoded. It
+// never leaves the package: a session with corrupt values reads as empty
+// and its next save writes a clean encoding.
+var errMalformedValues = errors.New("cloakroom: malformed session values")
 
 // Session values are encoded as a uvarint count followed by that many
 // (uvarint length, key, uvarint length, value) pairs in ascending key order.
@@ -21,19 +22,19 @@ func lookupValue(data []byte, key string) ([]byte, bool, error) {
 	if len(data) == 0 {
 		return nil, false, nil
 	}
-	n, k := binary.Uvarint(data)
+	n, k := uvarint(data)
 	if k <= 0 {
-		return nil, false, ErrBadValues
+		return nil, false, errMalformedValues
 	}
 	p := data[k:]
 	for i := uint64(0); i < n; i++ {
 		name, rest, ok := readChunk(p)
 		if !ok {
-			return nil, false, ErrBadValues
+			return nil, false, errMalformedValues
 		}
 		val, rest, ok := readChunk(rest)
 		if !ok {
-			return nil, false, ErrBadValues
+			return nil, false, errMalformedValues
 		}
 		p = rest
 		if string(name) == key {
@@ -43,39 +44,55 @@ func lookupValue(data []byte, key string) ([]byte, bool, error) {
 	return nil, false, nil
 }
 
-func readChunk(p []byte) (chunk, rest []byte, ok bool) {
+// uvarint reads a minimally encoded uvarint, the only spelling the
+// encoder writes, so every accepted encoding has exactly one form.
+func uvarint(p []byte) (uint64, int) {
 	n, k := binary.Uvarint(p)
+	if k > 1 && p[k-1] == 0 {
+		return 0, 0 // a trailing zero byte pads a shorter encoding
+	}
+	return n, k
+}
+
+func readChunk(p []byte) (chunk, rest []byte, ok bool) {
+	n, k := uvarint(p)
 	if k <= 0 || n > uint64(len(p)-k) {
 		return nil, nil, false
 	}
 	return p[k : k+int(n)], p[k+int(n):], true
 }
 
-// decodeValues decodes all values into a map.
+// decodeValues decodes all values into a map. It accepts only what
+// encodeValues writes: keys strictly ascending, so no duplicates (for which
+// a lookup and the map would disagree on the value).
 func decodeValues(data []byte) (map[string]string, error) {
 	m := make(map[string]string)
 	if len(data) == 0 {
 		return m, nil
 	}
-	n, k := binary.Uvarint(data)
-	if k <= 0 || n > uint64(len(data)) {
-		return nil, ErrBadValues
+	n, k := uvarint(data)
+	if k <= 0 || n == 0 || n > uint64(len(data)) {
+		return nil, errMalformedValues // the encoder writes nothing for no values
 	}
 	p := data[k:]
+	var prev []byte
 	for i := uint64(0); i < n; i++ {
 		name, rest, ok := readChunk(p)
 		if !ok {
-			return nil, ErrBadValues
+			return nil, errMalformedValues
+		}
+		if i > 0 && string(name) <= string(prev) {
+			return nil, errMalformedValues // unsorted or duplicate key
 		}
 		val, rest, ok := readChunk(rest)
 		if !ok {
-			return nil, ErrBadValues
+			return nil, errMalformedValues
 		}
-		p = rest
+		p, prev = rest, name
 		m[string(name)] = string(val)
 	}
 	if len(p) != 0 {
-		return nil, fmt.Errorf("%w: trailing bytes", ErrBadValues)
+		return nil, errMalformedValues // trailing bytes
 	}
 	return m, nil
 }

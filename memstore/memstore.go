@@ -4,7 +4,6 @@
 package memstore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -229,12 +228,6 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 			out = append(out, cp)
 		}
 	}
-	slices.SortFunc(out, func(a, b cloakroom.Record) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Handle, b.Handle)
-	})
 	return out, nil
 }
 

@@ -347,8 +347,17 @@ func testList(t *testing.T, s cloakroom.Store, c *Clock) {
 	if len(got) != len(want) {
 		t.Fatalf("List returned %d sessions, want %d", len(got), len(want))
 	}
+	// Any order: the manager sorts.
+	byKey := make(map[cloakroom.Key]cloakroom.Record, len(got))
+	for _, rec := range got {
+		byKey[rec.Key] = rec
+	}
 	for i := range want {
-		sameRecord(t, got[i], want[i])
+		found, ok := byKey[want[i].Key]
+		if !ok {
+			t.Fatalf("List misses session %d", i)
+		}
+		sameRecord(t, found, want[i])
 	}
 	none, err := s.List(context.Background(), uniqueUser("nobody"))
 	if err != nil || len(none) != 0 {
@@ -529,19 +538,42 @@ func testConcurrentCreates(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 }
 
+// testCanceledContext: a canceled call either fails with an error or
+// answers correctly (a store may answer from memory without looking at
+// ctx); it never reports a wrong answer, and writes either happen whole or
+// not at all.
 func testCanceledContext(t *testing.T, s cloakroom.Store, c *Clock) {
 	rec := NewRecord(uniqueUser("alice"), c.Now())
 	mustCommit(t, s, rec)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	// A store may answer from memory without looking at ctx, but it must
-	// never report a canceled call as "found" with a zero record.
 	got, found, err := s.Find(ctx, rec.Key)
-	if err == nil && found {
+	switch {
+	case err != nil && found:
+		t.Fatalf("Find with canceled context: found=true with error %v", err)
+	case err == nil && !found:
+		t.Fatal("Find with canceled context reported a live session missing without an error")
+	case err == nil:
 		sameRecord(t, got, rec)
 	}
-	if err != nil && found {
-		t.Fatalf("Find with canceled context: found=true with error %v", err)
+	next := rec
+	next.Version, next.Data = 2, []byte("changed")
+	if err := s.Commit(ctx, next); err == nil {
+		sameRecord(t, mustFind(t, s, rec.Key), next)
+	} else {
+		if errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
+			t.Fatalf("canceled Commit: %v; want the context's error, not a verdict on the session", err)
+		}
+		sameRecord(t, mustFind(t, s, rec.Key), rec)
+	}
+	other := NewRecord(rec.UserID, c.Now())
+	if err := s.Commit(ctx, other); err != nil {
+		mustNotFind(t, s, other.Key)
+	}
+	if _, err := s.BumpGeneration(ctx, rec.UserID); err != nil {
+		if g, _ := s.Generation(context.Background(), rec.UserID); g != 0 {
+			t.Fatalf("canceled BumpGeneration failed with %v but moved the generation to %d", err, g)
+		}
 	}
 }
 
