@@ -1,6 +1,10 @@
 package pgstore
 
-import "github.com/cloakroom/cloakroom"
+import (
+	"sync"
+
+	"github.com/cloakroom/cloakroom"
+)
 
 // Hooks for the external tests in pgstore_test.
 
@@ -21,7 +25,34 @@ func CacheEnabled(s *Store) bool { return s.cache.isEnabled() }
 
 // ListenerPID is the backend process ID of s's listening connection, 0
 // while it is disconnected.
-func ListenerPID(s *Store) uint32 { return s.listenerPID.Load() }
+func ListenerPID(s *Store) uint32 { return s.hub.pid.Load() }
+
+// Trusted reports whether s's cache serves: its lease is running.
+func Trusted(s *Store) bool { return s.cache.trusted() }
+
+// StallListener makes s's listener stop handling notifications and
+// sending heartbeats, as a starved goroutine would, until release is
+// called.
+func StallListener(s *Store) (release func()) {
+	ch := make(chan struct{})
+	s.hub.stall.Store(&ch)
+	return sync.OnceFunc(func() {
+		s.hub.stall.Store(nil)
+		close(ch)
+	})
+}
+
+// WaitedOut counts s's revocations that returned because a lease passed,
+// not because every node acknowledged them.
+func WaitedOut(s *Store) int64 { return s.hub.waitedOut.Load() }
 
 // OnPurgeBatch makes Purge call f with the size of every batch it deletes.
 func OnPurgeBatch(s *Store, f func(deleted int64)) { s.purgeHook.Store(&f) }
+
+// Settled reports whether s's listener has been listening for a lease:
+// from then on a revocation waits only for the nodes s has heard.
+func Settled(s *Store) bool {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	return s.hub.live && monotonic() > s.hub.since+int64(s.hub.lease)+s.hub.margin()
+}

@@ -36,18 +36,26 @@
 // # Cache
 //
 // With [Config.Cache], Find results are kept in process memory. Every
-// Commit, Delete and BumpGeneration, on any node, sends a NOTIFY in the same
-// transaction on a channel derived from the schema name, with the session
-// key in hex or "u:<user id>" as payload ("*" flushes everything). Each
-// caching Store holds one dedicated connection that LISTENs on it. When that
-// connection is lost the cache is flushed and bypassed until the listener
-// has reconnected, so a node never serves a record it may have missed an
-// invalidation for. The listener pings its connection when idle so a silent
-// network failure is noticed within seconds.
+// Commit, Delete, BumpGeneration and Rotate, on any node, sends a NOTIFY in
+// the same transaction on a channel derived from the schema name; each
+// caching Store holds one dedicated connection that LISTENs on it and drops
+// what changed.
 //
-// Invalidations travel asynchronously: another node may serve a record for
-// a few milliseconds after it changed, the time the notification takes to
-// arrive. Writes through a Store invalidate its own cache at once.
+// No node serves from its cache a session that a revocation (Delete,
+// BumpGeneration, Rotate) ended once that call has returned. A caching
+// Store trusts its cache only under a lease ([Config.CacheLease]), renewed
+// each time it hears its own heartbeat, a NOTIFY it sends every quarter
+// lease on the same channel: since PostgreSQL delivers notifications in
+// commit order, hearing a heartbeat sent at t proves every invalidation
+// committed before t was heard. A revocation returns once every caching
+// node it has heard of has acknowledged it (usually within a millisecond or
+// two), or once a lease has passed, by which time a node that did not hear
+// it has stopped trusting its cache and reads PostgreSQL. A node whose
+// listener stalls or loses its connection therefore falls back to
+// PostgreSQL within one lease; a lost connection also flushes the cache at
+// once. Updates (Commit) are not waited for: another node may serve the
+// previous version of a live session for the few milliseconds the
+// notification takes.
 package pgstore
 
 import (
@@ -74,6 +82,7 @@ const (
 	DefaultPurgeInterval = 5 * time.Minute
 	DefaultPurgeBatch    = 1000
 	DefaultCacheSize     = 10000
+	DefaultCacheLease    = time.Second
 )
 
 // maxIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1). A longer
@@ -99,6 +108,13 @@ type Config struct {
 	Cache bool
 	// CacheSize bounds the number of cached sessions. Default: 10000.
 	CacheSize int
+	// CacheLease is how long a caching node trusts its cache after
+	// hearing its own heartbeat; heartbeats go out every quarter lease.
+	// It bounds how long a revocation waits for a node that does not
+	// acknowledge it, and how long a node whose listener stalls keeps
+	// serving from its cache (never anything revoked after it stalled).
+	// Default: 1 s.
+	CacheLease time.Duration
 	// Logger receives failures of the background purge and listener.
 	// Default: slog.Default().
 	Logger *slog.Logger
@@ -113,8 +129,13 @@ type Store struct {
 	channel    string // NOTIFY channel shared by every Store on the schema
 	q          queries
 
-	cache       *cache // nil unless Config.Cache
-	listenerPID atomic.Uint32
+	cache *cache // nil unless Config.Cache
+	hub   *hub   // the listener, running once listening is true
+	// listening is set when the listener starts: with the cache, or at
+	// the first WatchEnds.
+	listening  bool
+	listenMu   sync.Mutex
+	background context.Context
 
 	stop      context.CancelFunc
 	running   sync.WaitGroup
@@ -153,6 +174,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = DefaultCacheSize
 	}
+	if cfg.CacheLease <= 0 {
+		cfg.CacheLease = DefaultCacheLease
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -171,16 +195,16 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	}
 	// Background work outlives New's ctx but keeps its values.
 	background, stop := context.WithCancel(context.WithoutCancel(ctx))
-	s.stop = stop
+	s.stop, s.background = stop, background
 	if cfg.Cache {
 		s.cache = newCache(cfg.CacheSize)
-		conn, err := s.connectListener(ctx)
-		if err != nil {
+	}
+	s.hub = newHub(s, s.cache, cfg.CacheLease)
+	if cfg.Cache {
+		if err := s.startListener(ctx); err != nil {
 			stop()
 			return nil, err
 		}
-		s.running.Add(1)
-		go s.listen(background, conn)
 	}
 	if cfg.PurgeInterval > 0 {
 		s.running.Add(1)
@@ -189,12 +213,45 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// startListener connects the listener and starts it, once.
+func (s *Store) startListener(ctx context.Context) error {
+	s.listenMu.Lock()
+	defer s.listenMu.Unlock()
+	if s.listening {
+		return nil
+	}
+	if s.background.Err() != nil {
+		return errors.New("pgstore: store closed")
+	}
+	conn, err := s.hub.connect(ctx)
+	if err != nil {
+		return err
+	}
+	s.listening = true
+	s.running.Add(1)
+	go s.hub.run(s.background, conn)
+	return nil
+}
+
+// revocation registers a revocation with the listener, if it runs.
+func (s *Store) revocation() *revocation {
+	s.listenMu.Lock()
+	listening := s.listening
+	s.listenMu.Unlock()
+	if !listening {
+		return nil
+	}
+	return s.hub.begin()
+}
+
 // Close stops the background purge and the invalidation listener, and
 // disables the cache. It does not close the pool; the Store keeps working
 // without a cache. Close is idempotent.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.listenMu.Lock()
 		s.stop()
+		s.listenMu.Unlock()
 		s.running.Wait()
 		if s.cache != nil {
 			s.cache.setEnabled(false)
@@ -374,7 +431,10 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
 		s.cache.invalidateKey(key)
 		defer s.cache.invalidateKey(key)
 	}
-	if _, err := s.pool.Exec(ctx, s.q.delete, key[:], s.channel, key.String()); err != nil {
+	r := s.revocation()
+	_, err := s.pool.Exec(ctx, s.q.delete, key[:], s.channel, prefixDeleted+key.String(), r.markerPayload())
+	s.hub.finish(r, err == nil)
+	if err != nil {
 		return fmt.Errorf("pgstore: delete %s: %w", key.Short(), err)
 	}
 	return nil
@@ -426,15 +486,17 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 		defer s.cache.invalidateUser(userID)
 	}
 	var gen int64
+	r := s.revocation()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The upsert waits for commits holding the row's share lock; the
 		// delete, a new statement with a new snapshot, then sees them.
 		if err := tx.QueryRow(ctx, s.q.bump, userID).Scan(&gen); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, s.q.revoke, userID, gen, s.channel, userPayload(userID))
+		_, err := tx.Exec(ctx, s.q.revoke, userID, gen, s.channel, bumpPayload(userID, gen), r.markerPayload())
 		return err
 	})
+	s.hub.finish(r, err == nil)
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: bump generation: %w", err)
 	}

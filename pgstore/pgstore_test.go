@@ -490,3 +490,126 @@ func benchmarkFind(b *testing.B, cached bool) {
 
 func BenchmarkFind(b *testing.B)       { benchmarkFind(b, false) }
 func BenchmarkFindCached(b *testing.B) { benchmarkFind(b, true) }
+
+// TestStalledListenerServesNothingRevoked stalls B's listener, as a
+// starved goroutine or a lagging server would, while B's cache holds a
+// session, and revokes the session through A. Once A's call has returned,
+// B must refuse the session although its cache still holds it: B's lease
+// ran out while A waited for the acknowledgement B never sent.
+func TestStalledListenerServesNothingRevoked(t *testing.T) {
+	ctx := context.Background()
+	url := testservers.Postgres(t)
+	poolA, poolB := newPool(t, url), newPool(t, url)
+	schema := freshSchema(t, poolA)
+	clock := storetest.NewClock(storetest.Start)
+	// A short lease keeps the test quick: each revocation below waits it out.
+	const lease = 200 * time.Millisecond
+	a := newStore(t, poolA, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: lease})
+	b := newStore(t, poolB, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: lease})
+
+	revocations := []struct {
+		name   string
+		revoke func(rec cloakroom.Record)
+	}{
+		{"Delete", func(rec cloakroom.Record) {
+			if err := a.Delete(ctx, rec.Key); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"BumpGeneration", func(rec cloakroom.Record) {
+			if _, err := a.BumpGeneration(ctx, rec.UserID); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, rv := range revocations {
+		t.Run(rv.name, func(t *testing.T) {
+			rec := storetest.NewRecord("user-"+rand.Text()[:8], clock.Now())
+			if err := a.Commit(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			// The echo of A's commit may yet drop B's entry: stall B
+			// with the entry in place.
+			var release func()
+			for {
+				warmTrusted(t, b, rec.Key)
+				release = pgstore.StallListener(b)
+				if pgstore.Cached(b, rec.Key) {
+					break
+				}
+				release()
+			}
+			defer release()
+			waitedBefore := pgstore.WaitedOut(a)
+
+			rv.revoke(rec)
+
+			if !pgstore.Cached(b, rec.Key) {
+				t.Fatal("B's stalled listener dropped the entry: the test did not stall it")
+			}
+			if _, found, err := b.Find(ctx, rec.Key); err != nil || found {
+				t.Fatalf("B's Find after A's %s returned, with B's listener stalled: found=%v err=%v; want not found", rv.name, found, err)
+			}
+			if pgstore.WaitedOut(a) != waitedBefore+1 {
+				t.Errorf("A's %s did not wait out the lease for the silent node", rv.name)
+			}
+			release()
+			// Once running again, B hears the revocation and trusts its
+			// cache again.
+			waitFor(t, 5*time.Second, "B dropping the entry", func() bool { return !pgstore.Cached(b, rec.Key) })
+			waitFor(t, 5*time.Second, "B's lease", func() bool { return pgstore.Trusted(b) })
+		})
+	}
+}
+
+// TestRevocationAcknowledged revokes through A while B and C cache the
+// session. With every listener running, A returns on their
+// acknowledgements, never by waiting out the (here very long) lease, and
+// by then neither B nor C holds the session.
+func TestRevocationAcknowledged(t *testing.T) {
+	ctx := context.Background()
+	url := testservers.Postgres(t)
+	poolA := newPool(t, url)
+	schema := freshSchema(t, poolA)
+	clock := storetest.NewClock(storetest.Start)
+	cfg := pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: 2 * time.Second}
+	a := newStore(t, poolA, cfg)
+	b := newStore(t, newPool(t, url), cfg)
+	c := newStore(t, newPool(t, url), cfg)
+	// A relies on acknowledgements alone once it has listened for a
+	// lease: before, a node it has not heard yet may trust its cache.
+	waitFor(t, 10*time.Second, "A listening for a lease", func() bool { return pgstore.Settled(a) })
+	for round := range 10 {
+		user := fmt.Sprintf("user-%d-%s", round, rand.Text()[:6])
+		first, second := storetest.NewRecord(user, clock.Now()), storetest.NewRecord(user, clock.Now())
+		for _, rec := range []cloakroom.Record{first, second} {
+			if err := a.Commit(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			warmTrusted(t, b, rec.Key)
+			warmTrusted(t, c, rec.Key)
+		}
+		if err := a.Delete(ctx, first.Key); err != nil {
+			t.Fatal(err)
+		}
+		if pgstore.Cached(b, first.Key) || pgstore.Cached(c, first.Key) {
+			t.Fatalf("round %d: Delete on A returned while B or C still cached the session", round)
+		}
+		if _, err := a.BumpGeneration(ctx, user); err != nil {
+			t.Fatal(err)
+		}
+		if pgstore.Cached(b, second.Key) || pgstore.Cached(c, second.Key) {
+			t.Fatalf("round %d: BumpGeneration on A returned while B or C still cached the session", round)
+		}
+	}
+	if n := pgstore.WaitedOut(a); n != 0 {
+		t.Fatalf("%d of 20 revocations waited out the lease, with every node acknowledging", n)
+	}
+}
+
+// warmTrusted finds key through s until s serves it from its cache.
+func warmTrusted(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
+	t.Helper()
+	warmCache(t, s, key)
+	waitFor(t, 5*time.Second, "cache lease", func() bool { return pgstore.Trusted(s) })
+}

@@ -118,16 +118,15 @@ func notifyChannel(schema string) string {
 // one for safety.
 const maxNotifyPayload = 7999
 
-// userPayload is the invalidation for all of userID's sessions, or a full
-// flush for a user ID too long for a NOTIFY payload.
-func userPayload(userID string) string {
-	if len("u:")+len(userID) > maxNotifyPayload {
+// bumpPayload announces userID's new generation, or is a full flush for a
+// user ID too long for a NOTIFY payload.
+func bumpPayload(userID string, generation int64) string {
+	p := fmt.Sprintf("%s%d:%s", prefixBumped, generation, userID)
+	if len(p) > maxNotifyPayload {
 		return flushPayload
 	}
-	return "u:" + userID
+	return p
 }
-
-const flushPayload = "*"
 
 // queries are the statements a Store runs, with its schema filled in.
 //
@@ -186,8 +185,10 @@ SELECT pg_notify($10, $11) FROM written`,
 		commitState: `SELECT COALESCE((SELECT generation FROM {s}.user_generations WHERE user_id = NULLIF($2::text, '')), 0),
 	EXISTS (SELECT 1 FROM ` + fmt.Sprintf(liveSessions, 3) + ` AND s.key = $1)`,
 
+		// $4 is the revocation's marker, "" for none; the notifications
+		// of one transaction are delivered in the order sent.
 		delete: `WITH gone AS (DELETE FROM {s}.sessions WHERE key = $1)
-SELECT pg_notify($2, $3)`,
+SELECT pg_notify($2, $3) UNION ALL SELECT pg_notify($2, $4) WHERE $4 <> ''`,
 
 		// Conflicts are checked in the index first, so for a known user
 		// this writes nothing.
@@ -201,7 +202,7 @@ SELECT pg_notify($2, $3)`,
 	RETURNING generation`,
 
 		revoke: `WITH gone AS (DELETE FROM {s}.sessions WHERE user_id = $1 AND generation < $2)
-SELECT pg_notify($3, $4)`,
+SELECT pg_notify($3, $4) UNION ALL SELECT pg_notify($3, $5) WHERE $5 <> ''`,
 
 		// SKIP LOCKED lets several gateways purge at once without queuing
 		// behind each other's batches.

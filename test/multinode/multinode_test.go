@@ -300,7 +300,7 @@ func TestRevocationWindow(t *testing.T) {
 				}
 				loggedOut := time.Now()
 				if key, ok := cloakroom.ParseToken(token); ok {
-					logouts = append(logouts, logout{key: key.String(), sent: sent, done: loggedOut})
+					logouts = append(logouts, logout{key: "d:" + key.String(), sent: sent, done: loggedOut}) // pgstore's payload for a deleted session
 				}
 				var results [2]pollResult
 				var wg sync.WaitGroup
