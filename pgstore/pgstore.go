@@ -201,7 +201,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	}
 	s.hub = newHub(s, s.cache, cfg.CacheLease)
 	if cfg.Cache {
-		if err := s.startListener(ctx); err != nil {
+		if err := s.startListener(ctx, true); err != nil {
 			stop()
 			return nil, err
 		}
@@ -213,8 +213,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// startListener connects the listener and starts it, once.
-func (s *Store) startListener(ctx context.Context) error {
+// startListener connects the listener and starts it, once. When the
+// connection fails, it returns the error if mustConnect, and otherwise
+// starts the listener anyway, to connect with the usual retries.
+func (s *Store) startListener(ctx context.Context, mustConnect bool) error {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
 	if s.listening {
@@ -225,7 +227,11 @@ func (s *Store) startListener(ctx context.Context) error {
 	}
 	conn, err := s.hub.connect(ctx)
 	if err != nil {
-		return err
+		if mustConnect {
+			return err
+		}
+		s.log.WarnContext(ctx, "pgstore: session end listener cannot connect yet; retrying", "err", err)
+		conn = nil
 	}
 	s.listening = true
 	s.running.Add(1)
@@ -437,6 +443,8 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: delete %s: %w", key.Short(), err)
 	}
+	// This process's watchers hear it at once; the NOTIFY follows.
+	s.hub.publish(endEvent{key: key, hasKey: true})
 	return nil
 }
 
@@ -500,6 +508,7 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: bump generation: %w", err)
 	}
+	s.hub.publish(endEvent{user: userID, generation: uint64(gen)})
 	return uint64(gen), nil
 }
 

@@ -67,7 +67,9 @@ func TestConformance(t *testing.T) {
 	for _, cached := range []bool{false, true} {
 		t.Run(fmt.Sprintf("Cache=%v", cached), func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T, clock *storetest.Clock) cloakroom.Store {
-				return newStore(t, pool, pgstore.Config{Schema: freshSchema(t, pool), Now: clock.Now, Cache: cached})
+				// A short lease: a store's revocations wait up to a
+				// lease while it has listened for less (see hub).
+				return newStore(t, pool, pgstore.Config{Schema: freshSchema(t, pool), Now: clock.Now, Cache: cached, CacheLease: 100 * time.Millisecond})
 			})
 		})
 	}
@@ -521,6 +523,23 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"Rotate", func(rec cloakroom.Record) {
+			next := storetest.NewRecord(rec.UserID, clock.Now())
+			if _, err := a.Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"RotateBump", func(rec cloakroom.Record) {
+			// Revoke-others from another session of the user.
+			mine := storetest.NewRecord(rec.UserID, clock.Now())
+			if err := a.Commit(ctx, mine); err != nil {
+				t.Fatal(err)
+			}
+			next := storetest.NewRecord(rec.UserID, clock.Now())
+			if _, err := a.Rotate(ctx, cloakroom.Rotation{Old: mine.Key, OldMustLive: true, New: next, Bump: true}); err != nil {
+				t.Fatal(err)
+			}
+		}},
 	}
 	for _, rv := range revocations {
 		t.Run(rv.name, func(t *testing.T) {
@@ -550,7 +569,7 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 			if _, found, err := b.Find(ctx, rec.Key); err != nil || found {
 				t.Fatalf("B's Find after A's %s returned, with B's listener stalled: found=%v err=%v; want not found", rv.name, found, err)
 			}
-			if pgstore.WaitedOut(a) != waitedBefore+1 {
+			if pgstore.WaitedOut(a) <= waitedBefore {
 				t.Errorf("A's %s did not wait out the lease for the silent node", rv.name)
 			}
 			release()
@@ -612,4 +631,115 @@ func warmTrusted(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
 	t.Helper()
 	warmCache(t, s, key)
 	waitFor(t, 5*time.Second, "cache lease", func() bool { return pgstore.Trusted(s) })
+}
+
+// TestEndsAcrossNodes watches ends on B, a store without cache, while A
+// ends sessions: B reports each, and End{All} when its listening
+// connection comes back after a loss.
+func TestEndsAcrossNodes(t *testing.T) {
+	ctx := context.Background()
+	url := testservers.Postgres(t)
+	poolA, poolB := newPool(t, url), newPool(t, url)
+	schema := freshSchema(t, poolA)
+	clock := storetest.NewClock(storetest.Start)
+	a := newStore(t, poolA, pgstore.Config{Schema: schema, Now: clock.Now})
+	b := newStore(t, poolB, pgstore.Config{Schema: schema, Now: clock.Now})
+
+	ends := make(chan cloakroom.End, 64)
+	watchCtx, stop := context.WithCancel(ctx)
+	watching := make(chan error, 1)
+	go func() {
+		watching <- b.WatchEnds(watchCtx, func(e cloakroom.End) {
+			select {
+			case ends <- e:
+			default:
+				t.Error("end notifications overflowed the test's buffer")
+			}
+		})
+	}()
+	expect := func(what string, match func(cloakroom.End) bool) {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case e := <-ends:
+				if match(e) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("B reported no end for %s", what)
+			}
+		}
+	}
+	// B reports End{All} once it listens: nothing before can be missed.
+	expect("the start of listening", func(e cloakroom.End) bool { return e.All })
+
+	user := "alice-" + rand.Text()[:8]
+	rec := storetest.NewRecord(user, clock.Now())
+	if err := a.Commit(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, rec.Key); err != nil {
+		t.Fatal(err)
+	}
+	expect("Delete", func(e cloakroom.End) bool { return e.Key == rec.Key })
+
+	if _, err := a.BumpGeneration(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	expect("BumpGeneration", func(e cloakroom.End) bool { return e.UserID == user && e.Generation == 1 })
+
+	old := storetest.NewRecord(user, clock.Now())
+	old.Generation = 1
+	if err := a.Commit(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	next := storetest.NewRecord(user, clock.Now())
+	next.Generation = 1
+	next, err := a.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next, Bump: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted, bumped bool
+	expect("Rotate's delete and bump", func(e cloakroom.End) bool {
+		deleted = deleted || e.Key == old.Key
+		bumped = bumped || (e.UserID == user && e.Generation == 2)
+		return deleted && bumped
+	})
+
+	// Writes are not ends.
+	next.Version, next.Data = 2, []byte("updated")
+	if err := a.Commit(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	marker := storetest.NewRecord(user, clock.Now())
+	marker.Generation = 2
+	if err := a.Commit(ctx, marker); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, marker.Key); err != nil {
+		t.Fatal(err)
+	}
+	expect("the marker's Delete", func(e cloakroom.End) bool {
+		if e.Key == next.Key {
+			t.Errorf("B reported an update of %s as an end", next.Key.Short())
+		}
+		return e.Key == marker.Key
+	})
+
+	// A lost connection: B reports End{All} once it listens again.
+	if _, err := poolA.Exec(ctx, "SELECT pg_terminate_backend($1)", int32(pgstore.ListenerPID(b))); err != nil {
+		t.Fatal(err)
+	}
+	expect("the reconnect", func(e cloakroom.End) bool { return e.All })
+
+	stop()
+	select {
+	case err := <-watching:
+		if err != nil {
+			t.Fatalf("WatchEnds = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchEnds did not return after its context ended")
+	}
 }

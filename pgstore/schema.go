@@ -137,6 +137,13 @@ func bumpPayload(userID string, generation int64) string {
 type queries struct {
 	find, list, create, update, commitState, delete   string
 	ensureGeneration, generation, bump, revoke, purge string
+
+	// Rotate's: $1 key and $2 now unless noted.
+	lockGeneration        string // $1 user ID
+	deleteLive, deleteAny string // deleteAny: $1 only
+	isLive                string
+	insert                string // parameters $1 to $9 as for create
+	notify                string // $1 channel, $2 payload
 }
 
 // A session is live when it has not expired at the Go-side now and its
@@ -204,13 +211,37 @@ SELECT pg_notify($2, $3) UNION ALL SELECT pg_notify($2, $4) WHERE $4 <> ''`,
 		revoke: `WITH gone AS (DELETE FROM {s}.sessions WHERE user_id = $1 AND generation < $2)
 SELECT pg_notify($3, $4) UNION ALL SELECT pg_notify($3, $5) WHERE $5 <> ''`,
 
+		lockGeneration: `SELECT generation FROM {s}.user_generations WHERE user_id = $1 FOR UPDATE`,
+
+		// A live old session: unexpired, and of its user's current
+		// generation (anonymous sessions have none).
+		deleteLive: `DELETE FROM {s}.sessions s WHERE s.key = $1 AND s.expiry > $2
+	AND (s.user_id IS NULL OR s.generation = COALESCE((SELECT g.generation FROM {s}.user_generations g WHERE g.user_id = s.user_id), 0))`,
+
+		deleteAny: `DELETE FROM {s}.sessions WHERE key = $1`,
+
+		isLive: `SELECT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(liveSessions, 2) + ` AND s.key = $1)`,
+
+		// Like create, without the generation check Rotate made under
+		// its lock, and without a NOTIFY: nobody caches a new key.
+		insert: `INSERT INTO {s}.sessions AS old (key, user_id, handle, generation, version, created_at, expiry, record)
+	VALUES ($1, NULLIF($2::text, ''), $3, $4, $5, $6, $7, $8)
+	ON CONFLICT (key) DO UPDATE SET user_id = EXCLUDED.user_id, handle = EXCLUDED.handle,
+		generation = EXCLUDED.generation, version = EXCLUDED.version, created_at = EXCLUDED.created_at,
+		expiry = EXCLUDED.expiry, record = EXCLUDED.record
+	WHERE old.expiry <= $9::timestamptz
+		OR old.generation < COALESCE((SELECT g.generation FROM {s}.user_generations g WHERE g.user_id = old.user_id), 0)`,
+
+		notify: `SELECT pg_notify($1, $2)`,
+
 		// SKIP LOCKED lets several gateways purge at once without queuing
 		// behind each other's batches.
 		purge: `DELETE FROM {s}.sessions WHERE key IN (
 	SELECT key FROM {s}.sessions WHERE expiry <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 	}
 	for _, p := range []*string{&q.find, &q.list, &q.create, &q.update, &q.commitState, &q.delete,
-		&q.ensureGeneration, &q.generation, &q.bump, &q.revoke, &q.purge} {
+		&q.ensureGeneration, &q.generation, &q.bump, &q.revoke, &q.purge,
+		&q.lockGeneration, &q.deleteLive, &q.deleteAny, &q.isLive, &q.insert, &q.notify} {
 		*p = strings.ReplaceAll(*p, "{s}", schema)
 	}
 	return q
