@@ -260,6 +260,27 @@ func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) t
 	return time.Since(start)
 }
 
+// nodes opens n stores on one fresh schema, each with a pool of its own as
+// separate gateways would have, with cfg's settings and a shared test
+// clock. It returns them with the first pool, for direct queries.
+func nodes(t *testing.T, n int, cfg pgstore.Config) ([]*pgstore.Store, *pgxpool.Pool, *storetest.Clock) {
+	t.Helper()
+	url := testservers.Postgres(t)
+	first := newPool(t, url)
+	cfg.Schema = freshSchema(t, first)
+	clock := storetest.NewClock(storetest.Start)
+	cfg.Now = clock.Now
+	stores := make([]*pgstore.Store, n)
+	for i := range stores {
+		pool := first
+		if i > 0 {
+			pool = newPool(t, url)
+		}
+		stores[i] = newStore(t, pool, cfg)
+	}
+	return stores, first, clock
+}
+
 // warmCache finds key through s until s caches it. A single Find may not:
 // a fill is refused when an invalidation of the key, such as the echo of
 // the commit that created it, arrives while the query runs.
@@ -278,12 +299,8 @@ func warmCache(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
 // write on one takes to evict the other's cached copy.
 func TestCacheInvalidationAcrossNodes(t *testing.T) {
 	ctx := context.Background()
-	url := testservers.Postgres(t)
-	poolA, poolB := newPool(t, url), newPool(t, url)
-	schema := freshSchema(t, poolA)
-	clock := storetest.NewClock(storetest.Start)
-	a := newStore(t, poolA, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true})
-	b := newStore(t, poolB, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true})
+	stores, _, clock := nodes(t, 2, pgstore.Config{Cache: true})
+	a, b := stores[0], stores[1]
 
 	mustFind := func(s *pgstore.Store, rec cloakroom.Record) cloakroom.Record {
 		t.Helper()
@@ -500,14 +517,9 @@ func BenchmarkFindCached(b *testing.B) { benchmarkFind(b, true) }
 // ran out while A waited for the acknowledgement B never sent.
 func TestStalledListenerServesNothingRevoked(t *testing.T) {
 	ctx := context.Background()
-	url := testservers.Postgres(t)
-	poolA, poolB := newPool(t, url), newPool(t, url)
-	schema := freshSchema(t, poolA)
-	clock := storetest.NewClock(storetest.Start)
 	// A short lease keeps the test quick: each revocation below waits it out.
-	const lease = 200 * time.Millisecond
-	a := newStore(t, poolA, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: lease})
-	b := newStore(t, poolB, pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: lease})
+	stores, _, clock := nodes(t, 2, pgstore.Config{Cache: true, CacheLease: 200 * time.Millisecond})
+	a, b := stores[0], stores[1]
 
 	revocations := []struct {
 		name   string
@@ -587,14 +599,8 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 // by then neither B nor C holds the session.
 func TestRevocationAcknowledged(t *testing.T) {
 	ctx := context.Background()
-	url := testservers.Postgres(t)
-	poolA := newPool(t, url)
-	schema := freshSchema(t, poolA)
-	clock := storetest.NewClock(storetest.Start)
-	cfg := pgstore.Config{Schema: schema, Now: clock.Now, Cache: true, CacheLease: 2 * time.Second}
-	a := newStore(t, poolA, cfg)
-	b := newStore(t, newPool(t, url), cfg)
-	c := newStore(t, newPool(t, url), cfg)
+	stores, _, clock := nodes(t, 3, pgstore.Config{Cache: true, CacheLease: 2 * time.Second})
+	a, b, c := stores[0], stores[1], stores[2]
 	// A relies on acknowledgements alone once it has listened for a
 	// lease: before, a node it has not heard yet may trust its cache.
 	waitFor(t, 10*time.Second, "A listening for a lease", func() bool { return pgstore.Settled(a) })
@@ -638,12 +644,8 @@ func warmTrusted(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
 // connection comes back after a loss.
 func TestEndsAcrossNodes(t *testing.T) {
 	ctx := context.Background()
-	url := testservers.Postgres(t)
-	poolA, poolB := newPool(t, url), newPool(t, url)
-	schema := freshSchema(t, poolA)
-	clock := storetest.NewClock(storetest.Start)
-	a := newStore(t, poolA, pgstore.Config{Schema: schema, Now: clock.Now})
-	b := newStore(t, poolB, pgstore.Config{Schema: schema, Now: clock.Now})
+	stores, poolA, clock := nodes(t, 2, pgstore.Config{})
+	a, b := stores[0], stores[1]
 
 	ends := make(chan cloakroom.End, 64)
 	watchCtx, stop := context.WithCancel(ctx)

@@ -27,13 +27,14 @@ type postgresSettings struct {
 	schema string // holds both stores' tables
 	// cache turns on pgstore's in-process cache of session checks.
 	//
-	// Off by default: without it every check reads PostgreSQL, so a logout
-	// or revocation on one gateway is refused by every other gateway on
-	// the very next request. With it, other gateways learn of the change
-	// through LISTEN/NOTIFY, and keep accepting the old session until the
-	// notification arrives (milliseconds normally, longer if the listener
-	// connection stalls, after which the cache is bypassed). Turn it on
-	// when the database is the bottleneck and that window is acceptable.
+	// Off by default: without it every check reads PostgreSQL. With it,
+	// a revocation returns only once every caching gateway has dropped
+	// the session, or a lease (1 s) has passed after which a gateway that
+	// did not hear of it reads PostgreSQL again; so no gateway accepts a
+	// revoked session after the revocation returned either way. What the
+	// cache costs: a heartbeat NOTIFY every 250 ms per gateway, and a
+	// revocation waiting up to a second when a gateway is unresponsive or
+	// has just started.
 	cache bool
 	// timeout bounds each session-store call (timeout=, default 5s).
 	timeout time.Duration
