@@ -233,7 +233,7 @@ func (h *hub) leave(conn *pgx.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
-	conn.Exec(ctx, "SELECT pg_notify($1, $2)", h.s.channel, prefixLeave+h.id)
+	h.notify(ctx, conn, prefixLeave+h.id)
 }
 
 // receive applies notifications, sends heartbeats (with a cache) or pings
@@ -252,7 +252,7 @@ func (h *hub) receive(ctx context.Context, conn *pgx.Conn) error {
 			h.wait()
 			sent := monotonic()
 			payload := prefixHeartbeat + h.id + ":" + strconv.FormatInt(sent, 10)
-			if err := exec(ctx, conn, "SELECT pg_notify($1, $2)", h.s.channel, payload); err != nil {
+			if err := h.notify(ctx, conn, payload); err != nil {
 				return fmt.Errorf("heartbeat: %w", err)
 			}
 			next = time.Now().Add(interval)
@@ -304,10 +304,17 @@ func (h *hub) wait() {
 	}
 }
 
-func exec(ctx context.Context, conn *pgx.Conn, sql string, args ...any) error {
+// notify sends payload, which the listener builds from node names and
+// numbers only, as a NOTIFY statement: an operator looking at
+// pg_stat_activity tells the listener by its LISTEN and NOTIFY from the
+// pool's connections, which use pg_notify().
+func (h *hub) notify(ctx context.Context, conn *pgx.Conn, payload string) error {
+	if strings.ContainsFunc(payload, func(r rune) bool { return !strings.ContainsRune("0123456789abcdefghrx:,", r) }) {
+		return fmt.Errorf("pgstore: listener payload %q has unexpected characters", payload)
+	}
 	ctx, cancel := context.WithTimeout(ctx, listenerPingTimeout)
 	defer cancel()
-	_, err := conn.Exec(ctx, sql, args...)
+	_, err := conn.Exec(ctx, "NOTIFY "+pgx.Identifier{h.s.channel}.Sanitize()+", '"+payload+"'")
 	return err
 }
 
@@ -320,7 +327,7 @@ func (h *hub) acknowledge(ctx context.Context, conn *pgx.Conn, acks []string) er
 			payload += "," + acks[0]
 			acks = acks[1:]
 		}
-		if err := exec(ctx, conn, "SELECT pg_notify($1, $2)", h.s.channel, payload); err != nil {
+		if err := h.notify(ctx, conn, payload); err != nil {
 			return err
 		}
 	}

@@ -264,9 +264,10 @@ func TestOpenPostgres(t *testing.T) {
 			if err != nil || tables != 2 {
 				t.Fatalf("%d of the session and user tables in schema %s (%v)", tables, schema, err)
 			}
-			// With the cache a connection LISTENs for invalidations.
+			// With the cache a connection LISTENs for invalidations (and
+			// then sends heartbeats with NOTIFY).
 			var listening int
-			err = admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND query ILIKE 'LISTEN%'", app).Scan(&listening)
+			err = admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND (query ILIKE 'LISTEN%' OR query ILIKE 'NOTIFY%')", app).Scan(&listening)
 			if err != nil || (listening > 0) != (cache == "on") {
 				t.Errorf("%d listening connections with cache=%q (%v)", listening, cache, err)
 			}
