@@ -27,17 +27,26 @@
 // an unknown user is checked against a dummy hash made with the same
 // parameters.
 //
-// Failures are counted in memory per account and per client IP (IPv6 by
-// /64). After a few free failures each further attempt must wait, the wait
-// doubling with each failure up to a cap ([Config.AccountThrottle],
-// [Config.IPThrottle]); a refused attempt costs no hash, is not counted
-// and returns a [*ThrottledError] with the time to wait. Accounts are never
-// locked: the account cap (5 minutes by default) is what an attacker can
-// impose on a victim at most per guess. A successful login clears the
-// counters of its account and client IP. An attacker holding one valid
-// account can therefore clear their own IP's counter; the per-account
-// counters still bound guesses against every other account. Counters are
-// per process: behind several gateway nodes each node counts separately.
+// Failures are counted in a [ThrottleStore]: in memory by default
+// ([NewMemoryThrottle]), or in the Redis or PostgreSQL database the
+// gateway nodes share ([NewRedisThrottle], [NewPostgresThrottle]). After a
+// few free failures each further attempt must wait, the wait doubling with
+// each failure up to a cap ([Config.AccountThrottle], [Config.DeviceThrottle],
+// [Config.IPThrottle]); a refused attempt costs no hash, is not counted and
+// returns a [*ThrottledError] with the time to wait.
+//
+// Accounts are never locked for their user (OWASP device cookies): a
+// successful [Service.Login] returns a device token signed for the account,
+// which the gateway keeps in an HttpOnly cookie. An attempt presenting it
+// is throttled on that device's failures alone; attempts without it share
+// the account's budget for unknown devices and their client IP's (IPv6 by
+// /64). An attacker who knows a name can slow down new browsers, never the
+// ones its user already logged in from. A success clears the counters it
+// was charged to.
+//
+// The memory tables are bounded; blocked entries are never evicted before
+// unblocked ones, and a table full of blocked entries throttles new keys,
+// so a flood of made-up names cannot free a blocked account.
 //
 // # Sessions
 //

@@ -19,3 +19,9 @@ func WithHashHook(cfg Config, f func()) Config {
 
 // ClientKey exposes the throttling key of a client address.
 var ClientKey = clientKey
+
+// NewDeviceToken and DeviceNonce expose the device-token codec.
+var (
+	EncodeDeviceToken = encodeDeviceToken
+	DeviceNonce       = deviceNonce
+)

@@ -116,3 +116,26 @@ func FuzzClientKey(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDeviceToken: no string but the issued token verifies for the
+// account, and none verifies for another account.
+func FuzzDeviceToken(f *testing.F) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	issued := accounts.EncodeDeviceToken(key, "alice", []byte("fixed nonce 16 b"))
+	f.Add(issued)
+	f.Add(issued[:len(issued)-1] + "A")
+	f.Add("")
+	f.Add(strings.Repeat("A", 43))
+	f.Fuzz(func(t *testing.T, token string) {
+		nonce, ok := accounts.DeviceNonce(key, "alice", token)
+		if ok != (token == issued) {
+			t.Fatalf("token %q verifies = %v", token, ok)
+		}
+		if ok && len(nonce) != 32 {
+			t.Fatalf("nonce %q", nonce)
+		}
+		if _, ok := accounts.DeviceNonce(key, "bob", token); ok {
+			t.Fatalf("alice's token %q verifies for bob", token)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"time"
 )
 
@@ -33,17 +34,28 @@ type Config struct {
 	MaxHashWait time.Duration
 
 	// AccountThrottle slows guessing against one account from any number
-	// of addresses. Default: 5 free failures per hour, then delays of 1 s,
-	// 2 s, 4 s, ... capped at 5 minutes. The cap is kept short so an
-	// attacker can slow a victim down but never lock them out for long.
+	// of addresses, for attempts from devices the account does not know
+	// (no valid device token, see [LoginAttempt.Devices]). Default: 5 free
+	// failures per hour, then delays of 1 s, 2 s, 4 s, ... capped at 5
+	// minutes. Known devices are not affected by it, so an attacker who
+	// keeps it exhausted cannot lock the user out.
 	AccountThrottle ThrottleConfig
+	// DeviceThrottle slows guessing from one known device, on its own
+	// failures only. Default: as AccountThrottle.
+	DeviceThrottle ThrottleConfig
 	// IPThrottle slows one client (an IPv4 address or an IPv6 /64) trying
-	// many accounts. Default: 20 free failures per hour, then delays of 1 s,
-	// 2 s, ... capped at 15 minutes.
+	// many accounts from unknown devices. Default: 20 free failures per
+	// hour, then delays of 1 s, 2 s, ... capped at 15 minutes.
 	IPThrottle ThrottleConfig
-	// MaxThrottleEntries caps each of the two throttling tables (accounts,
-	// client IPs); when one is full the entry charged longest ago is
-	// dropped. Default 50,000 (a few MiB).
+	// Throttle keeps the failure counters and the device key. Default a
+	// [NewMemoryThrottle] of MaxThrottleEntries per table, counting per
+	// process; several nodes should share [NewRedisThrottle] or
+	// [NewPostgresThrottle].
+	Throttle ThrottleStore
+	// MaxThrottleEntries caps each table of the default memory throttle
+	// store. Blocked entries are never evicted before unblocked ones, and
+	// a table full of blocked entries throttles new keys. Default 50,000
+	// (a few MiB).
 	MaxThrottleEntries int
 
 	// CheckPassword is an extra check on every new password, run after
@@ -71,14 +83,17 @@ func NoSessions(context.Context, string) error { return nil }
 // argon2id, checks logins with throttling, and ends sessions when an account
 // loses access. It is safe for concurrent use.
 type Service struct {
-	store    Store
-	cfg      Config
-	now      func() time.Time
-	params   Params
-	slots    chan struct{}
-	maxWait  time.Duration
-	throttle *throttle
-	logger   *slog.Logger
+	store   Store
+	cfg     Config
+	now     func() time.Time
+	params  Params
+	slots   chan struct{}
+	maxWait time.Duration
+	logger  *slog.Logger
+
+	throttleStore                   ThrottleStore
+	accountRule, deviceRule, ipRule ThrottleConfig
+	keys                            keyring
 	// dummy is verified for unknown users so they cost what a wrong
 	// password costs.
 	dummy Hash
@@ -107,14 +122,16 @@ func New(store Store, cfg Config) *Service {
 	if s.maxWait <= 0 {
 		s.maxWait = 2 * time.Second
 	}
-	entries := cfg.MaxThrottleEntries
-	if entries <= 0 {
-		entries = defaultMaxThrottleEntries
+	s.throttleStore = cfg.Throttle
+	if s.throttleStore == nil {
+		s.throttleStore = NewMemoryThrottle(cfg.MaxThrottleEntries)
 	}
-	s.throttle = newThrottle(
-		cfg.AccountThrottle.withDefaults(defaultAccountThrottle),
-		cfg.IPThrottle.withDefaults(defaultIPThrottle),
-		entries)
+	s.accountRule = cfg.AccountThrottle.withDefaults(defaultAccountThrottle)
+	s.deviceRule = cfg.DeviceThrottle.withDefaults(s.accountRule)
+	if cfg.DeviceThrottle == (ThrottleConfig{}) {
+		s.deviceRule = s.accountRule
+	}
+	s.ipRule = cfg.IPThrottle.withDefaults(defaultIPThrottle)
 
 	encoded, err := HashPassword(rand.Text(), s.params)
 	if err != nil {
@@ -317,40 +334,118 @@ func (s *Service) Get(ctx context.Context, name string) (User, error) {
 	return rec.User, nil
 }
 
+// SessionUserID returns the user ID sessions carry for a name typed in
+// any case: the account's stored name, so "ALICE" finds alice's sessions
+// as the login does; or name unchanged when no account has it (a user from
+// elsewhere, such as single sign-on, whose IDs are compared exactly).
+// Every place that takes a user name for sessions (admin API, CLI) uses
+// it.
+func (s *Service) SessionUserID(ctx context.Context, name string) (string, error) {
+	if ValidateName(name) != nil {
+		return name, nil // cannot be a local account
+	}
+	rec, err := s.store.Get(ctx, name)
+	switch {
+	case err == nil:
+		return rec.Name, nil
+	case errors.Is(err, ErrNoSuchUser):
+		return name, nil
+	}
+	return "", err
+}
+
 // List returns every user, sorted by name.
 func (s *Service) List(ctx context.Context) ([]User, error) {
 	return s.store.List(ctx)
 }
 
-// Authenticate checks a login and returns the user, whose Name (in its
-// stored case) is the ID to pass to Session.Login. clientIP is the client's
-// real address (behind a proxy, the one the proxy reports), used to
-// throttle guessing.
+// Authenticate checks a login from a device without device tokens; see
+// [Service.Login].
+func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
+	res, err := s.Login(ctx, LoginAttempt{Name: name, Password: password, ClientIP: clientIP})
+	return res.User, err
+}
+
+// LoginAttempt is one login to check.
+type LoginAttempt struct {
+	Name, Password string
+	// ClientIP is the client's real address (behind a proxy, the one the
+	// proxy reports), used to throttle guessing from unknown devices.
+	ClientIP string
+	// Devices are the device tokens the browser presented (its device
+	// cookie), at most MaxDeviceTokens are looked at. One that is valid
+	// for Name makes this a known device, throttled on its own failures.
+	Devices []string
+}
+
+// LoginResult is a successful login.
+type LoginResult struct {
+	User User
+	// Devices are the device tokens the browser should keep from now on:
+	// this account's first, then the other well-formed ones it presented.
+	Devices []string
+}
+
+// Login checks a login and returns the user, whose Name (in its stored
+// case) is the ID to pass to Session.Login, and the device tokens to store
+// in the browser.
 //
 // An unknown user, a disabled user and a wrong password all give exactly
-// ErrInvalidCredentials after one argon2id computation of the same cost,
-// so neither the answer nor its timing tells whether the account exists.
-// Too many recent failures for the account or the client give a
-// *ThrottledError before any hash is computed. Other errors (store
-// failures, a cancelled context) are returned wrapped.
-func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
+// ErrInvalidCredentials after one argon2id computation of the same cost
+// and the same store calls, so neither the answer nor its cost tells
+// whether the account exists. Too many recent failures give a
+// *ThrottledError before any hash is computed: for a known device, its own
+// failures; otherwise the account's failures from unknown devices and the
+// client's. Other errors (store failures, a cancelled context) are
+// returned wrapped.
+func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error) {
 	// The name's format is public, and no stored password is empty or
 	// longer than MaxPasswordBytes: refuse those without hashing.
-	if ValidateName(name) != nil || password == "" || len(password) > MaxPasswordBytes {
-		return User{}, ErrInvalidCredentials
+	if ValidateName(a.Name) != nil || a.Password == "" || len(a.Password) > MaxPasswordBytes {
+		return LoginResult{}, ErrInvalidCredentials
 	}
-	ip := clientKey(clientIP)
-	att, err := s.throttle.begin(s.now(), foldName(name), ip)
+	key, err := s.deviceKey(ctx)
 	if err != nil {
-		s.logger.WarnContext(ctx, "accounts: login throttled", "client", ip, "retry_after", err.(*ThrottledError).RetryAfter)
-		return User{}, err
+		return LoginResult{}, err
+	}
+	folded := foldName(a.Name)
+	ip := clientKey(a.ClientIP)
+	var device string // the known device's token
+	var keys []ThrottleKey
+	for _, token := range a.Devices[:min(len(a.Devices), MaxDeviceTokens)] {
+		if nonce, ok := deviceNonce(key, folded, token); ok {
+			device = token
+			keys = []ThrottleKey{{Kind: ThrottleDevice, Key: nonce, Rule: s.deviceRule}}
+			break
+		}
+	}
+	if device == "" {
+		keys = []ThrottleKey{
+			{Kind: ThrottleAccount, Key: folded, Rule: s.accountRule},
+			{Kind: ThrottleIP, Key: ip, Rule: s.ipRule},
+		}
+	}
+	// Charged as a failure in advance, so a burst of concurrent guesses is
+	// limited as if they had come one after another.
+	wait, err := s.throttleStore.Begin(ctx, s.now(), keys)
+	if err != nil {
+		return LoginResult{}, fmt.Errorf("accounts: throttle: %w", err)
+	}
+	if wait > 0 {
+		s.logger.WarnContext(ctx, "accounts: login throttled", "client", ip, "known_device", device != "", "retry_after", wait)
+		return LoginResult{}, &ThrottledError{RetryAfter: wait}
+	}
+	refund := func() {
+		if err := s.throttleStore.Refund(context.WithoutCancel(ctx), s.now(), keys); err != nil {
+			s.logger.WarnContext(ctx, "accounts: throttle refund failed", "err", err)
+		}
 	}
 
-	rec, err := s.store.Get(ctx, name)
+	rec, err := s.store.Get(ctx, a.Name)
 	found := err == nil
 	if err != nil && !errors.Is(err, ErrNoSuchUser) {
-		s.throttle.refund(att)
-		return User{}, err
+		refund()
+		return LoginResult{}, err
 	}
 	target, reason := s.dummy, "unknown user"
 	if found {
@@ -362,10 +457,10 @@ func (s *Service) Authenticate(ctx context.Context, name, password, clientIP str
 			target, reason = h, ""
 		}
 	}
-	ok, err := s.verify(ctx, target, password)
+	ok, err := s.verify(ctx, target, a.Password)
 	if err != nil {
-		s.throttle.refund(att)
-		return User{}, err
+		refund()
+		return LoginResult{}, err
 	}
 	switch {
 	case reason != "":
@@ -375,19 +470,37 @@ func (s *Service) Authenticate(ctx context.Context, name, password, clientIP str
 		reason = "account disabled"
 	}
 	if reason != "" {
-		attrs := []any{"reason", reason, "client", ip}
+		attrs := []any{"reason", reason, "client", ip, "known_device", device != ""}
 		if found { // a name matching no account may be a mistyped password: not logged
 			attrs = append(attrs, "user", rec.Name)
 		}
 		s.logger.InfoContext(ctx, "accounts: login failed", attrs...)
-		return User{}, ErrInvalidCredentials
+		return LoginResult{}, ErrInvalidCredentials
 	}
-	s.throttle.succeed(att)
-	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip)
+	// A known device clears its own failures only: the budget of unknown
+	// devices stays spent while someone else is guessing.
+	if err := s.throttleStore.Reset(ctx, keys); err != nil {
+		s.logger.WarnContext(ctx, "accounts: throttle reset failed", "err", err)
+	}
+	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip, "known_device", device != "")
 	if NeedsRehash(rec.PasswordHash, s.params) {
-		s.rehash(ctx, rec, password)
+		s.rehash(ctx, rec, a.Password)
 	}
-	return rec.User, nil
+	if device == "" {
+		device = newDeviceToken(key, folded)
+	}
+	devices := []string{device}
+	for _, t := range a.Devices {
+		if len(devices) == MaxDeviceTokens {
+			break
+		}
+		if t != device && wellFormedDeviceToken(t) && !slices.Contains(devices, t) {
+			if _, mine := deviceNonce(key, folded, t); !mine {
+				devices = append(devices, t)
+			}
+		}
+	}
+	return LoginResult{User: rec.User, Devices: devices}, nil
 }
 
 // rehash stores the password again with the current parameters after a

@@ -2,18 +2,19 @@ package accounts
 
 import (
 	"container/list"
+	"context"
+	"crypto/rand"
 	"net/netip"
 	"sync"
 	"time"
 )
 
 // ThrottleConfig sets how failed logins slow down further attempts for one
-// key (an account or a client IP). The first FreeFailures failures within
-// Window cost nothing; after that each failure makes the next attempt wait
-// BaseDelay, then twice as long, and so on up to MaxDelay. Attempts made
-// while waiting are refused without being counted, so they cannot extend
-// the wait: a victim can always log in once MaxDelay has passed since the
-// attacker's last counted failure. Zero fields take the defaults given in
+// key (an account, a known device or a client IP). The first FreeFailures
+// failures within Window cost nothing; after that each failure makes the
+// next attempt wait BaseDelay, then twice as long, and so on up to
+// MaxDelay. Attempts made while waiting are refused without being counted,
+// so they cannot extend the wait. Zero fields take the defaults given in
 // [Config].
 type ThrottleConfig struct {
 	FreeFailures int
@@ -24,13 +25,17 @@ type ThrottleConfig struct {
 	Window time.Duration
 }
 
-// Defaults for [Config.AccountThrottle] and [Config.IPThrottle].
+// Defaults for [Config.AccountThrottle], [Config.DeviceThrottle] and
+// [Config.IPThrottle].
 var (
 	defaultAccountThrottle = ThrottleConfig{FreeFailures: 5, BaseDelay: time.Second, MaxDelay: 5 * time.Minute, Window: time.Hour}
+	defaultDeviceThrottle  = ThrottleConfig{FreeFailures: 5, BaseDelay: time.Second, MaxDelay: 5 * time.Minute, Window: time.Hour}
 	defaultIPThrottle      = ThrottleConfig{FreeFailures: 20, BaseDelay: time.Second, MaxDelay: 15 * time.Minute, Window: time.Hour}
 )
 
-const defaultMaxThrottleEntries = 50_000
+// DefaultMaxThrottleEntries is the size of each table of the memory
+// throttle store (accounts, devices, client IPs) unless configured.
+const DefaultMaxThrottleEntries = 50_000
 
 func (c ThrottleConfig) withDefaults(d ThrottleConfig) ThrottleConfig {
 	if c.FreeFailures <= 0 {
@@ -51,32 +56,81 @@ func (c ThrottleConfig) withDefaults(d ThrottleConfig) ThrottleConfig {
 }
 
 // delay is the wait imposed after the failure that brought a key's count to
-// FreeFailures+extra.
-func (c ThrottleConfig) delay(extra int) time.Duration {
+// failures.
+func (c ThrottleConfig) delay(failures int) time.Duration {
+	if failures < c.FreeFailures {
+		return 0
+	}
 	d := c.BaseDelay
-	for ; extra > 0 && d < c.MaxDelay; extra-- {
+	for extra := failures - c.FreeFailures; extra > 0 && d < c.MaxDelay; extra-- {
 		d *= 2
 	}
 	return min(d, c.MaxDelay)
 }
 
-// throttle tracks failures per account and per client IP. Both tables are
-// checked and charged under one lock, so concurrent attempts cannot slip
-// past a limit together.
-type throttle struct {
-	mu      sync.Mutex
-	account throttleTable
-	ip      throttleTable
+// Kinds of throttling keys. Each kind is a table of its own.
+const (
+	ThrottleAccount = "account" // failures against an account from devices it does not know
+	ThrottleDevice  = "device"  // failures from one known device (a device token's nonce)
+	ThrottleIP      = "ip"      // failures from one client IP (IPv6 by /64), unknown devices only
+)
+
+// ThrottleKey names one failure counter and the rule that applies to it.
+type ThrottleKey struct {
+	Kind string // ThrottleAccount, ThrottleDevice or ThrottleIP
+	Key  string
+	Rule ThrottleConfig
 }
 
-// throttleTable is a bounded map of counters kept in least-recently-charged
-// order, so expired entries are found at the front and, when the table is
-// full, the stalest entry is evicted.
+// ThrottleStore keeps the failed-login counters. The default,
+// [NewMemoryThrottle], counts per process; [NewRedisThrottle] and
+// [NewPostgresThrottle] keep them in the database the gateway nodes share,
+// so N nodes do not give an attacker N budgets. Times are the service's
+// clock, passed in, so one clock rules every node's counters.
+type ThrottleStore interface {
+	// Begin atomically refuses the attempt, returning the longest wait
+	// (> 0) and changing nothing, if any key is blocked at now or cannot
+	// be tracked; otherwise it charges every key with one failure under
+	// its rule and returns 0.
+	Begin(ctx context.Context, now time.Time, keys []ThrottleKey) (time.Duration, error)
+	// Refund takes back the failure Begin charged to each key, for an
+	// attempt that ended without a verdict (store error, cancelled).
+	Refund(ctx context.Context, now time.Time, keys []ThrottleKey) error
+	// Reset forgets the keys' failures (a successful login).
+	Reset(ctx context.Context, keys []ThrottleKey) error
+	// DeviceKey returns the 32-byte key that signs device tokens, the same
+	// for every node sharing the store; it is created on first use.
+	DeviceKey(ctx context.Context) ([]byte, error)
+}
+
+// MemoryThrottle is the in-process [ThrottleStore]: one bounded table per
+// kind of key. Blocked entries are never evicted to make room while an
+// unblocked one could go instead; when a table is full of blocked entries,
+// a new key is refused (throttled) until one of them unblocks, so flooding
+// the table with fresh names or addresses cannot free a blocked account.
+type MemoryThrottle struct {
+	mu     sync.Mutex
+	max    int
+	tables map[string]*throttleTable
+	key    []byte
+}
+
+// NewMemoryThrottle returns a memory store whose tables hold at most
+// maxEntries keys each (DefaultMaxThrottleEntries when <= 0). Its device
+// key is random: known devices are forgotten when the process restarts.
+func NewMemoryThrottle(maxEntries int) *MemoryThrottle {
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxThrottleEntries
+	}
+	return &MemoryThrottle{max: maxEntries, tables: make(map[string]*throttleTable), key: []byte(rand.Text() + rand.Text())[:32]}
+}
+
+// throttleTable keeps its counters in two lists ordered by last failure:
+// cold ones (fewer failures than the free budget, never blocked) and hot
+// ones. Cold entries are evicted first.
 type throttleTable struct {
-	cfg     ThrottleConfig
-	max     int
-	entries map[string]*list.Element // value: *counter
-	order   list.List
+	entries   map[string]*counter
+	cold, hot list.List // values: *counter
 }
 
 type counter struct {
@@ -84,141 +138,186 @@ type counter struct {
 	failures     int
 	last         time.Time // when the last failure was charged
 	blockedUntil time.Time
+	hot          bool
+	el           *list.Element
 }
 
-// counterState is a counter's value before and after an attempt charged it,
-// so the charge can be refunded when the attempt ends without a verdict.
-type counterState struct {
-	failures     int
-	last         time.Time
-	blockedUntil time.Time
-}
-
-// attempt is one login attempt that passed the throttle and was charged as
-// a failure in advance; succeed or refund settles it.
-type attempt struct {
-	accountKey, ipKey           string
-	accountBefore, accountAfter counterState
-	ipBefore, ipAfter           counterState
-}
-
-func newThrottle(account, ip ThrottleConfig, maxEntries int) *throttle {
-	t := &throttle{}
-	t.account = throttleTable{cfg: account, max: maxEntries, entries: make(map[string]*list.Element)}
-	t.ip = throttleTable{cfg: ip, max: maxEntries, entries: make(map[string]*list.Element)}
+func (m *MemoryThrottle) table(kind string) *throttleTable {
+	t := m.tables[kind]
+	if t == nil {
+		t = &throttleTable{entries: make(map[string]*counter)}
+		m.tables[kind] = t
+	}
 	return t
 }
 
-// begin refuses the attempt with a *ThrottledError if either key must still
-// wait; otherwise it charges both keys with a failure, which [throttle.succeed]
-// clears. Charging first means a burst of concurrent guesses is limited as
-// if they had come one after another.
-func (t *throttle) begin(now time.Time, accountKey, ipKey string) (attempt, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.account.expire(now)
-	t.ip.expire(now)
-	if wait := max(t.account.wait(accountKey, now), t.ip.wait(ipKey, now)); wait > 0 {
-		return attempt{}, &ThrottledError{RetryAfter: wait}
+// Begin implements [ThrottleStore].
+func (m *MemoryThrottle) Begin(_ context.Context, now time.Time, keys []ThrottleKey) (time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var wait time.Duration
+	for _, k := range keys {
+		t := m.table(k.Kind)
+		t.expire(now, k.Rule.Window)
+		wait = max(wait, t.wait(k.Key, now, m.max))
 	}
-	a := attempt{accountKey: accountKey, ipKey: ipKey}
-	a.accountBefore, a.accountAfter = t.account.charge(accountKey, now)
-	a.ipBefore, a.ipAfter = t.ip.charge(ipKey, now)
-	return a, nil
+	if wait > 0 {
+		return wait, nil
+	}
+	for _, k := range keys {
+		m.table(k.Kind).charge(k.Key, now, k.Rule, m.max)
+	}
+	return 0, nil
 }
 
-// succeed forgets the failures of the attempt's account and client IP.
-func (t *throttle) succeed(a attempt) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.account.remove(a.accountKey)
-	t.ip.remove(a.ipKey)
+// Refund implements [ThrottleStore].
+func (m *MemoryThrottle) Refund(_ context.Context, _ time.Time, keys []ThrottleKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		m.table(k.Kind).refund(k.Key, k.Rule)
+	}
+	return nil
 }
 
-// refund takes back the charge of an attempt that ended without checking
-// the password (store error, server busy, cancelled request).
-func (t *throttle) refund(a attempt) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.account.refund(a.accountKey, a.accountBefore, a.accountAfter)
-	t.ip.refund(a.ipKey, a.ipBefore, a.ipAfter)
-}
-
-func (tt *throttleTable) expire(now time.Time) {
-	for el := tt.order.Front(); el != nil; el = tt.order.Front() {
-		if now.Sub(el.Value.(*counter).last) <= tt.cfg.Window {
-			return
+// Reset implements [ThrottleStore].
+func (m *MemoryThrottle) Reset(_ context.Context, keys []ThrottleKey) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, k := range keys {
+		t := m.table(k.Kind)
+		if c := t.entries[k.Key]; c != nil {
+			t.remove(c)
 		}
-		tt.removeElement(el)
+	}
+	return nil
+}
+
+// DeviceKey implements [ThrottleStore].
+func (m *MemoryThrottle) DeviceKey(context.Context) ([]byte, error) { return m.key, nil }
+
+// Len returns how many keys of kind are tracked.
+func (m *MemoryThrottle) Len(kind string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.table(kind).entries)
+}
+
+// expire drops entries whose last failure is older than window. Both lists
+// are ordered by last failure, so they are found at the fronts.
+func (t *throttleTable) expire(now time.Time, window time.Duration) {
+	for _, l := range []*list.List{&t.cold, &t.hot} {
+		for el := l.Front(); el != nil; el = l.Front() {
+			c := el.Value.(*counter)
+			if now.Sub(c.last) <= window || now.Before(c.blockedUntil) {
+				break
+			}
+			t.remove(c)
+		}
 	}
 }
 
-func (tt *throttleTable) wait(key string, now time.Time) time.Duration {
-	el := tt.entries[key]
-	if el == nil {
+// wait is how long an attempt on key must wait: its own block, or, for a
+// new key in a full table with no entry that may be evicted, until the
+// oldest blocked entry unblocks.
+func (t *throttleTable) wait(key string, now time.Time, maxEntries int) time.Duration {
+	if c := t.entries[key]; c != nil {
+		if now.Before(c.blockedUntil) {
+			return c.blockedUntil.Sub(now)
+		}
 		return 0
 	}
-	if until := el.Value.(*counter).blockedUntil; now.Before(until) {
-		return until.Sub(now)
+	if victim := t.evictable(now, maxEntries); victim == nil && len(t.entries) >= maxEntries {
+		front := t.hot.Front().Value.(*counter)
+		return max(front.blockedUntil.Sub(now), time.Second)
 	}
 	return 0
 }
 
-func (tt *throttleTable) charge(key string, now time.Time) (before, after counterState) {
-	el := tt.entries[key]
-	if el == nil {
-		if len(tt.entries) >= tt.max {
-			tt.removeElement(tt.order.Front())
-		}
-		el = tt.order.PushBack(&counter{key: key})
-		tt.entries[key] = el
-	} else {
-		tt.order.MoveToBack(el)
+// evictable returns the entry to drop to make room, nil when there is room
+// or nothing may go: the coldest entry, else the oldest hot one if its
+// block has passed.
+func (t *throttleTable) evictable(now time.Time, maxEntries int) *counter {
+	if len(t.entries) < maxEntries {
+		return nil
 	}
-	c := el.Value.(*counter)
-	before = c.state()
-	if now.Sub(c.last) > tt.cfg.Window {
+	if el := t.cold.Front(); el != nil {
+		return el.Value.(*counter)
+	}
+	if el := t.hot.Front(); el != nil && !now.Before(el.Value.(*counter).blockedUntil) {
+		return el.Value.(*counter)
+	}
+	return nil
+}
+
+func (t *throttleTable) charge(key string, now time.Time, rule ThrottleConfig, maxEntries int) {
+	c := t.entries[key]
+	if c == nil {
+		if victim := t.evictable(now, maxEntries); victim != nil {
+			t.remove(victim)
+		}
+		c = &counter{key: key}
+		t.entries[key] = c
+	} else {
+		t.unlink(c)
+	}
+	if now.Sub(c.last) > rule.Window {
 		c.failures = 0
 	}
 	c.failures++
 	c.last = now
-	if c.failures >= tt.cfg.FreeFailures {
-		c.blockedUntil = now.Add(tt.cfg.delay(c.failures - tt.cfg.FreeFailures))
+	if d := rule.delay(c.failures); d > 0 {
+		c.blockedUntil = now.Add(d)
 	}
-	return before, c.state()
+	c.hot = c.failures >= rule.FreeFailures
+	t.link(c, false)
 }
 
-func (tt *throttleTable) refund(key string, before, after counterState) {
-	el := tt.entries[key]
-	if el == nil {
-		return // reset by a success or evicted meanwhile
+func (t *throttleTable) refund(key string, rule ThrottleConfig) {
+	c := t.entries[key]
+	if c == nil {
+		return // reset by a success or expired meanwhile
 	}
-	c := el.Value.(*counter)
-	switch {
-	case c.state() != after:
-		// Other attempts charged the key since: take back one failure and
-		// leave their delay in place.
-		c.failures = max(c.failures-1, 0)
-	case before.failures == 0:
-		tt.removeElement(el)
-	default:
-		c.failures, c.last, c.blockedUntil = before.failures, before.last, before.blockedUntil
+	c.failures--
+	if c.failures <= 0 {
+		t.remove(c)
+		return
+	}
+	t.unlink(c)
+	if c.failures < rule.FreeFailures {
+		c.blockedUntil = time.Time{}
+		c.hot = false
+	} else {
+		c.blockedUntil = c.last.Add(rule.delay(c.failures))
+	}
+	// Kept in place by age as far as the lists allow: a refunded entry is
+	// no younger than its last charge, so it goes first in line.
+	t.link(c, true)
+}
+
+func (t *throttleTable) link(c *counter, front bool) {
+	l := &t.cold
+	if c.hot {
+		l = &t.hot
+	}
+	if front {
+		c.el = l.PushFront(c)
+	} else {
+		c.el = l.PushBack(c)
 	}
 }
 
-func (tt *throttleTable) remove(key string) {
-	if el := tt.entries[key]; el != nil {
-		tt.removeElement(el)
+func (t *throttleTable) unlink(c *counter) {
+	if c.hot {
+		t.hot.Remove(c.el)
+	} else {
+		t.cold.Remove(c.el)
 	}
 }
 
-func (tt *throttleTable) removeElement(el *list.Element) {
-	delete(tt.entries, el.Value.(*counter).key)
-	tt.order.Remove(el)
-}
-
-func (c *counter) state() counterState {
-	return counterState{failures: c.failures, last: c.last, blockedUntil: c.blockedUntil}
+func (t *throttleTable) remove(c *counter) {
+	t.unlink(c)
+	delete(t.entries, c.key)
 }
 
 // clientKey maps a client address to its throttling key. IPv6 addresses are

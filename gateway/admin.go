@@ -156,13 +156,15 @@ func (g *Gateway) adminAdapter(h adminHandlerFunc) http.Handler {
 	})
 }
 
-// pathUser returns the {user} path value, refusing malformed names.
-func pathUser(r *http.Request) (string, error) {
+// pathUser returns the user ID of the {user} path value, canonicalised as
+// the login does (any case names the same account), refusing malformed
+// names.
+func (g *Gateway) pathUser(r *http.Request) (string, error) {
 	user := r.PathValue("user")
 	if user == "" || len(user) > maxUsernameLen || !utf8.ValidString(user) || strings.ContainsFunc(user, isControl) {
 		return "", &adminError{http.StatusBadRequest, "bad_request", "The user name is malformed."}
 	}
-	return user, nil
+	return g.accounts.SessionUserID(r.Context(), user)
 }
 
 func (g *Gateway) auditAdmin(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
@@ -183,7 +185,7 @@ func (g *Gateway) auditAdmin(r *http.Request, kind, user string, err error, extr
 }
 
 func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) error {
-	user, err := pathUser(r)
+	user, err := g.pathUser(r)
 	if err != nil {
 		return err
 	}
@@ -199,7 +201,7 @@ func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) erro
 }
 
 func (g *Gateway) adminRevokeUser(w http.ResponseWriter, r *http.Request) error {
-	user, err := pathUser(r)
+	user, err := g.pathUser(r)
 	if err != nil {
 		return err
 	}
@@ -213,7 +215,7 @@ func (g *Gateway) adminRevokeUser(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (g *Gateway) adminRevokeDevice(w http.ResponseWriter, r *http.Request) error {
-	user, err := pathUser(r)
+	user, err := g.pathUser(r)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,14 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	case cfg.Frontend != nil:
-		g.spa = newFrontendProxy(cfg.Frontend, g.cookie, g.log)
+		g.spa = newFrontendProxy(cfg.Frontend, []string{g.cookie, DeviceCookie}, g.log)
+	}
+	if cfg.Proxy != nil {
+		// The cookie names come from the session manager, not from a
+		// second setting that could disagree with it.
+		if err := cfg.Proxy.ProtectCookies(g.cookie, DeviceCookie); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 	}
 	g.public = g.buildPublic()
 	g.admin = g.buildAdmin()

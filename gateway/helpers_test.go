@@ -354,6 +354,7 @@ func newStaticDir(t *testing.T) string {
 type browser struct {
 	e      *env
 	token  string
+	device string // the device cookie, kept like a browser keeps it
 	header http.Header
 }
 
@@ -417,6 +418,9 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 	if b.token != "" {
 		req.Header.Set("Cookie", cookieName+"="+b.token)
 	}
+	if b.device != "" {
+		req.AddCookie(&http.Cookie{Name: gateway.DeviceCookie, Value: b.device})
+	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		if extra[i+1] == "" {
 			req.Header.Del(extra[i])
@@ -438,6 +442,8 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 	for _, line := range resp.Header.Values("Set-Cookie") {
 		if c, err := http.ParseSetCookie(line); err == nil && c.Name == cookieName {
 			b.token = c.Value // "" when expired
+		} else if err == nil && c.Name == gateway.DeviceCookie {
+			b.device = c.Value
 		}
 	}
 	return response{Status: resp.StatusCode, Header: resp.Header, Text: string(text)}

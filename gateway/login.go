@@ -182,14 +182,22 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ip := g.sessions.Config().ClientIP(r)
 	req, isJSON, err := readLogin(w, r)
+	var userName string
 	audit := func(outcome string, extra ...slog.Attr) {
 		g.metrics.logins.WithLabelValues(outcome).Inc()
 		session := g.issuedSessionRef(w.Header())
 		if session == "" {
 			session = g.sessionRef(r)
 		}
+		// The name typed is logged only once it names the account that
+		// logged in; otherwise it may be a mistyped password, and a keyed
+		// hash prefix lets the operator correlate attempts without it.
+		who := slog.String("user_ref", g.accounts.NameRef(ctx, req.Username))
+		if outcome == outcomeSuccess {
+			who = slog.String("user", userName)
+		}
 		attrs := append([]slog.Attr{
-			slog.String("outcome", outcome), slog.String("user", req.Username),
+			slog.String("outcome", outcome), who,
 			slog.String("client_ip", ip), slog.String("session", session),
 		}, extra...)
 		g.log.LogAttrs(ctx, slog.LevelInfo, "login", attrs...)
@@ -219,7 +227,10 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		audit(outcomeError, slog.String("reason", "session store unavailable"))
 		return
 	}
-	user, err := g.accounts.Authenticate(ctx, req.Username, req.Password, ip)
+	res, err := g.accounts.Login(ctx, accounts.LoginAttempt{
+		Name: req.Username, Password: req.Password, ClientIP: ip, Devices: deviceTokens(r),
+	})
+	user := res.User
 	var throttled *accounts.ThrottledError
 	switch {
 	case err == nil:
@@ -258,6 +269,8 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		audit(outcomeError, slog.String("reason", "session not created"))
 		return
 	}
+	userName = user.Name
+	setDeviceCookie(w, res.Devices)
 	roles := user.Roles
 	if roles == nil {
 		roles = []string{}

@@ -13,7 +13,10 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"slices"
 	"strings"
+
+	"github.com/cloakroom/cloakroom/proxy"
 )
 
 // staticSPA serves a folder holding a single-page app.
@@ -100,30 +103,13 @@ func hasDotSegment(name string) bool {
 	return false
 }
 
-// identityHeaderPrefixes and identityHeaders name request headers that
-// carry identity or credentials. Client-sent copies never reach an
-// upstream: only the gateway vouches for who the user is.
-var (
-	identityHeaderPrefixes = []string{"X-Forwarded-", "X-Auth-Request-", "X-Remote-"}
-	identityHeaders        = []string{
-		"Authorization", "Proxy-Authorization", "Forwarded", "Remote-User", "X-User", "X-Email",
-		"X-Real-Ip", "X-Csrf-Token",
+// stripIdentity removes client-sent identity and forwarding headers and
+// the gateway's own cookies from h.
+func stripIdentity(h http.Header, cookies []string) {
+	proxy.StripIdentityHeaders(h)
+	for _, c := range cookies {
+		removeCookie(h, c)
 	}
-)
-
-// stripIdentity removes identity headers and the session cookie from h.
-func stripIdentity(h http.Header, sessionCookie string) {
-	for name := range h {
-		for _, p := range identityHeaderPrefixes {
-			if strings.HasPrefix(name, p) {
-				delete(h, name)
-			}
-		}
-	}
-	for _, name := range identityHeaders {
-		h.Del(name)
-	}
-	removeCookie(h, sessionCookie)
 }
 
 // removeCookie drops every cookie called name from the Cookie headers of h
@@ -160,20 +146,21 @@ func removeCookie(h http.Header, name string) {
 
 // newFrontendProxy forwards SPA requests to an upstream dev server or CDN
 // origin, without the session cookie or any client-sent identity.
-func newFrontendProxy(target *url.URL, sessionCookie string, log *slog.Logger) http.Handler {
+func newFrontendProxy(target *url.URL, cookies []string, log *slog.Logger) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			stripIdentity(pr.Out.Header, sessionCookie)
+			stripIdentity(pr.Out.Header, cookies)
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
 		ModifyResponse: func(resp *http.Response) error {
-			// The upstream may not set or clear the session cookie.
+			// The upstream may not set or clear the gateway's cookies.
 			var kept []string
 			for _, line := range resp.Header["Set-Cookie"] {
 				// Compared leniently: a line Go cannot parse may still
 				// be one a browser accepts.
-				if name, _, _ := strings.Cut(line, "="); strings.EqualFold(strings.TrimSpace(name), sessionCookie) {
+				name, _, _ := strings.Cut(line, "=")
+				if slices.ContainsFunc(cookies, func(c string) bool { return strings.EqualFold(strings.TrimSpace(name), c) }) {
 					continue
 				}
 				kept = append(kept, line)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -30,8 +31,9 @@ type Config struct {
 	// from requests (other cookies pass through) and from upstream
 	// Set-Cookie headers, so upstreams never see nor set the session token.
 	// Required, and it must be the session manager's cookie name (the
-	// gateway passes Manager.Config().CookieName): a guess here would let
-	// the live token through to every upstream.
+	// gateway passes Manager.Config().CookieName, and gateway.New replaces
+	// it with the manager's through [Proxy.ProtectCookies] in any case): a
+	// guess here would let the live token through to every upstream.
 	SessionCookie string
 	// Signer, when set, adds "Authorization: Bearer <JWT>" for requests
 	// that carry an Identity. Default nil: no token is sent upstream.
@@ -54,11 +56,11 @@ type Config struct {
 // Proxy forwards requests to the route with the longest matching prefix,
 // with the client's identity claims replaced by the gateway's.
 type Proxy struct {
-	routes []*route // longest prefix first
-	cookie string
-	signer *upstreamjwt.Signer
-	log    *slog.Logger
-	now    func() time.Time
+	routes  []*route // longest prefix first
+	cookies []string // removed from requests and upstream Set-Cookie
+	signer  *upstreamjwt.Signer
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 type route struct {
@@ -102,7 +104,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Proxy{cookie: cfg.SessionCookie, signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
+	p := &Proxy{cookies: []string{cfg.SessionCookie}, signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
 
 	seen := make(map[string]bool, len(cfg.Routes))
 	anyHTTPS := false
@@ -143,6 +145,23 @@ func New(cfg Config) (*Proxy, error) {
 		}
 	}
 	return p, nil
+}
+
+// ProtectCookies replaces the cookies the proxy keeps from upstreams
+// (Config.SessionCookie): they are removed from requests, and upstream
+// Set-Cookie headers for them are dropped. The gateway calls it with its
+// session manager's cookie and its device cookie. Call it before serving.
+func (p *Proxy) ProtectCookies(names ...string) error {
+	for _, n := range names {
+		if !validCookieName(n) {
+			return fmt.Errorf("%w: %q is not a valid cookie name", ErrInvalidConfig, n)
+		}
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("%w: ProtectCookies needs at least the session cookie", ErrInvalidConfig)
+	}
+	p.cookies = slices.Clone(names)
+	return nil
 }
 
 // Match returns the route for a path, which must be clean: the one with
@@ -203,10 +222,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 	return func(pr *httputil.ProxyRequest) {
 		h := pr.Out.Header
-		stripUntrustedHeaders(h)
+		StripIdentityHeaders(h)
 		pr.SetURL(upstream)
 		pr.SetXForwarded()
-		removeCookie(h, p.cookie)
+		for _, c := range p.cookies {
+			removeCookie(h, c)
+		}
 		ctx := pr.In.Context()
 		if id, ok := IdentityFrom(ctx); ok && id.User != "" {
 			h["X-Forwarded-User"] = []string{id.User}
@@ -233,7 +254,8 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	kept := values[:0:0]
 	for _, v := range values {
 		name, _, _ := strings.Cut(v, "=")
-		if !strings.EqualFold(strings.TrimSpace(name), p.cookie) {
+		protected := slices.ContainsFunc(p.cookies, func(c string) bool { return strings.EqualFold(strings.TrimSpace(name), c) })
+		if !protected {
 			kept = append(kept, v)
 		}
 	}
@@ -271,20 +293,28 @@ func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, 
 	}
 }
 
-// Client-sent headers that claim an identity or describe the connection.
-// The gateway is the edge: nothing the client says about either is passed
-// on. Names are compared case-insensitively with "_" equal to "-", because
-// CGI-style upstreams map X_Forwarded_User and X-Forwarded-User to the same
-// variable.
+// Client-sent headers that claim an identity, carry a credential or
+// describe the connection. The gateway is the edge: nothing the client says
+// about either is passed on. Names are compared case-insensitively with "_"
+// equal to "-", because CGI-style upstreams map X_Forwarded_User and
+// X-Forwarded-User to the same variable.
 var (
-	untrustedPrefixes = []string{"x-forwarded-", "x-auth-request-"}
+	untrustedPrefixes = []string{"x-forwarded-", "x-auth-request-", "x-remote-"}
 	untrustedNames    = []string{
-		"authorization", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
-		"remote-user", "x-remote-user", "x-original-url", "x-rewrite-url",
+		"authorization", "proxy-authorization", "forwarded", "x-real-ip", "x-client-ip", "true-client-ip",
+		"cf-connecting-ip", "fastly-client-ip", "x-cluster-client-ip",
+		"remote-user", "x-user", "x-email", "x-original-url", "x-original-uri", "x-rewrite-url",
+		"x-csrf-token",
 	}
 )
 
-func stripUntrustedHeaders(h http.Header) {
+// StripIdentityHeaders removes from h every client-sent header that claims
+// an identity, carries a credential or describes the connection
+// (X-Forwarded-*, X-Auth-Request-*, X-Remote-*, Authorization, Forwarded,
+// X-Real-Ip, True-Client-Ip, X-Original-Url, ...), comparing names without
+// case and with "_" as "-". Both the API proxy and the gateway's frontend
+// proxy use it.
+func StripIdentityHeaders(h http.Header) {
 	for name := range h {
 		if untrustedHeader(name) {
 			delete(h, name)

@@ -135,7 +135,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	if err != nil {
 		return nil, err
 	}
-	rt.accounts = accounts.New(rt.stores.Accounts, accounts.Config{RevokeSessions: rt.sessions.RevokeUser, Logger: logger})
+	rt.accounts = accounts.New(rt.stores.Accounts, accounts.Config{RevokeSessions: rt.sessions.RevokeUser, Logger: logger, Throttle: rt.stores.Throttle})
 
 	if p.cfg.InternalJWT {
 		key := p.jwtKey

@@ -32,6 +32,11 @@ func runSessionsList(e *env, args []string) int {
 		return code
 	}
 	defer t.close()
+	user, err := t.accounts.SessionUserID(e.ctx, user)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+		return exitFailure
+	}
 	devices, err := t.sessions.Devices(e.ctx, user)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
@@ -74,6 +79,11 @@ func runSessionsRevoke(e *env, args []string) int {
 		return code
 	}
 	defer t.close()
+	user, err := t.accounts.SessionUserID(e.ctx, user)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+		return exitFailure
+	}
 	if *handle == "" {
 		if err := t.sessions.RevokeUser(e.ctx, user); err != nil {
 			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)

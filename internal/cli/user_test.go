@@ -224,3 +224,19 @@ func TestSessionsCommands(t *testing.T) {
 		t.Errorf("after revoking all: %s", r.stdout)
 	}
 }
+
+// TestSessionsCommandsIgnoreCase: user names are case-insensitive at login,
+// so "sessions list/revoke ALICE" finds alice's sessions.
+func TestSessionsCommandsIgnoreCase(t *testing.T) {
+	clearEnv(t)
+	store := tempStore(t)
+	mustRun(t, "alice's long password\n", "user", "add", "alice", "--password-stdin", "--store", store)
+	key := plantSession(t, store, "alice", "handle-one")
+	if r := mustRun(t, "", "sessions", "list", "ALICE", "--store", store); !strings.Contains(r.stdout, "handle-one") {
+		t.Errorf("sessions list ALICE does not show alice's session:\n%s", r.stdout)
+	}
+	mustRun(t, "", "sessions", "revoke", "Alice", "--store", store)
+	if sessionAlive(t, store, key) {
+		t.Error("sessions revoke Alice left alice logged in")
+	}
+}

@@ -144,9 +144,16 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 		pool.Close()
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
+	throttle, err := accounts.NewPostgresThrottle(ctx, pool, set.schema)
+	if err != nil {
+		sessions.Close()
+		pool.Close()
+		return nil, fmt.Errorf("storeurl: open throttle in %s: %w", safeString(loc), withoutPasswords(err, loc))
+	}
 	return &Stores{
 		Sessions: withTimeout(sessions, set.timeout),
 		Accounts: users,
+		Throttle: throttle,
 		Close: func() error {
 			err := sessions.Close()
 			pool.Close()

@@ -146,9 +146,15 @@ func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 		client.Close()
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), err)
 	}
+	throttle, err := accounts.NewRedisThrottle(client, set.prefix)
+	if err != nil {
+		client.Close()
+		return nil, fmt.Errorf("storeurl: open throttle in %s: %w", safeString(loc), err)
+	}
 	return &Stores{
 		Sessions: sessions,
 		Accounts: users,
+		Throttle: throttle,
 		Close: func() error {
 			err := sessions.Close()
 			client.Close()
