@@ -93,29 +93,21 @@ end
 return 0
 `)
 
-// redisThrottleRefund takes one failure back from each counter.
+// redisThrottleRefund takes one failure back from each counter. Below the
+// free budget the block goes; above it the block stays as it is (a
+// refund never shortens a wait that other failures justify).
 //
 // KEYS: the counters. ARGV: now, then free, base, max, window per key.
 var redisThrottleRefund = rueidis.NewLuaScript(`
 for i, k in ipairs(KEYS) do
-  local o = 1 + (i - 1) * 4
-  local free, base, maxd = tonumber(ARGV[o+1]), tonumber(ARGV[o+2]), tonumber(ARGV[o+3])
-  local v = redis.call('HMGET', k, 'f', 'l')
-  if v[1] then
-    local f, l = tonumber(v[1]) - 1, tonumber(v[2])
-    if f <= 0 then
-      redis.call('DEL', k)
-    else
-      local u = 0
-      if f >= free then
-        local d = base
-        local e = f - free
-        while e > 0 and d < maxd do d = d * 2; e = e - 1 end
-        if d > maxd then d = maxd end
-        u = l + d
-      end
-      redis.call('HSET', k, 'f', f, 'u', u)
-    end
+  local free = tonumber(ARGV[2 + (i - 1) * 4])
+  local f = tonumber(redis.call('HGET', k, 'f') or '0') - 1
+  if f <= 0 then
+    redis.call('DEL', k)
+  elseif f < free then
+    redis.call('HSET', k, 'f', f, 'u', 0)
+  else
+    redis.call('HSET', k, 'f', f)
   end
 end
 return 0

@@ -134,7 +134,7 @@ func TestCustomCookieNameNeverReachesUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}}) // SessionCookie left at its default
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cloakroom.DefaultCookieName}) // a wrong guess
 	if err != nil {
 		t.Fatal(err)
 	}
