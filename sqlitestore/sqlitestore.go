@@ -16,6 +16,25 @@
 // Expiry is decided in whole milliseconds: a session stops being found at
 // the start of the millisecond its [cloakroom.Record.Expiry] falls in, never
 // later.
+//
+// # Cache
+//
+// A store made by [Open] keeps the sessions Find returned in memory, and
+// answers from there while nothing has been committed to the file since
+// they were read. It checks that on every Find, by reading the wal-index
+// header SQLite keeps in the -shm file next to the database, which every
+// commit of every process rewrites (one pread of 48 bytes, well under a
+// microsecond, where a query costs several). So a session deleted or
+// revoked by another process using the file, such as the cloakroom user
+// and sessions commands, is refused by the very next Find, as without the
+// cache. The store's own writes drop the sessions they change before they
+// return and leave the rest cached: each write runs alone on the write
+// connection under SQLite's write lock, and PRAGMA data_version read on
+// that connection before and after tells whether anyone else committed in
+// between, in which case the whole cache is dropped. Any other commit
+// (an application's own tables in the file included) drops the whole
+// cache at the next Find. [Config.DisableCache] turns the cache off;
+// answers are the same either way, only their cost changes.
 package sqlitestore
 
 import (
@@ -78,9 +97,24 @@ type Config struct {
 	// Logger receives failures of the background purge, which has no caller
 	// to return them to. Default: slog.Default().
 	Logger *slog.Logger
+
+	// DisableCache turns off the in-process cache Find answers from. The
+	// cache is exact: every Find first checks that nothing, in this
+	// process or another one using the file (the cloakroom user and
+	// sessions commands, for instance), committed since the cached
+	// records were read, and this store's own writes drop what they
+	// change before they return. So it changes no answer, only the cost
+	// of one: see the package documentation. Default: false, the cache is
+	// on for a store made by Open. A store made by New never caches.
+	DisableCache bool
+
+	// CacheSize bounds the sessions the cache holds. Default: 10000.
+	// Used by Open only.
+	CacheSize int
 }
 
 const (
+	defaultCacheSize     = 10000
 	defaultPurgeInterval = 5 * time.Minute
 	defaultBusyTimeout   = 5 * time.Second
 	// purgeBatch bounds the rows one purge transaction deletes, so the
@@ -102,6 +136,15 @@ type Store struct {
 
 	now    func() time.Time
 	logger *slog.Logger
+
+	// cache is nil when the store does not cache (New, or
+	// Config.DisableCache); header is nil unless it caches.
+	cache  *cache
+	header *headerFile
+
+	// testHookAfterCommit, set by tests, runs between a cached write's
+	// COMMIT and its accounting.
+	testHookAfterCommit func()
 
 	findStmt, listStmt, generationStmt *sql.Stmt // on read
 	createStmt, updateStmt, commitStateStmt, deleteStmt,
@@ -202,6 +245,20 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		read.Close()
 		write.Close()
 		return nil, err
+	}
+	if !cfg.DisableCache {
+		// The -shm file exists now: the migration went through WAL.
+		header, err := openHeader(abs)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlitestore: open %q: cache: %w (Config.DisableCache runs without it)", path, err)
+		}
+		size := cfg.CacheSize
+		if size <= 0 {
+			size = defaultCacheSize
+		}
+		s.header = header
+		s.cache = newCache(header, size)
 	}
 	return s, nil
 }
@@ -343,9 +400,36 @@ DELETE FROM {p}sessions WHERE rowid IN (
 // on it short. Do not close it; [Store.Close] does.
 func (s *Store) DB() *sql.DB { return s.write }
 
-// Find implements [cloakroom.Store].
+// Find implements [cloakroom.Store]. With the cache it answers from memory
+// when nothing was committed to the file since the record was read.
 func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
-	rows, err := s.findStmt.QueryContext(ctx, key[:], s.now().UnixMilli())
+	nowMs := s.now().UnixMilli()
+	var tok fillToken
+	if s.cache != nil {
+		rec, ok, t := s.cache.get(key, nowMs)
+		if ok {
+			return rec, true, nil
+		}
+		tok = t
+	}
+	rec, found, err := s.findStored(ctx, key, nowMs)
+	if found && s.cache != nil {
+		s.cache.fill(tok, rec)
+	}
+	return rec, found, err
+}
+
+// findStored reads the live session under key from the database.
+//
+// A read never waits for a writer in WAL mode, so the query runs without
+// ctx's cancellation: a cancelable context costs every query two
+// goroutines (database/sql's and the driver's watchers), more than the
+// query itself. A context already done is refused up front.
+func (s *Store) findStored(ctx context.Context, key cloakroom.Key, nowMs int64) (cloakroom.Record, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
+	}
+	rows, err := s.findStmt.QueryContext(context.WithoutCancel(ctx), key[:], nowMs)
 	if err != nil {
 		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
 	}
@@ -402,7 +486,7 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 		sql.Named("record", blob),
 		sql.Named("now", s.now().UnixMilli()),
 	}
-	err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.inWriteTx(ctx, change{keys: []cloakroom.Key{rec.Key}}, func(tx *sql.Tx) (bool, error) {
 		var res sql.Result
 		var err error
 		if rec.Version == 1 {
@@ -412,12 +496,12 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 			res, err = tx.StmtContext(ctx, s.updateStmt).ExecContext(ctx, args...)
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err
+			return err == nil, err
 		}
-		return s.refusal(ctx, tx, rec, args)
+		return false, s.refusal(ctx, tx, rec, args)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
@@ -449,9 +533,13 @@ func (s *Store) refusal(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, a
 
 // Delete implements [cloakroom.Store].
 func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
-	err := s.withWriteSlot(ctx, func() error {
-		_, err := s.deleteStmt.ExecContext(ctx, sql.Named("key", key[:]))
-		return err
+	err := s.inWriteTx(ctx, change{keys: []cloakroom.Key{key}}, func(tx *sql.Tx) (bool, error) {
+		res, err := tx.StmtContext(ctx, s.deleteStmt).ExecContext(ctx, sql.Named("key", key[:]))
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n > 0, err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: delete %s: %w", key.Short(), err)
@@ -505,13 +593,13 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 // deletes the user's sessions, which the new generation has revoked.
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
 	var gen int64
-	err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.inWriteTx(ctx, change{user: userID}, func(tx *sql.Tx) (bool, error) {
 		user := sql.Named("user", userID)
 		if err := tx.StmtContext(ctx, s.bumpStmt).QueryRowContext(ctx, user).Scan(&gen); err != nil {
-			return err
+			return false, err
 		}
 		_, err := tx.StmtContext(ctx, s.dropRevokedStmt).ExecContext(ctx, user, sql.Named("generation", gen))
-		return err
+		return err == nil, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: bump generation: %w", err)
@@ -528,13 +616,15 @@ func (s *Store) Purge(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		var n int64
-		err := s.withWriteSlot(ctx, func() error {
-			res, err := s.purgeStmt.ExecContext(ctx, now, sql.Named("limit", purgeBatch))
+		// Purged sessions are expired, which the cache sees by itself;
+		// flushing it anyway keeps it exact if the clock steps back.
+		err := s.inWriteTx(ctx, change{all: true}, func(tx *sql.Tx) (bool, error) {
+			res, err := tx.StmtContext(ctx, s.purgeStmt).ExecContext(ctx, now, sql.Named("limit", purgeBatch))
 			if err != nil {
-				return err
+				return false, err
 			}
 			n, err = res.RowsAffected()
-			return err
+			return n > 0, err
 		})
 		total += int(n)
 		if err != nil {
@@ -584,6 +674,9 @@ func (s *Store) Close() error {
 		s.stopPurge()
 		<-s.purgeDone
 		s.closeStatements()
+		if s.header != nil {
+			s.header.close()
+		}
 		if s.owned {
 			// Closing the last connection checkpoints the WAL into the
 			// main file.
@@ -620,18 +713,64 @@ func (s *Store) withWriteSlot(ctx context.Context, fn func() error) error {
 }
 
 // inWriteTx runs fn in a write transaction, committing if fn returns nil.
-func (s *Store) inWriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
+// fn reports whether it changed a row. ch names what the write may change,
+// for the cache, which brackets the transaction (see cache.go).
+func (s *Store) inWriteTx(ctx context.Context, ch change, fn func(*sql.Tx) (bool, error)) error {
 	return s.withWriteSlot(ctx, func() error {
-		tx, err := s.write.BeginTx(ctx, nil)
+		if s.cache == nil {
+			tx, err := s.write.BeginTx(ctx, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := fn(tx); err != nil {
+				tx.Rollback()
+				return err
+			}
+			return tx.Commit()
+		}
+		// One connection from BEGIN to the data_version read after
+		// COMMIT, which is what makes that reading mean something.
+		conn, err := s.write.Conn(ctx)
 		if err != nil {
 			return err
 		}
-		if err := fn(tx); err != nil {
-			tx.Rollback()
+		defer conn.Close()
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
 			return err
 		}
-		return tx.Commit()
+		// The write lock is held from BEGIN IMMEDIATE: the version read
+		// here is the one every other connection committed up to.
+		v0, v0err := dataVersion(ctx, tx)
+		before, beforeOK := s.cache.beginWrite(ch)
+		wrote, err := fn(tx)
+		if err != nil {
+			tx.Rollback()
+		} else {
+			err = tx.Commit()
+		}
+		if s.testHookAfterCommit != nil {
+			s.testHookAfterCommit()
+		}
+		s.cache.endWrite(ch, wrote && err == nil, before, beforeOK, func() bool {
+			v1, v1err := dataVersion(ctx, conn)
+			return v0err != nil || v1err != nil || v1 != v0
+		})
+		return err
 	})
+}
+
+// dataVersion reads PRAGMA data_version on q's connection: a value that
+// moves when another connection commits, and never for the connection's
+// own commits.
+func dataVersion(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, error) {
+	var v int64
+	// Bookkeeping that takes microseconds: not cut short by a cancel,
+	// which would only cost the cache a flush.
+	err := q.QueryRowContext(context.WithoutCancel(ctx), "PRAGMA data_version").Scan(&v)
+	return v, err
 }
 
 // createPrivate creates an empty file at path, readable and writable by its

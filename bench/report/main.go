@@ -1,7 +1,9 @@
 // Command report runs the benchmarks under bench/ in one run and prints each
 // as ns/op, allocs/op, the cost added over the bare handler and the ratio to
-// it. `make bench` runs it; extra arguments go to `go test` (for example
-// -benchtime=2s or -count=3).
+// it, then the ratios between schemes the project sets targets for (the
+// SQLite store's cached check against memstore, its uncached check against
+// a raw point SELECT, ...). `make bench` runs it; extra arguments go to
+// `go test` (for example -benchtime=2s or -count=3).
 package main
 
 import (
@@ -52,6 +54,63 @@ func main() {
 			ratio = fmt.Sprintf("%.2f", r.nsPerOp/bare)
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%s\t%s\t\n", r.name, r.nsPerOp, r.allocsPerOp, r.bytesPerOp, over, ratio)
+	}
+	tw.Flush()
+	printRatios(results, bare)
+}
+
+// ratio compares two benchmarks of the run: a cost (ns/op over the bare
+// handler for request benchmarks, plain ns/op for the raw query) against a
+// reference, with the target it should meet.
+type ratio struct {
+	what, num, den string
+	numOverBare    bool // subtract the bare handler from num
+	denOverBare    bool
+	max            float64 // target: at most this; 0 for none
+}
+
+var ratios = []ratio{
+	{"SQLite warm check / memstore check", "CloakroomSQLiteWarm", "CloakroomMemstore", true, true, 2},
+	{"SQLite cold check / raw SQLite point SELECT", "CloakroomSQLiteCold", "SQLiteRawSelect", true, false, 1.3},
+	{"SQLite cold / SQLite warm", "CloakroomSQLiteCold", "CloakroomSQLiteWarm", true, true, 0},
+	{"Redis warm check / memstore check", "CloakroomRedisCached", "CloakroomMemstore", true, true, 2},
+	{"Postgres cached check / memstore check", "CloakroomPostgresCached", "CloakroomMemstore", true, true, 0},
+	{"scs memstore / cloakroom memstore", "SCSMemstore", "CloakroomMemstore", true, true, 0},
+	{"gorilla CookieStore / cloakroom memstore", "GorillaCookieStore", "CloakroomMemstore", true, true, 0},
+	{"JWT ES256 verification / SQLite warm check", "JWTES256", "CloakroomSQLiteWarm", true, true, 0},
+	{"JWT EdDSA verification / SQLite warm check", "JWTEdDSA", "CloakroomSQLiteWarm", true, true, 0},
+}
+
+func printRatios(results []result, bare float64) {
+	ns := map[string]float64{}
+	for _, r := range results {
+		ns[r.name] = r.nsPerOp
+	}
+	cost := func(name string, overBare bool) (float64, bool) {
+		v, ok := ns[name]
+		if overBare {
+			v -= bare
+		}
+		return v, ok && v > 0
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ratio (costs over bare; the raw SELECT is a query alone)\tvalue\ttarget\t")
+	for _, r := range ratios {
+		num, okNum := cost(r.num, r.numOverBare)
+		den, okDen := cost(r.den, r.denOverBare)
+		if !okNum || !okDen {
+			continue
+		}
+		target := ""
+		if r.max > 0 {
+			verdict := "met"
+			if num/den > r.max {
+				verdict = "NOT met"
+			}
+			target = fmt.Sprintf("<= %.1f: %s", r.max, verdict)
+		}
+		fmt.Fprintf(tw, "%s\t%.2f\t%s\t\n", r.what, num/den, target)
 	}
 	tw.Flush()
 }
