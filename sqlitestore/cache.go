@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -44,50 +45,82 @@ import (
 // which SQLite writes last when it commits.
 const walHeaderSize = 48
 
-type walHeader [walHeaderSize]byte
+type walHeader [walHeaderSize / 4]uint32
 
 // walIndexVersion is the iVersion field of a wal-index header in the
 // format this cache understands.
 const walIndexVersion = 3007000
 
-// headerFile reads the wal-index header of one database.
-type headerFile struct{ f *os.File }
+// headerFile reads the wal-index header of one database. The store keeps
+// a connection of its own open for as long as it reads it: while any
+// connection has the database open, SQLite neither deletes nor replaces
+// the -shm file, so the file opened here stays the one every process
+// writes.
+type headerFile struct {
+	f    *os.File
+	path string
+	view headerView // a read-only mapping, or pread where there is none
+}
 
 func openHeader(dbPath string) (*headerFile, error) {
-	f, err := os.Open(dbPath + "-shm")
+	path := dbPath + "-shm"
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	h := &headerFile{f: f}
+	view, err := newHeaderView(f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	h := &headerFile{f: f, path: path, view: view}
 	hdr, err := h.read()
-	if err != nil {
-		f.Close()
-		return nil, err
+	if err == nil && hdr[0] != walIndexVersion {
+		err = fmt.Errorf("wal-index version %d, want %d", hdr[0], walIndexVersion)
 	}
-	// iVersion in native byte order, and isInit. Anything else means the
-	// file is not a wal-index this code understands: no cache.
-	version := uint32(hdr[0]) | uint32(hdr[1])<<8 | uint32(hdr[2])<<16 | uint32(hdr[3])<<24
-	versionBE := uint32(hdr[3]) | uint32(hdr[2])<<8 | uint32(hdr[1])<<16 | uint32(hdr[0])<<24
-	if (version != walIndexVersion && versionBE != walIndexVersion) || hdr[12] != 1 {
-		f.Close()
-		return nil, fmt.Errorf("unexpected wal-index header %x", hdr[:16])
+	if err == nil && hdr[3]&0xff != 1 && hdr[3]>>24 != 1 { // isInit, either byte order
+		err = errors.New("wal-index header not initialized")
+	}
+	if err != nil {
+		h.close()
+		return nil, err
 	}
 	return h, nil
 }
 
-func (h *headerFile) read() (walHeader, error) {
-	var hdr walHeader
-	n, err := h.f.ReadAt(hdr[:], 0)
-	if n == len(hdr) {
-		return hdr, nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return hdr, err
+func (h *headerFile) read() (walHeader, error) { return h.view.read() }
+
+// same reports whether the -shm file at the path is still the one read.
+func (h *headerFile) same() bool {
+	opened, err1 := h.f.Stat()
+	current, err2 := os.Stat(h.path)
+	return err1 == nil && err2 == nil && os.SameFile(opened, current)
 }
 
-func (h *headerFile) close() error { return h.f.Close() }
+func (h *headerFile) close() error {
+	return errors.Join(h.view.close(), h.f.Close())
+}
+
+// preadView reads the header with one pread per call.
+type preadView struct{ f *os.File }
+
+func (v preadView) read() (walHeader, error) {
+	var buf [walHeaderSize]byte
+	var hdr walHeader
+	n, err := v.f.ReadAt(buf[:], 0)
+	if n < len(buf) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return hdr, err
+	}
+	for i := range hdr {
+		hdr[i] = binary.NativeEndian.Uint32(buf[4*i:])
+	}
+	return hdr, nil
+}
+
+func (preadView) close() error { return nil }
 
 // cachedRecord is a Find result with its expiry in the store's unit.
 type cachedRecord struct {

@@ -141,6 +141,7 @@ type Store struct {
 	// Config.DisableCache); header is nil unless it caches.
 	cache  *cache
 	header *headerFile
+	anchor *sql.Conn // held open while header is read
 
 	// testHookAfterCommit, set by tests, runs between a cached write's
 	// COMMIT and its accounting.
@@ -234,6 +235,9 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	if readers <= 0 {
 		readers = max(runtime.GOMAXPROCS(0), 4)
 	}
+	if !cfg.DisableCache {
+		readers++ // the cache's anchor connection
+	}
 	read.SetMaxOpenConns(readers)
 	// Keep every reader open: a new connection must re-prepare statements.
 	read.SetMaxIdleConns(readers)
@@ -247,20 +251,39 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if !cfg.DisableCache {
-		// The -shm file exists now: the migration went through WAL.
-		header, err := openHeader(abs)
-		if err != nil {
+		if err := s.startCache(ctx, abs, cfg); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("sqlitestore: open %q: cache: %w (Config.DisableCache runs without it)", path, err)
 		}
-		size := cfg.CacheSize
-		if size <= 0 {
-			size = defaultCacheSize
-		}
-		s.header = header
-		s.cache = newCache(header, size)
 	}
 	return s, nil
+}
+
+// startCache sets up the cache of a store made by Open.
+func (s *Store) startCache(ctx context.Context, abs string, cfg Config) error {
+	// A connection held for the store's life keeps the -shm file in
+	// place (see headerFile); the query makes it open the WAL.
+	anchor, err := s.read.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := dataVersion(ctx, anchor); err != nil {
+		anchor.Close()
+		return err
+	}
+	s.anchor = anchor
+	// The -shm file exists now: the migration went through WAL.
+	header, err := openHeader(abs)
+	if err != nil {
+		return err
+	}
+	size := cfg.CacheSize
+	if size <= 0 {
+		size = defaultCacheSize
+	}
+	s.header = header
+	s.cache = newCache(header, size)
+	return nil
 }
 
 // New returns a store on a database the caller opened with the "sqlite"
@@ -676,6 +699,9 @@ func (s *Store) Close() error {
 		s.closeStatements()
 		if s.header != nil {
 			s.header.close()
+		}
+		if s.anchor != nil {
+			s.anchor.Close()
 		}
 		if s.owned {
 			// Closing the last connection checkpoints the WAL into the

@@ -2,8 +2,9 @@
 // as ns/op, allocs/op, the cost added over the bare handler and the ratio to
 // it, then the ratios between schemes the project sets targets for (the
 // SQLite store's cached check against memstore, its uncached check against
-// a raw point SELECT, ...). `make bench` runs it; extra arguments go to
-// `go test` (for example -benchtime=2s or -count=3).
+// a raw point SELECT, ...). `make bench` runs it. -rounds N repeats the
+// whole run N times and keeps each benchmark's lowest figure; other
+// arguments go to `go test` (for example -benchtime=2s).
 package main
 
 import (
@@ -26,16 +27,39 @@ type result struct {
 }
 
 func main() {
-	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, os.Args[1:]...)
+	// -rounds N runs the whole set N times and keeps each benchmark's
+	// lowest figure: unlike go test's -count, which repeats a benchmark
+	// back to back, rounds spread the machine's background load over all
+	// of them alike. The other arguments go to go test.
+	rounds := 1
+	var extra []string
+	for i := 1; i < len(os.Args); i++ {
+		arg := os.Args[i]
+		if v, ok := strings.CutPrefix(arg, "-rounds="); ok {
+			rounds = atoiOrExit(v)
+			continue
+		}
+		if arg == "-rounds" && i+1 < len(os.Args) {
+			rounds = atoiOrExit(os.Args[i+1])
+			i++
+			continue
+		}
+		extra = append(extra, arg)
+	}
+	args := append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem"}, extra...)
 	args = append(args, "./bench/")
-	cmd := exec.Command("go", args...)
-	cmd.Stderr = os.Stderr
 	var out bytes.Buffer
-	cmd.Stdout = &out
-	if err := cmd.Run(); err != nil {
-		os.Stdout.Write(out.Bytes())
-		fmt.Fprintln(os.Stderr, "report: benchmarks failed:", err)
-		os.Exit(1)
+	for range rounds {
+		cmd := exec.Command("go", args...)
+		cmd.Stderr = os.Stderr
+		var round bytes.Buffer
+		cmd.Stdout = &round
+		if err := cmd.Run(); err != nil {
+			os.Stdout.Write(round.Bytes())
+			fmt.Fprintln(os.Stderr, "report: benchmarks failed:", err)
+			os.Exit(1)
+		}
+		out.Write(round.Bytes())
 	}
 	results, header := parse(out.Bytes())
 	var bare float64
@@ -115,8 +139,8 @@ func printRatios(results []result, bare float64) {
 	tw.Flush()
 }
 
-// parse reads `go test -bench` output; with -count > 1 it keeps the lowest
-// ns/op of each benchmark.
+// parse reads `go test -bench` output; with -count or -rounds > 1 it keeps
+// the lowest ns/op of each benchmark. Only the first header is kept.
 func parse(out []byte) ([]result, string) {
 	var header strings.Builder
 	var results []result
@@ -125,7 +149,9 @@ func parse(out []byte) ([]result, string) {
 	for sc.Scan() {
 		line := sc.Text()
 		if strings.HasPrefix(line, "goos:") || strings.HasPrefix(line, "goarch:") || strings.HasPrefix(line, "cpu:") {
-			header.WriteString(line + "\n")
+			if !strings.Contains(header.String(), line) {
+				header.WriteString(line + "\n")
+			}
 			continue
 		}
 		f := strings.Fields(line)
@@ -161,4 +187,13 @@ func parse(out []byte) ([]result, string) {
 		results = append(results, r)
 	}
 	return results, header.String()
+}
+
+func atoiOrExit(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		fmt.Fprintf(os.Stderr, "report: -rounds %q: want a positive number\n", s)
+		os.Exit(2)
+	}
+	return n
 }
