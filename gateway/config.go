@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
@@ -82,6 +83,10 @@ type Config struct {
 	// Metrics is the registry the gateway's metrics are registered in and
 	// /metrics serves. Default: a new registry.
 	Metrics *prometheus.Registry
+	// OIDC signs users in at OpenID providers: login buttons, the callback,
+	// back-channel logout, token relay and step-up. Default nil: local
+	// accounts only.
+	OIDC *oidcbff.Client
 	// Now is the clock used for displayed times. Default time.Now.
 	Now func() time.Time
 	// BodyReadTimeout is how long a client may take to send the body of a

@@ -74,6 +74,9 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
+	if cfg.OIDC != nil {
+		cfg.OIDC.Embed(safeReturnTo, g.oidcErrorPage)
+	}
 	g.public = g.buildPublic()
 	g.admin = g.buildAdmin()
 	return g, nil
@@ -110,6 +113,9 @@ func (g *Gateway) buildPublic() http.Handler {
 	mux.HandleFunc("POST "+a+"/account/revoke-others", g.accountRevokeOthers)
 	mux.HandleFunc("POST "+a+"/account/revoke-all", g.accountRevokeAll)
 	mux.Handle("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
+	if g.cfg.OIDC != nil {
+		g.cfg.OIDC.Register(mux)
+	}
 	// Anything else under the prefix is an unknown auth endpoint, never the
 	// SPA or an upstream.
 	mux.HandleFunc(a+"/", func(w http.ResponseWriter, r *http.Request) {
@@ -173,6 +179,9 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.R
 	// The CSRF token is derived from the session token; upstreams have no
 	// use for it.
 	r.Header.Del(cloakroom.CSRFHeader)
+	if r, ok = g.oidcUpstream(w, r, s, route.Prefix); !ok {
+		return
+	}
 	id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
 	start := time.Now()
 	g.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))

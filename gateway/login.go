@@ -171,6 +171,7 @@ func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
 func (g *Gateway) loginPage(w http.ResponseWriter, r *http.Request) {
 	s := g.sessions.Session(r)
 	data := pageData{Title: "Sign in", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to"))}
+	data.Providers = g.providerLinks(data.ReturnTo)
 	if s.LoggedIn() {
 		data.User, data.CSRFToken = s.UserID(), s.CSRFToken()
 	}
@@ -210,6 +211,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.render(w, r, status, "login", pageData{
 			Title: "Sign in", Error: message, Username: req.Username,
 			ReturnTo: safeReturnTo(req.ReturnTo), Remember: req.Remember,
+			Providers: g.providerLinks(safeReturnTo(req.ReturnTo)),
 		})
 	}
 	var in *inputError
@@ -304,6 +306,8 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	user, ref := s.UserID(), g.sessionRef(r)
 	loadErr := s.Err()
+	// Before the logout: the provider's tokens go with the session.
+	endSession := g.oidcEndSession(r, s, form)
 	err := g.timeStore("logout", func() error { return s.Logout(ctx) })
 	outcome := "success"
 	if loadErr != nil || err != nil {
@@ -320,6 +324,10 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended on the server; the cookie was cleared. Try again shortly.")
+		return
+	}
+	if endSession != "" {
+		g.oidcLoggedOut(w, endSession, form)
 		return
 	}
 	if form {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
 //go:embed pages/*.html pages/assets
@@ -45,7 +47,8 @@ type pageData struct {
 	Notice    string
 
 	// Login page.
-	ReturnTo string
+	Providers []oidcbff.ProviderLink // one "Sign in with" button each
+	ReturnTo  string
 	Username string
 	Remember bool
 

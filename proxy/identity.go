@@ -26,3 +26,19 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 	id, ok := ctx.Value(identityKey{}).(Identity)
 	return id, ok
 }
+
+// accessTokenKey is the context key of a relayed access token.
+type accessTokenKey struct{}
+
+// WithAccessToken returns a copy of ctx that makes the proxy send token as
+// "Authorization: Bearer" instead of the internal JWT: token relay of the
+// user's own access token from an identity provider. The identity headers
+// are sent as usual.
+func WithAccessToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, accessTokenKey{}, token)
+}
+
+func accessTokenFrom(ctx context.Context) (string, bool) {
+	t, ok := ctx.Value(accessTokenKey{}).(string)
+	return t, ok && t != ""
+}

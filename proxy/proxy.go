@@ -203,7 +203,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "internal server error", http.StatusInternalServerError)
 			return
 		}
-		if p.signer != nil {
+		if relayed, ok := accessTokenFrom(r.Context()); ok {
+			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, relayed))
+		} else if p.signer != nil {
 			token, err := p.signer.Sign(id, p.now())
 			if err != nil {
 				p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: signing upstream token",

@@ -1,0 +1,573 @@
+package oidcbff
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// Session values written at login. The gateway forwards email and roles
+// upstream as it does for local accounts.
+const (
+	ValueEmail    = "email"
+	ValueRoles    = "roles" // JSON list: the provider's groups
+	ValueName     = "name"
+	ValueProvider = "oidc_provider"
+	ValueSubject  = "oidc_sub"
+	ValueSID      = "oidc_sid"
+	ValueRef      = "oidc_ref"  // names the sealed token record
+	ValueAuthTime = "auth_time" // RFC 3339: when the user authenticated at the provider
+)
+
+// Associated data binding sealed values to their purpose.
+const (
+	aadState  = "cloakroom/oidcbff/state"
+	aadTokens = "cloakroom/oidcbff/tokens/"
+	aadIndex  = "cloakroom/oidcbff/index/"
+)
+
+// Client is the gateway's OpenID Connect client. Create one with [New]; it
+// is safe for concurrent use.
+type Client struct {
+	cfg       Config
+	providers map[string]*provider
+	order     []string // providers in configuration order, for the buttons
+	sessions  *cloakroom.Manager
+	records   records
+	log       *slog.Logger
+	now       func() time.Time
+	node      string // this process, in lease records
+
+	flights flightGroup // one refresh per session in this process
+	cache   tokenCache  // access tokens already read, until they near expiry
+}
+
+type provider struct {
+	cfg            ProviderConfig
+	op             *oidc.Provider
+	oauth          oauth2.Config
+	verifier       *oidc.IDTokenVerifier
+	logoutVerifier *oidc.IDTokenVerifier
+	endSession     string // "" when the provider has none
+	userInfo       bool
+}
+
+// New validates cfg and runs discovery for every provider. It fails when a
+// provider cannot be reached or its discovery document is wrong, so that a
+// misconfigured gateway stops at startup rather than at the first login.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:       cfg,
+		providers: make(map[string]*provider, len(cfg.Providers)),
+		sessions:  cfg.Sessions,
+		records:   records{store: cfg.Sessions.Store(), now: cfg.Now},
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		node:      randomID(),
+	}
+	c.flights.calls = make(map[string]*flight)
+	c.cache.entries = make(map[string]cachedToken)
+	ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
+	var problems []error
+	for _, pc := range cfg.Providers {
+		p, err := c.discover(ctx, pc)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("provider %q: discovery at %s failed: %w", pc.Name, pc.Issuer, err))
+			continue
+		}
+		c.providers[pc.Name] = p
+		c.order = append(c.order, pc.Name)
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	return c, nil
+}
+
+func (c *Client) discover(ctx context.Context, pc ProviderConfig) (*provider, error) {
+	op, err := oidc.NewProvider(ctx, pc.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		EndSession string   `json:"end_session_endpoint"`
+		PKCE       []string `json:"code_challenge_methods_supported"`
+		UserInfo   string   `json:"userinfo_endpoint"`
+	}
+	if err := op.Claims(&meta); err != nil {
+		return nil, err
+	}
+	if len(meta.PKCE) > 0 && !contains(meta.PKCE, "S256") {
+		return nil, fmt.Errorf("the provider does not support PKCE with S256 (it lists %v)", meta.PKCE)
+	}
+	if meta.EndSession != "" {
+		if u, err := url.Parse(meta.EndSession); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+			return nil, fmt.Errorf("end_session_endpoint %q is not an https URL", meta.EndSession)
+		}
+	}
+	p := &provider{
+		cfg: pc,
+		op:  op,
+		oauth: oauth2.Config{
+			ClientID: pc.ClientID, ClientSecret: pc.ClientSecret, Endpoint: op.Endpoint(),
+			RedirectURL: c.callbackURL(pc.Name), Scopes: pc.Scopes,
+		},
+		verifier:       op.Verifier(&oidc.Config{ClientID: pc.ClientID, Now: c.now}),
+		logoutVerifier: op.Verifier(&oidc.Config{ClientID: pc.ClientID, Now: c.now}),
+		endSession:     meta.EndSession,
+		userInfo:       meta.UserInfo != "",
+	}
+	return p, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) callbackURL(name string) string {
+	return strings.TrimSuffix(c.cfg.PublicURL, "/") + c.cfg.AuthPrefix + "/callback/" + name
+}
+
+// PostLogoutURL is where a provider sends the browser after logout; register
+// it at the provider as the post-logout redirect URI.
+func (c *Client) PostLogoutURL() string {
+	return strings.TrimSuffix(c.cfg.PublicURL, "/") + c.cfg.AuthPrefix + "/login"
+}
+
+// CallbackURL is the redirect URI to register at the provider called name.
+func (c *Client) CallbackURL(name string) string { return c.callbackURL(name) }
+
+// ProviderLink is a login button.
+type ProviderLink struct {
+	Name        string
+	DisplayName string
+	URL         string // a local path: {auth}/login/{name}?return_to=...
+}
+
+// Links returns one login button per provider, in configuration order,
+// each coming back to returnTo (already sanitised) after login.
+func (c *Client) Links(returnTo string) []ProviderLink {
+	out := make([]ProviderLink, 0, len(c.order))
+	for _, name := range c.order {
+		p := c.providers[name]
+		u := c.cfg.AuthPrefix + "/login/" + name
+		if returnTo != "" && returnTo != "/" {
+			u += "?return_to=" + url.QueryEscape(returnTo)
+		}
+		out = append(out, ProviderLink{Name: name, DisplayName: p.cfg.DisplayName, URL: u})
+	}
+	return out
+}
+
+// Register adds the login, callback and back-channel logout endpoints to mux
+// under the auth prefix. The mux must be served behind the session
+// middleware.
+func (c *Client) Register(mux *http.ServeMux) {
+	a := c.cfg.AuthPrefix
+	mux.HandleFunc("GET "+a+"/login/{provider}", c.startLogin)
+	mux.HandleFunc("GET "+a+"/callback/{provider}", c.callback)
+	mux.HandleFunc("POST "+a+"/backchannel-logout/{provider}", c.backchannelLogout)
+}
+
+// loginState is the sealed content of the pre-login cookie.
+type loginState struct {
+	Provider string `json:"p"`
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	ReturnTo string `json:"r"`
+	MaxAge   int64  `json:"m,omitempty"` // seconds, when HasMaxAge
+	HasMaxAge bool  `json:"h,omitempty"` // max_age was requested: auth_time is then required
+	Created  int64  `json:"t"`           // unix seconds
+}
+
+// maxAgeLimit bounds the max_age parameter.
+const maxAgeLimit = 24 * 60 * 60
+
+// startLogin redirects to the provider's authorization endpoint.
+func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
+	p, ok := c.providers[r.PathValue("provider")]
+	if !ok {
+		c.page(w, r, http.StatusNotFound, "No such sign-in provider.")
+		return
+	}
+	// A login is a top-level navigation; script cannot follow the
+	// provider's pages anyway, and a fetch would only leak the redirect.
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
+		c.page(w, r, http.StatusBadRequest, "Start the sign-in by opening this address in the browser, not from script.")
+		return
+	}
+	q := r.URL.Query()
+	var maxAge int64
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 || n > maxAgeLimit {
+			c.page(w, r, http.StatusBadRequest, fmt.Sprintf("max_age must be a number of seconds from 0 to %d.", maxAgeLimit))
+			return
+		}
+		maxAge = n
+	}
+	promptLogin := false
+	switch q.Get("prompt") {
+	case "":
+	case "login":
+		promptLogin = true
+	default:
+		c.page(w, r, http.StatusBadRequest, "prompt may only be login.")
+		return
+	}
+	st := loginState{
+		Provider: p.cfg.Name, State: randomID(), Nonce: randomID(), Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: c.cfg.ReturnTo(q.Get("return_to")), MaxAge: maxAge, HasMaxAge: q.Has("max_age"),
+		Created: c.now().Unix(),
+	}
+	if q.Has("max_age") && maxAge == 0 {
+		// max_age=0 means "authenticate now"; the auth_time check below
+		// then needs a marker that it was asked for.
+		promptLogin = true
+	}
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
+	if q.Has("max_age") {
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(maxAge, 10)))
+	}
+	if promptLogin {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	plain, _ := json.Marshal(st) // plain strings and numbers always encode
+	http.SetCookie(w, &http.Cookie{
+		Name: StateCookieName, Value: c.cfg.Sealer.Seal(plain, []byte(aadState)),
+		Path: "/", MaxAge: int(c.cfg.StateTTL / time.Second), Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Location", p.oauth.AuthCodeURL(st.State, opts...))
+	w.WriteHeader(http.StatusSeeOther)
+	c.log.LogAttrs(r.Context(), slog.LevelInfo, "oidc login started", slog.String("provider", p.cfg.Name))
+}
+
+// expireStateCookie removes the pre-login cookie: each state serves once.
+func expireStateCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: StateCookieName, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// readState opens the pre-login cookie.
+func (c *Client) readState(r *http.Request) (loginState, error) {
+	var st loginState
+	var found *http.Cookie
+	for _, ck := range r.Cookies() {
+		if ck.Name == StateCookieName {
+			if found != nil {
+				return st, errors.New("several pre-login cookies")
+			}
+			found = ck
+		}
+	}
+	if found == nil {
+		return st, errors.New("no pre-login cookie")
+	}
+	if len(found.Value) > 4096 {
+		return st, errors.New("pre-login cookie too large")
+	}
+	plain, err := c.cfg.Sealer.Open(found.Value, []byte(aadState))
+	if err != nil {
+		return st, fmt.Errorf("pre-login cookie does not open: %w", err)
+	}
+	if err := json.Unmarshal(plain, &st); err != nil {
+		return st, fmt.Errorf("pre-login cookie: %w", err)
+	}
+	age := c.now().Sub(time.Unix(st.Created, 0))
+	if age > c.cfg.StateTTL || age < -c.cfg.ClockSkew {
+		return st, errors.New("pre-login cookie expired")
+	}
+	return st, nil
+}
+
+// Outcomes of a callback, for the audit log.
+const (
+	outcomeSuccess = "success"
+	outcomeRefused = "refused"
+	outcomeInvalid = "invalid"
+	outcomeError   = "error"
+)
+
+// callback completes the login.
+func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("provider")
+	audit := func(outcome, reason string, attrs ...slog.Attr) {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "oidc login", append([]slog.Attr{
+			slog.String("outcome", outcome), slog.String("provider", name), slog.String("reason", reason),
+			slog.String("client_ip", c.sessions.Config().ClientIP(r)),
+		}, attrs...)...)
+	}
+	expireStateCookie(w)
+	p, ok := c.providers[name]
+	if !ok {
+		c.page(w, r, http.StatusNotFound, "No such sign-in provider.")
+		return
+	}
+	q := r.URL.Query()
+	restart := "This sign-in link has expired or was opened in another browser. Start the sign-in again."
+	st, err := c.readState(r)
+	if err != nil {
+		audit(outcomeInvalid, err.Error())
+		c.page(w, r, http.StatusBadRequest, restart)
+		return
+	}
+	if st.Provider != p.cfg.Name || len(q["state"]) != 1 ||
+		subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
+		audit(outcomeInvalid, "state does not match the pre-login cookie")
+		c.page(w, r, http.StatusBadRequest, restart)
+		return
+	}
+	if code := q.Get("error"); code != "" {
+		audit(outcomeRefused, "provider returned error "+safeCode(code))
+		status := http.StatusBadRequest
+		if code == "access_denied" || code == "login_required" {
+			status = http.StatusForbidden
+		}
+		c.page(w, r, status, fmt.Sprintf("%s did not sign you in (%s).", p.cfg.DisplayName, safeCode(code)))
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(q["code"]) != 1 || len(code) > 4096 {
+		audit(outcomeInvalid, "no authorization code")
+		c.page(w, r, http.StatusBadRequest, restart)
+		return
+	}
+	pctx := oidc.ClientContext(ctx, c.cfg.HTTPClient)
+	pctx = context.WithValue(pctx, oauth2.HTTPClient, c.cfg.HTTPClient)
+	tok, err := p.oauth.Exchange(pctx, code, oauth2.VerifierOption(st.Verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			audit(outcomeInvalid, "token endpoint refused the code", slog.Int("status", re.Response.StatusCode), slog.String("error", safeCode(re.ErrorCode)))
+			c.page(w, r, http.StatusBadRequest, "The sign-in could not be completed. Start it again.")
+			return
+		}
+		audit(outcomeError, "token endpoint unreachable", slog.String("error", redact(err)))
+		c.page(w, r, http.StatusBadGateway, p.cfg.DisplayName+" cannot be reached right now. Try again shortly.")
+		return
+	}
+	id, err := c.verifyLogin(pctx, p, tok, code, st)
+	if err != nil {
+		audit(outcomeInvalid, err.Error())
+		c.page(w, r, http.StatusBadRequest, "The answer from "+p.cfg.DisplayName+" could not be verified. Start the sign-in again.")
+		return
+	}
+	if reason := p.allowed(id); reason != "" {
+		audit(outcomeRefused, reason, slog.String("user", id.User))
+		c.page(w, r, http.StatusForbidden, fmt.Sprintf("Your %s account (%s) is not allowed to use this application. Sign in with another account, or ask an administrator for access.", p.cfg.DisplayName, id.display()))
+		return
+	}
+	if err := c.startSession(ctx, r, p, id, tok); err != nil {
+		audit(outcomeError, "session not created", slog.String("error", err.Error()))
+		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Location", st.ReturnTo)
+	w.WriteHeader(http.StatusSeeOther)
+	audit(outcomeSuccess, "", slog.String("user", id.User), slog.String("handle", c.sessions.Session(r).Handle()))
+}
+
+// safeCode keeps an OAuth error code printable and short for logs and pages.
+func safeCode(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 0x20 && r < 0x7f && r != '<' && r != '>' && r != '&' && r != '"' {
+			return r
+		}
+		return '?'
+	}, s)
+}
+
+// redact removes URLs from an error message: a token endpoint URL carries
+// no secret, but query strings in general might.
+func redact(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Op + " " + ue.Err.Error()
+	}
+	return err.Error()
+}
+
+// verifyLogin checks the ID token from the token response against the
+// pre-login state and returns the user's identity.
+func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token, code string, st loginState) (identity, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return identity{}, errors.New("token response has no id_token")
+	}
+	idt, err := p.verifier.Verify(ctx, raw)
+	if err != nil {
+		return identity{}, fmt.Errorf("id token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
+		return identity{}, errors.New("id token nonce does not match")
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
+			return identity{}, errors.New("id token at_hash does not match the access token")
+		}
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return identity{}, fmt.Errorf("id token claims: %w", err)
+	}
+	if ch, ok := claims["c_hash"].(string); ok {
+		// Same left-half hash as at_hash, over the code; go-oidc computes it.
+		withCode := *idt
+		withCode.AccessTokenHash = ch
+		if withCode.VerifyAccessToken(code) != nil {
+			return identity{}, errors.New("id token c_hash does not match the code")
+		}
+	}
+	if azp, ok := claims["azp"].(string); ok && azp != p.cfg.ClientID {
+		return identity{}, errors.New("id token azp is another client")
+	}
+	if len(idt.Audience) > 1 {
+		if azp, _ := claims["azp"].(string); azp != p.cfg.ClientID {
+			return identity{}, errors.New("id token has several audiences and no azp naming this client")
+		}
+	}
+	// Without auth_time the login time counts: the provider has just
+	// authenticated the user or reused its session, which is no older.
+	authTime := c.now()
+	if at, ok := numericClaim(claims["auth_time"]); ok {
+		authTime = time.Unix(at, 0)
+	} else if st.HasMaxAge {
+		return identity{}, errors.New("max_age was requested but the id token has no auth_time")
+	}
+	if st.HasMaxAge && c.now().Sub(authTime) > time.Duration(st.MaxAge)*time.Second+c.cfg.ClockSkew {
+		return identity{}, errors.New("auth_time is older than the requested max_age")
+	}
+	if p.userInfo && p.needsUserInfo(claims) {
+		ui, err := p.op.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		if err != nil {
+			return identity{}, fmt.Errorf("userinfo: %s", redact(err))
+		}
+		var extra map[string]any
+		if err := ui.Claims(&extra); err != nil {
+			return identity{}, fmt.Errorf("userinfo claims: %w", err)
+		}
+		if ui.Subject != idt.Subject {
+			return identity{}, errors.New("userinfo sub differs from the id token's")
+		}
+		for k, v := range extra {
+			if _, ok := claims[k]; !ok {
+				claims[k] = v
+			}
+		}
+	}
+	id, err := p.identity(claims)
+	if err != nil {
+		return identity{}, err
+	}
+	id.Subject = idt.Subject
+	id.SID, _ = claims["sid"].(string)
+	id.AuthTime = authTime
+	id.IDToken = raw
+	return id, nil
+}
+
+func numericClaim(v any) (int64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return int64(n), true
+	case json.Number:
+		i, err := n.Int64()
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// Embed replaces Config.ReturnTo and Config.ErrorPage with the gateway's
+// own; [gateway.New] calls it. Call it before serving.
+func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string)) {
+	c.cfg.ReturnTo, c.cfg.ErrorPage = returnTo, errorPage
+}
+
+// page answers a browser with a short message page; the gateway replaces
+// it with its own layout through Config.ErrorPage.
+func (c *Client) page(w http.ResponseWriter, r *http.Request, status int, message string) {
+	if c.cfg.ErrorPage != nil {
+		c.cfg.ErrorPage(w, r, status, message)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	_ = errorPage.Execute(w, struct{ Message, Login string }{message, c.cfg.AuthPrefix + "/login"})
+}
+
+var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+<meta charset="utf-8"><title>Sign in</title>
+<p id="error" role="alert">{{.Message}}</p>
+<p><a href="{{.Login}}">Back to sign in</a></p>
+`))
+
+// flightGroup runs one refresh per session at a time in this process.
+type flightGroup struct {
+	mu    sync.Mutex
+	calls map[string]*flight
+}
+
+type flight struct {
+	done  chan struct{}
+	token string
+	err   error
+}
+
+// do runs fn once for concurrent callers with the same key.
+func (g *flightGroup) do(key string, fn func() (string, error)) (string, error) {
+	g.mu.Lock()
+	if f, ok := g.calls[key]; ok {
+		g.mu.Unlock()
+		<-f.done
+		return f.token, f.err
+	}
+	f := &flight{done: make(chan struct{})}
+	g.calls[key] = f
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.calls, key)
+		g.mu.Unlock()
+		close(f.done)
+	}()
+	f.token, f.err = fn()
+	return f.token, f.err
+}

@@ -1,0 +1,671 @@
+package oidcbff_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/oauth2-proxy/mockoidc"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/oidcbff"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// testSealer is AES-256-GCM with a random key, the same construction as the
+// gateway's keyring, for tests that do not read a key file.
+type testSealer struct{ aead cipher.AEAD }
+
+func newTestSealer(t testing.TB) *testSealer {
+	key := make([]byte, 32)
+	rand.Read(key)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testSealer{aead: aead}
+}
+
+func (s *testSealer) Seal(plain, aad []byte) string {
+	nonce := make([]byte, s.aead.NonceSize())
+	rand.Read(nonce)
+	return "t1." + base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, aad))
+}
+
+func (s *testSealer) Open(sealed string, aad []byte) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(sealed, "t1."))
+	if err != nil || !strings.HasPrefix(sealed, "t1.") || len(raw) < s.aead.NonceSize() {
+		return nil, errors.New("test sealer: malformed")
+	}
+	return s.aead.Open(nil, raw[:s.aead.NonceSize()], raw[s.aead.NonceSize():], aad)
+}
+
+// clock is the injectable clock shared by the stores, managers and clients.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// tokenLog records every token a provider's token endpoint hands out, so
+// tests can look for them where they must not be.
+type tokenLog struct {
+	mu     sync.Mutex
+	tokens []string
+	// refreshes counts refresh_token grants that reached the provider.
+	refreshes atomic.Int64
+}
+
+func (l *tokenLog) add(body []byte) {
+	var v map[string]any
+	if json.Unmarshal(body, &v) != nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range []string{"access_token", "refresh_token", "id_token"} {
+		if s, ok := v[k].(string); ok && s != "" {
+			l.tokens = append(l.tokens, s)
+		}
+	}
+}
+
+func (l *tokenLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.tokens...)
+}
+
+// recorder captures a response body while passing it on.
+type recorder struct {
+	http.ResponseWriter
+	body bytes.Buffer
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+// provider is an OpenID provider running in the test, on loopback.
+type provider struct {
+	name     string
+	issuer   string
+	clientID string
+	secret   string
+	tokens   *tokenLog
+	// login completes the provider's login step for a browser at an
+	// authorization URL and returns the redirect to the gateway's callback.
+	login func(t *testing.T, b *browser, authURL string) string
+	// revoke makes every refresh token of the provider's users invalid.
+	revoke func()
+	// key and keyID sign logout tokens as the provider would.
+	key   *rsa.PrivateKey
+	keyID string
+	// tamper, when set, rewrites token endpoint responses.
+	tamper atomic.Pointer[func(map[string]any)]
+	// authorize, when set, rewrites authorization requests.
+	authorize atomic.Pointer[func(url.Values)]
+}
+
+// wrap adds the provider-side instrumentation: token logging, refresh
+// counting, tampering.
+func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == authPath {
+			if f := p.authorize.Load(); f != nil {
+				q := r.URL.Query()
+				(*f)(q)
+				r.URL.RawQuery = q.Encode()
+			}
+		}
+		if r.URL.Path != tokenPath {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		form, _ := url.ParseQuery(string(body))
+		if form.Get("grant_type") == "refresh_token" {
+			p.tokens.refreshes.Add(1)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		out := rec.Body.Bytes()
+		if f := p.tamper.Load(); f != nil && rec.Code == http.StatusOK {
+			var v map[string]any
+			if json.Unmarshal(out, &v) == nil {
+				(*f)(v)
+				out, _ = json.Marshal(v)
+			}
+		}
+		if rec.Code == http.StatusOK {
+			p.tokens.add(out)
+		}
+		for k, vs := range rec.Header() {
+			if k != "Content-Length" {
+				w.Header()[k] = vs
+			}
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(out)
+	})
+}
+
+// sidUser is a mockoidc user whose ID token carries a sid and auth_time.
+type sidUser struct {
+	*mockoidc.MockUser
+	sid      string
+	authTime time.Time
+}
+
+type sidClaims struct {
+	jwt.Claims
+	SID      string `json:"sid,omitempty"`
+	AuthTime int64  `json:"auth_time,omitempty"`
+}
+
+func (u *sidUser) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
+	inner, err := u.MockUser.Claims(scopes, base)
+	if err != nil {
+		return nil, err
+	}
+	// Flatten through JSON: the embedded claims keep their own fields.
+	b, err := json.Marshal(inner)
+	if err != nil {
+		return nil, err
+	}
+	var m jwt.MapClaims
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	if u.sid != "" {
+		m["sid"] = u.sid
+	}
+	if !u.authTime.IsZero() {
+		m["auth_time"] = u.authTime.Unix()
+	}
+	return m, nil
+}
+
+// mockUser is the user the mock provider signs in next.
+type mockUser struct {
+	sub, email string
+	groups     []string
+	sid        string
+	authTime   time.Time
+}
+
+// mockProvider is github.com/oauth2-proxy/mockoidc. Its handlers share
+// maps without locks, so requests are serialised by a middleware.
+type mockProvider struct {
+	*provider
+	m  *mockoidc.MockOIDC
+	mu sync.Mutex
+}
+
+func newMockProvider(t *testing.T) *mockProvider {
+	t.Helper()
+	m, err := mockoidc.NewServer(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp := &mockProvider{m: m, provider: &provider{name: "mock", tokens: &tokenLog{}}}
+	mp.key = m.Keypair.PrivateKey
+	mp.keyID, _ = m.Keypair.KeyID()
+	if err := m.AddMiddleware(func(next http.Handler) http.Handler {
+		return mp.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mp.mu.Lock()
+			defer mp.mu.Unlock()
+			next.ServeHTTP(w, r)
+		}), mockoidc.TokenEndpoint, mockoidc.AuthorizationEndpoint)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(ln, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Shutdown() })
+	cfg := m.Config()
+	mp.issuer, mp.clientID, mp.secret = cfg.Issuer, cfg.ClientID, cfg.ClientSecret
+	mp.login = func(t *testing.T, b *browser, authURL string) string {
+		t.Helper()
+		r := b.get(authURL)
+		if r.Status != http.StatusFound {
+			t.Fatalf("mock authorize: status %d: %s", r.Status, r.Text)
+		}
+		return r.Header.Get("Location")
+	}
+	mp.revoke = func() {
+		mp.mu.Lock()
+		defer mp.mu.Unlock()
+		clear(m.SessionStore.Store)
+	}
+	return mp
+}
+
+// queue sets the user of the next login.
+func (mp *mockProvider) queue(u mockUser) {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	mp.m.QueueUser(&sidUser{
+		MockUser: &mockoidc.MockUser{Subject: u.sub, Email: u.email, EmailVerified: true, Groups: u.groups, PreferredUsername: u.sub},
+		sid:      u.sid, authTime: u.authTime,
+	})
+}
+
+// fastForward moves the provider's clock, so that new tokens differ from
+// earlier ones.
+func (mp *mockProvider) fastForward(d time.Duration) {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	mp.m.FastForward(d)
+}
+
+// signLogout signs a logout token with the provider's key; header typ and
+// claims as given.
+func (p *provider) signLogout(t *testing.T, typ string, claims jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = p.keyID
+	if typ == "" {
+		delete(tok.Header, "typ")
+	} else {
+		tok.Header["typ"] = typ
+	}
+	s, err := tok.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// logoutClaims returns valid logout token claims for the provider.
+func (p *provider) logoutClaims(now time.Time, sub, sid string) jwt.MapClaims {
+	c := jwt.MapClaims{
+		"iss": p.issuer, "aud": p.clientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti":    rand.Text(),
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+	if sub != "" {
+		c["sub"] = sub
+	}
+	if sid != "" {
+		c["sid"] = sid
+	}
+	return c
+}
+
+// digest hides a token in echoes: an upstream that returned the token
+// would leak it to the browser, which is not what is under test.
+func digest(token string) string {
+	if token == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:8])
+}
+
+// upstream is an API server that echoes the Authorization header and
+// identity it received.
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	auth []string
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.auth = append(u.auth, r.Header.Get("Authorization"))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]string{
+			"user": r.Header.Get("X-Forwarded-User"), "email": r.Header.Get("X-Forwarded-Email"),
+			"groups": r.Header.Get("X-Forwarded-Groups"), "bearer": digest(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")),
+		})
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) seen() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.auth...)
+}
+
+// node is one gateway with its own session manager and OIDC client, on
+// 127.0.0.1 over TLS.
+type node struct {
+	srv     *httptest.Server
+	manager *cloakroom.Manager
+	client  *oidcbff.Client
+	gw      *gateway.Gateway
+}
+
+// env is a set of gateways sharing one memstore, one clock and one API
+// upstream, in front of one provider.
+type env struct {
+	t      *testing.T
+	clock  *clock
+	store  *memstore.Store
+	logs   *syncBuffer
+	api    *upstream
+	p      *provider
+	nodes  []*node
+	sealer *testSealer
+}
+
+type envOption func(*oidcbff.Config)
+
+// newEnv starts n gateways. providerFor is called with the gateways' URLs
+// (to register redirect URIs) and returns the running provider.
+func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provider, opts ...envOption) *env {
+	t.Helper()
+	e := &env{
+		t:      t,
+		clock:  &clock{t: time.Now().UTC().Truncate(time.Second)},
+		logs:   &syncBuffer{},
+		sealer: newTestSealer(t),
+	}
+	e.store = memstore.New(memstore.Config{Now: e.clock.Now})
+	t.Cleanup(func() { e.store.Close() })
+	e.api = newUpstream(t)
+	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var urls []string
+	for range n {
+		srv := httptest.NewUnstartedServer(nil)
+		e.nodes = append(e.nodes, &node{srv: srv})
+		urls = append(urls, "https://"+srv.Listener.Addr().String())
+	}
+	e.p = providerFor(urls)
+	for i, nd := range e.nodes {
+		var err error
+		nd.manager, err = cloakroom.New(cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := oidcbff.Config{
+			Providers: []oidcbff.ProviderConfig{{
+				Name: e.p.name, DisplayName: "Test " + e.p.name, Issuer: e.p.issuer,
+				ClientID: e.p.clientID, ClientSecret: e.p.secret,
+				Scopes: []string{"openid", "email", "profile", "groups"},
+			}},
+			Sessions:    nd.manager,
+			PublicURL:   urls[i],
+			Sealer:      e.sealer,
+			RelayRoutes: []string{"/api/"},
+			Logger:      logger,
+			Now:         e.clock.Now,
+		}
+		if e.p.name == "zitadel" {
+			cfg.Providers[0].Scopes = []string{"openid", "email", "profile", "offline_access"}
+		}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		nd.client, err = oidcbff.New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users := accounts.NewMemory()
+		svc := accounts.New(users, accounts.Config{Now: e.clock.Now, RevokeSessions: nd.manager.RevokeUser, Logger: logger})
+		var routes []proxy.Route
+		for _, prefix := range []string{"/api/", "/plain/", "/admin/"} {
+			rt, err := proxy.ParseRoute(prefix + "=" + e.api.srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			routes = append(routes, rt)
+		}
+		px, err := proxy.New(proxy.Config{Routes: routes, ErrorLog: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.gw, err = gateway.New(gateway.Config{
+			Sessions: nd.manager, Accounts: svc, Proxy: px, OIDC: nd.client,
+			TLS: true, Logger: logger, Now: e.clock.Now,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.gw.Close() })
+		nd.srv.Config.Handler = nd.gw.Handler()
+		nd.srv.StartTLS()
+		t.Cleanup(nd.srv.Close)
+	}
+	return e
+}
+
+// browser follows redirects by hand across the gateway (TLS) and the
+// provider (plain HTTP), keeping cookies in a jar, and records every
+// response it saw.
+type browser struct {
+	e      *env
+	node   *node
+	jar    *cookiejar.Jar
+	client *http.Client
+	mu     sync.Mutex
+	seen   []response
+}
+
+type response struct {
+	URL    string
+	Status int
+	Header http.Header
+	Text   string
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
+		t.Fatalf("response is not JSON (%v): %q", err, r.Text)
+	}
+	return v
+}
+
+func (e *env) browser(nd *node) *browser {
+	jar, _ := cookiejar.New(nil)
+	c := *nd.srv.Client()
+	c.Jar = jar
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &browser{e: e, node: nd, jar: jar, client: &c}
+}
+
+// do sends one request; relative URLs go to the browser's gateway.
+func (b *browser) do(method, target string, body io.Reader, header ...string) response {
+	b.e.t.Helper()
+	if strings.HasPrefix(target, "/") {
+		target = b.node.srv.URL + target
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.Header.Set("Accept", "text/html")
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	r := response{URL: target, Status: resp.StatusCode, Header: resp.Header, Text: string(text)}
+	b.mu.Lock()
+	b.seen = append(b.seen, r)
+	b.mu.Unlock()
+	return r
+}
+
+func (b *browser) get(target string, header ...string) response {
+	b.e.t.Helper()
+	return b.do(http.MethodGet, target, nil, header...)
+}
+
+// fetch is a same-origin script request.
+func (b *browser) fetch(method, target string) response {
+	b.e.t.Helper()
+	return b.do(method, target, nil, "Sec-Fetch-Mode", "cors", "Accept", "application/json")
+}
+
+// sessionCookie returns the browser's session token for its gateway.
+func (b *browser) sessionCookie() string {
+	u, _ := url.Parse(b.node.srv.URL)
+	for _, c := range b.jar.Cookies(u) {
+		if c.Name == cloakroom.DefaultCookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// on returns a browser for another gateway carrying this one's session
+// cookie: the same user, load-balanced to another node.
+func (b *browser) on(nd *node) *browser {
+	other := b.e.browser(nd)
+	u, _ := url.Parse(nd.srv.URL)
+	other.jar.SetCookies(u, []*http.Cookie{{Name: cloakroom.DefaultCookieName, Value: b.sessionCookie(), Path: "/", Secure: true}})
+	return other
+}
+
+// startLogin opens the provider's login button and returns the
+// authorization URL the gateway redirected to.
+func (b *browser) startLogin(query string) string {
+	b.e.t.Helper()
+	r := b.get("/auth/login/" + b.e.p.name + query)
+	if r.Status != http.StatusSeeOther {
+		b.e.t.Fatalf("start login: status %d: %s", r.Status, r.Text)
+	}
+	return r.Header.Get("Location")
+}
+
+// login signs in through the provider and returns the callback response.
+func (b *browser) login() response {
+	b.e.t.Helper()
+	callback := b.e.p.login(b.e.t, b, b.startLogin(""))
+	return b.get(callback)
+}
+
+// mustLogin signs in and checks that the session works.
+func (b *browser) mustLogin() {
+	b.e.t.Helper()
+	r := b.login()
+	if r.Status != http.StatusSeeOther || b.sessionCookie() == "" {
+		b.e.t.Fatalf("callback: status %d, cookie %q: %s", r.Status, b.sessionCookie(), r.Text)
+	}
+}
+
+// responses returns everything the browser saw.
+func (b *browser) responses() []response {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]response(nil), b.seen...)
+}
+
+// assertNoTokens fails if any provider token appears in a response the
+// browser saw (except where allowed says so) or in the gateway's log.
+func (e *env) assertNoTokens(allowed func(r response, token string) bool, browsers ...*browser) {
+	e.t.Helper()
+	tokens := e.p.tokens.all()
+	if len(tokens) == 0 {
+		e.t.Fatal("the provider handed out no tokens: nothing was checked")
+	}
+	for _, b := range browsers {
+		for _, r := range b.responses() {
+			if !strings.HasPrefix(r.URL, "https://") {
+				continue // the provider's own pages (plain HTTP); gateways use TLS
+			}
+			var head strings.Builder
+			r.Header.Write(&head)
+			for _, tok := range tokens {
+				if strings.Contains(r.Text, tok) || strings.Contains(head.String(), tok) ||
+					strings.Contains(head.String(), url.QueryEscape(tok)) {
+					if allowed == nil || !allowed(r, tok) {
+						e.t.Errorf("a provider token appears in the response to %s (status %d)", r.URL, r.Status)
+					}
+				}
+			}
+		}
+	}
+	logs := e.logs.String()
+	for _, tok := range tokens {
+		// Every part of a JWT: its signature alone is enough to find it.
+		for part := range strings.SplitSeq(tok, ".") {
+			if len(part) >= 16 && strings.Contains(logs, part) {
+				e.t.Errorf("a provider token appears in the gateway's log")
+			}
+		}
+	}
+}

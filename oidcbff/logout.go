@@ -1,0 +1,280 @@
+package oidcbff
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// Back-channel logout limits.
+const (
+	maxLogoutBody    = 16 << 10
+	maxLogoutToken   = 8 << 10
+	maxSessionsOfSID = 64
+)
+
+// indexEntry names one session started under a provider's session ID.
+type indexEntry struct {
+	User   string `json:"u"`
+	Handle string `json:"h,omitempty"`
+	Ref    string `json:"r,omitempty"`
+}
+
+func indexID(provider, value string) string { return provider + "\x00" + value }
+
+// index records the new session under the provider's sid (and, when users
+// are not identified by sub, the sub's user ID), for back-channel logout.
+func (c *Client) index(ctx context.Context, p *provider, id identity, handle, ref string, ttl time.Duration) error {
+	if p.cfg.UserClaim != "sub" {
+		if err := c.addToIndex(ctx, kindSub, indexID(p.cfg.Name, id.Subject), indexEntry{User: id.User}, ttl); err != nil {
+			return err
+		}
+	}
+	if id.SID == "" {
+		return nil
+	}
+	return c.addToIndex(ctx, kindSID, indexID(p.cfg.Name, id.SID), indexEntry{User: id.User, Handle: handle, Ref: ref}, ttl)
+}
+
+func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, ttl time.Duration) error {
+	key := recordKey(kind, id)
+	aad := []byte(aadIndex + kind + "/" + id)
+	for range 8 {
+		rec, found, err := c.records.find(ctx, key)
+		if err != nil {
+			return err
+		}
+		var entries []indexEntry
+		if found {
+			if plain, err := c.cfg.Sealer.Open(string(rec.Data), aad); err == nil {
+				_ = json.Unmarshal(plain, &entries) // unreadable: start over
+			}
+		}
+		if kind == kindSub {
+			entries = entries[:0] // one user per sub
+		}
+		entries = append(entries, e)
+		if len(entries) > maxSessionsOfSID {
+			entries = entries[len(entries)-maxSessionsOfSID:]
+		}
+		plain, _ := json.Marshal(entries)
+		data := []byte(c.cfg.Sealer.Seal(plain, aad))
+		if found {
+			// Keep the later deadline of the two sessions.
+			if now := c.now(); rec.AbsoluteDeadline.Before(now.Add(ttl)) {
+				rec.AbsoluteDeadline = now.Add(ttl)
+			}
+			_, err = c.records.update(ctx, rec, data)
+		} else {
+			_, err = c.records.create(ctx, key, data, ttl)
+		}
+		if !errors.Is(err, cloakroom.ErrConflict) && !errors.Is(err, cloakroom.ErrNotFound) {
+			return err
+		}
+	}
+	return fmt.Errorf("index %s: still conflicting", kind)
+}
+
+func (c *Client) readIndex(ctx context.Context, kind, id string) ([]indexEntry, error) {
+	rec, found, err := c.records.find(ctx, recordKey(kind, id))
+	if err != nil || !found {
+		return nil, err
+	}
+	plain, err := c.cfg.Sealer.Open(string(rec.Data), []byte(aadIndex+kind+"/"+id))
+	if err != nil {
+		return nil, fmt.Errorf("index does not open: %w", err)
+	}
+	var entries []indexEntry
+	return entries, json.Unmarshal(plain, &entries)
+}
+
+// errBadLogout is a logout request to refuse with 400.
+var errBadLogout = errors.New("invalid logout token")
+
+// backchannelLogout receives a logout token from the provider (OpenID
+// Connect Back-Channel Logout 1.0) and ends the sessions it names, on every
+// node: one session by deleting it, all of a user's by bumping the user's
+// generation.
+func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	name := r.PathValue("provider")
+	audit := func(outcome, reason string, attrs ...slog.Attr) {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "oidc backchannel logout", append([]slog.Attr{
+			slog.String("outcome", outcome), slog.String("provider", name), slog.String("reason", reason),
+		}, attrs...)...)
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	p, ok := c.providers[name]
+	if !ok {
+		writeJSONError(w, http.StatusNotFound, "not_found", "No such provider.")
+		return
+	}
+	raw, err := readLogoutToken(w, r)
+	if err != nil {
+		audit(outcomeInvalid, err.Error())
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	lt, err := c.verifyLogoutToken(ctx, p, raw)
+	if err != nil {
+		audit(outcomeInvalid, err.Error())
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The logout token is not valid.")
+		return
+	}
+	// jti: each token acts once, across every node sharing the store.
+	jtiKey := recordKey(kindJTI, indexID(p.cfg.Name, lt.TokenID))
+	_, err = c.records.create(ctx, jtiKey, []byte("used"), c.cfg.LogoutTokenMaxAge+2*c.cfg.ClockSkew)
+	switch {
+	case errors.Is(err, cloakroom.ErrConflict):
+		audit(outcomeInvalid, "logout token replayed")
+		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The logout token was already used.")
+		return
+	case err != nil:
+		audit(outcomeError, "store unavailable")
+		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		return
+	}
+	ended, err := c.endSessions(ctx, p, lt.SessionID, lt.Subject)
+	if err != nil {
+		// Let the provider retry with the same token.
+		_ = c.records.delete(context.WithoutCancel(ctx), jtiKey)
+		audit(outcomeError, err.Error())
+		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		return
+	}
+	audit(outcomeSuccess, "", slog.Bool("by_sid", lt.SessionID != ""), slog.Int("sessions", ended))
+	w.WriteHeader(http.StatusOK)
+}
+
+func readLogoutToken(w http.ResponseWriter, r *http.Request) (string, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/x-www-form-urlencoded" {
+		return "", errors.New("send the logout token as application/x-www-form-urlencoded")
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
+	if err := r.ParseForm(); err != nil {
+		return "", errors.New("the body could not be parsed")
+	}
+	values := r.PostForm["logout_token"]
+	if len(values) != 1 || values[0] == "" || len(values[0]) > maxLogoutToken {
+		return "", errors.New("the body must carry one logout_token")
+	}
+	return values[0], nil
+}
+
+// logoutToken is what a verified logout token says.
+type logoutToken struct {
+	TokenID, Subject, SessionID string
+}
+
+// verifyLogoutToken checks signature, iss, aud, exp, the events claim, the
+// absence of nonce and a jti (go-oidc's VerifyLogout), then the typ header
+// and the iat window.
+func (c *Client) verifyLogoutToken(ctx context.Context, p *provider, raw string) (logoutToken, error) {
+	typ, err := jwtType(raw)
+	if err != nil {
+		return logoutToken{}, err
+	}
+	// Back-Channel Logout 1.0 section 2.4: "logout+jwt", with the optional
+	// "application/" prefix of RFC 7515 section 4.1.9.
+	if t := strings.ToLower(typ); t != "logout+jwt" && t != "application/logout+jwt" {
+		return logoutToken{}, fmt.Errorf("%w: typ %q is not logout+jwt", errBadLogout, safeCode(typ))
+	}
+	lt, err := p.logoutVerifier.VerifyLogout(ctx, raw)
+	if err != nil {
+		return logoutToken{}, fmt.Errorf("%w: %v", errBadLogout, err)
+	}
+	now := c.now()
+	switch {
+	case lt.IssuedAt.IsZero():
+		return logoutToken{}, fmt.Errorf("%w: no iat", errBadLogout)
+	case lt.IssuedAt.After(now.Add(c.cfg.ClockSkew)):
+		return logoutToken{}, fmt.Errorf("%w: iat in the future", errBadLogout)
+	case now.Sub(lt.IssuedAt) > c.cfg.LogoutTokenMaxAge+c.cfg.ClockSkew:
+		return logoutToken{}, fmt.Errorf("%w: iat older than %v", errBadLogout, c.cfg.LogoutTokenMaxAge)
+	case len(lt.TokenID) > maxClaimValue:
+		return logoutToken{}, fmt.Errorf("%w: jti too long", errBadLogout)
+	}
+	return logoutToken{TokenID: lt.TokenID, Subject: lt.Subject, SessionID: lt.SessionID}, nil
+}
+
+// jwtType reads the typ header of a compact JWS. The signature is checked
+// afterwards by go-oidc; this only looks at the protected header.
+func jwtType(raw string) (string, error) {
+	header, _, ok := strings.Cut(raw, ".")
+	if !ok || len(header) > 1024 {
+		return "", fmt.Errorf("%w: not a compact JWS", errBadLogout)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		return "", fmt.Errorf("%w: header is not base64url", errBadLogout)
+	}
+	var h struct {
+		Typ string `json:"typ"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return "", fmt.Errorf("%w: header is not a JSON object", errBadLogout)
+	}
+	return h.Typ, nil
+}
+
+// endSessions ends the sessions of sid (those of sub, when sid is empty),
+// returning how many it ended (-1 for "every session of the user").
+func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) (int, error) {
+	if sid != "" {
+		entries, err := c.readIndex(ctx, kindSID, indexID(p.cfg.Name, sid))
+		if err != nil {
+			return 0, err
+		}
+		ended := 0
+		for _, e := range entries {
+			if sub != "" && p.cfg.UserClaim == "sub" && e.User != UserID(p.cfg.Name, sub) {
+				continue // the sid belongs to someone else: ignore it
+			}
+			err := c.sessions.RevokeDevice(ctx, e.User, e.Handle)
+			switch {
+			case errors.Is(err, cloakroom.ErrNotFound):
+			case err != nil:
+				return ended, err
+			default:
+				ended++
+			}
+			if e.Ref != "" {
+				c.cache.drop(e.Ref)
+				_ = c.records.delete(ctx, recordKey(kindTokens, e.Ref))
+			}
+		}
+		return ended, c.records.delete(ctx, recordKey(kindSID, indexID(p.cfg.Name, sid)))
+	}
+	user := UserID(p.cfg.Name, sub)
+	if p.cfg.UserClaim != "sub" {
+		entries, err := c.readIndex(ctx, kindSub, indexID(p.cfg.Name, sub))
+		if err != nil {
+			return 0, err
+		}
+		if len(entries) == 0 {
+			return 0, nil // nobody signed in under that sub
+		}
+		user = entries[0].User
+	}
+	return -1, c.sessions.RevokeUser(ctx, user)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": message})
+}

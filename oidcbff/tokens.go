@@ -1,0 +1,423 @@
+package oidcbff
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// Errors of [Client.Upstream] and [Client.AccessToken]. They are wrapped.
+var (
+	// ErrSessionEnded: the provider refused to refresh the tokens (revoked,
+	// expired) or they are gone. The caller ends the session and answers
+	// 401.
+	ErrSessionEnded = errors.New("oidcbff: the sign-in at the provider has ended")
+	// ErrUnavailable: the provider or the store cannot be reached and the
+	// access token has expired. The caller answers 503.
+	ErrUnavailable = errors.New("oidcbff: tokens cannot be refreshed right now")
+	// ErrReauthRequired: the route needs a more recent login; see
+	// [ReauthError].
+	ErrReauthRequired = errors.New("oidcbff: a more recent login is required")
+)
+
+// ReauthError says where to log in again for a step-up route.
+type ReauthError struct {
+	LoginURL string // a local path
+	MaxAge   time.Duration
+}
+
+func (e *ReauthError) Error() string {
+	return fmt.Sprintf("%v: within the last %v", ErrReauthRequired, e.MaxAge)
+}
+
+func (e *ReauthError) Unwrap() error { return ErrReauthRequired }
+
+// leasePoll is how often a node waiting for another node's refresh reads
+// the token record again.
+const leasePoll = 20 * time.Millisecond
+
+// tokenSet is the sealed content of a session's token record.
+type tokenSet struct {
+	Provider   string    `json:"p"`
+	Access     string    `json:"a"`
+	Refresh    string    `json:"r,omitempty"`
+	IDToken    string    `json:"i,omitempty"`
+	Expiry     time.Time `json:"e,omitzero"`
+	Subject    string    `json:"s"`
+	LeaseOwner string    `json:"lo,omitempty"`
+	LeaseUntil time.Time `json:"lu,omitzero"`
+	Ended      bool      `json:"x,omitempty"` // the provider refused a refresh
+}
+
+func (c *Client) sealTokens(ts tokenSet, ref string) []byte {
+	plain, _ := json.Marshal(ts) // strings and times always encode
+	return []byte(c.cfg.Sealer.Seal(plain, []byte(aadTokens+ref)))
+}
+
+func (c *Client) openTokens(data []byte, ref string) (tokenSet, error) {
+	var ts tokenSet
+	plain, err := c.cfg.Sealer.Open(string(data), []byte(aadTokens+ref))
+	if err != nil {
+		return ts, err
+	}
+	return ts, json.Unmarshal(plain, &ts)
+}
+
+// startSession stores the tokens, then logs the user in and records the
+// identity in the session values.
+func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token) error {
+	ref := randomID()
+	ts := tokenSet{
+		Provider: p.cfg.Name, Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: id.IDToken,
+		Expiry: tok.Expiry, Subject: id.Subject,
+	}
+	ttl := c.sessions.Config().MaxAbsoluteTimeout + c.cfg.ClockSkew
+	key := recordKey(kindTokens, ref)
+	if _, err := c.records.create(ctx, key, c.sealTokens(ts, ref), ttl); err != nil {
+		return fmt.Errorf("store tokens: %w", err)
+	}
+	s := c.sessions.Session(r)
+	if err := s.Login(ctx, id.User, cloakroom.LoginOptions{}); err != nil {
+		_ = c.records.delete(context.WithoutCancel(ctx), key)
+		return err
+	}
+	groups := id.Groups
+	if groups == nil {
+		groups = []string{}
+	}
+	_ = s.PutJSON(ValueRoles, groups) // a []string always encodes
+	s.Put(ValueEmail, id.Email)
+	s.Put(ValueName, id.Name)
+	s.Put(ValueProvider, p.cfg.Name)
+	s.Put(ValueSubject, id.Subject)
+	s.Put(ValueRef, ref)
+	s.PutTime(ValueAuthTime, id.AuthTime.UTC())
+	if id.SID != "" {
+		s.Put(ValueSID, id.SID)
+	}
+	// The indexes let a back-channel logout find this session; a failure
+	// there is logged, not fatal: logout by sub still works.
+	if err := c.index(ctx, p, id, s.Handle(), ref, ttl); err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "oidc logout index not updated", slog.String("provider", p.cfg.Name), slog.String("error", err.Error()))
+	}
+	return nil
+}
+
+// AccessToken returns the session's access token, refreshing it first when
+// it expires within RefreshLeeway. It returns an error wrapping
+// ErrSessionEnded, ErrUnavailable, or errNoTokens for a session that did
+// not come from a provider.
+func (c *Client) AccessToken(ctx context.Context, s *cloakroom.Session) (string, error) {
+	ref := s.GetString(ValueRef)
+	if ref == "" {
+		return "", errNoTokens
+	}
+	if tok, ok := c.cache.get(ref, c.now().Add(c.cfg.RefreshLeeway)); ok {
+		return tok, nil
+	}
+	// One caller per session does the work; the others in this process
+	// share its result. The work must not die with the first caller's
+	// request, and must not outlive its lease.
+	return c.flights.do(ref, func() (string, error) {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaseTTL+DefaultProviderTimeout)
+		defer cancel()
+		return c.accessToken(wctx, ref)
+	})
+}
+
+func (c *Client) accessToken(ctx context.Context, ref string) (string, error) {
+	key := recordKey(kindTokens, ref)
+	for {
+		rec, found, err := c.records.find(ctx, key)
+		if err != nil {
+			return "", fmt.Errorf("%w: read tokens: %w", ErrUnavailable, err)
+		}
+		if !found {
+			return "", fmt.Errorf("%w: token record gone", ErrSessionEnded)
+		}
+		ts, err := c.openTokens(rec.Data, ref)
+		if err != nil {
+			return "", fmt.Errorf("%w: tokens do not open: %w", ErrSessionEnded, err)
+		}
+		now := c.now()
+		switch {
+		case ts.Ended:
+			return "", fmt.Errorf("%w: refresh refused earlier", ErrSessionEnded)
+		case ts.Expiry.IsZero() || ts.Expiry.Sub(now) > c.cfg.RefreshLeeway:
+			c.cache.put(ref, ts.Access, ts.Expiry)
+			return ts.Access, nil
+		case ts.Refresh == "":
+			if ts.Expiry.After(now) {
+				return ts.Access, nil
+			}
+			return "", fmt.Errorf("%w: access token expired and no refresh token", ErrSessionEnded)
+		case ts.LeaseOwner != "" && ts.LeaseUntil.After(now):
+			// Another node (or an earlier flight) is refreshing: wait for
+			// its result rather than spend the refresh token twice.
+			select {
+			case <-ctx.Done():
+				if ts.Expiry.After(now) {
+					return ts.Access, nil
+				}
+				return "", fmt.Errorf("%w: waiting for another node's refresh: %w", ErrUnavailable, ctx.Err())
+			case <-time.After(leasePoll):
+			}
+			continue
+		}
+		p, ok := c.providers[ts.Provider]
+		if !ok {
+			return "", fmt.Errorf("%w: provider %q is no longer configured", ErrSessionEnded, ts.Provider)
+		}
+		// Take the lease: the versioned Commit succeeds on one node only.
+		leased := ts
+		leased.LeaseOwner, leased.LeaseUntil = c.node+"/"+randomID(), now.Add(c.cfg.LeaseTTL)
+		rec, err = c.records.update(ctx, rec, c.sealTokens(leased, ref))
+		switch {
+		case errors.Is(err, cloakroom.ErrConflict):
+			continue
+		case errors.Is(err, cloakroom.ErrNotFound):
+			return "", fmt.Errorf("%w: token record gone", ErrSessionEnded)
+		case err != nil:
+			return "", fmt.Errorf("%w: take refresh lease: %w", ErrUnavailable, err)
+		}
+		fresh, err := c.refresh(ctx, p, ts)
+		switch {
+		case errors.Is(err, ErrSessionEnded):
+			ended := ts
+			ended.Ended, ended.Access, ended.Refresh = true, "", ""
+			c.release(ctx, key, ref, rec, leased.LeaseOwner, ended)
+			return "", err
+		case err != nil:
+			c.release(ctx, key, ref, rec, leased.LeaseOwner, ts)
+			if ts.Expiry.After(c.now()) {
+				return ts.Access, nil // still valid: try again next time
+			}
+			return "", err
+		}
+		c.release(ctx, key, ref, rec, leased.LeaseOwner, fresh)
+		c.cache.put(ref, fresh.Access, fresh.Expiry)
+		return fresh.Access, nil
+	}
+}
+
+// release writes the outcome of a refresh and drops the lease. A conflict
+// means another request of the session wrote the record (it cannot have
+// refreshed: the lease is ours), so it is re-read and written again, as
+// long as the lease is still ours.
+func (c *Client) release(ctx context.Context, key cloakroom.Key, ref string, rec cloakroom.Record, owner string, ts tokenSet) {
+	ts.LeaseOwner, ts.LeaseUntil = "", time.Time{}
+	for range 8 {
+		_, err := c.records.update(ctx, rec, c.sealTokens(ts, ref))
+		if !errors.Is(err, cloakroom.ErrConflict) {
+			if err != nil && !errors.Is(err, cloakroom.ErrNotFound) {
+				c.log.LogAttrs(ctx, slog.LevelError, "oidc tokens not saved after refresh", slog.String("error", err.Error()))
+			}
+			return
+		}
+		var found bool
+		rec, found, err = c.records.find(ctx, key)
+		if err != nil || !found {
+			return
+		}
+		cur, err := c.openTokens(rec.Data, ref)
+		if err != nil || cur.LeaseOwner != owner {
+			return
+		}
+	}
+}
+
+// refresh spends ts's refresh token at the provider.
+func (c *Client) refresh(ctx context.Context, p *provider, ts tokenSet) (tokenSet, error) {
+	pctx := context.WithValue(oidc.ClientContext(ctx, c.cfg.HTTPClient), oauth2.HTTPClient, c.cfg.HTTPClient)
+	// An expired token with only the refresh token makes the source refresh.
+	src := p.oauth.TokenSource(pctx, &oauth2.Token{RefreshToken: ts.Refresh, Expiry: time.Unix(1, 0)})
+	tok, err := src.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
+			c.log.LogAttrs(ctx, slog.LevelInfo, "oidc refresh refused", slog.String("provider", p.cfg.Name),
+				slog.Int("status", re.Response.StatusCode), slog.String("error", safeCode(re.ErrorCode)))
+			return ts, fmt.Errorf("%w: the provider refused the refresh (%s)", ErrSessionEnded, safeCode(re.ErrorCode))
+		}
+		c.log.LogAttrs(ctx, slog.LevelWarn, "oidc refresh failed", slog.String("provider", p.cfg.Name), slog.String("error", redact(err)))
+		return ts, fmt.Errorf("%w: %s", ErrUnavailable, redact(err))
+	}
+	fresh := ts
+	fresh.Access, fresh.Expiry = tok.AccessToken, tok.Expiry
+	if tok.RefreshToken != "" {
+		fresh.Refresh = tok.RefreshToken
+	}
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		// OIDC Core 12.2: a refreshed ID token must be valid and name the
+		// same user; one that is not ends the session (fail closed).
+		idt, err := p.verifier.Verify(pctx, raw)
+		if err != nil || idt.Subject != ts.Subject {
+			c.log.LogAttrs(ctx, slog.LevelWarn, "oidc refreshed id token refused", slog.String("provider", p.cfg.Name))
+			return ts, fmt.Errorf("%w: refreshed id token invalid", ErrSessionEnded)
+		}
+		fresh.IDToken = raw
+	}
+	c.log.LogAttrs(ctx, slog.LevelInfo, "oidc tokens refreshed", slog.String("provider", p.cfg.Name))
+	return fresh, nil
+}
+
+// Upstream prepares a proxied request of a logged-in session for the route
+// with the given prefix: it checks the step-up rules, and for relay routes
+// attaches the session's access token (refreshed if needed) with
+// [proxy.WithAccessToken]. Sessions of local accounts pass unchanged
+// through relay routes. Errors wrap ErrReauthRequired (a *ReauthError),
+// ErrSessionEnded or ErrUnavailable.
+func (c *Client) Upstream(r *http.Request, s *cloakroom.Session, routePrefix string) (context.Context, error) {
+	ctx := r.Context()
+	for _, su := range c.cfg.StepUp {
+		if pathUnder(r.URL.Path, su.Prefix) && !c.recent(s, su.MaxAge) {
+			return ctx, &ReauthError{LoginURL: c.reauthURL(s, su.MaxAge), MaxAge: su.MaxAge}
+		}
+	}
+	if !c.relays(routePrefix) || s.GetString(ValueRef) == "" {
+		return ctx, nil
+	}
+	tok, err := c.AccessToken(ctx, s)
+	if err != nil {
+		return ctx, err
+	}
+	return proxy.WithAccessToken(ctx, tok), nil
+}
+
+func (c *Client) relays(prefix string) bool {
+	for _, p := range c.cfg.RelayRoutes {
+		if p == prefix || strings.TrimSuffix(p, "/")+"/" == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// recent reports whether the session's authentication is at most maxAge
+// old: auth_time for a provider's session, the login for a local one.
+func (c *Client) recent(s *cloakroom.Session, maxAge time.Duration) bool {
+	at, ok := s.GetTime(ValueAuthTime)
+	if !ok {
+		at, _, _ = s.Times()
+	}
+	return c.now().Sub(at) <= maxAge
+}
+
+// reauthURL is where a session logs in again: at its provider with max_age
+// and prompt=login, or at the local login page.
+func (c *Client) reauthURL(s *cloakroom.Session, maxAge time.Duration) string {
+	if name := s.GetString(ValueProvider); c.providers[name] != nil {
+		return fmt.Sprintf("%s/login/%s?max_age=%d&prompt=login", c.cfg.AuthPrefix, name, int64(maxAge/time.Second))
+	}
+	return c.cfg.AuthPrefix + "/login"
+}
+
+// ReauthURL is [Client.Upstream]'s step-up login URL for s, for account
+// actions that require a login within maxAge; "" when s is recent enough.
+func (c *Client) ReauthURL(s *cloakroom.Session, maxAge time.Duration) string {
+	if c.recent(s, maxAge) {
+		return ""
+	}
+	return c.reauthURL(s, maxAge)
+}
+
+func pathUnder(p, prefix string) bool {
+	if !strings.HasPrefix(p, prefix) {
+		return len(p) == len(prefix)-1 && strings.HasSuffix(prefix, "/") && prefix[:len(p)] == p
+	}
+	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
+}
+
+// EndSession deletes the session's tokens and returns the provider's
+// end-session URL to send the browser to ("" when the session did not come
+// from a provider, or the provider has no end_session_endpoint). With
+// hint, the URL carries the ID token as id_token_hint, so the provider
+// knows whom to sign out without asking; the caller must only put it in a
+// redirect (Location) of a top-level navigation. Call it before the
+// session's Logout.
+func (c *Client) EndSession(ctx context.Context, s *cloakroom.Session, hint bool) string {
+	ref, name := s.GetString(ValueRef), s.GetString(ValueProvider)
+	p := c.providers[name]
+	if ref == "" || p == nil {
+		return ""
+	}
+	c.cache.drop(ref)
+	key := recordKey(kindTokens, ref)
+	var idToken string
+	if rec, found, err := c.records.find(ctx, key); err == nil && found {
+		if ts, err := c.openTokens(rec.Data, ref); err == nil {
+			idToken = ts.IDToken
+		}
+	}
+	if err := c.records.delete(ctx, key); err != nil {
+		c.log.LogAttrs(ctx, slog.LevelWarn, "oidc tokens not deleted at logout", slog.String("error", err.Error()))
+	}
+	if p.endSession == "" {
+		return ""
+	}
+	u, err := url.Parse(p.endSession)
+	if err != nil {
+		return ""
+	}
+	q := u.Query()
+	if hint && idToken != "" {
+		q.Set("id_token_hint", idToken)
+	}
+	q.Set("client_id", p.cfg.ClientID)
+	q.Set("post_logout_redirect_uri", c.PostLogoutURL())
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// tokenCache keeps access tokens read in this process until they near
+// expiry, so a relayed request costs no store read. A session that ends
+// is refused by the session middleware before its entry is looked at.
+type tokenCache struct {
+	mu      sync.Mutex
+	entries map[string]cachedToken
+}
+
+type cachedToken struct {
+	access string
+	expiry time.Time
+}
+
+const maxCachedTokens = 10000
+
+func (tc *tokenCache) get(ref string, needValidUntil time.Time) (string, bool) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	e, ok := tc.entries[ref]
+	if !ok || (!e.expiry.IsZero() && !e.expiry.After(needValidUntil)) {
+		return "", false
+	}
+	return e.access, true
+}
+
+func (tc *tokenCache) put(ref, access string, expiry time.Time) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if len(tc.entries) >= maxCachedTokens {
+		clear(tc.entries) // rare; the store still has every token
+	}
+	tc.entries[ref] = cachedToken{access: access, expiry: expiry}
+}
+
+func (tc *tokenCache) drop(ref string) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	delete(tc.entries, ref)
+}
