@@ -49,8 +49,8 @@ type pageData struct {
 	// Login page.
 	Providers []oidcbff.ProviderLink // one "Sign in with" button each
 	ReturnTo  string
-	Username string
-	Remember bool
+	Username  string
+	Remember  bool
 
 	// Account page.
 	Email          string

@@ -194,14 +194,14 @@ func (c *Client) Register(mux *http.ServeMux) {
 
 // loginState is the sealed content of the pre-login cookie.
 type loginState struct {
-	Provider string `json:"p"`
-	State    string `json:"s"`
-	Nonce    string `json:"n"`
-	Verifier string `json:"v"`
-	ReturnTo string `json:"r"`
-	MaxAge   int64  `json:"m,omitempty"` // seconds, when HasMaxAge
-	HasMaxAge bool  `json:"h,omitempty"` // max_age was requested: auth_time is then required
-	Created  int64  `json:"t"`           // unix seconds
+	Provider  string `json:"p"`
+	State     string `json:"s"`
+	Nonce     string `json:"n"`
+	Verifier  string `json:"v"`
+	ReturnTo  string `json:"r"`
+	MaxAge    int64  `json:"m,omitempty"` // seconds, when HasMaxAge
+	HasMaxAge bool   `json:"h,omitempty"` // max_age was requested: auth_time is then required
+	Created   int64  `json:"t"`           // unix seconds
 }
 
 // maxAgeLimit bounds the max_age parameter.
