@@ -123,11 +123,18 @@ func (c *Client) discover(ctx context.Context, pc ProviderConfig) (*provider, er
 			return nil, fmt.Errorf("end_session_endpoint %q is not an https URL", meta.EndSession)
 		}
 	}
+	endpoint := op.Endpoint()
+	switch pc.TokenAuth {
+	case "basic":
+		endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	case "post":
+		endpoint.AuthStyle = oauth2.AuthStyleInParams
+	}
 	p := &provider{
 		cfg: pc,
 		op:  op,
 		oauth: oauth2.Config{
-			ClientID: pc.ClientID, ClientSecret: pc.ClientSecret, Endpoint: op.Endpoint(),
+			ClientID: pc.ClientID, ClientSecret: pc.ClientSecret, Endpoint: endpoint,
 			RedirectURL: c.callbackURL(pc.Name), Scopes: pc.Scopes,
 		},
 		verifier:       op.Verifier(&oidc.Config{ClientID: pc.ClientID, Now: c.now}),

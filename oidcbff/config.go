@@ -59,6 +59,11 @@ type ProviderConfig struct {
 	// provider. Read the secret from a file; never log it.
 	ClientID     string
 	ClientSecret string
+	// TokenAuth is how the client authenticates at the token endpoint:
+	// "basic" (HTTP Basic, client_secret_basic), "post" (form fields,
+	// client_secret_post) or "" to try Basic and fall back to the form once
+	// per gateway process.
+	TokenAuth string
 	// Scopes requested. "openid" is always added. Default: openid, email,
 	// profile. Add offline_access (or the provider's equivalent) to get a
 	// refresh token.
@@ -241,6 +246,11 @@ func (p *ProviderConfig) check() []error {
 	}
 	if p.ClientSecret == "" {
 		errs = append(errs, errors.New("client secret is required (read from a file)"))
+	}
+	switch p.TokenAuth {
+	case "", "basic", "post":
+	default:
+		errs = append(errs, fmt.Errorf("token auth %q is not basic or post", p.TokenAuth))
 	}
 	if p.DisplayName == "" {
 		p.DisplayName = p.Name

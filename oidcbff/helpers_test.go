@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,8 +163,14 @@ type provider struct {
 	keyID string
 	// tamper, when set, rewrites token endpoint responses.
 	tamper atomic.Pointer[func(map[string]any)]
-	// authorize, when set, rewrites authorization requests.
+	// authorize, when set, sees authorization requests first (the mock
+	// queues its next user there); rewrite, when set, changes them.
 	authorize atomic.Pointer[func(url.Values)]
+	rewrite   atomic.Pointer[func(url.Values)]
+	// fix corrects a provider's token responses before tamper.
+	fix func(map[string]any)
+	// mock is set for the mock provider.
+	mock *mockProvider
 }
 
 // wrap adds the provider-side instrumentation: token logging, refresh
@@ -170,11 +178,13 @@ type provider struct {
 func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == authPath {
-			if f := p.authorize.Load(); f != nil {
-				q := r.URL.Query()
-				(*f)(q)
-				r.URL.RawQuery = q.Encode()
+			q := r.URL.Query()
+			for _, f := range []*func(url.Values){p.authorize.Load(), p.rewrite.Load()} {
+				if f != nil {
+					(*f)(q)
+				}
 			}
+			r.URL.RawQuery = q.Encode()
 		}
 		if r.URL.Path != tokenPath {
 			next.ServeHTTP(w, r)
@@ -189,10 +199,18 @@ func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Hand
 		rec := httptest.NewRecorder()
 		next.ServeHTTP(rec, r)
 		out := rec.Body.Bytes()
-		if f := p.tamper.Load(); f != nil && rec.Code == http.StatusOK {
+		if os.Getenv("DEBUG_TOKENS") != "" {
+			fmt.Println("token endpoint", form.Get("grant_type"), rec.Code, r.Header.Get("Authorization") != "", string(out))
+		}
+		if rec.Code == http.StatusOK {
 			var v map[string]any
 			if json.Unmarshal(out, &v) == nil {
-				(*f)(v)
+				if p.fix != nil {
+					p.fix(v)
+				}
+				if f := p.tamper.Load(); f != nil {
+					(*f)(v)
+				}
 				out, _ = json.Marshal(v)
 			}
 		}
@@ -212,14 +230,9 @@ func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Hand
 // sidUser is a mockoidc user whose ID token carries a sid and auth_time.
 type sidUser struct {
 	*mockoidc.MockUser
-	sid      string
-	authTime time.Time
-}
-
-type sidClaims struct {
-	jwt.Claims
-	SID      string `json:"sid,omitempty"`
-	AuthTime int64  `json:"auth_time,omitempty"`
+	sid        string
+	authTime   time.Time
+	unverified bool // email_verified: false (mockoidc omits a false value)
 }
 
 func (u *sidUser) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
@@ -241,6 +254,9 @@ func (u *sidUser) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Cla
 	}
 	if !u.authTime.IsZero() {
 		m["auth_time"] = u.authTime.Unix()
+	}
+	if u.unverified {
+		m["email_verified"] = false
 	}
 	return m, nil
 }
@@ -268,6 +284,14 @@ func newMockProvider(t *testing.T) *mockProvider {
 		t.Fatal(err)
 	}
 	mp := &mockProvider{m: m, provider: &provider{name: "mock", tokens: &tokenLog{}}}
+	mp.provider.mock = mp
+	// mockoidc encodes expires_in as a Go time.Duration (nanoseconds);
+	// the wire format is seconds.
+	mp.fix = func(v map[string]any) {
+		if n, ok := v["expires_in"].(float64); ok {
+			v["expires_in"] = n / float64(time.Second)
+		}
+	}
 	mp.key = m.Keypair.PrivateKey
 	mp.keyID, _ = m.Keypair.KeyID()
 	if err := m.AddMiddleware(func(next http.Handler) http.Handler {
@@ -460,6 +484,9 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 			RelayRoutes: []string{"/api/"},
 			Logger:      logger,
 			Now:         e.clock.Now,
+		}
+		if e.p.name == "mock" {
+			cfg.Providers[0].TokenAuth = "post" // mockoidc reads the secret from the form only
 		}
 		if e.p.name == "zitadel" {
 			cfg.Providers[0].Scopes = []string{"openid", "email", "profile", "offline_access"}

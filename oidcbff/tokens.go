@@ -82,7 +82,7 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 	ref := randomID()
 	ts := tokenSet{
 		Provider: p.cfg.Name, Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: id.IDToken,
-		Expiry: tok.Expiry, Subject: id.Subject,
+		Expiry: c.expiry(tok), Subject: id.Subject,
 	}
 	ttl := c.sessions.Config().MaxAbsoluteTimeout + c.cfg.ClockSkew
 	key := recordKey(kindTokens, ref)
@@ -114,6 +114,17 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 		c.log.LogAttrs(ctx, slog.LevelWarn, "oidc logout index not updated", slog.String("provider", p.cfg.Name), slog.String("error", err.Error()))
 	}
 	return nil
+}
+
+// expiry is when tok stops being valid by the gateway's clock, from the
+// token response's expires_in (oauth2 computes tok.Expiry from time.Now).
+// A response without expires_in gives the zero time: never refreshed
+// ahead of time.
+func (c *Client) expiry(tok *oauth2.Token) time.Time {
+	if tok.ExpiresIn <= 0 {
+		return time.Time{}
+	}
+	return c.now().Add(time.Duration(tok.ExpiresIn) * time.Second)
 }
 
 // AccessToken returns the session's access token, refreshing it first when
@@ -256,7 +267,7 @@ func (c *Client) refresh(ctx context.Context, p *provider, ts tokenSet) (tokenSe
 		return ts, fmt.Errorf("%w: %s", ErrUnavailable, redact(err))
 	}
 	fresh := ts
-	fresh.Access, fresh.Expiry = tok.AccessToken, tok.Expiry
+	fresh.Access, fresh.Expiry = tok.AccessToken, c.expiry(tok)
 	if tok.RefreshToken != "" {
 		fresh.Refresh = tok.RefreshToken
 	}
