@@ -65,12 +65,13 @@ func TestRefreshSingleFlight(t *testing.T) {
 					e.p.mock.fastForward(ttlOf[pc.name]) // new tokens differ from the old
 				}
 				const requests = 50
+				peers := []*browser{b.on(e.nodes[0]), b.on(e.nodes[1]), b.on(e.nodes[2])}
 				var wg sync.WaitGroup
 				results := make([]string, requests)
 				errs := make(chan error, requests)
 				for i := range requests {
 					wg.Go(func() {
-						status, bearer, err := b.on(e.nodes[i%3]).relay()
+						status, bearer, err := peers[i%3].relay()
 						if err == nil && status != http.StatusOK {
 							err = fmt.Errorf("request %d: status %d", i, status)
 						}
