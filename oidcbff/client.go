@@ -401,7 +401,7 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Location", st.ReturnTo)
 	w.WriteHeader(http.StatusSeeOther)
-	audit(outcomeSuccess, "", slog.String("user", id.User), slog.String("handle", c.sessions.Session(r).Handle()))
+	audit(outcomeSuccess, "", slog.String("user", id.User), slog.String("session", c.sessions.Session(r).Ref()))
 }
 
 // safeCode keeps an OAuth error code printable and short for logs and pages.

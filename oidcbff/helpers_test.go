@@ -508,7 +508,7 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 			}
 			routes = append(routes, rt)
 		}
-		px, err := proxy.New(proxy.Config{Routes: routes, ErrorLog: logger})
+		px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: logger})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -89,24 +89,25 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 	if _, err := c.records.create(ctx, key, c.sealTokens(ts, ref), ttl); err != nil {
 		return fmt.Errorf("store tokens: %w", err)
 	}
-	s := c.sessions.Session(r)
-	if err := s.Login(ctx, id.User, cloakroom.LoginOptions{}); err != nil {
-		_ = c.records.delete(context.WithoutCancel(ctx), key)
-		return err
-	}
 	groups := id.Groups
 	if groups == nil {
 		groups = []string{}
 	}
-	_ = s.PutJSON(ValueRoles, groups) // a []string always encodes
-	s.Put(ValueEmail, id.Email)
-	s.Put(ValueName, id.Name)
-	s.Put(ValueProvider, p.cfg.Name)
-	s.Put(ValueSubject, id.Subject)
-	s.Put(ValueRef, ref)
-	s.PutTime(ValueAuthTime, id.AuthTime.UTC())
+	roles, _ := json.Marshal(groups) // a []string always encodes
+	values := map[string]string{
+		ValueRoles: string(roles), ValueEmail: id.Email, ValueName: id.Name,
+		ValueProvider: p.cfg.Name, ValueSubject: id.Subject, ValueRef: ref,
+		ValueAuthTime: id.AuthTime.UTC().Format(time.RFC3339Nano),
+	}
 	if id.SID != "" {
-		s.Put(ValueSID, id.SID)
+		values[ValueSID] = id.SID
+	}
+	s := c.sessions.Session(r)
+	// The values go in the login's own write: the session never exists
+	// without them.
+	if err := s.Login(ctx, id.User, cloakroom.LoginOptions{Values: values}); err != nil {
+		_ = c.records.delete(context.WithoutCancel(ctx), key)
+		return err
 	}
 	// The indexes let a back-channel logout find this session; a failure
 	// there is logged, not fatal: logout by sub still works.
