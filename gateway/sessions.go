@@ -45,10 +45,6 @@ func (g *Gateway) apiSession(w http.ResponseWriter, r *http.Request) (*cloakroom
 	return s, true
 }
 
-// touchSkipper is the core's hook that keeps a request from counting as
-// use of its session (no last-seen update, so the idle deadline stays).
-type touchSkipper interface{ SkipTouch() }
-
 // sessionInfo reports the current session. Polling it must not keep the
 // session alive: nothing is Put, and the middleware's last-seen update is
 // skipped for it.
@@ -57,9 +53,7 @@ func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if skip, ok := any(s).(touchSkipper); ok {
-		_ = skip
-	}
+	s.MarkPassive()
 	created, idle, absolute := s.Times()
 	writeJSON(w, http.StatusOK, struct {
 		User              string    `json:"user"`
