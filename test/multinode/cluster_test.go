@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/cloakroom/cloakroom/pgstore"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/redisstore"
+	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
 const (
@@ -54,7 +56,8 @@ var passwordHash = sync.OnceValue(func() string {
 type nodeStore struct {
 	store cloakroom.Store
 	// trips counts the store round trips the node made; answers served
-	// from a client-side cache are not counted.
+	// from a client-side cache are not counted. Nil where the harness
+	// cannot count them.
 	trips *atomic.Int64
 	close func()
 }
@@ -62,9 +65,16 @@ type nodeStore struct {
 // variant is one way of sharing sessions between nodes.
 type variant struct {
 	name string
-	// async is true when a node caches sessions and learns of changes made
-	// by other nodes asynchronously (Redis tracking pushes, NOTIFY).
-	async bool
+	// cached is true when a node answers session checks from its own
+	// memory and learns of other nodes' changes by messages (Redis
+	// tracking pushes, NOTIFY).
+	cached bool
+	// strict is true when the store promises that once a revocation
+	// (logout, bump) returns, no node accepts the session any more: the
+	// tests then fail on a single request accepted after the logout
+	// response. Otherwise they report such requests, and fail only past
+	// the asynchronous window's bounds.
+	strict bool
 	// open prepares the shared store for one test.
 	open func(t *testing.T) storeSetup
 }
@@ -81,11 +91,16 @@ type storeSetup struct {
 	probe func(t *testing.T) *notifyProbe
 }
 
+// variants are the shared stores every multi-node test runs against. To
+// point the tests at other servers (a Redis Cluster, a remote
+// PostgreSQL), add a variant whose open returns redisSetup with the
+// cluster's seed addresses, or postgresSetup with another URL.
 func variants() []variant {
 	return []variant{
-		{name: "redis", async: true, open: openRedis},
-		{name: "postgres", async: false, open: func(t *testing.T) storeSetup { return openPostgres(t, false) }},
-		{name: "postgres-cache", async: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) }},
+		{name: "redis", cached: true, strict: false, open: openRedis},
+		{name: "postgres", cached: false, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, false) }},
+		{name: "postgres-cache", cached: true, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) }},
+		{name: "sqlite-shared-file", cached: false, strict: true, open: openSQLite},
 	}
 }
 
@@ -95,12 +110,15 @@ func openRedis(t *testing.T) storeSetup {
 	return redisSetup(t, addr, testservers.RedisPrefix(t, addr))
 }
 
-// redisSetup shares the Redis server at addr under prefix.
-func redisSetup(t *testing.T, addr, prefix string) storeSetup {
+// redisSetup shares the Redis server at addr under prefix. Further seed
+// addresses make each node's client a Redis Cluster client.
+func redisSetup(t *testing.T, addr, prefix string, seeds ...string) storeSetup {
 	t.Helper()
 	return storeSetup{addr: addr, node: func(t *testing.T, addr string) nodeStore {
 		t.Helper()
-		client, err := rueidis.NewClient(redisOptions(addr))
+		opts := redisOptions(addr)
+		opts.InitAddress = append(opts.InitAddress, seeds...)
+		client, err := rueidis.NewClient(opts)
 		if err != nil {
 			t.Fatalf("rueidis client for %s: %v", addr, err)
 		}
@@ -224,6 +242,21 @@ func postgresSetup(t *testing.T, url string, cache bool) storeSetup {
 			t.Fatal(err)
 		}
 		return nodeStore{store: store, trips: &tracer.queries, close: func() { store.Close(); pool.Close() }}
+	}}
+}
+
+// openSQLite shares one SQLite file between the nodes, each with a Store
+// of its own, as gateways (or a gateway and the CLI) on one host would.
+func openSQLite(t *testing.T) storeSetup {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	return storeSetup{node: func(t *testing.T, _ string) nodeStore {
+		t.Helper()
+		store, err := sqlitestore.Open(context.Background(), path, sqlitestore.Config{PurgeInterval: -1, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nodeStore{store: store, close: func() { store.Close() }}
 	}}
 }
 

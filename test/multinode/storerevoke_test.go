@@ -1,0 +1,201 @@
+package multinode
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/storetest"
+)
+
+// storeRevocation is one way a session is ended through a store.
+type storeRevocation struct {
+	name string
+	// revoke ends rec through s.
+	revoke func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error
+	// rotates is true when revoke needs a cloakroom.Rotator.
+	rotates bool
+}
+
+var storeRevocations = []storeRevocation{
+	{name: "Delete", revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
+		return s.Delete(ctx, rec.Key)
+	}},
+	{name: "BumpGeneration", revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
+		_, err := s.BumpGeneration(ctx, rec.UserID)
+		return err
+	}},
+	{name: "Rotate", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
+		next := storetest.NewRecord(rec.UserID, time.Now())
+		next.Generation = rec.Generation
+		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next})
+		return err
+	}},
+	{name: "RotateBump", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
+		// "Log out my other sessions", from another session of the user.
+		mine := storetest.NewRecord(rec.UserID, time.Now())
+		mine.Generation = rec.Generation
+		if err := s.Commit(ctx, mine); err != nil {
+			return err
+		}
+		next := storetest.NewRecord(rec.UserID, time.Now())
+		next.Generation = rec.Generation
+		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: mine.Key, OldMustLive: true, New: next, Bump: true})
+		return err
+	}},
+}
+
+// storeFind is one Find a poller made.
+type storeFind struct {
+	start time.Time
+	found bool
+}
+
+// TestRevokedAtOnceOnEveryNode works at the store layer, with three nodes
+// each holding its own store client (and cache): a session created through
+// C and read through B and C, so cached where they cache, is revoked
+// through A while B and C look it up back to back. Every lookup that
+// starts after A's call returned must miss, on both nodes, for every kind
+// of revocation; where the store makes no such promise the accepted
+// lookups are reported.
+func TestRevokedAtOnceOnEveryNode(t *testing.T) {
+	const (
+		rounds = 25                     // per kind of revocation
+		budget = 8 * time.Second        // per store; fewer rounds if it runs out
+		limit  = 500 * time.Millisecond // a poll still accepting then fails
+	)
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			setup := v.open(t)
+			var nodes [3]nodeStore
+			for i := range nodes {
+				nodes[i] = setup.node(t, setup.addr)
+				t.Cleanup(nodes[i].close)
+			}
+			a, b, c := nodes[0].store, nodes[1].store, nodes[2].store
+			_, rotator := a.(cloakroom.Rotator)
+			ctx := context.Background()
+			start := time.Now()
+			for _, rv := range storeRevocations {
+				if rv.rotates && !rotator {
+					t.Logf("%s: %T is not a cloakroom.Rotator; skipped", rv.name, a)
+					continue
+				}
+				var made, accepted, acceptingRounds, notWarm int
+				var latest time.Duration
+				for round := 0; round < rounds && time.Since(start) < budget; round++ {
+					rec := storetest.NewRecord(fmt.Sprintf("user-%s", randomHex(6)), time.Now())
+					if err := c.Commit(ctx, rec); err != nil {
+						t.Fatal(err)
+					}
+					for _, n := range nodes[1:] {
+						if !warmStore(t, n, rec.Key) && v.cached {
+							notWarm++
+						}
+					}
+					var returned time.Time
+					var mu sync.Mutex
+					polls := make([][]storeFind, 2)
+					var wg sync.WaitGroup
+					for i, s := range []cloakroom.Store{b, c} {
+						wg.Go(func() {
+							for {
+								mu.Lock()
+								since := returned
+								mu.Unlock()
+								began := time.Now()
+								_, found, err := s.Find(ctx, rec.Key)
+								if err != nil {
+									t.Errorf("Find while revoking: %v", err)
+									return
+								}
+								switch {
+								case since.IsZero():
+									// Before the revocation returned:
+									// anything goes, at a gentler pace.
+									time.Sleep(50 * time.Microsecond)
+									continue
+								case !began.After(since):
+									continue
+								}
+								polls[i] = append(polls[i], storeFind{began, found})
+								if !found || began.Sub(since) > limit {
+									return
+								}
+							}
+						})
+					}
+					err := rv.revoke(ctx, a, rec)
+					mu.Lock()
+					returned = time.Now()
+					mu.Unlock()
+					if err != nil {
+						t.Fatalf("%s through A: %v", rv.name, err)
+					}
+					wg.Wait()
+					made++
+					roundAccepted := 0
+					for _, p := range polls {
+						for _, f := range p {
+							if f.found && f.start.After(returned) {
+								roundAccepted++
+								latest = max(latest, f.start.Sub(returned))
+							}
+						}
+						if last := p[len(p)-1]; last.found {
+							t.Errorf("%s: a node still accepted the session %v after the revocation returned", rv.name, last.start.Sub(returned))
+						}
+					}
+					if roundAccepted > 0 {
+						accepted += roundAccepted
+						acceptingRounds++
+					}
+				}
+				if notWarm > 0 {
+					t.Errorf("%s: %d of %d warm-ups were not answered from the node's cache", rv.name, notWarm, 2*made)
+				}
+				switch {
+				case accepted == 0:
+					t.Logf("%s through A, %d rounds: no lookup on B or C that started after the call returned found the session", rv.name, made)
+				case v.strict:
+					t.Errorf("%s through A: %d lookups on B or C that started after the call returned found the session, in %d of %d rounds (the last %v after)",
+						rv.name, accepted, acceptingRounds, made, latest)
+				default:
+					t.Logf("%s through A: %d lookups on B or C that started after the call returned found the session, in %d of %d rounds (the last %v after); %s makes no such promise",
+						rv.name, accepted, acceptingRounds, made, latest, v.name)
+				}
+			}
+		})
+	}
+}
+
+// warmStore looks key up through n a few times, more if a cache fill was
+// refused, and reports whether the last lookup was answered from n's cache
+// (true where round trips are not counted).
+func warmStore(t *testing.T, n nodeStore, key cloakroom.Key) bool {
+	t.Helper()
+	var trips int64
+	for i := 1; i <= 10; i++ {
+		var before int64
+		if n.trips != nil {
+			before = n.trips.Load()
+		}
+		if _, found, err := n.store.Find(context.Background(), key); err != nil || !found {
+			t.Fatalf("Find before the revocation = %v, %v; want found", found, err)
+		}
+		if n.trips == nil {
+			if i >= 3 {
+				return true
+			}
+			continue
+		}
+		trips = n.trips.Load() - before
+		if i >= 3 && trips == 0 {
+			break
+		}
+	}
+	return trips == 0
+}
