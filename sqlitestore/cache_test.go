@@ -322,3 +322,79 @@ func TestCacheOtherCommitRightAfterOwn(t *testing.T) {
 		t.Fatal("session deleted by another store right after our commit is still found")
 	}
 }
+
+// TestEndsFromOtherProcesses checks the store's notifications: its own
+// deletes are reported by key, and a commit by anyone else to the file,
+// which cannot say what it ended, as one End{All: true}.
+func TestEndsFromOtherProcesses(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	path := filepath.Join(t.TempDir(), "sessions.db")
+	watched := openStore(t, path, sqlitestore.Config{})
+	other := openStore(t, path, sqlitestore.Config{})
+	ends := make(chan cloakroom.End, 1024)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watched.WatchEnds(ctx, func(e cloakroom.End) { ends <- e })
+	}()
+	defer func() { cancel(); <-done }()
+
+	// next waits for an end matching want, and counts the All ends seen
+	// on the way.
+	alls := 0
+	next := func(what string, want func(cloakroom.End) bool) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		for {
+			select {
+			case e := <-ends:
+				if e.All {
+					alls++
+				}
+				if want(e) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no notification of %s", what)
+			}
+		}
+	}
+	// WatchEnds registers asynchronously: repeat an own delete until it
+	// is reported.
+	for registered := false; !registered; {
+		rec := commitNew(t, watched, "probe")
+		if err := watched.Delete(ctx, rec.Key); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case e := <-ends:
+			registered = e.Key == rec.Key
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	for i := 0; i < 20; i++ {
+		rec := commitNew(t, watched, "alice")
+		if err := watched.Delete(ctx, rec.Key); err != nil {
+			t.Fatal(err)
+		}
+		next("own delete", func(e cloakroom.End) bool { return e.Key == rec.Key })
+	}
+	if alls != 0 {
+		t.Fatalf("%d End{All} notifications for this store's own writes, want 0", alls)
+	}
+
+	victim := commitNew(t, watched, "bob")
+	if err := other.Delete(ctx, victim.Key); err != nil {
+		t.Fatal(err)
+	}
+	next("another process's write", func(e cloakroom.End) bool { return e.All })
+	own := commitNew(t, watched, "carol")
+	if err := watched.Delete(ctx, own.Key); err != nil {
+		t.Fatal(err)
+	}
+	next("own delete after", func(e cloakroom.End) bool { return e.Key == own.Key })
+	if alls != 1 {
+		t.Fatalf("%d End{All} notifications for one commit of another store, want 1", alls)
+	}
+}

@@ -123,7 +123,8 @@ const (
 )
 
 // Store is a [cloakroom.Store] backed by SQLite. It is safe for concurrent
-// use. It implements [cloakroom.Pinger].
+// use. It implements [cloakroom.Rotator], [cloakroom.EndNotifier] and
+// [cloakroom.Pinger].
 type Store struct {
 	read  *sql.DB // Find, List, Generation: many connections
 	write *sql.DB // every write: one connection when opened by Open
@@ -149,7 +150,12 @@ type Store struct {
 
 	findStmt, listStmt, generationStmt *sql.Stmt // on read
 	createStmt, updateStmt, commitStateStmt, deleteStmt,
-	bumpStmt, dropRevokedStmt, purgeStmt *sql.Stmt // on write
+	bumpStmt, dropRevokedStmt, purgeStmt,
+	rotateOldStmt, writeGenerationStmt *sql.Stmt // on write
+
+	// Subscribers of WatchEnds.
+	watchMu  sync.Mutex
+	watchers map[*func(cloakroom.End)]struct{}
 
 	stopPurge context.CancelFunc
 	purgeDone chan struct{}
@@ -158,8 +164,10 @@ type Store struct {
 }
 
 var (
-	_ cloakroom.Store  = (*Store)(nil)
-	_ cloakroom.Pinger = (*Store)(nil)
+	_ cloakroom.Store       = (*Store)(nil)
+	_ cloakroom.Rotator     = (*Store)(nil)
+	_ cloakroom.EndNotifier = (*Store)(nil)
+	_ cloakroom.Pinger      = (*Store)(nil)
 )
 
 // Open opens or creates the SQLite database at path and returns a store on
@@ -283,6 +291,7 @@ func (s *Store) startCache(ctx context.Context, abs string, cfg Config) error {
 	}
 	s.header = header
 	s.cache = newCache(header, size)
+	s.cache.onForeignWrite = func() { s.publish(cloakroom.End{All: true}) }
 	return nil
 }
 
@@ -307,6 +316,7 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 		return nil, err
 	}
 	s := &Store{
+		watchers:  make(map[*func(cloakroom.End)]struct{}),
 		read:      read,
 		write:     write,
 		owned:     owned,
@@ -403,6 +413,14 @@ INSERT INTO {p}user_generations (user_id, generation) VALUES (:user, 1)
 ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1
 RETURNING generation`},
 		{s.write, &s.dropRevokedStmt, `DELETE FROM {p}sessions WHERE user_id = :user AND generation < :generation`},
+		// Rotate's view of the old session: whether it is unexpired, its
+		// user, its generation and its user's current one (no row if it is
+		// missing or expired).
+		{s.write, &s.rotateOldStmt, `
+SELECT s.user_id, s.generation,
+	coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)
+FROM {p}sessions AS s WHERE s.key = :old AND s.expiry_unix_ms > :now`},
+		{s.write, &s.writeGenerationStmt, `SELECT ` + userGeneration},
 		{s.write, &s.purgeStmt, `
 DELETE FROM {p}sessions WHERE rowid IN (
 	SELECT rowid FROM {p}sessions WHERE expiry_unix_ms <= :now LIMIT :limit)`},
@@ -496,19 +514,7 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
 	}
-	var user any // NULL for an anonymous session
-	if rec.UserID != "" {
-		user = rec.UserID
-	}
-	args := []any{
-		sql.Named("key", rec.Key[:]),
-		sql.Named("user", user),
-		sql.Named("handle", rec.Handle),
-		sql.Named("generation", int64(rec.Generation)),
-		sql.Named("expiry", rec.Expiry().UnixMilli()),
-		sql.Named("record", blob),
-		sql.Named("now", s.now().UnixMilli()),
-	}
+	args := recordArgs(rec, blob, s.now().UnixMilli())
 	err = s.inWriteTx(ctx, change{keys: []cloakroom.Key{rec.Key}}, func(tx *sql.Tx) (bool, error) {
 		var res sql.Result
 		var err error
@@ -530,6 +536,23 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
 	}
 	return nil
+}
+
+// recordArgs are the named arguments of the create and update statements.
+func recordArgs(rec cloakroom.Record, blob []byte, nowMs int64) []any {
+	var user any // NULL for an anonymous session
+	if rec.UserID != "" {
+		user = rec.UserID
+	}
+	return []any{
+		sql.Named("key", rec.Key[:]),
+		sql.Named("user", user),
+		sql.Named("handle", rec.Handle),
+		sql.Named("generation", int64(rec.Generation)),
+		sql.Named("expiry", rec.Expiry().UnixMilli()),
+		sql.Named("record", blob),
+		sql.Named("now", nowMs),
+	}
 }
 
 // refusal explains a Commit that changed nothing, reading in the same
@@ -556,18 +579,30 @@ func (s *Store) refusal(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, a
 
 // Delete implements [cloakroom.Store].
 func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
+	var deleted bool
 	err := s.inWriteTx(ctx, change{keys: []cloakroom.Key{key}}, func(tx *sql.Tx) (bool, error) {
-		res, err := tx.StmtContext(ctx, s.deleteStmt).ExecContext(ctx, sql.Named("key", key[:]))
-		if err != nil {
-			return false, err
-		}
-		n, err := res.RowsAffected()
-		return n > 0, err
+		var err error
+		deleted, err = s.deleteIn(ctx, tx, key)
+		return deleted, err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: delete %s: %w", key.Short(), err)
 	}
+	if deleted {
+		s.publish(cloakroom.End{Key: key})
+	}
 	return nil
+}
+
+// deleteIn deletes the session under key in tx and reports whether there
+// was one.
+func (s *Store) deleteIn(ctx context.Context, tx *sql.Tx, key cloakroom.Key) (bool, error) {
+	res, err := tx.StmtContext(ctx, s.deleteStmt).ExecContext(ctx, sql.Named("key", key[:]))
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
 // List implements [cloakroom.Store]. Anonymous sessions belong to no user,
@@ -617,17 +652,131 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
 	var gen int64
 	err := s.inWriteTx(ctx, change{user: userID}, func(tx *sql.Tx) (bool, error) {
-		user := sql.Named("user", userID)
-		if err := tx.StmtContext(ctx, s.bumpStmt).QueryRowContext(ctx, user).Scan(&gen); err != nil {
-			return false, err
-		}
-		_, err := tx.StmtContext(ctx, s.dropRevokedStmt).ExecContext(ctx, user, sql.Named("generation", gen))
+		var err error
+		gen, err = s.bumpIn(ctx, tx, userID)
 		return err == nil, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: bump generation: %w", err)
 	}
+	s.publish(cloakroom.End{UserID: userID, Generation: uint64(gen)})
 	return uint64(gen), nil
+}
+
+// bumpIn increments the user's generation in tx, deletes the sessions it
+// revokes, and returns the new generation.
+func (s *Store) bumpIn(ctx context.Context, tx *sql.Tx, userID string) (int64, error) {
+	var gen int64
+	user := sql.Named("user", userID)
+	if err := tx.StmtContext(ctx, s.bumpStmt).QueryRowContext(ctx, user).Scan(&gen); err != nil {
+		return 0, err
+	}
+	_, err := tx.StmtContext(ctx, s.dropRevokedStmt).ExecContext(ctx, user, sql.Named("generation", gen))
+	return gen, err
+}
+
+// Rotate implements [cloakroom.Rotator]: the checks, the bump, the new
+// session and the old one's deletion are one transaction, which holds
+// SQLite's write lock from its first statement (BEGIN IMMEDIATE), so no
+// other writer, in this process or another, can come between the checks
+// and the writes.
+func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	rec := r.New
+	if rec.Version != 1 || rec.Generation > math.MaxInt64 {
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: new session must have version 1 (got %d) and a generation in range", rec.Key.Short(), rec.Version)
+	}
+	if r.Bump && rec.UserID == "" {
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: a bump needs a user", rec.Key.Short())
+	}
+	var zero cloakroom.Key
+	ch := change{keys: []cloakroom.Key{rec.Key}}
+	if r.Old != zero {
+		ch.keys = append(ch.keys, r.Old)
+	}
+	if r.Bump {
+		ch.user = rec.UserID
+	}
+	var oldDeleted bool
+	err := s.inWriteTx(ctx, ch, func(tx *sql.Tx) (bool, error) {
+		now := s.now().UnixMilli()
+		if r.OldMustLive {
+			if err := s.checkOldLive(ctx, tx, r.Old, now); err != nil {
+				return false, err
+			}
+		}
+		if rec.UserID != "" {
+			var current int64
+			if err := tx.StmtContext(ctx, s.writeGenerationStmt).QueryRowContext(ctx, sql.Named("user", rec.UserID)).Scan(&current); err != nil {
+				return false, err
+			}
+			if uint64(current) != rec.Generation {
+				return false, fmt.Errorf("generation %d is not the user's current %d: %w", rec.Generation, current, cloakroom.ErrNotFound)
+			}
+		}
+		if r.Bump {
+			gen, err := s.bumpIn(ctx, tx, rec.UserID)
+			if err != nil {
+				return false, err
+			}
+			rec.Generation = uint64(gen)
+		}
+		if err := s.createIn(ctx, tx, rec, now); err != nil {
+			return false, err
+		}
+		if r.Old != zero && r.Old != rec.Key {
+			var err error
+			if oldDeleted, err = s.deleteIn(ctx, tx, r.Old); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
+	}
+	if r.Bump {
+		s.publish(cloakroom.End{UserID: rec.UserID, Generation: rec.Generation})
+	}
+	if oldDeleted {
+		s.publish(cloakroom.End{Key: r.Old})
+	}
+	return rec, nil
+}
+
+// checkOldLive fails with ErrNotFound unless the session under key exists,
+// is unexpired at nowMs and, for a user's session, is of the user's
+// current generation.
+func (s *Store) checkOldLive(ctx context.Context, tx *sql.Tx, key cloakroom.Key, nowMs int64) error {
+	var user sql.NullString
+	var gen, current int64
+	err := tx.StmtContext(ctx, s.rotateOldStmt).QueryRowContext(ctx, sql.Named("old", key[:]), sql.Named("now", nowMs)).Scan(&user, &gen, &current)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("old session is gone: %w", cloakroom.ErrNotFound)
+	case err != nil:
+		return err
+	case user.Valid && gen != current:
+		return fmt.Errorf("old session's generation %d revoked, user is at %d: %w", gen, current, cloakroom.ErrNotFound)
+	}
+	return nil
+}
+
+// createIn creates rec, version 1, in tx: ErrConflict if its key holds a
+// live session, ErrNotFound if its generation is stale.
+func (s *Store) createIn(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, nowMs int64) error {
+	blob, err := rec.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	args := recordArgs(rec, blob, nowMs)
+	res, err := tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	return s.refusal(ctx, tx, rec, args)
 }
 
 // Purge deletes the sessions expired at the store's clock and returns how
@@ -720,6 +869,7 @@ func (s *Store) closeStatements() {
 		s.findStmt, s.listStmt, s.generationStmt,
 		s.createStmt, s.updateStmt, s.commitStateStmt, s.deleteStmt,
 		s.bumpStmt, s.dropRevokedStmt, s.purgeStmt,
+		s.rotateOldStmt, s.writeGenerationStmt,
 	} {
 		if stmt != nil {
 			stmt.Close()
