@@ -19,6 +19,7 @@ import (
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
+	"github.com/cloakroom/cloakroom/vault"
 )
 
 // ErrInvalidConfig wraps every problem [New] finds in a [Config].
@@ -47,6 +48,10 @@ type Config struct {
 	// identity. Default nil: no API routes. Routed paths always need a
 	// session, whatever PublicPaths says.
 	Proxy *proxy.Proxy
+	// Vault puts some Proxy routes in vault mode (see package vault): no
+	// session required, the app's own token captured, kept in the session
+	// and attached. Default nil: no vault routes.
+	Vault *vault.Vault
 	// Signer publishes its public keys at /.well-known/jwks.json. Default
 	// nil: no JWKS endpoint.
 	Signer *upstreamjwt.Signer
@@ -120,6 +125,15 @@ func (cfg *Config) validate() error {
 	if cfg.Frontend != nil {
 		if err := checkUpstream(cfg.Frontend); err != nil {
 			bad("Frontend: %v", err)
+		}
+	}
+	if cfg.Vault != nil {
+		for _, prefix := range cfg.Vault.Prefixes() {
+			if cfg.Proxy == nil {
+				bad("Vault route %q: no Proxy routes", prefix)
+			} else if r, ok := cfg.Proxy.Match(prefix); !ok || r.Prefix != prefix {
+				bad("Vault route %q is not a Proxy route prefix", prefix)
+			}
 		}
 	}
 	if cfg.AuthPrefix == "" {

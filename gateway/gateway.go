@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -53,7 +55,11 @@ func New(cfg Config) (*Gateway, error) {
 		trustedOrigins: trustedOriginSet(cfg.Sessions.Config().TrustedOrigins),
 	}
 	var err error
-	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store()); err != nil {
+	var vaultMetrics []prometheus.Collector
+	if cfg.Vault != nil {
+		vaultMetrics = cfg.Vault.Collectors()
+	}
+	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), vaultMetrics...); err != nil {
 		return nil, err
 	}
 	if g.pages, err = parsePages(); err != nil {
@@ -153,6 +159,10 @@ func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
 	}
 	if g.proxy != nil {
 		if route, ok := g.proxy.Match(r.URL.Path); ok {
+			if g.cfg.Vault != nil && g.cfg.Vault.Handles(route.Prefix) {
+				g.serveVault(w, r, route)
+				return
+			}
 			g.serveAPI(w, r, route)
 			return
 		}
@@ -185,6 +195,25 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.R
 	id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
 	start := time.Now()
 	g.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))
+	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
+}
+
+// serveVault proxies a request of a vault route: anonymous calls pass (the
+// backend judges them), and the vault attaches the app's own token for
+// logged-in ones.
+func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy.Route) {
+	s := g.sessions.Session(r)
+	if s.Err() != nil {
+		g.unavailable(w, r)
+		return
+	}
+	r.Header.Del(cloakroom.CSRFHeader)
+	if s.LoggedIn() {
+		id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
+		r = r.WithContext(proxy.WithIdentity(r.Context(), id))
+	}
+	start := time.Now()
+	g.cfg.Vault.Serve(w, r, route.Prefix, g.proxy)
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
 }
 

@@ -43,7 +43,7 @@ type metrics struct {
 // stores export no active-sessions gauge.
 type lengther interface{ Len() int }
 
-func newMetrics(reg *prometheus.Registry, store cloakroom.Store) (*metrics, error) {
+func newMetrics(reg *prometheus.Registry, store cloakroom.Store, more ...prometheus.Collector) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_logins_total",
@@ -69,6 +69,7 @@ func newMetrics(reg *prometheus.Registry, store cloakroom.Store) (*metrics, erro
 		}, []string{"op"}),
 	}
 	collectors := []prometheus.Collector{m.logins, m.revocations, m.storeErrors, m.proxyDuration, m.storeDuration}
+	collectors = append(collectors, more...)
 	if l, ok := store.(lengther); ok {
 		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "cloakroom_active_sessions",

@@ -243,15 +243,28 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		if token, ok := ctx.Value(tokenKey{}).(string); ok {
 			h["Authorization"] = []string{"Bearer " + token}
 		}
+		if x := exchangeFrom(ctx); x != nil && x.Rewrite != nil {
+			x.Rewrite(pr.Out)
+		}
 	}
 }
 
-// modifyResponse stops upstreams from setting, replacing or clearing the
-// gateway's session cookie.
+// modifyResponse applies the proxy's response rules, then the request's
+// Exchange, if any.
 func (p *Proxy) modifyResponse(res *http.Response) error {
+	p.dropSessionCookie(res)
+	if x := exchangeFrom(res.Request.Context()); x != nil && x.ModifyResponse != nil {
+		return x.ModifyResponse(res)
+	}
+	return nil
+}
+
+// dropSessionCookie stops upstreams from setting, replacing or clearing the
+// gateway's session cookie.
+func (p *Proxy) dropSessionCookie(res *http.Response) {
 	values := res.Header["Set-Cookie"]
 	if len(values) == 0 {
-		return nil
+		return
 	}
 	kept := values[:0:0]
 	for _, v := range values {
@@ -262,7 +275,7 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 		}
 	}
 	if len(kept) == len(values) {
-		return nil
+		return
 	}
 	p.log.LogAttrs(res.Request.Context(), slog.LevelWarn, "proxy: dropped upstream Set-Cookie for the session cookie",
 		slog.String("upstream", res.Request.URL.Host))
@@ -271,7 +284,6 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	} else {
 		res.Header["Set-Cookie"] = kept
 	}
-	return nil
 }
 
 // errorHandler answers 502 and logs the failure without the URL's query,

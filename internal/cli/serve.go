@@ -18,6 +18,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
+	"github.com/cloakroom/cloakroom/vault"
 )
 
 // HTTP server limits, for both listeners. They bound how long a slow or
@@ -166,7 +167,15 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			return nil, err
 		}
 	}
+	var vlt *vault.Vault
+	if p.vault != nil {
+		vlt, err = vault.New(vault.Config{Sessions: rt.sessions, Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	}
 	rt.gateway, err = gateway.New(gateway.Config{
+		Vault:       vlt,
 		Sessions:    rt.sessions,
 		Accounts:    rt.accounts,
 		Proxy:       px,

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cloakroom/cloakroom/vault"
 )
 
 // Config is the configuration of `cloakroom serve`. Every field is one
@@ -49,6 +51,17 @@ type Config struct {
 
 	LogLevel  string
 	LogFormat string
+
+	Vault           []string
+	VaultKeysFile   string
+	VaultCapture    []string
+	VaultTokenPath  []string
+	VaultUserClaim  string
+	VaultHeader     string
+	VaultDropField  bool
+	VaultCookieOnly []string
+	VaultStripParam []string
+	VaultLogout     []string
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.
@@ -74,6 +87,8 @@ func defaultConfig() Config {
 		CookieSameSite:  "lax",
 		LogLevel:        "info",
 		LogFormat:       "text",
+		VaultUserClaim:  vault.DefaultUserClaim,
+		VaultHeader:     vault.DefaultHeader + ": " + vault.DefaultScheme,
 	}
 }
 
@@ -92,7 +107,7 @@ func (s *setting) env() string {
 }
 
 // settings lists every setting of `serve`, in the order of the usage text.
-var settings = []*setting{
+var settings = append([]*setting{
 	{"config", "FILE", "read settings from this JSON file (keys are the flag names)", func(c *Config) any { return &c.ConfigFile }},
 	{"listen", "ADDR", "public listener address", func(c *Config) any { return &c.Listen }},
 	{"admin-listen", "ADDR", "admin listener (/healthz, /readyz, /metrics, /admin/); empty disables it", func(c *Config) any { return &c.AdminListen }},
@@ -118,7 +133,7 @@ var settings = []*setting{
 	{"trusted-origin", "ORIGIN", "origin allowed to send cross-origin unsafe requests (repeatable)", func(c *Config) any { return &c.TrustedOrigins }},
 	{"log-level", "LEVEL", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "FORMAT", "text or json", func(c *Config) any { return &c.LogFormat }},
-}
+}, vaultSettings...)
 
 func lookupSetting(name string) *setting {
 	i := slices.IndexFunc(settings, func(s *setting) bool { return s.name == name })

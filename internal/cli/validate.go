@@ -44,6 +44,7 @@ type plan struct {
 	sameSite   http.SameSite
 	proxies    []netip.Prefix // trusted proxies for the client address
 	logLevel   slog.Level
+	vault      *vaultPlan // nil without --vault
 }
 
 // validate checks cfg and reads the files it names. It reports every
@@ -210,6 +211,9 @@ func validate(cfg Config) (*plan, error) {
 	if cfg.LogFormat != "text" && cfg.LogFormat != "json" {
 		bad("--log-format %q: want text or json", cfg.LogFormat)
 	}
+	var vaultProblems []error
+	p.vault, vaultProblems = validateVault(cfg, p.routes)
+	problems = append(problems, vaultProblems...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}

@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/vault"
+)
+
+// vaultSettingNames are the settings of the token vault (docs/migrate.md).
+var vaultSettings = []*setting{
+	{"vault", "PREFIX", "put the --upstream route with this prefix in vault mode (repeatable): the app's own JWT is kept in the session, never in the browser", func(c *Config) any { return &c.Vault }},
+	{"vault-keys-file", "FILE", "key file sealing vaulted tokens: lines \"<key id> <base64 32 bytes>\", the sealing key first (not world-readable)", func(c *Config) any { return &c.VaultKeysFile }},
+	{"vault-capture", "'METHOD PATH FIELD'", "a request whose 2xx JSON answer carries the token (repeatable), e.g. 'POST /api/users/login user.token'", func(c *Config) any { return &c.VaultCapture }},
+	{"vault-token-path", "FIELD", "more JSON fields of any answer that may carry a refreshed token (repeatable), e.g. data.jwt", func(c *Config) any { return &c.VaultTokenPath }},
+	{"vault-user-claim", "CLAIM", "claim of the token naming the session's user", func(c *Config) any { return &c.VaultUserClaim }},
+	{"vault-header", "'HEADER: SCHEME'", "how the backend wants its token, e.g. 'Authorization: Token'; 'X-Access-Token:' for a bare token", func(c *Config) any { return &c.VaultHeader }},
+	{"vault-drop-field", "", "remove the token's field from answers instead of replacing it with a placeholder", func(c *Config) any { return &c.VaultDropField }},
+	{"vault-cookie-only", "PREFIX", "vault route attaching the token on the session cookie alone, without the placeholder (repeatable)", func(c *Config) any { return &c.VaultCookieOnly }},
+	{"vault-strip-param", "NAME", "query parameter or form field the backend takes a token from, removed from every request (repeatable; access_token always)", func(c *Config) any { return &c.VaultStripParam }},
+	{"vault-logout", "'METHOD PATH'", "the app's own logout request; it ends the session (repeatable)", func(c *Config) any { return &c.VaultLogout }},
+}
+
+// vaultPlan is the checked vault configuration.
+type vaultPlan struct {
+	routes []vault.Route
+	keys   *seal.Keyring
+}
+
+// validateVault checks the vault settings against the proxy routes.
+func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
+	var problems []error
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	if len(cfg.Vault) == 0 {
+		if cfg.VaultKeysFile != "" || len(cfg.VaultCapture) > 0 || len(cfg.VaultLogout) > 0 || len(cfg.VaultCookieOnly) > 0 || len(cfg.VaultTokenPath) > 0 {
+			bad("--vault-* settings given without --vault PREFIX")
+		}
+		return nil, problems
+	}
+	vp := &vaultPlan{}
+	if cfg.VaultKeysFile == "" {
+		bad("--vault needs --vault-keys-file (see docs/migrate.md for generating one)")
+	} else if k, err := seal.Load(cfg.VaultKeysFile); err != nil {
+		bad("--vault-keys-file: %v", err)
+	} else {
+		vp.keys = k
+	}
+	header, scheme, noScheme, err := vault.ParseHeader(cfg.VaultHeader)
+	if err != nil {
+		bad("--vault-header: %v", err)
+	}
+	var tokenPaths []vault.JSONPath
+	for _, s := range cfg.VaultTokenPath {
+		p, err := vault.ParseJSONPath(s)
+		if err != nil {
+			bad("--vault-token-path: %v", err)
+			continue
+		}
+		tokenPaths = append(tokenPaths, p)
+	}
+	byPrefix := map[string]*vault.Route{}
+	var order []string
+	for _, prefix := range cfg.Vault {
+		i := slices.IndexFunc(routes, func(r proxy.Route) bool { return r.Prefix == prefix || r.Prefix == prefix+"/" })
+		if i < 0 {
+			bad("--vault %q: no --upstream route has this prefix", prefix)
+			continue
+		}
+		prefix = routes[i].Prefix
+		if byPrefix[prefix] != nil {
+			bad("--vault %q given twice", prefix)
+			continue
+		}
+		byPrefix[prefix] = &vault.Route{
+			Prefix: prefix, TokenPaths: tokenPaths, UserClaim: cfg.VaultUserClaim,
+			Header: header, Scheme: scheme, NoScheme: noScheme,
+			DropField: cfg.VaultDropField, StripParams: cfg.VaultStripParam,
+		}
+		order = append(order, prefix)
+	}
+	// Captures and logouts belong to the vault route whose prefix is the
+	// longest one their path starts with.
+	owner := func(path string) *vault.Route {
+		var best *vault.Route
+		for p, r := range byPrefix {
+			if strings.HasPrefix(path, p) && (best == nil || len(p) > len(best.Prefix)) {
+				best = r
+			}
+		}
+		return best
+	}
+	for _, s := range cfg.VaultCapture {
+		c, err := vault.ParseCapture(s)
+		if err != nil {
+			bad("--vault-capture: %v", err)
+			continue
+		}
+		if r := owner(c.Path); r != nil {
+			r.Capture = append(r.Capture, c)
+		} else {
+			bad("--vault-capture %q: not under a --vault prefix", s)
+		}
+	}
+	for _, s := range cfg.VaultLogout {
+		e, err := vault.ParseEndpoint(s)
+		if err != nil {
+			bad("--vault-logout: %v", err)
+			continue
+		}
+		if r := owner(e.Path); r != nil {
+			r.Logout = append(r.Logout, e)
+		} else {
+			bad("--vault-logout %q: not under a --vault prefix", s)
+		}
+	}
+	for _, prefix := range cfg.VaultCookieOnly {
+		r := byPrefix[prefix]
+		if r == nil {
+			r = byPrefix[prefix+"/"]
+		}
+		if r == nil {
+			bad("--vault-cookie-only %q: not a --vault prefix", prefix)
+			continue
+		}
+		r.AttachOnCookie = true
+	}
+	for _, prefix := range order {
+		r := byPrefix[prefix]
+		if len(r.Capture) == 0 {
+			bad("--vault %q: no --vault-capture request under it (the app's login, e.g. 'POST %susers/login user.token')", prefix, prefix)
+		}
+		vp.routes = append(vp.routes, *r)
+	}
+	return vp, problems
+}

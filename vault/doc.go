@@ -1,0 +1,43 @@
+// Package vault puts an existing JWT app behind the gateway without a
+// backend change, and keeps the app's token out of the browser.
+//
+// Such an app has its own users and its own login endpoint, which answers
+// with a JWT in the JSON body; its SPA keeps the token in localStorage and
+// sends it in Authorization. On a vault route (a proxy route named in
+// [Config.Routes]):
+//
+//   - Anonymous calls pass: login, register and public reads reach the
+//     backend without a cloakroom session. The backend stays the judge.
+//   - Capture: on a 2xx answer to a configured request ([Capture]), the
+//     token is taken out of the body, a real cloakroom session is started
+//     for the user named by a claim of the token (read, not verified: it
+//     comes from our own upstream), and the token is kept in the session,
+//     sealed with AES-256-GCM ([Sealer]) and bound to that session.
+//   - Replace, never leak: the browser gets the body with the token
+//     replaced by a placeholder (or the field dropped). Every JSON response
+//     body and every response header of the route is also checked for the
+//     vaulted token and for JWT-shaped strings; any it finds is replaced
+//     and counted (cloakroom_vault_leaks_caught_total). gzip and deflate
+//     bodies are decompressed; bodies above Route.MaxBody and other
+//     encodings are refused (502), never passed unchecked. Non-JSON bodies
+//     (pages, images, event streams) pass untouched.
+//   - Refresh: a token at a configured path of any 2xx answer to a call
+//     that carried the vaulted token replaces it, if it names the same user.
+//   - Drop: an upstream 401 on a call that carried the vaulted token ends
+//     the session; the 401 reaches the SPA, which shows its login.
+//   - Attach: on a call with a live session, the client's own header
+//     (whatever the SPA put there) is removed and the vaulted token sent in
+//     the configured header and scheme. By default only when the call also
+//     carries that session's placeholder, so an SPA whose logout clears
+//     only its storage really logs out; Route.AttachOnCookie attaches on
+//     the cookie alone. Query parameters and form fields through which the
+//     backend would also take a token (access_token, ...) are removed from
+//     every request.
+//   - Logout: the gateway's own logout ends the session and so forgets the
+//     token; so do the app's logout requests ([Route.Logout]). A second
+//     capture in the same browser replaces the session.
+//
+// The vault lives in the session's values, so every store carries it
+// between nodes; audit log lines name users, routes and paths, never token
+// material.
+package vault

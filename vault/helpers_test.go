@@ -1,0 +1,327 @@
+package vault_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/vault"
+)
+
+const cookieName = cloakroom.DefaultCookieName
+
+// syncBuffer collects log output from concurrent handlers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// stack is the gateway in front of a jwtBackend, with one vault route
+// /api/.
+type stack struct {
+	t        *testing.T
+	backend  *jwtBackend
+	upstream *httptest.Server
+	srv      *httptest.Server
+	store    cloakroom.Store
+	manager  *cloakroom.Manager
+	vault    *vault.Vault
+	logs     *syncBuffer
+}
+
+type stackOptions struct {
+	store   cloakroom.Store    // default memstore
+	keys    *seal.Keyring      // default a fresh key
+	backend *jwtBackend        // default a new one
+	route   func(*vault.Route) // adjusts the default route
+}
+
+func testKeys(t testing.TB) *seal.Keyring {
+	t.Helper()
+	line, err := seal.NewKeyLine("test1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := seal.Parse([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func defaultRoute() vault.Route {
+	must := func(c vault.Capture, err error) vault.Capture {
+		if err != nil {
+			panic(err)
+		}
+		return c
+	}
+	logout, err := vault.ParseEndpoint("POST /api/users/logout")
+	if err != nil {
+		panic(err)
+	}
+	return vault.Route{
+		Prefix: "/api/",
+		Capture: []vault.Capture{
+			must(vault.ParseCapture("POST /api/users/login user.token")),
+			must(vault.ParseCapture("POST /api/users user.token")),
+		},
+		UserClaim: "id",
+		Scheme:    "Token",
+		Logout:    []vault.Endpoint{logout},
+	}
+}
+
+func newStack(t *testing.T, opts stackOptions) *stack {
+	t.Helper()
+	st := &stack{t: t, backend: opts.backend, store: opts.store, logs: &syncBuffer{}}
+	if st.backend == nil {
+		st.backend = newJWTBackend()
+	}
+	if st.store == nil {
+		st.store = memstore.New(memstore.Config{})
+	}
+	keys := opts.keys
+	if keys == nil {
+		keys = testKeys(t)
+	}
+	logger := slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	st.upstream = httptest.NewServer(st.backend)
+	t.Cleanup(st.upstream.Close)
+	var err error
+	st.manager, err = cloakroom.New(cloakroom.Config{Store: st.store, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, _ := url.Parse(st.upstream.URL)
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up}}, ErrorLog: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := defaultRoute()
+	if opts.route != nil {
+		opts.route(&route)
+	}
+	st.vault, err = vault.New(vault.Config{Sessions: st.manager, Sealer: keys, Routes: []vault.Route{route}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{
+		Sessions: st.manager,
+		Accounts: accounts.New(accounts.NewMemory(), accounts.Config{}),
+		Proxy:    px,
+		Vault:    st.vault,
+		Logger:   logger,
+		Metrics:  prometheus.NewRegistry(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.srv = httptest.NewTLSServer(gw.Handler())
+	t.Cleanup(st.srv.Close)
+	return st
+}
+
+// leaks sums cloakroom_vault_leaks_caught_total.
+func (st *stack) leaks() float64 {
+	ch := make(chan prometheus.Metric, 16)
+	st.vault.Collectors()[0].Collect(ch)
+	close(ch)
+	sum := 0.0
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err != nil {
+			st.t.Fatal(err)
+		}
+		sum += d.GetCounter().GetValue()
+	}
+	return sum
+}
+
+// browser is one browser profile: its session cookie and what the SPA
+// keeps in localStorage (the placeholder, or whatever the login answer
+// held).
+type browser struct {
+	st     *stack
+	srv    *httptest.Server
+	cookie string
+	stored string // the SPA's localStorage token
+}
+
+func (st *stack) browser() *browser { return &browser{st: st, srv: st.srv} }
+
+// on returns a browser sharing b's cookie and storage against another
+// gateway node.
+func (b *browser) on(other *stack) *browser {
+	return &browser{st: other, srv: other.srv, cookie: b.cookie, stored: b.stored}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(r.body), &v); err != nil {
+		t.Fatalf("not JSON (%v): %q", err, r.body)
+	}
+	return v
+}
+
+// do sends a same-origin fetch with the cookie and, when the SPA holds a
+// token, "Authorization: Token <stored>", as the SPA would. extra are
+// header pairs; an empty value removes one.
+func (b *browser) do(method, path, contentType, body string, extra ...string) response {
+	b.st.t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		b.st.t.Fatal(err)
+	}
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Sec-Fetch-Mode", "cors")
+	req.Header.Set("Accept-Encoding", "gzip")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if b.cookie != "" {
+		req.Header.Set("Cookie", cookieName+"="+b.cookie)
+	}
+	if b.stored != "" {
+		req.Header.Set("Authorization", "Token "+b.stored)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		if extra[i+1] == "" {
+			req.Header.Del(extra[i])
+		} else {
+			req.Header.Set(extra[i], extra[i+1])
+		}
+	}
+	res, err := b.srv.Client().Do(req)
+	if err != nil {
+		b.st.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.st.t.Fatal(err)
+	}
+	for _, line := range res.Header.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err == nil && c.Name == cookieName {
+			b.cookie = c.Value
+			if c.MaxAge < 0 || c.Value == "" {
+				b.cookie = ""
+			}
+		}
+	}
+	return response{status: res.StatusCode, header: res.Header, body: string(raw)}
+}
+
+// register and login call the app's own endpoints and store the token
+// field of the answer, as the SPA does.
+func (b *browser) register(name string) response {
+	b.st.t.Helper()
+	r := b.do("POST", "/api/users", "application/json",
+		`{"user":{"email":"`+name+`@example.com","password":"pw-`+name+`","username":"`+name+`"}}`)
+	b.keep(r)
+	return r
+}
+
+func (b *browser) login(name string) response {
+	b.st.t.Helper()
+	r := b.do("POST", "/api/users/login", "application/json",
+		`{"user":{"email":"`+name+`@example.com","password":"pw-`+name+`"}}`)
+	b.keep(r)
+	return r
+}
+
+func (b *browser) keep(r response) {
+	var v struct {
+		User struct {
+			Token string `json:"token"`
+		} `json:"user"`
+	}
+	if json.Unmarshal([]byte(r.body), &v) == nil && v.User.Token != "" {
+		b.stored = v.User.Token
+	}
+}
+
+// whoami asks the backend who the call is from: the username, or "" for
+// a 401.
+func (b *browser) whoami() string {
+	b.st.t.Helper()
+	r := b.do("GET", "/api/user", "", "")
+	if r.status == http.StatusUnauthorized {
+		return ""
+	}
+	if r.status != http.StatusOK {
+		b.st.t.Fatalf("GET /api/user: %d %s", r.status, r.body)
+	}
+	var v struct {
+		User struct{ Username string } `json:"user"`
+	}
+	json.Unmarshal([]byte(r.body), &v)
+	return v.User.Username
+}
+
+// sessionAlive reports whether a session cookie value is a live session
+// in the store.
+func (st *stack) sessionAlive(cookie string) bool {
+	st.t.Helper()
+	key, ok := cloakroom.ParseToken(cookie)
+	if !ok {
+		return false
+	}
+	_, found, err := st.store.Find(context.Background(), key)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	return found
+}
+
+// assertNoJWT fails if s holds a JWT-shaped string or any token the
+// backend issued.
+func (st *stack) assertNoToken(where, s string) {
+	st.t.Helper()
+	if strings.Contains(s, "eyJ") {
+		st.t.Fatalf("%s holds a JWT-shaped string: %q", where, s)
+	}
+	for _, tok := range st.backend.issued() {
+		parts := strings.Split(tok, ".")
+		if strings.Contains(s, parts[1]) || strings.Contains(s, parts[2]) {
+			st.t.Fatalf("%s holds part of an issued token", where)
+		}
+	}
+}

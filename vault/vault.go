@@ -1,0 +1,575 @@
+package vault
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// Session value keys. The token is sealed; the placeholder is not a
+// secret (it grants nothing without the cookie) but is compared in
+// constant time anyway.
+const (
+	keyToken       = "vault.token"
+	keyPlaceholder = "vault.placeholder"
+	keyRoute       = "vault.route"
+)
+
+// placeholderPrefix starts every placeholder, so that it is recognisable
+// in an SPA's storage and never JWT-shaped.
+const placeholderPrefix = "cloakroom-vault."
+
+// maxFormBody bounds a form body read to strip token fields.
+const maxFormBody = 1 << 20
+
+// Vault serves the vault routes. Create one with [New]; it is safe for
+// concurrent use.
+type Vault struct {
+	sessions *cloakroom.Manager
+	sealer   Sealer
+	log      *slog.Logger
+	routes   map[string]*route
+
+	leaks  *prometheus.CounterVec
+	events *prometheus.CounterVec
+}
+
+// Event label values of cloakroom_vault_events_total.
+const (
+	eventCapture = "capture"
+	eventRefresh = "refresh"
+	eventDrop    = "drop"
+	eventLogout  = "logout"
+	eventRefused = "refused"
+)
+
+// New checks cfg and returns a Vault. Every problem is reported at once,
+// each wrapping ErrInvalidConfig.
+func New(cfg Config) (*Vault, error) {
+	routes, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	v := &Vault{
+		sessions: cfg.Sessions, sealer: cfg.Sealer, log: cfg.Logger, routes: map[string]*route{},
+		leaks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_vault_leaks_caught_total",
+			Help: "Tokens the vault found and replaced in responses outside their configured fields, by route.",
+		}, []string{"route"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_vault_events_total",
+			Help: "Vault events by route and kind: capture, refresh, drop (upstream 401), logout (the app's logout path), refused (a token that could not be vaulted).",
+		}, []string{"route", "event"}),
+	}
+	for _, rt := range routes {
+		v.routes[rt.Prefix] = rt
+		v.leaks.WithLabelValues(rt.label)
+		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventRefused} {
+			v.events.WithLabelValues(rt.label, e)
+		}
+	}
+	return v, nil
+}
+
+// Collectors returns the vault's metrics, for the gateway's registry.
+func (v *Vault) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{v.leaks, v.events}
+}
+
+// Prefixes lists the vault routes' prefixes.
+func (v *Vault) Prefixes() []string {
+	out := make([]string, 0, len(v.routes))
+	for p := range v.routes {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Handles reports whether the proxy route with this prefix is in vault
+// mode.
+func (v *Vault) Handles(prefix string) bool {
+	_, ok := v.routes[prefix]
+	return ok
+}
+
+// Serve handles one request of the vault route prefix: it strips token
+// parameters, decides whether to attach the vaulted token, and calls next
+// (the proxy) with a [proxy.Exchange] that attaches it and inspects the
+// answer. r must have passed through the session middleware.
+func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, next http.Handler) {
+	rt := v.routes[prefix]
+	if rt == nil {
+		http.Error(w, "internal server error", http.StatusInternalServerError)
+		return
+	}
+	if err := rt.stripParams(w, r); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "The form is too large.")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "The form could not be parsed.")
+		return
+	}
+	ctx := r.Context()
+	s := v.sessions.Session(r)
+	x := &exchange{v: v, rt: rt, s: s, r: r}
+	x.loadToken(ctx)
+	// The placeholder or token the client sent: it decides attachment
+	// and is never forwarded as it is.
+	if x.token != "" && (rt.AttachOnCookie || x.placeholderPresented(r.Header.Values(rt.Header))) {
+		x.attach = true
+	}
+	if rt.hasLogout && x.live {
+		if _, pattern := rt.logout.Handler(r); pattern != "" {
+			// Ended before the call, so a failed upstream cannot keep it
+			// alive; the token still goes with this one call.
+			if err := s.Logout(ctx); err != nil {
+				v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("route", rt.label), slog.String("error", err.Error()))
+				writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended. Try again shortly.")
+				return
+			}
+			x.live = false
+			v.event(ctx, rt, eventLogout, "vault logout", slog.String("user", x.user), slog.String("path", r.URL.Path))
+		}
+	}
+	acceptGzip := acceptsGzip(r.Header)
+	px := &proxy.Exchange{
+		Rewrite: func(out *http.Request) {
+			out.Header.Del(rt.Header)
+			if x.attach {
+				out.Header.Set(rt.Header, rt.scheme+x.token)
+			}
+			// JSON bodies are read here, so only encodings the vault can
+			// decode are offered; others pass to the client as they come.
+			if acceptGzip {
+				out.Header.Set("Accept-Encoding", "gzip")
+			} else {
+				out.Header.Set("Accept-Encoding", "identity")
+			}
+		},
+		ModifyResponse: x.modifyResponse,
+	}
+	next.ServeHTTP(w, r.WithContext(proxy.WithExchange(ctx, px)))
+}
+
+// exchange is the state of one request on a vault route.
+type exchange struct {
+	v  *Vault
+	rt *route
+	s  *cloakroom.Session
+	r  *http.Request
+
+	live        bool   // the session is logged in and holds this route's token
+	user        string // the session's user
+	token       string // the vaulted token, opened; "" without one
+	placeholder string
+	attach      bool // the token goes upstream with this call
+}
+
+func (x *exchange) aad(user, handle string) []byte {
+	b := make([]byte, 0, len(x.rt.tokenAAD)+len(user)+1+len(handle))
+	b = append(b, x.rt.tokenAAD...)
+	b = append(b, user...)
+	b = append(b, 0)
+	return append(b, handle...)
+}
+
+// loadToken opens the session's vaulted token, if it holds one for this
+// route. A token that no longer opens (its key retired, or tampered with)
+// ends the session: the browser must log in again.
+func (x *exchange) loadToken(ctx context.Context) {
+	s := x.s
+	if !s.LoggedIn() || s.GetString(keyRoute) != x.rt.Prefix {
+		return
+	}
+	sealed := s.GetString(keyToken)
+	if sealed == "" {
+		return
+	}
+	x.user = s.UserID()
+	token, err := x.v.sealer.Open(sealed, x.aad(x.user, s.Handle()))
+	if err != nil {
+		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: stored token does not open; ending the session",
+			slog.String("route", x.rt.label), slog.String("user", x.user), slog.String("error", err.Error()))
+		if err := s.Logout(ctx); err != nil {
+			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("error", err.Error()))
+		}
+		return
+	}
+	x.live = true
+	x.token = string(token)
+	x.placeholder = s.GetString(keyPlaceholder)
+}
+
+// placeholderPresented reports whether the client's header holds this
+// session's placeholder, alone or after a scheme ("Token <placeholder>").
+func (x *exchange) placeholderPresented(values []string) bool {
+	if x.placeholder == "" || len(values) != 1 {
+		return false
+	}
+	v := strings.TrimSpace(values[0])
+	if i := strings.LastIndexByte(v, ' '); i >= 0 {
+		v = v[i+1:]
+	}
+	return len(v) == len(x.placeholder) && subtle.ConstantTimeCompare([]byte(v), []byte(x.placeholder)) == 1
+}
+
+func newPlaceholder() string {
+	var b [18]byte
+	rand.Read(b[:])
+	return placeholderPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// modifyResponse runs on the upstream's answer before anything of it
+// reaches the client.
+func (x *exchange) modifyResponse(res *http.Response) error {
+	ctx := x.r.Context()
+	rt := x.rt
+	if res.StatusCode == http.StatusUnauthorized && x.attach && x.live {
+		// The backend no longer takes the token: forget it and end the
+		// session, so the SPA's next start shows its login.
+		if err := x.s.Logout(ctx); err != nil {
+			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: logout after upstream 401 failed", slog.String("error", err.Error()))
+		}
+		x.live = false
+		x.v.event(ctx, rt, eventDrop, "vault token dropped", slog.String("user", x.user), slog.String("path", x.r.URL.Path))
+	}
+	x.guardHeaders(ctx, res.Header)
+	if !isJSON(res.Header) || x.r.Method == http.MethodHead ||
+		res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified || res.StatusCode < 200 {
+		return nil
+	}
+	body, err := readBody(res, rt.MaxBody)
+	if err != nil {
+		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: response refused", slog.String("route", rt.label),
+			slog.String("path", x.r.URL.Path), slog.String("reason", err.Error()))
+		replaceResponse(res, http.StatusBadGateway, "bad_gateway", "The upstream answer could not be checked for tokens.")
+		return nil
+	}
+	ok2xx := res.StatusCode >= 200 && res.StatusCode < 300
+	var capture *Capture
+	if ok2xx {
+		if h, pattern := rt.capture.Handler(x.r); pattern != "" {
+			if i, ok := h.(captureIndex); ok {
+				capture = &rt.captures[i]
+			}
+		}
+	}
+	var edits []edit
+	if capture != nil || (ok2xx && x.attach && x.live && containsAny(body, rt.keys)) {
+		found, err := findStrings(body, rt.paths)
+		if err != nil {
+			found = nil // not JSON after all: the leak guard below still runs
+		}
+		if edits, err = x.vaultTokens(ctx, body, found, capture); err != nil {
+			replaceResponse(res, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
+			return nil
+		}
+	}
+	body = applyEdits(body, edits)
+	body, n := guardLeaks(body, x.token)
+	if n > 0 {
+		x.v.leaks.WithLabelValues(rt.label).Add(float64(n))
+		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: token removed from a response body",
+			slog.String("route", rt.label), slog.String("path", x.r.URL.Path), slog.Int("count", n))
+	}
+	setBody(res, body)
+	return nil
+}
+
+// vaultTokens captures or refreshes the token found at the configured
+// paths and returns the edits that take every such token out of the body.
+func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringValue, capture *Capture) ([]edit, error) {
+	rt := x.rt
+	var fresh string // the token to vault
+	for _, f := range found {
+		if capture != nil && rt.paths[f.path].String() == capture.Field.String() && f.text != "" {
+			fresh = f.text
+			break
+		}
+	}
+	if capture == nil {
+		for _, f := range found {
+			if f.text != "" && f.text != x.token && looksLikeToken(f.text) {
+				fresh = f.text
+				break
+			}
+		}
+	}
+	placeholder := x.placeholder
+	switch {
+	case fresh == "":
+	case capture != nil:
+		user, err := userFromToken(fresh, rt.UserClaim)
+		if err != nil {
+			x.v.event(ctx, rt, eventRefused, "vault: captured token refused", slog.String("path", x.r.URL.Path), slog.String("reason", err.Error()))
+			fresh = ""
+			break // the token is still taken out of the body below
+		}
+		// Login replaces whatever session the browser had: a second
+		// login in the same browser never mixes two accounts.
+		if err := x.s.Login(ctx, user, cloakroom.LoginOptions{}); err != nil {
+			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: start session", slog.String("user", user), slog.String("error", err.Error()))
+			return nil, err
+		}
+		placeholder = newPlaceholder()
+		x.s.Put(keyRoute, rt.Prefix)
+		x.s.Put(keyPlaceholder, placeholder)
+		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.s.Handle())))
+		x.token, x.user, x.placeholder = fresh, user, placeholder
+		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("path", x.r.URL.Path))
+	default: // a refresh on a call that carried the vaulted token
+		user, err := userFromToken(fresh, rt.UserClaim)
+		if err != nil || user != x.user {
+			reason := "names another user"
+			if err != nil {
+				reason = err.Error()
+			}
+			x.v.event(ctx, rt, eventRefused, "vault: refreshed token refused", slog.String("user", x.user),
+				slog.String("path", x.r.URL.Path), slog.String("reason", reason))
+			fresh = ""
+			break
+		}
+		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.s.Handle())))
+		x.token = fresh
+		x.v.event(ctx, rt, eventRefresh, "vault refresh", slog.String("user", user), slog.String("path", x.r.URL.Path))
+	}
+	var edits []edit
+	for _, f := range found {
+		if f.text == "" {
+			continue
+		}
+		switch {
+		case rt.DropField && f.memberStart >= 0:
+			edits = append(edits, edit{start: f.memberStart, end: f.end, drop: true})
+		case placeholder != "" && (f.text == fresh || f.text == x.token):
+			edits = append(edits, edit{start: f.start, end: f.end, repl: []byte(strconv.Quote(placeholder))})
+		default:
+			// A token the vault did not keep (refused, another user's):
+			// the leak guard removes it if it is JWT-shaped; anything at
+			// a token path goes too.
+			edits = append(edits, edit{start: f.start, end: f.end, repl: []byte(strconv.Quote(redacted))})
+		}
+	}
+	return edits, nil
+}
+
+// looksLikeToken filters refresh candidates: a configured path may hold
+// something else on other answers ("token": "" or a short code).
+func looksLikeToken(s string) bool { return len(s) >= 16 && !strings.HasPrefix(s, placeholderPrefix) }
+
+// guardHeaders removes response headers that carry the vaulted token or a
+// JWT (an upstream echoing the token, or setting it as a cookie).
+func (x *exchange) guardHeaders(ctx context.Context, h http.Header) {
+	for name, values := range h {
+		for _, val := range values {
+			if _, n := guardLeaks([]byte(val), x.token); n > 0 {
+				delete(h, name)
+				x.v.leaks.WithLabelValues(x.rt.label).Add(float64(n))
+				x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: response header carrying a token removed",
+					slog.String("route", x.rt.label), slog.String("path", x.r.URL.Path), slog.String("header", name))
+				break
+			}
+		}
+	}
+}
+
+func (v *Vault) event(ctx context.Context, rt *route, kind, msg string, attrs ...slog.Attr) {
+	v.events.WithLabelValues(rt.label, kind).Inc()
+	level := slog.LevelInfo
+	if kind == eventRefused {
+		level = slog.LevelWarn
+	}
+	v.log.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.String("route", rt.label)}, attrs...)...)
+}
+
+func containsAny(b []byte, subs [][]byte) bool {
+	for _, s := range subs {
+		if bytes.Contains(b, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// isJSON reports whether the response declares a JSON body
+// (application/json or a +json type).
+func isJSON(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+var errTooLarge = errors.New("body larger than the vault's limit")
+
+// readBody reads and decodes a response body, at most limit bytes before
+// and after decompression. Encodings other than gzip and deflate are
+// refused: the body could not be checked.
+func readBody(res *http.Response, limit int64) ([]byte, error) {
+	defer res.Body.Close()
+	if res.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	raw, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading: %w", err)
+	}
+	if int64(len(raw)) > limit {
+		return nil, errTooLarge
+	}
+	enc := strings.ToLower(strings.TrimSpace(res.Header.Get("Content-Encoding")))
+	var zr io.ReadCloser
+	switch enc {
+	case "", "identity":
+		return raw, nil
+	case "gzip", "x-gzip":
+		zr, err = gzip.NewReader(bytes.NewReader(raw))
+	case "deflate":
+		zr, err = zlib.NewReader(bytes.NewReader(raw))
+	default:
+		return nil, fmt.Errorf("content encoding %q cannot be checked", enc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decompressing: %w", err)
+	}
+	defer zr.Close()
+	body, err := io.ReadAll(io.LimitReader(zr, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("decompressing: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, errTooLarge
+	}
+	res.Header.Del("Content-Encoding")
+	return body, nil
+}
+
+func setBody(res *http.Response, body []byte) {
+	res.Body = io.NopCloser(bytes.NewReader(body))
+	res.ContentLength = int64(len(body))
+	res.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	res.TransferEncoding = nil
+}
+
+// replaceResponse turns res into a JSON error; the upstream body is never
+// sent.
+func replaceResponse(res *http.Response, status int, code, message string) {
+	res.StatusCode = status
+	res.Status = fmt.Sprintf("%d %s", status, http.StatusText(status))
+	for name := range res.Header {
+		delete(res.Header, name)
+	}
+	res.Header.Set("Content-Type", "application/json; charset=utf-8")
+	res.Header.Set("Cache-Control", "no-store")
+	res.Header.Set("X-Content-Type-Options", "nosniff")
+	setBody(res, []byte(`{"error":"`+code+`","message":"`+message+`"}`+"\n"))
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"error":"`+code+`","message":"`+message+`"}`+"\n")
+}
+
+// acceptsGzip reports whether the client takes gzip, so a non-JSON body
+// may reach it compressed.
+func acceptsGzip(h http.Header) bool {
+	for _, v := range h.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
+
+// stripParams removes the route's token parameters from the query and
+// from an urlencoded form body.
+func (rt *route) stripParams(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.RawQuery != "" {
+		if q, changed := stripValues(r.URL.RawQuery, rt.strip); changed {
+			r.URL.RawQuery = q
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
+	r.Body.Close()
+	if err != nil {
+		return err
+	}
+	body, _ := stripValues(string(raw), rt.strip)
+	r.Body = io.NopCloser(strings.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// namesParam reports whether one "&"-separated part names a stripped
+// parameter, also after a ";", which some backends take as a separator.
+func namesParam(part string, names map[string]bool) bool {
+	for sub := range strings.SplitSeq(part, ";") {
+		name, _, _ := strings.Cut(sub, "=")
+		if dec, err := url.QueryUnescape(name); err == nil {
+			name = dec
+		}
+		if names[strings.ToLower(strings.TrimSpace(name))] {
+			return true
+		}
+	}
+	return false
+}
+
+// stripValues removes the named parameters from an urlencoded string,
+// comparing decoded names without regard to case, and keeps every other
+// parameter byte for byte.
+func stripValues(s string, names map[string]bool) (string, bool) {
+	var kept []string
+	changed := false
+	for part := range strings.SplitSeq(s, "&") {
+		if namesParam(part, names) {
+			changed = true
+			continue
+		}
+		kept = append(kept, part)
+	}
+	if !changed {
+		return s, false
+	}
+	return strings.Join(kept, "&"), true
+}

@@ -1,0 +1,268 @@
+package vault_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/cloakroom/cloakroom/vault"
+)
+
+func TestAnonymousCallsPass(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	r := b.do("GET", "/api/articles", "", "")
+	if r.status != 200 || r.json(t)["viewer"] != "anonymous" {
+		t.Fatalf("anonymous read: %d %s", r.status, r.body)
+	}
+	if b.cookie != "" {
+		t.Fatal("an anonymous call started a session")
+	}
+	// A client-sent token, or one smuggled in the query, is never passed
+	// on: the backend sees an anonymous call.
+	r = b.do("GET", "/api/user", "", "", "Authorization", "Token "+st.backend.sign(&backendUser{ID: 1}))
+	if r.status != http.StatusUnauthorized {
+		t.Fatalf("client-sent Authorization reached the backend: %d", r.status)
+	}
+	if auth, _, _ := st.backend.last(); auth != "" {
+		t.Fatalf("backend saw Authorization %q", auth)
+	}
+}
+
+func TestCaptureReplaceAttach(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	r := b.register("alice")
+	if r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	st.assertNoToken("register answer", r.body)
+	if !strings.HasPrefix(b.stored, "cloakroom-vault.") {
+		t.Fatalf("the SPA stored %q, want the placeholder", b.stored)
+	}
+	if b.cookie == "" {
+		t.Fatal("no session cookie after the captured register")
+	}
+	if u := r.json(t)["user"].(map[string]any); u["username"] != "alice" || u["email"] != "alice@example.com" {
+		t.Fatalf("the rest of the body changed: %v", u)
+	}
+	// The SPA sends its placeholder with the cookie: the backend gets
+	// its own token, in its own scheme.
+	if who := b.whoami(); who != "alice" {
+		t.Fatalf("whoami = %q", who)
+	}
+	auth, _, _ := st.backend.last()
+	if !strings.HasPrefix(auth, "Token eyJ") || st.backend.verify(strings.TrimPrefix(auth, "Token ")) == nil {
+		t.Fatalf("backend got Authorization %q", auth)
+	}
+
+	// The cookie alone grants nothing (the SPA cleared its storage).
+	cookieOnly := &browser{st: st, srv: st.srv, cookie: b.cookie}
+	if who := cookieOnly.whoami(); who != "" {
+		t.Fatalf("cookie alone acted as %q", who)
+	}
+	// Nor does the placeholder alone, nor another session's placeholder.
+	if who := (&browser{st: st, srv: st.srv, stored: b.stored}).whoami(); who != "" {
+		t.Fatalf("placeholder alone acted as %q", who)
+	}
+	other := st.browser()
+	other.register("bob")
+	if who := (&browser{st: st, srv: st.srv, cookie: b.cookie, stored: other.stored}).whoami(); who != "" {
+		t.Fatalf("alice's cookie with bob's placeholder acted as %q", who)
+	}
+	// That 401 did not end alice's session: no token was attached.
+	if !st.sessionAlive(b.cookie) || b.whoami() != "alice" {
+		t.Fatal("alice's session did not survive unattached 401s")
+	}
+
+	// A fresh login (compressed answer) is captured too.
+	b2 := st.browser()
+	r = b2.login("alice")
+	if r.status != 200 || r.header.Get("Content-Encoding") != "" {
+		t.Fatalf("login: %d, Content-Encoding %q", r.status, r.header.Get("Content-Encoding"))
+	}
+	st.assertNoToken("login answer", r.body)
+	if b2.whoami() != "alice" {
+		t.Fatal("second device not attached")
+	}
+	st.assertNoToken("audit log", st.logs.String())
+}
+
+func TestRefreshReplacesTheVaultedToken(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("carol")
+	b.whoami()
+	first, _, _ := st.backend.last()
+	// PUT /api/user answers with a fresh token: vaulted, not shown.
+	r := b.do("PUT", "/api/user", "application/json", `{"user":{"bio":"hi"}}`)
+	if r.status != 200 {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	st.assertNoToken("PUT answer", r.body)
+	if got := r.json(t)["user"].(map[string]any)["token"]; got != b.stored {
+		t.Fatalf("PUT answer token = %v, want the session's placeholder", got)
+	}
+	issued := st.backend.issued()
+	fresh := issued[len(issued)-1]
+	b.whoami()
+	auth, _, _ := st.backend.last()
+	if auth != "Token "+fresh || auth == first {
+		t.Fatalf("after refresh the backend got %q, want the fresh token", auth[:min(len(auth), 20)])
+	}
+}
+
+func TestUpstream401DropsTheSession(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("dave")
+	cookie := b.cookie
+	st.backend.skew.Store(int64(2 * tokenLifetime.Seconds())) // the token expired
+	r := b.do("GET", "/api/user", "", "")
+	if r.status != http.StatusUnauthorized {
+		t.Fatalf("expired token: %d", r.status)
+	}
+	if b.cookie != "" || r.header.Get("Clear-Site-Data") == "" {
+		t.Fatalf("cookie not expired (%q) or no Clear-Site-Data", r.header.Values("Set-Cookie"))
+	}
+	if st.sessionAlive(cookie) {
+		t.Fatal("session survives the upstream 401")
+	}
+}
+
+func TestStripTokenParameters(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	victim := st.browser()
+	victim.register("erin")
+	stolen := st.backend.issued()[0]
+	attacker := st.browser()
+	for _, q := range []string{"access_token=", "ACCESS_TOKEN=", "access%5Ftoken=", "x=1;access_token="} {
+		r := attacker.do("GET", "/api/user?"+q+stolen, "", "")
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("token in query %q: %d", q, r.status)
+		}
+		if _, u, _ := st.backend.last(); strings.Contains(u, "eyJ") {
+			t.Fatalf("backend saw %q", u)
+		}
+	}
+	r := attacker.do("GET", "/api/articles?tag=go&access_token="+stolen, "", "")
+	if _, u, _ := st.backend.last(); r.status != 200 || u != "/api/articles?tag=go" {
+		t.Fatalf("other parameters changed: %q", u)
+	}
+	r = attacker.do("POST", "/api/form", "application/x-www-form-urlencoded", "title=x&access_token="+stolen)
+	if _, _, form := st.backend.last(); r.status != http.StatusUnauthorized || form != "title=x" {
+		t.Fatalf("token in form: %d, backend form %q", r.status, form)
+	}
+	// The logged-in SPA still works through the form endpoint.
+	if r := victim.do("POST", "/api/form", "application/x-www-form-urlencoded", "title=y"); r.status != 200 {
+		t.Fatalf("victim's form post: %d", r.status)
+	}
+}
+
+func TestLogoutBothPaths(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	// The gateway's own logout.
+	b := st.browser()
+	b.register("frank")
+	cookie := b.cookie
+	if r := b.do("POST", "/auth/logout", "", ""); r.status != http.StatusNoContent {
+		t.Fatalf("/auth/logout: %d", r.status)
+	}
+	if st.sessionAlive(cookie) {
+		t.Fatal("session alive after /auth/logout")
+	}
+	stale := &browser{st: st, srv: st.srv, cookie: cookie, stored: b.stored}
+	if stale.whoami() != "" {
+		t.Fatal("a copy of the cookie works after /auth/logout")
+	}
+
+	// The app's own logout path: the token goes with that call, then the
+	// session ends.
+	b = st.browser()
+	b.login("frank")
+	cookie = b.cookie
+	r := b.do("POST", "/api/users/logout", "", "")
+	if r.status != http.StatusNoContent || r.header.Get("Clear-Site-Data") == "" {
+		t.Fatalf("app logout: %d %v", r.status, r.header)
+	}
+	if auth, _, _ := st.backend.last(); !strings.HasPrefix(auth, "Token eyJ") {
+		t.Fatal("the app's logout call did not carry the token")
+	}
+	if st.sessionAlive(cookie) || (&browser{st: st, srv: st.srv, cookie: cookie, stored: b.stored}).whoami() != "" {
+		t.Fatal("session alive after the app's logout")
+	}
+}
+
+func TestSecondLoginReplacesTheSession(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("gina")
+	st.browser().register("hank")
+	first := b.cookie
+	b.login("hank")
+	if b.cookie == first || st.sessionAlive(first) {
+		t.Fatal("the first session survived a second login in the same browser")
+	}
+	if who := b.whoami(); who != "hank" {
+		t.Fatalf("after the second login the calls act as %q", who)
+	}
+}
+
+func TestLeakGuard(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("ivy")
+	before := st.leaks()
+	r := b.do("GET", "/api/debug", "", "")
+	if r.status != 200 {
+		t.Fatalf("debug: %d", r.status)
+	}
+	st.assertNoToken("debug answer", r.body)
+	if r.header.Get("X-Debug-Token") != "" {
+		t.Fatal("a header carrying the token reached the browser")
+	}
+	v := r.json(t)
+	if v["service_jwt"] != "[removed by cloakroom]" || !strings.HasPrefix(v["debug"].(map[string]any)["note"].(string), "signed ") {
+		t.Fatalf("answer after the guard: %s", r.body)
+	}
+	// The echoed token twice, the other JWT once, and the header.
+	if got := st.leaks() - before; got != 4 {
+		t.Fatalf("leaks counted: %v, want 4", got)
+	}
+	st.assertNoToken("audit log", st.logs.String())
+}
+
+func TestBodiesTheGuardCannotCheckAreRefused(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	if r := b.do("GET", "/api/big", "", ""); r.status != http.StatusBadGateway {
+		t.Fatalf("oversized JSON: %d", r.status)
+	}
+	if r := b.do("GET", "/api/brotli", "", ""); r.status != http.StatusBadGateway {
+		t.Fatalf("undecodable encoding: %d", r.status)
+	}
+	// Non-JSON passes untouched.
+	r := b.do("GET", "/api/page", "", "")
+	if r.status != 200 || !strings.Contains(r.body, "eyJ") {
+		t.Fatalf("plain text changed: %d %q", r.status, r.body)
+	}
+}
+
+func TestAttachOnCookieAndDropField(t *testing.T) {
+	st := newStack(t, stackOptions{route: func(r *vault.Route) {
+		r.AttachOnCookie = true
+		r.DropField = true
+	}})
+	b := st.browser()
+	r := b.register("jack")
+	u := r.json(t)["user"].(map[string]any)
+	if _, ok := u["token"]; ok || u["username"] != "jack" {
+		t.Fatalf("token field not dropped: %s", r.body)
+	}
+	if b.stored != "" {
+		t.Fatal("the SPA found a token")
+	}
+	if who := b.whoami(); who != "jack" {
+		t.Fatalf("cookie-only call acted as %q", who)
+	}
+}
