@@ -123,7 +123,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(st.upstream.URL)
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up}}, ErrorLog: logger})
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up}}, SessionCookie: st.manager.Config().CookieName, ErrorLog: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

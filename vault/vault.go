@@ -144,13 +144,14 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 		if _, pattern := rt.logout.Handler(r); pattern != "" {
 			// Ended before the call, so a failed upstream cannot keep it
 			// alive; the token still goes with this one call.
+			ref := s.Ref()
 			if err := s.Logout(ctx); err != nil {
 				v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("route", rt.label), slog.String("error", err.Error()))
 				writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended. Try again shortly.")
 				return
 			}
 			x.live = false
-			v.event(ctx, rt, eventLogout, "vault logout", slog.String("user", x.user), slog.String("path", r.URL.Path))
+			v.event(ctx, rt, eventLogout, "vault logout", slog.String("user", x.user), slog.String("session", ref), slog.String("path", r.URL.Path))
 		}
 	}
 	acceptGzip := acceptsGzip(r.Header)
@@ -187,12 +188,16 @@ type exchange struct {
 	attach      bool // the token goes upstream with this call
 }
 
-func (x *exchange) aad(user, handle string) []byte {
-	b := make([]byte, 0, len(x.rt.tokenAAD)+len(user)+1+len(handle))
+// aad binds a sealed token to its route, its user and its session's
+// placeholder (random per login): copied into another session, it does
+// not open. The placeholder is known before the login, so the token is
+// stored in the login's own write.
+func (x *exchange) aad(user, placeholder string) []byte {
+	b := make([]byte, 0, len(x.rt.tokenAAD)+len(user)+1+len(placeholder))
 	b = append(b, x.rt.tokenAAD...)
 	b = append(b, user...)
 	b = append(b, 0)
-	return append(b, handle...)
+	return append(b, placeholder...)
 }
 
 // loadToken opens the session's vaulted token, if it holds one for this
@@ -208,7 +213,8 @@ func (x *exchange) loadToken(ctx context.Context) {
 		return
 	}
 	x.user = s.UserID()
-	token, err := x.v.sealer.Open(sealed, x.aad(x.user, s.Handle()))
+	x.placeholder = s.GetString(keyPlaceholder)
+	token, err := x.v.sealer.Open(sealed, x.aad(x.user, x.placeholder))
 	if err != nil {
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: stored token does not open; ending the session",
 			slog.String("route", x.rt.label), slog.String("user", x.user), slog.String("error", err.Error()))
@@ -219,7 +225,6 @@ func (x *exchange) loadToken(ctx context.Context) {
 	}
 	x.live = true
 	x.token = string(token)
-	x.placeholder = s.GetString(keyPlaceholder)
 }
 
 // placeholderPresented reports whether the client's header holds this
@@ -247,13 +252,14 @@ func (x *exchange) modifyResponse(res *http.Response) error {
 	ctx := x.r.Context()
 	rt := x.rt
 	if res.StatusCode == http.StatusUnauthorized && x.attach && x.live {
+		ref := x.s.Ref()
 		// The backend no longer takes the token: forget it and end the
 		// session, so the SPA's next start shows its login.
 		if err := x.s.Logout(ctx); err != nil {
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: logout after upstream 401 failed", slog.String("error", err.Error()))
 		}
 		x.live = false
-		x.v.event(ctx, rt, eventDrop, "vault token dropped", slog.String("user", x.user), slog.String("path", x.r.URL.Path))
+		x.v.event(ctx, rt, eventDrop, "vault token dropped", slog.String("user", x.user), slog.String("session", ref), slog.String("path", x.r.URL.Path))
 	}
 	x.guardHeaders(ctx, res.Header)
 	if !isJSON(res.Header) || x.r.Method == http.MethodHead ||
@@ -329,16 +335,18 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 		}
 		// Login replaces whatever session the browser had: a second
 		// login in the same browser never mixes two accounts.
-		if err := x.s.Login(ctx, user, cloakroom.LoginOptions{}); err != nil {
+		placeholder = newPlaceholder()
+		err = x.s.Login(ctx, user, cloakroom.LoginOptions{Values: map[string]string{
+			keyRoute:       rt.Prefix,
+			keyPlaceholder: placeholder,
+			keyToken:       x.v.sealer.Seal([]byte(fresh), x.aad(user, placeholder)),
+		}})
+		if err != nil {
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: start session", slog.String("user", user), slog.String("error", err.Error()))
 			return nil, err
 		}
-		placeholder = newPlaceholder()
-		x.s.Put(keyRoute, rt.Prefix)
-		x.s.Put(keyPlaceholder, placeholder)
-		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.s.Handle())))
 		x.token, x.user, x.placeholder = fresh, user, placeholder
-		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("path", x.r.URL.Path))
+		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	default: // a refresh on a call that carried the vaulted token
 		user, err := userFromToken(fresh, rt.UserClaim)
 		if err != nil || user != x.user {
@@ -351,9 +359,9 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			fresh = ""
 			break
 		}
-		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.s.Handle())))
+		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.placeholder)))
 		x.token = fresh
-		x.v.event(ctx, rt, eventRefresh, "vault refresh", slog.String("user", user), slog.String("path", x.r.URL.Path))
+		x.v.event(ctx, rt, eventRefresh, "vault refresh", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	}
 	var edits []edit
 	for _, f := range found {
