@@ -49,12 +49,23 @@
 // [Session.Login] always issues a new token and deletes the previous
 // session, so a planted token is worthless. [Session.Renew] does the same
 // for a privilege change and keeps the values; it never extends the
-// absolute lifetime. [Session.Logout] deletes the session in the store,
+// absolute lifetime. Every rotation is one store operation ([Rotator]):
+// the old session must still be live and its user's generation unchanged,
+// so a request parked mid-way cannot bring back a session that was logged
+// out or revoked meanwhile. A login can pin the user's generation before
+// the password check ([Manager.Pin]), so an account disabled or changed
+// during the check gets no session. [Session.Logout] deletes the session in the store,
 // expires the cookie and sends Clear-Site-Data. [Manager.RevokeUser] bumps
 // the user's generation, which ends every session of that user at once on
 // every node, cached copies included; [Session.RevokeOthers] does that and
 // keeps the current session under a new token. [Session.Devices] and
 // [Manager.Devices] list a user's sessions by public handle.
+//
+// A session is more than its requests: [Session.Watch] gives streaming
+// responses and upgraded connections (SSE, WebSocket) a context that ends
+// with the session, on every node, through the store's [EndNotifier] and a
+// periodic re-check. [Session.MarkPassive] keeps a status poll from
+// counting as activity, so polling cannot keep an idle session alive.
 //
 // # Stores
 //
