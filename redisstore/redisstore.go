@@ -1,126 +1,19 @@
 // Package redisstore is a [cloakroom.Store] on Redis (standalone, Sentinel
 // or Cluster) through the rueidis client. Session checks are answered from
-// rueidis' server-assisted client-side cache, so a hot [Store.Find] costs no
-// round trip, and Redis invalidates every client's cached copy when any
+// rueidis' server-assisted client-side cache, so a warm [Store.Find] makes
+// no round trip, and Redis invalidates every client's cached copy when any
 // client writes, deletes or revokes the session.
 //
-// # Key layout
+// Each session costs one pointer key (token hash to owner) and one field in
+// its user's session hash, which is also the user's index; every script
+// that checks or changes a user's sessions touches only keys under the
+// user's hash tag, so it runs on one Redis Cluster node. Sessions end by
+// their deadlines (checked against [Config.Now]) and Redis TTLs clean up.
+// Delete, BumpGeneration and Rotate announce the sessions they end on a
+// pub/sub channel ([Store.WatchEnds]).
 //
-// With the prefix P (default "cloakroom:"), a session key as 64 hex digits
-// H and a user ID U:
-//
-//	P{s:H}      lookup hash of one session, in a slot of its own:
-//	              anonymous session: v (version), es/en (expiry), r (record)
-//	              user session:      u (user ID), a pointer to P{u:U}:s:H
-//	P{u:U}:s:H  a user's session: v, g (generation), es/en (expiry),
-//	            p (pointer deadline), r (record from Record.MarshalBinary)
-//	P{u:U}:g    the user's generation counter
-//	P{u:U}:i    sorted set of H for the user's sessions, scored by creation (ms)
-//
-// Why this shape: Commit of a user's session checks the generation, checks
-// the version, writes the record, indexes it and sets the TTLs in one Lua
-// script, and BumpGeneration increments the generation and deletes every
-// indexed session in another. Scripts may only touch keys of one hash slot,
-// so a user's session, generation and index share the hash tag {u:U}. A
-// token alone does not name its user, so the small pointer P{s:H} tells
-// Find where the session lives. Anonymous sessions have neither generation
-// nor index; they live whole in P{s:H}, spread over all slots instead of
-// piling onto one cluster node under a shared tag.
-//
-// # Finding a session
-//
-// Find reads fields u and r of P{s:H}. For an anonymous session that is the
-// record. For a user's session it then reads P{u:U}:s:H and P{u:U}:g in one
-// DoMultiCache call (one slot, one node) and compares the generations in Go.
-// Both steps use the cache with [Config.CacheTTL], so a hot check makes no
-// round trip; a cold one makes one (anonymous) or two (user).
-//
-// The Store then remembers, per session key and within a memory budget,
-// the owner, pinned rueidis commands for the reads, and the decoded record
-// with the exact bytes it came from. The next Find of that key skips the
-// pointer: it reads the session's record and the user's generation as two
-// client-side cache hits, and reuses the decoded record when the cache
-// answers with the same bytes (usually the same string, so the comparison is
-// a pointer check). Nothing is answered from that memory alone: every Find
-// still reads both keys through the cache Redis invalidates, and compares
-// the generations. The owner is safe to reuse because a key's pointer is
-// claimed before its session is written, outlives it, and never moves to
-// another owner while the session lives; when the remembered session is
-// gone, Find does the full lookup. A hot check of a user's session costs
-// about 1µs and one 8-byte allocation (rueidis' cache key), against 4-5µs
-// and 18 allocations reading the pointer and decoding each time.
-//
-// # Revocation and stale caches
-//
-// BumpGeneration increments the generation and deletes every indexed session
-// of the user in one script. Redis then pushes an invalidation (RESP3 client
-// tracking) to every connection that cached one of those keys, and rueidis
-// drops the entries. Until the push arrives, another client may still answer
-// from its cache. The window is one network hop plus the time until the
-// client's connection reader runs: on loopback the push had usually arrived
-// before the writer's call even returned, and the worst seen was about 1ms,
-// or 5ms under the race detector on an overloaded two-CPU machine, where
-// the reader goroutine waited for the scheduler (TestInvalidationAcrossClients
-// logs the figures). The same holds for Delete and Commit. When a connection breaks rueidis
-// discards its cache, so a lost invalidation cannot leave an entry behind;
-// CacheTTL bounds every entry's life regardless.
-//
-// Within one Store a write is visible to its own Find at once, although the
-// push for an entry cached on one connection can arrive after the reply to
-// a write sent on another. For a second after a write the Store remembers
-// what it wrote: the exact record after a Commit, "nothing" after a Delete,
-// the new generation after BumpGeneration. A cached answer that disagrees
-// (an older record, a record where a Delete left none) is replaced by a
-// read from Redis; a cached generation is raised to the one the bump
-// returned. After a write whose outcome is unknown (an error), Find reads
-// that session or user from Redis for the second. So the first requests
-// after a login are still served from the cache as soon as it holds the
-// new session.
-//
-// # Expiry
-//
-// Every expiry decision uses [Config.Now]: Find and List compare records
-// with it, and the scripts receive it as an argument. Redis TTLs only clean
-// up. A session lives in Redis until its expiry plus one minute (measured
-// from Now, so a server clock that differs does not matter); its lookup
-// pointer up to one idle timeout longer, never past the absolute deadline,
-// so that a Commit lengthens the pointer, and invalidates cached pointers,
-// at most once per idle timeout; an index as long as its longest session.
-// Generation counters never expire: Generation must never go backwards. A
-// counter exists only for a user who was bumped at least once.
-//
-// # Owners
-//
-// A session key belongs to one owner (a user, or nobody) for its whole life.
-// A Commit that changes the UserID of an existing session, such as an
-// anonymous session promoted in place at login, fails with an error that is
-// neither [cloakroom.ErrConflict] nor [cloakroom.ErrNotFound]: issue a new
-// token at login instead. Creating a key whose pointer to a dead session of
-// another owner has not been cleaned up yet fails with ErrConflict; keys
-// are hashes of random tokens, so only a reused token can do that.
-//
-// # Failures
-//
-// A command on a broken connection fails, and rueidis discards that
-// connection's cache, so a Store never answers from a cache nobody can
-// invalidate any more. rueidis then retries reads, by default until the
-// context ends, and an HTTP request's context has no deadline: while Redis
-// is unreachable, session checks would wait instead of failing. Give the
-// client a RetryDelay that gives up, as the gateway's store URLs do (three
-// retries within 350ms), or bound the contexts. On a silent partition (no
-// reset), cache hits are served until the connection's background PING,
-// sent after a second without replies, goes unanswered for the client's
-// ConnWriteTimeout (10s by default): about 11s in all.
-//
-// # Requirements
-//
-// Redis 6.0 or later with RESP3 for caching (the client's DisableCache
-// option turns caching off and everything else still works). The prefix
-// must not contain '{' or '}'. A user ID may contain anything: a '}' inside
-// it shortens the hash tag, but identically for all of that user's keys, so
-// they still share a slot. The user scripts reach session hashes listed in
-// the index without naming them in KEYS; they are in the script's own slot,
-// which Redis Cluster permits.
+// docs/redis-layout.md describes the key layout, the caching and its
+// guarantees, the upgrade from the first layout, and failures.
 package redisstore
 
 import (
@@ -155,12 +48,6 @@ const maxKeyTTL = 100 * 365 * 24 * time.Hour
 // own context was canceled.
 const cleanupTimeout = 2 * time.Second
 
-// Hash fields.
-const (
-	fieldOwner  = "u"
-	fieldRecord = "r"
-)
-
 // Config configures a Store. The zero value is ready to use.
 type Config struct {
 	// Prefix starts every key. It must not contain '{' or '}'.
@@ -174,6 +61,12 @@ type Config struct {
 	// write). 0 means the default of one minute; a negative value turns
 	// caching off so every Find asks Redis.
 	CacheTTL time.Duration
+	// IgnoreLegacyLayout stops looking for sessions in the key layout of
+	// versions before the compact one. Default false: they are found,
+	// updated, listed and revoked until they expire, at the cost of one
+	// more (cached) read when a token is not found. Set it once the
+	// longest absolute timeout has passed since the upgrade.
+	IgnoreLegacyLayout bool
 }
 
 // Store keeps sessions in Redis. It is safe for concurrent use.
@@ -182,6 +75,7 @@ type Store struct {
 	prefix   string
 	now      func() time.Time
 	cacheTTL time.Duration // <= 0: no client-side caching
+	legacy   bool          // read the first layout too
 	recent   *recentWrites
 	found    *foundSessions
 }
@@ -202,6 +96,7 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 		prefix:   cfg.Prefix,
 		now:      cfg.Now,
 		cacheTTL: cfg.CacheTTL,
+		legacy:   !cfg.IgnoreLegacyLayout,
 		recent:   newRecentWrites(),
 		found:    newFoundSessions(),
 	}
@@ -233,18 +128,26 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Key names; see the package documentation for the layout. Each is built
-// in one concatenation, as Find builds three per call.
+// Key names. With the prefix P, a session key K (its 32 raw bytes) and a
+// user ID U:
+//
+//	P{K}     pointer: "u" + U for a user's session, "a" + record for an
+//	         anonymous one
+//	P{u:U}:s the user's sessions: field K's first 30 bytes, value the record
+//	P{u:U}:g the user's generation counter
+//
+// Each is built in one concatenation, as Find builds two per cold call.
 
-func (s *Store) lookupKey(hexKey string) string { return s.prefix + "{s:" + hexKey + "}" }
-func (s *Store) sessionKeyPrefix(userID string) string {
-	return s.prefix + "{u:" + userID + "}:s:"
-}
-func (s *Store) sessionKey(userID, hexKey string) string {
-	return s.prefix + "{u:" + userID + "}:s:" + hexKey
-}
-func (s *Store) generationKey(userID string) string { return s.prefix + "{u:" + userID + "}:g" }
-func (s *Store) indexKey(userID string) string      { return s.prefix + "{u:" + userID + "}:i" }
+func (s *Store) pointerKey(key cloakroom.Key) string { return s.prefix + "{" + string(key[:]) + "}" }
+func (s *Store) sessionsKey(userID string) string    { return s.prefix + "{u:" + userID + "}:s" }
+func (s *Store) generationKey(userID string) string  { return s.prefix + "{u:" + userID + "}:g" }
+func field(key cloakroom.Key) string                 { return string(key[:fieldLen]) }
+
+// Pointer kinds, the first byte of a pointer's value.
+const (
+	pointerUser      = 'u'
+	pointerAnonymous = 'a'
+)
 
 // Find implements [cloakroom.Store].
 func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
@@ -271,7 +174,7 @@ func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, 
 type findResult struct {
 	rec  cloakroom.Record // valid when live
 	live bool             // found, not expired, not revoked
-	blob string           // the stored record, "" when there is none
+	blob string           // the stored value, "" when there is none
 }
 
 // findCached answers from the client-side cache, through the remembered
@@ -281,30 +184,27 @@ type findResult struct {
 func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Duration) (findResult, error) {
 	if e := s.found.get(key); e != nil {
 		if e.userID == "" {
-			fields, err := s.client.DoCache(ctx, e.read, s.cacheTTL).ToArray()
-			if err == nil && len(fields) != 2 {
-				err = fmt.Errorf("HMGET answered %d values, want 2", len(fields))
+			msg, err := s.client.DoCache(ctx, e.read, s.cacheTTL).ToMessage()
+			if rueidis.IsRedisNil(err) {
+				s.found.forget(key)
+				return findResult{}, nil
 			}
 			if err != nil {
 				return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
 			}
-			if fields[0].IsNil() {
-				if fields[1].IsNil() {
-					s.found.forget(key)
-					return findResult{}, nil
-				}
-				return s.result(key, "", &fields[1], 0, e)
+			if v, _ := msg.ToString(); len(v) > 0 && v[0] == pointerAnonymous {
+				return s.result(key, "", v, 0, e)
 			}
 			// The key now points at a user's session: look it up afresh.
 		} else if mark, marked := s.recent.user(e.userID, since); !marked || mark.known {
-			res := s.client.DoCache(ctx, e.read, s.cacheTTL)
-			recMsg, err := res.ToMessage()
+			recMsg, err := s.client.DoCache(ctx, e.read, s.cacheTTL).ToMessage()
 			if err == nil {
 				gen, err := s.generationOf(s.client.DoCache(ctx, e.generation, s.cacheTTL), mark.generation)
 				if err != nil {
 					return findResult{}, fmt.Errorf("redisstore: find %s: generation: %w", key.Short(), err)
 				}
-				return s.result(key, e.userID, &recMsg, gen, e)
+				blob, _ := recMsg.ToString()
+				return s.result(key, e.userID, blob, gen, e)
 			}
 			if !rueidis.IsRedisNil(err) {
 				return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
@@ -316,54 +216,53 @@ func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Du
 	return s.lookup(ctx, key, true, since)
 }
 
-// lookup finds a session from its lookup key, as described in the package
-// documentation, reading through the client-side cache when cached is set
-// and from Redis otherwise. A cached lookup remembers what it found.
+// lookup finds a session from its pointer, reading through the client-side
+// cache when cached is set and from Redis otherwise. A cached lookup
+// remembers what it found.
 func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, since time.Duration) (findResult, error) {
-	hexKey := key.String()
-	lookupKey := s.lookupKey(hexKey)
+	pointer := s.pointerKey(key)
 	var res rueidis.RedisResult
 	if cached {
-		res = s.client.DoCache(ctx, s.client.B().Hmget().Key(lookupKey).Field(fieldOwner, fieldRecord).Cache(), s.cacheTTL)
+		res = s.client.DoCache(ctx, s.client.B().Get().Key(pointer).Cache(), s.cacheTTL)
 	} else {
-		res = s.client.Do(ctx, s.client.B().Hmget().Key(lookupKey).Field(fieldOwner, fieldRecord).Build())
+		res = s.client.Do(ctx, s.client.B().Get().Key(pointer).Build())
 	}
-	fields, err := res.ToArray()
-	if err == nil && len(fields) != 2 {
-		err = fmt.Errorf("HMGET answered %d values, want 2", len(fields))
+	v, err := res.ToString()
+	if rueidis.IsRedisNil(err) {
+		if s.legacy {
+			return s.legacyFind(ctx, key, cached)
+		}
+		return findResult{}, nil
 	}
 	if err != nil {
 		return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
 	}
-	if fields[0].IsNil() {
-		if fields[1].IsNil() {
-			return findResult{}, nil
-		}
+	if len(v) > 0 && v[0] == pointerAnonymous {
 		var e *foundSession
 		if cached {
-			e = &foundSession{read: s.client.B().Hmget().Key(lookupKey).Field(fieldOwner, fieldRecord).Cache().Pin()}
+			e = &foundSession{read: s.client.B().Get().Key(pointer).Cache().Pin()}
 		}
-		return s.result(key, "", &fields[1], 0, e)
+		return s.result(key, "", v, 0, e)
 	}
-	userID, err := fields[0].ToString()
-	if err != nil {
-		return findResult{}, fmt.Errorf("redisstore: find %s: owner: %w", key.Short(), err)
+	if len(v) == 0 || v[0] != pointerUser {
+		return findResult{}, fmt.Errorf("redisstore: find %s: pointer of unknown kind: %w", key.Short(), cloakroom.ErrBadRecord)
 	}
+	userID := v[1:]
 
-	sessionKey, generationKey := s.sessionKey(userID, hexKey), s.generationKey(userID)
+	sessions, generation := s.sessionsKey(userID), s.generationKey(userID)
 	var results []rueidis.RedisResult
 	mark, marked := s.recent.user(userID, since)
 	if cached && (!marked || mark.known) {
 		results = s.client.DoMultiCache(ctx,
-			rueidis.CT(s.client.B().Hget().Key(sessionKey).Field(fieldRecord).Cache(), s.cacheTTL),
-			rueidis.CT(s.client.B().Get().Key(generationKey).Cache(), s.cacheTTL))
+			rueidis.CT(s.client.B().Hget().Key(sessions).Field(field(key)).Cache(), s.cacheTTL),
+			rueidis.CT(s.client.B().Get().Key(generation).Cache(), s.cacheTTL))
 	} else {
 		cached = false // a bump of unknown outcome: its invalidation may be in flight
 		results = s.client.DoMulti(ctx,
-			s.client.B().Hget().Key(sessionKey).Field(fieldRecord).Build(),
-			s.client.B().Get().Key(generationKey).Build())
+			s.client.B().Hget().Key(sessions).Field(field(key)).Build(),
+			s.client.B().Get().Key(generation).Build())
 	}
-	recMsg, err := results[0].ToMessage()
+	blob, err := results[0].ToString()
 	if rueidis.IsRedisNil(err) {
 		return findResult{}, nil
 	}
@@ -380,12 +279,12 @@ func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, sinc
 		if e == nil || e.userID != userID {
 			e = &foundSession{
 				userID:     userID,
-				read:       s.client.B().Hget().Key(sessionKey).Field(fieldRecord).Cache().Pin(),
-				generation: s.client.B().Get().Key(generationKey).Cache().Pin(),
+				read:       s.client.B().Hget().Key(sessions).Field(field(key)).Cache().Pin(),
+				generation: s.client.B().Get().Key(generation).Cache().Pin(),
 			}
 		}
 	}
-	return s.result(key, userID, &recMsg, gen, e)
+	return s.result(key, userID, blob, gen, e)
 }
 
 // generationOf reads a user's generation from the reply to GET, which is
@@ -399,27 +298,26 @@ func (s *Store) generationOf(res rueidis.RedisResult, atLeast uint64) (uint64, e
 	return max(gen, atLeast), err
 }
 
-// result decodes a stored record, or reuses e's decoding of the same bytes,
-// and reports whether it is still valid at the store's clock and not
-// revoked by generation gen. When e is not nil, the outcome is remembered
-// under key with e's owner and commands.
-func (s *Store) result(key cloakroom.Key, userID string, msg *rueidis.RedisMessage, gen uint64, e *foundSession) (findResult, error) {
-	blob, err := msg.ToString()
-	if err != nil {
-		return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
-	}
+// result decodes a stored value (an anonymous pointer's, with its kind
+// byte, or a user's record), or reuses e's decoding of the same bytes, and
+// reports whether it is still valid at the store's clock and not revoked by
+// generation gen. When e is not nil, the outcome is remembered under key
+// with e's owner and commands.
+func (s *Store) result(key cloakroom.Key, userID string, blob string, gen uint64, e *foundSession) (findResult, error) {
 	var rec cloakroom.Record
 	if e != nil && e.blob == blob && e.blob != "" {
 		// The same bytes, usually the very same cached string, which
 		// makes the comparison a pointer check.
 		rec = e.rec
 	} else {
-		raw, _ := msg.AsBytes() // shares blob's memory; the decoder copies what it keeps
-		if err := rec.UnmarshalBinary(raw); err != nil {
-			return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
+		raw := blob
+		if userID == "" {
+			raw = raw[1:] // the pointer's kind
 		}
-		if rec.Key != key || rec.UserID != userID {
-			return findResult{}, fmt.Errorf("redisstore: find %s: stored record names another session: %w", key.Short(), cloakroom.ErrBadRecord)
+		var err error
+		rec, err = decodeCompact([]byte(raw), key, userID)
+		if err != nil {
+			return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
 		}
 		// Find's callers share Data and may append to it: clipping makes
 		// every append copy instead of writing into the shared array.
@@ -435,41 +333,6 @@ func (s *Store) result(key cloakroom.Key, userID string, msg *rueidis.RedisMessa
 	return res, nil
 }
 
-// commitArgs holds what both commit paths pass to their scripts.
-type commitArgs struct {
-	version, record          string
-	expirySec, expiryNano    string
-	nowSec, nowNano          string
-	sessionTTL               string // ms
-	expiryCeil, pointerUntil string // Unix seconds, for the pointer deadline
-	pointerTTL               string // ms
-}
-
-func newCommitArgs(rec *cloakroom.Record, blob []byte, now time.Time) commitArgs {
-	expiry := rec.Expiry()
-	// The pointer outlives the session by up to one idle timeout, so most
-	// Commits need not lengthen it; it never outlives the absolute deadline.
-	until := expiry.Add(max(rec.IdleTimeout, 0))
-	if until.After(rec.AbsoluteDeadline) {
-		until = rec.AbsoluteDeadline
-	}
-	if until.Before(expiry) {
-		until = expiry
-	}
-	return commitArgs{
-		version:      strconv.FormatUint(rec.Version, 10),
-		record:       rueidis.BinaryString(blob),
-		expirySec:    strconv.FormatInt(expiry.Unix(), 10),
-		expiryNano:   strconv.Itoa(expiry.Nanosecond()),
-		nowSec:       strconv.FormatInt(now.Unix(), 10),
-		nowNano:      strconv.Itoa(now.Nanosecond()),
-		sessionTTL:   ttlMillis(expiry, now),
-		expiryCeil:   strconv.FormatInt(ceilUnix(expiry), 10),
-		pointerUntil: strconv.FormatInt(ceilUnix(until), 10),
-		pointerTTL:   ttlMillis(until, now),
-	}
-}
-
 // ttlMillis is the Redis TTL of a key that must live until until, by a clock
 // that now reads now.
 func ttlMillis(until, now time.Time) string {
@@ -477,11 +340,13 @@ func ttlMillis(until, now time.Time) string {
 	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
 }
 
-func ceilUnix(t time.Time) int64 {
-	if t.Nanosecond() > 0 {
-		return t.Unix() + 1
+// pointerUntil is how long a user's pointer must live: as long as the
+// session can, so its absolute deadline (or its expiry, if that is later).
+func pointerUntil(rec *cloakroom.Record) time.Time {
+	if e := rec.Expiry(); e.After(rec.AbsoluteDeadline) {
+		return e
 	}
-	return t.Unix()
+	return rec.AbsoluteDeadline
 }
 
 // Commit implements [cloakroom.Store].
@@ -489,62 +354,65 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	if rec.Version == 0 {
 		return fmt.Errorf("redisstore: commit %s: version 0; versions start at 1", rec.Key.Short())
 	}
-	blob, err := rec.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
-	}
-	args := newCommitArgs(&rec, blob, s.now())
+	now := s.now()
+	var stored string
+	var err error
 	if rec.UserID == "" {
-		err = s.commitAnonymous(ctx, &rec, &args)
+		stored, err = s.commitAnonymous(ctx, &rec, now)
 	} else {
-		err = s.commitUser(ctx, &rec, &args)
+		stored, err = s.commitUser(ctx, &rec, now)
 	}
 	if err != nil {
 		// Even a refused Commit may have removed a dead session.
 		s.recent.markSession(rec.Key, wroteUnknown, "")
 	} else {
-		s.recent.markSession(rec.Key, wroteRecord, args.record)
+		s.recent.markSession(rec.Key, wroteRecord, stored)
 	}
 	return err
 }
 
-func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, a *commitArgs) error {
+func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, now time.Time) (string, error) {
+	value := string(encodeCompact([]byte{pointerAnonymous}, rec))
+	version := strconv.FormatUint(rec.Version, 10)
 	code, err := anonCommitScript.Exec(ctx, s.client,
-		[]string{s.lookupKey(rec.Key.String())},
-		[]string{a.version, a.record, a.expirySec, a.expiryNano, a.nowSec, a.nowNano, a.sessionTTL},
+		[]string{s.pointerKey(rec.Key)},
+		[]string{version, value, strconv.FormatInt(now.UnixMicro(), 10), ttlMillis(rec.Expiry(), now)},
 	).AsInt64()
 	if err != nil {
-		return fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
+		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
 	}
-	return commitError(rec, code)
+	if code == codeGone && s.legacy {
+		return "", s.legacyCommit(ctx, *rec)
+	}
+	return value, commitError(rec, code)
 }
 
-// commitUser claims the lookup pointer first and then runs the atomic
-// session script. A pointer without a session is harmless: Find and List
-// see nothing, and its TTL removes it. The reverse order could leave a
-// session that List shows but no token can reach.
-func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, a *commitArgs) error {
-	hexKey := rec.Key.String()
-	lookup := s.lookupKey(hexKey)
+// commitUser claims the pointer first and then runs the atomic session
+// script. A pointer without a session is harmless: Find and List see
+// nothing, and its TTL removes it. The reverse order could leave a session
+// that List shows but no token can reach.
+func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.Time) (string, error) {
+	pointer := s.pointerKey(rec.Key)
+	nowMicros := strconv.FormatInt(now.UnixMicro(), 10)
+	pointerTTL := ttlMillis(pointerUntil(rec), now)
 	claim := int64(claimReused)
 	if rec.Version == 1 {
 		var err error
-		claim, err = claimScript.Exec(ctx, s.client, []string{lookup},
-			[]string{rec.UserID, a.pointerTTL, a.nowSec, a.nowNano}).AsInt64()
+		claim, err = claimScript.Exec(ctx, s.client, []string{pointer},
+			[]string{rec.UserID, pointerTTL, nowMicros}).AsInt64()
 		if err != nil {
-			return fmt.Errorf("redisstore: commit %s: claim key: %w", rec.Key.Short(), err)
+			return "", fmt.Errorf("redisstore: commit %s: claim key: %w", rec.Key.Short(), err)
 		}
 		if claim == claimTaken {
-			return fmt.Errorf("redisstore: create %s: key held by another owner: %w", rec.Key.Short(), cloakroom.ErrConflict)
+			return "", fmt.Errorf("redisstore: create %s: key held by another owner: %w", rec.Key.Short(), cloakroom.ErrConflict)
 		}
 	}
 
+	value := string(encodeCompact(nil, rec))
 	reply, err := userCommitScript.Exec(ctx, s.client,
-		[]string{s.sessionKey(rec.UserID, hexKey), s.generationKey(rec.UserID), s.indexKey(rec.UserID)},
-		[]string{a.version, strconv.FormatUint(rec.Generation, 10), a.record,
-			a.expirySec, a.expiryNano, a.nowSec, a.nowNano, a.sessionTTL,
-			hexKey, strconv.FormatInt(rec.CreatedAt.UnixMilli(), 10),
-			a.expiryCeil, a.pointerUntil},
+		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID)},
+		[]string{field(rec.Key), strconv.FormatUint(rec.Version, 10), strconv.FormatUint(rec.Generation, 10),
+			value, nowMicros, ttlMillis(rec.Expiry(), now), strconv.FormatInt(rec.AbsoluteDeadline.UnixMicro(), 10)},
 	).AsIntSlice()
 	if err == nil && len(reply) != 2 {
 		err = fmt.Errorf("script answered %d values, want 2", len(reply))
@@ -552,7 +420,7 @@ func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, a *commit
 	if err != nil {
 		// Whether the script ran is unknown, so the pointer stays: it is
 		// right if the session was written and harmless if not.
-		return fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
+		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
 	}
 	code, extend := reply[0], reply[1] == 1
 
@@ -560,32 +428,33 @@ func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, a *commit
 		if claim == claimCreated {
 			// Nothing was written for this create; take the pointer back.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-			_ = dropPointerScript.Exec(cctx, s.client, []string{lookup}, []string{rec.UserID}).Error() // the pointer's TTL removes it if this fails
+			_ = dropPointerScript.Exec(cctx, s.client, []string{pointer}, []string{rec.UserID}).Error() // the pointer's TTL removes it if this fails
 			cancel()
 		}
 		if code == codeGone && rec.Version > 1 {
-			return s.goneOrForeign(ctx, rec, lookup)
+			return "", s.goneElsewhere(ctx, rec, pointer)
 		}
-		return commitError(rec, code)
+		return "", commitError(rec, code)
 	}
-	if extend && claim != claimCreated {
-		if err := extendPointerScript.Exec(ctx, s.client, []string{lookup}, []string{rec.UserID, a.pointerTTL}).Error(); err != nil {
-			return fmt.Errorf("redisstore: commit %s: saved, but lengthening the lookup key's TTL failed, so the session may end early: %w", rec.Key.Short(), err)
+	if extend {
+		if err := extendPointerScript.Exec(ctx, s.client, []string{pointer}, []string{rec.UserID, pointerTTL}).Error(); err != nil {
+			return "", fmt.Errorf("redisstore: commit %s: saved, but lengthening the pointer's TTL failed, so the session may end early: %w", rec.Key.Short(), err)
 		}
 	}
-	return nil
+	return value, nil
 }
 
-// goneOrForeign explains a failed update of a user's session: either the
-// session is gone, or the key belongs to another owner, which is a caller
-// bug rather than a race.
-func (s *Store) goneOrForeign(ctx context.Context, rec *cloakroom.Record, lookup string) error {
-	owner, err := s.client.Do(ctx, s.client.B().Hmget().Key(lookup).Field(fieldOwner, fieldRecord).Build()).ToArray()
-	if err == nil && len(owner) == 2 {
-		holder, _ := owner[0].ToString()
-		if holder != rec.UserID && (holder != "" || !owner[1].IsNil()) {
-			return commitError(rec, codeForeign)
-		}
+// goneElsewhere explains a failed update of a user's session: the session
+// may live in the first layout (then it is updated there), the key may
+// belong to another owner, which is a caller bug rather than a race, or
+// the session is gone.
+func (s *Store) goneElsewhere(ctx context.Context, rec *cloakroom.Record, pointer string) error {
+	v, err := s.client.Do(ctx, s.client.B().Get().Key(pointer).Build()).ToString()
+	if err == nil && v != string(pointerUser)+rec.UserID {
+		return commitError(rec, codeForeign)
+	}
+	if rueidis.IsRedisNil(err) && s.legacy {
+		return s.legacyCommit(ctx, *rec)
 	}
 	return commitError(rec, codeGone)
 }
@@ -613,11 +482,9 @@ func commitError(rec *cloakroom.Record, code int64) error {
 }
 
 // Delete implements [cloakroom.Store]. A user's session is deleted before
-// its lookup pointer, so an interrupted Delete leaves at worst an unused
-// pointer, never a listed session.
+// its pointer, so an interrupted Delete leaves at worst an unused pointer,
+// never a listed session.
 func (s *Store) Delete(ctx context.Context, key cloakroom.Key) (err error) {
-	hexKey := key.String()
-	lookup := s.lookupKey(hexKey)
 	s.found.forget(key)
 	defer func() {
 		if err != nil {
@@ -626,20 +493,31 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) (err error) {
 			s.recent.markSession(key, wroteDeletion, "")
 		}
 	}()
-	userID, err := unlinkTokenScript.Exec(ctx, s.client, []string{lookup}, nil).ToString()
+	if err := s.delete(ctx, key); err != nil {
+		return fmt.Errorf("redisstore: delete %s: %w", key.Short(), err)
+	}
+	return nil
+}
+
+func (s *Store) delete(ctx context.Context, key cloakroom.Key) error {
+	pointer := s.pointerKey(key)
+	channel, message := s.endsChannel(), endKeyMessage(key)
+	userID, err := unlinkTokenScript.Exec(ctx, s.client, []string{pointer}, []string{channel, message}).ToString()
 	if rueidis.IsRedisNil(err) {
+		if s.legacy {
+			return s.legacyDelete(ctx, key)
+		}
 		return nil // anonymous, now deleted, or no session at all
 	}
 	if err != nil {
-		return fmt.Errorf("redisstore: delete %s: %w", key.Short(), err)
+		return err
 	}
-	err = userDeleteScript.Exec(ctx, s.client,
-		[]string{s.sessionKey(userID, hexKey), s.indexKey(userID)}, []string{hexKey}).Error()
+	err = userDeleteScript.Exec(ctx, s.client, []string{s.sessionsKey(userID)}, []string{field(key), channel, message}).Error()
 	if err != nil {
-		return fmt.Errorf("redisstore: delete %s: %w", key.Short(), err)
+		return err
 	}
-	if err := dropPointerScript.Exec(ctx, s.client, []string{lookup}, []string{userID}).Error(); err != nil {
-		return fmt.Errorf("redisstore: delete %s: lookup key: %w", key.Short(), err)
+	if err := dropPointerScript.Exec(ctx, s.client, []string{pointer}, []string{userID}).Error(); err != nil {
+		return fmt.Errorf("pointer: %w", err)
 	}
 	return nil
 }
@@ -649,12 +527,13 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 	if userID == "" {
 		return nil, nil // anonymous sessions have no index
 	}
+	now := s.now()
 	reply, err := listScript.Exec(ctx, s.client,
-		[]string{s.indexKey(userID), s.generationKey(userID)},
-		[]string{s.sessionKeyPrefix(userID)},
+		[]string{s.sessionsKey(userID), s.generationKey(userID), s.legacyIndexKey(userID)},
+		[]string{s.legacySessionKeyPrefix(userID), strconv.FormatInt(now.UnixMicro(), 10)},
 	).ToArray()
-	if err == nil && len(reply) == 0 {
-		err = errors.New("script answered nothing")
+	if err == nil && len(reply)%2 != 1 {
+		err = fmt.Errorf("script answered %d values, want an odd number", len(reply))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: list: %w", err)
@@ -663,26 +542,34 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: list: generation: %w", err)
 	}
-	now := s.now()
 	var out []cloakroom.Record
-	for i := range reply[1:] {
-		blob, err := reply[1+i].AsBytes()
-		if err != nil {
+	for i := 1; i < len(reply); i += 2 {
+		f, err1 := reply[i].ToString()
+		blob, err2 := reply[i+1].AsBytes()
+		if err := cmp.Or(err1, err2); err != nil {
 			return nil, fmt.Errorf("redisstore: list: %w", err)
 		}
 		var rec cloakroom.Record
-		if err := rec.UnmarshalBinary(blob); err != nil {
-			return nil, fmt.Errorf("redisstore: list: %w", err)
+		switch {
+		case f == "": // the first layout
+			err = rec.UnmarshalBinary(blob)
+			if err == nil && rec.UserID != userID {
+				err = fmt.Errorf("session %s names another user: %w", rec.Key.Short(), cloakroom.ErrBadRecord)
+			}
+		case len(f) == fieldLen && len(blob) >= 2+keyTailLen:
+			var key cloakroom.Key
+			copy(key[copy(key[:], f):], blob[2:2+keyTailLen])
+			rec, err = decodeCompact(blob, key, userID)
+		default:
+			err = fmt.Errorf("field of %d bytes: %w", len(f), cloakroom.ErrBadRecord)
 		}
-		if rec.UserID != userID {
-			return nil, fmt.Errorf("redisstore: list: session %s names another user: %w", rec.Key.Short(), cloakroom.ErrBadRecord)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: list: %w", err)
 		}
 		if !rec.Expired(now) && rec.Generation >= gen {
 			out = append(out, rec)
 		}
 	}
-	// The index is ordered by whole milliseconds; this settles ties the
-	// way every store does.
 	slices.SortStableFunc(out, func(a, b cloakroom.Record) int {
 		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
 			return c
@@ -707,12 +594,12 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 
 // BumpGeneration implements [cloakroom.Store]. It deletes the user's
 // sessions in the same script that increments the generation, then removes
-// their lookup pointers; the pointers are only cleanup, so failing to remove
-// them is not an error (their TTL does it later).
+// their pointers; the pointers are only cleanup, so failing to remove them
+// is not an error (their TTL does it later).
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
 	reply, err := bumpScript.Exec(ctx, s.client,
-		[]string{s.generationKey(userID), s.indexKey(userID)},
-		[]string{s.sessionKeyPrefix(userID)},
+		[]string{s.generationKey(userID), s.sessionsKey(userID), s.legacyIndexKey(userID)},
+		[]string{s.legacySessionKeyPrefix(userID), s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
 	).ToArray()
 	if err == nil && len(reply) == 0 {
 		err = errors.New("script answered nothing")
@@ -727,16 +614,36 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: bump generation: %w", err)
 	}
-	if len(reply) > 1 {
-		drops := make([]rueidis.LuaExec, 0, len(reply)-1)
-		for _, m := range reply[1:] {
-			hexKey, err := m.ToString()
-			if err != nil {
-				continue
-			}
-			drops = append(drops, rueidis.LuaExec{Keys: []string{s.lookupKey(hexKey)}, Args: []string{userID}})
+	s.dropPointers(ctx, userID, reply[1:])
+	return gen, nil
+}
+
+// dropPointers removes the pointers of a user's deleted sessions, given
+// as script replies: whole keys, then after an empty separator, hex keys of
+// the first layout.
+func (s *Store) dropPointers(ctx context.Context, userID string, deleted []rueidis.RedisMessage) {
+	if len(deleted) == 0 {
+		return
+	}
+	drops := make([]rueidis.LuaExec, 0, len(deleted))
+	var legacyDrops []rueidis.LuaExec
+	legacy := false
+	for _, m := range deleted {
+		f, err := m.ToString()
+		switch {
+		case err != nil:
+		case f == "":
+			legacy = true
+		case legacy:
+			legacyDrops = append(legacyDrops, rueidis.LuaExec{Keys: []string{s.legacyLookupKey(f)}, Args: []string{userID}})
+		case len(f) == len(cloakroom.Key{}):
+			drops = append(drops, rueidis.LuaExec{Keys: []string{s.pointerKey(cloakroom.Key([]byte(f)))}, Args: []string{userID}})
 		}
+	}
+	if len(drops) > 0 {
 		dropPointerScript.ExecMulti(ctx, s.client, drops...)
 	}
-	return gen, nil
+	if len(legacyDrops) > 0 {
+		legacyDropPointerScript.ExecMulti(ctx, s.client, legacyDrops...)
+	}
 }

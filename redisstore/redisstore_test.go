@@ -92,10 +92,10 @@ func hashTag(key string) string {
 // sessions get distinct tags.
 func TestUserKeysShareSlot(t *testing.T) {
 	s := &Store{prefix: DefaultPrefix}
-	hexKey := cloakroom.Key{1, 2, 3}.String()
+	key := cloakroom.Key{1, 2, 3}
 	for _, user := range []string{"alice", "a}b", "{x}", "}", "{", "user:42"} {
 		tag := hashTag(s.generationKey(user))
-		for _, k := range []string{s.indexKey(user), s.sessionKey(user, hexKey), s.sessionKeyPrefix(user) + "ff"} {
+		for _, k := range []string{s.sessionsKey(user), s.legacyIndexKey(user), s.legacySessionKey(user, key.String()), s.legacySessionKeyPrefix(user) + "ff"} {
 			if got := hashTag(k); got != tag {
 				t.Errorf("user %q: key %q has tag %q, generation key has %q", user, k, got, tag)
 			}
@@ -107,8 +107,8 @@ func TestUserKeysShareSlot(t *testing.T) {
 	if hashTag(s.generationKey("alice")) == hashTag(s.generationKey("bob")) {
 		t.Error("two users share a hash tag")
 	}
-	if got, want := hashTag(s.lookupKey(hexKey)), "s:"+hexKey; got != want {
-		t.Errorf("lookup key tag = %q, want %q", got, want)
+	if got, want := hashTag(s.pointerKey(key)), string(key[:]); got != want {
+		t.Errorf("pointer key tag = %q, want the raw key %q", got, want)
 	}
 }
 
@@ -195,6 +195,14 @@ func TestKeysAndTTLs(t *testing.T) {
 		}
 		return time.Duration(ms) * time.Millisecond
 	}
+	hasField := func(key cloakroom.Key, user string) bool {
+		t.Helper()
+		n, err := client.Do(ctx, client.B().Hexists().Key(s.sessionsKey(user)).Field(field(key)).Build()).AsBool()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	const gone, forever = -2, -1
 
 	a := storetest.NewRecord("erin", time.Now())
@@ -204,33 +212,32 @@ func TestKeysAndTTLs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hexA := a.Key.String()
-	session, lookup := pttl(s.sessionKey("erin", hexA)), pttl(s.lookupKey(hexA))
-	if want := a.IdleTimeout + ttlMargin; session > want || session < want-5*time.Second {
-		t.Errorf("session TTL = %v, want about %v", session, want)
+	sessions, pointer := pttl(s.sessionsKey("erin")), pttl(s.pointerKey(a.Key))
+	if want := a.IdleTimeout + ttlMargin; sessions > want || sessions < want-5*time.Second {
+		t.Errorf("session hash TTL = %v, want about %v", sessions, want)
 	}
-	if lookup < session {
-		t.Errorf("lookup key TTL %v is shorter than the session's %v", lookup, session)
+	if want := time.Until(a.AbsoluteDeadline) + ttlMargin; pointer > want+time.Second || pointer < want-5*time.Second {
+		t.Errorf("pointer TTL = %v, want about %v (the absolute deadline)", pointer, want)
 	}
-	if idx := pttl(s.indexKey("erin")); idx < session-time.Second { // read later, so a little lower
-		t.Errorf("index TTL %v is shorter than the session's %v", idx, session)
+	if !hasField(a.Key, "erin") || !hasField(b.Key, "erin") {
+		t.Fatal("the sessions are not fields of the user's hash")
 	}
 
 	if err := s.Delete(ctx, a.Key); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{s.sessionKey("erin", hexA), s.lookupKey(hexA)} {
-		if got := pttl(k); got != gone {
-			t.Errorf("after Delete, %s still exists (PTTL %v)", k, got)
-		}
+	if hasField(a.Key, "erin") {
+		t.Error("after Delete, the session is still in the user's hash")
+	}
+	if got := pttl(s.pointerKey(a.Key)); got != gone {
+		t.Errorf("after Delete, the pointer still exists (PTTL %v)", got)
 	}
 	if _, err := s.BumpGeneration(ctx, "erin"); err != nil {
 		t.Fatal(err)
 	}
-	hexB := b.Key.String()
-	for _, k := range []string{s.sessionKey("erin", hexB), s.lookupKey(hexB), s.indexKey("erin")} {
+	for _, k := range []string{s.sessionsKey("erin"), s.pointerKey(b.Key)} {
 		if got := pttl(k); got != gone {
-			t.Errorf("after BumpGeneration, %s still exists (PTTL %v)", k, got)
+			t.Errorf("after BumpGeneration, %q still exists (PTTL %v)", k, got)
 		}
 	}
 	if got := pttl(s.generationKey("erin")); got != forever {
@@ -241,10 +248,13 @@ func TestKeysAndTTLs(t *testing.T) {
 	if err := s.Commit(ctx, anon); err != nil {
 		t.Fatal(err)
 	}
+	if got, want := pttl(s.pointerKey(anon.Key)), anon.IdleTimeout+ttlMargin; got > want || got < want-5*time.Second {
+		t.Errorf("anonymous session TTL = %v, want about %v", got, want)
+	}
 	if err := s.Delete(ctx, anon.Key); err != nil {
 		t.Fatal(err)
 	}
-	if got := pttl(s.lookupKey(anon.Key.String())); got != gone {
+	if got := pttl(s.pointerKey(anon.Key)); got != gone {
 		t.Errorf("after Delete, anonymous session still exists (PTTL %v)", got)
 	}
 }
@@ -253,11 +263,10 @@ func TestKeysAndTTLs(t *testing.T) {
 // from s's client-side cache. It peeks with the same commands Find uses,
 // which fetches what is missing.
 func (s *Store) cacheHit(ctx context.Context, key cloakroom.Key, userID string) bool {
-	hexKey := key.String()
 	if userID == "" {
-		return s.client.DoCache(ctx, s.client.B().Hmget().Key(s.lookupKey(hexKey)).Field(fieldOwner, fieldRecord).Cache(), s.cacheTTL).IsCacheHit()
+		return s.client.DoCache(ctx, s.client.B().Get().Key(s.pointerKey(key)).Cache(), s.cacheTTL).IsCacheHit()
 	}
-	session := s.client.DoCache(ctx, s.client.B().Hget().Key(s.sessionKey(userID, hexKey)).Field(fieldRecord).Cache(), s.cacheTTL)
+	session := s.client.DoCache(ctx, s.client.B().Hget().Key(s.sessionsKey(userID)).Field(field(key)).Cache(), s.cacheTTL)
 	generation := s.client.DoCache(ctx, s.client.B().Get().Key(s.generationKey(userID)).Cache(), s.cacheTTL)
 	return session.IsCacheHit() && generation.IsCacheHit()
 }
@@ -518,11 +527,11 @@ func TestBumpRaisesCachedGeneration(t *testing.T) {
 	}
 }
 
-// TestSessionOutsideIndexIsRevoked removes a session from its user's index,
-// as an eviction of the index would, so BumpGeneration cannot delete it:
-// the generation check alone must then reject it, on the bumping node at
-// once and on a node that had it cached within the invalidation budget.
-func TestSessionOutsideIndexIsRevoked(t *testing.T) {
+// TestGenerationAloneRevokes raises a user's generation behind the store's
+// back, as a restored backup or a manual INCR would, so no session is
+// deleted: the generation check alone must then reject the session, on a
+// node that had it cached within the invalidation budget.
+func TestGenerationAloneRevokes(t *testing.T) {
 	addr, prefix := testservers.RedisFresh(t)
 	ctx := context.Background()
 	client := newTestClient(t, addr)
@@ -530,9 +539,6 @@ func TestSessionOutsideIndexIsRevoked(t *testing.T) {
 	reader := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
 	rec := storetest.NewRecord("uma", time.Now())
 	if err := writer.Commit(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.Do(ctx, client.B().Zrem().Key(writer.indexKey("uma")).Member(rec.Key.String()).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
@@ -543,16 +549,14 @@ func TestSessionOutsideIndexIsRevoked(t *testing.T) {
 	if !reader.cacheHit(ctx, rec.Key, "uma") {
 		t.Fatal("the reader does not answer from its cache")
 	}
-	if _, err := writer.BumpGeneration(ctx, "uma"); err != nil {
+	if err := client.Do(ctx, client.B().Incr().Key(writer.generationKey("uma")).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := client.Do(ctx, client.B().Exists().Key(writer.sessionKey("uma", rec.Key.String())).Build()).AsInt64(); err != nil || n != 1 {
-		t.Fatalf("the unindexed session should survive the bump in Redis: EXISTS = %d, %v", n, err)
-	}
-	if _, found, err := writer.Find(ctx, rec.Key); err != nil || found {
-		t.Fatalf("bumping node finds the revoked session: %v, %v", found, err)
-	}
+	awaitFind(t, writer, rec.Key, "writer after the bump", func(_ cloakroom.Record, found bool) bool { return !found })
 	awaitFind(t, reader, rec.Key, "reader after the bump", func(_ cloakroom.Record, found bool) bool { return !found })
+	if list, err := writer.List(ctx, "uma"); err != nil || len(list) != 0 {
+		t.Fatalf("List after the bump = %d sessions, %v; want none", len(list), err)
+	}
 }
 
 func TestFoundSessionsBudget(t *testing.T) {

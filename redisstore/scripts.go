@@ -15,162 +15,241 @@ const (
 // Results of claimScript.
 const (
 	claimTaken   = 0 // a live session of another owner holds the key
-	claimCreated = 1 // a new lookup key was written
-	claimReused  = 2 // a lookup key for this user was already there
+	claimCreated = 1 // a new pointer was written
+	claimReused  = 2 // a pointer to this user was already there
 )
 
-// luaExpired compares expiry instants as (Unix seconds, nanoseconds) pairs:
-// Lua numbers are doubles, too narrow for Unix nanoseconds, and comparing
-// whole milliseconds would let Redis and Go disagree near the deadline.
-const luaExpired = `
-local function expired(es, en, ns, nn)
-  es, en, ns, nn = tonumber(es), tonumber(en), tonumber(ns), tonumber(nn)
-  return ns > es or (ns == es and nn >= en)
+// luaRecord reads the front of a compact record (see encodeCompact) that
+// starts at byte o of s: the generation, the version, the expiry and the
+// absolute deadline, both in Unix microseconds. Lua numbers are doubles,
+// exact up to 2^53: microseconds since 1970 stay far below that.
+const luaRecord = `
+local function uvarint(s, i)
+  local v, m = 0, 1
+  while true do
+    local b = string.byte(s, i)
+    i = i + 1
+    if b < 128 then return v + b * m, i end
+    v = v + (b - 128) * m
+    m = m * 128
+  end
+end
+local function varint(s, i)
+  local u
+  u, i = uvarint(s, i)
+  if u % 2 == 0 then return u / 2, i end
+  return -(u + 1) / 2, i
+end
+local function record(s, o)
+  local g, v, c, l, idle, a, i
+  g, i = uvarint(s, o + 4)
+  v, i = uvarint(s, i)
+  c, i = varint(s, i)
+  l, i = varint(s, i)
+  idle, i = varint(s, i)
+  a, i = varint(s, i)
+  if math.floor(string.byte(s, o + 1) / 8) % 2 == 1 then
+    idle, a = idle * 1000000, a * 1000000
+  end
+  return g, v, c + math.min(l + idle, a), c + a
+end
+`
+
+// luaPrune drops dead sessions from a user's session hash: all of them
+// when the hash is small, otherwise a random sample, so a create stays
+// cheap however many sessions the user has; List and the TTL of the hash
+// catch the rest.
+const luaPrune = `
+local function prune(k, now, gen)
+  local all
+  if redis.call('HLEN', k) <= 256 then
+    all = redis.call('HGETALL', k)
+  else
+    all = redis.call('HRANDFIELD', k, 64, 'WITHVALUES')
+  end
+  for i = 1, #all, 2 do
+    local g, v, e = record(all[i + 1], 1)
+    if g < gen or now >= e then redis.call('HDEL', k, all[i]) end
+  end
 end
 `
 
 // anonCommitScript creates or replaces an anonymous session, which lives
-// whole in its lookup key.
+// whole in its pointer key as "a" followed by the record.
 //
-// KEYS: lookup key. ARGV: version, record, expiry s, expiry ns, now s,
-// now ns, ttl ms.
-var anonCommitScript = rueidis.NewLuaScript(luaExpired + `
-local cur = redis.call('HMGET', KEYS[1], 'u', 'v', 'es', 'en')
-if cur[1] then
+// KEYS: pointer. ARGV: version, value, now µs, ttl ms.
+var anonCommitScript = rueidis.NewLuaScript(luaRecord + `
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, 1) ~= 'a' then
   if ARGV[1] == '1' then return 1 end
   return 4
 end
-local live = cur[2] and not expired(cur[3], cur[4], ARGV[5], ARGV[6])
-if cur[2] and not live then redis.call('DEL', KEYS[1]) end
+local live, v = false, 0
+if cur then
+  local g, e
+  g, v, e = record(cur, 2)
+  live = tonumber(ARGV[3]) < e
+  if not live then redis.call('DEL', KEYS[1]) end
+end
 if ARGV[1] == '1' then
   if live then return 1 end
 else
   if not live then return 2 end
-  if tonumber(cur[2]) ~= tonumber(ARGV[1]) - 1 then return 1 end
+  if v ~= tonumber(ARGV[1]) - 1 then return 1 end
 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'es', ARGV[3], 'en', ARGV[4], 'r', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 return 0
 `)
 
-// claimScript points a lookup key at a user before that user's session is
-// created. A leftover pointer to the same user is reused; a live session of
-// anyone else keeps the key.
+// claimScript points a key at a user ("u" followed by the user ID) before
+// that user's session is created. A pointer to the same user is reused; a
+// live anonymous session or a pointer to anyone else keeps the key.
 //
-// KEYS: lookup key. ARGV: user ID, ttl ms, now s, now ns.
-var claimScript = rueidis.NewLuaScript(luaExpired + `
-local cur = redis.call('HMGET', KEYS[1], 'u', 'v', 'es', 'en')
-if cur[1] then
-  if cur[1] ~= ARGV[1] then return 0 end
-  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-  return 2
+// KEYS: pointer. ARGV: user ID, ttl ms, now µs.
+var claimScript = rueidis.NewLuaScript(luaRecord + `
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if string.sub(cur, 1, 1) == 'u' then
+    if string.sub(cur, 2) ~= ARGV[1] then return 0 end
+    if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+    return 2
+  end
+  local g, v, e = record(cur, 2)
+  if tonumber(ARGV[3]) < e then return 0 end
 end
-if cur[2] and not expired(cur[3], cur[4], ARGV[3], ARGV[4]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'u', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[1], 'u' .. ARGV[1], 'PX', ARGV[2])
 return 1
 `)
 
-// extendPointerScript lengthens a lookup key's TTL, never shortens it, and
+// extendPointerScript lengthens a pointer's TTL, never shortens it, and
 // never re-creates a pointer that a Delete or bump removed.
 //
-// KEYS: lookup key. ARGV: user ID, ttl ms.
+// KEYS: pointer. ARGV: user ID, ttl ms.
 var extendPointerScript = rueidis.NewLuaScript(`
-if redis.call('HGET', KEYS[1], 'u') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= 'u' .. ARGV[1] then return 0 end
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1
 `)
 
-// dropPointerScript deletes a lookup key only while it still points at the
-// given user, so cleanup never removes a key someone else claimed since.
+// dropPointerScript deletes a pointer only while it still names the given
+// user, so cleanup never removes a key someone else claimed since.
 //
-// KEYS: lookup key. ARGV: user ID.
+// KEYS: pointer. ARGV: user ID.
 var dropPointerScript = rueidis.NewLuaScript(`
-if redis.call('HGET', KEYS[1], 'u') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == 'u' .. ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 `)
 
 // userCommitScript is the atomic heart of Commit for a user's session: the
-// generation check, the version check, the write, the index entry and the
-// TTLs happen in one step in the user's hash slot. It also reports whether
-// the lookup key's TTL ("p", a Unix second by the store's clock) must grow
-// to outlive the session.
+// generation check, the version check and the write happen in one step in
+// the user's hash slot. It also reports whether the absolute deadline grew,
+// so the pointer's TTL must too. A create prunes dead sessions.
 //
-// KEYS: session hash, generation, index. ARGV: version, generation, record,
-// expiry s, expiry ns, now s, now ns, ttl ms, index member, index score,
-// expiry s rounded up, new pointer deadline s.
-var userCommitScript = rueidis.NewLuaScript(luaExpired + `
+// KEYS: session hash, generation. ARGV: field, version, generation,
+// record, now µs, ttl ms, absolute deadline µs.
+var userCommitScript = rueidis.NewLuaScript(luaRecord + luaPrune + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[2]) < gen then return {3, 0} end
-local cur = redis.call('HMGET', KEYS[1], 'v', 'g', 'es', 'en', 'p')
-local live = cur[1] and (tonumber(cur[2]) or 0) >= gen and not expired(cur[3], cur[4], ARGV[6], ARGV[7])
-if cur[1] and not live then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[3], ARGV[9])
+if tonumber(ARGV[3]) < gen then return {3, 0} end
+local now = tonumber(ARGV[5])
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local live, v, abs = false, 0, 0
+if cur then
+  local g, e
+  g, v, e, abs = record(cur, 1)
+  live = g >= gen and now < e
+  if not live then redis.call('HDEL', KEYS[1], ARGV[1]) end
 end
-if ARGV[1] == '1' then
+if ARGV[2] == '1' then
   if live then return {1, 0} end
 else
   if not live then return {2, 0} end
-  if tonumber(cur[1]) ~= tonumber(ARGV[1]) - 1 then return {1, 0} end
+  if v ~= tonumber(ARGV[2]) - 1 then return {1, 0} end
 end
-local p, extend = cur[5], 0
-if not live or not p or tonumber(p) < tonumber(ARGV[11]) then p, extend = ARGV[12], 1 end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'g', ARGV[2], 'es', ARGV[4], 'en', ARGV[5], 'p', p, 'r', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', KEYS[3], ARGV[10], ARGV[9])
-if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[3], ARGV[8]) end
-return {0, extend}
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+if ARGV[2] == '1' then prune(KEYS[1], now, gen) end
+if live and tonumber(ARGV[7]) > abs then return {0, 1} end
+return {0, 0}
 `)
 
-// unlinkTokenScript deletes an anonymous session outright and answers nil,
-// or answers the owner of a user session without touching its pointer: the
-// session data must go first, so an index never lists an unreachable one.
+// unlinkTokenScript deletes an anonymous session outright, announcing it,
+// and answers nil, or answers the owner of a user's session without
+// touching the pointer: the session must go first, so that a pointer is
+// never missing while its session lives.
 //
-// KEYS: lookup key.
+// KEYS: pointer. ARGV: ends channel, end message.
 var unlinkTokenScript = rueidis.NewLuaScript(`
-local u = redis.call('HGET', KEYS[1], 'u')
-if u then return u end
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+if string.sub(cur, 1, 1) == 'u' then return string.sub(cur, 2) end
 redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 return false
 `)
 
-// userDeleteScript removes a user's session and its index entry together.
+// userDeleteScript removes a user's session and announces it.
 //
-// KEYS: session hash, index. ARGV: index member.
+// KEYS: session hash. ARGV: field, ends channel, end message.
 var userDeleteScript = rueidis.NewLuaScript(`
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return 0
 `)
 
-// listScript returns the user's generation followed by the records of the
-// indexed sessions that still exist, oldest first, and drops index entries
-// whose session Redis has already expired.
+// listScript returns the user's generation, then field and record for
+// each session that is neither expired nor revoked, in both layouts (an
+// empty field marks a record of the first layout). It drops dead entries
+// on the way.
 //
-// KEYS: index, generation. ARGV: session key prefix.
-var listScript = rueidis.NewLuaScript(`
-local out = {redis.call('GET', KEYS[2]) or '0'}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+// KEYS: session hash, generation, legacy index. ARGV: legacy session key
+// prefix, now µs.
+var listScript = rueidis.NewLuaScript(luaRecord + `
+local graw = redis.call('GET', KEYS[2]) or '0'
+local gen, now = tonumber(graw), tonumber(ARGV[2])
+local out = {graw}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local g, v, e = record(all[i + 1], 1)
+  if g < gen or now >= e then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   local r = redis.call('HGET', ARGV[1] .. m, 'r')
-  if r then out[#out + 1] = r else redis.call('ZREM', KEYS[1], m) end
+  if r then
+    out[#out + 1] = ''
+    out[#out + 1] = r
+  else
+    redis.call('ZREM', KEYS[3], m)
+  end
 end
 return out
 `)
 
-// bumpScript increments the generation and deletes every indexed session of
-// the user in the same step, so no node can find one after it returns. It
-// answers the new generation followed by the deleted index members, whose
-// lookup keys the caller then removes.
+// bumpScript increments the generation and deletes every session of the
+// user, in both layouts, in the same step, and announces the bump. It
+// answers the new generation, the deleted session keys (field and the
+// key's tail from the record), and, after an empty
+// separator, the deleted sessions of the first layout (as hex keys), whose
+// pointers the caller then removes.
 //
-// KEYS: generation, index. ARGV: session key prefix.
+// KEYS: generation, session hash, legacy index. ARGV: legacy session key
+// prefix, ends channel, user ID, key tail length.
 var bumpScript = rueidis.NewLuaScript(`
-local out = {redis.call('INCR', KEYS[1])}
-for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+local g = redis.call('INCR', KEYS[1])
+local out = {g}
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + ARGV[4]) end
+redis.call('DEL', KEYS[2])
+local legacy = redis.call('ZRANGE', KEYS[3], 0, -1)
+if #legacy > 0 then out[#out + 1] = '' end
+for _, m in ipairs(legacy) do
   redis.call('DEL', ARGV[1] .. m)
   out[#out + 1] = m
 end
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[2], 'g' .. g .. ':' .. ARGV[3])
 return out
 `)

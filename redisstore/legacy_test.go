@@ -1,0 +1,92 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/storetest"
+)
+
+// TestUpgradeFromLegacyLayout writes sessions in the first key layout, as
+// a gateway of an earlier version did, and checks that a Store of this
+// version finds, updates, lists, revokes and deletes them, and that one
+// told to ignore that layout does not see them.
+func TestUpgradeFromLegacyLayout(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	client := newTestClient(t, addr)
+	old := newTestStore(t, client, Config{Prefix: prefix})
+	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	ignoring := newTestStore(t, client, Config{Prefix: prefix, IgnoreLegacyLayout: true})
+
+	now := time.Now()
+	anon := storetest.NewRecord("", now)
+	a, b := storetest.NewRecord("vera", now), storetest.NewRecord("vera", now.Add(time.Millisecond))
+	for _, rec := range []cloakroom.Record{anon, a, b} {
+		if err := old.legacyCommit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, found, _ := s.Find(ctx, a.Key); !found {
+		t.Fatal("a session of the first layout is not found")
+	}
+	if _, found, err := ignoring.Find(ctx, a.Key); err != nil || found {
+		t.Fatalf("a store ignoring the first layout finds its session: %v, %v", found, err)
+	}
+
+	// Updates stay where the session is; a fresh session of the same
+	// user goes to the compact layout, and List shows all of them.
+	for _, rec := range []*cloakroom.Record{&anon, &a} {
+		rec.Version, rec.Data = 2, []byte("updated")
+		if err := s.Commit(ctx, *rec); err != nil {
+			t.Fatalf("updating a session of the first layout: %v", err)
+		}
+		got, found, err := s.Find(ctx, rec.Key)
+		if err != nil || !found || got.Version != 2 || string(got.Data) != "updated" {
+			t.Fatalf("after the update Find = v%d %q, %v, %v", got.Version, got.Data, found, err)
+		}
+		stale := *rec
+		if err := s.Commit(ctx, stale); !errors.Is(err, cloakroom.ErrConflict) {
+			t.Fatalf("a stale update of a session of the first layout: %v, want ErrConflict", err)
+		}
+	}
+	fresh := storetest.NewRecord("vera", now.Add(2*time.Millisecond))
+	if err := s.Commit(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, "vera")
+	if err != nil || len(list) != 3 || list[0].Key != a.Key || list[1].Key != b.Key || list[2].Key != fresh.Key {
+		t.Fatalf("List = %d sessions, %v; want the two old ones then the new one", len(list), err)
+	}
+
+	// Delete and BumpGeneration reach both layouts.
+	if err := s.Delete(ctx, anon.Key); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, a.Key); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []cloakroom.Key{anon.Key, a.Key} {
+		if _, found, err := s.Find(ctx, key); err != nil || found {
+			t.Fatalf("deleted session of the first layout: found=%v, %v", found, err)
+		}
+	}
+	if _, err := s.BumpGeneration(ctx, "vera"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []cloakroom.Key{b.Key, fresh.Key} {
+		if _, found, err := s.Find(ctx, key); err != nil || found {
+			t.Fatalf("revoked session: found=%v, %v", found, err)
+		}
+	}
+	n, err := client.Do(ctx, client.B().Exists().Key(
+		s.legacySessionKey("vera", b.Key.String()), s.legacyIndexKey("vera"), s.legacyLookupKey(b.Key.String()),
+		s.legacyLookupKey(a.Key.String()), s.legacyLookupKey(anon.Key.String())).Build()).AsInt64()
+	if err != nil || n != 0 {
+		t.Fatalf("%d keys of the first layout left after Delete and BumpGeneration (%v)", n, err)
+	}
+}
