@@ -130,4 +130,3 @@ if redis.call('DEL', KEYS[1]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) 
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 0
 `)
-
