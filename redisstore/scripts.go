@@ -253,3 +253,88 @@ redis.call('DEL', KEYS[3])
 redis.call('PUBLISH', ARGV[2], 'g' .. g .. ':' .. ARGV[3])
 return out
 `)
+
+// rotateScript is Rotate for a user's sessions, all in the user's slot:
+// it checks the old session (when it must live: present, unexpired, at the
+// user's current generation), checks the new session's generation and key,
+// bumps the generation and deletes every session of the user (when asked),
+// creates the new session and deletes the old one, announcing the ends.
+// Either field may be empty: no old session, or nothing to create. It
+// answers a code, the user's generation after the step, and, after a bump,
+// the deleted session keys as bumpScript does.
+//
+// KEYS: session hash, generation, legacy session of the old key, legacy
+// index. ARGV: old field, old must live ("1"), new field, new generation,
+// bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
+// user ID, old hex key, key tail length, legacy session key prefix, now s,
+// now ns.
+var rotateScript = rueidis.NewLuaScript(luaRecord + legacyLuaExpired + `
+local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local now = tonumber(ARGV[7])
+if ARGV[1] ~= '' then
+  local live = false
+  local cur = redis.call('HGET', KEYS[1], ARGV[1])
+  if cur then
+    local g, v, e = record(cur, 1)
+    live = g == gen and now < e
+  else
+    local l = redis.call('HMGET', KEYS[3], 'v', 'g', 'es', 'en')
+    live = l[1] and tonumber(l[2] or '0') == gen and not expired(l[3], l[4], ARGV[15], ARGV[16])
+  end
+  if ARGV[2] == '1' and not live then return {2, gen} end
+end
+if ARGV[3] ~= '' then
+  if tonumber(ARGV[4]) ~= gen then return {3, gen} end
+  local cur = redis.call('HGET', KEYS[1], ARGV[3])
+  if cur then
+    local g, v, e = record(cur, 1)
+    if g >= gen and now < e then return {1, gen} end
+  end
+end
+local out = {0, gen}
+if ARGV[5] == '1' then
+  gen = redis.call('INCR', KEYS[2])
+  out[2] = gen
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + ARGV[13]) end
+  redis.call('DEL', KEYS[1])
+  local legacy = redis.call('ZRANGE', KEYS[4], 0, -1)
+  if #legacy > 0 then out[#out + 1] = '' end
+  for _, m in ipairs(legacy) do
+    redis.call('DEL', ARGV[14] .. m)
+    out[#out + 1] = m
+  end
+  redis.call('DEL', KEYS[4])
+  redis.call('PUBLISH', ARGV[9], 'g' .. gen .. ':' .. ARGV[11])
+end
+if ARGV[1] ~= '' then
+  local gone = redis.call('HDEL', KEYS[1], ARGV[1]) == 1
+  if redis.call('DEL', KEYS[3]) == 1 then
+    redis.call('ZREM', KEYS[4], ARGV[12])
+    gone = true
+  end
+  if gone or ARGV[5] == '1' then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
+end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[3], ARGV[6])
+  if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[8]) then redis.call('PEXPIRE', KEYS[1], ARGV[8]) end
+end
+return out
+`)
+
+// consumeAnonymousScript deletes an anonymous session, announcing it, and
+// with "must live" fails unless it was live.
+//
+// KEYS: pointer. ARGV: must live ("1"), now µs, ends channel, end message.
+var consumeAnonymousScript = rueidis.NewLuaScript(luaRecord + `
+local cur = redis.call('GET', KEYS[1])
+local live = false
+if cur and string.sub(cur, 1, 1) == 'a' then
+  local g, v, e = record(cur, 2)
+  live = tonumber(ARGV[2]) < e
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+if ARGV[1] == '1' and not live then return 2 end
+return 0
+`)

@@ -1,0 +1,138 @@
+package redisstore
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/storetest"
+	"github.com/redis/rueidis"
+)
+
+func FuzzParseEnd(f *testing.F) {
+	f.Add("k" + string(make([]byte, 32)))
+	f.Add("g12:alice")
+	f.Add("g:")
+	f.Fuzz(func(t *testing.T, msg string) {
+		e, ok := parseEnd(msg)
+		if !ok {
+			return
+		}
+		// What parses is exactly what the scripts publish.
+		var again string
+		if e.UserID != "" || msg[0] == 'g' {
+			again = "g" + itoa(e.Generation) + ":" + e.UserID
+		} else {
+			again = endKeyMessage(e.Key)
+		}
+		if again != msg && !(msg[0] == 'g' && e.Generation == 0) {
+			t.Fatalf("parseEnd(%q) = %+v, which publishes as %q", msg, e, again)
+		}
+	})
+}
+
+func itoa(n uint64) string {
+	if n == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	return string(b)
+}
+
+// TestWatchEndsAfterReconnect cuts the subscription's connection: the
+// watcher must say that ends may have been missed, and go on reporting.
+func TestWatchEndsAfterReconnect(t *testing.T) {
+	srv := testservers.StartRedis(t)
+	client := newTestClient(t, srv.Addr)
+	s := newTestStore(t, client, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	ends := make(chan cloakroom.End, 64)
+	done := make(chan error)
+	go func() {
+		done <- s.WatchEnds(ctx, func(e cloakroom.End) {
+			select {
+			case ends <- e:
+			default:
+			}
+		})
+	}()
+	awaitEnd := func(what string, match func(cloakroom.End) bool, poke func()) {
+		t.Helper()
+		deadline := time.After(20 * time.Second)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case e := <-ends:
+				if match(e) {
+					return
+				}
+			case <-tick.C:
+				if poke != nil {
+					poke()
+				}
+			case <-deadline:
+				t.Fatalf("no notification of %s", what)
+			}
+		}
+	}
+	deleteProbe := func(key *cloakroom.Key) func() {
+		return func() {
+			rec := storetest.NewRecord("probe", time.Now())
+			*key = rec.Key
+			if err := s.Commit(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete(ctx, rec.Key); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var probe cloakroom.Key
+	awaitEnd("a delete", func(e cloakroom.End) bool { return e.Key == probe && !e.All }, deleteProbe(&probe))
+
+	killConnections(t, srv.Addr)
+	awaitEnd("the reconnect", func(e cloakroom.End) bool { return e.All }, nil)
+	awaitEnd("a delete after the reconnect", func(e cloakroom.End) bool { return e.Key == probe && !e.All }, deleteProbe(&probe))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("WatchEnds returned %v after its context ended", err)
+	}
+}
+
+// killConnections closes every client connection of the Redis at addr,
+// as a restart or a network failure would.
+func killConnections(t *testing.T, addr string) {
+	t.Helper()
+	killer, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer killer.Close()
+	ctx := context.Background()
+	self, err := killer.Do(ctx, killer.B().ClientId().Build()).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := killer.Do(ctx, killer.B().ClientList().Build()).ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(list), "\n") {
+		idText, ok := strings.CutPrefix(strings.TrimPrefix(strings.Fields(line)[0], "txt:"), "id=")
+		id, err := strconv.ParseInt(idText, 10, 64)
+		if !ok || err != nil || id == self {
+			continue
+		}
+		if err := killer.Do(ctx, killer.B().ClientKill().Id(id).Build()).Error(); err != nil {
+			t.Fatalf("CLIENT KILL ID %d: %v", id, err)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/redis/rueidis"
+)
+
+var _ cloakroom.Rotator = (*Store)(nil)
+
+// owner says who a session key belongs to.
+type owner struct {
+	kind   byte   // pointerUser, pointerAnonymous, or 0 when there is no session
+	userID string // for pointerUser
+	legacy bool   // the session is in the first layout
+}
+
+// ownerOf reads a key's pointer from Redis (not the cache). A key's owner
+// never changes while its session lives, so the answer stays true for as
+// long as it matters.
+func (s *Store) ownerOf(ctx context.Context, key cloakroom.Key) (owner, error) {
+	v, err := s.client.Do(ctx, s.client.B().Get().Key(s.pointerKey(key)).Build()).ToString()
+	switch {
+	case err == nil && len(v) > 0 && (v[0] == pointerUser || v[0] == pointerAnonymous):
+		return owner{kind: v[0], userID: v[1:]}, nil
+	case err == nil:
+		return owner{}, fmt.Errorf("pointer of unknown kind: %w", cloakroom.ErrBadRecord)
+	case !rueidis.IsRedisNil(err):
+		return owner{}, err
+	case !s.legacy:
+		return owner{}, nil
+	}
+	fields, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.legacyLookupKey(key.String())).Field(legacyFieldOwner, legacyFieldRecord).Build()).ToArray()
+	if err == nil && len(fields) != 2 {
+		err = fmt.Errorf("HMGET answered %d values, want 2", len(fields))
+	}
+	if err != nil {
+		return owner{}, err
+	}
+	switch {
+	case !fields[0].IsNil():
+		u, err := fields[0].ToString()
+		return owner{kind: pointerUser, userID: u, legacy: true}, err
+	case !fields[1].IsNil():
+		return owner{kind: pointerAnonymous, legacy: true}, nil
+	}
+	return owner{}, nil
+}
+
+// Rotate implements [cloakroom.Rotator]. When the old and the new session
+// belong to the same user, as in a renewal or a revocation of the other
+// sessions, every check and write is one script in the user's slot. A
+// login over another owner's session (an anonymous one, usually) deletes
+// that session first, then creates the new one atomically. Renewing an
+// anonymous session creates the new one, then deletes the old one only if
+// it still lives, and takes the new one back otherwise.
+func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	rec := r.New
+	if rec.Version != 1 {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: new session must have version 1, got %d", rec.Key.Short(), rec.Version)
+	}
+	var old owner
+	if r.Old != (cloakroom.Key{}) {
+		var err error
+		if old, err = s.ownerOf(ctx, r.Old); err != nil {
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: %w", r.Old.Short(), err)
+		}
+		s.found.forget(r.Old)
+		if old.kind == 0 && r.OldMustLive {
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
+		}
+	}
+	sameUser := old.kind == pointerUser && old.userID == rec.UserID
+	if old.kind != 0 && !sameUser && !r.OldMustLive {
+		// A login over whatever the browser had: that session goes either way.
+		if err := s.Delete(ctx, r.Old); err != nil {
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate: %w", err)
+		}
+		old = owner{}
+	}
+	if old.kind != 0 && !sameUser {
+		if r.Bump {
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: a bump must rotate a session of the same user", r.Old.Short())
+		}
+		return s.rotateAcross(ctx, r, old)
+	}
+	var stored cloakroom.Record
+	var err error
+	if rec.UserID == "" {
+		var value string
+		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+			stored = rec
+			s.recent.markSession(rec.Key, wroteRecord, value)
+		}
+	} else {
+		stored, err = s.rotateUser(ctx, r, old)
+	}
+	if err != nil {
+		s.recent.markSession(rec.Key, wroteUnknown, "")
+		if r.Old != (cloakroom.Key{}) {
+			s.recent.markSession(r.Old, wroteUnknown, "")
+		}
+		return cloakroom.Record{}, err
+	}
+	return stored, nil
+}
+
+// rotateUser runs rotateScript for r, whose old session, if any, belongs
+// to the new session's user.
+func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+	rec := r.New
+	now := s.now()
+	pointer := s.pointerKey(rec.Key)
+	pointerTTL := ttlMillis(pointerUntil(&rec), now)
+	nowMicros := strconv.FormatInt(now.UnixMicro(), 10)
+	claim, err := claimScript.Exec(ctx, s.client, []string{pointer}, []string{rec.UserID, pointerTTL, nowMicros}).AsInt64()
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: claim key: %w", rec.Key.Short(), err)
+	}
+	if claim == claimTaken {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: key held by another owner: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	}
+	stored := rec
+	if r.Bump {
+		stored.Generation++ // checked against the current one before the bump
+	}
+	value := string(encodeCompact(nil, &stored))
+	var oldField, oldHex, oldMessage string
+	if old.kind != 0 {
+		oldField, oldHex, oldMessage = field(r.Old), r.Old.String(), endKeyMessage(r.Old)
+	}
+	reply, err := rotateScript.Exec(ctx, s.client,
+		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID), s.legacySessionKey(rec.UserID, oldHex), s.legacyIndexKey(rec.UserID)},
+		[]string{oldField, flag(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
+			flag(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
+			rec.UserID, oldHex, strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(rec.UserID),
+			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond())},
+	).ToArray()
+	if err == nil && len(reply) < 2 {
+		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
+	}
+	var code int64
+	var gen uint64
+	if err == nil {
+		code, err = reply[0].AsInt64()
+	}
+	if err == nil {
+		gen, err = reply[1].AsUint64()
+	}
+	if r.Bump {
+		s.recent.markUser(rec.UserID, err == nil && code == codeOK, gen)
+	}
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), err)
+	}
+	if code != codeOK {
+		if claim == claimCreated {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			_ = dropPointerScript.Exec(cctx, s.client, []string{pointer}, []string{rec.UserID}).Error()
+			cancel()
+		}
+		switch code {
+		case codeGone:
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
+		case codeRevoked:
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: generation %d is not the user's current one (%d): %w", rec.Key.Short(), rec.Generation, gen, cloakroom.ErrNotFound)
+		case codeConflict:
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+		default:
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: unexpected script result %d", rec.Key.Short(), code)
+		}
+	}
+	s.recent.markSession(rec.Key, wroteRecord, value)
+	if old.kind != 0 {
+		s.recent.markSession(r.Old, wroteDeletion, "")
+		s.dropOldPointer(ctx, r.Old, old)
+	}
+	if r.Bump {
+		s.dropPointers(ctx, rec.UserID, reply[2:])
+	}
+	return stored, nil
+}
+
+// dropOldPointer removes a rotated session's pointer, as cleanup: its TTL
+// does it later if this fails.
+func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, old owner) {
+	if old.legacy {
+		_ = legacyDropPointerScript.Exec(ctx, s.client, []string{s.legacyLookupKey(key.String())}, []string{old.userID}).Error()
+	} else {
+		_ = dropPointerScript.Exec(ctx, s.client, []string{s.pointerKey(key)}, []string{old.userID}).Error()
+	}
+}
+
+// rotateAcross replaces a session that must live by one of another owner
+// (an anonymous session renewed, or a session handed to another user):
+// their keys are in different slots, so it creates the new session, then
+// deletes the old one only if it still lives, and takes the new one back
+// if not. The new token has not been handed out yet, so nobody can use the
+// new session in between.
+func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+	var stored cloakroom.Record
+	var err error
+	if r.New.UserID == "" {
+		rec := r.New
+		var value string
+		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+			stored = rec
+			s.recent.markSession(rec.Key, wroteRecord, value)
+		}
+	} else {
+		stored, err = s.rotateUser(ctx, cloakroom.Rotation{New: r.New}, owner{})
+	}
+	if err != nil {
+		return cloakroom.Record{}, err
+	}
+	consumed, err := s.consume(ctx, r.Old, old)
+	if err == nil && consumed {
+		s.recent.markSession(r.Old, wroteDeletion, "")
+		return stored, nil
+	}
+	if derr := s.Delete(context.WithoutCancel(ctx), r.New.Key); derr != nil {
+		err = errors.Join(err, fmt.Errorf("taking back %s: %w", r.New.Key.Short(), derr))
+	}
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: %w", r.Old.Short(), err)
+	}
+	return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
+}
+
+// consume deletes a live session of the given owner, reporting whether it
+// was live.
+func (s *Store) consume(ctx context.Context, key cloakroom.Key, old owner) (bool, error) {
+	now := s.now()
+	switch {
+	case old.legacy:
+		// The first layout's sessions only age out; checking and deleting
+		// them is not one step.
+		res, err := s.legacyFind(ctx, key, false)
+		if err != nil || !res.live {
+			return false, err
+		}
+		return true, s.legacyDelete(ctx, key)
+	case old.kind == pointerAnonymous:
+		code, err := consumeAnonymousScript.Exec(ctx, s.client, []string{s.pointerKey(key)},
+			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key)}).AsInt64()
+		return err == nil && code == codeOK, err
+	default:
+		reply, err := rotateScript.Exec(ctx, s.client,
+			[]string{s.sessionsKey(old.userID), s.generationKey(old.userID), s.legacySessionKey(old.userID, ""), s.legacyIndexKey(old.userID)},
+			[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
+				old.userID, "", strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(old.userID),
+				strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond())},
+		).ToArray()
+		if err != nil || len(reply) == 0 {
+			return false, err
+		}
+		code, err := reply[0].AsInt64()
+		if err == nil && code == codeOK {
+			s.dropOldPointer(ctx, key, old)
+		}
+		return err == nil && code == codeOK, err
+	}
+}
+
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
