@@ -4,13 +4,13 @@
 
 GO ?= go
 
-.PHONY: test test-deps vet unit multinode multinode-strict bench-smoke fuzz bench demo
+.PHONY: test test-deps vet unit multinode multinode-cluster multinode-strict bench-smoke fuzz bench scale demo
 
 # The multi-node tests measure revocation windows and outage recovery, so
 # they run after the other packages, with the machine to themselves.
 MULTINODE = ./test/multinode
 
-test: test-deps vet unit multinode bench-smoke fuzz
+test: test-deps vet unit multinode multinode-cluster bench-smoke fuzz
 
 test-deps:
 	bash scripts/test-deps.sh
@@ -23,6 +23,12 @@ unit:
 
 multinode:
 	$(GO) test -race -count=1 -timeout 10m -v $(MULTINODE)
+
+# The Redis cases of the multi-node tests again on a six-node Redis Cluster
+# (three masters, three replicas) that the test helpers start from
+# redis-server on loopback; the redisstore suite runs on one in unit.
+multinode-cluster:
+	CLOAKROOM_TEST_REDIS_CLUSTER=1 $(GO) test -race -count=1 -timeout 10m -v -run 'TestSessionAcrossNodes/^redis$$|TestRevocationWindow/^redis$$' $(MULTINODE)
 
 # The same with the 10 ms revocation-window target enforced, for a quiet
 # machine.
@@ -39,6 +45,13 @@ bench-smoke:
 
 bench:
 	$(GO) run ./bench/report
+
+# Redis at scale: memory per session, session checks, revocation and
+# listing costs with millions of sessions in a throwaway Redis
+# (SCALE_SESSIONS, default 2,000,000; bounded to a few minutes).
+SCALE_SESSIONS ?= 2000000
+scale:
+	$(GO) test -count=1 -timeout 30m -v -run 'TestScale' ./redisstore -redis.scale=$(SCALE_SESSIONS)
 
 demo:
 	$(GO) run ./cmd/cloakroom demo

@@ -64,6 +64,37 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// TestConformanceCluster runs the store suite on a six-node Redis Cluster,
+// where every script must keep to one slot.
+func TestConformanceCluster(t *testing.T) {
+	seeds := testservers.RedisCluster(t)
+	for _, mode := range []struct {
+		name     string
+		cacheTTL time.Duration
+	}{
+		{"Cached", 0},
+		{"Uncached", -1},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: seeds})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(client.Close)
+			if _, ok := client.Nodes()[seeds[0]]; !ok || len(client.Nodes()) < 3 {
+				t.Fatalf("the client does not see a cluster: %d nodes", len(client.Nodes()))
+			}
+			storetest.Run(t, func(t *testing.T, clock *storetest.Clock) cloakroom.Store {
+				return newTestStore(t, client, Config{
+					Prefix:   testservers.RedisPrefix(t, seeds[0]),
+					Now:      clock.Now,
+					CacheTTL: mode.cacheTTL,
+				})
+			})
+		})
+	}
+}
+
 func TestNewRejectsBracedPrefix(t *testing.T) {
 	for _, prefix := range []string{"app{", "app}", "{app}:"} {
 		if _, err := New(nil, Config{Prefix: prefix}); err == nil {

@@ -23,9 +23,9 @@ if ! have chromium; then
 	apt_install chromium
 fi
 
-if ! have redis-server; then
-	echo "test-deps: installing redis-server"
-	apt_install redis-server
+if ! have redis-server || ! have redis-cli; then
+	echo "test-deps: installing redis-server and redis-cli (the Redis Cluster tests need both)"
+	apt_install redis-server redis-tools
 fi
 if have redis-cli && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 	echo "test-deps: starting redis on 127.0.0.1:6379"

@@ -26,6 +26,8 @@ const redisLocalAddr = "127.0.0.1:6379"
 // Redis returns the address (host:port) of a Redis server for tests, trying
 // in turn:
 //
+//  0. with $CLOAKROOM_TEST_REDIS_CLUSTER set, a seed node of the cluster
+//     [RedisCluster] returns;
 //  1. $CLOAKROOM_TEST_REDIS, an address or a redis:// URL (only its host
 //     and port are used; it must answer PING);
 //  2. a server at 127.0.0.1:6379 that answers PING without a password;
@@ -37,6 +39,9 @@ const redisLocalAddr = "127.0.0.1:6379"
 // flush it: use [RedisPrefix] or [RedisFresh] for keys of their own.
 func Redis(t testing.TB) string {
 	t.Helper()
+	if RedisClusterWanted() {
+		return RedisCluster(t)[0]
+	}
 	if v := os.Getenv("CLOAKROOM_TEST_REDIS"); v != "" {
 		addr, err := redisAddrFromEnv(v)
 		if err == nil {
@@ -251,7 +256,8 @@ func redisLastLines(out []byte) string {
 }
 
 // redisDeletePrefix removes every key starting with prefix, which holds no
-// glob metacharacters.
+// glob metacharacters, from the server at addr or, if it is a cluster
+// node, from every node of its cluster.
 func redisDeletePrefix(addr, prefix string) error {
 	client, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress:  []string{addr},
@@ -264,20 +270,28 @@ func redisDeletePrefix(addr, prefix string) error {
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var cursor uint64
-	for {
-		entry, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return err
-		}
-		if len(entry.Elements) > 0 {
-			if err := client.Do(ctx, client.B().Unlink().Key(entry.Elements...).Build()).Error(); err != nil {
+	for _, node := range client.Nodes() {
+		var cursor uint64
+		for {
+			entry, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+			if err != nil {
 				return err
 			}
+			// One UNLINK per key: in a cluster the keys live in many slots.
+			unlinks := make(rueidis.Commands, 0, len(entry.Elements))
+			for _, k := range entry.Elements {
+				unlinks = append(unlinks, client.B().Unlink().Key(k).Build())
+			}
+			for _, res := range client.DoMulti(ctx, unlinks...) {
+				if err := res.Error(); err != nil {
+					return err
+				}
+			}
+			if entry.Cursor == 0 {
+				break
+			}
+			cursor = entry.Cursor
 		}
-		if entry.Cursor == 0 {
-			return nil
-		}
-		cursor = entry.Cursor
 	}
+	return nil
 }
