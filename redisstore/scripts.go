@@ -74,6 +74,25 @@ local function prune(k, now, gen)
 end
 `
 
+// luaRevoke deletes every session of a user, in both layouts, appending
+// to out the keys of the deleted sessions (field and the key's tail from
+// the record), then, after an empty separator, the first layout's ones as
+// hex keys, for the caller to remove their pointers.
+const luaRevoke = `
+local function revoke(sessions, legacyIndex, legacyPrefix, tailLen, out)
+  local all = redis.call('HGETALL', sessions)
+  for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + tailLen) end
+  redis.call('DEL', sessions)
+  local legacy = redis.call('ZRANGE', legacyIndex, 0, -1)
+  if #legacy > 0 then out[#out + 1] = '' end
+  for _, m in ipairs(legacy) do
+    redis.call('DEL', legacyPrefix .. m)
+    out[#out + 1] = m
+  end
+  redis.call('DEL', legacyIndex)
+end
+`
+
 // anonCommitScript creates or replaces an anonymous session, which lives
 // whole in its pointer key as "a" followed by the record.
 //
@@ -237,19 +256,10 @@ return out
 //
 // KEYS: generation, session hash, legacy index. ARGV: legacy session key
 // prefix, ends channel, user ID, key tail length.
-var bumpScript = rueidis.NewLuaScript(`
+var bumpScript = rueidis.NewLuaScript(luaRevoke + `
 local g = redis.call('INCR', KEYS[1])
 local out = {g}
-local all = redis.call('HGETALL', KEYS[2])
-for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + ARGV[4]) end
-redis.call('DEL', KEYS[2])
-local legacy = redis.call('ZRANGE', KEYS[3], 0, -1)
-if #legacy > 0 then out[#out + 1] = '' end
-for _, m in ipairs(legacy) do
-  redis.call('DEL', ARGV[1] .. m)
-  out[#out + 1] = m
-end
-redis.call('DEL', KEYS[3])
+revoke(KEYS[2], KEYS[3], ARGV[1], ARGV[4], out)
 redis.call('PUBLISH', ARGV[2], 'g' .. g .. ':' .. ARGV[3])
 return out
 `)
@@ -268,7 +278,7 @@ return out
 // bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
 // user ID, old hex key, key tail length, legacy session key prefix, now s,
 // now ns.
-var rotateScript = rueidis.NewLuaScript(luaRecord + legacyLuaExpired + `
+var rotateScript = rueidis.NewLuaScript(luaRecord + legacyLuaExpired + luaRevoke + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
 local now = tonumber(ARGV[7])
 if ARGV[1] ~= '' then
@@ -295,16 +305,7 @@ local out = {0, gen}
 if ARGV[5] == '1' then
   gen = redis.call('INCR', KEYS[2])
   out[2] = gen
-  local all = redis.call('HGETALL', KEYS[1])
-  for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + ARGV[13]) end
-  redis.call('DEL', KEYS[1])
-  local legacy = redis.call('ZRANGE', KEYS[4], 0, -1)
-  if #legacy > 0 then out[#out + 1] = '' end
-  for _, m in ipairs(legacy) do
-    redis.call('DEL', ARGV[14] .. m)
-    out[#out + 1] = m
-  end
-  redis.call('DEL', KEYS[4])
+  revoke(KEYS[1], KEYS[4], ARGV[14], ARGV[13], out)
   redis.call('PUBLISH', ARGV[9], 'g' .. gen .. ':' .. ARGV[11])
 end
 if ARGV[1] ~= '' then
