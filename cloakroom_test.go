@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -740,6 +741,36 @@ func TestOnLoadReportsEachLookup(t *testing.T) {
 	for o, n := range want {
 		if got[o] != n {
 			t.Errorf("%s lookups = %d, want %d (all: %v)", o, got[o], n, got)
+		}
+	}
+}
+
+// TestVaryIsAddedTo: the middleware adds Cookie to a handler's Vary and
+// never replaces it, so a shared cache keeps variants by encoding apart.
+func TestVaryIsAddedTo(t *testing.T) {
+	ms := memstore.New(memstore.Config{})
+	t.Cleanup(func() { ms.Close() })
+	m, err := cloakroom.New(cloakroom.Config{Store: ms, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ set, want []string }{
+		{nil, []string{"Cookie"}},
+		{[]string{"Accept-Encoding"}, []string{"Accept-Encoding", "Cookie"}},
+		{[]string{"Accept-Encoding, cookie"}, []string{"Accept-Encoding, cookie"}},
+		{[]string{"*"}, []string{"*"}},
+	} {
+		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			for _, v := range tc.set {
+				w.Header().Add("Vary", v)
+			}
+			io.WriteString(w, "body")
+		}))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		if got := w.Header().Values("Vary"); !slices.Equal(got, tc.want) {
+			t.Errorf("handler Vary %q: response Vary %q, want %q", tc.set, got, tc.want)
 		}
 	}
 }

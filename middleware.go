@@ -20,6 +20,19 @@ const maxCommitAttempts = 8
 // token (see [Session.CSRFToken]).
 const CSRFHeader = "X-CSRF-Token"
 
+// variesByCookie reports whether Vary header values already name Cookie
+// (or "*").
+func variesByCookie(vary []string) bool {
+	for _, line := range vary {
+		for field := range strings.SplitSeq(line, ",") {
+			if f := strings.TrimSpace(field); f == "*" || strings.EqualFold(f, "Cookie") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Shared header values, assigned without allocating. net/http only reads
 // them; appending to a header reallocates because their capacity is full.
 var (
@@ -231,7 +244,13 @@ func (w *sessionWriter) save() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := w.ResponseWriter.Header()
-	h["Vary"] = varyCookie
+	// Add to Vary, never replace: a handler's Vary: Accept-Encoding must
+	// survive, or a shared cache serves the wrong variant.
+	if vary := h["Vary"]; len(vary) == 0 {
+		h["Vary"] = varyCookie
+	} else if !variesByCookie(vary) {
+		h["Vary"] = append(vary, "Cookie")
+	}
 	// Changes made while the store was unreachable cannot be saved, and a
 	// response must not pretend they were.
 	ok := s.err == nil || len(s.changes) == 0

@@ -205,3 +205,25 @@ func TestAdminRevokeIgnoresCase(t *testing.T) {
 		t.Error("alice is still logged in after DELETE /admin/users/ALICE/sessions")
 	}
 }
+
+// TestCrossSiteRefusalAsDocumented: a request the session middleware
+// refuses as cross-site gets {"error":"csrf"} JSON when a script sent it
+// and a small HTML page when it is a navigation, not text/plain.
+func TestCrossSiteRefusalAsDocumented(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	r := b.postJSON("/api/things", map[string]string{"a": "b"}, "Sec-Fetch-Site", "cross-site")
+	if r.Status != http.StatusForbidden || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("script: %d %q %s", r.Status, r.Header.Get("Content-Type"), r.Text)
+	}
+	if got := r.json(t)["error"]; got != "csrf" {
+		t.Errorf("script: error %v, want csrf", got)
+	}
+	r = b.postForm("/auth/logout", url.Values{}, "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate")
+	if r.Status != http.StatusForbidden || !strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") || !strings.Contains(r.Text, "<h1>Request refused</h1>") {
+		t.Errorf("navigation: %d %q %s", r.Status, r.Header.Get("Content-Type"), r.Text)
+	}
+	if !b.loggedIn() {
+		t.Error("the refused cross-site logout ended the session")
+	}
+}

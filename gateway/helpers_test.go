@@ -222,7 +222,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.store = &flakyStore{mem: memstore.New(memstore.Config{Now: e.clock.Now})}
 	t.Cleanup(func() { e.store.mem.Close() })
 	var err error
-	e.manager, err = cloakroom.New(cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger})
+	e.manager, err = cloakroom.New(cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger, Forbidden: gateway.CrossSiteRefused})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -251,7 +251,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	l.apiURL = "http://" + upstream.Addr().String()
 	apiURL, _ := url.Parse(l.apiURL)
 	prx, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL}},
+		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
 		SessionCookie: l.SessionCookie,
 		Signer:        signer,
 		ErrorLog:      logger,

@@ -122,7 +122,11 @@ func New(cfg Config) (*Proxy, error) {
 		seen[prefix] = true
 		anyHTTPS = anyHTTPS || r.Upstream.Scheme == "https"
 		upstream := *r.Upstream // private copy: later changes by the caller do not reroute
-		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream}})
+		audience := r.Audience
+		if audience == "" {
+			audience = prefix
+		}
+		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream, Audience: audience}})
 	}
 	sort.Slice(p.routes, func(i, j int) bool { return len(p.routes[i].Prefix) > len(p.routes[j].Prefix) })
 
@@ -170,7 +174,7 @@ func (p *Proxy) ProtectCookies(names ...string) error {
 func (p *Proxy) Match(path string) (Route, bool) {
 	if rt := p.match(path); rt != nil {
 		upstream := *rt.Upstream // the caller cannot reroute through the pointer
-		return Route{Prefix: rt.Prefix, Upstream: &upstream}, true
+		return Route{Prefix: rt.Prefix, Upstream: &upstream, Audience: rt.Audience}, true
 	}
 	return Route{}, false
 }
@@ -206,7 +210,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if relayed, ok := accessTokenFrom(r.Context()); ok {
 			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, relayed))
 		} else if p.signer != nil {
-			token, err := p.signer.Sign(id, p.now())
+			token, err := p.signer.SignFor(id, rt.Audience, p.now())
 			if err != nil {
 				p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: signing upstream token",
 					slog.String("route", rt.Prefix), slog.String("error", err.Error()))

@@ -153,7 +153,7 @@ func TestClientIdentityHeadersReplaced(t *testing.T) {
 	if len(auth) != 1 || !strings.HasPrefix(auth[0], "Bearer ") {
 		t.Fatalf("Authorization = %q", auth)
 	}
-	claims, err := upstreamjwt.Verify(strings.TrimPrefix(auth[0], "Bearer "), signer.JWKS(), "api", clock.Now())
+	claims, err := upstreamjwt.Verify(strings.TrimPrefix(auth[0], "Bearer "), signer.JWKS(), "/api/", clock.Now())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}

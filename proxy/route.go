@@ -25,6 +25,10 @@ type Route struct {
 	// Upstream is an http or https URL with a host and no userinfo, query
 	// or fragment, such as http://127.0.0.1:9000.
 	Upstream *url.URL
+	// Audience is the "aud" of the internal JWT sent to this upstream, so
+	// a token one upstream received is refused by every other. Default:
+	// the prefix ("/api/").
+	Audience string
 }
 
 // ParseRoute parses the "PREFIX=URL" syntax of the --upstream flag, for

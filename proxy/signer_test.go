@@ -44,7 +44,7 @@ func fetchJWKS(t *testing.T, url string) []byte {
 // the key set fetched over HTTP.
 func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	clock := newClock()
-	signer := newSigner(t, upstreamjwt.SignerConfig{Issuer: "https://gateway.test", Audience: "orders-api", TTL: 45 * time.Second})
+	signer := newSigner(t, upstreamjwt.SignerConfig{Issuer: "https://gateway.test", Audience: "/api/", TTL: 45 * time.Second})
 	jwksSrv := httptest.NewServer(signer.JWKSHandler())
 	t.Cleanup(jwksSrv.Close)
 
@@ -56,11 +56,11 @@ func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	token := strings.TrimPrefix(e.Header.Get("Authorization"), "Bearer ")
 	jwks := fetchJWKS(t, jwksSrv.URL)
 
-	claims, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now())
+	claims, err := upstreamjwt.Verify(token, jwks, "/api/", clock.Now()) // the route's audience
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if claims.Issuer != "https://gateway.test" || claims.Audience != "orders-api" || claims.Subject != "alice" ||
+	if claims.Issuer != "https://gateway.test" || claims.Audience != "/api/" || claims.Subject != "alice" ||
 		claims.Email != "alice@example.test" || len(claims.Groups) != 1 || claims.Groups[0] != "dev" || claims.ID == "" {
 		t.Errorf("claims = %+v", claims)
 	}
@@ -86,11 +86,11 @@ func TestTokenThroughProxyVerifiesAgainstJWKS(t *testing.T) {
 	}
 
 	// The clock moves on: valid until exp+leeway, refused from then on.
-	if _, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now().Add(45*time.Second+upstreamjwt.VerifyLeeway-time.Nanosecond)); err != nil {
+	if _, err := upstreamjwt.Verify(token, jwks, "/api/", clock.Now().Add(45*time.Second+upstreamjwt.VerifyLeeway-time.Nanosecond)); err != nil {
 		t.Errorf("just before expiry + leeway: %v", err)
 	}
 	clock.Advance(45*time.Second + upstreamjwt.VerifyLeeway)
-	if _, err := upstreamjwt.Verify(token, jwks, "orders-api", clock.Now()); !errors.Is(err, upstreamjwt.ErrTokenExpired) || !errors.Is(err, upstreamjwt.ErrInvalidToken) {
+	if _, err := upstreamjwt.Verify(token, jwks, "/api/", clock.Now()); !errors.Is(err, upstreamjwt.ErrTokenExpired) || !errors.Is(err, upstreamjwt.ErrInvalidToken) {
 		t.Errorf("after expiry: %v, want ErrTokenExpired", err)
 	}
 }

@@ -221,10 +221,25 @@ type wireClaims struct {
 }
 
 // Sign returns a compact JWS for id, valid from now for the configured TTL,
-// with a random 128-bit "jti". id.User becomes "sub" and must not be empty.
+// with a random 128-bit "jti" and the configured audience. id.User becomes
+// "sub" and must not be empty.
 func (s *Signer) Sign(id Identity, now time.Time) (string, error) {
+	return s.SignFor(id, "", now)
+}
+
+// SignFor is [Signer.Sign] with audience as "aud" ("" for the configured
+// one), so each upstream gets tokens only it accepts: a token upstream A
+// received does not verify at upstream B.
+func (s *Signer) SignFor(id Identity, audience string, now time.Time) (string, error) {
 	if id.User == "" {
 		return "", fmt.Errorf("%w: empty user", ErrInvalidIdentity)
+	}
+	aud := s.audience
+	if audience != "" {
+		var err error
+		if aud, err = json.Marshal(audience); err != nil {
+			return "", fmt.Errorf("upstreamjwt: encoding audience: %w", err)
+		}
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -234,7 +249,7 @@ func (s *Signer) Sign(id Identity, now time.Time) (string, error) {
 	exp := iat + s.ttl
 	payload, err := json.Marshal(wireClaims{
 		Issuer:    s.issuer,
-		Audience:  s.audience,
+		Audience:  aud,
 		Subject:   id.User,
 		Email:     id.Email,
 		Groups:    id.Groups,

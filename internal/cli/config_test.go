@@ -370,3 +370,27 @@ func TestEverySettingIsDocumented(t *testing.T) {
 		t.Error("serve does not take every setting")
 	}
 }
+
+// TestCheckConfigCatchesWhatServeWouldHitLater: a SQLite file in a folder
+// that does not exist (serve would fail) and an upstream under /auth/ (it
+// could never be reached) are reported, not called OK.
+func TestCheckConfigCatchesWhatServeWouldHitLater(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	r := run(t, "", "serve", "--check-config",
+		"--store", "sqlite://"+filepath.Join(dir, "no-such-folder", "gw.db"),
+		"--upstream", "/auth/api/=http://127.0.0.1:9000",
+		"--upstream", "/api/=http://127.0.0.1:9001",
+	)
+	if r.code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"no-such-folder does not exist", `--upstream "/auth/api/=http://127.0.0.1:9000": prefix /auth/api/ is under /auth/`} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "/api/=http://127.0.0.1:9001") {
+		t.Errorf("the valid route was reported:\n%s", r.stderr)
+	}
+}

@@ -126,6 +126,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		AbsoluteTimeout: p.cfg.AbsoluteTimeout,
 		TrustedOrigins:  p.cfg.TrustedOrigins,
 		Logger:          logger,
+		Forbidden:       gateway.CrossSiteRefused, // JSON to scripts, a page to navigations
 	}
 	if len(p.proxies) > 0 {
 		sessionCfg.ClientIP = clientIPFunc(p.proxies)

@@ -90,7 +90,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// The internal JWT verifies against the published JWKS.
 	_, jwks := get(t, c, public+"/.well-known/jwks.json", "")
 	bearer := strings.TrimPrefix(seen["authorization"], "Bearer ")
-	claims, err := upstreamjwt.Verify(bearer, []byte(jwks), "notes-api", time.Now())
+	claims, err := upstreamjwt.Verify(bearer, []byte(jwks), "/api/", time.Now()) // the route's audience
 	if err != nil {
 		t.Errorf("internal JWT: %v", err)
 	} else if claims.Subject != "alice" {

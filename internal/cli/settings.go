@@ -126,7 +126,7 @@ var settings = append([]*setting{
 	{"internal-jwt", "", "send upstreams a short-lived signed JWT (Authorization: Bearer) besides X-Forwarded-*", func(c *Config) any { return &c.InternalJWT }},
 	{"jwt-key-file", "FILE", "Ed25519 private key (PEM, PKCS#8) for --internal-jwt; default: generated in --data-dir", func(c *Config) any { return &c.JWTKeyFile }},
 	{"jwt-issuer", "NAME", "iss claim of the internal JWT", func(c *Config) any { return &c.JWTIssuer }},
-	{"jwt-audience", "NAME", "aud claim of the internal JWT", func(c *Config) any { return &c.JWTAudience }},
+	{"jwt-audience", "NAME", "default aud of the internal JWT; each --upstream route's tokens carry the route's prefix as aud", func(c *Config) any { return &c.JWTAudience }},
 	{"idle-timeout", "DURATION", "end a session unused for this long", func(c *Config) any { return &c.IdleTimeout }},
 	{"absolute-timeout", "DURATION", "end a session this long after login", func(c *Config) any { return &c.AbsoluteTimeout }},
 	{"cookie-samesite", "MODE", "SameSite of the session cookie: lax or strict", func(c *Config) any { return &c.CookieSameSite }},

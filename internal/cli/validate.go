@@ -103,6 +103,10 @@ func validate(cfg Config) (*plan, error) {
 			bad("--upstream %q: %v", u, err)
 			continue
 		}
+		if auth := gateway.DefaultAuthPrefix + "/"; strings.HasPrefix(r.Prefix, auth) || r.Prefix == auth {
+			bad("--upstream %q: prefix %s is under %s, where the gateway's own endpoints live; it would never be reached (always 404)", u, r.Prefix, auth)
+			continue
+		}
 		p.routes = append(p.routes, r)
 	}
 	switch {
@@ -134,6 +138,13 @@ func validate(cfg Config) (*plan, error) {
 		bad("--store: %v", err)
 	} else {
 		p.store = loc
+		if loc.Kind == "sqlite" {
+			// The file is created on first use, its folder is not.
+			dir := filepath.Dir(loc.Path)
+			if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+				bad("--store %s: the folder %s does not exist; create it first (the database file is created in it)", loc, dir)
+			}
+		}
 	}
 
 	if cfg.AdminTokenFile != "" {
