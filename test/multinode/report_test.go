@@ -19,6 +19,7 @@ const reportEnv = "CLOAKROOM_MULTINODE_REPORT"
 var report struct {
 	mu      sync.Mutex
 	windows []windowRow
+	stores  []storeRow
 	faults  []faultRow
 }
 
@@ -44,6 +45,11 @@ func writeReport(path string) error {
 	if len(report.windows) > 0 {
 		b.WriteString("### Revocation window after logout\n\n")
 		b.WriteString(formatWindowRows(report.windows))
+		b.WriteString("\n")
+	}
+	if len(report.stores) > 0 {
+		b.WriteString("### Store-layer revocation across nodes\n\n")
+		b.WriteString(formatStoreRows(report.stores))
 		b.WriteString("\n")
 	}
 	if len(report.faults) > 0 {

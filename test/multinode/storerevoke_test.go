@@ -3,6 +3,7 @@ package multinode
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 					t.Logf("%s: %T is not a cloakroom.Rotator; skipped", rv.name, a)
 					continue
 				}
-				var made, accepted, acceptingRounds, notWarm int
+				var made, lookups, accepted, acceptingRounds, notWarm int
 				var latest time.Duration
 				for round := 0; round < rounds && time.Since(start) < budget; round++ {
 					rec := storetest.NewRecord(fmt.Sprintf("user-%s", randomHex(6)), time.Now())
@@ -139,6 +140,7 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 					made++
 					roundAccepted := 0
 					for _, p := range polls {
+						lookups += len(p)
 						for _, f := range p {
 							if f.found && f.start.After(returned) {
 								roundAccepted++
@@ -154,6 +156,9 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 						acceptingRounds++
 					}
 				}
+				report.mu.Lock()
+				report.stores = append(report.stores, storeRow{variant: v.name, revocation: rv.name, rounds: made, lookups: lookups, accepted: accepted, acceptingRounds: acceptingRounds, latest: latest})
+				report.mu.Unlock()
 				if notWarm > 0 {
 					t.Errorf("%s: %d of %d warm-ups were not answered from the node's cache", rv.name, notWarm, 2*made)
 				}
@@ -198,4 +203,24 @@ func warmStore(t *testing.T, n nodeStore, key cloakroom.Key) bool {
 		}
 	}
 	return trips == 0
+}
+
+// storeRow is one store's and one revocation's figures.
+type storeRow struct {
+	variant, revocation string
+	rounds, lookups     int // lookups on B and C that started after the call returned
+	accepted            int
+	acceptingRounds     int
+	latest              time.Duration // the last accepted lookup, from the return
+}
+
+func formatStoreRows(rows []storeRow) string {
+	var b strings.Builder
+	b.WriteString("Three nodes each hold their own store client. Per round a session is created through C and read through B and C (cached where they cache); it is revoked through A while B and C look it up back to back; every lookup that started after A's call returned is counted.\n\n")
+	b.WriteString("| store | revocation | rounds | lookups after the return | found the session (rounds) | the last, after the return |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: |\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d (%d) | %s |\n", r.variant, r.revocation, r.rounds, r.lookups, r.accepted, r.acceptingRounds, ms(r.latest))
+	}
+	return b.String()
 }
