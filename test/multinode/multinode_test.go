@@ -261,6 +261,9 @@ type windowRow struct {
 	// before it). Only for the PostgreSQL cache.
 	delivery durations
 	unheard  int // logouts whose NOTIFY the probe never heard
+	// logouts is how long each logout request took, from sending it to
+	// its response: what waiting for other nodes costs.
+	logouts durations
 }
 
 // TestRevocationWindow measures, over many logouts per store, how long a
@@ -317,6 +320,7 @@ func TestRevocationWindow(t *testing.T) {
 					t.Fatalf("logout through C: status %d: %s", r.status, r.body)
 				}
 				loggedOut := time.Now()
+				row.logouts = append(row.logouts, loggedOut.Sub(sent))
 				if key, ok := cloakroom.ParseToken(token); ok {
 					logouts = append(logouts, logout{key: "d:" + key.String(), sent: sent, done: loggedOut}) // pgstore's payload for a deleted session
 				}
@@ -385,8 +389,8 @@ func TestRevocationWindow(t *testing.T) {
 func formatWindowRows(rows []windowRow) string {
 	var b strings.Builder
 	b.WriteString("Three gateways share one store, each with its own client and cache. Per run: a session is started through C, A and B answer it (from their caches where they have one), it is logged out through C, and A and B are then polled at once until they refuse it. The window is when the first refused request started, counted from the arrival of the logout response (0 when the first request was already refused); every node and run is one observation.\n\n")
-	b.WriteString("| store | session checks | logout returns | runs | observations | refused at once | p50 | p99 | max | requests accepted after logout (runs) |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| store | session checks | logout returns | runs | observations | refused at once | p50 | p99 | max | requests accepted after logout (runs) | logout request p50 / p99 |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rows {
 		checks, returns := "read the store", "after the commit"
 		if r.cached {
@@ -397,9 +401,10 @@ func formatWindowRows(rows []windowRow) string {
 		} else if r.cached {
 			returns = "before other nodes heard of it"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s | %s | %s | %d (%d) |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s | %s | %s | %d (%d) | %s / %s |\n",
 			r.variant, checks, returns, r.runs, len(r.windows), len(r.windows)-r.windows.positive(),
-			ms(r.windows.quantile(0.5)), ms(r.windows.quantile(0.99)), ms(r.windows.max()), r.accepted, r.runsAccepting)
+			ms(r.windows.quantile(0.5)), ms(r.windows.quantile(0.99)), ms(r.windows.max()), r.accepted, r.runsAccepting,
+			ms(r.logouts.quantile(0.5)), ms(r.logouts.quantile(0.99)))
 	}
 	for _, r := range rows {
 		if len(r.delivery) == 0 && r.unheard == 0 {
