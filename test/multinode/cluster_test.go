@@ -75,6 +75,9 @@ type variant struct {
 	// response. Otherwise they report such requests, and fail only past
 	// the asynchronous window's bounds.
 	strict bool
+	// checks and returns say, for the report, where a node checks a
+	// session and when a revocation returns.
+	checks, returns string
 	// open prepares the shared store for one test.
 	open func(t *testing.T) storeSetup
 }
@@ -97,10 +100,14 @@ type storeSetup struct {
 // cluster's seed addresses, or postgresSetup with another URL.
 func variants() []variant {
 	return []variant{
-		{name: "redis", cached: true, strict: false, open: openRedis},
-		{name: "postgres", cached: false, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, false) }},
-		{name: "postgres-cache", cached: true, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) }},
-		{name: "sqlite-shared-file", cached: false, strict: true, open: openSQLite},
+		{name: "redis", cached: true, strict: false, open: openRedis,
+			checks: "node's cache", returns: "after the write; other nodes hear of it asynchronously"},
+		{name: "postgres", cached: false, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, false) },
+			checks: "a query", returns: "after the commit"},
+		{name: "postgres-cache", cached: true, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) },
+			checks: "node's cache, under a lease", returns: "after every caching node dropped it, or a lease"},
+		{name: "sqlite-shared-file", cached: false, strict: true, open: openSQLite,
+			checks: "node's cache, checked against the file's write counter", returns: "after the commit"},
 	}
 }
 

@@ -250,6 +250,8 @@ type windowRow struct {
 	variant       string
 	cached        bool
 	strict        bool
+	checks        string
+	returns       string
 	runs          int
 	notWarm       int
 	windows       durations // one per node and run
@@ -286,7 +288,7 @@ func TestRevocationWindow(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			cl := newCluster(t, v)
 			c := newClient(t)
-			row := windowRow{variant: v.name, cached: v.cached, strict: v.strict}
+			row := windowRow{variant: v.name, cached: v.cached, strict: v.strict, checks: v.checks, returns: v.returns}
 			var probe *notifyProbe
 			if cl.setup.probe != nil {
 				probe = cl.setup.probe(t)
@@ -392,17 +394,8 @@ func formatWindowRows(rows []windowRow) string {
 	b.WriteString("| store | session checks | logout returns | runs | observations | refused at once | p50 | p99 | max | requests accepted after logout (runs) | logout request p50 / p99 |\n")
 	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, r := range rows {
-		checks, returns := "read the store", "after the commit"
-		if r.cached {
-			checks = "node's cache"
-		}
-		if r.cached && r.strict {
-			returns = "after every node dropped it, or a lease"
-		} else if r.cached {
-			returns = "before other nodes heard of it"
-		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %d | %s | %s | %s | %d (%d) | %s / %s |\n",
-			r.variant, checks, returns, r.runs, len(r.windows), len(r.windows)-r.windows.positive(),
+			r.variant, r.checks, r.returns, r.runs, len(r.windows), len(r.windows)-r.windows.positive(),
 			ms(r.windows.quantile(0.5)), ms(r.windows.quantile(0.99)), ms(r.windows.max()), r.accepted, r.runsAccepting,
 			ms(r.logouts.quantile(0.5)), ms(r.logouts.quantile(0.99)))
 	}
