@@ -630,6 +630,22 @@ func TestRevocationAcknowledged(t *testing.T) {
 	if n := pgstore.WaitedOut(a); n != 0 {
 		t.Fatalf("%d of 20 revocations waited out the lease, with every node acknowledging", n)
 	}
+	// A node that closes says so: nobody waits for it any more.
+	c.Close()
+	rec := storetest.NewRecord("carol-"+rand.Text()[:8], clock.Now())
+	if err := a.Commit(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	warmTrusted(t, b, rec.Key)
+	if err := a.Delete(ctx, rec.Key); err != nil {
+		t.Fatal(err)
+	}
+	if pgstore.Cached(b, rec.Key) {
+		t.Fatal("Delete on A returned while B still cached the session")
+	}
+	if n := pgstore.WaitedOut(a); n != 0 {
+		t.Fatal("A waited out the lease for a node that had closed")
+	}
 }
 
 // warmTrusted finds key through s until s serves it from its cache.
