@@ -46,8 +46,8 @@ func (g *Gateway) apiSession(w http.ResponseWriter, r *http.Request) (*cloakroom
 }
 
 // sessionInfo reports the current session. Polling it must not keep the
-// session alive: nothing is Put, and the middleware's last-seen update is
-// skipped for it.
+// session alive: nothing is Put, and the request is marked passive so the
+// middleware does not move the idle deadline for it.
 func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	s, ok := g.apiSession(w, r)
 	if !ok {
