@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -229,13 +231,18 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		audit(outcomeError, slog.String("reason", "session store unavailable"))
 		return
 	}
-	res, err := g.accounts.Login(ctx, accounts.LoginAttempt{
+	res, pin, err := g.authenticate(ctx, accounts.LoginAttempt{
 		Name: req.Username, Password: req.Password, ClientIP: ip, Devices: deviceTokens(r),
 	})
 	user := res.User
 	var throttled *accounts.ThrottledError
 	switch {
 	case err == nil:
+	case errors.Is(err, errAccountChanged):
+		// Told apart only in the log: to the client it is a failed login.
+		fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+		audit(outcomeInvalid, slog.String("reason", "account changed during login"))
+		return
 	case errors.As(err, &throttled) || errors.Is(err, accounts.ErrThrottled):
 		secs := 1
 		if throttled != nil {
@@ -262,10 +269,26 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	roles := user.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	rolesJSON, _ := json.Marshal(roles) // a []string always encodes
 	err = g.timeStore("login", func() error {
-		return s.Login(ctx, user.Name, cloakroom.LoginOptions{Persistent: req.Remember})
+		return s.Login(ctx, user.Name, cloakroom.LoginOptions{
+			Persistent: req.Remember,
+			Pin:        pin,
+			Values:     map[string]string{"roles": string(rolesJSON), "email": user.Email},
+		})
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, cloakroom.ErrNotLoggedIn):
+		// The account changed (disabled, password or roles) after the pin:
+		// what was checked is stale, and nothing was created.
+		fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
+		audit(outcomeInvalid, slog.String("reason", "account changed during login"))
+		return
+	case err != nil:
 		g.log.ErrorContext(ctx, "start session", "user", user.Name, "err", err)
 		fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
 		audit(outcomeError, slog.String("reason", "session not created"))
@@ -273,12 +296,6 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	userName = user.Name
 	setDeviceCookie(w, res.Devices)
-	roles := user.Roles
-	if roles == nil {
-		roles = []string{}
-	}
-	_ = s.PutJSON("roles", roles) // a []string always encodes
-	s.Put("email", user.Email)
 
 	if isJSON {
 		writeJSON(w, http.StatusOK, map[string]any{
@@ -289,6 +306,45 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	// The middleware has set the new cookie by now; log its hash prefix.
 	audit(outcomeSuccess, slog.Bool("remember", req.Remember))
+}
+
+// errAccountChanged reports that the account changed while its password
+// was being checked.
+var errAccountChanged = errors.New("gateway: the account changed during the login")
+
+// authenticate checks a login with the user's session generation pinned
+// before the account record is read. Every account change (disable,
+// delete, password, roles) updates the record and then bumps the
+// generation, so a change that lands while the password is being hashed
+// makes the pinned Login fail instead of starting a session with the
+// record read before it.
+func (g *Gateway) authenticate(ctx context.Context, a accounts.LoginAttempt) (accounts.LoginResult, cloakroom.Pin, error) {
+	pin, err := g.sessions.Pin(ctx, a.Name)
+	if err != nil {
+		return accounts.LoginResult{}, pin, err
+	}
+	res, err := g.accounts.Login(ctx, a)
+	if err != nil || res.User.Name == a.Name {
+		return res, pin, err
+	}
+	// The name was typed in another case than the stored one, the user
+	// ID: pin that, then check that the record is still the one the
+	// password was checked against.
+	user := res.User
+	if pin, err = g.sessions.Pin(ctx, user.Name); err != nil {
+		return accounts.LoginResult{}, pin, err
+	}
+	now, err := g.accounts.Get(ctx, user.Name)
+	switch {
+	case errors.Is(err, accounts.ErrNoSuchUser):
+		return accounts.LoginResult{}, pin, errAccountChanged
+	case err != nil:
+		return accounts.LoginResult{}, pin, err
+	case now.Disabled || !now.PasswordChangedAt.Equal(user.PasswordChangedAt) ||
+		now.Email != user.Email || !slices.Equal(now.Roles, user.Roles):
+		return accounts.LoginResult{}, pin, errAccountChanged
+	}
+	return res, pin, nil
 }
 
 // logout ends the session: deleted in the store, cookie expired, and
