@@ -194,7 +194,10 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.R
 	}
 	id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
 	start := time.Now()
-	g.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))
+	// A stream or WebSocket the upstream opens ends with the session, on
+	// whichever node it is ended.
+	ctx := proxy.WithLifetime(proxy.WithIdentity(r.Context(), id), s.Watch)
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
 }
 

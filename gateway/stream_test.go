@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,5 +259,241 @@ func TestNoWritesAfterHijack(t *testing.T) {
 	}
 	if bytes.Contains([]byte(serverLog.String()), []byte("hijacked")) {
 		t.Errorf("server log: %s", serverLog.String())
+	}
+}
+
+// stream is a stream opened through the gateway, read in the background:
+// it records when each event arrived, until the connection ends.
+type stream struct {
+	mu       sync.Mutex
+	arrivals []time.Time
+	first    chan struct{} // closed at the first event
+	closed   chan struct{} // closed when the connection ended
+}
+
+func newStream() *stream {
+	return &stream{first: make(chan struct{}), closed: make(chan struct{})}
+}
+
+func (s *stream) event() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.arrivals = append(s.arrivals, time.Now())
+	if len(s.arrivals) == 1 {
+		close(s.first)
+	}
+}
+
+func (s *stream) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.arrivals)
+}
+
+// after counts the events that arrived after t.
+func (s *stream) after(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, a := range s.arrivals {
+		if a.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// openEvents opens /stream/events with the browser's cookie.
+func (b *browser) openEvents(t *testing.T) *stream {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.e.srv.URL+"/stream/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = b.header.Clone()
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Cookie", cookieName+"="+b.token)
+	resp, err := b.e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("event stream: status %d", resp.StatusCode)
+	}
+	s := newStream()
+	go func() {
+		defer close(s.closed)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "data: ") {
+				s.event()
+			}
+		}
+	}()
+	return s
+}
+
+// openSocket opens /stream/ws from the gateway's own origin.
+func (b *browser) openSocket(t *testing.T) *stream {
+	t.Helper()
+	resp, br, conn := b.openWebSocket(t, b.e.srv, "Sec-Fetch-Site", "same-origin", "Origin", "https://"+b.e.srv.Listener.Addr().String())
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("websocket: status %d", resp.StatusCode)
+	}
+	_ = conn.SetDeadline(time.Time{}) // the stream's end is what is measured
+	t.Cleanup(func() { conn.Close() })
+	s := newStream()
+	go func() {
+		defer close(s.closed)
+		for {
+			if _, err := readFrame(br); err != nil {
+				return
+			}
+			s.event()
+		}
+	}()
+	return s
+}
+
+// streamEnder ends alice's session (victim holds its cookie) in one of the
+// ways issue 8 lists, leaving bob's (bystander) alone; it returns once the
+// action has been answered.
+type streamEnder struct {
+	name string
+	end  func(t *testing.T, e *env, victim, bystander *browser)
+	// backstop is set for ends the store announces to nobody (expiry): the
+	// periodic re-check finds them, so only the close is checked, not the
+	// one-second count.
+	backstop bool
+}
+
+func streamEnders() []streamEnder {
+	ctx := context.Background()
+	must := func(t *testing.T, what string, r response, want int) {
+		t.Helper()
+		if r.Status != want {
+			t.Fatalf("%s: status %d, want %d: %s", what, r.Status, want, r.Text)
+		}
+	}
+	mustOK := func(t *testing.T, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []streamEnder{
+		{name: "logout", end: func(t *testing.T, e *env, v, _ *browser) {
+			must(t, "logout", v.do(http.MethodPost, "/auth/logout", "", ""), http.StatusNoContent)
+		}},
+		{name: "revoke-by-handle", end: func(t *testing.T, e *env, v, _ *browser) {
+			handle := currentHandle(t, v)
+			other := e.minted("alice")
+			must(t, "revoke", other.do(http.MethodDelete, "/auth/sessions/"+handle, "", ""), http.StatusNoContent)
+		}},
+		{name: "revoke-others", end: func(t *testing.T, e *env, v, _ *browser) {
+			must(t, "revoke others", e.minted("alice").do(http.MethodPost, "/auth/sessions/revoke-others", "", ""), http.StatusOK)
+		}},
+		{name: "revoke-all", end: func(t *testing.T, e *env, v, _ *browser) {
+			must(t, "revoke all", e.minted("alice").do(http.MethodPost, "/auth/sessions/revoke-all", "", ""), http.StatusNoContent)
+		}},
+		{name: "admin-revoke-user", end: func(t *testing.T, e *env, v, _ *browser) {
+			must(t, "admin revoke", e.adminDo(http.MethodDelete, "/admin/users/alice/sessions", e.token), http.StatusNoContent)
+		}},
+		{name: "admin-revoke-device", end: func(t *testing.T, e *env, v, _ *browser) {
+			must(t, "admin revoke device", e.adminDo(http.MethodDelete, "/admin/users/alice/sessions/"+currentHandle(t, v), e.token), http.StatusNoContent)
+		}},
+		{name: "disable", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.Disable(ctx, "alice")) }},
+		{name: "delete", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.Delete(ctx, "alice")) }},
+		{name: "roles", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.SetRoles(ctx, "alice", []string{"dev"})) }},
+		{name: "passwd", end: func(t *testing.T, e *env, v, _ *browser) {
+			mustOK(t, e.accounts.SetPassword(ctx, "alice", "a brand new passphrase 42"))
+		}},
+		{name: "expiry", backstop: true, end: func(t *testing.T, e *env, v, bystander *browser) {
+			// The bystander stays active; the victim only streams, which
+			// is not activity.
+			idle := e.manager.Config().IdleTimeout
+			e.clock.Advance(idle - time.Minute)
+			must(t, "bystander", bystander.get("/auth/sessions"), http.StatusOK)
+			e.clock.Advance(time.Minute + time.Second)
+		}},
+	}
+}
+
+// currentHandle returns the handle of the browser's own session.
+func currentHandle(t *testing.T, b *browser) string {
+	t.Helper()
+	r := b.get("/auth/sessions")
+	var list struct {
+		Sessions []cloakroom.Device `json:"sessions"`
+	}
+	if r.Status != http.StatusOK || json.Unmarshal([]byte(r.Text), &list) != nil {
+		t.Fatalf("list sessions: %d %s", r.Status, r.Text)
+	}
+	for _, d := range list.Sessions {
+		if d.Current {
+			return d.Handle
+		}
+	}
+	t.Fatal("no current session in the list")
+	return ""
+}
+
+// lateGrace is how long after the end's response an event may still be in
+// flight; events later than that are counted as outliving the session.
+const lateGrace = time.Second
+
+// Cases 3 and 4 of issue 8: an event stream and a WebSocket proxied for a
+// session end when the session ends, however it ends; another user's
+// stream goes on.
+func TestStreamsEndWithTheSession(t *testing.T) {
+	kinds := []struct {
+		name string
+		open func(t *testing.T, b *browser) *stream
+	}{
+		{"events", func(t *testing.T, b *browser) *stream { return b.openEvents(t) }},
+		{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
+	}
+	for _, kind := range kinds {
+		for _, ender := range streamEnders() {
+			if kind.name == "websocket" && ender.name == "passwd" {
+				continue // one password hash per run is enough
+			}
+			t.Run(kind.name+"/"+ender.name, func(t *testing.T) {
+				t.Parallel()
+				up := newStreamUpstream(t)
+				e := newEnv(t, withStreamRoute(up))
+				victim, bystander := e.minted("alice"), e.minted("bob")
+				st, other := kind.open(t, victim), kind.open(t, bystander)
+				<-st.first
+				<-other.first
+
+				ender.end(t, e, victim, bystander)
+				ended := time.Now()
+				select {
+				case <-st.closed:
+				case <-time.After(20 * time.Second):
+					t.Fatalf("the stream is still open %v after the session ended (%d events since)", time.Since(ended), st.after(ended))
+				}
+				if late := st.after(ended.Add(lateGrace)); late != 0 && !ender.backstop {
+					t.Errorf("%d events arrived more than %v after the session ended", late, lateGrace)
+				}
+				t.Logf("events after the end's response: %d; the stream closed %v after it",
+					st.after(ended), time.Since(ended).Round(time.Millisecond))
+				// The upstream's side is closed too: only bob's stream runs.
+				if !waitUntil(20*time.Second, func() bool { return up.open.Load() == 1 }) {
+					t.Errorf("%d upstream streams still run, want 1 (bob's)", up.open.Load())
+				}
+				select {
+				case <-other.closed:
+					t.Fatal("another user's stream ended too")
+				default:
+				}
+				n := other.count()
+				if !waitUntil(20*time.Second, func() bool { return other.count() > n }) {
+					t.Error("another user's stream stopped delivering")
+				}
+			})
+		}
 	}
 }

@@ -220,6 +220,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, token))
 		}
 	}
+	r, done := holdLifetime(r)
+	defer done()
 	rt.rp.ServeHTTP(w, r)
 }
 
@@ -253,9 +255,10 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 	}
 }
 
-// modifyResponse applies the proxy's response rules, then the request's
-// Exchange, if any.
+// modifyResponse holds long-lived responses under the request's Lifetime,
+// applies the proxy's response rules, then the request's Exchange, if any.
 func (p *Proxy) modifyResponse(res *http.Response) error {
+	holdResponse(res)
 	p.dropSessionCookie(res)
 	if x := exchangeFrom(res.Request.Context()); x != nil && x.ModifyResponse != nil {
 		return x.ModifyResponse(res)

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"mime"
+	"net/http"
+	"sync"
+)
+
+// Lifetime bounds the connections a request opens: given the request's
+// context, it returns a context that is done when they must close, and a
+// function to call once they have. The gateway passes the session's
+// Watch, so that a stream or a WebSocket ends with the session.
+type Lifetime func(ctx context.Context) (context.Context, context.CancelFunc)
+
+type lifetimeKey struct{}
+
+// WithLifetime returns a copy of ctx carrying lf. For a request with one,
+// every response that outlives a plain exchange (a protocol switch such as
+// a WebSocket, an event stream, a body of unknown length or over
+// longBodyBytes) is held under lf: when lf's context is done, the upgraded
+// connection is closed, or the stream aborted, at once.
+func WithLifetime(ctx context.Context, lf Lifetime) context.Context {
+	return context.WithValue(ctx, lifetimeKey{}, lf)
+}
+
+// longBodyBytes is the size above which a response with a known length
+// counts as long-lived: a download can take minutes.
+const longBodyBytes = 1 << 20
+
+// longLived reports whether res stays open beyond a plain exchange.
+func longLived(res *http.Response) bool {
+	if res.StatusCode == http.StatusSwitchingProtocols || res.ContentLength < 0 || res.ContentLength > longBodyBytes {
+		return true
+	}
+	mediaType, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	return mediaType == "text/event-stream"
+}
+
+// heldKey carries the *hold of one proxied request from ServeHTTP to
+// modifyResponse.
+type heldKey struct{}
+
+// hold ties one proxied request to its Lifetime. The upstream request runs
+// under a context of its own, cancelled when the lifetime ends: for an
+// upgraded connection the reverse proxy then closes both sides, and a
+// streaming response is aborted (the client sees it cut, not completed).
+type hold struct {
+	lifetime Lifetime
+	cancel   context.CancelFunc // ends the upstream request
+
+	mu      sync.Mutex
+	release func() // stops watching; nil until a long-lived response
+}
+
+// holdLifetime prepares r for holding under its Lifetime, if it has one,
+// and returns the request to proxy and a function to call when done.
+func holdLifetime(r *http.Request) (*http.Request, func()) {
+	lf, ok := r.Context().Value(lifetimeKey{}).(Lifetime)
+	if !ok || lf == nil {
+		return r, func() {}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	h := &hold{lifetime: lf, cancel: cancel}
+	return r.WithContext(context.WithValue(ctx, heldKey{}, h)), h.done
+}
+
+// start begins holding the response's connection under the lifetime.
+func (h *hold) start(ctx context.Context) {
+	ended, stopWatch := h.lifetime(ctx)
+	stopAfter := context.AfterFunc(ended, h.cancel)
+	h.mu.Lock()
+	h.release = func() {
+		stopAfter()
+		stopWatch()
+	}
+	h.mu.Unlock()
+}
+
+// done ends the hold once the proxied request is over.
+func (h *hold) done() {
+	h.mu.Lock()
+	release := h.release
+	h.mu.Unlock()
+	if release != nil {
+		release()
+	}
+	h.cancel()
+}
+
+// holdResponse holds a long-lived response under its request's Lifetime.
+func holdResponse(res *http.Response) {
+	if res.Request == nil {
+		return
+	}
+	h, ok := res.Request.Context().Value(heldKey{}).(*hold)
+	if ok && longLived(res) {
+		h.start(res.Request.Context())
+	}
+}
