@@ -232,6 +232,19 @@ func (cfg *Config) validate() error {
 	return nil
 }
 
+// Check validates p, filling in its defaults, without contacting the
+// provider: what `cloakroom serve --check-config` reports.
+func (p *ProviderConfig) Check() error {
+	var errs []error
+	for _, err := range p.check() {
+		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckPublicURL validates a Config.PublicURL.
+func CheckPublicURL(raw string) error { return checkPublicURL(raw) }
+
 // check validates p and fills in its defaults.
 func (p *ProviderConfig) check() []error {
 	var errs []error

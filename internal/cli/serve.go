@@ -175,8 +175,13 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			return nil, err
 		}
 	}
+	oidc, err := buildOIDC(ctx, p, rt.sessions, logger)
+	if err != nil {
+		return nil, err
+	}
 	rt.gateway, err = gateway.New(gateway.Config{
 		Vault:       vlt,
+		OIDC:        oidc,
 		Sessions:    rt.sessions,
 		Accounts:    rt.accounts,
 		Proxy:       px,

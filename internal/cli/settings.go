@@ -62,6 +62,7 @@ type Config struct {
 	VaultCookieOnly []string
 	VaultStripParam []string
 	VaultLogout     []string
+	oidcConfig      // internal/cli/oidc.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

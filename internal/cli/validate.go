@@ -45,6 +45,7 @@ type plan struct {
 	proxies    []netip.Prefix // trusted proxies for the client address
 	logLevel   slog.Level
 	vault      *vaultPlan // nil without --vault
+	oidc       *oidcPlan  // nil without --oidc-provider
 }
 
 // validate checks cfg and reads the files it names. It reports every
@@ -225,6 +226,9 @@ func validate(cfg Config) (*plan, error) {
 	var vaultProblems []error
 	p.vault, vaultProblems = validateVault(cfg, p.routes)
 	problems = append(problems, vaultProblems...)
+	var oidcProblems []error
+	p.oidc, oidcProblems = validateOIDC(cfg, p.routes)
+	problems = append(problems, oidcProblems...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}

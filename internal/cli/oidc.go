@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/oidcbff"
+	"github.com/cloakroom/cloakroom/proxy"
+)
+
+// oidcConfig holds the settings of sign-in at OpenID providers; Config
+// embeds it.
+type oidcConfig struct {
+	OIDCProviders  []string
+	PublicURL      string
+	OIDCKeysFile   string
+	OIDCRelayToken []string
+	OIDCStepUp     []string
+}
+
+var oidcSettings = []*setting{
+	{"oidc-provider", "SPEC", "sign in at an OpenID provider (repeatable): name=NAME;issuer=URL;client-id=ID;client-secret-file=FILE, optionally ;display-name=TEXT;scopes=openid email profile;allowed-domains=D1 D2;allowed-groups=G1 G2;require-claim=CLAIM=VALUE;user-claim=sub;email-claim=email;name-claim=name;groups-claim=groups;token-auth=basic|post (docs/oidc.md)", func(c *Config) any { return &c.OIDCProviders }},
+	{"public-url", "URL", "the gateway's external origin, e.g. https://app.example.com; provider redirect URIs are built from it", func(c *Config) any { return &c.PublicURL }},
+	{"oidc-keys-file", "FILE", "keys sealing provider tokens at rest, one \"<id> <base64 32 bytes>\" per line, the first seals (may be the --vault-keys-file)", func(c *Config) any { return &c.OIDCKeysFile }},
+	{"oidc-relay-token", "PREFIX", "send the user's provider access token to this --upstream prefix as Authorization: Bearer, refreshed server-side (repeatable)", func(c *Config) any { return &c.OIDCRelayToken }},
+	{"oidc-step-up", "PREFIX=DURATION", "requests under PREFIX need a login within DURATION, e.g. /api/admin/=10m (repeatable)", func(c *Config) any { return &c.OIDCStepUp }},
+}
+
+func init() { settings = append(settings, oidcSettings...) }
+
+// oidcPlan is the validated OIDC configuration.
+type oidcPlan struct {
+	providers []oidcbff.ProviderConfig
+	keys      *seal.Keyring
+	relay     []string
+	stepUp    []oidcbff.StepUp
+}
+
+// validateOIDC checks the OIDC settings and reads the files they name,
+// without contacting the providers (serve does, at startup).
+func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
+	var problems []error
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
+	if len(cfg.OIDCProviders) == 0 {
+		for name, set := range map[string]bool{
+			"--public-url": cfg.PublicURL != "", "--oidc-keys-file": cfg.OIDCKeysFile != "",
+			"--oidc-relay-token": len(cfg.OIDCRelayToken) > 0, "--oidc-step-up": len(cfg.OIDCStepUp) > 0,
+		} {
+			if set {
+				bad("%s is set but no --oidc-provider is", name)
+			}
+		}
+		return nil, problems
+	}
+	p := &oidcPlan{}
+	names := map[string]bool{}
+	for i, spec := range cfg.OIDCProviders {
+		pc, secretFile, err := parseProviderSpec(spec)
+		if err != nil {
+			bad("--oidc-provider #%d: %v", i+1, err)
+			continue
+		}
+		if secretFile != "" {
+			data, err := readSecretFile(secretFile)
+			if err != nil {
+				bad("--oidc-provider %s: client-secret-file: %v", pc.Name, err)
+			}
+			pc.ClientSecret = strings.TrimSpace(string(data))
+		}
+		if err := pc.Check(); err != nil {
+			for _, e := range flatten(err) {
+				bad("--oidc-provider %s: %v", pc.Name, strings.TrimPrefix(e.Error(), oidcbff.ErrInvalidConfig.Error()+": "))
+			}
+		}
+		if names[pc.Name] {
+			bad("--oidc-provider %s is given twice", pc.Name)
+		}
+		names[pc.Name] = true
+		p.providers = append(p.providers, pc)
+	}
+	if err := oidcbff.CheckPublicURL(cfg.PublicURL); err != nil {
+		bad("--public-url %q: %v", cfg.PublicURL, err)
+	}
+	if cfg.OIDCKeysFile == "" {
+		bad("--oidc-keys-file is required with --oidc-provider: provider tokens are kept encrypted (create one with a line \"<id> $(head -c 32 /dev/urandom | base64)\")")
+	} else if keys, err := seal.Load(cfg.OIDCKeysFile); err != nil {
+		bad("--oidc-keys-file: %v", err)
+	} else {
+		p.keys = keys
+	}
+	routed := func(prefix string) bool {
+		for _, r := range routes {
+			if r.Prefix == prefix || r.Prefix == prefix+"/" {
+				return true
+			}
+		}
+		return false
+	}
+	for _, prefix := range cfg.OIDCRelayToken {
+		if !routed(prefix) {
+			bad("--oidc-relay-token %q is not an --upstream prefix", prefix)
+			continue
+		}
+		p.relay = append(p.relay, strings.TrimSuffix(prefix, "/")+"/")
+	}
+	for _, rule := range cfg.OIDCStepUp {
+		prefix, raw, ok := strings.Cut(rule, "=")
+		d, err := time.ParseDuration(raw)
+		switch {
+		case !ok || !strings.HasPrefix(prefix, "/"):
+			bad("--oidc-step-up %q: want PREFIX=DURATION, e.g. /api/admin/=10m", rule)
+		case err != nil || d < time.Minute:
+			bad("--oidc-step-up %q: the duration must be at least 1m", rule)
+		default:
+			p.stepUp = append(p.stepUp, oidcbff.StepUp{Prefix: prefix, MaxAge: d})
+		}
+	}
+	return p, problems
+}
+
+// maxProviderSpec bounds one --oidc-provider value.
+const maxProviderSpec = 4096
+
+// parseProviderSpec parses the --oidc-provider syntax: key=value fields
+// separated by ';', list values separated by spaces. It returns the
+// provider and the client secret's file.
+func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
+	var pc oidcbff.ProviderConfig
+	var secretFile string
+	if len(spec) > maxProviderSpec {
+		return pc, "", fmt.Errorf("longer than %d bytes", maxProviderSpec)
+	}
+	seen := map[string]bool{}
+	for field := range strings.SplitSeq(spec, ";") {
+		field = strings.TrimSpace(field)
+		if field == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(field, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if !ok || value == "" {
+			return pc, "", fmt.Errorf("field %q is not key=value", safeField(field))
+		}
+		if seen[key] && key != "require-claim" {
+			return pc, "", fmt.Errorf("%s is given twice", safeField(key))
+		}
+		seen[key] = true
+		switch key {
+		case "name":
+			pc.Name = value
+		case "display-name":
+			pc.DisplayName = value
+		case "issuer":
+			pc.Issuer = value
+		case "client-id":
+			pc.ClientID = value
+		case "client-secret-file":
+			secretFile = value
+		case "client-secret":
+			return pc, "", errors.New("client-secret does not belong on the command line or in the config file; use client-secret-file")
+		case "scopes":
+			pc.Scopes = strings.Fields(value)
+		case "allowed-domains":
+			pc.AllowedDomains = strings.Fields(value)
+		case "allowed-groups":
+			pc.AllowedGroups = strings.Fields(value)
+		case "require-claim":
+			claim, want, ok := strings.Cut(value, "=")
+			if !ok || claim == "" || want == "" {
+				return pc, "", fmt.Errorf("require-claim %q is not CLAIM=VALUE", safeField(value))
+			}
+			if pc.RequiredClaims == nil {
+				pc.RequiredClaims = map[string]string{}
+			}
+			pc.RequiredClaims[claim] = want
+		case "user-claim":
+			pc.UserClaim = value
+		case "email-claim":
+			pc.EmailClaim = value
+		case "name-claim":
+			pc.NameClaim = value
+		case "groups-claim":
+			pc.GroupsClaim = value
+		case "token-auth":
+			pc.TokenAuth = value
+		default:
+			return pc, "", fmt.Errorf("unknown field %q", safeField(key))
+		}
+	}
+	var missing []string
+	for _, k := range []string{"name", "issuer", "client-id", "client-secret-file"} {
+		if !seen[k] {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return pc, "", fmt.Errorf("missing %s", strings.Join(missing, ", "))
+	}
+	return pc, secretFile, nil
+}
+
+// safeField shortens and quotes user input for an error message.
+func safeField(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return s
+}
+
+// buildOIDC runs discovery at every provider; a provider that cannot be
+// reached stops serve with a clear message.
+func buildOIDC(ctx context.Context, p *plan, sessions *cloakroom.Manager, logger *slog.Logger) (*oidcbff.Client, error) {
+	if p.oidc == nil {
+		return nil, nil
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := oidcbff.New(dctx, oidcbff.Config{
+		Providers: p.oidc.providers, Sessions: sessions, PublicURL: p.cfg.PublicURL,
+		Sealer: p.oidc.keys, RelayRoutes: p.oidc.relay, StepUp: p.oidc.stepUp, Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("OpenID providers: %w", err)
+	}
+	for _, pc := range p.oidc.providers {
+		logger.Info("OpenID provider ready", "provider", pc.Name, "issuer", pc.Issuer,
+			"redirect_uri", c.CallbackURL(pc.Name), "post_logout_redirect_uri", c.PostLogoutURL())
+	}
+	return c, nil
+}
