@@ -3,15 +3,11 @@ package oidcbff_test
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,41 +29,25 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 )
 
-// testSealer is AES-256-GCM with a random key, the same construction as the
-// gateway's keyring, for tests that do not read a key file.
-type testSealer struct{ aead cipher.AEAD }
-
-func newTestSealer(t testing.TB) *testSealer {
-	key := make([]byte, 32)
-	rand.Read(key)
-	block, err := aes.NewCipher(key)
+// newTestSealer returns the gateway's keyring (internal/seal) with one
+// fresh key.
+func newTestSealer(t testing.TB) *seal.Keyring {
+	t.Helper()
+	line, err := seal.NewKeyLine("test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	aead, err := cipher.NewGCM(block)
+	k, err := seal.Parse([]byte(line))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testSealer{aead: aead}
-}
-
-func (s *testSealer) Seal(plain, aad []byte) string {
-	nonce := make([]byte, s.aead.NonceSize())
-	rand.Read(nonce)
-	return "t1." + base64.RawURLEncoding.EncodeToString(s.aead.Seal(nonce, nonce, plain, aad))
-}
-
-func (s *testSealer) Open(sealed string, aad []byte) ([]byte, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(sealed, "t1."))
-	if err != nil || !strings.HasPrefix(sealed, "t1.") || len(raw) < s.aead.NonceSize() {
-		return nil, errors.New("test sealer: malformed")
-	}
-	return s.aead.Open(nil, raw[:s.aead.NonceSize()], raw[s.aead.NonceSize():], aad)
+	return k
 }
 
 // clock is the injectable clock shared by the stores, managers and clients.
@@ -440,7 +420,7 @@ type env struct {
 	api    *upstream
 	p      *provider
 	nodes  []*node
-	sealer *testSealer
+	sealer *seal.Keyring
 }
 
 type envOption func(*oidcbff.Config)

@@ -1,0 +1,77 @@
+package oidcbff_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom/oidcbff"
+)
+
+// TestStepUp: a route that needs a login within 10 minutes refuses an
+// older session with 401 JSON (a navigation is redirected) naming a login
+// URL with max_age and prompt=login; logging in again there opens it. An ID
+// token whose auth_time is older than max_age, or that has none when
+// max_age was asked for, is refused.
+func TestStepUp(t *testing.T) {
+	var mp *mockProvider
+	var authTime time.Time // the provider's auth_time for the next login; zero for none
+	e := newEnv(t, 1, func([]string) *provider {
+		mp = newMockProvider(t)
+		return mp.provider
+	}, func(c *oidcbff.Config) { c.StepUp = []oidcbff.StepUp{{Prefix: "/admin/", MaxAge: 10 * time.Minute}} })
+	var asked url.Values
+	mp.authorize.Store(ptr(func(q url.Values) {
+		asked = q
+		mp.queue(mockUser{sub: "alice-sub", email: "alice@example.com", authTime: authTime})
+	}))
+	b := e.browser(e.nodes[0])
+	b.mustLogin()
+	if r := b.fetch(http.MethodGet, "/admin/users"); r.Status != http.StatusOK {
+		t.Fatalf("fresh login: %d %s", r.Status, r.Text)
+	}
+
+	e.clock.Advance(11 * time.Minute)
+	mp.fastForward(11 * time.Minute) // its tokens expire by the same clock
+	r := b.fetch(http.MethodGet, "/admin/users")
+	want := "/auth/login/mock?max_age=600&prompt=login"
+	if r.Status != http.StatusUnauthorized || r.json(t)["error"] != "reauthentication_required" || r.json(t)["login_url"] != want {
+		t.Fatalf("stale login: %d %s", r.Status, r.Text)
+	}
+	if nav := b.get("/admin/users"); nav.Status != http.StatusSeeOther || nav.Header.Get("Location") != want {
+		t.Fatalf("stale login, navigation: %d %q", nav.Status, nav.Header.Get("Location"))
+	}
+	if r := b.fetch(http.MethodGet, "/plain/x"); r.Status != http.StatusOK {
+		t.Fatalf("other routes need no step-up: %d", r.Status)
+	}
+
+	// The provider answers with an old authentication: refused.
+	authTime = e.clock.Now().Add(-20 * time.Minute)
+	cb := e.p.login(t, b, b.startLogin("?max_age=600&prompt=login"))
+	if asked.Get("max_age") != "600" || asked.Get("prompt") != "login" {
+		t.Fatalf("the provider was asked %v", asked)
+	}
+	if r := b.get(cb); r.Status != http.StatusBadRequest {
+		t.Fatalf("auth_time older than max_age: %d", r.Status)
+	}
+	// No auth_time at all while max_age was asked for: refused.
+	authTime = time.Time{}
+	if r := b.get(e.p.login(t, b, b.startLogin("?max_age=600"))); r.Status != http.StatusBadRequest {
+		t.Fatalf("no auth_time: %d", r.Status)
+	}
+
+	// A real re-authentication opens the route.
+	authTime = e.clock.Now()
+	if r := b.get(e.p.login(t, b, b.startLogin("?max_age=600&prompt=login"))); r.Status != http.StatusSeeOther {
+		t.Fatalf("re-authentication: %d %s", r.Status, r.Text)
+	}
+	if r := b.fetch(http.MethodGet, "/admin/users"); r.Status != http.StatusOK {
+		t.Fatalf("after step-up: %d %s", r.Status, r.Text)
+	}
+	for _, bad := range []string{"?max_age=-1", "?max_age=ten", "?prompt=none"} {
+		if r := b.get("/auth/login/mock" + bad); r.Status != http.StatusBadRequest {
+			t.Errorf("login %s: %d", bad, r.Status)
+		}
+	}
+}
