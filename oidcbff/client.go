@@ -257,6 +257,9 @@ func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
 		promptLogin = true
 	}
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
+	for k, v := range p.cfg.AuthParams {
+		opts = append(opts, oauth2.SetAuthURLParam(k, v))
+	}
 	if q.Has("max_age") {
 		opts = append(opts, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(maxAge, 10)))
 	}

@@ -68,6 +68,11 @@ type ProviderConfig struct {
 	// profile. Add offline_access (or the provider's equivalent) to get a
 	// refresh token.
 	Scopes []string
+	// AuthParams are extra parameters of the authorization request, such as
+	// audience (Auth0: which API the access token is for) or access_type
+	// (Google: offline, for a refresh token). Parameters the flow sets
+	// itself are refused. Default none.
+	AuthParams map[string]string
 	// UserClaim names the claim that identifies the user. Default "sub",
 	// the only one providers promise never to reassign.
 	UserClaim string
@@ -259,6 +264,13 @@ func (p *ProviderConfig) check() []error {
 	}
 	if p.ClientSecret == "" {
 		errs = append(errs, errors.New("client secret is required (read from a file)"))
+	}
+	for k := range p.AuthParams {
+		switch k {
+		case "", "client_id", "redirect_uri", "response_type", "scope", "state", "nonce",
+			"code_challenge", "code_challenge_method", "max_age", "prompt", "response_mode", "request", "request_uri":
+			errs = append(errs, fmt.Errorf("auth param %q is set by the login flow itself", k))
+		}
 	}
 	switch p.TokenAuth {
 	case "", "basic", "post":

@@ -60,7 +60,8 @@ func (mp *mockProvider) queueAlice(sid string) {
 func TestLoginRoundTrip(t *testing.T) {
 	for _, pc := range providerCases(t) {
 		t.Run(pc.name, func(t *testing.T) {
-			e := newEnv(t, 1, func(urls []string) *provider { return pc.start(t, urls) })
+			e := newEnv(t, 1, func(urls []string) *provider { return pc.start(t, urls) },
+				func(c *oidcbff.Config) { c.Providers[0].AuthParams = map[string]string{"audience": "https://api.test"} })
 			b := e.browser(e.nodes[0])
 
 			page := b.get("/auth/login?return_to=/api/after")
@@ -74,6 +75,9 @@ func TestLoginRoundTrip(t *testing.T) {
 			q := u.Query()
 			if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") == "" || q.Get("nonce") == "" {
 				t.Fatalf("authorization request lacks PKCE, state or nonce: %s", u.RawQuery)
+			}
+			if q.Get("audience") != "https://api.test" {
+				t.Errorf("the configured auth param is missing: %s", u.RawQuery)
 			}
 			if q.Get("redirect_uri") != e.nodes[0].srv.URL+"/auth/callback/"+pc.name {
 				t.Fatalf("redirect_uri %q", q.Get("redirect_uri"))

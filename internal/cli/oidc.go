@@ -25,7 +25,7 @@ type oidcConfig struct {
 }
 
 var oidcSettings = []*setting{
-	{"oidc-provider", "SPEC", "sign in at an OpenID provider (repeatable): name=NAME;issuer=URL;client-id=ID;client-secret-file=FILE, optionally ;display-name=TEXT;scopes=openid email profile;allowed-domains=D1 D2;allowed-groups=G1 G2;require-claim=CLAIM=VALUE;user-claim=sub;email-claim=email;name-claim=name;groups-claim=groups;token-auth=basic|post (docs/oidc.md)", func(c *Config) any { return &c.OIDCProviders }},
+	{"oidc-provider", "SPEC", "sign in at an OpenID provider (repeatable): name=NAME;issuer=URL;client-id=ID;client-secret-file=FILE, optionally ;display-name=TEXT;scopes=openid email profile;allowed-domains=D1 D2;allowed-groups=G1 G2;require-claim=CLAIM=VALUE;auth-param=NAME=VALUE;user-claim=sub;email-claim=email;name-claim=name;groups-claim=groups;token-auth=basic|post (docs/oidc.md)", func(c *Config) any { return &c.OIDCProviders }},
 	{"public-url", "URL", "the gateway's external origin, e.g. https://app.example.com; provider redirect URIs are built from it", func(c *Config) any { return &c.PublicURL }},
 	{"oidc-keys-file", "FILE", "keys sealing provider tokens at rest, one \"<id> <base64 32 bytes>\" per line, the first seals (may be the --vault-keys-file)", func(c *Config) any { return &c.OIDCKeysFile }},
 	{"oidc-relay-token", "PREFIX", "send the user's provider access token to this --upstream prefix as Authorization: Bearer, refreshed server-side (repeatable)", func(c *Config) any { return &c.OIDCRelayToken }},
@@ -147,7 +147,7 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 		if !ok || value == "" {
 			return pc, "", fmt.Errorf("field %q is not key=value", safeField(field))
 		}
-		if seen[key] && key != "require-claim" {
+		if seen[key] && key != "require-claim" && key != "auth-param" {
 			return pc, "", fmt.Errorf("%s is given twice", safeField(key))
 		}
 		seen[key] = true
@@ -179,6 +179,15 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 				pc.RequiredClaims = map[string]string{}
 			}
 			pc.RequiredClaims[claim] = want
+		case "auth-param":
+			name, v, ok := strings.Cut(value, "=")
+			if !ok || name == "" || v == "" {
+				return pc, "", fmt.Errorf("auth-param %q is not NAME=VALUE", safeField(value))
+			}
+			if pc.AuthParams == nil {
+				pc.AuthParams = map[string]string{}
+			}
+			pc.AuthParams[name] = v
 		case "user-claim":
 			pc.UserClaim = value
 		case "email-claim":

@@ -24,7 +24,7 @@ func TestOIDCCheckConfigAcceptsAValidSetup(t *testing.T) {
 	secret, keys := oidcFiles(t)
 	up := echoUpstream(t).URL
 	spec := "name=corp;display-name=Corp SSO;issuer=https://login.example.com/realms/corp;client-id=gw;client-secret-file=" + secret +
-		";scopes=openid email profile offline_access;allowed-domains=example.com;allowed-groups=staff admins;require-claim=tenant=acme;token-auth=post"
+		";scopes=openid email profile offline_access;allowed-domains=example.com;allowed-groups=staff admins;require-claim=tenant=acme;token-auth=post;auth-param=audience=https://api.example.com;auth-param=access_type=offline"
 	mustRun(t, "", "serve", "--check-config", "--upstream", "/api/="+up,
 		"--oidc-provider", spec, "--public-url", "https://app.example.com", "--oidc-keys-file", keys,
 		"--oidc-relay-token", "/api/", "--oidc-step-up", "/api/admin/=10m")
@@ -49,6 +49,7 @@ func TestOIDCCheckConfigReportsEveryProblem(t *testing.T) {
 		"--oidc-provider", "name=Bad Name;issuer=https://x.example;client-id=gw;client-secret-file="+open,
 		"--oidc-provider", "name=inline;issuer=https://x.example;client-id=gw;client-secret=hunter2",
 		"--oidc-provider", "name=partial;issuer=https://x.example",
+		"--oidc-provider", "name=sneaky;issuer=https://x.example;client-id=gw;client-secret-file="+secret+";auth-param=redirect_uri=https://evil.example",
 		"--oidc-provider", "name=odd;issuer=https://x.example;client-id=gw;client-secret-file="+secret+";colour=blue",
 		"--oidc-relay-token", "/other/",
 		"--oidc-step-up", "/api/admin/=30s",
@@ -63,6 +64,7 @@ func TestOIDCCheckConfigReportsEveryProblem(t *testing.T) {
 		"client-secret does not belong on the command line",
 		"missing client-id, client-secret-file",
 		`unknown field "colour"`,
+		`--oidc-provider sneaky: auth param "redirect_uri" is set by the login flow itself`,
 		"--public-url \"\": is required",
 		"--oidc-keys-file:",
 		`--oidc-relay-token "/other/" is not an --upstream prefix`,
