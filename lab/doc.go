@@ -3,7 +3,7 @@
 // credential and the attacker uses it elsewhere, even after the admin has
 // signed out.
 //
-// [Start] runs three servers on loopback addresses:
+// [Start] runs four servers on loopback addresses:
 //
 //   - the jwt app, http://localhost:PORT: the DELIBERATELY VULNERABLE
 //     guestbook (package lab/guestbook) with a JWT kept in localStorage and
@@ -13,6 +13,11 @@
 //     the server and gives the browser only an HttpOnly
 //     __Host-Http-session cookie; optionally with a strict
 //     Content-Security-Policy ([Options.CSP]);
+//   - the vault app, http://localhost:PORT: the jwt app, its API and its
+//     page unchanged, behind the gateway with its /api/ route in vault mode
+//     (package vault): the app's own login answer is captured, the JWT
+//     kept sealed in the session, and the page stores only a placeholder
+//     that grants nothing without the HttpOnly cookie;
 //   - the attacker, http://127.0.0.1:PORT, another site as far as the
 //     browser is concerned (package lab/attacker): it serves the payload,
 //     collects and replays what it steals, and forges cross-site requests.

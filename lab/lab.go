@@ -24,6 +24,7 @@ import (
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
+	"github.com/cloakroom/cloakroom/vault"
 )
 
 // Demo user names.
@@ -56,6 +57,10 @@ type Options struct {
 	// http://localhost:PORT and the attacker as http://127.0.0.1:PORT, two
 	// different sites for the browser.
 	JWTAddr, CloakroomAddr, AttackerAddr string
+	// VaultAddr is the listen address of the vault app: the jwt app, page
+	// and API unchanged, behind the gateway in vault mode. Default
+	// "127.0.0.1:0".
+	VaultAddr string
 	// CSP makes the cloakroom app send the strict Content-Security-Policy
 	// [CSP]. Default false, to show what an XSS payload can still do.
 	CSP bool
@@ -77,8 +82,9 @@ type Credentials struct {
 
 // Lab is a running lab. Its fields are read-only.
 type Lab struct {
-	// JWTURL, CloakroomURL and AttackerURL are the servers' origins.
-	JWTURL, CloakroomURL, AttackerURL string
+	// JWTURL, CloakroomURL, VaultURL and AttackerURL are the servers'
+	// origins.
+	JWTURL, CloakroomURL, VaultURL, AttackerURL string
 	// Admin and Guest sign in to both apps.
 	Admin, Guest Credentials
 	// Comment is the stored-XSS comment to post as the guest.
@@ -88,12 +94,14 @@ type Lab struct {
 	// SessionCookie is the name of the cloakroom app's session cookie.
 	SessionCookie string
 
-	jwtApp, cloakroomApp *guestbook.App
-	attacker             *attacker.Server
-	jwtLog, cloakroomLog *requestLog
-	attackerLog          *requestLog
-	apiURL               string // the cloakroom app's upstream API, behind the gateway
-	dbDir                string // the SQLite folder with Options.SQLite
+	jwtApp, cloakroomApp, vaultApp *guestbook.App
+	attacker                       *attacker.Server
+	jwtLog, cloakroomLog, vaultLog *requestLog
+	vault                          *vault.Vault
+	vaultSessions                  *cloakroom.Manager
+	attackerLog                    *requestLog
+	apiURL                         string // the cloakroom app's upstream API, behind the gateway
+	dbDir                          string // the SQLite folder with Options.SQLite
 
 	servers   []*http.Server
 	cleanups  []func() error
@@ -101,8 +109,8 @@ type Lab struct {
 	closeErr  error
 }
 
-// Start starts the jwt app, the cloakroom app and the attacker, and
-// returns once all three accept connections. ctx bounds the start-up only;
+// Start starts the jwt app, the cloakroom app, the vault app and the
+// attacker, and returns once all four accept connections. ctx bounds the start-up only;
 // call [Lab.Close] to stop them.
 func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	l := &Lab{CSP: opts.CSP}
@@ -123,8 +131,8 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		}
 	}
 
-	var listeners [3]net.Listener
-	for i, addr := range []string{opts.JWTAddr, opts.CloakroomAddr, opts.AttackerAddr} {
+	var listeners [4]net.Listener
+	for i, addr := range []string{opts.JWTAddr, opts.CloakroomAddr, opts.AttackerAddr, opts.VaultAddr} {
 		ln, err := listenLoopback(addr)
 		if err != nil {
 			return nil, err
@@ -136,6 +144,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	l.JWTURL = "http://localhost:" + port(listeners[0])
 	l.CloakroomURL = "http://localhost:" + port(listeners[1])
 	l.AttackerURL = "http://127.0.0.1:" + port(listeners[2])
+	l.VaultURL = "http://localhost:" + port(listeners[3])
 	l.Comment = attacker.Comment(l.AttackerURL)
 
 	users := []guestbook.User{
@@ -155,11 +164,19 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	l.cloakroomLog = newRequestLog()
 	l.serve(listeners[1], l.cloakroomLog.record(cloakroomHandler), logger)
 
+	vaultHandler, err := l.startVault(ctx, users, logger)
+	if err != nil {
+		return nil, err
+	}
+	l.vaultLog = newRequestLog()
+	l.serve(listeners[3], l.vaultLog.record(vaultHandler), logger)
+
 	l.attacker, err = attacker.New(attacker.Config{
 		BaseURL: l.AttackerURL,
 		Targets: []attacker.Target{
 			{Name: "jwt", URL: l.JWTURL},
 			{Name: "cloakroom", URL: l.CloakroomURL, SessionCookie: l.SessionCookie},
+			{Name: "vault", URL: l.VaultURL, SessionCookie: VaultSessionCookie},
 		},
 	})
 	if err != nil {
@@ -395,6 +412,7 @@ func (l *Lab) Instructions() string {
 	return "cloakroom lab: DELIBERATELY VULNERABLE apps, on loopback only\n\n" +
 		"  jwt app        " + l.JWTURL + "   JWT in localStorage, sign-out deletes it there only\n" +
 		"  cloakroom app  " + l.CloakroomURL + "   the same app behind the gateway (CSP " + csp + ")\n" +
+		"  vault app      " + l.VaultURL + "   the jwt app unchanged, behind the gateway's token vault\n" +
 		"  attacker       " + l.AttackerURL + "   what the payload stole, replayed; forged requests at /csrf\n\n" +
 		"  users: " + l.Admin.Name + " / " + l.Admin.Password + "   " + l.Guest.Name + " / " + l.Guest.Password + "\n\n" +
 		"  1. Sign in to an app as " + l.Guest.Name + " and post this comment:\n" +

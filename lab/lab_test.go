@@ -54,6 +54,7 @@ func TestAttackChain(t *testing.T) {
 	evil := newPerson(t, browser)
 	t.Run("jwt", func(t *testing.T) { testJWTMode(t, browser, evil, l) })
 	t.Run("cloakroom", func(t *testing.T) { testCloakroomMode(t, browser, evil, l) })
+	t.Run("vault", func(t *testing.T) { testVaultMode(t, browser, evil, l) })
 	t.Run("cloakroom with CSP", func(t *testing.T) { testCSP(t, browser, evil, startLab(t, Options{CSP: true})) })
 }
 
@@ -399,8 +400,11 @@ func collectorScreenshot(t *testing.T, attackerTab context.Context, l *Lab, targ
 func waitForLoot(t *testing.T, l *Lab, target, victim string) attacker.Loot {
 	t.Helper()
 	origin := l.JWTURL
-	if target == "cloakroom" {
+	switch target {
+	case "cloakroom":
 		origin = l.CloakroomURL
+	case "vault":
+		origin = l.VaultURL
 	}
 	deadline := time.Now().Add(waitTimeout)
 	for {

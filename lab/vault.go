@@ -1,0 +1,115 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/lab/guestbook"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/vault"
+)
+
+// VaultSessionCookie is the vault app's session cookie. Its own name keeps
+// it apart from the cloakroom app's: browsers share cookies between ports
+// of one host.
+const VaultSessionCookie = "__Host-Http-vault-session"
+
+// vaultCapture is where the jwt app's token comes from: its login answer.
+const vaultCapture = "POST /api/login token"
+
+// VaultFlags are the `cloakroom serve` flags that put the jwt app's API
+// in vault mode; startVault configures the same (docs/migrate.md).
+var VaultFlags = []string{
+	"--vault", "/api/",
+	"--vault-capture", vaultCapture,
+	"--vault-header", "Authorization: Bearer",
+	"--vault-user-claim", "sub",
+}
+
+// startVault builds the vault app: the jwt app's own API (ModeJWT, not a
+// line changed) on a loopback port as the gateway's upstream, its own page
+// (config.json still says "jwt") served by the gateway, and the /api/
+// route in vault mode. It returns the gateway's public handler.
+func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *slog.Logger) (http.Handler, error) {
+	var err error
+	if l.vaultApp, err = guestbook.New(guestbook.Config{Mode: guestbook.ModeJWT, Users: users}); err != nil {
+		return nil, err
+	}
+	upstream, err := listenLoopback("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l.cleanups = append(l.cleanups, ignoreClosed(upstream.Close))
+	l.serve(upstream, l.vaultApp.API(), logger)
+	apiURL, _ := url.Parse("http://" + upstream.Addr().String())
+
+	mem := memstore.New(memstore.Config{})
+	l.cleanups = append(l.cleanups, mem.Close)
+	sessions, err := cloakroom.New(cloakroom.Config{Store: mem, CookieName: VaultSessionCookie, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	l.vaultSessions = sessions
+	line, err := seal.NewKeyLine("lab")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := seal.Parse([]byte(line))
+	if err != nil {
+		return nil, err
+	}
+	capture, err := vault.ParseCapture(vaultCapture)
+	if err != nil {
+		return nil, err
+	}
+	l.vault, err = vault.New(vault.Config{
+		Sessions: sessions, Sealer: keys, Logger: logger,
+		Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}, UserClaim: "sub"}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	prx, err := proxy.New(proxy.Config{
+		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL}},
+		SessionCookie: VaultSessionCookie,
+		ErrorLog:      logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	static, err := os.MkdirTemp("", "cloakroom-lab-vault-spa-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(static) })
+	// The jwt app's page, unchanged: it signs in at /api/login, keeps what
+	// the answer's token field holds in localStorage and sends it as a
+	// bearer token.
+	if err := guestbook.WriteStatic(static, guestbook.PageConfig{Mode: guestbook.ModeJWT}); err != nil {
+		return nil, err
+	}
+	gw, err := gateway.New(gateway.Config{
+		Sessions: sessions,
+		// The gateway's own accounts are unused: the app signs its users in.
+		Accounts:    accounts.New(accounts.NewMemory(), accounts.Config{Logger: logger}),
+		Proxy:       prx,
+		Vault:       l.vault,
+		Static:      static,
+		PublicPaths: []string{"/"},
+		Logger:      logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.cleanups = append(l.cleanups, gw.Close)
+	return gw.Handler(), nil
+}
