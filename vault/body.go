@@ -221,15 +221,15 @@ const redacted = "[removed by cloakroom]"
 
 // guardLeaks replaces, in b, every occurrence of the literal tokens and
 // every JWT-shaped string, and returns the result and how many it
-// replaced. b is modified in place only through a fresh copy.
-func guardLeaks(b []byte, literals ...string) ([]byte, int) {
+// replaced. b itself is never modified.
+func guardLeaks(b []byte, literals ...[]byte) ([]byte, int) {
 	n := 0
 	for _, lit := range literals {
-		if lit == "" || !bytes.Contains(b, []byte(lit)) {
+		if len(lit) == 0 || !bytes.Contains(b, lit) {
 			continue
 		}
-		n += bytes.Count(b, []byte(lit))
-		b = bytes.ReplaceAll(b, []byte(lit), []byte(redacted))
+		n += bytes.Count(b, lit)
+		b = bytes.ReplaceAll(b, lit, []byte(redacted))
 	}
 	if !bytes.Contains(b, jwtStart) {
 		return b, n
@@ -258,6 +258,24 @@ func guardLeaks(b []byte, literals ...string) ([]byte, int) {
 	return append(out, b[pos:]...), n
 }
 
+// holdsToken reports whether s holds the literal token or a JWT-shaped
+// string, without allocating.
+func holdsToken(s, literal string) bool {
+	if literal != "" && strings.Contains(s, literal) {
+		return true
+	}
+	for from := 0; ; {
+		i := strings.Index(s[from:], string(jwtStart))
+		if i < 0 {
+			return false
+		}
+		if jwtEnd(s, from+i) >= 0 {
+			return true
+		}
+		from += i + len(jwtStart)
+	}
+}
+
 // jwtStart begins every JWT: the base64url of `{"`, the start of its
 // header.
 var jwtStart = []byte("eyJ")
@@ -270,7 +288,7 @@ const minJWTSegment = 8
 // (header.payload.signature, base64url, the signature possibly empty), or
 // -1 if it is not one. The character before b[i] must not be base64url,
 // else "eyJ" is inside a longer word.
-func jwtEnd(b []byte, i int) int {
+func jwtEnd[T string | []byte](b T, i int) int {
 	if i > 0 && isB64URL(b[i-1]) {
 		return -1
 	}

@@ -61,7 +61,7 @@ func TestGuardLeaks(t *testing.T) {
 		{`{"a":"eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."}`, `{"a":"` + vault.Redacted + `"}`, 1}, // alg none: empty signature
 		{`{"opaque":"tok-vaulted-opaque-123"}`, `{"opaque":"` + vault.Redacted + `"}`, 1},
 	} {
-		got, n := vault.GuardLeaks([]byte(c.in), "tok-vaulted-opaque-123")
+		got, n := vault.GuardLeaks([]byte(c.in), []byte("tok-vaulted-opaque-123"))
 		if string(got) != c.want || n != c.n {
 			t.Errorf("guard %s:\n got %s (%d)\nwant %s (%d)", c.in, got, n, c.want, c.n)
 		}

@@ -210,16 +210,18 @@ func validToken(s string) bool {
 // route is a checked Route with its matchers.
 type route struct {
 	Route
-	scheme    string // "Bearer " or "" for a bare token
-	capture   *http.ServeMux
-	captures  []Capture
-	logout    *http.ServeMux
-	paths     []JSONPath // capture fields and TokenPaths, deduplicated
-	keys      [][]byte   // the paths' last segments, quoted, for a cheap pre-check
-	strip     map[string]bool
-	label     string // metric label: the prefix
-	tokenAAD  []byte // the route part of the associated data
-	hasLogout bool
+	scheme   string // "Bearer " or "" for a bare token
+	capture  *http.ServeMux
+	captures []Capture
+	// captureMethods spares the pattern match for other methods.
+	captureMethods map[string]bool
+	logout         *http.ServeMux
+	paths          []JSONPath // capture fields and TokenPaths, deduplicated
+	keys           [][]byte   // the paths' last segments, quoted, for a cheap pre-check
+	strip          map[string]bool
+	label          string // metric label: the prefix
+	tokenAAD       []byte // the route part of the associated data
+	hasLogout      bool
 }
 
 // captureIndex is the handler registered for capture i; ServeMux tells
@@ -296,7 +298,7 @@ func newRoute(r Route) (*route, []error) {
 		bad("MaxBody must be positive")
 	}
 	rt := &route{Route: r, label: r.Prefix, capture: http.NewServeMux(), logout: http.NewServeMux(),
-		strip: map[string]bool{"access_token": true}}
+		strip: map[string]bool{"access_token": true}, captureMethods: map[string]bool{}}
 	if r.Scheme != "" && !r.NoScheme {
 		rt.scheme = r.Scheme + " "
 	}
@@ -323,6 +325,7 @@ func newRoute(r Route) (*route, []error) {
 		}
 		addPath(c.Field)
 		rt.captures = append(rt.captures, c)
+		rt.captureMethods[c.Method] = true
 	}
 	for _, p := range r.TokenPaths {
 		if len(p) == 0 {

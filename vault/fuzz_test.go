@@ -77,11 +77,11 @@ func FuzzRewriteBody(f *testing.F) {
 		}) {
 			literal = "tokLITERAL1"
 		}
-		out, n := vault.GuardLeaks(body, literal)
+		out, n := vault.GuardLeaks(body, []byte(literal))
 		if bytes.Contains(out, []byte(literal)) {
 			t.Fatalf("literal token left in %q", out)
 		}
-		if again, m := vault.GuardLeaks(out, literal); m != 0 || !bytes.Equal(again, out) {
+		if again, m := vault.GuardLeaks(out, []byte(literal)); m != 0 || !bytes.Equal(again, out) {
 			t.Fatalf("guard output %q still holds %d tokens", out, m)
 		}
 		if n == 0 && !bytes.Equal(out, body) {

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -37,6 +36,13 @@ const (
 // placeholderPrefix starts every placeholder, so that it is recognisable
 // in an SPA's storage and never JWT-shaped.
 const placeholderPrefix = "cloakroom-vault."
+
+// Shared header values, assigned without allocating; net/http only reads
+// them.
+var (
+	gzipOnly     = []string{"gzip"}
+	identityOnly = []string{"identity"}
+)
 
 // maxFormBody bounds a form body read to strip token fields.
 const maxFormBody = 1 << 20
@@ -164,9 +170,9 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 			// JSON bodies are read here, so only encodings the vault can
 			// decode are offered; others pass to the client as they come.
 			if acceptGzip {
-				out.Header.Set("Accept-Encoding", "gzip")
+				out.Header["Accept-Encoding"] = gzipOnly
 			} else {
-				out.Header.Set("Accept-Encoding", "identity")
+				out.Header["Accept-Encoding"] = identityOnly
 			}
 		},
 		ModifyResponse: x.modifyResponse,
@@ -184,6 +190,7 @@ type exchange struct {
 	live        bool   // the session is logged in and holds this route's token
 	user        string // the session's user
 	token       string // the vaulted token, opened; "" without one
+	tokenBytes  []byte // the same, for the body checks
 	placeholder string
 	attach      bool // the token goes upstream with this call
 }
@@ -224,7 +231,7 @@ func (x *exchange) loadToken(ctx context.Context) {
 		return
 	}
 	x.live = true
-	x.token = string(token)
+	x.token, x.tokenBytes = string(token), token
 }
 
 // placeholderPresented reports whether the client's header holds this
@@ -275,7 +282,7 @@ func (x *exchange) modifyResponse(res *http.Response) error {
 	}
 	ok2xx := res.StatusCode >= 200 && res.StatusCode < 300
 	var capture *Capture
-	if ok2xx {
+	if ok2xx && (rt.captureMethods[x.r.Method] || rt.captureMethods[""]) {
 		if h, pattern := rt.capture.Handler(x.r); pattern != "" {
 			if i, ok := h.(captureIndex); ok {
 				capture = &rt.captures[i]
@@ -294,7 +301,7 @@ func (x *exchange) modifyResponse(res *http.Response) error {
 		}
 	}
 	body = applyEdits(body, edits)
-	body, n := guardLeaks(body, x.token)
+	body, n := guardLeaks(body, x.tokenBytes)
 	if n > 0 {
 		x.v.leaks.WithLabelValues(rt.label).Add(float64(n))
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: token removed from a response body",
@@ -345,7 +352,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: start session", slog.String("user", user), slog.String("error", err.Error()))
 			return nil, err
 		}
-		x.token, x.user, x.placeholder = fresh, user, placeholder
+		x.token, x.tokenBytes, x.user, x.placeholder = fresh, []byte(fresh), user, placeholder
 		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	default: // a refresh on a call that carried the vaulted token
 		user, err := userFromToken(fresh, rt.UserClaim)
@@ -360,7 +367,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			break
 		}
 		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.placeholder)))
-		x.token = fresh
+		x.token, x.tokenBytes = fresh, []byte(fresh)
 		x.v.event(ctx, rt, eventRefresh, "vault refresh", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	}
 	var edits []edit
@@ -392,9 +399,9 @@ func looksLikeToken(s string) bool { return len(s) >= 16 && !strings.HasPrefix(s
 func (x *exchange) guardHeaders(ctx context.Context, h http.Header) {
 	for name, values := range h {
 		for _, val := range values {
-			if _, n := guardLeaks([]byte(val), x.token); n > 0 {
+			if holdsToken(val, x.token) {
 				delete(h, name)
-				x.v.leaks.WithLabelValues(x.rt.label).Add(float64(n))
+				x.v.leaks.WithLabelValues(x.rt.label).Inc()
 				x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: response header carrying a token removed",
 					slog.String("route", x.rt.label), slog.String("path", x.r.URL.Path), slog.String("header", name))
 				break
@@ -424,15 +431,17 @@ func containsAny(b []byte, subs [][]byte) bool {
 // isJSON reports whether the response declares a JSON body
 // (application/json or a +json type).
 func isJSON(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	if ct == "" {
-		return false
+	mt := mediaType(h.Get("Content-Type"))
+	return strings.EqualFold(mt, "application/json") || len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json")
+}
+
+// mediaType returns the media type of a Content-Type value, without
+// parameters, as written (compare it without regard to case).
+func mediaType(ct string) string {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
 	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return false
-	}
-	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+	return strings.TrimSpace(ct)
 }
 
 var errTooLarge = errors.New("body larger than the vault's limit")
@@ -445,8 +454,14 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 	if res.ContentLength > limit {
 		return nil, errTooLarge
 	}
-	raw, err := io.ReadAll(io.LimitReader(res.Body, limit+1))
-	if err != nil {
+	var raw []byte
+	var err error
+	if res.ContentLength >= 0 {
+		raw = make([]byte, res.ContentLength)
+		if _, err = io.ReadFull(res.Body, raw); err != nil {
+			return nil, fmt.Errorf("reading: %w", err)
+		}
+	} else if raw, err = io.ReadAll(io.LimitReader(res.Body, limit+1)); err != nil {
 		return nil, fmt.Errorf("reading: %w", err)
 	}
 	if int64(len(raw)) > limit {
@@ -480,11 +495,20 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 }
 
 func setBody(res *http.Response, body []byte) {
-	res.Body = io.NopCloser(bytes.NewReader(body))
-	res.ContentLength = int64(len(body))
-	res.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	rd := &bodyReader{}
+	rd.Reset(body)
+	res.Body = rd
+	if res.ContentLength != int64(len(body)) {
+		res.ContentLength = int64(len(body))
+		res.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	res.TransferEncoding = nil
 }
+
+// bodyReader is a checked body handed back to the proxy.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 // replaceResponse turns res into a JSON error; the upstream body is never
 // sent.
@@ -532,8 +556,7 @@ func (rt *route) stripParams(w http.ResponseWriter, r *http.Request) error {
 			r.URL.RawQuery = q
 		}
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" || r.Body == nil || r.Body == http.NoBody {
+	if !strings.EqualFold(mediaType(r.Header.Get("Content-Type")), "application/x-www-form-urlencoded") || r.Body == nil || r.Body == http.NoBody {
 		return nil
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))

@@ -103,6 +103,7 @@ var ratios = []ratio{
 	{"gorilla CookieStore / cloakroom memstore", "GorillaCookieStore", "CloakroomMemstore", true, true, 0},
 	{"JWT ES256 verification / SQLite warm check", "JWTES256", "CloakroomSQLiteWarm", true, true, 0},
 	{"JWT EdDSA verification / SQLite warm check", "JWTEdDSA", "CloakroomSQLiteWarm", true, true, 0},
+	{"vault route / plain route, proxied (CPU per request)", "ProxyVaultRoute", "ProxyPlainRoute", false, false, 1.1},
 }
 
 func printRatios(results []result, bare float64) {
