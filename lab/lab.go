@@ -277,12 +277,8 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		return nil, err
 	}
 
-	static, err := os.MkdirTemp("", "cloakroom-lab-spa-")
+	static, err := l.staticDir(guestbook.PageConfig{Mode: guestbook.ModeCloakroom, CSP: opts.CSP})
 	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(static) })
-	if err := guestbook.WriteStatic(static, guestbook.PageConfig{Mode: guestbook.ModeCloakroom, CSP: opts.CSP}); err != nil {
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
@@ -302,6 +298,20 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		h = withCSP(h)
 	}
 	return h, nil
+}
+
+// staticDir writes the page's files for cfg into a temporary folder,
+// removed by Close, for the gateway to serve.
+func (l *Lab) staticDir(cfg guestbook.PageConfig) (string, error) {
+	dir, err := os.MkdirTemp("", "cloakroom-lab-spa-")
+	if err != nil {
+		return "", fmt.Errorf("lab: %w", err)
+	}
+	l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(dir) })
+	if err := guestbook.WriteStatic(dir, cfg); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 func bearer(r *http.Request) (string, bool) {

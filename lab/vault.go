@@ -2,11 +2,9 @@ package lab
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
@@ -86,15 +84,11 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	static, err := os.MkdirTemp("", "cloakroom-lab-vault-spa-")
-	if err != nil {
-		return nil, fmt.Errorf("lab: %w", err)
-	}
-	l.cleanups = append(l.cleanups, func() error { return os.RemoveAll(static) })
 	// The jwt app's page, unchanged: it signs in at /api/login, keeps what
 	// the answer's token field holds in localStorage and sends it as a
 	// bearer token.
-	if err := guestbook.WriteStatic(static, guestbook.PageConfig{Mode: guestbook.ModeJWT}); err != nil {
+	static, err := l.staticDir(guestbook.PageConfig{Mode: guestbook.ModeJWT})
+	if err != nil {
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
