@@ -600,3 +600,36 @@ func (s *Service) verify(ctx context.Context, h Hash, password string) (bool, er
 func (s *Service) timestamp() time.Time { return s.now().UTC().Round(0) }
 
 func ptr[T any](v T) *T { return &v }
+
+// ChangeOwnPassword is the self-service change ASVS 6.2.2 and 6.2.3 ask
+// for: it checks the current password exactly as [Service.Login] does
+// (same errors, same throttling, known devices), validates the new one and
+// stores it. It ends no session: the caller offers to end the user's other
+// sessions (ASVS 7.4.3), and keeps the one that made the change.
+func (s *Service) ChangeOwnPassword(ctx context.Context, current LoginAttempt, newPassword string) error {
+	if err := ValidatePassword(current.Name, newPassword); err != nil {
+		return err
+	}
+	res, err := s.Login(ctx, current)
+	if err != nil {
+		return err
+	}
+	rec, err := s.store.Get(ctx, res.User.Name)
+	if err != nil {
+		return err
+	}
+	if err := s.checkPassword(ctx, rec.Name, rec.Email, newPassword); err != nil {
+		return err
+	}
+	hash, err := s.hash(ctx, newPassword)
+	if err != nil {
+		return err
+	}
+	now := s.timestamp()
+	// IfPasswordHash: a concurrent change by an admin wins over this one.
+	if _, err := s.store.Update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now, IfPasswordHash: rec.PasswordHash}); err != nil {
+		return err
+	}
+	s.logger.InfoContext(ctx, "accounts: password changed by its user", "user", rec.Name)
+	return nil
+}

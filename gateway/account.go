@@ -10,8 +10,10 @@ import (
 // notices maps the account page's done= parameter to fixed messages, so
 // nothing from the URL is ever reflected into the page.
 var notices = map[string]string{
-	"revoked": "The session was revoked: that device is logged out.",
-	"others":  "All your other devices are logged out.",
+	"revoked":         "The session was revoked: that device is logged out.",
+	"others":          "All your other devices are logged out.",
+	"password":        "Your password was changed.",
+	"password-others": "Your password was changed, and all your other devices are logged out.",
 }
 
 // accountPage lists the user's sessions with buttons to end them.
@@ -99,6 +101,19 @@ func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	s, ok := g.accountForm(w, r)
 	if !ok {
 		return
+	}
+	if !g.recentAuth(s) {
+		// The form carries a password field for this step-up.
+		password := r.PostForm.Get("password")
+		if password == "" || len(password) > maxPasswordLen {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "Forbidden: enter your password to log out your other devices.", http.StatusForbidden)
+			return
+		}
+		if !g.checkOwnPassword(w, r, s, password, true) {
+			return
+		}
+		g.markAuthenticated(s)
 	}
 	if err := g.revokeOthers(r, s); err != nil {
 		g.pageFailed(w, r, err)

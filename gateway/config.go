@@ -92,8 +92,20 @@ type Config struct {
 	// back-channel logout, token relay and step-up. Default nil: local
 	// accounts only.
 	OIDC *oidcbff.Client
-	// Now is the clock used for displayed times. Default time.Now.
+	// Now is the clock used for displayed times and the step-up window.
+	// Default time.Now.
 	Now func() time.Time
+	// StepUpWindow is how recent a login or password re-entry must be to
+	// end one's other sessions (ASVS 7.5.2); older sessions must re-enter
+	// the password first (POST {auth}/reauth, or the account page's
+	// password field). Changing the password always needs the current one.
+	// Default 5 minutes.
+	StepUpWindow time.Duration
+	// MaxSessionsPerUser is how many sessions one user may have at once
+	// (ASVS 7.1.2). A login beyond it ends the user's oldest sessions (by
+	// login time); the new one always stays. Default 10; negative for no
+	// limit.
+	MaxSessionsPerUser int
 	// BodyReadTimeout is how long a client may take to send the body of a
 	// request to an auth endpoint (at most 8 KiB, read before the session
 	// is loaded); a slower one gets 408. Default DefaultBodyReadTimeout
@@ -166,6 +178,12 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.StepUpWindow <= 0 {
+		cfg.StepUpWindow = DefaultStepUpWindow
+	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout

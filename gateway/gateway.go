@@ -118,6 +118,9 @@ func (g *Gateway) buildPublic() http.Handler {
 	mux.HandleFunc("POST "+a+"/account/revoke", g.accountRevoke)
 	mux.HandleFunc("POST "+a+"/account/revoke-others", g.accountRevokeOthers)
 	mux.HandleFunc("POST "+a+"/account/revoke-all", g.accountRevokeAll)
+	mux.HandleFunc("POST "+a+"/account/password", g.accountPassword)
+	mux.HandleFunc("POST "+a+"/password", g.passwordJSON)
+	mux.HandleFunc("POST "+a+"/reauth", g.reauth)
 	mux.Handle("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if g.cfg.OIDC != nil {
 		g.cfg.OIDC.Register(mux)

@@ -227,3 +227,117 @@ func TestCrossSiteRefusalAsDocumented(t *testing.T) {
 		t.Error("the refused cross-site logout ended the session")
 	}
 }
+
+// TestSessionLimitEndsOldest: with MaxSessionsPerUser 3, a fourth login
+// ends the user's oldest session; the new one and the others stay.
+func TestSessionLimitEndsOldest(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.MaxSessionsPerUser = 3 })
+	var browsers []*browser
+	for range 3 {
+		browsers = append(browsers, e.minted("alice"))
+		e.clock.Advance(time.Minute)
+	}
+	bob := e.minted("bob")
+	newest := e.browser()
+	newest.login("alice")
+	if browsers[0].loggedIn() {
+		t.Error("the oldest session survived a login beyond the limit")
+	}
+	for i, b := range append(browsers[1:], newest, bob) {
+		if !b.loggedIn() {
+			t.Errorf("session %d ended, want only the oldest ended", i+1)
+		}
+	}
+	if ev := e.logs.events("revocation"); len(ev) == 0 || ev[len(ev)-1]["kind"] != "session_limit" {
+		t.Errorf("no session_limit revocation in the audit log: %v", ev)
+	}
+}
+
+// TestStepUpForRevokingOthers: ending one's other sessions needs a login
+// or a password re-entry within the last five minutes.
+func TestStepUpForRevokingOthers(t *testing.T) {
+	e := newEnv(t)
+	b, other := e.minted("alice"), e.minted("alice")
+	e.clock.Advance(6 * time.Minute)
+	csrf := b.csrf()
+	r := b.postJSON("/auth/sessions/revoke-others", map[string]string{}, cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" {
+		t.Fatalf("stale revoke-others: %d %s, want 403 reauth_required", r.Status, r.Text)
+	}
+	if r := b.postJSON("/auth/reauth", map[string]string{"password": "wrong password!"}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusUnauthorized {
+		t.Fatalf("reauth with a wrong password: %d %s", r.Status, r.Text)
+	}
+	// The account page form asks for the password too.
+	nav := []string{"Sec-Fetch-Mode", "navigate"}
+	if r := b.postForm("/auth/account/revoke-others", url.Values{"csrf_token": {csrf}}, nav...); r.Status != http.StatusForbidden {
+		t.Errorf("stale form without a password: %d", r.Status)
+	}
+	if !other.loggedIn() {
+		t.Fatal("a refused step-up ended the other session")
+	}
+	if r := b.postJSON("/auth/reauth", map[string]string{"password": password}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusNoContent {
+		t.Fatalf("reauth: %d %s", r.Status, r.Text)
+	}
+	if r := b.postJSON("/auth/sessions/revoke-others", map[string]string{}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusOK {
+		t.Fatalf("revoke-others after reauth: %d %s", r.Status, r.Text)
+	}
+	if other.loggedIn() || !b.loggedIn() {
+		t.Error("revoke-others after reauth did not end exactly the other session")
+	}
+	// Later again: the form's password field is the step-up.
+	other = e.minted("alice")
+	e.clock.Advance(6 * time.Minute)
+	csrf = b.csrf()
+	if r := b.postForm("/auth/account/revoke-others", url.Values{"csrf_token": {csrf}, "password": {password}}, nav...); r.Status != http.StatusSeeOther {
+		t.Errorf("stale form with the password: %d %s", r.Status, r.Text)
+	}
+	if other.loggedIn() {
+		t.Error("the form with the password did not end the other session")
+	}
+}
+
+// TestSelfServicePasswordChange: the JSON endpoint and the account page
+// change one's password with the current one, and end the other sessions
+// when asked (and only then); this session stays.
+func TestSelfServicePasswordChange(t *testing.T) {
+	e := newEnv(t)
+	const newPassword = "a brand new passphrase"
+	b, other := e.minted("alice"), e.minted("alice")
+	csrf := b.csrf()
+	if r := b.postJSON("/auth/password", map[string]any{"current_password": "wrong password!", "new_password": newPassword, "end_other_sessions": true}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong current password: %d %s", r.Status, r.Text)
+	}
+	if r := b.postJSON("/auth/password", map[string]any{"current_password": password, "new_password": "short", "end_other_sessions": true}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusBadRequest {
+		t.Fatalf("too short a new password: %d %s", r.Status, r.Text)
+	}
+	if !other.loggedIn() {
+		t.Fatal("refused changes ended a session")
+	}
+	r := b.postJSON("/auth/password", map[string]any{"current_password": password, "new_password": newPassword, "end_other_sessions": true}, cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusOK || r.json(t)["other_sessions_ended"] != true {
+		t.Fatalf("change: %d %s", r.Status, r.Text)
+	}
+	if other.loggedIn() || !b.loggedIn() {
+		t.Error("want the other session ended and this one kept")
+	}
+	if r := e.browser().postJSON("/auth/login", map[string]string{"username": "alice", "password": password}); r.Status != http.StatusUnauthorized {
+		t.Errorf("old password still logs in: %d", r.Status)
+	}
+	if r := e.browser().postJSON("/auth/login", map[string]string{"username": "alice", "password": newPassword}); r.Status != http.StatusOK {
+		t.Errorf("new password: %d %s", r.Status, r.Text)
+	}
+
+	// The account page form, keeping the other sessions.
+	other = e.minted("alice")
+	r = b.postForm("/auth/account/password", url.Values{"csrf_token": {b.csrf()}, "current_password": {newPassword}, "new_password": {password}},
+		"Sec-Fetch-Mode", "navigate")
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/account?done=password" {
+		t.Fatalf("form: %d %q %s", r.Status, r.Header.Get("Location"), r.Text)
+	}
+	if !other.loggedIn() {
+		t.Error("the form without end_others ended the other session")
+	}
+	if page := b.get("/auth/account?done=password", "Sec-Fetch-Mode", "navigate"); !strings.Contains(page.Text, `name="current_password"`) || !strings.Contains(page.Text, "Your password was changed.") {
+		t.Error("the account page lacks the password form or the notice")
+	}
+}

@@ -314,6 +314,7 @@ func (e *env) mintSession(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = s.PutJSON("roles", user.Roles)
 	s.Put("email", user.Email)
+	s.PutTime("auth_time", e.clock.Now().UTC()) // as the gateway's login records it
 }
 
 func newStaticDir(t *testing.T) string {

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/cloakroom/cloakroom"
@@ -278,7 +279,8 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return s.Login(ctx, user.Name, cloakroom.LoginOptions{
 			Persistent: req.Remember,
 			Pin:        pin,
-			Values:     map[string]string{"roles": string(rolesJSON), "email": user.Email},
+			Values: map[string]string{"roles": string(rolesJSON), "email": user.Email,
+				authTimeKey: g.cfg.Now().UTC().Format(time.RFC3339Nano)}, // the step-up clock starts at login
 		})
 	})
 	switch {
@@ -296,6 +298,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	userName = user.Name
 	setDeviceCookie(w, res.Devices)
+	g.limitSessions(ctx, s)
 
 	if isJSON {
 		writeJSON(w, http.StatusOK, map[string]any{

@@ -122,6 +122,10 @@ func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 		g.forbidden(w, r, false)
 		return
 	}
+	if !g.recentAuth(s) {
+		reauthRequired(w, g.auth)
+		return
+	}
 	if err := g.revokeOthers(r, s); err != nil {
 		g.storeFailed(w, r, err)
 		return

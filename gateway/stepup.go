@@ -1,0 +1,253 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
+)
+
+// authTimeKey is the session value holding when the user last proved who
+// they are: the login, or a password re-entry (POST {auth}/reauth).
+const authTimeKey = "auth_time"
+
+// Defaults for Config.StepUpWindow and Config.MaxSessionsPerUser.
+const (
+	DefaultStepUpWindow       = 5 * time.Minute
+	DefaultMaxSessionsPerUser = 10
+)
+
+// recentAuth reports whether the session's user logged in or re-entered
+// their password within the step-up window (ASVS 7.5.1, 7.5.2).
+func (g *Gateway) recentAuth(s *cloakroom.Session) bool {
+	t, ok := s.GetTime(authTimeKey)
+	if !ok {
+		return false
+	}
+	age := g.cfg.Now().Sub(t)
+	return age >= -time.Minute && age <= g.cfg.StepUpWindow
+}
+
+// markAuthenticated records that the user proved who they are now.
+func (g *Gateway) markAuthenticated(s *cloakroom.Session) {
+	s.PutTime(authTimeKey, g.cfg.Now().UTC())
+}
+
+// reauthRequired answers a sensitive request whose session is not fresh.
+func reauthRequired(w http.ResponseWriter, auth string) {
+	writeJSON(w, http.StatusForbidden, map[string]string{
+		"error":      "reauth_required",
+		"message":    "Enter your password again to do this.",
+		"reauth_url": auth + "/reauth",
+	})
+}
+
+// checkPassword checks the logged-in user's password for a step-up, with
+// the login's throttling. It answers the request and returns false when the
+// password is not accepted.
+func (g *Gateway) checkOwnPassword(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, password string, page bool) bool {
+	_, err := g.accounts.Login(r.Context(), accounts.LoginAttempt{
+		Name: s.UserID(), Password: password, ClientIP: g.sessions.Config().ClientIP(r), Devices: deviceTokens(r),
+	})
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "reauth", slog.String("user", s.UserID()),
+		slog.String("outcome", outcomeOf(err)), slog.String("session", s.Ref()))
+	if err == nil {
+		return true
+	}
+	g.answerAuthError(w, r, err, page)
+	return false
+}
+
+func outcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return outcomeSuccess
+	case errors.Is(err, accounts.ErrThrottled):
+		return outcomeThrottled
+	case errors.Is(err, accounts.ErrInvalidCredentials), errors.Is(err, accounts.ErrInvalidInput):
+		return outcomeInvalid
+	}
+	return outcomeError
+}
+
+// answerAuthError answers a failed password check: 429 with Retry-After,
+// 401, 400 for a new password that is not acceptable, or 503.
+func (g *Gateway) answerAuthError(w http.ResponseWriter, r *http.Request, err error, page bool) {
+	var throttled *accounts.ThrottledError
+	status, code, msg := http.StatusServiceUnavailable, "unavailable", msgUnavailable
+	switch {
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))))
+		status, code, msg = http.StatusTooManyRequests, "throttled", msgThrottled
+	case errors.Is(err, accounts.ErrInvalidCredentials):
+		status, code, msg = http.StatusUnauthorized, "invalid_credentials", "The current password is wrong."
+	case errors.Is(err, accounts.ErrInvalidInput):
+		status, code, msg = http.StatusBadRequest, "bad_request", err.Error()
+	default:
+		g.log.ErrorContext(r.Context(), "password check", "err", err)
+	}
+	if page {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, http.StatusText(status)+": "+msg, status)
+		return
+	}
+	writeError(w, status, code, msg)
+}
+
+// reauth is POST {auth}/reauth: {"password": "..."} re-enters the password
+// so that a sensitive action (ending other sessions) is allowed for the
+// next StepUpWindow.
+func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Password string `json:"password"`
+	}
+	if err := decodeJSONBody(w, r, &body); err != nil {
+		writeError(w, err.Status, "bad_request", err.Message)
+		return
+	}
+	if body.Password == "" || len(body.Password) > maxPasswordLen {
+		writeError(w, http.StatusBadRequest, "bad_request", "Send your password.")
+		return
+	}
+	if !g.checkOwnPassword(w, r, s, body.Password, false) {
+		return
+	}
+	g.markAuthenticated(s)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// passwordChange is one request to change one's password.
+type passwordChange struct {
+	Current          string `json:"current_password"`
+	New              string `json:"new_password"`
+	EndOtherSessions bool   `json:"end_other_sessions"`
+}
+
+// changePassword is POST {auth}/password (JSON) and
+// POST {auth}/account/password (form): the current password is required
+// (which is also the step-up), and the other sessions end if asked.
+func (g *Gateway) changePassword(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, req passwordChange, page bool) (othersEnded bool, ok bool) {
+	if req.Current == "" || req.New == "" || len(req.Current) > maxPasswordLen || len(req.New) > maxPasswordLen {
+		g.answerAuthError(w, r, accounts.ErrInvalidInput, page)
+		return false, false
+	}
+	err := g.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
+		Name: s.UserID(), Password: req.Current, ClientIP: g.sessions.Config().ClientIP(r), Devices: deviceTokens(r),
+	}, req.New)
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "password change", slog.String("user", s.UserID()),
+		slog.String("outcome", outcomeOf(err)), slog.String("session", s.Ref()),
+		slog.Bool("end_other_sessions", req.EndOtherSessions))
+	if err != nil {
+		g.answerAuthError(w, r, err, page)
+		return false, false
+	}
+	g.markAuthenticated(s)
+	if req.EndOtherSessions {
+		if err := g.revokeOthers(r, s); err != nil {
+			if page {
+				g.pageFailed(w, r, err)
+			} else {
+				g.storeFailed(w, r, err)
+			}
+			return false, false
+		}
+		return true, true
+	}
+	return false, true
+}
+
+func (g *Gateway) passwordJSON(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.apiSession(w, r)
+	if !ok {
+		return
+	}
+	var req passwordChange
+	if err := decodeJSONBody(w, r, &req); err != nil {
+		writeError(w, err.Status, "bad_request", err.Message)
+		return
+	}
+	ended, ok := g.changePassword(w, r, s, req, false)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"other_sessions_ended": ended, "csrf_token": s.CSRFToken()})
+}
+
+func (g *Gateway) accountPassword(w http.ResponseWriter, r *http.Request) {
+	s, ok := g.accountForm(w, r)
+	if !ok {
+		return
+	}
+	req := passwordChange{
+		Current: r.PostForm.Get("current_password"), New: r.PostForm.Get("new_password"),
+		EndOtherSessions: r.PostForm.Get("end_others") == "on",
+	}
+	ended, ok := g.changePassword(w, r, s, req, true)
+	if !ok {
+		return
+	}
+	if ended {
+		seeOther(w, g.auth+"/account?done=password-others")
+		return
+	}
+	seeOther(w, g.auth+"/account?done=password")
+}
+
+// limitSessions ends the user's oldest sessions beyond
+// Config.MaxSessionsPerUser, after a login: the new session always stays
+// (ASVS 7.1.2). A failure is logged; the login stands.
+func (g *Gateway) limitSessions(ctx context.Context, s *cloakroom.Session) {
+	limit := g.cfg.MaxSessionsPerUser
+	if limit <= 0 {
+		return
+	}
+	devices, err := s.Devices(ctx)
+	if err != nil {
+		g.log.WarnContext(ctx, "session limit: listing sessions failed", "user", s.UserID(), "err", err)
+		return
+	}
+	if len(devices) <= limit {
+		return
+	}
+	others := slices.DeleteFunc(devices, func(d cloakroom.Device) bool { return d.Current })
+	slices.SortFunc(others, func(a, b cloakroom.Device) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	for _, d := range others[:len(others)+1-limit] {
+		err := g.sessions.RevokeDevice(ctx, s.UserID(), d.Handle)
+		if errors.Is(err, cloakroom.ErrNotFound) {
+			err = nil
+		}
+		g.log.LogAttrs(ctx, slog.LevelInfo, "revocation", slog.String("kind", "session_limit"),
+			slog.String("user", s.UserID()), slog.String("handle", d.Handle), slog.String("outcome", outcomeOf(err)))
+	}
+}
+
+// decodeJSONBody reads a small JSON object body into v, strictly.
+func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) *inputError {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return badInput(http.StatusUnsupportedMediaType, "Send application/json.")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonBodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badInput(http.StatusBadRequest, "The body must hold a single JSON object.")
+	}
+	return nil
+}
