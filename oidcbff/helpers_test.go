@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -429,6 +430,21 @@ type envOption func(*oidcbff.Config)
 // (to register redirect URIs) and returns the running provider.
 func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provider, opts ...envOption) *env {
 	t.Helper()
+	return newEnvWith(t, n, providerFor, nil, opts...)
+}
+
+// newEnvWith is newEnv with a change to the gateways' configuration. A
+// gateway with TLS false listens on plain http://localhost, where Chromium
+// accepts __Host- and Secure cookies.
+func newEnvWith(t *testing.T, n int, providerFor func(gatewayURLs []string) *provider, gwOpt func(*gateway.Config), opts ...envOption) *env {
+	t.Helper()
+	plain := false
+	if gwOpt != nil {
+		var probe gateway.Config
+		probe.TLS = true
+		gwOpt(&probe)
+		plain = !probe.TLS
+	}
 	e := &env{
 		t:      t,
 		clock:  &clock{t: time.Now().UTC().Truncate(time.Second)},
@@ -443,7 +459,11 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 	for range n {
 		srv := httptest.NewUnstartedServer(nil)
 		e.nodes = append(e.nodes, &node{srv: srv})
-		urls = append(urls, "https://"+srv.Listener.Addr().String())
+		if plain {
+			urls = append(urls, "http://localhost:"+strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port))
+		} else {
+			urls = append(urls, "https://"+srv.Listener.Addr().String())
+		}
 	}
 	e.p = providerFor(urls)
 	for i, nd := range e.nodes {
@@ -492,16 +512,24 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd.gw, err = gateway.New(gateway.Config{
+		gwCfg := gateway.Config{
 			Sessions: nd.manager, Accounts: svc, Proxy: px, OIDC: nd.client,
 			TLS: true, Logger: logger, Now: e.clock.Now,
-		})
+		}
+		if gwOpt != nil {
+			gwOpt(&gwCfg)
+		}
+		nd.gw, err = gateway.New(gwCfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { nd.gw.Close() })
 		nd.srv.Config.Handler = nd.gw.Handler()
-		nd.srv.StartTLS()
+		if plain {
+			nd.srv.Start()
+		} else {
+			nd.srv.StartTLS()
+		}
 		t.Cleanup(nd.srv.Close)
 	}
 	return e
