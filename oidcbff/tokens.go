@@ -45,6 +45,9 @@ func (e *ReauthError) Error() string {
 
 func (e *ReauthError) Unwrap() error { return ErrReauthRequired }
 
+// maxExpiresIn bounds a token response's expires_in: a year, in seconds.
+const maxExpiresIn = 365 * 24 * 60 * 60
+
 // leasePoll is how often a node waiting for another node's refresh reads
 // the token record again.
 const leasePoll = 20 * time.Millisecond
@@ -125,7 +128,8 @@ func (c *Client) expiry(tok *oauth2.Token) time.Time {
 	if tok.ExpiresIn <= 0 {
 		return time.Time{}
 	}
-	return c.now().Add(time.Duration(tok.ExpiresIn) * time.Second)
+	// Bounded so that an absurd value cannot overflow into the past.
+	return c.now().Add(time.Duration(min(tok.ExpiresIn, maxExpiresIn)) * time.Second)
 }
 
 // AccessToken returns the session's access token, refreshing it first when
