@@ -26,14 +26,17 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/oauth2-proxy/mockoidc"
+	"github.com/redis/rueidis"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/redisstore"
 )
 
 // newTestSealer returns the gateway's keyring (internal/seal) with one
@@ -433,10 +436,41 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 	return newEnvWith(t, n, providerFor, nil, opts...)
 }
 
+// onRedis makes every gateway of an env use its own Redis client and
+// store, on one key prefix of a real Redis: several nodes, as deployed.
+// Client-side caching is off, so that a session ended on one node is
+// refused by the next request on another (the cached window is measured
+// in test/multinode).
+func onRedis(t *testing.T) storeFor {
+	addr, prefix := testservers.RedisFresh(t)
+	return func(now func() time.Time) cloakroom.Store {
+		client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(client.Close)
+		st, err := redisstore.New(client, redisstore.Config{Prefix: prefix, CacheTTL: -1, Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+}
+
+// storeFor gives each node of an env its own store (see onRedis); without
+// one the nodes share e.store, a memstore.
+type storeFor = func(now func() time.Time) cloakroom.Store
+
 // newEnvWith is newEnv with a change to the gateways' configuration. A
 // gateway with TLS false listens on plain http://localhost, where Chromium
 // accepts __Host- and Secure cookies.
 func newEnvWith(t *testing.T, n int, providerFor func(gatewayURLs []string) *provider, gwOpt func(*gateway.Config), opts ...envOption) *env {
+	t.Helper()
+	return newEnvOn(t, n, providerFor, nil, gwOpt, opts...)
+}
+
+func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provider, stores storeFor, gwOpt func(*gateway.Config), opts ...envOption) *env {
 	t.Helper()
 	plain := false
 	if gwOpt != nil {
@@ -468,7 +502,11 @@ func newEnvWith(t *testing.T, n int, providerFor func(gatewayURLs []string) *pro
 	e.p = providerFor(urls)
 	for i, nd := range e.nodes {
 		var err error
-		nd.manager, err = cloakroom.New(cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger})
+		var st cloakroom.Store = e.store
+		if stores != nil {
+			st = stores(e.clock.Now)
+		}
+		nd.manager, err = cloakroom.New(cloakroom.Config{Store: st, Now: e.clock.Now, Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -135,43 +135,47 @@ func (e *env) alive(b *browser) bool {
 // provider session started, on every node; one with only the sub ends all
 // of the user's sessions. A replayed token is refused.
 func TestBackchannelLogout(t *testing.T) {
-	for _, pc := range providerCases(t) {
-		t.Run(pc.name, func(t *testing.T) {
-			e := newEnv(t, 3, func(urls []string) *provider { return pc.start(t, urls) })
-			pc.setSID("sid-laptop")
-			laptop := e.browser(e.nodes[0])
-			laptop.mustLogin()
-			pc.setSID("sid-phone")
-			phone := e.browser(e.nodes[1])
-			phone.mustLogin()
-			if !e.alive(laptop) || !e.alive(phone) {
-				t.Fatal("sessions do not work before logout")
-			}
-
-			bySID := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], "sid-laptop"))
-			if s := e.logoutToken(bySID); s != http.StatusOK {
-				t.Fatalf("logout by sid: %d\n%s", s, e.logs.String())
-			}
-			if e.alive(laptop) {
-				t.Fatal("the laptop's session survived a logout of its sid")
-			}
-			if !e.alive(phone) {
-				t.Fatal("logout of another sid ended the phone's session")
-			}
-			if s := e.logoutToken(bySID); s != http.StatusBadRequest {
-				t.Fatalf("replayed logout token: %d, want 400", s)
-			}
-
-			bySub := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], ""))
-			if s := e.logoutToken(bySub); s != http.StatusOK {
-				t.Fatalf("logout by sub: %d", s)
-			}
-			if e.alive(phone) {
-				t.Fatal("a logout of the sub left a session alive")
-			}
-			e.assertNoTokens(nil, laptop, phone)
-		})
+	for _, store := range []string{"memstore", "redis"} {
+		for _, pc := range providerCases(t) {
+			t.Run(store+"/"+pc.name, func(t *testing.T) { testBackchannelLogout(t, pc, store) })
+		}
 	}
+}
+
+func testBackchannelLogout(t *testing.T, pc *providerCase, store string) {
+	e := newEnvOn(t, 3, func(urls []string) *provider { return pc.start(t, urls) }, stores(t, store), nil)
+	pc.setSID("sid-laptop")
+	laptop := e.browser(e.nodes[0])
+	laptop.mustLogin()
+	pc.setSID("sid-phone")
+	phone := e.browser(e.nodes[1])
+	phone.mustLogin()
+	if !e.alive(laptop) || !e.alive(phone) {
+		t.Fatal("sessions do not work before logout")
+	}
+
+	bySID := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], "sid-laptop"))
+	if s := e.logoutToken(bySID); s != http.StatusOK {
+		t.Fatalf("logout by sid: %d\n%s", s, e.logs.String())
+	}
+	if e.alive(laptop) {
+		t.Fatal("the laptop's session survived a logout of its sid")
+	}
+	if !e.alive(phone) {
+		t.Fatal("logout of another sid ended the phone's session")
+	}
+	if s := e.logoutToken(bySID); s != http.StatusBadRequest {
+		t.Fatalf("replayed logout token: %d, want 400", s)
+	}
+
+	bySub := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], ""))
+	if s := e.logoutToken(bySub); s != http.StatusOK {
+		t.Fatalf("logout by sub: %d", s)
+	}
+	if e.alive(phone) {
+		t.Fatal("a logout of the sub left a session alive")
+	}
+	e.assertNoTokens(nil, laptop, phone)
 }
 
 // TestBackchannelLogoutRefusesBadTokens: every malformed or forged logout

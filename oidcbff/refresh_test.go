@@ -45,65 +45,78 @@ func (b *browser) relay() (int, string, error) {
 // so a second use would have ended the session; a later refresh works with
 // the rotated token.
 func TestRefreshSingleFlight(t *testing.T) {
-	for _, pc := range providerCases(t) {
-		t.Run(pc.name, func(t *testing.T) {
-			e := newEnv(t, 3, func(urls []string) *provider { return pc.start(t, urls) })
-			b := e.browser(e.nodes[0])
-			b.mustLogin()
-			status, first, err := b.relay()
-			if err != nil || status != http.StatusOK || first == "" {
-				t.Fatalf("first relayed request: %d %q %v", status, first, err)
-			}
-			if n := e.p.tokens.refreshes.Load(); n != 0 {
-				t.Fatalf("%d refreshes before expiry", n)
-			}
+	for _, store := range []string{"memstore", "redis"} {
+		for _, pc := range providerCases(t) {
+			t.Run(store+"/"+pc.name, func(t *testing.T) { testRefreshSingleFlight(t, pc, store) })
+		}
+	}
+}
 
-			for round := 1; round <= 2; round++ {
-				// Into the refresh window: the token expires in 30 s.
-				e.clock.Advance(ttlOf[pc.name] - 30*time.Second)
-				if e.p.mock != nil {
-					e.p.mock.fastForward(ttlOf[pc.name]) // new tokens differ from the old
+// stores returns the store setup of an env: one memstore shared by the
+// gateways, or a Redis store per gateway.
+func stores(t *testing.T, kind string) storeFor {
+	if kind == "redis" {
+		return onRedis(t)
+	}
+	return nil
+}
+
+func testRefreshSingleFlight(t *testing.T, pc *providerCase, store string) {
+	e := newEnvOn(t, 3, func(urls []string) *provider { return pc.start(t, urls) }, stores(t, store), nil)
+	b := e.browser(e.nodes[0])
+	b.mustLogin()
+	status, first, err := b.relay()
+	if err != nil || status != http.StatusOK || first == "" {
+		t.Fatalf("first relayed request: %d %q %v", status, first, err)
+	}
+	if n := e.p.tokens.refreshes.Load(); n != 0 {
+		t.Fatalf("%d refreshes before expiry", n)
+	}
+
+	for round := 1; round <= 2; round++ {
+		// Into the refresh window: the token expires in 30 s.
+		e.clock.Advance(ttlOf[pc.name] - 30*time.Second)
+		if e.p.mock != nil {
+			e.p.mock.fastForward(ttlOf[pc.name]) // new tokens differ from the old
+		}
+		const requests = 50
+		peers := []*browser{b.on(e.nodes[0]), b.on(e.nodes[1]), b.on(e.nodes[2])}
+		var wg sync.WaitGroup
+		results := make([]string, requests)
+		errs := make(chan error, requests)
+		for i := range requests {
+			wg.Go(func() {
+				status, bearer, err := peers[i%3].relay()
+				if err == nil && status != http.StatusOK {
+					err = fmt.Errorf("request %d: status %d", i, status)
 				}
-				const requests = 50
-				peers := []*browser{b.on(e.nodes[0]), b.on(e.nodes[1]), b.on(e.nodes[2])}
-				var wg sync.WaitGroup
-				results := make([]string, requests)
-				errs := make(chan error, requests)
-				for i := range requests {
-					wg.Go(func() {
-						status, bearer, err := peers[i%3].relay()
-						if err == nil && status != http.StatusOK {
-							err = fmt.Errorf("request %d: status %d", i, status)
-						}
-						if err != nil {
-							errs <- err
-						}
-						results[i] = bearer
-					})
+				if err != nil {
+					errs <- err
 				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					t.Error(err)
-				}
-				if n := e.p.tokens.refreshes.Load(); n != int64(round) {
-					t.Fatalf("round %d: %d refreshes at the provider, want %d\n%s", round, n, round, e.logs.String())
-				}
-				tokens := e.p.tokens.all()
-				for i, got := range results {
-					if got == first || got == "" {
-						t.Fatalf("round %d: request %d went upstream with the old access token", round, i)
-					}
-					if got != results[0] {
-						t.Fatalf("round %d: requests used different access tokens", round)
-					}
-				}
-				if !containsDigest(tokens, results[0]) {
-					t.Fatal("the upstream got a token the provider never issued")
-				}
-				first = results[0]
+				results[i] = bearer
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		if n := e.p.tokens.refreshes.Load(); n != int64(round) {
+			t.Fatalf("round %d: %d refreshes at the provider, want %d\n%s", round, n, round, e.logs.String())
+		}
+		tokens := e.p.tokens.all()
+		for i, got := range results {
+			if got == first || got == "" {
+				t.Fatalf("round %d: request %d went upstream with the old access token", round, i)
 			}
-		})
+			if got != results[0] {
+				t.Fatalf("round %d: requests used different access tokens", round)
+			}
+		}
+		if !containsDigest(tokens, results[0]) {
+			t.Fatal("the upstream got a token the provider never issued")
+		}
+		first = results[0]
 	}
 }
 
