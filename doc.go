@@ -38,8 +38,9 @@
 //   - Saves value changes before the response's first byte with optimistic
 //     versioning: concurrent requests that change different keys keep both
 //     changes; for one key the last save wins.
-//   - Sets Vary: Cookie and Cache-Control: no-store on responses that carry
-//     or set a session.
+//   - Adds Cookie to every response's Vary (keeping what the handler set
+//     there) and sets Cache-Control: no-store on responses that carry or
+//     set a session.
 //   - Fails closed: a store error means "not logged in" for the request,
 //     [Session.Err] says why, and changes that cannot be saved turn the
 //     response into a 503 rather than a false success.
