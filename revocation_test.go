@@ -310,6 +310,33 @@ func TestWatchEndsWithTheSession(t *testing.T) {
 		}
 		waitEnded(t, ctx, "a revocation seen only by the re-check")
 	})
+	t.Run("ended between load and watch", func(t *testing.T) {
+		clock := storetest.NewClock(storetest.Start)
+		ms := memstore.New(memstore.Config{Now: clock.Now})
+		defer ms.Close()
+		// A long re-check interval: only the check at registration can
+		// see an end that no notification will report again.
+		m, err := cloakroom.New(cloakroom.Config{Store: onlyStore{ms}, Now: clock.Now, RecheckInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		token := loginThrough(t, m, "alice")
+		var ctx context.Context
+		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// Logged out elsewhere while this request waited for its upstream.
+			if _, err := ms.BumpGeneration(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+			var stop context.CancelFunc
+			ctx, stop = m.Session(r).Watch(context.Background())
+			t.Cleanup(stop)
+		}))
+		r := httptest.NewRequest("GET", "/stream", nil)
+		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		waitEnded(t, ctx, "an end that happened before the watch began")
+	})
 	t.Run("no session", func(t *testing.T) {
 		clock := storetest.NewClock(storetest.Start)
 		ms := memstore.New(memstore.Config{Now: clock.Now})

@@ -105,6 +105,14 @@ func (h *watchHub) add(w *watched, expiry time.Time) bool {
 		us[w] = struct{}{}
 	}
 	h.scheduleExpiryLocked(w, expiry)
+	// The session may have ended between the request's load and now, before
+	// this watch could hear of it: confirm it once, after registering, so
+	// an end is either seen here or notified to the watch.
+	h.done.Add(1)
+	go func() {
+		defer h.done.Done()
+		h.checkOne(w)
+	}()
 	return true
 }
 
