@@ -226,6 +226,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.manager.Close() }) // its stream watchers, before the store closes
 	e.users = accounts.NewMemory()
 	e.accounts = accounts.New(e.users, accounts.Config{
 		Now:             e.clock.Now,

@@ -119,13 +119,14 @@ func withStreamRoute(up *streamUpstream) envOption {
 
 // withTrustedOrigin gives the gateway a session manager over the same store
 // that trusts origin.
-func withTrustedOrigin(origin string) envOption {
+func withTrustedOrigin(t *testing.T, origin string) envOption {
 	return func(c *gateway.Config) {
 		base := c.Sessions.Config()
 		m, err := cloakroom.New(cloakroom.Config{Store: c.Sessions.Store(), Now: base.Now, Logger: base.Logger, TrustedOrigins: []string{origin}})
 		if err != nil {
 			panic(err)
 		}
+		t.Cleanup(func() { m.Close() })
 		c.Sessions = m
 	}
 }
@@ -180,7 +181,7 @@ func readFrame(br *bufio.Reader) (string, error) {
 func TestWebSocketOriginCheck(t *testing.T) {
 	up := newStreamUpstream(t)
 	const trusted = "https://sso.example.com"
-	e := newEnv(t, withStreamRoute(up), withTrustedOrigin(trusted))
+	e := newEnv(t, withStreamRoute(up), withTrustedOrigin(t, trusted))
 	own := "https://" + e.srv.Listener.Addr().String()
 	alice := e.minted("alice")
 	tests := []struct {

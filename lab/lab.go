@@ -220,6 +220,8 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	if err != nil {
 		return nil, err
 	}
+	// Its stream watchers read the store: stopped before the store closes.
+	l.cleanups = append(l.cleanups, sessions.Close)
 	l.SessionCookie = sessions.Config().CookieName
 	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: logger})
 	for _, u := range users {

@@ -102,6 +102,10 @@ func (rt *gatewayRuntime) close() {
 	if rt.gateway != nil {
 		rt.gateway.Close()
 	}
+	if rt.sessions != nil {
+		// Its watchers read the store: stopped before the store closes.
+		rt.sessions.Close()
+	}
 	if rt.stores != nil {
 		rt.stores.Close()
 	}
