@@ -178,17 +178,7 @@ func (h *watchHub) removeLocked(w *watched) {
 // endKey ends every watch of the session stored under key.
 func (h *watchHub) endKey(key Key) {
 	h.mu.Lock()
-	var ended []*watched
-	for w := range h.byKey[key] {
-		ended = append(ended, w)
-	}
-	for _, w := range ended {
-		h.removeLocked(w)
-	}
-	h.mu.Unlock()
-	for _, w := range ended {
-		w.cancel()
-	}
+	h.endLocked(h.byKey[key], func(*watched) bool { return true })
 }
 
 // endUser ends every watch of userID's sessions below generation.
@@ -197,9 +187,15 @@ func (h *watchHub) endUser(userID string, generation uint64) {
 		return
 	}
 	h.mu.Lock()
+	h.endLocked(h.byUser[userID], func(w *watched) bool { return w.generation < generation })
+}
+
+// endLocked removes the watches of set that match, unlocks the hub, and
+// then cancels them, so no lock is held while their contexts end.
+func (h *watchHub) endLocked(set map[*watched]struct{}, match func(*watched) bool) {
 	var ended []*watched
-	for w := range h.byUser[userID] {
-		if w.generation < generation {
+	for w := range set {
+		if match(w) {
 			ended = append(ended, w)
 		}
 	}
