@@ -46,7 +46,7 @@ type Config struct {
 	Accounts *accounts.Service
 	// Proxy forwards allowlisted API paths to upstreams, with the user's
 	// identity. Default nil: no API routes. Routed paths always need a
-	// session, whatever PublicPaths says.
+	// session, whatever PublicPaths says, except routes in Vault mode.
 	Proxy *proxy.Proxy
 	// Vault puts some Proxy routes in vault mode (see package vault): no
 	// session required, the app's own token captured, kept in the session

@@ -266,3 +266,21 @@ func TestAttachOnCookieAndDropField(t *testing.T) {
 		t.Fatalf("cookie-only call acted as %q", who)
 	}
 }
+
+// The vaulted session is a real cloakroom session: it is listed on the
+// devices endpoint, and revoking the user forgets the token.
+func TestVaultSessionIsARealSession(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("nina")
+	r := b.do("GET", "/auth/sessions", "", "")
+	if r.status != 200 || !strings.Contains(r.body, `"current":true`) {
+		t.Fatalf("devices: %d %s", r.status, r.body)
+	}
+	if err := st.manager.RevokeUser(t.Context(), "1"); err != nil { // nina's id claim
+		t.Fatal(err)
+	}
+	if who := b.whoami(); who != "" {
+		t.Fatalf("after revocation the calls act as %q", who)
+	}
+}

@@ -1,6 +1,12 @@
 package cli
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,5 +54,74 @@ func TestCheckConfigVault(t *testing.T) {
 	}
 	if r := run(t, "", append(append([]string{}, base...), "--vault-capture", "POST /api/x t")...); r.code != 1 || !strings.Contains(r.stderr, "without --vault") {
 		t.Errorf("vault settings without --vault: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// TestServeVault runs `cloakroom serve` with the vault flags in front of a
+// JWT app: its login answer is captured, the browser gets the placeholder,
+// and the token is attached to the next call.
+func TestServeVault(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	line, err := seal.NewKeyLine("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := writeFile(t, dir, "vault.keys", line+"\n", 0o600)
+	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"id":7,"username":"zoe"}`))
+	jwt := "eyJhbGciOiJIUzI1NiJ9." + claims + ".c2lnbmF0dXJl"
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/api/users/login":
+			io.WriteString(w, `{"user":{"username":"zoe","token":"`+jwt+`"}}`)
+		case r.Header.Get("Authorization") == "Token "+jwt:
+			io.WriteString(w, `{"user":{"username":"zoe"}}`)
+		default:
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":{"body":["unauthorized"]}}`)
+		}
+	}))
+	t.Cleanup(app.Close)
+	srv := start(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+		"--store", "sqlite://"+filepath.Join(dir, "gw.db"), "--upstream", "/api/="+app.URL,
+		"--vault", "/api/", "--vault-keys-file", keys, "--vault-capture", "POST /api/users/login user.token",
+		"--vault-header", "Authorization: Token", "--vault-user-claim", "id", "--log-format", "json")
+	public, admin := srv.listening(t)
+	c := newClient(t)
+
+	res, err := c.Post(public+"/api/users/login", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var answer struct{ User struct{ Token string } }
+	json.Unmarshal(body, &answer)
+	var cookie string
+	for _, ck := range res.Cookies() {
+		if ck.Name == "__Host-Http-session" {
+			cookie = ck.Name + "=" + ck.Value
+		}
+	}
+	if res.StatusCode != 200 || cookie == "" || !strings.HasPrefix(answer.User.Token, "cloakroom-vault.") || strings.Contains(string(body), "eyJ") {
+		t.Fatalf("login through serve: %d %q %s", res.StatusCode, cookie, body)
+	}
+	req, _ := http.NewRequest("GET", public+"/api/user", nil)
+	req.Header.Set("Cookie", cookie)
+	req.Header.Set("Authorization", "Token "+answer.User.Token)
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 200 {
+		t.Fatalf("vaulted call: %d", res.StatusCode)
+	}
+	if code, m := get(t, c, admin+"/metrics", ""); code != 200 || !strings.Contains(m, `cloakroom_vault_events_total{event="capture",route="/api/"} 1`) {
+		t.Errorf("/metrics lacks the capture: %d", code)
+	}
+	if strings.Contains(srv.stderr.String(), claims) {
+		t.Error("token material in the log")
 	}
 }
