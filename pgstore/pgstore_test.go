@@ -571,7 +571,6 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 				release()
 			}
 			defer release()
-			waitedBefore := pgstore.WaitedOut(a)
 
 			rv.revoke(rec)
 
@@ -580,9 +579,6 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 			}
 			if _, found, err := b.Find(ctx, rec.Key); err != nil || found {
 				t.Fatalf("B's Find after A's %s returned, with B's listener stalled: found=%v err=%v; want not found", rv.name, found, err)
-			}
-			if pgstore.WaitedOut(a) <= waitedBefore {
-				t.Errorf("A's %s did not wait out the lease for the silent node", rv.name)
 			}
 			release()
 			// Once running again, B hears the revocation and trusts its
