@@ -101,6 +101,17 @@ type Config struct {
 	// password field). Changing the password always needs the current one.
 	// Default 5 minutes.
 	StepUpWindow time.Duration
+	// CSP is the Content-Security-Policy of the SPA and its static files
+	// (from Static or Frontend), to which the gateway adds report-uri (and,
+	// with TLS, report-to) pointing at {auth}/csp-report. Default DefaultCSP
+	// ("script-src 'self'; object-src 'none'; base-uri 'none';
+	// frame-ancestors 'none'"); CSPOff sends none. The SPA also always
+	// gets X-Content-Type-Options: nosniff and Referrer-Policy: same-origin.
+	CSP string
+	// CSPReportOnly sends the policy as Content-Security-Policy-Report-Only:
+	// violations are reported, nothing is blocked. For rolling a policy
+	// out. Default false: enforced.
+	CSPReportOnly bool
 	// MaxSessionsPerUser is how many sessions one user may have at once
 	// (ASVS 7.1.2). A login beyond it ends the user's oldest sessions (by
 	// login time); the new one always stays. Default 10; negative for no
@@ -159,6 +170,9 @@ func (cfg *Config) validate() error {
 			bad("PublicPaths %q: %v", p, err)
 		}
 	}
+	if cfg.CSP != "" && cfg.CSP != CSPOff && (!printableWithSpaces(cfg.CSP) || strings.Contains(cfg.CSP, "report-")) {
+		bad("CSP must be printable ASCII, and carry no report-uri or report-to (the gateway adds its own)")
+	}
 	if cfg.AdminToken != "" {
 		switch {
 		case len(cfg.AdminToken) < MinAdminTokenLength:
@@ -178,6 +192,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.CSP == "" {
+		cfg.CSP = DefaultCSP
 	}
 	if cfg.StepUpWindow <= 0 {
 		cfg.StepUpWindow = DefaultStepUpWindow
@@ -254,6 +271,15 @@ func checkPublicPath(p string) error {
 		return errors.New("must be a clean path (no '//', '.' or '..' segments)")
 	}
 	return nil
+}
+
+func printableWithSpaces(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func printableASCII(s string) bool {

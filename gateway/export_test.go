@@ -27,3 +27,14 @@ func InputErrorStatus(err error) int {
 	}
 	return 0
 }
+
+// ParseCSPReports exposes the CSP report parser to the fuzz target; it
+// returns the violations' fields.
+func ParseCSPReports(body []byte) ([][]string, bool) {
+	vs, ok := parseCSPReports(body)
+	var out [][]string
+	for _, v := range vs {
+		out = append(out, []string{v.Directive, v.Blocked, v.Document, v.Source, v.Sample, v.Disposition})
+	}
+	return out, ok
+}

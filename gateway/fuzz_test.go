@@ -159,3 +159,25 @@ func TestValidHandle(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCSPReport: any body either parses into bounded, control-free fields
+// or is refused; nothing panics.
+func FuzzCSPReport(f *testing.F) {
+	f.Add([]byte(`{"csp-report":{"violated-directive":"script-src-attr","blocked-uri":"inline","script-sample":"a\nb"}}`))
+	f.Add([]byte(`[{"type":"csp-violation","body":{"effectiveDirective":"script-src-elem","blockedURL":"inline"}}]`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"csp-report":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		violations, ok := gateway.ParseCSPReports(body)
+		if ok != (len(violations) > 0) {
+			t.Fatalf("ok %v with %d violations", ok, len(violations))
+		}
+		for _, fields := range violations {
+			for _, s := range fields {
+				if len(s) > 256*3 || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) || !utf8.ValidString(s) {
+					t.Fatalf("field %q is not bounded, clean UTF-8", s)
+				}
+			}
+		}
+	})
+}

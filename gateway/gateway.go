@@ -26,6 +26,7 @@ type Gateway struct {
 	proxy    *proxy.Proxy
 	log      *slog.Logger
 	metrics  *metrics
+	csp      *cspReports
 	pages    pages
 	spa      http.Handler // nil when neither Static nor Frontend is set
 	auth     string       // cfg.AuthPrefix
@@ -59,7 +60,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Vault != nil {
 		vaultMetrics = cfg.Vault.Collectors()
 	}
-	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), vaultMetrics...); err != nil {
+	g.csp = newCSPReports()
+	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), append(vaultMetrics, g.csp.count)...); err != nil {
 		return nil, err
 	}
 	if g.pages, err = parsePages(); err != nil {
@@ -121,6 +123,7 @@ func (g *Gateway) buildPublic() http.Handler {
 	mux.HandleFunc("POST "+a+"/account/password", g.accountPassword)
 	mux.HandleFunc("POST "+a+"/password", g.passwordJSON)
 	mux.HandleFunc("POST "+a+"/reauth", g.reauth)
+	mux.HandleFunc("POST "+a+"/csp-report", g.cspReport)
 	mux.Handle("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if g.cfg.OIDC != nil {
 		g.cfg.OIDC.Register(mux)
@@ -179,6 +182,7 @@ func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	g.securityHeaders(w.Header())
 	g.spa.ServeHTTP(w, r)
 }
 

@@ -184,16 +184,18 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		return nil, err
 	}
 	rt.gateway, err = gateway.New(gateway.Config{
-		Vault:       vlt,
-		OIDC:        oidc,
-		Sessions:    rt.sessions,
-		Accounts:    rt.accounts,
-		Proxy:       px,
-		Signer:      rt.signer,
-		Static:      p.cfg.Static,
-		Frontend:    p.frontend,
-		PublicPaths: p.cfg.Public,
-		AdminToken:  p.adminToken,
+		Vault:         vlt,
+		OIDC:          oidc,
+		Sessions:      rt.sessions,
+		Accounts:      rt.accounts,
+		Proxy:         px,
+		Signer:        rt.signer,
+		Static:        p.cfg.Static,
+		Frontend:      p.frontend,
+		PublicPaths:   p.cfg.Public,
+		CSP:           p.cfg.CSP,
+		CSPReportOnly: p.cfg.CSPReportOnly,
+		AdminToken:    p.adminToken,
 		// Behind a TLS-terminating proxy the browser speaks HTTPS too.
 		TLS:    p.tls != nil || p.cfg.InsecureHTTPBehindProxy,
 		Logger: logger,

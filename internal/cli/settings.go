@@ -34,6 +34,9 @@ type Config struct {
 	Frontend  string
 	Public    []string
 
+	CSP           string
+	CSPReportOnly bool
+
 	Store   string
 	DataDir string
 
@@ -121,6 +124,8 @@ var settings = append([]*setting{
 	{"static", "DIR", "serve the SPA from this folder (index.html for client-side routes)", func(c *Config) any { return &c.Static }},
 	{"frontend", "URL", "proxy the SPA from this URL instead of --static", func(c *Config) any { return &c.Frontend }},
 	{"public", "PREFIX", "path prefix served without a session (repeatable), e.g. /assets/", func(c *Config) any { return &c.Public }},
+	{"csp", "POLICY", "Content-Security-Policy of the SPA (default: script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \"off\" for none); violations are reported to /auth/csp-report", func(c *Config) any { return &c.CSP }},
+	{"csp-report-only", "", "send the SPA's CSP as report-only, to roll it out", func(c *Config) any { return &c.CSPReportOnly }},
 	{"store", "URL", "session and user store: sqlite://PATH", func(c *Config) any { return &c.Store }},
 	{"data-dir", "DIR", "folder for generated state (the internal JWT key)", func(c *Config) any { return &c.DataDir }},
 	{"admin-token-file", "FILE", "file holding the admin API bearer token (not world-readable); none disables the admin API", func(c *Config) any { return &c.AdminTokenFile }},

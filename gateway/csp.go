@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultCSP is the Content-Security-Policy the gateway sets on the SPA
+// and its static files: scripts only from the app's own origin (so an
+// injected inline handler or <script> does not run), no plugins, no <base>
+// rewriting, no framing. The report directives are added to it.
+const DefaultCSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+// CSPOff as Config.CSP sends no policy.
+const CSPOff = "off"
+
+// Limits of the violation report endpoint, which anyone can call.
+const (
+	maxCSPReport       = 16 << 10 // bytes per report body
+	cspReportsPerSec   = 10       // sustained, for the whole gateway
+	cspReportBurst     = 50
+	maxCSPReportFields = 256 // bytes kept of each field in the log
+	cspReportGroup     = "csp-endpoint"
+)
+
+// cspDirectives are the metric label values; any other directive counts
+// as "other", so clients cannot grow the label set.
+var cspDirectives = []string{"script-src", "script-src-elem", "script-src-attr", "object-src", "base-uri", "frame-ancestors",
+	"default-src", "style-src", "style-src-elem", "style-src-attr", "img-src", "connect-src", "form-action", "other"}
+
+// securityHeaders sets the SPA's headers: the CSP (enforced, or report-only
+// for rollout) with its report endpoint (report-uri, and report-to when
+// serving HTTPS), nosniff and Referrer-Policy.
+func (g *Gateway) securityHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	if g.cfg.CSP == CSPOff {
+		return
+	}
+	report := g.auth + "/csp-report"
+	policy := g.cfg.CSP + "; report-uri " + report
+	if g.cfg.TLS {
+		// The Reporting API delivers to secure origins; a browser that
+		// supports it then ignores report-uri. Over plain HTTP (loopback
+		// development) report-uri alone is what browsers deliver.
+		policy += "; report-to " + cspReportGroup
+		h.Set("Reporting-Endpoints", cspReportGroup+`="`+report+`"`)
+	}
+	if g.cfg.CSPReportOnly {
+		h.Set("Content-Security-Policy-Report-Only", policy)
+	} else {
+		h.Set("Content-Security-Policy", policy)
+	}
+}
+
+// cspReports receives CSP violation reports: size-capped, rate-limited,
+// logged (bounded fields) and counted; the answer reflects nothing.
+type cspReports struct {
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+	count  *prometheus.CounterVec
+}
+
+func newCSPReports() *cspReports {
+	c := &cspReports{tokens: cspReportBurst, count: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cloakroom_csp_reports_total",
+		Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
+	}, []string{"directive"})}
+	for _, d := range append(cspDirectives, "dropped") {
+		c.count.WithLabelValues(d)
+	}
+	return c
+}
+
+// allow takes a token from the gateway-wide bucket.
+func (c *cspReports) allow(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.last.IsZero() {
+		c.tokens = min(cspReportBurst, c.tokens+now.Sub(c.last).Seconds()*cspReportsPerSec)
+	}
+	c.last = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
+
+// cspViolation is what is kept of one report, from either format.
+type cspViolation struct {
+	Directive, Blocked, Document, Source, Sample, Disposition string
+	Line                                                      int
+}
+
+// cspReport is POST {auth}/csp-report: the legacy report-uri format
+// (application/csp-report, {"csp-report": {...}}) and the Reporting API's
+// (application/reports+json, [{"type":"csp-violation","body":{...}}]).
+func (g *Gateway) cspReport(w http.ResponseWriter, r *http.Request) {
+	answer := func(status int) {
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+	}
+	if !g.csp.allow(g.cfg.Now()) {
+		g.csp.count.WithLabelValues("dropped").Inc()
+		answer(http.StatusTooManyRequests)
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch mt {
+	case "application/csp-report", "application/reports+json", "application/json":
+	default:
+		g.csp.count.WithLabelValues("dropped").Inc()
+		answer(http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCSPReport))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		g.csp.count.WithLabelValues("dropped").Inc()
+		answer(http.StatusRequestEntityTooLarge)
+		return
+	}
+	violations, ok := parseCSPReports(body)
+	if err != nil || !ok {
+		g.csp.count.WithLabelValues("dropped").Inc()
+		answer(http.StatusBadRequest)
+		return
+	}
+	for _, v := range violations {
+		directive := "other"
+		for _, d := range cspDirectives {
+			if v.Directive == d || strings.HasPrefix(v.Directive, d+" ") {
+				directive = d
+			}
+		}
+		g.csp.count.WithLabelValues(directive).Inc()
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "csp violation",
+			slog.String("directive", v.Directive), slog.String("blocked", v.Blocked),
+			slog.String("document", v.Document), slog.String("source", v.Source), slog.Int("line", v.Line),
+			slog.String("sample", v.Sample), slog.String("disposition", v.Disposition),
+			slog.String("client_ip", g.sessions.Config().ClientIP(r)))
+	}
+	answer(http.StatusNoContent)
+}
+
+// parseCSPReports decodes either report format; ok is false for anything
+// else. Fields are cut to maxCSPReportFields bytes.
+func parseCSPReports(body []byte) ([]cspViolation, bool) {
+	type legacy struct {
+		Document    string `json:"document-uri"`
+		Violated    string `json:"violated-directive"`
+		Effective   string `json:"effective-directive"`
+		Blocked     string `json:"blocked-uri"`
+		Source      string `json:"source-file"`
+		Sample      string `json:"script-sample"`
+		Disposition string `json:"disposition"`
+		Line        int    `json:"line-number"`
+	}
+	type modern struct {
+		Document    string `json:"documentURL"`
+		Effective   string `json:"effectiveDirective"`
+		Blocked     string `json:"blockedURL"`
+		Source      string `json:"sourceFile"`
+		Sample      string `json:"sample"`
+		Disposition string `json:"disposition"`
+		Line        int    `json:"lineNumber"`
+	}
+	cut := func(s string) string { return truncateUTF8(s, maxCSPReportFields) }
+	var one struct {
+		Report *legacy `json:"csp-report"`
+	}
+	if err := json.Unmarshal(body, &one); err == nil && one.Report != nil {
+		l := one.Report
+		d := l.Effective
+		if d == "" {
+			d = l.Violated
+		}
+		return []cspViolation{{Directive: cut(d), Blocked: cut(l.Blocked), Document: cut(l.Document),
+			Source: cut(l.Source), Sample: cut(l.Sample), Disposition: cut(l.Disposition), Line: l.Line}}, true
+	}
+	var many []struct {
+		Type string  `json:"type"`
+		Body *modern `json:"body"`
+	}
+	if err := json.Unmarshal(body, &many); err != nil || len(many) == 0 || len(many) > 32 {
+		return nil, false
+	}
+	var out []cspViolation
+	for _, rep := range many {
+		if rep.Type != "csp-violation" || rep.Body == nil {
+			continue
+		}
+		m := rep.Body
+		out = append(out, cspViolation{Directive: cut(m.Effective), Blocked: cut(m.Blocked), Document: cut(m.Document),
+			Source: cut(m.Source), Sample: cut(m.Sample), Disposition: cut(m.Disposition), Line: m.Line})
+	}
+	return out, len(out) > 0
+}
+
+// truncateUTF8 cuts s to at most n bytes on a rune boundary, replacing
+// control characters so a report cannot forge log lines.
+func truncateUTF8(s string, n int) string {
+	if len(s) > n {
+		s = s[:n] // a rune cut in two becomes "?" below
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+}
