@@ -416,6 +416,14 @@ func (h *hub) heartbeat(body string) {
 	if node != h.id {
 		now := monotonic()
 		h.mu.Lock()
+		if _, known := h.peers[node]; !known {
+			// Forget nodes gone for a while, so restarts do not pile up.
+			for peer, last := range h.peers {
+				if last+2*int64(h.lease) < now {
+					delete(h.peers, peer)
+				}
+			}
+		}
 		h.peers[node] = now
 		h.mu.Unlock()
 		return
