@@ -2,8 +2,12 @@ package redisstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,12 +18,15 @@ import (
 var _ cloakroom.EndNotifier = (*Store)(nil)
 
 // endsChannel is the pub/sub channel on which the scripts announce the
-// sessions they end, in the same atomic step as the change. In a Redis
-// Cluster a PUBLISH reaches the subscribers of every node.
+// sessions they end, in the same atomic step as the change, and on which
+// each Store sends the heartbeats of its cache lease. In a Redis Cluster a
+// PUBLISH reaches the subscribers of every node.
 func (s *Store) endsChannel() string { return s.prefix + "ends" }
 
-// End messages: "k" and the 32 bytes of a deleted session's key, or "g",
-// the new generation, ":" and the user ID after a bump.
+// Messages on the ends channel: "k" and the 32 bytes of a deleted
+// session's key; "g", the new generation, ":" and the user ID after a
+// bump; "h", a Store's 8-byte ID, the heartbeat's 8-byte sequence number
+// and the address of the node it was sent through.
 func endKeyMessage(key cloakroom.Key) string { return "k" + string(key[:]) }
 
 func parseEnd(msg string) (cloakroom.End, bool) {
@@ -44,42 +51,160 @@ const (
 	resubscribeMax = 2 * time.Second
 )
 
+// watcher is a Store's subscription to its ends channel: it turns end
+// messages into marks that keep Find away from stale cache entries, fans
+// them out to WatchEnds callers, and runs the heartbeats of the cache
+// lease (see lease).
+type watcher struct {
+	s      *Store
+	id     [8]byte
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu        sync.Mutex
+	callbacks map[*func(cloakroom.End)]struct{}
+	rounds    map[uint64]*heartbeatRound
+	seq       uint64
+
+	// subscribed is set while the subscription is confirmed; epoch counts
+	// subscriptions, so heartbeats sent under an earlier one never renew
+	// the lease.
+	subscribed atomic.Bool
+	epoch      atomic.Uint64
+	// lastBack is when a heartbeat last came back (recent-writes clock);
+	// resubscribe ends the current subscription when that is too long ago.
+	lastBack    atomic.Int64
+	resubscribe context.CancelFunc // guarded by mu
+}
+
+// heartbeatRound is one heartbeat sent through every node.
+type heartbeatRound struct {
+	sent    time.Duration // recent-writes clock when the round was sent
+	epoch   uint64
+	pending map[string]bool // node addresses whose heartbeat has not come back
+}
+
+func (s *Store) startWatcher() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watcher{
+		s:         s,
+		cancel:    cancel,
+		done:      make(chan struct{}),
+		callbacks: make(map[*func(cloakroom.End)]struct{}),
+		rounds:    make(map[uint64]*heartbeatRound),
+	}
+	rand.Read(w.id[:])
+	s.watcher = w
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); w.subscribe(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); w.heartbeats(ctx) }()
+	go func() { wg.Wait(); close(w.done) }()
+}
+
+func (w *watcher) stop() {
+	w.cancel()
+	<-w.done
+}
+
 // WatchEnds implements [cloakroom.EndNotifier] through Redis pub/sub. After
 // the subscription broke and is back, fn gets End{All: true}: ends
 // announced meanwhile were missed. It returns nil when ctx is done.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
-	var subscribed atomic.Bool // set from rueidis' connection goroutine
+	w := s.watcher
+	p := &fn
+	w.mu.Lock()
+	w.callbacks[p] = struct{}{}
+	w.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-w.done:
+	}
+	w.mu.Lock()
+	delete(w.callbacks, p)
+	w.mu.Unlock()
+	return nil
+}
+
+// publish hands e to every WatchEnds caller.
+func (w *watcher) publish(e cloakroom.End) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for fn := range w.callbacks {
+		(*fn)(e)
+	}
+}
+
+// subscribe keeps the subscription to the ends channel until ctx ends or
+// the client is closed.
+func (w *watcher) subscribe(ctx context.Context) {
+	s := w.s
 	hooked := rueidis.WithOnSubscriptionHook(ctx, func(sub rueidis.PubSubSubscription) {
 		if sub.Kind != "subscribe" {
 			return
 		}
-		if subscribed.Swap(true) {
-			fn(cloakroom.End{All: true})
+		// A new subscription: heartbeats sent before it do not count. After
+		// the first, whatever was published in between may have been
+		// missed, and cache entries may predate those ends: the cache is
+		// not trusted again until they expire.
+		w.epoch.Add(1)
+		w.lastBack.Store(int64(w.s.recent.now()))
+		if w.subscribed.Swap(true) {
+			w.s.lease.block(w.s.recent.now(), w.s.cacheTTL)
+			w.publish(cloakroom.End{All: true})
 		}
 	})
 	wait := resubscribeMin
 	for {
-		err := s.client.Receive(hooked, s.client.B().Subscribe().Channel(s.endsChannel()).Build(), func(m rueidis.PubSubMessage) {
-			if e, ok := parseEnd(m.Message); ok {
-				fn(e)
-			}
-		})
-		if ctx.Err() != nil {
-			return nil
+		attempt, cancel := context.WithCancel(hooked)
+		w.mu.Lock()
+		w.resubscribe = cancel
+		w.mu.Unlock()
+		err := s.client.Receive(attempt, s.client.B().Subscribe().Channel(s.endsChannel()).Build(), w.receive)
+		cancel()
+		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
+			return
 		}
 		if err == nil {
 			wait = resubscribeMin // unsubscribed by someone else: subscribe again at once
 		}
-		if subscribed.Load() {
-			// Whatever was published until the next subscription is lost;
+		if w.subscribed.Load() {
+			// Whatever is published until the next subscription is lost;
 			// say so now too, in case that takes long.
-			fn(cloakroom.End{All: true})
+			w.publish(cloakroom.End{All: true})
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, resubscribeMax)
 	}
+}
+
+// receive handles one message of the ends channel. It runs on rueidis'
+// connection goroutine, so it only updates memory.
+func (w *watcher) receive(m rueidis.PubSubMessage) {
+	msg := m.Message
+	if len(msg) > 17 && msg[0] == 'h' {
+		if msg[1:9] == string(w.id[:]) {
+			w.heartbeatBack(binary.BigEndian.Uint64([]byte(msg[9:17])), msg[17:])
+		}
+		return
+	}
+	e, ok := parseEnd(msg)
+	if !ok {
+		return
+	}
+	// Until every stale cache entry has expired, Find asks Redis about
+	// this session or user, whatever the cache says.
+	s := w.s
+	if e.UserID != "" {
+		s.recent.markUserFor(e.UserID, true, e.Generation, max(s.cacheTTL, readYourWritesWindow))
+	} else {
+		s.found.forget(e.Key)
+		s.recent.markSessionFor(e.Key, wroteDeletion, "", max(s.cacheTTL, readYourWritesWindow))
+	}
+	w.publish(e)
 }

@@ -33,14 +33,14 @@ const (
 
 // sessionMark is a recent write to one session.
 type sessionMark struct {
-	at   time.Duration // offset from recentWrites.epoch
-	kind int
-	blob string // the record written, for wroteRecord
+	until time.Duration // offset from recentWrites.epoch after which it is forgotten
+	kind  int
+	blob  string // the record written, for wroteRecord
 }
 
 // userMark is a recent BumpGeneration of one user.
 type userMark struct {
-	at         time.Duration
+	until      time.Duration
 	known      bool   // the bump succeeded and returned generation
 	generation uint64 // the user's generation is at least this
 }
@@ -53,7 +53,7 @@ type userMark struct {
 type recentWrites struct {
 	epoch time.Time // times are offsets from epoch, so they are monotonic
 	seed  maphash.Seed
-	last  atomic.Int64 // offset of the latest mark; lets Find skip the locks
+	last  atomic.Int64 // the latest until of any mark; lets Find skip the locks
 	marks atomic.Uint32
 	shard [recentShardCount]recentShard
 }
@@ -77,35 +77,55 @@ func (r *recentWrites) userShard(userID string) *recentShard {
 	return &r.shard[maphash.String(r.seed, userID)%recentShardCount]
 }
 
-// markSession records a write to the session under key: kind is one of the
-// wrote* constants, blob the record written for wroteRecord.
+// markSession records a write by this Store to the session under key:
+// kind is one of the wrote* constants, blob the record written for
+// wroteRecord.
 func (r *recentWrites) markSession(key cloakroom.Key, kind int, blob string) {
+	r.markSessionFor(key, kind, blob, readYourWritesWindow)
+}
+
+// markSessionFor records a write to the session under key for d.
+func (r *recentWrites) markSessionFor(key cloakroom.Key, kind int, blob string, d time.Duration) {
 	now := time.Since(r.epoch)
 	sh := &r.shard[key[0]%recentShardCount]
 	sh.mu.Lock()
-	sh.sessions[key] = sessionMark{at: now, kind: kind, blob: blob}
+	if old, ok := sh.sessions[key]; ok && now <= old.until && old.kind == wroteDeletion && kind == wroteDeletion {
+		d = max(d, old.until-now)
+	}
+	sh.sessions[key] = sessionMark{until: now + d, kind: kind, blob: blob}
 	sh.mu.Unlock()
-	r.marked(now)
+	r.marked(now, now+d)
 }
 
-// markUser records a BumpGeneration of the user: known tells whether it
-// succeeded, returning generation.
+// markUser records a BumpGeneration of the user by this Store: known tells
+// whether it succeeded, returning generation.
 func (r *recentWrites) markUser(userID string, known bool, generation uint64) {
+	r.markUserFor(userID, known, generation, readYourWritesWindow)
+}
+
+// markUserFor records a generation bump of the user for d.
+func (r *recentWrites) markUserFor(userID string, known bool, generation uint64, d time.Duration) {
 	now := time.Since(r.epoch)
 	sh := r.userShard(userID)
 	sh.mu.Lock()
-	if old, ok := sh.users[userID]; ok && now-old.at <= readYourWritesWindow && old.known && known {
+	if old, ok := sh.users[userID]; ok && now <= old.until && old.known && known {
 		generation = max(generation, old.generation)
+		d = max(d, old.until-now)
 	}
-	sh.users[userID] = userMark{at: now, known: known, generation: generation}
+	sh.users[userID] = userMark{until: now + d, known: known, generation: generation}
 	sh.mu.Unlock()
-	r.marked(now)
+	r.marked(now, now+d)
 }
 
-// marked publishes the latest mark and, every 64 marks, prunes one shard in
-// turn so the maps stay as small as the write rate over the window.
-func (r *recentWrites) marked(now time.Duration) {
-	r.last.Store(int64(now))
+// marked publishes the latest until and, every 64 marks, prunes one shard
+// in turn so the maps stay as small as the write rate over their windows.
+func (r *recentWrites) marked(now, until time.Duration) {
+	for {
+		last := r.last.Load()
+		if int64(until) <= last || r.last.CompareAndSwap(last, int64(until)) {
+			break
+		}
+	}
 	n := r.marks.Add(1)
 	if n%64 != 0 {
 		return
@@ -113,21 +133,21 @@ func (r *recentWrites) marked(now time.Duration) {
 	sh := &r.shard[(n/64)%recentShardCount]
 	sh.mu.Lock()
 	for k, m := range sh.sessions {
-		if now-m.at > readYourWritesWindow {
+		if now > m.until {
 			delete(sh.sessions, k)
 		}
 	}
 	for k, m := range sh.users {
-		if now-m.at > readYourWritesWindow {
+		if now > m.until {
 			delete(sh.users, k)
 		}
 	}
 	sh.mu.Unlock()
 }
 
-// quiet reports whether nothing at all was marked within the window.
+// quiet reports whether no mark is in force.
 func (r *recentWrites) quiet(now time.Duration) bool {
-	return now-time.Duration(r.last.Load()) > readYourWritesWindow
+	return now > time.Duration(r.last.Load())
 }
 
 // now is the time to pass to session and user. Find reads it once for
@@ -144,7 +164,7 @@ func (r *recentWrites) session(key cloakroom.Key, now time.Duration) (sessionMar
 	sh.mu.RLock()
 	m, ok := sh.sessions[key]
 	sh.mu.RUnlock()
-	if !ok || now-m.at > readYourWritesWindow {
+	if !ok || now > m.until {
 		return sessionMark{}, false
 	}
 	return m, true
@@ -160,7 +180,7 @@ func (r *recentWrites) user(userID string, now time.Duration) (userMark, bool) {
 	sh.mu.RLock()
 	m, ok := sh.users[userID]
 	sh.mu.RUnlock()
-	if !ok || now-m.at > readYourWritesWindow {
+	if !ok || now > m.until {
 		return userMark{}, false
 	}
 	return m, true

@@ -61,6 +61,15 @@ type Config struct {
 	// write). 0 means the default of one minute; a negative value turns
 	// caching off so every Find asks Redis.
 	CacheTTL time.Duration
+	// CacheLease bounds how long after a revoking call (Delete,
+	// BumpGeneration, Rotate, and so every logout and revocation) returns
+	// any Store might still answer the revoked session from its cache: the
+	// call waits this long before returning, and a Store whose heartbeats
+	// stop coming back through Redis stops trusting its cache after this
+	// long, and asks Redis. Every Store sharing the Redis must use the same
+	// value. 0 means the default of 100ms; it is ignored when CacheTTL is
+	// negative (no caching, no wait).
+	CacheLease time.Duration
 	// IgnoreLegacyLayout stops looking for sessions in the key layout of
 	// versions before the compact one. Default false: they are found,
 	// updated, listed and revoked until they expire, at the cost of one
@@ -76,8 +85,12 @@ type Store struct {
 	now      func() time.Time
 	cacheTTL time.Duration // <= 0: no client-side caching
 	legacy   bool          // read the first layout too
-	recent   *recentWrites
-	found    *foundSessions
+	// cacheLease and lease: see lease.go; watcher: see ends.go.
+	cacheLease time.Duration
+	lease      lease
+	watcher    *watcher
+	recent     *recentWrites
+	found      *foundSessions
 }
 
 var _ interface {
@@ -112,13 +125,21 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 	if s.cacheTTL == 0 {
 		s.cacheTTL = DefaultCacheTTL
 	}
+	s.cacheLease = cfg.CacheLease
+	if s.cacheLease <= 0 {
+		s.cacheLease = DefaultCacheLease
+	}
+	s.startWatcher()
 	return s, nil
 }
 
-// Close releases nothing: the client belongs to the caller, who closes it
-// after the Store is no longer used. Close exists so the Store can be
-// handled like other stores.
-func (s *Store) Close() error { return nil }
+// Close stops the Store's subscription and heartbeats; they also stop when
+// the client is closed. The client belongs to the caller, who closes it
+// after the Store is no longer used.
+func (s *Store) Close() error {
+	s.watcher.stop()
+	return nil
+}
 
 // Ping checks that Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -151,8 +172,7 @@ const (
 
 // Find implements [cloakroom.Store].
 func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
-	if s.cacheTTL > 0 {
-		since := s.recent.now()
+	if since := s.recent.now(); s.cacheTTL > 0 && s.lease.valid(since) {
 		mark, marked := s.recent.session(key, since)
 		if !marked || mark.kind != wroteUnknown {
 			res, err := s.findCached(ctx, key, since)
@@ -496,6 +516,7 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) (err error) {
 	if err := s.delete(ctx, key); err != nil {
 		return fmt.Errorf("redisstore: delete %s: %w", key.Short(), err)
 	}
+	s.awaitRevocation()
 	return nil
 }
 
@@ -615,6 +636,7 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 		return 0, fmt.Errorf("redisstore: bump generation: %w", err)
 	}
 	s.dropPointers(ctx, userID, reply[1:])
+	s.awaitRevocation()
 	return gen, nil
 }
 

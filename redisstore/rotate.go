@@ -182,6 +182,9 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	if r.Bump {
 		s.dropPointers(ctx, rec.UserID, reply[2:])
 	}
+	if old.kind != 0 || r.Bump {
+		s.awaitRevocation()
+	}
 	return stored, nil
 }
 
@@ -220,6 +223,7 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 	consumed, err := s.consume(ctx, r.Old, old)
 	if err == nil && consumed {
 		s.recent.markSession(r.Old, wroteDeletion, "")
+		s.awaitRevocation()
 		return stored, nil
 	}
 	if derr := s.Delete(context.WithoutCancel(ctx), r.New.Key); derr != nil {

@@ -1,0 +1,154 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/binary"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// DefaultCacheLease is Config.CacheLease's default.
+const DefaultCacheLease = 100 * time.Millisecond
+
+// watchdogLeases is how many leases without a heartbeat back make a Store
+// subscribe again.
+const watchdogLeases = 4
+
+// lease bounds how long a Store trusts its client-side cache (see
+// docs/redis-layout.md, "No accept after the response"). A Store sends a
+// heartbeat through every Redis node onto its ends channel, where the
+// scripts announce every session end in the same atomic step as the
+// change. Messages published on one node reach a subscriber in the order
+// that node ran them, so when a Store has received its own heartbeat sent
+// at t through every node, it has received every end any node announced
+// before it ran that heartbeat, and marked it. It then trusts its cache
+// until t + CacheLease. A revoking call (Delete, BumpGeneration, Rotate)
+// waits CacheLease after its script returns: by then every other Store
+// either received the end (its heartbeat was run after the script) or
+// stopped trusting its cache (its lease dates from before the script).
+type lease struct {
+	until   atomic.Int64 // recent-writes clock; the cache is trusted before it
+	blocked atomic.Int64 // no renewal takes effect before this
+}
+
+// valid reports whether the cache may be trusted at now.
+func (l *lease) valid(now time.Duration) bool { return int64(now) < l.until.Load() }
+
+// renew extends the lease to until, unless it is blocked at now.
+func (l *lease) renew(now, until time.Duration) {
+	if int64(now) < l.blocked.Load() {
+		return
+	}
+	for {
+		cur := l.until.Load()
+		if int64(until) <= cur || l.until.CompareAndSwap(cur, int64(until)) {
+			return
+		}
+	}
+}
+
+// block ends the lease and refuses renewals for d: after a resubscription
+// ends may have been missed, and the cache may hold entries they would
+// have overruled until those entries expire (CacheTTL).
+func (l *lease) block(now, d time.Duration) {
+	l.until.Store(0)
+	l.blocked.Store(int64(now + d))
+}
+
+// heartbeats sends a heartbeat round every quarter lease until ctx ends
+// (every second when the cache is off, only to watch the subscription).
+// When none has come back for watchdogLeases leases (or rounds, without a
+// cache; at least a second) while subscribed, the subscription is
+// presumed dead and made again.
+func (w *watcher) heartbeats(ctx context.Context) {
+	every := w.s.cacheLease / 4
+	if w.s.cacheTTL <= 0 {
+		every = time.Second
+	}
+	watchdog := max(4*watchdogLeases*every, time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		if w.subscribed.Load() && w.s.recent.now()-time.Duration(w.lastBack.Load()) > watchdog {
+			w.lastBack.Store(int64(w.s.recent.now())) // one restart per watchdog period
+			w.mu.Lock()
+			if w.resubscribe != nil {
+				w.resubscribe()
+			}
+			w.mu.Unlock()
+		}
+		w.heartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// heartbeat publishes one round, through every node the client knows.
+func (w *watcher) heartbeat(ctx context.Context) {
+	if !w.subscribed.Load() {
+		return
+	}
+	s := w.s
+	nodes := s.client.Nodes()
+	now := s.recent.now()
+	w.mu.Lock()
+	w.seq++
+	seq := w.seq
+	round := &heartbeatRound{sent: now, epoch: w.epoch.Load(), pending: make(map[string]bool, len(nodes))}
+	for addr := range nodes {
+		round.pending[addr] = true
+	}
+	w.rounds[seq] = round
+	for k, r := range w.rounds { // rounds older than a lease can no longer help
+		if now-r.sent > s.cacheLease {
+			delete(w.rounds, k)
+		}
+	}
+	w.mu.Unlock()
+	var head [17]byte
+	head[0] = 'h'
+	copy(head[1:9], w.id[:])
+	binary.BigEndian.PutUint64(head[9:], seq)
+	cctx, cancel := context.WithTimeout(ctx, s.cacheLease)
+	defer cancel()
+	for addr, node := range nodes {
+		node.Do(cctx, node.B().Publish().Channel(s.endsChannel()).Message(string(head[:])+addr).Build()) // a failure leaves the round incomplete
+	}
+}
+
+// heartbeatBack records the return of heartbeat seq sent through node
+// addr, and renews the lease when the whole round is back.
+func (w *watcher) heartbeatBack(seq uint64, addr string) {
+	w.mu.Lock()
+	r := w.rounds[seq]
+	if r == nil || r.epoch != w.epoch.Load() {
+		w.mu.Unlock()
+		return
+	}
+	delete(r.pending, addr)
+	w.lastBack.Store(int64(w.s.recent.now()))
+	done := len(r.pending) == 0
+	if done {
+		delete(w.rounds, seq)
+	}
+	w.mu.Unlock()
+	if done && w.s.cacheTTL > 0 {
+		s := w.s
+		s.lease.renew(s.recent.now(), r.sent+s.cacheLease)
+	}
+}
+
+// awaitRevocation returns once no other Store can still answer from a
+// cache that predates the revoking script that just returned.
+func (s *Store) awaitRevocation() {
+	if s.cacheTTL > 0 {
+		time.Sleep(s.cacheLease)
+	}
+}
+
+var _ rueidis.Client // the lease works through any rueidis client, standalone or cluster
