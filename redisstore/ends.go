@@ -26,8 +26,13 @@ func (s *Store) endsChannel() string { return s.prefix + "ends" }
 // Messages on the ends channel: "k" and the 32 bytes of a deleted
 // session's key; "g", the new generation, ":" and the user ID after a
 // bump; "h", a Store's 8-byte ID, the heartbeat's 8-byte sequence number
-// and the address of the node it was sent through.
+// and the address of the node it was sent through; "a", a Store's ID and
+// an end message it acknowledges.
 func endKeyMessage(key cloakroom.Key) string { return "k" + string(key[:]) }
+
+func bumpMessage(userID string, gen uint64) string {
+	return "g" + strconv.FormatUint(gen, 10) + ":" + userID
+}
 
 func parseEnd(msg string) (cloakroom.End, bool) {
 	switch {
@@ -75,6 +80,15 @@ type watcher struct {
 	// resubscribe ends the current subscription when that is too long ago.
 	lastBack    atomic.Int64
 	resubscribe context.CancelFunc // guarded by mu
+
+	// For the acknowledgements (see ack.go), guarded by mu: the other
+	// Stores heard from within a lease, by ID; what is known of each end
+	// message received or acknowledged within two leases; a channel closed
+	// and replaced whenever that changes.
+	peers   map[[8]byte]time.Duration
+	ends    map[string]*endState
+	changed chan struct{}
+	acks    chan string // acknowledgements to publish
 }
 
 // heartbeatRound is one heartbeat sent through every node.
@@ -92,14 +106,19 @@ func (s *Store) startWatcher() {
 		done:      make(chan struct{}),
 		callbacks: make(map[*func(cloakroom.End)]struct{}),
 		rounds:    make(map[uint64]*heartbeatRound),
+		peers:     make(map[[8]byte]time.Duration),
+		ends:      make(map[string]*endState),
+		changed:   make(chan struct{}),
+		acks:      make(chan string, 4096),
 	}
 	rand.Read(w.id[:])
 	s.watcher = w
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); w.subscribe(ctx) }()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); w.heartbeats(ctx) }()
+	go func() { defer wg.Done(); w.sendAcks(ctx) }()
 	go func() { wg.Wait(); close(w.done) }()
 }
 
@@ -190,7 +209,13 @@ func (w *watcher) receive(m rueidis.PubSubMessage) {
 	if len(msg) > 17 && msg[0] == 'h' {
 		if msg[1:9] == string(w.id[:]) {
 			w.heartbeatBack(binary.BigEndian.Uint64([]byte(msg[9:17])), msg[17:])
+		} else {
+			w.heardPeer([8]byte([]byte(msg[1:9])))
 		}
+		return
+	}
+	if len(msg) > 9 && msg[0] == 'a' {
+		w.acked([8]byte([]byte(msg[1:9])), msg[9:])
 		return
 	}
 	e, ok := parseEnd(msg)
@@ -206,5 +231,6 @@ func (w *watcher) receive(m rueidis.PubSubMessage) {
 		s.found.forget(e.Key)
 		s.recent.markSessionFor(e.Key, wroteDeletion, "", max(s.cacheTTL, readYourWritesWindow))
 	}
+	w.heardEnd(msg)
 	w.publish(e)
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultCacheLease is Config.CacheLease's default.
-const DefaultCacheLease = 100 * time.Millisecond
+const DefaultCacheLease = 250 * time.Millisecond
 
 // watchdogLeases is how many leases without a heartbeat back make a Store
 // subscribe again.
@@ -140,14 +140,6 @@ func (w *watcher) heartbeatBack(seq uint64, addr string) {
 	if done && w.s.cacheTTL > 0 {
 		s := w.s
 		s.lease.renew(s.recent.now(), r.sent+s.cacheLease)
-	}
-}
-
-// awaitRevocation returns once no other Store can still answer from a
-// cache that predates the revoking script that just returned.
-func (s *Store) awaitRevocation() {
-	if s.cacheTTL > 0 {
-		time.Sleep(s.cacheLease)
 	}
 }
 

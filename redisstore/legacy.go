@@ -215,22 +215,26 @@ func (s *Store) legacyCommit(ctx context.Context, rec cloakroom.Record) error {
 
 // legacyDelete removes a session of the first layout, if there is one:
 // the session data before its pointer, so an interrupted delete leaves at
-// worst an unused pointer.
-func (s *Store) legacyDelete(ctx context.Context, key cloakroom.Key) error {
+// worst an unused pointer. It reports whether it announced an end.
+func (s *Store) legacyDelete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	hexKey := key.String()
 	lookup := s.legacyLookupKey(hexKey)
-	userID, err := legacyUnlinkTokenScript.Exec(ctx, s.client, []string{lookup}, []string{s.endsChannel(), endKeyMessage(key)}).ToString()
-	if rueidis.IsRedisNil(err) {
-		return nil
-	}
+	reply, err := legacyUnlinkTokenScript.Exec(ctx, s.client, []string{lookup}, []string{s.endsChannel(), endKeyMessage(key)}).ToMessage()
 	if err != nil {
-		return err
+		return false, err
 	}
-	err = legacyUserDeleteScript.Exec(ctx, s.client,
+	if n, err := reply.AsInt64(); err == nil {
+		return n == 1, nil // anonymous, now deleted, or no session at all
+	}
+	userID, err := reply.ToString()
+	if err != nil {
+		return false, err
+	}
+	n, err := legacyUserDeleteScript.Exec(ctx, s.client,
 		[]string{s.legacySessionKey(userID, hexKey), s.legacyIndexKey(userID)},
-		[]string{hexKey, s.endsChannel(), endKeyMessage(key)}).Error()
+		[]string{hexKey, s.endsChannel(), endKeyMessage(key)}).AsInt64()
 	if err != nil {
-		return err
+		return false, err
 	}
-	return legacyDropPointerScript.Exec(ctx, s.client, []string{lookup}, []string{userID}).Error()
+	return n == 1, legacyDropPointerScript.Exec(ctx, s.client, []string{lookup}, []string{userID}).Error()
 }

@@ -118,15 +118,17 @@ return {0, extend}
 var legacyUnlinkTokenScript = rueidis.NewLuaScript(`
 local u = redis.call('HGET', KEYS[1], 'u')
 if u then return u end
-if redis.call('DEL', KEYS[1]) == 1 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return false
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
 `)
 
 // legacyUserDeleteScript removes a user's session and its index entry together.
 //
 // KEYS: session hash, index. ARGV: index member.
 var legacyUserDeleteScript = rueidis.NewLuaScript(`
-if redis.call('DEL', KEYS[1]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
-return 0
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
 `)

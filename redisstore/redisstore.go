@@ -67,7 +67,7 @@ type Config struct {
 	// call waits this long before returning, and a Store whose heartbeats
 	// stop coming back through Redis stops trusting its cache after this
 	// long, and asks Redis. Every Store sharing the Redis must use the same
-	// value. 0 means the default of 100ms; it is ignored when CacheTTL is
+	// value. 0 means the default of 250ms; it is ignored when CacheTTL is
 	// negative (no caching, no wait).
 	CacheLease time.Duration
 	// IgnoreLegacyLayout stops looking for sessions in the key layout of
@@ -513,34 +513,43 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) (err error) {
 			s.recent.markSession(key, wroteDeletion, "")
 		}
 	}()
-	if err := s.delete(ctx, key); err != nil {
+	published, err := s.delete(ctx, key)
+	if published || err != nil { // after an error, an end may have been announced
+		s.awaitRevocation(endKeyMessage(key))
+	}
+	if err != nil {
 		return fmt.Errorf("redisstore: delete %s: %w", key.Short(), err)
 	}
-	s.awaitRevocation()
 	return nil
 }
 
-func (s *Store) delete(ctx context.Context, key cloakroom.Key) error {
+// delete removes the session under key and reports whether it announced
+// an end, which it does when it removed a session.
+func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	pointer := s.pointerKey(key)
 	channel, message := s.endsChannel(), endKeyMessage(key)
-	userID, err := unlinkTokenScript.Exec(ctx, s.client, []string{pointer}, []string{channel, message}).ToString()
-	if rueidis.IsRedisNil(err) {
-		if s.legacy {
+	reply, err := unlinkTokenScript.Exec(ctx, s.client, []string{pointer}, []string{channel, message}).ToMessage()
+	if err != nil {
+		return false, err
+	}
+	if n, err := reply.AsInt64(); err == nil {
+		if n == 0 && s.legacy {
 			return s.legacyDelete(ctx, key)
 		}
-		return nil // anonymous, now deleted, or no session at all
+		return n == 1, nil // anonymous, now deleted, or no session at all
 	}
+	userID, err := reply.ToString()
 	if err != nil {
-		return err
+		return false, err
 	}
-	err = userDeleteScript.Exec(ctx, s.client, []string{s.sessionsKey(userID)}, []string{field(key), channel, message}).Error()
+	n, err := userDeleteScript.Exec(ctx, s.client, []string{s.sessionsKey(userID)}, []string{field(key), channel, message}).AsInt64()
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := dropPointerScript.Exec(ctx, s.client, []string{pointer}, []string{userID}).Error(); err != nil {
-		return fmt.Errorf("pointer: %w", err)
+		return n == 1, fmt.Errorf("pointer: %w", err)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // List implements [cloakroom.Store].
@@ -636,7 +645,7 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 		return 0, fmt.Errorf("redisstore: bump generation: %w", err)
 	}
 	s.dropPointers(ctx, userID, reply[1:])
-	s.awaitRevocation()
+	s.awaitRevocation(bumpMessage(userID, gen))
 	return gen, nil
 }
 

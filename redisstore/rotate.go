@@ -143,6 +143,11 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	if err == nil && len(reply) < 2 {
 		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
 	}
+	if err == nil && reply[0].IsInt64() && len(reply) < 3 {
+		if code, _ := reply[0].AsInt64(); code == codeOK {
+			err = fmt.Errorf("script answered %d values, want at least 3", len(reply))
+		}
+	}
 	var code int64
 	var gen uint64
 	if err == nil {
@@ -179,12 +184,15 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 		s.recent.markSession(r.Old, wroteDeletion, "")
 		s.dropOldPointer(ctx, r.Old, old)
 	}
+	var ended []string
+	if n, _ := reply[2].AsInt64(); n == 1 {
+		ended = append(ended, endKeyMessage(r.Old))
+	}
 	if r.Bump {
-		s.dropPointers(ctx, rec.UserID, reply[2:])
+		s.dropPointers(ctx, rec.UserID, reply[3:])
+		ended = append(ended, bumpMessage(rec.UserID, gen))
 	}
-	if old.kind != 0 || r.Bump {
-		s.awaitRevocation()
-	}
+	s.awaitRevocation(ended...)
 	return stored, nil
 }
 
@@ -223,7 +231,7 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 	consumed, err := s.consume(ctx, r.Old, old)
 	if err == nil && consumed {
 		s.recent.markSession(r.Old, wroteDeletion, "")
-		s.awaitRevocation()
+		s.awaitRevocation(endKeyMessage(r.Old))
 		return stored, nil
 	}
 	if derr := s.Delete(context.WithoutCancel(ctx), r.New.Key); derr != nil {
@@ -247,7 +255,8 @@ func (s *Store) consume(ctx context.Context, key cloakroom.Key, old owner) (bool
 		if err != nil || !res.live {
 			return false, err
 		}
-		return true, s.legacyDelete(ctx, key)
+		_, err = s.legacyDelete(ctx, key)
+		return true, err
 	case old.kind == pointerAnonymous:
 		code, err := consumeAnonymousScript.Exec(ctx, s.client, []string{s.pointerKey(key)},
 			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key)}).AsInt64()

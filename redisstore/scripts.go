@@ -192,26 +192,28 @@ return {0, 0}
 `)
 
 // unlinkTokenScript deletes an anonymous session outright, announcing it,
-// and answers nil, or answers the owner of a user's session without
-// touching the pointer: the session must go first, so that a pointer is
-// never missing while its session lives.
+// and answers 1 (0 when there was none), or answers the owner of a user's
+// session without touching the pointer: the session must go first, so
+// that a pointer is never missing while its session lives.
 //
 // KEYS: pointer. ARGV: ends channel, end message.
 var unlinkTokenScript = rueidis.NewLuaScript(`
 local cur = redis.call('GET', KEYS[1])
-if not cur then return false end
+if not cur then return 0 end
 if string.sub(cur, 1, 1) == 'u' then return string.sub(cur, 2) end
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-return false
+return 1
 `)
 
-// userDeleteScript removes a user's session and announces it.
+// userDeleteScript removes a user's session and announces it. It answers
+// 1 if there was one, else 0.
 //
 // KEYS: session hash. ARGV: field, ends channel, end message.
 var userDeleteScript = rueidis.NewLuaScript(`
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-return 0
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
 `)
 
 // listScript returns the user's generation, then field and record for
@@ -270,8 +272,9 @@ return out
 // bumps the generation and deletes every session of the user (when asked),
 // creates the new session and deletes the old one, announcing the ends.
 // Either field may be empty: no old session, or nothing to create. It
-// answers a code, the user's generation after the step, and, after a bump,
-// the deleted session keys as bumpScript does.
+// answers a code, the user's generation after the step, whether the old
+// session's end was announced (1 or 0), and, after a bump, the deleted
+// session keys as bumpScript does.
 //
 // KEYS: session hash, generation, legacy session of the old key, legacy
 // index. ARGV: old field, old must live ("1"), new field, new generation,
@@ -301,7 +304,7 @@ if ARGV[3] ~= '' then
     if g >= gen and now < e then return {1, gen} end
   end
 end
-local out = {0, gen}
+local out = {0, gen, 0}
 if ARGV[5] == '1' then
   gen = redis.call('INCR', KEYS[2])
   out[2] = gen
@@ -314,7 +317,10 @@ if ARGV[1] ~= '' then
     redis.call('ZREM', KEYS[4], ARGV[12])
     gone = true
   end
-  if gone or ARGV[5] == '1' then redis.call('PUBLISH', ARGV[9], ARGV[10]) end
+  if gone or ARGV[5] == '1' then
+    redis.call('PUBLISH', ARGV[9], ARGV[10])
+    out[3] = 1
+  end
 end
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], ARGV[3], ARGV[6])
