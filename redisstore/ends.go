@@ -89,6 +89,11 @@ type watcher struct {
 	ends    map[string]*endState
 	changed chan struct{}
 	acks    chan string // acknowledgements to publish
+	// kick asks for a heartbeat round now (after a subscription).
+	kick chan struct{}
+	// started is closed when the lease first starts.
+	started     chan struct{}
+	startedOnce sync.Once
 }
 
 // heartbeatRound is one heartbeat sent through every node.
@@ -110,12 +115,18 @@ func (s *Store) startWatcher() {
 		ends:      make(map[string]*endState),
 		changed:   make(chan struct{}),
 		acks:      make(chan string, 4096),
+		kick:      make(chan struct{}, 1),
+		started:   make(chan struct{}),
 	}
 	rand.Read(w.id[:])
 	s.watcher = w
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); w.subscribe(ctx) }()
+	go func() {
+		defer wg.Done()
+		w.subscribe(ctx)
+		cancel() // the client was closed: stop the heartbeats too
+	}()
 	wg.Add(2)
 	go func() { defer wg.Done(); w.heartbeats(ctx) }()
 	go func() { defer wg.Done(); w.sendAcks(ctx) }()
@@ -169,6 +180,10 @@ func (w *watcher) subscribe(ctx context.Context) {
 		// not trusted again until they expire.
 		w.epoch.Add(1)
 		w.lastBack.Store(int64(w.s.recent.now()))
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
 		if w.subscribed.Swap(true) {
 			w.s.lease.block(w.s.recent.now(), w.s.cacheTTL)
 			w.publish(cloakroom.End{All: true})

@@ -84,6 +84,7 @@ func (w *watcher) heartbeats(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-w.kick:
 		}
 	}
 }
@@ -140,6 +141,7 @@ func (w *watcher) heartbeatBack(seq uint64, addr string) {
 	if done && w.s.cacheTTL > 0 {
 		s := w.s
 		s.lease.renew(s.recent.now(), r.sent+s.cacheLease)
+		w.startedOnce.Do(func() { close(w.started) })
 	}
 }
 

@@ -99,7 +99,9 @@ var _ interface {
 } = (*Store)(nil)
 
 // New returns a Store on client. The caller builds the client, and with it
-// chooses TLS, pools and topology; the Store never closes it.
+// chooses TLS, pools and topology; the Store never closes it. It subscribes
+// to the Store's channel and, with caching on, waits up to CacheLease for
+// its first heartbeat to come back (see Config.CacheLease).
 func New(client rueidis.Client, cfg Config) (*Store, error) {
 	if client == nil {
 		return nil, errors.New("redisstore: nil client")
@@ -130,6 +132,14 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 		s.cacheLease = DefaultCacheLease
 	}
 	s.startWatcher()
+	if s.cacheTTL > 0 {
+		// Serving from the cache starts with the first heartbeat round;
+		// give it a lease's time, so that the first requests are warm.
+		select {
+		case <-s.watcher.started:
+		case <-time.After(s.cacheLease):
+		}
+	}
 	return s, nil
 }
 

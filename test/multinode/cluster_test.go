@@ -100,8 +100,8 @@ type storeSetup struct {
 // cluster's seed addresses, or postgresSetup with another URL.
 func variants() []variant {
 	return []variant{
-		{name: "redis", cached: true, strict: false, open: openRedis,
-			checks: "node's cache", returns: "after the write; other nodes hear of it asynchronously"},
+		{name: "redis", cached: true, strict: true, open: openRedis,
+			checks: "node's cache, under a lease", returns: "after every caching node acknowledged it, or a lease"},
 		{name: "postgres", cached: false, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, false) },
 			checks: "a query", returns: "after the commit"},
 		{name: "postgres-cache", cached: true, strict: true, open: func(t *testing.T) storeSetup { return openPostgres(t, true) },
