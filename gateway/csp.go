@@ -39,10 +39,11 @@ var cspDirectives = []string{"script-src", "script-src-elem", "script-src-attr",
 
 // securityHeaders sets the SPA's headers: the CSP (enforced, or report-only
 // for rollout) with its report endpoint (report-uri, and report-to when
-// serving HTTPS), nosniff and Referrer-Policy.
+// serving HTTPS), nosniff, Referrer-Policy and Cross-Origin-Opener-Policy.
 func (g *Gateway) securityHeaders(h http.Header) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	if g.cfg.CSP == CSPOff {
 		return
 	}

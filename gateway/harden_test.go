@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -275,9 +276,12 @@ func TestStepUpForRevokingOthers(t *testing.T) {
 	if !other.loggedIn() {
 		t.Fatal("a refused step-up ended the other session")
 	}
-	if r := b.postJSON("/auth/reauth", map[string]string{"password": password}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusNoContent {
-		t.Fatalf("reauth: %d %s", r.Status, r.Text)
+	oldToken := b.token
+	r = b.postJSON("/auth/reauth", map[string]string{"password": password}, cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusOK || b.token == oldToken {
+		t.Fatalf("reauth: %d %s; want 200 and a new token (ASVS 7.2.4)", r.Status, r.Text)
 	}
+	csrf = r.json(t)["csrf_token"].(string)
 	if r := b.postJSON("/auth/sessions/revoke-others", map[string]string{}, cloakroom.CSRFHeader, csrf); r.Status != http.StatusOK {
 		t.Fatalf("revoke-others after reauth: %d %s", r.Status, r.Text)
 	}
@@ -339,5 +343,28 @@ func TestSelfServicePasswordChange(t *testing.T) {
 	}
 	if page := b.get("/auth/account?done=password", "Sec-Fetch-Mode", "navigate"); !strings.Contains(page.Text, `name="current_password"`) || !strings.Contains(page.Text, "Your password was changed.") {
 		t.Error("the account page lacks the password form or the notice")
+	}
+}
+
+// TestPasswordFieldsAreMasked: every password field of the built-in pages
+// is type=password, with autocomplete hints so password managers and paste
+// work (ASVS 6.2.6, 6.2.7), and nothing blocks pasting.
+func TestPasswordFieldsAreMasked(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	nav := []string{"Sec-Fetch-Mode", "navigate"}
+	for name, page := range map[string]string{"login": e.browser().get("/auth/login", nav...).Text, "account": b.get("/auth/account", nav...).Text} {
+		fields := regexp.MustCompile(`<input[^>]*name="(password|current_password|new_password)"[^>]*>`).FindAllString(page, -1)
+		if len(fields) == 0 {
+			t.Errorf("%s: no password field", name)
+		}
+		for _, f := range fields {
+			if !strings.Contains(f, `type="password"`) || !strings.Contains(f, `autocomplete="`) {
+				t.Errorf("%s: %s is not masked or lacks an autocomplete hint", name, f)
+			}
+		}
+		if strings.Contains(strings.ToLower(page), "onpaste") {
+			t.Errorf("%s blocks pasting", name)
+		}
 	}
 }

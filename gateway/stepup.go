@@ -106,7 +106,7 @@ func (g *Gateway) answerAuthError(w http.ResponseWriter, r *http.Request, err er
 
 // reauth is POST {auth}/reauth: {"password": "..."} re-enters the password
 // so that a sensitive action (ending other sessions) is allowed for the
-// next StepUpWindow.
+// next StepUpWindow. The session continues under a new token.
 func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
 	s, ok := g.apiSession(w, r)
 	if !ok {
@@ -126,9 +126,13 @@ func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
 	if !g.checkOwnPassword(w, r, s, body.Password, false) {
 		return
 	}
+	// A re-authentication gets a new token, like a login (ASVS 7.2.4).
 	g.markAuthenticated(s)
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusNoContent)
+	if err := g.timeStore("renew", func() error { return s.Renew(r.Context()) }); err != nil {
+		g.storeFailed(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
 }
 
 // passwordChange is one request to change one's password.
@@ -167,6 +171,15 @@ func (g *Gateway) changePassword(w http.ResponseWriter, r *http.Request, s *cloa
 			return false, false
 		}
 		return true, true
+	}
+	// The current password was just proven: a new token, as for a login.
+	if err := g.timeStore("renew", func() error { return s.Renew(r.Context()) }); err != nil {
+		if page {
+			g.pageFailed(w, r, err)
+		} else {
+			g.storeFailed(w, r, err)
+		}
+		return false, false
 	}
 	return false, true
 }
