@@ -38,3 +38,6 @@ func ParseCSPReports(body []byte) ([][]string, bool) {
 	}
 	return out, ok
 }
+
+// UpgradeFromOwnOrigin exposes the WebSocket handshake's origin check.
+func (g *Gateway) UpgradeFromOwnOrigin(r *http.Request) bool { return g.upgradeFromOwnOrigin(r) }
