@@ -21,7 +21,7 @@ const maxAuthBody = maxLoginBody
 const DefaultBodyReadTimeout = 10 * time.Second
 
 // readAuthBodies reads the whole body of every request to an auth endpoint,
-// at most maxAuthBody bytes within Config.BodyReadTimeout, before the
+// at most bodyLimit bytes within Config.BodyReadTimeout, before the
 // session is loaded. An endpoint therefore acts on the session as it is
 // once the last byte has arrived: a request parked by a slow body cannot
 // act on a session that ended meanwhile. A larger body gets 413 without
@@ -42,12 +42,12 @@ func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
 			if r.Method == http.MethodPost && r.URL.Path == g.auth+"/login" {
 				// The login answers it in its own format and counts it
 				// among failed logins.
-				r = r.WithContext(context.WithValue(r.Context(), bodyRefusalKey{}, bodyRefusalError(status)))
+				r = r.WithContext(context.WithValue(r.Context(), bodyRefusalKey{}, g.bodyRefusalError(r, status)))
 				r.Body = http.NoBody
 				next.ServeHTTP(w, r)
 				return
 			}
-			g.bodyRefused(w, r, bodyRefusalError(status))
+			g.bodyRefused(w, r, g.bodyRefusalError(r, status))
 			return
 		}
 		r = r.WithContext(r.Context()) // a copy: the server's request stays as it came
@@ -57,16 +57,26 @@ func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
 	})
 }
 
+// bodyLimit is the most bytes a body sent to path may have: maxAuthBody,
+// except for browsers' CSP reports, which batch several violations.
+func (g *Gateway) bodyLimit(path string) int64 {
+	if path == g.auth+"/csp-report" {
+		return maxCSPReport
+	}
+	return maxAuthBody
+}
+
 // readBody reads r's body, or reports the status to refuse it with.
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
-	if r.ContentLength > maxAuthBody {
+	limit := g.bodyLimit(r.URL.Path)
+	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge // refused unread
 	}
 	// A per-request deadline: the server's ReadTimeout is a minute, far
 	// too long to hold a request whose body is a few hundred bytes.
 	rc := http.NewResponseController(w)
 	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxAuthBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if deadlineSet && err == nil {
 		// The body is in; later requests on the connection get the
 		// server's own deadlines.
@@ -95,10 +105,10 @@ func bodyRefusal(r *http.Request) *inputError {
 	return err
 }
 
-func bodyRefusalError(status int) *inputError {
+func (g *Gateway) bodyRefusalError(r *http.Request, status int) *inputError {
 	switch status {
 	case http.StatusRequestEntityTooLarge:
-		return badInput(status, "The body is larger than %d bytes.", maxAuthBody)
+		return badInput(status, "The body is larger than %d bytes.", g.bodyLimit(r.URL.Path))
 	case http.StatusRequestTimeout:
 		return badInput(status, "The body was not received in time.")
 	}
