@@ -59,7 +59,12 @@ const walIndexVersion = 3007000
 type headerFile struct {
 	f    *os.File
 	path string
-	view headerView // a read-only mapping, or pread where there is none
+	view headerReader // a read-only mapping, or pread where there is none
+}
+
+type headerReader interface {
+	read() (walHeader, error)
+	close() error
 }
 
 func openHeader(dbPath string) (*headerFile, error) {
@@ -137,6 +142,9 @@ type cache struct {
 	// onForeignWrite is called, outside the lock, each time the cache
 	// learns that another connection wrote the file.
 	onForeignWrite func()
+	// onBroken is called once, outside the lock, when the cache stops
+	// serving for good.
+	onBroken func(reason string)
 
 	mu      sync.RWMutex
 	known   walHeader
@@ -150,8 +158,8 @@ type cache struct {
 	epoch   uint64
 	stripes [256]uint64
 
-	// broken is set when a write of ours did not move the header: the
-	// file is not behaving as this cache assumes, so it stops serving.
+	// broken is set when the header cannot be trusted (see breakDown):
+	// the cache then never serves again.
 	broken bool
 }
 
@@ -214,14 +222,37 @@ func (c *cache) sync(hdr walHeader) {
 
 // poll reads the header and flushes the cache if another connection wrote.
 // It is how a store learns of other processes' writes when no request
-// comes.
+// comes. It also checks that the -shm file was not replaced, which SQLite
+// does not do while the store's anchor connection is open.
 func (c *cache) poll() error {
+	if !c.header.same() {
+		c.breakDown("the -shm file was replaced")
+		return nil
+	}
 	hdr, err := c.header.read()
 	if err != nil {
 		return err
 	}
 	c.sync(hdr)
 	return nil
+}
+
+// breakDown stops the cache for good: its picture of the file can no
+// longer be trusted. Every Find then reads the database.
+func (c *cache) breakDown(reason string) {
+	c.mu.Lock()
+	first := !c.broken
+	c.broken, c.valid = true, false
+	c.flushLocked()
+	c.mu.Unlock()
+	if first {
+		if c.onBroken != nil {
+			c.onBroken(reason)
+		}
+		if c.onForeignWrite != nil {
+			c.onForeignWrite()
+		}
+	}
 }
 
 // fill caches rec, read from the database at tok's header, if nothing
@@ -291,20 +322,23 @@ func (c *cache) beginWrite(ch change) (before walHeader, ok bool) {
 func (c *cache) endWrite(ch change, committed bool, before walHeader, beforeOK bool, othersCommitted func() bool) {
 	hdr, err := c.header.read()
 	foreign := err != nil || othersCommitted()
+	// A commit that did not show in the header means the file does not
+	// behave as this cache assumes.
+	stale := err == nil && beforeOK && committed && hdr == before
 	c.mu.Lock()
-	if err == nil && beforeOK && committed && hdr == before {
-		// Our commit did not show in the header: the file does not
-		// behave as this cache assumes, so it stops serving for good.
-		c.broken = true
-	}
-	if foreign || c.broken {
+	first := stale && !c.broken
+	c.broken = c.broken || stale
+	if foreign || stale {
 		c.flushLocked()
 	}
 	c.known, c.valid = hdr, err == nil && !c.broken
 	c.writing = false
 	c.dropLocked(ch)
 	c.mu.Unlock()
-	if foreign && c.onForeignWrite != nil {
+	if first && c.onBroken != nil {
+		c.onBroken("a commit did not change the wal-index header")
+	}
+	if (foreign || first) && c.onForeignWrite != nil {
 		c.onForeignWrite()
 	}
 }

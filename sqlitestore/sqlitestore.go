@@ -292,6 +292,9 @@ func (s *Store) startCache(ctx context.Context, abs string, cfg Config) error {
 	s.header = header
 	s.cache = newCache(header, size)
 	s.cache.onForeignWrite = func() { s.publish(cloakroom.End{All: true}) }
+	s.cache.onBroken = func(reason string) {
+		s.logger.Error("sqlitestore: cache turned off; every check now reads the database", "reason", reason)
+	}
 	return nil
 }
 
