@@ -40,6 +40,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,12 +138,18 @@ type Store struct {
 
 	now    func() time.Time
 	logger *slog.Logger
+	prefix string // Config.TablePrefix
 
 	// cache is nil when the store does not cache (New, or
 	// Config.DisableCache); header is nil unless it caches.
 	cache  *cache
 	header *headerFile
 	anchor *sql.Conn // held open while header is read
+
+	// readers holds the connections pinned for Find (see reader.go); nil
+	// for a store made by New, which finds through database/sql.
+	readers  chan *pinnedReader
+	nReaders int
 
 	// testHookAfterCommit, set by tests, runs between a cached write's
 	// COMMIT and its accounting.
@@ -243,6 +250,8 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 	if readers <= 0 {
 		readers = max(runtime.GOMAXPROCS(0), 4)
 	}
+	pinned := max(runtime.GOMAXPROCS(0), 2)
+	readers += pinned
 	if !cfg.DisableCache {
 		readers++ // the cache's anchor connection
 	}
@@ -258,6 +267,10 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		write.Close()
 		return nil, err
 	}
+	if err := s.pinReaders(ctx, pinned); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
+	}
 	if !cfg.DisableCache {
 		if err := s.startCache(ctx, abs, cfg); err != nil {
 			s.Close()
@@ -265,6 +278,20 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// pinReaders pins n connections of the read pool for Find.
+func (s *Store) pinReaders(ctx context.Context, n int) error {
+	s.readers = make(chan *pinnedReader, n)
+	for range n {
+		r, err := pinReader(ctx, s.read, s.findStmtQuery())
+		if err != nil {
+			return fmt.Errorf("pin a reader: %w", err)
+		}
+		s.readers <- r
+		s.nReaders++
+	}
+	return nil
 }
 
 // startCache sets up the cache of a store made by Open.
@@ -325,6 +352,7 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 		owned:     owned,
 		writeSlot: make(chan struct{}, 1),
 		now:       cfg.Now,
+		prefix:    cfg.TablePrefix,
 		logger:    cfg.Logger,
 	}
 	if s.now == nil {
@@ -361,6 +389,11 @@ func liveSessionAt(now string) string {
 	AND s.generation >= coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)`
 }
 
+// findQuery is Find's: on every request's path, so with numbered
+// parameters, which spare the allocation of a sql.NamedArg each. ?1 key,
+// ?2 now.
+var findQuery = `SELECT s.record FROM {p}sessions AS s WHERE s.key = ?1 AND ` + liveSessionAt("?2")
+
 // liveSession is liveSessionAt the named parameter :now.
 var liveSession = liveSessionAt(":now")
 
@@ -378,9 +411,7 @@ func (s *Store) prepare(ctx context.Context, prefix string) error {
 		dst   **sql.Stmt
 		query string
 	}{
-		// Find is on every request's path: numbered parameters spare the
-		// allocation of a sql.NamedArg per argument. ?1 key, ?2 now.
-		{s.read, &s.findStmt, `SELECT s.record FROM {p}sessions AS s WHERE s.key = ?1 AND ` + liveSessionAt("?2")},
+		{s.read, &s.findStmt, findQuery},
 		{s.read, &s.listStmt, `SELECT s.record FROM {p}sessions AS s WHERE s.user_id = :user AND ` + liveSession},
 		{s.read, &s.generationStmt, `SELECT ` + userGeneration},
 
@@ -473,6 +504,9 @@ func (s *Store) findStored(ctx context.Context, key cloakroom.Key, nowMs int64) 
 	if err := ctx.Err(); err != nil {
 		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
 	}
+	if s.readers != nil {
+		return s.findPinned(ctx, key, nowMs)
+	}
 	rows, err := s.findStmt.QueryContext(context.WithoutCancel(ctx), key[:], nowMs)
 	if err != nil {
 		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
@@ -492,6 +526,34 @@ func (s *Store) findStored(ctx context.Context, key cloakroom.Key, nowMs int64) 
 		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
 	}
 	return rec, true, nil
+}
+
+// findPinned is findStored on a pinned reader.
+func (s *Store) findPinned(ctx context.Context, key cloakroom.Key, nowMs int64) (cloakroom.Record, bool, error) {
+	var r *pinnedReader
+	select {
+	case r = <-s.readers:
+	case <-ctx.Done():
+		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), ctx.Err())
+	}
+	rec, found, err := r.find(key, nowMs)
+	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) {
+		// The connection is gone: pin a new one for the next call. If
+		// that fails too, the old reader goes back and the next call
+		// tries again.
+		if fresh, perr := pinReader(context.WithoutCancel(ctx), s.read, s.findStmtQuery()); perr == nil {
+			r.close()
+			r = fresh
+		}
+	}
+	s.readers <- r
+	if err == nil && found && rec.Key != key {
+		err = errors.New("stored record holds another key")
+	}
+	if err != nil {
+		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
+	}
+	return rec, found, nil
 }
 
 // scanRecord decodes the record column of the current row. Scanning into
@@ -849,6 +911,9 @@ func (s *Store) Close() error {
 		s.stopPurge()
 		<-s.purgeDone
 		s.closeStatements()
+		for range s.nReaders {
+			(<-s.readers).close()
+		}
 		if s.header != nil {
 			s.header.close()
 		}
@@ -985,3 +1050,6 @@ func cloneValues(v url.Values) url.Values {
 	}
 	return out
 }
+
+// findStmtQuery is the find query with the store's table prefix.
+func (s *Store) findStmtQuery() string { return withPrefix(s.prefix, findQuery) }
