@@ -82,9 +82,10 @@ type Config struct {
 	// Used by Open only; with New the caller configures its connections.
 	BusyTimeout time.Duration
 
-	// MaxReadConns bounds the connections serving Find, List and
-	// Generation concurrently. Default: GOMAXPROCS, at least 4. Used by
-	// Open only.
+	// MaxReadConns bounds the pool of connections serving List and
+	// Generation concurrently. Find has connections of its own, GOMAXPROCS
+	// of them (at least 2), and the cache one more, which it holds open.
+	// Default: GOMAXPROCS, at least 4. Used by Open only.
 	MaxReadConns int
 
 	// RelaxedDurability runs SQLite with synchronous=NORMAL instead of FULL.
