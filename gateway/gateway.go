@@ -140,7 +140,7 @@ func (g *Gateway) buildPublic() http.Handler {
 
 	lt := loadTimer{g}
 	// Bodies are read before the session is loaded (see readAuthBodies).
-	var h http.Handler = g.readAuthBodies(guardHijack(lt.before(g.sessions.Handler(lt.after(mux)))))
+	var h http.Handler = g.readAuthBodies(guardHijack(lt.before(g.sessions.Handler(lt.after(g.withStepUp(mux))))))
 	if g.cfg.TLS {
 		h = hsts(h)
 	}

@@ -22,6 +22,36 @@ func (g *Gateway) providerLinks(returnTo string) []oidcbff.ProviderLink {
 	return g.cfg.OIDC.Links(returnTo)
 }
 
+// withStepUp refuses requests of a logged-in session under a step-up
+// prefix (an API route or an account action such as /auth/sessions/) when
+// its login is too old: 401 JSON with the login URL for script, a redirect
+// for navigations. Requests without a session go on to their handler,
+// which answers them as usual.
+func (g *Gateway) withStepUp(next http.Handler) http.Handler {
+	if g.cfg.OIDC == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := g.sessions.Session(r); s.LoggedIn() {
+			if login := g.cfg.OIDC.StepUpURL(s, r.URL.Path); login != "" {
+				g.reauthenticate(w, r, login)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (g *Gateway) reauthenticate(w http.ResponseWriter, r *http.Request, login string) {
+	if isNavigation(r) {
+		seeOther(w, login)
+		return
+	}
+	writeJSON(w, http.StatusUnauthorized, map[string]string{
+		"error": "reauthentication_required", "message": "Log in again to continue.", "login_url": login,
+	})
+}
+
 // oidcUpstream applies the OIDC client's step-up rules and token relay to a
 // proxied request. It answers and reports false when the request must not
 // go upstream.
@@ -35,13 +65,7 @@ func (g *Gateway) oidcUpstream(w http.ResponseWriter, r *http.Request, s *cloakr
 	case err == nil:
 		return r.WithContext(ctx), true
 	case errors.As(err, &reauth):
-		if isNavigation(r) {
-			seeOther(w, reauth.LoginURL)
-			return nil, false
-		}
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
-			"error": "reauthentication_required", "message": "Log in again to continue.", "login_url": reauth.LoginURL,
-		})
+		g.reauthenticate(w, r, reauth.LoginURL)
 		return nil, false
 	case errors.Is(err, oidcbff.ErrSessionEnded):
 		// The provider refused a refresh: the sign-in is over everywhere.

@@ -197,11 +197,8 @@ func (cfg *Config) validate() error {
 		}
 	}
 	for _, su := range cfg.StepUp {
-		if !strings.HasPrefix(su.Prefix, "/") {
-			bad("step-up prefix %q must be a path prefix such as /api/admin/", su.Prefix)
-		}
-		if su.MaxAge < time.Minute {
-			bad("step-up max age %v for %s is below one minute", su.MaxAge, su.Prefix)
+		if err := CheckStepUp(cfg.AuthPrefix, su); err != nil {
+			bad("%v", err)
 		}
 	}
 	def := func(d *time.Duration, v time.Duration, name string) {
@@ -245,6 +242,24 @@ func (p *ProviderConfig) Check() error {
 		errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
 	}
 	return errors.Join(errs...)
+}
+
+// CheckStepUp validates a step-up rule for a gateway whose auth prefix is
+// authPrefix: a path prefix, at least a minute, and not covering the
+// endpoints that logging in again needs.
+func CheckStepUp(authPrefix string, su StepUp) error {
+	if !strings.HasPrefix(su.Prefix, "/") {
+		return fmt.Errorf("step-up prefix %q must be a path prefix such as /api/admin/", su.Prefix)
+	}
+	for _, p := range []string{"/login", "/login/x", "/callback/x", "/backchannel-logout/x", "/logout", "/session", "/assets/x"} {
+		if pathUnder(authPrefix+p, su.Prefix) {
+			return fmt.Errorf("step-up prefix %q covers %s%s, which logging in again needs", su.Prefix, authPrefix, strings.TrimSuffix(p, "/x"))
+		}
+	}
+	if su.MaxAge < time.Minute {
+		return fmt.Errorf("step-up max age %v for %s is below one minute", su.MaxAge, su.Prefix)
+	}
+	return nil
 }
 
 // CheckPublicURL validates a Config.PublicURL.

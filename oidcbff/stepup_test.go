@@ -9,8 +9,8 @@ import (
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
-// TestStepUp: a route that needs a login within 10 minutes refuses an
-// older session with 401 JSON (a navigation is redirected) naming a login
+// TestStepUp: a route (and an account action) that needs a login within
+// 10 minutes refuses an older session with 401 JSON (a navigation is redirected) naming a login
 // URL with max_age and prompt=login; logging in again there opens it. An ID
 // token whose auth_time is older than max_age, or that has none when
 // max_age was asked for, is refused.
@@ -20,7 +20,9 @@ func TestStepUp(t *testing.T) {
 	e := newEnv(t, 1, func([]string) *provider {
 		mp = newMockProvider(t)
 		return mp.provider
-	}, func(c *oidcbff.Config) { c.StepUp = []oidcbff.StepUp{{Prefix: "/admin/", MaxAge: 10 * time.Minute}} })
+	}, func(c *oidcbff.Config) {
+		c.StepUp = []oidcbff.StepUp{{Prefix: "/admin/", MaxAge: 10 * time.Minute}, {Prefix: "/auth/sessions/", MaxAge: 10 * time.Minute}}
+	})
 	var asked url.Values
 	mp.authorize.Store(ptr(func(q url.Values) {
 		asked = q
@@ -45,6 +47,10 @@ func TestStepUp(t *testing.T) {
 	if r := b.fetch(http.MethodGet, "/plain/x"); r.Status != http.StatusOK {
 		t.Fatalf("other routes need no step-up: %d", r.Status)
 	}
+	// An account action under a step-up prefix: refused before it acts.
+	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusUnauthorized || r.json(t)["login_url"] != want {
+		t.Fatalf("stale login, account action: %d %s", r.Status, r.Text)
+	}
 
 	// The provider answers with an old authentication: refused.
 	authTime = e.clock.Now().Add(-20 * time.Minute)
@@ -68,6 +74,9 @@ func TestStepUp(t *testing.T) {
 	}
 	if r := b.fetch(http.MethodGet, "/admin/users"); r.Status != http.StatusOK {
 		t.Fatalf("after step-up: %d %s", r.Status, r.Text)
+	}
+	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusOK && r.Status != http.StatusNoContent {
+		t.Fatalf("account action after step-up: %d %s", r.Status, r.Text)
 	}
 	for _, bad := range []string{"?max_age=-1", "?max_age=ten", "?prompt=none"} {
 		if r := b.get("/auth/login/mock" + bad); r.Status != http.StatusBadRequest {

@@ -303,6 +303,8 @@ func (c *Client) Upstream(r *http.Request, s *cloakroom.Session, routePrefix str
 			return ctx, &ReauthError{LoginURL: c.reauthURL(s, su.MaxAge), MaxAge: su.MaxAge}
 		}
 	}
+	// (The gateway checks the same rules for every path first; this keeps
+	// Upstream complete for other callers.)
 	if !c.relays(routePrefix) || s.GetString(ValueRef) == "" {
 		return ctx, nil
 	}
@@ -341,13 +343,15 @@ func (c *Client) reauthURL(s *cloakroom.Session, maxAge time.Duration) string {
 	return c.cfg.AuthPrefix + "/login"
 }
 
-// ReauthURL is [Client.Upstream]'s step-up login URL for s, for account
-// actions that require a login within maxAge; "" when s is recent enough.
-func (c *Client) ReauthURL(s *cloakroom.Session, maxAge time.Duration) string {
-	if c.recent(s, maxAge) {
-		return ""
+// StepUpURL returns where s must log in again before a request to path,
+// or "" when no step-up rule covers path or s's login is recent enough.
+func (c *Client) StepUpURL(s *cloakroom.Session, path string) string {
+	for _, su := range c.cfg.StepUp {
+		if pathUnder(path, su.Prefix) && !c.recent(s, su.MaxAge) {
+			return c.reauthURL(s, su.MaxAge)
+		}
 	}
-	return c.reauthURL(s, maxAge)
+	return ""
 }
 
 func pathUnder(p, prefix string) bool {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -118,7 +119,12 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 		case err != nil || d < time.Minute:
 			bad("--oidc-step-up %q: the duration must be at least 1m", rule)
 		default:
-			p.stepUp = append(p.stepUp, oidcbff.StepUp{Prefix: prefix, MaxAge: d})
+			su := oidcbff.StepUp{Prefix: prefix, MaxAge: d}
+			if err := oidcbff.CheckStepUp(gateway.DefaultAuthPrefix, su); err != nil {
+				bad("--oidc-step-up %q: %v", rule, err)
+				continue
+			}
+			p.stepUp = append(p.stepUp, su)
 		}
 	}
 	return p, problems

@@ -27,7 +27,7 @@ func TestOIDCCheckConfigAcceptsAValidSetup(t *testing.T) {
 		";scopes=openid email profile offline_access;allowed-domains=example.com;allowed-groups=staff admins;require-claim=tenant=acme;token-auth=post;auth-param=audience=https://api.example.com;auth-param=access_type=offline"
 	mustRun(t, "", "serve", "--check-config", "--upstream", "/api/="+up,
 		"--oidc-provider", spec, "--public-url", "https://app.example.com", "--oidc-keys-file", keys,
-		"--oidc-relay-token", "/api/", "--oidc-step-up", "/api/admin/=10m")
+		"--oidc-relay-token", "/api/", "--oidc-step-up", "/api/admin/=10m", "--oidc-step-up", "/auth/sessions/=5m")
 
 	// The same from a JSON config file.
 	dir := t.TempDir()
@@ -53,6 +53,7 @@ func TestOIDCCheckConfigReportsEveryProblem(t *testing.T) {
 		"--oidc-provider", "name=odd;issuer=https://x.example;client-id=gw;client-secret-file="+secret+";colour=blue",
 		"--oidc-relay-token", "/other/",
 		"--oidc-step-up", "/api/admin/=30s",
+		"--oidc-step-up", "/auth/=10m",
 		"--oidc-keys-file", filepath.Join(dir, "missing-keys"))
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1:\n%s", r.code, r.stderr)
@@ -69,6 +70,7 @@ func TestOIDCCheckConfigReportsEveryProblem(t *testing.T) {
 		"--oidc-keys-file:",
 		`--oidc-relay-token "/other/" is not an --upstream prefix`,
 		"--oidc-step-up \"/api/admin/=30s\": the duration must be at least 1m",
+		`--oidc-step-up "/auth/=10m": step-up prefix "/auth/" covers /auth/login, which logging in again needs`,
 	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
