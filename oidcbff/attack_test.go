@@ -32,6 +32,10 @@ func (e *env) refused(b *browser, r response, status int, reason string) {
 	if b.fetch(http.MethodGet, "/auth/session").Status != http.StatusUnauthorized {
 		e.t.Fatal("the browser is logged in after a refused callback")
 	}
+	if len(e.p.tokens.all()) > 0 {
+		// Refusals are logged with their reason, never with the tokens.
+		e.assertNoTokens(nil, b)
+	}
 }
 
 // TestCallbackRefusesForgedState: a callback whose state does not match the

@@ -114,6 +114,12 @@ func TestLoginRoundTrip(t *testing.T) {
 			if plain["user"] != pc.user || plain["bearer"] != "" {
 				t.Fatalf("non-relay route upstream saw %v, want identity without the access token", plain)
 			}
+			// Signing in again over the session replaces it and its tokens.
+			records := e.store.Len()
+			b.mustLogin()
+			if got := e.store.Len(); got != records {
+				t.Errorf("a second login left %d store records, had %d: the old session's tokens must go with it", got, records)
+			}
 			e.assertNoTokens(nil, b)
 		})
 	}

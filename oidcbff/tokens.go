@@ -106,11 +106,16 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 		values[ValueSID] = id.SID
 	}
 	s := c.sessions.Session(r)
+	previous := s.GetString(ValueRef) // a session this login replaces
 	// The values go in the login's own write: the session never exists
 	// without them.
 	if err := s.Login(ctx, id.User, cloakroom.LoginOptions{Values: values}); err != nil {
 		_ = c.records.delete(context.WithoutCancel(ctx), key)
 		return err
+	}
+	if previous != "" {
+		c.cache.drop(previous)
+		_ = c.records.delete(ctx, recordKey(kindTokens, previous)) // it died with the old session
 	}
 	// The indexes let a back-channel logout find this session; a failure
 	// there is logged, not fatal: logout by sub still works.
