@@ -20,6 +20,7 @@ var report struct {
 	mu      sync.Mutex
 	windows []windowRow
 	stores  []storeRow
+	watches []watchRow
 	faults  []faultRow
 }
 
@@ -50,6 +51,11 @@ func writeReport(path string) error {
 	if len(report.stores) > 0 {
 		b.WriteString("### Store-layer revocation across nodes\n\n")
 		b.WriteString(formatStoreRows(report.stores))
+		b.WriteString("\n")
+	}
+	if len(report.watches) > 0 {
+		b.WriteString("### Watched sessions ended on every node\n\n")
+		b.WriteString(formatWatchRows(report.watches))
 		b.WriteString("\n")
 	}
 	if len(report.faults) > 0 {
