@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -57,11 +58,17 @@ func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
 	})
 }
 
-// bodyLimit is the most bytes a body sent to path may have: maxAuthBody,
-// except for browsers' CSP reports, which batch several violations.
+// maxLargeAuthBody bounds the two auth endpoints that take bodies larger
+// than a login: browsers' CSP reports, which batch violations, and OpenID
+// back-channel logouts, whose signed logout token can pass 8 KiB (refusing
+// one would leave a session alive). Each endpoint applies its own limit
+// within it.
+const maxLargeAuthBody = 16 << 10
+
+// bodyLimit is the most bytes a body sent to path may have.
 func (g *Gateway) bodyLimit(path string) int64 {
-	if path == g.auth+"/csp-report" {
-		return maxCSPReport
+	if path == g.auth+"/csp-report" || strings.HasPrefix(path, g.auth+"/backchannel-logout/") {
+		return maxLargeAuthBody
 	}
 	return maxAuthBody
 }

@@ -299,3 +299,22 @@ func TestOversizedBodiesAreRefusedUnread(t *testing.T) {
 		t.Error("an oversized request ended the session")
 	}
 }
+
+// The two auth endpoints that take larger bodies get them whole: a CSP
+// report batch and an OpenID back-channel logout of 12 KiB are not refused
+// by the gateway's bound (the endpoints judge them), while any other auth
+// endpoint refuses 12 KiB.
+func TestLargerBodiesWhereEndpointsTakeThem(t *testing.T) {
+	e := newEnv(t)
+	body := strings.Repeat("a", 12<<10)
+	for path, refused := range map[string]bool{
+		"/auth/csp-report":              false,
+		"/auth/backchannel-logout/test": false,
+		"/auth/sessions/revoke-all":     true,
+	} {
+		r := e.browser().do(http.MethodPost, path, "application/x-www-form-urlencoded", body)
+		if got := r.Status == http.StatusRequestEntityTooLarge; got != refused {
+			t.Errorf("%s, 12 KiB: status %d", path, r.Status)
+		}
+	}
+}
