@@ -159,6 +159,13 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprint(w, "plain text eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln stays as it is")
 	})
+	mux.HandleFunc("GET /api/events", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			fmt.Fprintf(w, "data: event %d eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\n\n", i)
+			w.(http.Flusher).Flush()
+		}
+	})
 	mux.HandleFunc("GET /api/brotli", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Encoding", "br")

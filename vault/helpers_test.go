@@ -296,6 +296,21 @@ func (b *browser) whoami() string {
 	return v.User.Username
 }
 
+// withSession runs f on the session named by cookie, through the
+// manager's own middleware, and saves what f changed.
+func (st *stack) withSession(cookie string, f func(*cloakroom.Session)) {
+	st.t.Helper()
+	req := httptest.NewRequest("GET", "https://gateway.test/", nil)
+	req.Header.Set("Cookie", cookieName+"="+cookie)
+	rec := httptest.NewRecorder()
+	st.manager.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f(st.manager.Session(r))
+	})).ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		st.t.Fatalf("session handler: %d", rec.Code)
+	}
+}
+
 // sessionAlive reports whether a session cookie value is a live session
 // in the store.
 func (st *stack) sessionAlive(cookie string) bool {

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -282,5 +285,82 @@ func TestVaultSessionIsARealSession(t *testing.T) {
 	}
 	if who := b.whoami(); who != "" {
 		t.Fatalf("after revocation the calls act as %q", who)
+	}
+}
+
+func TestStreamsPassUntouched(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	b := st.browser()
+	b.register("olga")
+	r := b.do("GET", "/api/events", "", "")
+	if r.status != 200 || strings.Count(r.body, "data: event") != 3 || !strings.Contains(r.body, "eyJ") {
+		t.Fatalf("event stream changed: %d %q", r.status, r.body)
+	}
+}
+
+// Key rotation: a token sealed with the old key still opens once a new
+// key is prepended; once the old key is removed, the session ends at its
+// next call instead of attaching anything.
+func TestKeyRotation(t *testing.T) {
+	store := memstore.New(memstore.Config{})
+	t.Cleanup(func() { store.Close() })
+	oldLine, _ := seal.NewKeyLine("old")
+	newLine, _ := seal.NewKeyLine("new")
+	keys := func(lines ...string) *seal.Keyring {
+		k, err := seal.Parse([]byte(strings.Join(lines, "\n")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	backend := newJWTBackend()
+	before := newStack(t, stackOptions{store: store, backend: backend, keys: keys(oldLine)})
+	b1, b2 := before.browser(), before.browser()
+	b1.register("paul")
+	b2.register("sara")
+
+	rotated := newStack(t, stackOptions{store: store, backend: backend, keys: keys(newLine, oldLine)})
+	if who := b1.on(rotated).whoami(); who != "paul" {
+		t.Fatalf("after prepending a key: %q", who)
+	}
+	// GET /api/user refreshed the token: it is sealed with the new key now.
+	var sealed string
+	rotated.withSession(b1.cookie, func(s *cloakroom.Session) { sealed = s.GetString("vault.token") })
+	if !strings.HasPrefix(sealed, "v1.new.") {
+		t.Fatalf("refreshed token sealed as %.8s..., want the new key", sealed)
+	}
+
+	retired := newStack(t, stackOptions{store: store, backend: backend, keys: keys(newLine)})
+	if who := b1.on(retired).whoami(); who != "paul" {
+		t.Fatalf("a token resealed with the new key: %q", who)
+	}
+	onRetired := b2.on(retired)
+	cookie := onRetired.cookie
+	if who := onRetired.whoami(); who != "" {
+		t.Fatalf("with its sealing key removed the call acted as %q", who)
+	}
+	if retired.sessionAlive(cookie) {
+		t.Fatal("a session whose token no longer opens lives on")
+	}
+}
+
+// A sealed token copied into another session (by anyone who can write the
+// store) does not open there: it is bound to its user and session.
+func TestSealedTokenBoundToItsSession(t *testing.T) {
+	st := newStack(t, stackOptions{})
+	alice, bob := st.browser(), st.browser()
+	alice.register("quinn")
+	bob.register("rita")
+	var sealed string
+	st.withSession(alice.cookie, func(s *cloakroom.Session) { sealed = s.GetString("vault.token") })
+	if !strings.HasPrefix(sealed, "v1.") {
+		t.Fatalf("stored token %q is not sealed", sealed)
+	}
+	st.withSession(bob.cookie, func(s *cloakroom.Session) { s.Put("vault.token", sealed) })
+	if who := bob.whoami(); who != "" {
+		t.Fatalf("bob's session with alice's sealed token acted as %q", who)
+	}
+	if who := alice.whoami(); who != "quinn" {
+		t.Fatalf("alice: %q", who)
 	}
 }
