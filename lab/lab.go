@@ -289,7 +289,10 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		// The page shows its own sign-in form, so its shell is public; the
 		// API behind /api/ always needs a session.
 		PublicPaths: []string{"/"},
-		Logger:      logger,
+		// The lab sets its own policy (withCSP) only with Options.CSP, to
+		// show what a payload does with and without one.
+		CSP:    gateway.CSPOff,
+		Logger: logger,
 	})
 	if err != nil {
 		return nil, err

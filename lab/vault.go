@@ -99,7 +99,10 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 		Vault:       l.vault,
 		Static:      static,
 		PublicPaths: []string{"/"},
-		Logger:      logger,
+		// Like the jwt app, no Content-Security-Policy: the lab shows what
+		// the payload can and cannot take when it runs.
+		CSP:    gateway.CSPOff,
+		Logger: logger,
 	})
 	if err != nil {
 		return nil, err
