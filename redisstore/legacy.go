@@ -223,7 +223,8 @@ func (s *Store) legacyDelete(ctx context.Context, key cloakroom.Key) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	if n, err := reply.AsInt64(); err == nil {
+	if reply.IsInt64() { // a bulk string is a user ID, even "1"
+		n, _ := reply.AsInt64()
 		return n == 1, nil // anonymous, now deleted, or no session at all
 	}
 	userID, err := reply.ToString()

@@ -542,7 +542,10 @@ func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if n, err := reply.AsInt64(); err == nil {
+	// An integer reply is the script's own answer; a bulk string is a user
+	// ID, even one that reads as a number ("1").
+	if reply.IsInt64() {
+		n, _ := reply.AsInt64()
 		if n == 0 && s.legacy {
 			return s.legacyDelete(ctx, key)
 		}
