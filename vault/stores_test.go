@@ -3,6 +3,7 @@ package vault_test
 import (
 	"context"
 	"crypto/rand"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -122,8 +123,11 @@ func acrossNodes(t *testing.T, storeURL string) {
 	if auth, _, _ := backend.last(); auth != "Token "+fresh {
 		t.Fatal("node A attached the old token after B's refresh")
 	}
-	// Logout on B ends it for A.
-	onB.do("POST", "/auth/logout", "", "")
+	// Logout on B ends it for A (the users' ids here are numbers, as in
+	// many JWT apps).
+	if r := onB.do("POST", "/auth/logout", "", ""); r.status != http.StatusNoContent {
+		t.Fatalf("logout on B: %d %s", r.status, r.body)
+	}
 	stale := &browser{st: a, srv: a.srv, cookie: onA.cookie, stored: onA.stored}
 	if stale.whoami() != "" {
 		t.Fatal("node A still attaches after logout on B")
