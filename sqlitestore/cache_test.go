@@ -327,9 +327,14 @@ func TestCacheOtherCommitRightAfterOwn(t *testing.T) {
 // deletes are reported by key, and a commit by anyone else to the file,
 // which cannot say what it ended, as one End{All: true}.
 func TestEndsFromOtherProcesses(t *testing.T) {
+	t.Run("cached", func(t *testing.T) { testEndsFromOtherProcesses(t, sqlitestore.Config{}) })
+	t.Run("uncached", func(t *testing.T) { testEndsFromOtherProcesses(t, sqlitestore.Config{DisableCache: true}) })
+}
+
+func testEndsFromOtherProcesses(t *testing.T, cfg sqlitestore.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	path := filepath.Join(t.TempDir(), "sessions.db")
-	watched := openStore(t, path, sqlitestore.Config{})
+	watched := openStore(t, path, cfg)
 	other := openStore(t, path, sqlitestore.Config{})
 	ends := make(chan cloakroom.End, 1024)
 	done := make(chan struct{})

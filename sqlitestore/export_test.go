@@ -4,7 +4,7 @@ import "github.com/cloakroom/cloakroom"
 
 // Cached reports whether s's cache holds key.
 func Cached(s *Store, key cloakroom.Key) bool {
-	if s.cache == nil {
+	if !s.cacheServes {
 		return false
 	}
 	s.cache.mu.RLock()

@@ -17,8 +17,8 @@ const foreignPollInterval = 100 * time.Millisecond
 // and rotations made through this store are reported as they commit.
 // Another process cannot say what it changed, so a commit of anyone else
 // to the file (seen on the wal-index header, by the next Find, write or
-// poll, within foreignPollInterval) is reported as End{All: true}. A store
-// made by New, or by Open with the cache disabled, sees only its own ends.
+// poll, within foreignPollInterval) is reported as End{All: true}, with the
+// cache or without. A store made by New sees only its own ends.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	p := &fn
 	s.watchMu.Lock()

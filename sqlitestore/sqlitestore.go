@@ -141,11 +141,13 @@ type Store struct {
 	logger *slog.Logger
 	prefix string // Config.TablePrefix
 
-	// cache is nil when the store does not cache (New, or
-	// Config.DisableCache); header is nil unless it caches.
-	cache  *cache
-	header *headerFile
-	anchor *sql.Conn // held open while header is read
+	// cache follows the file's commits (see cache.go); nil for a store
+	// made by New. With Config.DisableCache it only tracks commits, for
+	// WatchEnds, and cacheServes is false.
+	cache       *cache
+	cacheServes bool
+	header      *headerFile
+	anchor      *sql.Conn // held open while header is read
 
 	// readers holds the connections pinned for Find (see reader.go); nil
 	// for a store made by New, which finds through database/sql.
@@ -252,10 +254,8 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		readers = max(runtime.GOMAXPROCS(0), 4)
 	}
 	pinned := max(runtime.GOMAXPROCS(0), 2)
-	readers += pinned
-	if !cfg.DisableCache {
-		readers++ // the cache's anchor connection
-	}
+	readers += pinned + 1 // and the anchor of the wal-index header
+
 	read.SetMaxOpenConns(readers)
 	// Keep every reader open: a new connection must re-prepare statements.
 	read.SetMaxIdleConns(readers)
@@ -272,12 +272,16 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("sqlitestore: open %q: %w", path, err)
 	}
-	if !cfg.DisableCache {
-		if err := s.startCache(ctx, abs, cfg); err != nil {
+	// The cache's watch of the file also tells WatchEnds of other
+	// processes' commits, so it runs without the cache too, if it can.
+	if err := s.startCache(ctx, abs, cfg); err != nil {
+		if !cfg.DisableCache {
 			s.Close()
 			return nil, fmt.Errorf("sqlitestore: open %q: cache: %w (Config.DisableCache runs without it)", path, err)
 		}
+		s.logger.WarnContext(ctx, "sqlitestore: cannot follow the file's wal-index header; session ends made by other processes will not be notified", "err", err)
 	}
+	s.cacheServes = s.cache != nil && !cfg.DisableCache
 	return s, nil
 }
 
@@ -481,7 +485,7 @@ func (s *Store) DB() *sql.DB { return s.write }
 func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
 	nowMs := s.now().UnixMilli()
 	var tok fillToken
-	if s.cache != nil {
+	if s.cacheServes {
 		rec, ok, t := s.cache.get(key, nowMs)
 		if ok {
 			return rec, true, nil
@@ -489,7 +493,7 @@ func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, 
 		tok = t
 	}
 	rec, found, err := s.findStored(ctx, key, nowMs)
-	if found && s.cache != nil {
+	if found && s.cacheServes {
 		s.cache.fill(tok, rec)
 	}
 	return rec, found, err
