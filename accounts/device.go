@@ -108,6 +108,6 @@ func (s *Service) NameRef(ctx context.Context, name string) string {
 	}
 	m := hmac.New(sha256.New, key)
 	m.Write([]byte("cloakroom name ref v1\x00"))
-	m.Write([]byte(foldName(truncate(name, 256))))
+	m.Write([]byte(FoldName(truncate(name, 256))))
 	return hex.EncodeToString(m.Sum(nil)[:6])
 }

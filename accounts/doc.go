@@ -1,8 +1,22 @@
 // Package accounts keeps the cloakroom gateway's local user accounts: names,
-// roles, an optional email, and an argon2id password hash, in a [Store]
-// (SQLite next to the sessions with [NewSQLite], or memory with
-// [NewMemory]). A [Service] on top validates input, checks logins and keeps
-// accounts and sessions consistent.
+// roles, an optional email, and an argon2id password hash, in a [Store]. A
+// [Service] on top validates input, checks logins and keeps accounts and
+// sessions consistent.
+//
+// # Backends
+//
+// The stores live in packages of their own, one per backend, as the session
+// stores do, so this package imports no database driver:
+//
+//   - accounts/sqliteaccounts: SQLite, sharing sqlitestore's file and
+//     writer connection (the gateway's default).
+//   - accounts/pgaccounts: PostgreSQL, in pgstore's schema, with a
+//     [ThrottleStore] the gateway nodes share.
+//   - accounts/redisaccounts: Redis, under redisstore's prefix, with a
+//     shared [ThrottleStore] too.
+//   - accounts/memaccounts: process memory, for tests, demos and tools.
+//
+// Every one passes the conformance suite in accounts/accountstest.
 //
 // # Passwords
 //
@@ -29,7 +43,8 @@
 //
 // Failures are counted in a [ThrottleStore]: in memory by default
 // ([NewMemoryThrottle]), or in the Redis or PostgreSQL database the
-// gateway nodes share ([NewRedisThrottle], [NewPostgresThrottle]). After a
+// gateway nodes share (redisaccounts.NewThrottle, pgaccounts.NewThrottle).
+// After a
 // few free failures each further attempt must wait, the wait doubling with
 // each failure up to a cap ([Config.AccountThrottle], [Config.DeviceThrottle],
 // [Config.IPThrottle]); a refused attempt costs no hash, is not counted and

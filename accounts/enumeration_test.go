@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // callLog records the calls made to the stores behind a Service.
@@ -84,7 +85,7 @@ func TestFailedLoginsDoTheSameWork(t *testing.T) {
 	log := &callLog{calls: map[string]int{}}
 	var hashes int
 	var mu sync.Mutex
-	users := accounts.NewMemory()
+	users := memaccounts.New()
 	setup := newFixture(t, users)
 	setup.mustAdd(t, "alice", "alice's long password")
 	setup.mustAdd(t, "carol", "carol's long password")

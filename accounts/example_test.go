@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/memstore"
 )
 
@@ -22,8 +23,8 @@ func Example() {
 		panic(err)
 	}
 
-	// In the gateway the store is accounts.NewSQLite(ctx, sqlitestore.DB()).
-	users := accounts.New(accounts.NewMemory(), accounts.Config{
+	// In the gateway the store is sqliteaccounts.New(ctx, sqlitestore.DB()).
+	users := accounts.New(memaccounts.New(), accounts.Config{
 		RevokeSessions: manager.RevokeUser,
 		Logger:         slog.New(slog.DiscardHandler),
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	_ "modernc.org/sqlite"
 )
 
@@ -102,9 +104,9 @@ var storeFactories = []struct {
 	name string
 	new  func(t *testing.T) accounts.Store
 }{
-	{"Memory", func(*testing.T) accounts.Store { return accounts.NewMemory() }},
+	{"Memory", func(*testing.T) accounts.Store { return memaccounts.New() }},
 	{"SQLite", func(t *testing.T) accounts.Store {
-		s, err := accounts.NewSQLite(t.Context(), openSQLite(t, filepath.Join(t.TempDir(), "cloakroom.db")))
+		s, err := sqliteaccounts.New(t.Context(), openSQLite(t, filepath.Join(t.TempDir(), "cloakroom.db")))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,8 +49,8 @@ type Config struct {
 	IPThrottle ThrottleConfig
 	// Throttle keeps the failure counters and the device key. Default a
 	// [NewMemoryThrottle] of MaxThrottleEntries per table, counting per
-	// process; several nodes should share [NewRedisThrottle] or
-	// [NewPostgresThrottle].
+	// process; several nodes should share redisaccounts.NewThrottle or
+	// pgaccounts.NewThrottle.
 	Throttle ThrottleStore
 	// MaxThrottleEntries caps each table of the default memory throttle
 	// store. Blocked entries are never evicted before unblocked ones, and
@@ -408,7 +408,7 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 	if err != nil {
 		return LoginResult{}, err
 	}
-	folded := foldName(a.Name)
+	folded := FoldName(a.Name)
 	ip := clientKey(a.ClientIP)
 	var device string // the known device's token
 	var keys []ThrottleKey

@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"context"
-	"slices"
 	"time"
 )
 
@@ -56,13 +55,4 @@ type Store interface {
 	Update(ctx context.Context, name string, change Change) (User, error)
 	Delete(ctx context.Context, name string) error
 	List(ctx context.Context) ([]User, error)
-}
-
-// clone returns u with its own Roles slice, never nil.
-func (u User) clone() User {
-	u.Roles = slices.Clone(u.Roles)
-	if u.Roles == nil {
-		u.Roles = []string{}
-	}
-	return u
 }

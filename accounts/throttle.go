@@ -55,9 +55,11 @@ func (c ThrottleConfig) withDefaults(d ThrottleConfig) ThrottleConfig {
 	return c
 }
 
-// delay is the wait imposed after the failure that brought a key's count to
-// failures.
-func (c ThrottleConfig) delay(failures int) time.Duration {
+// Delay is the wait imposed after the failure that brought a key's count to
+// failures: none within FreeFailures, then BaseDelay doubling per failure
+// up to MaxDelay. Shared [ThrottleStore] implementations that compute the
+// wait in Go call it so every store applies the same rule.
+func (c ThrottleConfig) Delay(failures int) time.Duration {
 	if failures < c.FreeFailures {
 		return 0
 	}
@@ -83,8 +85,8 @@ type ThrottleKey struct {
 }
 
 // ThrottleStore keeps the failed-login counters. The default,
-// [NewMemoryThrottle], counts per process; [NewRedisThrottle] and
-// [NewPostgresThrottle] keep them in the database the gateway nodes share,
+// [NewMemoryThrottle], counts per process; redisaccounts.NewThrottle and
+// pgaccounts.NewThrottle keep them in the database the gateway nodes share,
 // so N nodes do not give an attacker N budgets. Times are the service's
 // clock, passed in, so one clock rules every node's counters.
 type ThrottleStore interface {
@@ -266,7 +268,7 @@ func (t *throttleTable) charge(key string, now time.Time, rule ThrottleConfig, m
 	}
 	c.failures++
 	c.last = now
-	if d := rule.delay(c.failures); d > 0 {
+	if d := rule.Delay(c.failures); d > 0 {
 		c.blockedUntil = now.Add(d)
 	}
 	c.hot = c.failures >= rule.FreeFailures
@@ -288,7 +290,7 @@ func (t *throttleTable) refund(key string, rule ThrottleConfig) {
 		c.blockedUntil = time.Time{}
 		c.hot = false
 	} else {
-		c.blockedUntil = c.last.Add(rule.delay(c.failures))
+		c.blockedUntil = c.last.Add(rule.Delay(c.failures))
 	}
 	// Kept in place by age as far as the lists allow: a refunded entry is
 	// no younger than its last charge, so it goes first in line.

@@ -1,13 +1,23 @@
 package accounts_test
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
+
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+	"github.com/cloakroom/cloakroom/accounts/pgaccounts"
+	"github.com/cloakroom/cloakroom/accounts/redisaccounts"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 )
 
@@ -18,20 +28,43 @@ var throttleFactories = []struct {
 }{
 	{"Redis", func(t *testing.T) accounts.ThrottleStore {
 		addr, prefix := testservers.RedisFresh(t)
-		s, err := accounts.NewRedisThrottle(testRedisClient(t, addr), prefix)
+		client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(client.Close)
+		s, err := redisaccounts.NewThrottle(client, prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}},
 	{"Postgres", func(t *testing.T) accounts.ThrottleStore {
-		pool := testPool(t)
-		s, err := accounts.NewPostgresThrottle(t.Context(), pool, freshSchema(t, pool))
+		pool, schema := postgresSchema(t)
+		s, err := pgaccounts.NewThrottle(t.Context(), pool, schema)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}},
+}
+
+// postgresSchema connects to the test server and names a schema no other
+// test uses, dropped when t ends; the pool closes when t ends.
+func postgresSchema(t *testing.T) (*pgxpool.Pool, string) {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), testservers.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	schema := "accounts_throttle_test_" + strings.ToLower(rand.Text())
+	t.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
+			t.Logf("dropping schema %s: %v", schema, err)
+		}
+	})
+	return pool, schema
 }
 
 // TestThrottleSharedAcrossNodes runs three services ("gateway nodes") on
@@ -42,7 +75,7 @@ func TestThrottleSharedAcrossNodes(t *testing.T) {
 	for _, tf := range throttleFactories {
 		t.Run(tf.name, func(t *testing.T) {
 			ctx := t.Context()
-			users := accounts.NewMemory()
+			users := memaccounts.New()
 			shared := tf.new(t)
 			clk := newClock() // one clock for the cluster
 			var nodes []*fixture

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // throttled asserts err is a *ThrottledError asking to wait want.
@@ -32,7 +33,7 @@ func countingFixture(t *testing.T, edit ...func(*accounts.Config)) (*fixture, *a
 	edit = append(edit, func(c *accounts.Config) {
 		*c = accounts.WithHashHook(*c, func() { hashes.Add(1) })
 	})
-	return newFixture(t, accounts.NewMemory(), edit...), &hashes
+	return newFixture(t, memaccounts.New(), edit...), &hashes
 }
 
 func TestThrottlePerAccount(t *testing.T) {
@@ -277,7 +278,7 @@ func TestThrottleTableIsBounded(t *testing.T) {
 // MaxConcurrentHashes argon2id computations are ever in flight.
 func TestHashConcurrencyBound(t *testing.T) {
 	const limit, callers = 3, 12
-	store := accounts.NewMemory()
+	store := memaccounts.New()
 	setup := newFixture(t, store)
 	for i := range callers {
 		setup.mustAdd(t, fmt.Sprintf("user%d", i), "a long password")
@@ -333,7 +334,7 @@ func TestHashConcurrencyBound(t *testing.T) {
 }
 
 func TestHashWaitBounded(t *testing.T) {
-	store := accounts.NewMemory()
+	store := memaccounts.New()
 	setup := newFixture(t, store)
 	setup.mustAdd(t, "alice", "alice's long password")
 	setup.mustAdd(t, "bob", "bob's long password")
@@ -385,7 +386,7 @@ func TestHashWaitBounded(t *testing.T) {
 // user, a disabled user and a wrong password must cost one such hash each.
 func TestTimingDoesNotRevealUsers(t *testing.T) {
 	ctx := t.Context()
-	store := accounts.NewMemory()
+	store := memaccounts.New()
 	svc := accounts.New(store, accounts.Config{
 		RevokeSessions:  accounts.NoSessions,
 		Logger:          slog.New(slog.DiscardHandler),

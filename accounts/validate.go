@@ -119,9 +119,11 @@ func ValidatePassword(name, password string) error {
 	return nil
 }
 
-// foldName maps a name to its case-insensitive key. Only ASCII letters fold,
-// matching SQLite's NOCASE collation; valid names are ASCII anyway.
-func foldName(name string) string {
+// FoldName maps a name to the key under which names are unique and looked
+// up (see [Store]). Only ASCII letters fold, matching SQLite's NOCASE
+// collation; valid names are ASCII anyway. Stores that key users by name
+// use it so every backend folds alike.
+func FoldName(name string) string {
 	for i := 0; i < len(name); i++ {
 		if 'A' <= name[i] && name[i] <= 'Z' {
 			b := []byte(name)

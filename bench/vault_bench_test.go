@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	cmem "github.com/cloakroom/cloakroom/memstore"
@@ -80,7 +81,7 @@ func newVaultRig(b *testing.B) *vaultRig {
 		b.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Accounts: accounts.New(accounts.NewMemory(), accounts.Config{Logger: logger}),
+		Sessions: sessions, Accounts: accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
 		Proxy: px, Vault: v, Logger: logger,
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -192,7 +193,7 @@ type env struct {
 	clock    *clock
 	store    *flakyStore
 	manager  *cloakroom.Manager
-	users    *accounts.MemoryStore
+	users    *memaccounts.Store
 	accounts *accounts.Service
 	signer   *upstreamjwt.Signer
 	api      *upstream
@@ -227,7 +228,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.manager.Close() }) // its stream watchers, before the store closes
-	e.users = accounts.NewMemory()
+	e.users = memaccounts.New()
 	e.accounts = accounts.New(e.users, accounts.Config{
 		Now:             e.clock.Now,
 		RevokeSessions:  e.manager.RevokeUser,

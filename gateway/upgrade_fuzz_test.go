@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/memstore"
 )
@@ -26,7 +27,7 @@ func FuzzUpgradeOrigin(f *testing.F) {
 	f.Cleanup(func() { m.Close() })
 	gateways := map[bool]*gateway.Gateway{}
 	for _, tls := range []bool{false, true} {
-		gw, err := gateway.New(gateway.Config{Sessions: m, Accounts: accounts.New(accounts.NewMemory(), accounts.Config{RevokeSessions: accounts.NoSessions}), TLS: tls})
+		gw, err := gateway.New(gateway.Config{Sessions: m, Accounts: accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions}), TLS: tls})
 		if err != nil {
 			f.Fatal(err)
 		}

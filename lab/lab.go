@@ -17,6 +17,8 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/lab/attacker"
 	"github.com/cloakroom/cloakroom/lab/guestbook"
@@ -207,14 +209,14 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 			return nil, fmt.Errorf("lab: %w", err)
 		}
 		l.cleanups = append(l.cleanups, sqlite.Close)
-		if accountStore, err = accounts.NewSQLite(ctx, sqlite.DB()); err != nil {
+		if accountStore, err = sqliteaccounts.New(ctx, sqlite.DB()); err != nil {
 			return nil, fmt.Errorf("lab: %w", err)
 		}
 		store = sqlite
 	} else {
 		mem := memstore.New(memstore.Config{})
 		l.cleanups = append(l.cleanups, mem.Close)
-		store, accountStore = mem, accounts.NewMemory()
+		store, accountStore = mem, memaccounts.New()
 	}
 	sessions, err := cloakroom.New(cloakroom.Config{Store: store, Logger: logger})
 	if err != nil {

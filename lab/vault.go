@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/lab/guestbook"
@@ -94,7 +95,7 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	gw, err := gateway.New(gateway.Config{
 		Sessions: sessions,
 		// The gateway's own accounts are unused: the app signs its users in.
-		Accounts:    accounts.New(accounts.NewMemory(), accounts.Config{Logger: logger}),
+		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
 		Proxy:       prx,
 		Vault:       l.vault,
 		Static:      static,

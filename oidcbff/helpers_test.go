@@ -30,6 +30,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/internal/testservers"
@@ -536,7 +537,7 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 		if err != nil {
 			t.Fatal(err)
 		}
-		users := accounts.NewMemory()
+		users := memaccounts.New()
 		svc := accounts.New(users, accounts.Config{Now: e.clock.Now, RevokeSessions: nd.manager.RevokeUser, Logger: logger})
 		var routes []proxy.Route
 		for _, prefix := range []string{"/api/", "/plain/", "/admin/"} {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/memstore"
@@ -137,7 +138,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	}
 	gw, err := gateway.New(gateway.Config{
 		Sessions: st.manager,
-		Accounts: accounts.New(accounts.NewMemory(), accounts.Config{}),
+		Accounts: accounts.New(memaccounts.New(), accounts.Config{}),
 		Proxy:    px,
 		Vault:    st.vault,
 		Logger:   logger,

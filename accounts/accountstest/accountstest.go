@@ -2,7 +2,7 @@
 // A store's test calls [Run] with a factory returning a fresh, empty store:
 //
 //	func TestStoreConformance(t *testing.T) {
-//		accountstest.Run(t, func(t *testing.T) accounts.Store { return accounts.NewMemory() })
+//		accountstest.Run(t, func(t *testing.T) accounts.Store { return memaccounts.New() })
 //	}
 package accountstest
 

@@ -23,6 +23,8 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -130,7 +132,7 @@ func gatewayStores(tb testing.TB, kind string) (cloakroom.Store, accounts.Store)
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { store.Close() })
-		users, err := accounts.NewSQLite(ctx, store.DB())
+		users, err := sqliteaccounts.New(ctx, store.DB())
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -147,7 +149,7 @@ func gatewayStores(tb testing.TB, kind string) (cloakroom.Store, accounts.Store)
 			tb.Fatal(err)
 		}
 		tb.Cleanup(func() { store.Close() })
-		return store, accounts.NewMemory()
+		return store, memaccounts.New()
 	}
 	tb.Fatalf("unknown store %q: want sqlite or redis", kind)
 	return nil, nil

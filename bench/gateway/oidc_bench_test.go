@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
@@ -64,7 +65,7 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { store.Close() })
-	users, err := accounts.NewSQLite(ctx, store.DB())
+	users, err := sqliteaccounts.New(ctx, store.DB())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/pgaccounts"
 	"github.com/cloakroom/cloakroom/pgstore"
 )
 
@@ -118,7 +118,7 @@ func verifiedTLS(cfg *pgxpool.Config) bool {
 }
 
 // openPostgres opens both stores on one pgx pool: the sessions with pgstore,
-// the users with accounts.NewPostgres, in the same schema. Close stops
+// the users with pgaccounts.New, in the same schema. Close stops
 // pgstore's background work and closes the pool.
 func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, error) {
 	cfg, set, err := parsePostgres(loc)
@@ -138,13 +138,13 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 		pool.Close()
 		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
-	users, err := accounts.NewPostgres(ctx, pool, set.schema)
+	users, err := pgaccounts.New(ctx, pool, set.schema)
 	if err != nil {
 		sessions.Close()
 		pool.Close()
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
-	throttle, err := accounts.NewPostgresThrottle(ctx, pool, set.schema)
+	throttle, err := pgaccounts.NewThrottle(ctx, pool, set.schema)
 	if err != nil {
 		sessions.Close()
 		pool.Close()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/rueidis"
 
-	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/redisaccounts"
 	"github.com/cloakroom/cloakroom/redisstore"
 )
 
@@ -122,7 +122,7 @@ func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 
 // openRedis connects to Redis and opens both stores on one client: the
 // sessions with redisstore (client-side caching invalidated through RESP3
-// tracking), the users with accounts.NewRedis. Close closes the client.
+// tracking), the users with redisaccounts.New. Close closes the client.
 func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 	opt, set, err := parseRedis(loc)
 	if err != nil {
@@ -141,12 +141,12 @@ func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 		client.Close()
 		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), err)
 	}
-	users, err := accounts.NewRedis(client, set.prefix)
+	users, err := redisaccounts.New(client, set.prefix)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), err)
 	}
-	throttle, err := accounts.NewRedisThrottle(client, set.prefix)
+	throttle, err := redisaccounts.NewThrottle(client, set.prefix)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("storeurl: open throttle in %s: %w", safeString(loc), err)

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
@@ -26,7 +26,7 @@ func openSQLite(ctx context.Context, loc Location, opts Options) (*Stores, error
 	if err != nil {
 		return nil, fmt.Errorf("storeurl: open %s: %w", loc, err)
 	}
-	users, err := accounts.NewSQLite(ctx, st.DB())
+	users, err := sqliteaccounts.New(ctx, st.DB())
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", loc, err)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/pgstore"
@@ -321,7 +322,7 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	users := accounts.NewMemory()
+	users := memaccounts.New()
 	now := time.Now()
 	err = users.Create(context.Background(), accounts.Record{
 		User:         accounts.User{Name: userName, Email: userName + "@example.com", Roles: []string{"dev"}, CreatedAt: now, PasswordChangedAt: now},

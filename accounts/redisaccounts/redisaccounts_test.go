@@ -1,4 +1,4 @@
-package accounts_test
+package redisaccounts_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/accountstest"
+	"github.com/cloakroom/cloakroom/accounts/redisaccounts"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 )
 
@@ -26,11 +27,11 @@ func testRedisClient(t *testing.T, addr string) rueidis.Client {
 	return client
 }
 
-func TestRedisConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	addr := testservers.Redis(t)
 	client := testRedisClient(t, addr)
 	accountstest.Run(t, func(t *testing.T) accounts.Store {
-		s, err := accounts.NewRedis(client, testservers.RedisPrefix(t, addr))
+		s, err := redisaccounts.New(client, testservers.RedisPrefix(t, addr))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,14 +39,14 @@ func TestRedisConformance(t *testing.T) {
 	})
 }
 
-// TestRedisKeys checks the key layout: one hash per user under the folded
+// TestKeys checks the key layout: one hash per user under the folded
 // name and a set of names, all in one cluster slot, and nothing left after
 // Delete.
-func TestRedisKeys(t *testing.T) {
+func TestKeys(t *testing.T) {
 	addr, prefix := testservers.RedisFresh(t)
 	client := testRedisClient(t, addr)
 	ctx := t.Context()
-	s, err := accounts.NewRedis(client, prefix)
+	s, err := redisaccounts.New(client, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,25 +83,25 @@ func TestRedisKeys(t *testing.T) {
 	}
 }
 
-func TestNewRedisRejects(t *testing.T) {
-	if _, err := accounts.NewRedis(nil, ""); err == nil {
-		t.Error("NewRedis(nil) succeeded")
+func TestNewRejects(t *testing.T) {
+	if _, err := redisaccounts.New(nil, ""); err == nil {
+		t.Error("New(nil) succeeded")
 	}
 	client := testRedisClient(t, testservers.Redis(t))
 	for _, prefix := range []string{"app{", "app}", "{x}:"} {
-		if _, err := accounts.NewRedis(client, prefix); err == nil {
-			t.Errorf("NewRedis with prefix %q succeeded", prefix)
+		if _, err := redisaccounts.New(client, prefix); err == nil {
+			t.Errorf("New with prefix %q succeeded", prefix)
 		}
 	}
 }
 
-// TestRedisCorruptUser checks that damaged fields are reported, not
+// TestCorruptUser checks that damaged fields are reported, not
 // misread.
-func TestRedisCorruptUser(t *testing.T) {
+func TestCorruptUser(t *testing.T) {
 	addr, prefix := testservers.RedisFresh(t)
 	client := testRedisClient(t, addr)
 	ctx := context.Background()
-	s, err := accounts.NewRedis(client, prefix)
+	s, err := redisaccounts.New(client, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}

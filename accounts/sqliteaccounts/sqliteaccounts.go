@@ -1,4 +1,9 @@
-package accounts
+// Package sqliteaccounts is an [accounts.Store] in a SQLite database, the
+// users' half of the embedded default: the gateway passes sqlitestore's
+// handle, so sessions and users share one file and one writer connection.
+// It expects a database opened with the modernc.org/sqlite driver but
+// imports no driver itself.
+package sqliteaccounts
 
 import (
 	"context"
@@ -7,35 +12,38 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/internal/codec"
 )
 
 // sqliteSchemaVersion is the version of the cloakroom_users table this code
 // reads and writes, recorded in cloakroom_accounts_schema.
 const sqliteSchemaVersion = 1
 
-// SQLiteStore is a [Store] in a cloakroom_users table of a SQLite database
-// opened with the modernc.org/sqlite driver; the gateway passes the session
-// store's handle (sqlitestore.Store.DB) so sessions and users share a file.
+// Store is an [accounts.Store] in a cloakroom_users table of a SQLite
+// database opened with the modernc.org/sqlite driver; the gateway passes
+// the session store's handle (sqlitestore.Store.DB) so sessions and users
+// share a file.
 //
 // Names use the NOCASE collation, so uniqueness and lookups ignore ASCII
 // case. Times are kept as Unix nanoseconds, roles as a JSON array.
-type SQLiteStore struct {
+type Store struct {
 	db *sql.DB
 }
 
-// NewSQLite creates or migrates the cloakroom_users table in db and returns
-// a store on it. db is not closed by the store. The caller should open db
+// New creates or migrates the cloakroom_users table in db and returns a
+// store on it. db is not closed by the store. The caller should open db
 // with a busy_timeout and in WAL mode; the handle may have a single
 // connection (sqlitestore's has): the store never holds two at once.
-func NewSQLite(ctx context.Context, db *sql.DB) (*SQLiteStore, error) {
+func New(ctx context.Context, db *sql.DB) (*Store, error) {
 	if db == nil {
-		return nil, errors.New("accounts: NewSQLite with a nil *sql.DB")
+		return nil, errors.New("sqliteaccounts: New with a nil *sql.DB")
 	}
 	if err := migrateSQLite(ctx, db); err != nil {
 		return nil, fmt.Errorf("accounts: migrate SQLite schema: %w", err)
 	}
-	return &SQLiteStore{db: db}, nil
+	return &Store{db: db}, nil
 }
 
 // migrateSQLite brings the schema to sqliteSchemaVersion inside one
@@ -94,9 +102,9 @@ func migrateSQLite(ctx context.Context, db *sql.DB) (err error) {
 
 const userColumns = "name, email, roles, disabled, created_at, password_changed_at"
 
-// Create implements [Store].
-func (s *SQLiteStore) Create(ctx context.Context, rec Record) error {
-	roles, err := encodeRoles(rec.Roles)
+// Create implements [accounts.Store].
+func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
+	roles, err := codec.EncodeRoles(rec.Roles)
 	if err != nil {
 		return err
 	}
@@ -104,36 +112,36 @@ func (s *SQLiteStore) Create(ctx context.Context, rec Record) error {
 		`INSERT INTO cloakroom_users (name, email, roles, disabled, password_hash, created_at, password_changed_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
 		rec.Name, rec.Email, roles, rec.Disabled, rec.PasswordHash,
-		unixNano(rec.CreatedAt), unixNano(rec.PasswordChangedAt))
+		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt))
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	} else if n == 0 {
-		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+		return fmt.Errorf("%w: %q", accounts.ErrUserExists, rec.Name)
 	}
 	return nil
 }
 
-// Get implements [Store].
-func (s *SQLiteStore) Get(ctx context.Context, name string) (Record, error) {
-	var rec Record
+// Get implements [accounts.Store].
+func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
+	var rec accounts.Record
 	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name = ?", name)
 	u, err := scanUser(row, &rec.PasswordHash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Record{}, ErrNoSuchUser
+		return accounts.Record{}, accounts.ErrNoSuchUser
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
 	rec.User = u
 	return rec, nil
 }
 
-// Update implements [Store]. It is one UPDATE ... RETURNING statement, so
-// the IfPasswordHash check and the write are atomic.
-func (s *SQLiteStore) Update(ctx context.Context, name string, c Change) (User, error) {
+// Update implements [accounts.Store]. It is one UPDATE ... RETURNING
+// statement, so the IfPasswordHash check and the write are atomic.
+func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
 	sets := []string{"name = name"} // keeps the statement valid for an empty change
 	var args []any
 	set := func(column string, v any) {
@@ -144,12 +152,12 @@ func (s *SQLiteStore) Update(ctx context.Context, name string, c Change) (User, 
 		set("password_hash", *c.PasswordHash)
 	}
 	if c.PasswordChangedAt != nil {
-		set("password_changed_at", unixNano(*c.PasswordChangedAt))
+		set("password_changed_at", codec.UnixNano(*c.PasswordChangedAt))
 	}
 	if c.Roles != nil {
-		roles, err := encodeRoles(*c.Roles)
+		roles, err := codec.EncodeRoles(*c.Roles)
 		if err != nil {
-			return User{}, err
+			return accounts.User{}, err
 		}
 		set("roles", roles)
 	}
@@ -172,25 +180,25 @@ func (s *SQLiteStore) Update(ctx context.Context, name string, c Change) (User, 
 		return u, nil
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	if c.IfPasswordHash == "" {
-		return User{}, ErrNoSuchUser
+		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	// No row matched: either the user is gone or the hash changed.
 	var one int
 	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM cloakroom_users WHERE name = ?", name).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return User{}, ErrNoSuchUser
+		return accounts.User{}, accounts.ErrNoSuchUser
 	case err != nil:
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
-	return User{}, ErrConflict
+	return accounts.User{}, accounts.ErrConflict
 }
 
-// Delete implements [Store].
-func (s *SQLiteStore) Delete(ctx context.Context, name string) error {
+// Delete implements [accounts.Store].
+func (s *Store) Delete(ctx context.Context, name string) error {
 	res, err := s.db.ExecContext(ctx, "DELETE FROM cloakroom_users WHERE name = ?", name)
 	if err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
@@ -198,19 +206,19 @@ func (s *SQLiteStore) Delete(ctx context.Context, name string) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	} else if n == 0 {
-		return ErrNoSuchUser
+		return accounts.ErrNoSuchUser
 	}
 	return nil
 }
 
-// List implements [Store].
-func (s *SQLiteStore) List(ctx context.Context) ([]User, error) {
+// List implements [accounts.Store].
+func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT "+userColumns+" FROM cloakroom_users ORDER BY name")
 	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
 	defer rows.Close()
-	users := []User{}
+	users := []accounts.User{}
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -225,50 +233,23 @@ func (s *SQLiteStore) List(ctx context.Context) ([]User, error) {
 }
 
 // scanUser reads userColumns, then any extra destinations.
-func scanUser(row interface{ Scan(...any) error }, extra ...any) (User, error) {
+func scanUser(row interface{ Scan(...any) error }, extra ...any) (accounts.User, error) {
 	var (
-		u                  User
+		u                  accounts.User
 		roles              string
 		created, pwChanged int64
 	)
 	dest := append([]any{&u.Name, &u.Email, &roles, &u.Disabled, &created, &pwChanged}, extra...)
 	if err := row.Scan(dest...); err != nil {
-		return User{}, err
+		return accounts.User{}, err
 	}
 	if err := json.Unmarshal([]byte(roles), &u.Roles); err != nil {
-		return User{}, fmt.Errorf("roles column of %q: %w", u.Name, err)
+		return accounts.User{}, fmt.Errorf("roles column of %q: %w", u.Name, err)
 	}
 	if u.Roles == nil {
 		u.Roles = []string{}
 	}
-	u.CreatedAt = fromUnixNano(created)
-	u.PasswordChangedAt = fromUnixNano(pwChanged)
+	u.CreatedAt = codec.FromUnixNano(created)
+	u.PasswordChangedAt = codec.FromUnixNano(pwChanged)
 	return u, nil
-}
-
-// unixNano encodes t for an INTEGER column; the zero Time, which has no
-// Unix time in int64 nanoseconds, becomes 0.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
-func encodeRoles(roles []string) (string, error) {
-	if roles == nil {
-		roles = []string{}
-	}
-	b, err := json.Marshal(roles)
-	if err != nil {
-		return "", fmt.Errorf("accounts: encode roles: %w", err)
-	}
-	return string(b), nil
 }

@@ -1,9 +1,11 @@
-package accounts
+package redisaccounts
 
 import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cloakroom/cloakroom/accounts"
 )
 
 // FuzzUserFromRedis feeds arbitrary hash values to the Redis decoder: it
@@ -39,7 +41,7 @@ func FuzzUserFromRedis(f *testing.F) {
 }
 
 func TestUserRedisRoundTrip(t *testing.T) {
-	u := User{Name: "Alice", Email: "a@example.com", Roles: []string{"admin"}, Disabled: true,
+	u := accounts.User{Name: "Alice", Email: "a@example.com", Roles: []string{"admin"}, Disabled: true,
 		CreatedAt: time.Date(2026, 11, 28, 9, 0, 0, 123456789, time.UTC)}
 	values, err := userToRedis(u)
 	if err != nil {

@@ -1,6 +1,7 @@
-package accounts_test
+package sqliteaccounts_test
 
 import (
+	"database/sql"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -8,15 +9,35 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/accountstest"
+	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
+	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
-func TestStoreConformance(t *testing.T) {
-	for _, f := range storeFactories {
-		t.Run(f.name, func(t *testing.T) { accountstest.Run(t, f.new) })
+// openSQLite opens a fresh database at path the way the gateway does: a
+// sqlitestore, whose one-connection writer handle the accounts share. A
+// store that needed two connections at once would deadlock here.
+func openSQLite(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	// Durability is not under test; fsyncs would dominate run time.
+	st, err := sqlitestore.Open(t.Context(), path, sqlitestore.Config{PurgeInterval: -1, RelaxedDurability: true})
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	return st.DB()
 }
 
-func TestSQLiteMigration(t *testing.T) {
+func TestConformance(t *testing.T) {
+	accountstest.Run(t, func(t *testing.T) accounts.Store {
+		s, err := sqliteaccounts.New(t.Context(), openSQLite(t, filepath.Join(t.TempDir(), "cloakroom.db")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestMigration(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cloakroom.db")
 	db := openSQLite(t, path)
 	ctx := t.Context()
@@ -25,7 +46,7 @@ func TestSQLiteMigration(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "CREATE TABLE app_things (id INTEGER PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := accounts.NewSQLite(ctx, db)
+	s, err := sqliteaccounts.New(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +59,12 @@ func TestSQLiteMigration(t *testing.T) {
 	}
 
 	// Opening again, as a restarted gateway does, keeps the data.
-	s2, err := accounts.NewSQLite(ctx, db)
+	s2, err := sqliteaccounts.New(ctx, db)
 	if err != nil {
-		t.Fatalf("second NewSQLite: %v", err)
+		t.Fatalf("second New: %v", err)
 	}
 	if _, err := s2.Get(ctx, "alice"); err != nil {
-		t.Fatalf("user lost across NewSQLite: %v", err)
+		t.Fatalf("user lost across New: %v", err)
 	}
 	var tables int
 	db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('app_things', 'cloakroom_users', 'cloakroom_accounts_schema')").Scan(&tables)
@@ -55,20 +76,20 @@ func TestSQLiteMigration(t *testing.T) {
 	if _, err := db.ExecContext(ctx, "UPDATE cloakroom_accounts_schema SET version = 2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := accounts.NewSQLite(ctx, db); err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Errorf("NewSQLite on a version-2 schema: %v, want a 'newer' error", err)
+	if _, err := sqliteaccounts.New(ctx, db); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("New on a version-2 schema: %v, want a 'newer' error", err)
 	}
 }
 
-func TestNewSQLiteNil(t *testing.T) {
-	if _, err := accounts.NewSQLite(t.Context(), nil); err == nil {
-		t.Error("NewSQLite(nil) succeeded")
+func TestNewNil(t *testing.T) {
+	if _, err := sqliteaccounts.New(t.Context(), nil); err == nil {
+		t.Error("New(nil) succeeded")
 	}
 }
 
-func TestSQLiteCorruptRoles(t *testing.T) {
+func TestCorruptRoles(t *testing.T) {
 	db := openSQLite(t, filepath.Join(t.TempDir(), "cloakroom.db"))
-	s, err := accounts.NewSQLite(t.Context(), db)
+	s, err := sqliteaccounts.New(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,10 @@
-package accounts
+// Package pgaccounts keeps the gateway's user accounts and its shared login
+// throttle in PostgreSQL, next to pgstore's sessions: [Store] is an
+// [accounts.Store], [Throttle] an [accounts.ThrottleStore] every gateway
+// node on the database shares. Both reach the database through a pgx pool
+// the caller owns, and migrate their tables in the schema pgstore uses,
+// under the same advisory lock.
+package pgaccounts
 
 import (
 	"context"
@@ -10,29 +16,32 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/internal/codec"
 )
 
 // postgresSchemaVersion is the version of the cloakroom_users table this
 // code reads and writes, recorded in cloakroom_accounts_schema.
 const postgresSchemaVersion = 1
 
-// DefaultPostgresSchema is the schema [NewPostgres] uses when given "". It
-// is pgstore's default too, so users and sessions sit side by side.
-const DefaultPostgresSchema = "cloakroom"
+// DefaultSchema is the schema [New] and [NewThrottle] use when given "".
+// It is pgstore's default too, so users and sessions sit side by side.
+const DefaultSchema = "cloakroom"
 
 // maxPostgresIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1); a
 // longer schema name would be silently truncated.
 const maxPostgresIdentifier = 63
 
-// PostgresStore is a [Store] in the table cloakroom_users of a PostgreSQL
-// schema, reached through a pgx pool the caller owns (the gateway passes
+// Store is an [accounts.Store] in the table cloakroom_users of a
+// PostgreSQL schema, reached through a pgx pool the caller owns (the gateway passes
 // the session store's pool, so sessions and users share a database).
 //
 // The primary key is the name folded to ASCII lower case by this package,
 // not by PostgreSQL's lower(), whose result depends on the database's
 // locale; the name keeps its case in a column of its own. Roles are a
 // text[], times timestamptz (microseconds).
-type PostgresStore struct {
+type Store struct {
 	pool *pgxpool.Pool
 	q    postgresQueries
 }
@@ -41,8 +50,8 @@ type postgresQueries struct {
 	create, get, update, exists, delete, list string
 }
 
-// NewPostgres creates or migrates the cloakroom_users table in schema
-// (DefaultPostgresSchema when "") and returns a store on it. The pool is
+// New creates or migrates the cloakroom_users table in schema
+// (DefaultSchema when "") and returns a store on it. The pool is
 // not closed by the store.
 //
 // The migration runs in one transaction under the advisory lock pgstore's
@@ -51,12 +60,12 @@ type postgresQueries struct {
 // (migrations only ever add), so a rolling upgrade can run old and new
 // gateways side by side. A role without the CREATE privilege can use a
 // schema an administrator migrated.
-func NewPostgres(ctx context.Context, pool *pgxpool.Pool, schema string) (*PostgresStore, error) {
+func New(ctx context.Context, pool *pgxpool.Pool, schema string) (*Store, error) {
 	if pool == nil {
-		return nil, errors.New("accounts: NewPostgres with a nil pool")
+		return nil, errors.New("pgaccounts: New with a nil pool")
 	}
 	if schema == "" {
-		schema = DefaultPostgresSchema
+		schema = DefaultSchema
 	}
 	if len(schema) > maxPostgresIdentifier || strings.IndexByte(schema, 0) >= 0 {
 		return nil, fmt.Errorf("accounts: invalid PostgreSQL schema name %q", schema)
@@ -65,7 +74,7 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, schema string) (*Postg
 	if err := migratePostgres(ctx, pool, schema, quoted); err != nil {
 		return nil, fmt.Errorf("accounts: migrate PostgreSQL schema %s: %w", quoted, err)
 	}
-	return &PostgresStore{pool: pool, q: newPostgresQueries(quoted)}, nil
+	return &Store{pool: pool, q: newPostgresQueries(quoted)}, nil
 }
 
 // migratePostgres brings the accounts tables in schema (quoted: its
@@ -135,7 +144,7 @@ func migratePostgresTx(ctx context.Context, tx pgx.Tx, schema, quoted string) er
 // SCHEMA, even with IF NOT EXISTS, fails when another transaction creates
 // the same schema at once, so every migration of a schema shared with
 // pgstore, on every gateway, must queue behind one lock.
-// TestPostgresConcurrentStart catches the two drifting apart.
+// TestConcurrentStart catches the two drifting apart.
 func schemaMigrationLock(schema string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("cloakroom/pgstore migrate "))
@@ -167,89 +176,89 @@ RETURNING ` + postgresUserColumns,
 	}
 }
 
-// Create implements [Store].
-func (s *PostgresStore) Create(ctx context.Context, rec Record) error {
+// Create implements [accounts.Store].
+func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
 	tag, err := s.pool.Exec(ctx, s.q.create,
-		foldName(rec.Name), rec.Name, rec.Email, nonNilRoles(rec.Roles), rec.Disabled, rec.PasswordHash,
+		accounts.FoldName(rec.Name), rec.Name, rec.Email, codec.NonNilRoles(rec.Roles), rec.Disabled, rec.PasswordHash,
 		rec.CreatedAt, rec.PasswordChangedAt)
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+		return fmt.Errorf("%w: %q", accounts.ErrUserExists, rec.Name)
 	}
 	return nil
 }
 
-// Get implements [Store].
-func (s *PostgresStore) Get(ctx context.Context, name string) (Record, error) {
+// Get implements [accounts.Store].
+func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 	if err := ctx.Err(); err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
-	var rec Record
-	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.get, foldName(name)), &rec.PasswordHash)
+	var rec accounts.Record
+	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.get, accounts.FoldName(name)), &rec.PasswordHash)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Record{}, ErrNoSuchUser
+		return accounts.Record{}, accounts.ErrNoSuchUser
 	}
 	if err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
 	rec.User = u
 	return rec, nil
 }
 
-// Update implements [Store].
-func (s *PostgresStore) Update(ctx context.Context, name string, c Change) (User, error) {
+// Update implements [accounts.Store].
+func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
 	if err := ctx.Err(); err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	var roles any // a typed nil []string would still be an argument
 	if c.Roles != nil {
-		roles = nonNilRoles(*c.Roles)
+		roles = codec.NonNilRoles(*c.Roles)
 	}
-	key := foldName(name)
+	key := accounts.FoldName(name)
 	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.update, key,
 		c.PasswordHash, c.PasswordChangedAt, roles, c.Email, c.Disabled, c.IfPasswordHash))
 	if err == nil {
 		return u, nil
 	}
 	if !errors.Is(err, pgx.ErrNoRows) {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	if c.IfPasswordHash == "" {
-		return User{}, ErrNoSuchUser
+		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	// No row matched: either the user is gone or the hash changed.
 	var exists bool
 	if err := s.pool.QueryRow(ctx, s.q.exists, key).Scan(&exists); err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	if !exists {
-		return User{}, ErrNoSuchUser
+		return accounts.User{}, accounts.ErrNoSuchUser
 	}
-	return User{}, ErrConflict
+	return accounts.User{}, accounts.ErrConflict
 }
 
-// Delete implements [Store].
-func (s *PostgresStore) Delete(ctx context.Context, name string) error {
+// Delete implements [accounts.Store].
+func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, s.q.delete, foldName(name))
+	tag, err := s.pool.Exec(ctx, s.q.delete, accounts.FoldName(name))
 	if err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return ErrNoSuchUser
+		return accounts.ErrNoSuchUser
 	}
 	return nil
 }
 
-// List implements [Store].
-func (s *PostgresStore) List(ctx context.Context) ([]User, error) {
+// List implements [accounts.Store].
+func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
@@ -258,7 +267,7 @@ func (s *PostgresStore) List(ctx context.Context) ([]User, error) {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
 	defer rows.Close()
-	users := []User{}
+	users := []accounts.User{}
 	for rows.Next() {
 		u, err := scanPostgresUser(rows)
 		if err != nil {
@@ -273,13 +282,13 @@ func (s *PostgresStore) List(ctx context.Context) ([]User, error) {
 }
 
 // scanPostgresUser reads postgresUserColumns, then any extra destinations.
-func scanPostgresUser(row pgx.Row, extra ...any) (User, error) {
-	var u User
+func scanPostgresUser(row pgx.Row, extra ...any) (accounts.User, error) {
+	var u accounts.User
 	dest := append([]any{&u.Name, &u.Email, &u.Roles, &u.Disabled, &u.CreatedAt, &u.PasswordChangedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
-		return User{}, err
+		return accounts.User{}, err
 	}
-	u.Roles = nonNilRoles(u.Roles)
+	u.Roles = codec.NonNilRoles(u.Roles)
 	u.CreatedAt, u.PasswordChangedAt = utcTime(u.CreatedAt), utcTime(u.PasswordChangedAt)
 	return u, nil
 }
@@ -290,13 +299,4 @@ func utcTime(t time.Time) time.Time {
 		return time.Time{}
 	}
 	return t.UTC()
-}
-
-// nonNilRoles turns nil into an empty list, which pgx would otherwise send
-// as NULL.
-func nonNilRoles(roles []string) []string {
-	if roles == nil {
-		return []string{}
-	}
-	return roles
 }

@@ -1,4 +1,4 @@
-package accounts_test
+package pgaccounts_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/accountstest"
+	"github.com/cloakroom/cloakroom/accounts/pgaccounts"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/pgstore"
 )
@@ -43,10 +44,10 @@ func freshSchema(t *testing.T, pool *pgxpool.Pool) string {
 	return schema
 }
 
-func TestPostgresConformance(t *testing.T) {
+func TestConformance(t *testing.T) {
 	pool := testPool(t)
 	accountstest.Run(t, func(t *testing.T) accounts.Store {
-		s, err := accounts.NewPostgres(t.Context(), pool, freshSchema(t, pool))
+		s, err := pgaccounts.New(t.Context(), pool, freshSchema(t, pool))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,13 +55,13 @@ func TestPostgresConformance(t *testing.T) {
 	})
 }
 
-func TestPostgresMigration(t *testing.T) {
+func TestMigration(t *testing.T) {
 	pool := testPool(t)
 	ctx := t.Context()
 	schema := freshSchema(t, pool)
 	quoted := pgx.Identifier{schema}.Sanitize()
 
-	s, err := accounts.NewPostgres(ctx, pool, schema)
+	s, err := pgaccounts.New(ctx, pool, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +74,12 @@ func TestPostgresMigration(t *testing.T) {
 	}
 
 	// Opening again, as a restarted gateway does, keeps the data.
-	s2, err := accounts.NewPostgres(ctx, pool, schema)
+	s2, err := pgaccounts.New(ctx, pool, schema)
 	if err != nil {
-		t.Fatalf("second NewPostgres: %v", err)
+		t.Fatalf("second New: %v", err)
 	}
 	if got, err := s2.Get(ctx, "ALICE"); err != nil || got.Name != "Alice" {
-		t.Fatalf("user lost across NewPostgres: %+v, %v", got, err)
+		t.Fatalf("user lost across New: %+v, %v", got, err)
 	}
 
 	// A schema migrated by a newer build, during a rolling upgrade, is
@@ -86,9 +87,9 @@ func TestPostgresMigration(t *testing.T) {
 	if _, err := pool.Exec(ctx, "UPDATE "+quoted+".cloakroom_accounts_schema SET version = 2"); err != nil {
 		t.Fatal(err)
 	}
-	s3, err := accounts.NewPostgres(ctx, pool, schema)
+	s3, err := pgaccounts.New(ctx, pool, schema)
 	if err != nil {
-		t.Fatalf("NewPostgres on a version-2 schema: %v", err)
+		t.Fatalf("New on a version-2 schema: %v", err)
 	}
 	if _, err := s3.Get(ctx, "alice"); err != nil {
 		t.Errorf("Get on a version-2 schema: %v", err)
@@ -98,10 +99,10 @@ func TestPostgresMigration(t *testing.T) {
 	}
 }
 
-// TestPostgresConcurrentStart starts several gateways at once on an empty
+// TestConcurrentStart starts several gateways at once on an empty
 // schema, each creating the session and the account tables, as a rolling
 // deployment does: every one must succeed.
-func TestPostgresConcurrentStart(t *testing.T) {
+func TestConcurrentStart(t *testing.T) {
 	pool := testPool(t)
 	schema := freshSchema(t, pool)
 	const gateways = 6
@@ -109,7 +110,7 @@ func TestPostgresConcurrentStart(t *testing.T) {
 	errs := make([]error, 2*gateways)
 	for i := range gateways {
 		wg.Go(func() {
-			_, errs[2*i] = accounts.NewPostgres(t.Context(), pool, schema)
+			_, errs[2*i] = pgaccounts.New(t.Context(), pool, schema)
 		})
 		wg.Go(func() {
 			st, err := pgstore.New(t.Context(), pool, pgstore.Config{Schema: schema, PurgeInterval: -1})
@@ -127,9 +128,9 @@ func TestPostgresConcurrentStart(t *testing.T) {
 	}
 }
 
-// TestPostgresSharesSchemaWithSessions checks that the account table sits
+// TestSharesSchemaWithSessions checks that the account table sits
 // next to pgstore's tables in one schema, in either order of creation.
-func TestPostgresSharesSchemaWithSessions(t *testing.T) {
+func TestSharesSchemaWithSessions(t *testing.T) {
 	pool := testPool(t)
 	ctx := t.Context()
 	schema := freshSchema(t, pool)
@@ -138,7 +139,7 @@ func TestPostgresSharesSchemaWithSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sessions.Close()
-	if _, err := accounts.NewPostgres(ctx, pool, schema); err != nil {
+	if _, err := pgaccounts.New(ctx, pool, schema); err != nil {
 		t.Fatal(err)
 	}
 	var tables []string
@@ -156,26 +157,26 @@ func TestPostgresSharesSchemaWithSessions(t *testing.T) {
 	}
 }
 
-func TestNewPostgresRejects(t *testing.T) {
-	if _, err := accounts.NewPostgres(t.Context(), nil, ""); err == nil {
-		t.Error("NewPostgres(nil pool) succeeded")
+func TestNewRejects(t *testing.T) {
+	if _, err := pgaccounts.New(t.Context(), nil, ""); err == nil {
+		t.Error("New(nil pool) succeeded")
 	}
 	pool := testPool(t)
 	for _, schema := range []string{strings.Repeat("s", 64), "bad\x00name"} {
-		if _, err := accounts.NewPostgres(t.Context(), pool, schema); err == nil {
-			t.Errorf("NewPostgres with schema %q succeeded", schema)
+		if _, err := pgaccounts.New(t.Context(), pool, schema); err == nil {
+			t.Errorf("New with schema %q succeeded", schema)
 		}
 	}
 }
 
-// TestPostgresQuotedSchema uses a schema name that needs quoting.
-func TestPostgresQuotedSchema(t *testing.T) {
+// TestQuotedSchema uses a schema name that needs quoting.
+func TestQuotedSchema(t *testing.T) {
 	pool := testPool(t)
 	schema := freshSchema(t, pool) + `-Odd "name"`
 	t.Cleanup(func() {
 		pool.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
 	})
-	s, err := accounts.NewPostgres(t.Context(), pool, schema)
+	s, err := pgaccounts.New(t.Context(), pool, schema)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package accounts
+package pgaccounts
 
 import (
 	"context"
@@ -12,29 +12,31 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cloakroom/cloakroom/accounts"
 )
 
-// PostgresThrottle is a [ThrottleStore] in the tables cloakroom_throttle
+// Throttle is an [accounts.ThrottleStore] in the tables cloakroom_throttle
 // and cloakroom_device_key of a PostgreSQL schema, shared by every gateway
 // node on the database. Begin runs in one transaction holding an advisory
 // lock per key (taken in a fixed order, so no deadlock), so concurrent
 // attempts on several nodes are counted as if they came one after another.
 // Rows expire Window after their last failure and are deleted a few at a
 // time by later attempts.
-type PostgresThrottle struct {
+type Throttle struct {
 	pool                                      *pgxpool.Pool
 	get, upsert, del, cleanup, keyIns, keyGet string
 }
 
-// NewPostgresThrottle creates the tables if needed in schema
-// (DefaultPostgresSchema when "") and returns a store on them. The pool is
+// NewThrottle creates the tables if needed in schema (DefaultSchema when
+// "") and returns a store on them. The pool is
 // not closed by the store.
-func NewPostgresThrottle(ctx context.Context, pool *pgxpool.Pool, schema string) (*PostgresThrottle, error) {
+func NewThrottle(ctx context.Context, pool *pgxpool.Pool, schema string) (*Throttle, error) {
 	if pool == nil {
-		return nil, errors.New("accounts: NewPostgresThrottle with a nil pool")
+		return nil, errors.New("pgaccounts: NewThrottle with a nil pool")
 	}
 	if schema == "" {
-		schema = DefaultPostgresSchema
+		schema = DefaultSchema
 	}
 	if len(schema) > maxPostgresIdentifier || strings.IndexByte(schema, 0) >= 0 {
 		return nil, fmt.Errorf("accounts: invalid PostgreSQL schema name %q", schema)
@@ -73,7 +75,7 @@ func NewPostgresThrottle(ctx context.Context, pool *pgxpool.Pool, schema string)
 		return nil, fmt.Errorf("accounts: create throttle tables in %s: %w", q, err)
 	}
 	t := q + ".cloakroom_throttle"
-	return &PostgresThrottle{
+	return &Throttle{
 		pool: pool,
 		get:  `SELECT failures, last_ms, until_ms FROM ` + t + ` WHERE kind = $1 AND key = $2`,
 		upsert: `INSERT INTO ` + t + ` (kind, key, failures, last_ms, until_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6)
@@ -94,7 +96,7 @@ type pgCounter struct {
 
 // withKeys runs fn in a transaction holding the keys' advisory locks, with
 // their counters read.
-func (s *PostgresThrottle) withKeys(ctx context.Context, keys []ThrottleKey, fn func(tx pgx.Tx, counters []pgCounter) error) error {
+func (s *Throttle) withKeys(ctx context.Context, keys []accounts.ThrottleKey, fn func(tx pgx.Tx, counters []pgCounter) error) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		locks := make([]int64, len(keys))
 		for i, k := range keys {
@@ -123,8 +125,8 @@ func (s *PostgresThrottle) withKeys(ctx context.Context, keys []ThrottleKey, fn 
 	})
 }
 
-// Begin implements [ThrottleStore].
-func (s *PostgresThrottle) Begin(ctx context.Context, now time.Time, keys []ThrottleKey) (time.Duration, error) {
+// Begin implements [accounts.ThrottleStore].
+func (s *Throttle) Begin(ctx context.Context, now time.Time, keys []accounts.ThrottleKey) (time.Duration, error) {
 	nowMS := now.UnixMilli()
 	var wait int64
 	err := s.withKeys(ctx, keys, func(tx pgx.Tx, counters []pgCounter) error {
@@ -141,7 +143,7 @@ func (s *PostgresThrottle) Begin(ctx context.Context, now time.Time, keys []Thro
 			}
 			c.failures++
 			var until int64
-			if d := k.Rule.delay(c.failures); d > 0 {
+			if d := k.Rule.Delay(c.failures); d > 0 {
 				until = nowMS + d.Milliseconds()
 			}
 			if _, err := tx.Exec(ctx, s.upsert, k.Kind, k.Key, c.failures, nowMS, until, nowMS+k.Rule.Window.Milliseconds()); err != nil {
@@ -157,8 +159,8 @@ func (s *PostgresThrottle) Begin(ctx context.Context, now time.Time, keys []Thro
 	return time.Duration(wait) * time.Millisecond, nil
 }
 
-// Refund implements [ThrottleStore].
-func (s *PostgresThrottle) Refund(ctx context.Context, _ time.Time, keys []ThrottleKey) error {
+// Refund implements [accounts.ThrottleStore].
+func (s *Throttle) Refund(ctx context.Context, _ time.Time, keys []accounts.ThrottleKey) error {
 	err := s.withKeys(ctx, keys, func(tx pgx.Tx, counters []pgCounter) error {
 		for i, k := range keys {
 			c := counters[i]
@@ -173,7 +175,7 @@ func (s *PostgresThrottle) Refund(ctx context.Context, _ time.Time, keys []Throt
 				continue
 			}
 			var until int64
-			if d := k.Rule.delay(c.failures); d > 0 {
+			if d := k.Rule.Delay(c.failures); d > 0 {
 				until = c.last + d.Milliseconds()
 			}
 			if _, err := tx.Exec(ctx, s.upsert, k.Kind, k.Key, c.failures, c.last, until, c.last+k.Rule.Window.Milliseconds()); err != nil {
@@ -188,8 +190,8 @@ func (s *PostgresThrottle) Refund(ctx context.Context, _ time.Time, keys []Throt
 	return nil
 }
 
-// Reset implements [ThrottleStore].
-func (s *PostgresThrottle) Reset(ctx context.Context, keys []ThrottleKey) error {
+// Reset implements [accounts.ThrottleStore].
+func (s *Throttle) Reset(ctx context.Context, keys []accounts.ThrottleKey) error {
 	batch := &pgx.Batch{}
 	for _, k := range keys {
 		batch.Queue(s.del, k.Kind, k.Key)
@@ -200,8 +202,8 @@ func (s *PostgresThrottle) Reset(ctx context.Context, keys []ThrottleKey) error 
 	return nil
 }
 
-// DeviceKey implements [ThrottleStore]: the first node to ask creates it.
-func (s *PostgresThrottle) DeviceKey(ctx context.Context) ([]byte, error) {
+// DeviceKey implements [accounts.ThrottleStore]: the first node to ask creates it.
+func (s *Throttle) DeviceKey(ctx context.Context) ([]byte, error) {
 	if _, err := s.pool.Exec(ctx, s.keyIns, rand.Text()+rand.Text()); err != nil {
 		return nil, fmt.Errorf("accounts: PostgreSQL device key: %w", err)
 	}

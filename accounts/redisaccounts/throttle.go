@@ -1,4 +1,4 @@
-package accounts
+package redisaccounts
 
 import (
 	"context"
@@ -10,37 +10,39 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/cloakroom/cloakroom/accounts"
 )
 
-// RedisThrottle is a [ThrottleStore] in Redis, shared by every gateway node
+// Throttle is an [accounts.ThrottleStore] in Redis, shared by every gateway node
 // on the same server. With the prefix P, each counter is a hash
 // P{throttle}:KIND:KEY with fields f (failures), l (last failure) and u
 // (blocked until), both in Unix milliseconds of the service's clock; it
 // expires Window after its last failure. The device key is
 // P{throttle}:device-key. One hash tag keeps all of them in one cluster
 // slot, so Begin is one Lua script that checks and charges atomically.
-type RedisThrottle struct {
+type Throttle struct {
 	client rueidis.Client
 	prefix string // P{throttle}:
 }
 
-// NewRedisThrottle returns a throttle store on client under prefix
-// (DefaultRedisPrefix when ""), which must not contain '{' or '}'. The
+// NewThrottle returns a throttle store on client under prefix
+// (DefaultPrefix when ""), which must not contain '{' or '}'. The
 // client is not closed by the store.
-func NewRedisThrottle(client rueidis.Client, prefix string) (*RedisThrottle, error) {
+func NewThrottle(client rueidis.Client, prefix string) (*Throttle, error) {
 	if client == nil {
-		return nil, errors.New("accounts: NewRedisThrottle with a nil client")
+		return nil, errors.New("redisaccounts: NewThrottle with a nil client")
 	}
 	if prefix == "" {
-		prefix = DefaultRedisPrefix
+		prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("accounts: Redis prefix %q contains a brace", prefix)
 	}
-	return &RedisThrottle{client: client, prefix: prefix + "{throttle}:"}, nil
+	return &Throttle{client: client, prefix: prefix + "{throttle}:"}, nil
 }
 
-func (s *RedisThrottle) keyNames(keys []ThrottleKey) []string {
+func (s *Throttle) keyNames(keys []accounts.ThrottleKey) []string {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = s.prefix + k.Kind + ":" + k.Key
@@ -49,7 +51,7 @@ func (s *RedisThrottle) keyNames(keys []ThrottleKey) []string {
 }
 
 // ruleArgs encodes each key's rule as free, base, max, window (ms).
-func ruleArgs(now time.Time, keys []ThrottleKey) []string {
+func ruleArgs(now time.Time, keys []accounts.ThrottleKey) []string {
 	args := []string{strconv.FormatInt(now.UnixMilli(), 10)}
 	for _, k := range keys {
 		args = append(args,
@@ -113,8 +115,8 @@ end
 return 0
 `)
 
-// Begin implements [ThrottleStore].
-func (s *RedisThrottle) Begin(ctx context.Context, now time.Time, keys []ThrottleKey) (time.Duration, error) {
+// Begin implements [accounts.ThrottleStore].
+func (s *Throttle) Begin(ctx context.Context, now time.Time, keys []accounts.ThrottleKey) (time.Duration, error) {
 	ms, err := redisThrottleBegin.Exec(ctx, s.client, s.keyNames(keys), ruleArgs(now, keys)).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("accounts: Redis throttle: %w", err)
@@ -122,24 +124,24 @@ func (s *RedisThrottle) Begin(ctx context.Context, now time.Time, keys []Throttl
 	return time.Duration(ms) * time.Millisecond, nil
 }
 
-// Refund implements [ThrottleStore].
-func (s *RedisThrottle) Refund(ctx context.Context, now time.Time, keys []ThrottleKey) error {
+// Refund implements [accounts.ThrottleStore].
+func (s *Throttle) Refund(ctx context.Context, now time.Time, keys []accounts.ThrottleKey) error {
 	if err := redisThrottleRefund.Exec(ctx, s.client, s.keyNames(keys), ruleArgs(now, keys)).Error(); err != nil {
 		return fmt.Errorf("accounts: Redis throttle refund: %w", err)
 	}
 	return nil
 }
 
-// Reset implements [ThrottleStore].
-func (s *RedisThrottle) Reset(ctx context.Context, keys []ThrottleKey) error {
+// Reset implements [accounts.ThrottleStore].
+func (s *Throttle) Reset(ctx context.Context, keys []accounts.ThrottleKey) error {
 	if err := s.client.Do(ctx, s.client.B().Del().Key(s.keyNames(keys)...).Build()).Error(); err != nil {
 		return fmt.Errorf("accounts: Redis throttle reset: %w", err)
 	}
 	return nil
 }
 
-// DeviceKey implements [ThrottleStore]: the first node to ask creates it.
-func (s *RedisThrottle) DeviceKey(ctx context.Context) ([]byte, error) {
+// DeviceKey implements [accounts.ThrottleStore]: the first node to ask creates it.
+func (s *Throttle) DeviceKey(ctx context.Context) ([]byte, error) {
 	name := s.prefix + "device-key"
 	if err := s.client.Do(ctx, s.client.B().Set().Key(name).Value(rand.Text()+rand.Text()).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
 		return nil, fmt.Errorf("accounts: Redis device key: %w", err)

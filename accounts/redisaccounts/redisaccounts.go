@@ -1,4 +1,10 @@
-package accounts
+// Package redisaccounts keeps the gateway's user accounts and its shared
+// login throttle in Redis, next to redisstore's sessions: [Store] is an
+// [accounts.Store], [Throttle] an [accounts.ThrottleStore] every gateway
+// node on the server shares. Both use a rueidis client the caller owns and
+// keep their keys in one Redis Cluster slot each, so every change is one
+// atomic Lua script.
+package redisaccounts
 
 import (
 	"cmp"
@@ -11,11 +17,14 @@ import (
 	"strings"
 
 	"github.com/redis/rueidis"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/internal/codec"
 )
 
-// DefaultRedisPrefix is the key prefix [NewRedis] uses when given "". It
-// is redisstore's default too; the two never use the same keys.
-const DefaultRedisPrefix = "cloakroom:"
+// DefaultPrefix is the key prefix [New] and [NewThrottle] use when given
+// "". It is redisstore's default too; the two never use the same keys.
+const DefaultPrefix = "cloakroom:"
 
 // redisListBatch bounds the HMGETs List sends in one pipeline.
 const redisListBatch = 500
@@ -31,7 +40,7 @@ const (
 	redisFieldChanged  = "changed" // same, for PasswordChangedAt
 )
 
-// RedisStore is a [Store] in Redis, through a rueidis client the caller
+// Store is an [accounts.Store] in Redis, through a rueidis client the caller
 // owns (the gateway passes the session store's client).
 //
 // With the prefix P, each user is one hash P{accounts}:user:N, where N is
@@ -40,33 +49,33 @@ const (
 // each change is one Lua script that checks and writes atomically; no
 // WATCH. Reads never use the client-side cache: logins and admin calls are
 // rare, and a password change must be seen at once by every node.
-type RedisStore struct {
+type Store struct {
 	client     rueidis.Client
 	userPrefix string // P{accounts}:user:
 	namesKey   string // P{accounts}:names
 }
 
-// NewRedis returns a store on client under prefix (DefaultRedisPrefix when
-// ""), which must not contain '{' or '}'. The client is not closed by the
-// store. Nothing is written until the first user is created.
-func NewRedis(client rueidis.Client, prefix string) (*RedisStore, error) {
+// New returns a store on client under prefix (DefaultPrefix when ""),
+// which must not contain '{' or '}'. The client is not closed by the store.
+// Nothing is written until the first user is created.
+func New(client rueidis.Client, prefix string) (*Store, error) {
 	if client == nil {
-		return nil, errors.New("accounts: NewRedis with a nil client")
+		return nil, errors.New("redisaccounts: New with a nil client")
 	}
 	if prefix == "" {
-		prefix = DefaultRedisPrefix
+		prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("accounts: Redis prefix %q contains a brace, which would break the hash tag that keeps the users in one cluster slot", prefix)
 	}
-	return &RedisStore{
+	return &Store{
 		client:     client,
 		userPrefix: prefix + "{accounts}:user:",
 		namesKey:   prefix + "{accounts}:names",
 	}, nil
 }
 
-func (s *RedisStore) userKey(name string) string { return s.userPrefix + foldName(name) }
+func (s *Store) userKey(name string) string { return s.userPrefix + accounts.FoldName(name) }
 
 // redisCreateScript adds a user unless the name is taken.
 //
@@ -106,8 +115,8 @@ var (
 	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash}
 )
 
-// Create implements [Store].
-func (s *RedisStore) Create(ctx context.Context, rec Record) error {
+// Create implements [accounts.Store].
+func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
@@ -115,7 +124,7 @@ func (s *RedisStore) Create(ctx context.Context, rec Record) error {
 	if err != nil {
 		return err
 	}
-	args := []string{foldName(rec.Name), redisFieldHash, rec.PasswordHash}
+	args := []string{accounts.FoldName(rec.Name), redisFieldHash, rec.PasswordHash}
 	for i, field := range redisUserFields {
 		args = append(args, field, values[i])
 	}
@@ -124,53 +133,53 @@ func (s *RedisStore) Create(ctx context.Context, rec Record) error {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
 	if created == 0 {
-		return fmt.Errorf("%w: %q", ErrUserExists, rec.Name)
+		return fmt.Errorf("%w: %q", accounts.ErrUserExists, rec.Name)
 	}
 	return nil
 }
 
-// Get implements [Store].
-func (s *RedisStore) Get(ctx context.Context, name string) (Record, error) {
+// Get implements [accounts.Store].
+func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 	if err := ctx.Err(); err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
 	fields, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.userKey(name)).Field(redisRecordFields...).Build()).ToArray()
 	if err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
 	if len(fields) != len(redisRecordFields) {
-		return Record{}, fmt.Errorf("accounts: get user: HMGET answered %d values", len(fields))
+		return accounts.Record{}, fmt.Errorf("accounts: get user: HMGET answered %d values", len(fields))
 	}
 	if fields[0].IsNil() {
-		return Record{}, ErrNoSuchUser
+		return accounts.Record{}, accounts.ErrNoSuchUser
 	}
 	u, err := decodeRedisUser(fields[:len(redisUserFields)])
 	if err != nil {
-		return Record{}, fmt.Errorf("accounts: get user: %w", err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
 	hash, err := fields[len(redisUserFields)].ToString()
 	if err != nil {
-		return Record{}, fmt.Errorf("accounts: get user %q: password hash: %w", u.Name, err)
+		return accounts.Record{}, fmt.Errorf("accounts: get user %q: password hash: %w", u.Name, err)
 	}
-	return Record{User: u, PasswordHash: hash}, nil
+	return accounts.Record{User: u, PasswordHash: hash}, nil
 }
 
-// Update implements [Store].
-func (s *RedisStore) Update(ctx context.Context, name string, c Change) (User, error) {
+// Update implements [accounts.Store].
+func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
 	if err := ctx.Err(); err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	args := []string{c.IfPasswordHash}
 	if c.PasswordHash != nil {
 		args = append(args, redisFieldHash, *c.PasswordHash)
 	}
 	if c.PasswordChangedAt != nil {
-		args = append(args, redisFieldChanged, strconv.FormatInt(unixNano(*c.PasswordChangedAt), 10))
+		args = append(args, redisFieldChanged, strconv.FormatInt(codec.UnixNano(*c.PasswordChangedAt), 10))
 	}
 	if c.Roles != nil {
-		roles, err := encodeRoles(*c.Roles)
+		roles, err := codec.EncodeRoles(*c.Roles)
 		if err != nil {
-			return User{}, err
+			return accounts.User{}, err
 		}
 		args = append(args, redisFieldRoles, roles)
 	}
@@ -182,46 +191,46 @@ func (s *RedisStore) Update(ctx context.Context, name string, c Change) (User, e
 	}
 	reply, err := redisUpdateScript.Exec(ctx, s.client, []string{s.userKey(name)}, args).ToMessage()
 	if err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	if code, err := reply.AsInt64(); err == nil {
 		if code == 2 {
-			return User{}, ErrConflict
+			return accounts.User{}, accounts.ErrConflict
 		}
-		return User{}, ErrNoSuchUser
+		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	fields, err := reply.ToArray()
 	if err == nil && len(fields) != len(redisUserFields) {
 		err = fmt.Errorf("script answered %d values", len(fields))
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	u, err := decodeRedisUser(fields)
 	if err != nil {
-		return User{}, fmt.Errorf("accounts: update user: %w", err)
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
 	return u, nil
 }
 
-// Delete implements [Store].
-func (s *RedisStore) Delete(ctx context.Context, name string) error {
+// Delete implements [accounts.Store].
+func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	}
-	deleted, err := redisDeleteScript.Exec(ctx, s.client, []string{s.userKey(name), s.namesKey}, []string{foldName(name)}).AsInt64()
+	deleted, err := redisDeleteScript.Exec(ctx, s.client, []string{s.userKey(name), s.namesKey}, []string{accounts.FoldName(name)}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	}
 	if deleted == 0 {
-		return ErrNoSuchUser
+		return accounts.ErrNoSuchUser
 	}
 	return nil
 }
 
-// List implements [Store]. It reads the names, then the users in
+// List implements [accounts.Store]. It reads the names, then the users in
 // pipelined batches; a user deleted in between is left out.
-func (s *RedisStore) List(ctx context.Context) ([]User, error) {
+func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
@@ -229,7 +238,7 @@ func (s *RedisStore) List(ctx context.Context) ([]User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
-	users := make([]User, 0, len(names))
+	users := make([]accounts.User, 0, len(names))
 	for batch := range slices.Chunk(names, redisListBatch) {
 		cmds := make(rueidis.Commands, len(batch))
 		for i, folded := range batch {
@@ -253,20 +262,20 @@ func (s *RedisStore) List(ctx context.Context) ([]User, error) {
 			users = append(users, u)
 		}
 	}
-	slices.SortFunc(users, func(a, b User) int { return cmp.Compare(foldName(a.Name), foldName(b.Name)) })
+	slices.SortFunc(users, func(a, b accounts.User) int { return cmp.Compare(accounts.FoldName(a.Name), accounts.FoldName(b.Name)) })
 	return users, nil
 }
 
 // decodeRedisUser decodes the values of redisUserFields.
-func decodeRedisUser(fields []rueidis.RedisMessage) (User, error) {
+func decodeRedisUser(fields []rueidis.RedisMessage) (accounts.User, error) {
 	if len(fields) != len(redisUserFields) {
-		return User{}, fmt.Errorf("%d fields, want %d", len(fields), len(redisUserFields))
+		return accounts.User{}, fmt.Errorf("%d fields, want %d", len(fields), len(redisUserFields))
 	}
 	var values [6]string
 	for i := range fields {
 		v, err := fields[i].ToString()
 		if err != nil {
-			return User{}, fmt.Errorf("field %s: %w", redisUserFields[i], err)
+			return accounts.User{}, fmt.Errorf("field %s: %w", redisUserFields[i], err)
 		}
 		values[i] = v
 	}
@@ -274,36 +283,36 @@ func decodeRedisUser(fields []rueidis.RedisMessage) (User, error) {
 }
 
 // userFromRedis parses the values of redisUserFields, in order.
-func userFromRedis(v [6]string) (User, error) {
-	u := User{Name: v[0], Email: v[1]}
+func userFromRedis(v [6]string) (accounts.User, error) {
+	u := accounts.User{Name: v[0], Email: v[1]}
 	if err := json.Unmarshal([]byte(v[2]), &u.Roles); err != nil {
-		return User{}, fmt.Errorf("roles of %q: %w", u.Name, err)
+		return accounts.User{}, fmt.Errorf("roles of %q: %w", u.Name, err)
 	}
-	u.Roles = nonNilRoles(u.Roles)
+	u.Roles = codec.NonNilRoles(u.Roles)
 	switch v[3] {
 	case "0":
 	case "1":
 		u.Disabled = true
 	default:
-		return User{}, fmt.Errorf("disabled flag of %q is %q", u.Name, v[3])
+		return accounts.User{}, fmt.Errorf("disabled flag of %q is %q", u.Name, v[3])
 	}
 	created, err1 := strconv.ParseInt(v[4], 10, 64)
 	changed, err2 := strconv.ParseInt(v[5], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return User{}, fmt.Errorf("times of %q: %w", u.Name, err)
+		return accounts.User{}, fmt.Errorf("times of %q: %w", u.Name, err)
 	}
-	u.CreatedAt, u.PasswordChangedAt = fromUnixNano(created), fromUnixNano(changed)
+	u.CreatedAt, u.PasswordChangedAt = codec.FromUnixNano(created), codec.FromUnixNano(changed)
 	return u, nil
 }
 
 // userToRedis is the inverse of userFromRedis.
-func userToRedis(u User) ([6]string, error) {
-	roles, err := encodeRoles(u.Roles)
+func userToRedis(u accounts.User) ([6]string, error) {
+	roles, err := codec.EncodeRoles(u.Roles)
 	if err != nil {
 		return [6]string{}, err
 	}
 	return [6]string{u.Name, u.Email, roles, redisBool(u.Disabled),
-		strconv.FormatInt(unixNano(u.CreatedAt), 10), strconv.FormatInt(unixNano(u.PasswordChangedAt), 10)}, nil
+		strconv.FormatInt(codec.UnixNano(u.CreatedAt), 10), strconv.FormatInt(codec.UnixNano(u.PasswordChangedAt), 10)}, nil
 }
 
 func redisBool(b bool) string {

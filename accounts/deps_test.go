@@ -1,0 +1,27 @@
+package accounts_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestNoDatabaseDrivers keeps the backends in their own packages
+// (sqliteaccounts, pgaccounts, redisaccounts): accounts itself depends on
+// the standard library and the argon2 implementation only, so a program
+// that uses one backend, or none, links no other database driver.
+func TestNoDatabaseDrivers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		switch {
+		case pkg == "github.com/cloakroom/cloakroom/accounts",
+			strings.HasPrefix(pkg, "golang.org/x/crypto/"),
+			strings.HasPrefix(pkg, "golang.org/x/sys/"): // argon2 and what it needs
+		default:
+			t.Errorf("accounts depends on %s; database drivers and other modules belong in the backend packages", pkg)
+		}
+	}
+}
