@@ -136,7 +136,7 @@ var settings = append([]*setting{
 	{"idle-timeout", "DURATION", "end a session unused for this long", func(c *Config) any { return &c.IdleTimeout }},
 	{"absolute-timeout", "DURATION", "end a session this long after login", func(c *Config) any { return &c.AbsoluteTimeout }},
 	{"cookie-samesite", "MODE", "SameSite of the session cookie: lax or strict", func(c *Config) any { return &c.CookieSameSite }},
-	{"trusted-origin", "ORIGIN", "origin allowed to send cross-origin unsafe requests (repeatable)", func(c *Config) any { return &c.TrustedOrigins }},
+	{"trusted-origin", "ORIGIN", "origin allowed to send cross-origin unsafe requests and open WebSockets (repeatable)", func(c *Config) any { return &c.TrustedOrigins }},
 	{"log-level", "LEVEL", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "FORMAT", "text or json", func(c *Config) any { return &c.LogFormat }},
 }, vaultSettings...)
