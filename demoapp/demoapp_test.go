@@ -183,12 +183,15 @@ func TestStaticHasTheSPA(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := string(index)
-	for _, want := range []string{`src="/app.js"`, `href="/style.css"`, `href="/auth/account"`, `id="logout"`} {
+	for _, want := range []string{`src="/app.js"`, `href="/style.css"`, `href="/auth/account"`, `id="logout"`, `href="/favicon.svg"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("index.html lacks %s", want)
 		}
 	}
-	// No inline script or style: the page must work under a strict CSP.
+	if _, err := fs.ReadFile(static, "favicon.svg"); err != nil {
+		t.Errorf("the linked favicon is missing: %v", err)
+	}
+		// No inline script or style: the page must work under a strict CSP.
 	if strings.Contains(page, "<script>") || strings.Contains(page, "style=") || strings.Contains(page, "onclick") {
 		t.Error("index.html has inline script or style")
 	}

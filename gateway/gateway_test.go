@@ -496,7 +496,7 @@ func handleOf(t *testing.T, e *env, b *browser) string {
 func TestSecurityHeaders(t *testing.T) {
 	e := newEnv(t)
 	b := e.minted("alice")
-	const csp = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+	const csp = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	pages := map[string]response{
 		"login (anonymous)": e.browser().get("/auth/login", "Sec-Fetch-Mode", "navigate"),
 		"login (signed in)": b.get("/auth/login", "Sec-Fetch-Mode", "navigate"),

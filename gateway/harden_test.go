@@ -368,3 +368,16 @@ func TestPasswordFieldsAreMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestFavicon: the built-in pages link an icon the gateway serves, allowed
+// by their CSP, so browsers log no 404 for /favicon.ico.
+func TestFavicon(t *testing.T) {
+	e := newEnv(t)
+	page := e.browser().get("/auth/login", "Sec-Fetch-Mode", "navigate")
+	if !strings.Contains(page.Text, `<link rel="icon" href="/auth/assets/favicon.svg"`) || !strings.Contains(page.Header.Get("Content-Security-Policy"), "img-src 'self'") {
+		t.Errorf("the login page does not link an allowed icon")
+	}
+	if r := e.browser().get("/auth/assets/favicon.svg"); r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "image/svg+xml") {
+		t.Errorf("favicon: %d %q", r.Status, r.Header.Get("Content-Type"))
+	}
+}

@@ -20,7 +20,7 @@ var pageFiles embed.FS
 // pageCSP is the Content-Security-Policy of every built-in page: nothing
 // but the gateway's own stylesheet loads, no script runs, forms post only
 // to this origin, and no other site can frame the page.
-const pageCSP = "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // pages holds one template set per built-in page, each with the layout.
 type pages map[string]*template.Template

@@ -218,7 +218,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		l.cleanups = append(l.cleanups, mem.Close)
 		store, accountStore = mem, memaccounts.New()
 	}
-	sessions, err := cloakroom.New(cloakroom.Config{Store: store, Logger: logger})
+	sessions, err := cloakroom.New(cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName})
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/browsertest"
 	"github.com/cloakroom/cloakroom/lab/attacker"
 	"github.com/cloakroom/cloakroom/lab/guestbook"
@@ -508,6 +509,12 @@ func TestCloakroomOverHTTP(t *testing.T) {
 	if l.Admin.Password != "correct horse battery" || len(l.Guest.Password) != 14 {
 		t.Errorf("credentials %+v %+v", l.Admin, l.Guest)
 	}
+	// `cloakroom demo` serves its notes app on localhost with the default
+	// cookie name; browsers share cookies across ports, so the lab's apps
+	// must use their own names or logging in to one logs out the other.
+	if l.SessionCookie == cloakroom.DefaultCookieName || l.SessionCookie == VaultSessionCookie {
+		t.Errorf("the lab's session cookie %q clashes with the demo's or the vault app's", l.SessionCookie)
+	}
 	for _, want := range []string{l.JWTURL, l.CloakroomURL, l.AttackerURL, l.Guest.Password, l.Comment, "DELIBERATELY VULNERABLE"} {
 		if !strings.Contains(l.Instructions(), want) {
 			t.Errorf("Instructions() lacks %q", want)
@@ -618,3 +625,4 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+

@@ -22,6 +22,11 @@ import (
 // of one host.
 const VaultSessionCookie = "__Host-Http-vault-session"
 
+// SessionCookieName is the lab's cloakroom app's session cookie. Not the
+// default name: `cloakroom demo` serves the notes app on localhost too,
+// and with one name logging in to one would log you out of the other.
+const SessionCookieName = "__Host-Http-lab-session"
+
 // vaultCapture is where the jwt app's token comes from: its login answer.
 const vaultCapture = "POST /api/login token"
 

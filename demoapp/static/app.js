@@ -4,11 +4,16 @@
 // rendered with textContent, never parsed as HTML.
 "use strict";
 
-const state = { user: "", admin: false, csrf: "" };
+// notice is a message that outlives the next clearing of the status line.
+const state = { user: "", admin: false, csrf: "", notice: "" };
 
 const $ = (id) => document.getElementById(id);
 
 function showStatus(message) {
+  if (!message && state.notice) {
+    message = state.notice;
+    state.notice = "";
+  }
   const el = $("status");
   el.textContent = message;
   el.hidden = !message;
@@ -18,8 +23,23 @@ function goToLogin() {
   window.location.assign("/auth/login?return_to=" + encodeURIComponent(window.location.pathname));
 }
 
-// api sends a same-origin request; unsafe methods carry the CSRF token.
-async function api(method, path, body) {
+// isCSRFRefusal reports whether a 403 is the gateway refusing the CSRF
+// token: the session was renewed meanwhile (another tab logged out the
+// other devices, or re-entered the password), so the token is stale.
+async function isCSRFRefusal(res) {
+  if (res.status !== 403) return false;
+  try {
+    const data = await res.clone().json();
+    return Boolean(data && data.error === "csrf");
+  } catch (_) {
+    return false;
+  }
+}
+
+// api sends a same-origin request; unsafe methods carry the CSRF token. A
+// stale token is replaced once with a fresh one from /auth/session, and the
+// user is told why.
+async function api(method, path, body, retried) {
   const headers = { "Accept": "application/json" };
   if (method !== "GET" && method !== "HEAD") {
     headers["X-CSRF-Token"] = state.csrf;
@@ -33,6 +53,13 @@ async function api(method, path, body) {
   if (res.status === 401) {
     goToLogin();
     throw new Error("not logged in");
+  }
+  if (!retried && headers["X-CSRF-Token"] !== undefined && await isCSRFRefusal(res)) {
+    if (!(await loadSession())) throw new Error("not logged in");
+    const result = await api(method, path, body, true);
+    state.notice = "Your session was renewed in another tab or window, so this page fetched a new security token and sent your request again.";
+    showStatus(state.notice);
+    return result;
   }
   if (!res.ok) {
     let message = res.status + " " + res.statusText;
@@ -138,17 +165,32 @@ async function postNote(event) {
 
 async function logout() {
   $("logout").disabled = true;
+  let res = null;
   try {
-    await fetch("/auth/logout", {
+    res = await fetch("/auth/logout", {
       method: "POST",
       credentials: "same-origin",
       headers: { "X-CSRF-Token": state.csrf },
     });
-  } finally {
-    // Whatever the answer, forget the page's state and start over.
-    state.csrf = "";
-    window.location.assign("/auth/login");
+    if (await isCSRFRefusal(res) && await loadSession()) {
+      res = await fetch("/auth/logout", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRF-Token": state.csrf },
+      });
+    }
+  } catch (_) {
+    res = null; // the gateway could not be reached
   }
+  if (res === null || (!res.ok && res.status !== 401)) {
+    // Do not pretend: the session may still be alive on the server.
+    showStatus("Logging out failed" + (res ? " (" + res.status + ")" : ": the gateway cannot be reached") +
+      ". Your session may still be active on the server; try again.");
+    $("logout").disabled = false;
+    return;
+  }
+  state.csrf = "";
+  window.location.assign("/auth/login");
 }
 
 function updateCount() {

@@ -96,6 +96,26 @@ func TestDemoInBrowser(t *testing.T) {
 
 	do(chromedp.Navigate(app))
 	waitFor(`!!document.querySelector("#who .badge") && !document.getElementById("logout").disabled`)
+
+	// Another tab logs out the other devices, which renews this session's
+	// token: the page's CSRF token is stale. Posting still works, and the
+	// page says what happened.
+	eval(`window.rotated = ""; fetch("/auth/sessions/revoke-others", {method: "POST", headers: {"X-CSRF-Token": state.csrf}}).then(r => window.rotated = String(r.status)); ""`)
+	waitFor(`window.rotated === "200"`)
+	do(chromedp.SetValue(chromedp.ID("note-text"), "posted with a stale token"), chromedp.Click(chromedp.ID("post")))
+	waitFor(`document.getElementById("notes").textContent.includes("posted with a stale token")`)
+	if status := eval(`document.getElementById("status").textContent`); !strings.Contains(status, "renewed") {
+		t.Errorf("after a stale CSRF token the page says %q, want an explanation", status)
+	}
+
+	// A logout the gateway could not complete is not shown as a logout.
+	eval(`window.realFetch = window.fetch; window.fetch = (u, i) => u === "/auth/logout" ? Promise.resolve(new Response("{}", {status: 503})) : window.realFetch(u, i); ""`)
+	do(chromedp.Click(chromedp.ID("logout")))
+	waitFor(`document.getElementById("status").textContent.includes("Logging out failed") && !document.getElementById("logout").disabled`)
+	if path := eval(`location.pathname`); path != "/" {
+		t.Errorf("after a failed logout the page went to %s", path)
+	}
+	eval(`window.fetch = window.realFetch; ""`)
 	do(chromedp.Click(chromedp.ID("logout")))
 	waitFor(`location.pathname === "/auth/login"`)
 	mu.Lock()
