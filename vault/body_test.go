@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -129,5 +130,13 @@ func TestStripValues(t *testing.T) {
 	}
 	if !strings.Contains(vault.Redacted, " ") {
 		t.Fatal("the redaction marker must not look like a token")
+	}
+}
+
+func TestDeleteHeaderVariants(t *testing.T) {
+	h := http.Header{"X-Access-Token": {"a"}, "X_access_token": {"b"}, "x-ACCESS_token": {"c"}, "X-Access-Tokens": {"keep"}, "Other": {"keep"}}
+	vault.DeleteHeader(h, "X-Access-Token")
+	if len(h) != 2 || h.Get("Other") != "keep" || h.Get("X-Access-Tokens") != "keep" {
+		t.Fatalf("after delete: %v", h)
 	}
 }

@@ -8,6 +8,7 @@ var (
 	UserFromToken = userFromToken
 	StripValues   = stripValues
 	Redacted      = redacted
+	DeleteHeader  = deleteHeader
 )
 
 // DropPaths removes the members at paths, as DropField does.

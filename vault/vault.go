@@ -163,7 +163,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 	acceptGzip := acceptsGzip(r.Header)
 	px := &proxy.Exchange{
 		Rewrite: func(out *http.Request) {
-			out.Header.Del(rt.Header)
+			deleteHeader(out.Header, rt.Header)
 			if x.attach {
 				out.Header.Set(rt.Header, rt.scheme+x.token)
 			}
@@ -178,6 +178,32 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 		ModifyResponse: x.modifyResponse,
 	}
 	next.ServeHTTP(w, r.WithContext(proxy.WithExchange(ctx, px)))
+}
+
+// deleteHeader removes name from h in every spelling a backend may take
+// for it: any case, and "_" for "-" (CGI-style servers map X_Token and
+// X-Token to one variable), so a client cannot smuggle a token past the
+// vault in a variant.
+func deleteHeader(h http.Header, name string) {
+	for k := range h {
+		if len(k) != len(name) {
+			continue
+		}
+		same := true
+		for i := 0; i < len(k) && same; i++ {
+			a, b := k[i], name[i]
+			if a == '_' {
+				a = '-'
+			}
+			if b == '_' {
+				b = '-'
+			}
+			same = a == b || 'A' <= a && a <= 'Z' && a+'a'-'A' == b || 'a' <= a && a <= 'z' && a-'a'+'A' == b
+		}
+		if same {
+			delete(h, k)
+		}
+	}
 }
 
 // exchange is the state of one request on a vault route.
