@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/lab"
 )
 
 func TestCheckConfigVault(t *testing.T) {
@@ -30,6 +31,11 @@ func TestCheckConfigVault(t *testing.T) {
 		"--vault-logout", "POST /api/users/logout", "--vault-cookie-only", "/api/", "--vault-strip-param", "token")
 	if r := run(t, "", ok...); r.code != 0 {
 		t.Fatalf("valid vault configuration refused: %s", r.stderr)
+	}
+	// The lab's vault app is configured as these flags say (docs/migrate.md).
+	labArgs := append(append(append([]string{}, base...), "--vault-keys-file", keys), lab.VaultFlags...)
+	if r := run(t, "", labArgs...); r.code != 0 {
+		t.Fatalf("the lab's vault flags refused: %s", r.stderr)
 	}
 
 	bad := append(append([]string{}, base...), "--vault", "/api/", "--vault", "/other/", "--vault-keys-file", open,
