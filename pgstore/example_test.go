@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -55,5 +56,56 @@ func Example() {
 	// every gateway.
 	if _, err := store.BumpGeneration(ctx, "alice"); err != nil {
 		log.Fatal(err)
+	}
+}
+
+// A gateway closes the open streams of a session when it ends on any node.
+// cloakroom.Manager does this for Session.Watch; this is what it relies on.
+func ExampleStore_WatchEnds() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := pgstore.New(ctx, pool, pgstore.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	go store.WatchEnds(ctx, func(e cloakroom.End) {
+		switch {
+		case e.All: // the listener reconnected: re-check every open session
+		case e.UserID != "": // sessions of e.UserID below e.Generation ended
+		default: // the session under e.Key ended
+		}
+	})
+}
+
+// A renewal replaces a session by a new one only if it still lives: a
+// request parked while the user logged out gets ErrNotFound, not a new
+// session.
+func ExampleStore_Rotate() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := pgstore.New(ctx, pool, pgstore.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+
+	var old cloakroom.Record // the session being renewed, as Find returned it
+	next := old
+	next.Key = sha256.Sum256([]byte(rand.Text()))
+	next.Version = 1
+	_, err = store.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
+	if errors.Is(err, cloakroom.ErrNotFound) {
+		fmt.Println("logged out meanwhile: no new session")
 	}
 }
