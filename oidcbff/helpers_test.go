@@ -439,18 +439,22 @@ func newEnv(t *testing.T, n int, providerFor func(gatewayURLs []string) *provide
 
 // onRedis makes every gateway of an env use its own Redis client and
 // store, on one key prefix of a real Redis: several nodes, as deployed.
-// Client-side caching is off, so that a session ended on one node is
-// refused by the next request on another (the cached window is measured
-// in test/multinode).
-func onRedis(t *testing.T) storeFor {
+// Without cached, client-side caching is off, so that a session ended on
+// one node is refused by the next request on another (the cached window
+// is measured in test/multinode).
+func onRedis(t *testing.T, cached bool) storeFor {
 	addr, prefix := testservers.RedisFresh(t)
 	return func(now func() time.Time) cloakroom.Store {
-		client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+		client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: !cached})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(client.Close)
-		st, err := redisstore.New(client, redisstore.Config{Prefix: prefix, CacheTTL: -1, Now: now})
+		ttl := time.Duration(-1)
+		if cached {
+			ttl = 0 // the default: server-assisted client-side caching
+		}
+		st, err := redisstore.New(client, redisstore.Config{Prefix: prefix, CacheTTL: ttl, Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,13 +39,14 @@ func (b *browser) relay() (int, string, error) {
 }
 
 // TestRefreshSingleFlight: shortly before the access token expires, 50
-// concurrent requests of one session through 3 gateways on one store cause
+// concurrent requests of one session through 3 gateways on one store (a
+// shared memstore; Redis, a client and client-side cache per gateway) cause
 // exactly one refresh at the provider; every request goes upstream with the
 // new access token. zitadel rotates refresh tokens and refuses a spent one,
 // so a second use would have ended the session; a later refresh works with
 // the rotated token.
 func TestRefreshSingleFlight(t *testing.T) {
-	for _, store := range []string{"memstore", "redis"} {
+	for _, store := range []string{"memstore", "redis-cached"} {
 		for _, pc := range providerCases(t) {
 			t.Run(store+"/"+pc.name, func(t *testing.T) { testRefreshSingleFlight(t, pc, store) })
 		}
@@ -53,10 +54,14 @@ func TestRefreshSingleFlight(t *testing.T) {
 }
 
 // stores returns the store setup of an env: one memstore shared by the
-// gateways, or a Redis store per gateway.
+// gateways, or a Redis store per gateway, with or without its client-side
+// cache.
 func stores(t *testing.T, kind string) storeFor {
-	if kind == "redis" {
-		return onRedis(t)
+	switch kind {
+	case "redis":
+		return onRedis(t, false)
+	case "redis-cached":
+		return onRedis(t, true)
 	}
 	return nil
 }

@@ -208,6 +208,13 @@ func (c *Client) accessToken(ctx context.Context, ref string) (string, error) {
 		rec, err = c.records.update(ctx, rec, c.sealTokens(leased, ref))
 		switch {
 		case errors.Is(err, cloakroom.ErrConflict):
+			// Someone wrote first; a store with a client-side cache may
+			// still show the old record for a moment, so do not spin.
+			select {
+			case <-ctx.Done():
+				return "", fmt.Errorf("%w: refresh lease contended: %w", ErrUnavailable, ctx.Err())
+			case <-time.After(leasePoll / 4):
+			}
 			continue
 		case errors.Is(err, cloakroom.ErrNotFound):
 			return "", fmt.Errorf("%w: token record gone", ErrSessionEnded)
