@@ -327,7 +327,7 @@ const (
 // callback completes the login.
 func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	name := r.PathValue("provider")
+	name := knownName(c, r.PathValue("provider"))
 	audit := func(outcome, reason string, attrs ...slog.Attr) {
 		c.log.LogAttrs(ctx, slog.LevelInfo, "oidc login", append([]slog.Attr{
 			slog.String("outcome", outcome), slog.String("provider", name), slog.String("reason", reason),
@@ -335,7 +335,7 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		}, attrs...)...)
 	}
 	expireStateCookie(w)
-	p, ok := c.providers[name]
+	p, ok := c.providers[r.PathValue("provider")]
 	if !ok {
 		c.page(w, r, http.StatusNotFound, "No such sign-in provider.")
 		return
@@ -405,6 +405,15 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	h.Set("Location", st.ReturnTo)
 	w.WriteHeader(http.StatusSeeOther)
 	audit(outcomeSuccess, "", slog.String("user", id.User), slog.String("session", c.sessions.Session(r).Ref()))
+}
+
+// knownName returns name if it is a configured provider's, for logs: a
+// path segment is the client's to choose.
+func knownName(c *Client, name string) string {
+	if _, ok := c.providers[name]; ok {
+		return name
+	}
+	return "(unknown)"
 }
 
 // safeCode keeps an OAuth error code printable and short for logs and pages.

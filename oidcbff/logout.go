@@ -106,7 +106,7 @@ var errBadLogout = errors.New("invalid logout token")
 // generation.
 func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	name := r.PathValue("provider")
+	name := knownName(c, r.PathValue("provider"))
 	audit := func(outcome, reason string, attrs ...slog.Attr) {
 		c.log.LogAttrs(ctx, slog.LevelInfo, "oidc backchannel logout", append([]slog.Attr{
 			slog.String("outcome", outcome), slog.String("provider", name), slog.String("reason", reason),
@@ -114,7 +114,7 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	p, ok := c.providers[name]
+	p, ok := c.providers[r.PathValue("provider")]
 	if !ok {
 		writeJSONError(w, http.StatusNotFound, "not_found", "No such provider.")
 		return
