@@ -231,3 +231,28 @@ func TestAccessLimits(t *testing.T) {
 		e.refused(b, b.login(), http.StatusForbidden, "email not verified by the provider")
 	})
 }
+
+// TestUnknownProvider: every endpoint answers 404 for a provider that is
+// not configured, and logs no client-chosen name.
+func TestUnknownProvider(t *testing.T) {
+	e := newEnv(t, 1, func([]string) *provider { return newMockProvider(t).provider })
+	b := e.browser(e.nodes[0])
+	for _, path := range []string{"/auth/login/evil%0Aname", "/auth/callback/evil%0Aname?code=x&state=y"} {
+		if r := b.get(path); r.Status != http.StatusNotFound {
+			t.Errorf("GET %s: %d", path, r.Status)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.nodes[0].srv.URL+"/auth/backchannel-logout/evil", strings.NewReader("logout_token=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := e.nodes[0].srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("back-channel logout: %d", resp.StatusCode)
+	}
+	if strings.Contains(e.logs.String(), "evil") {
+		t.Error("a client-chosen provider name reached the log")
+	}
+}
