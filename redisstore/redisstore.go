@@ -70,6 +70,16 @@ type Config struct {
 	// value. 0 means the default of 250ms; it is ignored when CacheTTL is
 	// negative (no caching, no wait).
 	CacheLease time.Duration
+	// ReplicaAcks is how many replicas must have a revocation (Delete,
+	// BumpGeneration, Rotate) before it returns, checked with Redis' WAIT
+	// on the master that ran it. With replicas (Cluster, Sentinel) set it
+	// to 1 or more: replication is asynchronous, and a failover right
+	// after a revocation can otherwise promote a replica that never saw
+	// it, bringing the session back. A revocation the replicas do not
+	// acknowledge within ReplicaTimeout fails. Default 0: no wait.
+	ReplicaAcks int
+	// ReplicaTimeout bounds the wait for ReplicaAcks. Default 1s.
+	ReplicaTimeout time.Duration
 	// IgnoreLegacyLayout stops looking for sessions in the key layout of
 	// versions before the compact one. Default false: they are found,
 	// updated, listed and revoked until they expire, at the cost of one
@@ -86,11 +96,13 @@ type Store struct {
 	cacheTTL time.Duration // <= 0: no client-side caching
 	legacy   bool          // read the first layout too
 	// cacheLease and lease: see lease.go; watcher: see ends.go.
-	cacheLease time.Duration
-	lease      lease
-	watcher    *watcher
-	recent     *recentWrites
-	found      *foundSessions
+	cacheLease     time.Duration
+	replicaAcks    int
+	replicaTimeout time.Duration
+	lease          lease
+	watcher        *watcher
+	recent         *recentWrites
+	found          *foundSessions
 }
 
 var _ interface {
@@ -130,6 +142,10 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 	s.cacheLease = cfg.CacheLease
 	if s.cacheLease <= 0 {
 		s.cacheLease = DefaultCacheLease
+	}
+	s.replicaAcks, s.replicaTimeout = cfg.ReplicaAcks, cfg.ReplicaTimeout
+	if s.replicaTimeout <= 0 {
+		s.replicaTimeout = DefaultReplicaTimeout
 	}
 	s.startWatcher()
 	if s.cacheTTL > 0 {
@@ -538,7 +554,7 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) (err error) {
 func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	pointer := s.pointerKey(key)
 	channel, message := s.endsChannel(), endKeyMessage(key)
-	reply, err := unlinkTokenScript.Exec(ctx, s.client, []string{pointer}, []string{channel, message}).ToMessage()
+	reply, err := s.revoke(ctx, unlinkTokenScript, []string{pointer}, []string{channel, message}).ToMessage()
 	if err != nil {
 		return false, err
 	}
@@ -555,7 +571,7 @@ func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	n, err := userDeleteScript.Exec(ctx, s.client, []string{s.sessionsKey(userID)}, []string{field(key), channel, message}).AsInt64()
+	n, err := s.revoke(ctx, userDeleteScript, []string{s.sessionsKey(userID)}, []string{field(key), channel, message}).AsInt64()
 	if err != nil {
 		return false, err
 	}
@@ -640,7 +656,7 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 // their pointers; the pointers are only cleanup, so failing to remove them
 // is not an error (their TTL does it later).
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
-	reply, err := bumpScript.Exec(ctx, s.client,
+	reply, err := s.revoke(ctx, bumpScript,
 		[]string{s.generationKey(userID), s.sessionsKey(userID), s.legacyIndexKey(userID)},
 		[]string{s.legacySessionKeyPrefix(userID), s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
 	).ToArray()

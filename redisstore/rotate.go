@@ -133,7 +133,7 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	if old.kind != 0 {
 		oldField, oldHex, oldMessage = field(r.Old), r.Old.String(), endKeyMessage(r.Old)
 	}
-	reply, err := rotateScript.Exec(ctx, s.client,
+	reply, err := s.revoke(ctx, rotateScript,
 		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID), s.legacySessionKey(rec.UserID, oldHex), s.legacyIndexKey(rec.UserID)},
 		[]string{oldField, flag(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
 			flag(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
@@ -258,11 +258,11 @@ func (s *Store) consume(ctx context.Context, key cloakroom.Key, old owner) (bool
 		_, err = s.legacyDelete(ctx, key)
 		return true, err
 	case old.kind == pointerAnonymous:
-		code, err := consumeAnonymousScript.Exec(ctx, s.client, []string{s.pointerKey(key)},
+		code, err := s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
 			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key)}).AsInt64()
 		return err == nil && code == codeOK, err
 	default:
-		reply, err := rotateScript.Exec(ctx, s.client,
+		reply, err := s.revoke(ctx, rotateScript,
 			[]string{s.sessionsKey(old.userID), s.generationKey(old.userID), s.legacySessionKey(old.userID, ""), s.legacyIndexKey(old.userID)},
 			[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
 				old.userID, "", strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(old.userID),

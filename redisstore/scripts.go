@@ -197,7 +197,7 @@ return {0, 0}
 // that a pointer is never missing while its session lives.
 //
 // KEYS: pointer. ARGV: ends channel, end message.
-var unlinkTokenScript = rueidis.NewLuaScript(`
+var unlinkTokenScript = newScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur then return 0 end
 if string.sub(cur, 1, 1) == 'u' then return string.sub(cur, 2) end
@@ -210,7 +210,7 @@ return 1
 // 1 if there was one, else 0.
 //
 // KEYS: session hash. ARGV: field, ends channel, end message.
-var userDeleteScript = rueidis.NewLuaScript(`
+var userDeleteScript = newScript(`
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
@@ -258,7 +258,7 @@ return out
 //
 // KEYS: generation, session hash, legacy index. ARGV: legacy session key
 // prefix, ends channel, user ID, key tail length.
-var bumpScript = rueidis.NewLuaScript(luaRevoke + `
+var bumpScript = newScript(luaRevoke + `
 local g = redis.call('INCR', KEYS[1])
 local out = {g}
 revoke(KEYS[2], KEYS[3], ARGV[1], ARGV[4], out)
@@ -281,7 +281,7 @@ return out
 // bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
 // user ID, old hex key, key tail length, legacy session key prefix, now s,
 // now ns.
-var rotateScript = rueidis.NewLuaScript(luaRecord + legacyLuaExpired + luaRevoke + `
+var rotateScript = newScript(luaRecord + legacyLuaExpired + luaRevoke + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
 local now = tonumber(ARGV[7])
 if ARGV[1] ~= '' then
@@ -333,7 +333,7 @@ return out
 // with "must live" fails unless it was live.
 //
 // KEYS: pointer. ARGV: must live ("1"), now µs, ends channel, end message.
-var consumeAnonymousScript = rueidis.NewLuaScript(luaRecord + `
+var consumeAnonymousScript = newScript(luaRecord + `
 local cur = redis.call('GET', KEYS[1])
 local live = false
 if cur and string.sub(cur, 1, 1) == 'a' then

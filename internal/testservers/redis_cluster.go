@@ -155,7 +155,7 @@ func (c *RedisClusterServer) Masters(ctx context.Context, seed string) ([]string
 	var masters []string
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
-		if len(f) > 2 && strings.Contains(f[2], "master") && !strings.Contains(f[2], "fail") {
+		if len(f) > 8 && strings.Contains(f[2], "master") && !strings.Contains(f[2], "fail") { // a master serving slots
 			masters = append(masters, strings.SplitN(f[1], "@", 2)[0])
 		}
 	}
@@ -196,7 +196,7 @@ func startCluster(dir string) (c *RedisClusterServer, err error) {
 }
 
 // awaitHealthy waits until every node reports the cluster ok, knows all
-// six nodes, and three of them are masters.
+// six nodes, three of them masters, and every replica has synced.
 func (c *RedisClusterServer) awaitHealthy(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -207,6 +207,20 @@ func (c *RedisClusterServer) awaitHealthy(timeout time.Duration) error {
 			info, err := redisCommand(ctx, addr, "CLUSTER", "INFO")
 			if err == nil && (!strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:6") || !strings.Contains(info, "cluster_size:3")) {
 				err = fmt.Errorf("%s not ready: %s", addr, strings.Join(strings.Fields(info)[:min(3, len(strings.Fields(info)))], " "))
+			}
+			if err == nil {
+				var nodes string
+				if nodes, err = redisCommand(ctx, addr, "CLUSTER", "NODES"); err == nil && strings.Count(nodes, "slave") != 3 {
+					err = fmt.Errorf("%s does not see three replicas yet", addr)
+				}
+			}
+			if err == nil {
+				// A replica that has not synced with its master cannot
+				// take over from it.
+				var repl string
+				if repl, err = redisCommand(ctx, addr, "INFO", "replication"); err == nil && strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+					err = fmt.Errorf("replica %s has not synced yet", addr)
+				}
 			}
 			if err != nil {
 				last = err
@@ -245,6 +259,7 @@ func startClusterNode(bin, dir string) (*clusterNode, error) {
 			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
 			"--save", "",
 			"--appendonly", "no",
+			"--repl-diskless-sync-delay", "0",
 			"--dir", dir,
 			"--daemonize", "no",
 		)
