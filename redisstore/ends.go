@@ -61,10 +61,14 @@ const (
 // them out to WatchEnds callers, and runs the heartbeats of the cache
 // lease (see lease).
 type watcher struct {
-	s      *Store
-	id     [8]byte
-	cancel context.CancelFunc
-	done   chan struct{}
+	s  *Store
+	id [8]byte
+	// pattern subscribes to the ends channel under a name of this Store's
+	// own, so that a confirmation seen by the subscription hook is this
+	// Store's, not another's sharing the client and the channel.
+	pattern string
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	mu        sync.Mutex
 	callbacks map[*func(cloakroom.End)]struct{}
@@ -119,6 +123,7 @@ func (s *Store) startWatcher() {
 		started:   make(chan struct{}),
 	}
 	rand.Read(w.id[:])
+	w.pattern = ownPattern(s.endsChannel(), w.id)
 	s.watcher = w
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -171,7 +176,7 @@ func (w *watcher) publish(e cloakroom.End) {
 func (w *watcher) subscribe(ctx context.Context) {
 	s := w.s
 	hooked := rueidis.WithOnSubscriptionHook(ctx, func(sub rueidis.PubSubSubscription) {
-		if sub.Kind != "subscribe" {
+		if sub.Kind != "psubscribe" || sub.Channel != w.pattern {
 			return
 		}
 		// A new subscription: heartbeats sent before it do not count. After
@@ -195,7 +200,7 @@ func (w *watcher) subscribe(ctx context.Context) {
 		w.mu.Lock()
 		w.resubscribe = cancel
 		w.mu.Unlock()
-		err := s.client.Receive(attempt, s.client.B().Subscribe().Channel(s.endsChannel()).Build(), w.receive)
+		err := s.client.Receive(attempt, s.client.B().Psubscribe().Pattern(w.pattern).Build(), w.receive)
 		cancel()
 		if ctx.Err() != nil || errors.Is(err, rueidis.ErrClosing) {
 			return
@@ -248,4 +253,25 @@ func (w *watcher) receive(m rueidis.PubSubMessage) {
 	}
 	w.heardEnd(msg)
 	w.publish(e)
+}
+
+// ownPattern is a glob pattern that matches exactly channel, told apart
+// from other Stores' by id: the last byte becomes a character class that
+// also lists id's letters.
+func ownPattern(channel string, id [8]byte) string {
+	var b strings.Builder
+	for _, c := range channel[:len(channel)-1] {
+		if strings.ContainsRune(`*?[]\^-`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	b.WriteByte('[')
+	b.WriteByte(channel[len(channel)-1])
+	const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for _, x := range id {
+		b.WriteByte(letters[int(x)%len(letters)])
+	}
+	b.WriteByte(']')
+	return b.String()
 }

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,6 +134,42 @@ func killConnections(t *testing.T, addr string) {
 		}
 		if err := killer.Do(ctx, killer.B().ClientKill().Id(id).Build()).Error(); err != nil {
 			t.Fatalf("CLIENT KILL ID %d: %v", id, err)
+		}
+	}
+}
+
+// TestOwnPatternMatchesOnlyTheChannel checks the pattern of a Store's
+// subscription with Redis' own glob matching (SCAN MATCH uses the same code
+// as PSUBSCRIBE), for prefixes holding glob characters too.
+func TestOwnPatternMatchesOnlyTheChannel(t *testing.T) {
+	addr, base := testservers.RedisFresh(t)
+	client := newTestClient(t, addr)
+	ctx := context.Background()
+	for i, prefix := range []string{"cloakroom:", "a*b?c[d]e\\f^g-h:", "x"} {
+		prefix = fmt.Sprintf("%s%d:%s", base, i, prefix)
+		channel := prefix + "ends"
+		pattern := ownPattern(channel, [8]byte{1, 2, 3, 4, 5, 6, 7, 8})
+		if pattern == ownPattern(channel, [8]byte{9}) {
+			t.Errorf("two Stores share the pattern %q", pattern)
+		}
+		for _, k := range []string{channel, prefix + "endx", prefix + "end", channel + "s", prefix + "xends"} {
+			if err := client.Do(ctx, client.B().Set().Key(k).Value("1").Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var matched []string
+		for cursor := uint64(0); ; {
+			e, err := client.Do(ctx, client.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				t.Fatal(err)
+			}
+			matched = append(matched, e.Elements...)
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+		if len(matched) != 1 || matched[0] != channel {
+			t.Errorf("pattern %q matches %q, want only %q", pattern, matched, channel)
 		}
 	}
 }

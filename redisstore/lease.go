@@ -13,8 +13,13 @@ import (
 const DefaultCacheLease = 250 * time.Millisecond
 
 // watchdogLeases is how many leases without a heartbeat back make a Store
-// subscribe again.
-const watchdogLeases = 4
+// subscribe again, and watchdogMin the least time. Generous: rueidis
+// notices broken connections itself, so this is for a subscription that
+// went silent, and a resubscription stops the cache for CacheTTL.
+const (
+	watchdogLeases = 4
+	watchdogMin    = 10 * time.Second
+)
 
 // lease bounds how long a Store trusts its client-side cache (see
 // docs/redis-layout.md, "No accept after the response"). A Store sends a
@@ -60,14 +65,14 @@ func (l *lease) block(now, d time.Duration) {
 // heartbeats sends a heartbeat round every quarter lease until ctx ends
 // (every second when the cache is off, only to watch the subscription).
 // When none has come back for watchdogLeases leases (or rounds, without a
-// cache; at least a second) while subscribed, the subscription is
+// cache; at least watchdogMin) while subscribed, the subscription is
 // presumed dead and made again.
 func (w *watcher) heartbeats(ctx context.Context) {
 	every := w.s.cacheLease / 4
 	if w.s.cacheTTL <= 0 {
 		every = time.Second
 	}
-	watchdog := max(4*watchdogLeases*every, time.Second)
+	watchdog := max(4*watchdogLeases*every, watchdogMin)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {

@@ -135,8 +135,8 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	}
 	reply, err := s.revoke(ctx, rotateScript,
 		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID), s.legacySessionKey(rec.UserID, oldHex), s.legacyIndexKey(rec.UserID)},
-		[]string{oldField, flag(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
-			flag(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
+		[]string{oldField, boolArg(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
+			boolArg(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
 			rec.UserID, oldHex, strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(rec.UserID),
 			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond())},
 	).ToArray()
@@ -279,7 +279,7 @@ func (s *Store) consume(ctx context.Context, key cloakroom.Key, old owner) (bool
 	}
 }
 
-func flag(b bool) string {
+func boolArg(b bool) string {
 	if b {
 		return "1"
 	}
