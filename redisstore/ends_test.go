@@ -17,34 +17,26 @@ import (
 func FuzzParseEnd(f *testing.F) {
 	f.Add("k" + string(make([]byte, 32)))
 	f.Add("g12:alice")
+	f.Add("g007:a:b")
 	f.Add("g:")
 	f.Fuzz(func(t *testing.T, msg string) {
 		e, ok := parseEnd(msg)
 		if !ok {
 			return
 		}
-		// What parses is exactly what the scripts publish.
-		var again string
-		if e.UserID != "" || msg[0] == 'g' {
-			again = "g" + itoa(e.Generation) + ":" + e.UserID
-		} else {
-			again = endKeyMessage(e.Key)
+		// What parses reads back the same from the form the scripts
+		// publish.
+		canonical := endKeyMessage(e.Key)
+		if msg[0] == 'g' {
+			canonical = bumpMessage(e.UserID, e.Generation)
 		}
-		if again != msg && !(msg[0] == 'g' && e.Generation == 0) {
-			t.Fatalf("parseEnd(%q) = %+v, which publishes as %q", msg, e, again)
+		if again, ok := parseEnd(canonical); !ok || again != e {
+			t.Fatalf("parseEnd(%q) = %+v, but its published form %q reads %+v, %v", msg, e, canonical, again, ok)
+		}
+		if msg[0] == 'k' && canonical != msg {
+			t.Fatalf("key end %q reads as %+v", msg, e)
 		}
 	})
-}
-
-func itoa(n uint64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
 }
 
 // TestWatchEndsAfterReconnect cuts the subscription's connection: the

@@ -489,6 +489,8 @@ func TestNetworkOpenErrors(t *testing.T) {
 		{"redis://u:" + pw + "@127.0.0.1:6379/0?prefx=app:", `unknown option "prefx"`, true},
 		{"redis://:" + pw + "@127.0.0.1:6379?cache_ttl=-1s", "cache_ttl", true},
 		{"redis://:" + pw + "@127.0.0.1:6379?cache_ttl=soon", "cache_ttl", true},
+		{"redis://:" + pw + "@127.0.0.1:6379?cache_lease=2h", "cache_lease", true},
+		{"redis://:" + pw + "@127.0.0.1:6379?replica_acks=-1", "replica_acks", true},
 		{"redis://:" + pw + "@127.0.0.1:6379?prefix=%7Bapp%7D", "brace", true},
 		{"redis://:" + pw + "@127.0.0.1:6379?prefix=a&prefix=b", "given 2 times", true},
 		{"rediss://:" + pw + "@127.0.0.1:6379?skip_verify=true", "skip_verify is refused", true},
@@ -572,7 +574,7 @@ func TestPlaintextToRemote(t *testing.T) {
 }
 
 func TestParseRedisOptions(t *testing.T) {
-	loc, err := Parse("rediss://user:" + testPassword + "@cache.internal:6380/2?prefix=app:&cache_ttl=15s&dial_timeout=3s&client_name=gw")
+	loc, err := Parse("rediss://user:" + testPassword + "@cache.internal:6380/2?prefix=app:&cache_ttl=15s&dial_timeout=3s&client_name=gw&cache_lease=400ms&replica_acks=1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -580,7 +582,7 @@ func TestParseRedisOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.prefix != "app:" || set.cacheTTL != 15*time.Second {
+	if set.prefix != "app:" || set.cacheTTL != 15*time.Second || set.cacheLease != 400*time.Millisecond || set.replicaAcks != 1 {
 		t.Errorf("settings %+v", set)
 	}
 	if opt.InitAddress[0] != "cache.internal:6380" || opt.SelectDB != 2 || opt.Username != "user" || opt.Password != testPassword ||

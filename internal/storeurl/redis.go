@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +20,7 @@ import (
 // error instead of a silently ignored setting. rueidis' skip_verify is
 // refused on purpose: a store holding every session must be authenticated.
 var (
-	redisOwnOptions     = []string{"prefix", "cache_ttl"}
+	redisOwnOptions     = []string{"prefix", "cache_ttl", "cache_lease", "replica_acks"}
 	redisRueidisOptions = []string{"db", "dial_timeout", "write_timeout", "addr", "client_name", "master_set"}
 )
 
@@ -44,8 +45,10 @@ func redisRetryDelay(attempts int, _ rueidis.Completed, _ error) time.Duration {
 
 // redisSettings are the options a redis:// URL sets besides the client's.
 type redisSettings struct {
-	prefix   string        // key prefix of both stores
-	cacheTTL time.Duration // redisstore.Config.CacheTTL: 0 default, < 0 off
+	prefix      string        // key prefix of both stores
+	cacheTTL    time.Duration // redisstore.Config.CacheTTL: 0 default, < 0 off
+	cacheLease  time.Duration // redisstore.Config.CacheLease: 0 default
+	replicaAcks int           // redisstore.Config.ReplicaAcks
 }
 
 // parseRedis turns a redis:// or rediss:// location into client options and
@@ -99,8 +102,24 @@ func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 		}
 		set.cacheTTL = d
 	}
+	if v := query.Get("cache_lease"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Minute {
+			return bad("cache_lease %q is not a duration between 0 and 1m such as 250ms", quoteSafe(v))
+		}
+		set.cacheLease = d
+	}
+	if v := query.Get("replica_acks"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 16 {
+			return bad("replica_acks %q is not a number of replicas from 0 to 16", quoteSafe(v))
+		}
+		set.replicaAcks = n
+	}
 	query.Del("prefix")
 	query.Del("cache_ttl")
+	query.Del("cache_lease")
+	query.Del("replica_acks")
 	u.RawQuery = query.Encode()
 	if u.Path == "/" {
 		u.Path = "" // redis://host:6379/ means database 0, as without the slash
@@ -136,7 +155,7 @@ func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
-	sessions, err := redisstore.New(client, redisstore.Config{Prefix: set.prefix, CacheTTL: set.cacheTTL})
+	sessions, err := redisstore.New(client, redisstore.Config{Prefix: set.prefix, CacheTTL: set.cacheTTL, CacheLease: set.cacheLease, ReplicaAcks: set.replicaAcks})
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), err)
