@@ -2,12 +2,15 @@
 // behind the gateway: a shared notes board with a JSON API and a
 // single-page front end.
 //
-// The API holds no sessions and checks no passwords. It trusts the identity
+// The API holds no sessions and checks no passwords. It reads the identity
 // headers the gateway sets (X-Forwarded-User, X-Forwarded-Email,
-// X-Forwarded-Groups) because the gateway strips any a client sends, and it
-// answers 401 to a request without them. That is the point of the demo: the
-// application behind a Backend-for-Frontend never sees a token. Run it only
-// behind the gateway, on a loopback address.
+// X-Forwarded-Groups) and answers 401 to a request without them. That is
+// the point of the demo: the application behind a Backend-for-Frontend
+// never sees a session token. Because any local process could send those
+// headers, `cloakroom demo` wraps it in [Verified]: each request must also
+// carry the gateway's internal JWT for the same user, checked against the
+// gateway's JWKS, once. Run it only behind the gateway, on a loopback
+// address.
 package demoapp
 
 import (

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/demoapp"
+	"github.com/cloakroom/cloakroom/gateway"
 )
 
 // Defaults of `cloakroom demo`.
@@ -108,6 +109,7 @@ func demo(e *env, logger *slog.Logger, dataDir, listen, adminListen string) erro
 		return fmt.Errorf("admin listener: %w", err)
 	}
 
+	var appServer *http.Server
 	cfg := defaultConfig()
 	cfg.Listen = public.Addr().String()
 	cfg.AdminListen = admin.Addr().String()
@@ -116,14 +118,27 @@ func demo(e *env, logger *slog.Logger, dataDir, listen, adminListen string) erro
 	cfg.Static = staticDir
 	cfg.AdminTokenFile = tokenFile
 	cfg.Upstreams = []string{"/api/=http://" + appSocket.Addr().String()}
+	// The setup we recommend: the notes API believes the identity headers
+	// only next to the gateway's internal JWT, checked against its JWKS.
+	cfg.InternalJWT = true
 	p, err := validate(cfg)
+	if err == nil {
+		var api http.Handler
+		api, err = demoapp.Verified(demoapp.API(), demoapp.VerifyConfig{
+			JWKSURL:  "http://" + public.Addr().String() + gateway.JWKSPath,
+			Audience: "/api/", // the route's prefix, its default audience
+			Issuer:   cfg.JWTIssuer,
+		})
+		if err == nil {
+			appServer = demoServer(api, logger)
+		}
+	}
 	if err != nil {
 		appSocket.Close()
 		public.Close()
 		admin.Close()
 		return err
 	}
-	appServer := demoServer(demoapp.API(), logger)
 	lab := &demoLab{ctx: e.ctx, dataDir: dir, stdout: e.stdout, logger: logger}
 	defer lab.stop()
 	hooks := &serveHooks{
