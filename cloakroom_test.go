@@ -58,7 +58,7 @@ func (s *countingStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloak
 	if s.fail.Load() {
 		return cloakroom.Record{}, errStoreDown
 	}
-	return s.Store.(cloakroom.Rotator).Rotate(ctx, r)
+	return s.Store.Rotate(ctx, r)
 }
 
 func (s *countingStore) Generation(ctx context.Context, u string) (uint64, error) {

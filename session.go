@@ -419,41 +419,9 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 	return nil
 }
 
-// rotate runs r as one store operation. A store that is not a [Rotator]
-// gets separate calls, which leave a parked request's rotation racing a
-// concurrent logout; every store in this module is a Rotator.
+// rotate runs r as one store operation.
 func (m *Manager) rotate(ctx context.Context, r Rotation) (Record, error) {
-	if rt, ok := m.store.(Rotator); ok {
-		return rt.Rotate(ctx, r)
-	}
-	if r.OldMustLive {
-		cur, found, err := m.store.Find(ctx, r.Old)
-		if err != nil {
-			return Record{}, err
-		}
-		if !found || cur.Expired(m.now()) {
-			return Record{}, fmt.Errorf("cloakroom: rotate: old session is gone: %w", ErrNotFound)
-		}
-	}
-	if r.Bump {
-		gen, err := m.store.BumpGeneration(ctx, r.New.UserID)
-		if err != nil {
-			return Record{}, err
-		}
-		r.New.Generation = gen
-	}
-	if err := m.store.Commit(ctx, r.New); err != nil {
-		return Record{}, err
-	}
-	if r.Old != (Key{}) {
-		if err := m.store.Delete(ctx, r.Old); err != nil {
-			// Two live sessions where the caller expects one would defeat
-			// the point of rotating.
-			_ = m.store.Delete(context.WithoutCancel(ctx), r.New.Key)
-			return Record{}, err
-		}
-	}
-	return r.New, nil
+	return m.store.Rotate(ctx, r)
 }
 
 // Renew issues a new token for the current session and deletes the old

@@ -110,6 +110,10 @@ type Store interface {
 	// value. Every existing session of the user stops being found at once,
 	// on every node and in every cache; the store may also delete them.
 	BumpGeneration(ctx context.Context, userID string) (uint64, error)
+
+	// Rotator replaces a session by its successor in one atomic step; see
+	// [Rotator.Rotate]. The storetest suite's race cases check it.
+	Rotator
 }
 
 // Rotation describes one atomic token rotation; see [Rotator.Rotate].
@@ -132,14 +136,10 @@ type Rotation struct {
 }
 
 // Rotator is the store operation behind every token rotation (login over a
-// session, renewal, revoking the other sessions). Checking that the old
-// session still lives and creating its successor are one atomic step, so a
-// request parked between the two cannot bring a logged-out or revoked
-// session back.
-//
-// Every store in this module implements it, and [Manager] requires it of
-// stores that do; a store without it falls back to separate Commit and
-// Delete calls, which leave that race open.
+// session, renewal, revoking the other sessions), part of the [Store]
+// contract. Checking that the old session still lives and creating its
+// successor are one atomic step, so a request parked between the two
+// cannot bring a logged-out or revoked session back.
 type Rotator interface {
 	// Rotate checks Old (when OldMustLive) and New's generation, bumps the
 	// generation (when Bump), creates New and deletes Old, all or nothing. It

@@ -126,6 +126,19 @@ func (f *flakyStore) BumpGeneration(ctx context.Context, user string) (uint64, e
 	return f.mem.BumpGeneration(ctx, user)
 }
 
+func (f *flakyStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	if err := f.err(); err != nil {
+		return cloakroom.Record{}, err
+	}
+	return f.mem.Rotate(ctx, r)
+}
+
+// WatchEnds passes the memstore's end notifications through, so the
+// gateway's held-open connections hear of ends as on a real store.
+func (f *flakyStore) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
+	return f.mem.WatchEnds(ctx, fn)
+}
+
 func (f *flakyStore) Ping(ctx context.Context) error { return f.err() }
 
 func (f *flakyStore) Len() int { return f.mem.Len() }

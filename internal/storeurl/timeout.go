@@ -14,7 +14,9 @@ import (
 // request fails closed with a 503.
 const defaultStoreTimeout = 5 * time.Second
 
-// timeoutStore gives every call to the wrapped store a deadline.
+// timeoutStore gives every call to the wrapped store a deadline. It passes
+// the store's end notifications through, so the gateway on Postgres hears
+// of ends made on other nodes.
 type timeoutStore struct {
 	store   cloakroom.Store
 	timeout time.Duration
@@ -60,6 +62,24 @@ func (s *timeoutStore) BumpGeneration(ctx context.Context, userID string) (uint6
 	return s.store.BumpGeneration(ctx, userID)
 }
 
+func (s *timeoutStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Rotate(ctx, r)
+}
+
+// WatchEnds passes the wrapped store's end notifications through, without
+// a deadline: the subscription lives until ctx ends. A store that cannot
+// notify leaves the manager to its periodic re-check.
+func (s *timeoutStore) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
+	n, ok := s.store.(cloakroom.EndNotifier)
+	if !ok {
+		<-ctx.Done()
+		return nil
+	}
+	return n.WatchEnds(ctx, fn)
+}
+
 // Unwrap returns the wrapped store.
 func (s *timeoutStore) Unwrap() cloakroom.Store { return s.store }
 
@@ -73,3 +93,5 @@ func (s *timeoutStore) Ping(ctx context.Context) error {
 	defer cancel()
 	return p.Ping(ctx)
 }
+
+var _ cloakroom.EndNotifier = (*timeoutStore)(nil)
