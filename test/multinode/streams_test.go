@@ -192,6 +192,22 @@ func TestStreamsEndOnEveryNode(t *testing.T) {
 			t.Cleanup(func() { a.manager.Close(); c.manager.Close() })
 			_, notifies := a.store.store.(cloakroom.EndNotifier)
 			cl := newClient(t)
+			// A manager subscribes to its store's ends at its first watch,
+			// in the background. One warm-up stream, ended through C and
+			// closed (by notification or by the backstop re-check), has A
+			// subscribed before the measured ones.
+			token, csrf, err := cl.mint(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warm := openEvents(t, a, token)
+			<-warm.first
+			enders[0].end(t, cl, c, token, csrf)
+			select {
+			case <-warm.closed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("warm-up: the stream through A is still open after the logout through C")
+			}
 			for _, ender := range enders {
 				t.Run(ender.name, func(t *testing.T) {
 					token, csrf, err := cl.mint(c)
