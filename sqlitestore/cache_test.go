@@ -403,3 +403,28 @@ func testEndsFromOtherProcesses(t *testing.T, cfg sqlitestore.Config) {
 		t.Fatalf("%d End{All} notifications for one commit of another store, want 1", alls)
 	}
 }
+
+// TestCloseEndsWatchers: Close ends every WatchEnds call before it
+// releases the file, so no watcher polls a closed store.
+func TestCloseEndsWatchers(t *testing.T) {
+	s, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "sessions.db"), sqlitestore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan error, 1)
+	go func() { returned <- s.WatchEnds(context.Background(), func(cloakroom.End) {}) }()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-returned:
+		if err == nil {
+			t.Error("WatchEnds on a closed store returned no error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("WatchEnds still running after Close")
+	}
+	if err := s.WatchEnds(context.Background(), func(cloakroom.End) {}); err == nil {
+		t.Error("WatchEnds after Close returned no error")
+	}
+}

@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -22,27 +23,49 @@ const foreignPollInterval = 100 * time.Millisecond
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	p := &fn
 	s.watchMu.Lock()
+	if s.watchClosed {
+		s.watchMu.Unlock()
+		return errStoreClosed
+	}
 	s.watchers[p] = struct{}{}
+	s.watching.Add(1)
 	s.watchMu.Unlock()
 	defer func() {
 		s.watchMu.Lock()
 		delete(s.watchers, p)
 		s.watchMu.Unlock()
+		s.watching.Done()
 	}()
-	if s.cache == nil {
-		<-ctx.Done()
-		return nil
+	var tick <-chan time.Time
+	if s.cache != nil {
+		ticker := time.NewTicker(foreignPollInterval)
+		defer ticker.Stop()
+		tick = ticker.C
 	}
-	ticker := time.NewTicker(foreignPollInterval)
-	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-s.closing:
+			return errStoreClosed
+		case <-tick:
 			s.cache.poll()
 		}
 	}
+}
+
+var errStoreClosed = errors.New("sqlitestore: store closed")
+
+// stopWatchers ends every WatchEnds call and waits for them, so none reads
+// the wal-index header after Close unmaps it.
+func (s *Store) stopWatchers() {
+	s.watchMu.Lock()
+	if !s.watchClosed {
+		s.watchClosed = true
+		close(s.closing)
+	}
+	s.watchMu.Unlock()
+	s.watching.Wait()
 }
 
 // publish reports e to every watcher. Watchers must not block.

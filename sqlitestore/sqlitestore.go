@@ -163,9 +163,12 @@ type Store struct {
 	bumpStmt, dropRevokedStmt, purgeStmt,
 	rotateOldStmt, writeGenerationStmt *sql.Stmt // on write
 
-	// Subscribers of WatchEnds.
-	watchMu  sync.Mutex
-	watchers map[*func(cloakroom.End)]struct{}
+	// Subscribers of WatchEnds. Close closes closing and waits for them.
+	watchMu     sync.Mutex
+	watchers    map[*func(cloakroom.End)]struct{}
+	watchClosed bool
+	closing     chan struct{}
+	watching    sync.WaitGroup
 
 	stopPurge context.CancelFunc
 	purgeDone chan struct{}
@@ -352,6 +355,7 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 	}
 	s := &Store{
 		watchers:  make(map[*func(cloakroom.End)]struct{}),
+		closing:   make(chan struct{}),
 		read:      read,
 		write:     write,
 		owned:     owned,
@@ -913,6 +917,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // must not be used after it.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopWatchers()
 		s.stopPurge()
 		<-s.purgeDone
 		s.closeStatements()
