@@ -605,7 +605,7 @@ func TestParseRedisOptions(t *testing.T) {
 }
 
 func TestParsePostgresOptions(t *testing.T) {
-	loc, err := Parse("postgresql://gw:" + testPassword + "@db.internal:5433/app?sslmode=verify-full&schema=Sessions&cache=on&pool_max_conns=7&application_name=gw")
+	loc, err := Parse("postgresql://gw:" + testPassword + "@db.internal:5433/app?sslmode=verify-full&schema=Sessions&cache=on&cache_lease=400ms&pool_max_conns=7&application_name=gw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +613,7 @@ func TestParsePostgresOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if set.schema != "Sessions" || !set.cache {
+	if set.schema != "Sessions" || !set.cache || set.cacheLease != 400*time.Millisecond {
 		t.Errorf("settings %+v", set)
 	}
 	cc := cfg.ConnConfig
@@ -621,14 +621,20 @@ func TestParsePostgresOptions(t *testing.T) {
 		cfg.MaxConns != 7 || cc.ConnectTimeout != postgresConnectTimeout || cc.RuntimeParams["application_name"] != "gw" {
 		t.Errorf("pool config: %+v %+v", cfg, cc)
 	}
-	for _, p := range []string{"schema", "cache"} {
+	for _, p := range []string{"schema", "cache", "cache_lease"} {
 		if _, ok := cc.RuntimeParams[p]; ok {
 			t.Errorf("our option %s reached the server as a runtime parameter", p)
 		}
 	}
 	loc, _ = Parse("postgres://h/db")
-	if _, set, err := parsePostgres(loc); err != nil || set.schema != "cloakroom" || set.cache {
+	if _, set, err := parsePostgres(loc); err != nil || set.schema != "cloakroom" || set.cache || set.cacheLease != 0 {
 		t.Errorf("defaults: %+v, %v", set, err)
+	}
+	for _, lease := range []string{"50ms", "2m", "soon", "1s&cache_lease=2s"} {
+		loc, _ := Parse("postgres://h/db?cache=on&cache_lease=" + lease)
+		if _, _, err := parsePostgres(loc); !errors.Is(err, ErrInvalidURL) {
+			t.Errorf("cache_lease=%s: %v, want ErrInvalidURL", lease, err)
+		}
 	}
 }
 
@@ -714,7 +720,8 @@ func FuzzParsePostgres(f *testing.F) {
 			}
 			return
 		}
-		if set.schema == "" || len(set.schema) > maxPostgresIdentifier || cfg.ConnConfig.ConnectTimeout <= 0 {
+		if set.schema == "" || len(set.schema) > maxPostgresIdentifier || cfg.ConnConfig.ConnectTimeout <= 0 ||
+			(set.cacheLease != 0 && (set.cacheLease < 100*time.Millisecond || set.cacheLease > time.Minute)) {
 			t.Fatalf("parsePostgres(%q) = %+v, timeout %v", raw, set, cfg.ConnConfig.ConnectTimeout)
 		}
 		if _, ok := cfg.ConnConfig.RuntimeParams["schema"]; ok {

@@ -36,6 +36,11 @@ type postgresSettings struct {
 	// revocation waiting up to a second when a gateway is unresponsive or
 	// has just started.
 	cache bool
+	// cacheLease is pgstore's Config.CacheLease (cache_lease=, default
+	// pgstore's 1 s): how long a gateway that stops hearing its listener
+	// keeps answering from memory, and how long a revocation waits for a
+	// gateway that does not acknowledge it.
+	cacheLease time.Duration
 	// timeout bounds each session-store call (timeout=, default 5s).
 	timeout time.Duration
 }
@@ -45,8 +50,8 @@ type postgresSettings struct {
 //
 //	postgres://user:pass@host:5432/db?sslmode=verify-full&schema=cloakroom&cache=off
 //
-// schema (default "cloakroom"), cache (on or off, default off) and timeout
-// (per session-store call, default 5s) are ours
+// schema (default "cloakroom"), cache (on or off, default off), cache_lease
+// (default 1s) and timeout (per session-store call, default 5s) are ours
 // and removed; everything else is pgx's (libpq's options, plus pool_max_conns
 // and the other pool_ settings). Errors never contain the password.
 func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
@@ -61,7 +66,7 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	if err != nil {
 		return bad("the query does not parse: %s", redactedMessage(err, loc))
 	}
-	for _, name := range []string{"schema", "cache", "timeout"} {
+	for _, name := range []string{"schema", "cache", "cache_lease", "timeout"} {
 		if n := len(query[name]); n > 1 {
 			return bad("option %s is given %d times", name, n)
 		}
@@ -80,6 +85,13 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	default:
 		return bad("cache must be on or off, not %q", quoteSafe(c))
 	}
+	if l := query.Get("cache_lease"); l != "" {
+		d, err := time.ParseDuration(l)
+		if err != nil || d < 100*time.Millisecond || d > time.Minute {
+			return bad("cache_lease must be a duration from 100ms to 1m, not %q", quoteSafe(l))
+		}
+		set.cacheLease = d
+	}
 	set.timeout = defaultStoreTimeout
 	if t := query.Get("timeout"); t != "" {
 		d, err := time.ParseDuration(t)
@@ -90,6 +102,7 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	}
 	query.Del("schema")
 	query.Del("cache")
+	query.Del("cache_lease")
 	query.Del("timeout")
 	u.RawQuery = query.Encode()
 	cfg, err := pgxpool.ParseConfig(u.String())
@@ -133,7 +146,7 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 	if err != nil {
 		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
 	}
-	sessions, err := pgstore.New(ctx, pool, pgstore.Config{Schema: set.schema, Cache: set.cache, Logger: opts.Logger})
+	sessions, err := pgstore.New(ctx, pool, pgstore.Config{Schema: set.schema, Cache: set.cache, CacheLease: set.cacheLease, Logger: opts.Logger})
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), withoutPasswords(err, loc))
