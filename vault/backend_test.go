@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"compress/gzip"
+	"compress/zlib"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -165,6 +166,20 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "data: event %d eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln\n\n", i)
 			w.(http.Flusher).Flush()
 		}
+	})
+	// The current user again, deflate-compressed, with the token in a
+	// field only --vault-token-path names.
+	mux.HandleFunc("GET /api/user/deflate", func(w http.ResponseWriter, r *http.Request) {
+		u := b.current(r)
+		if u == nil {
+			writeJSON(w, 401, map[string]any{"errors": map[string]any{"body": []string{"unauthorized"}}})
+			return
+		}
+		w.Header().Set("Content-Type", "application/vnd.api+json")
+		w.Header().Set("Content-Encoding", "deflate")
+		zw := zlib.NewWriter(w)
+		json.NewEncoder(zw).Encode(map[string]any{"data": map[string]any{"jwt": b.sign(u)}})
+		zw.Close()
 	})
 	mux.HandleFunc("GET /api/brotli", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -364,3 +364,33 @@ func TestSealedTokenBoundToItsSession(t *testing.T) {
 		t.Fatalf("alice: %q", who)
 	}
 }
+
+// A deflate answer with the token at a --vault-token-path field: the
+// token is vaulted (refresh) and the body reaches the browser decoded,
+// with the placeholder.
+func TestDeflateAndTokenPath(t *testing.T) {
+	st := newStack(t, stackOptions{route: func(r *vault.Route) {
+		p, err := vault.ParseJSONPath("data.jwt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.TokenPaths = []vault.JSONPath{p}
+		r.StripParams = []string{"token"}
+	}})
+	b := st.browser()
+	b.register("tess")
+	r := b.do("GET", "/api/user/deflate", "", "")
+	if r.status != 200 || r.header.Get("Content-Encoding") != "" || !strings.Contains(r.body, `"jwt":"`+b.stored+`"`) {
+		t.Fatalf("deflate answer: %d %q %s", r.status, r.header.Get("Content-Encoding"), r.body)
+	}
+	issued := st.backend.issued()
+	b.whoami()
+	if auth, _, _ := st.backend.last(); auth != "Token "+issued[len(issued)-1] {
+		t.Fatal("the token from data.jwt was not vaulted")
+	}
+	// A configured strip parameter goes too.
+	b.do("GET", "/api/articles?token=x&tag=y", "", "")
+	if _, u, _ := st.backend.last(); u != "/api/articles?tag=y" {
+		t.Fatalf("backend saw %q", u)
+	}
+}

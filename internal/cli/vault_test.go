@@ -32,6 +32,13 @@ func TestCheckConfigVault(t *testing.T) {
 	if r := run(t, "", ok...); r.code != 0 {
 		t.Fatalf("valid vault configuration refused: %s", r.stderr)
 	}
+	// The same settings from the JSON config file.
+	file := writeFile(t, dir, "vault.json", `{"upstream": ["/api/=http://127.0.0.1:9000"], "vault": ["/api/"],
+		"vault-keys-file": "`+keys+`", "vault-capture": ["POST /api/users/login user.token"],
+		"vault-header": "Authorization: Token", "vault-drop-field": true, "vault-strip-param": ["token"]}`, 0o600)
+	if r := run(t, "", "serve", "--check-config", "--store", "sqlite://"+dir+"/gw.db", "--config", file); r.code != 0 {
+		t.Fatalf("vault settings from the config file refused: %s", r.stderr)
+	}
 	// The lab's vault app is configured as these flags say (docs/migrate.md).
 	labArgs := append(append(append([]string{}, base...), "--vault-keys-file", keys), lab.VaultFlags...)
 	if r := run(t, "", labArgs...); r.code != 0 {
