@@ -27,11 +27,15 @@ import (
 // streamUpstream is an API that never stops talking: /stream/events is a
 // server-sent-event stream and /stream/ws a WebSocket, each sending a
 // numbered event every few milliseconds until the connection breaks.
+// /stream/upload counts the bodies it received whole or cut.
 type streamUpstream struct {
 	srv     *httptest.Server
 	hits    atomic.Int64 // requests received
 	open    atomic.Int64 // streams still running
 	handled atomic.Int64 // streams that ended
+
+	uploaded atomic.Int64 // /stream/upload bodies received whole
+	cut      atomic.Int64 // /stream/upload bodies that broke off
 }
 
 // eventGap is the pause between two events of a stream.
@@ -49,6 +53,12 @@ func newStreamUpstream(t *testing.T) *streamUpstream {
 			u.serveEvents(w, r)
 		case "/stream/ws":
 			u.serveWebSocket(w, r)
+		case "/stream/upload":
+			if _, err := io.ReadAll(r.Body); err != nil {
+				u.cut.Add(1)
+				return
+			}
+			u.uploaded.Add(1)
 		default:
 			http.NotFound(w, r)
 		}
@@ -496,5 +506,53 @@ func TestStreamsEndWithTheSession(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A proxied API request parked on its body's last byte (case 1 of issue 8,
+// on an API route): the session ends while the upstream is still waiting
+// for the body. The upload is cut, so the upstream never has the request
+// whole, and the client gets 401.
+func TestParkedUploadNeverReachesTheUpstreamWhole(t *testing.T) {
+	for _, end := range []bool{false, true} {
+		t.Run(fmt.Sprintf("session-ends=%v", end), func(t *testing.T) {
+			up := newStreamUpstream(t)
+			e := newEnv(t, withStreamRoute(up))
+			victim := e.minted("alice")
+			stolen := victim.token
+			body := `{"to":"mallory","amount":1000}`
+			conn := rawConn(t, e.srv)
+			mustWrite(t, conn, rawHead(e.srv, http.MethodPost, "/stream/upload", stolen, "application/json", int64(len(body)))+body[:len(body)-1])
+			// The upstream has the request head: the gateway admitted it.
+			if !waitUntil(20*time.Second, func() bool { return up.hits.Load() == 1 }) {
+				t.Fatal("the upstream never received the request")
+			}
+			if end {
+				if r := victim.do(http.MethodPost, "/auth/logout", "", ""); r.Status != http.StatusNoContent {
+					t.Fatalf("logout: %d", r.Status)
+				}
+				// Let the end reach the held request before the last byte.
+				waitUntil(20*time.Second, func() bool { return up.cut.Load() == 1 })
+			}
+			mustWrite(t, conn, body[len(body)-1:])
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			want, wantUploads := http.StatusOK, int64(1)
+			if end {
+				want, wantUploads = http.StatusUnauthorized, 0
+			}
+			if resp.StatusCode != want {
+				t.Errorf("status %d, want %d", resp.StatusCode, want)
+			}
+			if !waitUntil(20*time.Second, func() bool { return up.uploaded.Load()+up.cut.Load() == 1 }) {
+				t.Fatal("the upstream request did not finish")
+			}
+			if n := up.uploaded.Load(); n != wantUploads {
+				t.Errorf("the upstream received %d uploads whole, want %d", n, wantUploads)
+			}
+		})
 	}
 }

@@ -16,10 +16,12 @@ type Lifetime func(ctx context.Context) (context.Context, context.CancelFunc)
 type lifetimeKey struct{}
 
 // WithLifetime returns a copy of ctx carrying lf. For a request with one,
-// every response that outlives a plain exchange (a protocol switch such as
-// a WebSocket, an event stream, a body of unknown length or over
-// longBodyBytes) is held under lf: when lf's context is done, the upgraded
-// connection is closed, or the stream aborted, at once.
+// a request body and every response that outlives a plain exchange (a
+// protocol switch such as a WebSocket, an event stream, a body of unknown
+// length or over longBodyBytes) are held under lf: when lf's context is
+// done, the upload is cut before the upstream has it whole (the client
+// gets 401), the upgraded connection is closed, or the stream aborted, at
+// once.
 func WithLifetime(ctx context.Context, lf Lifetime) context.Context {
 	return context.WithValue(ctx, lifetimeKey{}, lf)
 }
@@ -42,15 +44,18 @@ func longLived(res *http.Response) bool {
 type heldKey struct{}
 
 // hold ties one proxied request to its Lifetime. The upstream request runs
-// under a context of its own, cancelled when the lifetime ends: for an
-// upgraded connection the reverse proxy then closes both sides, and a
-// streaming response is aborted (the client sees it cut, not completed).
+// under a context of its own, cancelled when the lifetime ends: a request
+// body still being sent is cut (a request parked on its last byte cannot
+// reach the upstream whole after the session ended), for an upgraded
+// connection the reverse proxy closes both sides, and a streaming response
+// is aborted (the client sees it cut, not completed).
 type hold struct {
 	lifetime Lifetime
 	cancel   context.CancelFunc // ends the upstream request
 
 	mu      sync.Mutex
-	release func() // stops watching; nil until a long-lived response
+	ended   context.Context // the lifetime's; nil until held
+	release func()          // stops watching; nil until held
 }
 
 // holdLifetime prepares r for holding under its Lifetime, if it has one,
@@ -62,19 +67,39 @@ func holdLifetime(r *http.Request) (*http.Request, func()) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	h := &hold{lifetime: lf, cancel: cancel}
-	return r.WithContext(context.WithValue(ctx, heldKey{}, h)), h.done
+	r = r.WithContext(context.WithValue(ctx, heldKey{}, h))
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		h.start(r.Context()) // the upload itself can take long
+	}
+	return r, h.done
 }
 
-// start begins holding the response's connection under the lifetime.
+// start begins holding the request under the lifetime, once.
 func (h *hold) start(ctx context.Context) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ended != nil {
+		return
+	}
 	ended, stopWatch := h.lifetime(ctx)
 	stopAfter := context.AfterFunc(ended, h.cancel)
-	h.mu.Lock()
+	h.ended = ended
 	h.release = func() {
 		stopAfter()
 		stopWatch()
 	}
-	h.mu.Unlock()
+}
+
+// lifetimeEnded reports whether r's request was cut because its lifetime
+// ended.
+func lifetimeEnded(r *http.Request) bool {
+	h, ok := r.Context().Value(heldKey{}).(*hold)
+	if !ok {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ended != nil && h.ended.Err() != nil
 }
 
 // done ends the hold once the proxied request is over.

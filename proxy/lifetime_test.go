@@ -171,3 +171,59 @@ func waitFor(cond func() bool) bool {
 	}
 	return cond()
 }
+
+// An upload is held from its first byte: a lifetime that ends while the
+// body is on its way cuts it, the upstream never has it whole, and the
+// client gets 401.
+func TestLifetimeCutsUploads(t *testing.T) {
+	var started, whole, cut atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Add(1)
+		if _, err := io.ReadAll(r.Body); err != nil {
+			cut.Add(1)
+			return
+		}
+		whole.Add(1)
+	}))
+	t.Cleanup(up.Close)
+	l := newLifetimes()
+	p := newProxy(t, proxy.Config{Routes: []proxy.Route{mustRoute(t, "/api/="+up.URL)}})
+	gw := startGateway(t, p, l.middleware)
+
+	body, send := io.Pipe()
+	req, err := http.NewRequest(http.MethodPost, gw.URL+"/api/upload", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 10
+	answer := make(chan *http.Response, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answer <- nil
+			return
+		}
+		res.Body.Close()
+		answer <- res
+	}()
+	io.WriteString(send, "12345")
+	if !waitFor(func() bool { return started.Load() == 1 }) {
+		t.Fatal("the upstream never received the request")
+	}
+	if n := l.taken.Load(); n != 1 {
+		t.Fatalf("an upload took %d lifetimes, want 1", n)
+	}
+	l.end()
+	if !waitFor(func() bool { return cut.Load() == 1 }) {
+		t.Fatal("the upload was not cut")
+	}
+	send.Write([]byte("67890"))
+	send.Close()
+	res := <-answer
+	if res == nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("answer %+v, want 401", res)
+	}
+	if n := whole.Load(); n != 0 {
+		t.Errorf("the upstream received %d uploads whole", n)
+	}
+}

@@ -305,6 +305,11 @@ func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
+		if lifetimeEnded(r) {
+			// The session ended while the request was on its way.
+			http.Error(w, "unauthorized: the session ended", http.StatusUnauthorized)
+			return
+		}
 		p.log.LogAttrs(r.Context(), level, "proxy: upstream request failed",
 			slog.String("route", rt.Prefix),
 			slog.String("upstream", rt.Upstream.Host),
