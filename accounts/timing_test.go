@@ -89,4 +89,3 @@ func TestTimingDoesNotRevealUsers(t *testing.T) {
 		}
 	}
 }
-
