@@ -128,6 +128,9 @@ func newApp(t *testing.T, tweak func(*cloakroom.Config)) *app {
 	mux.HandleFunc("GET /get", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, m.Session(r).GetString(r.URL.Query().Get("k")))
 	})
+	mux.HandleFunc("GET /cookie-sent", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, m.Session(r).CookieSent())
+	})
 	mux.HandleFunc("GET /csrf", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, m.Session(r).CSRFToken())
 	})
@@ -743,6 +746,27 @@ func TestOnLoadReportsEachLookup(t *testing.T) {
 			t.Errorf("%s lookups = %d, want %d (all: %v)", o, got[o], n, got)
 		}
 	}
+}
+
+// TestCookieSent: a well-formed session cookie counts as sent whatever the
+// store says of it (live, ended, or unchecked); no cookie or a malformed one
+// does not.
+func TestCookieSent(t *testing.T) {
+	a := newApp(t, nil)
+	token := a.login("alice")
+	check := func(name, cookie, want string) {
+		t.Helper()
+		if got := a.do("GET", "/cookie-sent", cookie).Body.String(); got != want {
+			t.Errorf("%s: CookieSent() = %s, want %s", name, got, want)
+		}
+	}
+	check("no cookie", "", "false")
+	check("malformed", "malformed", "false")
+	check("live", token, "true")
+	a.do("POST", "/logout", token)
+	check("ended", token, "true")
+	a.store.fail.Store(true)
+	check("store failing", token, "true")
 }
 
 // TestVaryIsAddedTo: the middleware adds Cookie to a handler's Vary and

@@ -85,6 +85,7 @@ func (m *Manager) load(r *http.Request, s *Session) bool {
 	if !ok {
 		return false
 	}
+	s.cookieSent = true
 	var start time.Time
 	if m.cfg.OnLoad != nil {
 		start = time.Now()

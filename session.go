@@ -38,6 +38,8 @@ type Session struct {
 	issued    bool // a new token must be sent as a cookie
 	destroyed bool // the cookie must be expired (unknown, expired or ended session)
 	ended     bool // ended in this request (logout, revocation): also Clear-Site-Data
+
+	cookieSent bool // the request carried a well-formed session token
 }
 
 type change struct {
@@ -112,6 +114,17 @@ func (s *Session) Ref() string {
 		return ""
 	}
 	return s.rec.Key.Short()
+}
+
+// CookieSent reports whether the request carried a well-formed session
+// cookie, whether or not it named a live session (it may be unknown,
+// expired, revoked, or unchecked because the store failed). A request
+// without one, or with a malformed one, was never looked up in the store.
+// Origin checks that must refuse anything riding on the cookie use it.
+func (s *Session) CookieSent() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cookieSent
 }
 
 // MarkPassive declares that the request is not user activity (a status
