@@ -88,6 +88,12 @@ type Config struct {
 	// Metrics is the registry the gateway's metrics are registered in and
 	// /metrics serves. Default: a new registry.
 	Metrics *prometheus.Registry
+	// SessionHooks, applied to the Sessions manager's configuration before
+	// it was built, time its session lookups in the gateway's metrics and
+	// leave the audit events to the gateway (see [SessionHooks.Configure]).
+	// Default nil: no load metrics, and the manager logs its own audit
+	// lines next to the gateway's.
+	SessionHooks *SessionHooks
 	// OIDC signs users in at OpenID providers: login buttons, the callback,
 	// back-channel logout, token relay and step-up. Default nil: local
 	// accounts only.

@@ -64,6 +64,9 @@ func New(cfg Config) (*Gateway, error) {
 	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), append(vaultMetrics, g.csp.count)...); err != nil {
 		return nil, err
 	}
+	if cfg.SessionHooks != nil {
+		cfg.SessionHooks.metrics.Store(g.metrics)
+	}
 	if g.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -138,9 +141,8 @@ func (g *Gateway) buildPublic() http.Handler {
 	}
 	mux.HandleFunc("/", g.app)
 
-	lt := loadTimer{g}
 	// Bodies are read before the session is loaded (see readAuthBodies).
-	var h http.Handler = g.readAuthBodies(guardHijack(lt.before(g.sessions.Handler(lt.after(g.withStepUp(mux))))))
+	var h http.Handler = g.readAuthBodies(guardHijack(g.sessions.Handler(g.withStepUp(mux))))
 	if g.cfg.TLS {
 		h = hsts(h)
 	}
@@ -159,7 +161,9 @@ func hsts(next http.Handler) http.Handler {
 // app serves everything outside the auth prefix: allowlisted API routes,
 // then the SPA.
 func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
-	if isUpgrade(r) && g.hasSessionCookie(r) && !g.upgradeFromOwnOrigin(r) {
+	// Any upgrade riding on a session cookie must come from our own
+	// origin, even when the cookie names no live session: fail closed.
+	if isUpgrade(r) && g.sessions.Session(r).CookieSent() && !g.upgradeFromOwnOrigin(r) {
 		g.refuseUpgrade(w, r)
 		return
 	}
@@ -315,42 +319,6 @@ func sessionRoles(s *cloakroom.Session) []string {
 		return []string{}
 	}
 	return roles
-}
-
-func (g *Gateway) hasSessionCookie(r *http.Request) bool {
-	_, err := r.Cookie(g.cookie)
-	return err == nil
-}
-
-// sessionRef returns the hash prefix of the session token in the request's
-// cookie, for logs; "" without one.
-func (g *Gateway) sessionRef(r *http.Request) string {
-	c, err := r.Cookie(g.cookie)
-	if err != nil {
-		return ""
-	}
-	return tokenRef(c.Value)
-}
-
-// issuedSessionRef returns the hash prefix of the session token the
-// response sets, for logs; "" when it sets none. Call it after the header
-// has been written: the middleware adds the cookie then.
-func (g *Gateway) issuedSessionRef(h http.Header) string {
-	for _, line := range h.Values("Set-Cookie") {
-		c, err := http.ParseSetCookie(line)
-		if err == nil && c.Name == g.cookie && c.Value != "" {
-			return tokenRef(c.Value)
-		}
-	}
-	return ""
-}
-
-func tokenRef(token string) string {
-	key, ok := cloakroom.ParseToken(token)
-	if !ok {
-		return "malformed"
-	}
-	return key.Short()
 }
 
 // writeJSON writes v as a JSON response that is never cached and never

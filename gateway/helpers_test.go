@@ -74,6 +74,9 @@ type flakyStore struct {
 	mem   *memstore.Store
 	fail  atomic.Bool
 	finds atomic.Int64 // Find calls, so tests can tell a session was loaded
+	// Session writes (Commit, Delete, BumpGeneration, Rotate), and Rotate
+	// calls among them, so tests can count a path's commits.
+	writes, rotates atomic.Int64
 }
 
 func (f *flakyStore) err() error {
@@ -92,6 +95,7 @@ func (f *flakyStore) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Rec
 }
 
 func (f *flakyStore) Commit(ctx context.Context, rec cloakroom.Record) error {
+	f.writes.Add(1)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -99,6 +103,7 @@ func (f *flakyStore) Commit(ctx context.Context, rec cloakroom.Record) error {
 }
 
 func (f *flakyStore) Delete(ctx context.Context, key cloakroom.Key) error {
+	f.writes.Add(1)
 	if err := f.err(); err != nil {
 		return err
 	}
@@ -120,6 +125,7 @@ func (f *flakyStore) Generation(ctx context.Context, user string) (uint64, error
 }
 
 func (f *flakyStore) BumpGeneration(ctx context.Context, user string) (uint64, error) {
+	f.writes.Add(1)
 	if err := f.err(); err != nil {
 		return 0, err
 	}
@@ -127,6 +133,8 @@ func (f *flakyStore) BumpGeneration(ctx context.Context, user string) (uint64, e
 }
 
 func (f *flakyStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	f.writes.Add(1)
+	f.rotates.Add(1)
 	if err := f.err(); err != nil {
 		return cloakroom.Record{}, err
 	}
@@ -236,7 +244,10 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.store = &flakyStore{mem: memstore.New(memstore.Config{Now: e.clock.Now})}
 	t.Cleanup(func() { e.store.mem.Close() })
 	var err error
-	e.manager, err = cloakroom.New(cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger, Forbidden: gateway.CrossSiteRefused})
+	hooks := &gateway.SessionHooks{} // wired as cloakroom serve does
+	sessionCfg := cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger, Forbidden: gateway.CrossSiteRefused}
+	hooks.Configure(&sessionCfg)
+	e.manager, err = cloakroom.New(sessionCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,17 +281,18 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	e.static = newStaticDir(t)
 	e.cfg = gateway.Config{
-		Sessions:    e.manager,
-		Accounts:    e.accounts,
-		Proxy:       px,
-		Signer:      e.signer,
-		Static:      e.static,
-		PublicPaths: []string{"/public", "/assets/"},
-		AdminToken:  e.token,
-		TLS:         true,
-		Logger:      logger,
-		Metrics:     e.registry,
-		Now:         e.clock.Now,
+		Sessions:     e.manager,
+		SessionHooks: hooks,
+		Accounts:     e.accounts,
+		Proxy:        px,
+		Signer:       e.signer,
+		Static:       e.static,
+		PublicPaths:  []string{"/public", "/assets/"},
+		AdminToken:   e.token,
+		TLS:          true,
+		Logger:       logger,
+		Metrics:      e.registry,
+		Now:          e.clock.Now,
 	}
 	for _, o := range opts {
 		o(&e.cfg)

@@ -186,13 +186,10 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ip := g.sessions.Config().ClientIP(r)
 	req, isJSON, err := readLogin(w, r)
+	s := g.sessions.Session(r)
 	var userName string
 	audit := func(outcome string, extra ...slog.Attr) {
 		g.metrics.logins.WithLabelValues(outcome).Inc()
-		session := g.issuedSessionRef(w.Header())
-		if session == "" {
-			session = g.sessionRef(r)
-		}
 		// The name typed is logged only once it names the account that
 		// logged in; otherwise it may be a mistyped password, and a keyed
 		// hash prefix lets the operator correlate attempts without it.
@@ -202,7 +199,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		}
 		attrs := append([]slog.Attr{
 			slog.String("outcome", outcome), who,
-			slog.String("client_ip", ip), slog.String("session", session),
+			slog.String("client_ip", ip), slog.String("session", s.Ref()), // the new session's after a login
 		}, extra...)
 		g.log.LogAttrs(ctx, slog.LevelInfo, "login", attrs...)
 	}
@@ -224,7 +221,6 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	s := g.sessions.Session(r)
 	if s.Err() != nil {
 		// Checked first so that an outage does not count against the
 		// user's attempts.
@@ -307,7 +303,6 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	} else {
 		seeOther(w, safeReturnTo(req.ReturnTo))
 	}
-	// The middleware has set the new cookie by now; log its hash prefix.
 	audit(outcomeSuccess, slog.Bool("remember", req.Remember))
 }
 
@@ -363,7 +358,7 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 		g.forbidden(w, r, form)
 		return
 	}
-	user, ref := s.UserID(), g.sessionRef(r)
+	user, ref := s.UserID(), s.Ref()
 	loadErr := s.Err()
 	// Before the logout: the provider's tokens go with the session.
 	endSession := g.oidcEndSession(r, s, form)
@@ -397,20 +392,21 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// checkCSRF is the gateway's own CSRF check on top of the middleware's.
-// A request an HTML form could have sent (form or text/plain body) must
-// carry the session's token in the csrf_token field; so must every request
-// when requireField is set. Otherwise a token in the X-CSRF-Token header,
-// if present, must be right; a request without it was already judged by
-// the middleware (Fetch Metadata, Origin, or the header when both are
-// missing). Without a live session there is no ambient authority to abuse.
+// checkCSRF is the synchronizer-token check for forms, the part of CSRF
+// defence the session middleware cannot do: it never reads bodies. The
+// middleware has already refused cross-site requests (Fetch Metadata and
+// Origin), a wrong X-CSRF-Token header, and a session request with neither
+// Fetch Metadata nor Origin that lacks the right header. A request an HTML
+// form could have sent (form or text/plain body) must also carry the
+// session's token in its csrf_token field, and so must every request when
+// requireField is set (the account page), so that a same-origin form post
+// proves it came from our page whatever the headers say. Without a live
+// session there is no ambient authority to abuse.
 func (g *Gateway) checkCSRF(r *http.Request, s *cloakroom.Session, requireField bool) bool {
 	want := s.CSRFToken()
 	if want == "" {
 		return true
 	}
-	// A wrong X-CSRF-Token header is refused by the session middleware;
-	// forms, which cannot send it, carry the token as a field.
 	if requireField || isFormContent(r) {
 		return tokensEqual(formField(r, "csrf_token"), want)
 	}
@@ -423,7 +419,7 @@ func tokensEqual(got, want string) bool {
 
 func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, page bool) {
 	g.log.WarnContext(r.Context(), "csrf token missing or wrong", "method", r.Method, "path", r.URL.Path,
-		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessionRef(r))
+		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessions.Session(r).Ref())
 	if page {
 		http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
 		return

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,30 +109,55 @@ func (g *Gateway) timeStore(op string, f func() error) error {
 	return err
 }
 
-// loadTimer measures how long the session middleware took to load the
-// session (the store lookup) and counts load failures. The manager owns its
-// store, so the gateway times the lookup from outside: start is taken
-// before the session middleware and read inside it.
-type loadTimer struct{ g *Gateway }
-
-type loadStartKey struct{}
-
-func (lt loadTimer) before(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := context.WithValue(r.Context(), loadStartKey{}, time.Now())
-		next.ServeHTTP(w, r.WithContext(ctx))
-	})
+// SessionHooks connect a session manager to the gateway built on it. The
+// manager is built first, so create the hooks, let them set the manager's
+// configuration ([SessionHooks.Configure]), and pass them to the gateway as
+// Config.SessionHooks. The zero value is ready to use. They report to the
+// last gateway built with them.
+type SessionHooks struct {
+	metrics atomic.Pointer[metrics] // set by New
 }
 
-func (lt loadTimer) after(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start, ok := r.Context().Value(loadStartKey{}).(time.Time)
-		if ok && lt.g.hasSessionCookie(r) {
-			lt.g.metrics.storeDuration.WithLabelValues("load").Observe(time.Since(start).Seconds())
-		}
-		if lt.g.sessions.Session(r).Err() != nil {
-			lt.g.metrics.storeErrors.Inc()
-		}
-		next.ServeHTTP(w, r)
-	})
+// Configure sets what the gateway owns in a session manager's
+// configuration:
+//   - OnLoad, so every session lookup is timed in
+//     cloakroom_store_duration_seconds{op="load"} and store failures counted
+//     in cloakroom_store_errors_total;
+//   - Logger, wrapped to pass warnings and errors only: the gateway writes
+//     the audit events (login, logout, revocation, with the fields
+//     docs/endpoints.md lists), so the manager's own info lines would
+//     repeat each one. A nil Logger wraps slog.Default().
+func (h *SessionHooks) Configure(cfg *cloakroom.Config) {
+	cfg.OnLoad = h.onLoad
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	cfg.Logger = slog.New(warningsOnly{logger.Handler()})
+}
+
+func (h *SessionHooks) onLoad(_ *http.Request, outcome cloakroom.LoadOutcome, took time.Duration) {
+	m := h.metrics.Load()
+	if m == nil {
+		return // no gateway yet: nothing serves requests
+	}
+	m.storeDuration.WithLabelValues("load").Observe(took.Seconds())
+	if outcome == cloakroom.LoadFailed {
+		m.storeErrors.Inc()
+	}
+}
+
+// warningsOnly drops records below slog.LevelWarn.
+type warningsOnly struct{ slog.Handler }
+
+func (w warningsOnly) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn && w.Handler.Enabled(ctx, level)
+}
+
+func (w warningsOnly) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return warningsOnly{w.Handler.WithAttrs(attrs)}
+}
+
+func (w warningsOnly) WithGroup(name string) slog.Handler {
+	return warningsOnly{w.Handler.WithGroup(name)}
 }

@@ -69,7 +69,7 @@ func (g *Gateway) oidcUpstream(w http.ResponseWriter, r *http.Request, s *cloakr
 		return nil, false
 	case errors.Is(err, oidcbff.ErrSessionEnded):
 		// The provider refused a refresh: the sign-in is over everywhere.
-		g.log.InfoContext(r.Context(), "session ended by the provider", "user", s.UserID(), "session", g.sessionRef(r), "reason", err.Error())
+		g.log.InfoContext(r.Context(), "session ended by the provider", "user", s.UserID(), "session", s.Ref(), "reason", err.Error())
 		_ = s.Logout(r.Context())
 		writeJSON(w, http.StatusUnauthorized, map[string]string{
 			"error": "unauthenticated", "message": "Your sign-in has ended. Log in again.", "login_url": g.auth + "/login",

@@ -155,27 +155,29 @@ func (g *Gateway) revokeAllSessions(w http.ResponseWriter, r *http.Request) {
 // is timed, counted and audit-logged.
 
 func (g *Gateway) revokeDevice(r *http.Request, s *cloakroom.Session, handle string) error {
-	user, current := s.UserID(), s.Handle() == handle
+	user, ref, current := s.UserID(), s.Ref(), s.Handle() == handle
 	err := g.timeStore("revoke_device", func() error { return s.RevokeDevice(r.Context(), handle) })
-	g.auditRevocation(r, revokeDevice, user, err, slog.String("handle", handle), slog.Bool("current", current))
+	g.auditRevocation(r, revokeDevice, user, ref, err, slog.String("handle", handle), slog.Bool("current", current))
 	return err
 }
 
 func (g *Gateway) revokeOthers(r *http.Request, s *cloakroom.Session) error {
-	user := s.UserID()
+	user, ref := s.UserID(), s.Ref() // the request's token, before the rotation
 	err := g.timeStore("revoke_others", func() error { return s.RevokeOthers(r.Context()) })
-	g.auditRevocation(r, revokeOthers, user, err)
+	g.auditRevocation(r, revokeOthers, user, ref, err)
 	return err
 }
 
 func (g *Gateway) revokeEverywhere(r *http.Request, s *cloakroom.Session) error {
-	user := s.UserID()
+	user, ref := s.UserID(), s.Ref()
 	err := g.timeStore("revoke_user", func() error { return s.LogoutEverywhere(r.Context()) })
-	g.auditRevocation(r, revokeAll, user, err)
+	g.auditRevocation(r, revokeAll, user, ref, err)
 	return err
 }
 
-func (g *Gateway) auditRevocation(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
+// auditRevocation logs a revocation; ref is the request's session (see
+// [cloakroom.Session.Ref]), read before the revocation rotated its token.
+func (g *Gateway) auditRevocation(r *http.Request, kind, user, ref string, err error, extra ...slog.Attr) {
 	outcome := "success"
 	if err != nil {
 		outcome = "error"
@@ -184,7 +186,7 @@ func (g *Gateway) auditRevocation(r *http.Request, kind, user string, err error,
 	}
 	attrs := append([]slog.Attr{
 		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
-		slog.String("client_ip", g.sessions.Config().ClientIP(r)), slog.String("session", g.sessionRef(r)),
+		slog.String("client_ip", g.sessions.Config().ClientIP(r)), slog.String("session", ref),
 	}, extra...)
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))

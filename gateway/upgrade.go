@@ -47,7 +47,7 @@ func (g *Gateway) upgradeFromOwnOrigin(r *http.Request) bool {
 func (g *Gateway) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
 	g.log.WarnContext(r.Context(), "cross-origin upgrade refused", "path", r.URL.Path,
 		"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"),
-		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessionRef(r))
+		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessions.Session(r).Ref())
 	writeError(w, http.StatusForbidden, "csrf", "A WebSocket carrying the session must be opened by this site's own pages.")
 }
 

@@ -218,7 +218,10 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		l.cleanups = append(l.cleanups, mem.Close)
 		store, accountStore = mem, memaccounts.New()
 	}
-	sessions, err := cloakroom.New(cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName})
+	sessionCfg := cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName}
+	hooks := &gateway.SessionHooks{} // the gateway writes the audit lines
+	hooks.Configure(&sessionCfg)
+	sessions, err := cloakroom.New(sessionCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +289,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Accounts: service, Proxy: prx, Signer: signer,
+		Sessions: sessions, SessionHooks: hooks, Accounts: service, Proxy: prx, Signer: signer,
 		Static: static,
 		// The page shows its own sign-in form, so its shell is public; the
 		// API behind /api/ always needs a session.

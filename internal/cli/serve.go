@@ -137,6 +137,9 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	} else if p.cfg.InsecureHTTPBehindProxy {
 		logger.Warn("behind a proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
 	}
+	// The gateway times the session lookups and writes the audit lines.
+	hooks := &gateway.SessionHooks{}
+	hooks.Configure(&sessionCfg)
 	rt.sessions, err = cloakroom.New(sessionCfg)
 	if err != nil {
 		return nil, err
@@ -184,6 +187,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		return nil, err
 	}
 	rt.gateway, err = gateway.New(gateway.Config{
+		SessionHooks:  hooks,
 		Vault:         vlt,
 		OIDC:          oidc,
 		Sessions:      rt.sessions,
