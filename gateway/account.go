@@ -102,6 +102,9 @@ func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !g.recentAuth(s) && g.providerReauth(w, s, true, g.auth+"/account") {
+		return
+	}
 	if !g.recentAuth(s) {
 		// The form carries a password field for this step-up.
 		password := r.PostForm.Get("password")

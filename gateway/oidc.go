@@ -52,6 +52,29 @@ func (g *Gateway) reauthenticate(w http.ResponseWriter, r *http.Request, login s
 	})
 }
 
+// providerReauth answers a sensitive action of a session from an OpenID
+// provider whose login is older than the step-up window: its user has no
+// password to enter again, so it is sent to log in at the provider with
+// max_age and prompt=login (a page comes back to returnTo). It reports
+// false, answering nothing, for other sessions.
+func (g *Gateway) providerReauth(w http.ResponseWriter, s *cloakroom.Session, page bool, returnTo string) bool {
+	if g.cfg.OIDC == nil {
+		return false
+	}
+	login := g.cfg.OIDC.ProviderReauthURL(s, g.cfg.StepUpWindow, returnTo)
+	switch {
+	case login == "":
+		return false
+	case page:
+		seeOther(w, login)
+	default:
+		writeJSON(w, http.StatusForbidden, map[string]string{
+			"error": "reauth_required", "message": "Sign in again at your identity provider to do this.", "login_url": login,
+		})
+	}
+	return true
+}
+
 // oidcUpstream applies the OIDC client's step-up rules and token relay to a
 // proxied request. It answers and reports false when the request must not
 // go upstream.

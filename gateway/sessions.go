@@ -123,7 +123,9 @@ func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !g.recentAuth(s) {
-		reauthRequired(w, g.auth)
+		if !g.providerReauth(w, s, false, "") {
+			reauthRequired(w, g.auth)
+		}
 		return
 	}
 	if err := g.revokeOthers(r, s); err != nil {

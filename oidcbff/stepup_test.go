@@ -3,6 +3,7 @@ package oidcbff_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,5 +83,46 @@ func TestStepUp(t *testing.T) {
 		if r := b.get("/auth/login/mock" + bad); r.Status != http.StatusBadRequest {
 			t.Errorf("login %s: %d", bad, r.Status)
 		}
+	}
+}
+
+// TestAccountStepUpForProviderSession: ending other sessions needs a recent
+// authentication (the gateway's step-up window, 5 minutes). A user who
+// signed in through a provider session that authenticated an hour ago has
+// no password to enter again: the JSON endpoint answers 403 with the
+// provider's login URL (max_age=300, prompt=login) and the account page
+// redirects there; after that login, the action goes through.
+func TestAccountStepUpForProviderSession(t *testing.T) {
+	var mp *mockProvider
+	authTime := time.Time{}
+	e := newEnv(t, 1, func([]string) *provider {
+		mp = newMockProvider(t)
+		return mp.provider
+	})
+	mp.authorize.Store(ptr(func(url.Values) {
+		mp.queue(mockUser{sub: "alice-sub", email: "alice@example.com", authTime: authTime})
+	}))
+	authTime = e.clock.Now().Add(-time.Hour) // single sign-on on an old provider session
+	b := e.browser(e.nodes[0])
+	b.mustLogin()
+
+	want := "/auth/login/mock?max_age=300&prompt=login"
+	r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others")
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" || r.json(t)["login_url"] != want {
+		t.Fatalf("revoke others on an old provider login: %d %s", r.Status, r.Text)
+	}
+	csrf := b.fetch(http.MethodGet, "/auth/session").json(t)["csrf_token"].(string)
+	page := b.do(http.MethodPost, "/auth/account/revoke-others", strings.NewReader(url.Values{"csrf_token": {csrf}}.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded")
+	if page.Status != http.StatusSeeOther || page.Header.Get("Location") != want+"&return_to=%2Fauth%2Faccount" {
+		t.Fatalf("account page: %d %q", page.Status, page.Header.Get("Location"))
+	}
+
+	authTime = e.clock.Now()
+	if r := b.get(e.p.login(t, b, b.startLogin("?max_age=300&prompt=login&return_to=/auth/account"))); r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/account" {
+		t.Fatalf("re-authentication: %d %q", r.Status, r.Header.Get("Location"))
+	}
+	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusOK {
+		t.Fatalf("revoke others after re-authentication: %d %s", r.Status, r.Text)
 	}
 }

@@ -349,10 +349,26 @@ func (c *Client) recent(s *cloakroom.Session, maxAge time.Duration) bool {
 // reauthURL is where a session logs in again: at its provider with max_age
 // and prompt=login, or at the local login page.
 func (c *Client) reauthURL(s *cloakroom.Session, maxAge time.Duration) string {
-	if name := s.GetString(ValueProvider); c.providers[name] != nil {
-		return fmt.Sprintf("%s/login/%s?max_age=%d&prompt=login", c.cfg.AuthPrefix, name, int64(maxAge/time.Second))
+	if u := c.ProviderReauthURL(s, maxAge, ""); u != "" {
+		return u
 	}
 	return c.cfg.AuthPrefix + "/login"
+}
+
+// ProviderReauthURL returns where a session from a provider proves its
+// user again (it has no password): the provider's login with max_age and
+// prompt=login, coming back to returnTo (a local path, "" for none). It
+// returns "" for other sessions.
+func (c *Client) ProviderReauthURL(s *cloakroom.Session, maxAge time.Duration, returnTo string) string {
+	name := s.GetString(ValueProvider)
+	if c.providers[name] == nil {
+		return ""
+	}
+	u := fmt.Sprintf("%s/login/%s?max_age=%d&prompt=login", c.cfg.AuthPrefix, name, int64(maxAge/time.Second))
+	if returnTo != "" {
+		u += "&return_to=" + url.QueryEscape(returnTo)
+	}
+	return u
 }
 
 // StepUpURL returns where s must log in again before a request to path,
