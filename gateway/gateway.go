@@ -86,7 +86,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	if cfg.OIDC != nil {
-		cfg.OIDC.Embed(safeReturnTo, g.oidcErrorPage)
+		cfg.OIDC.Embed(safeReturnTo, g.oidcErrorPage, g.limitSessions)
 	}
 	g.public = g.buildPublic()
 	g.admin = g.buildAdmin()

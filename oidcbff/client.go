@@ -399,6 +399,9 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
 		return
 	}
+	if c.cfg.AfterLogin != nil {
+		c.cfg.AfterLogin(ctx, c.sessions.Session(r))
+	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
@@ -529,10 +532,10 @@ func numericClaim(v any) (int64, bool) {
 	return 0, false
 }
 
-// Embed replaces Config.ReturnTo and Config.ErrorPage with the gateway's
-// own; [gateway.New] calls it. Call it before serving.
-func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string)) {
-	c.cfg.ReturnTo, c.cfg.ErrorPage = returnTo, errorPage
+// Embed replaces Config.ReturnTo, Config.ErrorPage and Config.AfterLogin
+// with the gateway's own; [gateway.New] calls it. Call it before serving.
+func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string), afterLogin func(context.Context, *cloakroom.Session)) {
+	c.cfg.ReturnTo, c.cfg.ErrorPage, c.cfg.AfterLogin = returnTo, errorPage, afterLogin
 }
 
 // page answers a browser with a short message page; the gateway replaces

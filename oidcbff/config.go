@@ -1,6 +1,7 @@
 package oidcbff
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,10 @@ type Config struct {
 	// Default: a minimal page of its own. The gateway sets its own layout
 	// with [Client.Embed].
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, message string)
+	// AfterLogin runs after a session from a provider has started (the
+	// gateway ends the user's oldest sessions beyond its limit there).
+	// Default none.
+	AfterLogin func(ctx context.Context, s *cloakroom.Session)
 	// StateTTL bounds how long a login may take at the provider. Default 10
 	// minutes.
 	StateTTL time.Duration

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -145,3 +146,21 @@ func containsDigest(tokens []string, d any) bool {
 
 // (time is used by later tests in this file.)
 var _ = time.Second
+
+// TestSessionLimitAppliesToProviderLogins: the gateway's limit on sessions
+// per user (its oldest end) counts logins through a provider too.
+func TestSessionLimitAppliesToProviderLogins(t *testing.T) {
+	e := newEnvWith(t, 1, func(urls []string) *provider { return providerCases(t)[0].start(t, urls) },
+		func(c *gateway.Config) { c.MaxSessionsPerUser = 2 })
+	var browsers []*browser
+	for range 3 {
+		b := e.browser(e.nodes[0])
+		b.mustLogin()
+		browsers = append(browsers, b)
+	}
+	for i, want := range []int{http.StatusUnauthorized, http.StatusOK, http.StatusOK} {
+		if got := browsers[i].fetch(http.MethodGet, "/auth/session").Status; got != want {
+			t.Errorf("session %d: %d, want %d", i, got, want)
+		}
+	}
+}
