@@ -56,6 +56,21 @@
 // once. Updates (Commit) are not waited for: another node may serve the
 // previous version of a live session for the few milliseconds the
 // notification takes.
+//
+// A Store that has listened for less than a lease (it just started, or its
+// listener just reconnected) cannot know every caching node yet, so its
+// revocations wait up to a lease. A Store that does not listen (no cache,
+// no WatchEnds) cannot hear acknowledgements and does not wait: every
+// process that revokes sessions should use the same Config.Cache as the
+// gateways.
+//
+// # Session ends
+//
+// Store is a [cloakroom.EndNotifier] through the same notifications:
+// WatchEnds starts the listener if the cache has not, reports every
+// Delete, BumpGeneration and Rotate made through any Store on the schema,
+// and End{All: true} whenever the listener has (re)connected, since ends
+// sent while it was not listening were missed.
 package pgstore
 
 import (
