@@ -38,6 +38,7 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
 		Email:  s.GetString("email"), Roles: sessionRoles(s),
 		Created: formatTime(created), AbsoluteExpiry: formatTime(absolute),
 		IdleTimeout: formatDuration(g.sessions.Config().IdleTimeout),
+		StepUp:      !g.recentAuth(s),
 	}
 	now := g.cfg.Now()
 	for _, d := range devices {
@@ -82,6 +83,9 @@ func (g *Gateway) accountRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current := s.Handle() == handle
+	if !current && !g.stepUpForm(w, r, s) {
+		return
+	}
 	err := g.revokeDevice(r, s, handle)
 	switch {
 	case errors.Is(err, cloakroom.ErrNotFound):
@@ -105,24 +109,34 @@ func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	if !g.recentAuth(s) && g.providerReauth(w, s, true, g.auth+"/account") {
 		return
 	}
-	if !g.recentAuth(s) {
-		// The form carries a password field for this step-up.
-		password := r.PostForm.Get("password")
-		if password == "" || len(password) > maxPasswordLen {
-			w.Header().Set("Cache-Control", "no-store")
-			http.Error(w, "Forbidden: enter your password to log out your other devices.", http.StatusForbidden)
-			return
-		}
-		if !g.checkOwnPassword(w, r, s, password, true) {
-			return
-		}
-		g.markAuthenticated(s)
+	if !g.stepUpForm(w, r, s) {
+		return
 	}
 	if err := g.revokeOthers(r, s); err != nil {
 		g.pageFailed(w, r, err)
 		return
 	}
 	seeOther(w, g.auth+"/account?done=others")
+}
+
+// stepUpForm lets an account form that ends other sessions through when the
+// login is recent, or when its password field is right (ASVS 7.5.2). It
+// answers the request and returns false otherwise.
+func (g *Gateway) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
+	if g.recentAuth(s) {
+		return true
+	}
+	password := r.PostForm.Get("password")
+	if password == "" || len(password) > maxPasswordLen {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "Forbidden: enter your password to log out your other devices.", http.StatusForbidden)
+		return false
+	}
+	if !g.checkOwnPassword(w, r, s, password, true) {
+		return false
+	}
+	g.markAuthenticated(s)
+	return true
 }
 
 func (g *Gateway) accountRevokeAll(w http.ResponseWriter, r *http.Request) {

@@ -381,3 +381,38 @@ func TestFavicon(t *testing.T) {
 		t.Errorf("favicon: %d %q", r.Status, r.Header.Get("Content-Type"))
 	}
 }
+
+// TestStepUpForRevokingOneDevice: ending one other device also needs a
+// recent login or the password (ASVS 7.5.2); ending this one never does.
+func TestStepUpForRevokingOneDevice(t *testing.T) {
+	e := newEnv(t)
+	b, other := e.minted("alice"), e.minted("alice")
+	handle := handleOf(t, e, other)
+	e.clock.Advance(6 * time.Minute)
+	csrf := b.csrf()
+	r := b.do(http.MethodDelete, "/auth/sessions/"+handle, "", "", cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" {
+		t.Fatalf("stale DELETE of another device: %d %s, want 403 reauth_required", r.Status, r.Text)
+	}
+	nav := []string{"Sec-Fetch-Mode", "navigate"}
+	if page := b.get("/auth/account", nav...).Text; !strings.Contains(page, `placeholder="Your password"`) {
+		t.Error("the stale account page does not ask for the password on the Revoke buttons")
+	}
+	if r := b.postForm("/auth/account/revoke", url.Values{"csrf_token": {csrf}, "handle": {handle}}, nav...); r.Status != http.StatusForbidden {
+		t.Errorf("stale form without a password: %d", r.Status)
+	}
+	if !other.loggedIn() {
+		t.Fatal("a refused step-up ended the other session")
+	}
+	if r := b.postForm("/auth/account/revoke", url.Values{"csrf_token": {csrf}, "handle": {handle}, "password": {password}}, nav...); r.Status != http.StatusSeeOther {
+		t.Errorf("stale form with the password: %d %s", r.Status, r.Text)
+	}
+	if other.loggedIn() {
+		t.Error("the form with the password did not end the other device")
+	}
+	// Logging this device out needs no step-up.
+	e.clock.Advance(6 * time.Minute)
+	if r := b.do(http.MethodDelete, "/auth/sessions/"+handleOf(t, e, b), "", "", cloakroom.CSRFHeader, b.csrf()); r.Status != http.StatusNoContent {
+		t.Errorf("DELETE of this device: %d %s", r.Status, r.Text)
+	}
+}

@@ -59,6 +59,7 @@ type pageData struct {
 	AbsoluteExpiry string
 	IdleTimeout    string
 	Devices        []deviceRow
+	StepUp         bool // the login is old: forms that end sessions ask for the password
 }
 
 type deviceRow struct {

@@ -99,6 +99,10 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
 		return
 	}
+	if handle != s.Handle() && !g.recentAuth(s) {
+		reauthRequired(w, g.auth) // ending another device is a step-up action (ASVS 7.5.2)
+		return
+	}
 	err := g.revokeDevice(r, s, handle)
 	switch {
 	case errors.Is(err, cloakroom.ErrNotFound):
