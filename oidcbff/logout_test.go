@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
 // subOf is the provider's sub of the user who signs in.
@@ -246,5 +248,27 @@ func TestBackchannelLogoutRefusesBadTokens(t *testing.T) {
 				t.Fatalf("valid logout token: %d", s)
 			}
 		})
+	}
+}
+
+// TestBackchannelLogoutBySubWithOtherUserClaim: when users are identified
+// by another claim (here the email), a logout token naming only the sub
+// still finds them.
+func TestBackchannelLogoutBySubWithOtherUserClaim(t *testing.T) {
+	e := newEnv(t, 2, func(urls []string) *provider { return providerCases(t)[0].start(t, urls) },
+		func(c *oidcbff.Config) { c.Providers[0].UserClaim = "email" })
+	b := e.browser(e.nodes[0])
+	b.mustLogin()
+	if user := b.fetch(http.MethodGet, "/auth/session").json(t)["user"]; user != "mock:alice@example.com" {
+		t.Fatalf("user %v", user)
+	}
+	if s := e.logoutToken(e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), "someone-else", ""))); s != http.StatusOK || !e.alive(b) {
+		t.Fatalf("a logout of another sub: %d, or it ended this session", s)
+	}
+	if s := e.logoutToken(e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), "alice-sub", ""))); s != http.StatusOK {
+		t.Fatalf("logout by sub: %d", s)
+	}
+	if e.alive(b) {
+		t.Fatal("the session survived a logout of its sub")
 	}
 }
