@@ -143,9 +143,9 @@ func (w *watcher) stop() {
 	<-w.done
 }
 
-// WatchEnds implements [cloakroom.EndNotifier] through Redis pub/sub. After
-// the subscription broke and is back, fn gets End{All: true}: ends
-// announced meanwhile were missed. It returns nil when ctx is done.
+// WatchEnds implements [cloakroom.EndNotifier] through Redis pub/sub. When
+// the subscription starts, and after it broke and is back, fn gets
+// End{All: true}: ends announced before it may have been missed. It returns nil when ctx is done.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	w := s.watcher
 	p := &fn
@@ -191,8 +191,11 @@ func (w *watcher) subscribe(ctx context.Context) {
 		}
 		if w.subscribed.Swap(true) {
 			w.s.lease.block(w.s.recent.now(), w.s.cacheTTL)
-			w.publish(cloakroom.End{All: true})
 		}
+		// Every subscription, the first included, may follow ends that
+		// WatchEnds callers registered earlier never heard of: have them
+		// re-check what they watch.
+		w.publish(cloakroom.End{All: true})
 	})
 	wait := resubscribeMin
 	for {
