@@ -191,7 +191,7 @@ func TestStaticHasTheSPA(t *testing.T) {
 	if _, err := fs.ReadFile(static, "favicon.svg"); err != nil {
 		t.Errorf("the linked favicon is missing: %v", err)
 	}
-		// No inline script or style: the page must work under a strict CSP.
+	// No inline script or style: the page must work under a strict CSP.
 	if strings.Contains(page, "<script>") || strings.Contains(page, "style=") || strings.Contains(page, "onclick") {
 		t.Error("index.html has inline script or style")
 	}

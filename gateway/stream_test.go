@@ -416,7 +416,9 @@ func streamEnders() []streamEnder {
 		}},
 		{name: "disable", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.Disable(ctx, "alice")) }},
 		{name: "delete", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.Delete(ctx, "alice")) }},
-		{name: "roles", end: func(t *testing.T, e *env, v, _ *browser) { mustOK(t, e.accounts.SetRoles(ctx, "alice", []string{"dev"})) }},
+		{name: "roles", end: func(t *testing.T, e *env, v, _ *browser) {
+			mustOK(t, e.accounts.SetRoles(ctx, "alice", []string{"dev"}))
+		}},
 		{name: "passwd", end: func(t *testing.T, e *env, v, _ *browser) {
 			mustOK(t, e.accounts.SetPassword(ctx, "alice", "a brand new passphrase 42"))
 		}},
