@@ -379,7 +379,10 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			return nil, err
 		}
 		x.token, x.tokenBytes, x.user, x.placeholder = fresh, []byte(fresh), user, placeholder
-		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
+		// The audit line of a vault sign-in: the gateway's own login line
+		// covers password logins only.
+		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()),
+			slog.String("client_ip", x.v.sessions.Config().ClientIP(x.r)), slog.String("path", x.r.URL.Path))
 	default: // a refresh on a call that carried the vaulted token
 		user, err := userFromToken(fresh, rt.UserClaim)
 		if err != nil || user != x.user {
