@@ -31,7 +31,19 @@ const asyncWindowCeiling = 500 * time.Millisecond
 // ceiling or in strict mode, a loud log line otherwise.
 func missedAsyncTarget(t *testing.T, window time.Duration, format string, args ...any) {
 	t.Helper()
-	if window >= asyncWindowCeiling || os.Getenv("CLOAKROOM_STRICT_TIMING") == "1" {
+	if window >= asyncWindowCeiling {
+		t.Errorf(format, args...)
+		return
+	}
+	missedTimingTarget(t, format, args...)
+}
+
+// missedTimingTarget reports a wall-clock target missed: an error in strict
+// mode (CLOAKROOM_STRICT_TIMING=1), a loud log line otherwise, since a
+// loaded CI machine can miss any such target with nothing broken.
+func missedTimingTarget(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CLOAKROOM_STRICT_TIMING") == "1" {
 		t.Errorf(format, args...)
 		return
 	}

@@ -21,7 +21,8 @@ import (
 const streamGap = 10 * time.Millisecond
 
 // streamLateGrace is how long after the ending action's response an event
-// may still be in flight; later ones count as outliving the session.
+// may still be in flight; later ones count as outliving the session (a
+// timing target: it fails the test only in strict mode).
 const streamLateGrace = time.Second
 
 // newStreamingUpstream serves, for every node, an event stream at
@@ -231,8 +232,12 @@ func TestStreamsEndOnEveryNode(t *testing.T) {
 						}
 						late := s.after(ended.Add(streamLateGrace))
 						t.Logf("%s: %d events after C's answer, %d more than %v after it", s.name, s.after(ended), late, streamLateGrace)
+						// How soon is a wall-clock figure: a loaded CI machine
+						// can delay the notification past the grace with nothing
+						// broken. That notifications alone end a watch is
+						// TestWatchEndsOnEveryNode's structural check.
 						if late != 0 && notifies {
-							t.Errorf("%s: %d events arrived through A more than %v after the session ended through C", s.name, late, streamLateGrace)
+							missedTimingTarget(t, "%s: %d events arrived through A more than %v after the session ended through C", s.name, late, streamLateGrace)
 						}
 					}
 					if !waitFor(20*time.Second, func() bool { return open.Load() == 0 }) {
