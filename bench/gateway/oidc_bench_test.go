@@ -166,14 +166,7 @@ func oidcLogin(tb testing.TB, c *http.Client, base string) string {
 	if err != nil || state == "" {
 		tb.Fatalf("login at the provider: %v", err)
 	}
-	done := step(callback.String(), state)
-	for _, ck := range done.Cookies() {
-		if ck.Name == cloakroom.DefaultCookieName && ck.Value != "" {
-			return ck.Name + "=" + ck.Value
-		}
-	}
-	tb.Fatalf("callback: status %d and no session cookie", done.StatusCode)
-	return ""
+	return sessionCookie(tb, step(callback.String(), state), "callback")
 }
 
 // BenchmarkOIDCSession compares the same proxied GET on a local account's
@@ -184,35 +177,18 @@ func oidcLogin(tb testing.TB, c *http.Client, base string) string {
 func BenchmarkOIDCSession(b *testing.B) {
 	r := newOIDCRig(b)
 	before := r.providerCalls.Load()
-	targets := []*target{r.local, r.oidc, r.relay}
-	var spent, count [3]atomic.Int64
-	failures := &failureCount{}
-	b.SetParallelism(benchParallelism)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for i := 0; pb.Next(); i++ {
-			start := time.Now()
-			failures.note(targets[i%3].do(ctx))
-			spent[i%3].Add(int64(time.Since(start)))
-			count[i%3].Add(1)
-		}
-	})
-	b.StopTimer()
-	failures.check(b)
+	mean := interleave(b, r.local, r.oidc, r.relay)
 	if calls := r.providerCalls.Load() - before; calls != 0 {
 		b.Fatalf("%d provider calls on the request path", calls)
 	}
-	if count[0].Load() == 0 || count[1].Load() == 0 || count[2].Load() == 0 {
+	if mean == nil {
 		return // b.N < 3
 	}
-	mean := func(i int) float64 { return float64(spent[i].Load()) / float64(count[i].Load()) }
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(mean(0)/1e3, "local-µs/req")
-	b.ReportMetric(mean(1)/1e3, "oidc-µs/req")
-	b.ReportMetric(mean(2)/1e3, "relay-µs/req")
-	b.ReportMetric(mean(1)/mean(0), "oidc/local")
-	b.ReportMetric(mean(2)/mean(0), "relay/local")
+	b.ReportMetric(mean[0]/1e3, "local-µs/req")
+	b.ReportMetric(mean[1]/1e3, "oidc-µs/req")
+	b.ReportMetric(mean[2]/1e3, "relay-µs/req")
+	b.ReportMetric(mean[1]/mean[0], "oidc/local")
+	b.ReportMetric(mean[2]/mean[0], "relay/local")
 }
 
 // TestOIDCSessionNoProviderCall keeps the benchmark honest in ordinary test
