@@ -266,16 +266,9 @@ func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
 	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
-	defer rows.Close()
-	users := []accounts.User{}
-	for rows.Next() {
-		u, err := scanPostgresUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("accounts: list users: %w", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
+	// CollectRows closes rows and returns [] (not nil) when there are none.
+	users, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (accounts.User, error) { return scanPostgresUser(row) })
+	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
 	return users, nil
