@@ -95,16 +95,8 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 	} else {
 		p.keys = keys
 	}
-	routed := func(prefix string) bool {
-		for _, r := range routes {
-			if r.Prefix == prefix || r.Prefix == prefix+"/" {
-				return true
-			}
-		}
-		return false
-	}
 	for _, prefix := range cfg.OIDCRelayToken {
-		if !routed(prefix) {
+		if _, ok := routePrefix(routes, prefix); !ok {
 			bad("--oidc-relay-token %q is not an --upstream prefix", prefix)
 			continue
 		}
@@ -177,23 +169,13 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 		case "allowed-groups":
 			pc.AllowedGroups = strings.Fields(value)
 		case "require-claim":
-			claim, want, ok := strings.Cut(value, "=")
-			if !ok || claim == "" || want == "" {
-				return pc, "", fmt.Errorf("require-claim %q is not CLAIM=VALUE", safeField(value))
+			if err := addPair(&pc.RequiredClaims, key, value, "CLAIM=VALUE"); err != nil {
+				return pc, "", err
 			}
-			if pc.RequiredClaims == nil {
-				pc.RequiredClaims = map[string]string{}
-			}
-			pc.RequiredClaims[claim] = want
 		case "auth-param":
-			name, v, ok := strings.Cut(value, "=")
-			if !ok || name == "" || v == "" {
-				return pc, "", fmt.Errorf("auth-param %q is not NAME=VALUE", safeField(value))
+			if err := addPair(&pc.AuthParams, key, value, "NAME=VALUE"); err != nil {
+				return pc, "", err
 			}
-			if pc.AuthParams == nil {
-				pc.AuthParams = map[string]string{}
-			}
-			pc.AuthParams[name] = v
 		case "user-claim":
 			pc.UserClaim = value
 		case "email-claim":
@@ -218,6 +200,21 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 		return pc, "", fmt.Errorf("missing %s", strings.Join(missing, ", "))
 	}
 	return pc, secretFile, nil
+}
+
+// addPair parses value as NAME=VALUE (both non-empty) into *m, creating
+// the map on first use; field and form name the --oidc-provider field in
+// the error.
+func addPair(m *map[string]string, field, value, form string) error {
+	name, v, ok := strings.Cut(value, "=")
+	if !ok || name == "" || v == "" {
+		return fmt.Errorf("%s %q is not %s", field, safeField(value), form)
+	}
+	if *m == nil {
+		*m = map[string]string{}
+	}
+	(*m)[name] = v
+	return nil
 }
 
 // safeField shortens and quotes user input for an error message.

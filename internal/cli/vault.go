@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/cloakroom/cloakroom/internal/seal"
@@ -10,7 +9,7 @@ import (
 	"github.com/cloakroom/cloakroom/vault"
 )
 
-// vaultSettingNames are the settings of the token vault (docs/migrate.md).
+// vaultSettings are the settings of the token vault (docs/migrate.md).
 var vaultSettings = []*setting{
 	{"vault", "PREFIX", "put the --upstream route with this prefix in vault mode (repeatable): the app's own JWT is kept in the session, never in the browser", func(c *Config) any { return &c.Vault }},
 	{"vault-keys-file", "FILE", "key file sealing vaulted tokens: lines \"<key id> <base64 32 bytes>\", the sealing key first (not world-readable)", func(c *Config) any { return &c.VaultKeysFile }},
@@ -64,12 +63,11 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 	byPrefix := map[string]*vault.Route{}
 	var order []string
 	for _, prefix := range cfg.Vault {
-		i := slices.IndexFunc(routes, func(r proxy.Route) bool { return r.Prefix == prefix || r.Prefix == prefix+"/" })
-		if i < 0 {
+		prefix, ok := routePrefix(routes, prefix)
+		if !ok {
 			bad("--vault %q: no --upstream route has this prefix", prefix)
 			continue
 		}
-		prefix = routes[i].Prefix
 		if byPrefix[prefix] != nil {
 			bad("--vault %q given twice", prefix)
 			continue
@@ -135,4 +133,15 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 		vp.routes = append(vp.routes, *r)
 	}
 	return vp, problems
+}
+
+// routePrefix returns the prefix of the --upstream route that prefix
+// names, with or without its trailing "/", and whether there is one.
+func routePrefix(routes []proxy.Route, prefix string) (string, bool) {
+	for _, r := range routes {
+		if r.Prefix == prefix || r.Prefix == prefix+"/" {
+			return r.Prefix, true
+		}
+	}
+	return prefix, false
 }
