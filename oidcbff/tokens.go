@@ -310,10 +310,8 @@ func (c *Client) refresh(ctx context.Context, p *provider, ts tokenSet) (tokenSe
 // ErrSessionEnded or ErrUnavailable.
 func (c *Client) Upstream(r *http.Request, s *cloakroom.Session, routePrefix string) (context.Context, error) {
 	ctx := r.Context()
-	for _, su := range c.cfg.StepUp {
-		if pathUnder(r.URL.Path, su.Prefix) && !c.recent(s, su.MaxAge) {
-			return ctx, &ReauthError{LoginURL: c.reauthURL(s, su.MaxAge), MaxAge: su.MaxAge}
-		}
+	if su, ok := c.unmetStepUp(s, r.URL.Path); ok {
+		return ctx, &ReauthError{LoginURL: c.reauthURL(s, su.MaxAge), MaxAge: su.MaxAge}
 	}
 	// (The gateway checks the same rules for every path first; this keeps
 	// Upstream complete for other callers.)
@@ -374,12 +372,21 @@ func (c *Client) ProviderReauthURL(s *cloakroom.Session, maxAge time.Duration, r
 // StepUpURL returns where s must log in again before a request to path,
 // or "" when no step-up rule covers path or s's login is recent enough.
 func (c *Client) StepUpURL(s *cloakroom.Session, path string) string {
-	for _, su := range c.cfg.StepUp {
-		if pathUnder(path, su.Prefix) && !c.recent(s, su.MaxAge) {
-			return c.reauthURL(s, su.MaxAge)
-		}
+	if su, ok := c.unmetStepUp(s, path); ok {
+		return c.reauthURL(s, su.MaxAge)
 	}
 	return ""
+}
+
+// unmetStepUp returns the first step-up rule covering path that s's login
+// is too old for.
+func (c *Client) unmetStepUp(s *cloakroom.Session, path string) (StepUp, bool) {
+	for _, su := range c.cfg.StepUp {
+		if pathUnder(path, su.Prefix) && !c.recent(s, su.MaxAge) {
+			return su, true
+		}
+	}
+	return StepUp{}, false
 }
 
 func pathUnder(p, prefix string) bool {
