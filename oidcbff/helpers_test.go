@@ -44,11 +44,7 @@ import (
 // fresh key.
 func newTestSealer(t testing.TB) *seal.Keyring {
 	t.Helper()
-	line, err := seal.NewKeyLine("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := seal.Parse([]byte(line))
+	k, err := seal.Generate("test")
 	if err != nil {
 		t.Fatal(err)
 	}

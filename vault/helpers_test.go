@@ -68,11 +68,7 @@ type stackOptions struct {
 
 func testKeys(t testing.TB) *seal.Keyring {
 	t.Helper()
-	line, err := seal.NewKeyLine("test1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := seal.Parse([]byte(line))
+	k, err := seal.Generate("test1")
 	if err != nil {
 		t.Fatal(err)
 	}

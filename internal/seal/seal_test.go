@@ -152,3 +152,24 @@ func TestOpenMalformed(t *testing.T) {
 		t.Fatalf("good: %q %v", got, err)
 	}
 }
+
+func TestGenerateSealsAndOpens(t *testing.T) {
+	k, err := seal.Generate("g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := k.KeyIDs(); len(ids) != 1 || ids[0] != "g1" {
+		t.Fatalf("key ids %v", ids)
+	}
+	got, err := k.Open(k.Seal([]byte("x"), []byte("aad")), []byte("aad"))
+	if err != nil || string(got) != "x" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+	if _, err := seal.Generate("bad id"); !errors.Is(err, seal.ErrKeyFile) {
+		t.Fatalf("Generate with a bad id: %v, want ErrKeyFile", err)
+	}
+	other, _ := seal.Generate("g1")
+	if _, err := other.Open(k.Seal([]byte("x"), nil), nil); err == nil {
+		t.Fatal("two generated keyrings share a key")
+	}
+}
