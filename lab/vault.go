@@ -62,6 +62,8 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	if err != nil {
 		return nil, err
 	}
+	// Its stream watchers read the store: stopped before the store closes.
+	l.cleanups = append(l.cleanups, sessions.Close)
 	l.vaultSessions = sessions
 	line, err := seal.NewKeyLine("lab")
 	if err != nil {
