@@ -34,7 +34,9 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 	var problems []error
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
 	if len(cfg.Vault) == 0 {
-		if cfg.VaultKeysFile != "" || len(cfg.VaultCapture) > 0 || len(cfg.VaultLogout) > 0 || len(cfg.VaultCookieOnly) > 0 || len(cfg.VaultTokenPath) > 0 {
+		def := defaultConfig()
+		if cfg.VaultKeysFile != "" || len(cfg.VaultCapture) > 0 || len(cfg.VaultLogout) > 0 || len(cfg.VaultCookieOnly) > 0 || len(cfg.VaultTokenPath) > 0 ||
+			len(cfg.VaultStripParam) > 0 || cfg.VaultDropField || cfg.VaultUserClaim != def.VaultUserClaim || cfg.VaultHeader != def.VaultHeader {
 			bad("--vault-* settings given without --vault PREFIX")
 		}
 		return nil, problems

@@ -68,6 +68,11 @@ func TestCheckConfigVault(t *testing.T) {
 	if r := run(t, "", append(append([]string{}, base...), "--vault-capture", "POST /api/x t")...); r.code != 1 || !strings.Contains(r.stderr, "without --vault") {
 		t.Errorf("vault settings without --vault: exit %d %s", r.code, r.stderr)
 	}
+	for _, flag := range [][]string{{"--vault-strip-param", "token"}, {"--vault-drop-field"}, {"--vault-user-claim", "uid"}, {"--vault-header", "X-Token:"}} {
+		if r := run(t, "", append(append([]string{}, base...), flag...)...); r.code != 1 || !strings.Contains(r.stderr, "without --vault") {
+			t.Errorf("%s without --vault: exit %d %s", flag[0], r.code, r.stderr)
+		}
+	}
 }
 
 // TestServeVault runs `cloakroom serve` with the vault flags in front of a
