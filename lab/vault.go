@@ -65,11 +65,7 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	// Its stream watchers read the store: stopped before the store closes.
 	l.cleanups = append(l.cleanups, sessions.Close)
 	l.vaultSessions = sessions
-	line, err := seal.NewKeyLine("lab")
-	if err != nil {
-		return nil, err
-	}
-	keys, err := seal.Parse([]byte(line))
+	keys, err := seal.Generate("lab")
 	if err != nil {
 		return nil, err
 	}
