@@ -66,8 +66,7 @@ func newVaultRig(b *testing.B) *vaultRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	line, _ := seal.NewKeyLine("bench")
-	keys, err := seal.Parse([]byte(line))
+	keys, err := seal.Generate("bench")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -94,8 +94,7 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		tb.Fatal(err)
 	}
 	base := "http://" + gwListener.Addr().String()
-	line, _ := seal.NewKeyLine("bench")
-	keys, err := seal.Parse([]byte(line))
+	keys, err := seal.Generate("bench")
 	if err != nil {
 		tb.Fatal(err)
 	}
