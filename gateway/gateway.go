@@ -224,7 +224,9 @@ func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy
 	r.Header.Del(cloakroom.CSRFHeader)
 	if s.LoggedIn() {
 		id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
-		r = r.WithContext(proxy.WithIdentity(r.Context(), id))
+		// As on plain API routes: an upload or a stream that carries the
+		// vaulted token ends with the session.
+		r = r.WithContext(proxy.WithLifetime(proxy.WithIdentity(r.Context(), id), s.Watch))
 	}
 	start := time.Now()
 	g.cfg.Vault.Serve(w, r, route.Prefix, g.proxy)
