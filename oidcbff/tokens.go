@@ -235,7 +235,11 @@ func (c *Client) accessToken(ctx context.Context, ref string) (string, error) {
 			}
 			return "", err
 		}
-		c.release(ctx, key, ref, rec, leased.LeaseOwner, fresh)
+		if !c.release(ctx, key, ref, rec, leased.LeaseOwner, fresh) {
+			// Logged out or revoked while the provider answered: the fresh
+			// token belongs to a dead session and goes nowhere.
+			return "", fmt.Errorf("%w: token record gone during the refresh", ErrSessionEnded)
+		}
 		c.cache.put(ref, fresh.Access, fresh.Expiry)
 		return fresh.Access, nil
 	}
@@ -244,27 +248,35 @@ func (c *Client) accessToken(ctx context.Context, ref string) (string, error) {
 // release writes the outcome of a refresh and drops the lease. A conflict
 // means another request of the session wrote the record (it cannot have
 // refreshed: the lease is ours), so it is re-read and written again, as
-// long as the lease is still ours.
-func (c *Client) release(ctx context.Context, key cloakroom.Key, ref string, rec cloakroom.Record, owner string, ts tokenSet) {
+// long as the lease is still ours. It reports false only when the token
+// record is gone (the session ended meanwhile).
+func (c *Client) release(ctx context.Context, key cloakroom.Key, ref string, rec cloakroom.Record, owner string, ts tokenSet) bool {
 	ts.LeaseOwner, ts.LeaseUntil = "", time.Time{}
 	for range 8 {
 		_, err := c.records.update(ctx, rec, c.sealTokens(ts, ref))
 		if !errors.Is(err, cloakroom.ErrConflict) {
-			if err != nil && !errors.Is(err, cloakroom.ErrNotFound) {
+			if errors.Is(err, cloakroom.ErrNotFound) {
+				return false
+			}
+			if err != nil {
 				c.log.LogAttrs(ctx, slog.LevelError, "oidc tokens not saved after refresh", slog.String("error", err.Error()))
 			}
-			return
+			return true
 		}
 		var found bool
 		rec, found, err = c.records.find(ctx, key)
-		if err != nil || !found {
-			return
+		if err != nil {
+			return true
+		}
+		if !found {
+			return false
 		}
 		cur, err := c.openTokens(rec.Data, ref)
 		if err != nil || cur.LeaseOwner != owner {
-			return
+			return true
 		}
 	}
+	return true
 }
 
 // refresh spends ts's refresh token at the provider.
