@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
@@ -203,11 +204,10 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.R
 	if r, ok = g.oidcUpstream(w, r, s, route.Prefix); !ok {
 		return
 	}
-	id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
 	start := time.Now()
 	// A stream or WebSocket the upstream opens ends with the session, on
 	// whichever node it is ended.
-	ctx := proxy.WithLifetime(proxy.WithIdentity(r.Context(), id), s.Watch)
+	ctx := proxy.WithLifetime(proxy.WithIdentity(r.Context(), sessionIdentity(s)), s.Watch)
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
 }
@@ -223,14 +223,25 @@ func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy
 	}
 	r.Header.Del(cloakroom.CSRFHeader)
 	if s.LoggedIn() {
-		id := proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
-		// As on plain API routes: an upload or a stream that carries the
-		// vaulted token ends with the session.
-		r = r.WithContext(proxy.WithLifetime(proxy.WithIdentity(r.Context(), id), s.Watch))
+		// As on other routes, what outlives the exchange ends with the
+		// session; unless this very call ended it (the app's own logout,
+		// which the vault lets through once).
+		lifetime := func(ctx context.Context) (context.Context, context.CancelFunc) {
+			if !s.LoggedIn() {
+				return context.WithCancel(ctx)
+			}
+			return s.Watch(ctx)
+		}
+		r = r.WithContext(proxy.WithLifetime(proxy.WithIdentity(r.Context(), sessionIdentity(s)), lifetime))
 	}
 	start := time.Now()
 	g.cfg.Vault.Serve(w, r, route.Prefix, g.proxy)
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
+}
+
+// sessionIdentity is the identity the proxy vouches for on behalf of s.
+func sessionIdentity(s *cloakroom.Session) proxy.Identity {
+	return proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
 }
 
 // isPublic reports whether p lies under one of Config.PublicPaths, on a

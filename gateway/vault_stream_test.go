@@ -1,0 +1,74 @@
+package gateway_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/vault"
+)
+
+// withVaultStreamRoute routes /stream/ to up, in vault mode.
+func withVaultStreamRoute(t *testing.T, up *streamUpstream) envOption {
+	return func(c *gateway.Config) {
+		withStreamRoute(up)(c)
+		line, err := seal.NewKeyLine("test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := seal.Parse([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		capture, err := vault.ParseCapture("POST /stream/login token")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Vault, err = vault.New(vault.Config{Sessions: c.Sessions, Sealer: keys, Logger: c.Logger,
+			Routes: []vault.Route{{Prefix: "/stream/", Capture: []vault.Capture{capture}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A stream or WebSocket proxied on a vault route for a logged-in session
+// ends with the session, as on any other route.
+func TestVaultRouteStreamsEndWithTheSession(t *testing.T) {
+	kinds := []struct {
+		name string
+		open func(t *testing.T, b *browser) *stream
+	}{
+		{"events", func(t *testing.T, b *browser) *stream { return b.openEvents(t) }},
+		{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
+	}
+	for _, kind := range kinds {
+		t.Run(kind.name, func(t *testing.T) {
+			t.Parallel()
+			up := newStreamUpstream(t)
+			e := newEnv(t, withRecheckInterval(t, noBackstop), withVaultStreamRoute(t, up))
+			victim, bystander := e.minted("alice"), e.minted("bob")
+			st, other := kind.open(t, victim), kind.open(t, bystander)
+			<-st.first
+			<-other.first
+			if r := victim.do(http.MethodPost, "/auth/logout", "", ""); r.Status != http.StatusNoContent {
+				t.Fatalf("logout: status %d: %s", r.Status, r.Text)
+			}
+			select {
+			case <-st.closed:
+			case <-time.After(20 * time.Second):
+				t.Fatal("the stream is still open 20s after the session ended")
+			}
+			if !waitUntil(20*time.Second, func() bool { return up.open.Load() == 1 }) {
+				t.Errorf("%d upstream streams still run, want 1 (bob's)", up.open.Load())
+			}
+			select {
+			case <-other.closed:
+				t.Fatal("another user's stream ended too")
+			default:
+			}
+		})
+	}
+}
