@@ -178,6 +178,14 @@ func parseCSPReports(body []byte) ([]cspViolation, bool) {
 		Line        int    `json:"lineNumber"`
 	}
 	cut := func(s string) string { return truncateUTF8(s, maxCSPReportFields) }
+	// A URL's query and fragment may hold a token (a reset link, an OAuth
+	// answer): never logged.
+	cutURL := func(s string) string {
+		if i := strings.IndexAny(s, "?#"); i >= 0 {
+			s = s[:i]
+		}
+		return cut(s)
+	}
 	var one struct {
 		Report *legacy `json:"csp-report"`
 	}
@@ -187,8 +195,8 @@ func parseCSPReports(body []byte) ([]cspViolation, bool) {
 		if d == "" {
 			d = l.Violated
 		}
-		return []cspViolation{{Directive: cut(d), Blocked: cut(l.Blocked), Document: cut(l.Document),
-			Source: cut(l.Source), Sample: cut(l.Sample), Disposition: cut(l.Disposition), Line: l.Line}}, true
+		return []cspViolation{{Directive: cut(d), Blocked: cutURL(l.Blocked), Document: cutURL(l.Document),
+			Source: cutURL(l.Source), Sample: cut(l.Sample), Disposition: cut(l.Disposition), Line: l.Line}}, true
 	}
 	var many []struct {
 		Type string  `json:"type"`
@@ -203,8 +211,8 @@ func parseCSPReports(body []byte) ([]cspViolation, bool) {
 			continue
 		}
 		m := rep.Body
-		out = append(out, cspViolation{Directive: cut(m.Effective), Blocked: cut(m.Blocked), Document: cut(m.Document),
-			Source: cut(m.Source), Sample: cut(m.Sample), Disposition: cut(m.Disposition), Line: m.Line})
+		out = append(out, cspViolation{Directive: cut(m.Effective), Blocked: cutURL(m.Blocked), Document: cutURL(m.Document),
+			Source: cutURL(m.Source), Sample: cut(m.Sample), Disposition: cut(m.Disposition), Line: m.Line})
 	}
 	return out, len(out) > 0
 }
