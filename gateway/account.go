@@ -83,6 +83,9 @@ func (g *Gateway) accountRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current := s.Handle() == handle
+	if !current && !g.recentAuth(s) && g.providerReauth(w, s, true, g.auth+"/account") {
+		return
+	}
 	if !current && !g.stepUpForm(w, r, s) {
 		return
 	}

@@ -100,7 +100,10 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if handle != s.Handle() && !g.recentAuth(s) {
-		reauthRequired(w, g.auth) // ending another device is a step-up action (ASVS 7.5.2)
+		// Ending another device is a step-up action (ASVS 7.5.2).
+		if !g.providerReauth(w, s, false, "") {
+			reauthRequired(w, g.auth)
+		}
 		return
 	}
 	err := g.revokeDevice(r, s, handle)
