@@ -104,7 +104,7 @@ func validate(cfg Config) (*plan, error) {
 			bad("--upstream %q: %v", u, err)
 			continue
 		}
-		if auth := gateway.DefaultAuthPrefix + "/"; strings.HasPrefix(r.Prefix, auth) || r.Prefix == auth {
+		if auth := gateway.DefaultAuthPrefix + "/"; strings.HasPrefix(r.Prefix, auth) {
 			bad("--upstream %q: prefix %s is under %s, where the gateway's own endpoints live; it would never be reached (always 404)", u, r.Prefix, auth)
 			continue
 		}
