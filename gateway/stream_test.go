@@ -473,18 +473,35 @@ func withRecheckInterval(t *testing.T, d time.Duration) envOption {
 // periodic re-check.
 const noBackstop = time.Hour
 
+// onlyBystanderStreams checks that the upstream's side of the ended stream
+// is closed too, and that the bystander's stream is still open.
+func onlyBystanderStreams(t *testing.T, up *streamUpstream, bystander *stream) {
+	t.Helper()
+	if !waitUntil(20*time.Second, func() bool { return up.open.Load() == 1 }) {
+		t.Errorf("%d upstream streams still run, want 1 (the bystander's)", up.open.Load())
+	}
+	select {
+	case <-bystander.closed:
+		t.Fatal("another user's stream ended too")
+	default:
+	}
+}
+
+// streamKinds are the responses a session holds open: an event stream and
+// a WebSocket.
+var streamKinds = []struct {
+	name string
+	open func(t *testing.T, b *browser) *stream
+}{
+	{"events", func(t *testing.T, b *browser) *stream { return b.openEvents(t) }},
+	{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
+}
+
 // Cases 3 and 4 of issue 8: an event stream and a WebSocket proxied for a
 // session end when the session ends, however it ends; another user's
 // stream goes on.
 func TestStreamsEndWithTheSession(t *testing.T) {
-	kinds := []struct {
-		name string
-		open func(t *testing.T, b *browser) *stream
-	}{
-		{"events", func(t *testing.T, b *browser) *stream { return b.openEvents(t) }},
-		{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
-	}
-	for _, kind := range kinds {
+	for _, kind := range streamKinds {
 		for _, ender := range streamEnders() {
 			if kind.name == "websocket" && ender.name == "passwd" {
 				continue // one password hash per run is enough
@@ -514,15 +531,7 @@ func TestStreamsEndWithTheSession(t *testing.T) {
 				}
 				t.Logf("events after the end's response: %d; the stream closed %v after it",
 					st.after(ended), time.Since(ended).Round(time.Millisecond))
-				// The upstream's side is closed too: only bob's stream runs.
-				if !waitUntil(20*time.Second, func() bool { return up.open.Load() == 1 }) {
-					t.Errorf("%d upstream streams still run, want 1 (bob's)", up.open.Load())
-				}
-				select {
-				case <-other.closed:
-					t.Fatal("another user's stream ended too")
-				default:
-				}
+				onlyBystanderStreams(t, up, other)
 				n := other.count()
 				if !waitUntil(20*time.Second, func() bool { return other.count() > n }) {
 					t.Error("another user's stream stopped delivering")

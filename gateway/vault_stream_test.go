@@ -37,14 +37,7 @@ func withVaultStreamRoute(t *testing.T, up *streamUpstream) envOption {
 // A stream or WebSocket proxied on a vault route for a logged-in session
 // ends with the session, as on any other route.
 func TestVaultRouteStreamsEndWithTheSession(t *testing.T) {
-	kinds := []struct {
-		name string
-		open func(t *testing.T, b *browser) *stream
-	}{
-		{"events", func(t *testing.T, b *browser) *stream { return b.openEvents(t) }},
-		{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
-	}
-	for _, kind := range kinds {
+	for _, kind := range streamKinds {
 		t.Run(kind.name, func(t *testing.T) {
 			t.Parallel()
 			up := newStreamUpstream(t)
@@ -61,14 +54,7 @@ func TestVaultRouteStreamsEndWithTheSession(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the stream is still open 20s after the session ended")
 			}
-			if !waitUntil(20*time.Second, func() bool { return up.open.Load() == 1 }) {
-				t.Errorf("%d upstream streams still run, want 1 (bob's)", up.open.Load())
-			}
-			select {
-			case <-other.closed:
-				t.Fatal("another user's stream ended too")
-			default:
-			}
+			onlyBystanderStreams(t, up, other)
 		})
 	}
 }
