@@ -38,7 +38,9 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
 		Email:  s.GetString("email"), Roles: sessionRoles(s),
 		Created: formatTime(created), AbsoluteExpiry: formatTime(absolute),
 		IdleTimeout: formatDuration(g.sessions.Config().IdleTimeout),
-		StepUp:      !g.recentAuth(s),
+		// A provider session has no password to ask for: its forms lead
+		// to the provider's step-up instead.
+		StepUp: !g.recentAuth(s) && g.providerLogin(s, "") == "",
 	}
 	now := g.cfg.Now()
 	for _, d := range devices {

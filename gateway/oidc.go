@@ -58,10 +58,7 @@ func (g *Gateway) reauthenticate(w http.ResponseWriter, r *http.Request, login s
 // max_age and prompt=login (a page comes back to returnTo). It reports
 // false, answering nothing, for other sessions.
 func (g *Gateway) providerReauth(w http.ResponseWriter, s *cloakroom.Session, page bool, returnTo string) bool {
-	if g.cfg.OIDC == nil {
-		return false
-	}
-	login := g.cfg.OIDC.ProviderReauthURL(s, g.cfg.StepUpWindow, returnTo)
+	login := g.providerLogin(s, returnTo)
 	switch {
 	case login == "":
 		return false
@@ -73,6 +70,15 @@ func (g *Gateway) providerReauth(w http.ResponseWriter, s *cloakroom.Session, pa
 		})
 	}
 	return true
+}
+
+// providerLogin returns the provider's step-up login URL of a session from
+// an OpenID provider, or "" for other sessions.
+func (g *Gateway) providerLogin(s *cloakroom.Session, returnTo string) string {
+	if g.cfg.OIDC == nil {
+		return ""
+	}
+	return g.cfg.OIDC.ProviderReauthURL(s, g.cfg.StepUpWindow, returnTo)
 }
 
 // oidcUpstream applies the OIDC client's step-up rules and token relay to a

@@ -47,6 +47,13 @@ func TestDeviceRevokeStepUpForProviderSession(t *testing.T) {
 		t.Fatalf("no other session in %+v", list.Sessions)
 	}
 
+	// The account page asks a provider session for no password: it has
+	// none, and a required field would keep the browser from submitting
+	// the form that leads to the provider's step-up.
+	if page := b.get("/auth/account"); page.Status != http.StatusOK || strings.Contains(page.Text, `name="password"`) {
+		t.Fatalf("account page of an old provider login: %d, asks for a password: %v", page.Status, strings.Contains(page.Text, `name="password"`))
+	}
+
 	want := "/auth/login/mock?max_age=300&prompt=login"
 	r := b.fetch(http.MethodDelete, "/auth/sessions/"+handle)
 	if r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" || r.json(t)["login_url"] != want {
