@@ -410,7 +410,7 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 	if s.live {
 		old = s.rec.Key
 	}
-	stored, err := s.m.rotate(ctx, Rotation{Old: old, OldMustLive: oldMustLive, New: rec, Bump: bump})
+	stored, err := s.m.store.Rotate(ctx, Rotation{Old: old, OldMustLive: oldMustLive, New: rec, Bump: bump})
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			return s.storeErr(op, err)
@@ -430,11 +430,6 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 	s.token, s.rec, s.live = token, stored, true
 	s.issued, s.destroyed, s.ended = true, false, false
 	return nil
-}
-
-// rotate runs r as one store operation.
-func (m *Manager) rotate(ctx context.Context, r Rotation) (Record, error) {
-	return m.store.Rotate(ctx, r)
 }
 
 // Renew issues a new token for the current session and deletes the old
