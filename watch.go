@@ -137,10 +137,8 @@ func (h *watchHub) checkOne(w *watched) {
 	if !still {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.m.cfg.RecheckInterval)
-	rec, found, err := h.m.store.Find(ctx, w.key)
-	cancel()
-	if err != nil || !found || rec.Expired(h.m.now()) || rec.Generation != w.generation {
+	rec, live := h.confirm(context.Background(), w.key, w.generation)
+	if !live {
 		h.endKey(w.key)
 		return
 	}
@@ -270,18 +268,25 @@ func (h *watchHub) recheckAll(ctx context.Context) {
 		}
 	}
 	h.mu.Unlock()
-	now := h.m.now()
 	for k, gen := range keys {
-		cctx, cancel := context.WithTimeout(ctx, h.m.cfg.RecheckInterval)
-		rec, found, err := h.m.store.Find(cctx, k)
-		cancel()
+		_, live := h.confirm(ctx, k, gen)
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil || !found || rec.Expired(now) || rec.Generation != gen {
+		if !live {
 			h.endKey(k)
 		}
 	}
+}
+
+// confirm asks the store whether the session under key still lives with
+// generation; a store error counts as ended (fail closed).
+func (h *watchHub) confirm(ctx context.Context, key Key, generation uint64) (Record, bool) {
+	ctx, cancel := context.WithTimeout(ctx, h.m.cfg.RecheckInterval)
+	defer cancel()
+	rec, found, err := h.m.store.Find(ctx, key)
+	live := err == nil && found && !rec.Expired(h.m.now()) && rec.Generation == generation
+	return rec, live
 }
 
 // close stops the hub's goroutines and ends every watch.
