@@ -192,7 +192,7 @@ func TestPassiveRequestsDoNotExtendTheSession(t *testing.T) {
 	}
 }
 
-// watchApp is a manager whose Watch can be observed, on a memstore shared
+// watchManager is a manager whose Watch can be observed, on a memstore shared
 // with other managers (other nodes).
 func watchManager(t *testing.T, store cloakroom.Store, clock *storetest.Clock) *cloakroom.Manager {
 	t.Helper()
@@ -246,8 +246,8 @@ func waitEnded(t *testing.T, ctx context.Context, what string) {
 	}
 }
 
-// onlyStore hides every optional interface of a store (notifications,
-// rotation): a third-party store that implements the bare contract.
+// onlyStore hides the optional interfaces of a store (end notifications,
+// Pinger): a third-party store that implements only the Store contract.
 type onlyStore struct{ cloakroom.Store }
 
 // Open connections held by Watch end with their session, on every node.
