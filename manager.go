@@ -364,21 +364,31 @@ func (m *Manager) devices(ctx context.Context, userID string, current Key) ([]De
 // RevokeDevice ends the session of userID with the given public handle. It
 // returns an error wrapping ErrNotFound when the user has no such session.
 func (m *Manager) RevokeDevice(ctx context.Context, userID, handle string) error {
-	recs, err := m.store.List(ctx, userID)
-	if err != nil {
-		return fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+	if handle == "" {
+		return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
 	}
-	for i := range recs {
-		if recs[i].Handle == handle && handle != "" {
-			if err := m.store.Delete(ctx, recs[i].Key); err != nil {
-				return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
+	// A renewal keeps the handle under a new key: if one lands between the
+	// List and the Delete, the device lives on under its new key, so look
+	// again until the handle is gone.
+	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
+		recs, err := m.store.List(ctx, userID)
+		if err != nil {
+			return fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+		}
+		i := slices.IndexFunc(recs, func(r Record) bool { return r.Handle == handle })
+		if i < 0 {
+			if attempt == 0 {
+				return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
 			}
-			m.watches.endKey(recs[i].Key)
-			m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", recs[i].Key.Short())
 			return nil
 		}
+		if err := m.store.Delete(ctx, recs[i].Key); err != nil {
+			return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
+		}
+		m.watches.endKey(recs[i].Key)
+		m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", recs[i].Key.Short())
 	}
-	return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
+	return fmt.Errorf("%w: session %q still renewed after %d revocations", ErrStoreUnavailable, handle, maxCommitAttempts)
 }
 
 // RevokeUser ends every session of userID at once, on every node and in
