@@ -233,7 +233,19 @@ func (h *hub) leave(conn *pgx.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
 	defer cancel()
-	h.notify(ctx, conn, prefixLeave+h.id)
+	payload := prefixLeave + h.id
+	err := h.notify(ctx, conn, payload)
+	if err != nil && conn.IsClosed() {
+		// Stopping the listener in the middle of a heartbeat or an ack
+		// closes its connection: say it through the pool, which Close
+		// leaves open.
+		_, err = h.s.pool.Exec(ctx, h.s.q.notify, h.s.channel, payload)
+	}
+	if err != nil {
+		// The other nodes then wait out this one's lease on their next
+		// revocations.
+		h.s.log.Warn("pgstore: could not tell the other nodes that this one leaves", "err", err)
+	}
 }
 
 // receive applies notifications, sends heartbeats (with a cache) or pings
