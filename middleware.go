@@ -50,28 +50,42 @@ var (
 // A store failure fails closed: the request continues as not logged in,
 // [Session.Err] reports the failure, and Config.OnError is called.
 func (m *Manager) Handler(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := m.crossOrigin.Check(r); err != nil {
-			m.cfg.Forbidden.ServeHTTP(w, r)
-			return
-		}
-		sw := &sessionWriter{ResponseWriter: w, m: m, r: r}
-		s := &sw.session
-		s.m = m
-		s.loadedAt = m.now()
-		s.req = r
-		cookiePresent := m.load(r, s)
-		if cookiePresent && !isSafeMethod(r.Method) && !m.csrfOK(r, s) {
-			m.cfg.Forbidden.ServeHTTP(w, r)
-			return
-		}
-		// The context lives in the writer's allocation: no separate
-		// context.WithValue per request.
-		sw.ctx = sessionContext{Context: r.Context(), key: m.ctxKey, session: s}
-		sw.r = r.WithContext(&sw.ctx)
-		next.ServeHTTP(sw, sw.r)
-		sw.finish()
-	})
+	return &sessionHandler{m: m, next: next}
+}
+
+// sessionHandler is the middleware as a type rather than a closure: a
+// closure returned by Handler would be inlined into the caller's package,
+// where the calls inside it are no longer inlined (WithContext's request
+// copy then escapes to the heap).
+type sessionHandler struct {
+	m    *Manager
+	next http.Handler
+}
+
+func (h *sessionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m, next := h.m, h.next
+	if err := m.crossOrigin.Check(r); err != nil {
+		m.cfg.Forbidden.ServeHTTP(w, r)
+		return
+	}
+	sw := &sessionWriter{ResponseWriter: w}
+	s := &sw.session
+	s.m = m
+	s.loadedAt = m.now()
+	s.req = r
+	cookiePresent := m.load(r, s)
+	if cookiePresent && !isSafeMethod(r.Method) && !m.csrfOK(r, s) {
+		m.cfg.Forbidden.ServeHTTP(w, r)
+		return
+	}
+	// The context and the request copy live in the writer's
+	// allocation: no separate context.WithValue and request per
+	// request. (WithContext is inlined and its copy does not escape.)
+	sw.ctx = sessionContext{Context: r.Context(), session: s}
+	sw.req = *r.WithContext(&sw.ctx)
+	s.req = &sw.req
+	next.ServeHTTP(sw, &sw.req)
+	sw.finish()
 }
 
 // load fills s from the request's cookie. It reports whether the request
@@ -157,10 +171,9 @@ func (m *Manager) RequireLogin(next http.Handler) http.Handler {
 // both.
 type sessionWriter struct {
 	http.ResponseWriter
-	m       *Manager
-	r       *http.Request
 	ctx     sessionContext
 	session Session
+	req     http.Request // the request as the handler sees it, with ctx
 	started bool
 	failed  bool // the save failed and Unavailable answered instead
 }
@@ -170,7 +183,7 @@ func (w *sessionWriter) WriteHeader(code int) {
 		w.started = true
 		if !w.save() {
 			w.failed = true
-			w.m.cfg.Unavailable.ServeHTTP(w.ResponseWriter, w.r)
+			w.session.m.cfg.Unavailable.ServeHTTP(w.ResponseWriter, &w.req)
 			return
 		}
 	}
@@ -219,12 +232,11 @@ func (w *sessionWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // context.WithValue would, inside the writer's allocation.
 type sessionContext struct {
 	context.Context
-	key     *contextKey
 	session *Session
 }
 
 func (c *sessionContext) Value(key any) any {
-	if k, ok := key.(*contextKey); ok && k == c.key {
+	if k, ok := key.(*contextKey); ok && k == c.session.m.ctxKey {
 		return c.session
 	}
 	return c.Context.Value(key)
@@ -241,7 +253,7 @@ func (w *sessionWriter) finish() {
 // save persists value changes or a due last-seen update and sets the
 // response headers. It reports false when changes could not be saved.
 func (w *sessionWriter) save() bool {
-	s, m := &w.session, w.m
+	s, m, r := &w.session, w.session.m, &w.req
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h := w.ResponseWriter.Header()
@@ -259,16 +271,16 @@ func (w *sessionWriter) save() bool {
 		var err error
 		switch {
 		case len(s.changes) > 0 && !s.live && !s.ended:
-			err = s.createAnonymousLocked(w.r.Context())
+			err = s.createAnonymousLocked(r.Context())
 		case len(s.changes) > 0 && s.live:
-			err = s.commitChangesLocked(w.r.Context())
+			err = s.commitChangesLocked(r.Context())
 		case s.live && !s.passive && s.loadedAt.Sub(s.rec.LastSeen) >= m.cfg.TouchInterval:
-			s.touchLocked(w.r)
+			s.touchLocked(r)
 		}
 		if err != nil {
 			ok = false
 			s.err = err
-			m.cfg.OnError(w.r, err)
+			m.cfg.OnError(r, err)
 		}
 	}
 	switch {
