@@ -1,0 +1,5 @@
+//go:build !race
+
+package cloakroom_test
+
+const raceEnabled = false
