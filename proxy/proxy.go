@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom/upstreamjwt"
@@ -56,8 +57,10 @@ type Config struct {
 // Proxy forwards requests to the route with the longest matching prefix,
 // with the client's identity claims replaced by the gateway's.
 type Proxy struct {
-	routes  []*route // longest prefix first
-	cookies []string // removed from requests and upstream Set-Cookie
+	routes []*route // longest prefix first
+	// cookies are removed from requests and upstream Set-Cookie. Atomic:
+	// ProtectCookies may replace them while requests read them.
+	cookies atomic.Pointer[[]string]
 	signer  *upstreamjwt.Signer
 	log     *slog.Logger
 	now     func() time.Time
@@ -104,7 +107,8 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Proxy{cookies: []string{cfg.SessionCookie}, signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
+	p := &Proxy{signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
+	p.cookies.Store(&[]string{cfg.SessionCookie})
 
 	seen := make(map[string]bool, len(cfg.Routes))
 	anyHTTPS := false
@@ -154,7 +158,9 @@ func New(cfg Config) (*Proxy, error) {
 // ProtectCookies replaces the cookies the proxy keeps from upstreams
 // (Config.SessionCookie): they are removed from requests, and upstream
 // Set-Cookie headers for them are dropped. The gateway calls it with its
-// session manager's cookie and its device cookie. Call it before serving.
+// session manager's cookie and its device cookie. Call it before serving
+// so that every request is covered; it is nevertheless safe to call while
+// serving (a request in flight may use the old set).
 func (p *Proxy) ProtectCookies(names ...string) error {
 	for _, n := range names {
 		if !validCookieName(n) {
@@ -164,7 +170,8 @@ func (p *Proxy) ProtectCookies(names ...string) error {
 	if len(names) == 0 {
 		return fmt.Errorf("%w: ProtectCookies needs at least the session cookie", ErrInvalidConfig)
 	}
-	p.cookies = slices.Clone(names)
+	names = slices.Clone(names)
+	p.cookies.Store(&names)
 	return nil
 }
 
@@ -233,7 +240,7 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		StripIdentityHeaders(h)
 		pr.SetURL(upstream)
 		pr.SetXForwarded()
-		for _, c := range p.cookies {
+		for _, c := range *p.cookies.Load() {
 			removeCookie(h, c)
 		}
 		ctx := pr.In.Context()
@@ -273,10 +280,11 @@ func (p *Proxy) dropSessionCookie(res *http.Response) {
 	if len(values) == 0 {
 		return
 	}
+	cookies := *p.cookies.Load()
 	kept := values[:0:0]
 	for _, v := range values {
 		name, _, _ := strings.Cut(v, "=")
-		protected := slices.ContainsFunc(p.cookies, func(c string) bool { return strings.EqualFold(strings.TrimSpace(name), c) })
+		protected := slices.ContainsFunc(cookies, func(c string) bool { return strings.EqualFold(strings.TrimSpace(name), c) })
 		if !protected {
 			kept = append(kept, v)
 		}
