@@ -1,6 +1,7 @@
 package upstreamjwt
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"sync"
@@ -11,6 +12,11 @@ import (
 // seen: the gateway mints a fresh token for every request, so a second use
 // is someone replaying a copy (from a log, a proxy, a compromised peer).
 var ErrTokenReplayed = errors.New("upstreamjwt: token replayed")
+
+// ErrReplayCacheFull is returned by [ReplayCache.Check] when the cache holds
+// its maximum of unexpired jti: it cannot remember one more, so it refuses
+// the token rather than risk accepting a replay of it.
+var ErrReplayCacheFull = errors.New("upstreamjwt: replay cache full")
 
 // DefaultReplayCacheSize bounds a [ReplayCache] unless told otherwise.
 const DefaultReplayCacheSize = 100_000
@@ -23,10 +29,18 @@ const DefaultReplayCacheSize = 100_000
 //	if err == nil {
 //		err = cache.Check(claims, now)
 //	}
+//
+// A jti is remembered until its token's exp plus [VerifyLeeway], when
+// Verify refuses the token anyway, and never forgotten earlier: when the
+// cache is full of unexpired jti, new tokens are refused (fail closed) until
+// some expire. Expired entries are found in expiry order, so each Check
+// costs O(log n) amortised, also when the cache is full.
 type ReplayCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[string]time.Time // jti -> when it can be forgotten
+	mu       sync.Mutex
+	max      int
+	seen     map[string]struct{}
+	expiry   expiryHeap // the jti in seen, soonest forgettable first
+	examined int        // heap entries looked at while expiring; for tests
 }
 
 // NewReplayCache returns a cache of at most size entries
@@ -35,32 +49,66 @@ func NewReplayCache(size int) *ReplayCache {
 	if size <= 0 {
 		size = DefaultReplayCacheSize
 	}
-	return &ReplayCache{max: size, seen: make(map[string]time.Time)}
+	return &ReplayCache{max: size, seen: make(map[string]struct{})}
 }
 
 // Check records the token's jti and fails with an error wrapping
-// ErrInvalidToken and ErrTokenReplayed if it was seen before. When the
-// cache is full of unexpired entries it refuses the token too (fail
-// closed): size it for the request rate times the token lifetime.
+// ErrInvalidToken and ErrTokenReplayed if it was seen before. A token
+// without jti or exp is refused. When the cache is full of unexpired
+// entries it refuses the token too, with ErrReplayCacheFull (fail closed):
+// size it for the request rate times the token lifetime plus VerifyLeeway.
 func (c *ReplayCache) Check(claims Claims, now time.Time) error {
 	if claims.ID == "" {
 		return fmt.Errorf("%w: no jti", ErrInvalidToken)
+	}
+	if claims.ExpiresAt.IsZero() {
+		// It would be forgotten at once.
+		return fmt.Errorf("%w: no exp", ErrInvalidToken)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen[claims.ID]; ok {
 		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenReplayed)
 	}
+	c.forgetExpired(now)
 	if len(c.seen) >= c.max {
-		for jti, until := range c.seen {
-			if now.After(until) {
-				delete(c.seen, jti)
-			}
-		}
-		if len(c.seen) >= c.max {
-			return fmt.Errorf("%w: replay cache full", ErrInvalidToken)
-		}
+		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrReplayCacheFull)
 	}
-	c.seen[claims.ID] = claims.ExpiresAt.Add(VerifyLeeway)
+	c.seen[claims.ID] = struct{}{}
+	heap.Push(&c.expiry, expiryEntry{until: claims.ExpiresAt.Add(VerifyLeeway), jti: claims.ID})
 	return nil
+}
+
+// forgetExpired drops the entries whose tokens no longer verify at now.
+// Each entry is popped once in its life, and the loop stops at the first
+// live one.
+func (c *ReplayCache) forgetExpired(now time.Time) {
+	for len(c.expiry) > 0 {
+		c.examined++
+		if !now.After(c.expiry[0].until) {
+			return
+		}
+		e := heap.Pop(&c.expiry).(expiryEntry)
+		delete(c.seen, e.jti)
+	}
+}
+
+type expiryEntry struct {
+	until time.Time
+	jti   string
+}
+
+// expiryHeap is a min-heap on until, for container/heap.
+type expiryHeap []expiryEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = expiryEntry{} // let the jti be collected
+	*h = old[:len(old)-1]
+	return e
 }
