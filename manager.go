@@ -367,28 +367,50 @@ func (m *Manager) RevokeDevice(ctx context.Context, userID, handle string) error
 	if handle == "" {
 		return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
 	}
-	// A renewal keeps the handle under a new key: if one lands between the
-	// List and the Delete, the device lives on under its new key, so look
-	// again until the handle is gone.
-	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
-		recs, err := m.store.List(ctx, userID)
-		if err != nil {
-			return fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
-		}
-		i := slices.IndexFunc(recs, func(r Record) bool { return r.Handle == handle })
-		if i < 0 {
-			if attempt == 0 {
-				return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
-			}
-			return nil
-		}
-		if err := m.store.Delete(ctx, recs[i].Key); err != nil {
-			return fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
-		}
-		m.watches.endKey(recs[i].Key)
-		m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", recs[i].Key.Short())
+	ended, err := m.endHandle(ctx, userID, handle, Key{})
+	for _, key := range ended {
+		m.logger.InfoContext(ctx, "session revoked", "user", userID, "session", key.Short())
 	}
-	return fmt.Errorf("%w: session %q still renewed after %d revocations", ErrStoreUnavailable, handle, maxCommitAttempts)
+	if err == nil && len(ended) == 0 {
+		return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
+	}
+	return err
+}
+
+// endHandle ends userID's session with handle under whatever key it has by
+// now, deleting known first when set, and returns the keys it deleted. A
+// rotation (Renew, RevokeOthers) keeps the handle under a new key: if one
+// lands between a look-up and the delete, the session lives on under its
+// new key, so look again after every delete until the handle is gone. An
+// anonymous session (no userID) cannot be listed: only known is deleted.
+func (m *Manager) endHandle(ctx context.Context, userID, handle string, known Key) ([]Key, error) {
+	var ended []Key
+	key := known
+	for {
+		if key == (Key{}) {
+			if userID == "" || handle == "" {
+				return ended, nil
+			}
+			recs, err := m.store.List(ctx, userID)
+			if err != nil {
+				return ended, fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+			}
+			i := slices.IndexFunc(recs, func(r Record) bool { return r.Handle == handle })
+			if i < 0 {
+				return ended, nil
+			}
+			key = recs[i].Key
+		}
+		if len(ended) == maxCommitAttempts {
+			return ended, fmt.Errorf("%w: session %q still renewed after %d deletes", ErrStoreUnavailable, handle, maxCommitAttempts)
+		}
+		if err := m.store.Delete(ctx, key); err != nil {
+			return ended, fmt.Errorf("%w: delete session: %w", ErrStoreUnavailable, err)
+		}
+		m.watches.endKey(key)
+		ended = append(ended, key)
+		key = Key{}
+	}
 }
 
 // RevokeUser ends every session of userID at once, on every node and in

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -349,32 +348,6 @@ func TestWatchEndsWithTheSession(t *testing.T) {
 	})
 }
 
-// renewingStore renews the session named by key once, under a new key with
-// the same handle, just before its first Delete: a renewal landing between
-// RevokeDevice's List and its Delete.
-type renewingStore struct {
-	cloakroom.Store
-	t    *testing.T
-	key  cloakroom.Key
-	once sync.Once
-}
-
-func (s *renewingStore) Delete(ctx context.Context, key cloakroom.Key) error {
-	s.once.Do(func() {
-		rec, found, err := s.Store.Find(ctx, s.key)
-		if err != nil || !found {
-			s.t.Errorf("Find before the renewal: %v, %v", found, err)
-			return
-		}
-		next := rec
-		next.Key, next.Version = storetest.NewRecord("", rec.CreatedAt).Key, 1
-		if _, err := s.Store.Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next}); err != nil {
-			s.t.Errorf("renewal: %v", err)
-		}
-	})
-	return s.Store.Delete(ctx, key)
-}
-
 // Revoking a device by handle ends it even when a renewal of it (same
 // handle, new key) lands between the lookup and the delete.
 func TestRevokeDeviceOutlivesARacingRenewal(t *testing.T) {
@@ -382,14 +355,16 @@ func TestRevokeDeviceOutlivesARacingRenewal(t *testing.T) {
 	clock := storetest.NewClock(storetest.Start)
 	ms := memstore.New(memstore.Config{Now: clock.Now})
 	defer ms.Close()
-	store := &renewingStore{Store: ms, t: t}
+	store := &renewingStore{Store: ms, t: t, user: "alice"}
 	m := watchManager(t, store, clock)
 	loginThrough(t, m, "alice")
 	recs, err := ms.List(ctx, "alice")
 	if err != nil || len(recs) != 1 {
 		t.Fatalf("List: %d sessions, %v", len(recs), err)
 	}
-	store.key = recs[0].Key
+	store.mu.Lock()
+	store.handle, store.renewals = recs[0].Handle, 1
+	store.mu.Unlock()
 	if err := m.RevokeDevice(ctx, "alice", recs[0].Handle); err != nil {
 		t.Fatal(err)
 	}

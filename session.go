@@ -468,6 +468,13 @@ func (s *Session) renewLocked(ctx context.Context, bump bool, op string) error {
 // again, and expires the cookie with Clear-Site-Data. The cookie is expired
 // even when the store fails; the error then says the server-side session may
 // still exist.
+//
+// A logged-in session is ended by its handle, which its rotations keep: if
+// another request of the session renewed it (Renew, RevokeOthers) while
+// this one waited, the renewed session and its Watch streams end too. An
+// anonymous session has no user to list its sessions by, so only the key
+// this request presented is deleted: a renewal of it racing the logout
+// survives, holding the values but no identity, until it expires.
 func (s *Session) Logout(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -479,11 +486,23 @@ func (s *Session) Logout(ctx context.Context) error {
 		return s.err
 	}
 	s.live = false
-	if err := s.m.store.Delete(ctx, s.rec.Key); err != nil {
-		return s.storeErr("logout", err)
+	ended, err := s.m.endHandle(ctx, s.rec.UserID, s.rec.Handle, s.rec.Key)
+	if len(ended) > 0 {
+		// The line names the session this request presented (its Ref);
+		// renewals of it ended with it are listed after.
+		attrs := []any{"user", s.rec.UserID, "session", s.rec.Key.Short()}
+		if len(ended) > 1 {
+			renewed := make([]string, 0, len(ended)-1)
+			for _, k := range ended[1:] {
+				renewed = append(renewed, k.Short())
+			}
+			attrs = append(attrs, "renewed", renewed)
+		}
+		s.m.logger.InfoContext(ctx, "logout", attrs...)
 	}
-	s.m.watches.endKey(s.rec.Key)
-	s.m.logger.InfoContext(ctx, "logout", "user", s.rec.UserID, "session", s.rec.Key.Short())
+	if err != nil {
+		return fmt.Errorf("logout: %w", err)
+	}
 	return nil
 }
 

@@ -1,0 +1,219 @@
+package cloakroom_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/storetest"
+)
+
+// logBuffer collects a logger's text output from several goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// line returns the first logged line with msg, or "".
+func (b *logBuffer) line(msg string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for l := range strings.Lines(b.buf.String()) {
+		if strings.Contains(l, "msg="+msg+" ") {
+			return l
+		}
+	}
+	return ""
+}
+
+func ref(t *testing.T, token string) string {
+	t.Helper()
+	key, ok := cloakroom.ParseToken(token)
+	if !ok {
+		t.Fatalf("malformed token %q", token)
+	}
+	return key.Short()
+}
+
+// A logout ends its session even when another request of the same session
+// rotated its token (same handle, new key) while the logout was parked
+// after loading it: the renewed session and its streams end too, and the
+// audit line names the session the logout presented.
+func TestLogoutOutlivesARacingRotation(t *testing.T) {
+	rotations := map[string]string{"Renew": "/renew", "RevokeOthers": "/revoke-others"}
+	for name, path := range rotations {
+		t.Run(name, func(t *testing.T) {
+			logs := &logBuffer{}
+			a := newApp(t, func(c *cloakroom.Config) {
+				c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+				// No backstop re-check: only the logout itself can end the
+				// renewed session's stream.
+				c.RecheckInterval = time.Hour
+			})
+			t.Cleanup(func() { a.m.Close() })
+			token := a.login("alice")
+			other := a.login("alice") // another device
+			var logoutRef string
+			release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
+				err := s.Logout(ctx)
+				logoutRef = s.Ref()
+				return err
+			})
+			// The same session rotates, in a request that completes
+			// while the logout waits.
+			w := a.do("POST", path, token)
+			renewed := sessionCookie(w)
+			if w.Code != 200 || renewed == nil || renewed.Value == "" {
+				t.Fatalf("%s: status %d, cookie %v", path, w.Code, renewed)
+			}
+			stream := watchFor(t, a.m, renewed.Value)
+			if stream.Err() != nil {
+				t.Fatal("the renewed session's watch ended before the logout")
+			}
+
+			lw := release()
+			if c := sessionCookie(lw); lw.Code != 200 || c == nil || c.MaxAge >= 0 {
+				t.Fatalf("logout: status %d, cookie %q", lw.Code, lw.Header().Get("Set-Cookie"))
+			}
+			if got := a.whoami(renewed.Value); got != "user=" {
+				t.Fatalf("renewed token after the logout: %q, want no user", got)
+			}
+			// Logout ends the watches of what it deleted before it returns.
+			if stream.Err() == nil {
+				t.Fatal("the renewed session's watch outlived the logout")
+			}
+			wantOthers := 1 // the other device, untouched by a logout
+			if name == "RevokeOthers" {
+				wantOthers = 0 // revoked by the rotation itself
+			}
+			if n := a.liveSessions("alice"); n != wantOthers {
+				t.Fatalf("%d live sessions after the logout, want %d", n, wantOthers)
+			}
+			if name == "Renew" {
+				if got := a.whoami(other); got != "user=alice" {
+					t.Fatalf("other device after the logout: %q", got)
+				}
+			}
+
+			if logoutRef != ref(t, token) {
+				t.Errorf("Ref after logout = %q, want the presented session's %q", logoutRef, ref(t, token))
+			}
+			line := logs.line("logout")
+			if !strings.Contains(line, "session="+ref(t, token)) || !strings.Contains(line, ref(t, renewed.Value)) {
+				t.Errorf("logout audit line %q: want session=%s and the renewed %s", line, ref(t, token), ref(t, renewed.Value))
+			}
+		})
+	}
+}
+
+// renewingStore renews the session with handle under a new key (a
+// rotation that keeps the handle) just before each of its first renewals
+// Deletes: renewals landing between a look-up and a delete.
+type renewingStore struct {
+	cloakroom.Store
+	t        *testing.T
+	user     string
+	handle   string
+	mu       sync.Mutex
+	renewals int
+}
+
+func (s *renewingStore) Delete(ctx context.Context, key cloakroom.Key) error {
+	s.mu.Lock()
+	renew := s.renewals > 0 && s.handle != ""
+	if renew {
+		s.renewals--
+	}
+	s.mu.Unlock()
+	if renew {
+		s.renew(ctx)
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+func (s *renewingStore) renew(ctx context.Context) {
+	recs, err := s.Store.List(ctx, s.user)
+	if err != nil {
+		s.t.Errorf("List before the renewal: %v", err)
+		return
+	}
+	for _, rec := range recs {
+		if rec.Handle != s.handle {
+			continue
+		}
+		next := rec
+		next.Key, next.Version = storetest.NewRecord("", rec.CreatedAt).Key, 1
+		if _, err := s.Store.Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next}); err != nil {
+			s.t.Errorf("renewal: %v", err)
+		}
+		return
+	}
+	s.t.Errorf("no session %q to renew", s.handle)
+}
+
+// logoutThrough logs token's session out in m and returns Logout's error.
+func logoutThrough(t *testing.T, m *cloakroom.Manager, token string) error {
+	t.Helper()
+	var err error
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err = m.Session(r).Logout(r.Context())
+	}))
+	r := httptest.NewRequest("POST", "/logout", nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	return err
+}
+
+// A logout keeps looking while renewals keep landing between its look-up
+// and its delete, and gives up with an error, not a false success, when
+// they never stop.
+func TestLogoutLooksAgainAfterEachDelete(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		renewals int
+		wantErr  bool
+	}{{renewals: 1}, {renewals: 3}, {renewals: 1000, wantErr: true}} {
+		clock := storetest.NewClock(storetest.Start)
+		ms := memstore.New(memstore.Config{Now: clock.Now})
+		defer ms.Close()
+		store := &renewingStore{Store: ms, t: t, user: "alice"}
+		m := watchManager(t, store, clock)
+		token := loginThrough(t, m, "alice")
+		recs, err := ms.List(ctx, "alice")
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("List: %d sessions, %v", len(recs), err)
+		}
+		store.mu.Lock()
+		store.handle, store.renewals = recs[0].Handle, tc.renewals
+		store.mu.Unlock()
+		err = logoutThrough(t, m, token)
+		if tc.wantErr {
+			if !errors.Is(err, cloakroom.ErrStoreUnavailable) {
+				t.Fatalf("logout against endless renewals: %v, want ErrStoreUnavailable", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("logout with %d racing renewals: %v", tc.renewals, err)
+		}
+		if recs, err := ms.List(ctx, "alice"); err != nil || len(recs) != 0 {
+			t.Fatalf("after logout with %d racing renewals: %d live sessions (%v), want 0", tc.renewals, len(recs), err)
+		}
+	}
+}
