@@ -394,7 +394,13 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		c.page(w, r, http.StatusForbidden, fmt.Sprintf("Your %s account (%s) is not allowed to use this application. Sign in with another account, or ask an administrator for access.", p.cfg.DisplayName, id.display()))
 		return
 	}
-	if err := c.startSession(ctx, r, p, id, tok); err != nil {
+	deadline := time.Unix(st.Created, 0).Add(c.cfg.StateTTL + c.cfg.ClockSkew)
+	if err := c.startSession(ctx, r, p, id, tok, deadline); err != nil {
+		if errors.Is(err, errLoggedOutDuringLogin) || errors.Is(err, errLoginTooSlow) {
+			audit(outcomeRefused, err.Error(), slog.String("user", id.User))
+			c.page(w, r, http.StatusUnauthorized, "You were signed out at "+p.cfg.DisplayName+" while signing in here, or the sign-in took too long. Start the sign-in again.")
+			return
+		}
 		audit(outcomeError, "session not created", slog.String("error", err.Error()))
 		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
 		return
@@ -483,9 +489,10 @@ func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token
 	}
 	// Without auth_time the login time counts: the provider has just
 	// authenticated the user or reused its session, which is no older.
-	authTime := c.now()
+	authTime, authenticated := c.now(), idt.IssuedAt
 	if at, ok := numericClaim(claims["auth_time"]); ok {
 		authTime = time.Unix(at, 0)
+		authenticated = authTime
 	} else if st.HasMaxAge {
 		return identity{}, errors.New("max_age was requested but the id token has no auth_time")
 	}
@@ -517,6 +524,7 @@ func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token
 	id.Subject = idt.Subject
 	id.SID, _ = claims["sid"].(string)
 	id.AuthTime = authTime
+	id.Authenticated = authenticated
 	id.IDToken = raw
 	return id, nil
 }

@@ -14,7 +14,9 @@
 //     to a user, applies the access rules and starts a cloakroom session.
 //   - POST {auth}/backchannel-logout/{provider}: OpenID Connect
 //     Back-Channel Logout 1.0; ends the sessions matching the logout
-//     token's sid, or every session of its sub, on every node.
+//     token's sid, or every session of its sub, on every node. A
+//     tombstone of the logout makes a login still in flight when it came
+//     end its session before the browser gets the cookie.
 //
 // Provider tokens (access, refresh, ID) are sealed with AES-GCM (see
 // [Sealer]) and kept in the session store, in a record named by a random

@@ -25,6 +25,9 @@ type identity struct {
 	Name          string
 	Groups        []string
 	AuthTime      time.Time
+	// Authenticated is when the provider authenticated the user, by its
+	// own clock: auth_time, else the ID token's iat.
+	Authenticated time.Time
 	IDToken       string
 	claims        map[string]any
 }

@@ -46,19 +46,9 @@ func (c *Client) index(ctx context.Context, p *provider, id identity, handle, re
 }
 
 func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, ttl time.Duration) error {
-	key := recordKey(kind, id)
-	aad := []byte(aadIndex + kind + "/" + id)
-	for range 8 {
-		rec, found, err := c.records.find(ctx, key)
-		if err != nil {
-			return err
-		}
+	return c.upsert(ctx, kind, id, ttl, func(prev []byte) []byte {
 		var entries []indexEntry
-		if found {
-			if plain, err := c.cfg.Sealer.Open(string(rec.Data), aad); err == nil {
-				_ = json.Unmarshal(plain, &entries) // unreadable: start over
-			}
-		}
+		_ = json.Unmarshal(prev, &entries) // absent or unreadable: start over
 		if kind == kindSub {
 			entries = entries[:0] // one user per sub
 		}
@@ -66,10 +56,29 @@ func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, 
 		if len(entries) > maxSessionsOfSID {
 			entries = entries[len(entries)-maxSessionsOfSID:]
 		}
-		plain, _ := json.Marshal(entries)
-		data := []byte(c.cfg.Sealer.Seal(plain, aad))
+		plain, _ := json.Marshal(entries) // strings always encode
+		return plain
+	})
+}
+
+// upsert replaces the sealed record of kind and id by merge of its
+// current content (nil when there is none, or it does not open), creating
+// it if absent. The record lives at least ttl from now.
+func (c *Client) upsert(ctx context.Context, kind, id string, ttl time.Duration, merge func(prev []byte) []byte) error {
+	key := recordKey(kind, id)
+	aad := []byte(aadIndex + kind + "/" + id)
+	for range 8 {
+		rec, found, err := c.records.find(ctx, key)
+		if err != nil {
+			return err
+		}
+		var prev []byte
 		if found {
-			// Keep the later deadline of the two sessions.
+			prev, _ = c.cfg.Sealer.Open(string(rec.Data), aad)
+		}
+		data := []byte(c.cfg.Sealer.Seal(merge(prev), aad))
+		if found {
+			// Keep the later of the two deadlines.
 			if now := c.now(); rec.AbsoluteDeadline.Before(now.Add(ttl)) {
 				rec.AbsoluteDeadline = now.Add(ttl)
 			}
@@ -81,20 +90,101 @@ func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, 
 			return err
 		}
 	}
-	return fmt.Errorf("index %s: still conflicting", kind)
+	return fmt.Errorf("%s record: still conflicting", kind)
 }
 
 func (c *Client) readIndex(ctx context.Context, kind, id string) ([]indexEntry, error) {
+	var entries []indexEntry
+	plain, err := c.readSealed(ctx, kind, id)
+	if err != nil || plain == nil {
+		return nil, err
+	}
+	return entries, json.Unmarshal(plain, &entries)
+}
+
+// readSealed opens the record of kind and id: nil when there is none.
+func (c *Client) readSealed(ctx context.Context, kind, id string) ([]byte, error) {
 	rec, found, err := c.records.find(ctx, recordKey(kind, id))
 	if err != nil || !found {
 		return nil, err
 	}
 	plain, err := c.cfg.Sealer.Open(string(rec.Data), []byte(aadIndex+kind+"/"+id))
 	if err != nil {
-		return nil, fmt.Errorf("index does not open: %w", err)
+		return nil, fmt.Errorf("%s record does not open: %w", kind, err)
 	}
-	var entries []indexEntry
-	return entries, json.Unmarshal(plain, &entries)
+	return plain, nil
+}
+
+// tombstone is a back-channel logout remembered for the logins that were
+// in flight when it came: their sessions were not indexed yet, so it could
+// not find them.
+type tombstone struct {
+	Sub string `json:"s,omitempty"` // the logout token's sub, if any (sid tombstones)
+	IAT int64  `json:"t"`           // the logout token's iat, unix seconds (sub tombstones)
+}
+
+// tombstoneTTL bounds how long a logout is remembered. A login checks the
+// tombstones at its end, and ends no later than its pre-login state's
+// lifetime plus the clock skew after it started (see loginDeadline); a
+// logout that concerns it comes after it started, give or take the skew
+// on either clock, and may be delivered LogoutTokenMaxAge late.
+func (c *Client) tombstoneTTL() time.Duration {
+	return c.cfg.StateTTL + c.cfg.LogoutTokenMaxAge + 3*c.cfg.ClockSkew
+}
+
+// recordLogout leaves the tombstone of a logout token: under its sid when
+// it has one, else under its sub with the latest iat.
+func (c *Client) recordLogout(ctx context.Context, p *provider, lt logoutToken) error {
+	if lt.SessionID != "" {
+		plain, _ := json.Marshal(tombstone{Sub: lt.Subject, IAT: lt.IssuedAt.Unix()})
+		return c.upsert(ctx, kindEndedSID, indexID(p.cfg.Name, lt.SessionID), c.tombstoneTTL(), func([]byte) []byte { return plain })
+	}
+	return c.upsert(ctx, kindEndedSub, indexID(p.cfg.Name, lt.Subject), c.tombstoneTTL(), func(prev []byte) []byte {
+		var t tombstone
+		_ = json.Unmarshal(prev, &t)
+		t.IAT = max(t.IAT, lt.IssuedAt.Unix())
+		plain, _ := json.Marshal(t)
+		return plain
+	})
+}
+
+// Why a login is refused at its end.
+var (
+	errLoggedOutDuringLogin = errors.New("the provider logged the session out during the login")
+	errLoginTooSlow         = errors.New("the login took longer than its pre-login state may live")
+)
+
+// loggedOutDuringLogin runs at the end of a login, after its session was
+// indexed: it returns errLoggedOutDuringLogin if a back-channel logout of
+// its sid, or of its sub after the provider authenticated the user, was
+// recorded. A logout that came before the index was written left its
+// tombstone first; one that came after found the index. The login must
+// also end before deadline, which bounds how long tombstones are needed.
+func (c *Client) loggedOutDuringLogin(ctx context.Context, p *provider, id identity, deadline time.Time) error {
+	if id.SID != "" {
+		plain, err := c.readSealed(ctx, kindEndedSID, indexID(p.cfg.Name, id.SID))
+		if err != nil {
+			return err
+		}
+		var t tombstone
+		if plain != nil && (json.Unmarshal(plain, &t) != nil || t.Sub == "" || t.Sub == id.Subject) {
+			return errLoggedOutDuringLogin
+		}
+	}
+	plain, err := c.readSealed(ctx, kindEndedSub, indexID(p.cfg.Name, id.Subject))
+	if err != nil {
+		return err
+	}
+	var t tombstone
+	// The logout ended every provider session of the sub that existed
+	// when it was issued; an authentication no later than that was one.
+	if plain != nil && (json.Unmarshal(plain, &t) != nil || !id.Authenticated.After(time.Unix(t.IAT, 0))) {
+		return errLoggedOutDuringLogin
+	}
+	if c.now().After(deadline) {
+		return errLoginTooSlow
+	}
+	return nil
 }
 
 // errBadLogout is a logout request to refuse with 400.
@@ -144,6 +234,14 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
 		return
 	}
+	// The tombstone first: a login whose session is not indexed yet sees it
+	// at its end (see loggedOutDuringLogin).
+	if err := c.recordLogout(ctx, p, lt); err != nil {
+		_ = c.records.delete(context.WithoutCancel(ctx), jtiKey)
+		audit(outcomeError, err.Error())
+		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		return
+	}
 	ended, err := c.endSessions(ctx, p, lt.SessionID, lt.Subject)
 	if err != nil {
 		// Let the provider retry with the same token.
@@ -175,6 +273,7 @@ func readLogoutToken(w http.ResponseWriter, r *http.Request) (string, error) {
 // logoutToken is what a verified logout token says.
 type logoutToken struct {
 	TokenID, Subject, SessionID string
+	IssuedAt                    time.Time
 }
 
 // verifyLogoutToken checks signature, iss, aud, exp, the events claim, the
@@ -205,7 +304,7 @@ func (c *Client) verifyLogoutToken(ctx context.Context, p *provider, raw string)
 	case len(lt.TokenID) > maxClaimValue:
 		return logoutToken{}, fmt.Errorf("%w: jti too long", errBadLogout)
 	}
-	return logoutToken{TokenID: lt.TokenID, Subject: lt.Subject, SessionID: lt.SessionID}, nil
+	return logoutToken{TokenID: lt.TokenID, Subject: lt.Subject, SessionID: lt.SessionID, IssuedAt: lt.IssuedAt}, nil
 }
 
 // jwtType reads the typ header of a compact JWS. The signature is checked

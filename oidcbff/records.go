@@ -17,6 +17,9 @@ const (
 	kindSID    = "sid"    // provider session ID -> the sessions it started
 	kindSub    = "sub"    // provider subject -> user ID (when UserClaim is not sub)
 	kindJTI    = "jti"    // back-channel logout token IDs already used
+	// Back-channel logouts remembered for the logins in flight (tombstones).
+	kindEndedSID = "ended-sid" // provider session ID -> its logout
+	kindEndedSub = "ended-sub" // provider subject -> its latest logout
 )
 
 // recordKey names an auxiliary record. The hash input is always longer than

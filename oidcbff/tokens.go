@@ -80,8 +80,11 @@ func (c *Client) openTokens(data []byte, ref string) (tokenSet, error) {
 }
 
 // startSession stores the tokens, then logs the user in and records the
-// identity in the session values.
-func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token) error {
+// identity in the session values, indexes the session for back-channel
+// logout, and checks that no such logout came meanwhile. The session's
+// cookie reaches the browser only when this returns nil; on an error after
+// the login the session is ended again.
+func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token, deadline time.Time) error {
 	ref := randomID()
 	ts := tokenSet{
 		Provider: p.cfg.Name, Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: id.IDToken,
@@ -117,10 +120,22 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 		c.cache.drop(previous)
 		_ = c.records.delete(ctx, recordKey(kindTokens, previous)) // it died with the old session
 	}
-	// The indexes let a back-channel logout find this session; a failure
-	// there is logged, not fatal: logout by sub still works.
-	if err := c.index(ctx, p, id, s.Handle(), ref, ttl); err != nil {
-		c.log.LogAttrs(ctx, slog.LevelWarn, "oidc logout index not updated", slog.String("provider", p.cfg.Name), slog.String("error", err.Error()))
+	// The index lets a back-channel logout find this session, and the
+	// tombstones tell of one that came before the index: without both
+	// the provider could not end it, so either failing ends the login.
+	err := c.index(ctx, p, id, s.Handle(), ref, ttl)
+	if err == nil {
+		err = c.loggedOutDuringLogin(ctx, p, id, deadline)
+	}
+	if err != nil {
+		wctx := context.WithoutCancel(ctx)
+		if lerr := s.Logout(wctx); lerr != nil {
+			// The cookie is not sent either way; the record expires.
+			c.log.LogAttrs(ctx, slog.LevelWarn, "oidc session not ended after a failed login", slog.String("error", lerr.Error()))
+		}
+		c.cache.drop(ref)
+		_ = c.records.delete(wctx, key)
+		return err
 	}
 	return nil
 }
