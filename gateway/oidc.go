@@ -24,8 +24,8 @@ func (g *Gateway) providerLinks(returnTo string) []oidcbff.ProviderLink {
 
 // withStepUp refuses requests of a logged-in session under a step-up
 // prefix (an API route or an account action such as /auth/sessions/) when
-// its login is too old: 401 JSON with the login URL for script, a redirect
-// for navigations. Requests without a session go on to their handler,
+// its login is too old: 403 reauth_required with the login URL for script,
+// a redirect for navigations. Requests without a session go on to their handler,
 // which answers them as usual.
 func (g *Gateway) withStepUp(next http.Handler) http.Handler {
 	if g.cfg.OIDC == nil {
@@ -47,9 +47,7 @@ func (g *Gateway) reauthenticate(w http.ResponseWriter, r *http.Request, login s
 		seeOther(w, login)
 		return
 	}
-	writeJSON(w, http.StatusUnauthorized, map[string]string{
-		"error": "reauthentication_required", "message": "Log in again to continue.", "login_url": login,
-	})
+	reauthRequired(w, "Log in again to continue.", "login_url", login)
 }
 
 // providerReauth answers a sensitive action of a session from an OpenID
@@ -65,9 +63,7 @@ func (g *Gateway) providerReauth(w http.ResponseWriter, s *cloakroom.Session, pa
 	case page:
 		seeOther(w, login)
 	default:
-		writeJSON(w, http.StatusForbidden, map[string]string{
-			"error": "reauth_required", "message": "Sign in again at your identity provider to do this.", "login_url": login,
-		})
+		reauthRequired(w, "Sign in again at your identity provider to do this.", "login_url", login)
 	}
 	return true
 }

@@ -102,7 +102,7 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 	if handle != s.Handle() && !g.recentAuth(s) {
 		// Ending another device is a step-up action (ASVS 7.5.2).
 		if !g.providerReauth(w, s, false, "") {
-			reauthRequired(w, g.auth)
+			passwordReauthRequired(w, g.auth)
 		}
 		return
 	}
@@ -131,7 +131,7 @@ func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	if !g.recentAuth(s) {
 		if !g.providerReauth(w, s, false, "") {
-			reauthRequired(w, g.auth)
+			passwordReauthRequired(w, g.auth)
 		}
 		return
 	}

@@ -43,13 +43,20 @@ func (g *Gateway) markAuthenticated(s *cloakroom.Session) {
 	s.PutTime(authTimeKey, g.cfg.Now().UTC())
 }
 
-// reauthRequired answers a sensitive request whose session is not fresh.
-func reauthRequired(w http.ResponseWriter, auth string) {
-	writeJSON(w, http.StatusForbidden, map[string]string{
-		"error":      "reauth_required",
-		"message":    "Enter your password again to do this.",
-		"reauth_url": auth + "/reauth",
-	})
+// reauthRequired answers a script's sensitive request whose session is
+// valid but whose login is too old (step-up): 403 reauth_required with
+// message and where to prove who the user is, under key ("reauth_url" for
+// the password re-entry, "login_url" for a new login). Every step-up answers
+// this way. Not 401: the user is authenticated, and a client that treats
+// 401 as "logged out" must not drop a live session (see docs/endpoints.md).
+func reauthRequired(w http.ResponseWriter, message, key, url string) {
+	writeJSON(w, http.StatusForbidden, map[string]string{"error": "reauth_required", "message": message, key: url})
+}
+
+// passwordReauthRequired asks a local account's session to re-enter its
+// password at POST {auth}/reauth.
+func passwordReauthRequired(w http.ResponseWriter, auth string) {
+	reauthRequired(w, "Enter your password again to do this.", "reauth_url", auth+"/reauth")
 }
 
 // checkPassword checks the logged-in user's password for a step-up, with

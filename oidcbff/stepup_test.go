@@ -39,8 +39,9 @@ func TestStepUp(t *testing.T) {
 	mp.fastForward(11 * time.Minute) // its tokens expire by the same clock
 	r := b.fetch(http.MethodGet, "/admin/users")
 	want := "/auth/login/mock?max_age=600&prompt=login"
-	if r.Status != http.StatusUnauthorized || r.json(t)["error"] != "reauthentication_required" || r.json(t)["login_url"] != want {
-		t.Fatalf("stale login: %d %s", r.Status, r.Text)
+	// 403 like every step-up: the session is valid, its login too old.
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" || r.json(t)["login_url"] != want {
+		t.Fatalf("stale login: %d %s, want 403 reauth_required", r.Status, r.Text)
 	}
 	if nav := b.get("/admin/users"); nav.Status != http.StatusSeeOther || nav.Header.Get("Location") != want {
 		t.Fatalf("stale login, navigation: %d %q", nav.Status, nav.Header.Get("Location"))
@@ -49,7 +50,7 @@ func TestStepUp(t *testing.T) {
 		t.Fatalf("other routes need no step-up: %d", r.Status)
 	}
 	// An account action under a step-up prefix: refused before it acts.
-	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusUnauthorized || r.json(t)["login_url"] != want {
+	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" || r.json(t)["login_url"] != want {
 		t.Fatalf("stale login, account action: %d %s", r.Status, r.Text)
 	}
 

@@ -36,6 +36,18 @@ async function isCSRFRefusal(res) {
   }
 }
 
+// reauthLoginURL returns where to log in again when a 403 is the gateway's
+// step-up (a login too old for this route), or "" otherwise.
+async function reauthLoginURL(res) {
+  if (res.status !== 403) return "";
+  try {
+    const data = await res.clone().json();
+    return data && data.error === "reauth_required" && typeof data.login_url === "string" ? data.login_url : "";
+  } catch (_) {
+    return "";
+  }
+}
+
 // api sends a same-origin request; unsafe methods carry the CSRF token. A
 // stale token is replaced once with a fresh one from /auth/session, and the
 // user is told why.
@@ -53,6 +65,11 @@ async function api(method, path, body, retried) {
   if (res.status === 401) {
     goToLogin();
     throw new Error("not logged in");
+  }
+  const reauth = await reauthLoginURL(res);
+  if (reauth !== "" && new URL(reauth, window.location.origin).origin === window.location.origin) {
+    window.location.assign(reauth);
+    throw new Error("log in again");
   }
   if (!retried && headers["X-CSRF-Token"] !== undefined && await isCSRFRefusal(res)) {
     if (!(await loadSession())) throw new Error("not logged in");
