@@ -217,3 +217,66 @@ func TestLogoutLooksAgainAfterEachDelete(t *testing.T) {
 		}
 	}
 }
+
+// A value change saved by a request parked while another request of the
+// same session rotated it (same handle, new key) lands on the renewed
+// session instead of being dropped while the session lives on: a removal
+// that takes a privilege away is not undone by a renewal. A session that
+// really ended meanwhile still drops the change.
+func TestValueChangeOutlivesARacingRotation(t *testing.T) {
+	rotations := map[string]string{"Renew": "/renew", "RevokeOthers": "/revoke-others"}
+	for name, path := range rotations {
+		t.Run(name, func(t *testing.T) {
+			a := newApp(t, nil)
+			token := a.login("alice")
+			if w := a.do("POST", "/put?k=elevated&v=yes", token); w.Code != 200 {
+				t.Fatalf("put: %d", w.Code)
+			}
+			release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
+				s.Remove("elevated")
+				s.Put("seen", "1")
+				return nil
+			})
+			w := a.do("POST", path, token)
+			renewed := sessionCookie(w)
+			if w.Code != 200 || renewed == nil || renewed.Value == "" {
+				t.Fatalf("%s: status %d, cookie %v", path, w.Code, renewed)
+			}
+			pw := release()
+			if pw.Code != 200 {
+				t.Fatalf("parked change: status %d", pw.Code)
+			}
+			// The browser keeps the renewed cookie it has been sent.
+			if c := sessionCookie(pw); c != nil {
+				t.Errorf("parked change set cookie %q, want none", pw.Header().Get("Set-Cookie"))
+			}
+			if got := a.do("GET", "/get?k=elevated", renewed.Value).Body.String(); got != "" {
+				t.Errorf("renewed session still has elevated=%q after its removal", got)
+			}
+			if got := a.do("GET", "/get?k=seen", renewed.Value).Body.String(); got != "1" {
+				t.Errorf("renewed session: seen=%q, want the parked request's 1", got)
+			}
+			if got := a.whoami(renewed.Value); got != "user=alice" {
+				t.Errorf("renewed session after the change: %q", got)
+			}
+		})
+	}
+	t.Run("logout", func(t *testing.T) {
+		a := newApp(t, nil)
+		token := a.login("alice")
+		release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
+			s.Put("seen", "1")
+			return nil
+		})
+		if w := a.do("POST", "/logout", token); w.Code != 200 {
+			t.Fatalf("logout: %d", w.Code)
+		}
+		pw := release()
+		if c := sessionCookie(pw); c == nil || c.MaxAge >= 0 {
+			t.Errorf("change to a logged-out session: cookie %q, want it expired", pw.Header().Get("Set-Cookie"))
+		}
+		if n := a.liveSessions("alice"); n != 0 {
+			t.Fatalf("%d live sessions after the logout, want 0", n)
+		}
+	})
+}

@@ -388,18 +388,14 @@ func (m *Manager) endHandle(ctx context.Context, userID, handle string, known Ke
 	key := known
 	for {
 		if key == (Key{}) {
-			if userID == "" || handle == "" {
-				return ended, nil
-			}
-			recs, err := m.store.List(ctx, userID)
+			rec, found, err := m.byHandle(ctx, userID, handle)
 			if err != nil {
 				return ended, fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
 			}
-			i := slices.IndexFunc(recs, func(r Record) bool { return r.Handle == handle })
-			if i < 0 {
+			if !found {
 				return ended, nil
 			}
-			key = recs[i].Key
+			key = rec.Key
 		}
 		if len(ended) == maxCommitAttempts {
 			return ended, fmt.Errorf("%w: session %q still renewed after %d deletes", ErrStoreUnavailable, handle, maxCommitAttempts)
@@ -411,6 +407,23 @@ func (m *Manager) endHandle(ctx context.Context, userID, handle string, known Ke
 		ended = append(ended, key)
 		key = Key{}
 	}
+}
+
+// byHandle returns userID's live session with handle, under whatever key
+// rotations have given it.
+func (m *Manager) byHandle(ctx context.Context, userID, handle string) (Record, bool, error) {
+	if userID == "" || handle == "" {
+		return Record{}, false, nil // anonymous sessions cannot be listed
+	}
+	recs, err := m.store.List(ctx, userID)
+	if err != nil {
+		return Record{}, false, err
+	}
+	i := slices.IndexFunc(recs, func(r Record) bool { return r.Handle == handle })
+	if i < 0 {
+		return Record{}, false, nil
+	}
+	return recs[i], true, nil
 }
 
 // RevokeUser ends every session of userID at once, on every node and in

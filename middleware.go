@@ -315,7 +315,8 @@ func (s *Session) createAnonymousLocked(ctx context.Context) error {
 // commitChangesLocked saves value changes with optimistic concurrency: on a
 // version conflict it reloads the session and re-applies this request's
 // changes on top, so concurrent requests that set different keys keep both
-// writes; for the same key the last to save wins.
+// writes; for the same key the last to save wins. A session another
+// request rotated meanwhile is reloaded under its new key, by its handle.
 func (s *Session) commitChangesLocked(ctx context.Context) error {
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		rec := s.rec
@@ -327,19 +328,23 @@ func (s *Session) commitChangesLocked(ctx context.Context) error {
 		case err == nil:
 			s.rec, s.changes = rec, nil
 			return nil
-		case errors.Is(err, ErrNotFound):
-			// Logged out or revoked meanwhile: the changes belong to a dead
-			// session and are dropped; the browser drops its cookie.
-			s.live, s.destroyed, s.issued, s.changes = false, true, false, nil
-			return nil
-		case !errors.Is(err, ErrConflict):
+		case !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound):
 			return s.storeErr("save session", err)
 		}
+		// Another request wrote the session, or rotated it (Renew,
+		// RevokeOthers: same handle, new key): the changes go on top of
+		// the session as it is now. The rotating response carries the
+		// new cookie, so this one leaves the browser's cookie alone.
 		fresh, found, err := s.m.store.Find(ctx, s.rec.Key)
+		if err == nil && !found {
+			fresh, found, err = s.m.byHandle(ctx, s.rec.UserID, s.rec.Handle)
+		}
 		if err != nil {
 			return s.storeErr("reload session", err)
 		}
 		if !found {
+			// Logged out or revoked meanwhile: the changes belong to a dead
+			// session and are dropped; the browser drops its cookie.
 			s.live, s.destroyed, s.issued, s.changes = false, true, false, nil
 			return nil
 		}
