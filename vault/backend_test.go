@@ -32,6 +32,10 @@ type jwtBackend struct {
 	lastURL  string                  // the last request's URL
 	lastForm string                  // the last request's form body
 	tokens   []string                // every token issued
+
+	// answering, when set, runs in a login once the password was checked,
+	// before the answer is written: tests park the login there.
+	answering atomic.Pointer[func()]
 }
 
 type backendUser struct {
@@ -203,6 +207,9 @@ func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
 	if u == nil || u.password != req.User.Password {
 		writeJSON(w, 422, map[string]any{"errors": map[string]any{"email or password": []string{"is invalid"}}})
 		return
+	}
+	if f := b.answering.Load(); f != nil {
+		(*f)()
 	}
 	body := b.userJSON(u)
 	// The login answer is compressed, as many backends do.

@@ -12,7 +12,10 @@
 //     token is taken out of the body, a real cloakroom session is started
 //     for the user named by a claim of the token (read, not verified: it
 //     comes from our own upstream), and the token is kept in the session,
-//     sealed with AES-256-GCM ([Sealer]) and bound to that session.
+//     sealed with AES-256-GCM ([Sealer]) and bound to that session. A
+//     browser signed in as that user when the call started has the login
+//     pinned ([cloakroom.Manager.Pin]): a revocation of the user while the
+//     app checked the login makes the capture fail with 401.
 //   - Replace, never leak: the browser gets the body with the token
 //     replaced by a placeholder (or the field dropped). Every JSON response
 //     body and every response header of the route is also checked for the

@@ -64,6 +64,7 @@ type stackOptions struct {
 	keys    *seal.Keyring      // default a fresh key
 	backend *jwtBackend        // default a new one
 	route   func(*vault.Route) // adjusts the default route
+	manager func(*cloakroom.Config)
 }
 
 func testKeys(t testing.TB) *seal.Keyring {
@@ -115,7 +116,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	st.upstream = httptest.NewServer(st.backend)
 	t.Cleanup(st.upstream.Close)
 	var err error
-	st.manager, err = cloakroom.New(cloakroom.Config{Store: st.store, Logger: logger})
+	mcfg := cloakroom.Config{Store: st.store, Logger: logger}
+	if opts.manager != nil {
+		opts.manager(&mcfg)
+	}
+	st.manager, err = cloakroom.New(mcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

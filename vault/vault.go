@@ -146,6 +146,20 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 	if x.token != "" && (rt.AttachOnCookie || x.placeholderPresented(r.Header.Values(rt.Header))) {
 		x.attach = true
 	}
+	x.capture = rt.captureOf(r)
+	if x.capture != nil && s.LoggedIn() {
+		// The app checks the password during the call: pin the session's
+		// user now, so that a revocation meanwhile (logout everywhere on
+		// another device, an administrator) makes a login the answer
+		// starts for that user fail rather than outlive it. Which other
+		// user the answer may name is not known before it comes.
+		pin, err := v.sessions.Pin(ctx, s.UserID())
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
+			return
+		}
+		x.pin, x.pinned = pin, s.UserID()
+	}
 	if rt.hasLogout && x.live {
 		if _, pattern := rt.logout.Handler(r); pattern != "" {
 			// Ended before the call, so a failed upstream cannot keep it
@@ -218,8 +232,28 @@ type exchange struct {
 	token       string // the vaulted token, opened; "" without one
 	tokenBytes  []byte // the same, for the body checks
 	placeholder string
-	attach      bool // the token goes upstream with this call
+	attach      bool     // the token goes upstream with this call
+	capture     *Capture // the call is a configured capture request
+	pin         cloakroom.Pin
+	pinned      string // the user of pin, "" for none
 }
+
+// captureOf returns the capture configured for r, nil if none.
+func (rt *route) captureOf(r *http.Request) *Capture {
+	if !rt.captureMethods[r.Method] && !rt.captureMethods[""] {
+		return nil
+	}
+	if h, pattern := rt.capture.Handler(r); pattern != "" {
+		if i, ok := h.(captureIndex); ok {
+			return &rt.captures[i]
+		}
+	}
+	return nil
+}
+
+// errRevokedDuringLogin: the user's sessions were revoked while the app
+// checked the login that a capture would have started a session for.
+var errRevokedDuringLogin = errors.New("vault: the user's sessions were revoked during the login")
 
 // aad binds a sealed token to its route, its user and its session's
 // placeholder (random per login): copied into another session, it does
@@ -308,12 +342,8 @@ func (x *exchange) modifyResponse(res *http.Response) error {
 	}
 	ok2xx := res.StatusCode >= 200 && res.StatusCode < 300
 	var capture *Capture
-	if ok2xx && (rt.captureMethods[x.r.Method] || rt.captureMethods[""]) {
-		if h, pattern := rt.capture.Handler(x.r); pattern != "" {
-			if i, ok := h.(captureIndex); ok {
-				capture = &rt.captures[i]
-			}
-		}
+	if ok2xx {
+		capture = x.capture
 	}
 	var edits []edit
 	if capture != nil || (ok2xx && x.attach && x.live && containsAny(body, rt.keys)) {
@@ -322,6 +352,10 @@ func (x *exchange) modifyResponse(res *http.Response) error {
 			found = nil // not JSON after all: the leak guard below still runs
 		}
 		if edits, err = x.vaultTokens(ctx, body, found, capture); err != nil {
+			if errors.Is(err, errRevokedDuringLogin) {
+				replaceResponse(res, http.StatusUnauthorized, "unauthorized", "The sessions of this account were ended while signing in. Sign in again.")
+				return nil
+			}
 			replaceResponse(res, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
 			return nil
 		}
@@ -369,11 +403,20 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 		// Login replaces whatever session the browser had: a second
 		// login in the same browser never mixes two accounts.
 		placeholder = newPlaceholder()
-		err = x.s.Login(ctx, user, cloakroom.LoginOptions{Values: map[string]string{
+		opts := cloakroom.LoginOptions{Values: map[string]string{
 			keyRoute:       rt.Prefix,
 			keyPlaceholder: placeholder,
 			keyToken:       x.v.sealer.Seal([]byte(fresh), x.aad(user, placeholder)),
-		}})
+		}}
+		if x.pinned == user {
+			opts.Pin = x.pin
+		}
+		err = x.s.Login(ctx, user, opts)
+		if errors.Is(err, cloakroom.ErrNotLoggedIn) {
+			x.v.event(ctx, rt, eventRefused, "vault: capture refused: the user's sessions were revoked during the login",
+				slog.String("user", user), slog.String("path", x.r.URL.Path))
+			return nil, fmt.Errorf("%w: %w", errRevokedDuringLogin, err)
+		}
 		if err != nil {
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: start session", slog.String("user", user), slog.String("error", err.Error()))
 			return nil, err
