@@ -30,6 +30,11 @@ var (
 	// ErrConflict is returned by [Store.Update] when [Change.IfPasswordHash]
 	// no longer matches the stored hash.
 	ErrConflict = errors.New("accounts: password hash changed concurrently")
+	// ErrStoreUnavailable wraps every [Store] failure other than the
+	// answers its contract defines (ErrUserExists, ErrNoSuchUser,
+	// ErrConflict): the store could not be reached or did not answer. The
+	// store's own error is wrapped too.
+	ErrStoreUnavailable = errors.New("accounts: account store unavailable")
 	// ErrNoRevoker is returned by operations that must end the user's
 	// sessions when [Config.RevokeSessions] is nil.
 	ErrNoRevoker = errors.New("accounts: Config.RevokeSessions is not set")

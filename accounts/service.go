@@ -103,7 +103,7 @@ type Service struct {
 // documented on [Config]. It computes one password hash (about 20-70 ms) for
 // timing-safe answers about unknown users.
 func New(store Store, cfg Config) *Service {
-	s := &Service{store: store, cfg: cfg, now: cfg.Now, params: DefaultParams(), logger: cfg.Logger}
+	s := &Service{store: availability{store}, cfg: cfg, now: cfg.Now, params: DefaultParams(), logger: cfg.Logger}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -432,3 +432,31 @@ func testCheckPasswordHook(t *testing.T, store accounts.Store) {
 		t.Errorf("SetPassword with a listed password: %v", err)
 	}
 }
+
+// downStore fails every call, as a database that cannot be reached does.
+type downStore struct{ accounts.Store }
+
+var errDown = errors.New("connection refused")
+
+func (downStore) Get(context.Context, string) (accounts.Record, error) {
+	return accounts.Record{}, errDown
+}
+func (downStore) List(context.Context) ([]accounts.User, error) { return nil, errDown }
+
+// TestStoreFailureIsUnavailable: a store failure reaches the caller as
+// ErrStoreUnavailable (wrapping the store's error), so a gateway answers
+// 503; the store contract's own answers are not marked.
+func TestStoreFailureIsUnavailable(t *testing.T) {
+	svc := accounts.New(downStore{}, accounts.Config{})
+	if _, err := svc.List(t.Context()); !errors.Is(err, accounts.ErrStoreUnavailable) || !errors.Is(err, errDown) {
+		t.Errorf("List on a down store: %v, want ErrStoreUnavailable wrapping the cause", err)
+	}
+	if _, err := svc.SessionUserID(t.Context(), "alice"); !errors.Is(err, accounts.ErrStoreUnavailable) {
+		t.Errorf("SessionUserID on a down store: %v, want ErrStoreUnavailable", err)
+	}
+	mem := storeFactories[0].new(t)
+	svc = accounts.New(mem, accounts.Config{})
+	if _, err := svc.Get(t.Context(), "nobody"); !errors.Is(err, accounts.ErrNoSuchUser) || errors.Is(err, accounts.ErrStoreUnavailable) {
+		t.Errorf("Get of an unknown user: %v, want ErrNoSuchUser only", err)
+	}
+}

@@ -2,6 +2,8 @@ package accounts
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -55,4 +57,40 @@ type Store interface {
 	Update(ctx context.Context, name string, change Change) (User, error)
 	Delete(ctx context.Context, name string) error
 	List(ctx context.Context) ([]User, error)
+}
+
+// availability marks the failures of the Store it wraps with
+// ErrStoreUnavailable, so that callers of the [Service] can tell an outage
+// (503) from a bug without knowing the store.
+type availability struct{ store Store }
+
+func storeFailure(err error) error {
+	if err == nil || errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrUserExists) ||
+		errors.Is(err, ErrConflict) || errors.Is(err, ErrStoreUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+}
+
+func (a availability) Create(ctx context.Context, rec Record) error {
+	return storeFailure(a.store.Create(ctx, rec))
+}
+
+func (a availability) Get(ctx context.Context, name string) (Record, error) {
+	rec, err := a.store.Get(ctx, name)
+	return rec, storeFailure(err)
+}
+
+func (a availability) Update(ctx context.Context, name string, change Change) (User, error) {
+	u, err := a.store.Update(ctx, name, change)
+	return u, storeFailure(err)
+}
+
+func (a availability) Delete(ctx context.Context, name string) error {
+	return storeFailure(a.store.Delete(ctx, name))
+}
+
+func (a availability) List(ctx context.Context) ([]User, error) {
+	users, err := a.store.List(ctx)
+	return users, storeFailure(err)
 }

@@ -146,6 +146,8 @@ func (g *Gateway) adminAdapter(h adminHandlerFunc) http.Handler {
 			ae = &adminError{http.StatusBadRequest, "bad_request", "Invalid input."}
 		case errors.Is(err, cloakroom.ErrStoreUnavailable):
 			ae = &adminError{http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached."}
+		case errors.Is(err, accounts.ErrStoreUnavailable):
+			ae = &adminError{http.StatusServiceUnavailable, "unavailable", "The account store cannot be reached."}
 		default:
 			ae = &adminError{http.StatusInternalServerError, "internal", "Internal error; see the server log."}
 		}

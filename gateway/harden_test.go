@@ -416,3 +416,36 @@ func TestStepUpForRevokingOneDevice(t *testing.T) {
 		t.Errorf("DELETE of this device: %d %s", r.Status, r.Text)
 	}
 }
+
+// TestAdminAccountStoreDown: while the account store cannot be reached,
+// every admin endpoint that reads it answers 503 unavailable, like a
+// session store outage, not 500; and it works again once the store is back.
+func TestAdminAccountStoreDown(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	e.userDB.down.Store(true)
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/admin/users/alice/sessions"},
+		{http.MethodDelete, "/admin/users/alice/sessions"},
+		{http.MethodDelete, "/admin/users/alice/sessions/AAAA"},
+		{http.MethodPost, "/admin/sessions/revoke-all"},
+	} {
+		r := e.adminDo(c.method, c.path, e.token)
+		if r.Status != http.StatusServiceUnavailable || r.json(t)["error"] != "unavailable" {
+			t.Errorf("%s %s with the account store down: %d %s, want 503 unavailable", c.method, c.path, r.Status, r.Text)
+		}
+		if strings.Contains(r.Text, errAccountsDown.Error()) {
+			t.Errorf("%s %s: the cause reached the client: %s", c.method, c.path, r.Text)
+		}
+	}
+	if !b.loggedIn() {
+		t.Fatal("a session ended while the account store was down")
+	}
+	if ev := e.logs.events("admin request failed"); len(ev) == 0 {
+		t.Error("the admin failures were not logged")
+	}
+	e.userDB.down.Store(false)
+	if r := e.adminDo(http.MethodDelete, "/admin/users/alice/sessions", e.token); r.Status != http.StatusNoContent {
+		t.Fatalf("store back: %d %s", r.Status, r.Text)
+	}
+}

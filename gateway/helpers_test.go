@@ -151,6 +151,50 @@ func (f *flakyStore) Ping(ctx context.Context) error { return f.err() }
 
 func (f *flakyStore) Len() int { return f.mem.Len() }
 
+// flakyAccounts is an account store that fails every call while down is
+// set, as a database that cannot be reached does.
+type flakyAccounts struct {
+	accounts.Store
+	down atomic.Bool
+}
+
+var errAccountsDown = errors.New("test: account database unreachable")
+
+func (f *flakyAccounts) Create(ctx context.Context, rec accounts.Record) error {
+	if f.down.Load() {
+		return errAccountsDown
+	}
+	return f.Store.Create(ctx, rec)
+}
+
+func (f *flakyAccounts) Get(ctx context.Context, name string) (accounts.Record, error) {
+	if f.down.Load() {
+		return accounts.Record{}, errAccountsDown
+	}
+	return f.Store.Get(ctx, name)
+}
+
+func (f *flakyAccounts) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
+	if f.down.Load() {
+		return accounts.User{}, errAccountsDown
+	}
+	return f.Store.Update(ctx, name, c)
+}
+
+func (f *flakyAccounts) Delete(ctx context.Context, name string) error {
+	if f.down.Load() {
+		return errAccountsDown
+	}
+	return f.Store.Delete(ctx, name)
+}
+
+func (f *flakyAccounts) List(ctx context.Context) ([]accounts.User, error) {
+	if f.down.Load() {
+		return nil, errAccountsDown
+	}
+	return f.Store.List(ctx)
+}
+
 // syncBuffer collects log output from concurrent handlers.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -215,6 +259,7 @@ type env struct {
 	store    *flakyStore
 	manager  *cloakroom.Manager
 	users    *memaccounts.Store
+	userDB   *flakyAccounts // users, as the account service sees them
 	accounts *accounts.Service
 	signer   *upstreamjwt.Signer
 	api      *upstream
@@ -253,7 +298,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	}
 	t.Cleanup(func() { e.manager.Close() }) // its stream watchers, before the store closes
 	e.users = memaccounts.New()
-	e.accounts = accounts.New(e.users, accounts.Config{
+	e.userDB = &flakyAccounts{Store: e.users}
+	e.accounts = accounts.New(e.userDB, accounts.Config{
 		Now:             e.clock.Now,
 		RevokeSessions:  e.manager.RevokeUser,
 		Logger:          logger,
