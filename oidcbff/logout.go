@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ type indexEntry struct {
 func indexID(provider, value string) string { return provider + "\x00" + value }
 
 // index records the new session under the provider's sid (and, when users
-// are not identified by sub, the sub's user ID), for back-channel logout.
+// are not identified by sub, the sub's user IDs), for back-channel logout.
 func (c *Client) index(ctx context.Context, p *provider, id identity, handle, ref string, ttl time.Duration) error {
 	if p.cfg.UserClaim != "sub" {
 		if err := c.addToIndex(ctx, kindSub, indexID(p.cfg.Name, id.Subject), indexEntry{User: id.User}, ttl); err != nil {
@@ -50,7 +51,9 @@ func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, 
 		var entries []indexEntry
 		_ = json.Unmarshal(prev, &entries) // absent or unreadable: start over
 		if kind == kindSub {
-			entries = entries[:0] // one user per sub
+			// Each user ID the sub signed in as, once: the claim that
+			// names users (an email) may change while the sub stays.
+			entries = slices.DeleteFunc(entries, func(old indexEntry) bool { return old.User == e.User })
 		}
 		entries = append(entries, e)
 		if len(entries) > maxSessionsOfSID {
@@ -355,18 +358,19 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 		}
 		return ended, c.records.delete(ctx, recordKey(kindSID, indexID(p.cfg.Name, sid)))
 	}
-	user := UserID(p.cfg.Name, sub)
-	if p.cfg.UserClaim != "sub" {
-		entries, err := c.readIndex(ctx, kindSub, indexID(p.cfg.Name, sub))
-		if err != nil {
+	if p.cfg.UserClaim == "sub" {
+		return -1, c.sessions.RevokeUser(ctx, UserID(p.cfg.Name, sub))
+	}
+	entries, err := c.readIndex(ctx, kindSub, indexID(p.cfg.Name, sub))
+	if err != nil || len(entries) == 0 {
+		return 0, err // nobody signed in under that sub
+	}
+	for _, e := range entries {
+		if err := c.sessions.RevokeUser(ctx, e.User); err != nil {
 			return 0, err
 		}
-		if len(entries) == 0 {
-			return 0, nil // nobody signed in under that sub
-		}
-		user = entries[0].User
 	}
-	return -1, c.sessions.RevokeUser(ctx, user)
+	return -1, nil
 }
 
 func writeJSONError(w http.ResponseWriter, status int, code, message string) {

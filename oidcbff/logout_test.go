@@ -272,3 +272,31 @@ func TestBackchannelLogoutBySubWithOtherUserClaim(t *testing.T) {
 		t.Fatal("the session survived a logout of its sub")
 	}
 }
+
+// TestBackchannelLogoutBySubAfterTheUserClaimChanged: users identified by
+// their email, which changed at the provider between two logins: the sub
+// is the same, so a logout token naming only the sub ends the sessions of
+// both user IDs.
+func TestBackchannelLogoutBySubAfterTheUserClaimChanged(t *testing.T) {
+	e := newEnv(t, 2, func(urls []string) *provider { return providerCases(t)[0].start(t, urls) },
+		func(c *oidcbff.Config) { c.Providers[0].UserClaim = "email" })
+	old := e.browser(e.nodes[0])
+	old.mustLogin()
+	e.p.mock.authorize.Store(ptr(func(url.Values) {
+		e.p.mock.queue(mockUser{sub: "alice-sub", email: "alice@new.example.com"})
+	}))
+	renamed := e.browser(e.nodes[1])
+	renamed.mustLogin()
+	if user := renamed.fetch(http.MethodGet, "/auth/session").json(t)["user"]; user != "mock:alice@new.example.com" {
+		t.Fatalf("user %v", user)
+	}
+	if s := e.logoutToken(e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), "alice-sub", ""))); s != http.StatusOK {
+		t.Fatalf("logout by sub: %d", s)
+	}
+	if e.alive(renamed) {
+		t.Fatal("the session under the new email survived a logout of its sub")
+	}
+	if e.alive(old) {
+		t.Fatal("the session under the old email survived a logout of its sub")
+	}
+}
