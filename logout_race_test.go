@@ -280,3 +280,63 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 		}
 	})
 }
+
+// A rotation that keeps the session (Renew, RevokeOthers) deletes its old
+// key, so Watch streams opened under the old token end, on this node at
+// once and on other nodes too; the client re-opens them with the new
+// cookie, whose watch stays open.
+func TestRotationEndsTheOldTokensWatches(t *testing.T) {
+	for _, name := range []string{"Renew", "RevokeOthers"} {
+		t.Run(name, func(t *testing.T) {
+			clock := storetest.NewClock(storetest.Start)
+			ms := memstore.New(memstore.Config{Now: clock.Now})
+			defer ms.Close()
+			// The other node hears of the end from the store's
+			// notification, or from its re-check if its first watch
+			// subscribed only after the rotation.
+			newNode := func() *cloakroom.Manager {
+				m, err := cloakroom.New(cloakroom.Config{Store: ms, Now: clock.Now, RecheckInterval: 20 * time.Millisecond,
+					Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { m.Close() })
+				return m
+			}
+			a, b := newNode(), newNode()
+			token := loginThrough(t, a, "alice")
+			here, there := watchFor(t, a, token), watchFor(t, b, token)
+			var renewed string
+			h := a.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				s := a.Session(r)
+				var err error
+				if name == "Renew" {
+					err = s.Renew(r.Context())
+				} else {
+					err = s.RevokeOthers(r.Context())
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}))
+			r := httptest.NewRequest("POST", "/rotate", nil)
+			r.Header.Set("Sec-Fetch-Site", "same-origin")
+			r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if c := sessionCookie(w); c != nil {
+				renewed = c.Value
+			}
+			if renewed == "" || renewed == token {
+				t.Fatalf("%s issued no new token", name)
+			}
+			if here.Err() == nil {
+				t.Error("the old token's watch on the rotating node outlived the rotation")
+			}
+			waitEnded(t, there, name+" on another node")
+			if again := watchFor(t, b, renewed); again.Err() != nil {
+				t.Error("a watch under the new token ended at once")
+			}
+		})
+	}
+}

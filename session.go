@@ -433,10 +433,14 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 }
 
 // Renew issues a new token for the current session and deletes the old
-// one, keeping the user, the values and the absolute deadline. Call it when
-// privileges change (after a step-up authentication, say). If the session
-// ended meanwhile (a logout or revocation elsewhere), nothing is created
-// and the error wraps ErrNotLoggedIn.
+// one, keeping the user, the handle, the values and the absolute deadline.
+// Call it when privileges change (after a step-up authentication, say). If
+// the session ended meanwhile (a logout or revocation elsewhere), nothing
+// is created and the error wraps ErrNotLoggedIn.
+//
+// Deleting the old token ends its [Session.Watch] streams, on this node at
+// once and on others through the store's notifications, as a logout would:
+// the client must re-open its streams and WebSockets with the new cookie.
 func (s *Session) Renew(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -538,6 +542,10 @@ func (s *Session) RevokeDevice(ctx context.Context, handle string) error {
 // that this session still lives, the bump and the new token are one store
 // operation: if the session was ended meanwhile, nothing is revoked or
 // created and the error wraps ErrNotLoggedIn.
+//
+// Like [Session.Renew], it ends the Watch streams opened under the old
+// token, this session's own included: the client must re-open them with
+// the new cookie.
 func (s *Session) RevokeOthers(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
