@@ -394,3 +394,65 @@ func TestCheckConfigCatchesWhatServeWouldHitLater(t *testing.T) {
 		t.Errorf("the valid route was reported:\n%s", r.stderr)
 	}
 }
+
+// TestJWTAudienceRemoved: --jwt-audience had no effect on the tokens sent
+// through routes; an old configuration that sets it, as a flag, variable or
+// file key, is refused with what to use instead, not silently ignored.
+func TestJWTAudienceRemoved(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	base := []string{"serve", "--check-config", "--store", "sqlite://" + filepath.Join(dir, "gw.db"),
+		"--upstream", "/api/=http://127.0.0.1:9000", "--internal-jwt", "--data-dir", dir}
+
+	r := run(t, "", append(base, "--jwt-audience", "notes-api")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "--upstream-audience PREFIX=NAME") {
+		t.Errorf("flag: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+
+	file := writeFile(t, dir, "config.json", `{"jwt-audience": "notes-api"}`, 0o600)
+	r = run(t, "", append(base, "--config", file)...)
+	if r.code != 1 || !strings.Contains(r.stderr, `key "jwt-audience"`) || !strings.Contains(r.stderr, "--upstream-audience") {
+		t.Errorf("config file: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+
+	t.Setenv("CLOAKROOM_JWT_AUDIENCE", "notes-api")
+	r = run(t, "", base...)
+	if r.code != 1 || !strings.Contains(r.stderr, "$CLOAKROOM_JWT_AUDIENCE") || !strings.Contains(r.stderr, "--upstream-audience") {
+		t.Errorf("environment: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}
+
+// TestUpstreamAudienceChecked: each --upstream-audience names one route,
+// once, with a plain name.
+func TestUpstreamAudienceChecked(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	base := []string{"serve", "--check-config", "--store", "sqlite://" + filepath.Join(dir, "gw.db"),
+		"--upstream", "/api/=http://127.0.0.1:9000", "--upstream", "/b/=http://127.0.0.1:9001",
+		"--internal-jwt", "--data-dir", dir}
+	for _, tc := range []struct {
+		args []string
+		want string // in stderr; "" for valid
+	}{
+		{[]string{"--upstream-audience", "/api/=notes-api", "--upstream-audience", "/b=billing"}, ""},
+		{[]string{"--upstream-audience", "/other/=x"}, `--upstream-audience "/other/=x": no --upstream route /other/`},
+		{[]string{"--upstream-audience", "notes-api"}, `--upstream-audience "notes-api": not PREFIX=NAME`},
+		{[]string{"--upstream-audience", "/api/="}, `--upstream-audience "/api/=": not PREFIX=NAME`},
+		{[]string{"--upstream-audience", "/api/=a b"}, "printable ASCII without spaces"},
+		{[]string{"--upstream-audience", "/api/=a", "--upstream-audience", "/api=b"}, "set twice"},
+	} {
+		r := run(t, "", append(base, tc.args...)...)
+		switch {
+		case tc.want == "" && r.code != 0:
+			t.Errorf("%q: exit %d\nstderr: %s", tc.args, r.code, r.stderr)
+		case tc.want != "" && (r.code != 1 || !strings.Contains(r.stderr, tc.want)):
+			t.Errorf("%q: exit %d, want 1 with %q\nstderr: %s", tc.args, r.code, tc.want, r.stderr)
+		}
+	}
+	// Without --internal-jwt the audience has nothing to apply to.
+	r := run(t, "", "serve", "--check-config", "--store", "sqlite://"+filepath.Join(dir, "gw.db"),
+		"--upstream", "/api/=http://127.0.0.1:9000", "--upstream-audience", "/api/=x")
+	if r.code != 1 || !strings.Contains(r.stderr, "--upstream-audience needs --internal-jwt") {
+		t.Errorf("without --internal-jwt: exit %d\nstderr: %s", r.code, r.stderr)
+	}
+}

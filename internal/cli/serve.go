@@ -33,6 +33,11 @@ const (
 	shutdownTimeout   = 10 * time.Second
 )
 
+// signerAudience is the signer's default aud, which NewSigner requires.
+// serve never uses it: the proxy signs every token for its route's audience
+// (Route.Audience, from --upstream-audience, by default the prefix).
+const signerAudience = "cloakroom-upstream"
+
 func serveSettingNames() []string {
 	names := make([]string, len(settings))
 	for i, s := range settings {
@@ -51,6 +56,7 @@ Settings come from flags, then CLOAKROOM_* environment variables (lists
 comma-separated), then the JSON file named by --config, then the defaults.
 Every problem is reported at once; --check-config only validates.`)
 	cf := registerSettings(fs, serveSettingNames()...)
+	registerRemoved(fs, cf)
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit 0 if valid, 1 if not, without listening or opening the store")
 	positional, code, ok := parseArgs(fs, args)
 	if !ok {
@@ -157,7 +163,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 				logger.Info("generated the internal JWT signing key", "file", p.jwtKeyPath)
 			}
 		}
-		rt.signer, err = upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience})
+		rt.signer, err = upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: signerAudience})
 		if err != nil {
 			return nil, fmt.Errorf("internal JWT signer: %w", err)
 		}

@@ -56,7 +56,7 @@ func TestServeEndToEnd(t *testing.T) {
 	before := runtime.NumGoroutine()
 	srv := start(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--store", store, "--upstream", "/api/="+upstream.URL, "--static", www,
-		"--admin-token-file", token, "--internal-jwt", "--data-dir", dir, "--jwt-audience", "notes-api",
+		"--admin-token-file", token, "--internal-jwt", "--data-dir", dir, "--upstream-audience", "/api/=notes-api",
 		"--log-format", "json")
 	public, admin := srv.listening(t)
 	c := newClient(t)
@@ -90,7 +90,7 @@ func TestServeEndToEnd(t *testing.T) {
 	// The internal JWT verifies against the published JWKS.
 	_, jwks := get(t, c, public+"/.well-known/jwks.json", "")
 	bearer := strings.TrimPrefix(seen["authorization"], "Bearer ")
-	claims, err := upstreamjwt.Verify(bearer, []byte(jwks), "/api/", time.Now()) // the route's audience
+	claims, err := upstreamjwt.Verify(bearer, []byte(jwks), "notes-api", time.Now()) // the route's --upstream-audience
 	if err != nil {
 		t.Errorf("internal JWT: %v", err)
 	} else if claims.Subject != "alice" {

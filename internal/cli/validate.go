@@ -110,6 +110,7 @@ func validate(cfg Config) (*plan, error) {
 		}
 		p.routes = append(p.routes, r)
 	}
+	problems = append(problems, applyAudiences(cfg, p.routes)...)
 	switch {
 	case cfg.Static != "" && cfg.Frontend != "":
 		bad("--static and --frontend both set; the SPA comes from one of them")
@@ -164,9 +165,6 @@ func validate(cfg Config) (*plan, error) {
 	}
 
 	if cfg.InternalJWT {
-		if cfg.JWTAudience == "" {
-			bad("--jwt-audience: must not be empty with --internal-jwt")
-		}
 		if cfg.JWTIssuer == "" {
 			bad("--jwt-issuer: must not be empty with --internal-jwt")
 		}
@@ -337,4 +335,53 @@ func loadOrCreateJWTKey(path string) (ed25519.PrivateKey, bool, error) {
 		return nil, false, fmt.Errorf("save the generated JWT key: %w", err)
 	}
 	return key, true, nil
+}
+
+// maxAudienceLength bounds an --upstream-audience name.
+const maxAudienceLength = 256
+
+// applyAudiences sets the internal JWT audience of the routes that
+// --upstream-audience names.
+func applyAudiences(cfg Config, routes []proxy.Route) []error {
+	var problems []error
+	if len(cfg.UpstreamAudiences) > 0 && !cfg.InternalJWT {
+		problems = append(problems, errors.New("--upstream-audience needs --internal-jwt: without it no token is sent"))
+	}
+	set := make(map[string]bool)
+	for _, a := range cfg.UpstreamAudiences {
+		prefix, name, ok := strings.Cut(a, "=")
+		if !ok || prefix == "" || name == "" {
+			problems = append(problems, fmt.Errorf("--upstream-audience %q: not PREFIX=NAME (for example /api/=notes-api)", a))
+			continue
+		}
+		if len(name) > maxAudienceLength || !printableNoSpace(name) {
+			problems = append(problems, fmt.Errorf("--upstream-audience %q: the name must be 1 to %d bytes of printable ASCII without spaces", a, maxAudienceLength))
+			continue
+		}
+		prefix, found := routePrefix(routes, prefix)
+		if !found {
+			problems = append(problems, fmt.Errorf("--upstream-audience %q: no --upstream route %s", a, prefix))
+			continue
+		}
+		if set[prefix] {
+			problems = append(problems, fmt.Errorf("--upstream-audience %q: the audience of %s is set twice", a, prefix))
+			continue
+		}
+		set[prefix] = true
+		for i := range routes {
+			if routes[i].Prefix == prefix {
+				routes[i].Audience = name
+			}
+		}
+	}
+	return problems
+}
+
+func printableNoSpace(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
