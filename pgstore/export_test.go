@@ -32,13 +32,15 @@ func Trusted(s *Store) bool { return s.cache.trusted() }
 
 // StallListener makes s's listener stop handling notifications and
 // sending heartbeats, as a starved goroutine would, until release is
-// called.
-func StallListener(s *Store) (release func()) {
-	ch := make(chan struct{})
-	s.hub.stall.Store(&ch)
-	return sync.OnceFunc(func() {
+// called. The listener stops at its next heartbeat or notification:
+// parked is closed once it has, and only from then on does s's cache stay
+// as it is.
+func StallListener(s *Store) (parked <-chan struct{}, release func()) {
+	st := &stall{parked: make(chan struct{}), release: make(chan struct{})}
+	s.hub.stall.Store(st)
+	return st.parked, sync.OnceFunc(func() {
 		s.hub.stall.Store(nil)
-		close(ch)
+		close(st.release)
 	})
 }
 

@@ -90,8 +90,8 @@ type hub struct {
 
 	pid       atomic.Uint32 // backend of the listening connection, 0 if none
 	seq       atomic.Uint64
-	stall     atomic.Pointer[chan struct{}] // tests: blocks handling while set
-	waitedOut atomic.Int64                  // revocations that waited out a lease
+	stall     atomic.Pointer[stall] // tests: blocks handling while set
+	waitedOut atomic.Int64          // revocations that waited out a lease
 
 	mu    sync.Mutex
 	peers map[string]int64 // caching nodes → when last heard (monotonic ns)
@@ -309,10 +309,21 @@ func (h *hub) receive(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// wait blocks while a test stalls the listener.
+// stall is a test's hold on the listener.
+type stall struct {
+	parked  chan struct{} // closed once the listener blocks in wait
+	once    sync.Once
+	release chan struct{}
+}
+
+// wait blocks while a test stalls the listener. It is called before every
+// heartbeat and every notification handled, so once parked is closed the
+// listener changes nothing until release: a notification it was already
+// handling when the test stalled it has taken effect by then.
 func (h *hub) wait() {
-	if ch := h.stall.Load(); ch != nil {
-		<-*ch
+	if st := h.stall.Load(); st != nil {
+		st.once.Do(func() { close(st.parked) })
+		<-st.release
 	}
 }
 

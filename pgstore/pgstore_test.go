@@ -560,11 +560,18 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The echo of A's commit may yet drop B's entry: stall B
-			// with the entry in place.
+			// with the entry in place. Until B's listener is parked it
+			// may still be handling that echo, so look only then.
 			var release func()
 			for {
 				warmTrusted(t, b, rec.Key)
-				release = pgstore.StallListener(b)
+				var parked <-chan struct{}
+				parked, release = pgstore.StallListener(b)
+				select {
+				case <-parked:
+				case <-time.After(10 * time.Second):
+					t.Fatal("B's listener did not stop at a heartbeat (every 50ms) within 10s")
+				}
 				if pgstore.Cached(b, rec.Key) {
 					break
 				}
