@@ -279,6 +279,9 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	if r.New.Version != 1 {
 		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: new session must have version 1, got %d", r.New.Key.Short(), r.New.Version)
 	}
+	if r.Bump && r.New.UserID == "" {
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: a bump needs a user: %w", r.New.Key.Short(), cloakroom.ErrInvalidInput)
+	}
 	var zero cloakroom.Key
 	s.writeMu.Lock()
 	now := s.now()
@@ -307,7 +310,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
 	}
 	var ends []cloakroom.End
-	if r.Bump && rec.UserID != "" {
+	if r.Bump {
 		rec.Generation = s.bumpLocked(rec.UserID)
 		ends = append(ends, cloakroom.End{UserID: rec.UserID, Generation: rec.Generation})
 	}

@@ -41,12 +41,14 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	if rec.Version != 1 || rec.Generation >= math.MaxInt64 {
 		return fail(fmt.Errorf("new session needs version 1 and a generation below 2^63-1, has version %d, generation %d", rec.Version, rec.Generation))
 	}
+	if r.Bump && rec.UserID == "" {
+		return fail(fmt.Errorf("a bump needs a user: %w", cloakroom.ErrInvalidInput))
+	}
 	var none cloakroom.Key
 	if r.OldMustLive && r.Old == none {
 		return fail(fmt.Errorf("no old session: %w", cloakroom.ErrNotFound))
 	}
 	deleteOld := r.Old != none && r.Old != rec.Key
-	bump := r.Bump && rec.UserID != ""
 	if s.cache != nil {
 		s.cache.invalidateKey(rec.Key)
 		defer s.cache.invalidateKey(rec.Key)
@@ -54,7 +56,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 			s.cache.invalidateKey(r.Old)
 			defer s.cache.invalidateKey(r.Old)
 		}
-		if bump {
+		if r.Bump {
 			s.cache.invalidateUser(rec.UserID)
 			defer s.cache.invalidateUser(rec.UserID)
 		}
@@ -95,7 +97,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 			// New.Key == Old: nothing to delete, but it must live.
 			return fmt.Errorf("%w: old session gone, expired or revoked: %w", errRotateRefused, cloakroom.ErrNotFound)
 		}
-		if bump {
+		if r.Bump {
 			var gen int64
 			if err := tx.QueryRow(ctx, s.q.bump, rec.UserID).Scan(&gen); err != nil {
 				return err

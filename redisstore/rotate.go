@@ -63,6 +63,11 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	if rec.Version != 1 {
 		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: new session must have version 1, got %d", rec.Key.Short(), rec.Version)
 	}
+	if r.Bump && rec.UserID == "" {
+		// Checked before the login path below deletes another owner's
+		// session: a refused rotation writes nothing.
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
+	}
 	var old owner
 	if r.Old != (cloakroom.Key{}) {
 		var err error

@@ -760,7 +760,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: new session must have version 1 (got %d) and a generation in range", rec.Key.Short(), rec.Version)
 	}
 	if r.Bump && rec.UserID == "" {
-		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: a bump needs a user", rec.Key.Short())
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
 	}
 	var zero cloakroom.Key
 	ch := change{keys: []cloakroom.Key{rec.Key}}

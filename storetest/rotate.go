@@ -25,6 +25,7 @@ var rotateTests = []struct {
 	{"RotatePinnedGenerationMoved", testRotatePinnedGenerationMoved},
 	{"RotateLoginDeletesPrevious", testRotateLoginDeletesPrevious},
 	{"RotateBumpRevokesOthers", testRotateBump},
+	{"RotateBumpNeedsUser", testRotateBumpNeedsUser},
 	{"RotateKeyConflict", testRotateKeyConflict},
 	{"RotateRaceOneWinner", testRotateRaceOneWinner},
 	{"RotateRacesBump", testRotateRacesBump},
@@ -186,6 +187,39 @@ func testRotateBump(t *testing.T, s cloakroom.Store, c *Clock) {
 	_, err = r.Rotate(ctx, cloakroom.Rotation{Old: current.Key, OldMustLive: true, New: successor(current, c.Now()), Bump: true})
 	wantNotFound(t, err, "second revoke-others from the replaced session")
 	mustFind(t, s, next.Key)
+}
+
+// testRotateBumpNeedsUser: a bump revokes a user's other sessions, so a
+// bump for a new session of no user is a caller's mistake. Every store
+// refuses it the same way, writing nothing, rather than report a
+// revocation that did not happen.
+func testRotateBumpNeedsUser(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	anon, mine := NewRecord("", c.Now()), NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, anon)
+	mustCommit(t, s, mine)
+	mustFind(t, s, anon.Key)
+	mustFind(t, s, mine.Key)
+	var none cloakroom.Key
+	for _, old := range []cloakroom.Record{anon, mine, {Key: none}} {
+		for _, mustLive := range []bool{false, true} {
+			if old.Key == none && mustLive {
+				continue
+			}
+			next := NewRecord("", c.Now())
+			_, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: mustLive, New: next, Bump: true})
+			if !errors.Is(err, cloakroom.ErrInvalidInput) || errors.Is(err, cloakroom.ErrNotFound) || errors.Is(err, cloakroom.ErrConflict) {
+				t.Fatalf("Rotate with Bump to an anonymous session (old user %q, OldMustLive %v): err = %v, want ErrInvalidInput", old.UserID, mustLive, err)
+			}
+			mustNotFind(t, s, next.Key)
+		}
+	}
+	mustFind(t, s, anon.Key)
+	mustFind(t, s, mine.Key)
+	if g, err := s.Generation(ctx, mine.UserID); err != nil || g != 0 {
+		t.Fatalf("generation of the old session's user = %d, %v; want 0", g, err)
+	}
 }
 
 func testRotateKeyConflict(t *testing.T, s cloakroom.Store, c *Clock) {
