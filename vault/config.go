@@ -58,7 +58,8 @@ type Route struct {
 	// TokenPaths are more JSON paths where answers may carry a new token
 	// (refresh). The Capture fields are always included.
 	TokenPaths []JSONPath
-	// UserClaim is the claim of the token that names the session's user.
+	// UserClaim is the claim of the token that names the session's user,
+	// whose user ID is "{Prefix}:{claim}" (never a local account's).
 	// Default "sub". Prefer a claim that never changes (a numeric id) over
 	// one the user can edit (a username): a refreshed token that names
 	// another user is refused.
@@ -271,6 +272,10 @@ func newRoute(r Route) (*route, []error) {
 	}
 	if !strings.HasPrefix(r.Prefix, "/") || !strings.HasSuffix(r.Prefix, "/") {
 		bad("prefix must start and end with /")
+	}
+	if strings.Contains(r.Prefix, ":") || len(r.Prefix) > maxUserLength/2 {
+		// It starts the route's user IDs, "{prefix}:{claim}".
+		bad("prefix must hold no ':' and be at most %d bytes", maxUserLength/2)
 	}
 	if len(r.Capture) == 0 {
 		bad("no capture request: name the login request, for example \"POST %susers/login user.token\"", r.Prefix)

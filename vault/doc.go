@@ -11,8 +11,9 @@
 //   - Capture: on a 2xx answer to a configured request ([Capture]), the
 //     token is taken out of the body, a real cloakroom session is started
 //     for the user named by a claim of the token (read, not verified: it
-//     comes from our own upstream), and the token is kept in the session,
-//     sealed with AES-256-GCM ([Sealer]) and bound to that session. A
+//     comes from our own upstream), under the user ID "{prefix}:{claim}",
+//     never a local account's or a provider's; the token is kept in the
+//     session, sealed with AES-256-GCM ([Sealer]) and bound to it. A
 //     browser signed in as that user when the call started has the login
 //     pinned ([cloakroom.Manager.Pin]): a revocation of the user while the
 //     app checked the login makes the capture fail with 401.

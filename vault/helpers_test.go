@@ -55,6 +55,7 @@ type stack struct {
 	srv      *httptest.Server
 	store    cloakroom.Store
 	manager  *cloakroom.Manager
+	accounts *accounts.Service
 	vault    *vault.Vault
 	logs     *syncBuffer
 }
@@ -137,9 +138,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.accounts = accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: st.manager.RevokeUser})
 	gw, err := gateway.New(gateway.Config{
 		Sessions: st.manager,
-		Accounts: accounts.New(memaccounts.New(), accounts.Config{}),
+		Accounts: st.accounts,
 		Proxy:    px,
 		Vault:    st.vault,
 		Logger:   logger,

@@ -56,7 +56,7 @@ func TestCaptureKeepsARevocationDuringTheLogin(t *testing.T) {
 		done <- response{status: res.StatusCode, header: res.Header}
 	}()
 	<-parked
-	if err := other.manager.RevokeUser(t.Context(), "1"); err != nil {
+	if err := other.manager.RevokeUser(t.Context(), "/api/:1"); err != nil {
 		t.Fatal(err)
 	}
 	close(release)

@@ -238,6 +238,27 @@ type exchange struct {
 	pinned      string // the user of pin, "" for none
 }
 
+// userOf returns the user ID of a token: the route's prefix, a colon and
+// the claim. The app's users choose their own names, so an ID of the
+// claim alone could be a local account's (whose sessions the app's user
+// would then list and end, and whose name other routes would receive);
+// local names hold no ':' and provider names ("{provider}:{sub}") no '/'.
+func (rt *route) userOf(token string) (string, error) {
+	claim, err := userFromToken(token, rt.UserClaim)
+	if err != nil {
+		return "", err
+	}
+	if len(rt.Prefix)+1+len(claim) > maxUserLength {
+		return "", fmt.Errorf("%w: claim %q is too long", ErrNoUser, rt.UserClaim)
+	}
+	return rt.Prefix + ":" + claim, nil
+}
+
+// owns reports whether user is one of the route's user IDs.
+func (rt *route) owns(user string) bool {
+	return len(user) > len(rt.Prefix) && strings.HasPrefix(user, rt.Prefix) && user[len(rt.Prefix)] == ':'
+}
+
 // captureOf returns the capture configured for r, nil if none.
 func (rt *route) captureOf(r *http.Request) *Capture {
 	if !rt.captureMethods[r.Method] && !rt.captureMethods[""] {
@@ -282,6 +303,11 @@ func (x *exchange) loadToken(ctx context.Context) {
 	x.user = s.UserID()
 	x.placeholder = s.GetString(keyPlaceholder)
 	token, err := x.v.sealer.Open(sealed, x.aad(x.user, x.placeholder))
+	if err == nil && !x.rt.owns(x.user) {
+		// Captured before user IDs carried the route: the ID may be a
+		// local account's.
+		err = errors.New("the session's user ID is not in the route's namespace")
+	}
 	if err != nil {
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: stored token does not open; ending the session",
 			slog.String("route", x.rt.label), slog.String("user", x.user), slog.String("error", err.Error()))
@@ -394,7 +420,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 	switch {
 	case fresh == "":
 	case capture != nil:
-		user, err := userFromToken(fresh, rt.UserClaim)
+		user, err := rt.userOf(fresh)
 		if err != nil {
 			x.v.event(ctx, rt, eventRefused, "vault: captured token refused", slog.String("path", x.r.URL.Path), slog.String("reason", err.Error()))
 			fresh = ""
@@ -427,7 +453,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()),
 			slog.String("client_ip", x.v.sessions.Config().ClientIP(x.r)), slog.String("path", x.r.URL.Path))
 	default: // a refresh on a call that carried the vaulted token
-		user, err := userFromToken(fresh, rt.UserClaim)
+		user, err := rt.userOf(fresh)
 		if err != nil || user != x.user {
 			reason := "names another user"
 			if err != nil {

@@ -280,7 +280,7 @@ func TestVaultSessionIsARealSession(t *testing.T) {
 	if r.status != 200 || !strings.Contains(r.body, `"current":true`) {
 		t.Fatalf("devices: %d %s", r.status, r.body)
 	}
-	if err := st.manager.RevokeUser(t.Context(), "1"); err != nil { // nina's id claim
+	if err := st.manager.RevokeUser(t.Context(), "/api/:1"); err != nil { // nina's id claim
 		t.Fatal(err)
 	}
 	if who := b.whoami(); who != "" {
