@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // readyTimeout bounds the store check behind /readyz.
@@ -96,7 +97,7 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(g.cfg.AdminToken))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if g.cfg.AdminToken == "" {
-			writeError(w, http.StatusNotFound, "not_found", "The admin API is disabled: no admin token is configured.")
+			httpjson.Error(w, http.StatusNotFound, "not_found", "The admin API is disabled: no admin token is configured.")
 			return
 		}
 		got, ok := bearerToken(r.Header.Get("Authorization"))
@@ -107,7 +108,7 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 			g.log.WarnContext(r.Context(), "admin request refused", "method", r.Method, "path", r.URL.Path,
 				"remote", r.RemoteAddr, "token_present", ok)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cloakroom-admin"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "A valid admin bearer token is required.")
+			httpjson.Error(w, http.StatusUnauthorized, "unauthorized", "A valid admin bearer token is required.")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -154,7 +155,7 @@ func (g *Gateway) adminAdapter(h adminHandlerFunc) http.Handler {
 		if ae.Status >= 500 {
 			g.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
-		writeError(w, ae.Status, ae.Code, ae.Message)
+		httpjson.Error(w, ae.Status, ae.Code, ae.Message)
 	})
 }
 
@@ -198,7 +199,7 @@ func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) erro
 	}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": user, "sessions": devices})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "sessions": devices})
 	return nil
 }
 
@@ -259,7 +260,7 @@ func (g *Gateway) adminRevokeEveryone(w http.ResponseWriter, r *http.Request) er
 		status = http.StatusServiceUnavailable
 		g.log.ErrorContext(r.Context(), "revoke all: some users failed", "failed", len(failed), "err", firstErr)
 	}
-	writeJSON(w, status, map[string]any{"revoked_users": len(revoked), "failed_users": failed})
+	httpjson.Write(w, status, map[string]any{"revoked_users": len(revoked), "failed_users": failed})
 	return nil
 }
 

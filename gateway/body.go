@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // maxAuthBody bounds the body of every request to an endpoint under the
@@ -134,7 +136,7 @@ func (g *Gateway) bodyRefused(w http.ResponseWriter, r *http.Request, err *input
 	case http.StatusRequestTimeout:
 		code = "timeout"
 	}
-	writeError(w, err.Status, code, err.Message)
+	httpjson.Error(w, err.Status, code, err.Message)
 }
 
 // formField returns a field of an application/x-www-form-urlencoded body,

@@ -2,9 +2,7 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
 )
 
@@ -135,7 +134,7 @@ func (g *Gateway) buildPublic() http.Handler {
 	// Anything else under the prefix is an unknown auth endpoint, never the
 	// SPA or an upstream.
 	mux.HandleFunc(a+"/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "No such endpoint.")
+		httpjson.Error(w, http.StatusNotFound, "not_found", "No such endpoint.")
 	})
 	if g.cfg.Signer != nil {
 		mux.Handle("GET "+JWKSPath, g.cfg.Signer.JWKSHandler())
@@ -179,7 +178,7 @@ func (g *Gateway) app(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if g.spa == nil {
-		writeError(w, http.StatusNotFound, "not_found", "Not found.")
+		httpjson.Error(w, http.StatusNotFound, "not_found", "Not found.")
 		return
 	}
 	if !g.isPublic(r.URL.Path) {
@@ -281,7 +280,7 @@ func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, returnT
 		return nil, false
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusUnauthorized, map[string]string{
+	httpjson.Write(w, http.StatusUnauthorized, map[string]string{
 		"error":     "unauthenticated",
 		"message":   "Log in first.",
 		"login_url": loginURL,
@@ -323,7 +322,7 @@ func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Service Unavailable: sessions cannot be checked right now. Try again shortly.", http.StatusServiceUnavailable)
 		return
 	}
-	writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+	httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
 }
 
 func sessionRoles(s *cloakroom.Session) []string {
@@ -332,22 +331,4 @@ func sessionRoles(s *cloakroom.Session) []string {
 		return []string{}
 	}
 	return roles
-}
-
-// writeJSON writes v as a JSON response that is never cached and never
-// sniffed as something else.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(true)
-	_ = enc.Encode(v)
-}
-
-// writeError writes {"error": code, "message": message}.
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, map[string]string{"error": code, "message": message})
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // Input limits. A password hash costs memory and time, so oversized
@@ -205,7 +206,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(status int, code, message string) {
 		if isJSON {
-			writeError(w, status, code, message)
+			httpjson.Error(w, status, code, message)
 			return
 		}
 		g.render(w, r, status, "login", pageData{
@@ -297,7 +298,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	g.limitSessions(ctx, s)
 
 	if isJSON {
-		writeJSON(w, http.StatusOK, map[string]any{
+		httpjson.Write(w, http.StatusOK, map[string]any{
 			"user": user.Name, "email": user.Email, "roles": roles, "csrf_token": s.CSRFToken(),
 		})
 	} else {
@@ -377,7 +378,7 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "Service Unavailable: you are logged out of this browser, but the session could not be ended on the server. Try again shortly.", http.StatusServiceUnavailable)
 			return
 		}
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended on the server; the cookie was cleared. Try again shortly.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended on the server; the cookie was cleared. Try again shortly.")
 		return
 	}
 	if endSession != "" {
@@ -424,5 +425,5 @@ func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, page bool) {
 		http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
 		return
 	}
-	writeError(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")
+	httpjson.Error(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")
 }

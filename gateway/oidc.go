@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -96,14 +97,14 @@ func (g *Gateway) oidcUpstream(w http.ResponseWriter, r *http.Request, s *cloakr
 		// The provider refused a refresh: the sign-in is over everywhere.
 		g.log.InfoContext(r.Context(), "session ended by the provider", "user", s.UserID(), "session", s.Ref(), "reason", err.Error())
 		_ = s.Logout(r.Context())
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
+		httpjson.Write(w, http.StatusUnauthorized, map[string]string{
 			"error": "unauthenticated", "message": "Your sign-in has ended. Log in again.", "login_url": g.auth + "/login",
 		})
 		return nil, false
 	default:
 		g.log.WarnContext(r.Context(), "access token unavailable", "user", s.UserID(), "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "The identity provider cannot be reached. Try again shortly.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The identity provider cannot be reached. Try again shortly.")
 		return nil, false
 	}
 }
@@ -130,5 +131,5 @@ func (g *Gateway) oidcLoggedOut(w http.ResponseWriter, endSession string, form b
 		w.WriteHeader(http.StatusSeeOther)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"logout_url": endSession})
+	httpjson.Write(w, http.StatusOK, map[string]string{"logout_url": endSession})
 }

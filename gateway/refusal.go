@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // crossSitePage is the answer to a navigation refused as cross-site: a
@@ -29,5 +31,5 @@ var CrossSiteRefused http.Handler = http.HandlerFunc(func(w http.ResponseWriter,
 		_, _ = w.Write([]byte(crossSitePage))
 		return
 	}
-	writeError(w, http.StatusForbidden, "csrf", "Cross-site request refused.")
+	httpjson.Error(w, http.StatusForbidden, "csrf", "Cross-site request refused.")
 })

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // maxHandleLen bounds a session handle taken from a URL or form; the core
@@ -33,11 +34,11 @@ func validHandle(h string) bool {
 func (g *Gateway) apiSession(w http.ResponseWriter, r *http.Request) (*cloakroom.Session, bool) {
 	s := g.sessions.Session(r)
 	if s.Err() != nil {
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
 		return nil, false
 	}
 	if !s.LoggedIn() {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{
+		httpjson.Write(w, http.StatusUnauthorized, map[string]string{
 			"error": "unauthenticated", "message": "Log in first.", "login_url": g.auth + "/login",
 		})
 		return nil, false
@@ -55,7 +56,7 @@ func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	}
 	s.MarkPassive()
 	created, idle, absolute := s.Times()
-	writeJSON(w, http.StatusOK, struct {
+	httpjson.Write(w, http.StatusOK, struct {
 		User              string    `json:"user"`
 		Email             string    `json:"email"`
 		Roles             []string  `json:"roles"`
@@ -81,7 +82,7 @@ func (g *Gateway) listSessions(w http.ResponseWriter, r *http.Request) {
 		g.storeFailed(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sessions": devices})
+	httpjson.Write(w, http.StatusOK, map[string]any{"sessions": devices})
 }
 
 // revokeSession ends one of the user's sessions by handle.
@@ -96,7 +97,7 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 	}
 	handle := r.PathValue("handle")
 	if !validHandle(handle) {
-		writeError(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
 		return
 	}
 	if handle != s.Handle() && !g.recentAuth(s) {
@@ -109,7 +110,7 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 	err := g.revokeDevice(r, s, handle)
 	switch {
 	case errors.Is(err, cloakroom.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "You have no session with that handle.")
+		httpjson.Error(w, http.StatusNotFound, "not_found", "You have no session with that handle.")
 	case err != nil:
 		g.storeFailed(w, r, err)
 	default:
@@ -139,7 +140,7 @@ func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 		g.storeFailed(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
+	httpjson.Write(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
 }
 
 // revokeAllSessions logs the user out everywhere, this browser included.
@@ -208,11 +209,11 @@ func (g *Gateway) auditRevocation(r *http.Request, kind, user, ref string, err e
 func (g *Gateway) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, cloakroom.ErrStoreUnavailable):
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
 	case errors.Is(err, cloakroom.ErrNotLoggedIn), errors.Is(err, cloakroom.ErrNotFound):
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "The session has ended.")
+		httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "The session has ended.")
 	default:
 		g.log.ErrorContext(r.Context(), "session operation failed", "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "Something went wrong.")
+		httpjson.Error(w, http.StatusInternalServerError, "internal", "Something went wrong.")
 	}
 }

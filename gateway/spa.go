@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
 )
 
@@ -40,7 +41,7 @@ func newStaticSPA(dir string) (*staticSPA, error) {
 func (s *staticSPA) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "Only GET and HEAD are served here.")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "Only GET and HEAD are served here.")
 		return
 	}
 	name := strings.TrimPrefix(path.Clean("/"+r.URL.Path), "/")

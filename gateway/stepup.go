@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // authTimeKey is the session value holding when the user last proved who
@@ -50,7 +51,7 @@ func (g *Gateway) markAuthenticated(s *cloakroom.Session) {
 // this way. Not 401: the user is authenticated, and a client that treats
 // 401 as "logged out" must not drop a live session (see docs/endpoints.md).
 func reauthRequired(w http.ResponseWriter, message, key, url string) {
-	writeJSON(w, http.StatusForbidden, map[string]string{"error": "reauth_required", "message": message, key: url})
+	httpjson.Write(w, http.StatusForbidden, map[string]string{"error": "reauth_required", "message": message, key: url})
 }
 
 // passwordReauthRequired asks a local account's session to re-enter its
@@ -108,7 +109,7 @@ func (g *Gateway) answerAuthError(w http.ResponseWriter, r *http.Request, err er
 		http.Error(w, http.StatusText(status)+": "+msg, status)
 		return
 	}
-	writeError(w, status, code, msg)
+	httpjson.Error(w, status, code, msg)
 }
 
 // reauth is POST {auth}/reauth: {"password": "..."} re-enters the password
@@ -123,11 +124,11 @@ func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
 		Password string `json:"password"`
 	}
 	if err := decodeJSONBody(w, r, &body); err != nil {
-		writeError(w, err.Status, "bad_request", err.Message)
+		httpjson.Error(w, err.Status, "bad_request", err.Message)
 		return
 	}
 	if body.Password == "" || len(body.Password) > maxPasswordLen {
-		writeError(w, http.StatusBadRequest, "bad_request", "Send your password.")
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", "Send your password.")
 		return
 	}
 	if !g.checkOwnPassword(w, r, s, body.Password, false) {
@@ -139,7 +140,7 @@ func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
 		g.storeFailed(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
+	httpjson.Write(w, http.StatusOK, map[string]string{"csrf_token": s.CSRFToken()})
 }
 
 // passwordChange is one request to change one's password.
@@ -198,14 +199,14 @@ func (g *Gateway) passwordJSON(w http.ResponseWriter, r *http.Request) {
 	}
 	var req passwordChange
 	if err := decodeJSONBody(w, r, &req); err != nil {
-		writeError(w, err.Status, "bad_request", err.Message)
+		httpjson.Error(w, err.Status, "bad_request", err.Message)
 		return
 	}
 	ended, ok := g.changePassword(w, r, s, req, false)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"other_sessions_ended": ended, "csrf_token": s.CSRFToken()})
+	httpjson.Write(w, http.StatusOK, map[string]any{"other_sessions_ended": ended, "csrf_token": s.CSRFToken()})
 }
 
 func (g *Gateway) accountPassword(w http.ResponseWriter, r *http.Request) {

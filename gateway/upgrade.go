@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // isUpgrade reports whether r asks to switch protocols (a WebSocket
@@ -48,7 +50,7 @@ func (g *Gateway) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
 	g.log.WarnContext(r.Context(), "cross-origin upgrade refused", "path", r.URL.Path,
 		"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"),
 		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessions.Session(r).Ref())
-	writeError(w, http.StatusForbidden, "csrf", "A WebSocket carrying the session must be opened by this site's own pages.")
+	httpjson.Error(w, http.StatusForbidden, "csrf", "A WebSocket carrying the session must be opened by this site's own pages.")
 }
 
 // guardHijack wraps the writer of protocol-switch requests, below the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // Back-channel logout limits.
@@ -209,19 +210,19 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	p, ok := c.providers[r.PathValue("provider")]
 	if !ok {
-		writeJSONError(w, http.StatusNotFound, "not_found", "No such provider.")
+		httpjson.Error(w, http.StatusNotFound, "not_found", "No such provider.")
 		return
 	}
 	raw, err := readLogoutToken(w, r)
 	if err != nil {
 		audit(outcomeInvalid, err.Error())
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	lt, err := c.verifyLogoutToken(ctx, p, raw)
 	if err != nil {
 		audit(outcomeInvalid, err.Error())
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The logout token is not valid.")
+		httpjson.Error(w, http.StatusBadRequest, "invalid_request", "The logout token is not valid.")
 		return
 	}
 	// jti: each token acts once, across every node sharing the store.
@@ -230,11 +231,11 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, cloakroom.ErrConflict):
 		audit(outcomeInvalid, "logout token replayed")
-		writeJSONError(w, http.StatusBadRequest, "invalid_request", "The logout token was already used.")
+		httpjson.Error(w, http.StatusBadRequest, "invalid_request", "The logout token was already used.")
 		return
 	case err != nil:
 		audit(outcomeError, "store unavailable")
-		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
 		return
 	}
 	// The tombstone first: a login whose session is not indexed yet sees it
@@ -242,7 +243,7 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	if err := c.recordLogout(ctx, p, lt); err != nil {
 		_ = c.records.delete(context.WithoutCancel(ctx), jtiKey)
 		audit(outcomeError, err.Error())
-		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
 		return
 	}
 	ended, err := c.endSessions(ctx, p, lt.SessionID, lt.Subject)
@@ -250,7 +251,7 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		// Let the provider retry with the same token.
 		_ = c.records.delete(context.WithoutCancel(ctx), jtiKey)
 		audit(outcomeError, err.Error())
-		writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Sessions cannot be ended right now.")
 		return
 	}
 	audit(outcomeSuccess, "", slog.Bool("by_sid", lt.SessionID != ""), slog.Int("sessions", ended))
@@ -371,13 +372,4 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 		}
 	}
 	return -1, nil
-}
-
-func writeJSONError(w http.ResponseWriter, status int, code, message string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "message": message})
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
 )
 
@@ -131,10 +132,10 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 	if err := rt.stripParams(w, r); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "The form is too large.")
+			httpjson.Error(w, http.StatusRequestEntityTooLarge, "too_large", "The form is too large.")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "The form could not be parsed.")
+		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The form could not be parsed.")
 		return
 	}
 	ctx := r.Context()
@@ -155,7 +156,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 		// user the answer may name is not known before it comes.
 		pin, err := v.sessions.Pin(ctx, s.UserID())
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
+			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
 			return
 		}
 		x.pin, x.pinned = pin, s.UserID()
@@ -167,7 +168,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 			ref := s.Ref()
 			if err := s.Logout(ctx); err != nil {
 				v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("route", rt.label), slog.String("error", err.Error()))
-				writeError(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended. Try again shortly.")
+				httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended. Try again shortly.")
 				return
 			}
 			x.live = false
@@ -616,19 +617,8 @@ func replaceResponse(res *http.Response, status int, code, message string) {
 	for name := range res.Header {
 		delete(res.Header, name)
 	}
-	res.Header.Set("Content-Type", "application/json; charset=utf-8")
-	res.Header.Set("Cache-Control", "no-store")
-	res.Header.Set("X-Content-Type-Options", "nosniff")
-	setBody(res, []byte(`{"error":"`+code+`","message":"`+message+`"}`+"\n"))
-}
-
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	io.WriteString(w, `{"error":"`+code+`","message":"`+message+`"}`+"\n")
+	httpjson.SetHeaders(res.Header)
+	setBody(res, httpjson.ErrorBody(code, message))
 }
 
 // acceptsGzip reports whether the client takes gzip, so a non-JSON body
