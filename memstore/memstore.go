@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/endfanout"
 )
 
 const shardCount = 64
@@ -38,8 +39,7 @@ type Store struct {
 	gens    map[string]uint64                     // user → generation
 	byUser  map[string]map[cloakroom.Key]struct{} // user → keys of their sessions
 
-	watchMu  sync.Mutex
-	watchers map[*func(cloakroom.End)]struct{}
+	ends *endfanout.Fanout
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -54,11 +54,11 @@ type shard struct {
 // New returns an empty store and starts its expiry sweep.
 func New(cfg Config) *Store {
 	s := &Store{
-		now:      cfg.Now,
-		gens:     make(map[string]uint64),
-		byUser:   make(map[string]map[cloakroom.Key]struct{}),
-		watchers: make(map[*func(cloakroom.End)]struct{}),
-		stop:     make(chan struct{}),
+		now:    cfg.Now,
+		gens:   make(map[string]uint64),
+		byUser: make(map[string]map[cloakroom.Key]struct{}),
+		ends:   endfanout.New(),
+		stop:   make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -184,7 +184,7 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
 	deleted := s.deleteLocked(key)
 	s.writeMu.Unlock()
 	if deleted {
-		s.publish(cloakroom.End{Key: key})
+		s.ends.Publish(cloakroom.End{Key: key})
 	}
 	return nil
 }
@@ -245,7 +245,7 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 	s.writeMu.Lock()
 	gen := s.bumpLocked(userID)
 	s.writeMu.Unlock()
-	s.publish(cloakroom.End{UserID: userID, Generation: gen})
+	s.ends.Publish(cloakroom.End{UserID: userID, Generation: gen})
 	return gen, nil
 }
 
@@ -323,7 +323,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	}
 	s.writeMu.Unlock()
 	for _, e := range ends {
-		s.publish(e)
+		s.ends.Publish(e)
 	}
 	return rec, nil
 }
@@ -331,23 +331,10 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 // WatchEnds implements [cloakroom.EndNotifier] for the managers sharing
 // this store in one process.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
-	p := &fn
-	s.watchMu.Lock()
-	s.watchers[p] = struct{}{}
-	s.watchMu.Unlock()
+	cancel, _ := s.ends.Subscribe(fn) // never closed
+	defer cancel()
 	<-ctx.Done()
-	s.watchMu.Lock()
-	delete(s.watchers, p)
-	s.watchMu.Unlock()
 	return nil
-}
-
-func (s *Store) publish(e cloakroom.End) {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	for fn := range s.watchers {
-		(*fn)(e)
-	}
 }
 
 // Len returns the number of stored sessions, expired ones not yet swept

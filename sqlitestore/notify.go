@@ -21,21 +21,11 @@ const foreignPollInterval = 100 * time.Millisecond
 // poll, within foreignPollInterval) is reported as End{All: true}, with the
 // cache or without. A store made by New sees only its own ends.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
-	p := &fn
-	s.watchMu.Lock()
-	if s.watchClosed {
-		s.watchMu.Unlock()
+	cancel, ok := s.ends.Subscribe(fn)
+	if !ok {
 		return errStoreClosed
 	}
-	s.watchers[p] = struct{}{}
-	s.watching.Add(1)
-	s.watchMu.Unlock()
-	defer func() {
-		s.watchMu.Lock()
-		delete(s.watchers, p)
-		s.watchMu.Unlock()
-		s.watching.Done()
-	}()
+	defer cancel()
 	var tick <-chan time.Time
 	if s.cache != nil {
 		ticker := time.NewTicker(foreignPollInterval)
@@ -46,7 +36,7 @@ func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-s.closing:
+		case <-s.ends.Closing():
 			return errStoreClosed
 		case <-tick:
 			s.cache.poll()
@@ -55,24 +45,3 @@ func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 }
 
 var errStoreClosed = errors.New("sqlitestore: store closed")
-
-// stopWatchers ends every WatchEnds call and waits for them, so none reads
-// the wal-index header after Close unmaps it.
-func (s *Store) stopWatchers() {
-	s.watchMu.Lock()
-	if !s.watchClosed {
-		s.watchClosed = true
-		close(s.closing)
-	}
-	s.watchMu.Unlock()
-	s.watching.Wait()
-}
-
-// publish reports e to every watcher. Watchers must not block.
-func (s *Store) publish(e cloakroom.End) {
-	s.watchMu.Lock()
-	defer s.watchMu.Unlock()
-	for fn := range s.watchers {
-		(*fn)(e)
-	}
-}

@@ -56,6 +56,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/endfanout"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -163,12 +164,8 @@ type Store struct {
 	bumpStmt, dropRevokedStmt, purgeStmt,
 	rotateOldStmt, writeGenerationStmt *sql.Stmt // on write
 
-	// Subscribers of WatchEnds. Close closes closing and waits for them.
-	watchMu     sync.Mutex
-	watchers    map[*func(cloakroom.End)]struct{}
-	watchClosed bool
-	closing     chan struct{}
-	watching    sync.WaitGroup
+	// Subscribers of WatchEnds. Close closes it and waits for them.
+	ends *endfanout.Fanout
 
 	stopPurge context.CancelFunc
 	purgeDone chan struct{}
@@ -326,7 +323,7 @@ func (s *Store) startCache(ctx context.Context, abs string, cfg Config) error {
 	}
 	s.header = header
 	s.cache = newCache(header, size)
-	s.cache.onForeignWrite = func() { s.publish(cloakroom.End{All: true}) }
+	s.cache.onForeignWrite = func() { s.ends.Publish(cloakroom.End{All: true}) }
 	s.cache.onBroken = func(reason string) {
 		s.logger.Error("sqlitestore: cache turned off; every check now reads the database", "reason", reason)
 	}
@@ -354,8 +351,7 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 		return nil, err
 	}
 	s := &Store{
-		watchers:  make(map[*func(cloakroom.End)]struct{}),
-		closing:   make(chan struct{}),
+		ends:      endfanout.New(),
 		read:      read,
 		write:     write,
 		owned:     owned,
@@ -663,7 +659,7 @@ func (s *Store) Delete(ctx context.Context, key cloakroom.Key) error {
 		return fmt.Errorf("sqlitestore: delete %s: %w", key.Short(), err)
 	}
 	if deleted {
-		s.publish(cloakroom.End{Key: key})
+		s.ends.Publish(cloakroom.End{Key: key})
 	}
 	return nil
 }
@@ -733,7 +729,7 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: bump generation: %w", err)
 	}
-	s.publish(cloakroom.End{UserID: userID, Generation: uint64(gen)})
+	s.ends.Publish(cloakroom.End{UserID: userID, Generation: uint64(gen)})
 	return uint64(gen), nil
 }
 
@@ -809,10 +805,10 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
 	}
 	if r.Bump {
-		s.publish(cloakroom.End{UserID: rec.UserID, Generation: rec.Generation})
+		s.ends.Publish(cloakroom.End{UserID: rec.UserID, Generation: rec.Generation})
 	}
 	if oldDeleted {
-		s.publish(cloakroom.End{Key: r.Old})
+		s.ends.Publish(cloakroom.End{Key: r.Old})
 	}
 	return rec, nil
 }
@@ -917,7 +913,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // must not be used after it.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.stopWatchers()
+		s.ends.Close() // no watcher reads the header after it is unmapped
 		s.stopPurge()
 		<-s.purgeDone
 		s.closeStatements()
