@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,6 +25,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
@@ -196,22 +196,7 @@ func (f *flakyAccounts) List(ctx context.Context) ([]accounts.User, error) {
 }
 
 // syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer struct{ syncbuf.Buffer }
 
 // events returns the decoded log records whose message is msg.
 func (b *syncBuffer) events(msg string) []map[string]any {

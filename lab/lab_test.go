@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/browsertest"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/lab/attacker"
 	"github.com/cloakroom/cloakroom/lab/guestbook"
 )
@@ -608,20 +608,5 @@ func TestCloakroomOverHTTP(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the servers' goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output from concurrent goroutines.
+type syncBuffer = syncbuf.Buffer

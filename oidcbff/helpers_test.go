@@ -33,6 +33,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
@@ -69,23 +70,8 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output from concurrent goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // tokenLog records every token a provider's token endpoint hands out, so
 // tests can look for them where they must not be.

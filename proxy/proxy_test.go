@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -9,10 +8,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
@@ -349,23 +348,8 @@ func decodeEcho(t *testing.T, body string) echo {
 	return e
 }
 
-// syncBuffer is a bytes.Buffer safe for the server goroutines that log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output from concurrent goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // TestConnectionHeaderCannotDropIdentity: naming a header in Connection
 // makes it hop-by-hop; the gateway's own identity headers must survive.

@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +19,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/vault"
@@ -28,23 +27,8 @@ import (
 
 const cookieName = cloakroom.DefaultCookieName
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output from concurrent goroutines.
+type syncBuffer = syncbuf.Buffer
 
 // stack is the gateway in front of a jwtBackend, with one vault route
 // /api/.
