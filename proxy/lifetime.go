@@ -2,7 +2,8 @@ package proxy
 
 import (
 	"context"
-	"mime"
+	"strings"
+
 	"net/http"
 	"sync"
 )
@@ -35,8 +36,11 @@ func longLived(res *http.Response) bool {
 	if res.StatusCode == http.StatusSwitchingProtocols || res.ContentLength < 0 || res.ContentLength > longBodyBytes {
 		return true
 	}
-	mediaType, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type"))
-	return mediaType == "text/event-stream"
+	// Only the media type matters, so the parameters are not parsed (a full
+	// mime.ParseMediaType per response showed in the gateway's profile); a
+	// malformed parameter list still counts as a stream, the safe side.
+	mediaType, _, _ := strings.Cut(res.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
 }
 
 // heldKey carries the *hold of one proxied request from ServeHTTP to
