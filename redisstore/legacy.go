@@ -70,16 +70,7 @@ func (s *Store) legacyFind(ctx context.Context, key cloakroom.Key, cached bool) 
 	}
 	mark, marked := s.recent.user(userID, s.recent.now())
 	sessionKey, generationKey := s.legacySessionKey(userID, hexKey), s.generationKey(userID)
-	var results []rueidis.RedisResult
-	if cached && (!marked || mark.known) {
-		results = s.client.DoMultiCache(ctx,
-			rueidis.CT(s.client.B().Hget().Key(sessionKey).Field(legacyFieldRecord).Cache(), s.cacheTTL),
-			rueidis.CT(s.client.B().Get().Key(generationKey).Cache(), s.cacheTTL))
-	} else {
-		results = s.client.DoMulti(ctx,
-			s.client.B().Hget().Key(sessionKey).Field(legacyFieldRecord).Build(),
-			s.client.B().Get().Key(generationKey).Build())
-	}
+	results := s.readWithGeneration(ctx, cached && (!marked || mark.known), sessionKey, legacyFieldRecord, generationKey)
 	recMsg, err := results[0].ToMessage()
 	if rueidis.IsRedisNil(err) {
 		return findResult{}, nil

@@ -296,18 +296,10 @@ func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, sinc
 	userID := v[1:]
 
 	sessions, generation := s.sessionsKey(userID), s.generationKey(userID)
-	var results []rueidis.RedisResult
 	mark, marked := s.recent.user(userID, since)
-	if cached && (!marked || mark.known) {
-		results = s.client.DoMultiCache(ctx,
-			rueidis.CT(s.client.B().Hget().Key(sessions).Field(field(key)).Cache(), s.cacheTTL),
-			rueidis.CT(s.client.B().Get().Key(generation).Cache(), s.cacheTTL))
-	} else {
-		cached = false // a bump of unknown outcome: its invalidation may be in flight
-		results = s.client.DoMulti(ctx,
-			s.client.B().Hget().Key(sessions).Field(field(key)).Build(),
-			s.client.B().Get().Key(generation).Build())
-	}
+	// Not after a bump of unknown outcome: its invalidation may be in flight.
+	cached = cached && (!marked || mark.known)
+	results := s.readWithGeneration(ctx, cached, sessions, field(key), generation)
 	blob, err := results[0].ToString()
 	if rueidis.IsRedisNil(err) {
 		return findResult{}, nil
@@ -331,6 +323,19 @@ func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, sinc
 		}
 	}
 	return s.result(key, userID, blob, gen, e)
+}
+
+// readWithGeneration reads one field of a user's hash and the user's
+// generation in one round trip, through the client-side cache when cached.
+func (s *Store) readWithGeneration(ctx context.Context, cached bool, hash, hashField, generation string) []rueidis.RedisResult {
+	if cached {
+		return s.client.DoMultiCache(ctx,
+			rueidis.CT(s.client.B().Hget().Key(hash).Field(hashField).Cache(), s.cacheTTL),
+			rueidis.CT(s.client.B().Get().Key(generation).Cache(), s.cacheTTL))
+	}
+	return s.client.DoMulti(ctx,
+		s.client.B().Hget().Key(hash).Field(hashField).Build(),
+		s.client.B().Get().Key(generation).Build())
 }
 
 // generationOf reads a user's generation from the reply to GET, which is
