@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -218,6 +219,41 @@ func TestLogoutLooksAgainAfterEachDelete(t *testing.T) {
 	}
 }
 
+// elevatedLogin logs alice in to a new app, her session holding
+// elevated=yes, a privilege.
+func elevatedLogin(t *testing.T) (*app, string) {
+	t.Helper()
+	a := newApp(t, nil)
+	token := a.login("alice")
+	if w := a.do("POST", "/put?k=elevated&v=yes", token); w.Code != 200 {
+		t.Fatalf("put: %d", w.Code)
+	}
+	return a, token
+}
+
+// dropPrivilege is a request's change to its session: it removes the
+// privilege and leaves a mark.
+func dropPrivilege(ctx context.Context, s *cloakroom.Session) error {
+	s.Remove("elevated")
+	s.Put("seen", "1")
+	return nil
+}
+
+// wantDropped checks that token's session is alice's with dropPrivilege's
+// change.
+func (a *app) wantDropped(token string) {
+	a.t.Helper()
+	if got := a.do("GET", "/get?k=elevated", token).Body.String(); got != "" {
+		a.t.Errorf("session still has elevated=%q after its removal", got)
+	}
+	if got := a.do("GET", "/get?k=seen", token).Body.String(); got != "1" {
+		a.t.Errorf("session: seen=%q, want the privilege-dropping request's 1", got)
+	}
+	if got := a.whoami(token); got != "user=alice" {
+		a.t.Errorf("session after the change: %q", got)
+	}
+}
+
 // A value change saved by a request parked while another request of the
 // same session rotated it (same handle, new key) lands on the renewed
 // session instead of being dropped while the session lives on: a removal
@@ -227,16 +263,8 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 	rotations := map[string]string{"Renew": "/renew", "RevokeOthers": "/revoke-others"}
 	for name, path := range rotations {
 		t.Run(name, func(t *testing.T) {
-			a := newApp(t, nil)
-			token := a.login("alice")
-			if w := a.do("POST", "/put?k=elevated&v=yes", token); w.Code != 200 {
-				t.Fatalf("put: %d", w.Code)
-			}
-			release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
-				s.Remove("elevated")
-				s.Put("seen", "1")
-				return nil
-			})
+			a, token := elevatedLogin(t)
+			release := a.park(token, dropPrivilege)
 			w := a.do("POST", path, token)
 			renewed := sessionCookie(w)
 			if w.Code != 200 || renewed == nil || renewed.Value == "" {
@@ -250,15 +278,7 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 			if c := sessionCookie(pw); c != nil {
 				t.Errorf("parked change set cookie %q, want none", pw.Header().Get("Set-Cookie"))
 			}
-			if got := a.do("GET", "/get?k=elevated", renewed.Value).Body.String(); got != "" {
-				t.Errorf("renewed session still has elevated=%q after its removal", got)
-			}
-			if got := a.do("GET", "/get?k=seen", renewed.Value).Body.String(); got != "1" {
-				t.Errorf("renewed session: seen=%q, want the parked request's 1", got)
-			}
-			if got := a.whoami(renewed.Value); got != "user=alice" {
-				t.Errorf("renewed session after the change: %q", got)
-			}
+			a.wantDropped(renewed.Value)
 		})
 	}
 	t.Run("logout", func(t *testing.T) {
@@ -338,5 +358,112 @@ func TestRotationEndsTheOldTokensWatches(t *testing.T) {
 				t.Error("a watch under the new token ended at once")
 			}
 		})
+	}
+}
+
+// A value change committed by another request of the session after a
+// rotation that keeps the session (Renew, RevokeOthers) loaded it, and
+// before it rotated, is in the renewed session: the rotation does not
+// build the new key from its stale copy, which would bring a removed
+// privilege back with the new token. The rotating request's own unsaved
+// changes go on top.
+func TestRotationKeepsAChangeCommittedMeanwhile(t *testing.T) {
+	rotations := map[string]func(*cloakroom.Session, context.Context) error{
+		"Renew":        (*cloakroom.Session).Renew,
+		"RevokeOthers": (*cloakroom.Session).RevokeOthers,
+	}
+	for name, rotate := range rotations {
+		t.Run(name, func(t *testing.T) {
+			a, token := elevatedLogin(t)
+			release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
+				s.Put("mine", "1")
+				return rotate(s, ctx)
+			})
+			// Another request of the session drops the privilege and
+			// completes while the rotation waits.
+			if w := a.park(token, dropPrivilege)(); w.Code != 200 {
+				t.Fatalf("dropping the privilege: status %d", w.Code)
+			}
+			w := release()
+			renewed := sessionCookie(w)
+			if w.Code != 200 || renewed == nil || renewed.Value == "" {
+				t.Fatalf("%s: status %d (%s), cookie %v", name, w.Code, w.Body, renewed)
+			}
+			a.wantDropped(renewed.Value)
+			if got := a.do("GET", "/get?k=mine", renewed.Value).Body.String(); got != "1" {
+				t.Errorf("renewed session: mine=%q, want the rotating request's 1", got)
+			}
+			if got := a.whoami(token); got != "user=" {
+				t.Errorf("old token after the rotation: %q, want no user", got)
+			}
+		})
+	}
+}
+
+// movingStore commits a change to the old session right before each of
+// its first moves rotations of it: requests of the session saving values
+// just as it is renewed.
+type movingStore struct {
+	cloakroom.Store
+	mu    sync.Mutex
+	moves int
+}
+
+func (s *movingStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
+	s.mu.Lock()
+	move := s.moves > 0 && r.OldMustLive
+	if move {
+		s.moves--
+	}
+	s.mu.Unlock()
+	if move {
+		rec, found, err := s.Store.Find(ctx, r.Old)
+		if err != nil || !found {
+			return cloakroom.Record{}, fmt.Errorf("moving the session: found %v, %v", found, err)
+		}
+		rec.Version++
+		if err := s.Store.Commit(ctx, rec); err != nil {
+			return cloakroom.Record{}, fmt.Errorf("moving the session: %w", err)
+		}
+	}
+	return s.Store.Rotate(ctx, r)
+}
+
+// A renewal reloads the session and rotates again while commits keep
+// landing before its rotation, and gives up with an error, creating
+// nothing, when they never stop.
+func TestRenewRetriesAfterConflicts(t *testing.T) {
+	for _, tc := range []struct {
+		moves   int
+		wantErr bool
+	}{{moves: 1}, {moves: 3}, {moves: 1000, wantErr: true}} {
+		store := &movingStore{}
+		a := newApp(t, func(c *cloakroom.Config) {
+			store.Store = c.Store
+			c.Store = store
+		})
+		token := a.login("alice")
+		store.mu.Lock()
+		store.moves = tc.moves
+		store.mu.Unlock()
+		var err error
+		w := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
+			err = s.Renew(ctx)
+			return err
+		})()
+		renewed := sessionCookie(w)
+		switch {
+		case tc.wantErr && (!errors.Is(err, cloakroom.ErrStoreUnavailable) || !errors.Is(err, cloakroom.ErrConflict)):
+			t.Fatalf("renewal against endless commits: %v, want ErrStoreUnavailable and ErrConflict", err)
+		case tc.wantErr && (renewed != nil || a.whoami(token) != "user=alice"):
+			t.Fatalf("a failed renewal replaced the session (cookie %v)", renewed)
+		case !tc.wantErr && (err != nil || renewed == nil):
+			t.Fatalf("renewal with %d commits landing before it: %v, cookie %v", tc.moves, err, renewed)
+		case !tc.wantErr && (a.whoami(renewed.Value) != "user=alice" || a.whoami(token) != "user="):
+			t.Fatalf("renewal with %d commits landing before it: the new token is not alice's or the old one lives", tc.moves)
+		}
+		if n := a.liveSessions("alice"); n != 1 {
+			t.Fatalf("%d moves: %d live sessions, want 1", tc.moves, n)
+		}
 	}
 }

@@ -348,20 +348,30 @@ func (s *Session) commitChangesLocked(ctx context.Context) error {
 			s.live, s.destroyed, s.issued, s.changes = false, true, false, nil
 			return nil
 		}
-		values, err := decodeValues(fresh.Data)
-		if err != nil {
-			values = make(map[string]string)
-		}
-		for _, c := range s.changes {
-			if c.remove {
-				delete(values, c.key)
-			} else {
-				values[c.key] = c.value
-			}
-		}
-		s.rec, s.values = fresh, values
+		s.rebaseLocked(fresh)
 	}
 	return s.storeErr("save session", fmt.Errorf("still conflicting after %d attempts: %w", maxCommitAttempts, ErrConflict))
+}
+
+// rebaseLocked makes fresh, the session as stored now, the request's
+// session, with the request's unsaved changes applied on top.
+func (s *Session) rebaseLocked(fresh Record) {
+	s.rec = fresh
+	if s.values == nil {
+		return // no changes, nothing decoded: values are read from fresh
+	}
+	values, err := decodeValues(fresh.Data)
+	if err != nil {
+		values = make(map[string]string)
+	}
+	for _, c := range s.changes {
+		if c.remove {
+			delete(values, c.key)
+		} else {
+			values[c.key] = c.value
+		}
+	}
+	s.values = values
 }
 
 // touchLocked records that the session was used. A conflict means another

@@ -407,10 +407,13 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 	token, key := newToken()
 	rec.Key = key
 	var old Key
+	var oldVersion uint64
 	if s.live {
 		old = s.rec.Key
+		// What rec carries over was read at this version (renewals).
+		oldVersion = s.rec.Version
 	}
-	stored, err := s.m.store.Rotate(ctx, Rotation{Old: old, OldMustLive: oldMustLive, New: rec, Bump: bump})
+	stored, err := s.m.store.Rotate(ctx, Rotation{Old: old, OldMustLive: oldMustLive, OldVersion: oldVersion, New: rec, Bump: bump})
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			return s.storeErr(op, err)
@@ -453,18 +456,43 @@ func (s *Session) Renew(ctx context.Context) error {
 	return s.renewLocked(ctx, false, "renew")
 }
 
+// renewLocked rotates the session into a new key with its values. The
+// store refuses the rotation if another request committed the session
+// since this one read it (a privilege removed, say), so it reloads the
+// session, re-applies this request's changes on top, and tries again, as
+// commitChangesLocked does for a plain save.
 func (s *Session) renewLocked(ctx context.Context, bump bool, op string) error {
-	now := s.m.now()
-	rec := s.rec
-	rec.Version, rec.LastSeen = 1, now
-	if s.values != nil {
-		rec.Data = encodeValues(s.values)
-	}
-	if err := s.rotateLocked(ctx, rec, true, bump, op); err != nil {
-		return err
+	for attempt := 1; ; attempt++ {
+		rec := s.rec
+		rec.Version, rec.LastSeen = 1, s.m.now()
+		if s.values != nil {
+			rec.Data = encodeValues(s.values)
+		}
+		err := s.rotateLocked(ctx, rec, true, bump, op)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+		if attempt == maxCommitAttempts {
+			return s.storeErr(op, fmt.Errorf("still conflicting after %d attempts: %w", maxCommitAttempts, ErrConflict))
+		}
+		fresh, found, err := s.m.store.Find(ctx, s.rec.Key)
+		if err != nil {
+			return s.storeErr("reload session", err)
+		}
+		if !found {
+			// Ended (or rotated by another request) since the conflict:
+			// as when the rotation itself finds the session gone.
+			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
+			s.values, s.changes = nil, nil
+			return fmt.Errorf("%w: %s: the session ended meanwhile: %w", ErrNotLoggedIn, op, ErrNotFound)
+		}
+		s.rebaseLocked(fresh)
 	}
 	s.changes = nil
-	s.m.logger.InfoContext(ctx, "session renewed", "user", rec.UserID, "session", s.rec.Key.Short())
+	s.m.logger.InfoContext(ctx, "session renewed", "user", s.rec.UserID, "session", s.rec.Key.Short())
 	return nil
 }
 

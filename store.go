@@ -125,6 +125,13 @@ type Rotation struct {
 	// its Generation is its user's current generation. When false, Old is
 	// deleted if present (a login over whatever the browser had before).
 	OldMustLive bool
+	// OldVersion, when not 0 and with OldMustLive, makes Rotate fail with
+	// ErrConflict, writing nothing, unless the session under Old is still
+	// at this Version. A rotation that carries the old session's values
+	// over (a renewal) passes the version it read them at, so a value
+	// change committed in between is not undone by the stale copy: the
+	// caller reloads the session and rotates again.
+	OldVersion uint64
 	// New is the session to create: a new Key and Version 1. For a UserID,
 	// New.Generation must equal the user's current generation at the moment
 	// of the write, else Rotate fails with ErrNotFound, writing nothing.
@@ -145,7 +152,7 @@ type Rotator interface {
 	// generation (when Bump), creates New and deletes Old, all or nothing. It
 	// returns New as stored, its Generation set. It fails with ErrNotFound
 	// (wrapped) when a condition does not hold and with ErrConflict when
-	// New.Key exists. Like Delete and BumpGeneration, it publishes the ends
+	// New.Key exists or Old is not at OldVersion. Like Delete and BumpGeneration, it publishes the ends
 	// it causes to the store's [EndNotifier] subscribers.
 	Rotate(ctx context.Context, r Rotation) (Record, error)
 }

@@ -290,10 +290,18 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		sh.mu.RLock()
 		old, ok := sh.sessions[r.Old]
 		alive := ok && s.live(old, now) && (old.UserID == "" || old.Generation == s.generation(old.UserID))
+		var version uint64
+		if ok {
+			version = old.Version
+		}
 		sh.mu.RUnlock()
 		if r.Old == zero || !alive {
 			s.writeMu.Unlock()
 			return cloakroom.Record{}, fmt.Errorf("memstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
+		}
+		if r.OldVersion != 0 && version != r.OldVersion {
+			s.writeMu.Unlock()
+			return cloakroom.Record{}, fmt.Errorf("memstore: rotate %s: old session is at version %d, not %d: %w", r.Old.Short(), version, r.OldVersion, cloakroom.ErrConflict)
 		}
 	}
 	rec := r.New

@@ -78,24 +78,36 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 				return fmt.Errorf("%w: generation %d is not the user's current %d: %w", errRotateRefused, rec.Generation, current, cloakroom.ErrNotFound)
 			}
 		}
-		if deleteOld {
-			query, args := s.q.deleteAny, []any{r.Old[:]}
-			if r.OldMustLive {
-				query, args = s.q.deleteLive, []any{r.Old[:], now}
+		switch {
+		case r.OldMustLive:
+			// The DELETE answers the version it deleted, or nothing; a
+			// refusal below rolls it back. With New.Key == Old there is
+			// nothing to delete, but it must live all the same.
+			query := s.q.deleteLive
+			if !deleteOld {
+				query = s.q.liveVersion
 			}
-			tag, err := tx.Exec(ctx, query, args...)
+			var version int64
+			err := tx.QueryRow(ctx, query, r.Old[:], now).Scan(&version)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				return fmt.Errorf("%w: old session gone, expired or revoked: %w", errRotateRefused, cloakroom.ErrNotFound)
+			case err != nil:
+				return err
+			case r.OldVersion != 0 && uint64(version) != r.OldVersion:
+				return fmt.Errorf("%w: old session is at version %d, not %d: %w", errRotateRefused, version, r.OldVersion, cloakroom.ErrConflict)
+			}
+			if deleteOld {
+				ends = append(ends, endEvent{key: r.Old, hasKey: true})
+			}
+		case deleteOld:
+			tag, err := tx.Exec(ctx, s.q.deleteAny, r.Old[:])
 			if err != nil {
 				return err
 			}
-			switch {
-			case tag.RowsAffected() == 1:
+			if tag.RowsAffected() == 1 {
 				ends = append(ends, endEvent{key: r.Old, hasKey: true})
-			case r.OldMustLive:
-				return fmt.Errorf("%w: old session gone, expired or revoked: %w", errRotateRefused, cloakroom.ErrNotFound)
 			}
-		} else if r.OldMustLive && !s.liveInTx(ctx, tx, r.Old, now) {
-			// New.Key == Old: nothing to delete, but it must live.
-			return fmt.Errorf("%w: old session gone, expired or revoked: %w", errRotateRefused, cloakroom.ErrNotFound)
 		}
 		if r.Bump {
 			var gen int64
@@ -147,13 +159,6 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		s.hub.publish(ev)
 	}
 	return rec, nil
-}
-
-// liveInTx reports whether key is a live session, in tx.
-func (s *Store) liveInTx(ctx context.Context, tx pgx.Tx, key cloakroom.Key, now any) bool {
-	var live bool
-	err := tx.QueryRow(ctx, s.q.isLive, key[:], now).Scan(&live)
-	return err == nil && live
 }
 
 // WatchEnds implements [cloakroom.EndNotifier] through the store's

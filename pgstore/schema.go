@@ -141,7 +141,7 @@ type queries struct {
 	// Rotate's: $1 key and $2 now unless noted.
 	lockGeneration        string // $1 user ID
 	deleteLive, deleteAny string // deleteAny: $1 only
-	isLive                string
+	liveVersion           string
 	insert                string // parameters $1 to $9 as for create
 	notify                string // $1 channel, $2 payload
 }
@@ -214,13 +214,15 @@ SELECT pg_notify($3, $4) UNION ALL SELECT pg_notify($3, $5) WHERE $5 <> ''`,
 		lockGeneration: `SELECT generation FROM {s}.user_generations WHERE user_id = $1 FOR UPDATE`,
 
 		// A live old session: unexpired, and of its user's current
-		// generation (anonymous sessions have none).
+		// generation (anonymous sessions have none). It answers the
+		// version deleted, checked by Rotate against Rotation.OldVersion.
 		deleteLive: `DELETE FROM {s}.sessions s WHERE s.key = $1 AND s.expiry > $2
-	AND (s.user_id IS NULL OR s.generation = COALESCE((SELECT g.generation FROM {s}.user_generations g WHERE g.user_id = s.user_id), 0))`,
+	AND (s.user_id IS NULL OR s.generation = COALESCE((SELECT g.generation FROM {s}.user_generations g WHERE g.user_id = s.user_id), 0))
+	RETURNING s.version`,
 
 		deleteAny: `DELETE FROM {s}.sessions WHERE key = $1`,
 
-		isLive: `SELECT EXISTS (SELECT 1 FROM ` + fmt.Sprintf(liveSessions, 2) + ` AND s.key = $1)`,
+		liveVersion: `SELECT s.version FROM ` + fmt.Sprintf(liveSessions, 2) + ` AND s.key = $1`,
 
 		// Like create, without the generation check Rotate made under
 		// its lock, and without a NOTIFY: nobody caches a new key.
@@ -241,7 +243,7 @@ SELECT pg_notify($3, $4) UNION ALL SELECT pg_notify($3, $5) WHERE $5 <> ''`,
 	}
 	for _, p := range []*string{&q.find, &q.list, &q.create, &q.update, &q.commitState, &q.delete,
 		&q.ensureGeneration, &q.generation, &q.bump, &q.revoke, &q.purge,
-		&q.lockGeneration, &q.deleteLive, &q.deleteAny, &q.isLive, &q.insert, &q.notify} {
+		&q.lockGeneration, &q.deleteLive, &q.deleteAny, &q.liveVersion, &q.insert, &q.notify} {
 		*p = strings.ReplaceAll(*p, "{s}", schema)
 	}
 	return q

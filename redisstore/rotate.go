@@ -143,7 +143,7 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 		[]string{oldField, boolArg(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
 			boolArg(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
 			rec.UserID, oldHex, strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(rec.UserID),
-			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond())},
+			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(r.OldVersion, 10)},
 	).ToArray()
 	if err == nil && len(reply) < 2 {
 		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
@@ -180,6 +180,8 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: generation %d is not the user's current one (%d): %w", rec.Key.Short(), rec.Generation, gen, cloakroom.ErrNotFound)
 		case codeConflict:
 			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+		case codeMoved:
+			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is not at version %d: %w", r.Old.Short(), r.OldVersion, cloakroom.ErrConflict)
 		default:
 			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: unexpected script result %d", rec.Key.Short(), code)
 		}
@@ -233,8 +235,8 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 	if err != nil {
 		return cloakroom.Record{}, err
 	}
-	consumed, err := s.consume(ctx, r.Old, old)
-	if err == nil && consumed {
+	code, err := s.consume(ctx, r.Old, r.OldVersion, old)
+	if err == nil && code == codeOK {
 		s.recent.markSession(r.Old, wroteDeletion, "")
 		s.awaitRevocation(endKeyMessage(r.Old))
 		return stored, nil
@@ -242,45 +244,51 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 	if derr := s.Delete(context.WithoutCancel(ctx), r.New.Key); derr != nil {
 		err = errors.Join(err, fmt.Errorf("taking back %s: %w", r.New.Key.Short(), derr))
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: %w", r.Old.Short(), err)
+	case code == codeMoved:
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is not at version %d: %w", r.Old.Short(), r.OldVersion, cloakroom.ErrConflict)
 	}
 	return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
 }
 
-// consume deletes a live session of the given owner, reporting whether it
-// was live.
-func (s *Store) consume(ctx context.Context, key cloakroom.Key, old owner) (bool, error) {
+// consume deletes a live session of the given owner, at version unless
+// that is 0. It answers codeOK, codeGone when the session was not live,
+// or codeMoved, deleting nothing, when it is at another version.
+func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner) (int64, error) {
 	now := s.now()
 	switch {
 	case old.legacy:
 		// The first layout's sessions only age out; checking and deleting
 		// them is not one step.
 		res, err := s.legacyFind(ctx, key, false)
-		if err != nil || !res.live {
-			return false, err
+		switch {
+		case err != nil || !res.live:
+			return codeGone, err
+		case version != 0 && res.rec.Version != version:
+			return codeMoved, nil
 		}
 		_, err = s.legacyDelete(ctx, key)
-		return true, err
+		return codeOK, err
 	case old.kind == pointerAnonymous:
-		code, err := s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
-			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key)}).AsInt64()
-		return err == nil && code == codeOK, err
+		return s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
+			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10)}).AsInt64()
 	default:
 		reply, err := s.revoke(ctx, rotateScript,
 			[]string{s.sessionsKey(old.userID), s.generationKey(old.userID), s.legacySessionKey(old.userID, ""), s.legacyIndexKey(old.userID)},
 			[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
 				old.userID, "", strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(old.userID),
-				strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond())},
+				strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(version, 10)},
 		).ToArray()
 		if err != nil || len(reply) == 0 {
-			return false, err
+			return codeGone, err
 		}
 		code, err := reply[0].AsInt64()
 		if err == nil && code == codeOK {
 			s.dropOldPointer(ctx, key, old)
 		}
-		return err == nil && code == codeOK, err
+		return code, err
 	}
 }
 

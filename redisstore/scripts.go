@@ -10,6 +10,7 @@ const (
 	codeGone     = 2 // the session was deleted, expired or revoked
 	codeRevoked  = 3 // rec.Generation is below the user's generation
 	codeForeign  = 4 // the key belongs to a session of another owner
+	codeMoved    = 5 // the old session of a rotation is not at the version expected
 )
 
 // Results of claimScript.
@@ -271,30 +272,34 @@ return out
 // user's current generation), checks the new session's generation and key,
 // bumps the generation and deletes every session of the user (when asked),
 // creates the new session and deletes the old one, announcing the ends.
-// Either field may be empty: no old session, or nothing to create. It
-// answers a code, the user's generation after the step, whether the old
-// session's end was announced (1 or 0), and, after a bump, the deleted
-// session keys as bumpScript does.
+// Either field may be empty: no old session, or nothing to create. A
+// live old session must also be at the old version, unless that is "0".
+// It answers a code, the user's generation after the step, whether the
+// old session's end was announced (1 or 0), and, after a bump, the
+// deleted session keys as bumpScript does.
 //
 // KEYS: session hash, generation, legacy session of the old key, legacy
 // index. ARGV: old field, old must live ("1"), new field, new generation,
 // bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
 // user ID, old hex key, key tail length, legacy session key prefix, now s,
-// now ns.
+// now ns, old version.
 var rotateScript = newScript(luaRecord + legacyLuaExpired + luaRevoke + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
 local now = tonumber(ARGV[7])
 if ARGV[1] ~= '' then
-  local live = false
+  local live, v = false, 0
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
   if cur then
-    local g, v, e = record(cur, 1)
+    local g, e
+    g, v, e = record(cur, 1)
     live = g == gen and now < e
   else
     local l = redis.call('HMGET', KEYS[3], 'v', 'g', 'es', 'en')
     live = l[1] and tonumber(l[2] or '0') == gen and not expired(l[3], l[4], ARGV[15], ARGV[16])
+    v = tonumber(l[1] or '0')
   end
   if ARGV[2] == '1' and not live then return {2, gen} end
+  if ARGV[2] == '1' and ARGV[17] ~= '0' and v ~= tonumber(ARGV[17]) then return {5, gen} end
 end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[4]) ~= gen then return {3, gen} end
@@ -330,15 +335,18 @@ return out
 `)
 
 // consumeAnonymousScript deletes an anonymous session, announcing it, and
-// with "must live" fails unless it was live.
+// with "must live" fails unless it was live, and, leaving it alone, unless
+// it is at the version given (when not "0").
 //
-// KEYS: pointer. ARGV: must live ("1"), now µs, ends channel, end message.
+// KEYS: pointer. ARGV: must live ("1"), now µs, ends channel, end message,
+// version.
 var consumeAnonymousScript = newScript(luaRecord + `
 local cur = redis.call('GET', KEYS[1])
 local live = false
 if cur and string.sub(cur, 1, 1) == 'a' then
   local g, v, e = record(cur, 2)
   live = tonumber(ARGV[2]) < e
+  if live and ARGV[1] == '1' and ARGV[5] ~= '0' and v ~= tonumber(ARGV[5]) then return 5 end
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
 end

@@ -453,10 +453,10 @@ ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1
 RETURNING generation`},
 		{s.write, &s.dropRevokedStmt, `DELETE FROM {p}sessions WHERE user_id = :user AND generation < :generation`},
 		// Rotate's view of the old session: whether it is unexpired, its
-		// user, its generation and its user's current one (no row if it is
-		// missing or expired).
+		// user, its generation, its user's current one and its version (no
+		// row if it is missing or expired).
 		{s.write, &s.rotateOldStmt, `
-SELECT s.user_id, s.generation,
+SELECT s.user_id, s.generation, s.version,
 	coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)
 FROM {p}sessions AS s WHERE s.key = :old AND s.expiry_unix_ms > :now`},
 		{s.write, &s.writeGenerationStmt, `SELECT ` + userGeneration},
@@ -770,7 +770,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	err := s.inWriteTx(ctx, ch, func(tx *sql.Tx) (bool, error) {
 		now := s.now().UnixMilli()
 		if r.OldMustLive {
-			if err := s.checkOldLive(ctx, tx, r.Old, now); err != nil {
+			if err := s.checkOldLive(ctx, tx, r.Old, r.OldVersion, now); err != nil {
 				return false, err
 			}
 		}
@@ -815,11 +815,12 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 
 // checkOldLive fails with ErrNotFound unless the session under key exists,
 // is unexpired at nowMs and, for a user's session, is of the user's
-// current generation.
-func (s *Store) checkOldLive(ctx context.Context, tx *sql.Tx, key cloakroom.Key, nowMs int64) error {
+// current generation, and with ErrConflict unless it is at version (when
+// not 0).
+func (s *Store) checkOldLive(ctx context.Context, tx *sql.Tx, key cloakroom.Key, version uint64, nowMs int64) error {
 	var user sql.NullString
-	var gen, current int64
-	err := tx.StmtContext(ctx, s.rotateOldStmt).QueryRowContext(ctx, sql.Named("old", key[:]), sql.Named("now", nowMs)).Scan(&user, &gen, &current)
+	var gen, current, stored int64
+	err := tx.StmtContext(ctx, s.rotateOldStmt).QueryRowContext(ctx, sql.Named("old", key[:]), sql.Named("now", nowMs)).Scan(&user, &gen, &stored, &current)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("old session is gone: %w", cloakroom.ErrNotFound)
@@ -827,6 +828,8 @@ func (s *Store) checkOldLive(ctx context.Context, tx *sql.Tx, key cloakroom.Key,
 		return err
 	case user.Valid && gen != current:
 		return fmt.Errorf("old session's generation %d revoked, user is at %d: %w", gen, current, cloakroom.ErrNotFound)
+	case version != 0 && uint64(stored) != version:
+		return fmt.Errorf("old session is at version %d, not %d: %w", stored, version, cloakroom.ErrConflict)
 	}
 	return nil
 }

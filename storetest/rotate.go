@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ var rotateTests = []struct {
 	{"RotateBumpRevokesOthers", testRotateBump},
 	{"RotateBumpNeedsUser", testRotateBumpNeedsUser},
 	{"RotateKeyConflict", testRotateKeyConflict},
+	{"RotateStaleVersionConflicts", testRotateStaleVersion},
+	{"RotateRacesCommit", testRotateRacesCommit},
 	{"RotateRaceOneWinner", testRotateRaceOneWinner},
 	{"RotateRacesBump", testRotateRacesBump},
 	{"RotateRacesDelete", testRotateRacesDelete},
@@ -235,6 +238,124 @@ func testRotateKeyConflict(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 	sameRecord(t, mustFind(t, s, old.Key), old)
 	sameRecord(t, mustFind(t, s, taken.Key), taken)
+}
+
+// testRotateStaleVersion: a rotation that carries over values read at
+// version 1 is refused, writing nothing, once a commit moved the session
+// to version 2 (a privilege removed, say); at version 2 it goes through.
+// Anonymous sessions and revocations of the others included.
+func testRotateStaleVersion(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for _, tc := range []struct {
+		name       string
+		user, bump bool
+	}{{"anonymous", false, false}, {"user", true, false}, {"user with bump", true, true}} {
+		user := ""
+		if tc.user {
+			user = uniqueUser("alice")
+		}
+		var other cloakroom.Record
+		if tc.user {
+			other = NewRecord(user, c.Now())
+			mustCommit(t, s, other)
+		}
+		old := NewRecord(user, c.Now())
+		old.Data = []byte("elevated")
+		mustCommit(t, s, old)
+		mustFind(t, s, old.Key) // warm any cache
+		changed := old
+		changed.Version, changed.Data = 2, []byte("removed")
+		mustCommit(t, s, changed)
+
+		stale := successor(old, c.Now())
+		_, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, OldVersion: old.Version, New: stale, Bump: tc.bump})
+		if !errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
+			t.Fatalf("%s: rotating from version 1 of a session at version 2: err = %v, want ErrConflict", tc.name, err)
+		}
+		mustNotFind(t, s, stale.Key)
+		sameRecord(t, mustFind(t, s, old.Key), changed)
+		if tc.user {
+			mustFind(t, s, other.Key)
+			if g, err := s.Generation(ctx, user); err != nil || g != 0 {
+				t.Fatalf("%s: generation = %d, %v after a refused rotation; want 0", tc.name, g, err)
+			}
+		}
+
+		next := successor(changed, c.Now())
+		got, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, OldVersion: changed.Version, New: next, Bump: tc.bump})
+		if err != nil {
+			t.Fatalf("%s: rotating from the current version: %v", tc.name, err)
+		}
+		mustNotFind(t, s, old.Key)
+		if found := mustFind(t, s, next.Key); string(found.Data) != "removed" || found.Generation != got.Generation {
+			t.Fatalf("%s: rotated session has data %q, generation %d; want %q, %d", tc.name, found.Data, found.Generation, "removed", got.Generation)
+		}
+	}
+}
+
+// testRotateRacesCommit: a renewal races a value change of its session,
+// reloading and rotating again on ErrConflict as the manager does. The
+// rotation always ends up done, and a commit that succeeded is in the
+// successor: a removed privilege never comes back with the new token.
+func testRotateRacesCommit(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for round := 0; round < 20; round++ {
+		user := ""
+		if round%3 != 0 {
+			user = uniqueUser("alice")
+		}
+		bump := round%3 == 2
+		old := NewRecord(user, c.Now())
+		old.Data = []byte("elevated")
+		mustCommit(t, s, old)
+		mustFind(t, s, old.Key)
+		start := make(chan struct{})
+		var commitErr, rotErr error
+		var rotated cloakroom.Record
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			changed := old
+			changed.Version, changed.Data = 2, []byte("removed")
+			commitErr = s.Commit(ctx, changed)
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			cur := old
+			for attempt := 0; attempt < 8; attempt++ {
+				rotated, rotErr = r.Rotate(ctx, cloakroom.Rotation{Old: cur.Key, OldMustLive: true, OldVersion: cur.Version, New: successor(cur, c.Now()), Bump: bump})
+				if !errors.Is(rotErr, cloakroom.ErrConflict) {
+					return
+				}
+				fresh, found, err := s.Find(ctx, cur.Key)
+				if err != nil || !found {
+					rotErr = fmt.Errorf("reload after a conflict: found %v, %v", found, err)
+					return
+				}
+				cur = fresh
+			}
+		}()
+		close(start)
+		wg.Wait()
+		if rotErr != nil {
+			t.Fatalf("round %d: rotation: %v", round, rotErr)
+		}
+		mustNotFind(t, s, old.Key)
+		got := mustFind(t, s, rotated.Key)
+		switch {
+		case commitErr == nil && string(got.Data) != "removed":
+			t.Fatalf("round %d: the commit succeeded, but the successor has %q: the rotation undid it", round, got.Data)
+		case commitErr != nil && !errors.Is(commitErr, cloakroom.ErrNotFound):
+			t.Fatalf("round %d: commit: %v", round, commitErr)
+		case commitErr != nil && string(got.Data) != "elevated":
+			t.Fatalf("round %d: the commit failed, but the successor has %q", round, got.Data)
+		}
+	}
 }
 
 // testRotateRaceOneWinner: parked requests of one session rotate at once.
