@@ -1,6 +1,7 @@
 package multinode
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"strconv"
@@ -21,6 +22,7 @@ type tcpProxy struct {
 	ln      net.Listener // nil while down
 	pairs   map[*connPair]struct{}
 	held    chan struct{} // not nil while client-to-store traffic is held; closed to release it
+	heldLog []byte        // every chunk that was held, so a test can tell which requests were caught
 	closed  bool
 	running sync.WaitGroup // accept loops and copy goroutines
 }
@@ -104,7 +106,7 @@ func (p *tcpProxy) pipe(pair *connPair, dst, src net.Conn, holdable bool) {
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if holdable && !p.waitReleased(pair) {
+			if holdable && !p.waitReleased(pair, buf[:n]) {
 				break
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -121,11 +123,14 @@ func (p *tcpProxy) pipe(pair *connPair, dst, src net.Conn, holdable bool) {
 	pair.close(false)
 }
 
-// waitReleased waits while traffic is held; false means the pair was
-// closed meanwhile.
-func (p *tcpProxy) waitReleased(pair *connPair) bool {
+// waitReleased waits while traffic is held, logging the held chunk; false
+// means the pair was closed meanwhile.
+func (p *tcpProxy) waitReleased(pair *connPair, chunk []byte) bool {
 	p.mu.Lock()
 	held := p.held
+	if held != nil {
+		p.heldLog = append(p.heldLog, chunk...)
+	}
 	p.mu.Unlock()
 	if held == nil {
 		return true
@@ -146,6 +151,22 @@ func (p *tcpProxy) hold() {
 	if p.held == nil {
 		p.held = make(chan struct{})
 	}
+}
+
+// heldContaining reports which of needles appear in the traffic held since
+// the proxy started; a needle is found in any of its spellings.
+func (p *tcpProxy) heldContaining(needles [][][]byte) []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	found := make([]bool, len(needles))
+	for i, spellings := range needles {
+		for _, s := range spellings {
+			if bytes.Contains(p.heldLog, s) {
+				found[i] = true
+			}
+		}
+	}
+	return found
 }
 
 // release forwards held traffic again.
