@@ -3,6 +3,7 @@ package cloakroom_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -371,4 +372,61 @@ func TestRevokeDeviceOutlivesARacingRenewal(t *testing.T) {
 	if recs, err := ms.List(ctx, "alice"); err != nil || len(recs) != 0 {
 		t.Fatalf("after RevokeDevice: %d live sessions (%v), want 0", len(recs), err)
 	}
+}
+
+// gatedStore holds WatchEnds back until open is closed, as a store whose
+// subscription goes live late (a pub/sub connection being set up), and
+// signals every Find on finds.
+type gatedStore struct {
+	*memstore.Store
+	open  chan struct{}
+	finds chan struct{}
+}
+
+func (s *gatedStore) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
+	rec, found, err := s.Store.Find(ctx, key)
+	select {
+	case s.finds <- struct{}{}:
+	default:
+	}
+	return rec, found, err
+}
+
+func (s *gatedStore) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
+	select {
+	case <-s.open:
+	case <-ctx.Done():
+		return nil
+	}
+	return s.Store.WatchEnds(ctx, fn)
+}
+
+// A node's first Watch ends with a session ended after the watch had
+// registered and checked it but before the store's notifications were
+// live, which nobody could report: the store says End{All: true} once they
+// are, and the watches are re-checked then, not at the next periodic
+// re-check (an hour here).
+func TestFirstWatchSeesAnEndBeforeNotificationsAreLive(t *testing.T) {
+	clock := storetest.NewClock(storetest.Start)
+	ms := memstore.New(memstore.Config{Now: clock.Now})
+	defer ms.Close()
+	store := &gatedStore{Store: ms, open: make(chan struct{}), finds: make(chan struct{}, 16)}
+	m, err := cloakroom.New(cloakroom.Config{Store: store, Now: clock.Now, RecheckInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	token := loginThrough(t, m, "alice")
+	ctx := watchFor(t, m, token)
+	<-store.finds // the request's load
+	<-store.finds // the watch's check once registered
+	if ctx.Err() != nil {
+		t.Fatal("the watch ended before its session")
+	}
+	key, _ := cloakroom.ParseToken(token)
+	if err := ms.Delete(context.Background(), key); err != nil { // heard by nobody yet
+		t.Fatal(err)
+	}
+	close(store.open)
+	waitEnded(t, ctx, "a logout made before the store's notifications were live")
 }

@@ -176,7 +176,11 @@ type End struct {
 type EndNotifier interface {
 	// WatchEnds calls fn for every session end made by any process until
 	// ctx is done, then returns. fn must not block. Ends the store cannot
-	// pinpoint are reported as End{All: true}.
+	// pinpoint are reported as End{All: true}, and so is the start: once
+	// the subscription is live, fn gets End{All: true}, since ends made
+	// before then were not reported to it (a caller that watched a session
+	// already may have missed its end, and must re-check). The same holds
+	// after every reconnect.
 	WatchEnds(ctx context.Context, fn func(End)) error
 }
 

@@ -220,8 +220,11 @@ func (h *watchHub) onEnd(e End) {
 	}
 }
 
-// notifyLoop follows the store's notifications until the hub stops. If the
-// stream breaks, everything watched is re-checked, then it is resumed.
+// notifyLoop follows the store's notifications until the hub stops. The
+// store reports End{All: true} once its subscription is live, so what was
+// watched before (an end made meanwhile reached nobody) is re-checked
+// then. If the stream breaks, everything watched is re-checked, then it
+// is resumed.
 func (h *watchHub) notifyLoop(ctx context.Context, n EndNotifier) {
 	defer h.done.Done()
 	for {

@@ -337,7 +337,8 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 }
 
 // WatchEnds implements [cloakroom.EndNotifier] for the managers sharing
-// this store in one process.
+// this store in one process. It first reports End{All: true}, once
+// subscribed.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	cancel, _ := s.ends.Subscribe(fn) // never closed
 	defer cancel()

@@ -143,14 +143,22 @@ func (w *watcher) stop() {
 	<-w.done
 }
 
-// WatchEnds implements [cloakroom.EndNotifier] through Redis pub/sub. When
-// the subscription starts, and after it broke and is back, fn gets
-// End{All: true}: ends announced before it may have been missed. It returns nil when ctx is done.
+// WatchEnds implements [cloakroom.EndNotifier] through Redis pub/sub. Once
+// the subscription is live for fn, and after it broke and is back, fn gets
+// End{All: true}: ends announced before it may have been missed. It
+// returns nil when ctx is done.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	w := s.watcher
 	p := &fn
 	w.mu.Lock()
 	w.callbacks[p] = struct{}{}
+	// The Store subscribes when it is made: a caller coming later was not
+	// there for that subscription's All. Under the lock, so it comes
+	// before any end received after. Not subscribed yet, the
+	// subscription's own All reaches fn.
+	if w.subscribed.Load() {
+		fn(cloakroom.End{All: true})
+	}
 	w.mu.Unlock()
 	select {
 	case <-ctx.Done():

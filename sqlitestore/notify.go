@@ -19,7 +19,8 @@ const foreignPollInterval = 100 * time.Millisecond
 // Another process cannot say what it changed, so a commit of anyone else
 // to the file (seen on the wal-index header, by the next Find, write or
 // poll, within foreignPollInterval) is reported as End{All: true}, with the
-// cache or without. A store made by New sees only its own ends.
+// cache or without. A store made by New sees only its own ends. Like
+// every EndNotifier, it first reports End{All: true}, once subscribed.
 func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 	cancel, ok := s.ends.Subscribe(fn)
 	if !ok {

@@ -34,6 +34,7 @@ var rotateTests = []struct {
 	{"RotateRacesBump", testRotateRacesBump},
 	{"RotateRacesDelete", testRotateRacesDelete},
 	{"EndNotifications", testEndNotifications},
+	{"EndNotificationsStartWithAll", testEndNotificationsStartWithAll},
 }
 
 func rotator(t *testing.T, s cloakroom.Store) cloakroom.Rotator {
@@ -482,9 +483,11 @@ func testRotateRacesDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 }
 
-// testEndNotifications: a store that notifies ends reports deletes, bumps
-// and rotations to its subscribers.
-func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
+// watchEnds subscribes to s's end notifications until the test ends and
+// returns the channel they arrive on; it skips a store that notifies none.
+// Notifications beyond the channel's buffer are dropped: fn must not block.
+func watchEnds(t *testing.T, s cloakroom.Store) <-chan cloakroom.End {
+	t.Helper()
 	n, ok := s.(cloakroom.EndNotifier)
 	if !ok {
 		t.Skipf("%T does not notify session ends", s)
@@ -502,6 +505,14 @@ func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
 		})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
+	return ends
+}
+
+// testEndNotifications: a store that notifies ends reports deletes, bumps
+// and rotations to its subscribers.
+func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	ends := watchEnds(t, s)
 
 	// Subscribing may take effect asynchronously: delete probes until one
 	// is reported.
@@ -564,4 +575,43 @@ func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
 		t.Fatal(err)
 	}
 	await("Rotate's bump", func(e cloakroom.End) bool { return e.UserID == user && e.Generation == 2 }, nil)
+}
+
+// testEndNotificationsStartWithAll: WatchEnds reports End{All: true} once
+// its subscription is live, so with no end made meanwhile that is the
+// first notification. A subscriber cannot tell when that is otherwise: an
+// end made after it subscribed but before then is never reported, and the
+// All has it re-check whatever it watches. An end made once the All has
+// come is reported.
+func testEndNotificationsStartWithAll(t *testing.T, s cloakroom.Store, c *Clock) {
+	ends := watchEnds(t, s)
+	// The bound only turns a missing notification into a failure rather
+	// than a hang; nothing here waits for time to pass.
+	next := func(what string) cloakroom.End {
+		t.Helper()
+		select {
+		case e := <-ends:
+			return e
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no notification %s", what)
+			return cloakroom.End{}
+		}
+	}
+	if e := next("after subscribing"); !e.All {
+		t.Fatalf("first notification after subscribing is %+v, want End{All: true}", e)
+	}
+	rec := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, rec)
+	if err := s.Delete(context.Background(), rec.Key); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e := next("of a Delete made once the subscription was live")
+		if e.Key == rec.Key {
+			return
+		}
+		if !e.All {
+			t.Fatalf("notification %+v, want the Delete's (or All)", e)
+		}
+	}
 }

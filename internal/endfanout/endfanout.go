@@ -24,8 +24,12 @@ func New() *Fanout {
 	return &Fanout{subs: make(map[*func(cloakroom.End)]struct{}), closing: make(chan struct{})}
 }
 
-// Subscribe adds fn, which Publish calls until cancel is called. Once
-// Close has begun it adds nothing and returns ok false.
+// Subscribe adds fn, which Publish calls until cancel is called. Before
+// it returns, and before any end published after it, fn gets End{All:
+// true}, as the [cloakroom.EndNotifier] contract wants once a subscription
+// is live: ends published before were not reported to fn, and its caller
+// may watch sessions they ended. Once Close has begun it adds nothing and
+// returns ok false.
 func (f *Fanout) Subscribe(fn func(cloakroom.End)) (cancel func(), ok bool) {
 	p := &fn
 	f.mu.Lock()
@@ -35,6 +39,7 @@ func (f *Fanout) Subscribe(fn func(cloakroom.End)) (cancel func(), ok bool) {
 	}
 	f.subs[p] = struct{}{}
 	f.active.Add(1)
+	fn(cloakroom.End{All: true}) // under the lock: before any later Publish
 	return sync.OnceFunc(func() {
 		f.mu.Lock()
 		delete(f.subs, p)

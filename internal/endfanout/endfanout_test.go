@@ -20,11 +20,12 @@ func TestPublishReachesSubscribersUntilCancel(t *testing.T) {
 	f.Publish(cloakroom.End{All: true})
 	cancelB()
 	f.Publish(cloakroom.End{UserID: "bob", Generation: 1})
-	if len(a) != 1 || a[0].UserID != "alice" {
-		t.Errorf("first subscriber got %+v, want only alice's end", a)
+	// Each subscriber first hears All, sent as it subscribed.
+	if len(a) != 2 || !a[0].All || a[1].UserID != "alice" {
+		t.Errorf("first subscriber got %+v, want All, then only alice's end", a)
 	}
-	if len(b) != 2 || b[0].UserID != "alice" || !b[1].All {
-		t.Errorf("second subscriber got %+v, want alice's end, then All", b)
+	if len(b) != 3 || !b[0].All || b[1].UserID != "alice" || !b[2].All {
+		t.Errorf("second subscriber got %+v, want All, alice's end, then All", b)
 	}
 }
 
