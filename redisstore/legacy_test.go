@@ -90,3 +90,42 @@ func TestUpgradeFromLegacyLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestRotateLegacyChecksOldVersion: a renewal of a session of the first
+// layout, a user's (rotateScript) or an anonymous one (consume), carries
+// its values over only from the version the session is at.
+func TestRotateLegacyChecksOldVersion(t *testing.T) {
+	addr, prefix := testservers.RedisFresh(t)
+	ctx := context.Background()
+	client := newTestClient(t, addr)
+	old := newTestStore(t, client, Config{Prefix: prefix})
+	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	now := time.Now()
+	for _, rec := range []cloakroom.Record{storetest.NewRecord("", now), storetest.NewRecord("vera", now)} {
+		if err := old.legacyCommit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Version, rec.Data = 2, []byte("removed")
+		if err := s.Commit(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		stale := storetest.NewRecord(rec.UserID, now)
+		_, err := s.Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, OldVersion: 1, New: stale})
+		if !errors.Is(err, cloakroom.ErrConflict) {
+			t.Fatalf("user %q: rotating from version 1 of a session at version 2: %v, want ErrConflict", rec.UserID, err)
+		}
+		if _, found, err := s.Find(ctx, stale.Key); err != nil || found {
+			t.Fatalf("user %q: a refused rotation created its session: %v, %v", rec.UserID, found, err)
+		}
+		if got, found, err := s.Find(ctx, rec.Key); err != nil || !found || got.Version != 2 {
+			t.Fatalf("user %q: after a refused rotation the old session is v%d, %v, %v; want v2", rec.UserID, got.Version, found, err)
+		}
+		next := storetest.NewRecord(rec.UserID, now)
+		if _, err := s.Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, OldVersion: 2, New: next}); err != nil {
+			t.Fatalf("user %q: rotating from the current version: %v", rec.UserID, err)
+		}
+		if _, found, err := s.Find(ctx, rec.Key); err != nil || found {
+			t.Fatalf("user %q: the rotated session lives on: %v, %v", rec.UserID, found, err)
+		}
+	}
+}
