@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
-	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/storetest"
 )
 
@@ -16,11 +15,8 @@ import (
 // version finds, updates, lists, revokes and deletes them, and that one
 // told to ignore that layout does not see them.
 func TestUpgradeFromLegacyLayout(t *testing.T) {
-	addr, prefix := testservers.RedisFresh(t)
 	ctx := context.Background()
-	client := newTestClient(t, addr)
-	old := newTestStore(t, client, Config{Prefix: prefix})
-	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	old, s, client, prefix := twoNodes(t)
 	ignoring := newTestStore(t, client, Config{Prefix: prefix, IgnoreLegacyLayout: true})
 
 	now := time.Now()
@@ -95,11 +91,8 @@ func TestUpgradeFromLegacyLayout(t *testing.T) {
 // layout, a user's (rotateScript) or an anonymous one (consume), carries
 // its values over only from the version the session is at.
 func TestRotateLegacyChecksOldVersion(t *testing.T) {
-	addr, prefix := testservers.RedisFresh(t)
 	ctx := context.Background()
-	client := newTestClient(t, addr)
-	old := newTestStore(t, client, Config{Prefix: prefix})
-	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	old, s, _, _ := twoNodes(t)
 	now := time.Now()
 	for _, rec := range []cloakroom.Record{storetest.NewRecord("", now), storetest.NewRecord("vera", now)} {
 		if err := old.legacyCommit(ctx, rec); err != nil {

@@ -34,6 +34,17 @@ func newTestClient(t testing.TB, addr string) rueidis.Client {
 	return client
 }
 
+// twoNodes returns two Stores sharing a fresh prefix, each on a client of
+// its own, as two gateways are; the first one's client; and the prefix.
+func twoNodes(t *testing.T) (a, b *Store, client rueidis.Client, prefix string) {
+	t.Helper()
+	addr, prefix := testservers.RedisFresh(t)
+	client = newTestClient(t, addr)
+	a = newTestStore(t, client, Config{Prefix: prefix})
+	b = newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	return a, b, client, prefix
+}
+
 func newTestStore(t testing.TB, client rueidis.Client, cfg Config) *Store {
 	t.Helper()
 	s, err := New(client, cfg)
@@ -590,11 +601,8 @@ func TestBumpRaisesCachedGeneration(t *testing.T) {
 // deleted: the generation check alone must then reject the session, on a
 // node that had it cached within the invalidation budget.
 func TestGenerationAloneRevokes(t *testing.T) {
-	addr, prefix := testservers.RedisFresh(t)
 	ctx := context.Background()
-	client := newTestClient(t, addr)
-	writer := newTestStore(t, client, Config{Prefix: prefix})
-	reader := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
+	writer, reader, client, _ := twoNodes(t)
 	rec := storetest.NewRecord("uma", time.Now())
 	if err := writer.Commit(ctx, rec); err != nil {
 		t.Fatal(err)
