@@ -42,7 +42,9 @@ var (
 	// ErrNoValue means the session holds no value under the key asked for.
 	ErrNoValue = errors.New("cloakroom: no such session value")
 	// ErrInvalidInput reports an argument the caller must fix (an empty
-	// user ID, a timeout above the configured maximum, ...).
+	// user ID, a timeout above the configured maximum, ...). Stores
+	// return it too, for a Rotation they must refuse (a Bump without a
+	// user).
 	ErrInvalidInput = errors.New("cloakroom: invalid input")
 )
 

@@ -138,7 +138,9 @@ type Rotation struct {
 	New Record
 	// Bump increments New.UserID's generation in the same atomic step, after
 	// the checks above: every other session of the user dies, and New is
-	// stored with the incremented generation.
+	// stored with the incremented generation. Bump requires New.UserID:
+	// with an empty one Rotate fails with an error wrapping
+	// ErrInvalidInput and writes nothing.
 	Bump bool
 }
 
@@ -151,9 +153,11 @@ type Rotator interface {
 	// Rotate checks Old (when OldMustLive) and New's generation, bumps the
 	// generation (when Bump), creates New and deletes Old, all or nothing. It
 	// returns New as stored, its Generation set. It fails with ErrNotFound
-	// (wrapped) when a condition does not hold and with ErrConflict when
-	// New.Key exists or Old is not at OldVersion. Like Delete and BumpGeneration, it publishes the ends
-	// it causes to the store's [EndNotifier] subscribers.
+	// (wrapped) when a condition does not hold, with ErrConflict when
+	// New.Key exists or Old is not at OldVersion, and with ErrInvalidInput
+	// for a Bump without a user. Like Delete and BumpGeneration, it
+	// publishes the ends it causes to the store's [EndNotifier]
+	// subscribers.
 	Rotate(ctx context.Context, r Rotation) (Record, error)
 }
 
