@@ -206,8 +206,8 @@ func (g *Gateway) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.R
 	start := time.Now()
 	// A stream or WebSocket the upstream opens ends with the session, on
 	// whichever node it is ended.
-	ctx := proxy.WithLifetime(proxy.WithIdentity(r.Context(), sessionIdentity(s)), s.Watch)
-	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+	token, _ := proxy.AccessTokenFrom(r.Context()) // OIDC token relay
+	g.proxy.Serve(w, r, proxy.Call{Identity: sessionIdentity(s), AccessToken: token, Lifetime: s.Watch})
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
 }
 
@@ -221,6 +221,7 @@ func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy
 		return
 	}
 	r.Header.Del(cloakroom.CSRFHeader)
+	var call proxy.Call
 	if s.LoggedIn() {
 		// As on other routes, what outlives the exchange ends with the
 		// session; unless this very call ended it (the app's own logout,
@@ -231,10 +232,10 @@ func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy
 			}
 			return s.Watch(ctx)
 		}
-		r = r.WithContext(proxy.WithLifetime(proxy.WithIdentity(r.Context(), sessionIdentity(s)), lifetime))
+		call = proxy.Call{Identity: sessionIdentity(s), Lifetime: lifetime}
 	}
 	start := time.Now()
-	g.cfg.Vault.Serve(w, r, route.Prefix, g.proxy)
+	g.cfg.Vault.Serve(w, r, route.Prefix, g.proxy, call)
 	g.metrics.proxyDuration.WithLabelValues(route.Prefix).Observe(time.Since(start).Seconds())
 }
 

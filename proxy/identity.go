@@ -38,7 +38,8 @@ func WithAccessToken(ctx context.Context, token string) context.Context {
 	return context.WithValue(ctx, accessTokenKey{}, token)
 }
 
-func accessTokenFrom(ctx context.Context) (string, bool) {
+// AccessTokenFrom returns the token attached by [WithAccessToken], if any.
+func AccessTokenFrom(ctx context.Context) (string, bool) {
 	t, ok := ctx.Value(accessTokenKey{}).(string)
 	return t, ok && t != ""
 }

@@ -43,10 +43,6 @@ func longLived(res *http.Response) bool {
 	return strings.EqualFold(strings.TrimSpace(mediaType), "text/event-stream")
 }
 
-// heldKey carries the *hold of one proxied request from ServeHTTP to
-// modifyResponse.
-type heldKey struct{}
-
 // hold ties one proxied request to its Lifetime. The upstream request runs
 // under a context of its own, cancelled when the lifetime ends: a request
 // body still being sent is cut (a request parked on its last byte cannot
@@ -60,22 +56,6 @@ type hold struct {
 	mu      sync.Mutex
 	ended   context.Context // the lifetime's; nil until held
 	release func()          // stops watching; nil until held
-}
-
-// holdLifetime prepares r for holding under its Lifetime, if it has one,
-// and returns the request to proxy and a function to call when done.
-func holdLifetime(r *http.Request) (*http.Request, func()) {
-	lf, ok := r.Context().Value(lifetimeKey{}).(Lifetime)
-	if !ok || lf == nil {
-		return r, func() {}
-	}
-	ctx, cancel := context.WithCancel(r.Context())
-	h := &hold{lifetime: lf, cancel: cancel}
-	r = r.WithContext(context.WithValue(ctx, heldKey{}, h))
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		h.start(r.Context()) // the upload itself can take long
-	}
-	return r, h.done
 }
 
 // start begins holding the request under the lifetime, once.
@@ -94,13 +74,13 @@ func (h *hold) start(ctx context.Context) {
 	}
 }
 
-// lifetimeEnded reports whether r's request was cut because its lifetime
+// lifetimeEnded reports whether the request was cut because its lifetime
 // ended.
-func lifetimeEnded(r *http.Request) bool {
-	h, ok := r.Context().Value(heldKey{}).(*hold)
-	if !ok {
+func (st *callState) lifetimeEnded() bool {
+	if !st.held {
 		return false
 	}
+	h := &st.hold
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.ended != nil && h.ended.Err() != nil
@@ -118,12 +98,8 @@ func (h *hold) done() {
 }
 
 // holdResponse holds a long-lived response under its request's Lifetime.
-func holdResponse(res *http.Response) {
-	if res.Request == nil {
-		return
-	}
-	h, ok := res.Request.Context().Value(heldKey{}).(*hold)
-	if ok && longLived(res) {
-		h.start(res.Request.Context())
+func (st *callState) holdResponse(res *http.Response) {
+	if st.held && longLived(res) {
+		st.hold.start(res.Request.Context())
 	}
 }

@@ -71,8 +71,42 @@ type route struct {
 	rp *httputil.ReverseProxy
 }
 
-// tokenKey carries the bearer token minted in ServeHTTP to Rewrite.
-type tokenKey struct{}
+// Call is what the caller of [Proxy.Serve] says about one request. The
+// zero Call proxies an anonymous request.
+type Call struct {
+	// Identity is the user the request is proxied for; one with an empty
+	// User counts as anonymous. Its headers (and the internal JWT, with a
+	// signer) are sent upstream.
+	Identity Identity
+	// AccessToken, when set with a User, is sent as "Authorization:
+	// Bearer" instead of the internal JWT (token relay).
+	AccessToken string
+	// Lifetime, when set, holds the request body and every long-lived
+	// response under it; see [WithLifetime].
+	Lifetime Lifetime
+	// Exchange, when set, adjusts the outbound request and inspects the
+	// answer; see [Exchange].
+	Exchange *Exchange
+}
+
+// callState is one proxied request as Rewrite, ModifyResponse and the
+// error handler see it: the Call, the bearer token, and the hold, in one
+// allocation carried by one context value.
+type callState struct {
+	call  Call
+	token string // bearer token to send; "" for none
+	held  bool   // hold is in use (the Call has a Lifetime)
+	hold  hold
+}
+
+// callKey carries the *callState of a request from Serve to the reverse
+// proxy's hooks.
+type callKey struct{}
+
+func callOf(ctx context.Context) *callState {
+	st, _ := ctx.Value(callKey{}).(*callState)
+	return st
+}
 
 // NewTransport returns the default upstream transport: a clone of
 // http.DefaultTransport tuned for a gateway that keeps many connections to
@@ -196,8 +230,21 @@ func (p *Proxy) match(path string) *route {
 }
 
 // ServeHTTP refuses unsafe paths (400) and unrouted paths (404), and
-// proxies everything else to its route's upstream.
+// proxies everything else to its route's upstream, for what r's context
+// carries: [WithIdentity], [WithAccessToken], [WithLifetime] and
+// [WithExchange]. Callers that know these already use [Proxy.Serve],
+// which spares the context values and the request copies.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	c := Call{Exchange: exchangeFrom(ctx)}
+	c.Identity, _ = IdentityFrom(ctx)
+	c.AccessToken, _ = AccessTokenFrom(ctx)
+	c.Lifetime, _ = ctx.Value(lifetimeKey{}).(Lifetime)
+	p.Serve(w, r, c)
+}
+
+// Serve is ServeHTTP for what c says, whatever r's context carries.
+func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	if !safePath(r.URL.Path, r.URL.RawPath) {
 		http.Error(w, "bad request: invalid path", http.StatusBadRequest)
 		return
@@ -207,28 +254,39 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if id, ok := IdentityFrom(r.Context()); ok && id.User != "" {
-		if err := checkIdentity(id); err != nil {
+	st := &callState{call: c}
+	if c.Identity.User != "" {
+		if err := checkIdentity(c.Identity); err != nil {
 			p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: identity cannot be forwarded",
 				slog.String("route", rt.Prefix), slog.String("error", err.Error()))
 			http.Error(w, "internal server error", http.StatusInternalServerError)
 			return
 		}
-		if relayed, ok := accessTokenFrom(r.Context()); ok {
-			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, relayed))
+		if c.AccessToken != "" {
+			st.token = c.AccessToken
 		} else if p.signer != nil {
-			token, err := p.signer.SignFor(id, rt.Audience, p.now())
+			token, err := p.signer.SignFor(c.Identity, rt.Audience, p.now())
 			if err != nil {
 				p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: signing upstream token",
 					slog.String("route", rt.Prefix), slog.String("error", err.Error()))
 				http.Error(w, "internal server error", http.StatusInternalServerError)
 				return
 			}
-			r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, token))
+			st.token = token
 		}
 	}
-	r, done := holdLifetime(r)
-	defer done()
+	ctx := r.Context()
+	if c.Lifetime != nil {
+		// The upstream request runs under a context of its own, cancelled
+		// when the lifetime ends (see hold).
+		ctx, st.hold.cancel = context.WithCancel(ctx)
+		st.hold.lifetime, st.held = c.Lifetime, true
+		defer st.hold.done()
+	}
+	r = r.WithContext(context.WithValue(ctx, callKey{}, st))
+	if st.held && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		st.hold.start(r.Context()) // the upload itself can take long
+	}
 	rt.rp.ServeHTTP(w, r)
 }
 
@@ -243,8 +301,11 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		for _, c := range *p.cookies.Load() {
 			removeCookie(h, c)
 		}
-		ctx := pr.In.Context()
-		if id, ok := IdentityFrom(ctx); ok && id.User != "" {
+		st := callOf(pr.In.Context())
+		if st == nil {
+			return // not from Serve: no identity, nothing to attach
+		}
+		if id := st.call.Identity; id.User != "" {
 			h["X-Forwarded-User"] = []string{id.User}
 			if id.Email != "" {
 				h["X-Forwarded-Email"] = []string{id.Email}
@@ -253,10 +314,10 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 				h["X-Forwarded-Groups"] = []string{strings.Join(id.Groups, ",")}
 			}
 		}
-		if token, ok := ctx.Value(tokenKey{}).(string); ok {
-			h["Authorization"] = []string{"Bearer " + token}
+		if st.token != "" {
+			h["Authorization"] = []string{"Bearer " + st.token}
 		}
-		if x := exchangeFrom(ctx); x != nil && x.Rewrite != nil {
+		if x := st.call.Exchange; x != nil && x.Rewrite != nil {
 			x.Rewrite(pr.Out)
 		}
 	}
@@ -265,9 +326,14 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 // modifyResponse holds long-lived responses under the request's Lifetime,
 // applies the proxy's response rules, then the request's Exchange, if any.
 func (p *Proxy) modifyResponse(res *http.Response) error {
-	holdResponse(res)
+	st := callOf(res.Request.Context())
+	if st == nil {
+		p.dropSessionCookie(res)
+		return nil
+	}
+	st.holdResponse(res)
 	p.dropSessionCookie(res)
-	if x := exchangeFrom(res.Request.Context()); x != nil && x.ModifyResponse != nil {
+	if x := st.call.Exchange; x != nil && x.ModifyResponse != nil {
 		return x.ModifyResponse(res)
 	}
 	return nil
@@ -313,7 +379,7 @@ func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		if lifetimeEnded(r) {
+		if st := callOf(r.Context()); st != nil && st.lifetimeEnded() {
 			// The session ended while the request was on its way.
 			http.Error(w, "unauthorized: the session ended", http.StatusUnauthorized)
 			return

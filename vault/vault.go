@@ -120,10 +120,10 @@ func (v *Vault) Handles(prefix string) bool {
 }
 
 // Serve handles one request of the vault route prefix: it strips token
-// parameters, decides whether to attach the vaulted token, and calls next
-// (the proxy) with a [proxy.Exchange] that attaches it and inspects the
-// answer. r must have passed through the session middleware.
-func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, next http.Handler) {
+// parameters, decides whether to attach the vaulted token, and has p proxy
+// the request for c with a [proxy.Exchange] that attaches it and inspects
+// the answer. r must have passed through the session middleware.
+func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *proxy.Proxy, c proxy.Call) {
 	rt := v.routes[prefix]
 	if rt == nil {
 		http.Error(w, "internal server error", http.StatusInternalServerError)
@@ -175,24 +175,26 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, nex
 			v.event(ctx, rt, eventLogout, "vault logout", slog.String("user", x.user), slog.String("session", ref), slog.String("path", r.URL.Path))
 		}
 	}
-	acceptGzip := acceptsGzip(r.Header)
-	px := &proxy.Exchange{
-		Rewrite: func(out *http.Request) {
-			deleteHeader(out.Header, rt.Header)
-			if x.attach {
-				out.Header.Set(rt.Header, rt.scheme+x.token)
-			}
-			// JSON bodies are read here, so only encodings the vault can
-			// decode are offered; others pass to the client as they come.
-			if acceptGzip {
-				out.Header["Accept-Encoding"] = gzipOnly
-			} else {
-				out.Header["Accept-Encoding"] = identityOnly
-			}
-		},
-		ModifyResponse: x.modifyResponse,
+	x.acceptGzip = acceptsGzip(r.Header)
+	x.px = proxy.Exchange{Rewrite: x.rewrite, ModifyResponse: x.modifyResponse}
+	c.Exchange = &x.px
+	p.Serve(w, r, c)
+}
+
+// rewrite adjusts the outbound request: the client's token header out, the
+// vaulted token in when it goes with this call.
+func (x *exchange) rewrite(out *http.Request) {
+	deleteHeader(out.Header, x.rt.Header)
+	if x.attach {
+		out.Header.Set(x.rt.Header, x.rt.scheme+x.token)
 	}
-	next.ServeHTTP(w, r.WithContext(proxy.WithExchange(ctx, px)))
+	// JSON bodies are read here, so only encodings the vault can decode
+	// are offered; others pass to the client as they come.
+	if x.acceptGzip {
+		out.Header["Accept-Encoding"] = gzipOnly
+	} else {
+		out.Header["Accept-Encoding"] = identityOnly
+	}
 }
 
 // deleteHeader removes name from h in every spelling a backend may take
@@ -237,6 +239,9 @@ type exchange struct {
 	capture     *Capture // the call is a configured capture request
 	pin         cloakroom.Pin
 	pinned      string // the user of pin, "" for none
+	acceptGzip  bool   // the client takes gzip, so the upstream may send it
+
+	px proxy.Exchange // handed to the proxy; in this allocation
 }
 
 // userOf returns the user ID of a token: the route's prefix, a colon and
