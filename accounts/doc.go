@@ -65,9 +65,15 @@
 //
 // # Sessions
 //
-// Disable, Delete and SetPassword end all the user's sessions through
-// [Config.RevokeSessions] (cloakroom's Manager.RevokeUser) and report its
-// failure (ASVS 7.4.2, 7.4.3).
+// Disable, Delete, SetPassword and SetRoles end all the user's sessions
+// through [Config.RevokeSessions] (cloakroom's Manager.RevokeUser) and
+// report its failure (ASVS 7.4.2, 7.4.3). The account changes first, so a
+// failure leaves the change made and the old sessions alive: the error
+// wraps the session store's, and calling the same method again (each is
+// idempotent) ends them. Logins are refused or pinned from the change on
+// (cloakroom's Manager.Pin), so no new session outlives it meanwhile. The
+// `cloakroom user` commands print such a failure and exit non-zero, so the
+// operator runs them again.
 //
 // # Names
 //
