@@ -153,3 +153,41 @@ func BenchmarkProxyPlainRoute(b *testing.B) {
 	r := newVaultRig(b)
 	benchProxied(b, r.gateway, r.plain)
 }
+
+// BenchmarkProxyVaultShare serves the vault route and the ordinary route
+// in alternating blocks on one gateway and reports each one's process CPU
+// time per request and their ratio, the figure the vault's target is set
+// on: the two halves see the same moments of the machine, where the two
+// benchmarks above run one after the other. ns/op is the mean of both.
+func BenchmarkProxyVaultShare(b *testing.B) {
+	r := newVaultRig(b)
+	reqs := [2]*http.Request{r.vault, r.plain}
+	for _, req := range reqs {
+		rec := httptest.NewRecorder()
+		r.gateway.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Body.String() != vaultUpstreamBody {
+			b.Fatalf("warm-up request: %d %q", rec.Code, rec.Body)
+		}
+	}
+	const block = 100
+	w := &discardWriter{h: make(http.Header)}
+	var cpu [2]time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; done += block {
+		n := min(block, b.N-done)
+		for k, req := range reqs {
+			start := cpuTime()
+			for range n {
+				w.reset()
+				r.gateway.ServeHTTP(w, req)
+			}
+			cpu[k] += cpuTime() - start
+		}
+	}
+	vault, plain := float64(cpu[0].Nanoseconds())/float64(b.N), float64(cpu[1].Nanoseconds())/float64(b.N)
+	b.ReportMetric((vault+plain)/2, "ns/op")
+	b.ReportMetric(vault, "vault-ns/req")
+	b.ReportMetric(plain, "plain-ns/req")
+	b.ReportMetric(vault/plain, "vault/plain")
+}

@@ -86,7 +86,7 @@ type Call struct {
 	Lifetime Lifetime
 	// Exchange, when set, adjusts the outbound request and inspects the
 	// answer; see [Exchange].
-	Exchange *Exchange
+	Exchange Exchange
 }
 
 // callState is one proxied request as Rewrite, ModifyResponse and the
@@ -317,7 +317,7 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		if st.token != "" {
 			h["Authorization"] = []string{"Bearer " + st.token}
 		}
-		if x := st.call.Exchange; x != nil && x.Rewrite != nil {
+		if x := st.call.Exchange; x != nil {
 			x.Rewrite(pr.Out)
 		}
 	}
@@ -333,7 +333,7 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	}
 	st.holdResponse(res)
 	p.dropSessionCookie(res)
-	if x := st.call.Exchange; x != nil && x.ModifyResponse != nil {
+	if x := st.call.Exchange; x != nil {
 		return x.ModifyResponse(res)
 	}
 	return nil

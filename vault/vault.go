@@ -176,17 +176,16 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		}
 	}
 	x.acceptGzip = acceptsGzip(r.Header)
-	x.px = proxy.Exchange{Rewrite: x.rewrite, ModifyResponse: x.modifyResponse}
-	c.Exchange = &x.px
+	c.Exchange = x
 	p.Serve(w, r, c)
 }
 
-// rewrite adjusts the outbound request: the client's token header out, the
-// vaulted token in when it goes with this call.
-func (x *exchange) rewrite(out *http.Request) {
+// Rewrite adjusts the outbound request: the client's token header out, the
+// vaulted token in when it goes with this call ([proxy.Exchange]).
+func (x *exchange) Rewrite(out *http.Request) {
 	deleteHeader(out.Header, x.rt.Header)
 	if x.attach {
-		out.Header.Set(x.rt.Header, x.rt.scheme+x.token)
+		out.Header.Set(x.rt.Header, x.headerValue())
 	}
 	// JSON bodies are read here, so only encodings the vault can decode
 	// are offered; others pass to the client as they come.
@@ -240,8 +239,17 @@ type exchange struct {
 	pin         cloakroom.Pin
 	pinned      string // the user of pin, "" for none
 	acceptGzip  bool   // the client takes gzip, so the upstream may send it
+	// authValue is the header value to attach: the route's scheme and the
+	// token, token a substring of it, so opening costs one string.
+	authValue string
+}
 
-	px proxy.Exchange // handed to the proxy; in this allocation
+// headerValue is the value of the route's header that carries the token.
+func (x *exchange) headerValue() string {
+	if len(x.authValue) == len(x.rt.scheme)+len(x.token) && x.authValue[len(x.rt.scheme):] == x.token {
+		return x.authValue
+	}
+	return x.rt.scheme + x.token // the token was replaced during the exchange
 }
 
 // userOf returns the user ID of a token: the route's prefix, a colon and
@@ -323,7 +331,8 @@ func (x *exchange) loadToken(ctx context.Context) {
 		return
 	}
 	x.live = true
-	x.token, x.tokenBytes = string(token), token
+	x.authValue = x.rt.scheme + string(token)
+	x.token, x.tokenBytes = x.authValue[len(x.rt.scheme):], token
 }
 
 // placeholderPresented reports whether the client's header holds this
@@ -347,7 +356,7 @@ func newPlaceholder() string {
 
 // modifyResponse runs on the upstream's answer before anything of it
 // reaches the client.
-func (x *exchange) modifyResponse(res *http.Response) error {
+func (x *exchange) ModifyResponse(res *http.Response) error {
 	ctx := x.r.Context()
 	rt := x.rt
 	if res.StatusCode == http.StatusUnauthorized && x.attach && x.live {
