@@ -6,8 +6,9 @@
 // prefix is the longest match and tells the upstream who the user is:
 //
 //   - X-Forwarded-User, X-Forwarded-Email and X-Forwarded-Groups, taken from
-//     the [Identity] that the gateway's authentication layer attached to the
-//     request context with [WithIdentity];
+//     the [Identity] the gateway's authentication layer passes in a [Call]
+//     to [Proxy.Serve] (or attaches to the request context with
+//     [WithIdentity] for [Proxy.ServeHTTP]);
 //   - optionally Authorization: Bearer <JWT>, a short-lived (at most 60 s)
 //     EdDSA token minted per request by an upstreamjwt.Signer, which
 //     upstreams check with upstreamjwt.Verify against the key set served by
