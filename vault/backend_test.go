@@ -31,6 +31,7 @@ type jwtBackend struct {
 	lastAuth string                  // the Authorization header of the last request
 	lastURL  string                  // the last request's URL
 	lastForm string                  // the last request's form body
+	lastUser string                  // the last request's X-Forwarded-User
 	tokens   []string                // every token issued
 
 	// answering, when set, runs in a login once the password was checked,
@@ -125,6 +126,7 @@ func (b *jwtBackend) userJSON(u *backendUser) map[string]any {
 func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.lastAuth, b.lastURL = r.Header.Get("Authorization"), r.URL.String()
+	b.lastUser = r.Header.Get("X-Forwarded-User")
 	b.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/users/login", b.login)
@@ -270,6 +272,13 @@ func (b *jwtBackend) last() (auth, url, form string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.lastAuth, b.lastURL, b.lastForm
+}
+
+// forwardedUser is the identity the gateway vouched for on the last request.
+func (b *jwtBackend) forwardedUser() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lastUser
 }
 
 func (b *jwtBackend) issued() []string {

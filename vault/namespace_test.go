@@ -77,4 +77,9 @@ func TestSessionCapturedUnderABareClaimEnds(t *testing.T) {
 	if st.sessionAlive(old.cookie) {
 		t.Fatal("the old-style session lives on")
 	}
+	// The call that ended it did not vouch for its ID either: "1" may be
+	// a local account's.
+	if u := st.backend.forwardedUser(); u != "" {
+		t.Fatalf("the call that ended the old-style session was sent upstream as user %q", u)
+	}
 }

@@ -141,7 +141,11 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 	ctx := r.Context()
 	s := v.sessions.Session(r)
 	x := &exchange{v: v, rt: rt, s: s, r: r}
-	x.loadToken(ctx)
+	if !x.loadToken(ctx) {
+		// The session was ended as untrustworthy (its ID may be a local
+		// account's): this call goes on anonymous, not vouched for.
+		c = proxy.Call{}
+	}
 	// The placeholder or token the client sent: it decides attachment
 	// and is never forwarded as it is.
 	if x.token != "" && (rt.AttachOnCookie || x.placeholderPresented(r.Header.Values(rt.Header))) {
@@ -304,15 +308,15 @@ func (x *exchange) aad(user, placeholder string) []byte {
 
 // loadToken opens the session's vaulted token, if it holds one for this
 // route. A token that no longer opens (its key retired, or tampered with)
-// ends the session: the browser must log in again.
-func (x *exchange) loadToken(ctx context.Context) {
+// ends the session: the browser must log in again. It returns false then.
+func (x *exchange) loadToken(ctx context.Context) bool {
 	s := x.s
 	if !s.LoggedIn() || s.GetString(keyRoute) != x.rt.Prefix {
-		return
+		return true
 	}
 	sealed := s.GetString(keyToken)
 	if sealed == "" {
-		return
+		return true
 	}
 	x.user = s.UserID()
 	x.placeholder = s.GetString(keyPlaceholder)
@@ -328,11 +332,12 @@ func (x *exchange) loadToken(ctx context.Context) {
 		if err := s.Logout(ctx); err != nil {
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("error", err.Error()))
 		}
-		return
+		return false
 	}
 	x.live = true
 	x.authValue = x.rt.scheme + string(token)
 	x.token, x.tokenBytes = x.authValue[len(x.rt.scheme):], token
+	return true
 }
 
 // placeholderPresented reports whether the client's header holds this
