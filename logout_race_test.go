@@ -254,6 +254,28 @@ func (a *app) wantDropped(token string) {
 	}
 }
 
+// parkAcrossRotation parks a request of token's session doing op, rotates
+// the session with a request to path, then lets the parked one go on. The
+// parked response must leave the browser's cookie alone: the rotating one
+// has sent the renewed cookie, whose value it returns.
+func (a *app) parkAcrossRotation(token, path string, op func(context.Context, *cloakroom.Session) error) string {
+	a.t.Helper()
+	release := a.park(token, op)
+	w := a.do("POST", path, token)
+	renewed := sessionCookie(w)
+	if w.Code != 200 || renewed == nil || renewed.Value == "" {
+		a.t.Fatalf("%s: status %d, cookie %v", path, w.Code, renewed)
+	}
+	pw := release()
+	if pw.Code != 200 {
+		a.t.Fatalf("parked request: status %d", pw.Code)
+	}
+	if c := sessionCookie(pw); c != nil {
+		a.t.Errorf("parked request set cookie %q, want none", pw.Header().Get("Set-Cookie"))
+	}
+	return renewed.Value
+}
+
 // A value change saved by a request parked while another request of the
 // same session rotated it (same handle, new key) lands on the renewed
 // session instead of being dropped while the session lives on: a removal
@@ -264,21 +286,7 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 	for name, path := range rotations {
 		t.Run(name, func(t *testing.T) {
 			a, token := elevatedLogin(t)
-			release := a.park(token, dropPrivilege)
-			w := a.do("POST", path, token)
-			renewed := sessionCookie(w)
-			if w.Code != 200 || renewed == nil || renewed.Value == "" {
-				t.Fatalf("%s: status %d, cookie %v", path, w.Code, renewed)
-			}
-			pw := release()
-			if pw.Code != 200 {
-				t.Fatalf("parked change: status %d", pw.Code)
-			}
-			// The browser keeps the renewed cookie it has been sent.
-			if c := sessionCookie(pw); c != nil {
-				t.Errorf("parked change set cookie %q, want none", pw.Header().Get("Set-Cookie"))
-			}
-			a.wantDropped(renewed.Value)
+			a.wantDropped(a.parkAcrossRotation(token, path, dropPrivilege))
 		})
 	}
 	t.Run("logout", func(t *testing.T) {
@@ -297,6 +305,40 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 		}
 		if n := a.liveSessions("alice"); n != 0 {
 			t.Fatalf("%d live sessions after the logout, want 0", n)
+		}
+	})
+}
+
+// A request that only records activity (a touch, due after
+// TouchInterval), parked while another request of the same session
+// rotated it, leaves the browser's renewed cookie alone: the session lives
+// on under its new key. Before, the touch met the deleted old key and the
+// response expired the cookie the rotation had just set. A session that
+// really ended meanwhile still has its cookie expired.
+func TestTouchOutlivesARacingRotation(t *testing.T) {
+	rotations := map[string]string{"Renew": "/renew", "RevokeOthers": "/revoke-others"}
+	for name, path := range rotations {
+		t.Run(name, func(t *testing.T) {
+			a := newApp(t, nil)
+			token := a.login("alice")
+			a.clock.Advance(2 * cloakroom.DefaultTouchInterval) // the next request touches
+			renewed := a.parkAcrossRotation(token, path, func(context.Context, *cloakroom.Session) error { return nil })
+			if got := a.whoami(renewed); got != "user=alice" {
+				t.Errorf("renewed session after the parked touch: %q", got)
+			}
+		})
+	}
+	t.Run("logout", func(t *testing.T) {
+		a := newApp(t, nil)
+		token := a.login("alice")
+		a.clock.Advance(2 * cloakroom.DefaultTouchInterval)
+		release := a.park(token, func(context.Context, *cloakroom.Session) error { return nil })
+		if w := a.do("POST", "/logout", token); w.Code != 200 {
+			t.Fatalf("logout: %d", w.Code)
+		}
+		pw := release()
+		if c := sessionCookie(pw); c == nil || c.MaxAge >= 0 {
+			t.Errorf("touch of a logged-out session: cookie %q, want it expired", pw.Header().Get("Set-Cookie"))
 		}
 	})
 }

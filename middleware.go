@@ -376,7 +376,10 @@ func (s *Session) rebaseLocked(fresh Record) {
 
 // touchLocked records that the session was used. A conflict means another
 // request just wrote it, which did the same job; other failures are
-// reported but do not fail the response.
+// reported but do not fail the response. A session another request
+// rotated meanwhile (same handle, new key, its last-seen time just set)
+// lives on: the rotating response carries the new cookie, so this one
+// leaves the browser's cookie alone, as commitChangesLocked does.
 func (s *Session) touchLocked(r *http.Request) {
 	rec := s.rec
 	rec.Version++
@@ -387,6 +390,14 @@ func (s *Session) touchLocked(r *http.Request) {
 		s.rec = rec
 	case errors.Is(err, ErrConflict):
 	case errors.Is(err, ErrNotFound):
+		fresh, found, err := s.m.byHandle(r.Context(), s.rec.UserID, s.rec.Handle)
+		if err != nil {
+			s.m.cfg.OnError(r, s.storeErr("reload session", err))
+		}
+		if found {
+			s.rec = fresh
+			return
+		}
 		s.live, s.destroyed = false, true
 	default:
 		s.m.cfg.OnError(r, s.storeErr("touch session", err))
