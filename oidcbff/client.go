@@ -489,7 +489,13 @@ func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token
 	}
 	// Without auth_time the login time counts: the provider has just
 	// authenticated the user or reused its session, which is no older.
+	// For back-channel logout the login counts from its start: the ID
+	// token is issued when the code is redeemed, which can be after a
+	// logout that ended the provider session the code came from.
 	authTime, authenticated := c.now(), idt.IssuedAt
+	if started := time.Unix(st.Created, 0); started.Before(authenticated) {
+		authenticated = started
+	}
 	if at, ok := numericClaim(claims["auth_time"]); ok {
 		authTime = time.Unix(at, 0)
 		authenticated = authTime

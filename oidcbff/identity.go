@@ -26,7 +26,8 @@ type identity struct {
 	Groups        []string
 	AuthTime      time.Time
 	// Authenticated is when the provider authenticated the user, by its
-	// own clock: auth_time, else the ID token's iat.
+	// own clock: auth_time, else the earlier of the ID token's iat and the
+	// login's start.
 	Authenticated time.Time
 	IDToken       string
 	claims        map[string]any

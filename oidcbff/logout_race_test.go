@@ -153,3 +153,36 @@ func TestLoginOutlivingItsStateIsRefused(t *testing.T) {
 		t.Fatalf("a login that outlived its state: callback %d, session alive %v", r.Status, e.alive(b))
 	}
 }
+
+// TestBackchannelLogoutBySubBeforeTheCodeExchange: a provider whose ID
+// tokens carry neither auth_time nor sid ends every session of the sub
+// after it handed out the login's code but before the gateway redeemed
+// it. The ID token issued at the redemption is younger than the logout,
+// yet the login was in flight when the logout came: it must not start a
+// session.
+func TestBackchannelLogoutBySubBeforeTheCodeExchange(t *testing.T) {
+	for _, userClaim := range []string{"sub", "email"} {
+		t.Run(userClaim, func(t *testing.T) {
+			e := newEnv(t, 1, func(urls []string) *provider { return providerCases(t)[0].start(t, urls) },
+				func(c *oidcbff.Config) { c.Providers[0].UserClaim = userClaim })
+			b := e.browser(e.nodes[0])
+			callback := e.p.login(t, b, b.startLogin("")) // the code is issued
+			e.clock.Advance(10 * time.Second)
+			tok := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), "alice-sub", ""))
+			if s := e.logoutToken(tok); s != http.StatusOK {
+				t.Fatalf("logout by sub: %d", s)
+			}
+			// The provider redeems the code later by its clock.
+			e.p.mock.fastForward(time.Minute)
+			e.clock.Advance(10 * time.Second)
+			r := b.get(callback)
+			if e.alive(b) {
+				t.Fatalf("the session survived a logout of its sub that came before the code exchange (callback %d)", r.Status)
+			}
+			// A login started after the logout works.
+			e.clock.Advance(time.Second)
+			b2 := e.browser(e.nodes[0])
+			b2.mustLogin()
+		})
+	}
+}
