@@ -379,7 +379,9 @@ func (s *Session) rebaseLocked(fresh Record) {
 // reported but do not fail the response. A session another request
 // rotated meanwhile (same handle, new key, its last-seen time just set)
 // lives on: the rotating response carries the new cookie, so this one
-// leaves the browser's cookie alone, as commitChangesLocked does.
+// leaves the browser's cookie alone, as commitChangesLocked does. With no
+// change to write, the request keeps its view of the old key rather than
+// taking up the renewed session.
 func (s *Session) touchLocked(r *http.Request) {
 	rec := s.rec
 	rec.Version++
@@ -390,12 +392,11 @@ func (s *Session) touchLocked(r *http.Request) {
 		s.rec = rec
 	case errors.Is(err, ErrConflict):
 	case errors.Is(err, ErrNotFound):
-		fresh, found, err := s.m.byHandle(r.Context(), s.rec.UserID, s.rec.Handle)
+		_, found, err := s.m.byHandle(r.Context(), s.rec.UserID, s.rec.Handle)
 		if err != nil {
 			s.m.cfg.OnError(r, s.storeErr("reload session", err))
 		}
 		if found {
-			s.rec = fresh
 			return
 		}
 		s.live, s.destroyed = false, true
