@@ -35,20 +35,40 @@ func indexID(provider, value string) string { return provider + "\x00" + value }
 
 // index records the new session under the provider's sid (and, when users
 // are not identified by sub, the sub's user IDs), for back-channel logout.
+// What an index can no longer keep is ended now: a logout could not find
+// it later.
 func (c *Client) index(ctx context.Context, p *provider, id identity, handle, ref string, ttl time.Duration) error {
 	if p.cfg.UserClaim != "sub" {
-		if err := c.addToIndex(ctx, kindSub, indexID(p.cfg.Name, id.Subject), indexEntry{User: id.User}, ttl); err != nil {
+		evicted, err := c.addToIndex(ctx, kindSub, indexID(p.cfg.Name, id.Subject), indexEntry{User: id.User}, ttl)
+		if err != nil {
 			return err
+		}
+		for _, e := range evicted {
+			if err := c.sessions.RevokeUser(ctx, e.User); err != nil {
+				return err
+			}
 		}
 	}
 	if id.SID == "" {
 		return nil
 	}
-	return c.addToIndex(ctx, kindSID, indexID(p.cfg.Name, id.SID), indexEntry{User: id.User, Handle: handle, Ref: ref}, ttl)
+	evicted, err := c.addToIndex(ctx, kindSID, indexID(p.cfg.Name, id.SID), indexEntry{User: id.User, Handle: handle, Ref: ref}, ttl)
+	if err != nil {
+		return err
+	}
+	for _, e := range evicted {
+		if _, err := c.endEntry(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, ttl time.Duration) error {
-	return c.upsert(ctx, kind, id, ttl, func(prev []byte) []byte {
+// addToIndex adds e to the index of kind and id, returning the entries it
+// dropped to stay within maxSessionsOfSID.
+func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, ttl time.Duration) ([]indexEntry, error) {
+	var evicted []indexEntry
+	err := c.upsert(ctx, kind, id, ttl, func(prev []byte) []byte {
 		var entries []indexEntry
 		_ = json.Unmarshal(prev, &entries) // absent or unreadable: start over
 		if kind == kindSub {
@@ -57,12 +77,15 @@ func (c *Client) addToIndex(ctx context.Context, kind, id string, e indexEntry, 
 			entries = slices.DeleteFunc(entries, func(old indexEntry) bool { return old.User == e.User })
 		}
 		entries = append(entries, e)
+		evicted = nil // of this attempt only
 		if len(entries) > maxSessionsOfSID {
+			evicted = slices.Clone(entries[:len(entries)-maxSessionsOfSID])
 			entries = entries[len(entries)-maxSessionsOfSID:]
 		}
 		plain, _ := json.Marshal(entries) // strings always encode
 		return plain
 	})
+	return evicted, err
 }
 
 // upsert replaces the sealed record of kind and id by merge of its
@@ -344,17 +367,12 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 			if sub != "" && p.cfg.UserClaim == "sub" && e.User != UserID(p.cfg.Name, sub) {
 				continue // the sid belongs to someone else: ignore it
 			}
-			err := c.sessions.RevokeDevice(ctx, e.User, e.Handle)
-			switch {
-			case errors.Is(err, cloakroom.ErrNotFound):
-			case err != nil:
+			found, err := c.endEntry(ctx, e)
+			if err != nil {
 				return ended, err
-			default:
-				ended++
 			}
-			if e.Ref != "" {
-				c.cache.drop(e.Ref)
-				_ = c.records.delete(ctx, recordKey(kindTokens, e.Ref))
+			if found {
+				ended++
 			}
 		}
 		return ended, c.records.delete(ctx, recordKey(kindSID, indexID(p.cfg.Name, sid)))
@@ -372,4 +390,18 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 		}
 	}
 	return -1, nil
+}
+
+// endEntry ends the session of a sid index entry and deletes its tokens,
+// reporting whether the session was still there.
+func (c *Client) endEntry(ctx context.Context, e indexEntry) (bool, error) {
+	err := c.sessions.RevokeDevice(ctx, e.User, e.Handle)
+	if err != nil && !errors.Is(err, cloakroom.ErrNotFound) {
+		return false, err
+	}
+	if e.Ref != "" {
+		c.cache.drop(e.Ref)
+		_ = c.records.delete(ctx, recordKey(kindTokens, e.Ref))
+	}
+	return err == nil, nil
 }

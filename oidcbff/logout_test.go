@@ -11,6 +11,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -298,5 +299,28 @@ func TestBackchannelLogoutBySubAfterTheUserClaimChanged(t *testing.T) {
 	}
 	if e.alive(old) {
 		t.Fatal("the session under the old email survived a logout of its sub")
+	}
+}
+
+// TestBackchannelLogoutOfAProviderSessionWithManyLogins: without a
+// per-user session limit, more logins under one provider session than its
+// index keeps must not leave the oldest session out of reach of a logout
+// of that sid.
+func TestBackchannelLogoutOfAProviderSessionWithManyLogins(t *testing.T) {
+	pc := providerCases(t)[0]
+	e := newEnvWith(t, 1, func(urls []string) *provider { return pc.start(t, urls) },
+		func(c *gateway.Config) { c.MaxSessionsPerUser = -1 })
+	pc.setSID("sid-shared")
+	first := e.browser(e.nodes[0])
+	first.mustLogin()
+	for range oidcbff.MaxSessionsOfSID {
+		e.browser(e.nodes[0]).mustLogin()
+	}
+	tok := e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], "sid-shared"))
+	if s := e.logoutToken(tok); s != http.StatusOK {
+		t.Fatalf("logout by sid: %d", s)
+	}
+	if e.alive(first) {
+		t.Fatal("the first session of the provider session survived a logout of its sid")
 	}
 }
