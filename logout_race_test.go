@@ -309,6 +309,66 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 	})
 }
 
+// A request that presented the token from before a renewal (a step-up's
+// Renew, say) and saves a change after it lands the change on the renewed
+// session, but does not take that session up: for the rest of the request
+// it neither reads what came with the renewal (the stepped-up privilege)
+// nor holds a Watch stream open on it, as streams under the old token end
+// at a rotation. Before, the request went on as the renewed session.
+func TestChangeAcrossARotationKeepsTheOldView(t *testing.T) {
+	a := newApp(t, nil)
+	t.Cleanup(func() { a.m.Close() })
+	token := a.login("alice")
+	loaded, proceed := make(chan struct{}), make(chan struct{})
+	var elevated string
+	var watch context.Context
+	done := make(chan struct{})
+	h := a.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(loaded)
+		<-proceed
+		s := a.m.Session(r)
+		s.Put("seen", "1")
+		w.(http.Flusher).Flush() // the response starts: the change is saved
+		elevated = s.GetString("elevated")
+		var stop context.CancelFunc
+		watch, stop = s.Watch(context.Background())
+		t.Cleanup(stop)
+	}))
+	go func() {
+		defer close(done)
+		r := httptest.NewRequest("POST", "/stream", nil)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}()
+	<-loaded
+	stepUp := a.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := a.m.Session(r)
+		s.Put("elevated", "yes")
+		if err := s.Renew(r.Context()); err != nil {
+			t.Errorf("step-up renewal: %v", err)
+		}
+	}))
+	r := httptest.NewRequest("POST", "/step-up", nil)
+	r.Header.Set("Sec-Fetch-Site", "same-origin")
+	r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
+	w := httptest.NewRecorder()
+	stepUp.ServeHTTP(w, r)
+	renewed := sessionCookie(w)
+	if renewed == nil {
+		t.Fatal("step-up sent no cookie")
+	}
+	close(proceed)
+	<-done
+	if got := a.do("GET", "/get?k=seen", renewed.Value).Body.String(); got != "1" {
+		t.Errorf("renewed session: seen=%q, want the parked request's 1", got)
+	}
+	if elevated != "" {
+		t.Errorf("the old token's request read elevated=%q, granted with the renewal", elevated)
+	}
+	waitEnded(t, watch, "the old token's request watched after the renewal")
+}
+
 // A request that only records activity (a touch, due after
 // TouchInterval), parked while another request of the same session
 // rotated it, leaves the browser's renewed cookie alone: the session lives

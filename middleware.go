@@ -318,6 +318,7 @@ func (s *Session) createAnonymousLocked(ctx context.Context) error {
 // writes; for the same key the last to save wins. A session another
 // request rotated meanwhile is reloaded under its new key, by its handle.
 func (s *Session) commitChangesLocked(ctx context.Context) error {
+	loaded, view := s.rec, s.values
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		rec := s.rec
 		rec.Version++
@@ -327,6 +328,14 @@ func (s *Session) commitChangesLocked(ctx context.Context) error {
 		switch {
 		case err == nil:
 			s.rec, s.changes = rec, nil
+			if rec.Key != loaded.Key {
+				// The change landed on the renewed session, but this
+				// request presented the old token: it keeps its view of
+				// the old session (with its own changes), and never
+				// takes up what came with the renewal (a step-up's
+				// privilege) or holds a Watch on the new key.
+				s.rec, s.values = loaded, view
+			}
 			return nil
 		case !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound):
 			return s.storeErr("save session", err)
