@@ -276,6 +276,14 @@ func (a *app) parkAcrossRotation(token, path string, op func(context.Context, *c
 	return renewed.Value
 }
 
+// putSeen is a parked request's change: seen=v.
+func putSeen(v string) func(context.Context, *cloakroom.Session) error {
+	return func(_ context.Context, s *cloakroom.Session) error {
+		s.Put("seen", v)
+		return nil
+	}
+}
+
 // A value change saved by a request parked while another request of the
 // same session rotated it (same handle, new key) lands on the renewed
 // session instead of being dropped while the session lives on: a removal
@@ -289,13 +297,25 @@ func TestValueChangeOutlivesARacingRotation(t *testing.T) {
 			a.wantDropped(a.parkAcrossRotation(token, path, dropPrivilege))
 		})
 	}
+	// A login over the session starts another one, with a new handle:
+	// the parked change of alice's session never reaches bob's.
+	t.Run("login as another user", func(t *testing.T) {
+		a := newApp(t, nil)
+		token := a.login("alice")
+		release := a.park(token, putSeen("alice"))
+		bob := sessionCookie(a.do("POST", "/login?user=bob", token))
+		if bob == nil {
+			t.Fatal("login over the session sent no cookie")
+		}
+		release()
+		if got := a.do("GET", "/get?k=seen", bob.Value).Body.String(); got != "" {
+			t.Errorf("bob's session holds alice's change seen=%q", got)
+		}
+	})
 	t.Run("logout", func(t *testing.T) {
 		a := newApp(t, nil)
 		token := a.login("alice")
-		release := a.park(token, func(ctx context.Context, s *cloakroom.Session) error {
-			s.Put("seen", "1")
-			return nil
-		})
+		release := a.park(token, putSeen("1"))
 		if w := a.do("POST", "/logout", token); w.Code != 200 {
 			t.Fatalf("logout: %d", w.Code)
 		}
