@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,8 +97,14 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 		p.keys = keys
 	}
 	for _, prefix := range cfg.OIDCRelayToken {
-		if _, ok := routePrefix(routes, prefix); !ok {
+		route, ok := routePrefix(routes, prefix)
+		if !ok {
 			bad("--oidc-relay-token %q is not an --upstream prefix", prefix)
+			continue
+		}
+		if slices.ContainsFunc(cfg.Vault, func(v string) bool { r, _ := routePrefix(routes, v); return r == route }) {
+			// serve would attach the app's token there, never relay.
+			bad("--oidc-relay-token %q is a --vault route: it carries the app's own token, not the provider's", prefix)
 			continue
 		}
 		p.relay = append(p.relay, strings.TrimSuffix(prefix, "/")+"/")

@@ -121,3 +121,19 @@ func FuzzParseProviderSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestOIDCRelayOnAVaultRouteIsRefused: a vault route attaches the app's
+// own token and never relays the provider's; naming it in
+// --oidc-relay-token would be silently ignored.
+func TestOIDCRelayOnAVaultRouteIsRefused(t *testing.T) {
+	clearEnv(t)
+	secret, keys := oidcFiles(t)
+	up := echoUpstream(t).URL
+	r := run(t, "", "serve", "--check-config", "--upstream", "/api/="+up,
+		"--oidc-provider", "name=corp;issuer=https://login.example.com;client-id=gw;client-secret-file="+secret,
+		"--public-url", "https://app.example.com", "--oidc-keys-file", keys, "--oidc-relay-token", "/api",
+		"--vault", "/api/", "--vault-keys-file", keys, "--vault-capture", "POST /api/users/login user.token")
+	if r.code != 1 || !strings.Contains(r.stderr, `--oidc-relay-token "/api" is a --vault route`) {
+		t.Fatalf("relay on a vault route: exit %d:\n%s", r.code, r.stderr)
+	}
+}
