@@ -362,9 +362,10 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 		if err != nil {
 			return 0, err
 		}
-		ended := 0
+		ended, skipped := 0, false
 		for _, e := range entries {
 			if sub != "" && p.cfg.UserClaim == "sub" && e.User != UserID(p.cfg.Name, sub) {
+				skipped = true
 				continue // the sid belongs to someone else: ignore it
 			}
 			found, err := c.endEntry(ctx, e)
@@ -374,6 +375,11 @@ func (c *Client) endSessions(ctx context.Context, p *provider, sid, sub string) 
 			if found {
 				ended++
 			}
+		}
+		if skipped {
+			// Keep the index for a logout naming their own sub; the
+			// sessions ended here are simply not found again.
+			return ended, nil
 		}
 		return ended, c.records.delete(ctx, recordKey(kindSID, indexID(p.cfg.Name, sid)))
 	}

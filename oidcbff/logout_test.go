@@ -324,3 +324,23 @@ func TestBackchannelLogoutOfAProviderSessionWithManyLogins(t *testing.T) {
 		t.Fatal("the first session of the provider session survived a logout of its sid")
 	}
 }
+
+// TestBackchannelLogoutOfASIDNamingAnotherSub: a logout token whose sid
+// is a session of another sub ends nothing, and leaves that session
+// within reach of a later logout of its sid that names its own sub.
+func TestBackchannelLogoutOfASIDNamingAnotherSub(t *testing.T) {
+	pc := providerCases(t)[0]
+	e := newEnv(t, 1, func(urls []string) *provider { return pc.start(t, urls) })
+	pc.setSID("sid-alice")
+	b := e.browser(e.nodes[0])
+	b.mustLogin()
+	if s := e.logoutToken(e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), "someone-else", "sid-alice"))); s != http.StatusOK || !e.alive(b) {
+		t.Fatalf("a logout of the sid naming another sub: %d, or it ended this session", s)
+	}
+	if s := e.logoutToken(e.p.signLogout(t, "logout+jwt", e.p.logoutClaims(e.clock.Now(), subOf[pc.name], "sid-alice"))); s != http.StatusOK {
+		t.Fatalf("logout by sid: %d", s)
+	}
+	if e.alive(b) {
+		t.Fatal("the session survived a logout of its sid after one naming another sub")
+	}
+}
