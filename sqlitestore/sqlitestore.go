@@ -282,6 +282,7 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		s.logger.WarnContext(ctx, "sqlitestore: cannot follow the file's wal-index header; session ends made by other processes will not be notified", "err", err)
 	}
 	s.cacheServes = s.cache != nil && !cfg.DisableCache
+	s.startPurge(cfg.PurgeInterval)
 	return s, nil
 }
 
@@ -340,7 +341,12 @@ func New(ctx context.Context, db *sql.DB, cfg Config) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlitestore: New with a nil *sql.DB")
 	}
-	return newStore(ctx, db, db, false, cfg)
+	s, err := newStore(ctx, db, db, false, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.startPurge(cfg.PurgeInterval)
+	return s, nil
 }
 
 func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) (*Store, error) {
@@ -370,20 +376,25 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 		s.closeStatements()
 		return nil, err
 	}
+	// No purge runs until the caller has built the whole Store
+	// (startPurge); Close meanwhile has none to stop.
+	s.stopPurge, s.purgeDone = func() {}, make(chan struct{})
+	close(s.purgeDone)
+	return s, nil
+}
 
-	interval := cfg.PurgeInterval
+// startPurge starts the background purge, once the Store is complete: the
+// purge reads fields (the cache) that Open sets after newStore.
+func (s *Store) startPurge(interval time.Duration) {
 	if interval == 0 {
 		interval = defaultPurgeInterval
 	}
-	purgeCtx, stop := context.WithCancel(context.Background())
-	s.stopPurge = stop
-	s.purgeDone = make(chan struct{})
-	if interval > 0 {
-		go s.purgeLoop(purgeCtx, interval)
-	} else {
-		close(s.purgeDone)
+	if interval < 0 {
+		return
 	}
-	return s, nil
+	purgeCtx, stop := context.WithCancel(context.Background())
+	s.stopPurge, s.purgeDone = stop, make(chan struct{})
+	go s.purgeLoop(purgeCtx, interval)
 }
 
 // liveSessionAt is the SQL condition for a session row s that Find may

@@ -578,3 +578,20 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
+
+// The background purge starts only once Open has built the whole Store:
+// its first run, due at once here, reads the cache that Open installs
+// after the statements are prepared (the race detector caught the purge
+// reading it while Open still wrote it).
+func TestPurgeStartsAfterOpen(t *testing.T) {
+	clock := storetest.NewClock(storetest.Start)
+	for range 5 {
+		s, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "sessions.db"), sqlitestore.Config{
+			Now: clock.Now, PurgeInterval: time.Nanosecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+}
