@@ -21,6 +21,13 @@ var ErrReplayCacheFull = errors.New("upstreamjwt: replay cache full")
 // DefaultReplayCacheSize bounds a [ReplayCache] unless told otherwise.
 const DefaultReplayCacheSize = 100_000
 
+// ReplayCacheSubjectShare: no one subject (user) may hold more than
+// 1/ReplayCacheSubjectShare of a [ReplayCache]'s entries. A user sending
+// requests as fast as they can then has their own tokens refused past
+// their share, instead of filling the cache and so having every user's
+// refused.
+const ReplayCacheSubjectShare = 10
+
 // ReplayCache remembers the "jti" of verified tokens until they expire, so
 // an upstream can accept each token once. It is safe for concurrent use.
 // Use it after [Verify]:
@@ -36,11 +43,13 @@ const DefaultReplayCacheSize = 100_000
 // some expire. Expired entries are found in expiry order, so each Check
 // costs O(log n) amortised, also when the cache is full.
 type ReplayCache struct {
-	mu       sync.Mutex
-	max      int
-	seen     map[string]struct{}
-	expiry   expiryHeap // the jti in seen, soonest forgettable first
-	examined int        // heap entries looked at while expiring; for tests
+	mu         sync.Mutex
+	max        int
+	perSubject int // most entries one subject may hold
+	seen       map[string]struct{}
+	held       map[string]int // entries per subject
+	expiry     expiryHeap     // the jti in seen, soonest forgettable first
+	examined   int            // heap entries looked at while expiring; for tests
 }
 
 // NewReplayCache returns a cache of at most size entries
@@ -49,14 +58,20 @@ func NewReplayCache(size int) *ReplayCache {
 	if size <= 0 {
 		size = DefaultReplayCacheSize
 	}
-	return &ReplayCache{max: size, seen: make(map[string]struct{})}
+	return &ReplayCache{
+		max: size, perSubject: max(1, size/ReplayCacheSubjectShare),
+		seen: make(map[string]struct{}), held: make(map[string]int),
+	}
 }
 
 // Check records the token's jti and fails with an error wrapping
 // ErrInvalidToken and ErrTokenReplayed if it was seen before. A token
 // without jti or exp is refused. When the cache is full of unexpired
-// entries it refuses the token too, with ErrReplayCacheFull (fail closed):
-// size it for the request rate times the token lifetime plus VerifyLeeway.
+// entries, or its subject holds its share of them
+// ([ReplayCacheSubjectShare]), it refuses the token too, with
+// ErrReplayCacheFull (fail closed): size it for the request rate times the
+// token lifetime plus VerifyLeeway. (Many subjects flooding together can
+// still fill it: rate-limit users at the gateway.)
 func (c *ReplayCache) Check(claims Claims, now time.Time) error {
 	if claims.ID == "" {
 		return fmt.Errorf("%w: no jti", ErrInvalidToken)
@@ -74,8 +89,12 @@ func (c *ReplayCache) Check(claims Claims, now time.Time) error {
 	if len(c.seen) >= c.max {
 		return fmt.Errorf("%w: %w", ErrInvalidToken, ErrReplayCacheFull)
 	}
+	if c.held[claims.Subject] >= c.perSubject {
+		return fmt.Errorf("%w: %w: the subject holds its share", ErrInvalidToken, ErrReplayCacheFull)
+	}
 	c.seen[claims.ID] = struct{}{}
-	heap.Push(&c.expiry, expiryEntry{until: claims.ExpiresAt.Add(VerifyLeeway), jti: claims.ID})
+	c.held[claims.Subject]++
+	heap.Push(&c.expiry, expiryEntry{until: claims.ExpiresAt.Add(VerifyLeeway), jti: claims.ID, subject: claims.Subject})
 	return nil
 }
 
@@ -90,12 +109,16 @@ func (c *ReplayCache) forgetExpired(now time.Time) {
 		}
 		e := heap.Pop(&c.expiry).(expiryEntry)
 		delete(c.seen, e.jti)
+		if c.held[e.subject]--; c.held[e.subject] <= 0 {
+			delete(c.held, e.subject)
+		}
 	}
 }
 
 type expiryEntry struct {
-	until time.Time
-	jti   string
+	until   time.Time
+	jti     string
+	subject string
 }
 
 // expiryHeap is a min-heap on until, for container/heap.

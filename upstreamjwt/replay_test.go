@@ -12,9 +12,56 @@ import (
 var epoch = time.Unix(1_800_000_000, 0)
 
 // claimsAt are the claims of a token with the given jti that expires at
-// exp, as Verify returns them.
+// exp, as Verify returns them, each for a user of its own (so only the
+// cache's size limits them; see TestReplayCacheSubjectShare).
 func claimsAt(jti string, exp time.Time) upstreamjwt.Claims {
-	return upstreamjwt.Claims{ID: jti, IssuedAt: exp.Add(-time.Minute), NotBefore: exp.Add(-time.Minute), ExpiresAt: exp}
+	return upstreamjwt.Claims{ID: jti, Subject: "user-" + jti, IssuedAt: exp.Add(-time.Minute), NotBefore: exp.Add(-time.Minute), ExpiresAt: exp}
+}
+
+// TestReplayCacheSubjectShare: one user sending requests as fast as the
+// gateway lets them cannot fill the cache and so lock every other user out
+// of the upstream: past their share, only their own tokens are refused.
+func TestReplayCacheSubjectShare(t *testing.T) {
+	const size = 1000
+	c := upstreamjwt.NewReplayCache(size)
+	exp := epoch.Add(time.Minute)
+	flood := func(i int) upstreamjwt.Claims {
+		cl := claimsAt("flood-"+strconv.Itoa(i), exp)
+		cl.Subject = "mallory"
+		return cl
+	}
+	accepted := 0
+	for i := range size {
+		err := c.Check(flood(i), epoch)
+		if err == nil {
+			accepted++
+			continue
+		}
+		if !errors.Is(err, upstreamjwt.ErrInvalidToken) || !errors.Is(err, upstreamjwt.ErrReplayCacheFull) {
+			t.Fatalf("flooding token %d: %v, want ErrReplayCacheFull", i, err)
+		}
+	}
+	if accepted == 0 || accepted > size/upstreamjwt.ReplayCacheSubjectShare {
+		t.Errorf("one user got %d of %d entries, want 1 to %d", accepted, size, size/upstreamjwt.ReplayCacheSubjectShare)
+	}
+	for i := range 50 {
+		cl := claimsAt("alice-"+strconv.Itoa(i), exp)
+		cl.Subject = "alice"
+		if err := c.Check(cl, epoch); err != nil {
+			t.Fatalf("another user's token %d after the flood: %v", i, err)
+		}
+	}
+	// The flood's tokens are still remembered: refused as replays.
+	if err := c.Check(flood(0), epoch); !errors.Is(err, upstreamjwt.ErrTokenReplayed) {
+		t.Errorf("replayed flood token: %v, want ErrTokenReplayed", err)
+	}
+	// Once they expire, the user gets their share back.
+	later := exp.Add(upstreamjwt.VerifyLeeway + time.Second)
+	cl := claimsAt("flood-after", later.Add(time.Minute))
+	cl.Subject = "mallory"
+	if err := c.Check(cl, later); err != nil {
+		t.Errorf("the flooding user's token after theirs expired: %v", err)
+	}
 }
 
 // TestReplayCacheFullIsCheap: once the cache is full of live tokens, every
