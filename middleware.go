@@ -1,11 +1,13 @@
 package cloakroom
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -171,14 +173,18 @@ func (m *Manager) RequireLogin(next http.Handler) http.Handler {
 // both.
 type sessionWriter struct {
 	http.ResponseWriter
-	ctx     sessionContext
-	session Session
-	req     http.Request // the request as the handler sees it, with ctx
-	started bool
-	failed  bool // the save failed and Unavailable answered instead
+	ctx      sessionContext
+	session  Session
+	req      http.Request // the request as the handler sees it, with ctx
+	started  bool
+	failed   bool // the save failed and Unavailable answered instead
+	hijacked bool // the handler took the connection over
 }
 
 func (w *sessionWriter) WriteHeader(code int) {
+	if w.hijacked {
+		return // net/http would refuse it, and log
+	}
 	if !w.started {
 		w.started = true
 		if !w.save() {
@@ -194,6 +200,9 @@ func (w *sessionWriter) WriteHeader(code int) {
 }
 
 func (w *sessionWriter) Write(b []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if !w.started {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -205,6 +214,9 @@ func (w *sessionWriter) Write(b []byte) (int, error) {
 
 // Flush lets streaming handlers flush through the middleware.
 func (w *sessionWriter) Flush() {
+	if w.hijacked {
+		return
+	}
 	if !w.started {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -216,6 +228,9 @@ func (w *sessionWriter) Flush() {
 
 // WriteString spares handlers that use io.WriteString a conversion.
 func (w *sessionWriter) WriteString(str string) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
 	if !w.started {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -223,6 +238,31 @@ func (w *sessionWriter) WriteString(str string) (int, error) {
 		return 0, ErrStoreUnavailable
 	}
 	return io.WriteString(w.ResponseWriter, str)
+}
+
+// Hijack saves the session before handing the connection over, as a
+// response's first byte would: its headers (a new cookie, Vary,
+// Cache-Control) are then in the header map, which httputil.ReverseProxy
+// writes with its 101, and nothing goes through the middleware after it.
+// When the save fails, the request is answered 503 instead and the
+// connection is not handed over.
+func (w *sessionWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.failed {
+		return nil, nil, ErrStoreUnavailable
+	}
+	if !w.started {
+		w.started = true
+		if !w.save() {
+			w.failed = true
+			w.session.m.cfg.Unavailable.ServeHTTP(w.ResponseWriter, &w.req)
+			return nil, nil, ErrStoreUnavailable
+		}
+	}
+	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.hijacked = true
+	}
+	return conn, brw, err
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.

@@ -55,8 +55,8 @@ func (g *Gateway) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
 
 // guardHijack wraps the writer of protocol-switch requests, below the
 // session middleware, so that once the proxy has taken the connection over
-// nothing more is written to it: the middleware still finishes the
-// response after the handler returns.
+// nothing more is written to it by the handlers between them. (The session
+// middleware itself saves before the hijack and writes nothing after it.)
 func guardHijack(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isUpgrade(r) {
