@@ -35,11 +35,7 @@ func TestHotPathAllocations(t *testing.T) {
 	}
 	store := memstore.New(memstore.Config{})
 	defer store.Close()
-	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := quietManager(t, store)
 	login := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := m.Session(r)
 		if err := s.Login(r.Context(), "alice", cloakroom.LoginOptions{Values: map[string]string{"name": "alice"}}); err != nil {
@@ -67,4 +63,16 @@ func TestHotPathAllocations(t *testing.T) {
 	if allocs > 2 {
 		t.Errorf("%.1f allocations per logged-in request, want at most 2", allocs)
 	}
+}
+
+// quietManager is a manager on store with default settings and no log
+// output, closed when the test ends.
+func quietManager(t *testing.T, store cloakroom.Store) *cloakroom.Manager {
+	t.Helper()
+	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }

@@ -2,39 +2,19 @@ package cloakroom_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 )
-
-// lockedBuffer collects a server's error log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A handler that takes the connection over (a WebSocket, say) through
 // http.ResponseController gets the session saved first: the session's
@@ -44,11 +24,7 @@ func (b *lockedBuffer) String() string {
 func TestHijackSavesTheSessionFirst(t *testing.T) {
 	store := memstore.New(memstore.Config{})
 	defer store.Close()
-	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := quietManager(t, store)
 	done := make(chan struct{})
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
@@ -64,7 +40,7 @@ func TestHijackSavesTheSessionFirst(t *testing.T) {
 		brw.Flush()
 	}))
 	srv := httptest.NewUnstartedServer(h)
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	srv.Config.ErrorLog = log.New(logs, "", 0)
 	srv.Start()
 	defer srv.Close()
@@ -100,11 +76,7 @@ func TestHijackRefusedWhenTheSaveFails(t *testing.T) {
 	defer mem.Close()
 	store := &countingStore{Store: mem}
 	store.fail.Store(true)
-	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := quietManager(t, store)
 	var hijackErr error
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.Session(r).Put("seen", "yes")
