@@ -41,6 +41,11 @@ var (
 	ErrStoreUnavailable = errors.New("cloakroom: session store unavailable")
 	// ErrNoValue means the session holds no value under the key asked for.
 	ErrNoValue = errors.New("cloakroom: no such session value")
+	// ErrRotatedMeanwhile means another request of the same session renewed
+	// it (Renew, RevokeOthers) while this one waited: the session lives on
+	// under the token that request's response gave the browser. Nothing was
+	// done, and this response leaves the browser's cookie alone.
+	ErrRotatedMeanwhile = errors.New("cloakroom: the session was renewed by another request")
 	// ErrInvalidInput reports an argument the caller must fix (an empty
 	// user ID, a timeout above the configured maximum, ...). Stores
 	// return it too, for a Rotation they must refuse (a Bump without a

@@ -419,6 +419,9 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 			return s.storeErr(op, err)
 		}
 		if oldMustLive {
+			if s.renewedMeanwhileLocked(ctx) {
+				return fmt.Errorf("%w: %s", ErrRotatedMeanwhile, op)
+			}
 			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
 			s.values, s.changes = nil, nil
 		}
@@ -435,11 +438,24 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 	return nil
 }
 
+// renewedMeanwhileLocked reports whether the session, whose key is gone,
+// lives on under the same handle: another request of it renewed it. The
+// request then keeps its view of the old key: a change it saves lands on
+// the renewed session, and its response leaves the browser's cookie (the
+// renewing response's) alone. A store failure counts as ended (fail
+// closed).
+func (s *Session) renewedMeanwhileLocked(ctx context.Context) bool {
+	_, found, err := s.m.byHandle(ctx, s.rec.UserID, s.rec.Handle)
+	return err == nil && found
+}
+
 // Renew issues a new token for the current session and deletes the old
 // one, keeping the user, the handle, the values and the absolute deadline.
 // Call it when privileges change (after a step-up authentication, say). If
 // the session ended meanwhile (a logout or revocation elsewhere), nothing
-// is created and the error wraps ErrNotLoggedIn.
+// is created and the error wraps ErrNotLoggedIn; if another request of the
+// session renewed it first, nothing is done, the error wraps
+// ErrRotatedMeanwhile and the browser's cookie is left alone.
 //
 // Deleting the old token ends its [Session.Watch] streams, on this node at
 // once and on others through the store's notifications, as a logout would:
@@ -483,8 +499,11 @@ func (s *Session) renewLocked(ctx context.Context, bump bool, op string) error {
 			return s.storeErr("reload session", err)
 		}
 		if !found {
-			// Ended (or rotated by another request) since the conflict:
+			// Ended, or rotated by another request, since the conflict:
 			// as when the rotation itself finds the session gone.
+			if s.renewedMeanwhileLocked(ctx) {
+				return fmt.Errorf("%w: %s", ErrRotatedMeanwhile, op)
+			}
 			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
 			s.values, s.changes = nil, nil
 			return fmt.Errorf("%w: %s: the session ended meanwhile: %w", ErrNotLoggedIn, op, ErrNotFound)
@@ -569,7 +588,9 @@ func (s *Session) RevokeDevice(ctx context.Context, handle string) error {
 // created meanwhile on other nodes, and cached copies, die too. The check
 // that this session still lives, the bump and the new token are one store
 // operation: if the session was ended meanwhile, nothing is revoked or
-// created and the error wraps ErrNotLoggedIn.
+// created and the error wraps ErrNotLoggedIn; if another request of the
+// session renewed it first, the error wraps ErrRotatedMeanwhile and the
+// browser's cookie is left alone.
 //
 // Like [Session.Renew], it ends the Watch streams opened under the old
 // token, this session's own included: the client must re-open them with

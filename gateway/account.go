@@ -162,6 +162,8 @@ func (g *Gateway) pageFailed(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, cloakroom.ErrStoreUnavailable):
 		http.Error(w, "Service Unavailable: the session store cannot be reached. Try again shortly.", http.StatusServiceUnavailable)
+	case errors.Is(err, cloakroom.ErrRotatedMeanwhile):
+		seeOther(w, g.auth+"/account") // another request did it first
 	case errors.Is(err, cloakroom.ErrNotLoggedIn), errors.Is(err, cloakroom.ErrNotFound):
 		seeOther(w, g.auth+"/login")
 	default:

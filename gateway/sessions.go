@@ -205,11 +205,16 @@ func (g *Gateway) auditRevocation(r *http.Request, kind, user, ref string, err e
 }
 
 // storeFailed answers a failed session operation: 503 for store failures,
-// 401 when the session ended meanwhile, 500 otherwise.
+// 409 when another request of the session renewed it meanwhile, 401 when
+// the session ended meanwhile, 500 otherwise.
 func (g *Gateway) storeFailed(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, cloakroom.ErrStoreUnavailable):
 		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+	case errors.Is(err, cloakroom.ErrRotatedMeanwhile):
+		// Another request of this session did it first (a double click,
+		// another tab); its response carried the new cookie.
+		httpjson.Error(w, http.StatusConflict, "conflict", "Another request just did this. Reload the page.")
 	case errors.Is(err, cloakroom.ErrNotLoggedIn), errors.Is(err, cloakroom.ErrNotFound):
 		httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "The session has ended.")
 	default:
