@@ -77,6 +77,9 @@ type flakyStore struct {
 	// Session writes (Commit, Delete, BumpGeneration, Rotate), and Rotate
 	// calls among them, so tests can count a path's commits.
 	writes, rotates atomic.Int64
+	// beforeRotate, when set, runs at the start of every Rotate (a test
+	// parks a request there).
+	beforeRotate atomic.Pointer[func()]
 }
 
 func (f *flakyStore) err() error {
@@ -135,6 +138,9 @@ func (f *flakyStore) BumpGeneration(ctx context.Context, user string) (uint64, e
 func (f *flakyStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
 	f.writes.Add(1)
 	f.rotates.Add(1)
+	if hook := f.beforeRotate.Load(); hook != nil {
+		(*hook)()
+	}
 	if err := f.err(); err != nil {
 		return cloakroom.Record{}, err
 	}
