@@ -1,7 +1,6 @@
 package cloakroom_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,27 +13,14 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/storetest"
 )
 
-// logBuffer collects a logger's text output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// line returns the first logged line with msg, or "".
-func (b *logBuffer) line(msg string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for l := range strings.Lines(b.buf.String()) {
+// logLine returns the first line of logs with msg, or "".
+func logLine(logs *syncbuf.Buffer, msg string) string {
+	for l := range strings.Lines(logs.String()) {
 		if strings.Contains(l, "msg="+msg+" ") {
 			return l
 		}
@@ -59,7 +45,7 @@ func TestLogoutOutlivesARacingRotation(t *testing.T) {
 	rotations := map[string]string{"Renew": "/renew", "RevokeOthers": "/revoke-others"}
 	for name, path := range rotations {
 		t.Run(name, func(t *testing.T) {
-			logs := &logBuffer{}
+			logs := &syncbuf.Buffer{}
 			a := newApp(t, func(c *cloakroom.Config) {
 				c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 				// No backstop re-check: only the logout itself can end the
@@ -114,7 +100,7 @@ func TestLogoutOutlivesARacingRotation(t *testing.T) {
 			if logoutRef != ref(t, token) {
 				t.Errorf("Ref after logout = %q, want the presented session's %q", logoutRef, ref(t, token))
 			}
-			line := logs.line("logout")
+			line := logLine(logs, "logout")
 			if !strings.Contains(line, "session="+ref(t, token)) || !strings.Contains(line, ref(t, renewed.Value)) {
 				t.Errorf("logout audit line %q: want session=%s and the renewed %s", line, ref(t, token), ref(t, renewed.Value))
 			}
