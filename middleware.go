@@ -441,11 +441,11 @@ func (s *Session) touchLocked(r *http.Request) {
 		s.rec = rec
 	case errors.Is(err, ErrConflict):
 	case errors.Is(err, ErrNotFound):
-		_, found, err := s.m.byHandle(r.Context(), s.rec.UserID, s.rec.Handle)
+		renewed, err := s.renewedMeanwhileLocked(r.Context())
 		if err != nil {
 			s.m.cfg.OnError(r, s.storeErr("reload session", err))
 		}
-		if found {
+		if renewed {
 			return
 		}
 		s.live, s.destroyed = false, true

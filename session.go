@@ -419,7 +419,7 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 			return s.storeErr(op, err)
 		}
 		if oldMustLive {
-			if s.renewedMeanwhileLocked(ctx) {
+			if renewed, _ := s.renewedMeanwhileLocked(ctx); renewed {
 				return fmt.Errorf("%w: %s", ErrRotatedMeanwhile, op)
 			}
 			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
@@ -443,10 +443,10 @@ func (s *Session) rotateLocked(ctx context.Context, rec Record, oldMustLive, bum
 // request then keeps its view of the old key: a change it saves lands on
 // the renewed session, and its response leaves the browser's cookie (the
 // renewing response's) alone. A store failure counts as ended (fail
-// closed).
-func (s *Session) renewedMeanwhileLocked(ctx context.Context) bool {
+// closed), and the error is returned for the caller to report.
+func (s *Session) renewedMeanwhileLocked(ctx context.Context) (bool, error) {
 	_, found, err := s.m.byHandle(ctx, s.rec.UserID, s.rec.Handle)
-	return err == nil && found
+	return err == nil && found, err
 }
 
 // Renew issues a new token for the current session and deletes the old
@@ -501,7 +501,7 @@ func (s *Session) renewLocked(ctx context.Context, bump bool, op string) error {
 		if !found {
 			// Ended, or rotated by another request, since the conflict:
 			// as when the rotation itself finds the session gone.
-			if s.renewedMeanwhileLocked(ctx) {
+			if renewed, _ := s.renewedMeanwhileLocked(ctx); renewed {
 				return fmt.Errorf("%w: %s", ErrRotatedMeanwhile, op)
 			}
 			s.live, s.destroyed, s.ended, s.issued = false, true, true, false
