@@ -1,9 +1,6 @@
 package proxy
 
-import (
-	"context"
-	"net/http"
-)
+import "net/http"
 
 // Exchange lets the caller of [Proxy.Serve] adjust one proxied exchange,
 // after the proxy's own rules have run. The gateway's token vault uses it
@@ -18,17 +15,4 @@ type Exchange interface {
 	// (the session cookie). An error answers 502 Bad Gateway and is logged
 	// without the URL's query or any header.
 	ModifyResponse(*http.Response) error
-}
-
-type exchangeKey struct{}
-
-// WithExchange returns a context that makes ServeHTTP apply x to the
-// request it carries.
-func WithExchange(ctx context.Context, x Exchange) context.Context {
-	return context.WithValue(ctx, exchangeKey{}, x)
-}
-
-func exchangeFrom(ctx context.Context) Exchange {
-	x, _ := ctx.Value(exchangeKey{}).(Exchange)
-	return x
 }

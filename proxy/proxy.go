@@ -231,12 +231,12 @@ func (p *Proxy) match(path string) *route {
 
 // ServeHTTP refuses unsafe paths (400) and unrouted paths (404), and
 // proxies everything else to its route's upstream, for what r's context
-// carries: [WithIdentity], [WithAccessToken], [WithLifetime] and
-// [WithExchange]. Callers that know these already use [Proxy.Serve],
-// which spares the context values and the request copies.
+// carries: [WithIdentity], [WithAccessToken] and [WithLifetime]. Callers
+// that know these already, or adjust the exchange ([Exchange]), use
+// [Proxy.Serve], which spares the context values and the request copies.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	c := Call{Exchange: exchangeFrom(ctx)}
+	var c Call
 	c.Identity, _ = IdentityFrom(ctx)
 	c.AccessToken, _ = AccessTokenFrom(ctx)
 	c.Lifetime, _ = ctx.Value(lifetimeKey{}).(Lifetime)
