@@ -189,7 +189,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 func (x *exchange) Rewrite(out *http.Request) {
 	deleteHeader(out.Header, x.rt.Header)
 	if x.attach {
-		out.Header.Set(x.rt.Header, x.headerValue())
+		out.Header.Set(x.rt.Header, x.authValue)
 	}
 	// JSON bodies are read here, so only encodings the vault can decode
 	// are offered; others pass to the client as they come.
@@ -243,17 +243,15 @@ type exchange struct {
 	pin         cloakroom.Pin
 	pinned      string // the user of pin, "" for none
 	acceptGzip  bool   // the client takes gzip, so the upstream may send it
-	// authValue is the header value to attach: the route's scheme and the
-	// token, token a substring of it, so opening costs one string.
-	authValue string
+	authValue   string // the header value to attach; see setToken
 }
 
-// headerValue is the value of the route's header that carries the token.
-func (x *exchange) headerValue() string {
-	if len(x.authValue) == len(x.rt.scheme)+len(x.token) && x.authValue[len(x.rt.scheme):] == x.token {
-		return x.authValue
-	}
-	return x.rt.scheme + x.token // the token was replaced during the exchange
+// setToken makes token the exchange's vaulted token: authValue holds the
+// route's scheme and the token, and token is a substring of it, so opening
+// costs one string.
+func (x *exchange) setToken(token []byte) {
+	x.authValue = x.rt.scheme + string(token)
+	x.token, x.tokenBytes = x.authValue[len(x.rt.scheme):], token
 }
 
 // userOf returns the user ID of a token: the route's prefix, a colon and
@@ -335,8 +333,7 @@ func (x *exchange) loadToken(ctx context.Context) bool {
 		return false
 	}
 	x.live = true
-	x.authValue = x.rt.scheme + string(token)
-	x.token, x.tokenBytes = x.authValue[len(x.rt.scheme):], token
+	x.setToken(token)
 	return true
 }
 
@@ -467,7 +464,8 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			x.v.log.LogAttrs(ctx, slog.LevelError, "vault: start session", slog.String("user", user), slog.String("error", err.Error()))
 			return nil, err
 		}
-		x.token, x.tokenBytes, x.user, x.placeholder = fresh, []byte(fresh), user, placeholder
+		x.setToken([]byte(fresh))
+		x.user, x.placeholder = user, placeholder
 		// The audit line of a vault sign-in: the gateway's own login line
 		// covers password logins only.
 		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()),
@@ -485,7 +483,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			break
 		}
 		x.s.Put(keyToken, x.v.sealer.Seal([]byte(fresh), x.aad(user, x.placeholder)))
-		x.token, x.tokenBytes = fresh, []byte(fresh)
+		x.setToken([]byte(fresh))
 		x.v.event(ctx, rt, eventRefresh, "vault refresh", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	}
 	var edits []edit
