@@ -206,10 +206,14 @@ func watchManager(t *testing.T, store cloakroom.Store, clock *storetest.Clock) *
 }
 
 // watchFor loads token's session in m and returns a Watch context for it.
-func watchFor(t *testing.T, m *cloakroom.Manager, token string) context.Context {
+// Each of before runs after the load and before the Watch.
+func watchFor(t *testing.T, m *cloakroom.Manager, token string, before ...func()) context.Context {
 	t.Helper()
 	var ctx context.Context
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, f := range before {
+			f()
+		}
 		var stop context.CancelFunc
 		ctx, stop = m.Session(r).Watch(context.Background())
 		t.Cleanup(stop)
@@ -323,19 +327,12 @@ func TestWatchEndsWithTheSession(t *testing.T) {
 		}
 		defer m.Close()
 		token := loginThrough(t, m, "alice")
-		var ctx context.Context
-		h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := watchFor(t, m, token, func() {
 			// Logged out elsewhere while this request waited for its upstream.
 			if _, err := ms.BumpGeneration(context.Background(), "alice"); err != nil {
 				t.Fatal(err)
 			}
-			var stop context.CancelFunc
-			ctx, stop = m.Session(r).Watch(context.Background())
-			t.Cleanup(stop)
-		}))
-		r := httptest.NewRequest("GET", "/stream", nil)
-		r.Header.Set("Cookie", cloakroom.DefaultCookieName+"="+token)
-		h.ServeHTTP(httptest.NewRecorder(), r)
+		})
 		waitEnded(t, ctx, "an end that happened before the watch began")
 	})
 	t.Run("no session", func(t *testing.T) {
