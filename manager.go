@@ -449,3 +449,20 @@ func (m *Manager) RevokeUser(ctx context.Context, userID string) error {
 	m.logger.InfoContext(ctx, "all sessions revoked", "user", userID, "generation", gen)
 	return nil
 }
+
+// RevokeEveryone ends every session at once: of every user, local or from
+// any other sign-in, and anonymous, on every node and in every cache, with
+// the auxiliary records bound to them (AuxRecord.EndsWithSessions), by
+// bumping the store's global epoch. No request is accepted on a session
+// that existed before once it returns, and a login whose credentials were
+// being checked meanwhile fails (its pin holds the old epoch). Use it
+// after an incident; sessions created afterwards live as usual.
+func (m *Manager) RevokeEveryone(ctx context.Context) (epoch uint64, err error) {
+	epoch, err = m.store.BumpEpoch(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: bump epoch: %w", ErrStoreUnavailable, err)
+	}
+	m.watches.endEpoch(epoch)
+	m.logger.InfoContext(ctx, "every session revoked", "epoch", epoch)
+	return epoch, nil
+}

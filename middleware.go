@@ -339,9 +339,13 @@ func (w *sessionWriter) save() bool {
 }
 
 func (s *Session) createAnonymousLocked(ctx context.Context) error {
+	epoch, err := s.m.store.Epoch(ctx)
+	if err != nil {
+		return s.storeErr("read epoch", err)
+	}
 	now := s.m.now()
 	rec := Record{
-		Handle: newHandle(), Version: 1, CreatedAt: now, LastSeen: now,
+		Handle: newHandle(), Version: 1, Epoch: epoch, CreatedAt: now, LastSeen: now,
 		IdleTimeout: s.m.cfg.IdleTimeout, AbsoluteDeadline: now.Add(s.m.cfg.AbsoluteTimeout),
 		IP: s.clientIP(), UserAgent: s.userAgent(), Data: encodeValues(s.values),
 	}

@@ -8,8 +8,12 @@ import (
 )
 
 // recordFormat is the first byte of an encoded Record; it changes whenever
-// the layout does, so old blobs are refused rather than misread.
-const recordFormat = 1
+// the layout does, so unknown blobs are refused rather than misread. Format
+// 1, written before sessions carried an epoch, is still read, as epoch 0.
+const (
+	recordFormat        = 2
+	recordFormatNoEpoch = 1
+)
 
 // ErrBadRecord is returned by [Record.UnmarshalBinary] for input that is not
 // a record this version wrote.
@@ -22,7 +26,7 @@ const maxRecordString = 1 << 20
 // MarshalBinary encodes the record into a compact, versioned byte form for
 // stores that keep one blob per session.
 func (r *Record) MarshalBinary() ([]byte, error) {
-	n := 1 + 32 + 8*8 + 1 + 5*binary.MaxVarintLen64 + len(r.Handle) + len(r.UserID) + len(r.IP) + len(r.UserAgent) + len(r.Data)
+	n := 1 + 32 + 8*8 + 1 + 6*binary.MaxVarintLen64 + len(r.Handle) + len(r.UserID) + len(r.IP) + len(r.UserAgent) + len(r.Data)
 	b := make([]byte, 0, n)
 	b = append(b, recordFormat)
 	b = append(b, r.Key[:]...)
@@ -37,6 +41,7 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 	} else {
 		b = append(b, 0)
 	}
+	b = binary.AppendUvarint(b, r.Epoch)
 	for _, s := range [...]string{r.Handle, r.UserID, r.IP, r.UserAgent} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -50,7 +55,7 @@ func (r *Record) MarshalBinary() ([]byte, error) {
 // truncated, oversized or trailing input with an error wrapping ErrBadRecord.
 func (r *Record) UnmarshalBinary(b []byte) error {
 	const fixed = 1 + 32 + 6*8 + 1
-	if len(b) < fixed || b[0] != recordFormat {
+	if len(b) < fixed || (b[0] != recordFormat && b[0] != recordFormatNoEpoch) {
 		return fmt.Errorf("%w: bad header", ErrBadRecord)
 	}
 	var out Record
@@ -71,6 +76,13 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 		return fmt.Errorf("%w: bad flag", ErrBadRecord)
 	}
 	p = p[1:]
+	if b[0] == recordFormat {
+		epoch, k := binary.Uvarint(p)
+		if k <= 0 {
+			return fmt.Errorf("%w: bad epoch", ErrBadRecord)
+		}
+		out.Epoch, p = epoch, p[k:]
+	}
 	field := func(limit int) ([]byte, error) {
 		n, k := binary.Uvarint(p)
 		if k <= 0 || n > uint64(limit) || n > uint64(len(p)-k) {

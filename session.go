@@ -315,28 +315,50 @@ func (s *Session) storeErr(op string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
 }
 
-// Pin is a user's generation read before their credentials are checked;
-// see [Manager.Pin] and LoginOptions.Pin. The zero Pin pins nothing.
+// Pin is what a login checked against, read before the user's credentials
+// were checked: the user's generation and the global epoch; see
+// [Manager.Pin] and LoginOptions.Pin. The zero Pin pins nothing.
 type Pin struct {
 	userID     string
 	generation uint64
-	set        bool
+	epoch      uint64
+	set        bool // userID and generation are pinned
+	epochSet   bool
 }
 
-// Pin reads userID's generation for a later [Session.Login] with
-// LoginOptions.Pin. Call it before reading the account record and checking
-// the password: if the account changes meanwhile (disabled, password or
-// roles changed, all of which revoke the user's sessions), the login then
-// fails instead of starting a session with what was read before.
+// Pin reads userID's generation and the global epoch for a later
+// [Session.Login] with LoginOptions.Pin. Call it before reading the account
+// record and checking the password: if the account changes meanwhile
+// (disabled, password or roles changed, all of which revoke the user's
+// sessions), or every session is revoked ([Manager.RevokeEveryone]), the
+// login then fails instead of starting a session with what was read
+// before.
 func (m *Manager) Pin(ctx context.Context, userID string) (Pin, error) {
 	if userID == "" || len(userID) > maxUserIDLength {
 		return Pin{}, fmt.Errorf("%w: user ID must be 1 to %d bytes", ErrInvalidInput, maxUserIDLength)
+	}
+	p, err := m.PinEpoch(ctx)
+	if err != nil {
+		return Pin{}, err
 	}
 	gen, err := m.store.Generation(ctx, userID)
 	if err != nil {
 		return Pin{}, fmt.Errorf("%w: read generation: %w", ErrStoreUnavailable, err)
 	}
-	return Pin{userID: userID, generation: gen, set: true}, nil
+	p.userID, p.generation, p.set = userID, gen, true
+	return p, nil
+}
+
+// PinEpoch reads the global epoch only, for a sign-in whose user is not
+// known before the credentials are checked (an upstream app's login answer
+// names them): a global revocation while they are checked makes the login
+// fail. The user's generation is then read at login.
+func (m *Manager) PinEpoch(ctx context.Context) (Pin, error) {
+	epoch, err := m.store.Epoch(ctx)
+	if err != nil {
+		return Pin{}, fmt.Errorf("%w: read epoch: %w", ErrStoreUnavailable, err)
+	}
+	return Pin{epoch: epoch, epochSet: true}, nil
 }
 
 // Login starts an authenticated session for userID. It always issues a new
@@ -346,7 +368,8 @@ func (m *Manager) Pin(ctx context.Context, userID string) (Pin, error) {
 // opts.Values are stored with the new session in the same write.
 //
 // With opts.Pin, the login fails with an error wrapping ErrNotLoggedIn,
-// creating nothing, if the user's generation moved since the pin was taken.
+// creating nothing, if the user's generation or the global epoch moved
+// since the pin was taken.
 func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) error {
 	if userID == "" || len(userID) > maxUserIDLength {
 		return fmt.Errorf("%w: user ID must be 1 to %d bytes", ErrInvalidInput, maxUserIDLength)
@@ -373,7 +396,13 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 	if s.err != nil {
 		return s.err
 	}
-	gen := opts.Pin.generation
+	gen, epoch := opts.Pin.generation, opts.Pin.epoch
+	if !opts.Pin.epochSet {
+		var err error
+		if epoch, err = m.store.Epoch(ctx); err != nil {
+			return s.storeErr("read epoch", err)
+		}
+	}
 	if !opts.Pin.set {
 		var err error
 		if gen, err = m.store.Generation(ctx, userID); err != nil {
@@ -382,7 +411,7 @@ func (s *Session) Login(ctx context.Context, userID string, opts LoginOptions) e
 	}
 	now := m.now()
 	rec := Record{
-		Handle: newHandle(), UserID: userID, Generation: gen, Version: 1,
+		Handle: newHandle(), UserID: userID, Generation: gen, Epoch: epoch, Version: 1,
 		CreatedAt: now, LastSeen: now, IdleTimeout: idle, AbsoluteDeadline: now.Add(absolute),
 		Persistent: opts.Persistent, IP: s.clientIP(), UserAgent: s.userAgent(),
 	}

@@ -34,6 +34,11 @@ type Record struct {
 	Generation uint64
 	// Version starts at 1 and grows by one with every successful Commit.
 	Version uint64
+	// Epoch is the global epoch the session was created under (see
+	// [Store.BumpEpoch]); a renewal keeps it. A session whose Epoch is
+	// below the store's current epoch has been revoked with every other
+	// session. Sessions stored before epochs existed count as epoch 0.
+	Epoch uint64
 
 	CreatedAt        time.Time
 	LastSeen         time.Time
@@ -81,18 +86,24 @@ var (
 // A missing, expired or revoked session is found == false with a nil error;
 // a non-nil error means the store failed, and the manager then treats the
 // request as not logged in (fail closed).
+//
+// A session is revoked in three ways: deleted by its key, by its user's
+// generation ([Store.BumpGeneration]), or with every other session by the
+// global epoch ([Store.BumpEpoch]). Each takes effect on every node and in
+// every cache before the revoking call returns.
 type Store interface {
 	// Find returns the live session stored under key. It reports false for a
-	// session that has expired or whose Generation is below its user's
-	// current generation.
+	// session that has expired, whose Generation is below its user's
+	// current generation, or whose Epoch is below the current epoch.
 	Find(ctx context.Context, key Key) (rec Record, found bool, err error)
 
 	// Commit writes rec. With rec.Version == 1 it creates the session and
 	// fails with ErrConflict if the key exists. Otherwise it replaces the
 	// stored session only if the stored Version is rec.Version-1, and
 	// fails with ErrConflict if not, or ErrNotFound if the session is gone.
-	// For a session with a UserID it fails with ErrNotFound, writing
-	// nothing, if rec.Generation is below the user's current generation.
+	// It fails with ErrNotFound, writing nothing that can be found, if
+	// rec.Epoch is below the current epoch, or, for a session with a
+	// UserID, if rec.Generation is below the user's current generation.
 	Commit(ctx context.Context, rec Record) error
 
 	// Delete removes the session. Deleting a missing key is not an error.
@@ -111,9 +122,25 @@ type Store interface {
 	// on every node and in every cache; the store may also delete them.
 	BumpGeneration(ctx context.Context, userID string) (uint64, error)
 
+	// Epoch returns the current global epoch (0 for a store never bumped).
+	Epoch(ctx context.Context) (uint64, error)
+
+	// BumpEpoch increments the global epoch and returns the new value.
+	// Every existing session, of every user and anonymous, and every
+	// auxiliary record bound to the sessions (AuxRecord.EndsWithSessions)
+	// stops being found at once, on every node and in every cache, before
+	// it returns; the store may also delete them. Sessions and records
+	// created afterwards, at the new epoch, live as usual. It publishes
+	// End{Epoch: new} to the store's [EndNotifier] subscribers.
+	BumpEpoch(ctx context.Context) (uint64, error)
+
 	// Rotator replaces a session by its successor in one atomic step; see
 	// [Rotator.Rotate]. The storetest suite's race cases check it.
 	Rotator
+
+	// AuxStore keeps the records other parts keep beside the sessions;
+	// see [AuxStore].
+	AuxStore
 }
 
 // Rotation describes one atomic token rotation; see [Rotator.Rotate].
@@ -121,9 +148,10 @@ type Rotation struct {
 	// Old is the session being replaced; the zero Key for none.
 	Old Key
 	// OldMustLive makes Rotate fail with ErrNotFound, writing nothing, unless
-	// the session under Old exists, has not expired by the store's clock, and
-	// its Generation is its user's current generation. When false, Old is
-	// deleted if present (a login over whatever the browser had before).
+	// the session under Old exists, has not expired by the store's clock,
+	// its Generation is its user's current generation and its Epoch is the
+	// current epoch. When false, Old is deleted if present (a login over
+	// whatever the browser had before).
 	OldMustLive bool
 	// OldVersion, when not 0 and with OldMustLive, makes Rotate fail with
 	// ErrConflict, writing nothing, unless the session under Old is still
@@ -135,6 +163,10 @@ type Rotation struct {
 	// New is the session to create: a new Key and Version 1. For a UserID,
 	// New.Generation must equal the user's current generation at the moment
 	// of the write, else Rotate fails with ErrNotFound, writing nothing.
+	// New.Epoch must not be below the current epoch, else Rotate fails with
+	// ErrNotFound and leaves nothing that can be found. A renewal passes the
+	// old session's Epoch on; a new session carries the epoch its login
+	// read (or pinned) before the credentials were checked.
 	New Record
 	// Bump increments New.UserID's generation in the same atomic step, after
 	// the checks above: every other session of the user dies, and New is
@@ -169,6 +201,9 @@ type End struct {
 	// to Generation: every session of the user below it is dead.
 	UserID     string
 	Generation uint64
+	// Epoch is set when the global epoch was bumped to Epoch: every
+	// session created under a lower epoch is dead.
+	Epoch uint64
 	// All means notifications may have been missed (a reconnect, another
 	// process wrote the store): every watched session must be re-checked.
 	All bool

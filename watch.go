@@ -28,7 +28,7 @@ func (s *Session) Watch(ctx context.Context) (context.Context, context.CancelFun
 		cancel()
 		return wctx, cancel
 	}
-	w := &watched{key: rec.Key, userID: rec.UserID, generation: rec.Generation, cancel: cancel}
+	w := &watched{key: rec.Key, userID: rec.UserID, generation: rec.Generation, epoch: rec.Epoch, cancel: cancel}
 	if !s.m.watches.add(w, rec.Expiry()) {
 		cancel()
 		return wctx, cancel
@@ -44,6 +44,7 @@ type watched struct {
 	key        Key
 	userID     string
 	generation uint64
+	epoch      uint64
 	cancel     context.CancelFunc
 	expiry     *time.Timer // re-checks the session when it would expire
 }
@@ -188,6 +189,23 @@ func (h *watchHub) endUser(userID string, generation uint64) {
 	h.endLocked(h.byUser[userID], func(w *watched) bool { return w.generation < generation })
 }
 
+// endEpoch ends every watch of a session created below epoch.
+func (h *watchHub) endEpoch(epoch uint64) {
+	h.mu.Lock()
+	var all map[*watched]struct{}
+	for _, set := range h.byKey {
+		for w := range set {
+			if w.epoch < epoch {
+				if all == nil {
+					all = make(map[*watched]struct{})
+				}
+				all[w] = struct{}{}
+			}
+		}
+	}
+	h.endLocked(all, func(*watched) bool { return true })
+}
+
 // endLocked removes the watches of set that match, unlocks the hub, and
 // then cancels them, so no lock is held while their contexts end.
 func (h *watchHub) endLocked(set map[*watched]struct{}, match func(*watched) bool) {
@@ -213,6 +231,8 @@ func (h *watchHub) onEnd(e End) {
 		case h.recheck <- struct{}{}:
 		default:
 		}
+	case e.Epoch != 0:
+		h.endEpoch(e.Epoch)
 	case e.UserID != "":
 		h.endUser(e.UserID, e.Generation)
 	default:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -39,6 +40,12 @@ type Store struct {
 	gens    map[string]uint64                     // user → generation
 	byUser  map[string]map[cloakroom.Key]struct{} // user → keys of their sessions
 
+	// epoch is the global epoch; written under writeMu, read without it.
+	epoch atomic.Uint64
+
+	auxMu sync.Mutex
+	aux   map[cloakroom.Key]*cloakroom.AuxRecord
+
 	ends *endfanout.Fanout
 
 	stop     chan struct{}
@@ -57,6 +64,7 @@ func New(cfg Config) *Store {
 		now:    cfg.Now,
 		gens:   make(map[string]uint64),
 		byUser: make(map[string]map[cloakroom.Key]struct{}),
+		aux:    make(map[cloakroom.Key]*cloakroom.AuxRecord),
 		ends:   endfanout.New(),
 		stop:   make(chan struct{}),
 	}
@@ -92,7 +100,7 @@ func (s *Store) generation(user string) uint64 {
 }
 
 func (s *Store) live(rec *cloakroom.Record, now time.Time) bool {
-	if rec.Expired(now) {
+	if rec.Expired(now) || rec.Epoch < s.epoch.Load() {
 		return false
 	}
 	return rec.UserID == "" || rec.Generation >= s.generation(rec.UserID)
@@ -128,7 +136,7 @@ func (s *Store) commitLocked(rec cloakroom.Record, now time.Time) error {
 	sh := s.shardFor(rec.Key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if rec.UserID != "" && rec.Generation < s.generation(rec.UserID) {
+	if rec.Epoch < s.epoch.Load() || rec.UserID != "" && rec.Generation < s.generation(rec.UserID) {
 		return fmt.Errorf("memstore: commit of revoked session %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
 	}
 	old, exists := sh.sessions[rec.Key]
@@ -269,6 +277,26 @@ func (s *Store) bumpLocked(userID string) uint64 {
 	return gen
 }
 
+// Epoch implements [cloakroom.Store].
+func (s *Store) Epoch(ctx context.Context) (uint64, error) {
+	return s.epoch.Load(), nil
+}
+
+// BumpEpoch implements [cloakroom.Store]. It also drops every session and
+// every auxiliary record that ends with the sessions, which the new epoch
+// has made unreachable anyway.
+func (s *Store) BumpEpoch(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.writeMu.Lock()
+	epoch := s.epoch.Add(1)
+	s.writeMu.Unlock()
+	s.ends.Publish(cloakroom.End{Epoch: epoch})
+	s.Sweep()
+	return epoch, nil
+}
+
 // Rotate implements [cloakroom.Rotator]: under the store's write lock it
 // checks the old session and the user's generation, bumps, creates the new
 // session and deletes the old one.
@@ -289,7 +317,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		sh := s.shardFor(r.Old)
 		sh.mu.RLock()
 		old, ok := sh.sessions[r.Old]
-		alive := ok && s.live(old, now) && (old.UserID == "" || old.Generation == s.generation(old.UserID))
+		alive := ok && s.live(old, now) && old.Epoch == s.epoch.Load() && (old.UserID == "" || old.Generation == s.generation(old.UserID))
 		var version uint64
 		if ok {
 			version = old.Version
@@ -305,6 +333,10 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		}
 	}
 	rec := r.New
+	if rec.Epoch < s.epoch.Load() {
+		s.writeMu.Unlock()
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: epoch %d is below the current one: %w", rec.Key.Short(), rec.Epoch, cloakroom.ErrNotFound)
+	}
 	if rec.UserID != "" && rec.Generation != s.generation(rec.UserID) {
 		s.writeMu.Unlock()
 		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: generation %d is not the user's current one: %w", rec.Key.Short(), rec.Generation, cloakroom.ErrNotFound)
@@ -334,6 +366,67 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		s.ends.Publish(e)
 	}
 	return rec, nil
+}
+
+// FindAux implements [cloakroom.AuxStore].
+func (s *Store) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.AuxRecord, bool, error) {
+	s.auxMu.Lock()
+	defer s.auxMu.Unlock()
+	rec, ok := s.aux[key]
+	if !ok || !s.auxLive(rec, s.now()) {
+		return cloakroom.AuxRecord{}, false, nil
+	}
+	return *rec, true, nil
+}
+
+func (s *Store) auxLive(rec *cloakroom.AuxRecord, now time.Time) bool {
+	return !rec.Expired(now) && (!rec.EndsWithSessions || rec.Epoch >= s.epoch.Load())
+}
+
+// CommitAux implements [cloakroom.AuxStore].
+func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if rec.Version == 0 {
+		return fmt.Errorf("memstore: commit record %s: version 0 is not a valid version", rec.Key.Short())
+	}
+	// writeMu orders the epoch check before a concurrent BumpEpoch.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.auxMu.Lock()
+	defer s.auxMu.Unlock()
+	now := s.now()
+	if rec.EndsWithSessions && rec.Epoch < s.epoch.Load() {
+		return fmt.Errorf("memstore: commit record %s of a past epoch: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+	}
+	old, exists := s.aux[rec.Key]
+	if exists && !s.auxLive(old, now) {
+		delete(s.aux, rec.Key)
+		exists = false
+	}
+	switch {
+	case rec.Version == 1 && exists:
+		return fmt.Errorf("memstore: create record %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	case rec.Version > 1 && !exists:
+		return fmt.Errorf("memstore: update record %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+	case rec.Version > 1 && old.Version != rec.Version-1:
+		return fmt.Errorf("memstore: update record %s from version %d, stored %d: %w", rec.Key.Short(), rec.Version-1, old.Version, cloakroom.ErrConflict)
+	case !now.Before(rec.Expires):
+		return fmt.Errorf("memstore: commit record %s: it expires at %v, not after now: %w", rec.Key.Short(), rec.Expires, cloakroom.ErrInvalidInput)
+	}
+	stored := rec
+	stored.Data = slices.Clip(append([]byte(nil), rec.Data...))
+	s.aux[rec.Key] = &stored
+	return nil
+}
+
+// DeleteAux implements [cloakroom.AuxStore].
+func (s *Store) DeleteAux(ctx context.Context, key cloakroom.Key) error {
+	s.auxMu.Lock()
+	delete(s.aux, key)
+	s.auxMu.Unlock()
+	return nil
 }
 
 // WatchEnds implements [cloakroom.EndNotifier] for the managers sharing
@@ -372,12 +465,19 @@ func (s *Store) sweepLoop(interval time.Duration) {
 	}
 }
 
-// Sweep drops every expired or revoked session now. The background loop
-// calls it; tests may too.
+// Sweep drops every expired or revoked session and auxiliary record now.
+// The background loop calls it; tests may too.
 func (s *Store) Sweep() {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	now := s.now()
+	s.auxMu.Lock()
+	for k, rec := range s.aux {
+		if !s.auxLive(rec, now) {
+			delete(s.aux, k)
+		}
+	}
+	s.auxMu.Unlock()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()

@@ -42,11 +42,12 @@ func rotator(t *testing.T, s cloakroom.Store) cloakroom.Rotator {
 	return s
 }
 
-// successor returns a fresh version-1 record that continues old: same user
-// and generation, new key.
+// successor returns a fresh version-1 record that continues old: same user,
+// generation and epoch, new key.
 func successor(old cloakroom.Record, now time.Time) cloakroom.Record {
 	rec := NewRecord(old.UserID, now)
 	rec.Generation = old.Generation
+	rec.Epoch = old.Epoch
 	rec.Data = old.Data
 	return rec
 }

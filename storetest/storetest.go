@@ -88,7 +88,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"CanceledContext", testCanceledContext},
 		{"VersionZeroRefused", testVersionZero},
 	}
-	for _, tt := range append(tests, rotateTests...) {
+	tests = append(tests, rotateTests...)
+	tests = append(tests, epochTests...)
+	tests = append(tests, auxTests...)
+	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := NewClock(Start)
 			s := newStore(t, clock)
@@ -169,6 +172,8 @@ func sameRecord(t *testing.T, got, want cloakroom.Record) {
 		t.Errorf("UserID = %q, want %q", got.UserID, want.UserID)
 	case got.Generation != want.Generation:
 		t.Errorf("Generation = %d, want %d", got.Generation, want.Generation)
+	case got.Epoch != want.Epoch:
+		t.Errorf("Epoch = %d, want %d", got.Epoch, want.Epoch)
 	case got.Version != want.Version:
 		t.Errorf("Version = %d, want %d", got.Version, want.Version)
 	case !eqTime(got.CreatedAt, want.CreatedAt):
