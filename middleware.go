@@ -40,7 +40,11 @@ func variesByCookie(vary []string) bool {
 var (
 	varyCookie = []string{"Cookie"}
 	noStore    = []string{"no-store"}
-	clearSite  = []string{`"cookies", "storage"`}
+	// Not "cookies": browsers clear those for the whole registrable
+	// domain, an identity provider's session cookie on a sibling host
+	// and the known-device cookie of the login throttle included. The
+	// session cookie is expired by name instead.
+	clearSite = []string{`"storage"`}
 )
 
 // Handler is the session middleware. It refuses cross-site unsafe requests
