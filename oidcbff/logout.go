@@ -106,12 +106,14 @@ func (c *Client) upsert(ctx context.Context, kind, id string, ttl time.Duration,
 		data := []byte(c.cfg.Sealer.Seal(merge(prev), aad))
 		if found {
 			// Keep the later of the two deadlines.
-			if now := c.now(); rec.AbsoluteDeadline.Before(now.Add(ttl)) {
-				rec.AbsoluteDeadline = now.Add(ttl)
+			if now := c.now(); rec.Expires.Before(now.Add(ttl)) {
+				rec.Expires = now.Add(ttl)
 			}
 			_, err = c.records.update(ctx, rec, data)
 		} else {
-			_, err = c.records.create(ctx, key, data, ttl)
+			// Indexes and tombstones outlive a global revocation: a
+			// provider's logout must still find what it ends.
+			_, err = c.records.create(ctx, key, data, ttl, false)
 		}
 		if !errors.Is(err, cloakroom.ErrConflict) && !errors.Is(err, cloakroom.ErrNotFound) {
 			return err
@@ -250,7 +252,7 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	// jti: each token acts once, across every node sharing the store.
 	jtiKey := recordKey(kindJTI, indexID(p.cfg.Name, lt.TokenID))
-	_, err = c.records.create(ctx, jtiKey, []byte("used"), c.cfg.LogoutTokenMaxAge+2*c.cfg.ClockSkew)
+	_, err = c.records.create(ctx, jtiKey, []byte("used"), c.cfg.LogoutTokenMaxAge+2*c.cfg.ClockSkew, false)
 	switch {
 	case errors.Is(err, cloakroom.ErrConflict):
 		audit(outcomeInvalid, "logout token replayed")
@@ -311,9 +313,7 @@ func (c *Client) verifyLogoutToken(ctx context.Context, p *provider, raw string)
 	if err != nil {
 		return logoutToken{}, err
 	}
-	// Back-Channel Logout 1.0 section 2.4: "logout+jwt", with the optional
-	// "application/" prefix of RFC 7515 section 4.1.9.
-	if t := strings.ToLower(typ); t != "logout+jwt" && t != "application/logout+jwt" {
+	if !logoutTyp(typ) {
 		return logoutToken{}, fmt.Errorf("%w: typ %q is not logout+jwt", errBadLogout, safeCode(typ))
 	}
 	lt, err := p.logoutVerifier.VerifyLogout(ctx, raw)
@@ -332,6 +332,25 @@ func (c *Client) verifyLogoutToken(ctx context.Context, p *provider, raw string)
 		return logoutToken{}, fmt.Errorf("%w: jti too long", errBadLogout)
 	}
 	return logoutToken{TokenID: lt.TokenID, Subject: lt.Subject, SessionID: lt.SessionID, IssuedAt: lt.IssuedAt}, nil
+}
+
+// logoutTyp reports whether a logout token's typ header is acceptable.
+// Back-Channel Logout 1.0 (section 2.4) recommends explicit typing,
+// "logout+jwt" (with the optional "application/" prefix of RFC 7515
+// section 4.1.9), and does not require it: several real providers send
+// none (Dex) or the generic "JWT" their JWT library writes by default
+// (Keycloak before 25, Authentik before 2025.12). Neither says what the
+// token is, so both are accepted and the claims decide, as for any
+// untyped token: the back-channel event in events, no nonce (no ID token
+// passes), iss, aud, iat, exp, jti, and sid or sub. Any other explicit
+// type (an access token's "at+jwt", say) names another kind of token and
+// is refused.
+func logoutTyp(typ string) bool {
+	switch strings.ToLower(typ) {
+	case "", "jwt", "logout+jwt", "application/logout+jwt":
+		return true
+	}
+	return false
 }
 
 // jwtType reads the typ header of a compact JWS. The signature is checked
