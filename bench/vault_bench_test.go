@@ -22,6 +22,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/seal"
 	cmem "github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -74,13 +75,17 @@ func newVaultRig(b *testing.B) *vaultRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := vault.New(vault.Config{Sessions: sessions, Sealer: keys, Logger: logger,
+	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := vault.New(vault.Config{Admission: admission, Sealer: keys, Logger: logger,
 		Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Accounts: accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
+		Sessions: sessions, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
 		Proxy: px, Vault: v, Logger: logger,
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // notices maps the account page's done= parameter to fixed messages, so
@@ -22,6 +23,11 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	g.renderAccount(w, r, s, http.StatusOK, notices[r.URL.Query().Get("done")], "")
+}
+
+// renderAccount shows the account page of s with a notice or an error.
+func (g *Gateway) renderAccount(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, status int, notice, errMsg string) {
 	var devices []cloakroom.Device
 	err := g.timeStore("list", func() (err error) {
 		devices, err = s.Devices(r.Context())
@@ -32,15 +38,25 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	created, _, absolute := s.Times()
+	kind, recent := signin.KindOfSession(s), g.recentAuth(s)
 	data := pageData{
 		Title: "Your account", User: s.UserID(), CSRFToken: s.CSRFToken(),
-		Notice: notices[r.URL.Query().Get("done")],
-		Email:  s.GetString("email"), Roles: sessionRoles(s),
+		Notice: notice, Error: errMsg,
+		Email: signin.Email(s), Roles: signin.Roles(s),
 		Created: formatTime(created), AbsoluteExpiry: formatTime(absolute),
-		IdleTimeout: formatDuration(g.sessions.Config().IdleTimeout),
-		// A provider session has no password to ask for: its forms lead
-		// to the provider's step-up instead.
-		StepUp: !g.recentAuth(s) && g.providerLogin(s, "") == "",
+		IdleTimeout:  formatDuration(g.sessions.Config().IdleTimeout),
+		LocalAccount: kind == signin.KindLocal,
+		// Only a local account has a password to ask for; the others
+		// step up by signing in again, at the provider or in the app.
+		StepUp: !recent && kind == signin.KindLocal,
+	}
+	if !recent {
+		switch kind {
+		case signin.KindProvider:
+			data.StepUpHint = "Logging out another device sends you to sign in again at your identity provider first."
+		case signin.KindVault:
+			data.StepUpHint = "To log out another device, sign in again through the app first, then come back here within " + formatDuration(g.cfg.StepUpWindow) + "."
+		}
 	}
 	now := g.cfg.Now()
 	for _, d := range devices {
@@ -50,7 +66,7 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
 			Current: d.Current, Persistent: d.Persistent,
 		})
 	}
-	g.render(w, r, http.StatusOK, "account", data)
+	g.render(w, r, status, "account", data)
 }
 
 // accountForm checks a POST from the account page: logged in, a parsable
@@ -85,10 +101,7 @@ func (g *Gateway) accountRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current := s.Handle() == handle
-	if !current && !g.recentAuth(s) && g.providerReauth(w, s, true, g.auth+"/account") {
-		return
-	}
-	if !current && !g.stepUpForm(w, r, s) {
+	if !current && !g.stepUp(w, r, s, true, g.auth+"/account") {
 		return
 	}
 	err := g.revokeDevice(r, s, handle)
@@ -111,10 +124,7 @@ func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !g.recentAuth(s) && g.providerReauth(w, s, true, g.auth+"/account") {
-		return
-	}
-	if !g.stepUpForm(w, r, s) {
+	if !g.stepUp(w, r, s, true, g.auth+"/account") {
 		return
 	}
 	if err := g.revokeOthers(r, s); err != nil {
@@ -124,13 +134,10 @@ func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
 	seeOther(w, g.auth+"/account?done=others")
 }
 
-// stepUpForm lets an account form that ends other sessions through when the
-// login is recent, or when its password field is right (ASVS 7.5.2). It
+// stepUpForm lets an account form of a local account that ends other
+// sessions through when its password field is right (ASVS 7.5.2). It
 // answers the request and returns false otherwise.
 func (g *Gateway) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
-	if g.recentAuth(s) {
-		return true
-	}
 	password := r.PostForm.Get("password")
 	if password == "" || len(password) > maxPasswordLen {
 		w.Header().Set("Cache-Control", "no-store")
@@ -140,7 +147,7 @@ func (g *Gateway) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroo
 	if !g.checkOwnPassword(w, r, s, password, true) {
 		return false
 	}
-	g.markAuthenticated(s)
+	g.admission.MarkAuthenticated(s)
 	return true
 }
 

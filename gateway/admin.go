@@ -235,38 +235,19 @@ func (g *Gateway) adminRevokeDevice(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-// adminRevokeEveryone ends every session of every account. It carries on
-// past failures and reports them, so one bad user cannot shield the rest.
+// adminRevokeEveryone ends every session at once: of every user, local,
+// from a provider or behind the vault, and anonymous ones, with their
+// sealed provider tokens, on every node, before it answers.
 func (g *Gateway) adminRevokeEveryone(w http.ResponseWriter, r *http.Request) error {
-	users, err := g.accounts.List(r.Context())
+	var epoch uint64
+	err := g.timeStore("revoke_everyone", func() (err error) {
+		epoch, err = g.sessions.RevokeEveryone(r.Context())
+		return err
+	})
+	g.auditAdmin(r, revokeAdminAll, "*", err, slog.Uint64("epoch", epoch))
 	if err != nil {
 		return err
 	}
-	var revoked []string
-	failed := []string{}
-	var firstErr error
-	for _, u := range users {
-		err := g.timeStore("revoke_user", func() error { return g.sessions.RevokeUser(r.Context(), u.Name) })
-		if err != nil {
-			failed = append(failed, u.Name)
-			firstErr = cmpOr(firstErr, err)
-			continue
-		}
-		revoked = append(revoked, u.Name)
-	}
-	g.auditAdmin(r, revokeAdminAll, "*", firstErr, slog.Int("users", len(revoked)), slog.Int("failed", len(failed)))
-	status := http.StatusOK
-	if len(failed) > 0 {
-		status = http.StatusServiceUnavailable
-		g.log.ErrorContext(r.Context(), "revoke all: some users failed", "failed", len(failed), "err", firstErr)
-	}
-	httpjson.Write(w, status, map[string]any{"revoked_users": len(revoked), "failed_users": failed})
+	httpjson.Write(w, http.StatusOK, map[string]any{"revoked": "everyone", "epoch": epoch})
 	return nil
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }

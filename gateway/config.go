@@ -18,6 +18,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 	"github.com/cloakroom/cloakroom/vault"
 )
@@ -42,6 +43,11 @@ type Config struct {
 	// Sessions issues and checks session cookies. Required. Its middleware
 	// wraps everything the public handler serves.
 	Sessions *cloakroom.Manager
+	// Admission turns every sign-in into a session, applying the rules
+	// that hold for all of them (the session cap, the known-device cookie,
+	// the authentication time; see package signin). Required, and the
+	// same one the OIDC client and the vault admit through, on Sessions.
+	Admission *signin.Admission
 	// Accounts checks passwords. Required.
 	Accounts *accounts.Service
 	// Proxy forwards allowlisted API paths to upstreams, with the user's
@@ -118,11 +124,6 @@ type Config struct {
 	// violations are reported, nothing is blocked. For rolling a policy
 	// out. Default false: enforced.
 	CSPReportOnly bool
-	// MaxSessionsPerUser is how many sessions one user may have at once
-	// (ASVS 7.1.2). A login beyond it ends the user's oldest sessions (by
-	// login time); the new one always stays. Default 10; negative for no
-	// limit.
-	MaxSessionsPerUser int
 	// BodyReadTimeout is how long a client may take to send the body of a
 	// request to an auth endpoint (at most 8 KiB, read before the session
 	// is loaded); a slower one gets 408. Default DefaultBodyReadTimeout
@@ -142,6 +143,16 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Accounts == nil {
 		bad("Accounts is required")
+	}
+	switch {
+	case cfg.Admission == nil:
+		bad("Admission is required")
+	case cfg.Admission.Sessions() != cfg.Sessions:
+		bad("Admission admits to another session manager than Sessions")
+	case cfg.OIDC != nil && cfg.OIDC.Admission() != cfg.Admission:
+		bad("OIDC admits through another Admission than the gateway's")
+	case cfg.Vault != nil && cfg.Vault.Admission() != cfg.Admission:
+		bad("Vault admits through another Admission than the gateway's")
 	}
 	if cfg.Static != "" && cfg.Frontend != nil {
 		bad("Static and Frontend are exclusive: serve the SPA from a folder or from an upstream, not both")
@@ -204,9 +215,6 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.StepUpWindow <= 0 {
 		cfg.StepUpWindow = DefaultStepUpWindow
-	}
-	if cfg.MaxSessionsPerUser == 0 {
-		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout

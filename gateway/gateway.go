@@ -9,28 +9,28 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // Gateway serves the public and admin handlers. Create one with [New]; it is
 // safe for concurrent use.
 type Gateway struct {
-	cfg      Config
-	sessions *cloakroom.Manager
-	accounts *accounts.Service
-	proxy    *proxy.Proxy
-	log      *slog.Logger
-	metrics  *metrics
-	csp      *cspReports
-	pages    pages
-	spa      http.Handler // nil when neither Static nor Frontend is set
-	auth     string       // cfg.AuthPrefix
-	cookie   string       // the session cookie's name
+	cfg       Config
+	sessions  *cloakroom.Manager
+	admission *signin.Admission
+	accounts  *accounts.Service
+	proxy     *proxy.Proxy
+	log       *slog.Logger
+	metrics   *metrics
+	csp       *cspReports
+	pages     pages
+	spa       http.Handler // nil when neither Static nor Frontend is set
+	auth      string       // cfg.AuthPrefix
+	cookie    string       // the session cookie's name
 
 	trustedOrigins map[string]bool // the session manager's, for WebSocket handshakes
 
@@ -45,23 +45,24 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:      cfg,
-		sessions: cfg.Sessions,
-		accounts: cfg.Accounts,
-		proxy:    cfg.Proxy,
-		log:      cfg.Logger,
-		auth:     cfg.AuthPrefix,
-		cookie:   cfg.Sessions.Config().CookieName,
+		cfg:       cfg,
+		sessions:  cfg.Sessions,
+		admission: cfg.Admission,
+		accounts:  cfg.Accounts,
+		proxy:     cfg.Proxy,
+		log:       cfg.Logger,
+		auth:      cfg.AuthPrefix,
+		cookie:    cfg.Sessions.Config().CookieName,
 
 		trustedOrigins: trustedOriginSet(cfg.Sessions.Config().TrustedOrigins),
 	}
 	var err error
-	var vaultMetrics []prometheus.Collector
+	more := cfg.Admission.Collectors()
 	if cfg.Vault != nil {
-		vaultMetrics = cfg.Vault.Collectors()
+		more = append(more, cfg.Vault.Collectors()...)
 	}
 	g.csp = newCSPReports()
-	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), append(vaultMetrics, g.csp.count)...); err != nil {
+	if g.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), append(more, g.csp.count)...); err != nil {
 		return nil, err
 	}
 	if cfg.SessionHooks != nil {
@@ -76,17 +77,17 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	case cfg.Frontend != nil:
-		g.spa = newFrontendProxy(cfg.Frontend, []string{g.cookie, DeviceCookie}, g.log)
+		g.spa = newFrontendProxy(cfg.Frontend, []string{g.cookie, signin.DeviceCookie}, g.log)
 	}
 	if cfg.Proxy != nil {
 		// The cookie names come from the session manager, not from a
 		// second setting that could disagree with it.
-		if err := cfg.Proxy.ProtectCookies(g.cookie, DeviceCookie); err != nil {
+		if err := cfg.Proxy.ProtectCookies(g.cookie, signin.DeviceCookie); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
 	if cfg.OIDC != nil {
-		cfg.OIDC.Embed(safeReturnTo, g.oidcErrorPage, g.limitSessions)
+		cfg.OIDC.Embed(safeReturnTo, g.oidcErrorPage)
 	}
 	g.public = g.buildPublic()
 	g.admin = g.buildAdmin()
@@ -241,7 +242,7 @@ func (g *Gateway) serveVault(w http.ResponseWriter, r *http.Request, route proxy
 
 // sessionIdentity is the identity the proxy vouches for on behalf of s.
 func sessionIdentity(s *cloakroom.Session) proxy.Identity {
-	return proxy.Identity{User: s.UserID(), Email: s.GetString("email"), Groups: sessionRoles(s)}
+	return proxy.Identity{User: s.UserID(), Email: signin.Email(s), Groups: signin.Roles(s)}
 }
 
 // isPublic reports whether p lies under one of Config.PublicPaths, on a
@@ -324,12 +325,4 @@ func (g *Gateway) unavailable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
-}
-
-func sessionRoles(s *cloakroom.Session) []string {
-	var roles []string
-	if err := s.GetJSON("roles", &roles); err != nil || roles == nil {
-		return []string{}
-	}
-	return roles
 }

@@ -719,11 +719,14 @@ func TestAdminAPI(t *testing.T) {
 
 	a3 := e.minted("alice")
 	r = e.adminDo(http.MethodPost, "/admin/sessions/revoke-all", e.token)
-	if r.Status != http.StatusOK || r.json(t)["revoked_users"] != float64(2) {
+	if r.Status != http.StatusOK || r.json(t)["epoch"] != float64(1) {
 		t.Fatalf("revoke all: %d %s", r.Status, r.Text)
 	}
 	if a3.loggedIn() || bob.loggedIn() {
 		t.Error("revoke-all left sessions alive")
+	}
+	if a4 := e.minted("alice"); !a4.loggedIn() {
+		t.Error("a sign-in after revoke-all does not live")
 	}
 	if r := e.adminDo(http.MethodGet, "/admin/nope", e.token); r.Status != http.StatusNotFound {
 		t.Errorf("unknown admin path: %d", r.Status)

@@ -28,6 +28,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
@@ -145,6 +146,42 @@ func (f *flakyStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroo
 		return cloakroom.Record{}, err
 	}
 	return f.mem.Rotate(ctx, r)
+}
+
+func (f *flakyStore) Epoch(ctx context.Context) (uint64, error) {
+	if err := f.err(); err != nil {
+		return 0, err
+	}
+	return f.mem.Epoch(ctx)
+}
+
+func (f *flakyStore) BumpEpoch(ctx context.Context) (uint64, error) {
+	f.writes.Add(1)
+	if err := f.err(); err != nil {
+		return 0, err
+	}
+	return f.mem.BumpEpoch(ctx)
+}
+
+func (f *flakyStore) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.AuxRecord, bool, error) {
+	if err := f.err(); err != nil {
+		return cloakroom.AuxRecord{}, false, err
+	}
+	return f.mem.FindAux(ctx, key)
+}
+
+func (f *flakyStore) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.mem.CommitAux(ctx, rec)
+}
+
+func (f *flakyStore) DeleteAux(ctx context.Context, key cloakroom.Key) error {
+	if err := f.err(); err != nil {
+		return err
+	}
+	return f.mem.DeleteAux(ctx, key)
 }
 
 // WatchEnds passes the memstore's end notifications through, so the
@@ -317,8 +354,13 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 		t.Fatal(err)
 	}
 	e.static = newStaticDir(t)
+	admission, err := signin.New(signin.Config{Sessions: e.manager, Now: e.clock.Now, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.cfg = gateway.Config{
 		Sessions:     e.manager,
+		Admission:    admission,
 		SessionHooks: hooks,
 		Accounts:     e.accounts,
 		Proxy:        px,
@@ -343,7 +385,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Cleanup(e.srv.Close)
 	e.admin = httptest.NewServer(e.gw.AdminHandler())
 	t.Cleanup(e.admin.Close)
-	e.mint = httptest.NewServer(e.manager.Handler(http.HandlerFunc(e.mintSession)))
+	e.mint = httptest.NewServer(e.cfg.Sessions.Handler(http.HandlerFunc(e.mintSession)))
 	t.Cleanup(e.mint.Close)
 	return e
 }
@@ -362,23 +404,22 @@ func (e *env) addUser(name, email string, roles ...string) {
 	}
 }
 
-// mintSession logs the ?user= in through the session manager directly, the
-// way the gateway's login does after checking the password. Tests that are
-// not about the login form use it to skip a password hash.
+// mintSession signs the ?user= in through the admission, as the gateway's
+// login does after checking the password. Tests that are not about the
+// login form use it to skip a password hash.
 func (e *env) mintSession(w http.ResponseWriter, r *http.Request) {
 	user, err := e.accounts.Get(r.Context(), r.URL.Query().Get("user"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
 	}
-	s := e.manager.Session(r)
-	if err := s.Login(r.Context(), user.Name, cloakroom.LoginOptions{}); err != nil {
+	err = e.cfg.Admission.Admit(r.Context(), r, w.Header(), signin.Identity{
+		UserID: user.Name, Method: signin.Password, AMR: []string{signin.AMRPassword},
+		AuthTime: e.clock.Now(), Email: user.Email, Roles: user.Roles,
+	})
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
 	}
-	_ = s.PutJSON("roles", user.Roles)
-	s.Put("email", user.Email)
-	s.PutTime("auth_time", e.clock.Now().UTC()) // as the gateway's login records it
 }
 
 func newStaticDir(t *testing.T) string {
@@ -484,7 +525,7 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 		req.Header.Set("Cookie", cookieName+"="+b.token)
 	}
 	if b.device != "" {
-		req.AddCookie(&http.Cookie{Name: gateway.DeviceCookie, Value: b.device})
+		req.AddCookie(&http.Cookie{Name: signin.DeviceCookie, Value: b.device})
 	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		if extra[i+1] == "" {
@@ -507,7 +548,7 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 	for _, line := range resp.Header.Values("Set-Cookie") {
 		if c, err := http.ParseSetCookie(line); err == nil && c.Name == cookieName {
 			b.token = c.Value // "" when expired
-		} else if err == nil && c.Name == gateway.DeviceCookie {
+		} else if err == nil && c.Name == signin.DeviceCookie {
 			b.device = c.Value
 		}
 	}
@@ -610,4 +651,27 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// withSessionCap has the gateway admit through an admission with a cap of
+// n sessions per user (negative: none).
+func withSessionCap(n int) func(*gateway.Config) {
+	return func(c *gateway.Config) {
+		a, err := signin.New(signin.Config{Sessions: c.Sessions, MaxSessionsPerUser: n, Now: c.Now, Logger: c.Logger})
+		if err != nil {
+			panic(err)
+		}
+		c.Admission = a
+	}
+}
+
+// readmit gives c an admission on its Sessions, after an option replaced
+// the manager.
+func readmit(t *testing.T, c *gateway.Config) {
+	t.Helper()
+	a, err := signin.New(signin.Config{Sessions: c.Sessions, Now: c.Now, Logger: c.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Admission = a
 }

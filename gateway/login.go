@@ -14,12 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // Input limits. A password hash costs memory and time, so oversized
@@ -230,7 +230,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, pin, err := g.authenticate(ctx, accounts.LoginAttempt{
-		Name: req.Username, Password: req.Password, ClientIP: ip, Devices: deviceTokens(r),
+		Name: req.Username, Password: req.Password, ClientIP: ip, Devices: signin.DeviceTokens(r),
 	})
 	user := res.User
 	var throttled *accounts.ThrottledError
@@ -267,21 +267,15 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	roles := user.Roles
-	if roles == nil {
-		roles = []string{}
-	}
-	rolesJSON, _ := json.Marshal(roles) // a []string always encodes
 	err = g.timeStore("login", func() error {
-		return s.Login(ctx, user.Name, cloakroom.LoginOptions{
-			Persistent: req.Remember,
-			Pin:        pin,
-			Values: map[string]string{"roles": string(rolesJSON), "email": user.Email,
-				authTimeKey: g.cfg.Now().UTC().Format(time.RFC3339Nano)}, // the step-up clock starts at login
+		return g.admission.Admit(ctx, r, w.Header(), signin.Identity{
+			UserID: signin.LocalUser(user.Name), Method: signin.Password, AMR: []string{signin.AMRPassword},
+			AuthTime: g.cfg.Now(), Email: user.Email, Roles: user.Roles,
+			Pin: pin, Persistent: req.Remember, DeviceTokens: res.Devices,
 		})
 	})
 	switch {
-	case errors.Is(err, cloakroom.ErrNotLoggedIn):
+	case errors.Is(err, signin.ErrChangedMeanwhile):
 		// The account changed (disabled, password or roles) after the pin:
 		// what was checked is stale, and nothing was created.
 		fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
@@ -294,8 +288,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userName = user.Name
-	setDeviceCookie(w, res.Devices)
-	g.limitSessions(ctx, s)
+	roles := signin.Roles(s)
 
 	if isJSON {
 		httpjson.Write(w, http.StatusOK, map[string]any{

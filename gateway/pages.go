@@ -59,7 +59,9 @@ type pageData struct {
 	AbsoluteExpiry string
 	IdleTimeout    string
 	Devices        []deviceRow
-	StepUp         bool // the login is old: forms that end sessions ask for the password
+	StepUp         bool   // a local account's sign-in is old: forms that end sessions ask for the password
+	StepUpHint     string // how a provider's or vault user steps up, when their sign-in is old
+	LocalAccount   bool   // the user has a password here to change
 }
 
 type deviceRow struct {

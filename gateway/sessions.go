@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // maxHandleLen bounds a session handle taken from a URL or form; the core
@@ -64,7 +65,7 @@ func (g *Gateway) sessionInfo(w http.ResponseWriter, r *http.Request) {
 		CreatedAt         time.Time `json:"created_at"`
 		IdleExpiresAt     time.Time `json:"idle_expires_at"`
 		AbsoluteExpiresAt time.Time `json:"absolute_expires_at"`
-	}{s.UserID(), s.GetString("email"), sessionRoles(s), s.CSRFToken(), created.UTC(), idle.UTC(), absolute.UTC()})
+	}{s.UserID(), signin.Email(s), signin.Roles(s), s.CSRFToken(), created.UTC(), idle.UTC(), absolute.UTC()})
 }
 
 // listSessions lists the user's sessions (devices), the current one marked.
@@ -100,11 +101,8 @@ func (g *Gateway) revokeSession(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
 		return
 	}
-	if handle != s.Handle() && !g.recentAuth(s) {
-		// Ending another device is a step-up action (ASVS 7.5.2).
-		if !g.providerReauth(w, s, false, "") {
-			passwordReauthRequired(w, g.auth)
-		}
+	// Ending another device is a step-up action (ASVS 7.5.2).
+	if handle != s.Handle() && !g.stepUp(w, r, s, false, "") {
 		return
 	}
 	err := g.revokeDevice(r, s, handle)
@@ -130,10 +128,7 @@ func (g *Gateway) revokeOtherSessions(w http.ResponseWriter, r *http.Request) {
 		g.forbidden(w, r, false)
 		return
 	}
-	if !g.recentAuth(s) {
-		if !g.providerReauth(w, s, false, "") {
-			passwordReauthRequired(w, g.auth)
-		}
+	if !g.stepUp(w, r, s, false, "") {
 		return
 	}
 	if err := g.revokeOthers(r, s); err != nil {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,39 +8,23 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"slices"
 	"strconv"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
-// authTimeKey is the session value holding when the user last proved who
-// they are: the login, or a password re-entry (POST {auth}/reauth).
-const authTimeKey = "auth_time"
+// DefaultStepUpWindow is the default of Config.StepUpWindow.
+const DefaultStepUpWindow = 5 * time.Minute
 
-// Defaults for Config.StepUpWindow and Config.MaxSessionsPerUser.
-const (
-	DefaultStepUpWindow       = 5 * time.Minute
-	DefaultMaxSessionsPerUser = 10
-)
-
-// recentAuth reports whether the session's user logged in or re-entered
-// their password within the step-up window (ASVS 7.5.1, 7.5.2).
+// recentAuth reports whether the session's user signed in or proved who
+// they are again within the step-up window (ASVS 7.5.1, 7.5.2). An unknown
+// authentication time (a provider's silent login) is never recent.
 func (g *Gateway) recentAuth(s *cloakroom.Session) bool {
-	t, ok := s.GetTime(authTimeKey)
-	if !ok {
-		return false
-	}
-	age := g.cfg.Now().Sub(t)
-	return age >= -time.Minute && age <= g.cfg.StepUpWindow
-}
-
-// markAuthenticated records that the user proved who they are now.
-func (g *Gateway) markAuthenticated(s *cloakroom.Session) {
-	s.PutTime(authTimeKey, g.cfg.Now().UTC())
+	return g.admission.Recent(s, g.cfg.StepUpWindow)
 }
 
 // reauthRequired answers a script's sensitive request whose session is
@@ -52,6 +35,52 @@ func (g *Gateway) markAuthenticated(s *cloakroom.Session) {
 // 401 as "logged out" must not drop a live session (see docs/endpoints.md).
 func reauthRequired(w http.ResponseWriter, message, key, url string) {
 	httpjson.Write(w, http.StatusForbidden, map[string]string{"error": "reauth_required", "message": message, key: url})
+}
+
+// msgStepUpInApp tells a vault user how to step up: they have no password
+// here and no provider to send them to; signing in again through the app
+// starts a session whose authentication time is now.
+const msgStepUpInApp = "Sign in again through the app, then try again: your sign-in is too old for this."
+
+// stepUp lets a sensitive action of s (ending another device's session)
+// through when its user proved who they are within the step-up window.
+// Otherwise it answers how this kind of user steps up and returns false:
+// a local account re-enters its password (on an account form, the form's
+// password field, checked here), a provider's user signs in again at the
+// provider, a vault user signs in again through the app. returnTo is where
+// a page comes back to after the provider's sign-in.
+func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, page bool, returnTo string) bool {
+	if g.recentAuth(s) {
+		return true
+	}
+	switch signin.KindOfSession(s) {
+	case signin.KindLocal:
+		if page {
+			return g.stepUpForm(w, r, s)
+		}
+		passwordReauthRequired(w, g.auth)
+	case signin.KindProvider:
+		if !page {
+			returnTo = ""
+		}
+		if !g.providerReauth(w, s, page, returnTo) {
+			g.stepUpRefused(w, r, s, page, "Sign in again, then try again: your sign-in is too old for this.")
+		}
+	default:
+		g.stepUpRefused(w, r, s, page, msgStepUpInApp)
+	}
+	return false
+}
+
+// stepUpRefused answers a step-up the gateway cannot lead the user
+// through itself: the account page with the message, or 403
+// reauth_required without a URL.
+func (g *Gateway) stepUpRefused(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, page bool, message string) {
+	if page {
+		g.renderAccount(w, r, s, http.StatusForbidden, "", message)
+		return
+	}
+	httpjson.Write(w, http.StatusForbidden, map[string]string{"error": "reauth_required", "message": message})
 }
 
 // passwordReauthRequired asks a local account's session to re-enter its
@@ -65,7 +94,7 @@ func passwordReauthRequired(w http.ResponseWriter, auth string) {
 // password is not accepted.
 func (g *Gateway) checkOwnPassword(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, password string, page bool) bool {
 	_, err := g.accounts.Login(r.Context(), accounts.LoginAttempt{
-		Name: s.UserID(), Password: password, ClientIP: g.sessions.Config().ClientIP(r), Devices: deviceTokens(r),
+		Name: s.UserID(), Password: password, ClientIP: g.sessions.Config().ClientIP(r), Devices: signin.DeviceTokens(r),
 	})
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "reauth", slog.String("user", s.UserID()),
 		slog.String("outcome", outcomeOf(err)), slog.String("session", s.Ref()))
@@ -135,7 +164,7 @@ func (g *Gateway) reauth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A re-authentication gets a new token, like a login (ASVS 7.2.4).
-	g.markAuthenticated(s)
+	g.admission.MarkAuthenticated(s)
 	if err := g.timeStore("renew", func() error { return s.Renew(r.Context()) }); err != nil {
 		g.storeFailed(w, r, err)
 		return
@@ -159,7 +188,7 @@ func (g *Gateway) changePassword(w http.ResponseWriter, r *http.Request, s *cloa
 		return false, false
 	}
 	err := g.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
-		Name: s.UserID(), Password: req.Current, ClientIP: g.sessions.Config().ClientIP(r), Devices: deviceTokens(r),
+		Name: s.UserID(), Password: req.Current, ClientIP: g.sessions.Config().ClientIP(r), Devices: signin.DeviceTokens(r),
 	}, req.New)
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "password change", slog.String("user", s.UserID()),
 		slog.String("outcome", outcomeOf(err)), slog.String("session", s.Ref()),
@@ -168,7 +197,7 @@ func (g *Gateway) changePassword(w http.ResponseWriter, r *http.Request, s *cloa
 		g.answerAuthError(w, r, err, page)
 		return false, false
 	}
-	g.markAuthenticated(s)
+	g.admission.MarkAuthenticated(s)
 	if req.EndOtherSessions {
 		if err := g.revokeOthers(r, s); err != nil {
 			if page {
@@ -227,34 +256,6 @@ func (g *Gateway) accountPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	seeOther(w, g.auth+"/account?done=password")
-}
-
-// limitSessions ends the user's oldest sessions beyond
-// Config.MaxSessionsPerUser, after a login: the new session always stays
-// (ASVS 7.1.2). A failure is logged; the login stands.
-func (g *Gateway) limitSessions(ctx context.Context, s *cloakroom.Session) {
-	limit := g.cfg.MaxSessionsPerUser
-	if limit <= 0 {
-		return
-	}
-	devices, err := s.Devices(ctx)
-	if err != nil {
-		g.log.WarnContext(ctx, "session limit: listing sessions failed", "user", s.UserID(), "err", err)
-		return
-	}
-	if len(devices) <= limit {
-		return
-	}
-	others := slices.DeleteFunc(devices, func(d cloakroom.Device) bool { return d.Current })
-	slices.SortFunc(others, func(a, b cloakroom.Device) int { return a.CreatedAt.Compare(b.CreatedAt) })
-	for _, d := range others[:len(others)+1-limit] {
-		err := g.sessions.RevokeDevice(ctx, s.UserID(), d.Handle)
-		if errors.Is(err, cloakroom.ErrNotFound) {
-			err = nil
-		}
-		g.log.LogAttrs(ctx, slog.LevelInfo, "revocation", slog.String("kind", "session_limit"),
-			slog.String("user", s.UserID()), slog.String("handle", d.Handle), slog.String("outcome", outcomeOf(err)))
-	}
 }
 
 // decodeJSONBody reads a small JSON object body into v, strictly.

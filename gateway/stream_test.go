@@ -138,6 +138,7 @@ func withTrustedOrigin(t *testing.T, origin string) envOption {
 		}
 		t.Cleanup(func() { m.Close() })
 		c.Sessions = m
+		readmit(t, c)
 	}
 }
 
@@ -465,6 +466,7 @@ func withRecheckInterval(t *testing.T, d time.Duration) envOption {
 		}
 		t.Cleanup(func() { m.Close() })
 		c.Sessions = m
+		readmit(t, c)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // FuzzUpgradeOrigin checks the WebSocket origin rule on arbitrary headers:
@@ -27,7 +28,11 @@ func FuzzUpgradeOrigin(f *testing.F) {
 	f.Cleanup(func() { m.Close() })
 	gateways := map[bool]*gateway.Gateway{}
 	for _, tls := range []bool{false, true} {
-		gw, err := gateway.New(gateway.Config{Sessions: m, Accounts: accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions}), TLS: tls})
+		admission, err := signin.New(signin.Config{Sessions: m})
+		if err != nil {
+			f.Fatal(err)
+		}
+		gw, err := gateway.New(gateway.Config{Sessions: m, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions}), TLS: tls})
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -26,7 +26,7 @@ func withVaultStreamRoute(t *testing.T, up *streamUpstream) envOption {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Vault, err = vault.New(vault.Config{Sessions: c.Sessions, Sealer: keys, Logger: c.Logger,
+		c.Vault, err = vault.New(vault.Config{Admission: c.Admission, Sealer: keys, Logger: c.Logger,
 			Routes: []vault.Route{{Prefix: "/stream/", Capture: []vault.Capture{capture}}}})
 		if err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/cloakroom/cloakroom/lab/guestbook"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 	"github.com/cloakroom/cloakroom/vault"
@@ -229,6 +230,10 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	l.cleanups = append(l.cleanups, sessions.Close)
 	l.SessionCookie = sessions.Config().CookieName
 	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: logger})
+	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
 	for _, u := range users {
 		if err := service.Add(ctx, u.Name, u.Password, u.Roles, u.Email); err != nil {
 			return nil, fmt.Errorf("lab: add demo user %s: %w", u.Name, err)
@@ -289,7 +294,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, SessionHooks: hooks, Accounts: service, Proxy: prx, Signer: signer,
+		Sessions: sessions, Admission: admission, SessionHooks: hooks, Accounts: service, Proxy: prx, Signer: signer,
 		Static: static,
 		// The page shows its own sign-in form, so its shell is public; the
 		// API behind /api/ always needs a session.

@@ -14,6 +14,7 @@ import (
 	"github.com/cloakroom/cloakroom/lab/guestbook"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -73,8 +74,12 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	if err != nil {
 		return nil, err
 	}
+	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
 	l.vault, err = vault.New(vault.Config{
-		Sessions: sessions, Sealer: keys, Logger: logger,
+		Admission: admission, Sealer: keys, Logger: logger,
 		Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}, UserClaim: "sub"}},
 	})
 	if err != nil {
@@ -96,7 +101,8 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions,
+		Sessions:  sessions,
+		Admission: admission,
 		// The gateway's own accounts are unused: the app signs its users in.
 		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
 		Proxy:       prx,

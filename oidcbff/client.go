@@ -19,19 +19,17 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
-// Session values written at login. The gateway forwards email and roles
-// upstream as it does for local accounts.
+// Session values of the provider's sign-in, beside those the sign-in
+// rules write (email, name, roles, the authentication time: package
+// signin).
 const (
-	ValueEmail    = "email"
-	ValueRoles    = "roles" // JSON list: the provider's groups
-	ValueName     = "name"
 	ValueProvider = "oidc_provider"
 	ValueSubject  = "oidc_sub"
 	ValueSID      = "oidc_sid"
-	ValueRef      = "oidc_ref"  // names the sealed token record
-	ValueAuthTime = "auth_time" // RFC 3339: when the user authenticated at the provider
+	ValueRef      = "oidc_ref" // names the sealed token record
 )
 
 // Associated data binding sealed values to their purpose.
@@ -47,6 +45,7 @@ type Client struct {
 	cfg       Config
 	providers map[string]*provider
 	order     []string // providers in configuration order, for the buttons
+	admission *signin.Admission
 	sessions  *cloakroom.Manager
 	records   records
 	log       *slog.Logger
@@ -77,8 +76,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:       cfg,
 		providers: make(map[string]*provider, len(cfg.Providers)),
-		sessions:  cfg.Sessions,
-		records:   records{store: cfg.Sessions.Store(), now: cfg.Now},
+		admission: cfg.Admission,
+		sessions:  cfg.Admission.Sessions(),
+		records:   records{store: cfg.Admission.Sessions().Store(), now: cfg.Now},
 		log:       cfg.Logger,
 		now:       cfg.Now,
 		node:      randomID(),
@@ -208,6 +208,7 @@ type loginState struct {
 	ReturnTo  string `json:"r"`
 	MaxAge    int64  `json:"m,omitempty"` // seconds, when HasMaxAge
 	HasMaxAge bool   `json:"h,omitempty"` // max_age was requested: auth_time is then required
+	Prompt    bool   `json:"l,omitempty"` // prompt=login was sent: the provider authenticates the user anew
 	Created   int64  `json:"t"`           // unix seconds
 }
 
@@ -252,10 +253,11 @@ func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
 		Created: c.now().Unix(),
 	}
 	if q.Has("max_age") && maxAge == 0 {
-		// max_age=0 means "authenticate now"; the auth_time check below
-		// then needs a marker that it was asked for.
+		// max_age=0 means "authenticate now": ask for it both ways, as
+		// providers honour one or the other.
 		promptLogin = true
 	}
+	st.Prompt = promptLogin
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier)}
 	for k, v := range p.cfg.AuthParams {
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
@@ -369,6 +371,14 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		c.page(w, r, http.StatusBadRequest, restart)
 		return
 	}
+	// Pinned before the provider is asked: a global revocation while it
+	// answers makes this login fail rather than outlive it.
+	pin, err := c.sessions.PinEpoch(ctx)
+	if err != nil {
+		audit(outcomeError, "session store unavailable", slog.String("error", err.Error()))
+		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
+		return
+	}
 	pctx := oidc.ClientContext(ctx, c.cfg.HTTPClient)
 	pctx = context.WithValue(pctx, oauth2.HTTPClient, c.cfg.HTTPClient)
 	tok, err := p.oauth.Exchange(pctx, code, oauth2.VerifierOption(st.Verifier))
@@ -395,8 +405,8 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	deadline := time.Unix(st.Created, 0).Add(c.cfg.StateTTL + c.cfg.ClockSkew)
-	if err := c.startSession(ctx, r, p, id, tok, deadline); err != nil {
-		if errors.Is(err, errLoggedOutDuringLogin) || errors.Is(err, errLoginTooSlow) {
+	if err := c.startSession(ctx, r, p, id, tok, pin, deadline); err != nil {
+		if errors.Is(err, errLoggedOutDuringLogin) || errors.Is(err, errLoginTooSlow) || errors.Is(err, signin.ErrChangedMeanwhile) {
 			audit(outcomeRefused, err.Error(), slog.String("user", id.User))
 			c.page(w, r, http.StatusUnauthorized, "You were signed out at "+p.cfg.DisplayName+" while signing in here, or the sign-in took too long. Start the sign-in again.")
 			return
@@ -404,9 +414,6 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		audit(outcomeError, "session not created", slog.String("error", err.Error()))
 		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
 		return
-	}
-	if c.cfg.AfterLogin != nil {
-		c.cfg.AfterLogin(ctx, c.sessions.Session(r))
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
@@ -487,22 +494,34 @@ func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token
 			return identity{}, errors.New("id token has several audiences and no azp naming this client")
 		}
 	}
-	// Without auth_time the login time counts: the provider has just
-	// authenticated the user or reused its session, which is no older.
-	// For back-channel logout the login counts from its start: the ID
-	// token is issued when the code is redeemed, which can be after a
-	// logout that ended the provider session the code came from.
-	authTime, authenticated := c.now(), idt.IssuedAt
+	// When the user authenticated, for step-up: the provider's auth_time;
+	// without it, the completion of a login the gateway started with
+	// prompt=login (the provider had to authenticate the user anew);
+	// otherwise unknown, which is never recent: a silent login reuses a
+	// provider session of any age. A future auth_time is refused.
+	// For back-channel logout the login counts from the earlier of its
+	// start and the ID token's iat: the ID token is issued when the code
+	// is redeemed, which can be after a logout that ended the provider
+	// session the code came from.
+	now := c.now()
+	var authTime time.Time
+	if st.Prompt {
+		authTime = now
+	}
+	authenticated := idt.IssuedAt
 	if started := time.Unix(st.Created, 0); started.Before(authenticated) {
 		authenticated = started
 	}
 	if at, ok := numericClaim(claims["auth_time"]); ok {
 		authTime = time.Unix(at, 0)
+		if authTime.After(now.Add(c.cfg.ClockSkew)) {
+			return identity{}, errors.New("auth_time is in the future")
+		}
 		authenticated = authTime
 	} else if st.HasMaxAge {
 		return identity{}, errors.New("max_age was requested but the id token has no auth_time")
 	}
-	if st.HasMaxAge && c.now().Sub(authTime) > time.Duration(st.MaxAge)*time.Second+c.cfg.ClockSkew {
+	if st.HasMaxAge && now.Sub(authTime) > time.Duration(st.MaxAge)*time.Second+c.cfg.ClockSkew {
 		return identity{}, errors.New("auth_time is older than the requested max_age")
 	}
 	if p.userInfo && p.needsUserInfo(claims) {
@@ -531,6 +550,7 @@ func (c *Client) verifyLogin(ctx context.Context, p *provider, tok *oauth2.Token
 	id.SID, _ = claims["sid"].(string)
 	id.AuthTime = authTime
 	id.Authenticated = authenticated
+	id.AMR = amrClaim(claims["amr"])
 	id.IDToken = raw
 	return id, nil
 }
@@ -546,11 +566,14 @@ func numericClaim(v any) (int64, bool) {
 	return 0, false
 }
 
-// Embed replaces Config.ReturnTo, Config.ErrorPage and Config.AfterLogin
-// with the gateway's own; [gateway.New] calls it. Call it before serving.
-func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string), afterLogin func(context.Context, *cloakroom.Session)) {
-	c.cfg.ReturnTo, c.cfg.ErrorPage, c.cfg.AfterLogin = returnTo, errorPage, afterLogin
+// Embed replaces Config.ReturnTo and Config.ErrorPage with the gateway's
+// own; [gateway.New] calls it. Call it before serving.
+func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string)) {
+	c.cfg.ReturnTo, c.cfg.ErrorPage = returnTo, errorPage
 }
+
+// Admission returns the admission the client signs users in through.
+func (c *Client) Admission() *signin.Admission { return c.admission }
 
 // page answers a browser with a short message page; the gateway replaces
 // it with its own layout through Config.ErrorPage.

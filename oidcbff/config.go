@@ -1,7 +1,6 @@
 package oidcbff
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // ErrInvalidConfig wraps every problem [New] finds in a [Config].
@@ -96,21 +95,24 @@ type ProviderConfig struct {
 }
 
 // StepUp requires a recent login for requests under Prefix: the session's
-// authentication (auth_time, or the local login) must be at most MaxAge
-// old. Older sessions are sent to log in again with max_age and
-// prompt=login.
+// authentication time (see package signin: the provider's auth_time, a
+// login started with prompt=login, a local password) must be at most
+// MaxAge old; an unknown one is never recent. Older sessions are sent to
+// log in again with max_age and prompt=login.
 type StepUp struct {
 	Prefix string
 	MaxAge time.Duration
 }
 
-// Config configures a [Client]. Providers, Sessions, PublicURL and Sealer
+// Config configures a [Client]. Providers, Admission, PublicURL and Sealer
 // are required; every other field's comment states its default.
 type Config struct {
 	Providers []ProviderConfig
-	// Sessions is the gateway's session manager. Its store also keeps the
-	// sealed tokens, the refresh leases and the logout indexes.
-	Sessions *cloakroom.Manager
+	// Admission starts the sessions of the provider's users, with the
+	// rules every sign-in follows (package signin). Its session manager's
+	// store also keeps the sealed tokens, the refresh leases and the
+	// logout indexes, as auxiliary records.
+	Admission *signin.Admission
 	// PublicURL is the gateway's external origin, such as
 	// https://app.example.com, used to build the redirect URIs registered
 	// at the provider: {PublicURL}{AuthPrefix}/callback/{name} and
@@ -136,10 +138,6 @@ type Config struct {
 	// Default: a minimal page of its own. The gateway sets its own layout
 	// with [Client.Embed].
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, message string)
-	// AfterLogin runs after a session from a provider has started (the
-	// gateway ends the user's oldest sessions beyond its limit there).
-	// Default none.
-	AfterLogin func(ctx context.Context, s *cloakroom.Session)
 	// StateTTL bounds how long a login may take at the provider. Default 10
 	// minutes.
 	StateTTL time.Duration
@@ -173,8 +171,8 @@ func (cfg *Config) validate() error {
 	if len(cfg.Providers) == 0 {
 		bad("at least one provider is required")
 	}
-	if cfg.Sessions == nil {
-		bad("Sessions is required")
+	if cfg.Admission == nil {
+		bad("Admission is required")
 	}
 	if cfg.Sealer == nil {
 		bad("Sealer is required: tokens are kept encrypted")

@@ -11,6 +11,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // A provider's users get IDs of their own: the provider's name, a colon,
@@ -29,6 +30,11 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	// Every way in (passwords, providers, the vault) admits through one.
+	admission, err := signin.New(signin.Config{Sessions: sessions})
+	if err != nil {
+		log.Fatal(err)
+	}
 	keys, err := seal.Load("/etc/cloakroom/oidc.keys")
 	if err != nil {
 		log.Fatal(err)
@@ -41,7 +47,7 @@ func ExampleNew() {
 			Scopes:        []string{"openid", "email", "profile"},
 			AllowedGroups: []string{"staff"},
 		}},
-		Sessions:    sessions,
+		Admission:   admission,
 		PublicURL:   "https://app.example.com",
 		Sealer:      keys,
 		RelayRoutes: []string{"/api/"},
@@ -51,5 +57,5 @@ func ExampleNew() {
 		log.Fatal(err) // names the provider whose discovery failed
 	}
 	fmt.Println("register", client.CallbackURL("corp"), "and", client.PostLogoutURL())
-	_ = gateway.Config{Sessions: sessions, OIDC: client} // plus Accounts, Proxy, ...
+	_ = gateway.Config{Sessions: sessions, Admission: admission, OIDC: client} // plus Accounts, Proxy, ...
 }

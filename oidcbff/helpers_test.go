@@ -39,6 +39,7 @@ import (
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/redisstore"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // newTestSealer returns the gateway's keyring (internal/seal) with one
@@ -497,13 +498,17 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 		if err != nil {
 			t.Fatal(err)
 		}
+		admission, err := signin.New(signin.Config{Sessions: nd.manager, Now: e.clock.Now, Logger: logger})
+		if err != nil {
+			t.Fatal(err)
+		}
 		cfg := oidcbff.Config{
 			Providers: []oidcbff.ProviderConfig{{
 				Name: e.p.name, DisplayName: "Test " + e.p.name, Issuer: e.p.issuer,
 				ClientID: e.p.clientID, ClientSecret: e.p.secret,
 				Scopes: []string{"openid", "email", "profile", "groups"},
 			}},
-			Sessions:    nd.manager,
+			Admission:   admission,
 			PublicURL:   urls[i],
 			Sealer:      e.sealer,
 			RelayRoutes: []string{"/api/"},
@@ -538,7 +543,7 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 			t.Fatal(err)
 		}
 		gwCfg := gateway.Config{
-			Sessions: nd.manager, Accounts: svc, Proxy: px, OIDC: nd.client,
+			Sessions: nd.manager, Admission: nd.client.Admission(), Accounts: svc, Proxy: px, OIDC: nd.client,
 			TLS: true, Logger: logger, Now: e.clock.Now,
 		}
 		if gwOpt != nil {
@@ -727,5 +732,17 @@ func (e *env) assertNoTokens(allowed func(r response, token string) bool, browse
 				e.t.Errorf("a provider token appears in the gateway's log")
 			}
 		}
+	}
+}
+
+// withSessionCap has the client admit through an admission with a cap of n
+// sessions per user (negative: none).
+func withSessionCap(n int) envOption {
+	return func(c *oidcbff.Config) {
+		a, err := signin.New(signin.Config{Sessions: c.Admission.Sessions(), MaxSessionsPerUser: n, Now: c.Now, Logger: c.Logger})
+		if err != nil {
+			panic(err)
+		}
+		c.Admission = a
 	}
 }

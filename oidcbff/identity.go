@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // Bounds on claims copied into the session and forwarded upstream.
@@ -24,7 +26,11 @@ type identity struct {
 	EmailVerified *bool
 	Name          string
 	Groups        []string
-	AuthTime      time.Time
+	AMR           []string // RFC 8176 values the provider reported
+	// AuthTime is when the user authenticated, for step-up: auth_time, or
+	// the completion of a login started with prompt=login; zero when
+	// unknown (a silent login).
+	AuthTime time.Time
 	// Authenticated is when the provider authenticated the user, by its
 	// own clock: auth_time, else the earlier of the ID token's iat and the
 	// login's start.
@@ -44,9 +50,26 @@ func (id identity) display() string {
 }
 
 // UserID returns the cloakroom user ID of a provider's user: the provider
-// name, a colon, and the claim value. Local account names cannot contain a
-// colon, so the two never collide.
-func UserID(provider, claim string) string { return provider + ":" + claim }
+// name, a colon, and the claim value (the namespace rules are package
+// signin's).
+func UserID(provider, claim string) string { return signin.ProviderUser(provider, claim) }
+
+// maxAMR bounds the amr values kept from an ID token.
+const maxAMR = 8
+
+// amrClaim returns the RFC 8176 values of an amr claim that are plain
+// short tokens; anything else in it is dropped (the claim is advisory).
+func amrClaim(v any) []string {
+	raw, _ := v.([]any)
+	var out []string
+	for _, e := range raw {
+		s, ok := e.(string)
+		if ok && s != "" && len(s) <= 32 && strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) < 0 && len(out) < maxAMR {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // needsUserInfo reports whether configured claims are missing from the ID
 // token; some providers (and OIDC Core 5.4, when an access token is issued)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -148,7 +147,7 @@ func containsDigest(tokens []string, d any) bool {
 // per user (its oldest end) counts logins through a provider too.
 func TestSessionLimitAppliesToProviderLogins(t *testing.T) {
 	e := newEnvWith(t, 1, func(urls []string) *provider { return providerCases(t)[0].start(t, urls) },
-		func(c *gateway.Config) { c.MaxSessionsPerUser = 2 })
+		nil, withSessionCap(2))
 	var browsers []*browser
 	for range 3 {
 		e.clock.Advance(time.Second) // the oldest is told by its creation time

@@ -11,7 +11,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -309,7 +308,7 @@ func TestBackchannelLogoutBySubAfterTheUserClaimChanged(t *testing.T) {
 func TestBackchannelLogoutOfAProviderSessionWithManyLogins(t *testing.T) {
 	pc := providerCases(t)[0]
 	e := newEnvWith(t, 1, func(urls []string) *provider { return pc.start(t, urls) },
-		func(c *gateway.Config) { c.MaxSessionsPerUser = -1 })
+		nil, withSessionCap(-1))
 	pc.setSID("sid-shared")
 	first := e.browser(e.nodes[0])
 	first.mustLogin()

@@ -3,15 +3,13 @@ package oidcbff
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
 )
 
-// Record kinds kept in the session store besides the sessions themselves.
+// Record kinds the client keeps as auxiliary records of the session store.
 const (
 	kindTokens = "tokens" // sealed tokens and the refresh lease of one session
 	kindSID    = "sid"    // provider session ID -> the sessions it started
@@ -22,58 +20,47 @@ const (
 	kindEndedSub = "ended-sub" // provider subject -> its latest logout
 )
 
-// recordKey names an auxiliary record. The hash input is always longer than
-// 32 bytes, while a session key is the SHA-256 of a 32-byte cookie token, so
-// no cookie can ever load one of these records as a session.
-func recordKey(kind, id string) cloakroom.Key {
-	idHash := sha256.Sum256([]byte(id))
-	return sha256.Sum256([]byte("cloakroom/oidcbff/" + kind + "/" + hex.EncodeToString(idHash[:])))
-}
+// recordKey names an auxiliary record of the client.
+func recordKey(kind, id string) cloakroom.Key { return cloakroom.AuxKey("oidcbff", kind, id) }
 
-// records stores opaque blobs as anonymous records of the session store.
-// Anonymous (no UserID) so they never show up in a user's device list; the
-// store's own expiry removes them.
+// records keeps opaque blobs as auxiliary records of the session store
+// ([cloakroom.AuxStore]): never sessions, so never listed, counted or
+// revoked as sessions; the store's own expiry removes them.
 type records struct {
 	store cloakroom.Store
 	now   func() time.Time
 }
 
-// create writes a new record; it fails with cloakroom.ErrConflict (wrapped)
-// when a live record already has the key: an atomic create-if-absent on
-// every store.
-func (rs records) create(ctx context.Context, key cloakroom.Key, data []byte, ttl time.Duration) (cloakroom.Record, error) {
-	now := rs.now()
-	rec := cloakroom.Record{
-		Key: key, Handle: randomID(), Version: 1,
-		CreatedAt: now, LastSeen: now, IdleTimeout: ttl, AbsoluteDeadline: now.Add(ttl),
-		Data: data,
+// create writes a new record that lives for ttl; it fails with
+// cloakroom.ErrConflict (wrapped) when a live record already has the key:
+// an atomic create-if-absent on every store. A record that ends with the
+// sessions (a session's tokens) ends with a global revocation too.
+func (rs records) create(ctx context.Context, key cloakroom.Key, data []byte, ttl time.Duration, endsWithSessions bool) (cloakroom.AuxRecord, error) {
+	rec := cloakroom.AuxRecord{Key: key, Version: 1, Expires: rs.now().Add(ttl), EndsWithSessions: endsWithSessions, Data: data}
+	if endsWithSessions {
+		epoch, err := rs.store.Epoch(ctx)
+		if err != nil {
+			return rec, err
+		}
+		rec.Epoch = epoch
 	}
-	return rec, rs.store.Commit(ctx, rec)
+	return rec, rs.store.CommitAux(ctx, rec)
 }
 
 // update replaces rec's data if nobody wrote it since it was read
-// (cloakroom.ErrConflict otherwise), keeping its deadline.
-func (rs records) update(ctx context.Context, rec cloakroom.Record, data []byte) (cloakroom.Record, error) {
-	now := rs.now()
+// (cloakroom.ErrConflict otherwise), keeping its expiry.
+func (rs records) update(ctx context.Context, rec cloakroom.AuxRecord, data []byte) (cloakroom.AuxRecord, error) {
 	rec.Version++
 	rec.Data = data
-	// The idle window is stretched to keep the absolute deadline: these
-	// records are not touched by requests.
-	rec.LastSeen = now
-	rec.IdleTimeout = max(rec.AbsoluteDeadline.Sub(now), time.Second)
-	return rec, rs.store.Commit(ctx, rec)
+	return rec, rs.store.CommitAux(ctx, rec)
 }
 
-func (rs records) find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, bool, error) {
-	rec, found, err := rs.store.Find(ctx, key)
-	if err != nil || !found || rec.Key != key || rec.Expired(rs.now()) {
-		return cloakroom.Record{}, false, err
-	}
-	return rec, true, nil
+func (rs records) find(ctx context.Context, key cloakroom.Key) (cloakroom.AuxRecord, bool, error) {
+	return rs.store.FindAux(ctx, key)
 }
 
 func (rs records) delete(ctx context.Context, key cloakroom.Key) error {
-	return rs.store.Delete(ctx, key)
+	return rs.store.DeleteAux(ctx, key)
 }
 
 // randomID returns 128 random bits, base64url.

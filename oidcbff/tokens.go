@@ -17,6 +17,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // Errors of [Client.Upstream] and [Client.AccessToken]. They are wrapped.
@@ -84,7 +85,7 @@ func (c *Client) openTokens(data []byte, ref string) (tokenSet, error) {
 // logout, and checks that no such logout came meanwhile. The session's
 // cookie reaches the browser only when this returns nil; on an error after
 // the login the session is ended again.
-func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token, deadline time.Time) error {
+func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token, pin cloakroom.Pin, deadline time.Time) error {
 	ref := randomID()
 	ts := tokenSet{
 		Provider: p.cfg.Name, Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: id.IDToken,
@@ -92,27 +93,22 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 	}
 	ttl := c.sessions.Config().MaxAbsoluteTimeout + c.cfg.ClockSkew
 	key := recordKey(kindTokens, ref)
-	if _, err := c.records.create(ctx, key, c.sealTokens(ts, ref), ttl); err != nil {
+	if _, err := c.records.create(ctx, key, c.sealTokens(ts, ref), ttl, true); err != nil {
 		return fmt.Errorf("store tokens: %w", err)
 	}
-	groups := id.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	roles, _ := json.Marshal(groups) // a []string always encodes
-	values := map[string]string{
-		ValueRoles: string(roles), ValueEmail: id.Email, ValueName: id.Name,
-		ValueProvider: p.cfg.Name, ValueSubject: id.Subject, ValueRef: ref,
-		ValueAuthTime: id.AuthTime.UTC().Format(time.RFC3339Nano),
-	}
+	values := map[string]string{ValueProvider: p.cfg.Name, ValueSubject: id.Subject, ValueRef: ref}
 	if id.SID != "" {
 		values[ValueSID] = id.SID
 	}
 	s := c.sessions.Session(r)
 	previous := s.GetString(ValueRef) // a session this login replaces
-	// The values go in the login's own write: the session never exists
+	// The values go in the sign-in's own write: the session never exists
 	// without them.
-	if err := s.Login(ctx, id.User, cloakroom.LoginOptions{Values: values}); err != nil {
+	err := c.admission.Admit(ctx, r, nil, signin.Identity{
+		UserID: id.User, Method: signin.OIDC, AMR: id.AMR, AuthTime: id.AuthTime,
+		Email: id.Email, Name: id.Name, Roles: id.Groups, Pin: pin, Values: values,
+	})
+	if err != nil {
 		_ = c.records.delete(context.WithoutCancel(ctx), key)
 		return err
 	}
@@ -123,7 +119,7 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 	// The index lets a back-channel logout find this session, and the
 	// tombstones tell of one that came before the index: without both
 	// the provider could not end it, so either failing ends the login.
-	err := c.index(ctx, p, id, s.Handle(), ref, ttl)
+	err = c.index(ctx, p, id, s.Handle(), ref, ttl)
 	if err == nil {
 		err = c.loggedOutDuringLogin(ctx, p, id, deadline)
 	}
@@ -265,7 +261,7 @@ func (c *Client) accessToken(ctx context.Context, ref string) (string, error) {
 // refreshed: the lease is ours), so it is re-read and written again, as
 // long as the lease is still ours. It reports false only when the token
 // record is gone (the session ended meanwhile).
-func (c *Client) release(ctx context.Context, key cloakroom.Key, ref string, rec cloakroom.Record, owner string, ts tokenSet) bool {
+func (c *Client) release(ctx context.Context, key cloakroom.Key, ref string, rec cloakroom.AuxRecord, owner string, ts tokenSet) bool {
 	ts.LeaseOwner, ts.LeaseUntil = "", time.Time{}
 	for range 8 {
 		_, err := c.records.update(ctx, rec, c.sealTokens(ts, ref))
@@ -361,16 +357,6 @@ func (c *Client) relays(prefix string) bool {
 	return false
 }
 
-// recent reports whether the session's authentication is at most maxAge
-// old: auth_time for a provider's session, the login for a local one.
-func (c *Client) recent(s *cloakroom.Session, maxAge time.Duration) bool {
-	at, ok := s.GetTime(ValueAuthTime)
-	if !ok {
-		at, _, _ = s.Times()
-	}
-	return c.now().Sub(at) <= maxAge
-}
-
 // reauthURL is where a session logs in again: at its provider with max_age
 // and prompt=login, or at the local login page.
 func (c *Client) reauthURL(s *cloakroom.Session, maxAge time.Duration) string {
@@ -409,7 +395,7 @@ func (c *Client) StepUpURL(s *cloakroom.Session, path string) string {
 // is too old for.
 func (c *Client) unmetStepUp(s *cloakroom.Session, path string) (StepUp, bool) {
 	for _, su := range c.cfg.StepUp {
-		if pathUnder(path, su.Prefix) && !c.recent(s, su.MaxAge) {
+		if pathUnder(path, su.Prefix) && !c.admission.Recent(s, su.MaxAge) {
 			return su, true
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // ErrInvalidConfig wraps every problem [New] and the Parse functions find.
@@ -34,10 +34,12 @@ type Sealer interface {
 	Open(sealed string, aad []byte) ([]byte, error)
 }
 
-// Config configures a [Vault]. Sessions, Sealer and Routes are required.
+// Config configures a [Vault]. Admission, Sealer and Routes are required.
 type Config struct {
-	// Sessions starts and ends the sessions that hold the tokens. Required.
-	Sessions *cloakroom.Manager
+	// Admission starts the sessions that hold the tokens, with the rules
+	// every sign-in follows (package signin); its session manager ends
+	// them. Required.
+	Admission *signin.Admission
 	// Sealer encrypts tokens before they reach the store. Required.
 	Sealer Sealer
 	// Routes are the proxy routes in vault mode. At least one.
@@ -236,8 +238,8 @@ func (cfg *Config) validate() ([]*route, error) {
 	bad := func(format string, args ...any) {
 		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if cfg.Sessions == nil {
-		bad("Sessions is required")
+	if cfg.Admission == nil {
+		bad("Admission is required")
 	}
 	if cfg.Sealer == nil {
 		bad("Sealer is required (a key file: --vault-keys-file)")

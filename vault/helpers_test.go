@@ -22,6 +22,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -118,18 +119,23 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if opts.route != nil {
 		opts.route(&route)
 	}
-	st.vault, err = vault.New(vault.Config{Sessions: st.manager, Sealer: keys, Routes: []vault.Route{route}, Logger: logger})
+	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.vault, err = vault.New(vault.Config{Admission: admission, Sealer: keys, Routes: []vault.Route{route}, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.accounts = accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: st.manager.RevokeUser})
 	gw, err := gateway.New(gateway.Config{
-		Sessions: st.manager,
-		Accounts: st.accounts,
-		Proxy:    px,
-		Vault:    st.vault,
-		Logger:   logger,
-		Metrics:  prometheus.NewRegistry(),
+		Sessions:  st.manager,
+		Admission: admission,
+		Accounts:  st.accounts,
+		Proxy:     px,
+		Vault:     st.vault,
+		Logger:    logger,
+		Metrics:   prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // Session value keys. The token is sealed; the placeholder is not a
@@ -51,10 +52,11 @@ const maxFormBody = 1 << 20
 // Vault serves the vault routes. Create one with [New]; it is safe for
 // concurrent use.
 type Vault struct {
-	sessions *cloakroom.Manager
-	sealer   Sealer
-	log      *slog.Logger
-	routes   map[string]*route
+	admission *signin.Admission
+	sessions  *cloakroom.Manager
+	sealer    Sealer
+	log       *slog.Logger
+	routes    map[string]*route
 
 	leaks  *prometheus.CounterVec
 	events *prometheus.CounterVec
@@ -77,7 +79,7 @@ func New(cfg Config) (*Vault, error) {
 		return nil, err
 	}
 	v := &Vault{
-		sessions: cfg.Sessions, sealer: cfg.Sealer, log: cfg.Logger, routes: map[string]*route{},
+		admission: cfg.Admission, sessions: cfg.Admission.Sessions(), sealer: cfg.Sealer, log: cfg.Logger, routes: map[string]*route{},
 		leaks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_vault_leaks_caught_total",
 			Help: "Tokens the vault found and replaced in responses outside their configured fields, by route.",
@@ -111,6 +113,9 @@ func (v *Vault) Prefixes() []string {
 	slices.Sort(out)
 	return out
 }
+
+// Admission returns the admission the vault signs users in through.
+func (v *Vault) Admission() *signin.Admission { return v.admission }
 
 // Handles reports whether the proxy route with this prefix is in vault
 // mode.
@@ -152,18 +157,22 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		x.attach = true
 	}
 	x.capture = rt.captureOf(r)
-	if x.capture != nil && s.LoggedIn() {
-		// The app checks the password during the call: pin the session's
-		// user now, so that a revocation meanwhile (logout everywhere on
+	if x.capture != nil {
+		// The app checks the password during the call: pin the global
+		// epoch, and the session's user when there is one, now, so that a
+		// revocation meanwhile (of everyone, or logout everywhere on
 		// another device, an administrator) makes a login the answer
-		// starts for that user fail rather than outlive it. Which other
-		// user the answer may name is not known before it comes.
-		pin, err := v.sessions.Pin(ctx, s.UserID())
+		// starts fail rather than outlive it. Which other user the answer
+		// may name is not known before it comes.
+		var err error
+		if x.epochPin, err = v.sessions.PinEpoch(ctx); err == nil && s.LoggedIn() {
+			x.pin, err = v.sessions.Pin(ctx, s.UserID())
+			x.pinned = s.UserID()
+		}
 		if err != nil {
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
 			return
 		}
-		x.pin, x.pinned = pin, s.UserID()
 	}
 	if rt.hasLogout && x.live {
 		if _, pattern := rt.logout.Handler(r); pattern != "" {
@@ -238,12 +247,13 @@ type exchange struct {
 	token       string // the vaulted token, opened; "" without one
 	tokenBytes  []byte // the same, for the body checks
 	placeholder string
-	attach      bool     // the token goes upstream with this call
-	capture     *Capture // the call is a configured capture request
-	pin         cloakroom.Pin
-	pinned      string // the user of pin, "" for none
-	acceptGzip  bool   // the client takes gzip, so the upstream may send it
-	authValue   string // the header value to attach; see setToken
+	attach      bool          // the token goes upstream with this call
+	capture     *Capture      // the call is a configured capture request
+	pin         cloakroom.Pin // the session's user, taken before a capture call
+	pinned      string        // the user of pin, "" for none
+	epochPin    cloakroom.Pin // the epoch only, for a capture of another user
+	acceptGzip  bool          // the client takes gzip, so the upstream may send it
+	authValue   string        // the header value to attach; see setToken
 }
 
 // setToken makes token the exchange's vaulted token: authValue holds the
@@ -254,11 +264,10 @@ func (x *exchange) setToken(token []byte) {
 	x.token, x.tokenBytes = x.authValue[len(x.rt.scheme):], token
 }
 
-// userOf returns the user ID of a token: the route's prefix, a colon and
-// the claim. The app's users choose their own names, so an ID of the
-// claim alone could be a local account's (whose sessions the app's user
-// would then list and end, and whose name other routes would receive);
-// local names hold no ':' and provider names ("{provider}:{sub}") no '/'.
+// userOf returns the user ID of a token, in the route's namespace (see
+// signin.VaultUser): the app's users choose their own names, so an ID of
+// the claim alone could be a local account's, whose sessions the app's
+// user would then list and end, and whose name other routes would receive.
 func (rt *route) userOf(token string) (string, error) {
 	claim, err := userFromToken(token, rt.UserClaim)
 	if err != nil {
@@ -267,7 +276,7 @@ func (rt *route) userOf(token string) (string, error) {
 	if len(rt.Prefix)+1+len(claim) > maxUserLength {
 		return "", fmt.Errorf("%w: claim %q is too long", ErrNoUser, rt.UserClaim)
 	}
-	return rt.Prefix + ":" + claim, nil
+	return signin.VaultUser(rt.Prefix, claim), nil
 }
 
 // owns reports whether user is one of the route's user IDs.
@@ -443,19 +452,24 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 			fresh = ""
 			break // the token is still taken out of the body below
 		}
-		// Login replaces whatever session the browser had: a second
-		// login in the same browser never mixes two accounts.
+		// The sign-in replaces whatever session the browser had: a second
+		// login in the same browser never mixes two accounts. Its
+		// authentication time is the capture (never a refresh), so
+		// signing in again through the app is the step-up.
 		placeholder = newPlaceholder()
-		opts := cloakroom.LoginOptions{Values: map[string]string{
-			keyRoute:       rt.Prefix,
-			keyPlaceholder: placeholder,
-			keyToken:       x.v.sealer.Seal([]byte(fresh), x.aad(user, placeholder)),
-		}}
+		pin := x.epochPin
 		if x.pinned == user {
-			opts.Pin = x.pin
+			pin = x.pin
 		}
-		err = x.s.Login(ctx, user, opts)
-		if errors.Is(err, cloakroom.ErrNotLoggedIn) {
+		err = x.v.admission.Admit(ctx, x.r, nil, signin.Identity{
+			UserID: user, Method: signin.Vault, AuthTime: x.v.admission.Now(), Pin: pin,
+			Values: map[string]string{
+				keyRoute:       rt.Prefix,
+				keyPlaceholder: placeholder,
+				keyToken:       x.v.sealer.Seal([]byte(fresh), x.aad(user, placeholder)),
+			},
+		})
+		if errors.Is(err, signin.ErrChangedMeanwhile) {
 			x.v.event(ctx, rt, eventRefused, "vault: capture refused: the user's sessions were revoked during the login",
 				slog.String("user", user), slog.String("path", x.r.URL.Path))
 			return nil, fmt.Errorf("%w: %w", errRevokedDuringLogin, err)
@@ -466,10 +480,8 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 		}
 		x.setToken([]byte(fresh))
 		x.user, x.placeholder = user, placeholder
-		// The audit line of a vault sign-in: the gateway's own login line
-		// covers password logins only.
-		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()),
-			slog.String("client_ip", x.v.sessions.Config().ClientIP(x.r)), slog.String("path", x.r.URL.Path))
+		// The admission wrote the sign-in's audit line; this counts it.
+		x.v.event(ctx, rt, eventCapture, "vault capture", slog.String("user", user), slog.String("session", x.s.Ref()), slog.String("path", x.r.URL.Path))
 	default: // a refresh on a call that carried the vaulted token
 		user, err := rt.userOf(fresh)
 		if err != nil || user != x.user {

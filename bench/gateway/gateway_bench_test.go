@@ -29,6 +29,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/redisstore"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
@@ -182,7 +183,11 @@ func newRig(tb testing.TB, storeKind string) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Sessions: sessions, Accounts: accts, Proxy: px, Logger: discardLogger()})
+	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Proxy: px, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
@@ -74,6 +75,10 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		tb.Fatal(err)
 	}
 	accts := accounts.New(users, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: discardLogger()})
+	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: discardLogger()})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := accts.Add(ctx, benchUser, benchPassword, []string{"user"}, ""); err != nil {
 		tb.Fatal(err)
 	}
@@ -103,12 +108,12 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		Providers: []oidcbff.ProviderConfig{{
 			Name: "mock", Issuer: mc.Issuer, ClientID: mc.ClientID, ClientSecret: mc.ClientSecret, TokenAuth: "post",
 		}},
-		Sessions: sessions, PublicURL: base, Sealer: keys, RelayRoutes: []string{"/api/"}, Logger: discardLogger(),
+		Admission: admission, PublicURL: base, Sealer: keys, RelayRoutes: []string{"/api/"}, Logger: discardLogger(),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Sessions: sessions, Accounts: accts, Proxy: px, OIDC: client, Logger: discardLogger()})
+	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Proxy: px, OIDC: client, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

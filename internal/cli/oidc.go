@@ -9,11 +9,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // oidcConfig holds the settings of sign-in at OpenID providers; Config
@@ -234,14 +234,14 @@ func safeField(s string) string {
 
 // buildOIDC runs discovery at every provider; a provider that cannot be
 // reached stops serve with a clear message.
-func buildOIDC(ctx context.Context, p *plan, sessions *cloakroom.Manager, logger *slog.Logger) (*oidcbff.Client, error) {
+func buildOIDC(ctx context.Context, p *plan, admission *signin.Admission, logger *slog.Logger) (*oidcbff.Client, error) {
 	if p.oidc == nil {
 		return nil, nil
 	}
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	c, err := oidcbff.New(dctx, oidcbff.Config{
-		Providers: p.oidc.providers, Sessions: sessions, PublicURL: p.cfg.PublicURL,
+		Providers: p.oidc.providers, Admission: admission, PublicURL: p.cfg.PublicURL,
 		Sealer: p.oidc.keys, RelayRoutes: p.oidc.relay, StepUp: p.oidc.stepUp, Logger: logger,
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 	"github.com/cloakroom/cloakroom/vault"
 )
@@ -151,6 +152,11 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		return nil, err
 	}
 	rt.accounts = accounts.New(rt.stores.Accounts, accounts.Config{RevokeSessions: rt.sessions.RevokeUser, Logger: logger, Throttle: rt.stores.Throttle})
+	// Every way in (passwords, providers, the vault) admits through one.
+	admission, err := signin.New(signin.Config{Sessions: rt.sessions, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
 
 	if p.cfg.InternalJWT {
 		key := p.jwtKey
@@ -183,12 +189,12 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	}
 	var vlt *vault.Vault
 	if p.vault != nil {
-		vlt, err = vault.New(vault.Config{Sessions: rt.sessions, Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger})
+		vlt, err = vault.New(vault.Config{Admission: admission, Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 	}
-	oidc, err := buildOIDC(ctx, p, rt.sessions, logger)
+	oidc, err := buildOIDC(ctx, p, admission, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +203,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		Vault:         vlt,
 		OIDC:          oidc,
 		Sessions:      rt.sessions,
+		Admission:     admission,
 		Accounts:      rt.accounts,
 		Proxy:         px,
 		Signer:        rt.signer,

@@ -13,6 +13,7 @@ func sessionsCommands() []subcommand {
 	return []subcommand{
 		{"list", "USER [--json]", "list a user's live sessions (devices)", runSessionsList},
 		{"revoke", "USER [--handle HANDLE]", "end one session of a user by its handle, or all of them", runSessionsRevoke},
+		{"revoke-everyone", "--yes", "end every session of every user (local, OpenID, vault) and every anonymous one, on every gateway", runSessionsRevokeEveryone},
 	}
 }
 
@@ -101,5 +102,36 @@ func runSessionsRevoke(e *env, args []string) int {
 		return exitFailure
 	}
 	fmt.Fprintf(e.stdout, "ended session %s of %s\n", *handle, user)
+	return exitOK
+}
+
+// runSessionsRevokeEveryone ends every session in the store at once, after
+// an incident: the store's global epoch moves, so sessions of every way
+// in, anonymous ones and the provider tokens sealed with them end, on
+// every gateway sharing the store, before it returns.
+func runSessionsRevokeEveryone(e *env, args []string) int {
+	fs, cf := subcommandFlags(e, "sessions", "revoke-everyone")
+	yes := fs.Bool("yes", false, "confirm: every user, this operator included, must sign in again")
+	positional, code, ok := parseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	if len(positional) > 0 {
+		return usageError(fs, "takes no arguments, got %d", len(positional))
+	}
+	if !*yes {
+		return usageError(fs, "this ends every session of every user; add --yes to do it")
+	}
+	t, code := openStoreTools(e, fs, cf)
+	if t == nil {
+		return code
+	}
+	defer t.close()
+	epoch, err := t.sessions.RevokeEveryone(e.ctx)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+		return exitFailure
+	}
+	fmt.Fprintf(e.stdout, "ended every session (epoch %d)\n", epoch)
 	return exitOK
 }

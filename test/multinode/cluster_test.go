@@ -29,6 +29,7 @@ import (
 	"github.com/cloakroom/cloakroom/pgstore"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/redisstore"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
@@ -341,7 +342,11 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.gw, err = gateway.New(gateway.Config{Sessions: n.manager, Accounts: service, Proxy: px, Logger: quiet})
+	admission, err := signin.New(signin.Config{Sessions: n.manager, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.gw, err = gateway.New(gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

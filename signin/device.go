@@ -1,0 +1,43 @@
+package signin
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/cloakroom/cloakroom/accounts"
+)
+
+// DeviceCookie holds the browser's known-device tokens (OWASP device
+// cookies) for the login throttle: one per local account that signed in
+// from this browser, so that an attacker who spends an account's budget
+// for unknown devices cannot lock its user out of the browsers they
+// already use. __Host- and Http- prefixes: Secure, host-only, HttpOnly,
+// never written by page script. Logout never removes it.
+const DeviceCookie = "__Host-Http-device"
+
+// deviceCookieMaxAge is 400 days, the longest browsers keep a cookie.
+const deviceCookieMaxAge = 400 * 24 * 60 * 60
+
+// maxDeviceCookie bounds what is parsed of the device cookie.
+const maxDeviceCookie = 512
+
+// DeviceTokens returns the known-device tokens the request carries.
+func DeviceTokens(r *http.Request) []string {
+	c, err := r.Cookie(DeviceCookie)
+	if err != nil || c.Value == "" || len(c.Value) > maxDeviceCookie {
+		return nil
+	}
+	tokens := strings.Split(c.Value, ".")
+	return tokens[:min(len(tokens), accounts.MaxDeviceTokens)]
+}
+
+// deviceCookie is the Set-Cookie value keeping tokens in the browser.
+// SameSite=Strict: only the sign-in forms, on the gateway's own origin,
+// need it.
+func deviceCookie(tokens []string) string {
+	c := &http.Cookie{
+		Name: DeviceCookie, Value: strings.Join(tokens[:min(len(tokens), accounts.MaxDeviceTokens)], "."), Path: "/",
+		MaxAge: deviceCookieMaxAge, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	}
+	return c.String()
+}
