@@ -185,7 +185,7 @@ func newRig(tb testing.TB, storeKind string) *rig {
 	}
 	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: discardLogger()})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Proxy: px, Logger: discardLogger()})
 	if err != nil {

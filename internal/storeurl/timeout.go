@@ -68,6 +68,36 @@ func (s *timeoutStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakr
 	return s.store.Rotate(ctx, r)
 }
 
+func (s *timeoutStore) Epoch(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.Epoch(ctx)
+}
+
+func (s *timeoutStore) BumpEpoch(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.BumpEpoch(ctx)
+}
+
+func (s *timeoutStore) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.AuxRecord, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.FindAux(ctx, key)
+}
+
+func (s *timeoutStore) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.CommitAux(ctx, rec)
+}
+
+func (s *timeoutStore) DeleteAux(ctx context.Context, key cloakroom.Key) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.store.DeleteAux(ctx, key)
+}
+
 // WatchEnds passes the wrapped store's end notifications through, without
 // a deadline: the subscription lives until ctx ends. A store that cannot
 // notify leaves the manager to its periodic re-check.
