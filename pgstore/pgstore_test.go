@@ -582,24 +582,7 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 			if err := a.Commit(ctx, rec); err != nil {
 				t.Fatal(err)
 			}
-			// The echo of A's commit may yet drop B's entry: stall B
-			// with the entry in place. Until B's listener is parked it
-			// may still be handling that echo, so look only then.
-			var release func()
-			for {
-				warmTrusted(t, b, rec.Key)
-				var parked <-chan struct{}
-				parked, release = pgstore.StallListener(b)
-				select {
-				case <-parked:
-				case <-time.After(10 * time.Second):
-					t.Fatal("B's listener did not stop at a heartbeat (every 50ms) within 10s")
-				}
-				if pgstore.Cached(b, rec.Key) {
-					break
-				}
-				release()
-			}
+			release := stallCaching(t, b, rec.Key)
 			defer release()
 
 			rv.revoke(rec)
@@ -674,6 +657,33 @@ func TestRevocationAcknowledged(t *testing.T) {
 	}
 }
 
+// stallCaching stalls s's listener with every key in its cache, and
+// returns the release. The echo of the commit that wrote a key may yet
+// drop its entry, and until the listener is parked it may still be
+// handling that echo, so the entries are checked only then.
+func stallCaching(t testing.TB, s *pgstore.Store, keys ...cloakroom.Key) (release func()) {
+	t.Helper()
+	for {
+		for _, k := range keys {
+			warmTrusted(t, s, k)
+		}
+		parked, release := pgstore.StallListener(s)
+		select {
+		case <-parked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener did not stop at a heartbeat (every quarter lease) within 10s")
+		}
+		cached := true
+		for _, k := range keys {
+			cached = cached && pgstore.Cached(s, k)
+		}
+		if cached {
+			return release
+		}
+		release()
+	}
+}
+
 // warmTrusted finds key through s until s serves it from its cache.
 func warmTrusted(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
 	t.Helper()
@@ -703,17 +713,7 @@ func TestEndsAcrossNodes(t *testing.T) {
 	}()
 	expect := func(what string, match func(cloakroom.End) bool) {
 		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case e := <-ends:
-				if match(e) {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("B reported no end for %s", what)
-			}
-		}
+		expectEnd(t, ends, what, match)
 	}
 	// B reports End{All} once it listens: nothing before can be missed.
 	expect("the start of listening", func(e cloakroom.End) bool { return e.All })
