@@ -125,9 +125,9 @@ type Config struct {
 	// Now is the store's clock; every expiry decision compares against it.
 	// Default: time.Now.
 	Now func() time.Time
-	// PurgeInterval is how often expired sessions are deleted in the
-	// background. Default: 5 minutes. A negative value disables the
-	// background purge (see [Store.Purge]).
+	// PurgeInterval is how often expired sessions and auxiliary records
+	// are deleted in the background. Default: 5 minutes. A negative value
+	// disables the background purge (see [Store.Purge]).
 	PurgeInterval time.Duration
 	// PurgeBatch bounds the rows one purge statement deletes. Default: 1000.
 	PurgeBatch int
