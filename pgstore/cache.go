@@ -20,10 +20,10 @@ type cache struct {
 
 	// Invalidation counters. A Find reserves their values before querying
 	// and may fill only if they are unchanged: the row it read might
-	// predate an invalidation that arrived meanwhile. epoch covers flushes
-	// and user-wide invalidations, stripes single keys, striped so that
-	// writes to other sessions rarely spoil a fill.
-	epoch   uint64
+	// predate an invalidation that arrived meanwhile. flushes covers
+	// flushes and user-wide invalidations, stripes single keys, striped so
+	// that writes to other sessions rarely spoil a fill.
+	flushes uint64
 	stripes [256]uint64
 
 	// trustedUntil ends the lease (see monotonic); 0: not trusted.
@@ -31,8 +31,8 @@ type cache struct {
 }
 
 type fillToken struct {
-	valid         bool
-	epoch, stripe uint64
+	valid           bool
+	flushes, stripe uint64
 }
 
 func newCache(max int) *cache {
@@ -71,7 +71,7 @@ func (c *cache) renew(until int64) {
 func (c *cache) reserve(key cloakroom.Key) fillToken {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return fillToken{valid: c.enabled, epoch: c.epoch, stripe: c.stripes[key[0]]}
+	return fillToken{valid: c.enabled, flushes: c.flushes, stripe: c.stripes[key[0]]}
 }
 
 // fill caches rec unless the cache was disabled or rec's key invalidated
@@ -79,7 +79,7 @@ func (c *cache) reserve(key cloakroom.Key) fillToken {
 func (c *cache) fill(tok fillToken, rec cloakroom.Record) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !tok.valid || !c.enabled || c.epoch != tok.epoch || c.stripes[rec.Key[0]] != tok.stripe {
+	if !tok.valid || !c.enabled || c.flushes != tok.flushes || c.stripes[rec.Key[0]] != tok.stripe {
 		return
 	}
 	if _, present := c.entries[rec.Key]; !present && len(c.entries) >= c.max {
@@ -109,14 +109,14 @@ func (c *cache) invalidateUser(userID string) {
 			delete(c.entries, k)
 		}
 	}
-	c.epoch++
+	c.flushes++
 	c.mu.Unlock()
 }
 
 func (c *cache) flush() {
 	c.mu.Lock()
 	clear(c.entries)
-	c.epoch++
+	c.flushes++
 	c.mu.Unlock()
 }
 
@@ -131,7 +131,7 @@ func (c *cache) setEnabled(on bool) {
 		c.trustedUntil.Store(0)
 	}
 	clear(c.entries)
-	c.epoch++
+	c.flushes++
 	c.mu.Unlock()
 }
 

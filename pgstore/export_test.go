@@ -1,7 +1,11 @@
 package pgstore
 
 import (
+	"context"
 	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cloakroom/cloakroom"
 )
@@ -10,6 +14,12 @@ import (
 
 // MigrationCount is the number of migrations this version applies.
 var MigrationCount = len(migrations)
+
+// MigrateFirst migrates schema as a version that knew only the first n
+// migrations would have.
+func MigrateFirst(ctx context.Context, pool *pgxpool.Pool, schema string, n int) error {
+	return migrate(ctx, pool, schema, pgx.Identifier{schema}.Sanitize(), migrations[:n])
+}
 
 // Cached reports whether s's cache holds key.
 func Cached(s *Store, key cloakroom.Key) bool {

@@ -11,14 +11,16 @@ import (
 // newer version or a stray NOTIFY on the channel could send. The listener
 // must not panic; a payload it reads as a session end must be one the
 // store writes (it encodes back to the same meaning); one it does not know
-// must empty the cache, the safe reading; and no payload may make the
-// cache serve without the node's own heartbeat.
+// must empty the cache, the safe reading, and so must a bump of the global
+// epoch; and no payload may make the cache serve without the node's own
+// heartbeat.
 func FuzzNotificationPayload(f *testing.F) {
 	var key cloakroom.Key
 	key[0], key[31] = 0xab, 0x01
 	for _, seed := range []string{
 		key.String(), prefixDeleted + key.String(), bumpPayload("alice", 3), bumpPayload("a:b", 1),
 		prefixUser + "alice", flushPayload, "h:0011223344556677:12345", "r:0011223344556677:9",
+		epochPayload(1), epochPayload(1 << 62), "e:", "e:0", "e:-1", "e:+2", "e:x",
 		"a:0011223344556677:8899aabbccddeeff:1,8899aabbccddeeff:2", "x:0011223344556677",
 		"", "d:", "g::", "g:1:", "g:x:alice", "h:", "a:", "r::", strings.Repeat("z", 70),
 	} {
@@ -43,6 +45,11 @@ func FuzzNotificationPayload(f *testing.F) {
 		case ev.all:
 			if payload != prefixUser+ev.user {
 				t.Fatalf("%q read as an old-style bump of %q", payload, ev.user)
+			}
+		case ev.epoch != 0:
+			again, _, ok := parseEnd(epochPayload(int64(ev.epoch)))
+			if ev.user != "" || int64(ev.epoch) > 0 && (!ok || again != ev) {
+				t.Fatalf("%q read as a bump of the epoch to %d, which does not encode back", payload, ev.epoch)
 			}
 		default:
 			again, _, ok := parseEnd(bumpPayload(ev.user, int64(ev.generation)))
@@ -74,6 +81,8 @@ func FuzzNotificationPayload(f *testing.F) {
 			t.Fatalf("unknown payload %q left the cache as it was", payload)
 		case !protocol && !ok && (len(published) != 1 || !published[0].all):
 			t.Fatalf("unknown payload %q published %v, want End{All}", payload, published)
+		case ok && ev.epoch != 0 && (still || len(published) != 1 || published[0].epoch != ev.epoch):
+			t.Fatalf("epoch bump %q left the cache as it was (%v) or published %v", payload, still, published)
 		}
 	})
 }

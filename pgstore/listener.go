@@ -27,6 +27,8 @@ import (
 //	d:<key hex>            a session ended (deleted)
 //	g:<generation>:<user>  the user's generation rose to <generation>
 //	u:<user>               the same from older versions, generation unknown
+//	e:<epoch>              the global epoch rose to <epoch>: every session
+//	                       of a lower one ended
 //	*                      drop everything (a user ID too long for a payload)
 //	h:<node>:<sent>        heartbeat of a caching node (<sent>: its own clock)
 //	r:<node>:<seq>         the end of revocation <seq> of <node>: everything
@@ -48,19 +50,21 @@ import (
 // lagging server) stops serving from its cache within one lease and reads
 // PostgreSQL instead.
 //
-// A revocation (Delete, BumpGeneration, Rotate) ends its transaction with a
-// marker r:<node>:<seq>. Every caching node that hears the marker has dropped
-// what the revocation ended, and acknowledges. The revoking node returns once
-// it has heard its own marker (by then it has heard the heartbeat of every
-// node that could be trusting its cache) and every such node has
-// acknowledged; or once a lease has passed since the commit, or since the
-// last heartbeat of each silent node: by then a node that did not hear the
-// revocation has stopped trusting its cache. So when Delete, BumpGeneration
-// or Rotate returns, no node serves what it ended from a cache.
+// A revocation (Delete, BumpGeneration, BumpEpoch, Rotate) ends its
+// transaction with a marker r:<node>:<seq>. Every caching node that hears
+// the marker has dropped what the revocation ended, and acknowledges. The
+// revoking node returns once it has heard its own marker (by then it has
+// heard the heartbeat of every node that could be trusting its cache) and
+// every such node has acknowledged; or once a lease has passed since the
+// commit, or since the last heartbeat of each silent node: by then a node
+// that did not hear the revocation has stopped trusting its cache. So when
+// Delete, BumpGeneration, BumpEpoch or Rotate returns, no node serves what
+// it ended from a cache.
 const (
 	prefixDeleted   = "d:"
 	prefixBumped    = "g:"
 	prefixUser      = "u:"
+	prefixEpoch     = "e:"
 	prefixHeartbeat = "h:"
 	prefixMarker    = "r:"
 	prefixAck       = "a:"
@@ -125,6 +129,7 @@ type endEvent struct {
 	hasKey     bool
 	user       string
 	generation uint64
+	epoch      uint64 // the global epoch rose to it; 0 for other ends
 	all        bool
 }
 
@@ -376,7 +381,7 @@ func (h *hub) handle(payload string) (ack string) {
 	ev, written, ok := parseEnd(payload)
 	if h.cache != nil {
 		switch {
-		case !ok || (ev.all && ev.user == ""):
+		case !ok || (ev.all && ev.user == "") || ev.epoch != 0:
 			h.cache.flush()
 		case ev.hasKey:
 			h.cache.invalidateKey(ev.key)
@@ -425,6 +430,13 @@ func parseEnd(payload string) (ev endEvent, written *cloakroom.Key, ok bool) {
 		// Generation unknown: every session must be re-checked.
 		user := payload[len(prefixUser):]
 		return endEvent{user: user, all: true}, nil, user != ""
+	case strings.HasPrefix(payload, prefixEpoch):
+		// 0 is no bump's result, and would read as no end at all.
+		epoch, err := strconv.ParseUint(payload[len(prefixEpoch):], 10, 64)
+		if err != nil || epoch == 0 {
+			return endEvent{}, nil, false
+		}
+		return endEvent{epoch: epoch}, nil, true
 	case decodeKey(payload):
 		return endEvent{}, &key, true
 	}

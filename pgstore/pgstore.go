@@ -12,14 +12,19 @@
 //	sessions          key bytea PRIMARY KEY, user_id text (NULL when anonymous),
 //	                  handle text, generation bigint, version bigint,
 //	                  created_at timestamptz, expiry timestamptz,
-//	                  record bytea (cloakroom.Record.MarshalBinary)
+//	                  record bytea (cloakroom.Record.MarshalBinary),
+//	                  epoch bigint (0 for sessions stored before epochs)
 //	user_generations  user_id text PRIMARY KEY, generation bigint (0 until
 //	                  the first bump; written with a user's first session)
+//	epoch             one row: the global epoch (no row until the first bump)
+//	aux_records       key bytea PRIMARY KEY, version bigint, expires timestamptz,
+//	                  ends_with_sessions boolean, epoch bigint, data bytea
 //	schema_migrations version integer PRIMARY KEY, name text, applied_at timestamptz
 //
-// with indexes on sessions(user_id) and sessions(expiry). Migrations run in
-// one transaction under a transaction-level advisory lock derived from the
-// schema name, so any number of gateways may start at once.
+// with indexes on sessions(user_id), sessions(expiry) and
+// aux_records(expires). Migrations run in one transaction under a
+// transaction-level advisory lock derived from the schema name, so any
+// number of gateways may start at once.
 //
 // # Time
 //
@@ -28,34 +33,42 @@
 // agree with their own view of it. PostgreSQL keeps microseconds, so the
 // store decides expiry at microsecond precision.
 //
-// Expired sessions are never returned. A background goroutine also deletes
-// them every [Config.PurgeInterval], at most [Config.PurgeBatch] rows per
-// statement so a large backlog never holds long locks; [Store.Purge] runs
-// the same work on demand.
+// Expired sessions and auxiliary records are never returned. A background
+// goroutine also deletes them every [Config.PurgeInterval], at most
+// [Config.PurgeBatch] rows per statement so a large backlog never holds long
+// locks; [Store.Purge] runs the same work on demand.
+//
+// # Epoch
+//
+// Every read of a session, and of an auxiliary record that ends with the
+// sessions, compares its epoch with the global one in the same statement, so
+// BumpEpoch ends them on every node as it commits; it also deletes them in
+// its transaction. Writes check the epoch without locking it: a write that
+// raced a bump may leave a row of the old epoch, never found, until the
+// purge deletes it at its expiry. Auxiliary records are never cached.
 //
 // # Cache
 //
 // With [Config.Cache], Find results are kept in process memory. Every
-// Commit, Delete, BumpGeneration and Rotate, on any node, sends a NOTIFY in
-// the same transaction on a channel derived from the schema name; each
-// caching Store holds one dedicated connection that LISTENs on it and drops
-// what changed.
+// Commit, Delete, BumpGeneration, BumpEpoch and Rotate, on any node, sends a
+// NOTIFY in the same transaction on a channel derived from the schema name;
+// each caching Store holds one dedicated connection that LISTENs on it and
+// drops what changed.
 //
 // No node serves from its cache a session that a revocation (Delete,
-// BumpGeneration, Rotate) ended once that call has returned. A caching
-// Store trusts its cache only under a lease ([Config.CacheLease]), renewed
-// each time it hears its own heartbeat, a NOTIFY it sends every quarter
-// lease on the same channel: since PostgreSQL delivers notifications in
-// commit order, hearing a heartbeat sent at t proves every invalidation
-// committed before t was heard. A revocation returns once every caching
-// node it has heard of has acknowledged it (usually within a millisecond or
-// two), or once a lease has passed, by which time a node that did not hear
-// it has stopped trusting its cache and reads PostgreSQL. A node whose
-// listener stalls or loses its connection therefore falls back to
-// PostgreSQL within one lease; a lost connection also flushes the cache at
-// once. Updates (Commit) are not waited for: another node may serve the
-// previous version of a live session for the few milliseconds the
-// notification takes.
+// BumpGeneration, BumpEpoch, Rotate) ended once that call has returned. A
+// caching Store trusts its cache only under a lease ([Config.CacheLease]),
+// renewed each time it hears its own heartbeat, a NOTIFY it sends every
+// quarter lease on the same channel: since PostgreSQL delivers notifications
+// in commit order, hearing a heartbeat sent at t proves every invalidation
+// committed before t was heard. A revocation returns once every caching node
+// it has heard of has acknowledged it (usually within a millisecond or two),
+// or once a lease has passed, by which time a node that did not hear it has
+// stopped trusting its cache and reads PostgreSQL. A node whose listener
+// stalls or loses its connection therefore falls back to PostgreSQL within
+// one lease; a lost connection also flushes the cache at once. Updates
+// (Commit) are not waited for: another node may serve the previous version
+// of a live session for the few milliseconds the notification takes.
 //
 // A Store that has listened for less than a lease (it just started, or its
 // listener just reconnected) cannot know every caching node yet, so its
@@ -67,8 +80,8 @@
 // # Session ends
 //
 // Store is a [cloakroom.EndNotifier] through the same notifications:
-// WatchEnds starts the listener if the cache has not, reports every
-// Delete, BumpGeneration and Rotate made through any Store on the schema,
+// WatchEnds starts the listener if the cache has not, reports every Delete,
+// BumpGeneration, BumpEpoch and Rotate made through any Store on the schema,
 // and End{All: true} whenever the listener has (re)connected, since ends
 // sent while it was not listening were missed.
 package pgstore
@@ -112,9 +125,9 @@ type Config struct {
 	// Now is the store's clock; every expiry decision compares against it.
 	// Default: time.Now.
 	Now func() time.Time
-	// PurgeInterval is how often expired sessions are deleted in the
-	// background. Default: 5 minutes. A negative value disables the
-	// background purge (see [Store.Purge]).
+	// PurgeInterval is how often expired sessions and auxiliary records
+	// are deleted in the background. Default: 5 minutes. A negative value
+	// disables the background purge (see [Store.Purge]).
 	PurgeInterval time.Duration
 	// PurgeBatch bounds the rows one purge statement deletes. Default: 1000.
 	PurgeBatch int
@@ -197,7 +210,7 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	}
 
 	schema := pgx.Identifier{cfg.Schema}.Sanitize()
-	if err := migrate(ctx, pool, cfg.Schema, schema); err != nil {
+	if err := migrate(ctx, pool, cfg.Schema, schema, migrations); err != nil {
 		return nil, err
 	}
 	s := &Store{
@@ -363,11 +376,12 @@ func decodeRecord(rows pgx.Rows) (cloakroom.Record, error) {
 // compare-and-set on the version that also holds a share lock on the user's
 // generation row, so a concurrent BumpGeneration either waits for it (and
 // then deletes the session) or wins (and the commit sees the new
-// generation and writes nothing). A failed compare-and-set costs a second
+// generation and writes nothing). The epoch is checked, not locked (see
+// the package documentation). A failed compare-and-set costs a second
 // query, to tell ErrConflict from ErrNotFound.
 func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 {
-		return fmt.Errorf("pgstore: commit %s: version %d or generation %d out of range", rec.Key.Short(), rec.Version, rec.Generation)
+	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
+		return fmt.Errorf("pgstore: commit %s: version %d, generation %d or epoch %d out of range", rec.Key.Short(), rec.Version, rec.Generation, rec.Epoch)
 	}
 	blob, err := rec.MarshalBinary()
 	if err != nil {
@@ -383,7 +397,7 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 		defer s.cache.invalidateKey(rec.Key)
 	}
 	args := []any{rec.Key[:], rec.UserID, rec.Handle, int64(rec.Generation), int64(rec.Version),
-		rec.CreatedAt, rec.Expiry(), blob, now, s.channel, rec.Key.String()}
+		rec.CreatedAt, rec.Expiry(), blob, int64(rec.Epoch), now, s.channel, rec.Key.String()}
 	var written bool
 	if rec.UserID == "" {
 		tag, err := s.pool.Exec(ctx, query, args...)
@@ -425,24 +439,38 @@ func (s *Store) commitForUser(ctx context.Context, userID, query string, args []
 	return tag.RowsAffected() == 1, nil
 }
 
-// commitFailure explains a commit that wrote nothing. It reads afresh, so a
-// race may change the verdict, but never into success: versions and
-// generations only grow.
+// commitFailure explains a commit that wrote nothing.
 func (s *Store) commitFailure(ctx context.Context, rec cloakroom.Record, now time.Time) error {
-	var current int64
+	var generation, epoch int64
 	var live bool
-	if err := s.pool.QueryRow(ctx, s.q.commitState, rec.Key[:], rec.UserID, now).Scan(&current, &live); err != nil {
+	if err := s.pool.QueryRow(ctx, s.q.commitState, rec.Key[:], rec.UserID, now).Scan(&generation, &epoch, &live); err != nil {
 		return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
 	}
+	var revoked string
 	switch {
-	case rec.UserID != "" && rec.Generation < uint64(current):
-		return fmt.Errorf("pgstore: commit %s: generation %d revoked by %d: %w", rec.Key.Short(), rec.Generation, current, cloakroom.ErrNotFound)
-	case rec.Version == 1:
-		return fmt.Errorf("pgstore: create %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
+	case rec.Epoch < uint64(epoch):
+		revoked = fmt.Sprintf("epoch %d ended by %d", rec.Epoch, epoch)
+	case rec.UserID != "" && rec.Generation < uint64(generation):
+		revoked = fmt.Sprintf("generation %d revoked by %d", rec.Generation, generation)
+	}
+	return writeFailure("session", rec.Key, rec.Version, revoked, live)
+}
+
+// writeFailure explains a compare-and-set write of a session or an
+// auxiliary record (what) that wrote nothing, from a fresh read: revoked,
+// unless "", says how the written row's generation or epoch has passed;
+// live, whether a live row holds the key. A race may change the verdict,
+// but never into success: versions, generations and epochs only grow.
+func writeFailure(what string, key cloakroom.Key, version uint64, revoked string, live bool) error {
+	switch {
+	case revoked != "":
+		return fmt.Errorf("pgstore: commit %s %s: %s: %w", what, key.Short(), revoked, cloakroom.ErrNotFound)
+	case version == 1:
+		return fmt.Errorf("pgstore: create %s %s: %w", what, key.Short(), cloakroom.ErrConflict)
 	case !live:
-		return fmt.Errorf("pgstore: update %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
+		return fmt.Errorf("pgstore: update %s %s: %w", what, key.Short(), cloakroom.ErrNotFound)
 	default:
-		return fmt.Errorf("pgstore: update %s from version %d: %w", rec.Key.Short(), rec.Version-1, cloakroom.ErrConflict)
+		return fmt.Errorf("pgstore: update %s %s from version %d: %w", what, key.Short(), version-1, cloakroom.ErrConflict)
 	}
 }
 
@@ -508,18 +536,11 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 		s.cache.invalidateUser(userID)
 		defer s.cache.invalidateUser(userID)
 	}
-	var gen int64
-	r := s.revocation()
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The upsert waits for commits holding the row's share lock; the
-		// delete, a new statement with a new snapshot, then sees them.
-		if err := tx.QueryRow(ctx, s.q.bump, userID).Scan(&gen); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, s.q.revoke, userID, gen, s.channel, bumpPayload(userID, gen), r.markerPayload())
-		return err
+	// The upsert waits for commits holding the row's share lock; the
+	// delete, a new statement with a new snapshot, then sees them.
+	gen, err := s.bumpAndRevoke(ctx, s.q.bump, []any{userID}, func(gen int64, marker string) (string, []any) {
+		return s.q.revoke, []any{userID, gen, s.channel, bumpPayload(userID, gen), marker}
 	})
-	s.hub.finish(r, err == nil)
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: bump generation: %w", err)
 	}
@@ -527,14 +548,75 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 	return uint64(gen), nil
 }
 
-// Purge deletes expired sessions now, in batches of Config.PurgeBatch, and
-// returns how many it deleted. The background purge calls it; so may an
-// operator's job when the background purge is disabled.
+// Epoch implements [cloakroom.Store]. It always reads PostgreSQL.
+func (s *Store) Epoch(ctx context.Context) (uint64, error) {
+	var epoch int64
+	if err := s.pool.QueryRow(ctx, s.q.epoch).Scan(&epoch); err != nil {
+		return 0, fmt.Errorf("pgstore: epoch: %w", err)
+	}
+	return uint64(epoch), nil
+}
+
+// BumpEpoch implements [cloakroom.Store]. Every read checks the epoch, so
+// the sessions and auxiliary records of past epochs are dead once it
+// commits; it also deletes them, in the same transaction, and returns,
+// like BumpGeneration, once no node serves them from its cache.
+func (s *Store) BumpEpoch(ctx context.Context) (uint64, error) {
+	if s.cache != nil {
+		s.cache.flush()
+		defer s.cache.flush()
+	}
+	epoch, err := s.bumpAndRevoke(ctx, s.q.bumpEpoch, nil, func(epoch int64, marker string) (string, []any) {
+		return s.q.endEpoch, []any{epoch, s.channel, epochPayload(epoch), marker}
+	})
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: bump epoch: %w", err)
+	}
+	s.hub.publish(endEvent{epoch: uint64(epoch)})
+	return uint64(epoch), nil
+}
+
+// bumpAndRevoke runs, in one transaction, bump, which answers a counter's
+// new value, then the statement revoke makes of that value and of the
+// marker to send last. Once committed, it returns when no node serves from
+// its cache what the bump ended.
+func (s *Store) bumpAndRevoke(ctx context.Context, bump string, bumpArgs []any, revoke func(value int64, marker string) (string, []any)) (int64, error) {
+	var value int64
+	r := s.revocation()
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, bump, bumpArgs...).Scan(&value); err != nil {
+			return err
+		}
+		query, args := revoke(value, r.markerPayload())
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	})
+	s.hub.finish(r, err == nil)
+	return value, err
+}
+
+// Purge deletes expired sessions and auxiliary records now, in batches of
+// Config.PurgeBatch, and returns how many it deleted. The background purge
+// calls it; so may an operator's job when the background purge is
+// disabled.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
 	now := s.now()
 	var total int64
+	for _, query := range []string{s.q.purge, s.q.purgeAux} {
+		deleted, err := s.purgeBatches(ctx, query, now)
+		total += deleted
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// purgeBatches runs the purge statement query until a batch comes short.
+func (s *Store) purgeBatches(ctx context.Context, query string, now time.Time) (int64, error) {
+	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, s.q.purge, now, s.purgeBatch)
+		tag, err := s.pool.Exec(ctx, query, now, s.purgeBatch)
 		if err != nil {
 			return total, fmt.Errorf("pgstore: purge: %w", err)
 		}
@@ -561,7 +643,7 @@ func (s *Store) purgeLoop(ctx context.Context, interval time.Duration) {
 			return
 		case <-ticker.C:
 			if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "pgstore: purging expired sessions failed", "err", err)
+				s.log.WarnContext(ctx, "pgstore: purging expired sessions and records failed", "err", err)
 			}
 		}
 	}

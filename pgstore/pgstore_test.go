@@ -149,6 +149,19 @@ func TestPurgeInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Auxiliary records expire by their own clock; 12 of 15 with the
+	// short sessions.
+	var liveAux []cloakroom.AuxRecord
+	for i := range 15 {
+		rec := cloakroom.AuxRecord{Key: cloakroom.AuxKey("pgstore_test", "purge", fmt.Sprint(i)), Version: 1, Expires: clock.Now().Add(time.Minute)}
+		if i >= 12 {
+			rec.Expires = clock.Now().Add(time.Hour)
+			liveAux = append(liveAux, rec)
+		}
+		if err := s.CommitAux(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// Nothing has expired yet: the clock is the store's, not the database's.
 	if n, err := s.Purge(ctx); err != nil || n != 0 {
@@ -157,14 +170,22 @@ func TestPurgeInBatches(t *testing.T) {
 	clock.Advance(time.Minute)
 	batches = nil
 	n, err := s.Purge(ctx)
-	if err != nil || n != int64(len(short)) {
-		t.Fatalf("Purge = %d, %v; want %d", n, err, len(short))
+	if err != nil || n != int64(len(short)+12) {
+		t.Fatalf("Purge = %d, %v; want %d", n, err, len(short)+12)
 	}
-	if want := []int64{10, 10, 5}; !slices.Equal(batches, want) {
-		t.Fatalf("purge batches = %v, want %v", batches, want)
+	if want := []int64{10, 10, 5, 10, 2}; !slices.Equal(batches, want) {
+		t.Fatalf("purge batches = %v, want %v (sessions, then records)", batches, want)
 	}
 	if got := countRows(t, pool, schema, "sessions"); got != len(long) {
 		t.Fatalf("%d sessions left, want %d", got, len(long))
+	}
+	if got := countRows(t, pool, schema, "aux_records"); got != len(liveAux) {
+		t.Fatalf("%d auxiliary records left, want %d", got, len(liveAux))
+	}
+	for _, rec := range liveAux {
+		if _, found, err := s.FindAux(ctx, rec.Key); err != nil || !found {
+			t.Fatalf("live record after purge: found=%v err=%v", found, err)
+		}
 	}
 	for _, rec := range long {
 		if _, found, err := s.Find(ctx, rec.Key); err != nil || !found {
@@ -175,7 +196,9 @@ func TestPurgeInBatches(t *testing.T) {
 	// The background purge does the same on its own.
 	newStore(t, pool, pgstore.Config{Schema: schema, Now: clock.Now, PurgeInterval: 10 * time.Millisecond, PurgeBatch: 2})
 	clock.Advance(12 * time.Hour)
-	waitFor(t, 5*time.Second, "background purge", func() bool { return countRows(t, pool, schema, "sessions") == 0 })
+	waitFor(t, 5*time.Second, "background purge", func() bool {
+		return countRows(t, pool, schema, "sessions") == 0 && countRows(t, pool, schema, "aux_records") == 0
+	})
 }
 
 // TestCommitRacingBump races commits of a user's sessions against the
@@ -559,24 +582,7 @@ func TestStalledListenerServesNothingRevoked(t *testing.T) {
 			if err := a.Commit(ctx, rec); err != nil {
 				t.Fatal(err)
 			}
-			// The echo of A's commit may yet drop B's entry: stall B
-			// with the entry in place. Until B's listener is parked it
-			// may still be handling that echo, so look only then.
-			var release func()
-			for {
-				warmTrusted(t, b, rec.Key)
-				var parked <-chan struct{}
-				parked, release = pgstore.StallListener(b)
-				select {
-				case <-parked:
-				case <-time.After(10 * time.Second):
-					t.Fatal("B's listener did not stop at a heartbeat (every 50ms) within 10s")
-				}
-				if pgstore.Cached(b, rec.Key) {
-					break
-				}
-				release()
-			}
+			release := stallCaching(t, b, rec.Key)
 			defer release()
 
 			rv.revoke(rec)
@@ -651,6 +657,33 @@ func TestRevocationAcknowledged(t *testing.T) {
 	}
 }
 
+// stallCaching stalls s's listener with every key in its cache, and
+// returns the release. The echo of the commit that wrote a key may yet
+// drop its entry, and until the listener is parked it may still be
+// handling that echo, so the entries are checked only then.
+func stallCaching(t testing.TB, s *pgstore.Store, keys ...cloakroom.Key) (release func()) {
+	t.Helper()
+	for {
+		for _, k := range keys {
+			warmTrusted(t, s, k)
+		}
+		parked, release := pgstore.StallListener(s)
+		select {
+		case <-parked:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the listener did not stop at a heartbeat (every quarter lease) within 10s")
+		}
+		cached := true
+		for _, k := range keys {
+			cached = cached && pgstore.Cached(s, k)
+		}
+		if cached {
+			return release
+		}
+		release()
+	}
+}
+
 // warmTrusted finds key through s until s serves it from its cache.
 func warmTrusted(t testing.TB, s *pgstore.Store, key cloakroom.Key) {
 	t.Helper()
@@ -680,17 +713,7 @@ func TestEndsAcrossNodes(t *testing.T) {
 	}()
 	expect := func(what string, match func(cloakroom.End) bool) {
 		t.Helper()
-		timeout := time.After(10 * time.Second)
-		for {
-			select {
-			case e := <-ends:
-				if match(e) {
-					return
-				}
-			case <-timeout:
-				t.Fatalf("B reported no end for %s", what)
-			}
-		}
+		expectEnd(t, ends, what, match)
 	}
 	// B reports End{All} once it listens: nothing before can be missed.
 	expect("the start of listening", func(e cloakroom.End) bool { return e.All })

@@ -28,7 +28,9 @@ var errRotateRefused = errors.New("refused")
 // same row lock first, so the order of locks is the same everywhere. The
 // old session is checked and deleted by one DELETE, which waits for (and
 // then re-checks against) a concurrent update of it, and deletes nothing
-// if a concurrent Delete or bump removed it first.
+// if a concurrent Delete or bump removed it first. The global epoch is not
+// locked: a rotation that read it before a BumpEpoch committed leaves a new
+// session that every read finds dead.
 //
 // When the rotation ends a session (Old deleted, or Bump), it returns only
 // once no caching node can serve what it ended (see the package
@@ -38,8 +40,8 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	fail := func(err error) (cloakroom.Record, error) {
 		return cloakroom.Record{}, fmt.Errorf("pgstore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
 	}
-	if rec.Version != 1 || rec.Generation >= math.MaxInt64 {
-		return fail(fmt.Errorf("new session needs version 1 and a generation below 2^63-1, has version %d, generation %d", rec.Version, rec.Generation))
+	if rec.Version != 1 || rec.Generation >= math.MaxInt64 || rec.Epoch > math.MaxInt64 {
+		return fail(fmt.Errorf("new session needs version 1, a generation below 2^63-1 and an epoch up to it, has version %d, generation %d, epoch %d", rec.Version, rec.Generation, rec.Epoch))
 	}
 	if r.Bump && rec.UserID == "" {
 		return fail(fmt.Errorf("a bump needs a user: %w", cloakroom.ErrInvalidInput))
@@ -128,9 +130,14 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 			return err
 		}
 		batch := &pgx.Batch{}
+		// The epoch is read with the writes, sparing a round trip, and
+		// checked after them: a refusal rolls them back. A bump
+		// committed after the read makes the new session dead anyway.
+		var epoch int64
+		batch.Queue(s.q.epoch).QueryRow(func(row pgx.Row) error { return row.Scan(&epoch) })
 		created := false
 		batch.Queue(s.q.insert, rec.Key[:], rec.UserID, rec.Handle, int64(rec.Generation), int64(rec.Version),
-			rec.CreatedAt, rec.Expiry(), blob, now).Exec(func(tag pgconn.CommandTag) error {
+			rec.CreatedAt, rec.Expiry(), blob, int64(rec.Epoch), now).Exec(func(tag pgconn.CommandTag) error {
 			created = tag.RowsAffected() == 1
 			return nil
 		})
@@ -144,6 +151,9 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return err
+		}
+		if rec.Epoch < uint64(epoch) {
+			return fmt.Errorf("%w: epoch %d ended by %d: %w", errRotateRefused, rec.Epoch, epoch, cloakroom.ErrNotFound)
 		}
 		if !created {
 			return fmt.Errorf("%w: %w", errRotateRefused, cloakroom.ErrConflict)
@@ -177,6 +187,8 @@ func (s *Store) WatchEnds(ctx context.Context, fn func(cloakroom.End)) error {
 			fn(cloakroom.End{All: true})
 		case ev.hasKey:
 			fn(cloakroom.End{Key: ev.key})
+		case ev.epoch != 0:
+			fn(cloakroom.End{Epoch: ev.epoch})
 		default:
 			fn(cloakroom.End{UserID: ev.user, Generation: ev.generation})
 		}

@@ -151,7 +151,7 @@ func TestSharesSchemaWithSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "cloakroom_accounts_schema cloakroom_users schema_migrations sessions user_generations"
+	want := "aux_records cloakroom_accounts_schema cloakroom_users epoch schema_migrations sessions user_generations"
 	if got := strings.Join(tables, " "); got != want {
 		t.Errorf("tables in %s: %s, want %s", schema, got, want)
 	}
