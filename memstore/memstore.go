@@ -451,6 +451,14 @@ func (s *Store) Len() int {
 	return n
 }
 
+// AuxLen returns the number of stored auxiliary records, expired ones not
+// yet swept included. It is meant for tests.
+func (s *Store) AuxLen() int {
+	s.auxMu.Lock()
+	defer s.auxMu.Unlock()
+	return len(s.aux)
+}
+
 func (s *Store) sweepLoop(interval time.Duration) {
 	defer s.swept.Done()
 	t := time.NewTicker(interval)

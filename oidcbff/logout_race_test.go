@@ -13,9 +13,9 @@ import (
 )
 
 // parkingStore is a memstore that parks one login at a chosen point of
-// the callback: at its first write of an anonymous record (the token
+// the callback: at its first creation of an auxiliary record (the token
 // record, written before the session exists) when beforeLogin, or at its
-// first such write after the session's Rotate (the back-channel logout
+// first such creation after the session's Rotate (the back-channel logout
 // index) otherwise.
 type parkingStore struct {
 	*memstore.Store
@@ -43,12 +43,12 @@ func (s *parkingStore) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakr
 	return rec, err
 }
 
-func (s *parkingStore) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if rec.UserID == "" && rec.Version == 1 && s.armed.Load() && (s.beforeLogin || s.rotated.Load()) && s.armed.CompareAndSwap(true, false) {
+func (s *parkingStore) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
+	if rec.Version == 1 && s.armed.Load() && (s.beforeLogin || s.rotated.Load()) && s.armed.CompareAndSwap(true, false) {
 		s.parked <- struct{}{}
 		<-s.release
 	}
-	return s.Store.Commit(ctx, rec)
+	return s.Store.CommitAux(ctx, rec)
 }
 
 // parkedLogin starts a login in the background, waits until the store

@@ -37,7 +37,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 			e := newEnv(t, 1, func(urls []string) *provider { return pc.start(t, urls) })
 			b := e.browser(e.nodes[0])
 			b.mustLogin()
-			records := e.store.Len()
+			sessions, records := e.store.Len(), e.store.AuxLen()
 			r := b.logoutForm()
 			if r.Status != http.StatusSeeOther {
 				t.Fatalf("logout: %d %s", r.Status, r.Text)
@@ -45,8 +45,8 @@ func TestRPInitiatedLogout(t *testing.T) {
 			if b.fetch(http.MethodGet, "/auth/session").Status != http.StatusUnauthorized {
 				t.Fatal("the session survived logout")
 			}
-			if got := e.store.Len(); got != records-2 {
-				t.Errorf("store holds %d records after logout, had %d: the session and its tokens must both go", got, records)
+			if got, gotRecords := e.store.Len(), e.store.AuxLen(); got != sessions-1 || gotRecords != records-1 {
+				t.Errorf("store holds %d sessions and %d records after logout, had %d and %d: the session and its tokens must both go", got, gotRecords, sessions, records)
 			}
 			loc := r.Header.Get("Location")
 			if pc.name == "mock" {
@@ -180,6 +180,37 @@ func testBackchannelLogout(t *testing.T, pc *providerCase, store string) {
 	e.assertNoTokens(nil, laptop, phone)
 }
 
+// TestBackchannelLogoutOfUntypedTokens: a provider that types its logout
+// tokens as nothing (Dex) or as the generic JWT (Keycloak before 25,
+// Authentik before 2025.12) ends sessions like one that types them
+// logout+jwt, by sid and by sub: the claims tell a logout token apart.
+func TestBackchannelLogoutOfUntypedTokens(t *testing.T) {
+	for _, typ := range []string{"", "JWT"} {
+		t.Run("typ="+typ, func(t *testing.T) {
+			pc := providerCases(t)[0]
+			e := newEnv(t, 2, func(urls []string) *provider { return pc.start(t, urls) })
+			pc.setSID("sid-laptop")
+			laptop := e.browser(e.nodes[0])
+			laptop.mustLogin()
+			pc.setSID("sid-phone")
+			phone := e.browser(e.nodes[1])
+			phone.mustLogin()
+			if s := e.logoutToken(e.p.signLogout(t, typ, e.p.logoutClaims(e.clock.Now(), subOf[pc.name], "sid-laptop"))); s != http.StatusOK {
+				t.Fatalf("logout by sid: %d\n%s", s, e.logs.String())
+			}
+			if e.alive(laptop) || !e.alive(phone) {
+				t.Fatalf("after a logout of the laptop's sid: laptop alive %v, phone alive %v", e.alive(laptop), e.alive(phone))
+			}
+			if s := e.logoutToken(e.p.signLogout(t, typ, e.p.logoutClaims(e.clock.Now(), subOf[pc.name], ""))); s != http.StatusOK {
+				t.Fatalf("logout by sub: %d", s)
+			}
+			if e.alive(phone) {
+				t.Fatal("a logout of the sub left the phone's session alive")
+			}
+		})
+	}
+}
+
 // TestBackchannelLogoutRefusesBadTokens: every malformed or forged logout
 // token gets 400 and ends nothing.
 func TestBackchannelLogoutRefusesBadTokens(t *testing.T) {
@@ -208,8 +239,10 @@ func TestBackchannelLogoutRefusesBadTokens(t *testing.T) {
 				return s
 			}()
 			cases := map[string]string{
-				"typ JWT":         signed("JWT", func(jwt.MapClaims) {}),
-				"no typ":          signed("", func(jwt.MapClaims) {}),
+				"typ at+jwt":      signed("at+jwt", func(jwt.MapClaims) {}),
+				"typ id token":    signed("id_token+jwt", func(jwt.MapClaims) {}),
+				"no typ, nonce":   signed("", func(c jwt.MapClaims) { c["nonce"] = "n" }),
+				"JWT, no events":  signed("JWT", func(c jwt.MapClaims) { delete(c, "events") }),
 				"nonce":           signed("logout+jwt", func(c jwt.MapClaims) { c["nonce"] = "n" }),
 				"no events":       signed("logout+jwt", func(c jwt.MapClaims) { delete(c, "events") }),
 				"other event":     signed("logout+jwt", func(c jwt.MapClaims) { c["events"] = map[string]any{"urn:other": map[string]any{}} }),

@@ -11,10 +11,13 @@ import (
 )
 
 // TestStepUp: a route (and an account action) that needs a login within
-// 10 minutes refuses an older session with 401 JSON (a navigation is redirected) naming a login
-// URL with max_age and prompt=login; logging in again there opens it. An ID
-// token whose auth_time is older than max_age, or that has none when
-// max_age was asked for, is refused.
+// 10 minutes refuses an older session with 403 JSON (a navigation is
+// redirected) naming a login URL with max_age and prompt=login; logging in
+// again there opens it. A silent login whose ID token has no auth_time
+// never counts as recent: the provider may have reused a session of any
+// age. A login started with prompt=login counts at its completion. An ID
+// token whose auth_time is older than max_age, in the future, or absent
+// when max_age was asked for, is refused.
 func TestStepUp(t *testing.T) {
 	var mp *mockProvider
 	var authTime time.Time // the provider's auth_time for the next login; zero for none
@@ -30,9 +33,23 @@ func TestStepUp(t *testing.T) {
 		mp.queue(mockUser{sub: "alice-sub", email: "alice@example.com", authTime: authTime})
 	}))
 	b := e.browser(e.nodes[0])
-	b.mustLogin()
+	b.mustLogin() // silent single sign-on: no auth_time, no prompt
+	if r := b.fetch(http.MethodGet, "/admin/users"); r.Status != http.StatusForbidden || r.json(t)["error"] != "reauth_required" {
+		t.Fatalf("silent login without auth_time: %d %s, want 403 reauth_required", r.Status, r.Text)
+	}
+	if r := b.fetch(http.MethodPost, "/auth/sessions/revoke-others"); r.Status != http.StatusForbidden {
+		t.Fatalf("silent login without auth_time, account action: %d %s, want 403", r.Status, r.Text)
+	}
+	// The same provider, still without auth_time, after a login the
+	// gateway started with prompt=login: the provider had to authenticate.
+	if r := b.get(e.p.login(t, b, b.startLogin("?prompt=login"))); r.Status != http.StatusSeeOther {
+		t.Fatalf("prompt=login: %d %s", r.Status, r.Text)
+	}
+	if asked.Get("prompt") != "login" {
+		t.Fatalf("the provider was asked %v", asked)
+	}
 	if r := b.fetch(http.MethodGet, "/admin/users"); r.Status != http.StatusOK {
-		t.Fatalf("fresh login: %d %s", r.Status, r.Text)
+		t.Fatalf("fresh login with prompt=login: %d %s", r.Status, r.Text)
 	}
 
 	e.clock.Advance(11 * time.Minute)
@@ -62,6 +79,11 @@ func TestStepUp(t *testing.T) {
 	}
 	if r := b.get(cb); r.Status != http.StatusBadRequest {
 		t.Fatalf("auth_time older than max_age: %d", r.Status)
+	}
+	// An auth_time in the future (beyond the clock skew): refused.
+	authTime = e.clock.Now().Add(10 * time.Minute)
+	if r := b.get(e.p.login(t, b, b.startLogin("?max_age=600&prompt=login"))); r.Status != http.StatusBadRequest {
+		t.Fatalf("auth_time in the future: %d", r.Status)
 	}
 	// No auth_time at all while max_age was asked for: refused.
 	authTime = time.Time{}

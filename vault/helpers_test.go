@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -51,6 +52,8 @@ type stackOptions struct {
 	backend *jwtBackend        // default a new one
 	route   func(*vault.Route) // adjusts the default route
 	manager func(*cloakroom.Config)
+	now     func() time.Time // the clock of the store, sessions and sign-ins; default time.Now
+	cap     int              // sessions per user; default the admission's
 }
 
 func testKeys(t testing.TB) *seal.Keyring {
@@ -91,8 +94,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if st.backend == nil {
 		st.backend = newJWTBackend()
 	}
+	if opts.now == nil {
+		opts.now = time.Now
+	}
 	if st.store == nil {
-		st.store = memstore.New(memstore.Config{})
+		st.store = memstore.New(memstore.Config{Now: opts.now})
 	}
 	keys := opts.keys
 	if keys == nil {
@@ -102,7 +108,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	st.upstream = httptest.NewServer(st.backend)
 	t.Cleanup(st.upstream.Close)
 	var err error
-	mcfg := cloakroom.Config{Store: st.store, Logger: logger}
+	mcfg := cloakroom.Config{Store: st.store, Logger: logger, Now: opts.now}
 	if opts.manager != nil {
 		opts.manager(&mcfg)
 	}
@@ -119,7 +125,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if opts.route != nil {
 		opts.route(&route)
 	}
-	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger})
+	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger, Now: opts.now, MaxSessionsPerUser: opts.cap})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +142,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		Vault:     st.vault,
 		Logger:    logger,
 		Metrics:   prometheus.NewRegistry(),
+		Now:       opts.now,
 	})
 	if err != nil {
 		t.Fatal(err)
