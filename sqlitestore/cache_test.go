@@ -1,15 +1,12 @@
 package sqlitestore_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -159,9 +156,6 @@ func TestCacheSeesOtherProcess(t *testing.T) {
 		runRevokeChild(path)
 		return
 	}
-	if runtime.GOOS == "js" || runtime.GOOS == "wasip1" || runtime.GOOS == "ios" {
-		t.Skipf("cannot start a child process on %s", runtime.GOOS)
-	}
 	path := filepath.Join(t.TempDir(), "sessions.db")
 	warm := openStore(t, path, sqlitestore.Config{})
 	deleted, bumped, kept := commitNew(t, warm, "alice"), commitNew(t, warm, "bob"), commitNew(t, warm, "carol")
@@ -170,13 +164,7 @@ func TestCacheSeesOtherProcess(t *testing.T) {
 		found(t, warm, rec.Key)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCacheSeesOtherProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), otherProcessEnv+"="+path, "REVOKE_KEY="+deleted.Key.String())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("child: %v\n%s", err, out.String())
-	}
+	runTestChild(t, "TestCacheSeesOtherProcess", otherProcessEnv+"="+path, "REVOKE_KEY="+deleted.Key.String())
 	if found(t, warm, deleted.Key) {
 		t.Error("session deleted by another process still found")
 	}
