@@ -105,19 +105,10 @@ func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
 	}
 	// Auxiliary records are not cached: the write changes no session.
 	err := s.inWriteTx(ctx, change{}, func(tx *sql.Tx) (bool, error) {
-		stmt := s.createAuxStmt
-		if rec.Version > 1 {
-			stmt = s.updateAuxStmt
-			args = append(args, sql.Named("version", int64(rec.Version)), sql.Named("previous", int64(rec.Version-1)))
-		}
-		res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
-		if err != nil {
-			return false, err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err == nil, err
-		}
-		return false, s.auxRefusal(ctx, tx, rec, args)
+		err := s.writeVersioned(ctx, tx, rec.Version, s.createAuxStmt, s.updateAuxStmt, args, func(args []any) error {
+			return s.auxRefusal(ctx, tx, rec, args)
+		})
+		return err == nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit record %s: %w", rec.Key.Short(), err)

@@ -37,9 +37,15 @@ func commitNew(t *testing.T, s *sqlitestore.Store, user string) cloakroom.Record
 
 func found(t *testing.T, s *sqlitestore.Store, key cloakroom.Key) bool {
 	t.Helper()
-	_, ok, err := s.Find(context.Background(), key)
+	return foundBy(t, s.Find, key)
+}
+
+// foundBy reports whether find, a store's Find or FindAux, finds key.
+func foundBy[R any](t *testing.T, find func(context.Context, cloakroom.Key) (R, bool, error), key cloakroom.Key) bool {
+	t.Helper()
+	_, ok, err := find(context.Background(), key)
 	if err != nil {
-		t.Fatalf("Find: %v", err)
+		t.Fatalf("lookup of %s: %v", key.Short(), err)
 	}
 	return ok
 }

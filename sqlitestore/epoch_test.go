@@ -83,20 +83,16 @@ func newAux(id string, endsWithSessions bool, epoch uint64) cloakroom.AuxRecord 
 
 func auxFound(t *testing.T, s *sqlitestore.Store, key cloakroom.Key) bool {
 	t.Helper()
-	_, ok, err := s.FindAux(context.Background(), key)
-	if err != nil {
-		t.Fatalf("FindAux: %v", err)
-	}
-	return ok
+	return foundBy(t, s.FindAux, key)
 }
 
 // TestEpochBumpEndsSessionsOnEveryNode: three stores on one file, as three
 // gateways are. Sessions of several users and anonymous ones, cached by B
 // and C, are ended by a global revocation through A while B and C look
 // them up back to back and C writes too (its own writes leave its cache
-// warm). No lookup that starts after
-// BumpEpoch returned may find one. B has a WatchEnds running; C has none,
-// so nothing but its own check of the file tells it of A's write.
+// warm). No lookup that starts after BumpEpoch returned may find one. B
+// has a WatchEnds running; C has none, so nothing but its own check of the
+// file tells it of A's write.
 func TestEpochBumpEndsSessionsOnEveryNode(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "sessions.db")

@@ -643,21 +643,10 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	}
 	args := recordArgs(rec, blob, s.now().UnixMilli())
 	err = s.inWriteTx(ctx, change{keys: []cloakroom.Key{rec.Key}}, func(tx *sql.Tx) (bool, error) {
-		var res sql.Result
-		var err error
-		if rec.Version == 1 {
-			res, err = tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
-		} else {
-			args = append(args, sql.Named("version", int64(rec.Version)), sql.Named("previous", int64(rec.Version-1)))
-			res, err = tx.StmtContext(ctx, s.updateStmt).ExecContext(ctx, args...)
-		}
-		if err != nil {
-			return false, err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err == nil, err
-		}
-		return false, s.refusal(ctx, tx, rec, args)
+		err := s.writeVersioned(ctx, tx, rec.Version, s.createStmt, s.updateStmt, args, func(args []any) error {
+			return s.refusal(ctx, tx, rec, args)
+		})
+		return err == nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
@@ -952,14 +941,29 @@ func (s *Store) createIn(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, 
 		return err
 	}
 	args := recordArgs(rec, blob, nowMs)
-	res, err := tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
+	return s.writeVersioned(ctx, tx, 1, s.createStmt, nil, args, func(args []any) error {
+		return s.refusal(ctx, tx, rec, args)
+	})
+}
+
+// writeVersioned writes one versioned row, a session or an auxiliary
+// record, in tx: with create at version 1, else with update, a
+// compare-and-set from version-1. Each takes args and changes one row or
+// none; for none, refusal, given the arguments used, reads why.
+func (s *Store) writeVersioned(ctx context.Context, tx *sql.Tx, version uint64, create, update *sql.Stmt, args []any, refusal func(args []any) error) error {
+	stmt := create
+	if version > 1 {
+		stmt = update
+		args = append(args, sql.Named("version", int64(version)), sql.Named("previous", int64(version-1)))
+	}
+	res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return err
 	}
-	return s.refusal(ctx, tx, rec, args)
+	return refusal(args)
 }
 
 // Purge deletes the sessions and auxiliary records expired at the store's
