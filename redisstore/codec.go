@@ -10,8 +10,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 )
 
-// compactFormat is the first byte of a record in the compact layout. The
-// first layout stored cloakroom's own encoding, whose first byte is 1.
+// compactFormat is the first byte of a compact record.
 const compactFormat = 2
 
 // Flags of a compact record.

@@ -13,7 +13,7 @@
 // pub/sub channel ([Store.WatchEnds]).
 //
 // docs/redis-layout.md describes the key layout, the caching and its
-// guarantees, the upgrade from the first layout, and failures.
+// guarantees, and failures.
 package redisstore
 
 import (
@@ -80,12 +80,6 @@ type Config struct {
 	ReplicaAcks int
 	// ReplicaTimeout bounds the wait for ReplicaAcks. Default 1s.
 	ReplicaTimeout time.Duration
-	// IgnoreLegacyLayout stops looking for sessions in the key layout of
-	// versions before the compact one. Default false: they are found,
-	// updated, listed and revoked until they expire, at the cost of one
-	// more (cached) read when a token is not found. Set it once the
-	// longest absolute timeout has passed since the upgrade.
-	IgnoreLegacyLayout bool
 }
 
 // Store keeps sessions in Redis. It is safe for concurrent use.
@@ -94,7 +88,6 @@ type Store struct {
 	prefix   string
 	now      func() time.Time
 	cacheTTL time.Duration // <= 0: no client-side caching
-	legacy   bool          // read the first layout too
 	// cacheLease and lease: see lease.go; watcher: see ends.go.
 	cacheLease     time.Duration
 	replicaAcks    int
@@ -123,7 +116,6 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 		prefix:   cfg.Prefix,
 		now:      cfg.Now,
 		cacheTTL: cfg.CacheTTL,
-		legacy:   !cfg.IgnoreLegacyLayout,
 		recent:   newRecentWrites(),
 		found:    newFoundSessions(),
 	}
@@ -275,9 +267,6 @@ func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, sinc
 	}
 	v, err := res.ToString()
 	if rueidis.IsRedisNil(err) {
-		if s.legacy {
-			return s.legacyFind(ctx, key, cached)
-		}
 		return findResult{}, nil
 	}
 	if err != nil {
@@ -432,9 +421,6 @@ func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, now 
 	if err != nil {
 		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
 	}
-	if code == codeGone && s.legacy {
-		return "", s.legacyCommit(ctx, *rec)
-	}
 	return value, commitError(rec, code)
 }
 
@@ -495,17 +481,13 @@ func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.
 	return value, nil
 }
 
-// goneElsewhere explains a failed update of a user's session: the session
-// may live in the first layout (then it is updated there), the key may
+// goneElsewhere explains a failed update of a user's session: the key may
 // belong to another owner, which is a caller bug rather than a race, or
 // the session is gone.
 func (s *Store) goneElsewhere(ctx context.Context, rec *cloakroom.Record, pointer string) error {
 	v, err := s.client.Do(ctx, s.client.B().Get().Key(pointer).Build()).ToString()
 	if err == nil && v != string(pointerUser)+rec.UserID {
 		return commitError(rec, codeForeign)
-	}
-	if rueidis.IsRedisNil(err) && s.legacy {
-		return s.legacyCommit(ctx, *rec)
 	}
 	return commitError(rec, codeGone)
 }
@@ -567,9 +549,6 @@ func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	// ID, even one that reads as a number ("1").
 	if reply.IsInt64() {
 		n, _ := reply.AsInt64()
-		if n == 0 && s.legacy {
-			return s.legacyDelete(ctx, key)
-		}
 		return n == 1, nil // anonymous, now deleted, or no session at all
 	}
 	userID, err := reply.ToString()
@@ -593,8 +572,8 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 	}
 	now := s.now()
 	reply, err := listScript.Exec(ctx, s.client,
-		[]string{s.sessionsKey(userID), s.generationKey(userID), s.legacyIndexKey(userID)},
-		[]string{s.legacySessionKeyPrefix(userID), strconv.FormatInt(now.UnixMicro(), 10)},
+		[]string{s.sessionsKey(userID), s.generationKey(userID)},
+		[]string{strconv.FormatInt(now.UnixMicro(), 10)},
 	).ToArray()
 	if err == nil && len(reply)%2 != 1 {
 		err = fmt.Errorf("script answered %d values, want an odd number", len(reply))
@@ -614,17 +593,11 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 			return nil, fmt.Errorf("redisstore: list: %w", err)
 		}
 		var rec cloakroom.Record
-		switch {
-		case f == "": // the first layout
-			err = rec.UnmarshalBinary(blob)
-			if err == nil && rec.UserID != userID {
-				err = fmt.Errorf("session %s names another user: %w", rec.Key.Short(), cloakroom.ErrBadRecord)
-			}
-		case len(f) == fieldLen && len(blob) >= 2+keyTailLen:
+		if len(f) == fieldLen && len(blob) >= 2+keyTailLen {
 			var key cloakroom.Key
 			copy(key[copy(key[:], f):], blob[2:2+keyTailLen])
 			rec, err = decodeCompact(blob, key, userID)
-		default:
+		} else {
 			err = fmt.Errorf("field of %d bytes: %w", len(f), cloakroom.ErrBadRecord)
 		}
 		if err != nil {
@@ -662,8 +635,8 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 // is not an error (their TTL does it later).
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
 	reply, err := s.revoke(ctx, bumpScript,
-		[]string{s.generationKey(userID), s.sessionsKey(userID), s.legacyIndexKey(userID)},
-		[]string{s.legacySessionKeyPrefix(userID), s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
+		[]string{s.generationKey(userID), s.sessionsKey(userID)},
+		[]string{s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
 	).ToArray()
 	if err == nil && len(reply) == 0 {
 		err = errors.New("script answered nothing")
@@ -684,31 +657,15 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 }
 
 // dropPointers removes the pointers of a user's deleted sessions, given
-// as script replies: whole keys, then after an empty separator, hex keys of
-// the first layout.
+// as script replies (whole keys).
 func (s *Store) dropPointers(ctx context.Context, userID string, deleted []rueidis.RedisMessage) {
-	if len(deleted) == 0 {
-		return
-	}
 	drops := make([]rueidis.LuaExec, 0, len(deleted))
-	var legacyDrops []rueidis.LuaExec
-	legacy := false
 	for _, m := range deleted {
-		f, err := m.ToString()
-		switch {
-		case err != nil:
-		case f == "":
-			legacy = true
-		case legacy:
-			legacyDrops = append(legacyDrops, rueidis.LuaExec{Keys: []string{s.legacyLookupKey(f)}, Args: []string{userID}})
-		case len(f) == len(cloakroom.Key{}):
+		if f, err := m.ToString(); err == nil && len(f) == len(cloakroom.Key{}) {
 			drops = append(drops, rueidis.LuaExec{Keys: []string{s.pointerKey(cloakroom.Key([]byte(f)))}, Args: []string{userID}})
 		}
 	}
 	if len(drops) > 0 {
 		dropPointerScript.ExecMulti(ctx, s.client, drops...)
-	}
-	if len(legacyDrops) > 0 {
-		legacyDropPointerScript.ExecMulti(ctx, s.client, legacyDrops...)
 	}
 }

@@ -16,7 +16,6 @@ var _ cloakroom.Rotator = (*Store)(nil)
 type owner struct {
 	kind   byte   // pointerUser, pointerAnonymous, or 0 when there is no session
 	userID string // for pointerUser
-	legacy bool   // the session is in the first layout
 }
 
 // ownerOf reads a key's pointer from Redis (not the cache). A key's owner
@@ -31,22 +30,6 @@ func (s *Store) ownerOf(ctx context.Context, key cloakroom.Key) (owner, error) {
 		return owner{}, fmt.Errorf("pointer of unknown kind: %w", cloakroom.ErrBadRecord)
 	case !rueidis.IsRedisNil(err):
 		return owner{}, err
-	case !s.legacy:
-		return owner{}, nil
-	}
-	fields, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.legacyLookupKey(key.String())).Field(legacyFieldOwner, legacyFieldRecord).Build()).ToArray()
-	if err == nil && len(fields) != 2 {
-		err = fmt.Errorf("HMGET answered %d values, want 2", len(fields))
-	}
-	if err != nil {
-		return owner{}, err
-	}
-	switch {
-	case !fields[0].IsNil():
-		u, err := fields[0].ToString()
-		return owner{kind: pointerUser, userID: u, legacy: true}, err
-	case !fields[1].IsNil():
-		return owner{kind: pointerAnonymous, legacy: true}, nil
 	}
 	return owner{}, nil
 }
@@ -134,16 +117,15 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 		stored.Generation++ // checked against the current one before the bump
 	}
 	value := string(encodeCompact(nil, &stored))
-	var oldField, oldHex, oldMessage string
+	var oldField, oldMessage string
 	if old.kind != 0 {
-		oldField, oldHex, oldMessage = field(r.Old), r.Old.String(), endKeyMessage(r.Old)
+		oldField, oldMessage = field(r.Old), endKeyMessage(r.Old)
 	}
 	reply, err := s.revoke(ctx, rotateScript,
-		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID), s.legacySessionKey(rec.UserID, oldHex), s.legacyIndexKey(rec.UserID)},
+		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID)},
 		[]string{oldField, boolArg(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
 			boolArg(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
-			rec.UserID, oldHex, strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(rec.UserID),
-			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(r.OldVersion, 10)},
+			rec.UserID, strconv.Itoa(keyTailLen), strconv.FormatUint(r.OldVersion, 10)},
 	).ToArray()
 	if err == nil && len(reply) < 2 {
 		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
@@ -189,7 +171,7 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	s.recent.markSession(rec.Key, wroteRecord, value)
 	if old.kind != 0 {
 		s.recent.markSession(r.Old, wroteDeletion, "")
-		s.dropOldPointer(ctx, r.Old, old)
+		s.dropOldPointer(ctx, r.Old, old.userID)
 	}
 	var ended []string
 	if n, _ := reply[2].AsInt64(); n == 1 {
@@ -205,12 +187,8 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 
 // dropOldPointer removes a rotated session's pointer, as cleanup: its TTL
 // does it later if this fails.
-func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, old owner) {
-	if old.legacy {
-		_ = legacyDropPointerScript.Exec(ctx, s.client, []string{s.legacyLookupKey(key.String())}, []string{old.userID}).Error()
-	} else {
-		_ = dropPointerScript.Exec(ctx, s.client, []string{s.pointerKey(key)}, []string{old.userID}).Error()
-	}
+func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, userID string) {
+	_ = dropPointerScript.Exec(ctx, s.client, []string{s.pointerKey(key)}, []string{userID}).Error()
 }
 
 // rotateAcross replaces a session that must live by one of another owner
@@ -258,38 +236,23 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 // or codeMoved, deleting nothing, when it is at another version.
 func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner) (int64, error) {
 	now := s.now()
-	switch {
-	case old.legacy:
-		// The first layout's sessions only age out; checking and deleting
-		// them is not one step.
-		res, err := s.legacyFind(ctx, key, false)
-		switch {
-		case err != nil || !res.live:
-			return codeGone, err
-		case version != 0 && res.rec.Version != version:
-			return codeMoved, nil
-		}
-		_, err = s.legacyDelete(ctx, key)
-		return codeOK, err
-	case old.kind == pointerAnonymous:
+	if old.kind == pointerAnonymous {
 		return s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
 			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10)}).AsInt64()
-	default:
-		reply, err := s.revoke(ctx, rotateScript,
-			[]string{s.sessionsKey(old.userID), s.generationKey(old.userID), s.legacySessionKey(old.userID, ""), s.legacyIndexKey(old.userID)},
-			[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
-				old.userID, "", strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(old.userID),
-				strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(version, 10)},
-		).ToArray()
-		if err != nil || len(reply) == 0 {
-			return codeGone, err
-		}
-		code, err := reply[0].AsInt64()
-		if err == nil && code == codeOK {
-			s.dropOldPointer(ctx, key, old)
-		}
-		return code, err
 	}
+	reply, err := s.revoke(ctx, rotateScript,
+		[]string{s.sessionsKey(old.userID), s.generationKey(old.userID)},
+		[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
+			old.userID, strconv.Itoa(keyTailLen), strconv.FormatUint(version, 10)},
+	).ToArray()
+	if err != nil || len(reply) == 0 {
+		return codeGone, err
+	}
+	code, err := reply[0].AsInt64()
+	if err == nil && code == codeOK {
+		s.dropOldPointer(ctx, key, old.userID)
+	}
+	return code, err
 }
 
 func boolArg(b bool) string {

@@ -75,22 +75,14 @@ local function prune(k, now, gen)
 end
 `
 
-// luaRevoke deletes every session of a user, in both layouts, appending
-// to out the keys of the deleted sessions (field and the key's tail from
-// the record), then, after an empty separator, the first layout's ones as
-// hex keys, for the caller to remove their pointers.
+// luaRevoke deletes every session of a user, appending to out the keys of
+// the deleted sessions (field and the key's tail from the record), for the
+// caller to remove their pointers.
 const luaRevoke = `
-local function revoke(sessions, legacyIndex, legacyPrefix, tailLen, out)
+local function revoke(sessions, tailLen, out)
   local all = redis.call('HGETALL', sessions)
   for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + tailLen) end
   redis.call('DEL', sessions)
-  local legacy = redis.call('ZRANGE', legacyIndex, 0, -1)
-  if #legacy > 0 then out[#out + 1] = '' end
-  for _, m in ipairs(legacy) do
-    redis.call('DEL', legacyPrefix .. m)
-    out[#out + 1] = m
-  end
-  redis.call('DEL', legacyIndex)
 end
 `
 
@@ -218,15 +210,13 @@ return 1
 `)
 
 // listScript returns the user's generation, then field and record for
-// each session that is neither expired nor revoked, in both layouts (an
-// empty field marks a record of the first layout). It drops dead entries
+// each session that is neither expired nor revoked. It drops dead entries
 // on the way.
 //
-// KEYS: session hash, generation, legacy index. ARGV: legacy session key
-// prefix, now µs.
+// KEYS: session hash, generation. ARGV: now µs.
 var listScript = rueidis.NewLuaScript(luaRecord + `
 local graw = redis.call('GET', KEYS[2]) or '0'
-local gen, now = tonumber(graw), tonumber(ARGV[2])
+local gen, now = tonumber(graw), tonumber(ARGV[1])
 local out = {graw}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -238,32 +228,21 @@ for i = 1, #all, 2 do
     out[#out + 1] = all[i + 1]
   end
 end
-for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  local r = redis.call('HGET', ARGV[1] .. m, 'r')
-  if r then
-    out[#out + 1] = ''
-    out[#out + 1] = r
-  else
-    redis.call('ZREM', KEYS[3], m)
-  end
-end
 return out
 `)
 
 // bumpScript increments the generation and deletes every session of the
-// user, in both layouts, in the same step, and announces the bump. It
-// answers the new generation, the deleted session keys (field and the
-// key's tail from the record), and, after an empty
-// separator, the deleted sessions of the first layout (as hex keys), whose
-// pointers the caller then removes.
+// user in the same step, and announces the bump. It answers the new
+// generation and the deleted session keys (field and the key's tail from
+// the record), whose pointers the caller then removes.
 //
-// KEYS: generation, session hash, legacy index. ARGV: legacy session key
-// prefix, ends channel, user ID, key tail length.
+// KEYS: generation, session hash. ARGV: ends channel, user ID, key tail
+// length.
 var bumpScript = newScript(luaRevoke + `
 local g = redis.call('INCR', KEYS[1])
 local out = {g}
-revoke(KEYS[2], KEYS[3], ARGV[1], ARGV[4], out)
-redis.call('PUBLISH', ARGV[2], 'g' .. g .. ':' .. ARGV[3])
+revoke(KEYS[2], ARGV[3], out)
+redis.call('PUBLISH', ARGV[1], 'g' .. g .. ':' .. ARGV[2])
 return out
 `)
 
@@ -278,12 +257,10 @@ return out
 // old session's end was announced (1 or 0), and, after a bump, the
 // deleted session keys as bumpScript does.
 //
-// KEYS: session hash, generation, legacy session of the old key, legacy
-// index. ARGV: old field, old must live ("1"), new field, new generation,
-// bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
-// user ID, old hex key, key tail length, legacy session key prefix, now s,
-// now ns, old version.
-var rotateScript = newScript(luaRecord + legacyLuaExpired + luaRevoke + `
+// KEYS: session hash, generation. ARGV: old field, old must live ("1"),
+// new field, new generation, bump ("1"), new record, now µs, ttl ms, ends
+// channel, old end message, user ID, key tail length, old version.
+var rotateScript = newScript(luaRecord + luaRevoke + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
 local now = tonumber(ARGV[7])
 if ARGV[1] ~= '' then
@@ -293,13 +270,9 @@ if ARGV[1] ~= '' then
     local g, e
     g, v, e = record(cur, 1)
     live = g == gen and now < e
-  else
-    local l = redis.call('HMGET', KEYS[3], 'v', 'g', 'es', 'en')
-    live = l[1] and tonumber(l[2] or '0') == gen and not expired(l[3], l[4], ARGV[15], ARGV[16])
-    v = tonumber(l[1] or '0')
   end
   if ARGV[2] == '1' and not live then return {2, gen} end
-  if ARGV[2] == '1' and ARGV[17] ~= '0' and v ~= tonumber(ARGV[17]) then return {5, gen} end
+  if ARGV[2] == '1' and ARGV[13] ~= '0' and v ~= tonumber(ARGV[13]) then return {5, gen} end
 end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[4]) ~= gen then return {3, gen} end
@@ -313,16 +286,11 @@ local out = {0, gen, 0}
 if ARGV[5] == '1' then
   gen = redis.call('INCR', KEYS[2])
   out[2] = gen
-  revoke(KEYS[1], KEYS[4], ARGV[14], ARGV[13], out)
+  revoke(KEYS[1], ARGV[12], out)
   redis.call('PUBLISH', ARGV[9], 'g' .. gen .. ':' .. ARGV[11])
 end
 if ARGV[1] ~= '' then
-  local gone = redis.call('HDEL', KEYS[1], ARGV[1]) == 1
-  if redis.call('DEL', KEYS[3]) == 1 then
-    redis.call('ZREM', KEYS[4], ARGV[12])
-    gone = true
-  end
-  if gone or ARGV[5] == '1' then
+  if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 or ARGV[5] == '1' then
     redis.call('PUBLISH', ARGV[9], ARGV[10])
     out[3] = 1
   end
