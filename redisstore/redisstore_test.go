@@ -197,7 +197,7 @@ func TestOwnerCannotChange(t *testing.T) {
 	ctx := context.Background()
 	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
 
-	anon := storetest.NewRecord("", time.Now())
+	anon := newSession(t, s, "")
 	if err := s.Commit(ctx, anon); err != nil {
 		t.Fatal(err)
 	}
@@ -323,8 +323,14 @@ func TestKeysAndTTLs(t *testing.T) {
 	if got := pttl(s.generationKey("erin")); got != forever {
 		t.Errorf("generation key PTTL = %v, want no TTL", got)
 	}
+	if _, err := s.BumpEpoch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(s.epochKey()); got != forever {
+		t.Errorf("epoch key PTTL = %v, want no TTL", got)
+	}
 
-	anon := storetest.NewRecord("", time.Now())
+	anon := newSession(t, s, "")
 	if err := s.Commit(ctx, anon); err != nil {
 		t.Fatal(err)
 	}

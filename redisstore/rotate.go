@@ -51,6 +51,30 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		// session: a refused rotation writes nothing.
 		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
 	}
+	// As in commit: the scripts cannot read the epoch, so it is checked
+	// before (failing early, writing nothing) and after (a bump that ran
+	// meanwhile left the new session unreachable).
+	epoch, err := s.checkEpoch(ctx, rec.Epoch)
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), err)
+	}
+	stored, err := s.rotate(ctx, r, epoch)
+	if err == nil {
+		if _, err = s.checkEpoch(ctx, rec.Epoch); err != nil {
+			s.recent.markSession(rec.Key, wroteUnknown, "")
+			err = fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), err)
+		}
+	}
+	if err != nil {
+		return cloakroom.Record{}, err
+	}
+	return stored, nil
+}
+
+// rotate is Rotate once r and its epoch are checked; epoch is the one the
+// Store trusts, below which a stored session is dead.
+func (s *Store) rotate(ctx context.Context, r cloakroom.Rotation, epoch uint64) (cloakroom.Record, error) {
+	rec := r.New
 	var old owner
 	if r.Old != (cloakroom.Key{}) {
 		var err error
@@ -74,18 +98,18 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		if r.Bump {
 			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: a bump must rotate a session of the same user", r.Old.Short())
 		}
-		return s.rotateAcross(ctx, r, old)
+		return s.rotateAcross(ctx, r, old, epoch)
 	}
 	var stored cloakroom.Record
 	var err error
 	if rec.UserID == "" {
 		var value string
-		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+		if value, err = s.commitAnonymous(ctx, &rec, s.now(), epoch); err == nil {
 			stored = rec
 			s.recent.markSession(rec.Key, wroteRecord, value)
 		}
 	} else {
-		stored, err = s.rotateUser(ctx, r, old)
+		stored, err = s.rotateUser(ctx, r, old, epoch)
 	}
 	if err != nil {
 		s.recent.markSession(rec.Key, wroteUnknown, "")
@@ -99,7 +123,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 
 // rotateUser runs rotateScript for r, whose old session, if any, belongs
 // to the new session's user.
-func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner, epoch uint64) (cloakroom.Record, error) {
 	rec := r.New
 	now := s.now()
 	pointer := s.pointerKey(rec.Key)
@@ -125,7 +149,7 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID)},
 		[]string{oldField, boolArg(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
 			boolArg(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
-			rec.UserID, strconv.Itoa(keyTailLen), strconv.FormatUint(r.OldVersion, 10)},
+			rec.UserID, strconv.Itoa(keyTailLen), strconv.FormatUint(r.OldVersion, 10), strconv.FormatUint(epoch, 10)},
 	).ToArray()
 	if err == nil && len(reply) < 2 {
 		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
@@ -197,23 +221,23 @@ func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, userID st
 // deletes the old one only if it still lives, and takes the new one back
 // if not. The new token has not been handed out yet, so nobody can use the
 // new session in between.
-func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owner, epoch uint64) (cloakroom.Record, error) {
 	var stored cloakroom.Record
 	var err error
 	if r.New.UserID == "" {
 		rec := r.New
 		var value string
-		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+		if value, err = s.commitAnonymous(ctx, &rec, s.now(), epoch); err == nil {
 			stored = rec
 			s.recent.markSession(rec.Key, wroteRecord, value)
 		}
 	} else {
-		stored, err = s.rotateUser(ctx, cloakroom.Rotation{New: r.New}, owner{})
+		stored, err = s.rotateUser(ctx, cloakroom.Rotation{New: r.New}, owner{}, epoch)
 	}
 	if err != nil {
 		return cloakroom.Record{}, err
 	}
-	code, err := s.consume(ctx, r.Old, r.OldVersion, old)
+	code, err := s.consume(ctx, r.Old, r.OldVersion, old, epoch)
 	if err == nil && code == codeOK {
 		s.recent.markSession(r.Old, wroteDeletion, "")
 		s.awaitRevocation(endKeyMessage(r.Old))
@@ -232,18 +256,20 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 }
 
 // consume deletes a live session of the given owner, at version unless
-// that is 0. It answers codeOK, codeGone when the session was not live,
-// or codeMoved, deleting nothing, when it is at another version.
-func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner) (int64, error) {
+// that is 0, and not below epoch. It answers codeOK, codeGone when the
+// session was not live, or codeMoved, deleting nothing, when it is at
+// another version.
+func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner, epoch uint64) (int64, error) {
 	now := s.now()
 	if old.kind == pointerAnonymous {
 		return s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
-			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10)}).AsInt64()
+			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10),
+				strconv.FormatUint(epoch, 10)}).AsInt64()
 	}
 	reply, err := s.revoke(ctx, rotateScript,
 		[]string{s.sessionsKey(old.userID), s.generationKey(old.userID)},
 		[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
-			old.userID, strconv.Itoa(keyTailLen), strconv.FormatUint(version, 10)},
+			old.userID, strconv.Itoa(keyTailLen), strconv.FormatUint(version, 10), strconv.FormatUint(epoch, 10)},
 	).ToArray()
 	if err != nil || len(reply) == 0 {
 		return codeGone, err
