@@ -143,6 +143,7 @@ func killConnections(t *testing.T, addr string) {
 // subscription with Redis' own glob matching (SCAN MATCH uses the same code
 // as PSUBSCRIBE), for prefixes holding glob characters too.
 func TestOwnPatternMatchesOnlyTheChannel(t *testing.T) {
+	skipOnCluster(t, "SCAN reads one node's keys")
 	addr, base := testservers.RedisFresh(t)
 	client := newTestClient(t, addr)
 	ctx := context.Background()
