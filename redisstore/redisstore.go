@@ -17,7 +17,7 @@
 // own, with Redis TTLs.
 //
 // docs/redis-layout.md describes the key layout, the caching and its
-// guarantees, and failures.
+// guarantees, the global epoch, the auxiliary records, and failures.
 package redisstore
 
 import (
