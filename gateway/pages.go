@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
 	"html/template"
@@ -78,21 +77,6 @@ func setPageHeaders(h http.Header) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-}
-
-// render executes a page into a buffer first, so a template error becomes a
-// clean 500 instead of half a page.
-func (g *Gateway) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
-	data.Auth = g.auth
-	var buf bytes.Buffer
-	if err := g.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
-		g.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-		return
-	}
-	setPageHeaders(w.Header())
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }
 
 // formatTime shows a time for people, in UTC so that server and test
