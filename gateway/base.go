@@ -23,6 +23,7 @@ type base struct {
 	log      *slog.Logger
 	metrics  *metrics
 	pages    pages
+	pageCSP  string // see pageCSP
 }
 
 // render executes a page into a buffer first, so a template error becomes a
@@ -35,7 +36,7 @@ func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name s
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
 	}
-	setPageHeaders(w.Header())
+	setPageHeaders(w.Header(), b.pageCSP)
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

@@ -26,6 +26,10 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	b := base{
 		sessions: cfg.Sessions, auth: cfg.AuthPrefix, now: cfg.Now, log: cfg.Logger,
+		pageCSP: pageCSP(nil),
+	}
+	if cfg.OIDC != nil {
+		b.pageCSP = pageCSP(cfg.OIDC.EndSessionOrigins())
 	}
 	csp := newCSPReports(cfg.Sessions, cfg.Logger, cfg.Now)
 	more := append(cfg.Admission.Collectors(), csp.count)

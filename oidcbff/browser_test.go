@@ -159,6 +159,16 @@ func TestBrowserLoginThroughProvider(t *testing.T) {
 // logout answer cleared every cookie of the host, the provider's included,
 // before the browser got there, and the provider's session lived on.
 func TestBrowserLogoutReachesProviderSession(t *testing.T) {
+	for _, from := range []string{"the SPA", "the account page"} {
+		t.Run(from, func(t *testing.T) { testBrowserLogoutReachesProviderSession(t, from == "the account page") })
+	}
+}
+
+// testBrowserLogoutReachesProviderSession logs out with the SPA's logout
+// form or, with fromAccountPage, the logout button of the gateway's own
+// account page, whose Content-Security-Policy (form-action) must let the
+// logout's redirect on to the provider.
+func testBrowserLogoutReachesProviderSession(t *testing.T, fromAccountPage bool) {
 	ctx := browsertest.New(t)
 	var zp *zitadelProvider
 	e := newEnvWith(t, 1, func(urls []string) *provider {
@@ -196,6 +206,9 @@ func TestBrowserLogoutReachesProviderSession(t *testing.T) {
 		t.Fatalf("the provider set %d session cookies, the browser holds %q: want one, held", len(issued), held)
 	}
 
+	if fromAccountPage {
+		browsertest.Step(t, ctx, "the account page", chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible(chromedp.ID("devices")))
+	}
 	browsertest.Step(t, ctx, "logout through the provider", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
 	_, atEndSession := zp.session.seen()
 	if len(atEndSession) != 1 {
