@@ -58,7 +58,12 @@ func (b *jwtBackend) now() time.Time {
 }
 
 func (b *jwtBackend) sign(u *backendUser) string {
-	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	return b.signWithHeader(u, `{"alg":"HS256","typ":"JWT"}`)
+}
+
+// signWithHeader signs a token for u whose header is the JSON text given.
+func (b *jwtBackend) signWithHeader(u *backendUser, headerJSON string) string {
+	header := base64.RawURLEncoding.EncodeToString([]byte(headerJSON))
 	claims, _ := json.Marshal(map[string]any{
 		"id": u.ID, "username": u.Username, "exp": b.now().Add(tokenLifetime).Unix(), "jti": b.serial.Add(1),
 	})
@@ -195,10 +200,13 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("POST /api/users/logout", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
+	b.frameworkRoutes(mux)
 	mux.ServeHTTP(w, r)
 }
 
-func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
+// authenticate checks a login's e-mail and password and returns its
+// user, or answers 422.
+func (b *jwtBackend) authenticate(w http.ResponseWriter, r *http.Request) *backendUser {
 	var req struct {
 		User struct{ Email, Password string } `json:"user"`
 	}
@@ -208,6 +216,14 @@ func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
 	b.mu.Unlock()
 	if u == nil || u.password != req.User.Password {
 		writeJSON(w, 422, map[string]any{"errors": map[string]any{"email or password": []string{"is invalid"}}})
+		return nil
+	}
+	return u
+}
+
+func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
+	u := b.authenticate(w, r)
+	if u == nil {
 		return
 	}
 	if f := b.answering.Load(); f != nil {

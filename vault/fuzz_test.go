@@ -2,8 +2,11 @@ package vault_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -133,6 +136,100 @@ func FuzzUserFromToken(f *testing.F) {
 		}
 		if user == "" || len(user) > 256 || strings.TrimSpace(user) != user || strings.ContainsFunc(user, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			t.Fatalf("accepted user %q", user)
+		}
+	})
+}
+
+// FuzzStreamGuard: however the upstream cuts a body and the client reads
+// it, the guard gives the same bytes, as many as came in, with neither the
+// literal token nor a JWT-shaped string left, changed only where it
+// masked, and unchanged where there was nothing to mask.
+func FuzzStreamGuard(f *testing.F) {
+	f.Add([]byte("data: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln\n\n"), "tokLITERAL1", []byte{3, 9, 1})
+	f.Add([]byte("<p>tokLITERAL1</p> eyJ eyJaaaaaaaa.bbbbbbbb eyJaaaaaaaa.bbbbbbbbb.c.d"), "tokLITERAL1", []byte{1, 1, 2, 40})
+	f.Add([]byte("%22eyJhbGciOiJIUzI1NiJ9.eyJzdWIi.x eyeyJhbGciOiJIUzI1.eyJzdWIiOiIx."), "eyJhbGciOiJIUzI1NiJ9.eyJzdWIi.x", []byte{5})
+	f.Fuzz(func(t *testing.T, body []byte, literal string, cuts []byte) {
+		c2 := func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+		}
+		// Real tokens are base64url and dots, a JWT or an opaque string.
+		if len(literal) < 8 || strings.ContainsFunc(literal, c2) || !strings.HasPrefix(literal, "tok") && !vault.JWTShapeAt(literal, 0) {
+			literal = "tokLITERAL1"
+		}
+		lit := []byte(literal)
+		whole, n, err := vault.MaskStream([][]byte{body}, len(body)+1, lit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var chunks [][]byte
+		rest, readSize := body, 1
+		for i, c := range cuts {
+			if i == 0 {
+				readSize = int(c)%64 + 1
+				continue
+			}
+			k := min(int(c)%32+1, len(rest))
+			chunks, rest = append(chunks, rest[:k]), rest[k:]
+		}
+		chunks = append(chunks, rest)
+		cut, m, err := vault.MaskStream(chunks, readSize, lit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(whole, cut) || n != m {
+			t.Fatalf("cut %v read %d: %q (%d) against %q (%d)", len(chunks), readSize, cut, m, whole, n)
+		}
+		if len(whole) != len(body) || bytes.Contains(whole, lit) || vault.HasJWTShape(string(whole)) {
+			t.Fatalf("guard output %q of %q", whole, body)
+		}
+		for i := range whole {
+			if whole[i] != body[i] && whole[i] != '*' && !strings.Contains(vault.Redacted, string(whole[i])) {
+				t.Fatalf("byte %d changed to %q", i, whole[i])
+			}
+		}
+		if clean := !bytes.Contains(body, lit) && !vault.HasJWTShape(string(body)); clean != (n == 0) || clean != bytes.Equal(whole, body) {
+			t.Fatalf("clean %t, %d masked, changed %t: %q", clean, n, !bytes.Equal(whole, body), body)
+		}
+	})
+}
+
+// FuzzCarriesToken: the header check finds exactly the JWT-shaped
+// strings the reference finds, and a token still once percent-encoded
+// byte by byte, JSON-escaped, or base64-encoded.
+func FuzzCarriesToken(f *testing.F) {
+	f.Add("auth=j:%7B%22token%22:%22eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln%22%7D", "tokLITERAL1")
+	f.Add("/cb?auth=Bearer%20eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln", "tokLITERAL1")
+	f.Add("eyJeyJeyJaaaaaaa.eyJbbbbbbbb.", "tokLITERAL1")
+	f.Fuzz(func(t *testing.T, v, literal string) {
+		if len(literal) < 8 || !strings.HasPrefix(literal, "tok") {
+			literal = "tokLITERAL1"
+		}
+		known := []string{literal}
+		shaped := false
+		for i := range v {
+			shaped = shaped || vault.JWTShapeAt(v, i)
+		}
+		if vault.HasJWTShape(v) != shaped {
+			t.Fatalf("HasJWTShape(%q) = %t, reference %t", v, !shaped, shaped)
+		}
+		if !shaped && !strings.Contains(v, literal) {
+			return
+		}
+		var pct, esc strings.Builder
+		for i := 0; i < len(v); i++ {
+			fmt.Fprintf(&pct, "%%%02X", v[i])
+		}
+		for _, r := range v {
+			fmt.Fprintf(&esc, `\u%04x`, r)
+		}
+		forms := []string{v, pct.String(), url.QueryEscape(v), esc.String()}
+		if len(v) >= 15 { // base64 runs shorter than a token's are not decoded
+			forms = append(forms, "c="+base64.StdEncoding.EncodeToString([]byte(v)), "c="+base64.RawURLEncoding.EncodeToString([]byte(v)))
+		}
+		for _, enc := range forms {
+			if !vault.CarriesToken(enc, known) {
+				t.Fatalf("missed %q in %q", v, enc)
+			}
 		}
 	})
 }
