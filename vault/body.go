@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strconv"
+	"log/slog"
+	"net/http"
 	"strings"
+
+	"github.com/cloakroom/cloakroom/internal/jsonscan"
 )
 
 // JSONPath names a value in a JSON document: object keys, and decimal
@@ -38,18 +40,6 @@ func ParseJSONPath(s string) (JSONPath, error) {
 // String returns the dotted form.
 func (p JSONPath) String() string { return strings.Join(p, ".") }
 
-func (p JSONPath) equal(segs []string) bool {
-	if len(p) != len(segs) {
-		return false
-	}
-	for i := range p {
-		if p[i] != segs[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // stringValue is a JSON string value found at one of the wanted paths:
 // its decoded text and its byte range in the document, with the range of
 // its whole object member (key included) for dropping it.
@@ -60,103 +50,40 @@ type stringValue struct {
 	memberStart int // the member's key, or -1 inside an array
 }
 
-type frame struct {
-	object    bool
-	expectKey bool
-	key       string
-	keyStart  int
-	index     int
-}
-
-var errNotJSON = errors.New("vault: body is not valid JSON")
+var (
+	errNotJSON = errors.New("vault: body is not valid JSON")
+	// errUncheckable: a valid body the vault will not walk: nested deeper
+	// than it checks, or repeating a key on a token path (JSON.parse
+	// keeps the last value, a reader keeping the first would see another
+	// token).
+	errUncheckable = errors.New("vault: body cannot be checked for tokens")
+)
 
 // findStrings returns the string values at the wanted paths, in document
-// order. The walk keeps byte offsets, so edits leave every other byte of
-// the body as the upstream wrote it.
+// order, at most one per path, in one pass over the body. The walk keeps
+// byte offsets, so edits leave every other byte of the body as the
+// upstream wrote it.
 func findStrings(body []byte, wanted []JSONPath) ([]stringValue, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var (
-		stack []frame
-		path  []string
-		found []stringValue
-		prev  int
-	)
-	// valueDone advances the enclosing container after a value.
-	valueDone := func() {
-		if n := len(stack); n > 0 {
-			f := &stack[n-1]
-			if f.object {
-				f.expectKey = true
-			} else {
-				f.index++
-			}
-		}
+	matches, err := jsonscan.Find(body, wanted)
+	switch {
+	case errors.Is(err, jsonscan.ErrSyntax):
+		return nil, errNotJSON
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", errUncheckable, err)
 	}
-	// currentPath is the path of the value about to be read.
-	currentPath := func() []string {
-		path = path[:0]
-		for _, f := range stack {
-			if f.object {
-				path = append(path, f.key)
-			} else {
-				path = append(path, strconv.Itoa(f.index))
-			}
-		}
-		return path
-	}
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, errNotJSON
-		}
-		end := int(dec.InputOffset())
-		start := prev
-		prev = end
-		var top *frame
-		if n := len(stack); n > 0 {
-			top = &stack[n-1]
-		}
-		if d, ok := tok.(json.Delim); ok {
-			switch d {
-			case '{', '[':
-				// The container is a value of its parent: its path
-				// segment is fixed when the parent is pushed below.
-				stack = append(stack, frame{object: d == '{', expectKey: d == '{'})
-			default:
-				stack = stack[:len(stack)-1]
-				valueDone()
-			}
-			continue
-		}
-		if top != nil && top.object && top.expectKey {
-			top.key = tok.(string)
-			top.keyStart = start + bytes.IndexByte(body[start:end], '"')
-			top.expectKey = false
-			continue
-		}
-		if s, ok := tok.(string); ok {
-			p := currentPath()
-			for i, w := range wanted {
-				if w.equal(p) {
-					v := stringValue{path: i, text: s, start: start + bytes.IndexByte(body[start:end], '"'), end: end, memberStart: -1}
-					if top != nil && top.object {
-						v.memberStart = top.keyStart
-					}
-					found = append(found, v)
-					break
-				}
-			}
-		}
-		valueDone()
-	}
-	if len(stack) > 0 {
-		return nil, errNotJSON // truncated
+	found := make([]stringValue, len(matches))
+	for i, m := range matches {
+		found[i] = stringValue{path: m.Path, text: m.Text, start: m.Start, end: m.End, memberStart: m.MemberStart}
 	}
 	return found, nil
+}
+
+// refuseUncheckable replaces an answer the vault cannot check for tokens
+// with a 502; nothing of it reaches the client.
+func (x *exchange) refuseUncheckable(res *http.Response, err error) {
+	x.v.log.LogAttrs(x.r.Context(), slog.LevelWarn, "vault: response refused", slog.String("route", x.rt.label),
+		slog.String("path", x.r.URL.Path), slog.String("reason", err.Error()))
+	replaceResponse(res, http.StatusBadGateway, "bad_gateway", "The upstream answer could not be checked for tokens.")
 }
 
 // edit replaces body[start:end] with repl or, with drop, removes the
@@ -167,35 +94,71 @@ type edit struct {
 	drop       bool
 }
 
-// applyEdits applies edits given in document order, from the last to the
-// first, so each sees the bytes before it unchanged; a dropped member's
-// comma is chosen against the body as the later edits left it (two
-// adjacent last members must not claim the same comma).
+// applyEdits applies edits given in document order, not overlapping, and
+// builds the result in one copy of the body. A dropped member's comma is
+// chosen against the body as the later edits leave it (two adjacent last
+// members must not claim the same comma), so the edits are resolved from
+// the last to the first before the copy.
 func applyEdits(body []byte, edits []edit) []byte {
 	if len(edits) == 0 {
 		return body
 	}
-	out := append([]byte(nil), body...)
-	for i := len(edits) - 1; i >= 0; i-- {
-		e := edits[i]
+	resolved := make([]edit, len(edits))
+	// What follows each resolved edit once the later ones are applied
+	// (see visibleAfter), kept so that looking past a run of dropped
+	// members costs O(1).
+	nextPos := make([]int, len(edits))
+	nextReplaced := make([]bool, len(edits))
+	for k := len(edits) - 1; k >= 0; k-- {
+		e := edits[k]
 		if e.drop {
-			e = dropMember(out, e.start, e.end)
+			e = dropMember(body, e.start, e.end, resolved[k+1:], nextPos[k+1:], nextReplaced[k+1:])
 		}
-		out = append(out[:e.start], append(append([]byte(nil), e.repl...), out[e.end:]...)...)
+		resolved[k] = e
+		nextPos[k], nextReplaced[k] = visibleAfter(body, e.end, resolved[k+1:], nextPos[k+1:], nextReplaced[k+1:])
 	}
-	return out
+	size := len(body)
+	for _, e := range resolved {
+		size += len(e.repl) - (e.end - e.start)
+	}
+	out := make([]byte, 0, max(size, 0))
+	pos := 0
+	for _, e := range resolved {
+		if e.end <= pos {
+			continue // inside a removal that took it along
+		}
+		out = append(out, body[pos:max(e.start, pos)]...)
+		out = append(out, e.repl...)
+		pos = e.end
+	}
+	return append(out, body[pos:]...)
+}
+
+// visibleAfter returns the first position from i on whose byte is neither
+// a space nor removed once the later edits are applied, and whether an
+// edit replaces the byte there. later are the resolved edits after i, in
+// order, with their own visibleAfter in nextPos and nextReplaced.
+func visibleAfter(body []byte, i int, later []edit, nextPos []int, nextReplaced []bool) (int, bool) {
+	for i < len(body) && isSpace(body[i]) && (len(later) == 0 || i < later[0].start) {
+		i++
+	}
+	if len(later) > 0 && i == later[0].start {
+		if len(later[0].repl) == 0 {
+			return nextPos[0], nextReplaced[0]
+		}
+		return i, true
+	}
+	return i, false
 }
 
 // dropMember returns the edit removing an object member that spans
 // body[memberStart:valueEnd], with one adjacent comma, so the object stays
-// valid JSON.
-func dropMember(body []byte, memberStart, valueEnd int) edit {
+// valid JSON once the later edits (see visibleAfter) are applied too.
+func dropMember(body []byte, memberStart, valueEnd int, later []edit, nextPos []int, nextReplaced []bool) edit {
 	// A following comma goes with the member: `"a":1, "t":"x", "b":2`.
-	i := valueEnd
-	for i < len(body) && isSpace(body[i]) {
-		i++
-	}
-	if i < len(body) && body[i] == ',' {
+	// Edits start at a quote or a comma, never at a space, so the spaces
+	// after it are the body's own.
+	if i, replaced := visibleAfter(body, valueEnd, later, nextPos, nextReplaced); !replaced && i < len(body) && body[i] == ',' {
 		j := i + 1
 		for j < len(body) && isSpace(body[j]) {
 			j++

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/jsonscan"
 )
 
 // ErrInvalidConfig wraps every problem [New] and the Parse functions find.
@@ -338,6 +339,9 @@ func newRoute(r Route) (*route, []error) {
 			continue
 		}
 		addPath(p)
+	}
+	if len(rt.paths) > jsonscan.MaxPaths {
+		bad("more than %d token paths (capture fields and TokenPaths)", jsonscan.MaxPaths)
 	}
 	for _, e := range r.Logout {
 		if !under(e.Path, r.Prefix) {

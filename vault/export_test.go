@@ -9,6 +9,8 @@ var (
 	StripValues   = stripValues
 	Redacted      = redacted
 	DeleteHeader  = deleteHeader
+	// ErrUncheckable: a valid body findStrings will not walk.
+	ErrUncheckable = errUncheckable
 )
 
 // DropPaths removes the members at paths, as DropField does.
@@ -37,4 +39,24 @@ func ReplacePaths(body []byte, paths []JSONPath, repl string) ([]byte, error) {
 		edits = append(edits, edit{start: f.start, end: f.end, repl: []byte(repl)})
 	}
 	return applyEdits(body, edits), nil
+}
+
+// ReplaceRanges replaces each body[r[0]:r[1]] (in order, not overlapping)
+// with repl, in one applyEdits.
+func ReplaceRanges(body []byte, ranges [][2]int, repl string) []byte {
+	edits := make([]edit, len(ranges))
+	for i, r := range ranges {
+		edits[i] = edit{start: r[0], end: r[1], repl: []byte(repl)}
+	}
+	return applyEdits(body, edits)
+}
+
+// DropMembers removes the object members body[r[0]:r[1]] (key to value
+// end, in order), as DropField does, in one applyEdits.
+func DropMembers(body []byte, members [][2]int) []byte {
+	edits := make([]edit, len(members))
+	for i, r := range members {
+		edits[i] = edit{start: r[0], end: r[1], drop: true}
+	}
+	return applyEdits(body, edits)
 }

@@ -52,7 +52,9 @@ func FuzzRewriteBody(f *testing.F) {
 		_, err := vault.FindStrings(body, wanted)
 		valid := json.Valid(body)
 		if err != nil {
-			if valid && bytes.Count(body, []byte("{"))+bytes.Count(body, []byte("[")) < 1000 {
+			// Refused as uncheckable: nested deeper than 512 levels, or
+			// user.token given twice.
+			if valid && !errors.Is(err, vault.ErrUncheckable) {
 				t.Fatalf("valid JSON refused: %v", err)
 			}
 			return

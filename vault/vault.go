@@ -387,6 +387,10 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 	var edits []edit
 	if capture != nil || (ok2xx && x.attach && x.live && containsAny(body, rt.keys)) {
 		found, err := findStrings(body, rt.paths)
+		if errors.Is(err, errUncheckable) {
+			x.refuseUncheckable(res, err)
+			return nil
+		}
 		if err != nil {
 			found = nil // not JSON after all: the leak guard below still runs
 		}
