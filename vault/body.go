@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/cloakroom/cloakroom/internal/jsonscan"
 )
@@ -184,41 +185,141 @@ const redacted = "[removed by cloakroom]"
 
 // guardLeaks replaces, in b, every occurrence of the literal tokens and
 // every JWT-shaped string, and returns the result and how many it
-// replaced. b itself is never modified.
+// replaced. b is read as JSON.parse reads a JSON body, escapes decoded
+// ("\u0065yJ…" is "eyJ…"), and what is found goes whole, escapes
+// included, so valid JSON stays valid. b itself is never modified.
 func guardLeaks(b []byte, literals ...[]byte) ([]byte, int) {
-	n := 0
+	text, escaped := decodeEscapes(b)
+	// found are the ranges of text to replace, in order. Each search runs
+	// in the gaps the earlier ones left, as if on their result: a JWT is
+	// looked for around a literal already replaced, not through it.
+	var found [][2]int
 	for _, lit := range literals {
-		if len(lit) == 0 || !bytes.Contains(b, lit) {
+		if len(lit) == 0 {
 			continue
 		}
-		n += bytes.Count(b, lit)
-		b = bytes.ReplaceAll(b, lit, []byte(redacted))
+		found = searchGaps(text, found, func(text []byte) (found [][2]int) {
+			for from := 0; ; {
+				i := bytes.Index(text[from:], lit)
+				if i < 0 {
+					return found
+				}
+				found = append(found, [2]int{from + i, from + i + len(lit)})
+				from += i + len(lit)
+			}
+		})
 	}
-	if !bytes.Contains(b, jwtStart) {
-		return b, n
+	found = searchGaps(text, found, func(text []byte) (found [][2]int) {
+		for from := 0; ; {
+			i := bytes.Index(text[from:], jwtStart)
+			if i < 0 {
+				return found
+			}
+			i += from
+			end := jwtEnd(text, i)
+			if end < 0 {
+				from = i + len(jwtStart)
+				continue
+			}
+			found = append(found, [2]int{i, end})
+			from = end
+		}
+	})
+	if len(found) == 0 {
+		return b, 0
 	}
-	var out []byte
-	pos, from := 0, 0
-	for {
-		i := bytes.Index(b[from:], jwtStart)
-		if i < 0 {
-			break
+	if escaped {
+		rawRanges(b, found)
+	}
+	out := make([]byte, 0, len(b)+len(found)*len(redacted))
+	pos := 0
+	for _, r := range found {
+		if r[1] <= pos {
+			continue // within an escape already replaced
 		}
-		i += from
-		end := jwtEnd(b, i)
-		if end < 0 {
-			from = i + len(jwtStart)
-			continue
-		}
-		out = append(out, b[pos:i]...)
+		out = append(out, b[pos:max(r[0], pos)]...)
 		out = append(out, redacted...)
-		n++
-		pos, from = end, end
+		pos = r[1]
 	}
-	if out == nil {
-		return b, n
+	return append(out, b[pos:]...), len(found)
+}
+
+// searchGaps runs search on each stretch of text between the ranges of
+// found, which it never sees across, and returns found with what it
+// found, in order.
+func searchGaps(text []byte, found [][2]int, search func(text []byte) [][2]int) [][2]int {
+	if len(found) == 0 {
+		return search(text)
 	}
-	return append(out, b[pos:]...), n
+	out := make([][2]int, 0, 2*len(found))
+	from := 0
+	for k := 0; k <= len(found); k++ {
+		to := len(text)
+		if k < len(found) {
+			to = found[k][0]
+		}
+		for _, r := range search(text[from:to]) {
+			out = append(out, [2]int{from + r[0], from + r[1]})
+		}
+		if k < len(found) {
+			out = append(out, found[k])
+			from = found[k][1]
+		}
+	}
+	return out
+}
+
+// decodeEscapes returns the text of b with its JSON escapes decoded, and
+// whether it held any (else the text is b itself). Bytes outside escapes
+// are their own text: in valid JSON every backslash is in a string, and
+// any other body is read the same way, left to right.
+func decodeEscapes(b []byte) ([]byte, bool) {
+	i := bytes.IndexByte(b, '\\')
+	if i < 0 {
+		return b, false
+	}
+	text := make([]byte, 0, len(b))
+	for pos := 0; ; {
+		text = append(text, b[pos:i]...)
+		decoded, n := jsonscan.AppendEscape(text, b[i:])
+		if n == 0 {
+			decoded, n = append(text, '\\'), 1 // not an escape: a backslash
+		}
+		text, pos = decoded, i+n
+		j := bytes.IndexByte(b[pos:], '\\')
+		if j < 0 {
+			return append(text, b[pos:]...), true
+		}
+		i = pos + j
+	}
+}
+
+// rawRanges maps ranges of the text of decodeEscapes(b) (in order) back to
+// b in place, each widened to whole escapes, in one more walk over b.
+func rawRanges(b []byte, ranges [][2]int) {
+	var scratch [utf8.UTFMax]byte
+	k, atEnd := 0, false // the next boundary to map: ranges[k], its start or its end
+	for i, t := 0, 0; i < len(b) && k < len(ranges); {
+		// One unit: an escape, or a byte; b[i:i+rawLen] is the text
+		// t:t+textLen.
+		rawLen, textLen := 1, 1
+		if b[i] == '\\' {
+			if decoded, n := jsonscan.AppendEscape(scratch[:0], b[i:]); n > 0 {
+				rawLen, textLen = n, len(decoded)
+			}
+		}
+		for k < len(ranges) {
+			if !atEnd && ranges[k][0] < t+textLen {
+				ranges[k][0], atEnd = i, true
+			} else if atEnd && ranges[k][1] <= t+textLen {
+				ranges[k][1], atEnd = i+rawLen, false
+				k++
+			} else {
+				break
+			}
+		}
+		i, t = i+rawLen, t+textLen
+	}
 }
 
 // holdsToken reports whether s holds the literal token or a JWT-shaped
@@ -250,9 +351,12 @@ const minJWTSegment = 8
 // jwtEnd returns the end of the JWT-shaped string starting at b[i]
 // (header.payload.signature, base64url, the signature possibly empty), or
 // -1 if it is not one. The character before b[i] must not be base64url,
-// else "eyJ" is inside a longer word.
+// else "eyJ" is inside a longer word, unless it ends an escape of a
+// character ("%22eyJ", "\x20eyJ", "\u0022eyJ"), which its reader decodes.
+// Each run of base64url characters thus holds at most two starts, so a
+// search from every "eyJ" stays linear.
 func jwtEnd[T string | []byte](b T, i int) int {
-	if i > 0 && isB64URL(b[i-1]) {
+	if i > 0 && isB64URL(b[i-1]) && !endsEscape(b, i) {
 		return -1
 	}
 	j := i
@@ -271,6 +375,23 @@ func jwtEnd[T string | []byte](b T, i int) int {
 	}
 	return j
 }
+
+// endsEscape reports whether b[:i] ends with %XX, \xXX or \uXXXX.
+func endsEscape[T string | []byte](b T, i int) bool {
+	hexBefore := func(n int) bool {
+		for k := i - n; k < i; k++ {
+			if !isHex(b[k]) {
+				return false
+			}
+		}
+		return true
+	}
+	return i >= 3 && b[i-3] == '%' && hexBefore(2) ||
+		i >= 4 && b[i-4] == '\\' && b[i-3] == 'x' && hexBefore(2) ||
+		i >= 6 && b[i-6] == '\\' && b[i-5] == 'u' && hexBefore(4)
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 
 func isB64URL(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_'

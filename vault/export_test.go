@@ -60,3 +60,6 @@ func DropMembers(body []byte, members [][2]int) []byte {
 	}
 	return applyEdits(body, edits)
 }
+
+// HoldsToken is the header check.
+var HoldsToken = holdsToken

@@ -37,12 +37,14 @@ func FuzzParseCapture(f *testing.F) {
 // FuzzRewriteBody: on any body, the walker never panics; on valid JSON,
 // replacing or dropping the configured fields keeps it valid JSON and
 // removes those strings, and the leak guard leaves neither the literal
-// token nor a JWT-shaped string, and keeps valid JSON valid.
+// token nor a JWT-shaped string, in the bytes or in the strings they
+// decode to, and keeps valid JSON valid.
 func FuzzRewriteBody(f *testing.F) {
 	f.Add([]byte(`{"user":{"email":"a@b","token":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"}}`), "tokVAULTED1")
 	f.Add([]byte(`{"user":{"token":"tokVAULTED1"},"list":[1,"x",{"token":null}]}`), "tokVAULTED1")
 	f.Add([]byte(`[{"user":{"token":"a"}},{"user":{"token":"b"}}]`), "tok")
 	f.Add([]byte(`{"a":"\u0065yJ\"x","user":{"token":"\"quoted\"","x":1}}`), "tokZZZZZZ")
+	f.Add([]byte(`{"a":"\u0065yJhbGciOiJIUzI1NiJ9\u002eeyJzdWIiOiIxIn0.c2ln","b":["tok\u0056AULTED1","%22eyJhbGciOiJ.eyJzdWIiOiIx."]}`), "tokVAULTED1")
 	p, err := vault.ParseJSONPath("user.token")
 	if err != nil {
 		f.Fatal(err)
@@ -91,6 +93,14 @@ func FuzzRewriteBody(f *testing.F) {
 		}
 		if valid && !json.Valid(out) {
 			t.Fatalf("guard broke valid JSON: %q -> %q", body, out)
+		}
+		if valid {
+			// What the browser's JSON.parse makes of it holds none either.
+			for _, s := range jsonStrings(t, string(out)) {
+				if vault.HoldsToken(s, literal) {
+					t.Fatalf("guard output %q decodes to %q", out, s)
+				}
+			}
 		}
 	})
 }

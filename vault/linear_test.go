@@ -151,3 +151,26 @@ func TestDeepBodiesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardLeaksCostIsLinear: the leak guard allocates a few times the
+// body, at 1,000 and 2,000 repetitions alike, on the bodies that make it
+// work hardest: JWTs written with escapes, "eyJ" repeated without end,
+// starts after percent escapes, the literal token escaped.
+func TestGuardLeaksCostIsLinear(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+	for name, unit := range map[string]string{
+		"escaped JWTs": `"` + escapeJSON(jwt) + `",`,
+		"raw JWTs":     `"` + jwt + `",`,
+		"eyJ runs":     `eyJeyJeyJeyJ.eyJeyJeyJ.`,
+		"percent":      `"%22eyJhbGciOiJ.eyJzdWIiOiIx.c2ln%22",`,
+		"literal":      `"tok\u002dvaulted-opaque-123",`,
+	} {
+		for _, n := range []int{1000, 2000} {
+			body := []byte("[" + strings.Repeat(unit, n) + "1]")
+			got := allocated(func() { vault.GuardLeaks(body, []byte("tok-vaulted-opaque-123")) })
+			if got > 8*uint64(len(body)) {
+				t.Errorf("%s: %d bytes allocated for a body of %d", name, got, len(body))
+			}
+		}
+	}
+}
