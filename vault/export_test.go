@@ -6,7 +6,6 @@ var (
 	ApplyEdits    = applyEdits
 	GuardLeaks    = guardLeaks
 	UserFromToken = userFromToken
-	StripValues   = stripValues
 	Redacted      = redacted
 	DeleteHeader  = deleteHeader
 	// ErrUncheckable: a valid body findStrings will not walk.
@@ -41,6 +40,9 @@ func ReplacePaths(body []byte, paths []JSONPath, repl string) ([]byte, error) {
 	return applyEdits(body, edits), nil
 }
 
+// HoldsToken is the header check.
+var HoldsToken = holdsToken
+
 // ReplaceRanges replaces each body[r[0]:r[1]] (in order, not overlapping)
 // with repl, in one applyEdits.
 func ReplaceRanges(body []byte, ranges [][2]int, repl string) []byte {
@@ -61,5 +63,21 @@ func DropMembers(body []byte, members [][2]int) []byte {
 	return applyEdits(body, edits)
 }
 
-// HoldsToken is the header check.
-var HoldsToken = holdsToken
+// StripValues removes the named parameters from an urlencoded string.
+func StripValues(s string, names ...string) (string, bool) {
+	return stripValues(s, newParamNames(names...))
+}
+
+// StripJSON removes the named parameters from a JSON request body.
+func StripJSON(body []byte, names ...string) ([]byte, error) {
+	return stripJSON(body, newParamNames(names...))
+}
+
+// StripMultipart removes the named parameters from a multipart body.
+func StripMultipart(body []byte, contentType string, names ...string) ([]byte, error) {
+	return stripMultipart(body, contentType, newParamNames(names...))
+}
+
+// NameStripped reports whether a parameter name, as it came, is one of
+// names as a backend reads it.
+func NameStripped(name string, names ...string) bool { return newParamNames(names...).strips(name) }

@@ -126,12 +126,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		return
 	}
 	if err := rt.stripParams(w, r); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httpjson.Error(w, http.StatusRequestEntityTooLarge, "too_large", "The form is too large.")
-			return
-		}
-		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The form could not be parsed.")
+		v.refuseBody(w, r, rt, err)
 		return
 	}
 	ctx := r.Context()
