@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"crypto/hmac"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,7 +34,11 @@ type jwtBackend struct {
 	lastURL  string                  // the last request's URL
 	lastForm string                  // the last request's form body
 	lastUser string                  // the last request's X-Forwarded-User
+	lastBody string                  // the last request's body, as it arrived
 	tokens   []string                // every token issued
+
+	// raw is the body /api/raw answers with, as JSON (see serveRaw).
+	raw atomic.Pointer[string]
 
 	// answering, when set, runs in a login once the password was checked,
 	// before the answer is written: tests park the login there.
@@ -129,9 +135,12 @@ func (b *jwtBackend) userJSON(u *backendUser) map[string]any {
 }
 
 func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	b.mu.Lock()
 	b.lastAuth, b.lastURL = r.Header.Get("Authorization"), r.URL.String()
 	b.lastUser = r.Header.Get("X-Forwarded-User")
+	b.lastBody = string(body)
 	b.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/users/login", b.login)
@@ -197,6 +206,7 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Encoding", "br")
 		w.Write([]byte{0x0b, 0x02, 0x80})
 	})
+	mux.HandleFunc("/api/raw", b.serveRaw)
 	mux.HandleFunc("POST /api/users/logout", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -343,10 +343,6 @@ func jsonEscape(s string) (rune, int) {
 	return 0, 0
 }
 
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
 func unhex(c byte) byte {
 	switch {
 	case c <= '9':
