@@ -54,9 +54,8 @@ type Config struct {
 	// identity. Default nil: no API routes. Routed paths always need a
 	// session, whatever PublicPaths says, except routes in Vault mode.
 	Proxy *proxy.Proxy
-	// Vault puts some Proxy routes in vault mode (see package vault): no
-	// session required, the app's own token captured, kept in the session
-	// and attached. Default nil: no vault routes.
+	// Vault is the token vault whose modes (see package vault) are
+	// registered on Proxy routes, for its metrics. Default nil.
 	Vault *vault.Vault
 	// Signer publishes its public keys at /.well-known/jwks.json. Default
 	// nil: no JWKS endpoint.
@@ -200,15 +199,6 @@ func (cfg *Config) checkParts(bad func(format string, args ...any)) {
 		bad("OIDC admits through another Admission than the gateway's")
 	case cfg.Vault != nil && cfg.Vault.Admission() != cfg.Admission:
 		bad("Vault admits through another Admission than the gateway's")
-	}
-	if cfg.Vault != nil {
-		for _, prefix := range cfg.Vault.Prefixes() {
-			if cfg.Proxy == nil {
-				bad("Vault route %q: no Proxy routes", prefix)
-			} else if r, ok := cfg.Proxy.Match(prefix); !ok || r.Prefix != prefix {
-				bad("Vault route %q is not a Proxy route prefix", prefix)
-			}
-		}
 	}
 }
 

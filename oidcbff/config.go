@@ -123,11 +123,6 @@ type Config struct {
 	AuthPrefix string
 	// Sealer encrypts tokens and the pre-login state. Required.
 	Sealer Sealer
-	// RelayRoutes are the proxy route prefixes ("/api/") that receive the
-	// user's access token as Authorization: Bearer instead of the internal
-	// JWT. Default none: upstreams get identity headers and the internal
-	// JWT only.
-	RelayRoutes []string
 	// StepUp lists the route prefixes that need a recent login.
 	StepUp []StepUp
 	// ReturnTo sanitises a return_to parameter into a local path. Default:
@@ -193,11 +188,6 @@ func (cfg *Config) validate() error {
 			bad("provider %q is configured twice", p.Name)
 		}
 		seen[p.Name] = true
-	}
-	for _, prefix := range cfg.RelayRoutes {
-		if !strings.HasPrefix(prefix, "/") {
-			bad("relay route %q must be a path prefix such as /api/", prefix)
-		}
 	}
 	for _, su := range cfg.StepUp {
 		if err := CheckStepUp(cfg.AuthPrefix, su); err != nil {

@@ -82,7 +82,7 @@ type Call struct {
 	// Bearer" instead of the internal JWT (token relay).
 	AccessToken string
 	// Lifetime, when set, holds the request body and every long-lived
-	// response under it; see [WithLifetime].
+	// response under it; see [Lifetime].
 	Lifetime Lifetime
 	// Exchange, when set, adjusts the outbound request and inspects the
 	// answer; see [Exchange].
@@ -167,7 +167,7 @@ func New(cfg Config) (*Proxy, error) {
 		if audience == "" {
 			audience = prefix
 		}
-		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream, Audience: audience}})
+		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream, Audience: audience, Mode: r.Mode}})
 	}
 	sort.Slice(p.routes, func(i, j int) bool { return len(p.routes[i].Prefix) > len(p.routes[j].Prefix) })
 
@@ -218,7 +218,7 @@ func (p *Proxy) ProtectCookies(names ...string) error {
 func (p *Proxy) Match(path string) (Route, bool) {
 	if rt := p.match(path); rt != nil {
 		upstream := *rt.Upstream // the caller cannot reroute through the pointer
-		return Route{Prefix: rt.Prefix, Upstream: &upstream, Audience: rt.Audience}, true
+		return Route{Prefix: rt.Prefix, Upstream: &upstream, Audience: rt.Audience, Mode: rt.Mode}, true
 	}
 	return Route{}, false
 }
@@ -232,21 +232,9 @@ func (p *Proxy) match(path string) *route {
 	return nil
 }
 
-// ServeHTTP refuses unsafe paths (400) and unrouted paths (404), and
-// proxies everything else to its route's upstream, for what r's context
-// carries: [WithIdentity], [WithAccessToken] and [WithLifetime]. Callers
-// that know these already, or adjust the exchange ([Exchange]), use
-// [Proxy.Serve], which spares the context values and the request copies.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	var c Call
-	c.Identity, _ = IdentityFrom(ctx)
-	c.AccessToken, _ = AccessTokenFrom(ctx)
-	c.Lifetime, _ = ctx.Value(lifetimeKey{}).(Lifetime)
-	p.Serve(w, r, c)
-}
-
-// Serve is ServeHTTP for what c says, whatever r's context carries.
+// Serve refuses unsafe paths (400) and unrouted paths (404), and proxies
+// everything else to its route's upstream, for what c says, after the
+// route's Mode (if any) has prepared it.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	if !safePath(r.URL.Path, r.URL.RawPath) {
 		http.Error(w, "bad request: invalid path", http.StatusBadRequest)
@@ -256,6 +244,12 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	if rt == nil {
 		http.NotFound(w, r)
 		return
+	}
+	if rt.Mode != nil {
+		var ok bool
+		if c, ok = rt.Mode.Prepare(w, r, c); !ok {
+			return
+		}
 	}
 	st := &callState{call: c}
 	if c.Identity.User != "" {

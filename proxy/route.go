@@ -29,6 +29,9 @@ type Route struct {
 	// a token one upstream received is refused by every other. Default:
 	// the prefix ("/api/").
 	Audience string
+	// Mode is how the route's requests go upstream besides; see [Mode].
+	// Default nil: a plain route.
+	Mode Mode
 }
 
 // ParseRoute parses the "PREFIX=URL" syntax of the --upstream flag, for

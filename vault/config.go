@@ -216,6 +216,7 @@ func validToken(s string) bool {
 // route is a checked Route with its matchers.
 type route struct {
 	Route
+	v        *Vault
 	scheme   string // "Bearer " or "" for a bare token
 	capture  *http.ServeMux
 	captures []Capture
