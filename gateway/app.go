@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -84,7 +85,7 @@ func sessionIdentity(s *cloakroom.Session) proxy.Identity {
 // segment boundary.
 func (a *app) isPublic(p string) bool {
 	for _, prefix := range a.public {
-		if pathUnder(p, prefix) {
+		if httpx.PathUnder(p, prefix) {
 			return true
 		}
 	}

@@ -147,7 +147,7 @@ func (cfg *Config) validate() error {
 		}
 	}
 	if cfg.Frontend != nil {
-		if err := checkUpstream(cfg.Frontend); err != nil {
+		if err := proxy.CheckUpstream(cfg.Frontend); err != nil {
 			bad("Frontend: %v", err)
 		}
 	}
@@ -235,20 +235,6 @@ func checkStaticDir(dir string) error {
 	index, err := os.Stat(filepath.Join(dir, "index.html"))
 	if err != nil || !index.Mode().IsRegular() {
 		return fmt.Errorf("%s has no index.html", dir)
-	}
-	return nil
-}
-
-func checkUpstream(u *url.URL) error {
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	case u.Host == "":
-		return errors.New("no host")
-	case u.User != nil:
-		return errors.New("credentials in the URL would be sent to the upstream on every request")
-	case u.RawQuery != "" || u.Fragment != "":
-		return errors.New("a query or fragment has no meaning in an upstream URL")
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -245,7 +246,7 @@ func CheckStepUp(authPrefix string, su StepUp) error {
 		return fmt.Errorf("step-up prefix %q must be a path prefix such as /api/admin/", su.Prefix)
 	}
 	for _, p := range []string{"/login", "/login/x", "/callback/x", "/backchannel-logout/x", "/logout", "/session", "/assets/x"} {
-		if pathUnder(authPrefix+p, su.Prefix) {
+		if httpx.PathUnder(authPrefix+p, su.Prefix) {
 			return fmt.Errorf("step-up prefix %q covers %s%s, which logging in again needs", su.Prefix, authPrefix, strings.TrimSuffix(p, "/x"))
 		}
 	}

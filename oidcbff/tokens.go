@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -392,18 +392,11 @@ func (c *Client) StepUpURL(s *cloakroom.Session, path string) string {
 // is too old for.
 func (c *Client) unmetStepUp(s *cloakroom.Session, path string) (StepUp, bool) {
 	for _, su := range c.cfg.StepUp {
-		if pathUnder(path, su.Prefix) && !c.admission.Recent(s, su.MaxAge) {
+		if httpx.PathUnder(path, su.Prefix) && !c.admission.Recent(s, su.MaxAge) {
 			return su, true
 		}
 	}
 	return StepUp{}, false
-}
-
-func pathUnder(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return len(p) == len(prefix)-1 && strings.HasSuffix(prefix, "/") && prefix[:len(p)] == p
-	}
-	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
 }
 
 // EndSession deletes the session's tokens and returns the provider's
