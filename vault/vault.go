@@ -279,11 +279,6 @@ func (rt *route) userOf(token string) (string, error) {
 	return signin.VaultUser(rt.Prefix, claim), nil
 }
 
-// owns reports whether user is one of the route's user IDs.
-func (rt *route) owns(user string) bool {
-	return len(user) > len(rt.Prefix) && strings.HasPrefix(user, rt.Prefix) && user[len(rt.Prefix)] == ':'
-}
-
 // captureOf returns the capture configured for r, nil if none.
 func (rt *route) captureOf(r *http.Request) *Capture {
 	if !rt.captureMethods[r.Method] && !rt.captureMethods[""] {
@@ -328,11 +323,6 @@ func (x *exchange) loadToken(ctx context.Context) bool {
 	x.user = s.UserID()
 	x.placeholder = s.GetString(keyPlaceholder)
 	token, err := x.v.sealer.Open(sealed, x.aad(x.user, x.placeholder))
-	if err == nil && !x.rt.owns(x.user) {
-		// Captured before user IDs carried the route: the ID may be a
-		// local account's.
-		err = errors.New("the session's user ID is not in the route's namespace")
-	}
 	if err != nil {
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: stored token does not open; ending the session",
 			slog.String("route", x.rt.label), slog.String("user", x.user), slog.String("error", err.Error()))
