@@ -89,7 +89,7 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 
 	do(chromedp.Click(`a[href="/auth/account"]`))
-	waitFor(`location.pathname === "/auth/account"`)
+	waitFor(`location.pathname === "/auth/account" && !!document.getElementById("devices")`)
 	if page := eval(`document.body.innerText`); !strings.Contains(page, "alice") || !strings.Contains(page, "Chrome") {
 		t.Errorf("the devices page does not list this browser:\n%s", page)
 	}
