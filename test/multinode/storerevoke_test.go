@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -49,12 +48,6 @@ var storeRevocations = []storeRevocation{
 	}},
 }
 
-// storeFind is one Find a poller made.
-type storeFind struct {
-	start time.Time
-	found bool
-}
-
 // TestRevokedAtOnceOnEveryNode works at the store layer, with three nodes
 // each holding its own store client (and cache): a session created through
 // C and read through B and C, so cached where they cache, is revoked
@@ -97,58 +90,32 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 							notWarm++
 						}
 					}
-					var returned time.Time
-					var mu sync.Mutex
-					polls := make([][]storeFind, 2)
-					var wg sync.WaitGroup
-					for i, s := range []cloakroom.Store{b, c} {
-						wg.Go(func() {
-							for {
-								mu.Lock()
-								since := returned
-								mu.Unlock()
-								began := time.Now()
-								_, found, err := s.Find(ctx, rec.Key)
-								if err != nil {
-									t.Errorf("Find while revoking: %v", err)
-									return
-								}
-								switch {
-								case since.IsZero():
-									// Before the revocation returned:
-									// anything goes, at a gentler pace.
-									time.Sleep(50 * time.Microsecond)
-									continue
-								case !began.After(since):
-									continue
-								}
-								polls[i] = append(polls[i], storeFind{began, found})
-								if !found || began.Sub(since) > limit {
-									return
-								}
-							}
+					polls := newAcrossRevocation(limit)
+					for _, s := range []cloakroom.Store{b, c} {
+						polls.start("", func() (bool, error) {
+							_, found, err := s.Find(ctx, rec.Key)
+							return found, err
 						})
 					}
 					err := rv.revoke(ctx, a, rec)
-					mu.Lock()
-					returned = time.Now()
-					mu.Unlock()
+					polls.markReturned()
+					pollers := polls.wait()
 					if err != nil {
 						t.Fatalf("%s through A: %v", rv.name, err)
 					}
-					wg.Wait()
 					made++
 					roundAccepted := 0
-					for _, p := range polls {
-						lookups += len(p)
-						for _, f := range p {
-							if f.found && f.start.After(returned) {
-								roundAccepted++
-								latest = max(latest, f.start.Sub(returned))
-							}
+					for _, p := range pollers {
+						if p.err != nil {
+							t.Errorf("Find while revoking: %v", p.err)
+							continue
 						}
-						if last := p[len(p)-1]; last.found {
-							t.Errorf("%s: a node still accepted the session %v after the revocation returned", rv.name, last.start.Sub(returned))
+						lookups += len(p.after)
+						n, last := p.acceptedAfter()
+						roundAccepted += n
+						latest = max(latest, last)
+						if still, at := p.stillAccepting(); still {
+							t.Errorf("%s: a node still accepted the session %v after the revocation returned", rv.name, at)
 						}
 					}
 					if roundAccepted > 0 {
