@@ -15,6 +15,7 @@ type acrossRevocation struct {
 	limit time.Duration
 
 	mu       sync.Mutex
+	sent     time.Time // zero until the revocation was started
 	returned time.Time // zero until the call returned
 
 	pollers []*poller
@@ -27,6 +28,9 @@ type poller struct {
 	name string
 	// firstAccepted is whether the first check accepted the session.
 	firstAccepted bool
+	// during counts the checks that started while the revocation's call
+	// ran (see markSent).
+	during int
 	// after are the checks that started after the return, in order.
 	after []afterCheck
 	err   error
@@ -45,8 +49,8 @@ func newAcrossRevocation(limit time.Duration) *acrossRevocation {
 // start runs check in a goroutine of its own, back to back, until, once
 // the revocation returned, check refuses the session or limit has passed
 // since the return; an error ends it too. Call it from the test's
-// goroutine only, before wait.
-func (ar *acrossRevocation) start(name string, check func() (accepted bool, err error)) {
+// goroutine only, before wait; the poller it returns is read after wait.
+func (ar *acrossRevocation) start(name string, check func() (accepted bool, err error)) *poller {
 	p := &poller{name: name}
 	ar.pollers = append(ar.pollers, p)
 	ar.done.Add(1)
@@ -54,7 +58,7 @@ func (ar *acrossRevocation) start(name string, check func() (accepted bool, err 
 	go func() {
 		defer ar.done.Done()
 		for n := 0; ; n++ {
-			since := ar.returnedAt()
+			sent, since := ar.marks()
 			began := time.Now()
 			accepted, err := check()
 			if n == 0 {
@@ -69,6 +73,9 @@ func (ar *acrossRevocation) start(name string, check func() (accepted bool, err 
 			case since.IsZero():
 				// Before the revocation returned: anything goes, at a
 				// gentler pace.
+				if !sent.IsZero() && began.After(sent) {
+					p.during++
+				}
 				time.Sleep(50 * time.Microsecond)
 				continue
 			case !began.After(since):
@@ -80,6 +87,7 @@ func (ar *acrossRevocation) start(name string, check func() (accepted bool, err 
 			}
 		}
 	}()
+	return p
 }
 
 // started waits until every poller made its first check, and returns an
@@ -99,6 +107,14 @@ func (ar *acrossRevocation) started() error {
 	return nil
 }
 
+// markSent records that the revocation's call is being made, from now;
+// optional, for counting the checks made while it runs.
+func (ar *acrossRevocation) markSent() {
+	ar.mu.Lock()
+	defer ar.mu.Unlock()
+	ar.sent = time.Now()
+}
+
 // markReturned records that the revocation's call returned, now.
 func (ar *acrossRevocation) markReturned() {
 	ar.mu.Lock()
@@ -106,10 +122,10 @@ func (ar *acrossRevocation) markReturned() {
 	ar.returned = time.Now()
 }
 
-func (ar *acrossRevocation) returnedAt() time.Time {
+func (ar *acrossRevocation) marks() (sent, returned time.Time) {
 	ar.mu.Lock()
 	defer ar.mu.Unlock()
-	return ar.returned
+	return ar.sent, ar.returned
 }
 
 // wait waits for every poller to end (markReturned must have been
