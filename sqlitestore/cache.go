@@ -153,9 +153,9 @@ type cache struct {
 	entries map[cloakroom.Key]cachedRecord
 
 	// A miss reserves these before querying and may fill only if they
-	// are unchanged: the row it read might predate a drop. epoch covers
+	// are unchanged: the row it read might predate a drop. drops covers
 	// flushes and whole-user drops, stripes single keys.
-	epoch   uint64
+	drops   uint64
 	stripes [256]uint64
 
 	// broken is set when the header cannot be trusted (see breakDown):
@@ -167,7 +167,7 @@ type cache struct {
 type fillToken struct {
 	ok     bool
 	header walHeader
-	epoch  uint64
+	drops  uint64
 	stripe uint64
 }
 
@@ -189,7 +189,7 @@ func (c *cache) get(key cloakroom.Key, nowMs int64) (cloakroom.Record, bool, fil
 	c.mu.RLock()
 	if c.valid && hdr == c.known {
 		e, ok := c.entries[key]
-		tok := fillToken{ok: true, header: hdr, epoch: c.epoch, stripe: c.stripes[key[0]]}
+		tok := fillToken{ok: true, header: hdr, drops: c.drops, stripe: c.stripes[key[0]]}
 		c.mu.RUnlock()
 		if ok && e.expiryMs > nowMs {
 			return e.rec, true, fillToken{}
@@ -257,7 +257,7 @@ func (c *cache) breakDown(reason string) {
 
 // fill caches rec, read from the database at tok's header, if nothing
 // was written or dropped since: the header still reads the same, and
-// neither the epoch nor rec's stripe moved.
+// neither drops nor rec's stripe moved.
 func (c *cache) fill(tok fillToken, rec cloakroom.Record) {
 	if !tok.ok {
 		return
@@ -271,7 +271,7 @@ func (c *cache) fill(tok fillToken, rec cloakroom.Record) {
 	rec.Data = slices.Clip(rec.Data)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.valid || c.known != tok.header || c.epoch != tok.epoch || c.stripes[rec.Key[0]] != tok.stripe {
+	if !c.valid || c.known != tok.header || c.drops != tok.drops || c.stripes[rec.Key[0]] != tok.stripe {
 		return
 	}
 	if _, present := c.entries[rec.Key]; !present && len(c.entries) >= c.max {
@@ -345,7 +345,7 @@ func (c *cache) endWrite(ch change, committed bool, before walHeader, beforeOK b
 
 func (c *cache) flushLocked() {
 	clear(c.entries)
-	c.epoch++
+	c.drops++
 }
 
 func (c *cache) dropLocked(ch change) {
@@ -365,6 +365,6 @@ func (c *cache) dropLocked(ch change) {
 				delete(c.entries, k)
 			}
 		}
-		c.epoch++
+		c.drops++
 	}
 }

@@ -1,15 +1,12 @@
 package sqlitestore_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -40,9 +37,15 @@ func commitNew(t *testing.T, s *sqlitestore.Store, user string) cloakroom.Record
 
 func found(t *testing.T, s *sqlitestore.Store, key cloakroom.Key) bool {
 	t.Helper()
-	_, ok, err := s.Find(context.Background(), key)
+	return foundBy(t, s.Find, key)
+}
+
+// foundBy reports whether find, a store's Find or FindAux, finds key.
+func foundBy[R any](t *testing.T, find func(context.Context, cloakroom.Key) (R, bool, error), key cloakroom.Key) bool {
+	t.Helper()
+	_, ok, err := find(context.Background(), key)
 	if err != nil {
-		t.Fatalf("Find: %v", err)
+		t.Fatalf("lookup of %s: %v", key.Short(), err)
 	}
 	return ok
 }
@@ -159,9 +162,6 @@ func TestCacheSeesOtherProcess(t *testing.T) {
 		runRevokeChild(path)
 		return
 	}
-	if runtime.GOOS == "js" || runtime.GOOS == "wasip1" || runtime.GOOS == "ios" {
-		t.Skipf("cannot start a child process on %s", runtime.GOOS)
-	}
 	path := filepath.Join(t.TempDir(), "sessions.db")
 	warm := openStore(t, path, sqlitestore.Config{})
 	deleted, bumped, kept := commitNew(t, warm, "alice"), commitNew(t, warm, "bob"), commitNew(t, warm, "carol")
@@ -170,13 +170,7 @@ func TestCacheSeesOtherProcess(t *testing.T) {
 		found(t, warm, rec.Key)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCacheSeesOtherProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), otherProcessEnv+"="+path, "REVOKE_KEY="+deleted.Key.String())
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("child: %v\n%s", err, out.String())
-	}
+	runTestChild(t, "TestCacheSeesOtherProcess", otherProcessEnv+"="+path, "REVOKE_KEY="+deleted.Key.String())
 	if found(t, warm, deleted.Key) {
 		t.Error("session deleted by another process still found")
 	}

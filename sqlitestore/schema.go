@@ -46,6 +46,32 @@ CREATE TABLE {p}user_generations (
 	generation INTEGER NOT NULL CHECK (generation >= 0)
 ) STRICT, WITHOUT ROWID;
 `,
+	// 2: the global epoch and the auxiliary records.
+	//
+	// sessions.epoch copies Record.Epoch; sessions stored before it
+	// existed hold format-1 records, which decode as epoch 0, as the
+	// column's default says. global_epoch has at most one row; no row
+	// means epoch 0. aux_records keeps cloakroom.AuxRecord, with
+	// expiry_unix_ms its Expires in Unix milliseconds and epoch 0 for a
+	// record that does not end with the sessions.
+	`
+ALTER TABLE {p}sessions ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0);
+CREATE INDEX {p}sessions_by_epoch ON {p}sessions (epoch);
+CREATE TABLE {p}global_epoch (
+	id    INTEGER NOT NULL PRIMARY KEY CHECK (id = 0),
+	epoch INTEGER NOT NULL CHECK (epoch >= 1)
+) STRICT;
+CREATE TABLE {p}aux_records (
+	key                BLOB    NOT NULL PRIMARY KEY CHECK (length(key) = 32),
+	version            INTEGER NOT NULL CHECK (version >= 1),
+	expiry_unix_ms     INTEGER NOT NULL,
+	ends_with_sessions INTEGER NOT NULL CHECK (ends_with_sessions IN (0, 1)),
+	epoch              INTEGER NOT NULL CHECK (epoch >= 0),
+	data               BLOB    NOT NULL
+) STRICT;
+CREATE INDEX {p}aux_records_by_expiry ON {p}aux_records (expiry_unix_ms);
+CREATE INDEX {p}aux_records_by_epoch ON {p}aux_records (epoch) WHERE ends_with_sessions = 1;
+`,
 }
 
 var tablePrefixPattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

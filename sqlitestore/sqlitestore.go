@@ -8,14 +8,22 @@
 // as SQLite allows only one writer, so SQLITE_BUSY does not reach callers.
 //
 // The schema is created and migrated when the store opens. Its tables are
-// sessions, user_generations and schema_version (each name preceded by
-// [Config.TablePrefix]); an application may keep its own tables in the same
-// file through [Store.DB], and version them with its own row in
-// schema_version.
+// sessions, user_generations, global_epoch, aux_records and schema_version
+// (each name preceded by [Config.TablePrefix]); an application may keep its
+// own tables in the same file through [Store.DB], and version them with its
+// own row in schema_version. Sessions stored before the global epoch
+// existed are kept, at epoch 0.
 //
-// Expiry is decided in whole milliseconds: a session stops being found at
-// the start of the millisecond its [cloakroom.Record.Expiry] falls in, never
-// later.
+// Expiry is decided in whole milliseconds: a session or auxiliary record
+// stops being found at the start of the millisecond its expiry falls in,
+// never later.
+//
+// Revocations (Delete, BumpGeneration, BumpEpoch, Rotate) are commits to
+// the file like any other, so they hold for every store on the file once
+// the call returns: every query checks each row against the current
+// generations and epoch, and every cache drops what a commit may have
+// changed before it answers again (see Cache). BumpEpoch also deletes what
+// it ended, in purge batches. Auxiliary records are never cached.
 //
 // # Cache
 //
@@ -53,6 +61,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -67,10 +76,11 @@ type Config struct {
 	Now func() time.Time
 
 	// PurgeInterval is how often a background goroutine deletes expired
-	// sessions, in small batches so writers are not held up. Default: five
-	// minutes. A negative value turns the goroutine off ([Store.Purge] can
-	// still be called). Expired sessions are never returned, purged or not;
-	// purging only frees space and removes their data from the file.
+	// sessions and auxiliary records, in small batches so writers are not
+	// held up. Default: five minutes. A negative value turns the goroutine
+	// off ([Store.Purge] can still be called). Expired rows are never
+	// returned, purged or not; purging only frees space and removes their
+	// data from the file.
 	PurgeInterval time.Duration
 
 	// TablePrefix is put before the name of every table and index the store
@@ -159,10 +169,17 @@ type Store struct {
 	// COMMIT and its accounting.
 	testHookAfterCommit func()
 
-	findStmt, listStmt, generationStmt *sql.Stmt // on read
+	findStmt, listStmt, generationStmt, epochStmt, findAuxStmt *sql.Stmt // on read
 	createStmt, updateStmt, commitStateStmt, deleteStmt,
-	bumpStmt, dropRevokedStmt, purgeStmt,
-	rotateOldStmt, writeGenerationStmt *sql.Stmt // on write
+	bumpStmt, dropRevokedStmt, bumpEpochStmt, purgeStmt,
+	rotateOldStmt, rotateNewStmt,
+	createAuxStmt, updateAuxStmt, auxStateStmt, deleteAuxStmt, purgeAuxStmt *sql.Stmt // on write
+
+	// publishedEpoch is the highest epoch reported to WatchEnds
+	// subscribers; epochUnchecked is set when another connection has
+	// committed since a watcher last read the epoch (see notify.go).
+	publishedEpoch atomic.Uint64
+	epochUnchecked atomic.Bool
 
 	// Subscribers of WatchEnds. Close closes it and waits for them.
 	ends *endfanout.Fanout
@@ -324,7 +341,10 @@ func (s *Store) startCache(ctx context.Context, abs string, cfg Config) error {
 	}
 	s.header = header
 	s.cache = newCache(header, size)
-	s.cache.onForeignWrite = func() { s.ends.Publish(cloakroom.End{All: true}) }
+	s.cache.onForeignWrite = func() {
+		s.epochUnchecked.Store(true)
+		s.ends.Publish(cloakroom.End{All: true})
+	}
 	s.cache.onBroken = func(reason string) {
 		s.logger.Error("sqlitestore: cache turned off; every check now reads the database", "reason", reason)
 	}
@@ -376,6 +396,12 @@ func newStore(ctx context.Context, read, write *sql.DB, owned bool, cfg Config) 
 		s.closeStatements()
 		return nil, err
 	}
+	epoch, err := s.Epoch(ctx)
+	if err != nil {
+		s.closeStatements()
+		return nil, err
+	}
+	s.publishedEpoch.Store(epoch)
 	// No purge runs until the caller has built the whole Store
 	// (startPurge); Close meanwhile has none to stop.
 	s.stopPurge, s.purgeDone = func() {}, make(chan struct{})
@@ -398,12 +424,17 @@ func (s *Store) startPurge(interval time.Duration) {
 }
 
 // liveSessionAt is the SQL condition for a session row s that Find may
-// return: not expired at the parameter now, and not revoked by a
-// generation bump.
+// return: not expired at the parameter now, and revoked neither by a
+// generation bump nor by an epoch bump.
 func liveSessionAt(now string) string {
 	return `s.expiry_unix_ms > ` + now + `
-	AND s.generation >= coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)`
+	AND s.generation >= coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)
+	AND s.epoch >= ` + currentEpoch
 }
+
+// currentEpoch is the SQL value of the global epoch. SQLite evaluates it
+// once per statement: it does not depend on the row.
+const currentEpoch = `coalesce((SELECT e.epoch FROM {p}global_epoch AS e WHERE e.id = 0), 0)`
 
 // findQuery is Find's: on every request's path, so with numbered
 // parameters, which spare the allocation of a sql.NamedArg each. ?1 key,
@@ -416,46 +447,52 @@ var liveSession = liveSessionAt(":now")
 // userGeneration is the SQL value of the current generation of :user.
 const userGeneration = `coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = :user), 0)`
 
+// statement is one of the store's prepared statements: the pool it runs
+// on, where it is kept, and its query, with "{p}" for the table prefix.
+type statement struct {
+	db    *sql.DB
+	dst   **sql.Stmt
+	query string
+}
+
 // prepare prepares every statement the store runs. Each write transaction
 // (Commit, BumpGeneration) starts with a statement that writes: in a
 // deferred transaction, as New with a caller's DSN gives, that takes the
 // write lock before anything is read, so the transaction cannot fail on a
 // stale snapshot.
 func (s *Store) prepare(ctx context.Context, prefix string) error {
-	statements := []struct {
-		db    *sql.DB
-		dst   **sql.Stmt
-		query string
-	}{
+	statements := []statement{
 		{s.read, &s.findStmt, findQuery},
 		{s.read, &s.listStmt, `SELECT s.record FROM {p}sessions AS s WHERE s.user_id = :user AND ` + liveSession},
 		{s.read, &s.generationStmt, `SELECT ` + userGeneration},
+		{s.read, &s.epochStmt, `SELECT ` + currentEpoch},
 
 		// Creates the session, or replaces a dead row left under the same
 		// key; changes nothing if the key holds a live session or the
-		// record's generation is stale.
+		// record's generation or epoch is stale.
 		{s.write, &s.createStmt, `
-INSERT INTO {p}sessions AS s (key, user_id, handle, generation, version, expiry_unix_ms, record)
-SELECT :key, :user, :handle, :generation, 1, :expiry, :record
-WHERE :generation >= ` + userGeneration + `
+INSERT INTO {p}sessions AS s (key, user_id, handle, generation, version, expiry_unix_ms, epoch, record)
+SELECT :key, :user, :handle, :generation, 1, :expiry, :epoch, :record
+WHERE :generation >= ` + userGeneration + ` AND :epoch >= ` + currentEpoch + `
 ON CONFLICT (key) DO UPDATE SET
 	user_id = excluded.user_id, handle = excluded.handle, generation = excluded.generation,
-	version = excluded.version, expiry_unix_ms = excluded.expiry_unix_ms, record = excluded.record
+	version = excluded.version, expiry_unix_ms = excluded.expiry_unix_ms, epoch = excluded.epoch,
+	record = excluded.record
 WHERE NOT (` + liveSession + `)`},
 		// Compare-and-set on version; changes nothing unless the stored
 		// session is live at version :previous and the record's
-		// generation is current.
+		// generation and epoch are current.
 		{s.write, &s.updateStmt, `
 UPDATE {p}sessions AS s SET
 	user_id = :user, handle = :handle, generation = :generation,
-	version = :version, expiry_unix_ms = :expiry, record = :record
+	version = :version, expiry_unix_ms = :expiry, epoch = :epoch, record = :record
 WHERE s.key = :key AND s.version = :previous AND ` + liveSession + `
-	AND :generation >= ` + userGeneration},
+	AND :generation >= ` + userGeneration + ` AND :epoch >= ` + currentEpoch},
 		// Why a Commit changed nothing: the current generation of the
-		// record's user, and the version of the live session under the
-		// key (NULL if there is none).
+		// record's user, the current epoch, and the version of the live
+		// session under the key (NULL if there is none).
 		{s.write, &s.commitStateStmt, `
-SELECT ` + userGeneration + `,
+SELECT ` + userGeneration + `, ` + currentEpoch + `,
 	(SELECT s.version FROM {p}sessions AS s WHERE s.key = :key AND ` + liveSession + `)`},
 		{s.write, &s.deleteStmt, `DELETE FROM {p}sessions WHERE key = :key`},
 		{s.write, &s.bumpStmt, `
@@ -463,18 +500,27 @@ INSERT INTO {p}user_generations (user_id, generation) VALUES (:user, 1)
 ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1
 RETURNING generation`},
 		{s.write, &s.dropRevokedStmt, `DELETE FROM {p}sessions WHERE user_id = :user AND generation < :generation`},
+		{s.write, &s.bumpEpochStmt, `
+INSERT INTO {p}global_epoch (id, epoch) VALUES (0, 1)
+ON CONFLICT (id) DO UPDATE SET epoch = epoch + 1
+RETURNING epoch`},
 		// Rotate's view of the old session: whether it is unexpired, its
-		// user, its generation, its user's current one and its version (no
-		// row if it is missing or expired).
+		// user, its generation, its user's current one, its version, its
+		// epoch and the current one (no row if it is missing or expired).
 		{s.write, &s.rotateOldStmt, `
 SELECT s.user_id, s.generation, s.version,
-	coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0)
+	coalesce((SELECT g.generation FROM {p}user_generations AS g WHERE g.user_id = s.user_id), 0),
+	s.epoch, ` + currentEpoch + `
 FROM {p}sessions AS s WHERE s.key = :old AND s.expiry_unix_ms > :now`},
-		{s.write, &s.writeGenerationStmt, `SELECT ` + userGeneration},
+		// Rotate's view for the new session: the current generation of
+		// :user and the current epoch.
+		{s.write, &s.rotateNewStmt, `SELECT ` + userGeneration + `, ` + currentEpoch},
+		// Expired sessions, and those a global revocation left behind.
 		{s.write, &s.purgeStmt, `
 DELETE FROM {p}sessions WHERE rowid IN (
-	SELECT rowid FROM {p}sessions WHERE expiry_unix_ms <= :now LIMIT :limit)`},
+	SELECT rowid FROM {p}sessions WHERE expiry_unix_ms <= :now OR epoch < ` + currentEpoch + ` LIMIT :limit)`},
 	}
+	statements = append(statements, s.auxStatements()...)
 	for _, st := range statements {
 		stmt, err := st.db.PrepareContext(ctx, withPrefix(prefix, st.query))
 		if err != nil {
@@ -588,8 +634,8 @@ func scanRecord(rows *sql.Rows) (cloakroom.Record, error) {
 
 // Commit implements [cloakroom.Store].
 func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 {
-		return fmt.Errorf("sqlitestore: commit %s: version %d, generation %d out of range", rec.Key.Short(), rec.Version, rec.Generation)
+	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
+		return fmt.Errorf("sqlitestore: commit %s: version %d, generation %d, epoch %d out of range", rec.Key.Short(), rec.Version, rec.Generation, rec.Epoch)
 	}
 	blob, err := rec.MarshalBinary()
 	if err != nil {
@@ -597,21 +643,10 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	}
 	args := recordArgs(rec, blob, s.now().UnixMilli())
 	err = s.inWriteTx(ctx, change{keys: []cloakroom.Key{rec.Key}}, func(tx *sql.Tx) (bool, error) {
-		var res sql.Result
-		var err error
-		if rec.Version == 1 {
-			res, err = tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
-		} else {
-			args = append(args, sql.Named("version", int64(rec.Version)), sql.Named("previous", int64(rec.Version-1)))
-			res, err = tx.StmtContext(ctx, s.updateStmt).ExecContext(ctx, args...)
-		}
-		if err != nil {
-			return false, err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err == nil, err
-		}
-		return false, s.refusal(ctx, tx, rec, args)
+		err := s.writeVersioned(ctx, tx, rec.Version, s.createStmt, s.updateStmt, args, func(args []any) error {
+			return s.refusal(ctx, tx, rec, args)
+		})
+		return err == nil, err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
@@ -630,6 +665,7 @@ func recordArgs(rec cloakroom.Record, blob []byte, nowMs int64) []any {
 		sql.Named("user", user),
 		sql.Named("handle", rec.Handle),
 		sql.Named("generation", int64(rec.Generation)),
+		sql.Named("epoch", int64(rec.Epoch)),
 		sql.Named("expiry", rec.Expiry().UnixMilli()),
 		sql.Named("record", blob),
 		sql.Named("now", nowMs),
@@ -639,14 +675,16 @@ func recordArgs(rec cloakroom.Record, blob []byte, nowMs int64) []any {
 // refusal explains a Commit that changed nothing, reading in the same
 // transaction so the answer matches what the write saw.
 func (s *Store) refusal(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, args []any) error {
-	var userGen int64
+	var userGen, epoch int64
 	var storedVersion sql.NullInt64
 	// The state query reads :key, :user and :now; the driver ignores the
 	// write's other named arguments.
-	if err := tx.StmtContext(ctx, s.commitStateStmt).QueryRowContext(ctx, args...).Scan(&userGen, &storedVersion); err != nil {
+	if err := tx.StmtContext(ctx, s.commitStateStmt).QueryRowContext(ctx, args...).Scan(&userGen, &epoch, &storedVersion); err != nil {
 		return err
 	}
 	switch {
+	case int64(rec.Epoch) < epoch:
+		return fmt.Errorf("epoch %d revoked, the current one is %d: %w", rec.Epoch, epoch, cloakroom.ErrNotFound)
 	case rec.UserID != "" && int64(rec.Generation) < userGen:
 		return fmt.Errorf("generation %d revoked, user is at %d: %w", rec.Generation, userGen, cloakroom.ErrNotFound)
 	case rec.Version == 1:
@@ -756,6 +794,53 @@ func (s *Store) bumpIn(ctx context.Context, tx *sql.Tx, userID string) (int64, e
 	return gen, err
 }
 
+// Epoch implements [cloakroom.Store].
+func (s *Store) Epoch(ctx context.Context) (uint64, error) {
+	var epoch int64
+	if err := s.epochStmt.QueryRowContext(ctx).Scan(&epoch); err != nil {
+		return 0, fmt.Errorf("sqlitestore: epoch: %w", err)
+	}
+	return uint64(epoch), nil
+}
+
+// BumpEpoch implements [cloakroom.Store]. Its commit ends every session
+// of an older epoch for every store on the file: their queries compare
+// each row's epoch with the current one, and their caches are dropped at
+// the next look at the file, as for any other commit. It then deletes
+// the sessions and auxiliary records it ended, in purge batches, so their
+// data leaves the file now rather than at the next purge; a failure there
+// is only logged, as the bump itself took effect.
+func (s *Store) BumpEpoch(ctx context.Context) (uint64, error) {
+	var epoch int64
+	err := s.inWriteTx(ctx, change{all: true}, func(tx *sql.Tx) (bool, error) {
+		err := tx.StmtContext(ctx, s.bumpEpochStmt).QueryRowContext(ctx).Scan(&epoch)
+		return err == nil, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: bump epoch: %w", err)
+	}
+	s.publishEpoch(uint64(epoch))
+	if _, err := s.Purge(ctx); err != nil {
+		s.logger.WarnContext(ctx, "sqlitestore: the sessions the epoch bump ended are left for the next purge", "epoch", epoch, "err", err)
+	}
+	return uint64(epoch), nil
+}
+
+// publishEpoch reports End{Epoch: epoch} to WatchEnds subscribers unless
+// an epoch as high was reported already.
+func (s *Store) publishEpoch(epoch uint64) {
+	for {
+		published := s.publishedEpoch.Load()
+		if epoch <= published {
+			return
+		}
+		if s.publishedEpoch.CompareAndSwap(published, epoch) {
+			s.ends.Publish(cloakroom.End{Epoch: epoch})
+			return
+		}
+	}
+}
+
 // Rotate implements [cloakroom.Rotator]: the checks, the bump, the new
 // session and the old one's deletion are one transaction, which holds
 // SQLite's write lock from its first statement (BEGIN IMMEDIATE), so no
@@ -763,8 +848,8 @@ func (s *Store) bumpIn(ctx context.Context, tx *sql.Tx, userID string) (int64, e
 // and the writes.
 func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
 	rec := r.New
-	if rec.Version != 1 || rec.Generation > math.MaxInt64 {
-		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: new session must have version 1 (got %d) and a generation in range", rec.Key.Short(), rec.Version)
+	if rec.Version != 1 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: new session must have version 1 (got %d) and a generation and epoch in range", rec.Key.Short(), rec.Version)
 	}
 	if r.Bump && rec.UserID == "" {
 		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
@@ -785,14 +870,15 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 				return false, err
 			}
 		}
-		if rec.UserID != "" {
-			var current int64
-			if err := tx.StmtContext(ctx, s.writeGenerationStmt).QueryRowContext(ctx, sql.Named("user", rec.UserID)).Scan(&current); err != nil {
-				return false, err
-			}
-			if uint64(current) != rec.Generation {
-				return false, fmt.Errorf("generation %d is not the user's current %d: %w", rec.Generation, current, cloakroom.ErrNotFound)
-			}
+		var generation, epoch int64
+		if err := tx.StmtContext(ctx, s.rotateNewStmt).QueryRowContext(ctx, sql.Named("user", rec.UserID)).Scan(&generation, &epoch); err != nil {
+			return false, err
+		}
+		if int64(rec.Epoch) < epoch {
+			return false, fmt.Errorf("epoch %d is below the current %d: %w", rec.Epoch, epoch, cloakroom.ErrNotFound)
+		}
+		if rec.UserID != "" && uint64(generation) != rec.Generation {
+			return false, fmt.Errorf("generation %d is not the user's current %d: %w", rec.Generation, generation, cloakroom.ErrNotFound)
 		}
 		if r.Bump {
 			gen, err := s.bumpIn(ctx, tx, rec.UserID)
@@ -825,18 +911,20 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 }
 
 // checkOldLive fails with ErrNotFound unless the session under key exists,
-// is unexpired at nowMs and, for a user's session, is of the user's
-// current generation, and with ErrConflict unless it is at version (when
-// not 0).
+// is unexpired at nowMs, is of the current epoch and, for a user's
+// session, is of the user's current generation, and with ErrConflict
+// unless it is at version (when not 0).
 func (s *Store) checkOldLive(ctx context.Context, tx *sql.Tx, key cloakroom.Key, version uint64, nowMs int64) error {
 	var user sql.NullString
-	var gen, current, stored int64
-	err := tx.StmtContext(ctx, s.rotateOldStmt).QueryRowContext(ctx, sql.Named("old", key[:]), sql.Named("now", nowMs)).Scan(&user, &gen, &stored, &current)
+	var gen, current, stored, epoch, currentEpoch int64
+	err := tx.StmtContext(ctx, s.rotateOldStmt).QueryRowContext(ctx, sql.Named("old", key[:]), sql.Named("now", nowMs)).Scan(&user, &gen, &stored, &current, &epoch, &currentEpoch)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("old session is gone: %w", cloakroom.ErrNotFound)
 	case err != nil:
 		return err
+	case epoch != currentEpoch:
+		return fmt.Errorf("old session's epoch %d revoked, the current one is %d: %w", epoch, currentEpoch, cloakroom.ErrNotFound)
 	case user.Valid && gen != current:
 		return fmt.Errorf("old session's generation %d revoked, user is at %d: %w", gen, current, cloakroom.ErrNotFound)
 	case version != 0 && uint64(stored) != version:
@@ -853,29 +941,60 @@ func (s *Store) createIn(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, 
 		return err
 	}
 	args := recordArgs(rec, blob, nowMs)
-	res, err := tx.StmtContext(ctx, s.createStmt).ExecContext(ctx, args...)
+	return s.writeVersioned(ctx, tx, 1, s.createStmt, nil, args, func(args []any) error {
+		return s.refusal(ctx, tx, rec, args)
+	})
+}
+
+// writeVersioned writes one versioned row, a session or an auxiliary
+// record, in tx: with create at version 1, else with update, a
+// compare-and-set from version-1. Each takes args and changes one row or
+// none; for none, refusal, given the arguments used, reads why.
+func (s *Store) writeVersioned(ctx context.Context, tx *sql.Tx, version uint64, create, update *sql.Stmt, args []any, refusal func(args []any) error) error {
+	stmt := create
+	if version > 1 {
+		stmt = update
+		args = append(args, sql.Named("version", int64(version)), sql.Named("previous", int64(version-1)))
+	}
+	res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
 	if err != nil {
 		return err
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return err
 	}
-	return s.refusal(ctx, tx, rec, args)
+	return refusal(args)
 }
 
-// Purge deletes the sessions expired at the store's clock and returns how
-// many it deleted. It works in batches, each in its own transaction, and
-// stops early, with ctx's error, when ctx is done. The background purge
-// calls it every [Config.PurgeInterval].
+// Purge deletes the sessions and auxiliary records expired at the store's
+// clock, and those a global revocation ([Store.BumpEpoch]) ended, and
+// returns how many rows it deleted. It works in batches, each in its own
+// transaction, and stops early, with ctx's error, when ctx is done. The
+// background purge calls it every [Config.PurgeInterval].
 func (s *Store) Purge(ctx context.Context) (int, error) {
 	now := sql.Named("now", s.now().UnixMilli())
+	// Purged sessions are dead, which the cache sees by itself; flushing
+	// it anyway keeps it exact if the clock steps back. Auxiliary records
+	// are never cached.
+	sessions, err := s.purgeBatches(ctx, s.purgeStmt, change{all: true}, now)
+	if err != nil {
+		return sessions, fmt.Errorf("sqlitestore: purge: %w", err)
+	}
+	records, err := s.purgeBatches(ctx, s.purgeAuxStmt, change{}, now)
+	if err != nil {
+		return sessions + records, fmt.Errorf("sqlitestore: purge auxiliary records: %w", err)
+	}
+	return sessions + records, nil
+}
+
+// purgeBatches runs the purge statement stmt, which deletes up to :limit
+// rows, until it deletes fewer, and returns the rows deleted.
+func (s *Store) purgeBatches(ctx context.Context, stmt *sql.Stmt, ch change, now sql.NamedArg) (int, error) {
 	total := 0
 	for {
 		var n int64
-		// Purged sessions are expired, which the cache sees by itself;
-		// flushing it anyway keeps it exact if the clock steps back.
-		err := s.inWriteTx(ctx, change{all: true}, func(tx *sql.Tx) (bool, error) {
-			res, err := tx.StmtContext(ctx, s.purgeStmt).ExecContext(ctx, now, sql.Named("limit", purgeBatch))
+		err := s.inWriteTx(ctx, ch, func(tx *sql.Tx) (bool, error) {
+			res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, now, sql.Named("limit", purgeBatch))
 			if err != nil {
 				return false, err
 			}
@@ -883,11 +1002,8 @@ func (s *Store) Purge(ctx context.Context) (int, error) {
 			return n > 0, err
 		})
 		total += int(n)
-		if err != nil {
-			return total, fmt.Errorf("sqlitestore: purge: %w", err)
-		}
-		if n < purgeBatch {
-			return total, nil
+		if err != nil || n < purgeBatch {
+			return total, err
 		}
 	}
 }
@@ -954,10 +1070,11 @@ func (s *Store) Close() error {
 
 func (s *Store) closeStatements() {
 	for _, stmt := range []*sql.Stmt{
-		s.findStmt, s.listStmt, s.generationStmt,
+		s.findStmt, s.listStmt, s.generationStmt, s.epochStmt, s.findAuxStmt,
 		s.createStmt, s.updateStmt, s.commitStateStmt, s.deleteStmt,
-		s.bumpStmt, s.dropRevokedStmt, s.purgeStmt,
-		s.rotateOldStmt, s.writeGenerationStmt,
+		s.bumpStmt, s.dropRevokedStmt, s.bumpEpochStmt, s.purgeStmt,
+		s.rotateOldStmt, s.rotateNewStmt,
+		s.createAuxStmt, s.updateAuxStmt, s.auxStateStmt, s.deleteAuxStmt, s.purgeAuxStmt,
 	} {
 		if stmt != nil {
 			stmt.Close()

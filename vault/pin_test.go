@@ -70,3 +70,42 @@ func TestCaptureKeepsARevocationDuringTheLogin(t *testing.T) {
 		t.Errorf("status %d, want 401: %s", r.status, r.body)
 	}
 }
+
+// TestCaptureKeepsAGlobalRevocationDuringTheLogin: a fresh browser (no
+// session, so no user to pin) signs in while an administrator revokes
+// every session on another node. The app checked the password before the
+// revocation; the capture must not start a session after it.
+func TestCaptureKeepsAGlobalRevocationDuringTheLogin(t *testing.T) {
+	store := silentStore{memstore.New(memstore.Config{})}
+	keys, backend := testKeys(t), newJWTBackend()
+	st := newStack(t, stackOptions{store: store, keys: keys, backend: backend})
+	other := newStack(t, stackOptions{store: store, keys: keys, backend: backend})
+	if r := st.browser().register("olga"); r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	fresh := st.browser()
+	parked, release := make(chan struct{}), make(chan struct{})
+	hook := func() {
+		backend.answering.Store(nil)
+		close(parked)
+		<-release
+	}
+	backend.answering.Store(&hook)
+	done := make(chan response, 1)
+	go func() { done <- fresh.login("olga") }()
+	<-parked
+	if _, err := other.manager.RevokeEveryone(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	r := <-done
+	if fresh.cookie != "" && st.sessionAlive(fresh.cookie) {
+		t.Fatalf("the login in flight started a session after every session was revoked (status %d)", r.status)
+	}
+	if r.status != http.StatusUnauthorized {
+		t.Errorf("status %d, want 401: %s", r.status, r.body)
+	}
+	if r := fresh.login("olga"); r.status != http.StatusOK || fresh.whoami() != "olga" {
+		t.Fatalf("a login after the revocation: %d %s", r.status, r.body)
+	}
+}
