@@ -30,20 +30,25 @@ var storeRevocations = []storeRevocation{
 	}},
 	{name: "Rotate", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
 		next := storetest.NewRecord(rec.UserID, time.Now())
-		next.Generation = rec.Generation
+		next.Generation, next.Epoch = rec.Generation, rec.Epoch
 		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next})
 		return err
 	}},
 	{name: "RotateBump", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
 		// "Log out my other sessions", from another session of the user.
 		mine := storetest.NewRecord(rec.UserID, time.Now())
-		mine.Generation = rec.Generation
+		mine.Generation, mine.Epoch = rec.Generation, rec.Epoch
 		if err := s.Commit(ctx, mine); err != nil {
 			return err
 		}
 		next := storetest.NewRecord(rec.UserID, time.Now())
-		next.Generation = rec.Generation
+		next.Generation, next.Epoch = rec.Generation, rec.Epoch
 		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: mine.Key, OldMustLive: true, New: next, Bump: true})
+		return err
+	}},
+	{name: "BumpEpoch", revoke: func(ctx context.Context, s cloakroom.Store, _ cloakroom.Record) error {
+		// Everyone's sessions at once.
+		_, err := s.BumpEpoch(ctx)
 		return err
 	}},
 }
@@ -82,6 +87,12 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 				var latest time.Duration
 				for round := 0; round < rounds && time.Since(start) < budget; round++ {
 					rec := storetest.NewRecord(fmt.Sprintf("user-%s", randomHex(6)), time.Now())
+					// Created under the current epoch, as a login is.
+					epoch, err := c.Epoch(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rec.Epoch = epoch
 					if err := c.Commit(ctx, rec); err != nil {
 						t.Fatal(err)
 					}
@@ -97,7 +108,7 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 							return found, err
 						})
 					}
-					err := rv.revoke(ctx, a, rec)
+					err = rv.revoke(ctx, a, rec)
 					polls.markReturned()
 					pollers := polls.wait()
 					if err != nil {
