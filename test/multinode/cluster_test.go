@@ -25,6 +25,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/pgstore"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -313,7 +314,10 @@ type node struct {
 	// answers its value, 401 without one.
 	app *httptest.Server
 	// admin serves the gateway's admin API, when it has a token.
-	admin     *httptest.Server
+	admin *httptest.Server
+	// warnings holds what the node's manager and gateway logged at
+	// warning level and above (a store error behind a 503, say).
+	warnings  syncbuf.Buffer
 	transport *http.Transport // to the upstream
 	panics    atomic.Int64
 	closeOnce sync.Once
@@ -332,8 +336,9 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *signIns) *node {
 	t.Helper()
 	n := &node{name: name, store: store}
+	logger := slog.New(slog.NewTextHandler(&n.warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var err error
-	n.manager, err = cloakroom.New(cloakroom.Config{Store: store.store, Logger: quiet})
+	n.manager, err = cloakroom.New(cloakroom.Config{Store: store.store, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +372,7 @@ func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *
 	// Listening before the gateway is built: an OpenID client needs the
 	// gateway's address for its redirect URI.
 	n.srv = httptest.NewUnstartedServer(nil)
-	cfg := gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: quiet}
+	cfg := gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: logger}
 	if in != nil {
 		in.configure(t, &cfg, "http://"+n.srv.Listener.Addr().String())
 	}

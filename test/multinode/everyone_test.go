@@ -69,11 +69,11 @@ func TestRevokeEveryoneOnEveryNode(t *testing.T) {
 				sessions.expect(t, c, cl, true)
 
 				polls := newAcrossRevocation(limit)
-				nodeOf := map[*poller]string{}
+				nodeOf := map[*poller]*node{}
 				for _, s := range sessions.all {
 					for _, n := range cl.nodes() {
 						p := polls.start(n.name+" "+s.kind, func() (bool, error) { return s.check(c, n) })
-						nodeOf[p] = n.name
+						nodeOf[p] = n
 					}
 				}
 				if err := polls.started(); err != nil {
@@ -101,13 +101,13 @@ func TestRevokeEveryoneOnEveryNode(t *testing.T) {
 				row.rounds++
 				for _, p := range pollers {
 					if p.err != nil {
-						t.Errorf("%s while revoking: %v", p.name, p.err)
+						t.Errorf("%s while revoking: %v; the node logged:\n%s", p.name, p.err, nodeOf[p].warnings.String())
 						continue
 					}
 					row.checks += len(p.after)
 					row.during += p.during
 					accepted, latest := p.acceptedAfter()
-					row.accepted[nodeOf[p]] += accepted
+					row.accepted[nodeOf[p].name] += accepted
 					switch {
 					case accepted == 0:
 					case v.strict:
