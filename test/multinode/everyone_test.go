@@ -6,21 +6,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/internal/testoidc"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -312,7 +310,7 @@ type providerSession struct {
 // session sid, following the redirects as a browser does.
 func (c *client) providerSession(t *testing.T, n *node, p *mockProvider, sid string) providerSession {
 	t.Helper()
-	p.queue(providerSubject, sid)
+	p.Queue(testoidc.User{Subject: providerSubject, Email: providerSubject + "@example.com", SID: sid})
 	r, err := c.do(http.MethodGet, n.srv.URL+"/auth/login/"+providerName, "", nil, "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "none")
 	if err != nil || r.status != http.StatusSeeOther {
 		t.Fatalf("provider login through %s: %v, status %d: %s", n.name, err, r.status, r.body)
@@ -467,97 +465,33 @@ func (in *signIns) configure(t *testing.T, cfg *gateway.Config, publicURL string
 	}
 }
 
-// mockProvider is github.com/oauth2-proxy/mockoidc, the OpenID provider.
-// Its handlers share maps without locks, so it serves one request at a
-// time.
-type mockProvider struct {
-	m  *mockoidc.MockOIDC
-	mu sync.Mutex
-}
+// mockProvider is the OpenID provider of the test (see testoidc).
+type mockProvider struct{ *testoidc.Mock }
 
 func startMockProvider(t *testing.T) *mockProvider {
 	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &mockProvider{m: m}
-	err = m.AddMiddleware(func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			next.ServeHTTP(w, r)
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	return p
+	return &mockProvider{testoidc.Start(t, nil)}
 }
 
 func (p *mockProvider) config() oidcbff.ProviderConfig {
-	cfg := p.m.Config()
+	cfg := p.Config()
 	return oidcbff.ProviderConfig{
 		Name: providerName, Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		TokenAuth: "post", // mockoidc reads the secret from the form only
 	}
 }
 
-// queue has the provider sign sub in next, in the provider session sid.
-func (p *mockProvider) queue(sub, sid string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.m.QueueUser(sidUser{MockUser: &mockoidc.MockUser{Subject: sub, Email: sub + "@example.com", EmailVerified: true}, sid: sid})
-}
-
 // logoutToken returns a back-channel logout token for the provider session
 // sid of sub, signed by the provider, and its ID.
 func (p *mockProvider) logoutToken(t *testing.T, sub, sid string) (token, jti string) {
 	t.Helper()
-	cfg := p.m.Config()
-	now := time.Now()
-	jti = randomHex(12)
-	token, err := p.m.Keypair.SignJWT(jwt.MapClaims{
-		"iss": cfg.Issuer, "aud": cfg.ClientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(), "jti": jti,
-		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
-		"sub":    sub, "sid": sid,
-	})
+	cfg := p.Config()
+	claims := testoidc.LogoutClaims(cfg.Issuer, cfg.ClientID, time.Now(), sub, sid)
+	token, err := p.Keypair().SignJWT(claims)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return token, jti
-}
-
-// sidUser is a mockoidc user whose ID token names the provider session
-// (sid), by which back-channel logouts find the sessions it started.
-type sidUser struct {
-	*mockoidc.MockUser
-	sid string
-}
-
-func (u sidUser) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
-	inner, err := u.MockUser.Claims(scopes, base)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(inner)
-	if err != nil {
-		return nil, err
-	}
-	var claims jwt.MapClaims
-	if err := json.Unmarshal(raw, &claims); err != nil {
-		return nil, err
-	}
-	claims["sid"] = u.sid
-	return claims, nil
+	return token, claims["jti"].(string)
 }
 
 // jwtApp is an app of the kind the vault sits in front of: its login
