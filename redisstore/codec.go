@@ -10,8 +10,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 )
 
-// compactFormat is the first byte of a record in the compact layout. The
-// first layout stored cloakroom's own encoding, whose first byte is 1.
+// compactFormat is the first byte of a compact record.
 const compactFormat = 2
 
 // Flags of a compact record.
@@ -20,6 +19,7 @@ const (
 	flagHandleRaw  // the handle is the base64url (unpadded) form of the stored bytes
 	flagIPRaw      // the IP is the textual form of the stored 4 or 16 bytes
 	flagSeconds    // the idle timeout and absolute deadline count seconds, not µs
+	flagEpoch      // a uvarint epoch follows the absolute deadline; without it, 0
 )
 
 // fieldLen is how much of a session key names its field in the user's
@@ -42,13 +42,16 @@ const maxCompactString = 1 << 20
 // keeps times to the microsecond as varints relative to the creation time
 // (durations in seconds when they are whole seconds), and stores a handle
 // or IP address in binary when that form gives back the exact same text.
-// The scripts read the generation, the version and the deadlines from the
-// front (see luaRecord); everything else is opaque to them.
+// The scripts read the generation, the version, the deadlines and the
+// epoch from the front (see luaRecord); everything else is opaque to them.
+// The epoch takes no byte while it is 0, so records written before
+// sessions had one read as epoch 0.
 //
 //	format, flags, the key's last keyTailLen bytes,
 //	uvarint generation, uvarint version,
 //	varint created (Unix µs), varint last seen - created (µs),
 //	varint idle timeout, varint absolute deadline - created (s or µs),
+//	uvarint epoch (only with flagEpoch),
 //	then handle, IP, user agent and data, each uvarint length + bytes
 func encodeCompact(b []byte, rec *cloakroom.Record) []byte {
 	created := rec.CreatedAt.UnixMicro()
@@ -60,6 +63,9 @@ func encodeCompact(b []byte, rec *cloakroom.Record) []byte {
 	}
 	if rec.Persistent {
 		flags |= flagPersistent
+	}
+	if rec.Epoch != 0 {
+		flags |= flagEpoch
 	}
 	handle, handleRaw := rawHandle(rec.Handle)
 	if handleRaw {
@@ -77,6 +83,9 @@ func encodeCompact(b []byte, rec *cloakroom.Record) []byte {
 	b = binary.AppendVarint(b, rec.LastSeen.UnixMicro()-created)
 	b = binary.AppendVarint(b, idle)
 	b = binary.AppendVarint(b, abs)
+	if rec.Epoch != 0 {
+		b = binary.AppendUvarint(b, rec.Epoch)
+	}
 	for _, s := range [...][]byte{handle, ip, []byte(rec.UserAgent), rec.Data} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -110,7 +119,7 @@ func decodeCompact(b []byte, key cloakroom.Key, userID string) (cloakroom.Record
 		return bad("bad header")
 	}
 	flags := b[1]
-	if flags&^(flagPersistent|flagHandleRaw|flagIPRaw|flagSeconds) != 0 {
+	if flags&^(flagPersistent|flagHandleRaw|flagIPRaw|flagSeconds|flagEpoch) != 0 {
 		return bad("unknown flags")
 	}
 	if string(b[2:2+keyTailLen]) != string(key[fieldLen:]) {
@@ -142,7 +151,11 @@ func decodeCompact(b []byte, key cloakroom.Key, userID string) (cloakroom.Record
 	last, ok4 = svar()
 	idle, ok5 = svar()
 	abs, ok6 = svar()
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+	ok7 := true
+	if flags&flagEpoch != 0 {
+		rec.Epoch, ok7 = uvar()
+	}
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
 		return bad("truncated")
 	}
 	if flags&flagSeconds != 0 {
@@ -182,6 +195,64 @@ func decodeCompact(b []byte, key cloakroom.Key, userID string) (cloakroom.Record
 	rec.UserAgent = string(fields[2])
 	if len(fields[3]) > 0 {
 		rec.Data = append([]byte(nil), fields[3]...)
+	}
+	return rec, nil
+}
+
+// auxFormat is the first byte of an encoded auxiliary record.
+const auxFormat = 1
+
+// auxEndsWithSessions is the flag of an auxiliary record bound to the
+// sessions' epoch.
+const auxEndsWithSessions = 1
+
+// encodeAux encodes an auxiliary record without its key (the Redis key
+// names it). The CAS script reads the front (see luaAux).
+//
+//	format, flags, uvarint version, varint expires (Unix µs),
+//	uvarint epoch, then the data to the end
+func encodeAux(rec *cloakroom.AuxRecord) []byte {
+	b := make([]byte, 0, 2+3*binary.MaxVarintLen64+len(rec.Data))
+	var flags byte
+	var epoch uint64
+	if rec.EndsWithSessions {
+		flags, epoch = auxEndsWithSessions, rec.Epoch
+	}
+	b = append(b, auxFormat, flags)
+	b = binary.AppendUvarint(b, rec.Version)
+	b = binary.AppendVarint(b, rec.Expires.UnixMicro())
+	b = binary.AppendUvarint(b, epoch)
+	return append(b, rec.Data...)
+}
+
+// decodeAux decodes a record written by encodeAux under key. Data shares
+// b's memory.
+func decodeAux(b []byte, key cloakroom.Key) (cloakroom.AuxRecord, error) {
+	bad := func(what string) (cloakroom.AuxRecord, error) {
+		return cloakroom.AuxRecord{}, fmt.Errorf("%w: auxiliary record: %s", cloakroom.ErrBadRecord, what)
+	}
+	if len(b) < 2 || b[0] != auxFormat || b[1]&^auxEndsWithSessions != 0 {
+		return bad("bad header")
+	}
+	rec := cloakroom.AuxRecord{Key: key, EndsWithSessions: b[1] == auxEndsWithSessions}
+	p := b[2:]
+	version, n := binary.Uvarint(p)
+	if n <= 0 {
+		return bad("truncated")
+	}
+	p = p[n:]
+	expires, n := binary.Varint(p)
+	if n <= 0 {
+		return bad("truncated")
+	}
+	p = p[n:]
+	epoch, n := binary.Uvarint(p)
+	if n <= 0 {
+		return bad("truncated")
+	}
+	rec.Version, rec.Expires, rec.Epoch = version, time.UnixMicro(expires), epoch
+	if len(p[n:]) > 0 {
+		rec.Data = p[n:]
 	}
 	return rec, nil
 }

@@ -25,14 +25,23 @@ func (s *Store) endsChannel() string { return s.prefix + "ends" }
 
 // Messages on the ends channel: "k" and the 32 bytes of a deleted
 // session's key; "g", the new generation, ":" and the user ID after a
-// bump; "h", a Store's 8-byte ID, the heartbeat's 8-byte sequence number
-// and the address of the node it was sent through; "a", a Store's ID and
-// an end message it acknowledges.
+// bump; "e" and the new global epoch after an epoch bump; "h", a Store's
+// 8-byte ID, the heartbeat's 8-byte sequence number and the address of the
+// node it was sent through, or "#" and the epoch for the heartbeat sent
+// through the epoch's node; "a", a Store's ID and an end message it
+// acknowledges.
 func endKeyMessage(key cloakroom.Key) string { return "k" + string(key[:]) }
 
 func bumpMessage(userID string, gen uint64) string {
 	return "g" + strconv.FormatUint(gen, 10) + ":" + userID
 }
+
+func epochMessage(epoch uint64) string { return "e" + strconv.FormatUint(epoch, 10) }
+
+// epochHeartbeat marks the heartbeat sent through the epoch's node, in a
+// round's pending set and in front of the epoch its message carries. Node
+// addresses never start with it.
+const epochHeartbeat = "#"
 
 func parseEnd(msg string) (cloakroom.End, bool) {
 	switch {
@@ -45,6 +54,11 @@ func parseEnd(msg string) (cloakroom.End, bool) {
 		g, err := strconv.ParseUint(gen, 10, 64)
 		if ok && err == nil {
 			return cloakroom.End{UserID: user, Generation: g}, true
+		}
+	case len(msg) > 1 && msg[0] == 'e':
+		// Epochs start at 0 and a bump announces at least 1.
+		if e, err := strconv.ParseUint(msg[1:], 10, 64); err == nil && e > 0 {
+			return cloakroom.End{Epoch: e}, true
 		}
 	}
 	return cloakroom.End{}, false
@@ -75,11 +89,11 @@ type watcher struct {
 	rounds    map[uint64]*heartbeatRound
 	seq       uint64
 
-	// subscribed is set while the subscription is confirmed; epoch counts
-	// subscriptions, so heartbeats sent under an earlier one never renew
-	// the lease.
-	subscribed atomic.Bool
-	epoch      atomic.Uint64
+	// subscribed is set while the subscription is confirmed; subscription
+	// counts subscriptions, so heartbeats sent under an earlier one never
+	// renew the lease.
+	subscribed   atomic.Bool
+	subscription atomic.Uint64
 	// lastBack is when a heartbeat last came back (recent-writes clock);
 	// resubscribe ends the current subscription when that is too long ago.
 	lastBack    atomic.Int64
@@ -102,9 +116,9 @@ type watcher struct {
 
 // heartbeatRound is one heartbeat sent through every node.
 type heartbeatRound struct {
-	sent    time.Duration // recent-writes clock when the round was sent
-	epoch   uint64
-	pending map[string]bool // node addresses whose heartbeat has not come back
+	sent         time.Duration // recent-writes clock when the round was sent
+	subscription uint64
+	pending      map[string]bool // node addresses (and epochHeartbeat) whose heartbeat has not come back
 }
 
 func (s *Store) startWatcher() {
@@ -191,7 +205,7 @@ func (w *watcher) subscribe(ctx context.Context) {
 		// the first, whatever was published in between may have been
 		// missed, and cache entries may predate those ends: the cache is
 		// not trusted again until they expire.
-		w.epoch.Add(1)
+		w.subscription.Add(1)
 		w.lastBack.Store(int64(w.s.recent.now()))
 		select {
 		case w.kick <- struct{}{}:
@@ -256,9 +270,12 @@ func (w *watcher) receive(m rueidis.PubSubMessage) {
 	// Until every stale cache entry has expired, Find asks Redis about
 	// this session or user, whatever the cache says.
 	s := w.s
-	if e.UserID != "" {
+	switch {
+	case e.Epoch != 0:
+		s.raiseEpoch(e.Epoch)
+	case e.UserID != "":
 		s.recent.markUserFor(e.UserID, true, e.Generation, max(s.cacheTTL, readYourWritesWindow))
-	} else {
+	default:
 		s.found.forget(e.Key)
 		s.recent.markSessionFor(e.Key, wroteDeletion, "", max(s.cacheTTL, readYourWritesWindow))
 	}

@@ -19,6 +19,9 @@ func FuzzParseEnd(f *testing.F) {
 	f.Add("g12:alice")
 	f.Add("g007:a:b")
 	f.Add("g:")
+	f.Add("e1")
+	f.Add("e0")
+	f.Add("e+7")
 	f.Fuzz(func(t *testing.T, msg string) {
 		e, ok := parseEnd(msg)
 		if !ok {
@@ -27,8 +30,14 @@ func FuzzParseEnd(f *testing.F) {
 		// What parses reads back the same from the form the scripts
 		// publish.
 		canonical := endKeyMessage(e.Key)
-		if msg[0] == 'g' {
+		switch msg[0] {
+		case 'g':
 			canonical = bumpMessage(e.UserID, e.Generation)
+		case 'e':
+			if e.Epoch == 0 {
+				t.Fatalf("parseEnd(%q) = %+v: epoch 0 is never announced", msg, e)
+			}
+			canonical = epochMessage(e.Epoch)
 		}
 		if again, ok := parseEnd(canonical); !ok || again != e {
 			t.Fatalf("parseEnd(%q) = %+v, but its published form %q reads %+v, %v", msg, e, canonical, again, ok)
@@ -134,6 +143,7 @@ func killConnections(t *testing.T, addr string) {
 // subscription with Redis' own glob matching (SCAN MATCH uses the same code
 // as PSUBSCRIBE), for prefixes holding glob characters too.
 func TestOwnPatternMatchesOnlyTheChannel(t *testing.T) {
+	skipOnCluster(t, "SCAN reads one node's keys")
 	addr, base := testservers.RedisFresh(t)
 	client := newTestClient(t, addr)
 	ctx := context.Background()

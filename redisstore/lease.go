@@ -3,6 +3,8 @@ package redisstore
 import (
 	"context"
 	"encoding/binary"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -29,10 +31,12 @@ const (
 // that node ran them, so when a Store has received its own heartbeat sent
 // at t through every node, it has received every end any node announced
 // before it ran that heartbeat, and marked it. It then trusts its cache
-// until t + CacheLease. A revoking call (Delete, BumpGeneration, Rotate)
-// waits CacheLease after its script returns: by then every other Store
-// either received the end (its heartbeat was run after the script) or
-// stopped trusting its cache (its lease dates from before the script).
+// until t + CacheLease, and the epoch it knows: the round's heartbeat
+// through the epoch's node carries the epoch (see epoch.go). A revoking
+// call (Delete, BumpGeneration, BumpEpoch, Rotate) waits CacheLease after
+// its script returns: by then every other Store either received the end
+// (its heartbeat was run after the script) or stopped trusting its cache
+// (its lease dates from before the script). ack.go shortens the wait.
 type lease struct {
 	until   atomic.Int64 // recent-writes clock; the cache is trusted before it
 	blocked atomic.Int64 // no renewal takes effect before this
@@ -105,10 +109,11 @@ func (w *watcher) heartbeat(ctx context.Context) {
 	w.mu.Lock()
 	w.seq++
 	seq := w.seq
-	round := &heartbeatRound{sent: now, epoch: w.epoch.Load(), pending: make(map[string]bool, len(nodes))}
+	round := &heartbeatRound{sent: now, subscription: w.subscription.Load(), pending: make(map[string]bool, len(nodes)+1)}
 	for addr := range nodes {
 		round.pending[addr] = true
 	}
+	round.pending[epochHeartbeat] = true
 	w.rounds[seq] = round
 	for k, r := range w.rounds { // rounds older than a lease can no longer help
 		if now-r.sent > s.cacheLease {
@@ -125,14 +130,28 @@ func (w *watcher) heartbeat(ctx context.Context) {
 	for addr, node := range nodes {
 		node.Do(cctx, node.B().Publish().Channel(s.endsChannel()).Message(string(head[:])+addr).Build()) // a failure leaves the round incomplete
 	}
+	// A bump this Store missed (before it subscribed, or a lost message)
+	// leaves no cache entry for Redis to invalidate: the heartbeat through
+	// the node that holds the epoch carries it, so a round that renews the
+	// lease brings every bump that node ran before the heartbeat.
+	epochHeartbeatScript.Exec(cctx, s.client, []string{s.epochKey()}, []string{s.endsChannel(), string(head[:]) + epochHeartbeat})
 }
 
 // heartbeatBack records the return of heartbeat seq sent through node
-// addr, and renews the lease when the whole round is back.
+// addr, or through the epoch's node (epochHeartbeat and the epoch), and
+// renews the lease when the whole round is back.
 func (w *watcher) heartbeatBack(seq uint64, addr string) {
+	if epoch, ok := strings.CutPrefix(addr, epochHeartbeat); ok {
+		e, err := strconv.ParseUint(epoch, 10, 64)
+		if err != nil {
+			return // the round stays incomplete
+		}
+		w.s.raiseEpoch(e) // before the round can renew the lease
+		addr = epochHeartbeat
+	}
 	w.mu.Lock()
 	r := w.rounds[seq]
-	if r == nil || r.epoch != w.epoch.Load() {
+	if r == nil || r.subscription != w.subscription.Load() {
 		w.mu.Unlock()
 		return
 	}

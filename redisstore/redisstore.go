@@ -9,11 +9,15 @@
 // that checks or changes a user's sessions touches only keys under the
 // user's hash tag, so it runs on one Redis Cluster node. Sessions end by
 // their deadlines (checked against [Config.Now]) and Redis TTLs clean up.
-// Delete, BumpGeneration and Rotate announce the sessions they end on a
-// pub/sub channel ([Store.WatchEnds]).
+// Delete, BumpGeneration, BumpEpoch and Rotate announce the sessions they
+// end on a pub/sub channel ([Store.WatchEnds]). The global epoch is a
+// counter in a slot of its own: each Store keeps the epoch it knows in
+// memory, kept current by those announcements and its heartbeats, and
+// compares every session with it. Auxiliary records are keys of their
+// own, with Redis TTLs.
 //
 // docs/redis-layout.md describes the key layout, the caching and its
-// guarantees, the upgrade from the first layout, and failures.
+// guarantees, the global epoch, the auxiliary records, and failures.
 package redisstore
 
 import (
@@ -24,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -62,30 +67,25 @@ type Config struct {
 	// caching off so every Find asks Redis.
 	CacheTTL time.Duration
 	// CacheLease bounds how long after a revoking call (Delete,
-	// BumpGeneration, Rotate, and so every logout and revocation) returns
-	// any Store might still answer the revoked session from its cache: the
-	// call waits this long before returning, and a Store whose heartbeats
-	// stop coming back through Redis stops trusting its cache after this
-	// long, and asks Redis. Every Store sharing the Redis must use the same
-	// value. 0 means the default of 250ms; it is ignored when CacheTTL is
-	// negative (no caching, no wait).
+	// BumpGeneration, BumpEpoch, Rotate, and so every logout and
+	// revocation) returns any Store might still answer the revoked session
+	// from its cache: the call waits this long before returning, and a
+	// Store whose heartbeats stop coming back through Redis stops trusting
+	// its cache after this long, and asks Redis. Every Store sharing the
+	// Redis must use the same value. 0 means the default of 250ms; it is
+	// ignored when CacheTTL is negative (no caching, no wait).
 	CacheLease time.Duration
 	// ReplicaAcks is how many replicas must have a revocation (Delete,
-	// BumpGeneration, Rotate) before it returns, checked with Redis' WAIT
-	// on the master that ran it. With replicas (Cluster, Sentinel) set it
-	// to 1 or more: replication is asynchronous, and a failover right
-	// after a revocation can otherwise promote a replica that never saw
-	// it, bringing the session back. A revocation the replicas do not
-	// acknowledge within ReplicaTimeout fails. Default 0: no wait.
+	// BumpGeneration, BumpEpoch, Rotate) before it returns, checked with
+	// Redis' WAIT on the master that ran it. With replicas (Cluster,
+	// Sentinel) set it to 1 or more: replication is asynchronous, and a
+	// failover right after a revocation can otherwise promote a replica
+	// that never saw it, bringing the session back. A revocation the
+	// replicas do not acknowledge within ReplicaTimeout fails. Default 0:
+	// no wait.
 	ReplicaAcks int
 	// ReplicaTimeout bounds the wait for ReplicaAcks. Default 1s.
 	ReplicaTimeout time.Duration
-	// IgnoreLegacyLayout stops looking for sessions in the key layout of
-	// versions before the compact one. Default false: they are found,
-	// updated, listed and revoked until they expire, at the cost of one
-	// more (cached) read when a token is not found. Set it once the
-	// longest absolute timeout has passed since the upgrade.
-	IgnoreLegacyLayout bool
 }
 
 // Store keeps sessions in Redis. It is safe for concurrent use.
@@ -94,7 +94,6 @@ type Store struct {
 	prefix   string
 	now      func() time.Time
 	cacheTTL time.Duration // <= 0: no client-side caching
-	legacy   bool          // read the first layout too
 	// cacheLease and lease: see lease.go; watcher: see ends.go.
 	cacheLease     time.Duration
 	replicaAcks    int
@@ -103,6 +102,11 @@ type Store struct {
 	watcher        *watcher
 	recent         *recentWrites
 	found          *foundSessions
+	// knownEpoch is the highest global epoch this Store has seen: raised
+	// by BumpEpoch, by the ends channel, by the heartbeat through the
+	// epoch's node, and by every read of the epoch from Redis.
+	knownEpoch atomic.Uint64
+	epochName  string // epochKey, built once: it is read without the lease on every Find
 }
 
 var _ interface {
@@ -123,7 +127,6 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 		prefix:   cfg.Prefix,
 		now:      cfg.Now,
 		cacheTTL: cfg.CacheTTL,
-		legacy:   !cfg.IgnoreLegacyLayout,
 		recent:   newRecentWrites(),
 		found:    newFoundSessions(),
 	}
@@ -133,6 +136,7 @@ func New(client rueidis.Client, cfg Config) (*Store, error) {
 	if strings.ContainsAny(s.prefix, "{}") {
 		return nil, fmt.Errorf("redisstore: prefix %q contains a brace, which would break the hash tags that keep a user's keys in one cluster slot", s.prefix)
 	}
+	s.epochName = s.prefix + "epoch"
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -182,12 +186,16 @@ func (s *Store) Ping(ctx context.Context) error {
 //	         anonymous one
 //	P{u:U}:s the user's sessions: field K's first 30 bytes, value the record
 //	P{u:U}:g the user's generation counter
+//	Pepoch   the global epoch counter, in a slot of its own
+//	Px:K     the auxiliary record under K (see aux.go)
 //
 // Each is built in one concatenation, as Find builds two per cold call.
 
 func (s *Store) pointerKey(key cloakroom.Key) string { return s.prefix + "{" + string(key[:]) + "}" }
 func (s *Store) sessionsKey(userID string) string    { return s.prefix + "{u:" + userID + "}:s" }
 func (s *Store) generationKey(userID string) string  { return s.prefix + "{u:" + userID + "}:g" }
+func (s *Store) epochKey() string                    { return s.epochName }
+func (s *Store) auxKey(key cloakroom.Key) string     { return s.prefix + "x:" + string(key[:]) }
 func field(key cloakroom.Key) string                 { return string(key[:fieldLen]) }
 
 // Pointer kinds, the first byte of a pointer's value.
@@ -201,7 +209,9 @@ func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, 
 	if since := s.recent.now(); s.cacheTTL > 0 && s.lease.valid(since) {
 		mark, marked := s.recent.session(key, since)
 		if !marked || mark.kind != wroteUnknown {
-			res, err := s.findCached(ctx, key, since)
+			// Under the lease, every epoch bump that returned has reached
+			// this Store (see lease).
+			res, err := s.findCached(ctx, key, since, s.knownEpoch.Load())
 			if err != nil {
 				return cloakroom.Record{}, false, err
 			}
@@ -212,7 +222,7 @@ func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, 
 			}
 		}
 	}
-	res, err := s.lookup(ctx, key, false, s.recent.now())
+	res, err := s.lookup(ctx, key, false, s.recent.now(), 0)
 	return res.rec, res.live, err
 }
 
@@ -226,8 +236,9 @@ type findResult struct {
 // findCached answers from the client-side cache, through the remembered
 // session when there is one. It is the hot path: for a remembered user's
 // session it costs two cache hits and no allocation beyond rueidis' own.
-// since is the recent-writes clock, read once per Find.
-func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Duration) (findResult, error) {
+// since is the recent-writes clock, read once per Find; epoch is the
+// global epoch this Store trusts.
+func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Duration, epoch uint64) (findResult, error) {
 	if e := s.found.get(key); e != nil {
 		if e.userID == "" {
 			msg, err := s.client.DoCache(ctx, e.read, s.cacheTTL).ToMessage()
@@ -239,7 +250,7 @@ func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Du
 				return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
 			}
 			if v, _ := msg.ToString(); len(v) > 0 && v[0] == pointerAnonymous {
-				return s.result(key, "", v, 0, e)
+				return s.result(key, "", v, 0, epoch, e)
 			}
 			// The key now points at a user's session: look it up afresh.
 		} else if mark, marked := s.recent.user(e.userID, since); !marked || mark.known {
@@ -250,7 +261,7 @@ func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Du
 					return findResult{}, fmt.Errorf("redisstore: find %s: generation: %w", key.Short(), err)
 				}
 				blob, _ := recMsg.ToString()
-				return s.result(key, e.userID, blob, gen, e)
+				return s.result(key, e.userID, blob, gen, epoch, e)
 			}
 			if !rueidis.IsRedisNil(err) {
 				return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
@@ -259,36 +270,38 @@ func (s *Store) findCached(ctx context.Context, key cloakroom.Key, since time.Du
 			s.found.forget(key)
 		}
 	}
-	return s.lookup(ctx, key, true, since)
+	return s.lookup(ctx, key, true, since, epoch)
 }
 
 // lookup finds a session from its pointer, reading through the client-side
-// cache when cached is set and from Redis otherwise. A cached lookup
-// remembers what it found.
-func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, since time.Duration) (findResult, error) {
+// cache when cached is set, with the trusted epoch given, and from Redis
+// otherwise, the epoch too. A cached lookup remembers what it found.
+func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, since time.Duration, epoch uint64) (findResult, error) {
 	pointer := s.pointerKey(key)
-	var res rueidis.RedisResult
+	var v string
+	var found bool
+	var err error
 	if cached {
-		res = s.client.DoCache(ctx, s.client.B().Get().Key(pointer).Cache(), s.cacheTTL)
-	} else {
-		res = s.client.Do(ctx, s.client.B().Get().Key(pointer).Build())
-	}
-	v, err := res.ToString()
-	if rueidis.IsRedisNil(err) {
-		if s.legacy {
-			return s.legacyFind(ctx, key, cached)
+		v, err = s.client.DoCache(ctx, s.client.B().Get().Key(pointer).Cache(), s.cacheTTL).ToString()
+		found = err == nil
+		if rueidis.IsRedisNil(err) {
+			err = nil
 		}
-		return findResult{}, nil
+	} else {
+		v, found, epoch, err = s.getWithEpoch(ctx, pointer)
 	}
 	if err != nil {
 		return findResult{}, fmt.Errorf("redisstore: find %s: %w", key.Short(), err)
+	}
+	if !found {
+		return findResult{}, nil
 	}
 	if len(v) > 0 && v[0] == pointerAnonymous {
 		var e *foundSession
 		if cached {
 			e = &foundSession{read: s.client.B().Get().Key(pointer).Cache().Pin()}
 		}
-		return s.result(key, "", v, 0, e)
+		return s.result(key, "", v, 0, epoch, e)
 	}
 	if len(v) == 0 || v[0] != pointerUser {
 		return findResult{}, fmt.Errorf("redisstore: find %s: pointer of unknown kind: %w", key.Short(), cloakroom.ErrBadRecord)
@@ -322,7 +335,24 @@ func (s *Store) lookup(ctx context.Context, key cloakroom.Key, cached bool, sinc
 			}
 		}
 	}
-	return s.result(key, userID, blob, gen, e)
+	return s.result(key, userID, blob, gen, epoch, e)
+}
+
+// getWithEpoch reads key and the global epoch from Redis (not the cache),
+// in parallel. found is false, with a nil error, when key does not exist.
+func (s *Store) getWithEpoch(ctx context.Context, key string) (value string, found bool, epoch uint64, err error) {
+	res := s.client.DoMulti(ctx, s.client.B().Get().Key(key).Build(), s.client.B().Get().Key(s.epochKey()).Build())
+	value, err = res[0].ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", false, 0, nil
+	}
+	if err != nil {
+		return "", false, 0, err
+	}
+	if epoch, err = s.epochOf(res[1]); err != nil {
+		return "", false, 0, err
+	}
+	return value, true, epoch, nil
 }
 
 // readWithGeneration reads one field of a user's hash and the user's
@@ -352,9 +382,9 @@ func (s *Store) generationOf(res rueidis.RedisResult, atLeast uint64) (uint64, e
 // result decodes a stored value (an anonymous pointer's, with its kind
 // byte, or a user's record), or reuses e's decoding of the same bytes, and
 // reports whether it is still valid at the store's clock and not revoked by
-// generation gen. When e is not nil, the outcome is remembered under key
-// with e's owner and commands.
-func (s *Store) result(key cloakroom.Key, userID string, blob string, gen uint64, e *foundSession) (findResult, error) {
+// generation gen or the global epoch. When e is not nil, the outcome is
+// remembered under key with e's owner and commands.
+func (s *Store) result(key cloakroom.Key, userID string, blob string, gen, epoch uint64, e *foundSession) (findResult, error) {
 	var rec cloakroom.Record
 	if e != nil && e.blob == blob && e.blob != "" {
 		// The same bytes, usually the very same cached string, which
@@ -378,7 +408,7 @@ func (s *Store) result(key cloakroom.Key, userID string, blob string, gen uint64
 		}
 	}
 	res := findResult{blob: blob}
-	if !rec.Expired(s.now()) && (userID == "" || rec.Generation >= gen) {
+	if !rec.Expired(s.now()) && rec.Epoch >= epoch && (userID == "" || rec.Generation >= gen) {
 		res.rec, res.live = rec, true
 	}
 	return res, nil
@@ -405,14 +435,7 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	if rec.Version == 0 {
 		return fmt.Errorf("redisstore: commit %s: version 0; versions start at 1", rec.Key.Short())
 	}
-	now := s.now()
-	var stored string
-	var err error
-	if rec.UserID == "" {
-		stored, err = s.commitAnonymous(ctx, &rec, now)
-	} else {
-		stored, err = s.commitUser(ctx, &rec, now)
-	}
+	stored, err := s.commit(ctx, &rec)
 	if err != nil {
 		// Even a refused Commit may have removed a dead session.
 		s.recent.markSession(rec.Key, wroteUnknown, "")
@@ -422,18 +445,41 @@ func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
 	return err
 }
 
-func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, now time.Time) (string, error) {
+// commit writes rec between two checks of its epoch. The scripts cannot
+// read the epoch, which lives in another slot: the first check fails
+// early, and the second catches a bump that ran meanwhile, which left what
+// the script wrote unreachable.
+func (s *Store) commit(ctx context.Context, rec *cloakroom.Record) (string, error) {
+	epoch, err := s.checkEpoch(ctx, rec.Epoch)
+	if err != nil {
+		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
+	}
+	var stored string
+	if rec.UserID == "" {
+		stored, err = s.commitAnonymous(ctx, rec, s.now(), epoch)
+	} else {
+		stored, err = s.commitUser(ctx, rec, s.now(), epoch)
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := s.checkEpoch(ctx, rec.Epoch); err != nil {
+		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
+	}
+	return stored, nil
+}
+
+// commitAnonymous runs anonCommitScript; epoch is the one the Store
+// trusts, below which a stored session is dead.
+func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, now time.Time, epoch uint64) (string, error) {
 	value := string(encodeCompact([]byte{pointerAnonymous}, rec))
 	version := strconv.FormatUint(rec.Version, 10)
 	code, err := anonCommitScript.Exec(ctx, s.client,
 		[]string{s.pointerKey(rec.Key)},
-		[]string{version, value, strconv.FormatInt(now.UnixMicro(), 10), ttlMillis(rec.Expiry(), now)},
+		[]string{version, value, strconv.FormatInt(now.UnixMicro(), 10), ttlMillis(rec.Expiry(), now), strconv.FormatUint(epoch, 10)},
 	).AsInt64()
 	if err != nil {
 		return "", fmt.Errorf("redisstore: commit %s: %w", rec.Key.Short(), err)
-	}
-	if code == codeGone && s.legacy {
-		return "", s.legacyCommit(ctx, *rec)
 	}
 	return value, commitError(rec, code)
 }
@@ -441,8 +487,8 @@ func (s *Store) commitAnonymous(ctx context.Context, rec *cloakroom.Record, now 
 // commitUser claims the pointer first and then runs the atomic session
 // script. A pointer without a session is harmless: Find and List see
 // nothing, and its TTL removes it. The reverse order could leave a session
-// that List shows but no token can reach.
-func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.Time) (string, error) {
+// that List shows but no token can reach. epoch is as for commitAnonymous.
+func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.Time, epoch uint64) (string, error) {
 	pointer := s.pointerKey(rec.Key)
 	nowMicros := strconv.FormatInt(now.UnixMicro(), 10)
 	pointerTTL := ttlMillis(pointerUntil(rec), now)
@@ -463,7 +509,8 @@ func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.
 	reply, err := userCommitScript.Exec(ctx, s.client,
 		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID)},
 		[]string{field(rec.Key), strconv.FormatUint(rec.Version, 10), strconv.FormatUint(rec.Generation, 10),
-			value, nowMicros, ttlMillis(rec.Expiry(), now), strconv.FormatInt(rec.AbsoluteDeadline.UnixMicro(), 10)},
+			value, nowMicros, ttlMillis(rec.Expiry(), now), strconv.FormatInt(rec.AbsoluteDeadline.UnixMicro(), 10),
+			strconv.FormatUint(epoch, 10)},
 	).AsIntSlice()
 	if err == nil && len(reply) != 2 {
 		err = fmt.Errorf("script answered %d values, want 2", len(reply))
@@ -495,17 +542,13 @@ func (s *Store) commitUser(ctx context.Context, rec *cloakroom.Record, now time.
 	return value, nil
 }
 
-// goneElsewhere explains a failed update of a user's session: the session
-// may live in the first layout (then it is updated there), the key may
+// goneElsewhere explains a failed update of a user's session: the key may
 // belong to another owner, which is a caller bug rather than a race, or
 // the session is gone.
 func (s *Store) goneElsewhere(ctx context.Context, rec *cloakroom.Record, pointer string) error {
 	v, err := s.client.Do(ctx, s.client.B().Get().Key(pointer).Build()).ToString()
 	if err == nil && v != string(pointerUser)+rec.UserID {
 		return commitError(rec, codeForeign)
-	}
-	if rueidis.IsRedisNil(err) && s.legacy {
-		return s.legacyCommit(ctx, *rec)
 	}
 	return commitError(rec, codeGone)
 }
@@ -514,21 +557,33 @@ func (s *Store) goneElsewhere(ctx context.Context, rec *cloakroom.Record, pointe
 func commitError(rec *cloakroom.Record, code int64) error {
 	short := rec.Key.Short()
 	switch code {
-	case codeOK:
-		return nil
-	case codeConflict:
-		if rec.Version == 1 {
-			return fmt.Errorf("redisstore: create %s: %w", short, cloakroom.ErrConflict)
-		}
-		return fmt.Errorf("redisstore: update %s from version %d: %w", short, rec.Version-1, cloakroom.ErrConflict)
-	case codeGone:
-		return fmt.Errorf("redisstore: update %s: %w", short, cloakroom.ErrNotFound)
+	case codeOK, codeConflict, codeGone:
+		return versionError(short, rec.Version, code)
 	case codeRevoked:
 		return fmt.Errorf("redisstore: commit %s: generation %d revoked: %w", short, rec.Generation, cloakroom.ErrNotFound)
 	case codeForeign:
 		return fmt.Errorf("redisstore: commit %s: the session belongs to another owner than %q; a key cannot change owner, issue a new token instead", short, rec.UserID)
 	default:
 		return fmt.Errorf("redisstore: commit %s: unexpected script result %d", short, code)
+	}
+}
+
+// versionError turns the code of a versioned write of what (a session's
+// or a record's short key) at version into its error: nil for codeOK,
+// ErrConflict for codeConflict, ErrNotFound for codeGone.
+func versionError(what string, version uint64, code int64) error {
+	switch code {
+	case codeOK:
+		return nil
+	case codeConflict:
+		if version == 1 {
+			return fmt.Errorf("redisstore: create %s: %w", what, cloakroom.ErrConflict)
+		}
+		return fmt.Errorf("redisstore: update %s from version %d: %w", what, version-1, cloakroom.ErrConflict)
+	case codeGone:
+		return fmt.Errorf("redisstore: update %s: %w", what, cloakroom.ErrNotFound)
+	default:
+		return fmt.Errorf("redisstore: commit %s: unexpected script result %d", what, code)
 	}
 }
 
@@ -567,9 +622,6 @@ func (s *Store) delete(ctx context.Context, key cloakroom.Key) (bool, error) {
 	// ID, even one that reads as a number ("1").
 	if reply.IsInt64() {
 		n, _ := reply.AsInt64()
-		if n == 0 && s.legacy {
-			return s.legacyDelete(ctx, key)
-		}
 		return n == 1, nil // anonymous, now deleted, or no session at all
 	}
 	userID, err := reply.ToString()
@@ -591,10 +643,14 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 	if userID == "" {
 		return nil, nil // anonymous sessions have no index
 	}
+	epoch, err := s.currentEpoch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: list: %w", err)
+	}
 	now := s.now()
 	reply, err := listScript.Exec(ctx, s.client,
-		[]string{s.sessionsKey(userID), s.generationKey(userID), s.legacyIndexKey(userID)},
-		[]string{s.legacySessionKeyPrefix(userID), strconv.FormatInt(now.UnixMicro(), 10)},
+		[]string{s.sessionsKey(userID), s.generationKey(userID)},
+		[]string{strconv.FormatInt(now.UnixMicro(), 10), strconv.FormatUint(epoch, 10)},
 	).ToArray()
 	if err == nil && len(reply)%2 != 1 {
 		err = fmt.Errorf("script answered %d values, want an odd number", len(reply))
@@ -614,23 +670,17 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 			return nil, fmt.Errorf("redisstore: list: %w", err)
 		}
 		var rec cloakroom.Record
-		switch {
-		case f == "": // the first layout
-			err = rec.UnmarshalBinary(blob)
-			if err == nil && rec.UserID != userID {
-				err = fmt.Errorf("session %s names another user: %w", rec.Key.Short(), cloakroom.ErrBadRecord)
-			}
-		case len(f) == fieldLen && len(blob) >= 2+keyTailLen:
+		if len(f) == fieldLen && len(blob) >= 2+keyTailLen {
 			var key cloakroom.Key
 			copy(key[copy(key[:], f):], blob[2:2+keyTailLen])
 			rec, err = decodeCompact(blob, key, userID)
-		default:
+		} else {
 			err = fmt.Errorf("field of %d bytes: %w", len(f), cloakroom.ErrBadRecord)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("redisstore: list: %w", err)
 		}
-		if !rec.Expired(now) && rec.Generation >= gen {
+		if !rec.Expired(now) && rec.Generation >= gen && rec.Epoch >= epoch {
 			out = append(out, rec)
 		}
 	}
@@ -662,8 +712,8 @@ func (s *Store) Generation(ctx context.Context, userID string) (uint64, error) {
 // is not an error (their TTL does it later).
 func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, error) {
 	reply, err := s.revoke(ctx, bumpScript,
-		[]string{s.generationKey(userID), s.sessionsKey(userID), s.legacyIndexKey(userID)},
-		[]string{s.legacySessionKeyPrefix(userID), s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
+		[]string{s.generationKey(userID), s.sessionsKey(userID)},
+		[]string{s.endsChannel(), userID, strconv.Itoa(keyTailLen)},
 	).ToArray()
 	if err == nil && len(reply) == 0 {
 		err = errors.New("script answered nothing")
@@ -684,31 +734,15 @@ func (s *Store) BumpGeneration(ctx context.Context, userID string) (uint64, erro
 }
 
 // dropPointers removes the pointers of a user's deleted sessions, given
-// as script replies: whole keys, then after an empty separator, hex keys of
-// the first layout.
+// as script replies (whole keys).
 func (s *Store) dropPointers(ctx context.Context, userID string, deleted []rueidis.RedisMessage) {
-	if len(deleted) == 0 {
-		return
-	}
 	drops := make([]rueidis.LuaExec, 0, len(deleted))
-	var legacyDrops []rueidis.LuaExec
-	legacy := false
 	for _, m := range deleted {
-		f, err := m.ToString()
-		switch {
-		case err != nil:
-		case f == "":
-			legacy = true
-		case legacy:
-			legacyDrops = append(legacyDrops, rueidis.LuaExec{Keys: []string{s.legacyLookupKey(f)}, Args: []string{userID}})
-		case len(f) == len(cloakroom.Key{}):
+		if f, err := m.ToString(); err == nil && len(f) == len(cloakroom.Key{}) {
 			drops = append(drops, rueidis.LuaExec{Keys: []string{s.pointerKey(cloakroom.Key([]byte(f)))}, Args: []string{userID}})
 		}
 	}
 	if len(drops) > 0 {
 		dropPointerScript.ExecMulti(ctx, s.client, drops...)
-	}
-	if len(legacyDrops) > 0 {
-		legacyDropPointerScript.ExecMulti(ctx, s.client, legacyDrops...)
 	}
 }

@@ -177,10 +177,8 @@ func TestUserKeysShareSlot(t *testing.T) {
 	key := cloakroom.Key{1, 2, 3}
 	for _, user := range []string{"alice", "a}b", "{x}", "}", "{", "user:42"} {
 		tag := hashTag(s.generationKey(user))
-		for _, k := range []string{s.sessionsKey(user), s.legacyIndexKey(user), s.legacySessionKey(user, key.String()), s.legacySessionKeyPrefix(user) + "ff"} {
-			if got := hashTag(k); got != tag {
-				t.Errorf("user %q: key %q has tag %q, generation key has %q", user, k, got, tag)
-			}
+		if k := s.sessionsKey(user); hashTag(k) != tag {
+			t.Errorf("user %q: key %q has tag %q, generation key has %q", user, k, hashTag(k), tag)
 		}
 		if tag == "" || tag == s.generationKey(user) {
 			t.Errorf("user %q: generation key %q has no hash tag", user, s.generationKey(user))
@@ -199,7 +197,7 @@ func TestOwnerCannotChange(t *testing.T) {
 	ctx := context.Background()
 	s := newTestStore(t, newTestClient(t, addr), Config{Prefix: prefix})
 
-	anon := storetest.NewRecord("", time.Now())
+	anon := newSession(t, s, "")
 	if err := s.Commit(ctx, anon); err != nil {
 		t.Fatal(err)
 	}
@@ -325,8 +323,14 @@ func TestKeysAndTTLs(t *testing.T) {
 	if got := pttl(s.generationKey("erin")); got != forever {
 		t.Errorf("generation key PTTL = %v, want no TTL", got)
 	}
+	if _, err := s.BumpEpoch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := pttl(s.epochKey()); got != forever {
+		t.Errorf("epoch key PTTL = %v, want no TTL", got)
+	}
 
-	anon := storetest.NewRecord("", time.Now())
+	anon := newSession(t, s, "")
 	if err := s.Commit(ctx, anon); err != nil {
 		t.Fatal(err)
 	}

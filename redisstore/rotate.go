@@ -16,7 +16,6 @@ var _ cloakroom.Rotator = (*Store)(nil)
 type owner struct {
 	kind   byte   // pointerUser, pointerAnonymous, or 0 when there is no session
 	userID string // for pointerUser
-	legacy bool   // the session is in the first layout
 }
 
 // ownerOf reads a key's pointer from Redis (not the cache). A key's owner
@@ -31,22 +30,6 @@ func (s *Store) ownerOf(ctx context.Context, key cloakroom.Key) (owner, error) {
 		return owner{}, fmt.Errorf("pointer of unknown kind: %w", cloakroom.ErrBadRecord)
 	case !rueidis.IsRedisNil(err):
 		return owner{}, err
-	case !s.legacy:
-		return owner{}, nil
-	}
-	fields, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.legacyLookupKey(key.String())).Field(legacyFieldOwner, legacyFieldRecord).Build()).ToArray()
-	if err == nil && len(fields) != 2 {
-		err = fmt.Errorf("HMGET answered %d values, want 2", len(fields))
-	}
-	if err != nil {
-		return owner{}, err
-	}
-	switch {
-	case !fields[0].IsNil():
-		u, err := fields[0].ToString()
-		return owner{kind: pointerUser, userID: u, legacy: true}, err
-	case !fields[1].IsNil():
-		return owner{kind: pointerAnonymous, legacy: true}, nil
 	}
 	return owner{}, nil
 }
@@ -68,6 +51,30 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		// session: a refused rotation writes nothing.
 		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
 	}
+	// As in commit: the scripts cannot read the epoch, so it is checked
+	// before (failing early, writing nothing) and after (a bump that ran
+	// meanwhile left the new session unreachable).
+	epoch, err := s.checkEpoch(ctx, rec.Epoch)
+	if err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), err)
+	}
+	stored, err := s.rotate(ctx, r, epoch)
+	if err == nil {
+		if _, err = s.checkEpoch(ctx, rec.Epoch); err != nil {
+			s.recent.markSession(rec.Key, wroteUnknown, "")
+			err = fmt.Errorf("redisstore: rotate to %s: %w", rec.Key.Short(), err)
+		}
+	}
+	if err != nil {
+		return cloakroom.Record{}, err
+	}
+	return stored, nil
+}
+
+// rotate is Rotate once r and its epoch are checked; epoch is the one the
+// Store trusts, below which a stored session is dead.
+func (s *Store) rotate(ctx context.Context, r cloakroom.Rotation, epoch uint64) (cloakroom.Record, error) {
+	rec := r.New
 	var old owner
 	if r.Old != (cloakroom.Key{}) {
 		var err error
@@ -91,18 +98,18 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		if r.Bump {
 			return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s: a bump must rotate a session of the same user", r.Old.Short())
 		}
-		return s.rotateAcross(ctx, r, old)
+		return s.rotateAcross(ctx, r, old, epoch)
 	}
 	var stored cloakroom.Record
 	var err error
 	if rec.UserID == "" {
 		var value string
-		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+		if value, err = s.commitAnonymous(ctx, &rec, s.now(), epoch); err == nil {
 			stored = rec
 			s.recent.markSession(rec.Key, wroteRecord, value)
 		}
 	} else {
-		stored, err = s.rotateUser(ctx, r, old)
+		stored, err = s.rotateUser(ctx, r, old, epoch)
 	}
 	if err != nil {
 		s.recent.markSession(rec.Key, wroteUnknown, "")
@@ -116,7 +123,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 
 // rotateUser runs rotateScript for r, whose old session, if any, belongs
 // to the new session's user.
-func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner, epoch uint64) (cloakroom.Record, error) {
 	rec := r.New
 	now := s.now()
 	pointer := s.pointerKey(rec.Key)
@@ -134,16 +141,15 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 		stored.Generation++ // checked against the current one before the bump
 	}
 	value := string(encodeCompact(nil, &stored))
-	var oldField, oldHex, oldMessage string
+	var oldField, oldMessage string
 	if old.kind != 0 {
-		oldField, oldHex, oldMessage = field(r.Old), r.Old.String(), endKeyMessage(r.Old)
+		oldField, oldMessage = field(r.Old), endKeyMessage(r.Old)
 	}
 	reply, err := s.revoke(ctx, rotateScript,
-		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID), s.legacySessionKey(rec.UserID, oldHex), s.legacyIndexKey(rec.UserID)},
+		[]string{s.sessionsKey(rec.UserID), s.generationKey(rec.UserID)},
 		[]string{oldField, boolArg(r.OldMustLive), field(rec.Key), strconv.FormatUint(rec.Generation, 10),
 			boolArg(r.Bump), value, nowMicros, ttlMillis(rec.Expiry(), now), s.endsChannel(), oldMessage,
-			rec.UserID, oldHex, strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(rec.UserID),
-			strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(r.OldVersion, 10)},
+			rec.UserID, strconv.Itoa(keyTailLen), strconv.FormatUint(r.OldVersion, 10), strconv.FormatUint(epoch, 10)},
 	).ToArray()
 	if err == nil && len(reply) < 2 {
 		err = fmt.Errorf("script answered %d values, want at least 2", len(reply))
@@ -189,7 +195,7 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 	s.recent.markSession(rec.Key, wroteRecord, value)
 	if old.kind != 0 {
 		s.recent.markSession(r.Old, wroteDeletion, "")
-		s.dropOldPointer(ctx, r.Old, old)
+		s.dropOldPointer(ctx, r.Old, old.userID)
 	}
 	var ended []string
 	if n, _ := reply[2].AsInt64(); n == 1 {
@@ -205,12 +211,8 @@ func (s *Store) rotateUser(ctx context.Context, r cloakroom.Rotation, old owner)
 
 // dropOldPointer removes a rotated session's pointer, as cleanup: its TTL
 // does it later if this fails.
-func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, old owner) {
-	if old.legacy {
-		_ = legacyDropPointerScript.Exec(ctx, s.client, []string{s.legacyLookupKey(key.String())}, []string{old.userID}).Error()
-	} else {
-		_ = dropPointerScript.Exec(ctx, s.client, []string{s.pointerKey(key)}, []string{old.userID}).Error()
-	}
+func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, userID string) {
+	_ = dropPointerScript.Exec(ctx, s.client, []string{s.pointerKey(key)}, []string{userID}).Error()
 }
 
 // rotateAcross replaces a session that must live by one of another owner
@@ -219,23 +221,23 @@ func (s *Store) dropOldPointer(ctx context.Context, key cloakroom.Key, old owner
 // deletes the old one only if it still lives, and takes the new one back
 // if not. The new token has not been handed out yet, so nobody can use the
 // new session in between.
-func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owner) (cloakroom.Record, error) {
+func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owner, epoch uint64) (cloakroom.Record, error) {
 	var stored cloakroom.Record
 	var err error
 	if r.New.UserID == "" {
 		rec := r.New
 		var value string
-		if value, err = s.commitAnonymous(ctx, &rec, s.now()); err == nil {
+		if value, err = s.commitAnonymous(ctx, &rec, s.now(), epoch); err == nil {
 			stored = rec
 			s.recent.markSession(rec.Key, wroteRecord, value)
 		}
 	} else {
-		stored, err = s.rotateUser(ctx, cloakroom.Rotation{New: r.New}, owner{})
+		stored, err = s.rotateUser(ctx, cloakroom.Rotation{New: r.New}, owner{}, epoch)
 	}
 	if err != nil {
 		return cloakroom.Record{}, err
 	}
-	code, err := s.consume(ctx, r.Old, r.OldVersion, old)
+	code, err := s.consume(ctx, r.Old, r.OldVersion, old, epoch)
 	if err == nil && code == codeOK {
 		s.recent.markSession(r.Old, wroteDeletion, "")
 		s.awaitRevocation(endKeyMessage(r.Old))
@@ -254,42 +256,29 @@ func (s *Store) rotateAcross(ctx context.Context, r cloakroom.Rotation, old owne
 }
 
 // consume deletes a live session of the given owner, at version unless
-// that is 0. It answers codeOK, codeGone when the session was not live,
-// or codeMoved, deleting nothing, when it is at another version.
-func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner) (int64, error) {
+// that is 0, and not below epoch. It answers codeOK, codeGone when the
+// session was not live, or codeMoved, deleting nothing, when it is at
+// another version.
+func (s *Store) consume(ctx context.Context, key cloakroom.Key, version uint64, old owner, epoch uint64) (int64, error) {
 	now := s.now()
-	switch {
-	case old.legacy:
-		// The first layout's sessions only age out; checking and deleting
-		// them is not one step.
-		res, err := s.legacyFind(ctx, key, false)
-		switch {
-		case err != nil || !res.live:
-			return codeGone, err
-		case version != 0 && res.rec.Version != version:
-			return codeMoved, nil
-		}
-		_, err = s.legacyDelete(ctx, key)
-		return codeOK, err
-	case old.kind == pointerAnonymous:
+	if old.kind == pointerAnonymous {
 		return s.revoke(ctx, consumeAnonymousScript, []string{s.pointerKey(key)},
-			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10)}).AsInt64()
-	default:
-		reply, err := s.revoke(ctx, rotateScript,
-			[]string{s.sessionsKey(old.userID), s.generationKey(old.userID), s.legacySessionKey(old.userID, ""), s.legacyIndexKey(old.userID)},
-			[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
-				old.userID, "", strconv.Itoa(keyTailLen), s.legacySessionKeyPrefix(old.userID),
-				strconv.FormatInt(now.Unix(), 10), strconv.Itoa(now.Nanosecond()), strconv.FormatUint(version, 10)},
-		).ToArray()
-		if err != nil || len(reply) == 0 {
-			return codeGone, err
-		}
-		code, err := reply[0].AsInt64()
-		if err == nil && code == codeOK {
-			s.dropOldPointer(ctx, key, old)
-		}
-		return code, err
+			[]string{"1", strconv.FormatInt(now.UnixMicro(), 10), s.endsChannel(), endKeyMessage(key), strconv.FormatUint(version, 10),
+				strconv.FormatUint(epoch, 10)}).AsInt64()
 	}
+	reply, err := s.revoke(ctx, rotateScript,
+		[]string{s.sessionsKey(old.userID), s.generationKey(old.userID)},
+		[]string{field(key), "1", "", "0", "0", "", strconv.FormatInt(now.UnixMicro(), 10), "0", s.endsChannel(), endKeyMessage(key),
+			old.userID, strconv.Itoa(keyTailLen), strconv.FormatUint(version, 10), strconv.FormatUint(epoch, 10)},
+	).ToArray()
+	if err != nil || len(reply) == 0 {
+		return codeGone, err
+	}
+	code, err := reply[0].AsInt64()
+	if err == nil && code == codeOK {
+		s.dropOldPointer(ctx, key, old.userID)
+	}
+	return code, err
 }
 
 func boolArg(b bool) string {

@@ -11,6 +11,7 @@ const (
 	codeRevoked  = 3 // rec.Generation is below the user's generation
 	codeForeign  = 4 // the key belongs to a session of another owner
 	codeMoved    = 5 // the old session of a rotation is not at the version expected
+	codeExpired  = 6 // the auxiliary record written would have expired already
 )
 
 // Results of claimScript.
@@ -22,8 +23,14 @@ const (
 
 // luaRecord reads the front of a compact record (see encodeCompact) that
 // starts at byte o of s: the generation, the version, the expiry and the
-// absolute deadline, both in Unix microseconds. Lua numbers are doubles,
-// exact up to 2^53: microseconds since 1970 stay far below that.
+// absolute deadline, both in Unix microseconds, and the epoch. Lua numbers
+// are doubles, exact up to 2^53: microseconds since 1970 stay far below
+// that.
+//
+// A script runs in one slot and cannot read the global epoch: the Store
+// passes the epoch it trusts (see Store.currentEpoch), and the scripts
+// treat a session below it as dead. That epoch may lag behind a bump that
+// is still running; the Store checks again after the script.
 const luaRecord = `
 local function uvarint(s, i)
   local v, m = 0, 1
@@ -49,10 +56,12 @@ local function record(s, o)
   l, i = varint(s, i)
   idle, i = varint(s, i)
   a, i = varint(s, i)
-  if math.floor(string.byte(s, o + 1) / 8) % 2 == 1 then
+  local flags, ep = string.byte(s, o + 1), 0
+  if math.floor(flags / 8) % 2 == 1 then
     idle, a = idle * 1000000, a * 1000000
   end
-  return g, v, c + math.min(l + idle, a), c + a
+  if math.floor(flags / 16) % 2 == 1 then ep = uvarint(s, i) end
+  return g, v, c + math.min(l + idle, a), c + a, ep
 end
 `
 
@@ -61,7 +70,7 @@ end
 // cheap however many sessions the user has; List and the TTL of the hash
 // catch the rest.
 const luaPrune = `
-local function prune(k, now, gen)
+local function prune(k, now, gen, epoch)
   local all
   if redis.call('HLEN', k) <= 256 then
     all = redis.call('HGETALL', k)
@@ -69,36 +78,45 @@ local function prune(k, now, gen)
     all = redis.call('HRANDFIELD', k, 64, 'WITHVALUES')
   end
   for i = 1, #all, 2 do
-    local g, v, e = record(all[i + 1], 1)
-    if g < gen or now >= e then redis.call('HDEL', k, all[i]) end
+    local g, v, e, a, ep = record(all[i + 1], 1)
+    if g < gen or now >= e or ep < epoch then redis.call('HDEL', k, all[i]) end
   end
 end
 `
 
-// luaRevoke deletes every session of a user, in both layouts, appending
-// to out the keys of the deleted sessions (field and the key's tail from
-// the record), then, after an empty separator, the first layout's ones as
-// hex keys, for the caller to remove their pointers.
+// luaVersion checks a write at version (an ARGV string, "1" for a create)
+// over what is stored: live or not, at version v. It answers 0 when the
+// write may go on, else the code to answer: codeConflict for a create over
+// a live one or an update from another version, codeGone for an update of
+// one that is not live.
+const luaVersion = `
+local function versionCode(version, live, v)
+  if version == '1' then
+    if live then return 1 end
+  else
+    if not live then return 2 end
+    if v ~= tonumber(version) - 1 then return 1 end
+  end
+  return 0
+end
+`
+
+// luaRevoke deletes every session of a user, appending to out the keys of
+// the deleted sessions (field and the key's tail from the record), for the
+// caller to remove their pointers.
 const luaRevoke = `
-local function revoke(sessions, legacyIndex, legacyPrefix, tailLen, out)
+local function revoke(sessions, tailLen, out)
   local all = redis.call('HGETALL', sessions)
   for i = 1, #all, 2 do out[#out + 1] = all[i] .. string.sub(all[i + 1], 3, 2 + tailLen) end
   redis.call('DEL', sessions)
-  local legacy = redis.call('ZRANGE', legacyIndex, 0, -1)
-  if #legacy > 0 then out[#out + 1] = '' end
-  for _, m in ipairs(legacy) do
-    redis.call('DEL', legacyPrefix .. m)
-    out[#out + 1] = m
-  end
-  redis.call('DEL', legacyIndex)
 end
 `
 
 // anonCommitScript creates or replaces an anonymous session, which lives
 // whole in its pointer key as "a" followed by the record.
 //
-// KEYS: pointer. ARGV: version, value, now µs, ttl ms.
-var anonCommitScript = rueidis.NewLuaScript(luaRecord + `
+// KEYS: pointer. ARGV: version, value, now µs, ttl ms, epoch.
+var anonCommitScript = rueidis.NewLuaScript(luaRecord + luaVersion + `
 local cur = redis.call('GET', KEYS[1])
 if cur and string.sub(cur, 1, 1) ~= 'a' then
   if ARGV[1] == '1' then return 1 end
@@ -106,17 +124,13 @@ if cur and string.sub(cur, 1, 1) ~= 'a' then
 end
 local live, v = false, 0
 if cur then
-  local g, e
-  g, v, e = record(cur, 2)
-  live = tonumber(ARGV[3]) < e
+  local g, e, a, ep
+  g, v, e, a, ep = record(cur, 2)
+  live = tonumber(ARGV[3]) < e and ep >= tonumber(ARGV[5])
   if not live then redis.call('DEL', KEYS[1]) end
 end
-if ARGV[1] == '1' then
-  if live then return 1 end
-else
-  if not live then return 2 end
-  if v ~= tonumber(ARGV[1]) - 1 then return 1 end
-end
+local code = versionCode(ARGV[1], live, v)
+if code ~= 0 then return code end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 return 0
 `)
@@ -166,28 +180,24 @@ return 0
 // so the pointer's TTL must too. A create prunes dead sessions.
 //
 // KEYS: session hash, generation. ARGV: field, version, generation,
-// record, now µs, ttl ms, absolute deadline µs.
-var userCommitScript = rueidis.NewLuaScript(luaRecord + luaPrune + `
+// record, now µs, ttl ms, absolute deadline µs, epoch.
+var userCommitScript = rueidis.NewLuaScript(luaRecord + luaPrune + luaVersion + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
 if tonumber(ARGV[3]) < gen then return {3, 0} end
-local now = tonumber(ARGV[5])
+local now, epoch = tonumber(ARGV[5]), tonumber(ARGV[8])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local live, v, abs = false, 0, 0
 if cur then
-  local g, e
-  g, v, e, abs = record(cur, 1)
-  live = g >= gen and now < e
+  local g, e, ep
+  g, v, e, abs, ep = record(cur, 1)
+  live = g >= gen and now < e and ep >= epoch
   if not live then redis.call('HDEL', KEYS[1], ARGV[1]) end
 end
-if ARGV[2] == '1' then
-  if live then return {1, 0} end
-else
-  if not live then return {2, 0} end
-  if v ~= tonumber(ARGV[2]) - 1 then return {1, 0} end
-end
+local code = versionCode(ARGV[2], live, v)
+if code ~= 0 then return {code, 0} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[6]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
-if ARGV[2] == '1' then prune(KEYS[1], now, gen) end
+if ARGV[2] == '1' then prune(KEYS[1], now, gen, epoch) end
 if live and tonumber(ARGV[7]) > abs then return {0, 1} end
 return {0, 0}
 `)
@@ -218,58 +228,45 @@ return 1
 `)
 
 // listScript returns the user's generation, then field and record for
-// each session that is neither expired nor revoked, in both layouts (an
-// empty field marks a record of the first layout). It drops dead entries
+// each session that is neither expired nor revoked. It drops dead entries
 // on the way.
 //
-// KEYS: session hash, generation, legacy index. ARGV: legacy session key
-// prefix, now µs.
+// KEYS: session hash, generation. ARGV: now µs, epoch.
 var listScript = rueidis.NewLuaScript(luaRecord + `
 local graw = redis.call('GET', KEYS[2]) or '0'
-local gen, now = tonumber(graw), tonumber(ARGV[2])
+local gen, now, epoch = tonumber(graw), tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {graw}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  local g, v, e = record(all[i + 1], 1)
-  if g < gen or now >= e then
+  local g, v, e, a, ep = record(all[i + 1], 1)
+  if g < gen or now >= e or ep < epoch then
     redis.call('HDEL', KEYS[1], all[i])
   else
     out[#out + 1] = all[i]
     out[#out + 1] = all[i + 1]
   end
 end
-for _, m in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
-  local r = redis.call('HGET', ARGV[1] .. m, 'r')
-  if r then
-    out[#out + 1] = ''
-    out[#out + 1] = r
-  else
-    redis.call('ZREM', KEYS[3], m)
-  end
-end
 return out
 `)
 
 // bumpScript increments the generation and deletes every session of the
-// user, in both layouts, in the same step, and announces the bump. It
-// answers the new generation, the deleted session keys (field and the
-// key's tail from the record), and, after an empty
-// separator, the deleted sessions of the first layout (as hex keys), whose
-// pointers the caller then removes.
+// user in the same step, and announces the bump. It answers the new
+// generation and the deleted session keys (field and the key's tail from
+// the record), whose pointers the caller then removes.
 //
-// KEYS: generation, session hash, legacy index. ARGV: legacy session key
-// prefix, ends channel, user ID, key tail length.
+// KEYS: generation, session hash. ARGV: ends channel, user ID, key tail
+// length.
 var bumpScript = newScript(luaRevoke + `
 local g = redis.call('INCR', KEYS[1])
 local out = {g}
-revoke(KEYS[2], KEYS[3], ARGV[1], ARGV[4], out)
-redis.call('PUBLISH', ARGV[2], 'g' .. g .. ':' .. ARGV[3])
+revoke(KEYS[2], ARGV[3], out)
+redis.call('PUBLISH', ARGV[1], 'g' .. g .. ':' .. ARGV[2])
 return out
 `)
 
 // rotateScript is Rotate for a user's sessions, all in the user's slot:
 // it checks the old session (when it must live: present, unexpired, at the
-// user's current generation), checks the new session's generation and key,
+// user's current generation and not below the epoch given), checks the new session's generation and key,
 // bumps the generation and deletes every session of the user (when asked),
 // creates the new session and deletes the old one, announcing the ends.
 // Either field may be empty: no old session, or nothing to create. A
@@ -278,51 +275,40 @@ return out
 // old session's end was announced (1 or 0), and, after a bump, the
 // deleted session keys as bumpScript does.
 //
-// KEYS: session hash, generation, legacy session of the old key, legacy
-// index. ARGV: old field, old must live ("1"), new field, new generation,
-// bump ("1"), new record, now µs, ttl ms, ends channel, old end message,
-// user ID, old hex key, key tail length, legacy session key prefix, now s,
-// now ns, old version.
-var rotateScript = newScript(luaRecord + legacyLuaExpired + luaRevoke + `
+// KEYS: session hash, generation. ARGV: old field, old must live ("1"),
+// new field, new generation, bump ("1"), new record, now µs, ttl ms, ends
+// channel, old end message, user ID, key tail length, old version, epoch.
+var rotateScript = newScript(luaRecord + luaRevoke + `
 local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
-local now = tonumber(ARGV[7])
+local now, epoch = tonumber(ARGV[7]), tonumber(ARGV[14])
 if ARGV[1] ~= '' then
   local live, v = false, 0
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
   if cur then
-    local g, e
-    g, v, e = record(cur, 1)
-    live = g == gen and now < e
-  else
-    local l = redis.call('HMGET', KEYS[3], 'v', 'g', 'es', 'en')
-    live = l[1] and tonumber(l[2] or '0') == gen and not expired(l[3], l[4], ARGV[15], ARGV[16])
-    v = tonumber(l[1] or '0')
+    local g, e, a, ep
+    g, v, e, a, ep = record(cur, 1)
+    live = g == gen and now < e and ep >= epoch
   end
   if ARGV[2] == '1' and not live then return {2, gen} end
-  if ARGV[2] == '1' and ARGV[17] ~= '0' and v ~= tonumber(ARGV[17]) then return {5, gen} end
+  if ARGV[2] == '1' and ARGV[13] ~= '0' and v ~= tonumber(ARGV[13]) then return {5, gen} end
 end
 if ARGV[3] ~= '' then
   if tonumber(ARGV[4]) ~= gen then return {3, gen} end
   local cur = redis.call('HGET', KEYS[1], ARGV[3])
   if cur then
-    local g, v, e = record(cur, 1)
-    if g >= gen and now < e then return {1, gen} end
+    local g, v, e, a, ep = record(cur, 1)
+    if g >= gen and now < e and ep >= epoch then return {1, gen} end
   end
 end
 local out = {0, gen, 0}
 if ARGV[5] == '1' then
   gen = redis.call('INCR', KEYS[2])
   out[2] = gen
-  revoke(KEYS[1], KEYS[4], ARGV[14], ARGV[13], out)
+  revoke(KEYS[1], ARGV[12], out)
   redis.call('PUBLISH', ARGV[9], 'g' .. gen .. ':' .. ARGV[11])
 end
 if ARGV[1] ~= '' then
-  local gone = redis.call('HDEL', KEYS[1], ARGV[1]) == 1
-  if redis.call('DEL', KEYS[3]) == 1 then
-    redis.call('ZREM', KEYS[4], ARGV[12])
-    gone = true
-  end
-  if gone or ARGV[5] == '1' then
+  if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 or ARGV[5] == '1' then
     redis.call('PUBLISH', ARGV[9], ARGV[10])
     out[3] = 1
   end
@@ -335,21 +321,76 @@ return out
 `)
 
 // consumeAnonymousScript deletes an anonymous session, announcing it, and
-// with "must live" fails unless it was live, and, leaving it alone, unless
-// it is at the version given (when not "0").
+// with "must live" fails unless it was live (not below the epoch given
+// either), and, leaving it alone, unless it is at the version given (when
+// not "0").
 //
 // KEYS: pointer. ARGV: must live ("1"), now µs, ends channel, end message,
-// version.
+// version, epoch.
 var consumeAnonymousScript = newScript(luaRecord + `
 local cur = redis.call('GET', KEYS[1])
 local live = false
 if cur and string.sub(cur, 1, 1) == 'a' then
-  local g, v, e = record(cur, 2)
-  live = tonumber(ARGV[2]) < e
+  local g, v, e, a, ep = record(cur, 2)
+  live = tonumber(ARGV[2]) < e and ep >= tonumber(ARGV[6])
   if live and ARGV[1] == '1' and ARGV[5] ~= '0' and v ~= tonumber(ARGV[5]) then return 5 end
   redis.call('DEL', KEYS[1])
   redis.call('PUBLISH', ARGV[3], ARGV[4])
 end
 if ARGV[1] == '1' and not live then return 2 end
+return 0
+`)
+
+// bumpEpochScript increments the global epoch and announces it ("e" and
+// the new epoch) in the same step. It answers the new epoch.
+//
+// KEYS: epoch. ARGV: ends channel.
+var bumpEpochScript = newScript(`
+local e = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], 'e' .. e)
+return e
+`)
+
+// epochHeartbeatScript publishes a heartbeat through the node that holds
+// the epoch, carrying the epoch as that node has it when it runs the
+// heartbeat (see watcher.heartbeat).
+//
+// KEYS: epoch. ARGV: ends channel, heartbeat message.
+var epochHeartbeatScript = rueidis.NewLuaScript(`
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. (redis.call('GET', KEYS[1]) or '0'))
+return 0
+`)
+
+// luaAux reads the front of an auxiliary record (see encodeAux): its
+// version, its expiry in Unix microseconds, whether it ends with the
+// sessions, and its epoch.
+const luaAux = `
+local function aux(s)
+  local v, e, ep, i
+  v, i = uvarint(s, 3)
+  e, i = varint(s, i)
+  ep, i = uvarint(s, i)
+  return v, e, string.byte(s, 2) == 1, ep
+end
+`
+
+// auxCommitScript creates or updates an auxiliary record with the version
+// checks of Commit, then refuses one that would have expired already. A
+// stored record that ends with the sessions and is below the epoch given
+// is dead.
+//
+// KEYS: record. ARGV: version, value, now µs, ttl ms, epoch, expires µs.
+var auxCommitScript = rueidis.NewLuaScript(luaRecord + luaAux + luaVersion + `
+local cur = redis.call('GET', KEYS[1])
+local live, v = false, 0
+if cur then
+  local e, bound, ep
+  v, e, bound, ep = aux(cur)
+  live = tonumber(ARGV[3]) < e and not (bound and ep < tonumber(ARGV[5]))
+end
+local code = versionCode(ARGV[1], live, v)
+if code ~= 0 then return code end
+if tonumber(ARGV[3]) >= tonumber(ARGV[6]) then return 6 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 return 0
 `)
