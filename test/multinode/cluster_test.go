@@ -223,18 +223,25 @@ func postgresSetup(t *testing.T, url string, cache bool) storeSetup {
 			t.Logf("dropping schema %s: %v", schema, err)
 		}
 	})
-	addr := fmt.Sprintf("%s:%d", base.ConnConfig.Host, base.ConnConfig.Port)
+	serverAddr := fmt.Sprintf("%s:%d", base.ConnConfig.Host, base.ConnConfig.Port)
 	var probe func(t *testing.T) *notifyProbe
 	if cache {
 		probe = func(t *testing.T) *notifyProbe { return startNotifyProbe(t, base.ConnConfig, pgNotifyChannel(schema)) }
 	}
-	return storeSetup{addr: addr, probe: probe, node: func(t *testing.T, addr string) nodeStore {
+	return storeSetup{addr: serverAddr, probe: probe, node: func(t *testing.T, addr string) nodeStore {
 		t.Helper()
 		cfg := base.Copy()
 		host, port := splitHostPort(t, addr)
 		cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, port
 		cfg.ConnConfig.Fallbacks = nil
+		// A dial through the fault tests' proxy gives up within a second,
+		// so that it does not outlast the fault; one to the server itself
+		// waits longer: PostgreSQL starts a process per connection, which
+		// on a loaded 2-core machine can take more than a second.
 		cfg.ConnConfig.ConnectTimeout = time.Second
+		if addr == serverAddr {
+			cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+		}
 		// Room for every request of the fault tests (load and probes) to
 		// hold a connection of its own, so none waits for a pool slot.
 		cfg.MaxConns = 16
