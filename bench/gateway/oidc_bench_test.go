@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
