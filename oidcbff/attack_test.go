@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/oauth2-proxy/mockoidc"
 
+	"github.com/cloakroom/cloakroom/internal/testoidc"
 	"github.com/cloakroom/cloakroom/oidcbff"
 )
 
@@ -223,9 +223,7 @@ func TestAccessLimits(t *testing.T) {
 			func(c *oidcbff.Config) { c.Providers[0].AllowedDomains = []string{"example.com"} })
 		mock := e.p.mock
 		e.p.authorize.Store(ptr(func(url.Values) {
-			mock.mu.Lock()
-			defer mock.mu.Unlock()
-			mock.m.QueueUser(&sidUser{MockUser: &mockoidc.MockUser{Subject: "eve", Email: "eve@example.com"}, unverified: true})
+			mock.m.Queue(testoidc.User{Subject: "eve", Email: "eve@example.com", Unverified: true})
 		}))
 		b := e.browser(e.nodes[0])
 		e.refused(b, b.login(), http.StatusForbidden, "email not verified by the provider")

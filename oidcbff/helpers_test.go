@@ -3,7 +3,6 @@ package oidcbff_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,6 +34,7 @@ import (
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
+	"github.com/cloakroom/cloakroom/internal/testoidc"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
@@ -196,40 +196,6 @@ func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Hand
 	})
 }
 
-// sidUser is a mockoidc user whose ID token carries a sid and auth_time.
-type sidUser struct {
-	*mockoidc.MockUser
-	sid        string
-	authTime   time.Time
-	unverified bool // email_verified: false (mockoidc omits a false value)
-}
-
-func (u *sidUser) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
-	inner, err := u.MockUser.Claims(scopes, base)
-	if err != nil {
-		return nil, err
-	}
-	// Flatten through JSON: the embedded claims keep their own fields.
-	b, err := json.Marshal(inner)
-	if err != nil {
-		return nil, err
-	}
-	var m jwt.MapClaims
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
-	}
-	if u.sid != "" {
-		m["sid"] = u.sid
-	}
-	if !u.authTime.IsZero() {
-		m["auth_time"] = u.authTime.Unix()
-	}
-	if u.unverified {
-		m["email_verified"] = false
-	}
-	return m, nil
-}
-
 // mockUser is the user the mock provider signs in next.
 type mockUser struct {
 	sub, email string
@@ -238,21 +204,15 @@ type mockUser struct {
 	authTime   time.Time
 }
 
-// mockProvider is github.com/oauth2-proxy/mockoidc. Its handlers share
-// maps without locks, so requests are serialised by a middleware.
+// mockProvider is github.com/oauth2-proxy/mockoidc (see testoidc).
 type mockProvider struct {
 	*provider
-	m  *mockoidc.MockOIDC
-	mu sync.Mutex
+	m *testoidc.Mock
 }
 
 func newMockProvider(t *testing.T) *mockProvider {
 	t.Helper()
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mp := &mockProvider{m: m, provider: &provider{name: "mock", tokens: &tokenLog{}}}
+	mp := &mockProvider{provider: &provider{name: "mock", tokens: &tokenLog{}}}
 	mp.provider.mock = mp
 	// mockoidc encodes expires_in as a Go time.Duration (nanoseconds);
 	// the wire format is seconds.
@@ -261,26 +221,12 @@ func newMockProvider(t *testing.T) *mockProvider {
 			v["expires_in"] = n / float64(time.Second)
 		}
 	}
-	mp.key = m.Keypair.PrivateKey
-	mp.keyID, _ = m.Keypair.KeyID()
-	if err := m.AddMiddleware(func(next http.Handler) http.Handler {
-		return mp.wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			mp.mu.Lock()
-			defer mp.mu.Unlock()
-			next.ServeHTTP(w, r)
-		}), mockoidc.TokenEndpoint, mockoidc.AuthorizationEndpoint)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Shutdown() })
-	cfg := m.Config()
+	mp.m = testoidc.Start(t, func(next http.Handler) http.Handler {
+		return mp.wrap(next, mockoidc.TokenEndpoint, mockoidc.AuthorizationEndpoint)
+	})
+	mp.key = mp.m.Keypair().PrivateKey
+	mp.keyID, _ = mp.m.Keypair().KeyID()
+	cfg := mp.m.Config()
 	mp.issuer, mp.clientID, mp.secret = cfg.Issuer, cfg.ClientID, cfg.ClientSecret
 	mp.login = func(t *testing.T, b *browser, authURL string) string {
 		t.Helper()
@@ -291,29 +237,20 @@ func newMockProvider(t *testing.T) *mockProvider {
 		return r.Header.Get("Location")
 	}
 	mp.revoke = func() {
-		mp.mu.Lock()
-		defer mp.mu.Unlock()
-		clear(m.SessionStore.Store)
+		mp.m.Do(func(m *mockoidc.MockOIDC) { clear(m.SessionStore.Store) })
 	}
 	return mp
 }
 
 // queue sets the user of the next login.
 func (mp *mockProvider) queue(u mockUser) {
-	mp.mu.Lock()
-	defer mp.mu.Unlock()
-	mp.m.QueueUser(&sidUser{
-		MockUser: &mockoidc.MockUser{Subject: u.sub, Email: u.email, EmailVerified: true, Groups: u.groups, PreferredUsername: u.sub},
-		sid:      u.sid, authTime: u.authTime,
-	})
+	mp.m.Queue(testoidc.User{Subject: u.sub, Email: u.email, Groups: u.groups, SID: u.sid, AuthTime: u.authTime})
 }
 
 // fastForward moves the provider's clock, so that new tokens differ from
 // earlier ones.
 func (mp *mockProvider) fastForward(d time.Duration) {
-	mp.mu.Lock()
-	defer mp.mu.Unlock()
-	mp.m.FastForward(d)
+	mp.m.Do(func(m *mockoidc.MockOIDC) { m.FastForward(d) })
 }
 
 // signLogout signs a logout token with the provider's key; header typ and
@@ -336,18 +273,7 @@ func (p *provider) signLogout(t *testing.T, typ string, claims jwt.MapClaims) st
 
 // logoutClaims returns valid logout token claims for the provider.
 func (p *provider) logoutClaims(now time.Time, sub, sid string) jwt.MapClaims {
-	c := jwt.MapClaims{
-		"iss": p.issuer, "aud": p.clientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
-		"jti":    rand.Text(),
-		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
-	}
-	if sub != "" {
-		c["sub"] = sub
-	}
-	if sid != "" {
-		c["sid"] = sid
-	}
-	return c
+	return testoidc.LogoutClaims(p.issuer, p.clientID, now, sub, sid)
 }
 
 // digest hides a token in echoes: an upstream that returned the token

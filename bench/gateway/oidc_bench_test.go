@@ -11,13 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oauth2-proxy/mockoidc"
-
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/internal/testoidc"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -41,25 +40,13 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		io.WriteString(w, upstreamBody)
 	}))
 
-	m, err := mockoidc.NewServer(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	calls := &atomic.Int64{}
-	m.AddMiddleware(func(next http.Handler) http.Handler {
+	m := testoidc.Start(tb, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			calls.Add(1)
 			next.ServeHTTP(w, r)
 		})
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := m.Start(ln, nil); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { m.Shutdown() })
 
 	store, err := sqlitestore.Open(ctx, filepath.Join(tb.TempDir(), "bench.db"), sqlitestore.Config{Logger: discardLogger()})
 	if err != nil {

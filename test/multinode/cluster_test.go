@@ -25,6 +25,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/pgstore"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -222,18 +223,25 @@ func postgresSetup(t *testing.T, url string, cache bool) storeSetup {
 			t.Logf("dropping schema %s: %v", schema, err)
 		}
 	})
-	addr := fmt.Sprintf("%s:%d", base.ConnConfig.Host, base.ConnConfig.Port)
+	serverAddr := fmt.Sprintf("%s:%d", base.ConnConfig.Host, base.ConnConfig.Port)
 	var probe func(t *testing.T) *notifyProbe
 	if cache {
 		probe = func(t *testing.T) *notifyProbe { return startNotifyProbe(t, base.ConnConfig, pgNotifyChannel(schema)) }
 	}
-	return storeSetup{addr: addr, probe: probe, node: func(t *testing.T, addr string) nodeStore {
+	return storeSetup{addr: serverAddr, probe: probe, node: func(t *testing.T, addr string) nodeStore {
 		t.Helper()
 		cfg := base.Copy()
 		host, port := splitHostPort(t, addr)
 		cfg.ConnConfig.Host, cfg.ConnConfig.Port = host, port
 		cfg.ConnConfig.Fallbacks = nil
+		// A dial through the fault tests' proxy gives up within a second,
+		// so that it does not outlast the fault; one to the server itself
+		// waits longer: PostgreSQL starts a process per connection, which
+		// on a loaded 2-core machine can take more than a second.
 		cfg.ConnConfig.ConnectTimeout = time.Second
+		if addr == serverAddr {
+			cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+		}
 		// Room for every request of the fault tests (load and probes) to
 		// hold a connection of its own, so none waits for a pool slot.
 		cfg.MaxConns = 16
@@ -305,21 +313,39 @@ type node struct {
 	manager *cloakroom.Manager
 	gw      *gateway.Gateway
 	srv     *httptest.Server
-	// mint logs a user in through this node's manager, as the gateway's
-	// login does after the password check; it answers the CSRF token.
-	// Runs that need hundreds of sessions use it to skip a password hash
-	// per session.
-	mint      *httptest.Server
+	// app is an application of the node's own on its manager, beside the
+	// gateway: POST / logs a user in, as the gateway's login does after
+	// the password check, and answers the CSRF token (runs that need
+	// hundreds of sessions use it to skip a password hash per session);
+	// POST /anonymous starts an anonymous session and GET /anonymous
+	// answers its value, 401 without one.
+	app *httptest.Server
+	// admin serves the gateway's admin API, when it has a token.
+	admin *httptest.Server
+	// warnings holds what the node's manager and gateway logged at
+	// warning level and above (a store error behind a 503, say).
+	warnings  syncbuf.Buffer
 	transport *http.Transport // to the upstream
 	panics    atomic.Int64
 	closeOnce sync.Once
 }
 
+// anonymousValue names the value of the node's anonymous sessions.
+const anonymousValue = "cart"
+
 func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 	t.Helper()
+	return newNodeWith(t, name, store, api, nil)
+}
+
+// newNodeWith is newNode with the ways in of in besides the local
+// account, when in is not nil.
+func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *signIns) *node {
+	t.Helper()
 	n := &node{name: name, store: store}
+	logger := slog.New(slog.NewTextHandler(&n.warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var err error
-	n.manager, err = cloakroom.New(cloakroom.Config{Store: store.store, Logger: quiet})
+	n.manager, err = cloakroom.New(cloakroom.Config{Store: store.store, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,8 +363,12 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	routes := []proxy.Route{route}
+	if in != nil {
+		routes = append(routes, in.routes(t)...)
+	}
 	n.transport = proxy.NewTransport()
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet})
+	px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,12 +376,24 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.gw, err = gateway.New(gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: quiet})
+	// Listening before the gateway is built: an OpenID client needs the
+	// gateway's address for its redirect URI.
+	n.srv = httptest.NewUnstartedServer(nil)
+	cfg := gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: logger}
+	if in != nil {
+		in.configure(t, &cfg, "http://"+n.srv.Listener.Addr().String())
+	}
+	n.gw, err = gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.srv = httptest.NewServer(n.recoverPanics(n.gw.Handler()))
-	n.mint = httptest.NewServer(n.manager.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n.srv.Config.Handler = n.recoverPanics(n.gw.Handler())
+	n.srv.Start()
+	if cfg.AdminToken != "" {
+		n.admin = httptest.NewServer(n.gw.AdminHandler())
+	}
+	app := http.NewServeMux()
+	app.HandleFunc("POST /{$}", func(w http.ResponseWriter, r *http.Request) {
 		s := n.manager.Session(r)
 		if err := s.Login(r.Context(), userName, cloakroom.LoginOptions{}); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -360,7 +402,24 @@ func newNode(t *testing.T, name string, store nodeStore, api *upstream) *node {
 		s.PutJSON("roles", []string{"dev"})
 		s.Put("email", userName+"@example.com")
 		io.WriteString(w, s.CSRFToken())
-	})))
+	})
+	app.HandleFunc("POST /anonymous", func(w http.ResponseWriter, r *http.Request) {
+		value := randomHex(8)
+		n.manager.Session(r).Put(anonymousValue, value)
+		io.WriteString(w, value)
+	})
+	app.HandleFunc("GET /anonymous", func(w http.ResponseWriter, r *http.Request) {
+		s := n.manager.Session(r)
+		switch value := s.GetString(anonymousValue); {
+		case s.Err() != nil:
+			http.Error(w, s.Err().Error(), http.StatusServiceUnavailable)
+		case value == "":
+			http.Error(w, "no anonymous session", http.StatusUnauthorized)
+		default:
+			io.WriteString(w, value)
+		}
+	})
+	n.app = httptest.NewServer(n.manager.Handler(app))
 	t.Cleanup(n.close)
 	return n
 }
@@ -387,7 +446,10 @@ func (n *node) recoverPanics(next http.Handler) http.Handler {
 func (n *node) close() {
 	n.closeOnce.Do(func() {
 		n.srv.Close()
-		n.mint.Close()
+		n.app.Close()
+		if n.admin != nil {
+			n.admin.Close()
+		}
 		n.gw.Close()
 		n.transport.CloseIdleConnections()
 		n.store.close()
@@ -403,14 +465,22 @@ type cluster struct {
 
 func newCluster(t *testing.T, v variant) *cluster {
 	t.Helper()
+	return newClusterWith(t, v, nil)
+}
+
+// newClusterWith is newCluster with the ways in of in, when not nil.
+func newClusterWith(t *testing.T, v variant, in *signIns) *cluster {
+	t.Helper()
 	setup := v.open(t)
 	api := newUpstream(t)
 	cl := &cluster{setup: setup, api: api}
-	cl.a = newNode(t, "A", setup.node(t, setup.addr), api)
-	cl.b = newNode(t, "B", setup.node(t, setup.addr), api)
-	cl.c = newNode(t, "C", setup.node(t, setup.addr), api)
+	cl.a = newNodeWith(t, "A", setup.node(t, setup.addr), api, in)
+	cl.b = newNodeWith(t, "B", setup.node(t, setup.addr), api, in)
+	cl.c = newNodeWith(t, "C", setup.node(t, setup.addr), api, in)
 	return cl
 }
+
+func (cl *cluster) nodes() []*node { return []*node{cl.a, cl.b, cl.c} }
 
 // client sends requests the way a browser's same-origin fetch does, with
 // the session cookie set by hand: the cookie is __Host- and Secure, which
@@ -495,7 +565,7 @@ func (c *client) login(t *testing.T, n *node) (token, csrf string) {
 
 // mint starts a session through n's manager without a password check.
 func (c *client) mint(n *node) (token, csrf string, err error) {
-	r, err := c.do(http.MethodPost, n.mint.URL, "", nil)
+	r, err := c.do(http.MethodPost, n.app.URL, "", nil)
 	if err != nil {
 		return "", "", err
 	}
@@ -535,9 +605,13 @@ func (c *client) logout(n *node, token, csrf string) (reply, error) {
 }
 
 // cookieToken returns the session token a response sets, "" if none.
-func cookieToken(h http.Header) string {
+func cookieToken(h http.Header) string { return cookieValue(h, cookieName) }
+
+// cookieValue returns the value of the cookie name a response sets, "" if
+// none.
+func cookieValue(h http.Header, name string) string {
 	for _, line := range h.Values("Set-Cookie") {
-		if c, err := http.ParseSetCookie(line); err == nil && c.Name == cookieName {
+		if c, err := http.ParseSetCookie(line); err == nil && c.Name == name {
 			return c.Value
 		}
 	}

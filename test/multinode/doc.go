@@ -14,6 +14,13 @@
 //     revocation (TestRevokedAtOnceOnEveryNode). The target is that no
 //     request starting after the logout response is accepted; stores that
 //     promise it (variant.strict) fail the tests on a single such request;
+//   - revoking everyone through one node's admin API while every node is
+//     asked about a local account's, an OpenID provider's user's
+//     (mockoidc), a vault user's and an anonymous session
+//     (TestRevokeEveryoneOnEveryNode): no request starting after the admin
+//     call's response is accepted, the provider session's sealed tokens
+//     end with it, and the records that must outlive it (back-channel
+//     logout tombstones) are untouched;
 //   - failing closed: while the store is stopped or its connections are
 //     cut, no protected request is answered 200 or proxied, and service
 //     comes back by itself once the store does, without leaking goroutines.

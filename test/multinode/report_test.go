@@ -22,6 +22,8 @@ var report struct {
 	stores  []storeRow
 	watches []watchRow
 	faults  []faultRow
+	// everyone holds the figures of TestRevokeEveryoneOnEveryNode.
+	everyone []everyoneRow
 }
 
 func TestMain(m *testing.M) {
@@ -56,6 +58,11 @@ func writeReport(path string) error {
 	if len(report.watches) > 0 {
 		b.WriteString("### Watched sessions ended on every node\n\n")
 		b.WriteString(formatWatchRows(report.watches))
+		b.WriteString("\n")
+	}
+	if len(report.everyone) > 0 {
+		b.WriteString("### Everyone revoked on every node\n\n")
+		b.WriteString(formatEveryoneRows(report.everyone))
 		b.WriteString("\n")
 	}
 	if len(report.faults) > 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,28 +30,27 @@ var storeRevocations = []storeRevocation{
 	}},
 	{name: "Rotate", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
 		next := storetest.NewRecord(rec.UserID, time.Now())
-		next.Generation = rec.Generation
+		next.Generation, next.Epoch = rec.Generation, rec.Epoch
 		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: rec.Key, OldMustLive: true, New: next})
 		return err
 	}},
 	{name: "RotateBump", rotates: true, revoke: func(ctx context.Context, s cloakroom.Store, rec cloakroom.Record) error {
 		// "Log out my other sessions", from another session of the user.
 		mine := storetest.NewRecord(rec.UserID, time.Now())
-		mine.Generation = rec.Generation
+		mine.Generation, mine.Epoch = rec.Generation, rec.Epoch
 		if err := s.Commit(ctx, mine); err != nil {
 			return err
 		}
 		next := storetest.NewRecord(rec.UserID, time.Now())
-		next.Generation = rec.Generation
+		next.Generation, next.Epoch = rec.Generation, rec.Epoch
 		_, err := s.(cloakroom.Rotator).Rotate(ctx, cloakroom.Rotation{Old: mine.Key, OldMustLive: true, New: next, Bump: true})
 		return err
 	}},
-}
-
-// storeFind is one Find a poller made.
-type storeFind struct {
-	start time.Time
-	found bool
+	{name: "BumpEpoch", revoke: func(ctx context.Context, s cloakroom.Store, _ cloakroom.Record) error {
+		// Everyone's sessions at once.
+		_, err := s.BumpEpoch(ctx)
+		return err
+	}},
 }
 
 // TestRevokedAtOnceOnEveryNode works at the store layer, with three nodes
@@ -89,6 +87,12 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 				var latest time.Duration
 				for round := 0; round < rounds && time.Since(start) < budget; round++ {
 					rec := storetest.NewRecord(fmt.Sprintf("user-%s", randomHex(6)), time.Now())
+					// Created under the current epoch, as a login is.
+					epoch, err := c.Epoch(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rec.Epoch = epoch
 					if err := c.Commit(ctx, rec); err != nil {
 						t.Fatal(err)
 					}
@@ -97,58 +101,32 @@ func TestRevokedAtOnceOnEveryNode(t *testing.T) {
 							notWarm++
 						}
 					}
-					var returned time.Time
-					var mu sync.Mutex
-					polls := make([][]storeFind, 2)
-					var wg sync.WaitGroup
-					for i, s := range []cloakroom.Store{b, c} {
-						wg.Go(func() {
-							for {
-								mu.Lock()
-								since := returned
-								mu.Unlock()
-								began := time.Now()
-								_, found, err := s.Find(ctx, rec.Key)
-								if err != nil {
-									t.Errorf("Find while revoking: %v", err)
-									return
-								}
-								switch {
-								case since.IsZero():
-									// Before the revocation returned:
-									// anything goes, at a gentler pace.
-									time.Sleep(50 * time.Microsecond)
-									continue
-								case !began.After(since):
-									continue
-								}
-								polls[i] = append(polls[i], storeFind{began, found})
-								if !found || began.Sub(since) > limit {
-									return
-								}
-							}
+					polls := newAcrossRevocation(limit)
+					for _, s := range []cloakroom.Store{b, c} {
+						polls.start("", func() (bool, error) {
+							_, found, err := s.Find(ctx, rec.Key)
+							return found, err
 						})
 					}
-					err := rv.revoke(ctx, a, rec)
-					mu.Lock()
-					returned = time.Now()
-					mu.Unlock()
+					err = rv.revoke(ctx, a, rec)
+					polls.markReturned()
+					pollers := polls.wait()
 					if err != nil {
 						t.Fatalf("%s through A: %v", rv.name, err)
 					}
-					wg.Wait()
 					made++
 					roundAccepted := 0
-					for _, p := range polls {
-						lookups += len(p)
-						for _, f := range p {
-							if f.found && f.start.After(returned) {
-								roundAccepted++
-								latest = max(latest, f.start.Sub(returned))
-							}
+					for _, p := range pollers {
+						if p.err != nil {
+							t.Errorf("Find while revoking: %v", p.err)
+							continue
 						}
-						if last := p[len(p)-1]; last.found {
-							t.Errorf("%s: a node still accepted the session %v after the revocation returned", rv.name, last.start.Sub(returned))
+						lookups += len(p.after)
+						n, last := p.acceptedAfter()
+						roundAccepted += n
+						latest = max(latest, last)
+						if still, at := p.stillAccepting(); still {
+							t.Errorf("%s: a node still accepted the session %v after the revocation returned", rv.name, at)
 						}
 					}
 					if roundAccepted > 0 {
