@@ -367,11 +367,6 @@ func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *
 	if in != nil {
 		routes = append(routes, in.routes(t)...)
 	}
-	n.transport = proxy.NewTransport()
-	px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
 	admission, err := signin.New(signin.Config{Sessions: n.manager, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -379,9 +374,16 @@ func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *
 	// Listening before the gateway is built: an OpenID client needs the
 	// gateway's address for its redirect URI.
 	n.srv = httptest.NewUnstartedServer(nil)
-	cfg := gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Proxy: px, Logger: logger}
+	cfg := gateway.Config{Sessions: n.manager, Admission: admission, Accounts: service, Logger: logger}
 	if in != nil {
 		in.configure(t, &cfg, "http://"+n.srv.Listener.Addr().String())
+		if err := proxy.SetModes(routes, cfg.Vault.Modes()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.transport = proxy.NewTransport()
+	if cfg.Proxy, err = proxy.New(proxy.Config{Routes: routes, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet}); err != nil {
+		t.Fatal(err)
 	}
 	n.gw, err = gateway.New(cfg)
 	if err != nil {
