@@ -77,6 +77,9 @@ func TestVaultUserEndsOneDevice(t *testing.T) {
 	if stolen.whoami() != "alice" {
 		t.Fatal("the refused request ended the session")
 	}
+	if page := laptop.do("GET", "/auth/account", "", ""); !strings.Contains(page.body, "sign in again through the app first") || strings.Contains(page.body, `name="password"`) {
+		t.Fatalf("the account page must tell a vault user to sign in again through the app, and ask for no password:\n%s", page.body)
+	}
 
 	// Signing in again through the app is the step-up.
 	if r := laptop.login("alice"); r.status != http.StatusOK {
