@@ -3,6 +3,8 @@ package cloakroom_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/cloakroom/cloakroom"
@@ -92,5 +94,28 @@ func TestWatchEndsWithRevokeEveryone(t *testing.T) {
 	fresh := watchFor(t, a, loginThrough(t, a, "alice"))
 	if fresh.Err() != nil {
 		t.Fatal("a watch of a session created after RevokeEveryone ended")
+	}
+}
+
+func TestValidHandle(t *testing.T) {
+	a := newApp(t, nil)
+	handle := ""
+	h := a.m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := a.m.Session(r)
+		if err := s.Login(r.Context(), "alice", cloakroom.LoginOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		handle = s.Handle()
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/", nil))
+	for h, want := range map[string]bool{
+		handle: true, "AAAAAAAAAAAAAAAAAAAAAA": true,
+		"": false, "a-b_c": false, "a/b": false, "a b": false, "AAAAAAAAAAAAAAAAAAAAA=": false,
+		"AAAAAAAAAAAAAAAAAAAAAB": false, // not the canonical encoding of 16 bytes
+		strings.Repeat("a", 65):  false, "é": false, "..": false,
+	} {
+		if got := cloakroom.ValidHandle(h); got != want {
+			t.Errorf("ValidHandle(%q) = %v, want %v", h, got, want)
+		}
 	}
 }

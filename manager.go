@@ -157,6 +157,7 @@ type Manager struct {
 	store       Store
 	now         func() time.Time
 	crossOrigin *http.CrossOriginProtection
+	trusted     map[string]bool // TrustedOrigins, normalised
 	ctxKey      *contextKey
 	logger      *slog.Logger
 	watches     *watchHub
@@ -229,10 +230,12 @@ func New(cfg Config) (*Manager, error) {
 		bad("TouchInterval %v must be shorter than IdleTimeout %v", cfg.TouchInterval, cfg.IdleTimeout)
 	}
 	cop := http.NewCrossOriginProtection()
+	trusted := make(map[string]bool, len(cfg.TrustedOrigins))
 	for _, o := range cfg.TrustedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
 			bad("TrustedOrigins: %v", err)
 		}
+		trusted[strings.TrimSuffix(o, "/")] = true
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
@@ -251,6 +254,7 @@ func New(cfg Config) (*Manager, error) {
 		store:       cfg.Store,
 		now:         cfg.Now,
 		crossOrigin: cop,
+		trusted:     trusted,
 		ctxKey:      &contextKey{"cloakroom session"},
 		logger:      cfg.Logger,
 	}
@@ -280,6 +284,11 @@ func (m *Manager) Close() error {
 	m.watches.close()
 	return nil
 }
+
+// TrustedOrigin reports whether origin (an Origin header's value) is one of
+// Config.TrustedOrigins: for checks CrossOriginProtection does not make,
+// such as a WebSocket handshake, which is a GET.
+func (m *Manager) TrustedOrigin(origin string) bool { return m.trusted[origin] }
 
 // Config returns the manager's configuration with defaults filled in.
 func (m *Manager) Config() Config { return m.cfg }

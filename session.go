@@ -3,6 +3,7 @@ package cloakroom
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -285,6 +286,20 @@ func (s *Session) decodedLocked() map[string]string {
 	return m
 }
 
+// ClientIP returns the address of the client that sent the request, as
+// Config.ClientIP reads it (behind a trusted proxy, the address that proxy
+// reports): the one owner of that fact for audit lines and throttles.
+func (s *Session) ClientIP() string { return s.clientIP() }
+
+// ValidCSRFToken reports whether token is this session's synchronizer
+// token (see [Session.CSRFToken]), compared in constant time: for a token a
+// form carries in a field, which the middleware does not read. It is false
+// without a live session.
+func (s *Session) ValidCSRFToken(token string) bool {
+	want := s.CSRFToken()
+	return want != "" && len(token) == len(want) && subtle.ConstantTimeCompare([]byte(token), []byte(want)) == 1
+}
+
 // clientIP and userAgent describe the client for a new session's device
 // entry; reading them only then keeps them off the per-request path.
 func (s *Session) clientIP() string {
@@ -305,10 +320,24 @@ func (s *Session) userAgent() string {
 	return ua
 }
 
+// handleBytes is the randomness of a session handle.
+const handleBytes = 16
+
 func newHandle() string {
-	var b [16]byte
+	var b [handleBytes]byte
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidHandle reports whether h has the form of a session handle (see
+// [Session.Handle]): the check for a handle taken from a URL or a form
+// before it is looked up.
+func ValidHandle(h string) bool {
+	if len(h) != base64.RawURLEncoding.EncodedLen(handleBytes) {
+		return false
+	}
+	_, err := base64.RawURLEncoding.Strict().DecodeString(h)
+	return err == nil
 }
 
 func (s *Session) storeErr(op string, err error) error {

@@ -17,48 +17,57 @@ var notices = map[string]string{
 	"password-others": "Your password was changed, and all your other devices are logged out.",
 }
 
-// accountPage lists the user's sessions with buttons to end them.
-func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request) {
-	s, ok := g.requireSession(w, r, g.auth+"/account")
-	if !ok {
-		return
-	}
-	g.renderAccount(w, r, s, http.StatusOK, notices[r.URL.Query().Get("done")], "")
+// stepUpErrors maps the account page's stepup= parameter (a step-up the
+// gateway could not lead the user through) to fixed messages.
+var stepUpErrors = map[string]string{
+	"app": msgStepUpInApp,
+	"":    "Sign in again, then try again: your sign-in is too old for this.",
 }
 
-// renderAccount shows the account page of s with a notice or an error.
-func (g *Gateway) renderAccount(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, status int, notice, errMsg string) {
+// accountPages is the server-rendered account page: the user's devices
+// with buttons to end them, and the password change of a local account.
+type accountPages struct {
+	base
+	revoke *revocations
+	stepUp *stepUp
+}
+
+// page lists the user's sessions with buttons to end them.
+func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
+	s := session(r)
+	q := r.URL.Query()
+	errMsg := ""
+	if q.Has("stepup") {
+		errMsg = stepUpErrors[q.Get("stepup")]
+	}
 	var devices []cloakroom.Device
-	err := g.timeStore("list", func() (err error) {
+	err := a.timeStore("list", func() (err error) {
 		devices, err = s.Devices(r.Context())
 		return err
 	})
 	if err != nil {
-		g.pageFailed(w, r, err)
+		a.fail(w, r, true, err)
 		return
 	}
+	status := http.StatusOK
+	if errMsg != "" {
+		status = http.StatusForbidden
+	}
 	created, _, absolute := s.Times()
-	kind, recent := signin.KindOfSession(s), g.recentAuth(s)
+	kind := signin.KindOfSession(s)
 	data := pageData{
 		Title: "Your account", User: s.UserID(), CSRFToken: s.CSRFToken(),
-		Notice: notice, Error: errMsg,
+		Notice: notices[q.Get("done")], Error: errMsg,
 		Email: signin.Email(s), Roles: signin.Roles(s),
 		Created: formatTime(created), AbsoluteExpiry: formatTime(absolute),
-		IdleTimeout:  formatDuration(g.sessions.Config().IdleTimeout),
+		IdleTimeout:  formatDuration(a.sessions.Config().IdleTimeout),
 		LocalAccount: kind == signin.KindLocal,
 		// Only a local account has a password to ask for; the others
 		// step up by signing in again, at the provider or in the app.
-		StepUp: !recent && kind == signin.KindLocal,
+		StepUp:     kind == signin.KindLocal && !a.stepUp.recent(s),
+		StepUpHint: a.stepUp.hint(s),
 	}
-	if !recent {
-		switch kind {
-		case signin.KindProvider:
-			data.StepUpHint = "Logging out another device sends you to sign in again at your identity provider first."
-		case signin.KindVault:
-			data.StepUpHint = "To log out another device, sign in again through the app first, then come back here within " + formatDuration(g.cfg.StepUpWindow) + "."
-		}
-	}
-	now := g.cfg.Now()
+	now := a.now()
 	for _, d := range devices {
 		data.Devices = append(data.Devices, deviceRow{
 			Handle: d.Handle, Label: d.Label, IP: d.IP,
@@ -66,115 +75,54 @@ func (g *Gateway) renderAccount(w http.ResponseWriter, r *http.Request, s *cloak
 			Current: d.Current, Persistent: d.Persistent,
 		})
 	}
-	g.render(w, r, status, "account", data)
+	a.render(w, r, status, "account", data)
 }
 
-// accountForm checks a POST from the account page: logged in, a parsable
-// form, and the CSRF token in its hidden field, always (defence in depth:
-// the middleware checks the header only when Fetch Metadata and Origin are
-// both missing).
-func (g *Gateway) accountForm(w http.ResponseWriter, r *http.Request) (*cloakroom.Session, bool) {
-	s, ok := g.requireSession(w, r, g.auth+"/account")
-	if !ok {
-		return nil, false
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
-		http.Error(w, "Bad Request: the form could not be parsed.", http.StatusBadRequest)
-		return nil, false
-	}
-	if !g.checkCSRF(r, s, true) {
-		g.forbidden(w, r, true)
-		return nil, false
-	}
-	return s, true
-}
-
-func (g *Gateway) accountRevoke(w http.ResponseWriter, r *http.Request) {
-	s, ok := g.accountForm(w, r)
-	if !ok {
-		return
-	}
-	handle := r.PostForm.Get("handle") // parsed by accountForm
-	if !validHandle(handle) {
-		http.Error(w, "Bad Request: the session handle is malformed.", http.StatusBadRequest)
+// revokeOne ends one device's session from the account page.
+func (a *accountPages) revokeOne(w http.ResponseWriter, r *http.Request) {
+	s := session(r)
+	handle := r.PostForm.Get("handle") // parsed by the route's formCSRF
+	if !cloakroom.ValidHandle(handle) {
+		a.fail(w, r, true, badInput(http.StatusBadRequest, "the session handle is malformed."))
 		return
 	}
 	current := s.Handle() == handle
-	if !current && !g.stepUp(w, r, s, true, g.auth+"/account") {
+	if !current && !a.stepUp.require(w, r, s, true, a.auth+"/account") {
 		return
 	}
-	err := g.revokeDevice(r, s, handle)
+	err := a.revoke.device(r, s, handle)
 	switch {
 	case errors.Is(err, cloakroom.ErrNotFound):
 		// Already gone (revoked elsewhere, or expired): the list is what
 		// the user wanted anyway.
-		seeOther(w, g.auth+"/account?done=revoked")
+		seeOther(w, a.auth+"/account?done=revoked")
 	case err != nil:
-		g.pageFailed(w, r, err)
+		a.fail(w, r, true, err)
 	case current:
-		seeOther(w, g.auth+"/login")
+		seeOther(w, a.auth+"/login")
 	default:
-		seeOther(w, g.auth+"/account?done=revoked")
+		seeOther(w, a.auth+"/account?done=revoked")
 	}
 }
 
-func (g *Gateway) accountRevokeOthers(w http.ResponseWriter, r *http.Request) {
-	s, ok := g.accountForm(w, r)
-	if !ok {
+// revokeOthers ends every other device's session from the account page.
+func (a *accountPages) revokeOthers(w http.ResponseWriter, r *http.Request) {
+	s := session(r)
+	if !a.stepUp.require(w, r, s, true, a.auth+"/account") {
 		return
 	}
-	if !g.stepUp(w, r, s, true, g.auth+"/account") {
+	if err := a.revoke.others(r, s); err != nil {
+		a.fail(w, r, true, err)
 		return
 	}
-	if err := g.revokeOthers(r, s); err != nil {
-		g.pageFailed(w, r, err)
-		return
-	}
-	seeOther(w, g.auth+"/account?done=others")
+	seeOther(w, a.auth+"/account?done=others")
 }
 
-// stepUpForm lets an account form of a local account that ends other
-// sessions through when its password field is right (ASVS 7.5.2). It
-// answers the request and returns false otherwise.
-func (g *Gateway) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
-	password := r.PostForm.Get("password")
-	if password == "" || len(password) > maxPasswordLen {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "Forbidden: enter your password to log out your other devices.", http.StatusForbidden)
-		return false
-	}
-	if !g.checkOwnPassword(w, r, s, password, true) {
-		return false
-	}
-	g.admission.MarkAuthenticated(s)
-	return true
-}
-
-func (g *Gateway) accountRevokeAll(w http.ResponseWriter, r *http.Request) {
-	s, ok := g.accountForm(w, r)
-	if !ok {
+// revokeAll logs out everywhere from the account page.
+func (a *accountPages) revokeAll(w http.ResponseWriter, r *http.Request) {
+	if err := a.revoke.everywhere(r, session(r)); err != nil {
+		a.fail(w, r, true, err)
 		return
 	}
-	if err := g.revokeEverywhere(r, s); err != nil {
-		g.pageFailed(w, r, err)
-		return
-	}
-	seeOther(w, g.auth+"/login")
-}
-
-// pageFailed is storeFailed for the HTML pages.
-func (g *Gateway) pageFailed(w http.ResponseWriter, r *http.Request, err error) {
-	w.Header().Set("Cache-Control", "no-store")
-	switch {
-	case errors.Is(err, cloakroom.ErrStoreUnavailable):
-		http.Error(w, "Service Unavailable: the session store cannot be reached. Try again shortly.", http.StatusServiceUnavailable)
-	case errors.Is(err, cloakroom.ErrRotatedMeanwhile):
-		seeOther(w, g.auth+"/account") // another request did it first
-	case errors.Is(err, cloakroom.ErrNotLoggedIn), errors.Is(err, cloakroom.ErrNotFound):
-		seeOther(w, g.auth+"/login")
-	default:
-		g.log.ErrorContext(r.Context(), "session operation failed", "path", r.URL.Path, "err", err)
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-	}
+	seeOther(w, a.auth+"/login")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cloakroom/cloakroom"
@@ -25,49 +26,48 @@ const readyTimeout = time.Second
 // that have no Ping: any read proves the store answers.
 const readyProbeUser = "cloakroom-readiness-probe"
 
-// adminError is an admin API failure with the status and message the
-// client gets; the cause is logged, not sent.
-type adminError struct {
-	Status  int
-	Code    string
-	Message string
+// adminAPI is the admin listener: health, readiness, metrics, and the
+// admin API behind a bearer token.
+type adminAPI struct {
+	base
+	token    string
+	registry *prometheus.Registry
+	accounts *accounts.Service
 }
 
-func (e *adminError) Error() string { return e.Message }
-
 // adminHandlerFunc is an admin endpoint: it writes its success response
-// itself and returns errors for adminAdapter to write.
+// itself and returns errors for adapt to write.
 type adminHandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-func (g *Gateway) buildAdmin() http.Handler {
+func (a *adminAPI) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("GET /readyz", g.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 
 	api := func(pattern string, h adminHandlerFunc) {
-		mux.Handle(pattern, g.adminAuth(g.adminAdapter(h)))
+		mux.Handle(pattern, a.authorize(a.adapt(h)))
 	}
-	api("GET /admin/users/{user}/sessions", g.adminListSessions)
-	api("DELETE /admin/users/{user}/sessions", g.adminRevokeUser)
-	api("DELETE /admin/users/{user}/sessions/{handle}", g.adminRevokeDevice)
-	api("POST /admin/sessions/revoke-all", g.adminRevokeEveryone)
+	api("GET /admin/users/{user}/sessions", a.listSessions)
+	api("DELETE /admin/users/{user}/sessions", a.revokeUser)
+	api("DELETE /admin/users/{user}/sessions/{handle}", a.revokeDevice)
+	api("POST /admin/sessions/revoke-all", a.revokeEveryone)
 	api("/admin/", func(w http.ResponseWriter, r *http.Request) error {
-		return &adminError{http.StatusNotFound, "not_found", "No such admin endpoint."}
+		return newProblem(http.StatusNotFound, "not_found", "No such admin endpoint.")
 	})
 	return mux
 }
 
 // readyz answers 200 when the session store answers within a second.
-func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+func (a *adminAPI) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 	defer cancel()
-	store := g.sessions.Store()
-	err := g.timeStore("ping", func() error {
+	store := a.sessions.Store()
+	err := a.timeStore("ping", func() error {
 		var err error
 		if p, ok := store.(cloakroom.Pinger); ok {
 			err = p.Ping(ctx)
@@ -82,7 +82,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if err != nil {
-		g.log.WarnContext(r.Context(), "not ready", "err", err)
+		a.log.WarnContext(r.Context(), "not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("session store unavailable\n"))
 		return
@@ -93,10 +93,10 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 // adminAuth guards the admin API with the bearer token. Without a
 // configured token the API does not exist (404), so a forgotten token file
 // cannot leave it open.
-func (g *Gateway) adminAuth(next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(g.cfg.AdminToken))
+func (a *adminAPI) authorize(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(a.token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if g.cfg.AdminToken == "" {
+		if a.token == "" {
 			httpjson.Error(w, http.StatusNotFound, "not_found", "The admin API is disabled: no admin token is configured.")
 			return
 		}
@@ -105,7 +105,7 @@ func (g *Gateway) adminAuth(next http.Handler) http.Handler {
 		// the lengths.
 		gotSum := sha256.Sum256([]byte(got))
 		if !ok || subtle.ConstantTimeCompare(gotSum[:], want[:]) != 1 {
-			g.log.WarnContext(r.Context(), "admin request refused", "method", r.Method, "path", r.URL.Path,
+			a.log.WarnContext(r.Context(), "admin request refused", "method", r.Method, "path", r.URL.Path,
 				"remote", r.RemoteAddr, "token_present", ok)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="cloakroom-admin"`)
 			httpjson.Error(w, http.StatusUnauthorized, "unauthorized", "A valid admin bearer token is required.")
@@ -130,52 +130,45 @@ func bearerToken(header string) (string, bool) {
 	return token, true
 }
 
-// adminAdapter writes the error an admin endpoint returns as JSON.
-func (g *Gateway) adminAdapter(h adminHandlerFunc) http.Handler {
+// adapt writes the error an admin endpoint returns, as JSON through the
+// gateway's error writer; a missing session or user is 404 here, and every
+// failure on the server's side is logged.
+func (a *adminAPI) adapt(h adminHandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		err := h(w, r)
-		if err == nil {
-			return
-		}
-		var ae *adminError
 		switch {
-		case errors.As(err, &ae):
+		case err == nil:
+			return
 		case errors.Is(err, cloakroom.ErrNotFound), errors.Is(err, accounts.ErrNoSuchUser):
-			ae = &adminError{http.StatusNotFound, "not_found", "No such session or user."}
+			err = newProblem(http.StatusNotFound, "not_found", "No such session or user.")
 		case errors.Is(err, cloakroom.ErrInvalidInput), errors.Is(err, accounts.ErrInvalidInput):
-			ae = &adminError{http.StatusBadRequest, "bad_request", "Invalid input."}
-		case errors.Is(err, cloakroom.ErrStoreUnavailable):
-			ae = &adminError{http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached."}
-		case errors.Is(err, accounts.ErrStoreUnavailable):
-			ae = &adminError{http.StatusServiceUnavailable, "unavailable", "The account store cannot be reached."}
-		default:
-			ae = &adminError{http.StatusInternalServerError, "internal", "Internal error; see the server log."}
+			err = newProblem(http.StatusBadRequest, "bad_request", "Invalid input.")
 		}
-		if ae.Status >= 500 {
-			g.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		if p, _ := problemOf(err); p.Status >= 500 {
+			a.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
-		httpjson.Error(w, ae.Status, ae.Code, ae.Message)
+		a.fail(w, r, false, err)
 	})
 }
 
 // pathUser returns the user ID of the {user} path value, canonicalised as
 // the login does (any case names the same account), refusing malformed
 // names.
-func (g *Gateway) pathUser(r *http.Request) (string, error) {
+func (a *adminAPI) pathUser(r *http.Request) (string, error) {
 	user := r.PathValue("user")
 	if user == "" || len(user) > maxUsernameLen || !utf8.ValidString(user) || strings.ContainsFunc(user, isControl) {
-		return "", &adminError{http.StatusBadRequest, "bad_request", "The user name is malformed."}
+		return "", newProblem(http.StatusBadRequest, "bad_request", "The user name is malformed.")
 	}
-	return g.accounts.SessionUserID(r.Context(), user)
+	return a.accounts.SessionUserID(r.Context(), user)
 }
 
-func (g *Gateway) auditAdmin(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
+func (a *adminAPI) audit(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
 	outcome := "success"
 	if err != nil {
 		outcome = "error"
 	} else {
-		g.metrics.revocations.WithLabelValues(kind).Inc()
+		a.metrics.revocations.WithLabelValues(kind).Inc()
 	}
 	attrs := append([]slog.Attr{
 		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
@@ -184,17 +177,17 @@ func (g *Gateway) auditAdmin(r *http.Request, kind, user string, err error, extr
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+	a.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
 }
 
-func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) error {
-	user, err := g.pathUser(r)
+func (a *adminAPI) listSessions(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.pathUser(r)
 	if err != nil {
 		return err
 	}
 	var devices []cloakroom.Device
-	if err := g.timeStore("list", func() (err error) {
-		devices, err = g.sessions.Devices(r.Context(), user)
+	if err := a.timeStore("list", func() (err error) {
+		devices, err = a.sessions.Devices(r.Context(), user)
 		return err
 	}); err != nil {
 		return err
@@ -203,13 +196,13 @@ func (g *Gateway) adminListSessions(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-func (g *Gateway) adminRevokeUser(w http.ResponseWriter, r *http.Request) error {
-	user, err := g.pathUser(r)
+func (a *adminAPI) revokeUser(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.pathUser(r)
 	if err != nil {
 		return err
 	}
-	err = g.timeStore("revoke_user", func() error { return g.sessions.RevokeUser(r.Context(), user) })
-	g.auditAdmin(r, revokeAdminUser, user, err)
+	err = a.timeStore("revoke_user", func() error { return a.sessions.RevokeUser(r.Context(), user) })
+	a.audit(r, revokeAdminUser, user, err)
 	if err != nil {
 		return err
 	}
@@ -217,17 +210,17 @@ func (g *Gateway) adminRevokeUser(w http.ResponseWriter, r *http.Request) error 
 	return nil
 }
 
-func (g *Gateway) adminRevokeDevice(w http.ResponseWriter, r *http.Request) error {
-	user, err := g.pathUser(r)
+func (a *adminAPI) revokeDevice(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.pathUser(r)
 	if err != nil {
 		return err
 	}
 	handle := r.PathValue("handle")
-	if !validHandle(handle) {
-		return &adminError{http.StatusBadRequest, "bad_request", "The session handle is malformed."}
+	if !cloakroom.ValidHandle(handle) {
+		return newProblem(http.StatusBadRequest, "bad_request", "The session handle is malformed.")
 	}
-	err = g.timeStore("revoke_device", func() error { return g.sessions.RevokeDevice(r.Context(), user, handle) })
-	g.auditAdmin(r, revokeAdminDevice, user, err, slog.String("handle", handle))
+	err = a.timeStore("revoke_device", func() error { return a.sessions.RevokeDevice(r.Context(), user, handle) })
+	a.audit(r, revokeAdminDevice, user, err, slog.String("handle", handle))
 	if err != nil {
 		return err
 	}
@@ -238,13 +231,13 @@ func (g *Gateway) adminRevokeDevice(w http.ResponseWriter, r *http.Request) erro
 // adminRevokeEveryone ends every session at once: of every user, local,
 // from a provider or behind the vault, and anonymous ones, with their
 // sealed provider tokens, on every node, before it answers.
-func (g *Gateway) adminRevokeEveryone(w http.ResponseWriter, r *http.Request) error {
+func (a *adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request) error {
 	var epoch uint64
-	err := g.timeStore("revoke_everyone", func() (err error) {
-		epoch, err = g.sessions.RevokeEveryone(r.Context())
+	err := a.timeStore("revoke_everyone", func() (err error) {
+		epoch, err = a.sessions.RevokeEveryone(r.Context())
 		return err
 	})
-	g.auditAdmin(r, revokeAdminAll, "*", err, slog.Uint64("epoch", epoch))
+	a.audit(r, revokeAdminAll, "*", err, slog.Uint64("epoch", epoch))
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"log/slog"
+
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
@@ -23,34 +25,50 @@ const maxAuthBody = maxLoginBody
 // otherwise.
 const DefaultBodyReadTimeout = 10 * time.Second
 
-// readAuthBodies reads the whole body of every request to an auth endpoint,
+// bodyReader reads the whole body of every request to an auth endpoint;
+// see wrap.
+type bodyReader struct {
+	auth     string
+	timeout  time.Duration
+	log      *slog.Logger
+	clientIP func(*http.Request) string
+}
+
+// wrap reads the whole body of every request to an auth endpoint,
 // at most bodyLimit bytes within Config.BodyReadTimeout, before the
 // session is loaded. An endpoint therefore acts on the session as it is
 // once the last byte has arrived: a request parked by a slow body cannot
 // act on a session that ended meanwhile. A larger body gets 413 without
 // being buffered, a slow one 408.
-func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
+// It runs before the session middleware, so the client's address comes
+// from clientIP, the session manager's reading of it.
+func (b *bodyReader) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody || !pathUnder(r.URL.Path, g.auth) {
+		if r.Body == nil || r.Body == http.NoBody || !pathUnder(r.URL.Path, b.auth) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		body, status := g.readBody(w, r)
+		body, status := b.read(w, r)
 		if status != 0 {
 			// The rest of the body is never read: the connection cannot
 			// be reused.
 			w.Header().Set("Connection", "close")
-			g.log.WarnContext(r.Context(), "request body refused", "method", r.Method, "path", r.URL.Path,
-				"status", status, "client_ip", g.sessions.Config().ClientIP(r))
-			if r.Method == http.MethodPost && r.URL.Path == g.auth+"/login" {
+			b.log.WarnContext(r.Context(), "request body refused", "method", r.Method, "path", r.URL.Path,
+				"status", status, "client_ip", b.clientIP(r))
+			refusal := b.refusal(r, status)
+			if r.Method == http.MethodPost && r.URL.Path == b.auth+"/login" {
 				// The login answers it in its own format and counts it
 				// among failed logins.
-				r = r.WithContext(context.WithValue(r.Context(), bodyRefusalKey{}, g.bodyRefusalError(r, status)))
+				r = r.WithContext(context.WithValue(r.Context(), bodyRefusalKey{}, refusal))
 				r.Body = http.NoBody
 				next.ServeHTTP(w, r)
 				return
 			}
-			g.bodyRefused(w, r, g.bodyRefusalError(r, status))
+			if isNavigation(r) {
+				http.Error(w, http.StatusText(refusal.Status)+": "+refusal.Message, refusal.Status)
+				return
+			}
+			httpjson.Error(w, refusal.Status, refusal.Code, refusal.Message)
 			return
 		}
 		r = r.WithContext(r.Context()) // a copy: the server's request stays as it came
@@ -67,24 +85,24 @@ func (g *Gateway) readAuthBodies(next http.Handler) http.Handler {
 // within it.
 const maxLargeAuthBody = 16 << 10
 
-// bodyLimit is the most bytes a body sent to path may have.
-func (g *Gateway) bodyLimit(path string) int64 {
-	if path == g.auth+"/csp-report" || strings.HasPrefix(path, g.auth+"/backchannel-logout/") {
+// limit is the most bytes a body sent to path may have.
+func (b *bodyReader) limit(path string) int64 {
+	if path == b.auth+"/csp-report" || strings.HasPrefix(path, b.auth+"/backchannel-logout/") {
 		return maxLargeAuthBody
 	}
 	return maxAuthBody
 }
 
-// readBody reads r's body, or reports the status to refuse it with.
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int) {
-	limit := g.bodyLimit(r.URL.Path)
+// read reads r's body, or reports the status to refuse it with.
+func (b *bodyReader) read(w http.ResponseWriter, r *http.Request) ([]byte, int) {
+	limit := b.limit(r.URL.Path)
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge // refused unread
 	}
 	// A per-request deadline: the server's ReadTimeout is a minute, far
 	// too long to hold a request whose body is a few hundred bytes.
 	rc := http.NewResponseController(w)
-	deadlineSet := rc.SetReadDeadline(time.Now().Add(g.cfg.BodyReadTimeout)) == nil
+	deadlineSet := rc.SetReadDeadline(time.Now().Add(b.timeout)) == nil
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if deadlineSet && err == nil {
 		// The body is in; later requests on the connection get the
@@ -107,36 +125,21 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, int)
 
 type bodyRefusalKey struct{}
 
-// bodyRefusal returns the error readAuthBodies refused r's body with, or
-// nil.
-func bodyRefusal(r *http.Request) *inputError {
-	err, _ := r.Context().Value(bodyRefusalKey{}).(*inputError)
-	return err
+// bodyRefusal returns the answer wrap refused r's body with, or nil.
+func bodyRefusal(r *http.Request) *problem {
+	p, _ := r.Context().Value(bodyRefusalKey{}).(*problem)
+	return p
 }
 
-func (g *Gateway) bodyRefusalError(r *http.Request, status int) *inputError {
+// refusal is the answer to a body refused with status.
+func (b *bodyReader) refusal(r *http.Request, status int) *problem {
 	switch status {
 	case http.StatusRequestEntityTooLarge:
-		return badInput(status, "The body is larger than %d bytes.", g.bodyLimit(r.URL.Path))
+		return badInput(status, "The body is larger than %d bytes.", b.limit(r.URL.Path))
 	case http.StatusRequestTimeout:
-		return badInput(status, "The body was not received in time.")
+		return newProblem(status, "timeout", "The body was not received in time.")
 	}
 	return badInput(status, "The body could not be read.")
-}
-
-func (g *Gateway) bodyRefused(w http.ResponseWriter, r *http.Request, err *inputError) {
-	if isNavigation(r) {
-		http.Error(w, http.StatusText(err.Status)+": "+err.Message, err.Status)
-		return
-	}
-	code := "bad_request"
-	switch err.Status {
-	case http.StatusRequestEntityTooLarge:
-		code = "too_large"
-	case http.StatusRequestTimeout:
-		code = "timeout"
-	}
-	httpjson.Error(w, err.Status, code, err.Message)
 }
 
 // formField returns a field of an application/x-www-form-urlencoded body,

@@ -138,22 +138,7 @@ func (cfg *Config) validate() error {
 	bad := func(format string, args ...any) {
 		problems = append(problems, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
-	if cfg.Sessions == nil {
-		bad("Sessions is required")
-	}
-	if cfg.Accounts == nil {
-		bad("Accounts is required")
-	}
-	switch {
-	case cfg.Admission == nil:
-		bad("Admission is required")
-	case cfg.Admission.Sessions() != cfg.Sessions:
-		bad("Admission admits to another session manager than Sessions")
-	case cfg.OIDC != nil && cfg.OIDC.Admission() != cfg.Admission:
-		bad("OIDC admits through another Admission than the gateway's")
-	case cfg.Vault != nil && cfg.Vault.Admission() != cfg.Admission:
-		bad("Vault admits through another Admission than the gateway's")
-	}
+	cfg.checkParts(bad)
 	if cfg.Static != "" && cfg.Frontend != nil {
 		bad("Static and Frontend are exclusive: serve the SPA from a folder or from an upstream, not both")
 	}
@@ -165,15 +150,6 @@ func (cfg *Config) validate() error {
 	if cfg.Frontend != nil {
 		if err := checkUpstream(cfg.Frontend); err != nil {
 			bad("Frontend: %v", err)
-		}
-	}
-	if cfg.Vault != nil {
-		for _, prefix := range cfg.Vault.Prefixes() {
-			if cfg.Proxy == nil {
-				bad("Vault route %q: no Proxy routes", prefix)
-			} else if r, ok := cfg.Proxy.Match(prefix); !ok || r.Prefix != prefix {
-				bad("Vault route %q is not a Proxy route prefix", prefix)
-			}
 		}
 	}
 	if cfg.AuthPrefix == "" {
@@ -201,6 +177,43 @@ func (cfg *Config) validate() error {
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}
+	cfg.fillDefaults()
+	return nil
+}
+
+// checkParts checks that the parts the gateway is built from are there
+// and fit together: one session manager, one admission every way in
+// admits through, vault routes that are proxy routes.
+func (cfg *Config) checkParts(bad func(format string, args ...any)) {
+	if cfg.Sessions == nil {
+		bad("Sessions is required")
+	}
+	if cfg.Accounts == nil {
+		bad("Accounts is required")
+	}
+	switch {
+	case cfg.Admission == nil:
+		bad("Admission is required")
+	case cfg.Admission.Sessions() != cfg.Sessions:
+		bad("Admission admits to another session manager than Sessions")
+	case cfg.OIDC != nil && cfg.OIDC.Admission() != cfg.Admission:
+		bad("OIDC admits through another Admission than the gateway's")
+	case cfg.Vault != nil && cfg.Vault.Admission() != cfg.Admission:
+		bad("Vault admits through another Admission than the gateway's")
+	}
+	if cfg.Vault != nil {
+		for _, prefix := range cfg.Vault.Prefixes() {
+			if cfg.Proxy == nil {
+				bad("Vault route %q: no Proxy routes", prefix)
+			} else if r, ok := cfg.Proxy.Match(prefix); !ok || r.Prefix != prefix {
+				bad("Vault route %q is not a Proxy route prefix", prefix)
+			}
+		}
+	}
+}
+
+// fillDefaults sets the defaults of the optional fields left empty.
+func (cfg *Config) fillDefaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -219,7 +232,6 @@ func (cfg *Config) validate() error {
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
-	return nil
 }
 
 func checkStaticDir(dir string) error {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cloakroom/cloakroom"
 )
 
 // DefaultCSP is the Content-Security-Policy the gateway sets on the SPA
@@ -37,43 +39,51 @@ const (
 var cspDirectives = []string{"script-src", "script-src-elem", "script-src-attr", "object-src", "base-uri", "frame-ancestors",
 	"default-src", "style-src", "style-src-elem", "style-src-attr", "img-src", "connect-src", "form-action", "other"}
 
-// securityHeaders sets the SPA's headers: the CSP (enforced, or report-only
-// for rollout) with its report endpoint (report-uri, and report-to when
-// serving HTTPS), nosniff, Referrer-Policy and Cross-Origin-Opener-Policy.
-func (g *Gateway) securityHeaders(h http.Header) {
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	if g.cfg.CSP == CSPOff {
-		return
-	}
-	report := g.auth + "/csp-report"
-	policy := g.cfg.CSP + "; report-uri " + report
-	if g.cfg.TLS {
+// spaHeaders returns what sets the SPA's headers: the CSP (enforced, or
+// report-only for rollout) with its report endpoint (report-uri, and
+// report-to when serving HTTPS), nosniff, Referrer-Policy and
+// Cross-Origin-Opener-Policy. The policy is put together once.
+func spaHeaders(cfg *Config) func(http.Header) {
+	report := cfg.AuthPrefix + "/csp-report"
+	policy := cfg.CSP + "; report-uri " + report
+	if cfg.TLS {
 		// The Reporting API delivers to secure origins; a browser that
 		// supports it then ignores report-uri. Over plain HTTP (loopback
 		// development) report-uri alone is what browsers deliver.
 		policy += "; report-to " + cspReportGroup
-		h.Set("Reporting-Endpoints", cspReportGroup+`="`+report+`"`)
 	}
-	if g.cfg.CSPReportOnly {
-		h.Set("Content-Security-Policy-Report-Only", policy)
-	} else {
-		h.Set("Content-Security-Policy", policy)
+	header := "Content-Security-Policy"
+	if cfg.CSPReportOnly {
+		header = "Content-Security-Policy-Report-Only"
+	}
+	return func(h http.Header) {
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if cfg.CSP == CSPOff {
+			return
+		}
+		if cfg.TLS {
+			h.Set("Reporting-Endpoints", cspReportGroup+`="`+report+`"`)
+		}
+		h.Set(header, policy)
 	}
 }
 
 // cspReports receives CSP violation reports: size-capped, rate-limited,
 // logged (bounded fields) and counted; the answer reflects nothing.
 type cspReports struct {
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-	count  *prometheus.CounterVec
+	sessions *cloakroom.Manager // for the client's address
+	log      *slog.Logger
+	now      func() time.Time
+	mu       sync.Mutex
+	tokens   float64
+	last     time.Time
+	count    *prometheus.CounterVec
 }
 
-func newCSPReports() *cspReports {
-	c := &cspReports{tokens: cspReportBurst, count: prometheus.NewCounterVec(prometheus.CounterOpts{
+func newCSPReports(sessions *cloakroom.Manager, log *slog.Logger, now func() time.Time) *cspReports {
+	c := &cspReports{sessions: sessions, log: log, now: now, tokens: cspReportBurst, count: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cloakroom_csp_reports_total",
 		Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
 	}, []string{"directive"})}
@@ -107,13 +117,13 @@ type cspViolation struct {
 // cspReport is POST {auth}/csp-report: the legacy report-uri format
 // (application/csp-report, {"csp-report": {...}}) and the Reporting API's
 // (application/reports+json, [{"type":"csp-violation","body":{...}}]).
-func (g *Gateway) cspReport(w http.ResponseWriter, r *http.Request) {
+func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	answer := func(status int) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
 	}
-	if !g.csp.allow(g.cfg.Now()) {
-		g.csp.count.WithLabelValues("dropped").Inc()
+	if !c.allow(c.now()) {
+		c.count.WithLabelValues("dropped").Inc()
 		answer(http.StatusTooManyRequests)
 		return
 	}
@@ -121,20 +131,20 @@ func (g *Gateway) cspReport(w http.ResponseWriter, r *http.Request) {
 	switch mt {
 	case "application/csp-report", "application/reports+json", "application/json":
 	default:
-		g.csp.count.WithLabelValues("dropped").Inc()
+		c.count.WithLabelValues("dropped").Inc()
 		answer(http.StatusUnsupportedMediaType)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCSPReport))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		g.csp.count.WithLabelValues("dropped").Inc()
+		c.count.WithLabelValues("dropped").Inc()
 		answer(http.StatusRequestEntityTooLarge)
 		return
 	}
 	violations, ok := parseCSPReports(body)
 	if err != nil || !ok {
-		g.csp.count.WithLabelValues("dropped").Inc()
+		c.count.WithLabelValues("dropped").Inc()
 		answer(http.StatusBadRequest)
 		return
 	}
@@ -145,12 +155,12 @@ func (g *Gateway) cspReport(w http.ResponseWriter, r *http.Request) {
 				directive = d
 			}
 		}
-		g.csp.count.WithLabelValues(directive).Inc()
-		g.log.LogAttrs(r.Context(), slog.LevelWarn, "csp violation",
+		c.count.WithLabelValues(directive).Inc()
+		c.log.LogAttrs(r.Context(), slog.LevelWarn, "csp violation",
 			slog.String("directive", v.Directive), slog.String("blocked", v.Blocked),
 			slog.String("document", v.Document), slog.String("source", v.Source), slog.Int("line", v.Line),
 			slog.String("sample", v.Sample), slog.String("disposition", v.Disposition),
-			slog.String("client_ip", g.sessions.Config().ClientIP(r)))
+			slog.String("client_ip", c.sessions.Session(r).ClientIP()))
 	}
 	answer(http.StatusNoContent)
 }

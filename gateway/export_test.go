@@ -8,7 +8,6 @@ var (
 	SafeReturnTo = safeReturnTo
 	RemoveCookie = removeCookie
 	BearerToken  = bearerToken
-	ValidHandle  = validHandle
 )
 
 // LoginRequest mirrors loginRequest for the fuzz target.
@@ -22,7 +21,7 @@ func ReadLogin(w http.ResponseWriter, r *http.Request) (LoginRequest, bool, erro
 // InputErrorStatus returns the HTTP status of a client input error, or 0
 // for any other error.
 func InputErrorStatus(err error) int {
-	if in, ok := err.(*inputError); ok {
+	if in, ok := err.(*problem); ok {
 		return in.Status
 	}
 	return 0
@@ -40,4 +39,4 @@ func ParseCSPReports(body []byte) ([][]string, bool) {
 }
 
 // UpgradeFromOwnOrigin exposes the WebSocket handshake's origin check.
-func (g *Gateway) UpgradeFromOwnOrigin(r *http.Request) bool { return g.upgradeFromOwnOrigin(r) }
+func (g *Gateway) UpgradeFromOwnOrigin(r *http.Request) bool { return g.app.upgradeFromOwnOrigin(r) }

@@ -149,17 +149,6 @@ func FuzzReadLogin(f *testing.F) {
 	})
 }
 
-func TestValidHandle(t *testing.T) {
-	for h, want := range map[string]bool{
-		"AAAAAAAAAAAAAAAAAAAAAA": true, "a-b_c": true, "": false, "a/b": false, "a b": false,
-		strings.Repeat("a", 65): false, "é": false, "..": false,
-	} {
-		if got := gateway.ValidHandle(h); got != want {
-			t.Errorf("ValidHandle(%q) = %v, want %v", h, got, want)
-		}
-	}
-}
-
 // FuzzCSPReport: any body either parses into bounded, control-free fields
 // or is refused; nothing panics.
 func FuzzCSPReport(f *testing.F) {

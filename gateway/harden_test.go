@@ -430,7 +430,7 @@ func TestAdminAccountStoreDown(t *testing.T) {
 	for _, c := range []struct{ method, path string }{
 		{http.MethodGet, "/admin/users/alice/sessions"},
 		{http.MethodDelete, "/admin/users/alice/sessions"},
-		{http.MethodDelete, "/admin/users/alice/sessions/AAAA"},
+		{http.MethodDelete, "/admin/users/alice/sessions/AAAAAAAAAAAAAAAAAAAAAA"},
 	} {
 		r := e.adminDo(c.method, c.path, e.token)
 		if r.Status != http.StatusServiceUnavailable || r.json(t)["error"] != "unavailable" {

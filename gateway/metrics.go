@@ -97,18 +97,6 @@ func newMetrics(reg *prometheus.Registry, store cloakroom.Store, more ...prometh
 	return m, nil
 }
 
-// timeStore runs one store operation, recording its duration and counting
-// store failures.
-func (g *Gateway) timeStore(op string, f func() error) error {
-	start := time.Now()
-	err := f()
-	g.metrics.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if errors.Is(err, cloakroom.ErrStoreUnavailable) {
-		g.metrics.storeErrors.Inc()
-	}
-	return err
-}
-
 // SessionHooks connect a session manager to the gateway built on it. The
 // manager is built first, so create the hooks, let them set the manager's
 // configuration ([SessionHooks.Configure]), and pass them to the gateway as

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"embed"
 	"fmt"
 	"html/template"
@@ -17,10 +16,19 @@ import (
 //go:embed pages/*.html pages/assets
 var pageFiles embed.FS
 
-// pageCSP is the Content-Security-Policy of every built-in page: nothing
-// but the gateway's own stylesheet loads, no script runs, forms post only
-// to this origin, and no other site can frame the page.
-const pageCSP = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+// pageCSP returns the Content-Security-Policy of every built-in page:
+// nothing but the gateway's own stylesheet loads, no script runs, no other
+// site can frame the page, and forms post only to this origin. Browsers
+// apply form-action to where a form's answer redirects too, so the origins
+// a logout form is sent on to (an OpenID provider's end-session endpoint)
+// are allowed as well.
+func pageCSP(logoutOrigins []string) string {
+	formAction := "'self'"
+	for _, o := range logoutOrigins {
+		formAction += " " + o
+	}
+	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+}
 
 // pages holds one template set per built-in page, each with the layout.
 type pages map[string]*template.Template
@@ -69,30 +77,16 @@ type deviceRow struct {
 	Current, Persistent                              bool
 }
 
-// setPageHeaders sets the security headers of a built-in HTML page.
-func setPageHeaders(h http.Header) {
+// setPageHeaders sets the security headers of a built-in HTML page, with
+// csp from pageCSP.
+func setPageHeaders(h http.Header, csp string) {
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", pageCSP)
+	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-}
-
-// render executes a page into a buffer first, so a template error becomes a
-// clean 500 instead of half a page.
-func (g *Gateway) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
-	data.Auth = g.auth
-	var buf bytes.Buffer
-	if err := g.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
-		g.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-		return
-	}
-	setPageHeaders(w.Header())
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }
 
 // formatTime shows a time for people, in UTC so that server and test

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 
 	"github.com/cloakroom/cloakroom/internal/httpjson"
@@ -23,9 +22,9 @@ func isUpgrade(r *http.Request) bool {
 // as the user (cross-site WebSocket hijacking, ASVS 5.0 V4 WebSocket).
 // It accepts Sec-Fetch-Site: same-origin, or else an Origin equal to the
 // request's own origin or to a trusted origin; nothing else.
-func (g *Gateway) upgradeFromOwnOrigin(r *http.Request) bool {
+func (a *app) upgradeFromOwnOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if origin != "" && g.trustedOrigins[origin] {
+	if origin != "" && a.sessions.TrustedOrigin(origin) {
 		return true
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {
@@ -41,15 +40,16 @@ func (g *Gateway) upgradeFromOwnOrigin(r *http.Request) bool {
 	}
 	// A plain-HTTP listener (the demo, or behind a proxy that talks HTTP
 	// to us) also serves http:// pages.
-	return !g.cfg.TLS && r.TLS == nil && origin == "http://"+r.Host
+	return !a.tls && r.TLS == nil && origin == "http://"+r.Host
 }
 
 // refuseUpgrade answers a cross-origin protocol switch, before any
 // upstream is contacted.
-func (g *Gateway) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
-	g.log.WarnContext(r.Context(), "cross-origin upgrade refused", "path", r.URL.Path,
+func (a *app) refuseUpgrade(w http.ResponseWriter, r *http.Request) {
+	s := a.sessions.Session(r)
+	a.log.WarnContext(r.Context(), "cross-origin upgrade refused", "path", r.URL.Path,
 		"origin", r.Header.Get("Origin"), "sec_fetch_site", r.Header.Get("Sec-Fetch-Site"),
-		"client_ip", g.sessions.Config().ClientIP(r), "session", g.sessions.Session(r).Ref())
+		"client_ip", s.ClientIP(), "session", s.Ref())
 	httpjson.Error(w, http.StatusForbidden, "csrf", "A WebSocket carrying the session must be opened by this site's own pages.")
 }
 
@@ -101,12 +101,3 @@ func (h *hijackGuard) Flush() {
 
 // Unwrap lets http.ResponseController reach the server's writer.
 func (h *hijackGuard) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-// trustedOriginSet returns the session manager's trusted origins as a set.
-func trustedOriginSet(origins []string) map[string]bool {
-	set := make(map[string]bool, len(origins))
-	for _, o := range origins {
-		set[strings.TrimSuffix(o, "/")] = true
-	}
-	return set
-}

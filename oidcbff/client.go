@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -570,6 +571,25 @@ func numericClaim(v any) (int64, bool) {
 // own; [gateway.New] calls it. Call it before serving.
 func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string)) {
 	c.cfg.ReturnTo, c.cfg.ErrorPage = returnTo, errorPage
+}
+
+// EndSessionOrigins lists the origins of the providers' end_session
+// endpoints, where a form logout redirects the browser: a page whose
+// Content-Security-Policy restricts form-action must allow them, or the
+// browser stops the logout's redirect on its way to the provider.
+func (c *Client) EndSessionOrigins() []string {
+	var out []string
+	for _, name := range c.order {
+		u, err := url.Parse(c.providers[name].endSession)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		o := u.Scheme + "://" + u.Host
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Admission returns the admission the client signs users in through.

@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -745,4 +746,65 @@ func withSessionCap(n int) envOption {
 		}
 		c.Admission = a
 	}
+}
+
+// providerSessionCookie is the test provider's own login session cookie.
+const providerSessionCookie = "op_session"
+
+// providerSession gives a test provider a session cookie of its own, as a
+// real provider has: set when the user signs in at the provider's login
+// form, ended at its end-session endpoint. It records the cookie each
+// end-session request carried, so tests can tell whether RP-initiated
+// logout reached the provider's session.
+type providerSession struct {
+	mu           sync.Mutex
+	issued       []string // cookie values set at sign-in
+	atEndSession []string // the cookie each end-session request carried, "" for none
+}
+
+// wrap sets the cookie on a successful sign-in (a POST to loginPath that
+// redirects) and records and expires it at endSessionPath.
+func (s *providerSession) wrap(next http.Handler, loginPath, endSessionPath string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == endSessionPath:
+			var value string
+			if c, err := r.Cookie(providerSessionCookie); err == nil {
+				value = c.Value
+			}
+			s.mu.Lock()
+			s.atEndSession = append(s.atEndSession, value)
+			s.mu.Unlock()
+			http.SetCookie(w, &http.Cookie{Name: providerSessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		case r.Method == http.MethodPost && r.URL.Path == loginPath:
+			w = &signInWriter{ResponseWriter: w, session: s}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// signInWriter adds the session cookie to a sign-in answer that redirects
+// (the login succeeded) and to no other.
+type signInWriter struct {
+	http.ResponseWriter
+	session *providerSession
+}
+
+func (w *signInWriter) WriteHeader(code int) {
+	if code == http.StatusFound || code == http.StatusSeeOther {
+		value := rand.Text()
+		w.session.mu.Lock()
+		w.session.issued = append(w.session.issued, value)
+		w.session.mu.Unlock()
+		http.SetCookie(w.ResponseWriter, &http.Cookie{Name: providerSessionCookie, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// seen returns the cookie values set at sign-in and those the end-session
+// endpoint received.
+func (s *providerSession) seen() (issued, atEndSession []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.issued), slices.Clone(s.atEndSession)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,11 @@ func (s *zitadelStorage) setSID(sid string) {
 type zitadelProvider struct {
 	*provider
 	storage *zitadelStorage
+	// username is what the user types into the provider's login form.
+	username string
+	// session is the provider's own session cookie, set at its login
+	// form and looked for at its end-session endpoint.
+	session *providerSession
 }
 
 const (
@@ -75,11 +81,19 @@ const (
 
 func newZitadelProvider(t *testing.T, gatewayURLs []string) *zitadelProvider {
 	t.Helper()
+	return newZitadelProviderOn(t, "127.0.0.1", gatewayURLs)
+}
+
+// newZitadelProviderOn serves the provider at http://host:port/ on a free
+// loopback port. With host "localhost" it is a sibling of gateways on
+// http://localhost: a browser keeps one cookie jar for every port of a host.
+func newZitadelProviderOn(t *testing.T, host string, gatewayURLs []string) *zitadelProvider {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer := "http://" + ln.Addr().String() + "/"
+	issuer := "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)) + "/"
 	var redirects, postLogout []string
 	for _, u := range gatewayURLs {
 		redirects = append(redirects, u+"/auth/callback/zitadel")
@@ -88,19 +102,21 @@ func newZitadelProvider(t *testing.T, gatewayURLs []string) *zitadelProvider {
 	const secret = "zitadel-client-secret"
 	clients := map[string]*storage.Client{"gateway": storage.WebClient("gateway", secret, redirects...)}
 	st := &zitadelStorage{Storage: storage.NewStorageWithClients(storage.NewUserStore(issuer), clients), postLogout: postLogout}
-	zp := &zitadelProvider{provider: &provider{name: "zitadel", issuer: issuer, clientID: "gateway", secret: secret, tokens: &tokenLog{}}, storage: st}
+	zp := &zitadelProvider{
+		provider: &provider{name: "zitadel", issuer: issuer, clientID: "gateway", secret: secret, tokens: &tokenLog{}},
+		storage:  st, username: "test-user@" + host, session: &providerSession{},
+	}
 	key, err := st.SigningKey(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	zp.key, zp.keyID = key.Key().(*rsa.PrivateKey), key.ID()
 	router := exampleop.SetupServer(issuer, st, nil, false)
-	srv := httptest.NewUnstartedServer(zp.wrap(router, "/oauth/token", "/auth"))
+	srv := httptest.NewUnstartedServer(zp.session.wrap(zp.wrap(router, "/oauth/token", "/auth"), "/login/username", "/end_session"))
 	srv.Listener.Close()
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	user := "test-user@" + ln.Addr().(*net.TCPAddr).IP.String()
 	zp.login = func(t *testing.T, b *browser, authURL string) string {
 		t.Helper()
 		r := b.get(authURL)
@@ -110,7 +126,7 @@ func newZitadelProvider(t *testing.T, gatewayURLs []string) *zitadelProvider {
 		loginPage := resolve(t, r)
 		id := mustQuery(t, loginPage, "authRequestID")
 		r = b.do(http.MethodPost, strings.Split(loginPage, "?")[0], strings.NewReader(url.Values{
-			"id": {id}, "username": {user}, "password": {zitadelPassword},
+			"id": {id}, "username": {zp.username}, "password": {zitadelPassword},
 		}.Encode()), "Content-Type", "application/x-www-form-urlencoded")
 		if r.Status != http.StatusFound {
 			t.Fatalf("zitadel login: status %d: %s", r.Status, r.Text)

@@ -97,6 +97,9 @@ type callState struct {
 	token string // bearer token to send; "" for none
 	held  bool   // hold is in use (the Call has a Lifetime)
 	hold  hold
+	// informational filters the 1xx answers when the Exchange asks to
+	// (InformationalFilter); here so that it costs no allocation.
+	informational informationalWriter
 }
 
 // callKey carries the *callState of a request from Serve to the reverse
@@ -286,6 +289,10 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	r = r.WithContext(context.WithValue(ctx, callKey{}, st))
 	if st.held && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.hold.start(r.Context()) // the upload itself can take long
+	}
+	if f, ok := c.Exchange.(InformationalFilter); ok {
+		st.informational = informationalWriter{ResponseWriter: w, filter: f}
+		w = &st.informational
 	}
 	rt.rp.ServeHTTP(w, r)
 }

@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"bytes"
 	"compress/gzip"
 	"compress/zlib"
 	"crypto/hmac"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,7 +34,11 @@ type jwtBackend struct {
 	lastURL  string                  // the last request's URL
 	lastForm string                  // the last request's form body
 	lastUser string                  // the last request's X-Forwarded-User
+	lastBody string                  // the last request's body, as it arrived
 	tokens   []string                // every token issued
+
+	// raw is the body /api/raw answers with, as JSON (see serveRaw).
+	raw atomic.Pointer[string]
 
 	// answering, when set, runs in a login once the password was checked,
 	// before the answer is written: tests park the login there.
@@ -58,7 +64,12 @@ func (b *jwtBackend) now() time.Time {
 }
 
 func (b *jwtBackend) sign(u *backendUser) string {
-	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
+	return b.signWithHeader(u, `{"alg":"HS256","typ":"JWT"}`)
+}
+
+// signWithHeader signs a token for u whose header is the JSON text given.
+func (b *jwtBackend) signWithHeader(u *backendUser, headerJSON string) string {
+	header := base64.RawURLEncoding.EncodeToString([]byte(headerJSON))
 	claims, _ := json.Marshal(map[string]any{
 		"id": u.ID, "username": u.Username, "exp": b.now().Add(tokenLifetime).Unix(), "jti": b.serial.Add(1),
 	})
@@ -124,9 +135,12 @@ func (b *jwtBackend) userJSON(u *backendUser) map[string]any {
 }
 
 func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	b.mu.Lock()
 	b.lastAuth, b.lastURL = r.Header.Get("Authorization"), r.URL.String()
 	b.lastUser = r.Header.Get("X-Forwarded-User")
+	b.lastBody = string(body)
 	b.mu.Unlock()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/users/login", b.login)
@@ -192,13 +206,17 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Encoding", "br")
 		w.Write([]byte{0x0b, 0x02, 0x80})
 	})
+	mux.HandleFunc("/api/raw", b.serveRaw)
 	mux.HandleFunc("POST /api/users/logout", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	})
+	b.frameworkRoutes(mux)
 	mux.ServeHTTP(w, r)
 }
 
-func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
+// authenticate checks a login's e-mail and password and returns its
+// user, or answers 422.
+func (b *jwtBackend) authenticate(w http.ResponseWriter, r *http.Request) *backendUser {
 	var req struct {
 		User struct{ Email, Password string } `json:"user"`
 	}
@@ -208,6 +226,14 @@ func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
 	b.mu.Unlock()
 	if u == nil || u.password != req.User.Password {
 		writeJSON(w, 422, map[string]any{"errors": map[string]any{"email or password": []string{"is invalid"}}})
+		return nil
+	}
+	return u
+}
+
+func (b *jwtBackend) login(w http.ResponseWriter, r *http.Request) {
+	u := b.authenticate(w, r)
+	if u == nil {
 		return
 	}
 	if f := b.answering.Load(); f != nil {

@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -32,8 +33,8 @@ func TestReplaceAndDropKeepEveryOtherByte(t *testing.T) {
 		{`{"list":[{"jwt":"x"},{"jwt":"T","k":"\"token\""}],"token":"not at the path"}`,
 			`{"list":[{"jwt":"x"},{"jwt":"P","k":"\"token\""}],"token":"not at the path"}`,
 			`{"list":[{"jwt":"x"},{"k":"\"token\""}],"token":"not at the path"}`},
-		{`{"user":{"token":"T","token":"T"}}`, `{"user":{"token":"P","token":"P"}}`, `{"user":{}}`},
-		{`{"user":{"a":1,"token":"T","token":"T"}}`, `{"user":{"a":1,"token":"P","token":"P"}}`, `{"user":{"a":1}}`},
+		{`{"user":{"a":1,"token":"T"},"list":[0,{"jwt":"T"}]}`, `{"user":{"a":1,"token":"P"},"list":[0,{"jwt":"P"}]}`, `{"user":{"a":1},"list":[0,{}]}`},
+		{`{"user":{"token":"T"},"user2":{"token":"T"}}`, `{"user":{"token":"P"},"user2":{"token":"T"}}`, `{"user":{},"user2":{"token":"T"}}`},
 		{`{"user":{"token":{"nested":"T"}}}`, `{"user":{"token":{"nested":"T"}}}`, `{"user":{"token":{"nested":"T"}}}`},
 	} {
 		got, err := vault.ReplacePaths([]byte(c.in), p, `"P"`)
@@ -115,7 +116,6 @@ func TestParseSpecs(t *testing.T) {
 }
 
 func TestStripValues(t *testing.T) {
-	names := map[string]bool{"access_token": true, "token": true}
 	for in, want := range map[string]string{
 		"a=1&access_token=x&b=2":   "a=1&b=2",
 		"ACCESS_TOKEN=x":           "",
@@ -124,7 +124,7 @@ func TestStripValues(t *testing.T) {
 		"a=1&b=access_token":       "a=1&b=access_token",
 		"tokens=1&my_access_token": "tokens=1&my_access_token",
 	} {
-		if got, _ := vault.StripValues(in, names); got != want {
+		if got, _ := vault.StripValues(in, "access_token", "token"); got != want {
 			t.Errorf("strip %q = %q, want %q", in, got, want)
 		}
 	}
@@ -138,5 +138,22 @@ func TestDeleteHeaderVariants(t *testing.T) {
 	vault.DeleteHeader(h, "X-Access-Token")
 	if len(h) != 2 || h.Get("Other") != "keep" || h.Get("X-Access-Tokens") != "keep" {
 		t.Fatalf("after delete: %v", h)
+	}
+}
+
+// TestTooManyTokenPaths: the answers' walk follows at most 64 token paths
+// at once, so a route with more is refused at start.
+func TestTooManyTokenPaths(t *testing.T) {
+	route := defaultRoute()
+	for i := range 64 { // with user.token, the capture field
+		route.TokenPaths = append(route.TokenPaths, paths(t, fmt.Sprintf("data.t%d", i))...)
+	}
+	_, err := vault.New(vault.Config{Admission: newStack(t, stackOptions{}).vault.Admission(), Sealer: testKeys(t), Routes: []vault.Route{route}})
+	if !errors.Is(err, vault.ErrInvalidConfig) || !strings.Contains(err.Error(), "more than 64 token paths") {
+		t.Fatalf("65 token paths: %v", err)
+	}
+	route.TokenPaths = route.TokenPaths[1:]
+	if _, err := vault.New(vault.Config{Admission: newStack(t, stackOptions{}).vault.Admission(), Sealer: testKeys(t), Routes: []vault.Route{route}}); err != nil {
+		t.Fatalf("64 token paths: %v", err)
 	}
 }

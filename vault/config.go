@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/internal/jsonscan"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -81,9 +82,11 @@ type Route struct {
 	// session cookie. Default false: the call must also carry the session's
 	// placeholder in Header, so clearing the SPA's storage logs out.
 	AttachOnCookie bool
-	// StripParams are query parameters and form fields removed from every
-	// request, because the backend would take a token from them. Matched
-	// without regard to case. "access_token" is always included.
+	// StripParams are parameters removed from every request, because the
+	// backend would take a token from them: from the query and from form,
+	// JSON and multipart bodies, under every spelling PHP, Rack or qs
+	// read as the name, without regard to ASCII case. "access_token" is
+	// always included.
 	StripParams []string
 	// Logout lists the app's own logout requests; each ends the session
 	// (the token is still attached to that request, then forgotten).
@@ -221,7 +224,7 @@ type route struct {
 	logout         *http.ServeMux
 	paths          []JSONPath // capture fields and TokenPaths, deduplicated
 	keys           [][]byte   // the paths' last segments, quoted, for a cheap pre-check
-	strip          map[string]bool
+	strip          paramNames
 	label          string // metric label: the prefix
 	tokenAAD       []byte // the route part of the associated data
 	hasLogout      bool
@@ -305,7 +308,7 @@ func newRoute(r Route) (*route, []error) {
 		bad("MaxBody must be positive")
 	}
 	rt := &route{Route: r, label: r.Prefix, capture: http.NewServeMux(), logout: http.NewServeMux(),
-		strip: map[string]bool{"access_token": true}, captureMethods: map[string]bool{}}
+		captureMethods: map[string]bool{}}
 	if r.Scheme != "" && !r.NoScheme {
 		rt.scheme = r.Scheme + " "
 	}
@@ -341,6 +344,9 @@ func newRoute(r Route) (*route, []error) {
 		}
 		addPath(p)
 	}
+	if len(rt.paths) > jsonscan.MaxPaths {
+		bad("more than %d token paths (capture fields and TokenPaths)", jsonscan.MaxPaths)
+	}
 	for _, e := range r.Logout {
 		if !under(e.Path, r.Prefix) {
 			bad("logout %q is not under the route's prefix", e.pattern())
@@ -354,8 +360,8 @@ func newRoute(r Route) (*route, []error) {
 		if p == "" {
 			bad("empty strip parameter")
 		}
-		rt.strip[strings.ToLower(p)] = true
 	}
+	rt.strip = newParamNames(append([]string{"access_token"}, r.StripParams...)...)
 	return rt, problems
 }
 

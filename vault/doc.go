@@ -18,13 +18,18 @@
 //     pinned ([cloakroom.Manager.Pin]): a revocation of the user while the
 //     app checked the login makes the capture fail with 401.
 //   - Replace, never leak: the browser gets the body with the token
-//     replaced by a placeholder (or the field dropped). Every JSON response
-//     body and every response header of the route is also checked for the
-//     vaulted token and for JWT-shaped strings; any it finds is replaced
-//     and counted (cloakroom_vault_leaks_caught_total). gzip and deflate
-//     bodies are decompressed; bodies above Route.MaxBody and other
-//     encodings are refused (502), never passed unchecked. Non-JSON bodies
-//     (pages, images, event streams) pass untouched.
+//     replaced by a placeholder (or the field dropped). Every answer of the
+//     route is also checked for the vaulted token and for JWT-shaped
+//     strings, on what the browser can read rather than on its labels: a
+//     capture answer is read whole and must be JSON; so is a body that is
+//     JSON by its type or its first byte (up to Route.MaxBody); any other
+//     body is masked as it streams, event by event. Headers and trailers
+//     are checked decoded (percent-encoding, JSON escapes, base64), and
+//     gzip and deflate undone. Any it finds is replaced or removed and
+//     counted (cloakroom_vault_leaks_caught_total). What it cannot check
+//     (another encoding or charset, two Content-Type values, a partial
+//     answer) is refused with 502 (refused_response); Range is never sent
+//     upstream and 1xx informational answers are dropped.
 //   - Refresh: a token at a configured path of any 2xx answer to a call
 //     that carried the vaulted token replaces it, if it names the same user.
 //   - Drop: an upstream 401 on a call that carried the vaulted token ends

@@ -6,9 +6,10 @@ var (
 	ApplyEdits    = applyEdits
 	GuardLeaks    = guardLeaks
 	UserFromToken = userFromToken
-	StripValues   = stripValues
 	Redacted      = redacted
 	DeleteHeader  = deleteHeader
+	// ErrUncheckable: a valid body findStrings will not walk.
+	ErrUncheckable = errUncheckable
 )
 
 // DropPaths removes the members at paths, as DropField does.
@@ -38,3 +39,45 @@ func ReplacePaths(body []byte, paths []JSONPath, repl string) ([]byte, error) {
 	}
 	return applyEdits(body, edits), nil
 }
+
+// HoldsToken is the header check.
+var HoldsToken = holdsToken
+
+// ReplaceRanges replaces each body[r[0]:r[1]] (in order, not overlapping)
+// with repl, in one applyEdits.
+func ReplaceRanges(body []byte, ranges [][2]int, repl string) []byte {
+	edits := make([]edit, len(ranges))
+	for i, r := range ranges {
+		edits[i] = edit{start: r[0], end: r[1], repl: []byte(repl)}
+	}
+	return applyEdits(body, edits)
+}
+
+// DropMembers removes the object members body[r[0]:r[1]] (key to value
+// end, in order), as DropField does, in one applyEdits.
+func DropMembers(body []byte, members [][2]int) []byte {
+	edits := make([]edit, len(members))
+	for i, r := range members {
+		edits[i] = edit{start: r[0], end: r[1], drop: true}
+	}
+	return applyEdits(body, edits)
+}
+
+// StripValues removes the named parameters from an urlencoded string.
+func StripValues(s string, names ...string) (string, bool) {
+	return stripValues(s, newParamNames(names...))
+}
+
+// StripJSON removes the named parameters from a JSON request body.
+func StripJSON(body []byte, names ...string) ([]byte, error) {
+	return stripJSON(body, newParamNames(names...))
+}
+
+// StripMultipart removes the named parameters from a multipart body.
+func StripMultipart(body []byte, contentType string, names ...string) ([]byte, error) {
+	return stripMultipart(body, contentType, newParamNames(names...))
+}
+
+// NameStripped reports whether a parameter name, as it came, is one of
+// names as a backend reads it.
+func NameStripped(name string, names ...string) bool { return newParamNames(names...).strips(name) }

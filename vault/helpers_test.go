@@ -206,6 +206,30 @@ func (r response) json(t *testing.T) map[string]any {
 // header pairs; an empty value removes one.
 func (b *browser) do(method, path, contentType, body string, extra ...string) response {
 	b.st.t.Helper()
+	res, err := b.srv.Client().Do(b.request(method, path, contentType, body, extra...))
+	if err != nil {
+		b.st.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		b.st.t.Fatal(err)
+	}
+	for _, line := range res.Header.Values("Set-Cookie") {
+		c, err := http.ParseSetCookie(line)
+		if err == nil && c.Name == cookieName {
+			b.cookie = c.Value
+			if c.MaxAge < 0 || c.Value == "" {
+				b.cookie = ""
+			}
+		}
+	}
+	return response{status: res.StatusCode, header: res.Header, body: string(raw)}
+}
+
+// request is the request do sends.
+func (b *browser) request(method, path, contentType, body string, extra ...string) *http.Request {
+	b.st.t.Helper()
 	req, err := http.NewRequest(method, b.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		b.st.t.Fatal(err)
@@ -229,25 +253,7 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 			req.Header.Set(extra[i], extra[i+1])
 		}
 	}
-	res, err := b.srv.Client().Do(req)
-	if err != nil {
-		b.st.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		b.st.t.Fatal(err)
-	}
-	for _, line := range res.Header.Values("Set-Cookie") {
-		c, err := http.ParseSetCookie(line)
-		if err == nil && c.Name == cookieName {
-			b.cookie = c.Value
-			if c.MaxAge < 0 || c.Value == "" {
-				b.cookie = ""
-			}
-		}
-	}
-	return response{status: res.StatusCode, header: res.Header, body: string(raw)}
+	return req
 }
 
 // register and login call the app's own endpoints and store the token

@@ -2,18 +2,14 @@ package vault
 
 import (
 	"bytes"
-	"compress/gzip"
-	"compress/zlib"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,9 +42,6 @@ var (
 	identityOnly = []string{"identity"}
 )
 
-// maxFormBody bounds a form body read to strip token fields.
-const maxFormBody = 1 << 20
-
 // Vault serves the vault routes. Create one with [New]; it is safe for
 // concurrent use.
 type Vault struct {
@@ -69,6 +62,9 @@ const (
 	eventDrop    = "drop"
 	eventLogout  = "logout"
 	eventRefused = "refused"
+	// eventRefusedResponse: an upstream answer the vault could not check,
+	// answered with 502 instead.
+	eventRefusedResponse = "refused_response"
 )
 
 // New checks cfg and returns a Vault. Every problem is reported at once,
@@ -86,13 +82,13 @@ func New(cfg Config) (*Vault, error) {
 		}, []string{"route"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_vault_events_total",
-			Help: "Vault events by route and kind: capture, refresh, drop (upstream 401), logout (the app's logout path), refused (a token that could not be vaulted).",
+			Help: "Vault events by route and kind: capture, refresh, drop (upstream 401), logout (the app's logout path), refused (a token that could not be vaulted), refused_response (an upstream answer that could not be checked, answered with 502).",
 		}, []string{"route", "event"}),
 	}
 	for _, rt := range routes {
 		v.routes[rt.Prefix] = rt
 		v.leaks.WithLabelValues(rt.label)
-		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventRefused} {
+		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventRefused, eventRefusedResponse} {
 			v.events.WithLabelValues(rt.label, e)
 		}
 	}
@@ -135,12 +131,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		return
 	}
 	if err := rt.stripParams(w, r); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			httpjson.Error(w, http.StatusRequestEntityTooLarge, "too_large", "The form is too large.")
-			return
-		}
-		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The form could not be parsed.")
+		v.refuseBody(w, r, rt, err)
 		return
 	}
 	ctx := r.Context()
@@ -200,8 +191,12 @@ func (x *exchange) Rewrite(out *http.Request) {
 	if x.attach {
 		out.Header.Set(x.rt.Header, x.authValue)
 	}
-	// JSON bodies are read here, so only encodings the vault can decode
-	// are offered; others pass to the client as they come.
+	// Pieces of a body, each checked alone, could make up a token: the
+	// vault always asks for the whole body.
+	delete(out.Header, "Range")
+	delete(out.Header, "If-Range")
+	// Bodies are checked decoded, so only encodings the vault can decode
+	// are offered.
 	if x.acceptGzip {
 		out.Header["Accept-Encoding"] = gzipOnly
 	} else {
@@ -252,7 +247,7 @@ type exchange struct {
 	pin         cloakroom.Pin // the session's user, taken before a capture call
 	pinned      string        // the user of pin, "" for none
 	epochPin    cloakroom.Pin // the epoch only, for a capture of another user
-	acceptGzip  bool          // the client takes gzip, so the upstream may send it
+	acceptGzip  bool          // the client takes gzip, so the upstream may send it (the vault decodes it)
 	authValue   string        // the header value to attach; see setToken
 }
 
@@ -380,16 +375,18 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 		x.live = false
 		x.v.event(ctx, rt, eventDrop, "vault token dropped", slog.String("user", x.user), slog.String("session", ref), slog.String("path", x.r.URL.Path))
 	}
-	x.guardHeaders(ctx, res.Header)
-	if !isJSON(res.Header) || x.r.Method == http.MethodHead ||
-		res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified || res.StatusCode < 200 {
+	if !hasBody(res, x.r.Method) {
+		x.guardHeaders(ctx, res.Header, []string{x.token})
 		return nil
 	}
-	body, err := readBody(res, rt.MaxBody)
+	cs, reason := uncheckable(res)
+	if reason != "" {
+		x.refuse(ctx, res, reason)
+		return nil
+	}
+	src, err := undo(res.Body, cs)
 	if err != nil {
-		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: response refused", slog.String("route", rt.label),
-			slog.String("path", x.r.URL.Path), slog.String("reason", err.Error()))
-		replaceResponse(res, http.StatusBadGateway, "bad_gateway", "The upstream answer could not be checked for tokens.")
+		x.refuse(ctx, res, err.Error())
 		return nil
 	}
 	ok2xx := res.StatusCode >= 200 && res.StatusCode < 300
@@ -397,10 +394,39 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 	if ok2xx {
 		capture = x.capture
 	}
+	whole, prefix, err := readsWhole(res, src, capture != nil)
+	if err != nil {
+		x.refuse(ctx, res, err.Error())
+		return nil
+	}
+	if !whole {
+		x.streamBody(ctx, res, prefix, src, cs.n > 0)
+		return nil
+	}
+	body, err := readBody(res, prefix, src, cs.n > 0, rt.MaxBody)
+	if err == nil && startsUTF16(body) {
+		err = errUTF16
+	}
+	if err != nil {
+		x.refuse(ctx, res, err.Error())
+		return nil
+	}
+	body = bytes.TrimPrefix(body, bomUTF8)
+	previous := x.token
+	var found []stringValue
 	var edits []edit
 	if capture != nil || (ok2xx && x.attach && x.live && containsAny(body, rt.keys)) {
-		found, err := findStrings(body, rt.paths)
-		if err != nil {
+		if found, err = findStrings(body, rt.paths); err != nil {
+			if errors.Is(err, errUncheckable) {
+				x.refuse(ctx, res, err.Error())
+				return nil
+			}
+			if capture != nil {
+				// It may well carry the token, where the vault cannot
+				// take it out.
+				x.refuse(ctx, res, "the answer to a capture request is not JSON")
+				return nil
+			}
 			found = nil // not JSON after all: the leak guard below still runs
 		}
 		if edits, err = x.vaultTokens(ctx, body, found, capture); err != nil {
@@ -412,12 +438,29 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 			return nil
 		}
 	}
+	// Every token this answer is known to hold or to have replaced: one
+	// that is new at a capture or a refresh is not JWT-shaped everywhere.
+	known := []string{x.token}
+	literals := [][]byte{x.tokenBytes}
+	if previous != x.token {
+		known, literals = append(known, previous), append(literals, []byte(previous))
+	}
+	for _, f := range found {
+		if looksLikeToken(f.text) && f.text != x.token && f.text != previous {
+			known, literals = append(known, f.text), append(literals, []byte(f.text))
+		}
+	}
 	body = applyEdits(body, edits)
-	body, n := guardLeaks(body, x.tokenBytes)
+	body, n := guardLeaks(body, literals...)
 	if n > 0 {
 		x.v.leaks.WithLabelValues(rt.label).Add(float64(n))
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: token removed from a response body",
 			slog.String("route", rt.label), slog.String("path", x.r.URL.Path), slog.Int("count", n))
+	}
+	x.guardHeaders(ctx, res.Header, known)
+	x.guardHeaders(ctx, res.Trailer, known)
+	if cs.n > 0 {
+		res.Header.Del("Content-Encoding")
 	}
 	setBody(res, body)
 	return nil
@@ -522,12 +565,14 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 // something else on other answers ("token": "" or a short code).
 func looksLikeToken(s string) bool { return len(s) >= 16 && !strings.HasPrefix(s, placeholderPrefix) }
 
-// guardHeaders removes response headers that carry the vaulted token or a
-// JWT (an upstream echoing the token, or setting it as a cookie).
-func (x *exchange) guardHeaders(ctx context.Context, h http.Header) {
+// guardHeaders removes the headers (or trailers) of h that carry one of
+// the known tokens or a JWT, as they are or decoded (carriesToken): an
+// upstream echoing the token, setting it as a cookie (Express's JSON
+// cookies, "j:%7B%22token%22…"), or redirecting with it in Location.
+func (x *exchange) guardHeaders(ctx context.Context, h http.Header, known []string) {
 	for name, values := range h {
 		for _, val := range values {
-			if holdsToken(val, x.token) {
+			if carriesToken(val, known) {
 				delete(h, name)
 				x.v.leaks.WithLabelValues(x.rt.label).Inc()
 				x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: response header carrying a token removed",
@@ -541,7 +586,7 @@ func (x *exchange) guardHeaders(ctx context.Context, h http.Header) {
 func (v *Vault) event(ctx context.Context, rt *route, kind, msg string, attrs ...slog.Attr) {
 	v.events.WithLabelValues(rt.label, kind).Inc()
 	level := slog.LevelInfo
-	if kind == eventRefused {
+	if kind == eventRefused || kind == eventRefusedResponse {
 		level = slog.LevelWarn
 	}
 	v.log.LogAttrs(ctx, level, msg, append([]slog.Attr{slog.String("route", rt.label)}, attrs...)...)
@@ -556,13 +601,6 @@ func containsAny(b []byte, subs [][]byte) bool {
 	return false
 }
 
-// isJSON reports whether the response declares a JSON body
-// (application/json or a +json type).
-func isJSON(h http.Header) bool {
-	mt := mediaType(h.Get("Content-Type"))
-	return strings.EqualFold(mt, "application/json") || len(mt) > 5 && strings.EqualFold(mt[len(mt)-5:], "+json")
-}
-
 // mediaType returns the media type of a Content-Type value, without
 // parameters, as written (compare it without regard to case).
 func mediaType(ct string) string {
@@ -570,56 +608,6 @@ func mediaType(ct string) string {
 		ct = ct[:i]
 	}
 	return strings.TrimSpace(ct)
-}
-
-var errTooLarge = errors.New("body larger than the vault's limit")
-
-// readBody reads and decodes a response body, at most limit bytes before
-// and after decompression. Encodings other than gzip and deflate are
-// refused: the body could not be checked.
-func readBody(res *http.Response, limit int64) ([]byte, error) {
-	defer res.Body.Close()
-	if res.ContentLength > limit {
-		return nil, errTooLarge
-	}
-	var raw []byte
-	var err error
-	if res.ContentLength >= 0 {
-		raw = make([]byte, res.ContentLength)
-		if _, err = io.ReadFull(res.Body, raw); err != nil {
-			return nil, fmt.Errorf("reading: %w", err)
-		}
-	} else if raw, err = io.ReadAll(io.LimitReader(res.Body, limit+1)); err != nil {
-		return nil, fmt.Errorf("reading: %w", err)
-	}
-	if int64(len(raw)) > limit {
-		return nil, errTooLarge
-	}
-	enc := strings.ToLower(strings.TrimSpace(res.Header.Get("Content-Encoding")))
-	var zr io.ReadCloser
-	switch enc {
-	case "", "identity":
-		return raw, nil
-	case "gzip", "x-gzip":
-		zr, err = gzip.NewReader(bytes.NewReader(raw))
-	case "deflate":
-		zr, err = zlib.NewReader(bytes.NewReader(raw))
-	default:
-		return nil, fmt.Errorf("content encoding %q cannot be checked", enc)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("decompressing: %w", err)
-	}
-	defer zr.Close()
-	body, err := io.ReadAll(io.LimitReader(zr, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("decompressing: %w", err)
-	}
-	if int64(len(body)) > limit {
-		return nil, errTooLarge
-	}
-	res.Header.Del("Content-Encoding")
-	return body, nil
 }
 
 func setBody(res *http.Response, body []byte) {
@@ -646,6 +634,7 @@ func replaceResponse(res *http.Response, status int, code, message string) {
 	for name := range res.Header {
 		delete(res.Header, name)
 	}
+	res.Trailer = nil
 	httpjson.SetHeaders(res.Header)
 	setBody(res, httpjson.ErrorBody(code, message))
 }
@@ -663,61 +652,4 @@ func acceptsGzip(h http.Header) bool {
 		}
 	}
 	return false
-}
-
-// stripParams removes the route's token parameters from the query and
-// from an urlencoded form body.
-func (rt *route) stripParams(w http.ResponseWriter, r *http.Request) error {
-	if r.URL.RawQuery != "" {
-		if q, changed := stripValues(r.URL.RawQuery, rt.strip); changed {
-			r.URL.RawQuery = q
-		}
-	}
-	if !strings.EqualFold(mediaType(r.Header.Get("Content-Type")), "application/x-www-form-urlencoded") || r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBody))
-	r.Body.Close()
-	if err != nil {
-		return err
-	}
-	body, _ := stripValues(string(raw), rt.strip)
-	r.Body = io.NopCloser(strings.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return nil
-}
-
-// namesParam reports whether one "&"-separated part names a stripped
-// parameter, also after a ";", which some backends take as a separator.
-func namesParam(part string, names map[string]bool) bool {
-	for sub := range strings.SplitSeq(part, ";") {
-		name, _, _ := strings.Cut(sub, "=")
-		if dec, err := url.QueryUnescape(name); err == nil {
-			name = dec
-		}
-		if names[strings.ToLower(strings.TrimSpace(name))] {
-			return true
-		}
-	}
-	return false
-}
-
-// stripValues removes the named parameters from an urlencoded string,
-// comparing decoded names without regard to case, and keeps every other
-// parameter byte for byte.
-func stripValues(s string, names map[string]bool) (string, bool) {
-	var kept []string
-	changed := false
-	for part := range strings.SplitSeq(s, "&") {
-		if namesParam(part, names) {
-			changed = true
-			continue
-		}
-		kept = append(kept, part)
-	}
-	if !changed {
-		return s, false
-	}
-	return strings.Join(kept, "&"), true
 }

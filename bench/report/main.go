@@ -113,6 +113,11 @@ var ratios = []ratio{
 	{"gorilla CookieStore / cloakroom memstore", "GorillaCookieStore", "CloakroomMemstore", true, true, 0},
 	{"JWT ES256 verification / SQLite warm check", "JWTES256", "CloakroomSQLiteWarm", true, true, 0},
 	{"JWT EdDSA verification / SQLite warm check", "JWTEdDSA", "CloakroomSQLiteWarm", true, true, 0},
+	// The vault's walk of an answer a user can make the app echo, against
+	// one json.Valid pass over the same MiB.
+	{"vault scan / json.Valid: 1 MiB of duplicate token keys", "VaultScanDuplicateTokens", "JSONValidDuplicateTokens", false, false, 3},
+	{"vault scan / json.Valid: 1 MiB nested 10,000 deep", "VaultScanDeep", "JSONValidDeep", false, false, 3},
+	{"vault scan / json.Valid: 1 MiB of near-miss keys", "VaultScanNearMisses", "JSONValidNearMisses", false, false, 3},
 }
 
 // vaultShareTarget is the most CPU a proxied call on a vault route may cost

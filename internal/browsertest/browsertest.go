@@ -144,3 +144,12 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// Step runs the actions of one named step of a test in the browser of
+// ctx, and ends the test with the step's name when one fails.
+func Step(t testing.TB, ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}

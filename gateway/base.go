@@ -1,0 +1,205 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
+)
+
+// base is what every part of the gateway uses: the session manager, the
+// auth prefix, the clock, the log, the metrics and the built-in pages.
+// Each handler type holds it and only the other parts it needs.
+type base struct {
+	sessions *cloakroom.Manager
+	auth     string
+	now      func() time.Time
+	log      *slog.Logger
+	metrics  *metrics
+	pages    pages
+	pageCSP  string // see pageCSP
+}
+
+// render executes a page into a buffer first, so a template error becomes a
+// clean 500 instead of half a page.
+func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
+	data.Auth = b.auth
+	var buf bytes.Buffer
+	if err := b.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
+		b.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return
+	}
+	setPageHeaders(w.Header(), b.pageCSP)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// loginURL returns the login page's URL, with return_to when it is a safe
+// local path.
+func (b *base) loginURL(returnTo string) string {
+	u := b.auth + "/login"
+	if returnTo != "" {
+		if safe := safeReturnTo(returnTo); safe != "/" || returnTo == "/" {
+			u += "?return_to=" + url.QueryEscape(safe)
+		}
+	}
+	return u
+}
+
+// unavailable answers a request whose session could not be loaded. The
+// request is never served as logged in.
+func (b *base) unavailable(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Retry-After", "5")
+	if isNavigation(r) {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Error(w, "Service Unavailable: sessions cannot be checked right now. Try again shortly.", http.StatusServiceUnavailable)
+		return
+	}
+	httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+}
+
+// loggedIn returns the request's session when it is logged in. Otherwise
+// it answers: 503 when the store failed, else 401 JSON for scripts or a
+// redirect to the login page for navigations, which come back to returnTo
+// ("" for none).
+func (b *base) loggedIn(w http.ResponseWriter, r *http.Request, returnTo string) (*cloakroom.Session, bool) {
+	s := b.sessions.Session(r)
+	if s.Err() != nil {
+		b.unavailable(w, r)
+		return nil, false
+	}
+	if s.LoggedIn() {
+		return s, true
+	}
+	loginURL := b.loginURL(returnTo)
+	if isNavigation(r) {
+		seeOther(w, loginURL)
+		return nil, false
+	}
+	httpjson.Write(w, http.StatusUnauthorized, map[string]string{
+		"error": "unauthenticated", "message": "Log in first.", "login_url": loginURL,
+	})
+	return nil, false
+}
+
+// sessionKey carries the logged-in session a wrapper checked to the handler.
+type sessionKey struct{}
+
+// session returns the logged-in session the route's wrapper checked.
+func session(r *http.Request) *cloakroom.Session {
+	return r.Context().Value(sessionKey{}).(*cloakroom.Session)
+}
+
+// Wrappers state what a route needs, chi-style, so a handler does not
+// repeat the checks.
+
+// api lets a JSON endpoint's request through with a logged-in session;
+// otherwise 503 or 401 JSON (without return_to: coming back to a JSON
+// endpoint after a login helps nobody).
+func (b *base) api(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s := b.sessions.Session(r)
+		if s.Err() != nil {
+			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+			return
+		}
+		if !s.LoggedIn() {
+			httpjson.Write(w, http.StatusUnauthorized, map[string]string{
+				"error": "unauthenticated", "message": "Log in first.", "login_url": b.auth + "/login",
+			})
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+	})
+}
+
+// page lets a page's request through with a logged-in session; otherwise
+// 503, or a redirect to the login page that comes back to returnTo.
+func (b *base) page(returnTo string, next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, ok := b.loggedIn(w, r, returnTo)
+		if !ok {
+			return
+		}
+		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
+	})
+}
+
+// csrfMode says which requests of a route must carry the session's
+// synchronizer token in a csrf_token field, and how a refusal is answered.
+type csrfMode int
+
+const (
+	// csrfJSON: a JSON endpoint. A body an HTML form could have sent must
+	// carry the field; a refusal is JSON.
+	csrfJSON csrfMode = iota
+	// csrfForm: an endpoint both forms and scripts use (logout). A form
+	// body must carry the field; a refused form gets a page, a script
+	// JSON.
+	csrfForm
+	// csrfPage: a built-in page's form (the account page). Every request
+	// must carry the field, whatever its headers; the body is parsed as a
+	// form here; a refusal is a page.
+	csrfPage
+)
+
+// formCSRF checks the synchronizer token in a form field, the part of CSRF
+// defence the session middleware cannot do: it never reads bodies. The
+// middleware has already refused cross-site requests (Fetch Metadata and
+// Origin), a wrong X-CSRF-Token header, and a session request with neither
+// Fetch Metadata nor Origin that lacks the right header. A request whose
+// body an HTML form could have sent (a form or text/plain) must also carry
+// the session's token in its csrf_token field, and on a built-in page's
+// forms every request must, so that a same-origin form post proves it came
+// from our page whatever the headers say. Without a live session there is
+// no ambient authority to abuse. The comparison is the core's.
+func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		form := isFormContent(r)
+		if form || mode == csrfPage {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+		}
+		if mode == csrfPage && r.ParseForm() != nil {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "Bad Request: the form could not be parsed.", http.StatusBadRequest)
+			return
+		}
+		s := b.sessions.Session(r)
+		if (form || mode == csrfPage) && s.LoggedIn() && !s.ValidCSRFToken(formField(r, "csrf_token")) {
+			b.log.WarnContext(r.Context(), "csrf token missing or wrong", "method", r.Method, "path", r.URL.Path,
+				"client_ip", s.ClientIP(), "session", s.Ref())
+			if mode == csrfPage || mode == csrfForm && form {
+				w.Header().Set("Cache-Control", "no-store")
+				http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
+				return
+			}
+			httpjson.Error(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isNavigation tells a top-level page load from a script's request. Fetch
+// Metadata decides when present; otherwise an Accept header asking for HTML
+// means a browser navigation, and X-Requested-With marks XHR.
+func isNavigation(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// wantsJSON guesses the answer format for a request whose body could not
+// tell: script requests get JSON, navigations get a page.
+func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
