@@ -26,6 +26,7 @@ func Example() {
 	// In the gateway the store is sqliteaccounts.New(ctx, sqlitestore.DB()).
 	users := accounts.New(memaccounts.New(), accounts.Config{
 		RevokeSessions: manager.RevokeUser,
+		Throttle:       memaccounts.NewThrottle(0), // one node: counters in memory
 		Logger:         slog.New(slog.DiscardHandler),
 	})
 	if err := users.Add(ctx, "alice", "correct horse battery staple", []string{"admin"}, "alice@example.com"); err != nil {

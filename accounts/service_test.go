@@ -3,12 +3,14 @@ package accounts_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // TestService runs the same service-level suite on every Store.
@@ -447,7 +449,7 @@ func (downStore) List(context.Context) ([]accounts.User, error) { return nil, er
 // ErrStoreUnavailable (wrapping the store's error), so a gateway answers
 // 503; the store contract's own answers are not marked.
 func TestStoreFailureIsUnavailable(t *testing.T) {
-	svc := accounts.New(downStore{}, accounts.Config{})
+	svc := accounts.New(downStore{}, accounts.Config{Throttle: memaccounts.NewThrottle(0)})
 	if _, err := svc.List(t.Context()); !errors.Is(err, accounts.ErrStoreUnavailable) || !errors.Is(err, errDown) {
 		t.Errorf("List on a down store: %v, want ErrStoreUnavailable wrapping the cause", err)
 	}
@@ -455,8 +457,20 @@ func TestStoreFailureIsUnavailable(t *testing.T) {
 		t.Errorf("SessionUserID on a down store: %v, want ErrStoreUnavailable", err)
 	}
 	mem := storeFactories[0].new(t)
-	svc = accounts.New(mem, accounts.Config{})
+	svc = accounts.New(mem, accounts.Config{Throttle: memaccounts.NewThrottle(0)})
 	if _, err := svc.Get(t.Context(), "nobody"); !errors.Is(err, accounts.ErrNoSuchUser) || errors.Is(err, accounts.ErrStoreUnavailable) {
 		t.Errorf("Get of an unknown user: %v, want ErrNoSuchUser only", err)
 	}
+}
+
+// TestNewNeedsThrottle: where the failure counters live decides whether
+// gateway nodes share one budget per account, so New takes no silent
+// per-process default and refuses a Config without a throttle store.
+func TestNewNeedsThrottle(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Throttle") {
+			t.Fatalf("New without a throttle store: recovered %v, want a panic naming Config.Throttle", r)
+		}
+	}()
+	accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions})
 }

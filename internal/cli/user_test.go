@@ -66,7 +66,7 @@ func authenticate(t *testing.T, store, user, password string) error {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := accounts.New(st.Accounts, accounts.Config{RevokeSessions: accounts.NoSessions, Logger: slog.New(slog.DiscardHandler)})
+	svc := accounts.New(st.Accounts, accounts.Config{RevokeSessions: accounts.NoSessions, Throttle: st.Throttle, Logger: slog.New(slog.DiscardHandler)})
 	_, err = svc.Authenticate(context.Background(), user, password, "127.0.0.1")
 	return err
 }
