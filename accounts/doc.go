@@ -38,7 +38,7 @@
 //
 // # Logins and brute force (ASVS 6.1.1, 6.3.1, 6.3.8)
 //
-// [Service.Authenticate] answers an unknown user, a disabled user and a
+// [Service.Login] answers an unknown user, a disabled user and a
 // wrong password with the same [ErrInvalidCredentials] after the same work:
 // an unknown user is checked against a dummy hash made with the same
 // parameters.

@@ -183,7 +183,7 @@ func (s *Service) Add(ctx context.Context, name, password string, roles []string
 // SetPassword replaces a user's password, then ends all the user's
 // sessions. If ending them fails, the new password is in place and the
 // error is returned; call again to retry. It does not check the current
-// password: for a user changing their own, use [Service.ChangePassword].
+// password: for a user changing their own, use [Service.ChangeOwnPassword].
 func (s *Service) SetPassword(ctx context.Context, name, password string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -209,21 +209,6 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	}
 	s.logger.InfoContext(ctx, "accounts: password changed", "user", u.Name)
 	return s.revoke(ctx, u.Name)
-}
-
-// ChangePassword is the self-service change ASVS 6.2.3 asks for: it checks
-// the current password exactly as [Service.Authenticate] does (same errors,
-// same throttling), then sets the new one. All the user's sessions end,
-// including the caller's, which should log in again with the new password.
-func (s *Service) ChangePassword(ctx context.Context, name, current, password, clientIP string) error {
-	if err := ValidatePassword(name, password); err != nil {
-		return err
-	}
-	u, err := s.Authenticate(ctx, name, current, clientIP)
-	if err != nil {
-		return err
-	}
-	return s.SetPassword(ctx, u.Name, password)
 }
 
 // SetRoles replaces a user's roles and ends the user's sessions, which carry
@@ -355,13 +340,6 @@ func (s *Service) SessionUserID(ctx context.Context, name string) (string, error
 // List returns every user, sorted by name.
 func (s *Service) List(ctx context.Context) ([]User, error) {
 	return s.store.List(ctx)
-}
-
-// Authenticate checks a login from a device without device tokens; see
-// [Service.Login].
-func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
-	res, err := s.Login(ctx, LoginAttempt{Name: name, Password: password, ClientIP: clientIP})
-	return res.User, err
 }
 
 // LoginAttempt is one login to check.

@@ -67,7 +67,7 @@ func authenticate(t *testing.T, store, user, password string) error {
 	}
 	defer st.Close()
 	svc := accounts.New(st.Accounts, accounts.Config{RevokeSessions: accounts.NoSessions, Throttle: st.Throttle, Logger: slog.New(slog.DiscardHandler)})
-	_, err = svc.Authenticate(context.Background(), user, password, "127.0.0.1")
+	_, err = svc.Login(context.Background(), accounts.LoginAttempt{Name: user, Password: password, ClientIP: "127.0.0.1"})
 	return err
 }
 
