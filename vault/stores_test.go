@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )

@@ -354,7 +354,7 @@ func TestCheckConfigThroughRunUsesEnvAndFile(t *testing.T) {
 }
 
 func TestEverySettingIsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/configuration.md")
+	doc, err := os.ReadFile("../../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}

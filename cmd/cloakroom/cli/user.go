@@ -15,7 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 // maxPasswordBytes bounds a password read from standard input.

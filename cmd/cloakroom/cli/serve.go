@@ -14,8 +14,8 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"

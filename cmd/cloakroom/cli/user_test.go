@@ -12,7 +12,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 func tempStore(t *testing.T) string {

@@ -65,7 +65,7 @@ type Config struct {
 	VaultCookieOnly []string
 	VaultStripParam []string
 	VaultLogout     []string
-	oidcConfig      // internal/cli/oidc.go
+	oidcConfig      // cmd/cloakroom/cli/oidc.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.
