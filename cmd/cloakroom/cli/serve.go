@@ -57,7 +57,6 @@ Settings come from flags, then CLOAKROOM_* environment variables (lists
 comma-separated), then the JSON file named by --config, then the defaults.
 Every problem is reported at once; --check-config only validates.`)
 	cf := registerSettings(fs, serveSettingNames()...)
-	registerRemoved(fs, cf)
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit 0 if valid, 1 if not, without listening or opening the store")
 	positional, code, ok := parseArgs(fs, args)
 	if !ok {
