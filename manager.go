@@ -178,7 +178,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.CookieName == "" {
 		cfg.CookieName = DefaultCookieName
 	}
-	if !validCookieName(cfg.CookieName) {
+	if !ValidCookieName(cfg.CookieName) {
 		bad("CookieName %q is not a valid cookie name", cfg.CookieName)
 	}
 	lower := strings.ToLower(cfg.CookieName)
@@ -296,7 +296,9 @@ func (m *Manager) Config() Config { return m.cfg }
 // Store returns the manager's store.
 func (m *Manager) Store() Store { return m.store }
 
-func validCookieName(name string) bool {
+// ValidCookieName reports whether name is an RFC 6265 cookie-name (a
+// token): the check for every cookie name a configuration gives.
+func ValidCookieName(name string) bool {
 	if name == "" {
 		return false
 	}

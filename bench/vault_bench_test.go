@@ -59,14 +59,6 @@ func newVaultRig(b *testing.B) *vaultRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: up}, {Prefix: "/plain/", Upstream: up}},
-		SessionCookie: sessions.Config().CookieName,
-		ErrorLog:      logger,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	keys, err := seal.Generate("bench")
 	if err != nil {
 		b.Fatal(err)
@@ -81,6 +73,14 @@ func newVaultRig(b *testing.B) *vaultRig {
 	}
 	v, err := vault.New(vault.Config{Admission: admission, Sealer: keys, Logger: logger,
 		Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	px, err := proxy.New(proxy.Config{
+		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: v.Modes()["/api/"]}, {Prefix: "/plain/", Upstream: up}},
+		SessionCookie: sessions.Config().CookieName,
+		ErrorLog:      logger,
+	})
 	if err != nil {
 		b.Fatal(err)
 	}

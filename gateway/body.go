@@ -14,6 +14,7 @@ import (
 	"log/slog"
 
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // maxAuthBody bounds the body of every request to an endpoint under the
@@ -44,7 +45,7 @@ type bodyReader struct {
 // from clientIP, the session manager's reading of it.
 func (b *bodyReader) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body == nil || r.Body == http.NoBody || !pathUnder(r.URL.Path, b.auth) {
+		if r.Body == nil || r.Body == http.NoBody || !httpx.PathUnder(r.URL.Path, b.auth) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -80,7 +80,7 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	return cond()
 }
 
-// Case 1 of issue 8: a request that rotates the session (revoke others)
+// A request that rotates the session (revoke others)
 // parks on its body's last byte while the session ends. When the byte
 // arrives, the request must not answer with a live session.
 func TestParkedBodyCannotOutliveTheSession(t *testing.T) {
@@ -225,7 +225,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Case 5 of issue 8: a 30 MiB body to a session endpoint gets 413 and is
+// A 30 MiB body to a session endpoint gets 413 and is
 // never buffered: the server reads a few KiB of it, whether its length is
 // announced or chunked, urlencoded or multipart.
 func TestOversizedBodiesAreRefusedUnread(t *testing.T) {

@@ -54,9 +54,8 @@ type Config struct {
 	// identity. Default nil: no API routes. Routed paths always need a
 	// session, whatever PublicPaths says, except routes in Vault mode.
 	Proxy *proxy.Proxy
-	// Vault puts some Proxy routes in vault mode (see package vault): no
-	// session required, the app's own token captured, kept in the session
-	// and attached. Default nil: no vault routes.
+	// Vault is the token vault whose modes (see package vault) are
+	// registered on Proxy routes, for its metrics. Default nil.
 	Vault *vault.Vault
 	// Signer publishes its public keys at /.well-known/jwks.json. Default
 	// nil: no JWKS endpoint.
@@ -148,7 +147,7 @@ func (cfg *Config) validate() error {
 		}
 	}
 	if cfg.Frontend != nil {
-		if err := checkUpstream(cfg.Frontend); err != nil {
+		if err := proxy.CheckUpstream(cfg.Frontend); err != nil {
 			bad("Frontend: %v", err)
 		}
 	}
@@ -201,15 +200,6 @@ func (cfg *Config) checkParts(bad func(format string, args ...any)) {
 	case cfg.Vault != nil && cfg.Vault.Admission() != cfg.Admission:
 		bad("Vault admits through another Admission than the gateway's")
 	}
-	if cfg.Vault != nil {
-		for _, prefix := range cfg.Vault.Prefixes() {
-			if cfg.Proxy == nil {
-				bad("Vault route %q: no Proxy routes", prefix)
-			} else if r, ok := cfg.Proxy.Match(prefix); !ok || r.Prefix != prefix {
-				bad("Vault route %q is not a Proxy route prefix", prefix)
-			}
-		}
-	}
 }
 
 // fillDefaults sets the defaults of the optional fields left empty.
@@ -245,20 +235,6 @@ func checkStaticDir(dir string) error {
 	index, err := os.Stat(filepath.Join(dir, "index.html"))
 	if err != nil || !index.Mode().IsRegular() {
 		return fmt.Errorf("%s has no index.html", dir)
-	}
-	return nil
-}
-
-func checkUpstream(u *url.URL) error {
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("scheme %q is not http or https", u.Scheme)
-	case u.Host == "":
-		return errors.New("no host")
-	case u.User != nil:
-		return errors.New("credentials in the URL would be sent to the upstream on every request")
-	case u.RawQuery != "" || u.Fragment != "":
-		return errors.New("a query or fragment has no meaning in an upstream URL")
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import "net/http"
 
 var (
 	SafeReturnTo = safeReturnTo
-	RemoveCookie = removeCookie
 	BearerToken  = bearerToken
 )
 

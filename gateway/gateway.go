@@ -76,9 +76,8 @@ func New(cfg Config) (*Gateway, error) {
 		pw:      pw,
 		stepUp:  up,
 		csp:     csp,
-		app: &app{base: b, proxy: cfg.Proxy, vault: cfg.Vault, oidc: cfg.OIDC, spa: spa,
-			public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
-		bodies: &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
+		app:     &app{base: b, proxy: cfg.Proxy, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
+		bodies:  &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
 	}
 	if cfg.OIDC != nil {
 		cfg.OIDC.Embed(safeReturnTo, h.signIn.errorPage)

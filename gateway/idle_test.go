@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Case 6 of issue 8: polling GET /auth/session must not keep a session
+// Polling GET /auth/session must not keep a session
 // alive. The clock is the injectable one shared by the store, the manager
 // and the gateway.
 func TestPollingSessionInfoDoesNotExtendIdle(t *testing.T) {

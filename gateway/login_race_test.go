@@ -61,7 +61,7 @@ func (p *pausingAccounts) Get(ctx context.Context, name string) (accounts.Record
 	return rec, err
 }
 
-// Case 2 of issue 8, deterministic: an account change that lands between
+// Deterministic: an account change that lands between
 // the read of the account record and the end of the password check makes
 // the login fail, and no session is created.
 func TestLoginRacingAnAccountChangeFails(t *testing.T) {
@@ -123,7 +123,7 @@ func TestLoginWithNameInAnotherCase(t *testing.T) {
 	}
 }
 
-// Case 2 of issue 8, real timing: a user logs in four at a time, in a
+// Real timing: a user logs in four at a time, in a
 // loop, while an admin disables the account. Once Disable has returned and
 // the logins in flight have finished, no session is live.
 func TestLoginLoopDuringDisableLeavesNoSession(t *testing.T) {

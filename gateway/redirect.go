@@ -68,13 +68,3 @@ func isFormContent(r *http.Request) bool {
 	}
 	return false
 }
-
-// pathUnder reports whether p lies under prefix on a segment boundary
-// ("/assets" holds "/assets" and "/assets/app.js", not "/assets2"; a
-// prefix ending in "/" holds everything below it).
-func pathUnder(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return false
-	}
-	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
-}

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 )
 
@@ -109,40 +110,8 @@ func hasDotSegment(name string) bool {
 func stripIdentity(h http.Header, cookies []string) {
 	proxy.StripIdentityHeaders(h)
 	for _, c := range cookies {
-		removeCookie(h, c)
+		httpx.RemoveCookie(h, c)
 	}
-}
-
-// removeCookie drops every cookie called name from the Cookie headers of h
-// and keeps the others. Headers left empty are removed.
-func removeCookie(h http.Header, name string) {
-	lines := h["Cookie"]
-	if len(lines) == 0 {
-		return
-	}
-	var kept []string
-	for _, line := range lines {
-		var parts []string
-		for part := range strings.SplitSeq(line, ";") {
-			trimmed := strings.TrimSpace(part)
-			if trimmed == "" {
-				continue
-			}
-			k, _, _ := strings.Cut(trimmed, "=")
-			if strings.TrimSpace(k) == name {
-				continue
-			}
-			parts = append(parts, trimmed)
-		}
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
-		}
-	}
-	if len(kept) == 0 {
-		delete(h, "Cookie")
-		return
-	}
-	h["Cookie"] = kept
 }
 
 // newFrontendProxy forwards SPA requests to an upstream dev server or CDN

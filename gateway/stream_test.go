@@ -186,7 +186,7 @@ func readFrame(br *bufio.Reader) (string, error) {
 	return string(payload), err
 }
 
-// Case 4 of issue 8: a WebSocket handshake carrying the session is
+// A WebSocket handshake carrying the session is
 // proxied only from our own origin; anything else gets 403 before the
 // upstream is contacted.
 func TestWebSocketOriginCheck(t *testing.T) {
@@ -369,8 +369,8 @@ func (b *browser) openSocket(t *testing.T) *stream {
 }
 
 // streamEnder ends alice's session (victim holds its cookie) in one of the
-// ways issue 8 lists, leaving bob's (bystander) alone; it returns once the
-// action has been answered.
+// ways a session ends (logout, revocations, account changes), leaving
+// bob's (bystander) alone; it returns once the action has been answered.
 type streamEnder struct {
 	name string
 	end  func(t *testing.T, e *env, victim, bystander *browser)
@@ -499,7 +499,7 @@ var streamKinds = []struct {
 	{"websocket", func(t *testing.T, b *browser) *stream { return b.openSocket(t) }},
 }
 
-// Cases 3 and 4 of issue 8: an event stream and a WebSocket proxied for a
+// An event stream and a WebSocket proxied for a
 // session end when the session ends, however it ends; another user's
 // stream goes on.
 func TestStreamsEndWithTheSession(t *testing.T) {
@@ -543,8 +543,7 @@ func TestStreamsEndWithTheSession(t *testing.T) {
 	}
 }
 
-// A proxied API request parked on its body's last byte (case 1 of issue 8,
-// on an API route): the session ends while the upstream is still waiting
+// A proxied API request parked on its body's last byte, on an API route: the session ends while the upstream is still waiting
 // for the body. The upload is cut, so the upstream never has the request
 // whole, and the client gets 401.
 func TestParkedUploadNeverReachesTheUpstreamWhole(t *testing.T) {

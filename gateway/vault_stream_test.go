@@ -7,6 +7,7 @@ import (
 
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -29,6 +30,14 @@ func withVaultStreamRoute(t *testing.T, up *streamUpstream) envOption {
 		c.Vault, err = vault.New(vault.Config{Admission: c.Admission, Sealer: keys, Logger: c.Logger,
 			Routes: []vault.Route{{Prefix: "/stream/", Capture: []vault.Capture{capture}}}})
 		if err != nil {
+			t.Fatal(err)
+		}
+		route, err := proxy.ParseRoute("/stream/=" + up.srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		route.Mode = c.Vault.Modes()["/stream/"]
+		if c.Proxy, err = proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Signer: c.Signer}); err != nil {
 			t.Fatal(err)
 		}
 	}

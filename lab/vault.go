@@ -86,7 +86,7 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 		return nil, err
 	}
 	prx, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL}},
+		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Mode: l.vault.Modes()["/api/"]}},
 		SessionCookie: VaultSessionCookie,
 		ErrorLog:      logger,
 	})

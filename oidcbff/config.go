@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -123,11 +124,6 @@ type Config struct {
 	AuthPrefix string
 	// Sealer encrypts tokens and the pre-login state. Required.
 	Sealer Sealer
-	// RelayRoutes are the proxy route prefixes ("/api/") that receive the
-	// user's access token as Authorization: Bearer instead of the internal
-	// JWT. Default none: upstreams get identity headers and the internal
-	// JWT only.
-	RelayRoutes []string
 	// StepUp lists the route prefixes that need a recent login.
 	StepUp []StepUp
 	// ReturnTo sanitises a return_to parameter into a local path. Default:
@@ -194,11 +190,6 @@ func (cfg *Config) validate() error {
 		}
 		seen[p.Name] = true
 	}
-	for _, prefix := range cfg.RelayRoutes {
-		if !strings.HasPrefix(prefix, "/") {
-			bad("relay route %q must be a path prefix such as /api/", prefix)
-		}
-	}
 	for _, su := range cfg.StepUp {
 		if err := CheckStepUp(cfg.AuthPrefix, su); err != nil {
 			bad("%v", err)
@@ -255,7 +246,7 @@ func CheckStepUp(authPrefix string, su StepUp) error {
 		return fmt.Errorf("step-up prefix %q must be a path prefix such as /api/admin/", su.Prefix)
 	}
 	for _, p := range []string{"/login", "/login/x", "/callback/x", "/backchannel-logout/x", "/logout", "/session", "/assets/x"} {
-		if pathUnder(authPrefix+p, su.Prefix) {
+		if httpx.PathUnder(authPrefix+p, su.Prefix) {
 			return fmt.Errorf("step-up prefix %q covers %s%s, which logging in again needs", su.Prefix, authPrefix, strings.TrimSuffix(p, "/x"))
 		}
 	}

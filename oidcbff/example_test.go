@@ -11,6 +11,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/oidcbff"
+	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -47,15 +48,17 @@ func ExampleNew() {
 			Scopes:        []string{"openid", "email", "profile"},
 			AllowedGroups: []string{"staff"},
 		}},
-		Admission:   admission,
-		PublicURL:   "https://app.example.com",
-		Sealer:      keys,
-		RelayRoutes: []string{"/api/"},
-		StepUp:      []oidcbff.StepUp{{Prefix: "/api/admin/", MaxAge: 10 * time.Minute}},
+		Admission: admission,
+		PublicURL: "https://app.example.com",
+		Sealer:    keys,
+		StepUp:    []oidcbff.StepUp{{Prefix: "/api/admin/", MaxAge: 10 * time.Minute}},
 	})
 	if err != nil {
 		log.Fatal(err) // names the provider whose discovery failed
 	}
 	fmt.Println("register", client.CallbackURL("corp"), "and", client.PostLogoutURL())
+	// /api/ receives the user's access token instead of the internal JWT.
+	api, _ := proxy.ParseRoute("/api/=http://127.0.0.1:9000")
+	api.Mode = client.Relay()
 	_ = gateway.Config{Sessions: sessions, Admission: admission, OIDC: client} // plus Accounts, Proxy, ...
 }

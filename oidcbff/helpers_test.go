@@ -509,12 +509,11 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 				ClientID: e.p.clientID, ClientSecret: e.p.secret,
 				Scopes: []string{"openid", "email", "profile", "groups"},
 			}},
-			Admission:   admission,
-			PublicURL:   urls[i],
-			Sealer:      e.sealer,
-			RelayRoutes: []string{"/api/"},
-			Logger:      logger,
-			Now:         e.clock.Now,
+			Admission: admission,
+			PublicURL: urls[i],
+			Sealer:    e.sealer,
+			Logger:    logger,
+			Now:       e.clock.Now,
 		}
 		if e.p.name == "mock" {
 			cfg.Providers[0].TokenAuth = "post" // mockoidc reads the secret from the form only
@@ -538,6 +537,9 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 				t.Fatal(err)
 			}
 			routes = append(routes, rt)
+		}
+		if err := proxy.SetModes(routes, map[string]proxy.Mode{"/api/": nd.client.Relay()}); err != nil {
+			t.Fatal(err)
 		}
 		px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: logger})
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,11 +15,13 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
-// Errors of [Client.Upstream] and [Client.AccessToken]. They are wrapped.
+// Errors of [Client.AccessToken]. They are wrapped.
 var (
 	// ErrSessionEnded: the provider refused to refresh the tokens (revoked,
 	// expired) or they are gone. The caller ends the session and answers
@@ -29,22 +30,7 @@ var (
 	// ErrUnavailable: the provider or the store cannot be reached and the
 	// access token has expired. The caller answers 503.
 	ErrUnavailable = errors.New("oidcbff: tokens cannot be refreshed right now")
-	// ErrReauthRequired: the route needs a more recent login; see
-	// [ReauthError].
-	ErrReauthRequired = errors.New("oidcbff: a more recent login is required")
 )
-
-// ReauthError says where to log in again for a step-up route.
-type ReauthError struct {
-	LoginURL string // a local path
-	MaxAge   time.Duration
-}
-
-func (e *ReauthError) Error() string {
-	return fmt.Sprintf("%v: within the last %v", ErrReauthRequired, e.MaxAge)
-}
-
-func (e *ReauthError) Unwrap() error { return ErrReauthRequired }
 
 // maxExpiresIn bounds a token response's expires_in: a year, in seconds.
 const maxExpiresIn = 365 * 24 * 60 * 60
@@ -325,36 +311,47 @@ func (c *Client) refresh(ctx context.Context, p *provider, ts tokenSet) (tokenSe
 	return fresh, nil
 }
 
-// Upstream prepares a proxied request of a logged-in session for the route
-// with the given prefix: it checks the step-up rules, and for relay routes
-// attaches the session's access token (refreshed if needed) with
-// [proxy.WithAccessToken]. Sessions of local accounts pass unchanged
-// through relay routes. Errors wrap ErrReauthRequired (a *ReauthError),
-// ErrSessionEnded or ErrUnavailable.
-func (c *Client) Upstream(r *http.Request, s *cloakroom.Session, routePrefix string) (context.Context, error) {
-	ctx := r.Context()
-	if su, ok := c.unmetStepUp(s, r.URL.Path); ok {
-		return ctx, &ReauthError{LoginURL: c.reauthURL(s, su.MaxAge), MaxAge: su.MaxAge}
-	}
-	// (The gateway checks the same rules for every path first; this keeps
-	// Upstream complete for other callers.)
-	if !c.relays(routePrefix) || s.GetString(ValueRef) == "" {
-		return ctx, nil
+// Relay returns the upstream mode of token relay, to register on the
+// proxy routes ("/api/") that receive the user's access token as
+// "Authorization: Bearer" instead of the internal JWT (proxy.Route.Mode).
+// The token is refreshed first when it expires soon. Sessions of local
+// accounts pass through unchanged, with the internal JWT.
+func (c *Client) Relay() proxy.Mode { return relayMode{c} }
+
+// relayMode is token relay's [proxy.Mode].
+type relayMode struct{ c *Client }
+
+// Anonymous is false: a relay route needs a session.
+func (relayMode) Anonymous() bool { return false }
+
+// Prepare attaches the session's access token to c, or answers 401 when
+// the provider ended the sign-in (the session ends here too) and 503 when
+// the token cannot be had right now.
+func (m relayMode) Prepare(w http.ResponseWriter, r *http.Request, call proxy.Call) (proxy.Call, bool) {
+	c, ctx := m.c, r.Context()
+	s := c.sessions.Session(r)
+	if call.Identity.User == "" || s.GetString(ValueRef) == "" {
+		return call, true
 	}
 	tok, err := c.AccessToken(ctx, s)
-	if err != nil {
-		return ctx, err
+	switch {
+	case err == nil:
+		call.AccessToken = tok
+		return call, true
+	case errors.Is(err, ErrSessionEnded):
+		// The provider refused a refresh: the sign-in is over everywhere.
+		c.log.LogAttrs(ctx, slog.LevelInfo, "session ended by the provider", slog.String("user", s.UserID()),
+			slog.String("session", s.Ref()), slog.String("reason", err.Error()))
+		_ = s.Logout(ctx)
+		httpjson.Write(w, http.StatusUnauthorized, map[string]string{
+			"error": "unauthenticated", "message": "Your sign-in has ended. Log in again.", "login_url": c.cfg.AuthPrefix + "/login",
+		})
+	default:
+		c.log.LogAttrs(ctx, slog.LevelWarn, "access token unavailable", slog.String("user", s.UserID()), slog.String("err", err.Error()))
+		w.Header().Set("Retry-After", "5")
+		httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The identity provider cannot be reached. Try again shortly.")
 	}
-	return proxy.WithAccessToken(ctx, tok), nil
-}
-
-func (c *Client) relays(prefix string) bool {
-	for _, p := range c.cfg.RelayRoutes {
-		if p == prefix || strings.TrimSuffix(p, "/")+"/" == prefix {
-			return true
-		}
-	}
-	return false
+	return call, false
 }
 
 // reauthURL is where a session logs in again: at its provider with max_age
@@ -395,18 +392,11 @@ func (c *Client) StepUpURL(s *cloakroom.Session, path string) string {
 // is too old for.
 func (c *Client) unmetStepUp(s *cloakroom.Session, path string) (StepUp, bool) {
 	for _, su := range c.cfg.StepUp {
-		if pathUnder(path, su.Prefix) && !c.admission.Recent(s, su.MaxAge) {
+		if httpx.PathUnder(path, su.Prefix) && !c.admission.Recent(s, su.MaxAge) {
 			return su, true
 		}
 	}
 	return StepUp{}, false
-}
-
-func pathUnder(p, prefix string) bool {
-	if !strings.HasPrefix(p, prefix) {
-		return len(p) == len(prefix)-1 && strings.HasSuffix(prefix, "/") && prefix[:len(p)] == p
-	}
-	return len(p) == len(prefix) || strings.HasSuffix(prefix, "/") || p[len(prefix)] == '/'
 }
 
 // EndSession deletes the session's tokens and returns the provider's

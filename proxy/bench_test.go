@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -54,7 +55,7 @@ func BenchmarkProxy(b *testing.B) {
 		r.Header.Set("Accept", "application/json")
 		r.Header.Set("User-Agent", "bench")
 		if id != nil {
-			r = r.WithContext(proxy.WithIdentity(r.Context(), *id))
+			r = r.WithContext(context.WithValue(r.Context(), testCallKey{}, proxy.Call{Identity: *id}))
 		}
 		return r
 	}
@@ -65,9 +66,9 @@ func BenchmarkProxy(b *testing.B) {
 		req  *http.Request
 	}{
 		{"plain-reverseproxy", plain, newRequest(nil)},
-		{"proxy-anonymous", bare, newRequest(nil)},
-		{"proxy-identity-headers", bare, newRequest(alice)},
-		{"proxy-identity-jwt", signed, newRequest(alice)},
+		{"proxy-anonymous", served(bare), newRequest(nil)},
+		{"proxy-identity-headers", served(bare), newRequest(alice)},
+		{"proxy-identity-jwt", served(signed), newRequest(alice)},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

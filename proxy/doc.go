@@ -7,12 +7,15 @@
 //
 //   - X-Forwarded-User, X-Forwarded-Email and X-Forwarded-Groups, taken from
 //     the [Identity] the gateway's authentication layer passes in a [Call]
-//     to [Proxy.Serve] (or attaches to the request context with
-//     [WithIdentity] for [Proxy.ServeHTTP]);
+//     to [Proxy.Serve];
 //   - optionally Authorization: Bearer <JWT>, a short-lived (at most 60 s)
 //     EdDSA token minted per request by an upstreamjwt.Signer, which
 //     upstreams check with upstreamjwt.Verify against the key set served by
 //     the signer's JWKSHandler.
+//
+// A route may have a [Mode] beyond this, the one place its kind is decided:
+// the token vault attaches an app's own token it keeps for the user, and
+// OpenID token relay sends the user's access token instead of the JWT.
 //
 // Everything a client could use to impersonate someone is removed first:
 // client-sent identity headers (including underscore spellings such as

@@ -72,7 +72,7 @@ func FuzzPathSafety(f *testing.F) {
 		}
 		req.RemoteAddr = "127.0.0.1:1"
 		rec := httptest.NewRecorder()
-		p.ServeHTTP(rec, req)
+		p.Serve(rec, req, proxy.Call{})
 		if rec.Code != http.StatusOK {
 			if rec.Code != http.StatusBadRequest && rec.Code != http.StatusNotFound {
 				t.Fatalf("%q: status %d", target, rec.Code)

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -71,16 +72,46 @@ func (u *upstream) route(t testing.TB, prefix string) proxy.Route {
 	return r
 }
 
-// startGateway serves p, wrapped by mw when given, on 127.0.0.1.
-func startGateway(t testing.TB, p http.Handler, mw func(http.Handler) http.Handler) *httptest.Server {
+// startGateway serves p on 127.0.0.1 as the gateway calls it, with the
+// Call mw puts on the request (mw nil: an anonymous Call).
+func startGateway(t testing.TB, p *proxy.Proxy, mw func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
-	h := p
+	var h http.Handler = served(p)
 	if mw != nil {
-		h = mw(p)
+		h = mw(h)
 	}
+	return startServer(t, h)
+}
+
+// startServer serves h on 127.0.0.1.
+func startServer(t testing.TB, h http.Handler) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// testCallKey carries the Call a test's middleware builds to served.
+type testCallKey struct{}
+
+// served proxies with p.Serve for the Call the request carries.
+func served(p *proxy.Proxy) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(testCallKey{}).(proxy.Call)
+		p.Serve(w, r, c)
+	})
+}
+
+// withCall is a stand-in for the gateway's side: it adjusts the request's
+// Call with set.
+func withCall(set func(*proxy.Call)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, _ := r.Context().Value(testCallKey{}).(proxy.Call)
+			set(&c)
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), testCallKey{}, c)))
+		})
+	}
 }
 
 // sessionCookieName is the gateway's default session cookie name, which
@@ -101,11 +132,7 @@ func newProxy(t testing.TB, cfg proxy.Config) *proxy.Proxy {
 
 // withIdentity is the stand-in for the gateway's authentication layer.
 func withIdentity(id proxy.Identity) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			next.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))
-		})
-	}
+	return withCall(func(c *proxy.Call) { c.Identity = id })
 }
 
 // do sends req with Go's client and decodes the upstream's echo when the

@@ -88,13 +88,13 @@ func TestInformationalAnswersFiltered(t *testing.T) {
 	}
 	p := newProxy(t, proxy.Config{Routes: []proxy.Route{route}})
 	filter := &dropHints{}
-	gw := startGateway(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	gw := startServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var x proxy.Exchange = plainExchange{}
 		if r.URL.Query().Has("filter") {
 			x = filter
 		}
 		p.Serve(w, r, proxy.Call{Exchange: x})
-	}), nil)
+	}))
 
 	hints, status, body := informationalSeen(t, gw.URL+"/api/page")
 	if len(hints) != 1 || !strings.Contains(hints[0], "secret-in-a-hint") || status != 200 || body != "final" {

@@ -11,21 +11,14 @@ import (
 // Lifetime bounds the connections a request opens: given the request's
 // context, it returns a context that is done when they must close, and a
 // function to call once they have. The gateway passes the session's
-// Watch, so that a stream or a WebSocket ends with the session.
+// Watch, so that a stream or a WebSocket ends with the session. For a
+// request with one (Call.Lifetime), a request body and every response
+// that outlives a plain exchange (a protocol switch such as a WebSocket,
+// an event stream, a body of unknown length or over longBodyBytes) are
+// held under it: when its context is done, the upload is cut before the
+// upstream has it whole (the client gets 401), the upgraded connection is
+// closed, or the stream aborted, at once.
 type Lifetime func(ctx context.Context) (context.Context, context.CancelFunc)
-
-type lifetimeKey struct{}
-
-// WithLifetime returns a copy of ctx carrying lf. For a request with one,
-// a request body and every response that outlives a plain exchange (a
-// protocol switch such as a WebSocket, an event stream, a body of unknown
-// length or over longBodyBytes) are held under lf: when lf's context is
-// done, the upload is cut before the upstream has it whole (the client
-// gets 401), the upgraded connection is closed, or the stream aborted, at
-// once.
-func WithLifetime(ctx context.Context, lf Lifetime) context.Context {
-	return context.WithValue(ctx, lifetimeKey{}, lf)
-}
 
 // longBodyBytes is the size above which a response with a known length
 // counts as long-lived: a download can take minutes.

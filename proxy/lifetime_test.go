@@ -39,9 +39,7 @@ func (l *lifetimes) lifetime(ctx context.Context) (context.Context, context.Canc
 }
 
 func (l *lifetimes) middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(proxy.WithLifetime(r.Context(), l.lifetime)))
-	})
+	return withCall(func(c *proxy.Call) { c.Lifetime = l.lifetime })(next)
 }
 
 // talker is an upstream with a short answer, an endless event stream, and

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
@@ -82,7 +84,7 @@ type Call struct {
 	// Bearer" instead of the internal JWT (token relay).
 	AccessToken string
 	// Lifetime, when set, holds the request body and every long-lived
-	// response under it; see [WithLifetime].
+	// response under it; see [Lifetime].
 	Lifetime Lifetime
 	// Exchange, when set, adjusts the outbound request and inspects the
 	// answer; see [Exchange].
@@ -135,7 +137,7 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.SessionCookie == "" {
 		return nil, fmt.Errorf("%w: SessionCookie is required: the session manager's cookie name", ErrInvalidConfig)
 	}
-	if !validCookieName(cfg.SessionCookie) {
+	if !cloakroom.ValidCookieName(cfg.SessionCookie) {
 		return nil, fmt.Errorf("%w: SessionCookie %q is not a valid cookie name", ErrInvalidConfig, cfg.SessionCookie)
 	}
 	if cfg.ErrorLog == nil {
@@ -154,7 +156,7 @@ func New(cfg Config) (*Proxy, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
-		if err := checkUpstream(r.Upstream); err != nil {
+		if err := CheckUpstream(r.Upstream); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 		if seen[prefix] {
@@ -167,7 +169,7 @@ func New(cfg Config) (*Proxy, error) {
 		if audience == "" {
 			audience = prefix
 		}
-		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream, Audience: audience}})
+		p.routes = append(p.routes, &route{Route: Route{Prefix: prefix, Upstream: &upstream, Audience: audience, Mode: r.Mode}})
 	}
 	sort.Slice(p.routes, func(i, j int) bool { return len(p.routes[i].Prefix) > len(p.routes[j].Prefix) })
 
@@ -200,7 +202,7 @@ func New(cfg Config) (*Proxy, error) {
 // serving (a request in flight may use the old set).
 func (p *Proxy) ProtectCookies(names ...string) error {
 	for _, n := range names {
-		if !validCookieName(n) {
+		if !cloakroom.ValidCookieName(n) {
 			return fmt.Errorf("%w: %q is not a valid cookie name", ErrInvalidConfig, n)
 		}
 	}
@@ -218,35 +220,23 @@ func (p *Proxy) ProtectCookies(names ...string) error {
 func (p *Proxy) Match(path string) (Route, bool) {
 	if rt := p.match(path); rt != nil {
 		upstream := *rt.Upstream // the caller cannot reroute through the pointer
-		return Route{Prefix: rt.Prefix, Upstream: &upstream, Audience: rt.Audience}, true
+		return Route{Prefix: rt.Prefix, Upstream: &upstream, Audience: rt.Audience, Mode: rt.Mode}, true
 	}
 	return Route{}, false
 }
 
 func (p *Proxy) match(path string) *route {
 	for _, rt := range p.routes {
-		if matches(rt.Prefix, path) {
+		if httpx.PathUnder(path, rt.Prefix) {
 			return rt
 		}
 	}
 	return nil
 }
 
-// ServeHTTP refuses unsafe paths (400) and unrouted paths (404), and
-// proxies everything else to its route's upstream, for what r's context
-// carries: [WithIdentity], [WithAccessToken] and [WithLifetime]. Callers
-// that know these already, or adjust the exchange ([Exchange]), use
-// [Proxy.Serve], which spares the context values and the request copies.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	var c Call
-	c.Identity, _ = IdentityFrom(ctx)
-	c.AccessToken, _ = AccessTokenFrom(ctx)
-	c.Lifetime, _ = ctx.Value(lifetimeKey{}).(Lifetime)
-	p.Serve(w, r, c)
-}
-
-// Serve is ServeHTTP for what c says, whatever r's context carries.
+// Serve refuses unsafe paths (400) and unrouted paths (404), and proxies
+// everything else to its route's upstream, for what c says, after the
+// route's Mode (if any) has prepared it.
 func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	if !safePath(r.URL.Path, r.URL.RawPath) {
 		http.Error(w, "bad request: invalid path", http.StatusBadRequest)
@@ -256,6 +246,12 @@ func (p *Proxy) Serve(w http.ResponseWriter, r *http.Request, c Call) {
 	if rt == nil {
 		http.NotFound(w, r)
 		return
+	}
+	if rt.Mode != nil {
+		var ok bool
+		if c, ok = rt.Mode.Prepare(w, r, c); !ok {
+			return
+		}
 	}
 	st := &callState{call: c}
 	if c.Identity.User != "" {
@@ -306,7 +302,7 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		pr.SetURL(upstream)
 		pr.SetXForwarded()
 		for _, c := range *p.cookies.Load() {
-			removeCookie(h, c)
+			httpx.RemoveCookie(h, c)
 		}
 		st := callOf(pr.In.Context())
 		if st == nil {
@@ -463,44 +459,6 @@ func headerNameEqual(name, lower string) bool {
 	return true
 }
 
-// removeCookie drops the named cookie from the Cookie header(s), keeping the
-// others in one header, and drops the header if nothing is left.
-func removeCookie(h http.Header, name string) {
-	values := h["Cookie"]
-	found := false
-	for _, v := range values {
-		if strings.Contains(v, name) {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return
-	}
-	var b strings.Builder
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ";") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			n, _, _ := strings.Cut(part, "=")
-			if strings.TrimSpace(n) == name {
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString(part)
-		}
-	}
-	if b.Len() == 0 {
-		delete(h, "Cookie")
-		return
-	}
-	h["Cookie"] = []string{b.String()}
-}
-
 // checkIdentity refuses values that would be ambiguous or invalid in a
 // header: control characters, surrounding whitespace (trimmed by header
 // parsers, so "alice " would become "alice"), and commas or empty names in
@@ -526,20 +484,6 @@ func plainHeaderValue(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validCookieName reports whether s is an RFC 6265 cookie-name (a token).
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
 			return false
 		}
 	}

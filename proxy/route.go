@@ -29,6 +29,9 @@ type Route struct {
 	// a token one upstream received is refused by every other. Default:
 	// the prefix ("/api/").
 	Audience string
+	// Mode is how the route's requests go upstream besides; see [Mode].
+	// Default nil: a plain route.
+	Mode Mode
 }
 
 // ParseRoute parses the "PREFIX=URL" syntax of the --upstream flag, for
@@ -104,15 +107,15 @@ func parseUpstream(raw string) (*url.URL, error) {
 	if strings.ContainsAny(raw, "?#") {
 		return nil, fmt.Errorf("%w: upstream %q has a query or fragment", ErrInvalidRoute, raw)
 	}
-	if err := checkUpstream(u); err != nil {
+	if err := CheckUpstream(u); err != nil {
 		return nil, err
 	}
 	return u, nil
 }
 
-// checkUpstream validates a parsed upstream URL; New applies it to routes
+// CheckUpstream validates a parsed upstream URL; New applies it to routes
 // built without ParseRoute.
-func checkUpstream(u *url.URL) error {
+func CheckUpstream(u *url.URL) error {
 	if u == nil {
 		return fmt.Errorf("%w: no upstream URL", ErrInvalidRoute)
 	}
@@ -137,15 +140,6 @@ func checkUpstream(u *url.URL) error {
 		return fmt.Errorf("%w: upstream %q: path must not contain escaped characters", ErrInvalidRoute, u.Redacted())
 	}
 	return nil
-}
-
-// matches reports whether the clean path p falls under prefix, which ends
-// in "/": either p starts with it or p is prefix without the slash.
-func matches(prefix, p string) bool {
-	if strings.HasPrefix(p, prefix) {
-		return true
-	}
-	return len(p) == len(prefix)-1 && prefix[:len(p)] == p
 }
 
 // safePath reports whether a request path is safe to forward: the decoded

@@ -33,7 +33,6 @@ type jwtBackend struct {
 	lastAuth string                  // the Authorization header of the last request
 	lastURL  string                  // the last request's URL
 	lastForm string                  // the last request's form body
-	lastUser string                  // the last request's X-Forwarded-User
 	lastBody string                  // the last request's body, as it arrived
 	tokens   []string                // every token issued
 
@@ -139,7 +138,6 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	b.mu.Lock()
 	b.lastAuth, b.lastURL = r.Header.Get("Authorization"), r.URL.String()
-	b.lastUser = r.Header.Get("X-Forwarded-User")
 	b.lastBody = string(body)
 	b.mu.Unlock()
 	mux := http.NewServeMux()
@@ -298,13 +296,6 @@ func (b *jwtBackend) last() (auth, url, form string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.lastAuth, b.lastURL, b.lastForm
-}
-
-// forwardedUser is the identity the gateway vouched for on the last request.
-func (b *jwtBackend) forwardedUser() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.lastUser
 }
 
 func (b *jwtBackend) issued() []string {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/internal/jsonscan"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -216,6 +217,7 @@ func validToken(s string) bool {
 // route is a checked Route with its matchers.
 type route struct {
 	Route
+	v        *Vault
 	scheme   string // "Bearer " or "" for a bare token
 	capture  *http.ServeMux
 	captures []Capture
@@ -327,7 +329,7 @@ func newRoute(r Route) (*route, []error) {
 			bad("capture %q has no field", c.pattern())
 			continue
 		}
-		if !under(c.Path, r.Prefix) {
+		if !httpx.PathUnder(c.Path, r.Prefix) {
 			bad("capture %q is not under the route's prefix", c.pattern())
 		}
 		if err := register(rt.capture, c.pattern(), captureIndex(i)); err != nil {
@@ -348,7 +350,7 @@ func newRoute(r Route) (*route, []error) {
 		bad("more than %d token paths (capture fields and TokenPaths)", jsonscan.MaxPaths)
 	}
 	for _, e := range r.Logout {
-		if !under(e.Path, r.Prefix) {
+		if !httpx.PathUnder(e.Path, r.Prefix) {
 			bad("logout %q is not under the route's prefix", e.pattern())
 		}
 		if err := register(rt.logout, e.pattern(), http.NotFoundHandler()); err != nil {
@@ -373,8 +375,4 @@ func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	}()
 	mux.Handle(pattern, h)
 	return nil
-}
-
-func under(p, prefix string) bool {
-	return strings.HasPrefix(p, prefix) || p == strings.TrimSuffix(prefix, "/")
 }

@@ -117,10 +117,6 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(st.upstream.URL)
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up}}, SessionCookie: st.manager.Config().CookieName, ErrorLog: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	route := defaultRoute()
 	if opts.route != nil {
 		opts.route(&route)
@@ -130,6 +126,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	st.vault, err = vault.New(vault.Config{Admission: admission, Sealer: keys, Routes: []vault.Route{route}, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: st.vault.Modes()["/api/"]}},
+		SessionCookie: st.manager.Config().CookieName, ErrorLog: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,9 @@ package vault_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/vault"
 )
 
@@ -40,46 +38,5 @@ func TestVaultUsersAreNotLocalAccounts(t *testing.T) {
 	}
 	if r := local.do("GET", "/auth/session", "", ""); r.status != http.StatusOK {
 		t.Fatalf("the local account's session: %d", r.status)
-	}
-}
-
-// TestSessionCapturedUnderABareClaimEnds: a session captured before user
-// IDs carried the route's prefix (its ID could be a local account's) is
-// ended at its next call on the vault route rather than used.
-func TestSessionCapturedUnderABareClaimEnds(t *testing.T) {
-	keys := testKeys(t)
-	st := newStack(t, stackOptions{keys: keys})
-	b := st.browser()
-	b.register("pia") // the backend's user 1
-	token := st.backend.issued()[0]
-	placeholder := "cloakroom-vault.old-session-placeholder"
-	sealed := keys.Seal([]byte(token), []byte("cloakroom vault\x00/api/\x001\x00"+placeholder))
-	rec := httptest.NewRecorder()
-	st.manager.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := st.manager.Session(r).Login(r.Context(), "1", cloakroom.LoginOptions{Values: map[string]string{
-			"vault.route": "/api/", "vault.placeholder": placeholder, "vault.token": sealed,
-		}}); err != nil {
-			t.Error(err)
-		}
-	})).ServeHTTP(rec, httptest.NewRequest("GET", "https://gateway.test/", nil))
-	old := &browser{st: st, srv: st.srv, stored: placeholder}
-	for _, c := range rec.Result().Cookies() {
-		if c.Name == cookieName {
-			old.cookie = c.Value
-		}
-	}
-	if !st.sessionAlive(old.cookie) {
-		t.Fatal("the old-style session was not created")
-	}
-	if who := old.whoami(); who != "" {
-		t.Fatalf("the old-style session's token was attached: the call acted as %q", who)
-	}
-	if st.sessionAlive(old.cookie) {
-		t.Fatal("the old-style session lives on")
-	}
-	// The call that ended it did not vouch for its ID either: "1" may be
-	// a local account's.
-	if u := st.backend.forwardedUser(); u != "" {
-		t.Fatalf("the call that ended the old-style session was sent upstream as user %q", u)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -86,6 +85,7 @@ func New(cfg Config) (*Vault, error) {
 		}, []string{"route", "event"}),
 	}
 	for _, rt := range routes {
+		rt.v = v
 		v.routes[rt.Prefix] = rt
 		v.leaks.WithLabelValues(rt.label)
 		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventRefused, eventRefusedResponse} {
@@ -100,39 +100,33 @@ func (v *Vault) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{v.leaks, v.events}
 }
 
-// Prefixes lists the vault routes' prefixes.
-func (v *Vault) Prefixes() []string {
-	out := make([]string, 0, len(v.routes))
-	for p := range v.routes {
-		out = append(out, p)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Admission returns the admission the vault signs users in through.
 func (v *Vault) Admission() *signin.Admission { return v.admission }
 
-// Handles reports whether the proxy route with this prefix is in vault
-// mode.
-func (v *Vault) Handles(prefix string) bool {
-	_, ok := v.routes[prefix]
-	return ok
+// Modes returns the vault's upstream mode of each of its routes, by
+// prefix, to register on the proxy's routes (proxy.Route.Mode).
+func (v *Vault) Modes() map[string]proxy.Mode {
+	out := make(map[string]proxy.Mode, len(v.routes))
+	for prefix, rt := range v.routes {
+		out[prefix] = rt
+	}
+	return out
 }
 
-// Serve handles one request of the vault route prefix: it strips token
-// parameters, decides whether to attach the vaulted token, and has p proxy
-// the request for c with a [proxy.Exchange] that attaches it and inspects
+// Anonymous is true: a vault route takes requests without a session (the
+// app's own login and public calls), for the backend to judge
+// ([proxy.Mode]).
+func (rt *route) Anonymous() bool { return true }
+
+// Prepare readies one request of the route ([proxy.Mode]): it strips token
+// parameters, decides whether to attach the vaulted token, and has the
+// proxy go on with c and a [proxy.Exchange] that attaches it and inspects
 // the answer. r must have passed through the session middleware.
-func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *proxy.Proxy, c proxy.Call) {
-	rt := v.routes[prefix]
-	if rt == nil {
-		http.Error(w, "internal server error", http.StatusInternalServerError)
-		return
-	}
+func (rt *route) Prepare(w http.ResponseWriter, r *http.Request, c proxy.Call) (proxy.Call, bool) {
+	v := rt.v
 	if err := rt.stripParams(w, r); err != nil {
 		v.refuseBody(w, r, rt, err)
-		return
+		return c, false
 	}
 	ctx := r.Context()
 	s := v.sessions.Session(r)
@@ -141,6 +135,17 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		// The session was ended as untrustworthy (its ID may be a local
 		// account's): this call goes on anonymous, not vouched for.
 		c = proxy.Call{}
+	}
+	if c.Lifetime != nil {
+		// As on other routes, what outlives the exchange ends with the
+		// session; unless this very call ended it (the app's own logout,
+		// which the vault lets through once).
+		c.Lifetime = func(ctx context.Context) (context.Context, context.CancelFunc) {
+			if !s.LoggedIn() {
+				return context.WithCancel(ctx)
+			}
+			return s.Watch(ctx)
+		}
 	}
 	// The placeholder or token the client sent: it decides attachment
 	// and is never forwarded as it is.
@@ -162,7 +167,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 		}
 		if err != nil {
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Signing in is not possible right now. Try again shortly.")
-			return
+			return c, false
 		}
 	}
 	if rt.hasLogout && x.live {
@@ -173,7 +178,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 			if err := s.Logout(ctx); err != nil {
 				v.log.LogAttrs(ctx, slog.LevelError, "vault: logout failed", slog.String("route", rt.label), slog.String("error", err.Error()))
 				httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session could not be ended. Try again shortly.")
-				return
+				return c, false
 			}
 			x.live = false
 			v.event(ctx, rt, eventLogout, "vault logout", slog.String("user", x.user), slog.String("session", ref), slog.String("path", r.URL.Path))
@@ -181,7 +186,7 @@ func (v *Vault) Serve(w http.ResponseWriter, r *http.Request, prefix string, p *
 	}
 	x.acceptGzip = acceptsGzip(r.Header)
 	c.Exchange = x
-	p.Serve(w, r, c)
+	return c, true
 }
 
 // Rewrite adjusts the outbound request: the client's token header out, the
@@ -274,11 +279,6 @@ func (rt *route) userOf(token string) (string, error) {
 	return signin.VaultUser(rt.Prefix, claim), nil
 }
 
-// owns reports whether user is one of the route's user IDs.
-func (rt *route) owns(user string) bool {
-	return len(user) > len(rt.Prefix) && strings.HasPrefix(user, rt.Prefix) && user[len(rt.Prefix)] == ':'
-}
-
 // captureOf returns the capture configured for r, nil if none.
 func (rt *route) captureOf(r *http.Request) *Capture {
 	if !rt.captureMethods[r.Method] && !rt.captureMethods[""] {
@@ -323,11 +323,6 @@ func (x *exchange) loadToken(ctx context.Context) bool {
 	x.user = s.UserID()
 	x.placeholder = s.GetString(keyPlaceholder)
 	token, err := x.v.sealer.Open(sealed, x.aad(x.user, x.placeholder))
-	if err == nil && !x.rt.owns(x.user) {
-		// Captured before user IDs carried the route: the ID may be a
-		// local account's.
-		err = errors.New("the session's user ID is not in the route's namespace")
-	}
 	if err != nil {
 		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: stored token does not open; ending the session",
 			slog.String("route", x.rt.label), slog.String("user", x.user), slog.String("error", err.Error()))

@@ -91,10 +91,6 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		}
 		routes = append(routes, route)
 	}
-	px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: discardLogger()})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	gwListener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -109,8 +105,15 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 		Providers: []oidcbff.ProviderConfig{{
 			Name: "mock", Issuer: mc.Issuer, ClientID: mc.ClientID, ClientSecret: mc.ClientSecret, TokenAuth: "post",
 		}},
-		Admission: admission, PublicURL: base, Sealer: keys, RelayRoutes: []string{"/api/"}, Logger: discardLogger(),
+		Admission: admission, PublicURL: base, Sealer: keys, Logger: discardLogger(),
 	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := proxy.SetModes(routes, map[string]proxy.Mode{"/api/": client.Relay()}); err != nil {
+		tb.Fatal(err)
+	}
+	px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -242,7 +242,7 @@ func buildOIDC(ctx context.Context, p *plan, admission *signin.Admission, logger
 	defer cancel()
 	c, err := oidcbff.New(dctx, oidcbff.Config{
 		Providers: p.oidc.providers, Admission: admission, PublicURL: p.cfg.PublicURL,
-		Sealer: p.oidc.keys, RelayRoutes: p.oidc.relay, StepUp: p.oidc.stepUp, Logger: logger,
+		Sealer: p.oidc.keys, StepUp: p.oidc.stepUp, Logger: logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("OpenID providers: %w", err)

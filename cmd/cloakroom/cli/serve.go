@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -173,19 +174,6 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			return nil, fmt.Errorf("internal JWT signer: %w", err)
 		}
 	}
-	var px *proxy.Proxy
-	if len(p.routes) > 0 {
-		px, err = proxy.New(proxy.Config{
-			Routes:        p.routes,
-			SessionCookie: rt.sessions.Config().CookieName,
-			Signer:        rt.signer,
-			Transport:     proxy.NewTransport(),
-			ErrorLog:      logger,
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
 	var vlt *vault.Vault
 	if p.vault != nil {
 		vlt, err = vault.New(vault.Config{Admission: admission, Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger})
@@ -196,6 +184,36 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	oidc, err := buildOIDC(ctx, p, admission, logger)
 	if err != nil {
 		return nil, err
+	}
+	var px *proxy.Proxy
+	if len(p.routes) > 0 {
+		// Each route's upstream mode is registered once, here: the
+		// vault's, and OpenID token relay.
+		routes := slices.Clone(p.routes)
+		if vlt != nil {
+			if err := proxy.SetModes(routes, vlt.Modes()); err != nil {
+				return nil, err
+			}
+		}
+		if oidc != nil {
+			relay := make(map[string]proxy.Mode, len(p.oidc.relay))
+			for _, prefix := range p.oidc.relay {
+				relay[prefix] = oidc.Relay()
+			}
+			if err := proxy.SetModes(routes, relay); err != nil {
+				return nil, err
+			}
+		}
+		px, err = proxy.New(proxy.Config{
+			Routes:        routes,
+			SessionCookie: rt.sessions.Config().CookieName,
+			Signer:        rt.signer,
+			Transport:     proxy.NewTransport(),
+			ErrorLog:      logger,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	rt.gateway, err = gateway.New(gateway.Config{
 		SessionHooks:  hooks,

@@ -1,0 +1,109 @@
+package httpx
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestPathUnder(t *testing.T) {
+	for _, c := range []struct {
+		p, prefix string
+		want      bool
+	}{
+		{"/api/x", "/api/", true}, {"/api", "/api/", true}, {"/api/", "/api/", true}, {"/apix", "/api/", false}, {"/ap", "/api/", false},
+		{"/assets", "/assets", true}, {"/assets/app.js", "/assets", true}, {"/assets2", "/assets", false}, {"/asset", "/assets", false},
+		{"/", "/", true}, {"/x", "/", true}, {"", "/", true},
+	} {
+		if got := PathUnder(c.p, c.prefix); got != c.want {
+			t.Errorf("PathUnder(%q, %q) = %v, want %v", c.p, c.prefix, got, c.want)
+		}
+	}
+}
+
+func TestRemoveCookie(t *testing.T) {
+	for _, c := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"a=1; sess=x; b=2"}, []string{"a=1; b=2"}},
+		{[]string{"sess=x", "a=1"}, []string{"a=1"}},
+		{[]string{"sess=x; sess=y"}, nil},
+		{[]string{"session=x; sess = y"}, []string{"session=x"}},
+		{[]string{"a=1"}, []string{"a=1"}},
+	} {
+		h := http.Header{"Cookie": c.in}
+		RemoveCookie(h, "sess")
+		got := h["Cookie"]
+		if len(got) != len(c.want) || len(got) > 0 && got[0] != c.want[0] {
+			t.Errorf("RemoveCookie(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func FuzzPathUnder(f *testing.F) {
+	f.Add("/api/x", "/api/")
+	f.Add("/assets", "/assets")
+	f.Fuzz(func(t *testing.T, p, prefix string) {
+		if prefix == "" {
+			return // not a prefix anyone configures
+		}
+		got := PathUnder(p, prefix)
+		// Under a prefix means it, or a segment below it.
+		if got && p != prefix && p+"/" != prefix && !(len(p) > len(prefix) && p[:len(prefix)] == prefix && (prefix[len(prefix)-1] == '/' || p[len(prefix)] == '/')) {
+			t.Fatalf("PathUnder(%q, %q) = true", p, prefix)
+		}
+	})
+}
+
+// cookieName is the session cookie the fuzz target removes.
+const cookieName = "__Host-Http-session"
+
+func FuzzRemoveCookie(f *testing.F) {
+	f.Add("__Host-Http-session=abc; theme=dark", "")
+	f.Add("a=1;__Host-Http-session=x;b=2", "__Host-Http-session=y")
+	f.Add(" __Host-Http-session = x ; ;", "c=3")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		h := http.Header{}
+		for _, l := range []string{line1, line2} {
+			if l != "" {
+				h.Add("Cookie", l)
+			}
+		}
+		var want []string
+		for _, l := range h["Cookie"] {
+			for part := range strings.SplitSeq(l, ";") {
+				p := strings.TrimSpace(part)
+				name, _, _ := strings.Cut(p, "=")
+				if p != "" && strings.TrimSpace(name) != cookieName {
+					want = append(want, p)
+				}
+			}
+		}
+		RemoveCookie(h, cookieName)
+		var got []string
+		for _, l := range h["Cookie"] {
+			if l == "" {
+				t.Fatal("empty Cookie header left")
+			}
+			for part := range strings.SplitSeq(l, ";") {
+				p := strings.TrimSpace(part)
+				name, _, _ := strings.Cut(p, "=")
+				if strings.TrimSpace(name) == cookieName {
+					t.Fatalf("session cookie survived in %q", l)
+				}
+				got = append(got, p)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("kept %q, want %q", got, want)
+		}
+		// What the server's own parser sees agrees.
+		req := &http.Request{Header: h}
+		if _, err := req.Cookie(cookieName); err == nil {
+			t.Fatalf("net/http still finds the session cookie in %q", h["Cookie"])
+		}
+	})
+}
