@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -160,9 +161,11 @@ type Rotation struct {
 	// change committed in between is not undone by the stale copy: the
 	// caller reloads the session and rotates again.
 	OldVersion uint64
-	// New is the session to create: a new Key and Version 1. For a UserID,
-	// New.Generation must equal the user's current generation at the moment
-	// of the write, else Rotate fails with ErrNotFound, writing nothing.
+	// New is the session to create: a new Key (neither the zero Key nor
+	// Old), Version 1, and a Generation and Epoch below 2^63-1 (see
+	// [Rotation.Check]). For a UserID, New.Generation must equal the
+	// user's current generation at the moment of the write, else Rotate
+	// fails with ErrNotFound, writing nothing.
 	// New.Epoch must not be below the current epoch, else Rotate fails with
 	// ErrNotFound and leaves nothing that can be found. A renewal passes the
 	// old session's Epoch on; a new session carries the epoch its login
@@ -170,9 +173,8 @@ type Rotation struct {
 	New Record
 	// Bump increments New.UserID's generation in the same atomic step, after
 	// the checks above: every other session of the user dies, and New is
-	// stored with the incremented generation. Bump requires New.UserID:
-	// with an empty one Rotate fails with an error wrapping
-	// ErrInvalidInput and writes nothing.
+	// stored with the incremented generation. Bump requires New.UserID
+	// (see [Rotation.Check]).
 	Bump bool
 }
 
@@ -184,13 +186,44 @@ type Rotation struct {
 type Rotator interface {
 	// Rotate checks Old (when OldMustLive) and New's generation, bumps the
 	// generation (when Bump), creates New and deletes Old, all or nothing. It
-	// returns New as stored, its Generation set. It fails with ErrNotFound
-	// (wrapped) when a condition does not hold, with ErrConflict when
-	// New.Key exists or Old is not at OldVersion, and with ErrInvalidInput
-	// for a Bump without a user. Like Delete and BumpGeneration, it
-	// publishes the ends it causes to the store's [EndNotifier]
-	// subscribers.
+	// returns New as stored, its Generation set. It first calls
+	// [Rotation.Check] and returns its error, writing nothing. It fails
+	// with ErrNotFound (wrapped) when a condition does not hold, and with
+	// ErrConflict when New.Key exists or Old is not at OldVersion. Like
+	// Delete and BumpGeneration, it publishes the ends it causes to the
+	// store's [EndNotifier] subscribers.
 	Rotate(ctx context.Context, r Rotation) (Record, error)
+}
+
+// maxCounter bounds a generation or an epoch a rotation may carry: the SQL
+// stores keep them as signed 64-bit integers, and one at the bound could
+// never be bumped, so its sessions could never be revoked.
+const maxCounter = 1<<63 - 1
+
+// Check reports what makes r a rotation no store may carry out, the same
+// for every store, which calls it before anything else: an error wrapping
+// ErrInvalidInput for a caller's mistake (New not at Version 1, New under
+// the zero Key or under Old, a Generation or Epoch not below 2^63-1, a
+// Bump without a user), or wrapping ErrNotFound for OldMustLive without
+// an Old, a session that cannot live. It returns nil for every other
+// rotation.
+func (r Rotation) Check() error {
+	var none Key
+	switch {
+	case r.New.Version != 1:
+		return fmt.Errorf("%w: new session at version %d, not 1", ErrInvalidInput, r.New.Version)
+	case r.New.Key == none:
+		return fmt.Errorf("%w: new session under the zero key", ErrInvalidInput)
+	case r.New.Key == r.Old:
+		return fmt.Errorf("%w: new session under the old session's key", ErrInvalidInput)
+	case r.New.Generation >= maxCounter || r.New.Epoch >= maxCounter:
+		return fmt.Errorf("%w: new session at generation %d and epoch %d, not both below 2^63-1", ErrInvalidInput, r.New.Generation, r.New.Epoch)
+	case r.Bump && r.New.UserID == "":
+		return fmt.Errorf("%w: a bump needs a user", ErrInvalidInput)
+	case r.OldMustLive && r.Old == none:
+		return fmt.Errorf("no old session to live: %w", ErrNotFound)
+	}
+	return nil
 }
 
 // End is one session end a store reports to [EndNotifier] subscribers.

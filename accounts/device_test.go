@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // TestKnownDeviceOutlastsLockoutAttack replays the lockout attack with a
@@ -142,7 +143,7 @@ func TestDeviceTokens(t *testing.T) {
 // blocked account stays blocked and no free guess comes back.
 func TestThrottleFloodKeepsBlockedAccount(t *testing.T) {
 	const size = 500
-	f, hashes := countingFixture(t, func(c *accounts.Config) { c.MaxThrottleEntries = size })
+	f, hashes := countingFixture(t, func(c *accounts.Config) { c.Throttle = memaccounts.NewThrottle(size) })
 	ctx := t.Context()
 	f.mustAdd(t, "alice", "alice's long password")
 	for i := range 5 {

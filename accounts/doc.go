@@ -14,7 +14,9 @@
 //     [ThrottleStore] the gateway nodes share.
 //   - accounts/redisaccounts: Redis, under redisstore's prefix, with a
 //     shared [ThrottleStore] too.
-//   - accounts/memaccounts: process memory, for tests, demos and tools.
+//   - accounts/memaccounts: process memory, for tests, demos and tools,
+//     and the in-process [ThrottleStore] (memaccounts.NewThrottle) for a
+//     single node, whatever its account store.
 //
 // Every one passes the conformance suite in accounts/accountstest.
 //
@@ -36,15 +38,15 @@
 //
 // # Logins and brute force (ASVS 6.1.1, 6.3.1, 6.3.8)
 //
-// [Service.Authenticate] answers an unknown user, a disabled user and a
+// [Service.Login] answers an unknown user, a disabled user and a
 // wrong password with the same [ErrInvalidCredentials] after the same work:
 // an unknown user is checked against a dummy hash made with the same
 // parameters.
 //
-// Failures are counted in a [ThrottleStore]: in memory by default
-// ([NewMemoryThrottle]), or in the Redis or PostgreSQL database the
-// gateway nodes share (redisaccounts.NewThrottle, pgaccounts.NewThrottle).
-// After a
+// Failures are counted in the [ThrottleStore] given as [Config.Throttle]:
+// in process memory (memaccounts.NewThrottle), or in the Redis or
+// PostgreSQL database the gateway nodes share (redisaccounts.NewThrottle,
+// pgaccounts.NewThrottle). After a
 // few free failures each further attempt must wait, the wait doubling with
 // each failure up to a cap ([Config.AccountThrottle], [Config.DeviceThrottle],
 // [Config.IPThrottle]); a refused attempt costs no hash, is not counted and
@@ -59,9 +61,10 @@
 // ones its user already logged in from. A success clears the counters it
 // was charged to.
 //
-// The memory tables are bounded; blocked entries are never evicted before
-// unblocked ones, and a table full of blocked entries throttles new keys,
-// so a flood of made-up names cannot free a blocked account.
+// The in-process throttle's tables are bounded; blocked entries are never
+// evicted before unblocked ones, and a table full of blocked entries
+// throttles new keys, so a flood of made-up names cannot free a blocked
+// account.
 //
 // # Sessions
 //

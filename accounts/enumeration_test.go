@@ -97,7 +97,7 @@ func TestFailedLoginsDoTheSameWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, countedStore{users, log}, func(c *accounts.Config) {
-		c.Throttle = countedThrottle{accounts.NewMemoryThrottle(0), log}
+		c.Throttle = countedThrottle{memaccounts.NewThrottle(0), log}
 		*c = accounts.WithHashHook(*c, func() { mu.Lock(); hashes++; mu.Unlock() })
 	})
 	log.take()

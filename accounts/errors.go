@@ -18,7 +18,7 @@ var (
 	// email or password. The message says what to fix and never repeats
 	// the password.
 	ErrInvalidInput = errors.New("accounts: invalid input")
-	// ErrInvalidCredentials is the only failure [Service.Authenticate]
+	// ErrInvalidCredentials is the only failure [Service.Login]
 	// reports for an unknown user, a disabled user and a wrong password, so
 	// a caller cannot tell them apart.
 	ErrInvalidCredentials = errors.New("accounts: invalid user name or password")

@@ -13,7 +13,7 @@ import (
 )
 
 // The gateway wires accounts to the session manager: logins go through
-// Authenticate, and disabling a user ends their sessions.
+// Login, and disabling a user ends their sessions.
 func Example() {
 	ctx := context.Background()
 	sessions := memstore.New(memstore.Config{})
@@ -26,19 +26,24 @@ func Example() {
 	// In the gateway the store is sqliteaccounts.New(ctx, sqlitestore.DB()).
 	users := accounts.New(memaccounts.New(), accounts.Config{
 		RevokeSessions: manager.RevokeUser,
+		Throttle:       memaccounts.NewThrottle(0), // one node: counters in memory
 		Logger:         slog.New(slog.DiscardHandler),
 	})
 	if err := users.Add(ctx, "alice", "correct horse battery staple", []string{"admin"}, "alice@example.com"); err != nil {
 		panic(err)
 	}
 
-	// A login handler: u.Name is what Session.Login takes.
-	u, err := users.Authenticate(ctx, "Alice", "correct horse battery staple", "192.0.2.1")
-	fmt.Println(u.Name, u.Roles, err)
+	// A login handler: res.User.Name is what Session.Login takes, and
+	// res.Devices goes into the browser's device cookie.
+	login := func(name, password string) (accounts.LoginResult, error) {
+		return users.Login(ctx, accounts.LoginAttempt{Name: name, Password: password, ClientIP: "192.0.2.1"})
+	}
+	res, err := login("Alice", "correct horse battery staple")
+	fmt.Println(res.User.Name, res.User.Roles, err)
 
-	_, err = users.Authenticate(ctx, "alice", "wrong password", "192.0.2.1")
+	_, err = login("alice", "wrong password")
 	fmt.Println(err)
-	_, err = users.Authenticate(ctx, "mallory", "wrong password", "192.0.2.1")
+	_, err = login("mallory", "wrong password")
 	fmt.Println(err)
 
 	// Validation errors say what to fix.
@@ -49,7 +54,7 @@ func Example() {
 	if err := users.Disable(ctx, "alice"); err != nil {
 		panic(err)
 	}
-	_, err = users.Authenticate(ctx, "alice", "correct horse battery staple", "192.0.2.1")
+	_, err = login("alice", "correct horse battery staple")
 	fmt.Println(err)
 
 	// Output:

@@ -1,5 +1,7 @@
 package accounts
 
+import "context"
+
 // Test-only hooks. They live in a _test.go file so production code cannot
 // lower the hashing cost.
 
@@ -15,6 +17,13 @@ func WithHashParams(cfg Config, p Params) Config {
 func WithHashHook(cfg Config, f func()) Config {
 	cfg.onHash = f
 	return cfg
+}
+
+// Authenticate is Login from a browser without device tokens, the
+// attempt most tests make.
+func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
+	res, err := s.Login(ctx, LoginAttempt{Name: name, Password: password, ClientIP: clientIP})
+	return res.User, err
 }
 
 // ClientKey exposes the throttling key of a client address.

@@ -19,7 +19,7 @@ func TestDefaultParamsAreASVS(t *testing.T) {
 		t.Fatalf("DefaultParams() = %+v, want the ASVS 5.0 / OWASP argon2id parameters %+v", got, want)
 	}
 	// A Service built without test hooks uses them.
-	svc := accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions})
+	svc := accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions, Throttle: memaccounts.NewThrottle(0)})
 	if got := svc.HashParams(); got != want {
 		t.Fatalf("Service.HashParams() = %+v, want %+v", got, want)
 	}

@@ -83,6 +83,7 @@ func newFixture(t *testing.T, store accounts.Store, edit ...func(*accounts.Confi
 		Now:            f.clock.Now,
 		RevokeSessions: f.revoker.Revoke,
 		Logger:         slog.New(slog.DiscardHandler),
+		Throttle:       memaccounts.NewThrottle(0),
 	}
 	cfg = accounts.WithHashParams(cfg, testParams)
 	for _, e := range edit {

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// Config configures a [Service]. Every field has a secure default, stated in
-// its comment; only RevokeSessions must be set for the operations that end
-// sessions.
+// Config configures a [Service]. Throttle is required; every other field
+// has a secure default, stated in its comment, and RevokeSessions must be
+// set for the operations that end sessions.
 type Config struct {
 	// Now is the clock for timestamps and throttling. Default time.Now.
 	Now func() time.Time
@@ -47,16 +47,13 @@ type Config struct {
 	// many accounts from unknown devices. Default: 20 free failures per
 	// hour, then delays of 1 s, 2 s, ... capped at 15 minutes.
 	IPThrottle ThrottleConfig
-	// Throttle keeps the failure counters and the device key. Default a
-	// [NewMemoryThrottle] of MaxThrottleEntries per table, counting per
-	// process; several nodes should share redisaccounts.NewThrottle or
-	// pgaccounts.NewThrottle.
+	// Throttle keeps the failure counters and the device key. Required,
+	// with no default, since where the counters live is the deployment's
+	// choice: memaccounts.NewThrottle counts per process, for one node;
+	// nodes that share their accounts share redisaccounts.NewThrottle or
+	// pgaccounts.NewThrottle, so N nodes do not give an attacker N
+	// budgets.
 	Throttle ThrottleStore
-	// MaxThrottleEntries caps each table of the default memory throttle
-	// store. Blocked entries are never evicted before unblocked ones, and
-	// a table full of blocked entries throttles new keys. Default 50,000
-	// (a few MiB).
-	MaxThrottleEntries int
 
 	// CheckPassword is an extra check on every new password, run after
 	// [ValidatePassword], for instance against a list of common or breached
@@ -100,7 +97,8 @@ type Service struct {
 }
 
 // New returns a Service over store. Zero Config fields take the defaults
-// documented on [Config]. It computes one password hash (about 20-70 ms) for
+// documented on [Config]; a nil Config.Throttle is a programming error, and
+// New panics. It computes one password hash (about 20-70 ms) for
 // timing-safe answers about unknown users.
 func New(store Store, cfg Config) *Service {
 	s := &Service{store: availability{store}, cfg: cfg, now: cfg.Now, params: DefaultParams(), logger: cfg.Logger}
@@ -122,10 +120,10 @@ func New(store Store, cfg Config) *Service {
 	if s.maxWait <= 0 {
 		s.maxWait = 2 * time.Second
 	}
-	s.throttleStore = cfg.Throttle
-	if s.throttleStore == nil {
-		s.throttleStore = NewMemoryThrottle(cfg.MaxThrottleEntries)
+	if cfg.Throttle == nil {
+		panic("accounts: Config.Throttle is nil: pass memaccounts.NewThrottle for one process, or a store the nodes share")
 	}
+	s.throttleStore = cfg.Throttle
 	s.accountRule = cfg.AccountThrottle.withDefaults(defaultAccountThrottle)
 	s.deviceRule = cfg.DeviceThrottle.withDefaults(s.accountRule)
 	if cfg.DeviceThrottle == (ThrottleConfig{}) {
@@ -185,7 +183,7 @@ func (s *Service) Add(ctx context.Context, name, password string, roles []string
 // SetPassword replaces a user's password, then ends all the user's
 // sessions. If ending them fails, the new password is in place and the
 // error is returned; call again to retry. It does not check the current
-// password: for a user changing their own, use [Service.ChangePassword].
+// password: for a user changing their own, use [Service.ChangeOwnPassword].
 func (s *Service) SetPassword(ctx context.Context, name, password string) error {
 	if err := ValidateName(name); err != nil {
 		return err
@@ -211,21 +209,6 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	}
 	s.logger.InfoContext(ctx, "accounts: password changed", "user", u.Name)
 	return s.revoke(ctx, u.Name)
-}
-
-// ChangePassword is the self-service change ASVS 6.2.3 asks for: it checks
-// the current password exactly as [Service.Authenticate] does (same errors,
-// same throttling), then sets the new one. All the user's sessions end,
-// including the caller's, which should log in again with the new password.
-func (s *Service) ChangePassword(ctx context.Context, name, current, password, clientIP string) error {
-	if err := ValidatePassword(name, password); err != nil {
-		return err
-	}
-	u, err := s.Authenticate(ctx, name, current, clientIP)
-	if err != nil {
-		return err
-	}
-	return s.SetPassword(ctx, u.Name, password)
 }
 
 // SetRoles replaces a user's roles and ends the user's sessions, which carry
@@ -357,13 +340,6 @@ func (s *Service) SessionUserID(ctx context.Context, name string) (string, error
 // List returns every user, sorted by name.
 func (s *Service) List(ctx context.Context) ([]User, error) {
 	return s.store.List(ctx)
-}
-
-// Authenticate checks a login from a device without device tokens; see
-// [Service.Login].
-func (s *Service) Authenticate(ctx context.Context, name, password, clientIP string) (User, error) {
-	res, err := s.Login(ctx, LoginAttempt{Name: name, Password: password, ClientIP: clientIP})
-	return res.User, err
 }
 
 // LoginAttempt is one login to check.

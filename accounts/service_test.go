@@ -3,12 +3,14 @@ package accounts_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // TestService runs the same service-level suite on every Store.
@@ -23,7 +25,7 @@ func serviceSuite(t *testing.T, newStore func(*testing.T) accounts.Store) {
 	t.Run("Validation", func(t *testing.T) { testValidation(t, newFixture(t, newStore(t))) })
 	t.Run("Authenticate", func(t *testing.T) { testAuthenticate(t, newFixture(t, newStore(t))) })
 	t.Run("SetPassword", func(t *testing.T) { testSetPassword(t, newFixture(t, newStore(t))) })
-	t.Run("ChangePassword", func(t *testing.T) { testChangePassword(t, newFixture(t, newStore(t))) })
+	t.Run("ChangeOwnPassword", func(t *testing.T) { testChangeOwnPassword(t, newFixture(t, newStore(t))) })
 	t.Run("RolesAndEmail", func(t *testing.T) { testRolesAndEmail(t, newFixture(t, newStore(t))) })
 	t.Run("RevokeSessions", func(t *testing.T) { testRevokeSessions(t, newFixture(t, newStore(t))) })
 	t.Run("RevokeFailure", func(t *testing.T) { testRevokeFailure(t, newFixture(t, newStore(t))) })
@@ -246,27 +248,37 @@ func testSetPassword(t *testing.T, f *fixture) {
 	}
 }
 
-func testChangePassword(t *testing.T, f *fixture) {
+// testChangeOwnPassword: the current password is checked as a login is
+// (a wrong one is ErrInvalidCredentials and changes nothing), the new one
+// is validated, and the change ends no session: the caller keeps the one
+// that made it.
+func testChangeOwnPassword(t *testing.T, f *fixture) {
 	ctx := t.Context()
 	f.mustAdd(t, "alice", "the old long password")
-	err := f.svc.ChangePassword(ctx, "alice", "not the current one", "the new long password", "192.0.2.1")
+	attempt := func(current string) accounts.LoginAttempt {
+		return accounts.LoginAttempt{Name: "alice", Password: current, ClientIP: "192.0.2.1"}
+	}
+	err := f.svc.ChangeOwnPassword(ctx, attempt("not the current one"), "the new long password")
 	if err != accounts.ErrInvalidCredentials {
-		t.Fatalf("ChangePassword with a wrong current password: %v", err)
+		t.Fatalf("ChangeOwnPassword with a wrong current password: %v", err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the old long password", "192.0.2.1"); err != nil {
 		t.Fatalf("old password stopped working after a refused change: %v", err)
 	}
-	if err := f.svc.ChangePassword(ctx, "alice", "the old long password", "short", "192.0.2.1"); !errors.Is(err, accounts.ErrInvalidInput) {
-		t.Errorf("ChangePassword to a short password: %v", err)
+	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "short"); !errors.Is(err, accounts.ErrInvalidInput) {
+		t.Errorf("ChangeOwnPassword to a short password: %v", err)
 	}
-	if err := f.svc.ChangePassword(ctx, "alice", "the old long password", "the new long password", "192.0.2.1"); err != nil {
+	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "the new long password"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the new long password", "192.0.2.1"); err != nil {
 		t.Errorf("new password: %v", err)
 	}
-	if got := f.revoker.Calls(); !slices.Equal(got, []string{"alice"}) {
-		t.Errorf("RevokeSessions calls %q, want [alice]", got)
+	if _, err := f.svc.Authenticate(ctx, "alice", "the old long password", "192.0.2.1"); err != accounts.ErrInvalidCredentials {
+		t.Errorf("old password after the change: %v, want ErrInvalidCredentials", err)
+	}
+	if got := f.revoker.Calls(); len(got) != 0 {
+		t.Errorf("RevokeSessions calls %q, want none", got)
 	}
 }
 
@@ -447,7 +459,7 @@ func (downStore) List(context.Context) ([]accounts.User, error) { return nil, er
 // ErrStoreUnavailable (wrapping the store's error), so a gateway answers
 // 503; the store contract's own answers are not marked.
 func TestStoreFailureIsUnavailable(t *testing.T) {
-	svc := accounts.New(downStore{}, accounts.Config{})
+	svc := accounts.New(downStore{}, accounts.Config{Throttle: memaccounts.NewThrottle(0)})
 	if _, err := svc.List(t.Context()); !errors.Is(err, accounts.ErrStoreUnavailable) || !errors.Is(err, errDown) {
 		t.Errorf("List on a down store: %v, want ErrStoreUnavailable wrapping the cause", err)
 	}
@@ -455,8 +467,20 @@ func TestStoreFailureIsUnavailable(t *testing.T) {
 		t.Errorf("SessionUserID on a down store: %v, want ErrStoreUnavailable", err)
 	}
 	mem := storeFactories[0].new(t)
-	svc = accounts.New(mem, accounts.Config{})
+	svc = accounts.New(mem, accounts.Config{Throttle: memaccounts.NewThrottle(0)})
 	if _, err := svc.Get(t.Context(), "nobody"); !errors.Is(err, accounts.ErrNoSuchUser) || errors.Is(err, accounts.ErrStoreUnavailable) {
 		t.Errorf("Get of an unknown user: %v, want ErrNoSuchUser only", err)
 	}
+}
+
+// TestNewNeedsThrottle: where the failure counters live decides whether
+// gateway nodes share one budget per account, so New takes no silent
+// per-process default and refuses a Config without a throttle store.
+func TestNewNeedsThrottle(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "Throttle") {
+			t.Fatalf("New without a throttle store: recovered %v, want a panic naming Config.Throttle", r)
+		}
+	}()
+	accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions})
 }

@@ -246,7 +246,7 @@ func TestThrottleWindowExpires(t *testing.T) {
 
 func TestThrottleTableIsBounded(t *testing.T) {
 	f, _ := countingFixture(t, func(c *accounts.Config) {
-		c.MaxThrottleEntries = 3
+		c.Throttle = memaccounts.NewThrottle(3)
 		c.IPThrottle.FreeFailures = 1 // every failure blocks its address for a second
 	})
 	try := func(ip string) error {

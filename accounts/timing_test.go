@@ -29,6 +29,7 @@ func TestTimingDoesNotRevealUsers(t *testing.T) {
 	store := memaccounts.New()
 	svc := accounts.New(store, accounts.Config{
 		RevokeSessions:  accounts.NoSessions,
+		Throttle:        memaccounts.NewThrottle(0),
 		Logger:          slog.New(slog.DiscardHandler),
 		AccountThrottle: accounts.ThrottleConfig{FreeFailures: 1000},
 		IPThrottle:      accounts.ThrottleConfig{FreeFailures: 1000},

@@ -85,7 +85,7 @@ func newVaultRig(b *testing.B) *vaultRig {
 		b.Fatal(err)
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
+		Sessions: sessions, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger}),
 		Proxy: px, Vault: v, Logger: logger,
 	})
 	if err != nil {

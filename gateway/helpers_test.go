@@ -330,6 +330,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.accounts = accounts.New(e.userDB, accounts.Config{
 		Now:             e.clock.Now,
 		RevokeSessions:  e.manager.RevokeUser,
+		Throttle:        memaccounts.NewThrottle(0),
 		Logger:          logger,
 		AccountThrottle: accounts.ThrottleConfig{FreeFailures: 3, BaseDelay: 30 * time.Second, MaxDelay: 5 * time.Minute},
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 )
 
@@ -23,7 +24,7 @@ import (
 func (e *env) useAccountStore(store accounts.Store) {
 	e.t.Helper()
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.accounts = accounts.New(store, accounts.Config{Now: e.clock.Now, RevokeSessions: e.manager.RevokeUser, Logger: logger})
+	e.accounts = accounts.New(store, accounts.Config{Now: e.clock.Now, RevokeSessions: e.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
 	e.cfg.Accounts = e.accounts
 	e.registry = prometheus.NewRegistry()
 	e.cfg.Metrics = e.registry

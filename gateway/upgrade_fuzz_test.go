@@ -32,7 +32,7 @@ func FuzzUpgradeOrigin(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		gw, err := gateway.New(gateway.Config{Sessions: m, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions}), TLS: tls})
+		gw, err := gateway.New(gateway.Config{Sessions: m, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: accounts.NoSessions, Throttle: memaccounts.NewThrottle(0)}), TLS: tls})
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -229,7 +229,7 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	// Its stream watchers read the store: stopped before the store closes.
 	l.cleanups = append(l.cleanups, sessions.Close)
 	l.SessionCookie = sessions.Config().CookieName
-	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: logger})
+	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
 	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
 	if err != nil {
 		return nil, err

@@ -104,7 +104,7 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 		Sessions:  sessions,
 		Admission: admission,
 		// The gateway's own accounts are unused: the app signs its users in.
-		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Logger: logger}),
+		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger}),
 		Proxy:       prx,
 		Vault:       l.vault,
 		Static:      static,

@@ -304,11 +304,8 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	if err := ctx.Err(); err != nil {
 		return cloakroom.Record{}, err
 	}
-	if r.New.Version != 1 {
-		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: new session must have version 1, got %d", r.New.Key.Short(), r.New.Version)
-	}
-	if r.Bump && r.New.UserID == "" {
-		return cloakroom.Record{}, fmt.Errorf("memstore: rotate to %s: a bump needs a user: %w", r.New.Key.Short(), cloakroom.ErrInvalidInput)
+	if err := r.Check(); err != nil {
+		return cloakroom.Record{}, fmt.Errorf("memstore: rotate %s to %s: %w", r.Old.Short(), r.New.Key.Short(), err)
 	}
 	var zero cloakroom.Key
 	s.writeMu.Lock()
@@ -323,7 +320,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 			version = old.Version
 		}
 		sh.mu.RUnlock()
-		if r.Old == zero || !alive {
+		if !alive {
 			s.writeMu.Unlock()
 			return cloakroom.Record{}, fmt.Errorf("memstore: rotate %s: old session is gone: %w", r.Old.Short(), cloakroom.ErrNotFound)
 		}
@@ -358,7 +355,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		s.writeMu.Unlock()
 		return cloakroom.Record{}, err
 	}
-	if r.Old != zero && r.Old != rec.Key && s.deleteLocked(r.Old) {
+	if r.Old != zero && s.deleteLocked(r.Old) {
 		ends = append(ends, cloakroom.End{Key: r.Old})
 	}
 	s.writeMu.Unlock()

@@ -456,7 +456,7 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 			t.Fatal(err)
 		}
 		users := memaccounts.New()
-		svc := accounts.New(users, accounts.Config{Now: e.clock.Now, RevokeSessions: nd.manager.RevokeUser, Logger: logger})
+		svc := accounts.New(users, accounts.Config{Now: e.clock.Now, RevokeSessions: nd.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
 		var routes []proxy.Route
 		for _, prefix := range []string{"/api/", "/plain/", "/admin/"} {
 			rt, err := proxy.ParseRoute(prefix + "=" + e.api.srv.URL)

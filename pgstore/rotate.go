@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -40,17 +39,10 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 	fail := func(err error) (cloakroom.Record, error) {
 		return cloakroom.Record{}, fmt.Errorf("pgstore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
 	}
-	if rec.Version != 1 || rec.Generation >= math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return fail(fmt.Errorf("new session needs version 1, a generation below 2^63-1 and an epoch up to it, has version %d, generation %d, epoch %d", rec.Version, rec.Generation, rec.Epoch))
+	if err := r.Check(); err != nil {
+		return fail(err)
 	}
-	if r.Bump && rec.UserID == "" {
-		return fail(fmt.Errorf("a bump needs a user: %w", cloakroom.ErrInvalidInput))
-	}
-	var none cloakroom.Key
-	if r.OldMustLive && r.Old == none {
-		return fail(fmt.Errorf("no old session: %w", cloakroom.ErrNotFound))
-	}
-	deleteOld := r.Old != none && r.Old != rec.Key
+	deleteOld := r.Old != cloakroom.Key{}
 	if s.cache != nil {
 		s.cache.invalidateKey(rec.Key)
 		defer s.cache.invalidateKey(rec.Key)
@@ -83,14 +75,9 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		switch {
 		case r.OldMustLive:
 			// The DELETE answers the version it deleted, or nothing; a
-			// refusal below rolls it back. With New.Key == Old there is
-			// nothing to delete, but it must live all the same.
-			query := s.q.deleteLive
-			if !deleteOld {
-				query = s.q.liveVersion
-			}
+			// refusal below rolls it back.
 			var version int64
-			err := tx.QueryRow(ctx, query, r.Old[:], now).Scan(&version)
+			err := tx.QueryRow(ctx, s.q.deleteLive, r.Old[:], now).Scan(&version)
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
 				return fmt.Errorf("%w: old session gone, expired or revoked: %w", errRotateRefused, cloakroom.ErrNotFound)
@@ -99,9 +86,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 			case r.OldVersion != 0 && uint64(version) != r.OldVersion:
 				return fmt.Errorf("%w: old session is at version %d, not %d: %w", errRotateRefused, version, r.OldVersion, cloakroom.ErrConflict)
 			}
-			if deleteOld {
-				ends = append(ends, endEvent{key: r.Old, hasKey: true})
-			}
+			ends = append(ends, endEvent{key: r.Old, hasKey: true})
 		case deleteOld:
 			tag, err := tx.Exec(ctx, s.q.deleteAny, r.Old[:])
 			if err != nil {

@@ -167,7 +167,6 @@ type queries struct {
 	// Rotate's: $1 key and $2 now unless noted.
 	lockGeneration        string // $1 user ID
 	deleteLive, deleteAny string // deleteAny: $1 only
-	liveVersion           string
 	insert                string // parameters $1 to $10 as for create
 	notify                string // $1 channel, $2 payload
 
@@ -300,8 +299,6 @@ SELECT pg_notify($2, $3) UNION ALL SELECT pg_notify($2, $4) WHERE $4 <> ''`,
 
 		deleteAny: `DELETE FROM {s}.sessions WHERE key = $1`,
 
-		liveVersion: `SELECT s.version FROM {s}.sessions s WHERE ` + renewable,
-
 		// Like create, without the generation check Rotate made under
 		// its lock, nor the epoch check it makes afterwards, and without
 		// a NOTIFY: nobody caches a new key.
@@ -336,7 +333,7 @@ SELECT pg_notify($2, $3) UNION ALL SELECT pg_notify($2, $4) WHERE $4 <> ''`,
 	}
 	for _, p := range []*string{&q.find, &q.list, &q.create, &q.update, &q.commitState, &q.delete,
 		&q.ensureGeneration, &q.generation, &q.bump, &q.revoke, &q.purge, &q.epoch, &q.bumpEpoch, &q.endEpoch,
-		&q.lockGeneration, &q.deleteLive, &q.deleteAny, &q.liveVersion, &q.insert, &q.notify,
+		&q.lockGeneration, &q.deleteLive, &q.deleteAny, &q.insert, &q.notify,
 		&q.findAux, &q.createAux, &q.updateAux, &q.auxState, &q.deleteAux, &q.purgeAux} {
 		*p = strings.ReplaceAll(*p, "{s}", schema)
 	}

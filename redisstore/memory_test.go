@@ -102,9 +102,10 @@ func bytesPerSession(t *testing.T, n int, shape func(string, time.Time) cloakroo
 	return per
 }
 
-// TestMemoryPerSession measures what a session costs in Redis, as issue 13
-// asks: sessions of ten per user with about 99 bytes of strings, before and
-// after used_memory. The compact layout must stay within 400 bytes.
+// TestMemoryPerSession measures what a session costs in Redis: Redis's
+// used_memory before and after storing sessions of ten per user with about
+// 99 bytes of strings. The compact layout must stay within 400 bytes a
+// session.
 func TestMemoryPerSession(t *testing.T) {
 	t.Parallel()
 	const n = 200000

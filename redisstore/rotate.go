@@ -43,13 +43,10 @@ func (s *Store) ownerOf(ctx context.Context, key cloakroom.Key) (owner, error) {
 // it still lives, and takes the new one back otherwise.
 func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
 	rec := r.New
-	if rec.Version != 1 {
-		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: new session must have version 1, got %d", rec.Key.Short(), rec.Version)
-	}
-	if r.Bump && rec.UserID == "" {
-		// Checked before the login path below deletes another owner's
-		// session: a refused rotation writes nothing.
-		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
+	// Checked before the login path below deletes another owner's
+	// session: a refused rotation writes nothing.
+	if err := r.Check(); err != nil {
+		return cloakroom.Record{}, fmt.Errorf("redisstore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
 	}
 	// As in commit: the scripts cannot read the epoch, so it is checked
 	// before (failing early, writing nothing) and after (a bump that ran

@@ -848,11 +848,8 @@ func (s *Store) publishEpoch(epoch uint64) {
 // and the writes.
 func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Record, error) {
 	rec := r.New
-	if rec.Version != 1 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: new session must have version 1 (got %d) and a generation and epoch in range", rec.Key.Short(), rec.Version)
-	}
-	if r.Bump && rec.UserID == "" {
-		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate to %s: a bump needs a user: %w", rec.Key.Short(), cloakroom.ErrInvalidInput)
+	if err := r.Check(); err != nil {
+		return cloakroom.Record{}, fmt.Errorf("sqlitestore: rotate %s to %s: %w", r.Old.Short(), rec.Key.Short(), err)
 	}
 	var zero cloakroom.Key
 	ch := change{keys: []cloakroom.Key{rec.Key}}
@@ -890,7 +887,7 @@ func (s *Store) Rotate(ctx context.Context, r cloakroom.Rotation) (cloakroom.Rec
 		if err := s.createIn(ctx, tx, rec, now); err != nil {
 			return false, err
 		}
-		if r.Old != zero && r.Old != rec.Key {
+		if r.Old != zero {
 			var err error
 			if oldDeleted, err = s.deleteIn(ctx, tx, r.Old); err != nil {
 				return false, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,8 @@ var rotateTests = []struct {
 	{"RotateLoginDeletesPrevious", testRotateLoginDeletesPrevious},
 	{"RotateBumpRevokesOthers", testRotateBump},
 	{"RotateBumpNeedsUser", testRotateBumpNeedsUser},
+	{"RotateRefusesMalformed", testRotateRefusesMalformed},
+	{"RotateMustLiveWithoutOld", testRotateMustLiveWithoutOld},
 	{"RotateKeyConflict", testRotateKeyConflict},
 	{"RotateStaleVersionConflicts", testRotateStaleVersion},
 	{"RotateRacesCommit", testRotateRacesCommit},
@@ -224,6 +227,62 @@ func testRotateBumpNeedsUser(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustFind(t, s, mine.Key)
 	if g, err := s.Generation(ctx, mine.UserID); err != nil || g != 0 {
 		t.Fatalf("generation of the old session's user = %d, %v; want 0", g, err)
+	}
+}
+
+// testRotateRefusesMalformed: a rotation that no store can carry out as
+// [cloakroom.Rotation] describes it (a new session not at version 1, under
+// the zero key or the old key, or at a generation or epoch that could never
+// be bumped past) is refused by every store with ErrInvalidInput, writing
+// nothing, whether or not the old session lives.
+func testRotateRefusesMalformed(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	old := NewRecord(uniqueUser("alice"), c.Now())
+	mustCommit(t, s, old)
+	mustFind(t, s, old.Key)
+	cases := []struct {
+		name   string
+		change func(*cloakroom.Record)
+	}{
+		{"version 0", func(rec *cloakroom.Record) { rec.Version = 0 }},
+		{"version 2", func(rec *cloakroom.Record) { rec.Version = 2 }},
+		{"zero key", func(rec *cloakroom.Record) { rec.Key = cloakroom.Key{} }},
+		{"old key", func(rec *cloakroom.Record) { rec.Key = old.Key }},
+		{"generation 2^63-1", func(rec *cloakroom.Record) { rec.Generation = math.MaxInt64 }},
+		{"generation 2^64-1", func(rec *cloakroom.Record) { rec.Generation = math.MaxUint64 }},
+		{"epoch 2^63-1", func(rec *cloakroom.Record) { rec.Epoch = math.MaxInt64 }},
+	}
+	for _, tc := range cases {
+		for _, mustLive := range []bool{false, true} {
+			next := successor(old, c.Now())
+			tc.change(&next)
+			_, err := r.Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: mustLive, New: next})
+			if !errors.Is(err, cloakroom.ErrInvalidInput) {
+				t.Fatalf("Rotate to a new session with %s (OldMustLive %v): err = %v, want ErrInvalidInput", tc.name, mustLive, err)
+			}
+			if next.Key != old.Key {
+				mustNotFind(t, s, next.Key)
+			}
+			sameRecord(t, mustFind(t, s, old.Key), old)
+		}
+	}
+	if g, err := s.Generation(ctx, old.UserID); err != nil || g != 0 {
+		t.Fatalf("generation after refused rotations = %d, %v; want 0", g, err)
+	}
+}
+
+// testRotateMustLiveWithoutOld: OldMustLive with no old session names a
+// session that cannot live, so every store refuses it with ErrNotFound and
+// creates nothing, for an anonymous new session as for a user's.
+func testRotateMustLiveWithoutOld(t *testing.T, s cloakroom.Store, c *Clock) {
+	ctx := context.Background()
+	r := rotator(t, s)
+	for _, user := range []string{"", uniqueUser("alice")} {
+		next := NewRecord(user, c.Now())
+		_, err := r.Rotate(ctx, cloakroom.Rotation{OldMustLive: true, New: next})
+		wantNotFound(t, err, fmt.Sprintf("Rotate with OldMustLive and no old session, new user %q", user))
+		mustNotFind(t, s, next.Key)
 	}
 }
 

@@ -134,7 +134,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.accounts = accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: st.manager.RevokeUser})
+	st.accounts = accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: st.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0)})
 	gw, err := gateway.New(gateway.Config{
 		Sessions:  st.manager,
 		Admission: admission,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/rueidis"
 
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/pgstore"
+	"github.com/cloakroom/cloakroom/redisstore"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
@@ -61,12 +64,24 @@ func TestVaultEncryptedAtRestInSQLite(t *testing.T) {
 }
 
 // Redis and Postgres carry the vault between gateway nodes: log in through
-// node A, call through node B.
+// node A, call through node B. Each node opens the store on its own
+// connection.
 func TestVaultAcrossNodes(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		addr, prefix := testservers.RedisFresh(t)
-		raw := "redis://" + addr + "/?prefix=" + url.QueryEscape(prefix)
-		acrossNodes(t, raw)
+		acrossNodes(t, func() cloakroom.Store {
+			client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(client.Close)
+			s, err := redisstore.New(client, redisstore.Config{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
 	})
 	t.Run("postgres", func(t *testing.T) {
 		base := testservers.Postgres(t)
@@ -84,27 +99,28 @@ func TestVaultAcrossNodes(t *testing.T) {
 				t.Errorf("drop schema %s: %v", schema, err)
 			}
 		})
-		sep := "?"
-		if strings.Contains(base, "?") {
-			sep = "&"
-		}
-		acrossNodes(t, base+sep+"schema="+schema)
+		acrossNodes(t, func() cloakroom.Store {
+			pool, err := pgxpool.New(context.Background(), base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			s, err := pgstore.New(context.Background(), pool, pgstore.Config{Schema: schema})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			return s
+		})
 	})
 }
 
-func acrossNodes(t *testing.T, storeURL string) {
-	open := func() *storeurl.Stores {
-		s, err := storeurl.Open(context.Background(), storeURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+// acrossNodes runs two gateway nodes, each on a store open returns.
+func acrossNodes(t *testing.T, open func() cloakroom.Store) {
 	keys := testKeys(t)
 	backend := newJWTBackend()
-	a := newStack(t, stackOptions{store: open().Sessions, keys: keys, backend: backend})
-	b := newStack(t, stackOptions{store: open().Sessions, keys: keys, backend: backend})
+	a := newStack(t, stackOptions{store: open(), keys: keys, backend: backend})
+	b := newStack(t, stackOptions{store: open(), keys: keys, backend: backend})
 
 	onA := a.browser()
 	onA.register("lena")

@@ -171,7 +171,7 @@ func newRig(tb testing.TB, storeKind string) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	accts := accounts.New(users, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: discardLogger()})
+	accts := accounts.New(users, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: discardLogger()})
 	if err := accts.Add(ctx, benchUser, benchPassword, []string{"user"}, ""); err != nil {
 		tb.Fatal(err)
 	}

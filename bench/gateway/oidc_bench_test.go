@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
@@ -61,7 +62,7 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	accts := accounts.New(users, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: discardLogger()})
+	accts := accounts.New(users, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: discardLogger()})
 	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)

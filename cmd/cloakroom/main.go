@@ -7,7 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cloakroom/cloakroom/internal/cli"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/cli"
 )
 
 func main() {

@@ -11,9 +11,9 @@ import (
 	"testing"
 )
 
-// requiredRows are the ASVS 5.0 requirements issue 10 asks the matrix to
-// cover: V7 whole, V3.3, V3.4, V3.5, V4.4, the V6 password-login items,
-// 11.4.2, the V14 token-in-URL and browser-storage items, V16.1 to V16.4.
+// requiredRows are the ASVS 5.0 requirements the matrix must cover: V7
+// whole, V3.3, V3.4, V3.5, V4.4, the V6 password-login items, 11.4.2, the
+// V14 token-in-URL and browser-storage items, V16.1 to V16.4.
 var requiredRows = func() []string {
 	ids := []string{
 		"7.1.1", "7.1.2", "7.1.3", "7.2.1", "7.2.2", "7.2.3", "7.2.4", "7.3.1", "7.3.2",

@@ -358,7 +358,7 @@ func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *
 	if err != nil {
 		t.Fatal(err)
 	}
-	service := accounts.New(users, accounts.Config{RevokeSessions: n.manager.RevokeUser, Logger: quiet})
+	service := accounts.New(users, accounts.Config{RevokeSessions: n.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: quiet})
 	route, err := proxy.ParseRoute("/api/=" + api.srv.URL)
 	if err != nil {
 		t.Fatal(err)

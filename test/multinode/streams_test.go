@@ -159,12 +159,13 @@ func openSocket(t *testing.T, n *node, token string) *heldStream {
 	return readStream(br)
 }
 
-// TestStreamsEndOnEveryNode (issue 8, case 3 across nodes): a session
-// started through C holds an event stream and a WebSocket open through A;
-// the session ends through C, by a logout or by a generation bump (what
-// disabling the user, changing the password or the roles, or "log out
-// everywhere" do). Both of A's connections close, their upstream sides
-// too, and no event arrives more than a second after C's answer.
+// TestStreamsEndOnEveryNode checks that a session's open connections end
+// on every node when the session ends on one: a session started through C
+// holds an event stream and a WebSocket open through A; the session ends
+// through C, by a logout or by a generation bump (what disabling the user,
+// changing the password or the roles, or "log out everywhere" do). Both of
+// A's connections close, their upstream sides too, and no event arrives
+// more than a second after C's answer.
 func TestStreamsEndOnEveryNode(t *testing.T) {
 	enders := []struct {
 		name string

@@ -22,7 +22,7 @@ const (
 	exitUsage   = 2 // unknown command or flag, wrong arguments
 )
 
-// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3";
+// Version is set at build time with -ldflags "-X .../cmd/cloakroom/cli.Version=v1.2.3";
 // otherwise the module version from the build info is used.
 var Version = ""
 

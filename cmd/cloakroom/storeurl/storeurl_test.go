@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 func TestParse(t *testing.T) {

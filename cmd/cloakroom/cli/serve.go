@@ -15,8 +15,8 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
@@ -58,7 +58,6 @@ Settings come from flags, then CLOAKROOM_* environment variables (lists
 comma-separated), then the JSON file named by --config, then the defaults.
 Every problem is reported at once; --check-config only validates.`)
 	cf := registerSettings(fs, serveSettingNames()...)
-	registerRemoved(fs, cf)
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit 0 if valid, 1 if not, without listening or opening the store")
 	positional, code, ok := parseArgs(fs, args)
 	if !ok {

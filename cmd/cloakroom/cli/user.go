@@ -15,7 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 // maxPasswordBytes bounds a password read from standard input.
@@ -61,7 +61,7 @@ func openStoreTools(e *env, fs *flag.FlagSet, cf *configFlags) (*storeTools, int
 		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
 		return nil, exitFailure
 	}
-	svc := accounts.New(stores.Accounts, accounts.Config{RevokeSessions: sessions.RevokeUser, Logger: logger})
+	svc := accounts.New(stores.Accounts, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: stores.Throttle, Logger: logger})
 	return &storeTools{stores: stores, sessions: sessions, accounts: svc}, exitOK
 }
 

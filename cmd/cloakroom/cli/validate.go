@@ -16,8 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )

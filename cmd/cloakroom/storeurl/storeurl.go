@@ -73,8 +73,8 @@ type Stores struct {
 	Sessions cloakroom.Store
 	// Accounts keeps the gateway's users.
 	Accounts accounts.Store
-	// Throttle keeps the failed-login counters where every node sharing the
-	// database sees them; nil for SQLite (one node: counted in memory).
+	// Throttle keeps the failed-login counters: where every node sharing
+	// the database sees them, or in memory for SQLite (one node).
 	Throttle accounts.ThrottleStore
 	// Close releases the database. Call it once, after the servers using
 	// the stores have stopped.

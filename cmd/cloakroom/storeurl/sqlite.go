@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
@@ -34,6 +35,7 @@ func openSQLite(ctx context.Context, loc Location, opts Options) (*Stores, error
 	return &Stores{
 		Sessions: st,
 		Accounts: users,
+		Throttle: memaccounts.NewThrottle(0),
 		Close:    st.Close,
 	}, nil
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
-	"github.com/cloakroom/cloakroom/internal/storeurl"
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 func tempStore(t *testing.T) string {
@@ -66,8 +66,8 @@ func authenticate(t *testing.T, store, user, password string) error {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	svc := accounts.New(st.Accounts, accounts.Config{RevokeSessions: accounts.NoSessions, Logger: slog.New(slog.DiscardHandler)})
-	_, err = svc.Authenticate(context.Background(), user, password, "127.0.0.1")
+	svc := accounts.New(st.Accounts, accounts.Config{RevokeSessions: accounts.NoSessions, Throttle: st.Throttle, Logger: slog.New(slog.DiscardHandler)})
+	_, err = svc.Login(context.Background(), accounts.LoginAttempt{Name: user, Password: password, ClientIP: "127.0.0.1"})
 	return err
 }
 

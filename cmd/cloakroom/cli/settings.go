@@ -65,7 +65,7 @@ type Config struct {
 	VaultCookieOnly []string
 	VaultStripParam []string
 	VaultLogout     []string
-	oidcConfig      // internal/cli/oidc.go
+	oidcConfig      // cmd/cloakroom/cli/oidc.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.
@@ -138,32 +138,6 @@ var settings = append([]*setting{
 	{"log-level", "LEVEL", "debug, info, warn or error", func(c *Config) any { return &c.LogLevel }},
 	{"log-format", "FORMAT", "text or json", func(c *Config) any { return &c.LogFormat }},
 }, vaultSettings...)
-
-// removedSettings no longer exist. serve refuses them as flags, environment
-// variables and config-file keys, saying what to use instead, so that an
-// old configuration fails loudly instead of being half ignored.
-var removedSettings = []struct{ name, instead string }{
-	{"jwt-audience", "it did not set the aud of the internal JWTs sent through --upstream routes, " +
-		"which carry their route's audience, by default the prefix (/api/); " +
-		"to give a route's tokens another aud, use --upstream-audience PREFIX=NAME (for example /api/=notes-api)"},
-}
-
-// removedFlag refuses a removed setting given as a flag.
-type removedFlag struct{ name, instead string }
-
-func (f removedFlag) String() string { return "" }
-func (f removedFlag) Set(string) error {
-	return fmt.Errorf("--%s was removed: %s", f.name, f.instead)
-}
-
-// registerRemoved registers the removed settings as flags that refuse any
-// value, and makes cf refuse their environment variables.
-func registerRemoved(fs *flag.FlagSet, cf *configFlags) {
-	for _, r := range removedSettings {
-		fs.Var(removedFlag{r.name, r.instead}, r.name, "removed: "+r.instead)
-	}
-	cf.refuseRemoved = true
-}
 
 func lookupSetting(name string) *setting {
 	i := slices.IndexFunc(settings, func(s *setting) bool { return s.name == name })
@@ -265,9 +239,8 @@ func (f *flagValue) IsBoolFlag() bool { return isBool(f.s) }
 // configFlags holds the flags of a subset of the settings; resolve turns
 // them, the environment and the config file into a Config.
 type configFlags struct {
-	subset        map[string]*flagValue
-	order         []*setting
-	refuseRemoved bool // the environment's removed settings are problems
+	subset map[string]*flagValue
+	order  []*setting
 }
 
 // registerSettings registers the named settings as flags on fs.
@@ -316,14 +289,6 @@ func (cf *configFlags) resolve(lookupEnv func(string) (string, bool)) (Config, [
 		}
 		if cfg.ConfigFile != "" {
 			problems = append(problems, cf.applyFile(&cfg, cfg.ConfigFile)...)
-		}
-	}
-	if cf.refuseRemoved {
-		for _, r := range removedSettings {
-			name := (&setting{name: r.name}).env()
-			if env, ok := lookupEnv(name); ok && env != "" {
-				problems = append(problems, fmt.Errorf("$%s was removed: %s", name, r.instead))
-			}
 		}
 	}
 	for _, s := range cf.order {
@@ -376,10 +341,7 @@ func (cf *configFlags) applyFile(cfg *Config, path string) []error {
 	slices.Sort(names)
 	for _, k := range names {
 		i := slices.IndexFunc(settings, func(s *setting) bool { return s.name == k })
-		removed := slices.IndexFunc(removedSettings, func(r struct{ name, instead string }) bool { return r.name == k })
 		switch {
-		case removed >= 0:
-			problems = append(problems, fmt.Errorf("config file %s: key %q was removed: %s", path, k, removedSettings[removed].instead))
 		case i < 0:
 			problems = append(problems, fmt.Errorf("config file %s: unknown key %q", path, k))
 		case k == "config":
