@@ -94,7 +94,9 @@ func FuzzRemoveCookie(f *testing.F) {
 				if strings.TrimSpace(name) == cookieName {
 					t.Fatalf("session cookie survived in %q", l)
 				}
-				got = append(got, p)
+				if p != "" { // headers without the cookie are left as they came
+					got = append(got, p)
+				}
 			}
 		}
 		if !slices.Equal(got, want) {
