@@ -76,17 +76,10 @@ func newVaultRig(b *testing.B) *vaultRig {
 	if err != nil {
 		b.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: v.Modes()["/api/"]}, {Prefix: "/plain/", Upstream: up}},
-		SessionCookie: sessions.Config().CookieName,
-		ErrorLog:      logger,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
 	gw, err := gateway.New(gateway.Config{
 		Sessions: sessions, Admission: admission, Accounts: accounts.New(memaccounts.New(), accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger}),
-		Proxy: px, Vault: v, Logger: logger,
+		Routes: []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: v.Modes()["/api/"]}, {Prefix: "/plain/", Upstream: up}},
+		Vault:  v, Logger: logger,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -21,7 +21,7 @@ type base struct {
 	auth     string
 	now      func() time.Time
 	log      *slog.Logger
-	metrics  *metrics
+	metrics  *Metrics
 	pages    pages
 	pageCSP  string // see pageCSP
 }

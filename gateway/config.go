@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"path"
@@ -11,8 +12,6 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
@@ -50,15 +49,22 @@ type Config struct {
 	Admission *signin.Admission
 	// Accounts checks passwords. Required.
 	Accounts *accounts.Service
-	// Proxy forwards allowlisted API paths to upstreams, with the user's
-	// identity. Default nil: no API routes. Routed paths always need a
-	// session, whatever PublicPaths says, except routes in Vault mode.
-	Proxy *proxy.Proxy
+	// Routes are the allowlisted API routes, each with its upstream mode
+	// (see proxy.Mode; plain by default). The gateway proxies them with
+	// the user's identity, keeping its own cookies (the session's and the
+	// known-device one) from upstreams. Routed paths always need a
+	// session, whatever PublicPaths says, except on a mode that takes
+	// anonymous requests (the vault's). Default none.
+	Routes []proxy.Route
+	// Transport sends the requests of Routes upstream. Default
+	// proxy.NewTransport().
+	Transport http.RoundTripper
 	// Vault is the token vault whose modes (see package vault) are
-	// registered on Proxy routes, for its metrics. Default nil.
+	// registered on Routes, for its metrics. Default nil.
 	Vault *vault.Vault
-	// Signer publishes its public keys at /.well-known/jwks.json. Default
-	// nil: no JWKS endpoint.
+	// Signer signs the internal JWT sent with the requests of Routes and
+	// publishes its public keys at /.well-known/jwks.json. Default nil: no
+	// JWT, no JWKS endpoint.
 	Signer *upstreamjwt.Signer
 	// Static is a folder holding the SPA: files are served as they are, and
 	// paths without an extension get index.html (client-side routes).
@@ -90,15 +96,12 @@ type Config struct {
 	// admin actions). Sessions appear only as a prefix of their token's
 	// SHA-256. Default slog.Default().
 	Logger *slog.Logger
-	// Metrics is the registry the gateway's metrics are registered in and
-	// /metrics serves. Default: a new registry.
-	Metrics *prometheus.Registry
-	// SessionHooks, applied to the Sessions manager's configuration before
-	// it was built, time its session lookups in the gateway's metrics and
-	// leave the audit events to the gateway (see [SessionHooks.Configure]).
-	// Default nil: no load metrics, and the manager logs its own audit
-	// lines next to the gateway's.
-	SessionHooks *SessionHooks
+	// Metrics are the gateway's metrics (see [NewMetrics]), whose registry
+	// /metrics serves; set the Sessions manager's configuration with them
+	// first ([Metrics.ConfigureSessions]), so its lookups are timed and its
+	// audit lines left to the gateway. Default: new metrics on a new
+	// registry, without the manager's lookups.
+	Metrics *Metrics
 	// OIDC signs users in at OpenID providers: login buttons, the callback,
 	// back-channel logout, token relay and step-up. Default nil: local
 	// accounts only.
@@ -176,8 +179,7 @@ func (cfg *Config) validate() error {
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}
-	cfg.fillDefaults()
-	return nil
+	return cfg.fillDefaults()
 }
 
 // checkParts checks that the parts the gateway is built from are there
@@ -203,12 +205,15 @@ func (cfg *Config) checkParts(bad func(format string, args ...any)) {
 }
 
 // fillDefaults sets the defaults of the optional fields left empty.
-func (cfg *Config) fillDefaults() {
+func (cfg *Config) fillDefaults() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Metrics == nil {
-		cfg.Metrics = prometheus.NewRegistry()
+		var err error
+		if cfg.Metrics, err = NewMetrics(nil); err != nil {
+			return err
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -222,6 +227,7 @@ func (cfg *Config) fillDefaults() {
 	if cfg.BodyReadTimeout <= 0 {
 		cfg.BodyReadTimeout = DefaultBodyReadTimeout
 	}
+	return nil
 }
 
 func checkStaticDir(dir string) error {

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -36,13 +38,11 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Vault != nil {
 		more = append(more, cfg.Vault.Collectors()...)
 	}
-	var err error
-	if b.metrics, err = newMetrics(cfg.Metrics, cfg.Sessions.Store(), more...); err != nil {
+	b.metrics = cfg.Metrics
+	if err := errors.Join(b.metrics.register(more...), b.metrics.registerStore(cfg.Sessions.Store())); err != nil {
 		return nil, err
 	}
-	if cfg.SessionHooks != nil {
-		cfg.SessionHooks.metrics.Store(b.metrics)
-	}
+	var err error
 	if b.pages, err = parsePages(); err != nil {
 		return nil, err
 	}
@@ -59,10 +59,15 @@ func New(cfg Config) (*Gateway, error) {
 	case cfg.Frontend != nil:
 		spa = newFrontendProxy(cfg.Frontend, []string{cookie, signin.DeviceCookie}, cfg.Logger)
 	}
-	if cfg.Proxy != nil {
-		// The cookie names come from the session manager, not from a
-		// second setting that could disagree with it.
-		if err := cfg.Proxy.ProtectCookies(cookie, signin.DeviceCookie); err != nil {
+	var px *proxy.Proxy
+	if len(cfg.Routes) > 0 {
+		// The cookie names come from the session manager and the
+		// sign-in rules, not from settings that could disagree with them.
+		px, err = proxy.New(proxy.Config{
+			Routes: cfg.Routes, SessionCookie: cookie, OtherCookies: []string{signin.DeviceCookie},
+			Signer: cfg.Signer, Transport: cfg.Transport, ErrorLog: cfg.Logger,
+		})
+		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
 	}
@@ -76,7 +81,7 @@ func New(cfg Config) (*Gateway, error) {
 		pw:      pw,
 		stepUp:  up,
 		csp:     csp,
-		app:     &app{base: b, proxy: cfg.Proxy, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
+		app:     &app{base: b, proxy: px, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
 		bodies:  &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
 	}
 	if cfg.OIDC != nil {
@@ -84,7 +89,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.app = h.app
 	g.public = h.routes(b, &cfg)
-	g.admin = (&adminAPI{base: b, token: cfg.AdminToken, registry: cfg.Metrics, accounts: cfg.Accounts}).handler()
+	g.admin = (&adminAPI{base: b, token: cfg.AdminToken, registry: cfg.Metrics.registry, accounts: cfg.Accounts}).handler()
 	return g, nil
 }
 

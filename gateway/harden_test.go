@@ -14,7 +14,6 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -132,16 +131,8 @@ func TestCustomCookieNameNeverReachesUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	route, err := proxy.ParseRoute("/api/=" + e.api.srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cloakroom.DefaultCookieName}) // a wrong guess
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := e.cfg
-	cfg.Sessions, cfg.Proxy, cfg.Metrics = m, px, nil
+	cfg.Sessions, cfg.Metrics = m, nil
 	readmit(t, &cfg)
 	gw, err := gateway.New(cfg)
 	if err != nil {

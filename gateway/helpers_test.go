@@ -316,10 +316,12 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.store = &flakyStore{mem: memstore.New(memstore.Config{Now: e.clock.Now})}
 	t.Cleanup(func() { e.store.mem.Close() })
-	var err error
-	hooks := &gateway.SessionHooks{} // wired as cloakroom serve does
+	metrics, err := gateway.NewMetrics(e.registry) // wired as cloakroom serve does
+	if err != nil {
+		t.Fatal(err)
+	}
 	sessionCfg := cloakroom.Config{Store: e.store, Now: e.clock.Now, Logger: logger, Forbidden: gateway.CrossSiteRefused}
-	hooks.Configure(&sessionCfg)
+	metrics.ConfigureSessions(&sessionCfg)
 	e.manager, err = cloakroom.New(sessionCfg)
 	if err != nil {
 		t.Fatal(err)
@@ -350,29 +352,24 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Signer: e.signer, ErrorLog: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.static = newStaticDir(t)
 	admission, err := signin.New(signin.Config{Sessions: e.manager, Now: e.clock.Now, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.cfg = gateway.Config{
-		Sessions:     e.manager,
-		Admission:    admission,
-		SessionHooks: hooks,
-		Accounts:     e.accounts,
-		Proxy:        px,
-		Signer:       e.signer,
-		Static:       e.static,
-		PublicPaths:  []string{"/public", "/assets/"},
-		AdminToken:   e.token,
-		TLS:          true,
-		Logger:       logger,
-		Metrics:      e.registry,
-		Now:          e.clock.Now,
+		Sessions:    e.manager,
+		Admission:   admission,
+		Accounts:    e.accounts,
+		Routes:      []proxy.Route{route},
+		Signer:      e.signer,
+		Static:      e.static,
+		PublicPaths: []string{"/public", "/assets/"},
+		AdminToken:  e.token,
+		TLS:         true,
+		Logger:      logger,
+		Metrics:     metrics,
+		Now:         e.clock.Now,
 	}
 	for _, o := range opts {
 		o(&e.cfg)

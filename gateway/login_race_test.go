@@ -27,7 +27,11 @@ func (e *env) useAccountStore(store accounts.Store) {
 	e.accounts = accounts.New(store, accounts.Config{Now: e.clock.Now, RevokeSessions: e.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
 	e.cfg.Accounts = e.accounts
 	e.registry = prometheus.NewRegistry()
-	e.cfg.Metrics = e.registry
+	metrics, err := gateway.NewMetrics(e.registry)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.cfg.Metrics = metrics
 	gw, err := gateway.New(e.cfg)
 	if err != nil {
 		e.t.Fatal(err)

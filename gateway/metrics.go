@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,7 +30,12 @@ const (
 	revokeAdminAll    = "admin_all"
 )
 
-type metrics struct {
+// Metrics are the gateway's Prometheus metrics. Create them with
+// [NewMetrics] before the session manager, let them set the manager's
+// configuration ([Metrics.ConfigureSessions]), and pass them to [New] as
+// Config.Metrics: every part exists before anything reports to it.
+type Metrics struct {
+	registry      *prometheus.Registry
 	logins        *prometheus.CounterVec
 	revocations   *prometheus.CounterVec
 	storeErrors   prometheus.Counter
@@ -45,8 +49,15 @@ type metrics struct {
 // stores export no active-sessions gauge.
 type lengther interface{ Len() int }
 
-func newMetrics(reg *prometheus.Registry, store cloakroom.Store, more ...prometheus.Collector) (*metrics, error) {
-	m := &metrics{
+// NewMetrics registers the gateway's own metrics in reg (a new registry
+// when nil), which the admin listener's /metrics serves; [New] adds those
+// of the parts it is given (the admission, the vault, the store).
+func NewMetrics(reg *prometheus.Registry) (*Metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := &Metrics{
+		registry: reg,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_logins_total",
 			Help: "Login attempts by outcome.",
@@ -70,22 +81,8 @@ func newMetrics(reg *prometheus.Registry, store cloakroom.Store, more ...prometh
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}, []string{"op"}),
 	}
-	collectors := []prometheus.Collector{m.logins, m.revocations, m.storeErrors, m.proxyDuration, m.storeDuration}
-	collectors = append(collectors, more...)
-	if l, ok := store.(lengther); ok {
-		collectors = append(collectors, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "cloakroom_active_sessions",
-			Help: "Sessions held by the store, including expired ones not yet swept.",
-		}, func() float64 { return float64(l.Len()) }))
-	}
-	var errs []error
-	for _, c := range collectors {
-		if err := reg.Register(c); err != nil {
-			errs = append(errs, fmt.Errorf("%w: Metrics: %w", ErrInvalidConfig, err))
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := m.register(m.logins, m.revocations, m.storeErrors, m.proxyDuration, m.storeDuration); err != nil {
+		return nil, err
 	}
 	// Export every outcome and kind from the start, so rates work from zero.
 	for _, o := range []string{outcomeSuccess, outcomeInvalid, outcomeThrottled, outcomeBadRequest, outcomeError} {
@@ -97,17 +94,33 @@ func newMetrics(reg *prometheus.Registry, store cloakroom.Store, more ...prometh
 	return m, nil
 }
 
-// SessionHooks connect a session manager to the gateway built on it. The
-// manager is built first, so create the hooks, let them set the manager's
-// configuration ([SessionHooks.Configure]), and pass them to the gateway as
-// Config.SessionHooks. The zero value is ready to use. They report to the
-// last gateway built with them.
-type SessionHooks struct {
-	metrics atomic.Pointer[metrics] // set by New
+// register adds collectors to the registry; a collector registered twice
+// (two gateways on one Metrics) is a configuration error.
+func (m *Metrics) register(collectors ...prometheus.Collector) error {
+	var errs []error
+	for _, c := range collectors {
+		if err := m.registry.Register(c); err != nil {
+			errs = append(errs, fmt.Errorf("%w: Metrics: %w", ErrInvalidConfig, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Configure sets what the gateway owns in a session manager's
-// configuration:
+// registerStore adds the active-sessions gauge for a store that can count
+// its sessions cheaply.
+func (m *Metrics) registerStore(store cloakroom.Store) error {
+	l, ok := store.(lengther)
+	if !ok {
+		return nil
+	}
+	return m.register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cloakroom_active_sessions",
+		Help: "Sessions held by the store, including expired ones not yet swept.",
+	}, func() float64 { return float64(l.Len()) }))
+}
+
+// ConfigureSessions sets what the gateway owns in its session manager's
+// configuration, before the manager is built:
 //   - OnLoad, so every session lookup is timed in
 //     cloakroom_store_duration_seconds{op="load"} and store failures counted
 //     in cloakroom_store_errors_total;
@@ -115,8 +128,8 @@ type SessionHooks struct {
 //     the audit events (login, logout, revocation, with the fields
 //     docs/endpoints.md lists), so the manager's own info lines would
 //     repeat each one. A nil Logger wraps slog.Default().
-func (h *SessionHooks) Configure(cfg *cloakroom.Config) {
-	cfg.OnLoad = h.onLoad
+func (m *Metrics) ConfigureSessions(cfg *cloakroom.Config) {
+	cfg.OnLoad = m.onLoad
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -124,11 +137,7 @@ func (h *SessionHooks) Configure(cfg *cloakroom.Config) {
 	cfg.Logger = slog.New(warningsOnly{logger.Handler()})
 }
 
-func (h *SessionHooks) onLoad(_ *http.Request, outcome cloakroom.LoadOutcome, took time.Duration) {
-	m := h.metrics.Load()
-	if m == nil {
-		return // no gateway yet: nothing serves requests
-	}
+func (m *Metrics) onLoad(_ *http.Request, outcome cloakroom.LoadOutcome, took time.Duration) {
 	m.storeDuration.WithLabelValues("load").Observe(took.Seconds())
 	if outcome == cloakroom.LoadFailed {
 		m.storeErrors.Inc()

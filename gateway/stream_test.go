@@ -120,10 +120,7 @@ func withStreamRoute(up *streamUpstream) envOption {
 		if err != nil {
 			panic(err)
 		}
-		c.Proxy, err = proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cookieName, Signer: c.Signer})
-		if err != nil {
-			panic(err)
-		}
+		c.Routes = []proxy.Route{route}
 	}
 }
 

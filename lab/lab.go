@@ -220,8 +220,11 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		store, accountStore = mem, memaccounts.New()
 	}
 	sessionCfg := cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName}
-	hooks := &gateway.SessionHooks{} // the gateway writes the audit lines
-	hooks.Configure(&sessionCfg)
+	metrics, err := gateway.NewMetrics(nil)
+	if err != nil {
+		return nil, err
+	}
+	metrics.ConfigureSessions(&sessionCfg) // the gateway writes the audit lines
 	sessions, err := cloakroom.New(sessionCfg)
 	if err != nil {
 		return nil, err
@@ -279,22 +282,14 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	l.serve(upstream, l.cloakroomApp.API(), logger)
 	l.apiURL = "http://" + upstream.Addr().String()
 	apiURL, _ := url.Parse(l.apiURL)
-	prx, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
-		SessionCookie: l.SessionCookie,
-		Signer:        signer,
-		ErrorLog:      logger,
-	})
-	if err != nil {
-		return nil, err
-	}
 
 	static, err := l.staticDir(guestbook.PageConfig{Mode: guestbook.ModeCloakroom, CSP: opts.CSP})
 	if err != nil {
 		return nil, err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Admission: admission, SessionHooks: hooks, Accounts: service, Proxy: prx, Signer: signer,
+		Sessions: sessions, Admission: admission, Metrics: metrics, Accounts: service, Signer: signer,
+		Routes: []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
 		Static: static,
 		// The page shows its own sign-in form, so its shell is public; the
 		// API behind /api/ always needs a session.

@@ -85,14 +85,6 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	prx, err := proxy.New(proxy.Config{
-		Routes:        []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Mode: l.vault.Modes()["/api/"]}},
-		SessionCookie: VaultSessionCookie,
-		ErrorLog:      logger,
-	})
-	if err != nil {
-		return nil, err
-	}
 	// The jwt app's page, unchanged: it signs in at /api/login, keeps what
 	// the answer's token field holds in localStorage and sends it as a
 	// bearer token.
@@ -105,7 +97,7 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 		Admission: admission,
 		// The gateway's own accounts are unused: the app signs its users in.
 		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger}),
-		Proxy:       prx,
+		Routes:      []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Mode: l.vault.Modes()["/api/"]}},
 		Vault:       l.vault,
 		Static:      static,
 		PublicPaths: []string{"/"},

@@ -468,12 +468,8 @@ func newEnvOn(t *testing.T, n int, providerFor func(gatewayURLs []string) *provi
 		if err := proxy.SetModes(routes, map[string]proxy.Mode{"/api/": nd.client.Relay()}); err != nil {
 			t.Fatal(err)
 		}
-		px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: logger})
-		if err != nil {
-			t.Fatal(err)
-		}
 		gwCfg := gateway.Config{
-			Sessions: nd.manager, Admission: nd.client.Admission(), Accounts: svc, Proxy: px, OIDC: nd.client,
+			Sessions: nd.manager, Admission: nd.client.Admission(), Accounts: svc, Routes: routes, OIDC: nd.client,
 			TLS: true, Logger: logger, Now: e.clock.Now,
 		}
 		if gwOpt != nil {

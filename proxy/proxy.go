@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -34,10 +33,13 @@ type Config struct {
 	// from requests (other cookies pass through) and from upstream
 	// Set-Cookie headers, so upstreams never see nor set the session token.
 	// Required, and it must be the session manager's cookie name (the
-	// gateway passes Manager.Config().CookieName, and gateway.New replaces
-	// it with the manager's through [Proxy.ProtectCookies] in any case): a
-	// guess here would let the live token through to every upstream.
+	// gateway, which builds its proxy, passes Manager.Config().CookieName):
+	// a guess here would let the live token through to every upstream.
 	SessionCookie string
+	// OtherCookies are further cookies of the gateway's that upstreams
+	// must not see nor set, as for SessionCookie (the known-device cookie
+	// of the login throttle). Default none.
+	OtherCookies []string
 	// Signer, when set, adds "Authorization: Bearer <JWT>" for requests
 	// that carry an Identity. Default nil: no token is sent upstream.
 	Signer *upstreamjwt.Signer
@@ -60,9 +62,8 @@ type Config struct {
 // with the client's identity claims replaced by the gateway's.
 type Proxy struct {
 	routes []*route // longest prefix first
-	// cookies are removed from requests and upstream Set-Cookie. Atomic:
-	// ProtectCookies may replace them while requests read them.
-	cookies atomic.Pointer[[]string]
+	// cookies are removed from requests and upstream Set-Cookie.
+	cookies []string
 	signer  *upstreamjwt.Signer
 	log     *slog.Logger
 	now     func() time.Time
@@ -137,8 +138,10 @@ func New(cfg Config) (*Proxy, error) {
 	if cfg.SessionCookie == "" {
 		return nil, fmt.Errorf("%w: SessionCookie is required: the session manager's cookie name", ErrInvalidConfig)
 	}
-	if !cloakroom.ValidCookieName(cfg.SessionCookie) {
-		return nil, fmt.Errorf("%w: SessionCookie %q is not a valid cookie name", ErrInvalidConfig, cfg.SessionCookie)
+	for _, name := range append([]string{cfg.SessionCookie}, cfg.OtherCookies...) {
+		if !cloakroom.ValidCookieName(name) {
+			return nil, fmt.Errorf("%w: %q is not a valid cookie name", ErrInvalidConfig, name)
+		}
 	}
 	if cfg.ErrorLog == nil {
 		cfg.ErrorLog = slog.Default()
@@ -147,7 +150,7 @@ func New(cfg Config) (*Proxy, error) {
 		cfg.Now = time.Now
 	}
 	p := &Proxy{signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
-	p.cookies.Store(&[]string{cfg.SessionCookie})
+	p.cookies = append([]string{cfg.SessionCookie}, cfg.OtherCookies...)
 
 	seen := make(map[string]bool, len(cfg.Routes))
 	anyHTTPS := false
@@ -192,26 +195,6 @@ func New(cfg Config) (*Proxy, error) {
 		}
 	}
 	return p, nil
-}
-
-// ProtectCookies replaces the cookies the proxy keeps from upstreams
-// (Config.SessionCookie): they are removed from requests, and upstream
-// Set-Cookie headers for them are dropped. The gateway calls it with its
-// session manager's cookie and its device cookie. Call it before serving
-// so that every request is covered; it is nevertheless safe to call while
-// serving (a request in flight may use the old set).
-func (p *Proxy) ProtectCookies(names ...string) error {
-	for _, n := range names {
-		if !cloakroom.ValidCookieName(n) {
-			return fmt.Errorf("%w: %q is not a valid cookie name", ErrInvalidConfig, n)
-		}
-	}
-	if len(names) == 0 {
-		return fmt.Errorf("%w: ProtectCookies needs at least the session cookie", ErrInvalidConfig)
-	}
-	names = slices.Clone(names)
-	p.cookies.Store(&names)
-	return nil
 }
 
 // Match returns the route for a path, which must be clean: the one with
@@ -301,7 +284,7 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 		StripIdentityHeaders(h)
 		pr.SetURL(upstream)
 		pr.SetXForwarded()
-		for _, c := range *p.cookies.Load() {
+		for _, c := range p.cookies {
 			httpx.RemoveCookie(h, c)
 		}
 		st := callOf(pr.In.Context())
@@ -349,7 +332,7 @@ func (p *Proxy) dropSessionCookie(res *http.Response) {
 	if len(values) == 0 {
 		return
 	}
-	cookies := *p.cookies.Load()
+	cookies := p.cookies
 	kept := values[:0:0]
 	for _, v := range values {
 		name, _, _ := strings.Cut(v, "=")

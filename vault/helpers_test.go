@@ -129,20 +129,14 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: st.vault.Modes()["/api/"]}},
-		SessionCookie: st.manager.Config().CookieName, ErrorLog: logger})
-	if err != nil {
-		t.Fatal(err)
-	}
 	st.accounts = accounts.New(memaccounts.New(), accounts.Config{RevokeSessions: st.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0)})
 	gw, err := gateway.New(gateway.Config{
 		Sessions:  st.manager,
 		Admission: admission,
 		Accounts:  st.accounts,
-		Proxy:     px,
+		Routes:    []proxy.Route{{Prefix: "/api/", Upstream: up, Mode: st.vault.Modes()["/api/"]}},
 		Vault:     st.vault,
 		Logger:    logger,
-		Metrics:   prometheus.NewRegistry(),
 		Now:       opts.now,
 	})
 	if err != nil {

@@ -179,15 +179,11 @@ func newRig(tb testing.TB, storeKind string) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: []proxy.Route{route}, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: discardLogger()})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Proxy: px, Logger: discardLogger()})
+	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Routes: []proxy.Route{route}, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -100,11 +100,7 @@ func newOIDCRig(tb testing.TB) *oidcRig {
 	if err := proxy.SetModes(routes, map[string]proxy.Mode{"/api/": client.Relay()}); err != nil {
 		tb.Fatal(err)
 	}
-	px, err := proxy.New(proxy.Config{Routes: routes, SessionCookie: cloakroom.DefaultCookieName, ErrorLog: discardLogger()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Proxy: px, OIDC: client, Logger: discardLogger()})
+	gw, err := gateway.New(gateway.Config{Sessions: sessions, Admission: admission, Accounts: accts, Routes: routes, OIDC: client, Logger: discardLogger()})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -382,9 +382,7 @@ func newNodeWith(t *testing.T, name string, store nodeStore, api *upstream, in *
 		}
 	}
 	n.transport = proxy.NewTransport()
-	if cfg.Proxy, err = proxy.New(proxy.Config{Routes: routes, SessionCookie: cookieName, Transport: n.transport, ErrorLog: quiet}); err != nil {
-		t.Fatal(err)
-	}
+	cfg.Routes, cfg.Transport = routes, n.transport
 	n.gw, err = gateway.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -145,8 +145,11 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		logger.Warn("behind a proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
 	}
 	// The gateway times the session lookups and writes the audit lines.
-	hooks := &gateway.SessionHooks{}
-	hooks.Configure(&sessionCfg)
+	metrics, err := gateway.NewMetrics(nil)
+	if err != nil {
+		return nil, err
+	}
+	metrics.ConfigureSessions(&sessionCfg)
 	rt.sessions, err = cloakroom.New(sessionCfg)
 	if err != nil {
 		return nil, err
@@ -185,44 +188,31 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	if err != nil {
 		return nil, err
 	}
-	var px *proxy.Proxy
-	if len(p.routes) > 0 {
-		// Each route's upstream mode is registered once, here: the
-		// vault's, and OpenID token relay.
-		routes := slices.Clone(p.routes)
-		if vlt != nil {
-			if err := proxy.SetModes(routes, vlt.Modes()); err != nil {
-				return nil, err
-			}
+	// Each route's upstream mode is registered once, here: the vault's,
+	// and OpenID token relay.
+	routes := slices.Clone(p.routes)
+	if vlt != nil {
+		if err := proxy.SetModes(routes, vlt.Modes()); err != nil {
+			return nil, err
 		}
-		if oidc != nil {
-			relay := make(map[string]proxy.Mode, len(p.oidc.relay))
-			for _, prefix := range p.oidc.relay {
-				relay[prefix] = oidc.Relay()
-			}
-			if err := proxy.SetModes(routes, relay); err != nil {
-				return nil, err
-			}
+	}
+	if oidc != nil {
+		relay := make(map[string]proxy.Mode, len(p.oidc.relay))
+		for _, prefix := range p.oidc.relay {
+			relay[prefix] = oidc.Relay()
 		}
-		px, err = proxy.New(proxy.Config{
-			Routes:        routes,
-			SessionCookie: rt.sessions.Config().CookieName,
-			Signer:        rt.signer,
-			Transport:     proxy.NewTransport(),
-			ErrorLog:      logger,
-		})
-		if err != nil {
+		if err := proxy.SetModes(routes, relay); err != nil {
 			return nil, err
 		}
 	}
 	rt.gateway, err = gateway.New(gateway.Config{
-		SessionHooks:  hooks,
+		Metrics:       metrics,
 		Vault:         vlt,
 		OIDC:          oidc,
 		Sessions:      rt.sessions,
 		Admission:     admission,
 		Accounts:      rt.accounts,
-		Proxy:         px,
+		Routes:        routes,
 		Signer:        rt.signer,
 		Static:        p.cfg.Static,
 		Frontend:      p.frontend,
