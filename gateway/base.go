@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // base is what every part of the gateway uses: the session manager, the
@@ -46,7 +47,7 @@ func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name s
 func (b *base) loginURL(returnTo string) string {
 	u := b.auth + "/login"
 	if returnTo != "" {
-		if safe := safeReturnTo(returnTo); safe != "/" || returnTo == "/" {
+		if safe := httpx.SafeReturnTo(returnTo); safe != "/" || returnTo == "/" {
 			u += "?return_to=" + url.QueryEscape(safe)
 		}
 	}

@@ -5,8 +5,7 @@ import "net/http"
 // Internals exposed to the external tests and fuzz targets.
 
 var (
-	SafeReturnTo = safeReturnTo
-	BearerToken  = bearerToken
+	BearerToken = bearerToken
 )
 
 // LoginRequest mirrors loginRequest for the fuzz target.

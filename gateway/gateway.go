@@ -84,9 +84,6 @@ func New(cfg Config) (*Gateway, error) {
 		app:     &app{base: b, proxy: px, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
 		bodies:  &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
 	}
-	if cfg.OIDC != nil {
-		cfg.OIDC.Embed(safeReturnTo, h.signIn.errorPage)
-	}
 	g.app = h.app
 	g.public = h.routes(b, &cfg)
 	g.admin = (&adminAPI{base: b, token: cfg.AdminToken, registry: cfg.Metrics.registry, accounts: cfg.Accounts}).handler()
@@ -148,7 +145,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("POST "+a+"/csp-report", h.csp)
 	route("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if cfg.OIDC != nil {
-		cfg.OIDC.Register(mux)
+		cfg.OIDC.Register(mux, h.signIn.errorPage)
 	}
 	// Anything else under the prefix is an unknown auth endpoint, never the
 	// SPA or an upstream.

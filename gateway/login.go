@@ -12,6 +12,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -36,7 +37,7 @@ func (p *signInPages) providerLinks(returnTo string) []oidcbff.ProviderLink {
 // loginPage serves the login form.
 func (p *signInPages) loginPage(w http.ResponseWriter, r *http.Request) {
 	s := p.sessions.Session(r)
-	data := pageData{Title: "Sign in", ReturnTo: safeReturnTo(r.URL.Query().Get("return_to"))}
+	data := pageData{Title: "Sign in", ReturnTo: httpx.SafeReturnTo(r.URL.Query().Get("return_to"))}
 	data.Providers = p.providerLinks(data.ReturnTo)
 	if s.LoggedIn() {
 		data.User, data.CSRFToken = s.UserID(), s.CSRFToken()
@@ -95,7 +96,7 @@ func (p *signInPages) login(w http.ResponseWriter, r *http.Request) {
 			"user": user.Name, "email": user.Email, "roles": signin.Roles(s), "csrf_token": s.CSRFToken(),
 		})
 	} else {
-		seeOther(w, safeReturnTo(req.ReturnTo))
+		seeOther(w, httpx.SafeReturnTo(req.ReturnTo))
 	}
 	a.audit(outcomeSuccess, slog.Bool("remember", req.Remember))
 }
@@ -133,7 +134,7 @@ func (a *loginAttempt) fail(status int, code, message string) {
 		httpjson.Error(a.w, status, code, message)
 		return
 	}
-	returnTo := safeReturnTo(a.req.ReturnTo)
+	returnTo := httpx.SafeReturnTo(a.req.ReturnTo)
 	a.p.render(a.w, a.r, status, "login", pageData{
 		Title: "Sign in", Error: message, Username: a.req.Username,
 		ReturnTo: returnTo, Remember: a.req.Remember, Providers: a.p.providerLinks(returnTo),

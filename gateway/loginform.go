@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // Input limits. A password hash costs memory and time, so oversized
@@ -144,8 +146,8 @@ func validateLogin(req loginRequest) error {
 		return badInput(http.StatusBadRequest, "The username contains characters that are not allowed.")
 	case !utf8.ValidString(req.Password) || strings.ContainsRune(req.Password, 0):
 		return badInput(http.StatusBadRequest, "The password contains characters that are not allowed.")
-	case len(req.ReturnTo) > maxReturnTo:
-		return badInput(http.StatusBadRequest, "return_to is longer than %d bytes.", maxReturnTo)
+	case len(req.ReturnTo) > httpx.MaxReturnTo:
+		return badInput(http.StatusBadRequest, "return_to is longer than %d bytes.", httpx.MaxReturnTo)
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -193,10 +194,13 @@ func (c *Client) Links(returnTo string) []ProviderLink {
 // Register adds the login, callback and back-channel logout endpoints to mux
 // under the auth prefix. The mux must be served behind the session
 // middleware.
-func (c *Client) Register(mux *http.ServeMux) {
+func (c *Client) Register(mux *http.ServeMux, page PageFunc) {
+	if page == nil {
+		page = c.defaultPage
+	}
 	a := c.cfg.AuthPrefix
-	mux.HandleFunc("GET "+a+"/login/{provider}", c.startLogin)
-	mux.HandleFunc("GET "+a+"/callback/{provider}", c.callback)
+	mux.HandleFunc("GET "+a+"/login/{provider}", func(w http.ResponseWriter, r *http.Request) { c.startLogin(w, r, page) })
+	mux.HandleFunc("GET "+a+"/callback/{provider}", func(w http.ResponseWriter, r *http.Request) { c.callback(w, r, page) })
 	mux.HandleFunc("POST "+a+"/backchannel-logout/{provider}", c.backchannelLogout)
 }
 
@@ -217,16 +221,16 @@ type loginState struct {
 const maxAgeLimit = 24 * 60 * 60
 
 // startLogin redirects to the provider's authorization endpoint.
-func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
+func (c *Client) startLogin(w http.ResponseWriter, r *http.Request, page PageFunc) {
 	p, ok := c.providers[r.PathValue("provider")]
 	if !ok {
-		c.page(w, r, http.StatusNotFound, "No such sign-in provider.")
+		page(w, r, http.StatusNotFound, "No such sign-in provider.")
 		return
 	}
 	// A login is a top-level navigation; script cannot follow the
 	// provider's pages anyway, and a fetch would only leak the redirect.
 	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" && mode != "navigate" {
-		c.page(w, r, http.StatusBadRequest, "Start the sign-in by opening this address in the browser, not from script.")
+		page(w, r, http.StatusBadRequest, "Start the sign-in by opening this address in the browser, not from script.")
 		return
 	}
 	q := r.URL.Query()
@@ -234,7 +238,7 @@ func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("max_age"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 || n > maxAgeLimit {
-			c.page(w, r, http.StatusBadRequest, fmt.Sprintf("max_age must be a number of seconds from 0 to %d.", maxAgeLimit))
+			page(w, r, http.StatusBadRequest, fmt.Sprintf("max_age must be a number of seconds from 0 to %d.", maxAgeLimit))
 			return
 		}
 		maxAge = n
@@ -245,12 +249,12 @@ func (c *Client) startLogin(w http.ResponseWriter, r *http.Request) {
 	case "login":
 		promptLogin = true
 	default:
-		c.page(w, r, http.StatusBadRequest, "prompt may only be login.")
+		page(w, r, http.StatusBadRequest, "prompt may only be login.")
 		return
 	}
 	st := loginState{
 		Provider: p.cfg.Name, State: randomID(), Nonce: randomID(), Verifier: oauth2.GenerateVerifier(),
-		ReturnTo: c.cfg.ReturnTo(q.Get("return_to")), MaxAge: maxAge, HasMaxAge: q.Has("max_age"),
+		ReturnTo: httpx.SafeReturnTo(q.Get("return_to")), MaxAge: maxAge, HasMaxAge: q.Has("max_age"),
 		Created: c.now().Unix(),
 	}
 	if q.Has("max_age") && maxAge == 0 {
@@ -328,7 +332,7 @@ const (
 )
 
 // callback completes the login.
-func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
+func (c *Client) callback(w http.ResponseWriter, r *http.Request, page PageFunc) {
 	ctx := r.Context()
 	name := knownName(c, r.PathValue("provider"))
 	audit := func(outcome, reason string, attrs ...slog.Attr) {
@@ -340,7 +344,7 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	expireStateCookie(w)
 	p, ok := c.providers[r.PathValue("provider")]
 	if !ok {
-		c.page(w, r, http.StatusNotFound, "No such sign-in provider.")
+		page(w, r, http.StatusNotFound, "No such sign-in provider.")
 		return
 	}
 	q := r.URL.Query()
@@ -348,13 +352,13 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	st, err := c.readState(r)
 	if err != nil {
 		audit(outcomeInvalid, err.Error())
-		c.page(w, r, http.StatusBadRequest, restart)
+		page(w, r, http.StatusBadRequest, restart)
 		return
 	}
 	if st.Provider != p.cfg.Name || len(q["state"]) != 1 ||
 		subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
 		audit(outcomeInvalid, "state does not match the pre-login cookie")
-		c.page(w, r, http.StatusBadRequest, restart)
+		page(w, r, http.StatusBadRequest, restart)
 		return
 	}
 	if code := q.Get("error"); code != "" {
@@ -363,13 +367,13 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		if code == "access_denied" || code == "login_required" {
 			status = http.StatusForbidden
 		}
-		c.page(w, r, status, fmt.Sprintf("%s did not sign you in (%s).", p.cfg.DisplayName, safeCode(code)))
+		page(w, r, status, fmt.Sprintf("%s did not sign you in (%s).", p.cfg.DisplayName, safeCode(code)))
 		return
 	}
 	code := q.Get("code")
 	if code == "" || len(q["code"]) != 1 || len(code) > 4096 {
 		audit(outcomeInvalid, "no authorization code")
-		c.page(w, r, http.StatusBadRequest, restart)
+		page(w, r, http.StatusBadRequest, restart)
 		return
 	}
 	// Pinned before the provider is asked: a global revocation while it
@@ -377,7 +381,7 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 	pin, err := c.sessions.PinEpoch(ctx)
 	if err != nil {
 		audit(outcomeError, "session store unavailable", slog.String("error", err.Error()))
-		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
+		page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
 		return
 	}
 	pctx := oidc.ClientContext(ctx, c.cfg.HTTPClient)
@@ -387,33 +391,33 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request) {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) {
 			audit(outcomeInvalid, "token endpoint refused the code", slog.Int("status", re.Response.StatusCode), slog.String("error", safeCode(re.ErrorCode)))
-			c.page(w, r, http.StatusBadRequest, "The sign-in could not be completed. Start it again.")
+			page(w, r, http.StatusBadRequest, "The sign-in could not be completed. Start it again.")
 			return
 		}
 		audit(outcomeError, "token endpoint unreachable", slog.String("error", redact(err)))
-		c.page(w, r, http.StatusBadGateway, p.cfg.DisplayName+" cannot be reached right now. Try again shortly.")
+		page(w, r, http.StatusBadGateway, p.cfg.DisplayName+" cannot be reached right now. Try again shortly.")
 		return
 	}
 	id, err := c.verifyLogin(pctx, p, tok, code, st)
 	if err != nil {
 		audit(outcomeInvalid, err.Error())
-		c.page(w, r, http.StatusBadRequest, "The answer from "+p.cfg.DisplayName+" could not be verified. Start the sign-in again.")
+		page(w, r, http.StatusBadRequest, "The answer from "+p.cfg.DisplayName+" could not be verified. Start the sign-in again.")
 		return
 	}
 	if reason := p.allowed(id); reason != "" {
 		audit(outcomeRefused, reason, slog.String("user", id.User))
-		c.page(w, r, http.StatusForbidden, fmt.Sprintf("Your %s account (%s) is not allowed to use this application. Sign in with another account, or ask an administrator for access.", p.cfg.DisplayName, id.display()))
+		page(w, r, http.StatusForbidden, fmt.Sprintf("Your %s account (%s) is not allowed to use this application. Sign in with another account, or ask an administrator for access.", p.cfg.DisplayName, id.display()))
 		return
 	}
 	deadline := time.Unix(st.Created, 0).Add(c.cfg.StateTTL + c.cfg.ClockSkew)
 	if err := c.startSession(ctx, r, p, id, tok, pin, deadline); err != nil {
 		if errors.Is(err, errLoggedOutDuringLogin) || errors.Is(err, errLoginTooSlow) || errors.Is(err, signin.ErrChangedMeanwhile) {
 			audit(outcomeRefused, err.Error(), slog.String("user", id.User))
-			c.page(w, r, http.StatusUnauthorized, "You were signed out at "+p.cfg.DisplayName+" while signing in here, or the sign-in took too long. Start the sign-in again.")
+			page(w, r, http.StatusUnauthorized, "You were signed out at "+p.cfg.DisplayName+" while signing in here, or the sign-in took too long. Start the sign-in again.")
 			return
 		}
 		audit(outcomeError, "session not created", slog.String("error", err.Error()))
-		c.page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
+		page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
 		return
 	}
 	h := w.Header()
@@ -567,12 +571,6 @@ func numericClaim(v any) (int64, bool) {
 	return 0, false
 }
 
-// Embed replaces Config.ReturnTo and Config.ErrorPage with the gateway's
-// own; [gateway.New] calls it. Call it before serving.
-func (c *Client) Embed(returnTo func(string) string, errorPage func(w http.ResponseWriter, r *http.Request, status int, message string)) {
-	c.cfg.ReturnTo, c.cfg.ErrorPage = returnTo, errorPage
-}
-
 // EndSessionOrigins lists the origins of the providers' end_session
 // endpoints, where a form logout redirects the browser: a page whose
 // Content-Security-Policy restricts form-action must allow them, or the
@@ -595,13 +593,13 @@ func (c *Client) EndSessionOrigins() []string {
 // Admission returns the admission the client signs users in through.
 func (c *Client) Admission() *signin.Admission { return c.admission }
 
-// page answers a browser with a short message page; the gateway replaces
-// it with its own layout through Config.ErrorPage.
-func (c *Client) page(w http.ResponseWriter, r *http.Request, status int, message string) {
-	if c.cfg.ErrorPage != nil {
-		c.cfg.ErrorPage(w, r, status, message)
-		return
-	}
+// PageFunc shows a message to a person: a refused or failed sign-in. The
+// gateway gives its own, the login page with the message, to Register.
+type PageFunc func(w http.ResponseWriter, r *http.Request, status int, message string)
+
+// defaultPage answers a browser with a short message page, for a client
+// registered without a page of the caller's.
+func (c *Client) defaultPage(w http.ResponseWriter, r *http.Request, status int, message string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'")

@@ -126,14 +126,6 @@ type Config struct {
 	Sealer Sealer
 	// StepUp lists the route prefixes that need a recent login.
 	StepUp []StepUp
-	// ReturnTo sanitises a return_to parameter into a local path. Default:
-	// always "/". The gateway sets its own open-redirect-safe check with
-	// [Client.Embed].
-	ReturnTo func(string) string
-	// ErrorPage shows a message to a person (a refused or failed login).
-	// Default: a minimal page of its own. The gateway sets its own layout
-	// with [Client.Embed].
-	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, message string)
 	// StateTTL bounds how long a login may take at the provider. Default 10
 	// minutes.
 	StateTTL time.Duration
@@ -210,9 +202,6 @@ func (cfg *Config) validate() error {
 	def(&cfg.ClockSkew, DefaultClockSkew, "ClockSkew")
 	if len(problems) > 0 {
 		return errors.Join(problems...)
-	}
-	if cfg.ReturnTo == nil {
-		cfg.ReturnTo = func(string) string { return "/" }
 	}
 	if cfg.HTTPClient == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

@@ -1,11 +1,12 @@
 // Package httpx holds the small HTTP rules several of cloakroom's packages
 // apply alike (the gateway, the proxy, the vault, the OpenID client), so
-// each is written once: which paths lie under a prefix, and how a cookie
-// is taken out of a request.
+// each is written once: which paths lie under a prefix, how a cookie is
+// taken out of a request, and which return_to targets are safe.
 package httpx
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -58,4 +59,47 @@ func RemoveCookie(h http.Header, name string) {
 		return
 	}
 	h["Cookie"] = []string{b.String()}
+}
+
+// MaxReturnTo bounds return_to; a longer value falls back to "/".
+const MaxReturnTo = 2048
+
+// SafeReturnTo returns target when it is a path on this origin, and "/"
+// otherwise, so that login never becomes an open redirect. A safe target is
+// printable ASCII, starts with exactly one "/", has no backslash (browsers
+// read "\" as "/", making "/\evil.com" a host), and stays so after percent-
+// decoding (some servers and routers decode once more).
+func SafeReturnTo(target string) string {
+	if len(target) > MaxReturnTo || !localPath(target) {
+		return "/"
+	}
+	decoded := target
+	for range 4 {
+		next, err := url.PathUnescape(decoded)
+		if err != nil || !localPath(next) {
+			return "/"
+		}
+		if next == decoded {
+			return target
+		}
+		decoded = next
+	}
+	return "/" // still decoding after several rounds: nobody needs that
+}
+
+// localPath applies the rules of SafeReturnTo to one spelling.
+func localPath(s string) bool {
+	if len(s) == 0 || s[0] != '/' {
+		return false
+	}
+	if len(s) > 1 && (s[1] == '/' || s[1] == '\\') {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '\\' {
+			return false
+		}
+	}
+	u, err := url.Parse(s)
+	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
