@@ -219,30 +219,6 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 		l.cleanups = append(l.cleanups, mem.Close)
 		store, accountStore = mem, memaccounts.New()
 	}
-	sessionCfg := cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName}
-	metrics, err := gateway.NewMetrics(nil)
-	if err != nil {
-		return nil, err
-	}
-	metrics.ConfigureSessions(&sessionCfg) // the gateway writes the audit lines
-	sessions, err := cloakroom.New(sessionCfg)
-	if err != nil {
-		return nil, err
-	}
-	// Its stream watchers read the store: stopped before the store closes.
-	l.cleanups = append(l.cleanups, sessions.Close)
-	l.SessionCookie = sessions.Config().CookieName
-	service := accounts.New(accountStore, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
-	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	for _, u := range users {
-		if err := service.Add(ctx, u.Name, u.Password, u.Roles, u.Email); err != nil {
-			return nil, fmt.Errorf("lab: add demo user %s: %w", u.Name, err)
-		}
-	}
-
 	key, err := upstreamjwt.GenerateKey()
 	if err != nil {
 		return nil, err
@@ -287,23 +263,35 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Config{
-		Sessions: sessions, Admission: admission, Metrics: metrics, Accounts: service, Signer: signer,
-		Routes: []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
-		Static: static,
-		// The page shows its own sign-in form, so its shell is public; the
-		// API behind /api/ always needs a session.
-		PublicPaths: []string{"/"},
-		// The lab sets its own policy (withCSP) only with Options.CSP, to
-		// show what a payload does with and without one.
-		CSP:    gateway.CSPOff,
-		Logger: logger,
+	st, err := gateway.Assemble(ctx, gateway.Parts{
+		Sessions:     cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName},
+		AccountStore: accountStore,
+		Accounts:     accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger},
+		Admission:    signin.Config{Logger: logger},
+		Gateway: gateway.Config{
+			Signer: signer,
+			Routes: []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
+			Static: static,
+			// The page shows its own sign-in form, so its shell is public;
+			// the API behind /api/ always needs a session.
+			PublicPaths: []string{"/"},
+			// The lab sets its own policy (withCSP) only with Options.CSP,
+			// to show what a payload does with and without one.
+			CSP: gateway.CSPOff,
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	l.cleanups = append(l.cleanups, gw.Close)
-	var h http.Handler = gw.Handler()
+	// Its stream watchers read the store: stopped before the store closes.
+	l.cleanups = append(l.cleanups, st.Close)
+	l.SessionCookie = st.Sessions.Config().CookieName
+	for _, u := range users {
+		if err := st.Accounts.Add(ctx, u.Name, u.Password, u.Roles, u.Email); err != nil {
+			return nil, fmt.Errorf("lab: add demo user %s: %w", u.Name, err)
+		}
+	}
+	var h http.Handler = st.Gateway.Handler()
 	if opts.CSP {
 		h = withCSP(h)
 	}

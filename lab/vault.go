@@ -59,29 +59,11 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 
 	mem := memstore.New(memstore.Config{})
 	l.cleanups = append(l.cleanups, mem.Close)
-	sessions, err := cloakroom.New(cloakroom.Config{Store: mem, CookieName: VaultSessionCookie, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	// Its stream watchers read the store: stopped before the store closes.
-	l.cleanups = append(l.cleanups, sessions.Close)
-	l.vaultSessions = sessions
 	keys, err := seal.Generate("lab")
 	if err != nil {
 		return nil, err
 	}
 	capture, err := vault.ParseCapture(vaultCapture)
-	if err != nil {
-		return nil, err
-	}
-	admission, err := signin.New(signin.Config{Sessions: sessions, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-	l.vault, err = vault.New(vault.Config{
-		Admission: admission, Sealer: keys, Logger: logger,
-		Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}, UserClaim: "sub"}},
-	})
 	if err != nil {
 		return nil, err
 	}
@@ -92,23 +74,30 @@ func (l *Lab) startVault(ctx context.Context, users []guestbook.User, logger *sl
 	if err != nil {
 		return nil, err
 	}
-	gw, err := gateway.New(gateway.Config{
-		Sessions:  sessions,
-		Admission: admission,
+	st, err := gateway.Assemble(ctx, gateway.Parts{
+		Sessions: cloakroom.Config{Store: mem, CookieName: VaultSessionCookie, Logger: logger},
 		// The gateway's own accounts are unused: the app signs its users in.
-		Accounts:    accounts.New(memaccounts.New(), accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger}),
-		Routes:      []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Mode: l.vault.Modes()["/api/"]}},
-		Vault:       l.vault,
-		Static:      static,
-		PublicPaths: []string{"/"},
-		// Like the jwt app, no Content-Security-Policy: the lab shows what
-		// the payload can and cannot take when it runs.
-		CSP:    gateway.CSPOff,
-		Logger: logger,
+		AccountStore: memaccounts.New(),
+		Accounts:     accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger},
+		Admission:    signin.Config{Logger: logger},
+		Vault: &vault.Config{
+			Sealer: keys, Logger: logger,
+			Routes: []vault.Route{{Prefix: "/api/", Capture: []vault.Capture{capture}, UserClaim: "sub"}},
+		},
+		Gateway: gateway.Config{
+			Routes:      []proxy.Route{{Prefix: "/api/", Upstream: apiURL}},
+			Static:      static,
+			PublicPaths: []string{"/"},
+			// Like the jwt app, no Content-Security-Policy: the lab shows
+			// what the payload can and cannot take when it runs.
+			CSP: gateway.CSPOff,
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	l.cleanups = append(l.cleanups, gw.Close)
-	return gw.Handler(), nil
+	// Its stream watchers read the store: stopped before the store closes.
+	l.cleanups = append(l.cleanups, st.Close)
+	l.vaultSessions, l.vault = st.Sessions, st.Vault
+	return st.Gateway.Handler(), nil
 }

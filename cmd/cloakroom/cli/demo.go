@@ -160,7 +160,7 @@ func demoReady(e *env, lab *demoLab, rt *gatewayRuntime, publicAddr, adminAddr, 
 	var fresh []created
 	var existing []string
 	for _, u := range demoUsers {
-		_, err := rt.accounts.Get(ctx, u.name)
+		_, err := rt.Accounts.Get(ctx, u.name)
 		switch {
 		case err == nil:
 			existing = append(existing, u.name)
@@ -169,7 +169,7 @@ func demoReady(e *env, lab *demoLab, rt *gatewayRuntime, publicAddr, adminAddr, 
 			return nil, fmt.Errorf("look up demo user %s: %w", u.name, err)
 		}
 		password := generatePassword()
-		if err := rt.accounts.Add(ctx, u.name, password, u.roles, u.name+"@demo.invalid"); err != nil {
+		if err := rt.Accounts.Add(ctx, u.name, password, u.roles, u.name+"@demo.invalid"); err != nil {
 			return nil, fmt.Errorf("create demo user %s: %w", u.name, err)
 		}
 		fresh = append(fresh, created{u.name, strings.Join(u.roles, ","), password})
@@ -179,7 +179,7 @@ func demoReady(e *env, lab *demoLab, rt *gatewayRuntime, publicAddr, adminAddr, 
 	adminURL := &url.URL{Scheme: "http", Host: adminAddr.String()}
 	lab.gatewayURL = gatewayURL
 	lab.appURL = &url.URL{Scheme: "http", Host: appAddr.String()}
-	lab.accounts, lab.sessions = rt.accounts, rt.sessions
+	lab.accounts, lab.sessions = rt.Accounts, rt.Sessions
 	if err := registerLab(lab); err != nil {
 		return lab.listeners, fmt.Errorf("lab: %w", err)
 	}

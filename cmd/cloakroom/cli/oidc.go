@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -13,7 +11,6 @@ import (
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
-	"github.com/cloakroom/cloakroom/signin"
 )
 
 // oidcConfig holds the settings of sign-in at OpenID providers; Config
@@ -230,26 +227,4 @@ func safeField(s string) string {
 		s = s[:64] + "..."
 	}
 	return s
-}
-
-// buildOIDC runs discovery at every provider; a provider that cannot be
-// reached stops serve with a clear message.
-func buildOIDC(ctx context.Context, p *plan, admission *signin.Admission, logger *slog.Logger) (*oidcbff.Client, error) {
-	if p.oidc == nil {
-		return nil, nil
-	}
-	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := oidcbff.New(dctx, oidcbff.Config{
-		Providers: p.oidc.providers, Admission: admission, PublicURL: p.cfg.PublicURL,
-		Sealer: p.oidc.keys, StepUp: p.oidc.stepUp, Logger: logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("OpenID providers: %w", err)
-	}
-	for _, pc := range p.oidc.providers {
-		logger.Info("OpenID provider ready", "provider", pc.Name, "issuer", pc.Issuer,
-			"redirect_uri", c.CallbackURL(pc.Name), "post_logout_redirect_uri", c.PostLogoutURL())
-	}
-	return c, nil
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +16,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 	"github.com/cloakroom/cloakroom/gateway"
-	"github.com/cloakroom/cloakroom/proxy"
+	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 	"github.com/cloakroom/cloakroom/vault"
@@ -98,28 +97,24 @@ func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
 
 // gatewayRuntime is everything `serve` builds before it listens.
 type gatewayRuntime struct {
-	stores   *storeurl.Stores
-	sessions *cloakroom.Manager
-	accounts *accounts.Service
-	signer   *upstreamjwt.Signer
-	gateway  *gateway.Gateway
+	stores *storeurl.Stores
+	signer *upstreamjwt.Signer
+	*gateway.Stack
 }
 
 func (rt *gatewayRuntime) close() {
-	if rt.gateway != nil {
-		rt.gateway.Close()
-	}
-	if rt.sessions != nil {
+	if rt.Stack != nil {
 		// Its watchers read the store: stopped before the store closes.
-		rt.sessions.Close()
+		rt.Stack.Close()
 	}
 	if rt.stores != nil {
 		rt.stores.Close()
 	}
 }
 
-// buildGateway opens the store and builds the session manager, the account
-// service, the proxy, the signer and the gateway.
+// buildGateway opens the store and assembles the gateway from the plan:
+// the session manager, the account service, the signer, the vault, the
+// OpenID client and the gateway, as the lab assembles its own.
 func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gatewayRuntime, err error) {
 	rt := &gatewayRuntime{}
 	defer func() {
@@ -130,104 +125,85 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	if rt.stores, err = storeurl.OpenWith(ctx, p.cfg.Store, storeurl.Options{Logger: logger}); err != nil {
 		return nil, err
 	}
-	sessionCfg := cloakroom.Config{
-		Store:           rt.stores.Sessions,
-		SameSite:        p.sameSite,
-		IdleTimeout:     p.cfg.IdleTimeout,
-		AbsoluteTimeout: p.cfg.AbsoluteTimeout,
-		TrustedOrigins:  p.cfg.TrustedOrigins,
-		Logger:          logger,
-		Forbidden:       gateway.CrossSiteRefused, // JSON to scripts, a page to navigations
+	parts := gateway.Parts{
+		Sessions: cloakroom.Config{
+			Store:           rt.stores.Sessions,
+			SameSite:        p.sameSite,
+			IdleTimeout:     p.cfg.IdleTimeout,
+			AbsoluteTimeout: p.cfg.AbsoluteTimeout,
+			TrustedOrigins:  p.cfg.TrustedOrigins,
+			Logger:          logger,
+		},
+		AccountStore: rt.stores.Accounts,
+		Accounts:     accounts.Config{Logger: logger, Throttle: rt.stores.Throttle},
+		Admission:    signin.Config{Logger: logger},
+		Gateway: gateway.Config{
+			Routes:        p.routes,
+			Static:        p.cfg.Static,
+			Frontend:      p.frontend,
+			PublicPaths:   p.cfg.Public,
+			CSP:           p.cfg.CSP,
+			CSPReportOnly: p.cfg.CSPReportOnly,
+			AdminToken:    p.adminToken,
+			// Behind a TLS-terminating proxy the browser speaks HTTPS too.
+			TLS:    p.tls != nil || p.cfg.InsecureHTTPBehindProxy,
+			Logger: logger,
+		},
 	}
 	if len(p.proxies) > 0 {
-		sessionCfg.ClientIP = clientIPFunc(p.proxies)
+		parts.Sessions.ClientIP = clientIPFunc(p.proxies)
 	} else if p.cfg.InsecureHTTPBehindProxy {
 		logger.Warn("behind a proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
 	}
-	// The gateway times the session lookups and writes the audit lines.
-	metrics, err := gateway.NewMetrics(nil)
-	if err != nil {
-		return nil, err
-	}
-	metrics.ConfigureSessions(&sessionCfg)
-	rt.sessions, err = cloakroom.New(sessionCfg)
-	if err != nil {
-		return nil, err
-	}
-	rt.accounts = accounts.New(rt.stores.Accounts, accounts.Config{RevokeSessions: rt.sessions.RevokeUser, Logger: logger, Throttle: rt.stores.Throttle})
-	// Every way in (passwords, providers, the vault) admits through one.
-	admission, err := signin.New(signin.Config{Sessions: rt.sessions, Logger: logger})
-	if err != nil {
-		return nil, err
-	}
-
 	if p.cfg.InternalJWT {
-		key := p.jwtKey
-		if key == nil {
-			var created bool
-			if key, created, err = loadOrCreateJWTKey(p.jwtKeyPath); err != nil {
-				return nil, err
-			}
-			if created {
-				logger.Info("generated the internal JWT signing key", "file", p.jwtKeyPath)
-			}
+		if rt.signer, err = newSigner(p, logger); err != nil {
+			return nil, err
 		}
-		rt.signer, err = upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: signerAudience})
-		if err != nil {
-			return nil, fmt.Errorf("internal JWT signer: %w", err)
-		}
+		parts.Gateway.Signer = rt.signer
 	}
-	var vlt *vault.Vault
 	if p.vault != nil {
-		vlt, err = vault.New(vault.Config{Admission: admission, Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger})
-		if err != nil {
-			return nil, err
-		}
+		parts.Vault = &vault.Config{Sealer: p.vault.keys, Routes: p.vault.routes, Logger: logger}
 	}
-	oidc, err := buildOIDC(ctx, p, admission, logger)
-	if err != nil {
+	if p.oidc != nil {
+		parts.OIDC = &oidcbff.Config{
+			Providers: p.oidc.providers, PublicURL: p.cfg.PublicURL,
+			Sealer: p.oidc.keys, StepUp: p.oidc.stepUp, Logger: logger,
+		}
+		parts.Relay = p.oidc.relay
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second) // bounds the providers' discovery
+	defer cancel()
+	if rt.Stack, err = gateway.Assemble(dctx, parts); err != nil {
 		return nil, err
 	}
-	// Each route's upstream mode is registered once, here: the vault's,
-	// and OpenID token relay.
-	routes := slices.Clone(p.routes)
-	if vlt != nil {
-		if err := proxy.SetModes(routes, vlt.Modes()); err != nil {
-			return nil, err
+	if rt.OIDC != nil {
+		for _, pc := range p.oidc.providers {
+			logger.Info("OpenID provider ready", "provider", pc.Name, "issuer", pc.Issuer,
+				"redirect_uri", rt.OIDC.CallbackURL(pc.Name), "post_logout_redirect_uri", rt.OIDC.PostLogoutURL())
 		}
-	}
-	if oidc != nil {
-		relay := make(map[string]proxy.Mode, len(p.oidc.relay))
-		for _, prefix := range p.oidc.relay {
-			relay[prefix] = oidc.Relay()
-		}
-		if err := proxy.SetModes(routes, relay); err != nil {
-			return nil, err
-		}
-	}
-	rt.gateway, err = gateway.New(gateway.Config{
-		Metrics:       metrics,
-		Vault:         vlt,
-		OIDC:          oidc,
-		Sessions:      rt.sessions,
-		Admission:     admission,
-		Accounts:      rt.accounts,
-		Routes:        routes,
-		Signer:        rt.signer,
-		Static:        p.cfg.Static,
-		Frontend:      p.frontend,
-		PublicPaths:   p.cfg.Public,
-		CSP:           p.cfg.CSP,
-		CSPReportOnly: p.cfg.CSPReportOnly,
-		AdminToken:    p.adminToken,
-		// Behind a TLS-terminating proxy the browser speaks HTTPS too.
-		TLS:    p.tls != nil || p.cfg.InsecureHTTPBehindProxy,
-		Logger: logger,
-	})
-	if err != nil {
-		return nil, err
 	}
 	return rt, nil
+}
+
+// newSigner loads (or creates) the internal JWT's key and returns its
+// signer.
+func newSigner(p *plan, logger *slog.Logger) (*upstreamjwt.Signer, error) {
+	key := p.jwtKey
+	if key == nil {
+		var created bool
+		var err error
+		if key, created, err = loadOrCreateJWTKey(p.jwtKeyPath); err != nil {
+			return nil, err
+		}
+		if created {
+			logger.Info("generated the internal JWT signing key", "file", p.jwtKeyPath)
+		}
+	}
+	signer, err := upstreamjwt.NewSigner(key, upstreamjwt.SignerConfig{Issuer: p.cfg.JWTIssuer, Audience: signerAudience})
+	if err != nil {
+		return nil, fmt.Errorf("internal JWT signer: %w", err)
+	}
+	return signer, nil
 }
 
 // listener is one HTTP server on its socket.
@@ -294,7 +270,7 @@ func serve(ctx context.Context, p *plan, logger *slog.Logger, hooks *serveHooks)
 			return fmt.Errorf("public listener: %w", err)
 		}
 	}
-	servers = append(servers, listener{"public", newServer(rt.gateway.Handler(), logger, p, p.tls != nil), public, p.tls != nil})
+	servers = append(servers, listener{"public", newServer(rt.Gateway.Handler(), logger, p, p.tls != nil), public, p.tls != nil})
 	var adminAddr net.Addr
 	if p.cfg.AdminListen != "" {
 		admin := hooks.admin
@@ -304,7 +280,7 @@ func serve(ctx context.Context, p *plan, logger *slog.Logger, hooks *serveHooks)
 			}
 		}
 		adminAddr = admin.Addr()
-		servers = append(servers, listener{"admin", newServer(rt.gateway.AdminHandler(), logger, p, p.adminTLS), admin, p.adminTLS})
+		servers = append(servers, listener{"admin", newServer(rt.Gateway.AdminHandler(), logger, p, p.adminTLS), admin, p.adminTLS})
 	}
 	scheme := "http"
 	if p.tls != nil {
