@@ -203,28 +203,32 @@ func (w *sessionWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *sessionWriter) Write(b []byte) (int, error) {
+// ready starts the response as a body write does: it fails after a
+// hijack, and when the session could not be saved (Unavailable answered
+// instead, so the handler's body must not follow).
+func (w *sessionWriter) ready() error {
 	if w.hijacked {
-		return 0, http.ErrHijacked
+		return http.ErrHijacked
 	}
 	if !w.started {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.failed {
-		return 0, ErrStoreUnavailable
+		return ErrStoreUnavailable
+	}
+	return nil
+}
+
+func (w *sessionWriter) Write(b []byte) (int, error) {
+	if err := w.ready(); err != nil {
+		return 0, err
 	}
 	return w.ResponseWriter.Write(b)
 }
 
 // Flush lets streaming handlers flush through the middleware.
 func (w *sessionWriter) Flush() {
-	if w.hijacked {
-		return
-	}
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.failed {
+	if w.ready() != nil {
 		return
 	}
 	http.NewResponseController(w.ResponseWriter).Flush()
@@ -232,14 +236,8 @@ func (w *sessionWriter) Flush() {
 
 // WriteString spares handlers that use io.WriteString a conversion.
 func (w *sessionWriter) WriteString(str string) (int, error) {
-	if w.hijacked {
-		return 0, http.ErrHijacked
-	}
-	if !w.started {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.failed {
-		return 0, ErrStoreUnavailable
+	if err := w.ready(); err != nil {
+		return 0, err
 	}
 	return io.WriteString(w.ResponseWriter, str)
 }

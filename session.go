@@ -86,23 +86,24 @@ func (s *Session) LoggedIn() bool {
 
 // UserID returns the logged-in user's ID, or "".
 func (s *Session) UserID() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.live {
-		return ""
-	}
-	return s.rec.UserID
+	return s.whileLive(func() string { return s.rec.UserID })
 }
 
 // Handle returns the session's public handle, as listed in device lists, or
 // "" without a session.
 func (s *Session) Handle() string {
+	return s.whileLive(func() string { return s.rec.Handle })
+}
+
+// whileLive returns what read returns, called under the session's lock,
+// or "" without a live session.
+func (s *Session) whileLive(read func() string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.live {
 		return ""
 	}
-	return s.rec.Handle
+	return read()
 }
 
 // Ref returns a short reference to the session for log lines: the first 12
@@ -141,12 +142,7 @@ func (s *Session) MarkPassive() {
 // header, or "" without a session. Hand it to the page (for example in a
 // JSON response); never put it in a URL.
 func (s *Session) CSRFToken() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.live {
-		return ""
-	}
-	return csrfTokenFor(s.token)
+	return s.whileLive(func() string { return csrfTokenFor(s.token) })
 }
 
 // Times reports when the session was created, when it will expire if left

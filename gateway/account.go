@@ -40,11 +40,7 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 	if q.Has("stepup") {
 		errMsg = stepUpErrors[q.Get("stepup")]
 	}
-	var devices []cloakroom.Device
-	err := a.timeStore("list", func() (err error) {
-		devices, err = s.Devices(r.Context())
-		return err
-	})
+	devices, err := a.devices(r, s)
 	if err != nil {
 		a.fail(w, r, true, err)
 		return

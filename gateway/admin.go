@@ -164,20 +164,7 @@ func (a *adminAPI) pathUser(r *http.Request) (string, error) {
 }
 
 func (a *adminAPI) audit(r *http.Request, kind, user string, err error, extra ...slog.Attr) {
-	outcome := "success"
-	if err != nil {
-		outcome = "error"
-	} else {
-		a.metrics.revocations.WithLabelValues(kind).Inc()
-	}
-	attrs := append([]slog.Attr{
-		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
-		slog.String("by", "admin"), slog.String("remote", r.RemoteAddr),
-	}, extra...)
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
-	}
-	a.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+	a.auditRevocation(r, kind, user, err, append([]slog.Attr{slog.String("by", "admin"), slog.String("remote", r.RemoteAddr)}, extra...)...)
 }
 
 func (a *adminAPI) listSessions(w http.ResponseWriter, r *http.Request) error {

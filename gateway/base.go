@@ -204,3 +204,29 @@ func isNavigation(r *http.Request) bool {
 // wantsJSON guesses the answer format for a request whose body could not
 // tell: script requests get JSON, navigations get a page.
 func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
+
+// auditRevocation writes the "revocation" audit line of every kind (a
+// user's own and the admin's) and counts the successful ones; who and from
+// where go in attrs.
+func (b *base) auditRevocation(r *http.Request, kind, user string, err error, attrs ...slog.Attr) {
+	outcome := "success"
+	if err != nil {
+		outcome = "error"
+	} else {
+		b.metrics.revocations.WithLabelValues(kind).Inc()
+	}
+	attrs = append([]slog.Attr{slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user)}, attrs...)
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	b.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+}
+
+// devices lists the session's user's devices, timed as a store call.
+func (b *base) devices(r *http.Request, s *cloakroom.Session) (devices []cloakroom.Device, err error) {
+	err = b.timeStore("list", func() (err error) {
+		devices, err = s.Devices(r.Context())
+		return err
+	})
+	return devices, err
+}

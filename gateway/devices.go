@@ -36,23 +36,11 @@ func (v *revocations) everywhere(r *http.Request, s *cloakroom.Session) error {
 	return err
 }
 
-// record logs a revocation; ref is the request's session (see
-// [cloakroom.Session.Ref]), read before the revocation rotated its token.
+// record logs a revocation by the session's user; ref is the request's
+// session (see [cloakroom.Session.Ref]), read before the revocation
+// rotated its token.
 func (v *revocations) record(r *http.Request, s *cloakroom.Session, kind, user, ref string, err error, extra ...slog.Attr) {
-	outcome := "success"
-	if err != nil {
-		outcome = "error"
-	} else {
-		v.metrics.revocations.WithLabelValues(kind).Inc()
-	}
-	attrs := append([]slog.Attr{
-		slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user),
-		slog.String("client_ip", s.ClientIP()), slog.String("session", ref),
-	}, extra...)
-	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
-	}
-	v.log.LogAttrs(r.Context(), slog.LevelInfo, "revocation", attrs...)
+	v.auditRevocation(r, kind, user, err, append([]slog.Attr{slog.String("client_ip", s.ClientIP()), slog.String("session", ref)}, extra...)...)
 }
 
 // devicesAPI is the JSON API of the current session and the user's
@@ -84,11 +72,7 @@ func (d *devicesAPI) info(w http.ResponseWriter, r *http.Request) {
 // list lists the user's sessions (devices), the current one marked.
 func (d *devicesAPI) list(w http.ResponseWriter, r *http.Request) {
 	s := session(r)
-	var devices []cloakroom.Device
-	err := d.timeStore("list", func() (err error) {
-		devices, err = s.Devices(r.Context())
-		return err
-	})
+	devices, err := d.devices(r, s)
 	if err != nil {
 		d.fail(w, r, false, err)
 		return

@@ -79,13 +79,9 @@ func Verify(token string, jwks []byte, audience string, now time.Time) (Claims, 
 	}
 	enc := base64.RawURLEncoding.Strict()
 
-	headerJSON, err := enc.DecodeString(headerB64)
-	if err != nil {
-		return Claims{}, fmt.Errorf("%w: header is not base64url", ErrInvalidToken)
-	}
 	var h joseHeader
-	if err := decodeObject(headerJSON, &h); err != nil {
-		return Claims{}, fmt.Errorf("%w: header: %v", ErrInvalidToken, err)
+	if err := decodePart(headerB64, "header", &h); err != nil {
+		return Claims{}, err
 	}
 	if h.Alg != "EdDSA" {
 		return Claims{}, fmt.Errorf("%w: alg %q, want EdDSA", ErrInvalidToken, h.Alg)
@@ -113,15 +109,24 @@ func Verify(token string, jwks []byte, audience string, now time.Time) (Claims, 
 		return Claims{}, fmt.Errorf("%w: %w", ErrInvalidToken, ErrTokenSignature)
 	}
 
-	payloadJSON, err := enc.DecodeString(payloadB64)
-	if err != nil {
-		return Claims{}, fmt.Errorf("%w: payload is not base64url", ErrInvalidToken)
-	}
 	var w wireClaims
-	if err := decodeObject(payloadJSON, &w); err != nil {
-		return Claims{}, fmt.Errorf("%w: claims: %v", ErrInvalidToken, err)
+	if err := decodePart(payloadB64, "payload", &w); err != nil {
+		return Claims{}, err
 	}
 	return checkClaims(&w, audience, now)
+}
+
+// decodePart decodes one base64url part of a compact JWS, a JSON object,
+// into v; what names the part in the error.
+func decodePart(b64, what string, v any) error {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not base64url", ErrInvalidToken, what)
+	}
+	if err := decodeObject(raw, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalidToken, what, err)
+	}
+	return nil
 }
 
 // decodeObject decodes a JSON object into v, refusing anything that is not

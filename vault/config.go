@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/internal/jsonscan"
 	"github.com/cloakroom/cloakroom/signin"
@@ -200,19 +201,9 @@ func ParseHeader(s string) (header, scheme string, noScheme bool, err error) {
 	return textproto.CanonicalMIMEHeaderKey(name), value, value == "", nil
 }
 
-// validToken reports whether s is an RFC 9110 token.
-func validToken(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
+// validToken reports whether s is an RFC 9110 token of at most 64 bytes.
+// An RFC 6265 cookie-name is the same grammar, which the core checks.
+func validToken(s string) bool { return len(s) <= 64 && cloakroom.ValidCookieName(s) }
 
 // route is a checked Route with its matchers.
 type route struct {
