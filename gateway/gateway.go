@@ -119,7 +119,8 @@ type handlers struct {
 
 // routes is the public listener's route table: each route states what it
 // needs (a session for a JSON endpoint or a page, a CSRF token in a form
-// field) with a wrapper, and its handler does only its job.
+// field, a recent sign-in) with a wrapper, and its handler does only its
+// job.
 func (h handlers) routes(b base, cfg *Config) http.Handler {
 	mux := http.NewServeMux()
 	a := cfg.AuthPrefix
@@ -130,7 +131,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("GET "+a+"/session", b.api(h.devices.info))
 	route("GET "+a+"/sessions", b.api(h.devices.list))
 	route("DELETE "+a+"/sessions/{handle}", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeOne)).ServeHTTP))
-	route("POST "+a+"/sessions/revoke-others", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeOthers)).ServeHTTP))
+	route("POST "+a+"/sessions/revoke-others", b.api(b.formCSRF(csrfJSON, h.stepUp.requireRecent(false, "", h.devices.revokeOthers)).ServeHTTP))
 	route("POST "+a+"/sessions/revoke-all", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeAll)).ServeHTTP))
 	route("POST "+a+"/reauth", b.api(h.pw.reauth))
 	route("POST "+a+"/password", b.api(h.pw.changeJSON))
@@ -139,7 +140,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	}
 	route("GET "+a+"/account", b.page(a+"/account", h.account.page))
 	route("POST "+a+"/account/revoke", account(h.account.revokeOne))
-	route("POST "+a+"/account/revoke-others", account(h.account.revokeOthers))
+	route("POST "+a+"/account/revoke-others", account(h.stepUp.requireRecent(true, a+"/account", h.account.revokeOthers)))
 	route("POST "+a+"/account/revoke-all", account(h.account.revokeAll))
 	route("POST "+a+"/account/password", account(h.pw.changeForm))
 	route("POST "+a+"/csp-report", h.csp)

@@ -69,6 +69,17 @@ func (u *stepUp) require(w http.ResponseWriter, r *http.Request, s *cloakroom.Se
 	return false
 }
 
+// requireRecent is the route wrapper of an action that always needs a
+// recent sign-in (see require): page says how to answer, returnTo where
+// a provider's sign-in comes back to.
+func (u *stepUp) requireRecent(page bool, returnTo string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if u.require(w, r, session(r), page, returnTo) {
+			next(w, r)
+		}
+	}
+}
+
 // refuse answers a step-up the gateway cannot lead the user through
 // itself: 403 reauth_required without a URL, or the account page with the
 // message.
