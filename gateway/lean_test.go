@@ -9,7 +9,7 @@ import (
 
 // TestLoginAndLogoutAuditedOnce: one login and one logout give one audit
 // line each, written by the gateway with the documented fields; the session
-// manager, configured by SessionHooks, does not repeat them.
+// manager, configured by Metrics.ConfigureSessions, does not repeat them.
 func TestLoginAndLogoutAuditedOnce(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()
