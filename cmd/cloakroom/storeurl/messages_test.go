@@ -1,10 +1,14 @@
 package storeurl
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 )
 
 // TestOpenErrorMessages pins every byte of what Open says when it refuses
@@ -89,6 +93,35 @@ func TestParsedOptions(t *testing.T) {
 		}
 		if client != tc.client || fmt.Sprintf("%+v", ours) != tc.ours {
 			t.Errorf("%s:\n got %s %+v\nwant %s %s", tc.raw, client, ours, tc.client, tc.ours)
+		}
+	}
+}
+
+// TestDatabaseOpenClosesOnFailure: when the account or the throttle store
+// does not open, what was opened is closed once, and the error names the
+// step without the URL's password.
+func TestDatabaseOpenClosesOnFailure(t *testing.T) {
+	loc, err := Parse("redis://u:" + url.PathEscape(testPassword) + "@127.0.0.1:6379/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failure := errors.New("refused by " + testPassword)
+	for _, tc := range []struct {
+		accountsErr, throttleErr error
+		want                     string
+	}{
+		{failure, nil, "storeurl: open accounts in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
+		{nil, failure, "storeurl: open throttle in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
+	} {
+		closed := 0
+		st, err := database{
+			loc:      loc,
+			close:    func() error { closed++; return nil },
+			accounts: func() (accounts.Store, error) { return memaccounts.New(), tc.accountsErr },
+			throttle: func() (accounts.ThrottleStore, error) { return memaccounts.NewThrottle(0), tc.throttleErr },
+		}.open()
+		if st != nil || fmt.Sprint(err) != tc.want || !errors.Is(err, failure) || closed != 1 {
+			t.Errorf("got %v, %v, closed %d times; want %s, closed once", st, err, closed, tc.want)
 		}
 	}
 }
