@@ -212,6 +212,17 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	}
 }
 
+// parseFlagsOnly parses the flags of a command that takes no positional
+// arguments; one is a usage error, its message ending with note. When ok is
+// false, code is the exit status to return.
+func parseFlagsOnly(fs *flag.FlagSet, args []string, note string) (code int, ok bool) {
+	positional, code, ok := parseArgs(fs, args)
+	if ok && len(positional) > 0 {
+		return usageError(fs, "unexpected argument %q%s", positional[0], note), false
+	}
+	return code, ok
+}
+
 // usageError prints msg and the command's usage, and returns exitUsage.
 func usageError(fs *flag.FlagSet, format string, args ...any) int {
 	fmt.Fprintf(fs.Output(), "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))

@@ -46,12 +46,8 @@ Open the printed URL, log in, post a note, look at your devices, log out.`)
 	listen := fs.String("listen", defaultDemoListen, "`ADDR` of the gateway, loopback only; a free port is used if it is taken")
 	adminListen := fs.String("admin-listen", defaultDemoAdminListen, "`ADDR` of the admin listener (metrics), loopback only; a free port is used if it is taken")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error (audit events are info)")
-	positional, code, ok := parseArgs(fs, args)
-	if !ok {
+	if code, ok := parseFlagsOnly(fs, args, ""); !ok {
 		return code
-	}
-	if len(positional) > 0 {
-		return usageError(fs, "unexpected argument %q", positional[0])
 	}
 	for flagName, addr := range map[string]string{"--listen": *listen, "--admin-listen": *adminListen} {
 		loopback, err := checkListenAddr(addr)

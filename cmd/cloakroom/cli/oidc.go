@@ -153,45 +153,8 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 			return pc, "", fmt.Errorf("%s is given twice", safeField(key))
 		}
 		seen[key] = true
-		switch key {
-		case "name":
-			pc.Name = value
-		case "display-name":
-			pc.DisplayName = value
-		case "issuer":
-			pc.Issuer = value
-		case "client-id":
-			pc.ClientID = value
-		case "client-secret-file":
-			secretFile = value
-		case "client-secret":
-			return pc, "", errors.New("client-secret does not belong on the command line or in the config file; use client-secret-file")
-		case "scopes":
-			pc.Scopes = strings.Fields(value)
-		case "allowed-domains":
-			pc.AllowedDomains = strings.Fields(value)
-		case "allowed-groups":
-			pc.AllowedGroups = strings.Fields(value)
-		case "require-claim":
-			if err := addPair(&pc.RequiredClaims, key, value, "CLAIM=VALUE"); err != nil {
-				return pc, "", err
-			}
-		case "auth-param":
-			if err := addPair(&pc.AuthParams, key, value, "NAME=VALUE"); err != nil {
-				return pc, "", err
-			}
-		case "user-claim":
-			pc.UserClaim = value
-		case "email-claim":
-			pc.EmailClaim = value
-		case "name-claim":
-			pc.NameClaim = value
-		case "groups-claim":
-			pc.GroupsClaim = value
-		case "token-auth":
-			pc.TokenAuth = value
-		default:
-			return pc, "", fmt.Errorf("unknown field %q", safeField(key))
+		if err := setProviderField(&pc, &secretFile, key, value); err != nil {
+			return pc, "", err
 		}
 	}
 	var missing []string
@@ -204,6 +167,52 @@ func parseProviderSpec(spec string) (oidcbff.ProviderConfig, string, error) {
 		return pc, "", fmt.Errorf("missing %s", strings.Join(missing, ", "))
 	}
 	return pc, secretFile, nil
+}
+
+// providerText and providerLists are the --oidc-provider fields that set
+// one field of the provider each: as written, or split at spaces.
+var (
+	providerText = map[string]func(*oidcbff.ProviderConfig) *string{
+		"name":         func(pc *oidcbff.ProviderConfig) *string { return &pc.Name },
+		"display-name": func(pc *oidcbff.ProviderConfig) *string { return &pc.DisplayName },
+		"issuer":       func(pc *oidcbff.ProviderConfig) *string { return &pc.Issuer },
+		"client-id":    func(pc *oidcbff.ProviderConfig) *string { return &pc.ClientID },
+		"user-claim":   func(pc *oidcbff.ProviderConfig) *string { return &pc.UserClaim },
+		"email-claim":  func(pc *oidcbff.ProviderConfig) *string { return &pc.EmailClaim },
+		"name-claim":   func(pc *oidcbff.ProviderConfig) *string { return &pc.NameClaim },
+		"groups-claim": func(pc *oidcbff.ProviderConfig) *string { return &pc.GroupsClaim },
+		"token-auth":   func(pc *oidcbff.ProviderConfig) *string { return &pc.TokenAuth },
+	}
+	providerLists = map[string]func(*oidcbff.ProviderConfig) *[]string{
+		"scopes":          func(pc *oidcbff.ProviderConfig) *[]string { return &pc.Scopes },
+		"allowed-domains": func(pc *oidcbff.ProviderConfig) *[]string { return &pc.AllowedDomains },
+		"allowed-groups":  func(pc *oidcbff.ProviderConfig) *[]string { return &pc.AllowedGroups },
+	}
+)
+
+// setProviderField sets what the --oidc-provider field key says: a field
+// of pc, or the client secret's file.
+func setProviderField(pc *oidcbff.ProviderConfig, secretFile *string, key, value string) error {
+	if field, ok := providerText[key]; ok {
+		*field(pc) = value
+		return nil
+	}
+	if field, ok := providerLists[key]; ok {
+		*field(pc) = strings.Fields(value)
+		return nil
+	}
+	switch key {
+	case "client-secret-file":
+		*secretFile = value
+		return nil
+	case "client-secret":
+		return errors.New("client-secret does not belong on the command line or in the config file; use client-secret-file")
+	case "require-claim":
+		return addPair(&pc.RequiredClaims, key, value, "CLAIM=VALUE")
+	case "auth-param":
+		return addPair(&pc.AuthParams, key, value, "NAME=VALUE")
+	}
+	return fmt.Errorf("unknown field %q", safeField(key))
 }
 
 // addPair parses value as NAME=VALUE (both non-empty) into *m, creating

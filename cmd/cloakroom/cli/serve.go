@@ -58,12 +58,8 @@ comma-separated), then the JSON file named by --config, then the defaults.
 Every problem is reported at once; --check-config only validates.`)
 	cf := registerSettings(fs, serveSettingNames()...)
 	checkOnly := fs.Bool("check-config", false, "validate the configuration and exit 0 if valid, 1 if not, without listening or opening the store")
-	positional, code, ok := parseArgs(fs, args)
-	if !ok {
+	if code, ok := parseFlagsOnly(fs, args, " (settings are flags)"); !ok {
 		return code
-	}
-	if len(positional) > 0 {
-		return usageError(fs, "unexpected argument %q (settings are flags)", positional[0])
 	}
 	cfg, problems := cf.resolve(e.lookupEnv)
 	p, err := validate(cfg)

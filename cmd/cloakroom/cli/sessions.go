@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/cloakroom/cloakroom"
 )
@@ -22,87 +20,51 @@ func runSessions(e *env, args []string) int {
 }
 
 func runSessionsList(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "sessions", "list")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	user, code, ok := nameArgument(fs, args)
-	if !ok {
-		return code
-	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	user, err := t.accounts.SessionUserID(e.ctx, user)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	devices, err := t.sessions.Devices(e.ctx, user)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	if *asJSON {
-		if devices == nil {
-			devices = []cloakroom.Device{}
+	c := newStoreCommand(e, "sessions", "list")
+	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	return c.withUserSessions(args, func(t *storeTools, user string) int {
+		devices, err := t.sessions.Devices(e.ctx, user)
+		if err != nil {
+			return c.fail(err)
 		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(devices); err != nil {
-			return exitFailure
+		if *asJSON {
+			return printJSONList(e.stdout, devices)
 		}
-		return exitOK
-	}
-	if len(devices) == 0 {
-		fmt.Fprintf(e.stdout, "%s has no live sessions\n", user)
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HANDLE\tDEVICE\tIP\tLOGGED IN\tLAST SEEN\tEXPIRES")
-	for _, d := range devices {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Handle, orDash(d.Label), orDash(d.IP),
-			formatTime(d.CreatedAt), formatTime(d.LastSeen), formatTime(d.IdleExpiry))
-	}
-	tw.Flush()
-	return exitOK
+		if len(devices) == 0 {
+			fmt.Fprintf(e.stdout, "%s has no live sessions\n", user)
+			return exitOK
+		}
+		return printTable(e.stdout, "HANDLE\tDEVICE\tIP\tLOGGED IN\tLAST SEEN\tEXPIRES", devices, func(d cloakroom.Device) []string {
+			return []string{d.Handle, orDash(d.Label), orDash(d.IP), formatTime(d.CreatedAt), formatTime(d.LastSeen), formatTime(d.IdleExpiry)}
+		})
+	})
 }
 
 func runSessionsRevoke(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "sessions", "revoke")
-	handle := fs.String("handle", "", "end only the session with this `HANDLE` (from sessions list); default: all of the user's sessions")
-	user, code, ok := nameArgument(fs, args)
-	if !ok {
-		return code
-	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	user, err := t.accounts.SessionUserID(e.ctx, user)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	if *handle == "" {
-		if err := t.sessions.RevokeUser(e.ctx, user); err != nil {
-			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-			return exitFailure
+	c := newStoreCommand(e, "sessions", "revoke")
+	handle := c.fs.String("handle", "", "end only the session with this `HANDLE` (from sessions list); default: all of the user's sessions")
+	return c.withUserSessions(args, func(t *storeTools, user string) int {
+		if *handle == "" {
+			return c.done(t.sessions.RevokeUser(e.ctx, user), "ended every session of %s\n", user)
 		}
-		fmt.Fprintf(e.stdout, "ended every session of %s\n", user)
-		return exitOK
-	}
-	if err := t.sessions.RevokeDevice(e.ctx, user, *handle); err != nil {
+		err := t.sessions.RevokeDevice(e.ctx, user, *handle)
 		if errors.Is(err, cloakroom.ErrNotFound) {
-			fmt.Fprintf(e.stderr, "%s: %s has no session with handle %q (see: cloakroom sessions list %s)\n", fs.Name(), user, *handle, user)
-		} else {
-			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
+			err = fmt.Errorf("%s has no session with handle %q (see: cloakroom sessions list %s)", user, *handle, user)
 		}
-		return exitFailure
-	}
-	fmt.Fprintf(e.stdout, "ended session %s of %s\n", *handle, user)
-	return exitOK
+		return c.done(err, "ended session %s of %s\n", *handle, user)
+	})
+}
+
+// withUserSessions is withUser for the sessions commands: do gets the user
+// ID the name's sessions carry (names are case-insensitive at login).
+func (c *storeCommand) withUserSessions(args []string, do func(t *storeTools, user string) int) int {
+	return c.withUser(args, func(t *storeTools, name string) int {
+		user, err := t.accounts.SessionUserID(c.ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		return do(t, user)
+	})
 }
 
 // runSessionsRevokeEveryone ends every session in the store at once, after
@@ -110,28 +72,20 @@ func runSessionsRevoke(e *env, args []string) int {
 // in, anonymous ones and the provider tokens sealed with them end, on
 // every gateway sharing the store, before it returns.
 func runSessionsRevokeEveryone(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "sessions", "revoke-everyone")
-	yes := fs.Bool("yes", false, "confirm: every user, this operator included, must sign in again")
-	positional, code, ok := parseArgs(fs, args)
+	c := newStoreCommand(e, "sessions", "revoke-everyone")
+	yes := c.fs.Bool("yes", false, "confirm: every user, this operator included, must sign in again")
+	positional, code, ok := parseArgs(c.fs, args)
 	if !ok {
 		return code
 	}
 	if len(positional) > 0 {
-		return usageError(fs, "takes no arguments, got %d", len(positional))
+		return usageError(c.fs, "takes no arguments, got %d", len(positional))
 	}
 	if !*yes {
-		return usageError(fs, "this ends every session of every user; add --yes to do it")
+		return usageError(c.fs, "this ends every session of every user; add --yes to do it")
 	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	epoch, err := t.sessions.RevokeEveryone(e.ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	fmt.Fprintf(e.stdout, "ended every session (epoch %d)\n", epoch)
-	return exitOK
+	return c.withStore(func(t *storeTools) int {
+		epoch, err := t.sessions.RevokeEveryone(e.ctx)
+		return c.done(err, "ended every session (epoch %d)\n", epoch)
+	})
 }

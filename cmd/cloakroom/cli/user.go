@@ -2,73 +2,19 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
-	"text/tabwriter"
 	"time"
 
-	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
-	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
 // maxPasswordBytes bounds a password read from standard input.
 const maxPasswordBytes = 1024
-
-// storeTools is what `user` and `sessions` work with: the store named by
-// --store, a session manager on it and the account service, which ends a
-// user's sessions when their password changes or the account is disabled
-// or deleted.
-type storeTools struct {
-	stores   *storeurl.Stores
-	sessions *cloakroom.Manager
-	accounts *accounts.Service
-}
-
-func (t *storeTools) close() { t.stores.Close() }
-
-// storeFlags registers --store and --config, the settings the store
-// commands read.
-func storeFlags(fs *flag.FlagSet) *configFlags { return registerSettings(fs, "config", "store") }
-
-func openStoreTools(e *env, fs *flag.FlagSet, cf *configFlags) (*storeTools, int) {
-	cfg, problems := cf.resolve(e.lookupEnv)
-	if _, err := storeurl.Parse(cfg.Store); err != nil {
-		problems = append(problems, fmt.Errorf("--store: %w", err))
-	}
-	if len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), p)
-		}
-		return nil, exitFailure
-	}
-	stores, err := storeurl.Open(e.ctx, cfg.Store)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return nil, exitFailure
-	}
-	// Audit events (sessions revoked) go to stderr; routine ones stay quiet.
-	logger := newLogger(e.stderr, slog.LevelWarn, "text")
-	sessions, err := cloakroom.New(cloakroom.Config{Store: stores.Sessions, Logger: logger})
-	if err != nil {
-		stores.Close()
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return nil, exitFailure
-	}
-	svc := accounts.New(stores.Accounts, accounts.Config{RevokeSessions: sessions.RevokeUser, Throttle: stores.Throttle, Logger: logger})
-	return &storeTools{stores: stores, sessions: sessions, accounts: svc}, exitOK
-}
-
-type subcommand struct {
-	name, synopsis, summary string
-	run                     func(e *env, args []string) int
-}
 
 func userCommands() []subcommand {
 	return []subcommand{
@@ -85,74 +31,6 @@ func runUser(e *env, args []string) int {
 	return dispatch(e, "user", "manage the gateway's users in the store", userCommands(), args)
 }
 
-// dispatch runs the subcommand named by args[0].
-func dispatch(e *env, group, summary string, subs []subcommand, args []string) int {
-	usage := func(w io.Writer) {
-		fmt.Fprintf(w, "Usage: cloakroom %s <subcommand> [flags]\n\n%s.\n\nSubcommands:\n", group, capitalize(summary))
-		for _, s := range subs {
-			fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
-		}
-		fmt.Fprintf(w, "\nRun \"cloakroom %s <subcommand> -h\" for its flags.\n", group)
-	}
-	if len(args) == 0 {
-		fmt.Fprintf(e.stderr, "cloakroom %s: missing subcommand\n\n", group)
-		usage(e.stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		usage(e.stderr)
-		return exitOK
-	}
-	for _, s := range subs {
-		if s.name == args[0] {
-			return s.run(e, args[1:])
-		}
-	}
-	fmt.Fprintf(e.stderr, "cloakroom %s: unknown subcommand %q\n\n", group, args[0])
-	usage(e.stderr)
-	return exitUsage
-}
-
-func subcommandFlags(e *env, group string, name string) (*flag.FlagSet, *configFlags) {
-	var sub subcommand
-	list := userCommands()
-	if group == "sessions" {
-		list = sessionsCommands()
-	}
-	for _, s := range list {
-		if s.name == name {
-			sub = s
-		}
-	}
-	fs := newFlagSet(e, group+" "+name, sub.synopsis, capitalize(sub.summary)+".")
-	return fs, storeFlags(fs)
-}
-
-// oneName checks that exactly one positional argument, a user name, was
-// given.
-// nameArgument parses a subcommand's flags and its one user-name argument.
-// When ok is false, code is the exit status to return.
-func nameArgument(fs *flag.FlagSet, args []string) (name string, code int, ok bool) {
-	positional, code, ok := parseArgs(fs, args)
-	if !ok {
-		return "", code, false
-	}
-	name, code = oneName(fs, positional)
-	return name, code, code == exitOK
-}
-
-func oneName(fs *flag.FlagSet, positional []string) (string, int) {
-	switch len(positional) {
-	case 0:
-		return "", usageError(fs, "missing the user name")
-	case 1:
-		return positional[0], exitOK
-	default:
-		return "", usageError(fs, "expected one user name, got %d arguments", len(positional))
-	}
-}
-
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
@@ -166,190 +44,128 @@ func (l *listFlag) Set(v string) error {
 }
 
 func runUserAdd(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "user", "add")
+	c := newStoreCommand(e, "user", "add")
 	var roles listFlag
-	fs.Var(&roles, "role", "give the user this `ROLE` (repeatable, or comma-separated); upstreams see roles in X-Forwarded-Groups")
-	email := fs.String("email", "", "the user's `EMAIL` address, passed upstream in X-Forwarded-Email")
-	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-	name, code, ok := nameArgument(fs, args)
-	if !ok {
-		return code
-	}
-	password, generated, err := obtainPassword(e.stdin, *fromStdin)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	if err := t.accounts.Add(e.ctx, name, password, roles, *email); err != nil {
-		return reportAccountError(e, fs, name, err)
-	}
-	fmt.Fprintf(e.stdout, "added user %s", name)
-	if len(roles) > 0 {
-		fmt.Fprintf(e.stdout, " with roles %s", strings.Join(roles, ", "))
-	}
-	fmt.Fprintln(e.stdout)
-	if generated {
-		printGeneratedPassword(e.stdout, name, password)
-	}
-	return exitOK
+	c.fs.Var(&roles, "role", "give the user this `ROLE` (repeatable, or comma-separated); upstreams see roles in X-Forwarded-Groups")
+	email := c.fs.String("email", "", "the user's `EMAIL` address, passed upstream in X-Forwarded-Email")
+	fromStdin := c.fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	return c.withPassword(args, fromStdin, func(t *storeTools, name, password string) error {
+		return t.accounts.Add(e.ctx, name, password, roles, *email)
+	}, func(name string) string {
+		if len(roles) > 0 {
+			return fmt.Sprintf("added user %s with roles %s", name, strings.Join(roles, ", "))
+		}
+		return "added user " + name
+	})
 }
 
 func runUserPasswd(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "user", "passwd")
-	fromStdin := fs.Bool("password-stdin", false, "read the new password from the first line of standard input")
-	name, code, ok := nameArgument(fs, args)
+	c := newStoreCommand(e, "user", "passwd")
+	fromStdin := c.fs.Bool("password-stdin", false, "read the new password from the first line of standard input")
+	return c.withPassword(args, fromStdin, func(t *storeTools, name, password string) error {
+		return t.accounts.SetPassword(e.ctx, name, password)
+	}, func(name string) string {
+		return "changed the password of " + name + " and ended all their sessions"
+	})
+}
+
+// withPassword runs `user add` and `user passwd`: after the user name it
+// reads the password from standard input (--password-stdin) or generates
+// one, before the store opens; set stores it, the line done returns says
+// what happened, and a generated password is shown this once.
+func (c *storeCommand) withPassword(args []string, fromStdin *bool, set func(t *storeTools, name, password string) error, done func(name string) string) int {
+	name, code, ok := nameArgument(c.fs, args)
 	if !ok {
 		return code
 	}
-	password, generated, err := obtainPassword(e.stdin, *fromStdin)
+	password, generated, err := obtainPassword(c.stdin, *fromStdin)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
+		return c.fail(err)
 	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	if err := t.accounts.SetPassword(e.ctx, name, password); err != nil {
-		return reportAccountError(e, fs, name, err)
-	}
-	fmt.Fprintf(e.stdout, "changed the password of %s and ended all their sessions\n", name)
-	if generated {
-		printGeneratedPassword(e.stdout, name, password)
-	}
-	return exitOK
+	return c.withStore(func(t *storeTools) int {
+		if err := set(t, name, password); err != nil {
+			return c.accountFailure(name, err)
+		}
+		fmt.Fprintln(c.stdout, done(name))
+		if generated {
+			printGeneratedPassword(c.stdout, name, password)
+		}
+		return exitOK
+	})
 }
 
 func runUserDisable(e *env, args []string) int {
-	return simpleUserChange(e, "disable", args, func(t *storeTools, name string) error {
-		return t.accounts.Disable(e.ctx, name)
-	}, "disabled %s and ended all their sessions")
+	return changeUser(e, "disable", args, (*accounts.Service).Disable, "disabled %s and ended all their sessions\n")
 }
 
 func runUserEnable(e *env, args []string) int {
-	return simpleUserChange(e, "enable", args, func(t *storeTools, name string) error {
-		return t.accounts.Enable(e.ctx, name)
-	}, "enabled %s")
+	return changeUser(e, "enable", args, (*accounts.Service).Enable, "enabled %s\n")
 }
 
 func runUserDelete(e *env, args []string) int {
-	return simpleUserChange(e, "delete", args, func(t *storeTools, name string) error {
-		return t.accounts.Delete(e.ctx, name)
-	}, "deleted %s and ended all their sessions")
+	return changeUser(e, "delete", args, (*accounts.Service).Delete, "deleted %s and ended all their sessions\n")
 }
 
-func simpleUserChange(e *env, sub string, args []string, change func(*storeTools, string) error, done string) int {
-	fs, cf := subcommandFlags(e, "user", sub)
-	name, code, ok := nameArgument(fs, args)
-	if !ok {
-		return code
-	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	if err := change(t, name); err != nil {
-		return reportAccountError(e, fs, name, err)
-	}
-	fmt.Fprintf(e.stdout, done+"\n", name)
-	return exitOK
+// changeUser runs a subcommand that makes one change to one user.
+func changeUser(e *env, sub string, args []string, change func(*accounts.Service, context.Context, string) error, done string) int {
+	c := newStoreCommand(e, "user", sub)
+	return c.withUser(args, func(t *storeTools, name string) int {
+		if err := change(t.accounts, e.ctx, name); err != nil {
+			return c.accountFailure(name, err)
+		}
+		fmt.Fprintf(e.stdout, done, name)
+		return exitOK
+	})
 }
 
 func runUserList(e *env, args []string) int {
-	fs, cf := subcommandFlags(e, "user", "list")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	positional, code, ok := parseArgs(fs, args)
-	if !ok {
+	c := newStoreCommand(e, "user", "list")
+	asJSON := c.fs.Bool("json", false, "print JSON instead of a table")
+	if code, ok := parseFlagsOnly(c.fs, args, ""); !ok {
 		return code
 	}
-	if len(positional) > 0 {
-		return usageError(fs, "unexpected argument %q", positional[0])
-	}
-	t, code := openStoreTools(e, fs, cf)
-	if t == nil {
-		return code
-	}
-	defer t.close()
-	users, err := t.accounts.List(e.ctx)
-	if err != nil {
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-		return exitFailure
-	}
-	if *asJSON {
-		type userJSON struct {
-			Name              string    `json:"name"`
-			Email             string    `json:"email,omitempty"`
-			Roles             []string  `json:"roles"`
-			Disabled          bool      `json:"disabled"`
-			CreatedAt         time.Time `json:"created_at"`
-			PasswordChangedAt time.Time `json:"password_changed_at"`
+	return c.withStore(func(t *storeTools) int {
+		users, err := t.accounts.List(e.ctx)
+		if err != nil {
+			return c.fail(err)
 		}
-		out := make([]userJSON, 0, len(users))
-		for _, u := range users {
-			roles := u.Roles
-			if roles == nil {
-				roles = []string{}
+		if *asJSON {
+			return printJSONList(e.stdout, usersJSON(users))
+		}
+		if len(users) == 0 {
+			fmt.Fprintln(e.stdout, "no users yet; add one with: cloakroom user add NAME")
+			return exitOK
+		}
+		return printTable(e.stdout, "NAME\tROLES\tEMAIL\tSTATUS\tCREATED\tPASSWORD CHANGED", users, func(u accounts.User) []string {
+			status := "active"
+			if u.Disabled {
+				status = "disabled"
 			}
-			out = append(out, userJSON{u.Name, u.Email, roles, u.Disabled, u.CreatedAt, u.PasswordChangedAt})
-		}
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			return exitFailure
-		}
-		return exitOK
-	}
-	if len(users) == 0 {
-		fmt.Fprintln(e.stdout, "no users yet; add one with: cloakroom user add NAME")
-		return exitOK
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLES\tEMAIL\tSTATUS\tCREATED\tPASSWORD CHANGED")
+			return []string{u.Name, orDash(strings.Join(u.Roles, ",")), orDash(u.Email), status, formatTime(u.CreatedAt), formatTime(u.PasswordChangedAt)}
+		})
+	})
+}
+
+// userJSON is a user as `user list --json` prints it.
+type userJSON struct {
+	Name              string    `json:"name"`
+	Email             string    `json:"email,omitempty"`
+	Roles             []string  `json:"roles"`
+	Disabled          bool      `json:"disabled"`
+	CreatedAt         time.Time `json:"created_at"`
+	PasswordChangedAt time.Time `json:"password_changed_at"`
+}
+
+func usersJSON(users []accounts.User) []userJSON {
+	out := make([]userJSON, 0, len(users))
 	for _, u := range users {
-		status := "active"
-		if u.Disabled {
-			status = "disabled"
+		roles := u.Roles
+		if roles == nil {
+			roles = []string{}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", u.Name, orDash(strings.Join(u.Roles, ",")), orDash(u.Email),
-			status, formatTime(u.CreatedAt), formatTime(u.PasswordChangedAt))
+		out = append(out, userJSON{u.Name, u.Email, roles, u.Disabled, u.CreatedAt, u.PasswordChangedAt})
 	}
-	tw.Flush()
-	return exitOK
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.Local().Format("2006-01-02 15:04")
-}
-
-// reportAccountError explains an account-service error and returns the exit
-// code.
-func reportAccountError(e *env, fs *flag.FlagSet, name string, err error) int {
-	switch {
-	case errors.Is(err, accounts.ErrUserExists):
-		fmt.Fprintf(e.stderr, "%s: user %q already exists (change its password with: cloakroom user passwd %s)\n", fs.Name(), name, name)
-	case errors.Is(err, accounts.ErrNoSuchUser):
-		fmt.Fprintf(e.stderr, "%s: no user %q (see: cloakroom user list)\n", fs.Name(), name)
-	default:
-		fmt.Fprintf(e.stderr, "%s: %v\n", fs.Name(), err)
-	}
-	return exitFailure
+	return out
 }
 
 // obtainPassword reads the password from the first line of stdin, or

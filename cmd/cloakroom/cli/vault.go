@@ -81,39 +81,35 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 		}
 		order = append(order, prefix)
 	}
-	// Captures and logouts belong to the vault route whose prefix is the
-	// longest one their path starts with.
-	owner := func(path string) *vault.Route {
+	// place finds the vault route a --vault-capture or --vault-logout value
+	// belongs to, the one whose prefix is the longest its path starts with;
+	// a value that did not parse or belongs to none is a problem.
+	place := func(flag, value string, e vault.Endpoint, err error) *vault.Route {
+		if err != nil {
+			bad("%s: %v", flag, err)
+			return nil
+		}
 		var best *vault.Route
 		for p, r := range byPrefix {
-			if strings.HasPrefix(path, p) && (best == nil || len(p) > len(best.Prefix)) {
+			if strings.HasPrefix(e.Path, p) && (best == nil || len(p) > len(best.Prefix)) {
 				best = r
 			}
+		}
+		if best == nil {
+			bad("%s %q: not under a --vault prefix", flag, value)
 		}
 		return best
 	}
 	for _, s := range cfg.VaultCapture {
 		c, err := vault.ParseCapture(s)
-		if err != nil {
-			bad("--vault-capture: %v", err)
-			continue
-		}
-		if r := owner(c.Path); r != nil {
+		if r := place("--vault-capture", s, c.Endpoint, err); r != nil {
 			r.Capture = append(r.Capture, c)
-		} else {
-			bad("--vault-capture %q: not under a --vault prefix", s)
 		}
 	}
 	for _, s := range cfg.VaultLogout {
 		e, err := vault.ParseEndpoint(s)
-		if err != nil {
-			bad("--vault-logout: %v", err)
-			continue
-		}
-		if r := owner(e.Path); r != nil {
+		if r := place("--vault-logout", s, e, err); r != nil {
 			r.Logout = append(r.Logout, e)
-		} else {
-			bad("--vault-logout %q: not under a --vault prefix", s)
 		}
 	}
 	for _, prefix := range cfg.VaultCookieOnly {

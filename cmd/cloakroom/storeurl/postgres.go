@@ -2,13 +2,12 @@ package storeurl
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/pgaccounts"
 	"github.com/cloakroom/cloakroom/pgstore"
 )
@@ -56,20 +55,11 @@ type postgresSettings struct {
 // and the other pool_ settings). Errors never contain the password.
 func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 	bad := func(format string, args ...any) (*pgxpool.Config, postgresSettings, error) {
-		return nil, postgresSettings{}, fmt.Errorf("%w: postgres: "+format, append([]any{ErrInvalidURL}, args...)...)
+		return nil, postgresSettings{}, invalidURL("postgres: "+format, args...)
 	}
-	u := *loc.URL
-	if u.Fragment != "" {
-		return bad("a store URL has no #fragment; write a # in a password as %%23")
-	}
-	query, err := url.ParseQuery(u.RawQuery)
+	u, query, err := splitQuery(loc, []string{"schema", "cache", "cache_lease", "timeout"})
 	if err != nil {
-		return bad("the query does not parse: %s", redactedMessage(err, loc))
-	}
-	for _, name := range []string{"schema", "cache", "cache_lease", "timeout"} {
-		if n := len(query[name]); n > 1 {
-			return bad("option %s is given %d times", name, n)
-		}
+		return nil, postgresSettings{}, err
 	}
 	set := postgresSettings{schema: query.Get("schema")}
 	if set.schema == "" {
@@ -100,11 +90,6 @@ func parsePostgres(loc Location) (*pgxpool.Config, postgresSettings, error) {
 		}
 		set.timeout = d
 	}
-	query.Del("schema")
-	query.Del("cache")
-	query.Del("cache_lease")
-	query.Del("timeout")
-	u.RawQuery = query.Encode()
 	cfg, err := pgxpool.ParseConfig(u.String())
 	if err != nil {
 		return bad("%s", redactedMessage(err, loc))
@@ -144,33 +129,18 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
+		return nil, openError("connect to", loc, err)
 	}
 	sessions, err := pgstore.New(ctx, pool, pgstore.Config{Schema: set.schema, Cache: set.cache, CacheLease: set.cacheLease, Logger: opts.Logger})
 	if err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), withoutPasswords(err, loc))
+		return nil, openError("open", loc, err)
 	}
-	users, err := pgaccounts.New(ctx, pool, set.schema)
-	if err != nil {
-		sessions.Close()
-		pool.Close()
-		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), withoutPasswords(err, loc))
-	}
-	throttle, err := pgaccounts.NewThrottle(ctx, pool, set.schema)
-	if err != nil {
-		sessions.Close()
-		pool.Close()
-		return nil, fmt.Errorf("storeurl: open throttle in %s: %w", safeString(loc), withoutPasswords(err, loc))
-	}
-	return &Stores{
-		Sessions: withTimeout(sessions, set.timeout),
-		Accounts: users,
-		Throttle: throttle,
-		Close: func() error {
-			err := sessions.Close()
-			pool.Close()
-			return err
-		},
-	}, nil
+	return database{
+		loc:      loc,
+		sessions: withTimeout(sessions, set.timeout),
+		close:    closeSessionsThen(sessions.Close, pool.Close),
+		accounts: func() (accounts.Store, error) { return pgaccounts.New(ctx, pool, set.schema) },
+		throttle: func() (accounts.ThrottleStore, error) { return pgaccounts.NewThrottle(ctx, pool, set.schema) },
+	}.open()
 }

@@ -2,8 +2,6 @@ package storeurl
 
 import (
 	"context"
-	"fmt"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/redisaccounts"
 	"github.com/cloakroom/cloakroom/redisstore"
 )
@@ -61,20 +60,15 @@ type redisSettings struct {
 // "off" to ask Redis on every request. Errors never contain the password.
 func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 	bad := func(format string, args ...any) (rueidis.ClientOption, redisSettings, error) {
-		return rueidis.ClientOption{}, redisSettings{}, fmt.Errorf("%w: redis: "+format, append([]any{ErrInvalidURL}, args...)...)
+		return rueidis.ClientOption{}, redisSettings{}, invalidURL("redis: "+format, args...)
 	}
-	u := *loc.URL
-	if u.Fragment != "" {
-		return bad("a store URL has no #fragment; write a # in a password as %%23")
-	}
-	query, err := url.ParseQuery(u.RawQuery)
+	u, query, err := splitQuery(loc, redisOwnOptions)
 	if err != nil {
-		return bad("the query does not parse: %v", redactedMessage(err, loc))
+		return rueidis.ClientOption{}, redisSettings{}, err
 	}
-	var set redisSettings
-	for name, values := range query {
+	for name, values := range u.Query() {
 		switch {
-		case slices.Contains(redisOwnOptions, name), slices.Contains(redisRueidisOptions, name):
+		case slices.Contains(redisRueidisOptions, name):
 			if len(values) > 1 && name != "addr" {
 				return bad("option %s is given %d times", name, len(values))
 			}
@@ -84,6 +78,7 @@ func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 			return bad("unknown option %q (supported: %s)", quoteSafe(name), strings.Join(slices.Concat(redisOwnOptions, redisRueidisOptions), ", "))
 		}
 	}
+	var set redisSettings
 	set.prefix = query.Get("prefix")
 	if set.prefix == "" {
 		set.prefix = redisstore.DefaultPrefix
@@ -116,11 +111,6 @@ func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 		}
 		set.replicaAcks = n
 	}
-	query.Del("prefix")
-	query.Del("cache_ttl")
-	query.Del("cache_lease")
-	query.Del("replica_acks")
-	u.RawQuery = query.Encode()
 	if u.Path == "/" {
 		u.Path = "" // redis://host:6379/ means database 0, as without the slash
 	}
@@ -153,31 +143,18 @@ func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {
-		return nil, fmt.Errorf("storeurl: connect to %s: %w", safeString(loc), withoutPasswords(err, loc))
+		return nil, openError("connect to", loc, err)
 	}
 	sessions, err := redisstore.New(client, redisstore.Config{Prefix: set.prefix, CacheTTL: set.cacheTTL, CacheLease: set.cacheLease, ReplicaAcks: set.replicaAcks})
 	if err != nil {
 		client.Close()
-		return nil, fmt.Errorf("storeurl: open %s: %w", safeString(loc), err)
+		return nil, openError("open", loc, err)
 	}
-	users, err := redisaccounts.New(client, set.prefix)
-	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", safeString(loc), err)
-	}
-	throttle, err := redisaccounts.NewThrottle(client, set.prefix)
-	if err != nil {
-		client.Close()
-		return nil, fmt.Errorf("storeurl: open throttle in %s: %w", safeString(loc), err)
-	}
-	return &Stores{
-		Sessions: sessions,
-		Accounts: users,
-		Throttle: throttle,
-		Close: func() error {
-			err := sessions.Close()
-			client.Close()
-			return err
-		},
-	}, nil
+	return database{
+		loc:      loc,
+		sessions: sessions,
+		close:    closeSessionsThen(sessions.Close, client.Close),
+		accounts: func() (accounts.Store, error) { return redisaccounts.New(client, set.prefix) },
+		throttle: func() (accounts.ThrottleStore, error) { return redisaccounts.NewThrottle(client, set.prefix) },
+	}.open()
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
 	"github.com/cloakroom/cloakroom/sqlitestore"
@@ -25,19 +26,16 @@ func openSQLite(ctx context.Context, loc Location, opts Options) (*Stores, error
 	}
 	st, err := sqlitestore.Open(ctx, path, sqlitestore.Config{Logger: opts.Logger})
 	if err != nil {
-		return nil, fmt.Errorf("storeurl: open %s: %w", loc, err)
+		return nil, openError("open", loc, err)
 	}
-	users, err := sqliteaccounts.New(ctx, st.DB())
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("storeurl: open accounts in %s: %w", loc, err)
-	}
-	return &Stores{
-		Sessions: st,
-		Accounts: users,
-		Throttle: memaccounts.NewThrottle(0),
-		Close:    st.Close,
-	}, nil
+	return database{
+		loc:      loc,
+		sessions: st,
+		close:    st.Close,
+		accounts: func() (accounts.Store, error) { return sqliteaccounts.New(ctx, st.DB()) },
+		// One node: the failed-login counters can live in its memory.
+		throttle: func() (accounts.ThrottleStore, error) { return memaccounts.NewThrottle(0), nil },
+	}.open()
 }
 
 // createPrivate creates an empty database file readable by its owner only,

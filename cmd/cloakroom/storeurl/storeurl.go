@@ -117,10 +117,15 @@ func Schemes() []string {
 	return out
 }
 
+// invalidURL returns an [ErrInvalidURL] error saying why.
+func invalidURL(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidURL}, args...)...)
+}
+
 // Parse checks a store URL without touching the store.
 func Parse(raw string) (Location, error) {
 	bad := func(format string, args ...any) (Location, error) {
-		return Location{}, fmt.Errorf("%w: "+format, append([]any{ErrInvalidURL}, args...)...)
+		return Location{}, invalidURL(format, args...)
 	}
 	if raw == "" {
 		return bad("empty; use for example sqlite://./cloakroom.db")
@@ -154,7 +159,7 @@ func Parse(raw string) (Location, error) {
 
 func parseSQLite(path string) (Location, error) {
 	bad := func(format string, args ...any) (Location, error) {
-		return Location{}, fmt.Errorf("%w: sqlite: "+format, append([]any{ErrInvalidURL}, args...)...)
+		return Location{}, invalidURL("sqlite: "+format, args...)
 	}
 	switch {
 	case path == "":
@@ -184,6 +189,79 @@ func quoteSafe(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// splitQuery reads the query of a network store URL: our options, named
+// by own, each given at most once, and the URL for the client, without
+// them. A fragment is refused: in a store URL it is an unescaped '#' in
+// the password.
+func splitQuery(loc Location, own []string) (client url.URL, ours url.Values, err error) {
+	bad := func(format string, args ...any) (url.URL, url.Values, error) {
+		return url.URL{}, nil, invalidURL(loc.Kind+": "+format, args...)
+	}
+	client = *loc.URL
+	if client.Fragment != "" {
+		return bad("a store URL has no #fragment; write a # in a password as %%23")
+	}
+	query, err := url.ParseQuery(client.RawQuery)
+	if err != nil {
+		return bad("the query does not parse: %s", redactedMessage(err, loc))
+	}
+	ours = url.Values{}
+	for _, name := range own {
+		if n := len(query[name]); n > 1 {
+			return bad("option %s is given %d times", name, n)
+		}
+		if query.Has(name) {
+			ours[name] = query[name]
+			query.Del(name)
+		}
+	}
+	client.RawQuery = query.Encode()
+	return client, ours, nil
+}
+
+// database is what the stores of one URL share: the session store, open
+// on it, and how to open the account and throttle stores beside it.
+type database struct {
+	loc      Location
+	sessions cloakroom.Store
+	close    func() error // closes the session store and the database
+	accounts func() (accounts.Store, error)
+	throttle func() (accounts.ThrottleStore, error)
+}
+
+// open opens the account and throttle stores; when one fails, the
+// database is closed again.
+func (db database) open() (*Stores, error) {
+	users, err := db.accounts()
+	if err != nil {
+		db.close()
+		return nil, openError("open accounts in", db.loc, err)
+	}
+	throttle, err := db.throttle()
+	if err != nil {
+		db.close()
+		return nil, openError("open throttle in", db.loc, err)
+	}
+	return &Stores{Sessions: db.sessions, Accounts: users, Throttle: throttle, Close: db.close}, nil
+}
+
+// closeSessionsThen returns a Close for a session store on a connection of
+// its own: the store stops its background work, then the connection
+// closes.
+func closeSessionsThen(closeSessions func() error, closeConnection func()) func() error {
+	return func() error {
+		err := closeSessions()
+		closeConnection()
+		return err
+	}
+}
+
+// openError says which step of opening the stores at loc failed, without
+// loc's passwords.
+func openError(step string, loc Location, err error) error {
+	return fmt.Errorf("storeurl: %s %s: %w", step, safeString(loc), withoutPasswords(err, loc))
 }
 
 // Open parses raw and opens the stores it names. The caller must call
