@@ -203,11 +203,10 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 		return err
 	}
 	now := s.timestamp()
-	u, err := s.store.Update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now})
+	u, err := s.update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now}, "accounts: password changed")
 	if err != nil {
 		return err
 	}
-	s.logger.InfoContext(ctx, "accounts: password changed", "user", u.Name)
 	return s.revoke(ctx, u.Name)
 }
 
@@ -223,11 +222,10 @@ func (s *Service) SetRoles(ctx context.Context, name string, roles []string) err
 	if s.cfg.RevokeSessions == nil {
 		return ErrNoRevoker
 	}
-	u, err := s.store.Update(ctx, name, Change{Roles: &roles})
+	u, err := s.update(ctx, name, Change{Roles: &roles}, "accounts: roles changed", "roles", roles)
 	if err != nil {
 		return err
 	}
-	s.logger.InfoContext(ctx, "accounts: roles changed", "user", u.Name, "roles", roles)
 	// Sessions carry the roles they were created with; a role change is a
 	// privilege change, so the user's sessions end and the next login
 	// picks up the new roles.
@@ -242,29 +240,21 @@ func (s *Service) SetEmail(ctx context.Context, name, email string) error {
 	if err := ValidateEmail(email); err != nil {
 		return err
 	}
-	u, err := s.store.Update(ctx, name, Change{Email: &email})
-	if err != nil {
-		return err
-	}
-	s.logger.InfoContext(ctx, "accounts: email changed", "user", u.Name)
-	return nil
+	_, err := s.update(ctx, name, Change{Email: &email}, "accounts: email changed")
+	return err
 }
 
 // Disable stops a user from logging in and ends all their sessions (ASVS
 // 7.4.2). The account stays disabled if ending the sessions fails; the
 // error is returned and calling Disable again retries.
 func (s *Service) Disable(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
+	if err := s.checkRevocable(name); err != nil {
 		return err
 	}
-	if s.cfg.RevokeSessions == nil {
-		return ErrNoRevoker
-	}
-	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(true)})
+	u, err := s.update(ctx, name, Change{Disabled: ptr(true)}, "accounts: user disabled")
 	if err != nil {
 		return err
 	}
-	s.logger.InfoContext(ctx, "accounts: user disabled", "user", u.Name)
 	return s.revoke(ctx, u.Name)
 }
 
@@ -273,23 +263,16 @@ func (s *Service) Enable(ctx context.Context, name string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(false)})
-	if err != nil {
-		return err
-	}
-	s.logger.InfoContext(ctx, "accounts: user enabled", "user", u.Name)
-	return nil
+	_, err := s.update(ctx, name, Change{Disabled: ptr(false)}, "accounts: user enabled")
+	return err
 }
 
 // Delete removes a user and ends all their sessions. It disables the
 // account first, so no login slips in while sessions are being ended; if
 // ending them fails, the user stays (disabled) and Delete can be retried.
 func (s *Service) Delete(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
+	if err := s.checkRevocable(name); err != nil {
 		return err
-	}
-	if s.cfg.RevokeSessions == nil {
-		return ErrNoRevoker
 	}
 	u, err := s.store.Update(ctx, name, Change{Disabled: ptr(true)})
 	if err != nil {
@@ -515,6 +498,30 @@ func (s *Service) checkPassword(ctx context.Context, name, email, password strin
 	return nil
 }
 
+// update applies c to the account name and logs event with the user's
+// name and attrs.
+func (s *Service) update(ctx context.Context, name string, c Change, event string, attrs ...any) (User, error) {
+	u, err := s.store.Update(ctx, name, c)
+	if err != nil {
+		return User{}, err
+	}
+	s.logger.InfoContext(ctx, event, append([]any{"user", u.Name}, attrs...)...)
+	return u, nil
+}
+
+// checkRevocable checks name for Disable and Delete, which end the user's
+// sessions after changing the account: with no RevokeSessions configured,
+// they fail before changing anything.
+func (s *Service) checkRevocable(name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if s.cfg.RevokeSessions == nil {
+		return ErrNoRevoker
+	}
+	return nil
+}
+
 func (s *Service) revoke(ctx context.Context, name string) error {
 	if err := s.cfg.RevokeSessions(ctx, name); err != nil {
 		s.logger.ErrorContext(ctx, "accounts: ending sessions failed", "user", name, "err", err)
@@ -603,9 +610,6 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, current LoginAttempt, n
 	}
 	now := s.timestamp()
 	// IfPasswordHash: a concurrent change by an admin wins over this one.
-	if _, err := s.store.Update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now, IfPasswordHash: rec.PasswordHash}); err != nil {
-		return err
-	}
-	s.logger.InfoContext(ctx, "accounts: password changed by its user", "user", rec.Name)
-	return nil
+	_, err = s.update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now, IfPasswordHash: rec.PasswordHash}, "accounts: password changed by its user")
+	return err
 }

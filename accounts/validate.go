@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/cloakroom/cloakroom/internal/ascii"
 )
 
 // Limits on user input.
@@ -123,17 +125,4 @@ func ValidatePassword(name, password string) error {
 // up (see [Store]). Only ASCII letters fold, matching SQLite's NOCASE
 // collation; valid names are ASCII anyway. Stores that key users by name
 // use it so every backend folds alike.
-func FoldName(name string) string {
-	for i := 0; i < len(name); i++ {
-		if 'A' <= name[i] && name[i] <= 'Z' {
-			b := []byte(name)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return name
-}
+func FoldName(name string) string { return ascii.Lower(name) }

@@ -120,11 +120,8 @@ func (s *Store) Find(ctx context.Context, key cloakroom.Key) (cloakroom.Record, 
 
 // Commit implements [cloakroom.Store].
 func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if err := ctx.Err(); err != nil {
+	if err := checkCommit(ctx, rec.Key.Short(), rec.Version); err != nil {
 		return err
-	}
-	if rec.Version == 0 {
-		return fmt.Errorf("memstore: commit %s: version 0 is not a valid version", rec.Key.Short())
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -139,18 +136,16 @@ func (s *Store) commitLocked(rec cloakroom.Record, now time.Time) error {
 	if rec.Epoch < s.epoch.Load() || rec.UserID != "" && rec.Generation < s.generation(rec.UserID) {
 		return fmt.Errorf("memstore: commit of revoked session %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
 	}
+	var liveVersion uint64 // 0 for none
 	old, exists := sh.sessions[rec.Key]
 	if exists && !s.live(old, now) {
 		s.remove(sh, old)
 		exists = false
+	} else if exists {
+		liveVersion = old.Version
 	}
-	switch {
-	case rec.Version == 1 && exists:
-		return fmt.Errorf("memstore: create %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
-	case rec.Version > 1 && !exists:
-		return fmt.Errorf("memstore: update %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
-	case rec.Version > 1 && old.Version != rec.Version-1:
-		return fmt.Errorf("memstore: update %s from version %d, stored %d: %w", rec.Key.Short(), rec.Version-1, old.Version, cloakroom.ErrConflict)
+	if err := versionRefusal(rec.Key.Short(), rec.Version, liveVersion); err != nil {
+		return err
 	}
 	stored := rec
 	// Clipped so a caller appending to a found record's Data reallocates
@@ -166,6 +161,34 @@ func (s *Store) commitLocked(rec cloakroom.Record, now time.Time) error {
 		}
 		keys[rec.Key] = struct{}{}
 		s.usersMu.Unlock()
+	}
+	return nil
+}
+
+// checkCommit refuses a commit of what, the session or record being
+// written, at version 0 or under a done context.
+func checkCommit(ctx context.Context, what string, version uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if version == 0 {
+		return fmt.Errorf("memstore: commit %s: version 0 is not a valid version", what)
+	}
+	return nil
+}
+
+// versionRefusal explains why what, a session or a record, cannot be
+// written at version over the live one at version stored (0 for none), or
+// returns nil when it can: version 1 creates, a later one updates its
+// predecessor.
+func versionRefusal(what string, version, stored uint64) error {
+	switch {
+	case version == 1 && stored != 0:
+		return fmt.Errorf("memstore: create %s: %w", what, cloakroom.ErrConflict)
+	case version > 1 && stored == 0:
+		return fmt.Errorf("memstore: update %s: %w", what, cloakroom.ErrNotFound)
+	case version > 1 && stored != version-1:
+		return fmt.Errorf("memstore: update %s from version %d, stored %d: %w", what, version-1, stored, cloakroom.ErrConflict)
 	}
 	return nil
 }
@@ -382,11 +405,9 @@ func (s *Store) auxLive(rec *cloakroom.AuxRecord, now time.Time) bool {
 
 // CommitAux implements [cloakroom.AuxStore].
 func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
-	if err := ctx.Err(); err != nil {
+	what := "record " + rec.Key.Short()
+	if err := checkCommit(ctx, what, rec.Version); err != nil {
 		return err
-	}
-	if rec.Version == 0 {
-		return fmt.Errorf("memstore: commit record %s: version 0 is not a valid version", rec.Key.Short())
 	}
 	// writeMu orders the epoch check before a concurrent BumpEpoch.
 	s.writeMu.Lock()
@@ -397,20 +418,17 @@ func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
 	if rec.EndsWithSessions && rec.Epoch < s.epoch.Load() {
 		return fmt.Errorf("memstore: commit record %s of a past epoch: %w", rec.Key.Short(), cloakroom.ErrNotFound)
 	}
-	old, exists := s.aux[rec.Key]
-	if exists && !s.auxLive(old, now) {
+	var liveVersion uint64 // 0 for none
+	if old, ok := s.aux[rec.Key]; ok && !s.auxLive(old, now) {
 		delete(s.aux, rec.Key)
-		exists = false
+	} else if ok {
+		liveVersion = old.Version
 	}
-	switch {
-	case rec.Version == 1 && exists:
-		return fmt.Errorf("memstore: create record %s: %w", rec.Key.Short(), cloakroom.ErrConflict)
-	case rec.Version > 1 && !exists:
-		return fmt.Errorf("memstore: update record %s: %w", rec.Key.Short(), cloakroom.ErrNotFound)
-	case rec.Version > 1 && old.Version != rec.Version-1:
-		return fmt.Errorf("memstore: update record %s from version %d, stored %d: %w", rec.Key.Short(), rec.Version-1, old.Version, cloakroom.ErrConflict)
-	case !now.Before(rec.Expires):
-		return fmt.Errorf("memstore: commit record %s: it expires at %v, not after now: %w", rec.Key.Short(), rec.Expires, cloakroom.ErrInvalidInput)
+	if err := versionRefusal(what, rec.Version, liveVersion); err != nil {
+		return err
+	}
+	if !now.Before(rec.Expires) {
+		return fmt.Errorf("memstore: commit %s: it expires at %v, not after now: %w", what, rec.Expires, cloakroom.ErrInvalidInput)
 	}
 	stored := rec
 	stored.Data = slices.Clip(append([]byte(nil), rec.Data...))

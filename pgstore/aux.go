@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/storerules"
 )
 
 var _ cloakroom.AuxStore = (*Store)(nil)
@@ -34,8 +34,8 @@ func (s *Store) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.AuxRe
 // statement; a failed one costs a second query, to tell ErrConflict from
 // ErrNotFound.
 func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return fmt.Errorf("pgstore: commit record %s: version %d or epoch %d out of range", rec.Key.Short(), rec.Version, rec.Epoch)
+	if err := storerules.CheckSQLAux(rec); err != nil {
+		return fmt.Errorf("pgstore: commit record %s: %w", rec.Key.Short(), err)
 	}
 	now := s.now()
 	// A record that would expire at once is refused, but only once it is

@@ -91,9 +91,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,6 +100,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/pgschema"
+	"github.com/cloakroom/cloakroom/internal/purgeloop"
+	"github.com/cloakroom/cloakroom/internal/sqlrows"
+	"github.com/cloakroom/cloakroom/internal/storerules"
 )
 
 // Defaults for the zero fields of a [Config].
@@ -112,10 +114,6 @@ const (
 	DefaultCacheSize     = 10000
 	DefaultCacheLease    = time.Second
 )
-
-// maxIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1). A longer
-// schema name would be silently truncated, and two stores could share it.
-const maxIdentifier = 63
 
 // Config configures a Store. The zero value is ready to use.
 type Config struct {
@@ -187,8 +185,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 	if cfg.Schema == "" {
 		cfg.Schema = DefaultSchema
 	}
-	if len(cfg.Schema) > maxIdentifier || strings.IndexByte(cfg.Schema, 0) >= 0 {
-		return nil, fmt.Errorf("pgstore: invalid schema name %q", cfg.Schema)
+	schema, err := pgschema.Quote(cfg.Schema)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -209,7 +208,6 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		cfg.Logger = slog.Default()
 	}
 
-	schema := pgx.Identifier{cfg.Schema}.Sanitize()
 	if err := migrate(ctx, pool, cfg.Schema, schema, migrations); err != nil {
 		return nil, err
 	}
@@ -332,24 +330,14 @@ func (s *Store) findStored(ctx context.Context, key cloakroom.Key, now time.Time
 		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
 	}
 	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
-		}
-		return cloakroom.Record{}, false, nil
-	}
-	rec, err := decodeRecord(rows)
-	if err == nil && rec.Key != key {
+	rec, found, err := sqlrows.First(rows, decodeRecord)
+	if err == nil && found && rec.Key != key {
 		err = errors.New("stored record has another key")
 	}
 	if err != nil {
 		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return cloakroom.Record{}, false, fmt.Errorf("pgstore: find %s: %w", key.Short(), err)
-	}
-	return rec, true, nil
+	return rec, found, nil
 }
 
 // decodeRecord decodes the record column of the current row. In the usual
@@ -380,10 +368,7 @@ func decodeRecord(rows pgx.Rows) (cloakroom.Record, error) {
 // the package documentation). A failed compare-and-set costs a second
 // query, to tell ErrConflict from ErrNotFound.
 func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return fmt.Errorf("pgstore: commit %s: version %d, generation %d or epoch %d out of range", rec.Key.Short(), rec.Version, rec.Generation, rec.Epoch)
-	}
-	blob, err := rec.MarshalBinary()
+	blob, err := storerules.SQLBlob(rec)
 	if err != nil {
 		return fmt.Errorf("pgstore: commit %s: %w", rec.Key.Short(), err)
 	}
@@ -502,15 +487,8 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 		return nil, fmt.Errorf("pgstore: list: %w", err)
 	}
 	defer rows.Close()
-	var out []cloakroom.Record
-	for rows.Next() {
-		rec, err := decodeRecord(rows)
-		if err != nil {
-			return nil, fmt.Errorf("pgstore: list: %w", err)
-		}
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlrows.All(rows, decodeRecord)
+	if err != nil {
 		return nil, fmt.Errorf("pgstore: list: %w", err)
 	}
 	return out, nil
@@ -635,16 +613,7 @@ func (s *Store) purgeBatches(ctx context.Context, query string, now time.Time) (
 
 func (s *Store) purgeLoop(ctx context.Context, interval time.Duration) {
 	defer s.running.Done()
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
-				s.log.WarnContext(ctx, "pgstore: purging expired sessions and records failed", "err", err)
-			}
-		}
-	}
+	purgeloop.Run(ctx, interval, s.Purge, func(err error) {
+		s.log.WarnContext(ctx, "pgstore: purging expired sessions and records failed", "err", err)
+	})
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cloakroom/cloakroom/internal/pgschema"
 )
 
 // migration is one step of the schema's history. Steps are applied in
@@ -62,27 +64,13 @@ CREATE INDEX aux_records_expires ON {s}.aux_records (expires);`,
 	},
 }
 
-// migrate applies the steps (migrations, in New) that schema lacks. The
-// advisory lock serializes gateways starting at once, including their
-// CREATE SCHEMA, which is not safe to race even with IF NOT EXISTS.
+// migrate applies the steps (migrations, in New) that schema lacks, under
+// the lock that serializes the migrations of the schema (see pgschema).
 func migrate(ctx context.Context, pool *pgxpool.Pool, name, schema string, steps []migration) error {
 	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey(name)); err != nil {
-			return err
-		}
-		// Checked before creating so a role without CREATE rights can
-		// run against a schema an administrator migrated.
-		var schemaExists, tableExists bool
-		err := tx.QueryRow(ctx,
-			"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL",
-			name, schema+".schema_migrations").Scan(&schemaExists, &tableExists)
+		tableExists, err := pgschema.Prepare(ctx, tx, name, schema, "schema_migrations")
 		if err != nil {
 			return err
-		}
-		if !schemaExists {
-			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-				return err
-			}
 		}
 		if !tableExists {
 			_, err := tx.Exec(ctx, "CREATE TABLE "+schema+`.schema_migrations (
@@ -116,15 +104,6 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, name, schema string, steps
 		return fmt.Errorf("pgstore: migrate schema %s: %w", schema, err)
 	}
 	return nil
-}
-
-// migrationLockKey is the advisory lock taken while migrating schema, the
-// same on every gateway.
-func migrationLockKey(schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("cloakroom/pgstore migrate "))
-	h.Write([]byte(schema))
-	return int64(h.Sum64())
 }
 
 // notifyChannel is the LISTEN/NOTIFY channel of the stores on schema. It is

@@ -125,37 +125,15 @@ func decodeCompact(b []byte, key cloakroom.Key, userID string) (cloakroom.Record
 	if string(b[2:2+keyTailLen]) != string(key[fieldLen:]) {
 		return bad("stored under another session's key")
 	}
-	p := b[2+keyTailLen:]
-	uvar := func() (uint64, bool) {
-		v, n := binary.Uvarint(p)
-		if n <= 0 {
-			return 0, false
-		}
-		p = p[n:]
-		return v, true
-	}
-	svar := func() (int64, bool) {
-		v, n := binary.Varint(p)
-		if n <= 0 {
-			return 0, false
-		}
-		p = p[n:]
-		return v, true
-	}
+	r := varintReader{p: b[2+keyTailLen:]}
 	rec := cloakroom.Record{Key: key, UserID: userID}
-	var ok1, ok2, ok3, ok4, ok5, ok6 bool
-	var created, last, idle, abs int64
-	rec.Generation, ok1 = uvar()
-	rec.Version, ok2 = uvar()
-	created, ok3 = svar()
-	last, ok4 = svar()
-	idle, ok5 = svar()
-	abs, ok6 = svar()
-	ok7 := true
+	rec.Generation = r.uvarint()
+	rec.Version = r.uvarint()
+	created, last, idle, abs := r.varint(), r.varint(), r.varint(), r.varint()
 	if flags&flagEpoch != 0 {
-		rec.Epoch, ok7 = uvar()
+		rec.Epoch = r.uvarint()
 	}
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) {
+	if r.truncated {
 		return bad("truncated")
 	}
 	if flags&flagSeconds != 0 {
@@ -168,14 +146,13 @@ func decodeCompact(b []byte, key cloakroom.Key, userID string) (cloakroom.Record
 	rec.Persistent = flags&flagPersistent != 0
 	var fields [4][]byte
 	for i := range fields {
-		n, k := binary.Uvarint(p)
-		if k <= 0 || n > maxCompactString || n > uint64(len(p)-k) {
+		n := r.uvarint()
+		if r.truncated || n > maxCompactString || n > uint64(len(r.p)) {
 			return bad("bad length")
 		}
-		fields[i] = p[k : k+int(n)]
-		p = p[k+int(n):]
+		fields[i], r.p = r.p[:n], r.p[n:]
 	}
-	if len(p) != 0 {
+	if len(r.p) != 0 {
 		return bad("trailing bytes")
 	}
 	if flags&flagHandleRaw != 0 {
@@ -235,24 +212,35 @@ func decodeAux(b []byte, key cloakroom.Key) (cloakroom.AuxRecord, error) {
 		return bad("bad header")
 	}
 	rec := cloakroom.AuxRecord{Key: key, EndsWithSessions: b[1] == auxEndsWithSessions}
-	p := b[2:]
-	version, n := binary.Uvarint(p)
-	if n <= 0 {
+	r := varintReader{p: b[2:]}
+	rec.Version = r.uvarint()
+	rec.Expires = time.UnixMicro(r.varint())
+	rec.Epoch = r.uvarint()
+	if r.truncated {
 		return bad("truncated")
 	}
-	p = p[n:]
-	expires, n := binary.Varint(p)
-	if n <= 0 {
-		return bad("truncated")
-	}
-	p = p[n:]
-	epoch, n := binary.Uvarint(p)
-	if n <= 0 {
-		return bad("truncated")
-	}
-	rec.Version, rec.Expires, rec.Epoch = version, time.UnixMicro(expires), epoch
-	if len(p[n:]) > 0 {
-		rec.Data = p[n:]
+	if len(r.p) > 0 {
+		rec.Data = r.p
 	}
 	return rec, nil
+}
+
+// varintReader reads varints off the front of p. Once one is truncated or
+// overlong, truncated is set and every later read answers 0.
+type varintReader struct {
+	p         []byte
+	truncated bool
+}
+
+func (r *varintReader) uvarint() uint64 { return readVarint(r, binary.Uvarint) }
+func (r *varintReader) varint() int64   { return readVarint(r, binary.Varint) }
+
+func readVarint[T uint64 | int64](r *varintReader, decode func([]byte) (T, int)) T {
+	v, n := decode(r.p)
+	if n <= 0 || r.truncated {
+		r.truncated = true
+		return 0
+	}
+	r.p = r.p[n:]
+	return v
 }

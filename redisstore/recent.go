@@ -45,6 +45,14 @@ type userMark struct {
 	generation uint64 // the user's generation is at least this
 }
 
+// mark is a sessionMark or a userMark.
+type mark interface {
+	end() time.Duration // its until
+}
+
+func (m sessionMark) end() time.Duration { return m.until }
+func (m userMark) end() time.Duration    { return m.until }
+
 // recentWrites remembers what this Store wrote within readYourWritesWindow,
 // keyed by the session Key and the user ID, so that Find can tell whether
 // a cached answer already reflects those writes. Its answers are only ever
@@ -161,13 +169,7 @@ func (r *recentWrites) session(key cloakroom.Key, now time.Duration) (sessionMar
 		return sessionMark{}, false
 	}
 	sh := &r.shard[key[0]%recentShardCount]
-	sh.mu.RLock()
-	m, ok := sh.sessions[key]
-	sh.mu.RUnlock()
-	if !ok || now > m.until {
-		return sessionMark{}, false
-	}
-	return m, true
+	return inForce(&sh.mu, sh.sessions, key, now)
 }
 
 // user returns the BumpGeneration this Store made for the user within the
@@ -177,11 +179,18 @@ func (r *recentWrites) user(userID string, now time.Duration) (userMark, bool) {
 		return userMark{}, false
 	}
 	sh := r.userShard(userID)
-	sh.mu.RLock()
-	m, ok := sh.users[userID]
-	sh.mu.RUnlock()
-	if !ok || now > m.until {
-		return userMark{}, false
+	return inForce(&sh.mu, sh.users, userID, now)
+}
+
+// inForce returns the mark under key in marks, which mu guards, if there
+// is one and now is not past its until.
+func inForce[K comparable, M mark](mu *sync.RWMutex, marks map[K]M, key K, now time.Duration) (M, bool) {
+	mu.RLock()
+	m, ok := marks[key]
+	mu.RUnlock()
+	if !ok || now > m.end() {
+		var none M
+		return none, false
 	}
 	return m, true
 }

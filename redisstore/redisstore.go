@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/storerules"
 	"github.com/redis/rueidis"
 )
 
@@ -684,12 +685,7 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 			out = append(out, rec)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b cloakroom.Record) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Handle, b.Handle)
-	})
+	slices.SortStableFunc(out, storerules.ByCreation)
 	return out, nil
 }
 

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/storerules"
 )
 
 // Auxiliary records live in their own table, aux_records, so they never
@@ -88,8 +88,8 @@ func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
 	if !rec.EndsWithSessions {
 		rec.Epoch = 0 // ignored, and then never compared
 	}
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return fmt.Errorf("sqlitestore: commit record %s: version %d, epoch %d out of range", rec.Key.Short(), rec.Version, rec.Epoch)
+	if err := storerules.CheckSQLAux(rec); err != nil {
+		return fmt.Errorf("sqlitestore: commit record %s: %w", rec.Key.Short(), err)
 	}
 	data := rec.Data
 	if data == nil {
@@ -104,11 +104,8 @@ func (s *Store) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
 		sql.Named("now", s.now().UnixMilli()),
 	}
 	// Auxiliary records are not cached: the write changes no session.
-	err := s.inWriteTx(ctx, change{}, func(tx *sql.Tx) (bool, error) {
-		err := s.writeVersioned(ctx, tx, rec.Version, s.createAuxStmt, s.updateAuxStmt, args, func(args []any) error {
-			return s.auxRefusal(ctx, tx, rec, args)
-		})
-		return err == nil, err
+	err := s.commitVersioned(ctx, change{}, rec.Version, s.createAuxStmt, s.updateAuxStmt, args, func(tx *sql.Tx, args []any) error {
+		return s.auxRefusal(ctx, tx, rec, args)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit record %s: %w", rec.Key.Short(), err)

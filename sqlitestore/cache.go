@@ -300,17 +300,27 @@ func (c *cache) beginWrite(ch change) (before walHeader, ok bool) {
 	hdr, err := c.header.read()
 	c.mu.Lock()
 	foreign := err != nil || !c.valid || hdr != c.known
-	if foreign {
-		c.flushLocked()
-		c.known, c.valid = hdr, err == nil && !c.broken
-	}
 	c.writing = true
-	c.dropLocked(ch)
+	// Unless foreign, hdr is the header known and the cache valid (so
+	// not broken): settling then changes neither.
+	c.settleLocked(hdr, err, foreign, ch)
 	c.mu.Unlock()
 	if foreign && c.onForeignWrite != nil {
 		c.onForeignWrite()
 	}
 	return hdr, err == nil
+}
+
+// settleLocked is what beginWrite and endWrite do with the header they
+// read, hdr (readErr if it could not be read): flush the cache if asked,
+// take hdr as the header the cache is valid at, unless broken, and drop
+// what the write, ch, may change. c.mu is held.
+func (c *cache) settleLocked(hdr walHeader, readErr error, flush bool, ch change) {
+	if flush {
+		c.flushLocked()
+	}
+	c.known, c.valid = hdr, readErr == nil && !c.broken
+	c.dropLocked(ch)
 }
 
 // endWrite is called after the write transaction ended, committed or
@@ -328,12 +338,8 @@ func (c *cache) endWrite(ch change, committed bool, before walHeader, beforeOK b
 	c.mu.Lock()
 	first := stale && !c.broken
 	c.broken = c.broken || stale
-	if foreign || stale {
-		c.flushLocked()
-	}
-	c.known, c.valid = hdr, err == nil && !c.broken
 	c.writing = false
-	c.dropLocked(ch)
+	c.settleLocked(hdr, err, foreign || stale, ch)
 	c.mu.Unlock()
 	if first && c.onBroken != nil {
 		c.onBroken("a commit did not change the wal-index header")

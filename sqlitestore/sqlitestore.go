@@ -52,7 +52,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -66,6 +65,9 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/endfanout"
+	"github.com/cloakroom/cloakroom/internal/purgeloop"
+	"github.com/cloakroom/cloakroom/internal/sqlrows"
+	"github.com/cloakroom/cloakroom/internal/storerules"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -574,20 +576,8 @@ func (s *Store) findStored(ctx context.Context, key cloakroom.Key, nowMs int64) 
 		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
 	}
 	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
-		}
-		return cloakroom.Record{}, false, nil
-	}
-	rec, err := scanRecord(rows)
-	if err == nil && rec.Key != key {
-		err = errors.New("stored record holds another key")
-	}
-	if err != nil {
-		return cloakroom.Record{}, false, fmt.Errorf("sqlitestore: find %s: %w", key.Short(), err)
-	}
-	return rec, true, nil
+	rec, found, err := sqlrows.First(rows, scanRecord)
+	return checkFound(key, rec, found, err)
 }
 
 // findPinned is findStored on a pinned reader.
@@ -609,6 +599,12 @@ func (s *Store) findPinned(ctx context.Context, key cloakroom.Key, nowMs int64) 
 		}
 	}
 	s.readers <- r
+	return checkFound(key, rec, found, err)
+}
+
+// checkFound is the answer of a Find for key that read rec (if found) or
+// failed with err: a record stored under another key is an error too.
+func checkFound(key cloakroom.Key, rec cloakroom.Record, found bool, err error) (cloakroom.Record, bool, error) {
 	if err == nil && found && rec.Key != key {
 		err = errors.New("stored record holds another key")
 	}
@@ -634,19 +630,13 @@ func scanRecord(rows *sql.Rows) (cloakroom.Record, error) {
 
 // Commit implements [cloakroom.Store].
 func (s *Store) Commit(ctx context.Context, rec cloakroom.Record) error {
-	if rec.Version == 0 || rec.Version > math.MaxInt64 || rec.Generation > math.MaxInt64 || rec.Epoch > math.MaxInt64 {
-		return fmt.Errorf("sqlitestore: commit %s: version %d, generation %d, epoch %d out of range", rec.Key.Short(), rec.Version, rec.Generation, rec.Epoch)
-	}
-	blob, err := rec.MarshalBinary()
+	blob, err := storerules.SQLBlob(rec)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
 	}
 	args := recordArgs(rec, blob, s.now().UnixMilli())
-	err = s.inWriteTx(ctx, change{keys: []cloakroom.Key{rec.Key}}, func(tx *sql.Tx) (bool, error) {
-		err := s.writeVersioned(ctx, tx, rec.Version, s.createStmt, s.updateStmt, args, func(args []any) error {
-			return s.refusal(ctx, tx, rec, args)
-		})
-		return err == nil, err
+	err = s.commitVersioned(ctx, change{keys: []cloakroom.Key{rec.Key}}, rec.Version, s.createStmt, s.updateStmt, args, func(tx *sql.Tx, args []any) error {
+		return s.refusal(ctx, tx, rec, args)
 	})
 	if err != nil {
 		return fmt.Errorf("sqlitestore: commit %s: %w", rec.Key.Short(), err)
@@ -735,25 +725,13 @@ func (s *Store) List(ctx context.Context, userID string) ([]cloakroom.Record, er
 		return nil, fmt.Errorf("sqlitestore: list: %w", err)
 	}
 	defer rows.Close()
-	var out []cloakroom.Record
-	for rows.Next() {
-		rec, err := scanRecord(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlitestore: list: %w", err)
-		}
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := sqlrows.All(rows, scanRecord)
+	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: list: %w", err)
 	}
 	// Sorted here rather than in SQL: the record keeps CreatedAt to the
 	// nanosecond, the columns do not.
-	slices.SortFunc(out, func(a, b cloakroom.Record) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Handle, b.Handle)
-	})
+	slices.SortFunc(out, storerules.ByCreation)
 	return out, nil
 }
 
@@ -943,6 +921,17 @@ func (s *Store) createIn(ctx context.Context, tx *sql.Tx, rec cloakroom.Record, 
 	})
 }
 
+// commitVersioned is writeVersioned in a write transaction of its own,
+// committed if the row was written; refusal reads in that transaction.
+func (s *Store) commitVersioned(ctx context.Context, ch change, version uint64, create, update *sql.Stmt, args []any, refusal func(tx *sql.Tx, args []any) error) error {
+	return s.inWriteTx(ctx, ch, func(tx *sql.Tx) (bool, error) {
+		err := s.writeVersioned(ctx, tx, version, create, update, args, func(args []any) error {
+			return refusal(tx, args)
+		})
+		return err == nil, err
+	})
+}
+
 // writeVersioned writes one versioned row, a session or an auxiliary
 // record, in tx: with create at version 1, else with update, a
 // compare-and-set from version-1. Each takes args and changes one row or
@@ -1007,18 +996,9 @@ func (s *Store) purgeBatches(ctx context.Context, stmt *sql.Stmt, ch change, now
 
 func (s *Store) purgeLoop(ctx context.Context, interval time.Duration) {
 	defer close(s.purgeDone)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
-				s.logger.ErrorContext(ctx, "sqlitestore: background purge failed", "err", err)
-			}
-		}
-	}
+	purgeloop.Run(ctx, interval, s.Purge, func(err error) {
+		s.logger.ErrorContext(ctx, "sqlitestore: background purge failed", "err", err)
+	})
 }
 
 // Ping implements [cloakroom.Pinger]: it checks that both the read pool

@@ -10,8 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/internal/codec"
+	"github.com/cloakroom/cloakroom/accounts/internal/sqlusers"
+	"github.com/cloakroom/cloakroom/internal/pgschema"
 )
 
 // postgresSchemaVersion is the version of the cloakroom_users table this
@@ -28,10 +28,6 @@ const postgresSchemaVersion = 1
 // DefaultSchema is the schema [New] and [NewThrottle] use when given "".
 // It is pgstore's default too, so users and sessions sit side by side.
 const DefaultSchema = "cloakroom"
-
-// maxPostgresIdentifier is PostgreSQL's identifier limit (NAMEDATALEN-1); a
-// longer schema name would be silently truncated.
-const maxPostgresIdentifier = 63
 
 // Store is an [accounts.Store] in the table cloakroom_users of a
 // PostgreSQL schema, reached through a pgx pool the caller owns (the gateway passes
@@ -61,20 +57,30 @@ type postgresQueries struct {
 // gateways side by side. A role without the CREATE privilege can use a
 // schema an administrator migrated.
 func New(ctx context.Context, pool *pgxpool.Pool, schema string) (*Store, error) {
-	if pool == nil {
-		return nil, errors.New("pgaccounts: New with a nil pool")
+	schema, quoted, err := checkArgs("New", pool, schema)
+	if err != nil {
+		return nil, err
 	}
-	if schema == "" {
-		schema = DefaultSchema
-	}
-	if len(schema) > maxPostgresIdentifier || strings.IndexByte(schema, 0) >= 0 {
-		return nil, fmt.Errorf("accounts: invalid PostgreSQL schema name %q", schema)
-	}
-	quoted := pgx.Identifier{schema}.Sanitize()
 	if err := migratePostgres(ctx, pool, schema, quoted); err != nil {
 		return nil, fmt.Errorf("accounts: migrate PostgreSQL schema %s: %w", quoted, err)
 	}
 	return &Store{pool: pool, q: newPostgresQueries(quoted)}, nil
+}
+
+// checkArgs checks the arguments of New and NewThrottle (fn) and returns
+// the schema to use, DefaultSchema for "", and its name quoted for SQL.
+func checkArgs(fn string, pool *pgxpool.Pool, schema string) (name, quoted string, err error) {
+	if pool == nil {
+		return "", "", fmt.Errorf("pgaccounts: %s with a nil pool", fn)
+	}
+	if schema == "" {
+		schema = DefaultSchema
+	}
+	quoted, err = pgschema.Quote(schema)
+	if err != nil {
+		return "", "", fmt.Errorf("accounts: %w", err)
+	}
+	return schema, quoted, nil
 }
 
 // migratePostgres brings the accounts tables in schema (quoted: its
@@ -83,21 +89,15 @@ func migratePostgres(ctx context.Context, pool *pgxpool.Pool, schema, quoted str
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return migratePostgresTx(ctx, tx, schema, quoted) })
 }
 
+// migratePostgresTx is migratePostgres in tx. It runs under the lock
+// pgstore's migration of the same schema takes (see pgschema): CREATE
+// SCHEMA, even with IF NOT EXISTS, fails when another transaction creates
+// the same schema at once. TestConcurrentStart checks that the two
+// migrations queue behind one another.
 func migratePostgresTx(ctx context.Context, tx pgx.Tx, schema, quoted string) error {
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaMigrationLock(schema)); err != nil {
-		return err
-	}
-	var schemaExists, versionTableExists bool
-	err := tx.QueryRow(ctx,
-		"SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1), to_regclass($2) IS NOT NULL",
-		schema, quoted+".cloakroom_accounts_schema").Scan(&schemaExists, &versionTableExists)
+	versionTableExists, err := pgschema.Prepare(ctx, tx, schema, quoted, "cloakroom_accounts_schema")
 	if err != nil {
 		return err
-	}
-	if !schemaExists {
-		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoted); err != nil {
-			return err
-		}
 	}
 	version := 0
 	if versionTableExists {
@@ -137,19 +137,6 @@ func migratePostgresTx(ctx context.Context, tx pgx.Tx, schema, quoted string) er
 	_, err = tx.Exec(ctx, "INSERT INTO "+quoted+".cloakroom_accounts_schema (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
 		postgresSchemaVersion)
 	return err
-}
-
-// schemaMigrationLock is the advisory lock key taken while migrating
-// schema. It is the key pgstore's migration takes, on purpose: CREATE
-// SCHEMA, even with IF NOT EXISTS, fails when another transaction creates
-// the same schema at once, so every migration of a schema shared with
-// pgstore, on every gateway, must queue behind one lock.
-// TestConcurrentStart catches the two drifting apart.
-func schemaMigrationLock(schema string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte("cloakroom/pgstore migrate "))
-	h.Write([]byte(schema))
-	return int64(h.Sum64())
 }
 
 const postgresUserColumns = "name, email, roles, disabled, created_at, password_changed_at"
@@ -198,16 +185,8 @@ func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 	if err := ctx.Err(); err != nil {
 		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
 	}
-	var rec accounts.Record
-	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.get, accounts.FoldName(name)), &rec.PasswordHash)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return accounts.Record{}, accounts.ErrNoSuchUser
-	}
-	if err != nil {
-		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
-	}
-	rec.User = u
-	return rec, nil
+	row := s.pool.QueryRow(ctx, s.q.get, accounts.FoldName(name))
+	return sqlusers.Get(pgx.ErrNoRows, func(hash *string) (accounts.User, error) { return scanPostgresUser(row, hash) })
 }
 
 // Update implements [accounts.Store].
@@ -222,24 +201,11 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	key := accounts.FoldName(name)
 	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.update, key,
 		c.PasswordHash, c.PasswordChangedAt, roles, c.Email, c.Disabled, c.IfPasswordHash))
-	if err == nil {
-		return u, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	}
-	if c.IfPasswordHash == "" {
-		return accounts.User{}, accounts.ErrNoSuchUser
-	}
-	// No row matched: either the user is gone or the hash changed.
-	var exists bool
-	if err := s.pool.QueryRow(ctx, s.q.exists, key).Scan(&exists); err != nil {
-		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	}
-	if !exists {
-		return accounts.User{}, accounts.ErrNoSuchUser
-	}
-	return accounts.User{}, accounts.ErrConflict
+	return sqlusers.Updated(u, err, pgx.ErrNoRows, c, func() (bool, error) {
+		var exists bool
+		err := s.pool.QueryRow(ctx, s.q.exists, key).Scan(&exists)
+		return exists, err
+	})
 }
 
 // Delete implements [accounts.Store].

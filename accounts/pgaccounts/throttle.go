@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/internal/pgschema"
 )
 
 // Throttle is an [accounts.ThrottleStore] in the tables cloakroom_throttle
@@ -32,20 +32,13 @@ type Throttle struct {
 // "") and returns a store on them. The pool is
 // not closed by the store.
 func NewThrottle(ctx context.Context, pool *pgxpool.Pool, schema string) (*Throttle, error) {
-	if pool == nil {
-		return nil, errors.New("pgaccounts: NewThrottle with a nil pool")
+	schema, q, err := checkArgs("NewThrottle", pool, schema)
+	if err != nil {
+		return nil, err
 	}
-	if schema == "" {
-		schema = DefaultSchema
-	}
-	if len(schema) > maxPostgresIdentifier || strings.IndexByte(schema, 0) >= 0 {
-		return nil, fmt.Errorf("accounts: invalid PostgreSQL schema name %q", schema)
-	}
-	q := pgx.Identifier{schema}.Sanitize()
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// The lock every migration of this schema takes (see
-		// schemaMigrationLock).
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", schemaMigrationLock(schema)); err != nil {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// The lock every migration of this schema takes.
+		if err := pgschema.Lock(ctx, tx, schema); err != nil {
 			return err
 		}
 		for _, stmt := range []string{

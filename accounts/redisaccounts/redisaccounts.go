@@ -59,20 +59,32 @@ type Store struct {
 // which must not contain '{' or '}'. The client is not closed by the store.
 // Nothing is written until the first user is created.
 func New(client rueidis.Client, prefix string) (*Store, error) {
+	tagged, err := keyPrefix("New", client, prefix, "accounts")
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		client:     client,
+		userPrefix: tagged + "user:",
+		namesKey:   tagged + "names",
+	}, nil
+}
+
+// keyPrefix checks the arguments of New and NewThrottle (fn) and returns
+// the start of the store's keys: prefix (DefaultPrefix when ""), then the
+// hash tag {tag} that keeps all of them in one cluster slot, then ":". A
+// prefix with a brace would break that tag.
+func keyPrefix(fn string, client rueidis.Client, prefix, tag string) (string, error) {
 	if client == nil {
-		return nil, errors.New("redisaccounts: New with a nil client")
+		return "", fmt.Errorf("redisaccounts: %s with a nil client", fn)
 	}
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
-		return nil, fmt.Errorf("accounts: Redis prefix %q contains a brace, which would break the hash tag that keeps the users in one cluster slot", prefix)
+		return "", fmt.Errorf("accounts: Redis prefix %q contains a brace, which would break the hash tag that keeps the %s keys in one cluster slot", prefix, tag)
 	}
-	return &Store{
-		client:     client,
-		userPrefix: prefix + "{accounts}:user:",
-		namesKey:   prefix + "{accounts}:names",
-	}, nil
+	return prefix + "{" + tag + "}:", nil
 }
 
 func (s *Store) userKey(name string) string { return s.userPrefix + accounts.FoldName(name) }

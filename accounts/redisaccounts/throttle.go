@@ -3,10 +3,8 @@ package redisaccounts
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -30,16 +28,11 @@ type Throttle struct {
 // (DefaultPrefix when ""), which must not contain '{' or '}'. The
 // client is not closed by the store.
 func NewThrottle(client rueidis.Client, prefix string) (*Throttle, error) {
-	if client == nil {
-		return nil, errors.New("redisaccounts: NewThrottle with a nil client")
+	tagged, err := keyPrefix("NewThrottle", client, prefix, "throttle")
+	if err != nil {
+		return nil, err
 	}
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	if strings.ContainsAny(prefix, "{}") {
-		return nil, fmt.Errorf("accounts: Redis prefix %q contains a brace", prefix)
-	}
-	return &Throttle{client: client, prefix: prefix + "{throttle}:"}, nil
+	return &Throttle{client: client, prefix: tagged}, nil
 }
 
 func (s *Throttle) keyNames(keys []accounts.ThrottleKey) []string {

@@ -15,6 +15,8 @@ import (
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/internal/codec"
+	"github.com/cloakroom/cloakroom/accounts/internal/sqlusers"
+	"github.com/cloakroom/cloakroom/internal/sqlrows"
 )
 
 // sqliteSchemaVersion is the version of the cloakroom_users table this code
@@ -126,17 +128,8 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 
 // Get implements [accounts.Store].
 func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
-	var rec accounts.Record
 	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name = ?", name)
-	u, err := scanUser(row, &rec.PasswordHash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return accounts.Record{}, accounts.ErrNoSuchUser
-	}
-	if err != nil {
-		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
-	}
-	rec.User = u
-	return rec, nil
+	return sqlusers.Get(sql.ErrNoRows, func(hash *string) (accounts.User, error) { return scanUser(row, hash) })
 }
 
 // Update implements [accounts.Store]. It is one UPDATE ... RETURNING
@@ -176,25 +169,11 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	query += " RETURNING " + userColumns
 
 	u, err := scanUser(s.db.QueryRowContext(ctx, query, args...))
-	if err == nil {
-		return u, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	}
-	if c.IfPasswordHash == "" {
-		return accounts.User{}, accounts.ErrNoSuchUser
-	}
-	// No row matched: either the user is gone or the hash changed.
-	var one int
-	err = s.db.QueryRowContext(ctx, "SELECT 1 FROM cloakroom_users WHERE name = ?", name).Scan(&one)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return accounts.User{}, accounts.ErrNoSuchUser
-	case err != nil:
-		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	}
-	return accounts.User{}, accounts.ErrConflict
+	return sqlusers.Updated(u, err, sql.ErrNoRows, c, func() (bool, error) {
+		var exists bool
+		err := s.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM cloakroom_users WHERE name = ?)", name).Scan(&exists)
+		return exists, err
+	})
 }
 
 // Delete implements [accounts.Store].
@@ -218,16 +197,12 @@ func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}
 	defer rows.Close()
-	users := []accounts.User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("accounts: list users: %w", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
+	users, err := sqlrows.All(rows, func(rows *sql.Rows) (accounts.User, error) { return scanUser(rows) })
+	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
+	}
+	if users == nil {
+		users = []accounts.User{} // an empty list, never null
 	}
 	return users, nil
 }

@@ -1,0 +1,52 @@
+// Package sqlusers holds what the SQL account stores, sqliteaccounts and
+// pgaccounts, share above their drivers: how the outcome of a Get's or an
+// Update's statement becomes the [accounts.Store] answer, so both stores
+// give the same errors.
+package sqlusers
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cloakroom/cloakroom/accounts"
+)
+
+// Get is the answer of Store.Get. scan reads a user's columns and then its
+// password hash into hash; it fails with noRows, the driver's error for a
+// query without a row, when there is no such user.
+func Get(noRows error, scan func(hash *string) (accounts.User, error)) (accounts.Record, error) {
+	var rec accounts.Record
+	u, err := scan(&rec.PasswordHash)
+	switch {
+	case errors.Is(err, noRows):
+		return accounts.Record{}, accounts.ErrNoSuchUser
+	case err != nil:
+		return accounts.Record{}, fmt.Errorf("accounts: get user: %w", err)
+	}
+	rec.User = u
+	return rec, nil
+}
+
+// Updated is the answer of Store.Update for c, given what its UPDATE ...
+// RETURNING statement gave: u, or err, noRows (the driver's error for no
+// row) when no row matched. Without c.IfPasswordHash that means the user
+// is gone; with it, exists, asked then, tells a gone user from a changed
+// hash (ErrConflict).
+func Updated(u accounts.User, err, noRows error, c accounts.Change, exists func() (bool, error)) (accounts.User, error) {
+	switch {
+	case err == nil:
+		return u, nil
+	case !errors.Is(err, noRows):
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
+	case c.IfPasswordHash == "":
+		return accounts.User{}, accounts.ErrNoSuchUser
+	}
+	found, err := exists()
+	switch {
+	case err != nil:
+		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
+	case !found:
+		return accounts.User{}, accounts.ErrNoSuchUser
+	}
+	return accounts.User{}, accounts.ErrConflict
+}
