@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/internal/ascii"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/internal/jsonscan"
 )
@@ -177,7 +178,7 @@ type paramNames struct {
 func newParamNames(names ...string) paramNames {
 	p := paramNames{lower: map[string]bool{}}
 	for _, n := range names {
-		n = asciiLower(n)
+		n = ascii.Lower(n)
 		if !p.lower[n] {
 			p.lower[n] = true
 			p.folded = append(p.folded, []byte(foldName(n)))
@@ -206,21 +207,6 @@ func foldName(s string) string {
 		b[i] = fold(c)
 	}
 	return string(b)
-}
-
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
 
 // mayStrip is a quick test for strips, which allocates nothing for names
@@ -283,7 +269,7 @@ func (p paramNames) readsAs(n string) bool {
 	if i := strings.IndexByte(n, 0); i >= 0 {
 		n = n[:i]
 	}
-	n = asciiLower(n)
+	n = ascii.Lower(n)
 	t := strings.TrimSpace(n)
 	rack2 := strings.TrimLeft(t, "[]")
 	if i := strings.IndexAny(rack2, "[]"); i >= 0 {
