@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -134,12 +133,12 @@ func pgStart(t testing.TB) (*PostgresServer, error) {
 	out, err := pgCommand(dir, runAs, initdb, "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput()
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("initdb: %v: %s", err, pgLastLines(out))
+		return nil, fmt.Errorf("initdb: %v: %s", err, lastLines(out))
 	}
 	// The port is free when chosen but may be taken before the server
 	// binds it, so a failed start is retried on another port.
 	for attempt := 0; ; attempt++ {
-		port, err := pgFreePort()
+		port, err := freePort()
 		if err != nil {
 			os.RemoveAll(dir)
 			return nil, err
@@ -153,7 +152,7 @@ func pgStart(t testing.TB) (*PostgresServer, error) {
 		if attempt == 2 {
 			log, _ := os.ReadFile(filepath.Join(dir, "server.log"))
 			srv.Stop()
-			return nil, fmt.Errorf("pg_ctl start: %v: %s %s", err, pgLastLines(out), pgLastLines(log))
+			return nil, fmt.Errorf("pg_ctl start: %v: %s %s", err, lastLines(out), lastLines(log))
 		}
 	}
 	t.Cleanup(srv.Stop)
@@ -249,22 +248,4 @@ func pgCommand(dir string, prefix []string, name string, args ...string) *exec.C
 	// Keep the user's locale settings from leaking into initdb.
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	return cmd
-}
-
-func pgFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// pgLastLines keeps the tail of a tool's output for an error message.
-func pgLastLines(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
 }

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -180,41 +181,55 @@ func redisStart(t testing.TB) (*RedisServer, error) {
 		return nil, err
 	}
 	dir := t.TempDir()
+	addr, kill, err := startRedisProcess(bin, dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	srv := &RedisServer{Addr: addr, kill: kill}
+	t.Cleanup(srv.Stop)
+	return srv, nil
+}
+
+// startRedisProcess starts redis-server without persistence on a free
+// loopback port, in dir, with the arguments extra returns for that port,
+// and waits until it answers. A port found free can be taken before the
+// server binds it: it tries three. The server dies with the test binary.
+func startRedisProcess(bin, dir string, extra func(port int) ([]string, error)) (addr string, kill func(), err error) {
 	var lastErr error
-	// A port found free can be taken before the server binds it; retry.
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := redisFreePort()
+		port, err := freePort()
 		if err != nil {
-			return nil, err
+			return "", nil, err
+		}
+		args := []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir, "--daemonize", "no",
+		}
+		if extra != nil {
+			more, err := extra(port)
+			if err != nil {
+				return "", nil, err
+			}
+			args = append(args, more...)
 		}
 		var out bytes.Buffer
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", dir,
-			"--daemonize", "no",
-		)
+		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		srv := &RedisServer{
-			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			kill: func() { cmd.Process.Kill(); <-exited },
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		kill = func() { cmd.Process.Kill(); <-exited }
+		if lastErr = redisAwait(addr, exited, 5*time.Second); lastErr == nil {
+			return addr, kill, nil
 		}
-		lastErr = redisAwait(srv.Addr, exited, 5*time.Second)
-		if lastErr == nil {
-			t.Cleanup(srv.Stop)
-			return srv, nil
-		}
-		srv.Stop()
-		lastErr = fmt.Errorf("%v; output: %s", lastErr, redisLastLines(out.Bytes()))
+		kill()
+		lastErr = fmt.Errorf("%v; output: %s", lastErr, lastLines(out.Bytes()))
 	}
-	return nil, lastErr
+	return "", nil, lastErr
 }
 
 // redisAwait polls addr with PING until it answers, the process exits or
@@ -236,23 +251,6 @@ func redisAwait(addr string, exited <-chan struct{}, timeout time.Duration) erro
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func redisFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func redisLastLines(out []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if len(lines) > 5 {
-		lines = lines[len(lines)-5:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // redisDeletePrefix removes every key starting with prefix, which holds no

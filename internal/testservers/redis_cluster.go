@@ -1,10 +1,8 @@
 package testservers
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -187,7 +184,7 @@ func startCluster(dir string) (c *RedisClusterServer, err error) {
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, redisLastLines(out))
+		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, lastLines(out))
 	}
 	if err := c.awaitHealthy(30 * time.Second); err != nil {
 		return nil, err
@@ -239,49 +236,23 @@ func (c *RedisClusterServer) awaitHealthy(timeout time.Duration) error {
 }
 
 func startClusterNode(bin, dir string) (*clusterNode, error) {
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := redisFreePort()
+	addr, kill, err := startRedisProcess(bin, dir, func(port int) ([]string, error) {
+		busPort, err := freePort()
 		if err != nil {
 			return nil, err
 		}
-		busPort, err := redisFreePort()
-		if err != nil {
-			return nil, err
-		}
-		var out bytes.Buffer
-		cmd := exec.Command(bin,
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
+		return []string{
 			"--cluster-enabled", "yes",
 			"--cluster-port", strconv.Itoa(busPort),
 			"--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
-			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout/time.Millisecond)),
-			"--save", "",
-			"--appendonly", "no",
+			"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout / time.Millisecond)),
 			"--repl-diskless-sync-delay", "0",
-			"--dir", dir,
-			"--daemonize", "no",
-		)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		n := &clusterNode{
-			addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-			kill: func() { cmd.Process.Kill(); <-exited },
-		}
-		lastErr = redisAwait(n.addr, exited, 5*time.Second)
-		if lastErr == nil {
-			return n, nil
-		}
-		n.kill()
-		lastErr = fmt.Errorf("%v; output: %s", lastErr, redisLastLines(out.Bytes()))
+		}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return &clusterNode{addr: addr, kill: kill}, nil
 }
 
 // redisCommand runs one command on the node at addr alone (no cluster
