@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -61,9 +62,7 @@ func testEpochBumpEndsEverySession(t *testing.T, s cloakroom.Store, c *Clock) {
 		mustNotFind(t, s, rec.Key)
 	}
 	for _, user := range []string{alice, bob} {
-		if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
-			t.Fatalf("List(%s) after the epoch bump = %d sessions, %v; want none", user, len(list), err)
-		}
+		mustList(t, s, user, "after the epoch bump")
 	}
 	// Sessions created at the new epoch live as usual, anonymous too.
 	fresh, freshAnon := NewRecord(alice, c.Now()), NewRecord("", c.Now())
@@ -72,9 +71,7 @@ func testEpochBumpEndsEverySession(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustCommit(t, s, freshAnon)
 	sameRecord(t, mustFind(t, s, fresh.Key), fresh)
 	sameRecord(t, mustFind(t, s, freshAnon.Key), freshAnon)
-	if list, err := s.List(ctx, alice); err != nil || len(list) != 1 {
-		t.Fatalf("List after a login at the new epoch = %d sessions, %v; want 1", len(list), err)
-	}
+	mustList(t, s, alice, "after a login at the new epoch", fresh.Key)
 	bumpEpoch(t, s, 2)
 	mustNotFind(t, s, fresh.Key)
 	mustNotFind(t, s, freshAnon.Key)
@@ -104,9 +101,7 @@ func testEpochBumpBlocksStaleWrites(t *testing.T, s cloakroom.Store, c *Clock) {
 	wantNotFound(t, err, "login (Rotate) at a past epoch")
 	mustNotFind(t, s, late.Key)
 	mustNotFind(t, s, lateAnon.Key)
-	if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
-		t.Fatalf("List = %d sessions, %v; want none", len(list), err)
-	}
+	mustList(t, s, user, "after creates at a past epoch")
 }
 
 func testEpochBumpBlocksRotation(t *testing.T, s cloakroom.Store, c *Clock) {
@@ -225,9 +220,7 @@ func testEpochBumpRacesLogins(t *testing.T, s cloakroom.Store, c *Clock) {
 		for _, k := range []cloakroom.Key{old.Key, next.Key, login.Key, anon.Key} {
 			mustNotFind(t, s, k)
 		}
-		if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
-			t.Fatalf("round %d: %d sessions live after the global revocation, %v; want none", round, len(list), err)
-		}
+		mustList(t, s, user, fmt.Sprintf("round %d, after the global revocation", round))
 	}
 }
 

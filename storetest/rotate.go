@@ -88,9 +88,7 @@ func testRotateAfterDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	_, err := rotator(t, s).Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
 	wantNotFound(t, err, "rotating a logged-out session")
 	mustNotFind(t, s, next.Key)
-	if list, err := s.List(ctx, old.UserID); err != nil || len(list) != 0 {
-		t.Fatalf("List = %d sessions, %v; want none", len(list), err)
-	}
+	mustList(t, s, old.UserID, "after a rotation of a logged-out session")
 }
 
 func testRotateAfterExpiry(t *testing.T, s cloakroom.Store, c *Clock) {
@@ -495,9 +493,7 @@ func testRotateRacesBump(t *testing.T, s cloakroom.Store, c *Clock) {
 		mustNotFind(t, s, old.Key)
 		mustNotFind(t, s, next.Key)
 		mustNotFind(t, s, pinned.Key)
-		if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
-			t.Fatalf("round %d: %d sessions live after the account change, %v; want none", round, len(list), err)
-		}
+		mustList(t, s, user, fmt.Sprintf("round %d, after the account change", round))
 	}
 }
 

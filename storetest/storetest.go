@@ -160,6 +160,28 @@ func mustNotFind(t *testing.T, s cloakroom.Store, key cloakroom.Key) {
 
 // sameRecord compares records field by field; times compare with Equal at
 // millisecond precision, which every store keeps.
+// mustList fails t unless List(user) returns the sessions of exactly the
+// keys in want, in any order; what says when, for the message.
+func mustList(t *testing.T, s cloakroom.Store, user, what string, want ...cloakroom.Key) {
+	t.Helper()
+	list, err := s.List(context.Background(), user)
+	if err != nil {
+		t.Fatalf("%s: List(%q): %v", what, user, err)
+	}
+	listed := make(map[cloakroom.Key]bool, len(list))
+	for _, rec := range list {
+		listed[rec.Key] = true
+	}
+	for _, key := range want {
+		if !listed[key] {
+			t.Fatalf("%s: List(%q) = %d sessions, misses one of the %d wanted", what, user, len(list), len(want))
+		}
+	}
+	if len(list) != len(want) {
+		t.Fatalf("%s: List(%q) = %d sessions, want %d", what, user, len(list), len(want))
+	}
+}
+
 func sameRecord(t *testing.T, got, want cloakroom.Record) {
 	t.Helper()
 	eqTime := func(a, b time.Time) bool { return a.Truncate(time.Millisecond).Equal(b.Truncate(time.Millisecond)) }
@@ -268,13 +290,7 @@ func testDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 	mustNotFind(t, s, a.Key)
 	mustFind(t, s, b.Key)
-	list, err := s.List(context.Background(), user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list) != 1 || list[0].Key != b.Key {
-		t.Fatalf("List after delete has %d sessions, want only the other one", len(list))
-	}
+	mustList(t, s, user, "after a delete", b.Key)
 }
 
 func testDeleteUnknown(t *testing.T, s cloakroom.Store, c *Clock) {
@@ -359,10 +375,7 @@ func testList(t *testing.T, s cloakroom.Store, c *Clock) {
 		}
 		sameRecord(t, found, want[i])
 	}
-	none, err := s.List(context.Background(), uniqueUser("nobody"))
-	if err != nil || len(none) != 0 {
-		t.Fatalf("List(unknown user) = %d sessions, %v; want none", len(none), err)
-	}
+	mustList(t, s, uniqueUser("nobody"), "an unknown user")
 }
 
 func testListSkipsExpired(t *testing.T, s cloakroom.Store, c *Clock) {
@@ -373,13 +386,7 @@ func testListSkipsExpired(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustCommit(t, s, short)
 	mustCommit(t, s, long)
 	c.Advance(2 * time.Minute)
-	got, err := s.List(context.Background(), user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 1 || got[0].Key != long.Key {
-		t.Fatalf("List returned %d sessions, want only the unexpired one", len(got))
-	}
+	mustList(t, s, user, "after one session expired", long.Key)
 }
 
 func testGenerationBump(t *testing.T, s cloakroom.Store, c *Clock) {
@@ -402,9 +409,7 @@ func testGenerationBump(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 	mustNotFind(t, s, a.Key)
 	mustNotFind(t, s, b.Key)
-	if list, err := s.List(ctx, user); err != nil || len(list) != 0 {
-		t.Fatalf("List after bump = %d sessions, %v; want none", len(list), err)
-	}
+	mustList(t, s, user, "after the bump")
 	fresh := NewRecord(user, c.Now())
 	fresh.Generation = 1
 	mustCommit(t, s, fresh)
@@ -458,9 +463,7 @@ func testAnonymous(t *testing.T, s cloakroom.Store, c *Clock) {
 	sameRecord(t, mustFind(t, s, rec.Key), rec)
 	rec.Version = 2
 	mustCommit(t, s, rec)
-	if list, err := s.List(context.Background(), ""); err != nil || len(list) != 0 {
-		t.Fatalf("List(\"\") = %d sessions, %v; want none: anonymous sessions have no user index", len(list), err)
-	}
+	mustList(t, s, "", "anonymous sessions have no user index")
 }
 
 func testLargeValue(t *testing.T, s cloakroom.Store, c *Clock) {
