@@ -103,9 +103,7 @@ func testAuxCreateTwice(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustCommitAux(t, s, rec)
 	other := rec
 	other.Data = []byte("second")
-	if err := s.CommitAux(context.Background(), other); !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("second create: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, s.CommitAux(context.Background(), other), "second create")
 	got, _ := findAux(t, s, rec.Key)
 	sameAux(t, got, rec)
 }
@@ -117,9 +115,7 @@ func testAuxStaleVersion(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustCommitAux(t, s, rec)
 	stale := rec // another writer read version 1
 	stale.Version, stale.Data = 2, []byte("stale")
-	if err := s.CommitAux(context.Background(), stale); !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("stale update: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, s.CommitAux(context.Background(), stale), "stale update")
 	got, _ := findAux(t, s, rec.Key)
 	sameAux(t, got, rec)
 }
@@ -160,9 +156,7 @@ func testAuxIsNotASession(t *testing.T, s cloakroom.Store, c *Clock) {
 	}
 	sameAux(t, got, rec)
 	mustList(t, s, sess.UserID, "beside an auxiliary record of the same key", sess.Key)
-	if err := s.Delete(ctx, sess.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, sess.Key)
 	if _, found := findAux(t, s, rec.Key); !found {
 		t.Fatal("deleting a session deleted the record under its key")
 	}

@@ -62,6 +62,13 @@ func wantNotFound(t *testing.T, err error, what string) {
 	}
 }
 
+func wantConflict(t *testing.T, err error, what string) {
+	t.Helper()
+	if !errors.Is(err, cloakroom.ErrConflict) {
+		t.Fatalf("%s: err = %v, want ErrConflict", what, err)
+	}
+}
+
 func testRotateReplaces(t *testing.T, s cloakroom.Store, c *Clock) {
 	old := NewRecord(uniqueUser("alice"), c.Now())
 	mustCommit(t, s, old)
@@ -81,9 +88,7 @@ func testRotateAfterDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	old := NewRecord(uniqueUser("alice"), c.Now())
 	mustCommit(t, s, old)
 	mustFind(t, s, old.Key)
-	if err := s.Delete(ctx, old.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, old.Key)
 	next := successor(old, c.Now())
 	_, err := rotator(t, s).Rotate(ctx, cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
 	wantNotFound(t, err, "rotating a logged-out session")
@@ -292,9 +297,7 @@ func testRotateKeyConflict(t *testing.T, s cloakroom.Store, c *Clock) {
 	next := successor(old, c.Now())
 	next.Key = taken.Key
 	_, err := rotator(t, s).Rotate(context.Background(), cloakroom.Rotation{Old: old.Key, OldMustLive: true, New: next})
-	if !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("rotate onto an existing key: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, err, "rotate onto an existing key")
 	sameRecord(t, mustFind(t, s, old.Key), old)
 	sameRecord(t, mustFind(t, s, taken.Key), taken)
 }
@@ -600,17 +603,13 @@ func testEndNotifications(t *testing.T, s cloakroom.Store, c *Clock) {
 	await("a probe delete", func(e cloakroom.End) bool { return e.Key == probe.Key }, func() {
 		probe = NewRecord(probeUser, c.Now())
 		mustCommit(t, s, probe)
-		if err := s.Delete(ctx, probe.Key); err != nil {
-			t.Fatal(err)
-		}
+		mustDelete(t, s, probe.Key)
 	})
 
 	user := uniqueUser("alice")
 	rec := NewRecord(user, c.Now())
 	mustCommit(t, s, rec)
-	if err := s.Delete(ctx, rec.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, rec.Key)
 	await("Delete", func(e cloakroom.End) bool { return e.Key == rec.Key }, nil)
 
 	if _, err := s.BumpGeneration(ctx, user); err != nil {
@@ -658,9 +657,7 @@ func testEndNotificationsStartWithAll(t *testing.T, s cloakroom.Store, c *Clock)
 	}
 	rec := NewRecord(uniqueUser("alice"), c.Now())
 	mustCommit(t, s, rec)
-	if err := s.Delete(context.Background(), rec.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, rec.Key)
 	for {
 		e := next("of a Delete made once the subscription was live")
 		if e.Key == rec.Key {

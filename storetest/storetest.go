@@ -147,6 +147,13 @@ func mustFind(t *testing.T, s cloakroom.Store, key cloakroom.Key) cloakroom.Reco
 	return rec
 }
 
+func mustDelete(t *testing.T, s cloakroom.Store, key cloakroom.Key) {
+	t.Helper()
+	if err := s.Delete(context.Background(), key); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+}
+
 func mustNotFind(t *testing.T, s cloakroom.Store, key cloakroom.Key) {
 	t.Helper()
 	_, found, err := s.Find(context.Background(), key)
@@ -231,9 +238,7 @@ func testCreateTwice(t *testing.T, s cloakroom.Store, c *Clock) {
 	mustCommit(t, s, rec)
 	other := rec
 	other.Data = []byte("other")
-	if err := s.Commit(context.Background(), other); !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("second create: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, s.Commit(context.Background(), other), "second create")
 	sameRecord(t, mustFind(t, s, rec.Key), rec)
 }
 
@@ -256,23 +261,17 @@ func testStaleVersion(t *testing.T, s cloakroom.Store, c *Clock) {
 	a.Version, a.Data = 2, []byte("a")
 	b.Version, b.Data = 2, []byte("b")
 	mustCommit(t, s, a)
-	if err := s.Commit(context.Background(), b); !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("stale commit: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, s.Commit(context.Background(), b), "stale commit")
 	skip := rec
 	skip.Version = 5
-	if err := s.Commit(context.Background(), skip); !errors.Is(err, cloakroom.ErrConflict) {
-		t.Fatalf("version jump: err = %v, want ErrConflict", err)
-	}
+	wantConflict(t, s.Commit(context.Background(), skip), "version jump")
 	sameRecord(t, mustFind(t, s, rec.Key), a)
 }
 
 func testCommitAfterDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	rec := NewRecord(uniqueUser("alice"), c.Now())
 	mustCommit(t, s, rec)
-	if err := s.Delete(context.Background(), rec.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, rec.Key)
 	rec.Version = 2
 	if err := s.Commit(context.Background(), rec); !errors.Is(err, cloakroom.ErrNotFound) {
 		t.Fatalf("commit after delete: err = %v, want ErrNotFound", err)
@@ -285,9 +284,7 @@ func testDelete(t *testing.T, s cloakroom.Store, c *Clock) {
 	a, b := NewRecord(user, c.Now()), NewRecord(user, c.Now())
 	mustCommit(t, s, a)
 	mustCommit(t, s, b)
-	if err := s.Delete(context.Background(), a.Key); err != nil {
-		t.Fatal(err)
-	}
+	mustDelete(t, s, a.Key)
 	mustNotFind(t, s, a.Key)
 	mustFind(t, s, b.Key)
 	mustList(t, s, user, "after a delete", b.Key)
