@@ -95,6 +95,23 @@ type Config struct {
 	// cookie present the session's token in the X-CSRF-Token header, not
 	// only those without Sec-Fetch-Site and Origin. Default false.
 	RequireCSRFToken bool
+	// CSRFProof, when set, is asked about an unsafe request that rides on
+	// a live session's cookie without an X-CSRF-Token header, when the
+	// token would otherwise be needed (neither Sec-Fetch-Site nor Origin
+	// came with it, or RequireCSRFToken is set): true lets it through as
+	// the right token would. Answer true only for what a cross-site page
+	// cannot send, such as a secret of the session in a header a page
+	// cannot set cross-origin without a preflight (the token vault's
+	// placeholder in Authorization). A wrong X-CSRF-Token is refused
+	// whatever the hook says. Default nil: only the token proves.
+	CSRFProof func(r *http.Request, s *Session) bool
+	// Activity, when set, decides before the handler runs whether a
+	// request of a live session is the user's activity, which moves the
+	// session's idle deadline; false makes it passive, as
+	// [Session.MarkPassive] does. The token vault uses it so that only
+	// calls presenting the session's placeholder keep a session alive.
+	// Default nil: every request is activity unless marked passive.
+	Activity func(r *http.Request, s *Session) bool
 
 	// RecheckInterval is how often sessions held open by [Session.Watch]
 	// (streams, WebSockets) are checked against the store, a backstop for

@@ -84,6 +84,9 @@ func (h *sessionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.cfg.Forbidden.ServeHTTP(w, r)
 		return
 	}
+	if s.live && m.cfg.Activity != nil && !m.cfg.Activity(r, s) {
+		s.passive = true
+	}
 	// The context and the request copy live in the writer's
 	// allocation: no separate context.WithValue and request per
 	// request. (WithContext is inlined and its copy does not escape.)
@@ -142,7 +145,8 @@ func isSafeMethod(method string) bool {
 // then prove it came from our page with the synchronizer token.
 //
 // A request that presents a token must present the right one, whatever its
-// Fetch Metadata says: a wrong token is a forgery or a stale page.
+// Fetch Metadata says: a wrong token is a forgery or a stale page. One
+// without a token may prove itself another way (Config.CSRFProof).
 func (m *Manager) csrfOK(r *http.Request, s *Session) bool {
 	if !s.live {
 		return true // no live session, so no ambient authority to abuse
@@ -150,6 +154,9 @@ func (m *Manager) csrfOK(r *http.Request, s *Session) bool {
 	got := r.Header.Get(CSRFHeader)
 	if got == "" && !m.cfg.RequireCSRFToken && (r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") != "") {
 		return true // CrossOriginProtection has judged this request
+	}
+	if got == "" && m.cfg.CSRFProof != nil {
+		return m.cfg.CSRFProof(r, s)
 	}
 	want := csrfTokenFor(s.token)
 	return len(got) == len(want) && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
@@ -368,7 +375,9 @@ func (s *Session) commitChangesLocked(ctx context.Context) error {
 	for attempt := 0; attempt < maxCommitAttempts; attempt++ {
 		rec := s.rec
 		rec.Version++
-		rec.LastSeen = s.m.now()
+		if !s.passive {
+			rec.LastSeen = s.m.now()
+		}
 		rec.Data = encodeValues(s.values)
 		err := s.m.store.Commit(ctx, rec)
 		switch {
