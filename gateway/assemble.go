@@ -31,7 +31,8 @@ type Parts struct {
 	// Admission configures the sign-in rules; Assemble sets its Sessions.
 	Admission signin.Config
 	// Vault, when set, puts the vault's routes in vault mode; Assemble
-	// sets its Admission. Each of its routes must be one of Gateway.Routes.
+	// sets its Admission, and the session manager's CSRFProof and Activity
+	// to its routes' (vault.SessionRules). Each of its routes must be one of Gateway.Routes.
 	Vault *vault.Config
 	// OIDC, when set, signs users in at OpenID providers (discovery runs
 	// in Assemble); Assemble sets its Admission.
@@ -77,6 +78,16 @@ func Assemble(ctx context.Context, p Parts) (_ *Stack, err error) {
 		p.Gateway.Logger = p.Sessions.Logger // before the manager's is narrowed to warnings
 	}
 	metrics.ConfigureSessions(&p.Sessions)
+	if p.Vault != nil {
+		// The placeholder proves a call is not forged, and only calls that
+		// carry it keep a vaulted session alive: the manager asks the
+		// vault's routes before any handler runs.
+		rules, err := vault.NewSessionRules(p.Vault.Routes)
+		if err != nil {
+			return nil, err
+		}
+		rules.Configure(&p.Sessions)
+	}
 	if st.Sessions, err = cloakroom.New(p.Sessions); err != nil {
 		return nil, err
 	}

@@ -143,6 +143,11 @@ func (b *jwtBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/users/login", b.login)
 	mux.HandleFunc("POST /api/users", b.register)
+	mux.HandleFunc("POST /api/users/{$}", b.register) // the same endpoint with a trailing slash
+	mux.HandleFunc("POST /api/signup", func(w http.ResponseWriter, r *http.Request) {
+		// A sign-up moved elsewhere, as a router's redirect does.
+		http.Redirect(w, r, "/api/signup/new?from=old", http.StatusTemporaryRedirect)
+	})
 	mux.HandleFunc("GET /api/user", b.getUser)
 	mux.HandleFunc("PUT /api/user", b.putUser)
 	mux.HandleFunc("GET /api/articles", func(w http.ResponseWriter, r *http.Request) {

@@ -84,6 +84,18 @@ type Route struct {
 	// session cookie. Default false: the call must also carry the session's
 	// placeholder in Header, so clearing the SPA's storage logs out.
 	AttachOnCookie bool
+	// EndForgotten ends the session at the first call to the route that
+	// shows the SPA has forgotten its token: it carries the session cookie,
+	// "Sec-Fetch-Site: same-origin", a Sec-Fetch-Mode other than
+	// "navigate", and no placeholder in Header (a value that is not one, or
+	// none). Turn it on when the SPA sends its token with every call of
+	// the route while signed in and its logout only clears its storage:
+	// that logout then ends the server's session at the SPA's next call. A
+	// cross-site link never ends it (the cookie is SameSite=Lax and the
+	// request not same-origin), nor does a navigation, nor a call with
+	// another session's placeholder (an old tab). Default false; not with
+	// AttachOnCookie.
+	EndForgotten bool
 	// StripParams are parameters removed from every request, because the
 	// backend would take a token from them: from the query and from form,
 	// JSON and multipart bodies, under every spelling PHP, Rack or qs
@@ -294,6 +306,9 @@ func newRoute(r Route) (*route, []error) {
 	if r.Scheme != "" && !validToken(r.Scheme) {
 		bad("Scheme %q must be one word", r.Scheme)
 	}
+	if r.EndForgotten && r.AttachOnCookie {
+		bad("EndForgotten needs the placeholder with every call, which AttachOnCookie does not")
+	}
 	if r.MaxBody == 0 {
 		r.MaxBody = DefaultMaxBody
 	}
@@ -323,8 +338,11 @@ func newRoute(r Route) (*route, []error) {
 		if !httpx.PathUnder(c.Path, r.Prefix) {
 			bad("capture %q is not under the route's prefix", c.pattern())
 		}
-		if err := register(rt.capture, c.pattern(), captureIndex(i)); err != nil {
-			bad("capture %q: %v", c.pattern(), err)
+		for _, pattern := range slashTwins(c.Endpoint) {
+			if err := register(rt.capture, pattern, captureIndex(i)); err != nil {
+				bad("capture %q: %v", c.pattern(), err)
+				break
+			}
 		}
 		addPath(c.Field)
 		rt.captures = append(rt.captures, c)
@@ -356,6 +374,23 @@ func newRoute(r Route) (*route, []error) {
 	}
 	rt.strip = newParamNames(append([]string{"access_token"}, r.StripParams...)...)
 	return rt, problems
+}
+
+// slashTwins returns the patterns of a capture: its path exactly, with
+// and without a trailing slash ("/api/users" and "/api/users/"). Backends
+// redirect one to the other (a 307 keeps the method), and the browser's
+// second request must be captured as well; nothing below the path is.
+func slashTwins(e Endpoint) []string {
+	path := strings.TrimSuffix(e.Path, "{$}")
+	if path == "/" || strings.HasSuffix(path, "...}") {
+		return []string{e.pattern()}
+	}
+	bare := strings.TrimSuffix(path, "/")
+	out := make([]string, 0, 2)
+	for _, p := range []string{bare, bare + "/{$}"} {
+		out = append(out, Endpoint{Method: e.Method, Path: p}.pattern())
+	}
+	return out
 }
 
 func register(mux *http.ServeMux, pattern string, h http.Handler) (err error) {

@@ -107,8 +107,18 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	logger := slog.New(slog.NewJSONHandler(st.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st.upstream = httptest.NewServer(st.backend)
 	t.Cleanup(st.upstream.Close)
-	var err error
+	route := defaultRoute()
+	if opts.route != nil {
+		opts.route(&route)
+	}
 	mcfg := cloakroom.Config{Store: st.store, Logger: logger, Now: opts.now}
+	// As gateway.Assemble does: the manager asks the route what the
+	// placeholder proves and which calls keep a session alive.
+	rules, err := vault.NewSessionRules([]vault.Route{route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules.Configure(&mcfg)
 	if opts.manager != nil {
 		opts.manager(&mcfg)
 	}
@@ -117,10 +127,6 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(st.upstream.URL)
-	route := defaultRoute()
-	if opts.route != nil {
-		opts.route(&route)
-	}
 	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger, Now: opts.now, MaxSessionsPerUser: opts.cap})
 	if err != nil {
 		t.Fatal(err)

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -60,7 +60,9 @@ const (
 	eventRefresh = "refresh"
 	eventDrop    = "drop"
 	eventLogout  = "logout"
-	eventRefused = "refused"
+	// eventForgotten: a call showed the SPA forgot its token (EndForgotten).
+	eventForgotten = "forgotten"
+	eventRefused   = "refused"
 	// eventRefusedResponse: an upstream answer the vault could not check,
 	// answered with 502 instead.
 	eventRefusedResponse = "refused_response"
@@ -81,14 +83,14 @@ func New(cfg Config) (*Vault, error) {
 		}, []string{"route"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_vault_events_total",
-			Help: "Vault events by route and kind: capture, refresh, drop (upstream 401), logout (the app's logout path), refused (a token that could not be vaulted), refused_response (an upstream answer that could not be checked, answered with 502).",
+			Help: "Vault events by route and kind: capture, refresh, drop (upstream 401), logout (the app's logout path), forgotten (a call without the placeholder ended the session), refused (a token that could not be vaulted), refused_response (an upstream answer that could not be checked, answered with 502).",
 		}, []string{"route", "event"}),
 	}
 	for _, rt := range routes {
 		rt.v = v
 		v.routes[rt.Prefix] = rt
 		v.leaks.WithLabelValues(rt.label)
-		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventRefused, eventRefusedResponse} {
+		for _, e := range []string{eventCapture, eventRefresh, eventDrop, eventLogout, eventForgotten, eventRefused, eventRefusedResponse} {
 			v.events.WithLabelValues(rt.label, e)
 		}
 	}
@@ -147,9 +149,19 @@ func (rt *route) Prepare(w http.ResponseWriter, r *http.Request, c proxy.Call) (
 			return s.Watch(ctx)
 		}
 	}
+	if rt.EndForgotten && x.live && forgotten(r, rt) {
+		// The SPA logged out by clearing its storage: end the session
+		// now rather than at its idle deadline.
+		ref := s.Ref()
+		if err := s.Logout(ctx); err != nil {
+			v.log.LogAttrs(ctx, slog.LevelError, "vault: ending a forgotten session failed", slog.String("route", rt.label), slog.String("error", err.Error()))
+		}
+		x.live = false
+		v.event(ctx, rt, eventForgotten, "vault session forgotten by the app", slog.String("user", x.user), slog.String("session", ref), slog.String("path", r.URL.Path))
+	}
 	// The placeholder or token the client sent: it decides attachment
 	// and is never forwarded as it is.
-	if x.token != "" && (rt.AttachOnCookie || x.placeholderPresented(r.Header.Values(rt.Header))) {
+	if x.token != "" && (rt.AttachOnCookie || placeholderPresented(r.Header.Values(rt.Header), x.placeholder)) {
 		x.attach = true
 	}
 	x.capture = rt.captureOf(r)
@@ -336,17 +348,19 @@ func (x *exchange) loadToken(ctx context.Context) bool {
 	return true
 }
 
-// placeholderPresented reports whether the client's header holds this
-// session's placeholder, alone or after a scheme ("Token <placeholder>").
-func (x *exchange) placeholderPresented(values []string) bool {
-	if x.placeholder == "" || len(values) != 1 {
+// forgotten reports whether r is a call of the SPA's own script (same
+// origin, not a navigation) that carries no placeholder: the SPA has
+// forgotten its token ([Route.EndForgotten]). A value shaped like a
+// placeholder, even another session's, is an old tab, not a logout.
+func forgotten(r *http.Request, rt *route) bool {
+	if r.Header.Get("Sec-Fetch-Site") != "same-origin" {
 		return false
 	}
-	v := strings.TrimSpace(values[0])
-	if i := strings.LastIndexByte(v, ' '); i >= 0 {
-		v = v[i+1:]
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode == "" || mode == "navigate" {
+		return false
 	}
-	return len(v) == len(x.placeholder) && subtle.ConstantTimeCompare([]byte(v), []byte(x.placeholder)) == 1
+	v, ok := presentedValue(r.Header.Values(rt.Header))
+	return !ok || !strings.HasPrefix(v, placeholderPrefix)
 }
 
 func newPlaceholder() string {
@@ -369,6 +383,9 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 		}
 		x.live = false
 		x.v.event(ctx, rt, eventDrop, "vault token dropped", slog.String("user", x.user), slog.String("session", ref), slog.String("path", x.r.URL.Path))
+	}
+	if x.capture != nil {
+		x.checkRedirect(ctx, res)
 	}
 	if !hasBody(res, x.r.Method) {
 		x.guardHeaders(ctx, res.Header, []string{x.token})
@@ -459,6 +476,31 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 	}
 	setBody(res, body)
 	return nil
+}
+
+// checkRedirect warns when the backend answers a capture request with a
+// redirect that keeps it a sign-in (307, 308) to a path no capture names:
+// the browser's next request would carry the token past the vault, which
+// then removes it from the answer and starts no session. (Captures match
+// with or without a trailing slash; other redirects need a capture of
+// their own.)
+func (x *exchange) checkRedirect(ctx context.Context, res *http.Response) {
+	if res.StatusCode != http.StatusTemporaryRedirect && res.StatusCode != http.StatusPermanentRedirect {
+		return
+	}
+	target, err := x.r.URL.Parse(res.Header.Get("Location"))
+	if err != nil || target.Host != "" && target.Host != x.r.Host {
+		return
+	}
+	next := &http.Request{Method: x.r.Method, Host: x.r.Host, URL: &url.URL{Path: target.Path}}
+	if x.rt.captureOf(next) == nil {
+		path := target.Path
+		if carriesToken(path, []string{x.token}) {
+			path = "[a path that carries a token]"
+		}
+		x.v.log.LogAttrs(ctx, slog.LevelWarn, "vault: a capture request was redirected to a path no capture names; its token will not be captured (add a capture for it)",
+			slog.String("route", x.rt.label), slog.String("capture", x.capture.pattern()), slog.String("redirect", x.r.Method+" "+path))
+	}
 }
 
 // vaultTokens captures or refreshes the token found at the configured

@@ -55,17 +55,18 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 
-	Vault           []string
-	VaultKeysFile   string
-	VaultCapture    []string
-	VaultTokenPath  []string
-	VaultUserClaim  string
-	VaultHeader     string
-	VaultDropField  bool
-	VaultCookieOnly []string
-	VaultStripParam []string
-	VaultLogout     []string
-	oidcConfig      // cmd/cloakroom/cli/oidc.go
+	Vault             []string
+	VaultKeysFile     string
+	VaultCapture      []string
+	VaultTokenPath    []string
+	VaultUserClaim    string
+	VaultHeader       string
+	VaultDropField    bool
+	VaultCookieOnly   []string
+	VaultEndForgotten []string
+	VaultStripParam   []string
+	VaultLogout       []string
+	oidcConfig        // cmd/cloakroom/cli/oidc.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

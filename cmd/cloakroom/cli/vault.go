@@ -19,6 +19,7 @@ var vaultSettings = []*setting{
 	{"vault-header", "'HEADER: SCHEME'", "how the backend wants its token, e.g. 'Authorization: Token'; 'X-Access-Token:' for a bare token", func(c *Config) any { return &c.VaultHeader }},
 	{"vault-drop-field", "", "remove the token's field from answers instead of replacing it with a placeholder", func(c *Config) any { return &c.VaultDropField }},
 	{"vault-cookie-only", "PREFIX", "vault route attaching the token on the session cookie alone, without the placeholder (repeatable)", func(c *Config) any { return &c.VaultCookieOnly }},
+	{"vault-end-forgotten", "PREFIX", "vault route whose session ends at the SPA's first same-origin call without the placeholder, after a logout that only clears its storage (repeatable)", func(c *Config) any { return &c.VaultEndForgotten }},
 	{"vault-strip-param", "NAME", "query parameter or form field the backend takes a token from, removed from every request (repeatable; access_token always)", func(c *Config) any { return &c.VaultStripParam }},
 	{"vault-logout", "'METHOD PATH'", "the app's own logout request; it ends the session (repeatable)", func(c *Config) any { return &c.VaultLogout }},
 }
@@ -35,7 +36,7 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Errorf(format, args...)) }
 	if len(cfg.Vault) == 0 {
 		def := defaultConfig()
-		if cfg.VaultKeysFile != "" || len(cfg.VaultCapture) > 0 || len(cfg.VaultLogout) > 0 || len(cfg.VaultCookieOnly) > 0 || len(cfg.VaultTokenPath) > 0 ||
+		if cfg.VaultKeysFile != "" || len(cfg.VaultCapture) > 0 || len(cfg.VaultLogout) > 0 || len(cfg.VaultCookieOnly) > 0 || len(cfg.VaultEndForgotten) > 0 || len(cfg.VaultTokenPath) > 0 ||
 			len(cfg.VaultStripParam) > 0 || cfg.VaultDropField || cfg.VaultUserClaim != def.VaultUserClaim || cfg.VaultHeader != def.VaultHeader {
 			bad("--vault-* settings given without --vault PREFIX")
 		}
@@ -112,16 +113,27 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 			r.Logout = append(r.Logout, e)
 		}
 	}
-	for _, prefix := range cfg.VaultCookieOnly {
-		r := byPrefix[prefix]
-		if r == nil {
-			r = byPrefix[prefix+"/"]
+	// The per-route switches name a --vault prefix, with or without its
+	// trailing slash.
+	for _, sw := range []struct {
+		flag     string
+		prefixes []string
+		set      func(*vault.Route)
+	}{
+		{"--vault-cookie-only", cfg.VaultCookieOnly, func(r *vault.Route) { r.AttachOnCookie = true }},
+		{"--vault-end-forgotten", cfg.VaultEndForgotten, func(r *vault.Route) { r.EndForgotten = true }},
+	} {
+		for _, prefix := range sw.prefixes {
+			r := byPrefix[prefix]
+			if r == nil {
+				r = byPrefix[prefix+"/"]
+			}
+			if r == nil {
+				bad("%s %q: not a --vault prefix", sw.flag, prefix)
+				continue
+			}
+			sw.set(r)
 		}
-		if r == nil {
-			bad("--vault-cookie-only %q: not a --vault prefix", prefix)
-			continue
-		}
-		r.AttachOnCookie = true
 	}
 	for _, prefix := range order {
 		r := byPrefix[prefix]
