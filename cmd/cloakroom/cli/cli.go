@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 )
@@ -102,18 +103,53 @@ func runVersion(e *env, args []string) int {
 		fmt.Fprintln(e.stderr, "cloakroom version: takes no arguments")
 		return exitUsage
 	}
-	fmt.Fprintln(e.stdout, "cloakroom", version())
+	info, _ := debug.ReadBuildInfo()
+	fmt.Fprint(e.stdout, versionText(Version, info))
 	return exitOK
 }
 
-func version() string {
-	if Version != "" {
-		return Version
+// versionText says which build this is, so a bug report can name it: the
+// version (override, from -ldflags, else the module's), the commit it was
+// built from, whether the tree had uncommitted changes, the commit's time,
+// and the Go toolchain. Go records the commit only when it builds inside a
+// checkout (not with -buildvcs=false, nor for go run or go test).
+func versionText(override string, info *debug.BuildInfo) string {
+	var b strings.Builder
+	version := "(devel)"
+	switch {
+	case override != "":
+		version = override
+	case info != nil && info.Main.Version != "":
+		version = info.Main.Version
 	}
-	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" {
-		return info.Main.Version
+	fmt.Fprintf(&b, "cloakroom %s\n", version)
+	if revision := vcsSetting(info, "vcs.revision"); revision != "" {
+		b.WriteString("commit " + revision)
+		if vcsSetting(info, "vcs.modified") == "true" {
+			b.WriteString(" (modified: built with uncommitted changes)")
+		}
+		b.WriteString("\n")
+		if at := vcsSetting(info, "vcs.time"); at != "" {
+			b.WriteString("committed " + at + "\n")
+		}
+	} else {
+		b.WriteString("commit unknown (built without VCS information)\n")
 	}
-	return "(devel)"
+	fmt.Fprintf(&b, "%s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}
+
+// vcsSetting returns the build setting key of info, or "".
+func vcsSetting(info *debug.BuildInfo, key string) string {
+	if info == nil {
+		return ""
+	}
+	for _, s := range info.Settings {
+		if s.Key == key {
+			return s.Value
+		}
+	}
+	return ""
 }
 
 func runHelp(e *env, args []string) int {
