@@ -77,9 +77,7 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return c.run(e, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "cloakroom: unknown command %q\n\n", name)
-	printMainUsage(stderr)
-	return exitUsage
+	return unknownCommand(e, "cloakroom", "command", name, commandNames(), "cloakroom help", "commands")
 }
 
 func printMainUsage(w io.Writer) {
@@ -175,8 +173,7 @@ func runHelp(e *env, args []string) int {
 			return exitOK
 		}
 	}
-	fmt.Fprintf(e.stderr, "cloakroom help: unknown command %q\n", args[0])
-	return exitUsage
+	return unknownCommand(e, "cloakroom help", "command", args[0], commandNames(), "cloakroom help", "commands")
 }
 
 func capitalize(s string) string {
@@ -230,11 +227,12 @@ func printFlags(w io.Writer, fs *flag.FlagSet) {
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var positional []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseQuietly(fs, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				fs.Usage()
 				return nil, exitOK, false
 			}
-			return nil, exitUsage, false
+			return nil, printUsageError(fs, flagError(fs, err)), false
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -248,6 +246,20 @@ func parseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	}
 }
 
+// parseQuietly parses args with fs, leaving the reporting of an error, and
+// of -h, to the caller: the flag package would print its own message and
+// the whole usage.
+func parseQuietly(fs *flag.FlagSet, args []string) error {
+	usage, output := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	defer func() {
+		fs.Usage = usage
+		fs.SetOutput(output)
+	}()
+	return fs.Parse(args)
+}
+
 // parseFlagsOnly parses the flags of a command that takes no positional
 // arguments; one is a usage error, its message ending with note. When ok is
 // false, code is the exit status to return.
@@ -259,10 +271,18 @@ func parseFlagsOnly(fs *flag.FlagSet, args []string, note string) (code int, ok 
 	return code, ok
 }
 
-// usageError prints msg and the command's usage, and returns exitUsage.
+// usageError prints what is wrong with the command's arguments, its
+// synopsis (the first line of its usage) and where the rest of its usage
+// is, and returns exitUsage.
 func usageError(fs *flag.FlagSet, format string, args ...any) int {
-	fmt.Fprintf(fs.Output(), "%s: %s\n\n", fs.Name(), fmt.Sprintf(format, args...))
+	var usage strings.Builder
+	output := fs.Output()
+	fs.SetOutput(&usage)
 	fs.Usage()
+	fs.SetOutput(output)
+	synopsis, _, _ := strings.Cut(usage.String(), "\n")
+	fmt.Fprintf(output, "%s: %s\n%s\n", fs.Name(), fmt.Sprintf(format, args...), synopsis)
+	fmt.Fprintf(output, "Run \"%s --help\" for usage.\n", fs.Name())
 	return exitUsage
 }
 

@@ -23,7 +23,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 	}{
 		{nil, "Usage:"},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
-		{[]string{"serve", "--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		{[]string{"serve", "--no-such-flag"}, "unknown flag --no-such-flag"},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
 		{[]string{"serve", "--idle-timeout", "soon"}, "not a duration"},
 		{[]string{"serve", "--internal-jwt=maybe"}, "not a boolean"},
@@ -31,7 +31,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{[]string{"user", "rename", "a"}, `unknown subcommand "rename"`},
 		{[]string{"user", "add"}, "missing the user name"},
 		{[]string{"user", "add", "a", "b"}, "expected one user name"},
-		{[]string{"user", "disable", "--bogus", "a"}, "flag provided but not defined"},
+		{[]string{"user", "disable", "--bogus", "a"}, "unknown flag --bogus"},
 		{[]string{"sessions", "list"}, "missing the user name"},
 		{[]string{"sessions", "kill", "a"}, "unknown subcommand"},
 		{[]string{"demo", "--listen", "0.0.0.0:8080"}, "loopback only"},

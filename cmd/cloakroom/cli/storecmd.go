@@ -49,9 +49,11 @@ func dispatch(e *env, group, summary string, subs []subcommand, args []string) i
 			return s.run(e, args[1:])
 		}
 	}
-	fmt.Fprintf(e.stderr, "cloakroom %s: unknown subcommand %q\n\n", group, args[0])
-	usage(e.stderr)
-	return exitUsage
+	names := make([]string, 0, len(subs))
+	for _, s := range subs {
+		names = append(names, s.name)
+	}
+	return unknownCommand(e, "cloakroom "+group, "subcommand", args[0], names, "cloakroom "+group+" --help", "subcommands")
 }
 
 // storeTools is what `user` and `sessions` work with: the store named by
