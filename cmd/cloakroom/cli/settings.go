@@ -125,7 +125,7 @@ var settings = append([]*setting{
 	{"public", "PREFIX", "path prefix served without a session (repeatable), e.g. /assets/", func(c *Config) any { return &c.Public }},
 	{"csp", "POLICY", "Content-Security-Policy of the SPA (default: script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; \"off\" for none); violations are reported to /auth/csp-report", func(c *Config) any { return &c.CSP }},
 	{"csp-report-only", "", "send the SPA's CSP as report-only, to roll it out", func(c *Config) any { return &c.CSPReportOnly }},
-	{"store", "URL", "session and user store: sqlite://PATH", func(c *Config) any { return &c.Store }},
+	{"store", "URL", "session and user store: sqlite://PATH, redis://HOST:PORT[/DB] (rediss:// for TLS) or postgres://USER@HOST/DB (postgresql:// too); options in docs/configuration.md", func(c *Config) any { return &c.Store }},
 	{"data-dir", "DIR", "folder for generated state (the internal JWT key)", func(c *Config) any { return &c.DataDir }},
 	{"admin-token-file", "FILE", "file holding the admin API bearer token (not world-readable); none disables the admin API", func(c *Config) any { return &c.AdminTokenFile }},
 	{"internal-jwt", "", "send upstreams a short-lived signed JWT (Authorization: Bearer) besides X-Forwarded-*", func(c *Config) any { return &c.InternalJWT }},

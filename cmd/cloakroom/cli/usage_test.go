@@ -3,7 +3,37 @@ package cli
 import (
 	"strings"
 	"testing"
+
+	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
+
+// TestHelpNamesEveryStoreScheme: the --store help of every command that
+// takes it names each scheme the store URL parser accepts, and no help
+// names a flag serve does not take.
+func TestHelpNamesEveryStoreScheme(t *testing.T) {
+	clearEnv(t)
+	for _, args := range [][]string{{"help", "serve"}, {"help", "user", "add"}, {"help", "sessions", "list"}} {
+		r := mustRun(t, "", args...)
+		line := ""
+		for l := range strings.SplitSeq(r.stdout, "\n") {
+			if strings.Contains(l, "session and user store") {
+				line = l
+			}
+		}
+		for _, scheme := range storeurl.Schemes() {
+			if !strings.Contains(line, scheme+"://") {
+				t.Errorf("cloakroom %s: the --store help does not name %s://:\n%s", strings.Join(args, " "), scheme, line)
+			}
+		}
+	}
+	r := mustRun(t, "", "help", "serve")
+	if strings.Contains(r.stdout, "jwt-audience") {
+		t.Errorf("help serve names the removed --jwt-audience:\n%s", r.stdout)
+	}
+	if r := run(t, "", "serve", "--check-config", "--jwt-audience", "x"); r.code != exitUsage {
+		t.Errorf("--jwt-audience accepted: exit %d", r.code)
+	}
+}
 
 // TestUnknownFlagSuggestsTheClosest: a mistyped flag or command gets one
 // short error naming the nearest known one and a pointer to --help, not
