@@ -329,7 +329,7 @@ func TestConfigFileProblemsAllReported(t *testing.T) {
 		t.Errorf("missing file: %v", problems)
 	}
 	notJSON := writeFile(t, dir, "x.json", `listen = 1`, 0o600)
-	if _, problems := resolveWith(t, []string{"--config", notJSON}, nil); len(problems) != 1 || !strings.Contains(problems[0].Error(), "not a JSON object") {
+	if _, problems := resolveWith(t, []string{"--config", notJSON}, nil); len(problems) != 1 || !strings.HasSuffix(problems[0].Error(), "x.json:1:1: invalid character 'l' looking for beginning of value") {
 		t.Errorf("not JSON: %v", problems)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -330,9 +331,9 @@ func (cf *configFlags) applyFile(cfg *Config, path string) []error {
 	if len(data) > maxConfigFileBytes {
 		return []error{fmt.Errorf("config file %s: larger than %d bytes", path, maxConfigFileBytes)}
 	}
-	var keys map[string]json.RawMessage
-	if err := json.Unmarshal(data, &keys); err != nil {
-		return []error{fmt.Errorf("config file %s: not a JSON object: %w", path, err)}
+	keys, err := decodeSettings(path, data)
+	if err != nil {
+		return []error{err}
 	}
 	var problems []error
 	names := make([]string, 0, len(keys))
@@ -356,4 +357,36 @@ func (cf *configFlags) applyFile(cfg *Config, path string) []error {
 		}
 	}
 	return problems
+}
+
+// decodeSettings reads a config file's JSON object. Its errors say where
+// the file is wrong in an editor's terms (path:line:column), or what the
+// file must be, instead of naming Go types.
+func decodeSettings(path string, data []byte) (map[string]json.RawMessage, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("config file %s: empty; write {} for no settings", path)
+	}
+	var keys map[string]json.RawMessage
+	err := json.Unmarshal(data, &keys)
+	var syntax *json.SyntaxError
+	switch {
+	case errors.As(err, &syntax):
+		line, column := position(data, syntax)
+		return nil, fmt.Errorf("%s:%d:%d: %s", path, line, column, syntax.Error())
+	case err != nil || keys == nil: // an array, a string, a number, null
+		return nil, fmt.Errorf("config file %s: must be a JSON object of settings", path)
+	}
+	return keys, nil
+}
+
+// position returns the 1-based line and column of a syntax error: the byte
+// the decoder refused, or the end of the data when it ended too soon.
+func position(data []byte, err *json.SyntaxError) (line, column int) {
+	at := int(err.Offset) - 1 // Offset counts the refused byte
+	if at < 0 || int(err.Offset) >= len(data) && err.Error() == "unexpected end of JSON input" {
+		at = len(data)
+	}
+	at = min(at, len(data))
+	lineStart := bytes.LastIndexByte(data[:at], '\n') + 1
+	return bytes.Count(data[:at], []byte("\n")) + 1, at - lineStart + 1
 }
