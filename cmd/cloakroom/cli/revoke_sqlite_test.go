@@ -13,7 +13,7 @@ import (
 func TestWarmGatewayRefusesCLIRevocation(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	store := "sqlite://" + filepath.Join(dir, "gw.db")
+	store := createStore(t, filepath.Join(dir, "gw.db"))
 	upstream := echoUpstream(t)
 	const password = "a long enough password"
 	mustRun(t, password+"\n", "user", "add", "alice", "--password-stdin", "--store", store)

@@ -118,7 +118,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			rt.close()
 		}
 	}()
-	if rt.stores, err = storeurl.OpenWith(ctx, p.cfg.Store, storeurl.Options{Logger: logger}); err != nil {
+	if rt.stores, err = storeurl.OpenWith(ctx, p.cfg.Store, storeurl.Options{Logger: logger, CreateSQLite: true}); err != nil {
 		return nil, err
 	}
 	parts := gateway.Parts{

@@ -45,7 +45,7 @@ func goroutinesSettle(want int) int {
 func TestServeEndToEnd(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
-	store := "sqlite://" + filepath.Join(dir, "gw.db")
+	store := createStore(t, filepath.Join(dir, "gw.db"))
 	upstream := echoUpstream(t)
 	token := writeFile(t, dir, "admin-token", strings.Repeat("s3cret", 8)+"\n", 0o600)
 	www := filepath.Join(dir, "www")

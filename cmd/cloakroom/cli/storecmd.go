@@ -135,13 +135,19 @@ func (c *storeCommand) withStore(do func(t *storeTools) int) int {
 
 func (c *storeCommand) openStore() (*storeTools, []error) {
 	cfg, problems := c.cf.resolve(c.lookupEnv)
-	if _, err := storeurl.Parse(cfg.Store); err != nil {
+	loc, err := storeurl.Parse(cfg.Store)
+	if err != nil {
 		problems = append(problems, fmt.Errorf("--store: %w", err))
 	}
 	if len(problems) > 0 {
 		return nil, problems
 	}
+	// Never creates a SQLite file: a mistyped --store would otherwise
+	// leave an empty database behind and report "no users yet".
 	stores, err := storeurl.Open(c.ctx, cfg.Store)
+	if errors.Is(err, storeurl.ErrNoDatabase) {
+		err = explain(err, "the store %s does not exist (no file %s); check --store, or start cloakroom serve with it once to create it", loc, loc.Path)
+	}
 	if err != nil {
 		return nil, []error{err}
 	}

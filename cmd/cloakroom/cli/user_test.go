@@ -15,8 +15,24 @@ import (
 	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
 )
 
+// tempStore creates an empty store in a folder of its own and returns its
+// URL.
 func tempStore(t *testing.T) string {
-	return "sqlite://" + filepath.Join(t.TempDir(), "cloakroom.db")
+	return createStore(t, filepath.Join(t.TempDir(), "cloakroom.db"))
+}
+
+// createStore creates an empty SQLite store at path, as serve does on its
+// first start (the user and sessions commands never create one), and
+// returns its URL.
+func createStore(t *testing.T, path string) string {
+	t.Helper()
+	store := "sqlite://" + path
+	st, err := storeurl.OpenWith(t.Context(), store, storeurl.Options{CreateSQLite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return store
 }
 
 // plantSession stores a live session for user directly in the store, as a

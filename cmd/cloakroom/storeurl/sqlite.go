@@ -14,15 +14,19 @@ import (
 	"github.com/cloakroom/cloakroom/sqlitestore"
 )
 
-// openSQLite opens (creating if needed) the SQLite file holding sessions and
-// users.
+// openSQLite opens the SQLite file holding sessions and users, creating it
+// when it is missing and opts.CreateSQLite is set.
 func openSQLite(ctx context.Context, loc Location, opts Options) (*Stores, error) {
 	path := filepath.Clean(loc.Path)
 	if info, err := os.Stat(filepath.Dir(path)); err != nil || !info.IsDir() {
 		return nil, fmt.Errorf("%w: sqlite: folder %s does not exist; create it first", ErrInvalidURL, filepath.Dir(path))
 	}
-	if err := createPrivate(path); err != nil {
-		return nil, fmt.Errorf("storeurl: sqlite: %w", err)
+	prepare := existingDatabase
+	if opts.CreateSQLite {
+		prepare = createPrivate
+	}
+	if err := prepare(path); err != nil {
+		return nil, err
 	}
 	st, err := sqlitestore.Open(ctx, path, sqlitestore.Config{Logger: opts.Logger})
 	if err != nil {
@@ -47,15 +51,22 @@ func createPrivate(path string) error {
 	case err == nil:
 		return f.Close()
 	case errors.Is(err, fs.ErrExist):
-		info, err := os.Stat(path)
-		if err != nil {
-			return err
-		}
-		if info.IsDir() {
-			return fmt.Errorf("%s is a folder, not a database file", path)
-		}
-		return nil
+		return existingDatabase(path)
 	default:
-		return err
+		return fmt.Errorf("sqlite: %w", err)
 	}
+}
+
+// existingDatabase checks that path is a file, without creating one.
+func existingDatabase(path string) error {
+	info, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: sqlite: no file %s", ErrNoDatabase, path)
+	case err != nil:
+		return fmt.Errorf("sqlite: %w", err)
+	case info.IsDir():
+		return fmt.Errorf("sqlite: %s is a folder, not a database file", path)
+	}
+	return nil
 }

@@ -33,6 +33,9 @@ import (
 var (
 	// ErrInvalidURL means the URL cannot name a store; the message says why.
 	ErrInvalidURL = errors.New("storeurl: invalid store URL")
+	// ErrNoDatabase means the URL names a SQLite file that does not exist,
+	// and Options.CreateSQLite was not set.
+	ErrNoDatabase = errors.New("store does not exist")
 )
 
 // maxURLLength bounds a store URL; anything longer is a mistake.
@@ -86,6 +89,11 @@ type Options struct {
 	// Logger receives the stores' background failures (an expired-session
 	// purge that failed, say). Default slog.Default().
 	Logger *slog.Logger
+	// CreateSQLite creates a missing SQLite database file (owner-only).
+	// Default false: a missing file is an [ErrNoDatabase] error, so a
+	// mistyped path never turns into a new, empty database. The commands
+	// that run the gateway set it; those that manage its users do not.
+	CreateSQLite bool
 }
 
 // opener opens the stores at a parsed location.
@@ -264,8 +272,9 @@ func openError(step string, loc Location, err error) error {
 	return fmt.Errorf("storeurl: %s %s: %w", step, safeString(loc), withoutPasswords(err, loc))
 }
 
-// Open parses raw and opens the stores it names. The caller must call
-// Stores.Close.
+// Open parses raw and opens the stores it names; a missing SQLite file is
+// an [ErrNoDatabase] error (see [Options.CreateSQLite]). The caller must
+// call Stores.Close.
 func Open(ctx context.Context, raw string) (*Stores, error) {
 	return OpenWith(ctx, raw, Options{})
 }

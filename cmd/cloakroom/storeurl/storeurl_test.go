@@ -90,7 +90,7 @@ func TestOpenSQLite(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "gw.db")
-	st, err := storeurl.Open(ctx, "sqlite://"+path)
+	st, err := storeurl.OpenWith(ctx, "sqlite://"+path, storeurl.Options{CreateSQLite: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +132,37 @@ func TestOpenSQLite(t *testing.T) {
 	if _, found, err := st2.Sessions.Find(ctx, rec.Key); err != nil || !found {
 		t.Fatalf("after reopening: found=%v err=%v", found, err)
 	}
+}
+
+// TestOpenSQLiteCreatesOnlyWhenAsked: without Options.CreateSQLite a
+// missing database file is an error and no file appears, so a mistyped
+// path in a command that manages users never makes an empty database.
+func TestOpenSQLiteCreatesOnlyWhenAsked(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "nope.db")
+	_, err := storeurl.Open(t.Context(), "sqlite://"+path)
+	if !errors.Is(err, storeurl.ErrNoDatabase) || err.Error() != "store does not exist: sqlite: no file "+path {
+		t.Errorf("got %v, want ErrNoDatabase", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open without CreateSQLite made %s (stat: %v)", path, err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "folder.db"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := storeurl.Open(t.Context(), "sqlite://"+filepath.Join(dir, "folder.db")); err == nil || !strings.Contains(err.Error(), "is a folder, not a database file") {
+		t.Errorf("a folder as the database: %v", err)
+	}
+	st, err := storeurl.OpenWith(t.Context(), "sqlite://"+path, storeurl.Options{CreateSQLite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st, err = storeurl.Open(t.Context(), "sqlite://"+path)
+	if err != nil {
+		t.Fatalf("the existing database: %v", err)
+	}
+	st.Close()
 }
 
 func TestOpenSQLiteMissingFolder(t *testing.T) {
