@@ -104,7 +104,7 @@ func TestCheckConfigListsEveryProblem(t *testing.T) {
 		"--listen 0.0.0.0:8080: refusing plain HTTP",
 		"--admin-listen 10.1.2.3:9090: not a loopback address",
 		`--upstream "api-without-equals"`,
-		`--store: storeurl: invalid store URL: unknown scheme "mysql"`,
+		`--store: unknown scheme "mysql"`,
 		"--cookie-samesite none",
 		"--absolute-timeout 1h0m0s: must not be shorter than --idle-timeout 2h0m0s",
 		"readable by every user",

@@ -64,7 +64,7 @@ Open the printed URL, log in, post a note, look at your devices, log out.`)
 	}
 	logger := newLogger(e.stderr, level, "text")
 	if err := demo(e, logger, *dataDir, *listen, *adminListen); err != nil {
-		fmt.Fprintf(e.stderr, "cloakroom demo: %v\n", err)
+		fmt.Fprintf(e.stderr, "cloakroom demo: %s\n", plainMessage(err))
 		return exitFailure
 	}
 	return exitOK

@@ -62,13 +62,13 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 	for i, spec := range cfg.OIDCProviders {
 		pc, secretFile, err := parseProviderSpec(spec)
 		if err != nil {
-			bad("--oidc-provider #%d: %v", i+1, err)
+			bad("--oidc-provider #%d: %w", i+1, err)
 			continue
 		}
 		if secretFile != "" {
 			data, err := readSecretFile(secretFile)
 			if err != nil {
-				bad("--oidc-provider %s: client-secret-file: %v", pc.Name, err)
+				bad("--oidc-provider %s: client-secret-file: %w", pc.Name, err)
 			}
 			pc.ClientSecret = strings.TrimSpace(string(data))
 		}
@@ -84,12 +84,12 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 		p.providers = append(p.providers, pc)
 	}
 	if err := oidcbff.CheckPublicURL(cfg.PublicURL); err != nil {
-		bad("--public-url %q: %v", cfg.PublicURL, err)
+		bad("--public-url %q: %w", cfg.PublicURL, err)
 	}
 	if cfg.OIDCKeysFile == "" {
 		bad("--oidc-keys-file is required with --oidc-provider: provider tokens are kept encrypted (create one with a line \"<id> $(head -c 32 /dev/urandom | base64)\")")
 	} else if keys, err := seal.Load(cfg.OIDCKeysFile); err != nil {
-		bad("--oidc-keys-file: %v", err)
+		bad("--oidc-keys-file: %w", err)
 	} else {
 		p.keys = keys
 	}
@@ -117,7 +117,7 @@ func validateOIDC(cfg Config, routes []proxy.Route) (*oidcPlan, []error) {
 		default:
 			su := oidcbff.StepUp{Prefix: prefix, MaxAge: d}
 			if err := oidcbff.CheckStepUp(gateway.DefaultAuthPrefix, su); err != nil {
-				bad("--oidc-step-up %q: %v", rule, err)
+				bad("--oidc-step-up %q: %w", rule, err)
 				continue
 			}
 			p.stepUp = append(p.stepUp, su)

@@ -67,7 +67,7 @@ Every problem is reported at once; --check-config only validates.`)
 	if len(problems) > 0 {
 		fmt.Fprintf(e.stderr, "cloakroom serve: invalid configuration, %d problem(s):\n", len(problems))
 		for _, pr := range problems {
-			fmt.Fprintf(e.stderr, "  - %v\n", pr)
+			fmt.Fprintf(e.stderr, "  - %s\n", plainMessage(pr))
 		}
 		return exitFailure
 	}
@@ -77,7 +77,7 @@ Every problem is reported at once; --check-config only validates.`)
 	}
 	logger := newLogger(e.stderr, p.logLevel, p.cfg.LogFormat)
 	if err := serve(e.ctx, p, logger, nil); err != nil {
-		logger.Error("cloakroom serve failed", "err", err)
+		logger.Error("cloakroom serve failed", "err", plainMessage(err))
 		return exitFailure
 	}
 	return exitOK

@@ -136,7 +136,7 @@ func TestServeRefusesBadStoreAtStart(t *testing.T) {
 	// Nothing listens on port 1: the store cannot be opened, and serve
 	// must say so and exit instead of serving without a store.
 	r := run(t, "", "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", "postgres://127.0.0.1:1/x?connect_timeout=2")
-	if r.code != 1 || !strings.Contains(r.stderr, "storeurl: open") {
+	if r.code != 1 || !strings.Contains(r.stderr, `err="open postgres://127.0.0.1:1/x?connect_timeout=2: `) {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 }

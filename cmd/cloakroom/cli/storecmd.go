@@ -96,7 +96,7 @@ func newStoreCommand(e *env, group, name string) *storeCommand {
 // fail reports each problem on a line of its own and returns exitFailure.
 func (c *storeCommand) fail(problems ...error) int {
 	for _, p := range problems {
-		fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), p)
+		fmt.Fprintf(c.stderr, "%s: %s\n", c.fs.Name(), plainMessage(p))
 	}
 	return exitFailure
 }

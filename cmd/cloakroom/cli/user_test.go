@@ -188,7 +188,7 @@ func TestUserStoreFromEnvironment(t *testing.T) {
 	if r := mustRun(t, "", "user", "list"); !strings.Contains(r.stdout, "dora") {
 		t.Errorf("CLOAKROOM_STORE not used: %s", r.stdout)
 	}
-	if r := run(t, "", "user", "list", "--store", "redis://127.0.0.1:1"); r.code != 1 || !strings.Contains(r.stderr, "storeurl") {
+	if r := run(t, "", "user", "list", "--store", "redis://127.0.0.1:1"); r.code != 1 || !strings.Contains(r.stderr, "cloakroom user list: connect to redis://127.0.0.1:1: ") {
 		t.Errorf("unreachable redis store: exit %d, %s", r.code, r.stderr)
 	}
 	if r := run(t, "", "user", "list", "--store", "nonsense"); r.code != 1 || !strings.Contains(r.stderr, "no scheme") {

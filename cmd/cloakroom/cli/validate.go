@@ -60,12 +60,12 @@ func validate(cfg Config) (*plan, error) {
 	case cfg.TLSCert != "" && cfg.TLSKey != "":
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			bad("--tls-cert/--tls-key: %v", err)
+			bad("--tls-cert/--tls-key: %w", err)
 		} else {
 			p.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		}
 		if err := checkPrivateFile(cfg.TLSKey); err != nil {
-			bad("--tls-key: %v", err)
+			bad("--tls-key: %w", err)
 		}
 	case cfg.TLSCert != "" || cfg.TLSKey != "":
 		bad("--tls-cert and --tls-key go together; got only one")
@@ -74,7 +74,7 @@ func validate(cfg Config) (*plan, error) {
 
 	publicLoopback, err := checkListenAddr(cfg.Listen)
 	if err != nil {
-		bad("--listen: %v", err)
+		bad("--listen: %w", err)
 	} else if !publicLoopback && !tlsWanted && !cfg.InsecureHTTPBehindProxy {
 		bad("--listen %s: refusing plain HTTP on a non-loopback address; configure --tls-cert and --tls-key, or pass --insecure-http-behind-proxy if a TLS-terminating proxy is in front", cfg.Listen)
 	}
@@ -82,7 +82,7 @@ func validate(cfg Config) (*plan, error) {
 		adminLoopback, err := checkListenAddr(cfg.AdminListen)
 		switch {
 		case err != nil:
-			bad("--admin-listen: %v", err)
+			bad("--admin-listen: %w", err)
 		case !adminLoopback && !cfg.AdminAllowRemote:
 			bad("--admin-listen %s: not a loopback address; the admin listener serves metrics and the admin API, so pass --admin-allow-remote to expose it deliberately", cfg.AdminListen)
 		case !adminLoopback && !tlsWanted && !cfg.InsecureHTTPBehindProxy:
@@ -101,7 +101,7 @@ func validate(cfg Config) (*plan, error) {
 	for _, u := range cfg.Upstreams {
 		r, err := proxy.ParseRoute(u)
 		if err != nil {
-			bad("--upstream %q: %v", u, err)
+			bad("--upstream %q: %w", u, err)
 			continue
 		}
 		if auth := gateway.DefaultAuthPrefix + "/"; strings.HasPrefix(r.Prefix, auth) {
@@ -116,7 +116,7 @@ func validate(cfg Config) (*plan, error) {
 		bad("--static and --frontend both set; the SPA comes from one of them")
 	case cfg.Static != "":
 		if info, err := os.Stat(cfg.Static); err != nil {
-			bad("--static: %v", err)
+			bad("--static: %w", err)
 		} else if !info.IsDir() {
 			bad("--static %s: not a folder", cfg.Static)
 		} else if _, err := os.Stat(filepath.Join(cfg.Static, "index.html")); err != nil {
@@ -137,7 +137,7 @@ func validate(cfg Config) (*plan, error) {
 	}
 
 	if loc, err := storeurl.Parse(cfg.Store); err != nil {
-		bad("--store: %v", err)
+		bad("--store: %w", err)
 	} else {
 		p.store = loc
 		if loc.Kind == "sqlite" {
@@ -154,7 +154,7 @@ func validate(cfg Config) (*plan, error) {
 		token := strings.TrimSpace(string(data))
 		switch {
 		case err != nil:
-			bad("--admin-token-file: %v", err)
+			bad("--admin-token-file: %w", err)
 		case len(token) < minAdminTokenLength:
 			bad("--admin-token-file %s: the token has %d characters; use at least %d random ones (for example: openssl rand -hex 32)", cfg.AdminTokenFile, len(token), minAdminTokenLength)
 		case strings.ContainsAny(token, " \t\r\n"):
@@ -171,7 +171,7 @@ func validate(cfg Config) (*plan, error) {
 		if cfg.JWTKeyFile != "" {
 			key, err := loadJWTKey(cfg.JWTKeyFile)
 			if err != nil {
-				bad("--jwt-key-file: %v", err)
+				bad("--jwt-key-file: %w", err)
 			}
 			p.jwtKey, p.jwtKeyPath = key, cfg.JWTKeyFile
 		} else {
@@ -179,7 +179,7 @@ func validate(cfg Config) (*plan, error) {
 			if _, err := os.Stat(p.jwtKeyPath); err == nil {
 				key, err := loadJWTKey(p.jwtKeyPath)
 				if err != nil {
-					bad("generated JWT key: %v", err)
+					bad("generated JWT key: %w", err)
 				}
 				p.jwtKey = key
 			} else if info, err := os.Stat(cfg.DataDir); err != nil || !info.IsDir() {
@@ -212,7 +212,7 @@ func validate(cfg Config) (*plan, error) {
 	cop := http.NewCrossOriginProtection()
 	for _, o := range cfg.TrustedOrigins {
 		if err := cop.AddTrustedOrigin(o); err != nil {
-			bad("--trusted-origin %q: %v", o, err)
+			bad("--trusted-origin %q: %w", o, err)
 		}
 	}
 	if err := p.logLevel.UnmarshalText([]byte(cfg.LogLevel)); err != nil {

@@ -46,19 +46,19 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 	if cfg.VaultKeysFile == "" {
 		bad("--vault needs --vault-keys-file (see docs/migrate.md for generating one)")
 	} else if k, err := seal.Load(cfg.VaultKeysFile); err != nil {
-		bad("--vault-keys-file: %v", err)
+		bad("--vault-keys-file: %w", err)
 	} else {
 		vp.keys = k
 	}
 	header, scheme, noScheme, err := vault.ParseHeader(cfg.VaultHeader)
 	if err != nil {
-		bad("--vault-header: %v", err)
+		bad("--vault-header: %w", err)
 	}
 	var tokenPaths []vault.JSONPath
 	for _, s := range cfg.VaultTokenPath {
 		p, err := vault.ParseJSONPath(s)
 		if err != nil {
-			bad("--vault-token-path: %v", err)
+			bad("--vault-token-path: %w", err)
 			continue
 		}
 		tokenPaths = append(tokenPaths, p)
@@ -87,7 +87,7 @@ func validateVault(cfg Config, routes []proxy.Route) (*vaultPlan, []error) {
 	// a value that did not parse or belongs to none is a problem.
 	place := func(flag, value string, e vault.Endpoint, err error) *vault.Route {
 		if err != nil {
-			bad("%s: %v", flag, err)
+			bad("%s: %w", flag, err)
 			return nil
 		}
 		var best *vault.Route

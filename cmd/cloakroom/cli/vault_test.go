@@ -56,7 +56,7 @@ func TestCheckConfigVault(t *testing.T) {
 		`--vault "/other/": no --upstream route`,
 		"--vault-keys-file:",
 		`--vault-capture "POST /elsewhere/login user.token": not under a --vault prefix`,
-		"--vault-capture: vault: invalid configuration",
+		`--vault-capture: capture "GET" is not "METHOD PATH FIELD"`,
 		"--vault-header:",
 		`--vault-cookie-only "/nope/"`,
 		`--vault "/api/": no --vault-capture request`,

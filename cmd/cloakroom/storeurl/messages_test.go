@@ -18,30 +18,30 @@ import (
 func TestOpenErrorMessages(t *testing.T) {
 	pw := url.PathEscape(testPassword)
 	for _, tc := range []struct{ raw, want string }{
-		{"redis://:PW@127.0.0.1:1/0", "storeurl: connect to redis://:xxxxx@127.0.0.1:1/0: dial tcp 127.0.0.1:1: connect: connection refused"},
-		{"redis://u:PW@127.0.0.1:6379/0?prefx=app:", "storeurl: invalid store URL: redis: unknown option \"prefx\" (supported: prefix, cache_ttl, cache_lease, replica_acks, db, dial_timeout, write_timeout, addr, client_name, master_set)"},
-		{"redis://:PW@127.0.0.1:6379?cache_ttl=-1s", "storeurl: invalid store URL: redis: cache_ttl \"-1s\" is neither a duration such as 30s nor \"off\""},
-		{"redis://:PW@127.0.0.1:6379?cache_ttl=soon", "storeurl: invalid store URL: redis: cache_ttl \"soon\" is neither a duration such as 30s nor \"off\""},
-		{"redis://:PW@127.0.0.1:6379?cache_lease=2h", "storeurl: invalid store URL: redis: cache_lease \"2h\" is not a duration between 0 and 1m such as 250ms"},
-		{"redis://:PW@127.0.0.1:6379?replica_acks=-1", "storeurl: invalid store URL: redis: replica_acks \"-1\" is not a number of replicas from 0 to 16"},
-		{"redis://:PW@127.0.0.1:6379?prefix=%7Bapp%7D", "storeurl: invalid store URL: redis: prefix \"{app}\" contains a brace, which would break the stores' cluster hash tags"},
-		{"redis://:PW@127.0.0.1:6379?prefix=a&prefix=b", "storeurl: invalid store URL: redis: option prefix is given 2 times"},
-		{"redis://:PW@127.0.0.1:6379?db=1&db=2", "storeurl: invalid store URL: redis: option db is given 2 times"},
-		{"rediss://:PW@127.0.0.1:6379?skip_verify=true", "storeurl: invalid store URL: redis: skip_verify is refused: the server's TLS certificate must be verified (use a CA the system trusts)"},
-		{"redis://:PW@127.0.0.1:6379/zero", "storeurl: invalid store URL: redis: redis: invalid database number: \"zero\""},
-		{"redis://:PW@127.0.0.1:6379/0#frag", "storeurl: invalid store URL: redis: a store URL has no #fragment; write a # in a password as %23"},
-		{"redis://:PW@127.0.0.1:6379/0?a=%zz", "storeurl: invalid store URL: redis: the query does not parse: invalid URL escape \"%zz\""},
-		{"postgres://u:PW@127.0.0.1/db?#schema=x", "storeurl: invalid store URL: postgres: a store URL has no #fragment; write a # in a password as %23"},
-		{"postgres://u:PW@127.0.0.1/db?a=%zz", "storeurl: invalid store URL: postgres: the query does not parse: invalid URL escape \"%zz\""},
-		{"postgres://u:PW@127.0.0.1:1/db?sslmode=disable&connect_timeout=5", "storeurl: open postgres://u:xxxxx@127.0.0.1:1/db?sslmode=disable&connect_timeout=5: pgstore: migrate schema \"cloakroom\": failed to connect to `user=u database=db`: 127.0.0.1:1 (127.0.0.1): dial error: dial tcp 127.0.0.1:1: connect: connection refused"},
-		{"postgres://u:PW@127.0.0.1/db?cache=maybe", "storeurl: invalid store URL: postgres: cache must be on or off, not \"maybe\""},
-		{"postgres://u:PW@127.0.0.1/db?cache_lease=1h", "storeurl: invalid store URL: postgres: cache_lease must be a duration from 100ms to 1m, not \"1h\""},
-		{"postgres://u:PW@127.0.0.1/db?timeout=1ms", "storeurl: invalid store URL: postgres: timeout must be a duration from 100ms to 1m, not \"1ms\""},
-		{"postgres://u:PW@127.0.0.1/db?schema=a&schema=b", "storeurl: invalid store URL: postgres: option schema is given 2 times"},
-		{"postgres://u:PW@127.0.0.1/db?timeout=1s&timeout=2s", "storeurl: invalid store URL: postgres: option timeout is given 2 times"},
-		{"postgres://u:PW@127.0.0.1/db?schema=ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss", "storeurl: invalid store URL: postgres: schema must be 1 to 63 bytes without control characters"},
-		{"postgres://u:PW@127.0.0.1/db?sslmode=sometimes", "storeurl: invalid store URL: postgres: cannot parse `postgres://u:xxxxx@127.0.0.1/db?sslmode=sometimes`: failed to configure TLS (sslmode is invalid)"},
-		{"sqlite:///no/such/folder/db", "storeurl: invalid store URL: sqlite: folder /no/such/folder does not exist; create it first"},
+		{"redis://:PW@127.0.0.1:1/0", "connect to redis://:xxxxx@127.0.0.1:1/0: dial tcp 127.0.0.1:1: connect: connection refused"},
+		{"redis://u:PW@127.0.0.1:6379/0?prefx=app:", "invalid store URL: redis: unknown option \"prefx\" (supported: prefix, cache_ttl, cache_lease, replica_acks, db, dial_timeout, write_timeout, addr, client_name, master_set)"},
+		{"redis://:PW@127.0.0.1:6379?cache_ttl=-1s", "invalid store URL: redis: cache_ttl \"-1s\" is neither a duration such as 30s nor \"off\""},
+		{"redis://:PW@127.0.0.1:6379?cache_ttl=soon", "invalid store URL: redis: cache_ttl \"soon\" is neither a duration such as 30s nor \"off\""},
+		{"redis://:PW@127.0.0.1:6379?cache_lease=2h", "invalid store URL: redis: cache_lease \"2h\" is not a duration between 0 and 1m such as 250ms"},
+		{"redis://:PW@127.0.0.1:6379?replica_acks=-1", "invalid store URL: redis: replica_acks \"-1\" is not a number of replicas from 0 to 16"},
+		{"redis://:PW@127.0.0.1:6379?prefix=%7Bapp%7D", "invalid store URL: redis: prefix \"{app}\" contains a brace, which would break the stores' cluster hash tags"},
+		{"redis://:PW@127.0.0.1:6379?prefix=a&prefix=b", "invalid store URL: redis: option prefix is given 2 times"},
+		{"redis://:PW@127.0.0.1:6379?db=1&db=2", "invalid store URL: redis: option db is given 2 times"},
+		{"rediss://:PW@127.0.0.1:6379?skip_verify=true", "invalid store URL: redis: skip_verify is refused: the server's TLS certificate must be verified (use a CA the system trusts)"},
+		{"redis://:PW@127.0.0.1:6379/zero", "invalid store URL: redis: redis: invalid database number: \"zero\""},
+		{"redis://:PW@127.0.0.1:6379/0#frag", "invalid store URL: redis: a store URL has no #fragment; write a # in a password as %23"},
+		{"redis://:PW@127.0.0.1:6379/0?a=%zz", "invalid store URL: redis: the query does not parse: invalid URL escape \"%zz\""},
+		{"postgres://u:PW@127.0.0.1/db?#schema=x", "invalid store URL: postgres: a store URL has no #fragment; write a # in a password as %23"},
+		{"postgres://u:PW@127.0.0.1/db?a=%zz", "invalid store URL: postgres: the query does not parse: invalid URL escape \"%zz\""},
+		{"postgres://u:PW@127.0.0.1:1/db?sslmode=disable&connect_timeout=5", "open postgres://u:xxxxx@127.0.0.1:1/db?sslmode=disable&connect_timeout=5: pgstore: migrate schema \"cloakroom\": failed to connect to `user=u database=db`: 127.0.0.1:1 (127.0.0.1): dial error: dial tcp 127.0.0.1:1: connect: connection refused"},
+		{"postgres://u:PW@127.0.0.1/db?cache=maybe", "invalid store URL: postgres: cache must be on or off, not \"maybe\""},
+		{"postgres://u:PW@127.0.0.1/db?cache_lease=1h", "invalid store URL: postgres: cache_lease must be a duration from 100ms to 1m, not \"1h\""},
+		{"postgres://u:PW@127.0.0.1/db?timeout=1ms", "invalid store URL: postgres: timeout must be a duration from 100ms to 1m, not \"1ms\""},
+		{"postgres://u:PW@127.0.0.1/db?schema=a&schema=b", "invalid store URL: postgres: option schema is given 2 times"},
+		{"postgres://u:PW@127.0.0.1/db?timeout=1s&timeout=2s", "invalid store URL: postgres: option timeout is given 2 times"},
+		{"postgres://u:PW@127.0.0.1/db?schema=ssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss", "invalid store URL: postgres: schema must be 1 to 63 bytes without control characters"},
+		{"postgres://u:PW@127.0.0.1/db?sslmode=sometimes", "invalid store URL: postgres: cannot parse `postgres://u:xxxxx@127.0.0.1/db?sslmode=sometimes`: failed to configure TLS (sslmode is invalid)"},
+		{"sqlite:///no/such/folder/db", "invalid store URL: sqlite: folder /no/such/folder does not exist; create it first"},
 	} {
 		raw := strings.ReplaceAll(tc.raw, "PW", pw)
 		_, err := OpenWith(t.Context(), raw, quietOptions)
@@ -110,8 +110,8 @@ func TestDatabaseOpenClosesOnFailure(t *testing.T) {
 		accountsErr, throttleErr error
 		want                     string
 	}{
-		{failure, nil, "storeurl: open accounts in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
-		{nil, failure, "storeurl: open throttle in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
+		{failure, nil, "open accounts in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
+		{nil, failure, "open throttle in redis://u:xxxxx@127.0.0.1:6379/0: refused by xxxxx"},
 	} {
 		closed := 0
 		st, err := database{

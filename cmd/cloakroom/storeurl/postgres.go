@@ -124,7 +124,7 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 		return nil, err
 	}
 	if plaintextToRemote(loc, verifiedTLS(cfg)) {
-		opts.Logger.Warn("storeurl: the PostgreSQL connection is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full",
+		opts.Logger.Warn("the PostgreSQL connection is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full",
 			"store", safeString(loc))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)

@@ -138,7 +138,7 @@ func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
 		return nil, err
 	}
 	if plaintextToRemote(loc, loc.URL.Scheme == "rediss") {
-		opts.Logger.Warn("storeurl: the Redis connection is not encrypted; sessions and password hashes cross the network in clear text: use rediss://",
+		opts.Logger.Warn("the Redis connection is not encrypted; sessions and password hashes cross the network in clear text: use rediss://",
 			"store", safeString(loc))
 	}
 	client, err := rueidis.NewClient(opt)

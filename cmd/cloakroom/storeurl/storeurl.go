@@ -29,10 +29,12 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 )
 
-// Errors returned by [Parse] and [Open], wrapped with %w.
+// Errors returned by [Parse] and [Open], wrapped with %w. This package's
+// messages reach the operator's terminal as they are, so they carry no Go
+// package name.
 var (
 	// ErrInvalidURL means the URL cannot name a store; the message says why.
-	ErrInvalidURL = errors.New("storeurl: invalid store URL")
+	ErrInvalidURL = errors.New("invalid store URL")
 	// ErrNoDatabase means the URL names a SQLite file that does not exist,
 	// and Options.CreateSQLite was not set.
 	ErrNoDatabase = errors.New("store does not exist")
@@ -269,7 +271,7 @@ func closeSessionsThen(closeSessions func() error, closeConnection func()) func(
 // openError says which step of opening the stores at loc failed, without
 // loc's passwords.
 func openError(step string, loc Location, err error) error {
-	return fmt.Errorf("storeurl: %s %s: %w", step, safeString(loc), withoutPasswords(err, loc))
+	return fmt.Errorf("%s %s: %w", step, safeString(loc), withoutPasswords(err, loc))
 }
 
 // Open parses raw and opens the stores it names; a missing SQLite file is
