@@ -72,6 +72,10 @@ Every problem is reported at once; --check-config only validates.`)
 		return exitFailure
 	}
 	if *checkOnly {
+		// The warnings serve would log at start.
+		for _, w := range p.warnings {
+			fmt.Fprintf(e.stderr, "cloakroom serve: warning: %s\n", w)
+		}
 		fmt.Fprintln(e.stdout, "cloakroom serve: configuration OK")
 		return exitOK
 	}
@@ -118,6 +122,9 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			rt.close()
 		}
 	}()
+	for _, w := range p.warnings { // the ones --check-config prints
+		logger.Warn(w)
+	}
 	if rt.stores, err = storeurl.OpenWith(ctx, p.cfg.Store, storeurl.Options{Logger: logger, CreateSQLite: true}); err != nil {
 		return nil, err
 	}
@@ -148,8 +155,6 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	}
 	if len(p.proxies) > 0 {
 		parts.Sessions.ClientIP = clientIPFunc(p.proxies)
-	} else if p.cfg.InsecureHTTPBehindProxy {
-		logger.Warn("behind a proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
 	}
 	if p.cfg.InternalJWT {
 		if rt.signer, err = newSigner(p, logger); err != nil {

@@ -151,3 +151,54 @@ func TestServePortInUse(t *testing.T) {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestCheckConfigWarnsAsServeDoes: --check-config and serve's start make
+// the same checks (validate), so a configuration serve would warn about
+// is reported with the same words by --check-config, and one serve would
+// refuse at start (a store URL option) is refused by --check-config.
+func TestCheckConfigWarnsAsServeDoes(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	store := "sqlite://" + filepath.Join(dir, "gw.db")
+	const proxyWarning = "--insecure-http-behind-proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once"
+	const redisWarning = "--store: the Redis connection to redis://cache.internal:6379 is not encrypted; sessions and password hashes cross the network in clear text: use rediss://"
+	for _, tc := range []struct {
+		args     []string
+		warnings []string
+	}{
+		{[]string{"--store", store}, nil},
+		{[]string{"--store", store, "--listen", "0.0.0.0:8080", "--insecure-http-behind-proxy"}, []string{proxyWarning}},
+		{[]string{"--store", store, "--insecure-http-behind-proxy", "--trusted-proxy", "10.0.0.0/8"}, nil},
+		{[]string{"--store", "redis://cache.internal:6379", "--insecure-http-behind-proxy"}, []string{proxyWarning, redisWarning}},
+	} {
+		r := run(t, "", append([]string{"serve", "--check-config"}, tc.args...)...)
+		var want strings.Builder
+		for _, w := range tc.warnings {
+			want.WriteString("cloakroom serve: warning: " + w + "\n")
+		}
+		if r.code != exitOK || r.stdout != "cloakroom serve: configuration OK\n" || r.stderr != want.String() {
+			t.Errorf("%q: exit %d\nstdout %q\nstderr %q\nwant   %q", tc.args, r.code, r.stdout, r.stderr, want.String())
+		}
+	}
+
+	// serve logs the same words at start.
+	srv := start(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "", "--store", store, "--insecure-http-behind-proxy", "--log-format", "json")
+	srv.listening(t)
+	found := false
+	for line := range strings.SplitSeq(srv.stderr.String(), "\n") {
+		var entry struct{ Level, Msg string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Level == "WARN" && entry.Msg == proxyWarning {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("serve did not log the warning --check-config printed:\n%s", srv.stderr)
+	}
+	srv.stop(t)
+
+	// An option serve's store would refuse is refused by --check-config.
+	r := run(t, "", "serve", "--check-config", "--store", "redis://127.0.0.1:6379?prefx=a")
+	if r.code != exitFailure || !strings.Contains(r.stderr, `  - --store: redis: unknown option "prefx"`) {
+		t.Errorf("a misspelt store option: exit %d\n%s", r.code, r.stderr)
+	}
+}

@@ -135,12 +135,15 @@ func (c *storeCommand) withStore(do func(t *storeTools) int) int {
 
 func (c *storeCommand) openStore() (*storeTools, []error) {
 	cfg, problems := c.cf.resolve(c.lookupEnv)
-	loc, err := storeurl.Parse(cfg.Store)
+	loc, warnings, err := storeurl.Check(cfg.Store)
 	if err != nil {
 		problems = append(problems, fmt.Errorf("--store: %w", err))
 	}
 	if len(problems) > 0 {
 		return nil, problems
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(c.stderr, "%s: warning: --store: %s\n", c.fs.Name(), w)
 	}
 	// Never creates a SQLite file: a mistyped --store would otherwise
 	// leave an empty database behind and report "no users yet".

@@ -46,10 +46,15 @@ type plan struct {
 	logLevel   slog.Level
 	vault      *vaultPlan // nil without --vault
 	oidc       *oidcPlan  // nil without --oidc-provider
+	// warnings name what is accepted but unsafe; serve logs them at start
+	// and --check-config prints them.
+	warnings []string
 }
 
 // validate checks cfg and reads the files it names. It reports every
-// problem, joined, not only the first.
+// problem, joined, not only the first. It is every check serve makes
+// before it opens the store, and all --check-config makes: the two cannot
+// disagree.
 func validate(cfg Config) (*plan, error) {
 	p := &plan{cfg: cfg}
 	var problems []error
@@ -97,6 +102,9 @@ func validate(cfg Config) (*plan, error) {
 	proxies, proxyProblems := parseTrustedProxies(cfg.TrustedProxies)
 	p.proxies = proxies
 	problems = append(problems, proxyProblems...)
+	if len(proxyProblems) == 0 && len(proxies) == 0 && cfg.InsecureHTTPBehindProxy {
+		p.warnings = append(p.warnings, "--insecure-http-behind-proxy without --trusted-proxy: every client appears with the proxy's address, so login throttling by address applies to all clients at once")
+	}
 
 	for _, u := range cfg.Upstreams {
 		r, err := proxy.ParseRoute(u)
@@ -136,10 +144,13 @@ func validate(cfg Config) (*plan, error) {
 		}
 	}
 
-	if loc, err := storeurl.Parse(cfg.Store); err != nil {
+	if loc, warnings, err := storeurl.Check(cfg.Store); err != nil {
 		bad("--store: %w", err)
 	} else {
 		p.store = loc
+		for _, w := range warnings {
+			p.warnings = append(p.warnings, "--store: "+w)
+		}
 		if loc.Kind == "sqlite" {
 			// The file is created on first use, its folder is not.
 			dir := filepath.Dir(loc.Path)

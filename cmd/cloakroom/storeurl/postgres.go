@@ -123,10 +123,6 @@ func openPostgres(ctx context.Context, loc Location, opts Options) (*Stores, err
 	if err != nil {
 		return nil, err
 	}
-	if plaintextToRemote(loc, verifiedTLS(cfg)) {
-		opts.Logger.Warn("the PostgreSQL connection is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full",
-			"store", safeString(loc))
-	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, openError("connect to", loc, err)

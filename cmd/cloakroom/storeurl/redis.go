@@ -132,14 +132,10 @@ func parseRedis(loc Location) (rueidis.ClientOption, redisSettings, error) {
 // openRedis connects to Redis and opens both stores on one client: the
 // sessions with redisstore (client-side caching invalidated through RESP3
 // tracking), the users with redisaccounts.New. Close closes the client.
-func openRedis(_ context.Context, loc Location, opts Options) (*Stores, error) {
+func openRedis(_ context.Context, loc Location, _ Options) (*Stores, error) {
 	opt, set, err := parseRedis(loc)
 	if err != nil {
 		return nil, err
-	}
-	if plaintextToRemote(loc, loc.URL.Scheme == "rediss") {
-		opts.Logger.Warn("the Redis connection is not encrypted; sessions and password hashes cross the network in clear text: use rediss://",
-			"store", safeString(loc))
 	}
 	client, err := rueidis.NewClient(opt)
 	if err != nil {

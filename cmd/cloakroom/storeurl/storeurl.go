@@ -167,6 +167,35 @@ func Parse(raw string) (Location, error) {
 	return Location{Kind: kind, URL: u}, nil
 }
 
+// Check checks a store URL as far as Open does before it connects, the
+// options of network stores included, and returns the warnings about what
+// it accepts but is unsafe: a connection to another host that is not
+// encrypted and verified. Open does not repeat them; its caller shows them
+// (serve logs them at start, --check-config prints them).
+func Check(raw string) (loc Location, warnings []string, err error) {
+	if loc, err = Parse(raw); err != nil {
+		return Location{}, nil, err
+	}
+	switch loc.Kind {
+	case "redis":
+		if _, _, err := parseRedis(loc); err != nil {
+			return Location{}, nil, err
+		}
+		if plaintextToRemote(loc, loc.URL.Scheme == "rediss") {
+			warnings = append(warnings, fmt.Sprintf("the Redis connection to %s is not encrypted; sessions and password hashes cross the network in clear text: use rediss://", safeString(loc)))
+		}
+	case "postgres":
+		cfg, _, err := parsePostgres(loc)
+		if err != nil {
+			return Location{}, nil, err
+		}
+		if plaintextToRemote(loc, verifiedTLS(cfg)) {
+			warnings = append(warnings, fmt.Sprintf("the PostgreSQL connection to %s is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full", safeString(loc)))
+		}
+	}
+	return loc, warnings, nil
+}
+
 func parseSQLite(path string) (Location, error) {
 	bad := func(format string, args ...any) (Location, error) {
 		return Location{}, invalidURL("sqlite: "+format, args...)

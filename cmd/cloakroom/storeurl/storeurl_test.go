@@ -223,3 +223,33 @@ func TestLocationStringHidesPasswords(t *testing.T) {
 		t.Errorf("Parse error shows part of the password: %v", err)
 	}
 }
+
+// TestCheck: Check refuses what Open would refuse before connecting, the
+// options of network stores included, and names what is accepted but
+// unsafe, without a password.
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		raw, err, warning string
+	}{
+		{"sqlite://./cloakroom.db", "", ""},
+		{"redis://127.0.0.1:6379/0", "", ""},
+		{"rediss://cache.internal:6380", "", ""},
+		{"redis://u:secret@cache.internal:6379/0", "", "the Redis connection to redis://u:xxxxx@cache.internal:6379/0 is not encrypted; sessions and password hashes cross the network in clear text: use rediss://"},
+		{"postgres://u:secret@db.internal/x?sslmode=require", "", "the PostgreSQL connection to postgres://u:xxxxx@db.internal/x?sslmode=require is not verified TLS; sessions and password hashes may cross the network readable or to an impostor: add sslmode=verify-full"},
+		{"postgres://db.internal/x?sslmode=verify-full", "", ""},
+		{"redis://127.0.0.1:6379?prefx=a", `invalid store URL: redis: unknown option "prefx"`, ""},
+		{"postgres://127.0.0.1/x?cache=maybe", `invalid store URL: postgres: cache must be on or off, not "maybe"`, ""},
+		{"mysql://db/x", `invalid store URL: unknown scheme "mysql"`, ""},
+	} {
+		_, warnings, err := storeurl.Check(tc.raw)
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("Check(%s): %v", tc.raw, err)
+		case tc.err != "" && (!errors.Is(err, storeurl.ErrInvalidURL) || !strings.HasPrefix(err.Error(), tc.err)):
+			t.Errorf("Check(%s): %v, want %s", tc.raw, err, tc.err)
+		}
+		if got := strings.Join(warnings, "\n"); got != tc.warning {
+			t.Errorf("Check(%s) warnings:\n got %q\nwant %q", tc.raw, got, tc.warning)
+		}
+	}
+}
