@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -74,6 +76,10 @@ type storeCommand struct {
 	*env
 	fs *flag.FlagSet
 	cf *configFlags
+	// createsStore lets the command create a missing SQLite database
+	// (user add, which adds the first user before serve has run) and say
+	// so; every other command refuses a store that does not exist.
+	createsStore bool
 }
 
 // newStoreCommand returns the subcommand name of group with its usage and
@@ -145,9 +151,19 @@ func (c *storeCommand) openStore() (*storeTools, []error) {
 	for _, w := range warnings {
 		fmt.Fprintf(c.stderr, "%s: warning: --store: %s\n", c.fs.Name(), w)
 	}
-	// Never creates a SQLite file: a mistyped --store would otherwise
-	// leave an empty database behind and report "no users yet".
-	stores, err := storeurl.Open(c.ctx, cfg.Store)
+	// Only user add creates a SQLite file, and says so: a mistyped --store
+	// would otherwise leave an empty database behind and report "no users
+	// yet".
+	created := false
+	if c.createsStore && loc.Kind == "sqlite" {
+		if _, err := os.Stat(loc.Path); errors.Is(err, fs.ErrNotExist) {
+			created = true
+		}
+	}
+	stores, err := storeurl.OpenWith(c.ctx, cfg.Store, storeurl.Options{CreateSQLite: c.createsStore})
+	if err == nil && created {
+		fmt.Fprintf(c.stderr, "created a new store %s\n", loc)
+	}
 	if errors.Is(err, storeurl.ErrNoDatabase) {
 		err = explain(err, "the store %s does not exist (no file %s); check --store, or start cloakroom serve with it once to create it", loc, loc.Path)
 	}

@@ -7,15 +7,15 @@ import (
 	"testing"
 )
 
-// TestStoreCommandsNeverCreateTheStore: user and sessions refuse a SQLite
-// store that does not exist, and leave no file behind; serve creates it.
-func TestStoreCommandsNeverCreateTheStore(t *testing.T) {
+// TestOnlyUserAddCreatesTheStore: the user and sessions commands refuse a
+// SQLite store that does not exist, and leave no file behind; serve
+// creates it, and so does user add, which says so.
+func TestOnlyUserAddCreatesTheStore(t *testing.T) {
 	clearEnv(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "nope.db")
 	for _, args := range [][]string{
 		{"user", "list"},
-		{"user", "add", "alice"},
 		{"user", "disable", "alice"},
 		{"sessions", "list", "alice"},
 		{"sessions", "revoke-everyone", "--yes"},
@@ -41,4 +41,18 @@ func TestStoreCommandsNeverCreateTheStore(t *testing.T) {
 		t.Errorf("user list on the new store: %q", r.stdout)
 	}
 	srv.stop(t)
+
+	// user add may come first, before serve ever ran: it creates the
+	// store, owner-only, and says so.
+	first := filepath.Join(dir, "first.db")
+	r := run(t, "", "user", "add", "alice", "--store", "sqlite://"+first)
+	if r.code != exitOK || !strings.Contains(r.stderr, "created a new store sqlite://"+first) {
+		t.Fatalf("user add on a new store: exit %d\nstdout %q\nstderr %q", r.code, r.stdout, r.stderr)
+	}
+	if info, err := os.Stat(first); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("user add did not create %s owner-only: %v %v", first, info, err)
+	}
+	if r := mustRun(t, "", "user", "list", "--store", "sqlite://"+first); !strings.Contains(r.stdout, "alice") {
+		t.Errorf("user list after user add: %q", r.stdout)
+	}
 }

@@ -45,6 +45,7 @@ func (l *listFlag) Set(v string) error {
 
 func runUserAdd(e *env, args []string) int {
 	c := newStoreCommand(e, "user", "add")
+	c.createsStore = true // the first user may come before serve's first start
 	var roles listFlag
 	c.fs.Var(&roles, "role", "give the user this `ROLE` (repeatable, or comma-separated); upstreams see roles in X-Forwarded-Groups")
 	email := c.fs.String("email", "", "the user's `EMAIL` address, passed upstream in X-Forwarded-Email")
