@@ -24,13 +24,17 @@ type base struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	pages    pages
-	pageCSP  string // see pageCSP
+	pageCSP  string     // see pageCSP
+	forms    *formPages // shows a form's problem on its page; see fail
 }
 
 // render executes a page into a buffer first, so a template error becomes a
 // clean 500 instead of half a page.
 func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
 	data.Auth = b.auth
+	if data.AppURL == "" {
+		data.AppURL = "/"
+	}
 	var buf bytes.Buffer
 	if err := b.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
 		b.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
@@ -57,13 +61,7 @@ func (b *base) loginURL(returnTo string) string {
 // unavailable answers a request whose session could not be loaded. The
 // request is never served as logged in.
 func (b *base) unavailable(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "5")
-	if isNavigation(r) {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "Service Unavailable: sessions cannot be checked right now. Try again shortly.", http.StatusServiceUnavailable)
-		return
-	}
-	httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+	b.fail(w, r, isNavigation(r), errStoreDown)
 }
 
 // loggedIn returns the request's session when it is logged in. Otherwise
@@ -168,8 +166,7 @@ func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		if mode == csrfPage && r.ParseForm() != nil {
-			w.Header().Set("Cache-Control", "no-store")
-			http.Error(w, "Bad Request: the form could not be parsed.", http.StatusBadRequest)
+			b.fail(w, r, true, badInput(http.StatusBadRequest, "The form could not be read. Reload the page and try again."))
 			return
 		}
 		s := b.sessions.Session(r)
@@ -177,8 +174,7 @@ func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 			b.log.WarnContext(r.Context(), "csrf token missing or wrong", "method", r.Method, "path", r.URL.Path,
 				"client_ip", s.ClientIP(), "session", s.Ref())
 			if mode == csrfPage || mode == csrfForm && form {
-				w.Header().Set("Cache-Control", "no-store")
-				http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
+				b.fail(w, r, true, errFormExpired)
 				return
 			}
 			httpjson.Error(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")

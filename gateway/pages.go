@@ -35,7 +35,7 @@ type pages map[string]*template.Template
 
 func parsePages() (pages, error) {
 	p := make(pages)
-	for _, name := range []string{"login", "account"} {
+	for _, name := range []string{"login", "account", "error"} {
 		t, err := template.New(name).ParseFS(pageFiles, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("gateway: parse page %s: %w", name, err)
@@ -53,6 +53,11 @@ type pageData struct {
 	CSRFToken string // for the hidden csrf_token fields
 	Error     string
 	Notice    string
+	AppURL    string // the application's start page, for the way back
+
+	// FormError is a form's failure shown next to that form (the account
+	// page re-rendered after a refused post) rather than at the top.
+	FormError formError
 
 	// Login page.
 	Providers []oidcbff.ProviderLink // one "Sign in with" button each
@@ -70,6 +75,28 @@ type pageData struct {
 	StepUp         bool   // a local account's sign-in is old: forms that end sessions ask for the password
 	StepUpHint     string // how a provider's or vault user steps up, when their sign-in is old
 	LocalAccount   bool   // the user has a password here to change
+}
+
+// formError is a message for one form of a page: Form names it, and
+// Handle the device row for the per-device forms.
+type formError struct {
+	Form, Handle, Message string
+}
+
+// ErrorFor returns the message for the named form, "" for the others.
+func (d pageData) ErrorFor(form string) string {
+	if d.FormError.Form == form && d.FormError.Handle == "" {
+		return d.FormError.Message
+	}
+	return ""
+}
+
+// ErrorForDevice returns the message for the device row's form.
+func (d pageData) ErrorForDevice(form, handle string) string {
+	if d.FormError.Form == form && handle != "" && d.FormError.Handle == handle {
+		return d.FormError.Message
+	}
+	return ""
 }
 
 type deviceRow struct {

@@ -86,7 +86,11 @@ func (p *passwords) failAuth(w http.ResponseWriter, r *http.Request, page bool, 
 func (p *passwords) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
 	password := r.PostForm.Get("password")
 	if password == "" || len(password) > maxPasswordLen {
-		p.fail(w, r, true, errNotRecent)
+		if pageFormOf(r) == formRevoke {
+			p.fail(w, r, true, errNotRecentDevice)
+		} else {
+			p.fail(w, r, true, errNotRecent)
+		}
 		return false
 	}
 	if !p.check(w, r, s, password, true) {

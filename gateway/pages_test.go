@@ -1,0 +1,154 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+)
+
+// nav is what a browser's top-level form post or page load sends.
+var nav = []string{"Sec-Fetch-Mode", "navigate", "Accept", "text/html"}
+
+// isStyledPage reports whether r is a built-in page in the layout, with
+// the way back to the application.
+func isStyledPage(r response) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "text/html") &&
+		strings.Contains(r.Text, `href="/auth/assets/style.css"`) &&
+		strings.Contains(r.Text, `id="back-to-app"`)
+}
+
+// errorIn returns the text of the error paragraph inside the part of the
+// page that starts at marker and ends at the next end tag named end.
+func errorIn(page, marker, end string) string {
+	i := strings.Index(page, marker)
+	if i < 0 {
+		return ""
+	}
+	part := page[i:]
+	if j := strings.Index(part, end); j >= 0 {
+		part = part[:j]
+	}
+	m := regexp.MustCompile(`<p class="error[^"]*" role="alert" id="error">([^<]*)</p>`).FindStringSubmatch(part)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// TestAccountFormErrorsOnThePage: every refused account form comes back
+// as the account page in the layout, with its status, the message next to
+// the form it concerns and a fresh form to try again; scripts posting the
+// same failures to the JSON endpoints keep getting JSON.
+func TestAccountFormErrorsOnThePage(t *testing.T) {
+	e := newEnv(t)
+	b, other := e.minted("alice"), e.minted("alice")
+	otherHandle := handleOf(t, e, other)
+	csrf := b.csrf()
+
+	r := b.postForm("/auth/account/password", url.Values{"csrf_token": {csrf}, "current_password": {"wrong password!"}, "new_password": {"a brand new passphrase"}}, nav...)
+	if r.Status != http.StatusUnauthorized || !isStyledPage(r) {
+		t.Fatalf("wrong current password: %d, styled %v: %s", r.Status, isStyledPage(r), r.Text)
+	}
+	if got := errorIn(r.Text, `id="password"`, "</form>"); got != "The current password is wrong." {
+		t.Errorf("wrong current password: message by the password form %q", got)
+	}
+	if !strings.Contains(r.Text, `id="password-form"`) || !strings.Contains(r.Text, `id="devices"`) {
+		t.Error("the page after a refused password change is not the account page")
+	}
+
+	r = b.postForm("/auth/account/password", url.Values{"csrf_token": {csrf}, "current_password": {password}, "new_password": {"short"}}, nav...)
+	if r.Status != http.StatusBadRequest || !isStyledPage(r) || errorIn(r.Text, `id="password"`, "</form>") == "" {
+		t.Errorf("too short a new password: %d, styled %v, message %q", r.Status, isStyledPage(r), errorIn(r.Text, `id="password"`, "</form>"))
+	}
+
+	// An expired form: the page comes back with a fresh token.
+	r = b.postForm("/auth/account/revoke-all", url.Values{"csrf_token": {"stale"}}, nav...)
+	if r.Status != http.StatusForbidden || !isStyledPage(r) {
+		t.Fatalf("expired form: %d %s", r.Status, r.Text)
+	}
+	if got := errorIn(r.Text, `id="revoke-all"`, "</section>"); !strings.Contains(got, "expired") {
+		t.Errorf("expired form: message %q", got)
+	}
+	if !strings.Contains(r.Text, `name="csrf_token" value="`+b.csrf()+`"`) {
+		t.Error("the page after an expired form lacks the current token")
+	}
+
+	// Step-up: the sign-in is old, and no password was typed.
+	e.clock.Advance(6 * time.Minute)
+	csrf = b.csrf()
+	r = b.postForm("/auth/account/revoke", url.Values{"csrf_token": {csrf}, "handle": {otherHandle}}, nav...)
+	if r.Status != http.StatusForbidden || !isStyledPage(r) {
+		t.Fatalf("stale revoke of one device: %d %s", r.Status, r.Text)
+	}
+	got := errorIn(r.Text, `id="device-`+otherHandle+`"`, "</tr>")
+	if !strings.Contains(got, "log out that device") || strings.Contains(got, "other devices") {
+		t.Errorf("stale revoke of one device: message in its row %q", got)
+	}
+	r = b.postForm("/auth/account/revoke-others", url.Values{"csrf_token": {csrf}}, nav...)
+	if got := errorIn(r.Text, `id="revoke-others"`, "</section>"); r.Status != http.StatusForbidden || !strings.Contains(got, "log out your other devices") {
+		t.Errorf("stale revoke-others: %d, message %q", r.Status, got)
+	}
+	// A handle that is not the user's is never reflected.
+	r = b.postForm("/auth/account/revoke", url.Values{"csrf_token": {csrf}, "handle": {"AAAAAAAAAAAAAAAAAAAAAA"}}, nav...)
+	if strings.Contains(r.Text, "AAAAAAAAAAAAAAAAAAAAAA") {
+		t.Error("an unknown handle was reflected into the page")
+	}
+	if !other.loggedIn() {
+		t.Fatal("a refused form ended a session")
+	}
+
+	// Scripts get JSON for the same failures.
+	r = b.postJSON("/auth/password", map[string]any{"current_password": "wrong password!", "new_password": "a brand new passphrase"}, cloakroom.CSRFHeader, b.csrf())
+	if r.Status != http.StatusUnauthorized || r.json(t)["error"] != "invalid_credentials" {
+		t.Errorf("JSON password change: %d %s", r.Status, r.Text)
+	}
+}
+
+// TestErrorPageHasAWayBack: an error that concerns no form of the account
+// page (a logout form that expired) is the styled error page with links to
+// the application and the account page, the user still shown signed in.
+func TestErrorPageHasAWayBack(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	r := b.postForm("/auth/logout", url.Values{"csrf_token": {"stale"}}, nav...)
+	if r.Status != http.StatusForbidden || !isStyledPage(r) {
+		t.Fatalf("expired logout form: %d %s", r.Status, r.Text)
+	}
+	for _, want := range []string{`<h1>Not allowed</h1>`, `href="/auth/account" id="back-to-account"`, `id="whoami">alice<`, "This form has expired"} {
+		if !strings.Contains(r.Text, want) {
+			t.Errorf("error page lacks %q", want)
+		}
+	}
+	if r.Header.Get("Content-Security-Policy") == "" || r.Header.Get("Cache-Control") != "no-store" {
+		t.Error("the error page lacks the pages' security headers")
+	}
+}
+
+// TestUnknownAuthPath: an unknown path under the auth prefix is a styled
+// 404 page for a navigation and JSON for a script.
+func TestUnknownAuthPath(t *testing.T) {
+	e := newEnv(t)
+	r := e.browser().get("/auth/nope", nav...)
+	if r.Status != http.StatusNotFound || !isStyledPage(r) || !strings.Contains(r.Text, "<h1>Page not found</h1>") {
+		t.Errorf("navigation: %d %q %s", r.Status, r.Header.Get("Content-Type"), r.Text)
+	}
+	r = e.browser().get("/auth/nope")
+	if r.Status != http.StatusNotFound || r.json(t)["error"] != "not_found" {
+		t.Errorf("script: %d %s", r.Status, r.Text)
+	}
+}
+
+// TestAccountPageLinksToApp: the account page leads back to the
+// application.
+func TestAccountPageLinksToApp(t *testing.T) {
+	e := newEnv(t)
+	r := e.minted("alice").get("/auth/account", nav...)
+	if !strings.Contains(r.Text, `<a href="/" id="back-to-app">`) || !strings.Contains(r.Text, `<a href="/" id="app-link"`) {
+		t.Errorf("the account page has no link back to the application: %s", r.Text)
+	}
+}
