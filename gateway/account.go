@@ -145,7 +145,7 @@ func (a *accountPages) revokeOne(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		a.fail(w, r, true, err)
 	case current:
-		seeOther(w, a.auth+"/login")
+		seeOther(w, a.loginURL("", endedLogout))
 	default:
 		seeOther(w, a.auth+"/account?done=revoked")
 	}
@@ -167,5 +167,5 @@ func (a *accountPages) revokeAll(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, true, err)
 		return
 	}
-	seeOther(w, a.auth+"/login")
+	seeOther(w, a.loginURL("", endedEverywhere))
 }

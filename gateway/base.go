@@ -46,16 +46,41 @@ func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name s
 	_, _ = w.Write(buf.Bytes())
 }
 
+// Why a session ended, as the login page's ended= parameter: a hint that
+// only chooses one of the page's fixed messages (signedOutNotices). It
+// carries nothing secret and is never trusted for anything else.
+const (
+	endedLogout     = "logout"     // this browser logged out
+	endedEverywhere = "everywhere" // the user logged out everywhere
+	// endedSession: the request carried a session cookie that names no
+	// live session. The store forgets an expired session as it forgets a
+	// revoked one, so the two cannot be told apart.
+	endedSession = "session"
+)
+
 // loginURL returns the login page's URL, with return_to when it is a safe
-// local path.
-func (b *base) loginURL(returnTo string) string {
-	u := b.auth + "/login"
+// local path, and ended (one of the ended* hints, or "").
+func (b *base) loginURL(returnTo, ended string) string {
+	u, sep := b.auth+"/login", "?"
 	if returnTo != "" {
 		if safe := httpx.SafeReturnTo(returnTo); safe != "/" || returnTo == "/" {
-			u += "?return_to=" + url.QueryEscape(safe)
+			u, sep = u+"?return_to="+url.QueryEscape(safe), "&"
 		}
 	}
+	if ended != "" {
+		u += sep + "ended=" + url.QueryEscape(ended)
+	}
 	return u
+}
+
+// endedHint is the ended= hint for a request that is not logged in:
+// endedSession when it carried a session cookie (the session ended since
+// the browser got it), else "".
+func endedHint(s *cloakroom.Session) string {
+	if s.CookieSent() {
+		return endedSession
+	}
+	return ""
 }
 
 // unavailable answers a request whose session could not be loaded. The
@@ -77,15 +102,26 @@ func (b *base) loggedIn(w http.ResponseWriter, r *http.Request, returnTo string)
 	if s.LoggedIn() {
 		return s, true
 	}
-	loginURL := b.loginURL(returnTo)
+	ended := endedHint(s)
+	loginURL := b.loginURL(returnTo, ended)
 	if isNavigation(r) {
 		seeOther(w, loginURL)
 		return nil, false
 	}
-	httpjson.Write(w, http.StatusUnauthorized, map[string]string{
-		"error": "unauthenticated", "message": "Log in first.", "login_url": loginURL,
-	})
+	unauthenticated(w, loginURL, ended)
 	return nil, false
+}
+
+// unauthenticated answers a script's request that is not logged in: 401
+// with where to log in and, when the request's session ended, "ended" so
+// that the page can tell its user why (see endedHint).
+func unauthenticated(w http.ResponseWriter, loginURL, ended string) {
+	body := map[string]string{"error": "unauthenticated", "message": "Log in first.", "login_url": loginURL}
+	if ended != "" {
+		body["ended"] = ended
+		body["message"] = signedOutNotices[ended]
+	}
+	httpjson.Write(w, http.StatusUnauthorized, body)
 }
 
 // sessionKey carries the logged-in session a wrapper checked to the handler.
@@ -110,9 +146,8 @@ func (b *base) api(next http.HandlerFunc) http.Handler {
 			return
 		}
 		if !s.LoggedIn() {
-			httpjson.Write(w, http.StatusUnauthorized, map[string]string{
-				"error": "unauthenticated", "message": "Log in first.", "login_url": b.auth + "/login",
-			})
+			ended := endedHint(s)
+			unauthenticated(w, b.loginURL("", ended), ended)
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))

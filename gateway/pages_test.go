@@ -152,3 +152,79 @@ func TestAccountPageLinksToApp(t *testing.T) {
 		t.Errorf("the account page has no link back to the application: %s", r.Text)
 	}
 }
+
+// TestSignedOutNotices: the login page says why the user was signed out,
+// from the hint in the link that led there (only fixed messages, nothing
+// reflected), and still comes back to the page the user was on.
+func TestSignedOutNotices(t *testing.T) {
+	e := newEnv(t)
+	notice := func(r response) string {
+		m := regexp.MustCompile(`<p class="notice" role="status" id="notice">([^<]*)</p>`).FindStringSubmatch(r.Text)
+		if m == nil {
+			return ""
+		}
+		return m[1]
+	}
+
+	b := e.minted("alice")
+	r := b.postForm("/auth/logout", url.Values{"csrf_token": {b.csrf()}}, nav...)
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login?ended=logout" {
+		t.Fatalf("logout form: %d, Location %q", r.Status, r.Header.Get("Location"))
+	}
+	if got := notice(b.get(r.Header.Get("Location"), nav...)); got != "You signed out. Sign in again to continue." {
+		t.Errorf("after logout: notice %q", got)
+	}
+
+	b = e.minted("alice")
+	r = b.postForm("/auth/account/revoke-all", url.Values{"csrf_token": {b.csrf()}}, nav...)
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login?ended=everywhere" {
+		t.Fatalf("log out everywhere: %d, Location %q", r.Status, r.Header.Get("Location"))
+	}
+	if got := notice(b.get(r.Header.Get("Location"), nav...)); !strings.Contains(got, "all your devices") {
+		t.Errorf("after log out everywhere: notice %q", got)
+	}
+
+	// Signed out from another device: the next navigation keeps where the
+	// user was, and says what happened.
+	phone, laptop := e.minted("alice"), e.minted("alice")
+	if r := laptop.do(http.MethodDelete, "/auth/sessions/"+handleOf(t, e, phone), "", "", cloakroom.CSRFHeader, laptop.csrf()); r.Status != http.StatusNoContent {
+		t.Fatalf("revoke the phone: %d %s", r.Status, r.Text)
+	}
+	r = phone.get("/app/notes?x=1", nav...)
+	if want := "/auth/login?return_to=%2Fapp%2Fnotes%3Fx%3D1&ended=session"; r.Status != http.StatusSeeOther || r.Header.Get("Location") != want {
+		t.Fatalf("navigation after being signed out: %d, Location %q, want %q", r.Status, r.Header.Get("Location"), want)
+	}
+	page := e.browser().get(r.Header.Get("Location"), nav...)
+	if got := notice(page); !strings.Contains(got, "signed out from another device or by an administrator") {
+		t.Errorf("after being signed out elsewhere: notice %q", got)
+	}
+	if !strings.Contains(page.Text, `name="return_to" value="/app/notes?x=1"`) {
+		t.Error("the login form does not come back to the page the user was on")
+	}
+
+	// A script's request whose session ended learns why, in JSON.
+	gone := e.minted("alice")
+	if r := laptop.do(http.MethodDelete, "/auth/sessions/"+handleOf(t, e, gone), "", "", cloakroom.CSRFHeader, laptop.csrf()); r.Status != http.StatusNoContent {
+		t.Fatalf("revoke: %d", r.Status)
+	}
+	for _, path := range []string{"/api/notes", "/auth/session"} {
+		b := *gone // the same cookie for each request
+		body := b.get(path).json(t)
+		if body["ended"] != "session" || body["login_url"] != "/auth/login?ended=session" {
+			t.Errorf("%s after the session ended: %v", path, body)
+		}
+	}
+	// Without a cookie nothing ended: no hint, and no notice.
+	if body := e.browser().get("/auth/session").json(t); body["ended"] != nil || body["login_url"] != "/auth/login" {
+		t.Errorf("anonymous 401: %v", body)
+	}
+	for _, q := range []string{"", "?ended=%3Cscript%3E", "?ended="} {
+		if got := notice(e.browser().get("/auth/login"+q, nav...)); got != "" {
+			t.Errorf("login page%s: notice %q", q, got)
+		}
+	}
+	// A hint does not change what a live session sees.
+	if got := notice(laptop.get("/auth/login?ended=session", nav...)); got != "" {
+		t.Errorf("signed-in user sees %q", got)
+	}
+}

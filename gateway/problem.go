@@ -168,7 +168,7 @@ func pageLocation(auth string, p *problem) string {
 	case p.Location != "":
 		return p.Location
 	case p.Status == http.StatusUnauthorized && p.Code == errUnauthenticated.Code:
-		return auth + "/login"
+		return auth + "/login?ended=" + endedSession
 	case p.Status == http.StatusConflict:
 		return auth + "/account"
 	}
