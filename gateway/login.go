@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
@@ -167,12 +167,13 @@ func (a *loginAttempt) refused(err error) {
 		a.fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
 		a.audit(outcomeInvalid, slog.String("reason", "account changed during login"))
 	case errors.As(err, &throttled) || errors.Is(err, accounts.ErrThrottled):
-		secs := 1
+		var wait time.Duration
 		if throttled != nil {
-			secs = max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))
+			wait = throttled.RetryAfter
 		}
+		secs := retryAfter(wait)
 		a.w.Header().Set("Retry-After", strconv.Itoa(secs))
-		a.fail(http.StatusTooManyRequests, "throttled", msgThrottled)
+		a.fail(http.StatusTooManyRequests, "throttled", throttledMessage(wait))
 		a.audit(outcomeThrottled, slog.Int("retry_after", secs))
 	case errors.Is(err, accounts.ErrInvalidCredentials):
 		a.fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)

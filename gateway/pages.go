@@ -152,6 +152,40 @@ func formatDuration(d time.Duration) string {
 	return d.String()
 }
 
+// retryAfter is the whole seconds of a Retry-After header for a wait of
+// d: rounded up, at least 1.
+func retryAfter(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// formatWait says how long to wait for people: "45 seconds", "3 minutes",
+// "1 hour 5 minutes". It rounds up (to whole seconds under a minute, then
+// to whole minutes), so that trying again when the time shown has passed
+// is not refused again.
+func formatWait(d time.Duration) string {
+	secs := retryAfter(d)
+	if secs <= 60 {
+		return plural(secs, "second")
+	}
+	minutes := (secs + 59) / 60
+	if minutes < 60 {
+		return plural(minutes, "minute")
+	}
+	if minutes%60 == 0 {
+		return plural(minutes/60, "hour")
+	}
+	return plural(minutes/60, "hour") + " " + plural(minutes%60, "minute")
+}
+
+// throttledMessage tells a throttled user how long to wait; wait is 0
+// when unknown.
+func throttledMessage(wait time.Duration) string {
+	if wait <= 0 {
+		return msgThrottled
+	}
+	return "Too many attempts. Try again in " + formatWait(wait) + "."
+}
+
 func plural(n int, unit string) string {
 	if n == 1 {
 		return "1 " + unit

@@ -4,11 +4,13 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/gateway"
 )
 
 // nav is what a browser's top-level form post or page load sends.
@@ -226,5 +228,57 @@ func TestSignedOutNotices(t *testing.T) {
 	// A hint does not change what a live session sees.
 	if got := notice(laptop.get("/auth/login?ended=session", nav...)); got != "" {
 		t.Errorf("signed-in user sees %q", got)
+	}
+}
+
+// TestFormatWait: the wait shown to a throttled user is rounded up, so
+// trying again when it has passed is not refused again.
+func TestFormatWait(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Millisecond:                           "1 second",
+		time.Second:                                "1 second",
+		1500 * time.Millisecond:                    "2 seconds",
+		45 * time.Second:                           "45 seconds",
+		time.Minute:                                "60 seconds",
+		time.Minute + time.Millisecond:             "2 minutes",
+		2*time.Minute + 5*time.Second:              "3 minutes",
+		5 * time.Minute:                            "5 minutes",
+		59*time.Minute + time.Second:               "1 hour",
+		time.Hour:                                  "1 hour",
+		time.Hour + 4*time.Minute + 30*time.Second: "1 hour 5 minutes",
+		3 * time.Hour:                              "3 hours",
+	} {
+		if got := gateway.FormatWait(d); got != want {
+			t.Errorf("FormatWait(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestThrottlePageShowsTheWait: a throttled sign-in says how long to wait,
+// in the page and in the JSON message, matching Retry-After.
+func TestThrottlePageShowsTheWait(t *testing.T) {
+	e := newEnv(t)
+	var r response
+	for guesses := 0; ; guesses++ {
+		if guesses == 20 {
+			t.Fatal("not throttled after 20 wrong guesses")
+		}
+		r = e.browser().postForm("/auth/login", url.Values{"username": {"alice"}, "password": {"wrong password!"}}, nav...)
+		if r.Status == http.StatusTooManyRequests {
+			break
+		}
+	}
+	secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	if err != nil || secs < 1 {
+		t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
+	}
+	t.Logf("Retry-After: %d", secs)
+	want := "Too many attempts. Try again in " + gateway.FormatWait(time.Duration(secs)*time.Second) + "."
+	if !strings.Contains(r.Text, `id="login-form"`) || !strings.Contains(r.Text, want) {
+		t.Errorf("throttle page lacks %q: %s", want, r.Text)
+	}
+	j := e.browser().postJSON("/auth/login", map[string]string{"username": "alice", "password": "wrong password!"})
+	if j.Status != http.StatusTooManyRequests || j.Header.Get("Retry-After") == "" || !strings.HasPrefix(j.json(t)["message"].(string), "Too many attempts. Try again in ") {
+		t.Errorf("JSON: %d %q %s", j.Status, j.Header.Get("Retry-After"), j.Text)
 	}
 }
