@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -122,6 +123,32 @@ func unauthenticated(w http.ResponseWriter, loginURL, ended string) {
 		body["message"] = signedOutNotices[ended]
 	}
 	httpjson.Write(w, http.StatusUnauthorized, body)
+}
+
+// errTooManyCookies answers a request whose cookies exceed what the
+// session middleware reads (cloakroom.MaxCookieHeader).
+var errTooManyCookies = &problem{
+	Status: http.StatusRequestHeaderFieldsTooLarge, Code: "cookies_too_large",
+	Message: fmt.Sprintf("Your browser sent more than %d KiB of cookies for this site, more than the gateway accepts, so it cannot find your session. "+
+		"Clear this site's cookies in your browser's settings, then sign in again.", cloakroom.MaxCookieHeader>>10),
+}
+
+// cookieLimit answers 431 to a request whose Cookie headers are larger
+// than the session middleware reads. The middleware would treat it as
+// carrying no session (it fails closed) and the user would be sent to sign
+// in, get a cookie that the oversized header hides again, and loop.
+func (b *base) cookieLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		size := 0
+		for _, line := range r.Header["Cookie"] {
+			size += len(line)
+		}
+		if size > cloakroom.MaxCookieHeader {
+			b.fail(w, r, isNavigation(r), errTooManyCookies)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // sessionKey carries the logged-in session a wrapper checked to the handler.

@@ -161,7 +161,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("/", h.app)
 
 	// Bodies are read before the session is loaded (see bodyReader).
-	var handler http.Handler = h.bodies.wrap(guardHijack(b.sessions.Handler(h.stepUp.routes(mux))))
+	var handler http.Handler = b.cookieLimit(h.bodies.wrap(guardHijack(b.sessions.Handler(h.stepUp.routes(mux)))))
 	if cfg.TLS {
 		handler = hsts(handler)
 	}

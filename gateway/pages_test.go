@@ -282,3 +282,44 @@ func TestThrottlePageShowsTheWait(t *testing.T) {
 		t.Errorf("JSON: %d %q %s", j.Status, j.Header.Get("Retry-After"), j.Text)
 	}
 }
+
+// TestTooManyCookies: more cookie bytes than the session middleware reads
+// get 431 naming the limit and the way out (a page for navigations, JSON
+// for scripts), not a 401 or a redirect to sign in again; up to the limit
+// the session works.
+func TestTooManyCookies(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	// padding makes the Cookie header exactly n bytes long.
+	padding := func(n int) string {
+		prefix := cookieName + "=" + b.token + "; pad="
+		return prefix + strings.Repeat("x", n-len(prefix))
+	}
+	at := padding(cloakroom.MaxCookieHeader)
+	r := b.get("/auth/account", append(nav, "Cookie", at)...)
+	if r.Status != http.StatusOK {
+		t.Fatalf("a Cookie header of exactly the limit: %d", r.Status)
+	}
+	over := padding(cloakroom.MaxCookieHeader + 1)
+	for _, path := range []string{"/auth/account", "/app/notes", "/auth/login"} {
+		r = b.get(path, append(nav, "Cookie", over)...)
+		if r.Status != http.StatusRequestHeaderFieldsTooLarge || !isStyledPage(r) {
+			t.Fatalf("navigation to %s over the limit: %d %s", path, r.Status, r.Text)
+		}
+		for _, want := range []string{"16 KiB", "Clear this site&#39;s cookies", "<h1>Too many cookies</h1>"} {
+			if !strings.Contains(r.Text, want) {
+				t.Errorf("%s: the 431 page lacks %q", path, want)
+			}
+		}
+	}
+	r = b.get("/api/notes", "Cookie", over)
+	if r.Status != http.StatusRequestHeaderFieldsTooLarge || r.json(t)["error"] != "cookies_too_large" || !strings.Contains(r.json(t)["message"].(string), "16 KiB") {
+		t.Errorf("script over the limit: %d %s", r.Status, r.Text)
+	}
+	if e.api.hits.Load() != 0 {
+		t.Error("a request over the limit reached the upstream")
+	}
+	if !b.loggedIn() {
+		t.Error("the session did not survive")
+	}
+}
