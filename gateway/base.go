@@ -136,9 +136,16 @@ var errTooManyCookies = &problem{
 // cookieLimit answers 431 to a request whose Cookie headers are larger
 // than the session middleware reads. The middleware would treat it as
 // carrying no session (it fails closed) and the user would be sent to sign
-// in, get a cookie that the oversized header hides again, and loop.
+// in, get a cookie that the oversized header hides again, and loop. The
+// built-in pages' stylesheet and icon need no session and are served
+// anyway, so that the 431 page itself is styled.
 func (b *base) cookieLimit(next http.Handler) http.Handler {
+	assets := b.auth + "/assets/"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, assets) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		size := 0
 		for _, line := range r.Header["Cookie"] {
 			size += len(line)

@@ -312,6 +312,10 @@ func TestTooManyCookies(t *testing.T) {
 			}
 		}
 	}
+	// The pages' stylesheet needs no session: the 431 page is styled.
+	if r := b.get("/auth/assets/style.css", "Cookie", over); r.Status != http.StatusOK {
+		t.Errorf("stylesheet over the limit: %d", r.Status)
+	}
 	r = b.get("/api/notes", "Cookie", over)
 	if r.Status != http.StatusRequestHeaderFieldsTooLarge || r.json(t)["error"] != "cookies_too_large" || !strings.Contains(r.json(t)["message"].(string), "16 KiB") {
 		t.Errorf("script over the limit: %d %s", r.Status, r.Text)
