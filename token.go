@@ -15,10 +15,15 @@ const TokenLength = 43
 
 const tokenBytes = 32
 
-// maxCookieHeader bounds how much of the Cookie header is scanned; a larger
-// header cannot carry a session this package issued in a sane way, and
-// refusing it avoids scanning attacker-sized input on every request.
-const maxCookieHeader = 16 << 10
+// MaxCookieHeader bounds how much of the Cookie header is scanned: a
+// request whose Cookie headers add up to more bytes is treated as carrying
+// no session cookie (fail closed). A larger header cannot carry a session
+// this package issued in a sane way, and refusing it avoids scanning
+// attacker-sized input on every request. It is exported so that a server
+// can tell the user why (the gateway answers 431).
+const MaxCookieHeader = 16 << 10
+
+const maxCookieHeader = MaxCookieHeader
 
 // newToken returns a fresh random token and its store key.
 func newToken() (string, Key) {

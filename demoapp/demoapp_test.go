@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -204,10 +205,17 @@ func TestStaticHasTheSPA(t *testing.T) {
 			t.Errorf("app.js lacks %s", want)
 		}
 	}
-	for _, bad := range []string{"innerHTML", "localStorage", "sessionStorage", "document.cookie", "eval("} {
+	for _, bad := range []string{"innerHTML", "localStorage", "document.cookie", "eval("} {
 		if strings.Contains(string(js), bad) {
 			t.Errorf("app.js uses %s", bad)
 		}
+	}
+	// Web storage holds only the note being written (a draft, never a
+	// token or a CSRF token): every use names the draft's key.
+	uses := strings.Count(string(js), "sessionStorage.")
+	draftUses := len(regexp.MustCompile(`sessionStorage\.(getItem|setItem|removeItem)\(DRAFT_KEY[,)]`).FindAllString(string(js), -1))
+	if uses == 0 || uses != draftUses {
+		t.Errorf("app.js uses sessionStorage %d times, %d of them for the draft", uses, draftUses)
 	}
 	if _, err := fs.Stat(static, "style.css"); err != nil {
 		t.Error(err)

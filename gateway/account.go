@@ -40,7 +40,7 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 	if q.Has("stepup") {
 		errMsg = stepUpErrors[q.Get("stepup")]
 	}
-	devices, err := a.devices(r, s)
+	data, err := a.data(r, s)
 	if err != nil {
 		a.fail(w, r, true, err)
 		return
@@ -49,11 +49,61 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 	if errMsg != "" {
 		status = http.StatusForbidden
 	}
+	data.Notice, data.Error = notices[q.Get("done")], errMsg
+	a.render(w, r, status, "account", data)
+}
+
+// formFailed re-renders the account page after one of its forms was
+// refused, with the problem next to that form and the problem's status.
+// It reports false when the page cannot be built (the store is down).
+func (a *accountPages) formFailed(w http.ResponseWriter, r *http.Request, form string, p *problem) bool {
+	s := session(r)
+	data, err := a.data(r, s)
+	if err != nil {
+		return false
+	}
+	msg := sentence(p.Message)
+	if p.Code == errFormExpired.Code {
+		// The page is rendered afresh, with a new token in every form.
+		msg = "This form had expired, so nothing was done. The page is up to date now: try again."
+	}
+	data.FormError = formError{Form: form, Message: msg}
+	if form == formRevoke {
+		// Shown in the row of the device the form was about, when the
+		// handle is one of the user's devices (never reflected otherwise).
+		handle := r.PostForm.Get("handle")
+		for _, d := range data.Devices {
+			if d.Handle == handle {
+				data.FormError.Handle = handle
+			}
+		}
+		if data.FormError.Handle == "" {
+			data.FormError.Form = formRevokeOthers // the list's general place
+		}
+	}
+	a.render(w, r, p.Status, "account", data)
+	return true
+}
+
+// The account page's forms, as named by the routes (withPageForm) and the
+// template's ErrorFor calls.
+const (
+	formRevoke       = "revoke"
+	formRevokeOthers = "revoke-others"
+	formRevokeAll    = "revoke-all"
+	formPassword     = "password"
+)
+
+// data is what the account page shows about s and its user's devices.
+func (a *accountPages) data(r *http.Request, s *cloakroom.Session) (pageData, error) {
+	devices, err := a.devices(r, s)
+	if err != nil {
+		return pageData{}, err
+	}
 	created, _, absolute := s.Times()
 	kind := signin.KindOfSession(s)
 	data := pageData{
 		Title: "Your account", User: s.UserID(), CSRFToken: s.CSRFToken(),
-		Notice: notices[q.Get("done")], Error: errMsg,
 		Email: signin.Email(s), Roles: signin.Roles(s),
 		Created: formatTime(created), AbsoluteExpiry: formatTime(absolute),
 		IdleTimeout:  formatDuration(a.sessions.Config().IdleTimeout),
@@ -71,7 +121,7 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 			Current: d.Current, Persistent: d.Persistent,
 		})
 	}
-	a.render(w, r, status, "account", data)
+	return data, nil
 }
 
 // revokeOne ends one device's session from the account page.
@@ -95,7 +145,7 @@ func (a *accountPages) revokeOne(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		a.fail(w, r, true, err)
 	case current:
-		seeOther(w, a.auth+"/login")
+		seeOther(w, a.loginURL("", endedLogout))
 	default:
 		seeOther(w, a.auth+"/account?done=revoked")
 	}
@@ -117,5 +167,5 @@ func (a *accountPages) revokeAll(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, true, err)
 		return
 	}
-	seeOther(w, a.auth+"/login")
+	seeOther(w, a.loginURL("", endedEverywhere))
 }

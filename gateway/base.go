@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -24,13 +25,17 @@ type base struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	pages    pages
-	pageCSP  string // see pageCSP
+	pageCSP  string     // see pageCSP
+	forms    *formPages // shows a form's problem on its page; see fail
 }
 
 // render executes a page into a buffer first, so a template error becomes a
 // clean 500 instead of half a page.
 func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
 	data.Auth = b.auth
+	if data.AppURL == "" {
+		data.AppURL = "/"
+	}
 	var buf bytes.Buffer
 	if err := b.pages[name].ExecuteTemplate(&buf, "layout", data); err != nil {
 		b.log.ErrorContext(r.Context(), "render page", "page", name, "err", err)
@@ -42,28 +47,47 @@ func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name s
 	_, _ = w.Write(buf.Bytes())
 }
 
+// Why a session ended, as the login page's ended= parameter: a hint that
+// only chooses one of the page's fixed messages (signedOutNotices). It
+// carries nothing secret and is never trusted for anything else.
+const (
+	endedLogout     = "logout"     // this browser logged out
+	endedEverywhere = "everywhere" // the user logged out everywhere
+	// endedSession: the request carried a session cookie that names no
+	// live session. The store forgets an expired session as it forgets a
+	// revoked one, so the two cannot be told apart.
+	endedSession = "session"
+)
+
 // loginURL returns the login page's URL, with return_to when it is a safe
-// local path.
-func (b *base) loginURL(returnTo string) string {
-	u := b.auth + "/login"
+// local path, and ended (one of the ended* hints, or "").
+func (b *base) loginURL(returnTo, ended string) string {
+	u, sep := b.auth+"/login", "?"
 	if returnTo != "" {
 		if safe := httpx.SafeReturnTo(returnTo); safe != "/" || returnTo == "/" {
-			u += "?return_to=" + url.QueryEscape(safe)
+			u, sep = u+"?return_to="+url.QueryEscape(safe), "&"
 		}
 	}
+	if ended != "" {
+		u += sep + "ended=" + url.QueryEscape(ended)
+	}
 	return u
+}
+
+// endedHint is the ended= hint for a request that is not logged in:
+// endedSession when it carried a session cookie (the session ended since
+// the browser got it), else "".
+func endedHint(s *cloakroom.Session) string {
+	if s.CookieSent() {
+		return endedSession
+	}
+	return ""
 }
 
 // unavailable answers a request whose session could not be loaded. The
 // request is never served as logged in.
 func (b *base) unavailable(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Retry-After", "5")
-	if isNavigation(r) {
-		w.Header().Set("Cache-Control", "no-store")
-		http.Error(w, "Service Unavailable: sessions cannot be checked right now. Try again shortly.", http.StatusServiceUnavailable)
-		return
-	}
-	httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "The session store cannot be reached. Try again shortly.")
+	b.fail(w, r, isNavigation(r), errStoreDown)
 }
 
 // loggedIn returns the request's session when it is logged in. Otherwise
@@ -79,15 +103,59 @@ func (b *base) loggedIn(w http.ResponseWriter, r *http.Request, returnTo string)
 	if s.LoggedIn() {
 		return s, true
 	}
-	loginURL := b.loginURL(returnTo)
+	ended := endedHint(s)
+	loginURL := b.loginURL(returnTo, ended)
 	if isNavigation(r) {
 		seeOther(w, loginURL)
 		return nil, false
 	}
-	httpjson.Write(w, http.StatusUnauthorized, map[string]string{
-		"error": "unauthenticated", "message": "Log in first.", "login_url": loginURL,
-	})
+	unauthenticated(w, loginURL, ended)
 	return nil, false
+}
+
+// unauthenticated answers a script's request that is not logged in: 401
+// with where to log in and, when the request's session ended, "ended" so
+// that the page can tell its user why (see endedHint).
+func unauthenticated(w http.ResponseWriter, loginURL, ended string) {
+	body := map[string]string{"error": "unauthenticated", "message": "Log in first.", "login_url": loginURL}
+	if ended != "" {
+		body["ended"] = ended
+		body["message"] = signedOutNotices[ended]
+	}
+	httpjson.Write(w, http.StatusUnauthorized, body)
+}
+
+// errTooManyCookies answers a request whose cookies exceed what the
+// session middleware reads (cloakroom.MaxCookieHeader).
+var errTooManyCookies = &problem{
+	Status: http.StatusRequestHeaderFieldsTooLarge, Code: "cookies_too_large",
+	Message: fmt.Sprintf("Your browser sent more than %d KiB of cookies for this site, more than the gateway accepts, so it cannot find your session. "+
+		"Clear this site's cookies in your browser's settings, then sign in again.", cloakroom.MaxCookieHeader>>10),
+}
+
+// cookieLimit answers 431 to a request whose Cookie headers are larger
+// than the session middleware reads. The middleware would treat it as
+// carrying no session (it fails closed) and the user would be sent to sign
+// in, get a cookie that the oversized header hides again, and loop. The
+// built-in pages' stylesheet and icon need no session and are served
+// anyway, so that the 431 page itself is styled.
+func (b *base) cookieLimit(next http.Handler) http.Handler {
+	assets := b.auth + "/assets/"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, assets) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		size := 0
+		for _, line := range r.Header["Cookie"] {
+			size += len(line)
+		}
+		if size > cloakroom.MaxCookieHeader {
+			b.fail(w, r, isNavigation(r), errTooManyCookies)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // sessionKey carries the logged-in session a wrapper checked to the handler.
@@ -112,9 +180,8 @@ func (b *base) api(next http.HandlerFunc) http.Handler {
 			return
 		}
 		if !s.LoggedIn() {
-			httpjson.Write(w, http.StatusUnauthorized, map[string]string{
-				"error": "unauthenticated", "message": "Log in first.", "login_url": b.auth + "/login",
-			})
+			ended := endedHint(s)
+			unauthenticated(w, b.loginURL("", ended), ended)
 			return
 		}
 		next(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)))
@@ -168,8 +235,7 @@ func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 		}
 		if mode == csrfPage && r.ParseForm() != nil {
-			w.Header().Set("Cache-Control", "no-store")
-			http.Error(w, "Bad Request: the form could not be parsed.", http.StatusBadRequest)
+			b.fail(w, r, true, badInput(http.StatusBadRequest, "The form could not be read. Reload the page and try again."))
 			return
 		}
 		s := b.sessions.Session(r)
@@ -177,8 +243,7 @@ func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 			b.log.WarnContext(r.Context(), "csrf token missing or wrong", "method", r.Method, "path", r.URL.Path,
 				"client_ip", s.ClientIP(), "session", s.Ref())
 			if mode == csrfPage || mode == csrfForm && form {
-				w.Header().Set("Cache-Control", "no-store")
-				http.Error(w, "Forbidden: this form has expired. Reload the page and try again.", http.StatusForbidden)
+				b.fail(w, r, true, errFormExpired)
 				return
 			}
 			httpjson.Error(w, http.StatusForbidden, "csrf", "Missing or wrong CSRF token.")

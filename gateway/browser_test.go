@@ -115,7 +115,7 @@ func TestBrowserFlow(t *testing.T) {
 	}
 
 	browsertest.Step(t, ctx, "logout", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
-	if got := location(); got != base+"/auth/login" {
+	if got := location(); got != base+"/auth/login?ended=logout" {
 		t.Errorf("after logout at %s", got)
 	}
 	if left, err := e.manager.Devices(context.Background(), "alice"); err != nil || len(left) != 0 {

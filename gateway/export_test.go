@@ -38,3 +38,6 @@ func ParseCSPReports(body []byte) ([][]string, bool) {
 
 // UpgradeFromOwnOrigin exposes the WebSocket handshake's origin check.
 func (g *Gateway) UpgradeFromOwnOrigin(r *http.Request) bool { return g.app.upgradeFromOwnOrigin(r) }
+
+// FormatWait exposes how a throttled user is told the wait.
+var FormatWait = formatWait

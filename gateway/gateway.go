@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -28,7 +27,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	b := base{
 		sessions: cfg.Sessions, auth: cfg.AuthPrefix, now: cfg.Now, log: cfg.Logger,
-		pageCSP: pageCSP(nil),
+		pageCSP: pageCSP(nil), forms: &formPages{},
 	}
 	if cfg.OIDC != nil {
 		b.pageCSP = pageCSP(cfg.OIDC.EndSessionOrigins())
@@ -84,6 +83,7 @@ func New(cfg Config) (*Gateway, error) {
 		app:     &app{base: b, proxy: px, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
 		bodies:  &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
 	}
+	b.forms.account = h.account.formFailed
 	g.app = h.app
 	g.public = h.routes(b, &cfg)
 	g.admin = (&adminAPI{base: b, token: cfg.AdminToken, registry: cfg.Metrics.registry, accounts: cfg.Accounts}).handler()
@@ -135,23 +135,25 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("POST "+a+"/sessions/revoke-all", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeAll)).ServeHTTP))
 	route("POST "+a+"/reauth", b.api(h.pw.reauth))
 	route("POST "+a+"/password", b.api(h.pw.changeJSON))
-	account := func(handler http.HandlerFunc) http.Handler {
-		return b.page(a+"/account", b.formCSRF(csrfPage, handler).ServeHTTP)
+	// An account form's problems are shown next to that form on the
+	// account page (see base.fail).
+	account := func(form string, handler http.HandlerFunc) http.Handler {
+		return withPageForm(form, b.page(a+"/account", b.formCSRF(csrfPage, handler).ServeHTTP))
 	}
 	route("GET "+a+"/account", b.page(a+"/account", h.account.page))
-	route("POST "+a+"/account/revoke", account(h.account.revokeOne))
-	route("POST "+a+"/account/revoke-others", account(h.stepUp.requireRecent(true, a+"/account", h.account.revokeOthers)))
-	route("POST "+a+"/account/revoke-all", account(h.account.revokeAll))
-	route("POST "+a+"/account/password", account(h.pw.changeForm))
+	route("POST "+a+"/account/revoke", account(formRevoke, h.account.revokeOne))
+	route("POST "+a+"/account/revoke-others", account(formRevokeOthers, h.stepUp.requireRecent(true, a+"/account", h.account.revokeOthers)))
+	route("POST "+a+"/account/revoke-all", account(formRevokeAll, h.account.revokeAll))
+	route("POST "+a+"/account/password", account(formPassword, h.pw.changeForm))
 	route("POST "+a+"/csp-report", h.csp)
 	route("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if cfg.OIDC != nil {
 		cfg.OIDC.Register(mux, h.signIn.errorPage)
 	}
 	// Anything else under the prefix is an unknown auth endpoint, never the
-	// SPA or an upstream.
+	// SPA or an upstream: a page for a navigation, JSON for a script.
 	route(a+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		httpjson.Error(w, http.StatusNotFound, "not_found", "No such endpoint.")
+		b.fail(w, r, isNavigation(r), errNoSuchPath)
 	}))
 	if cfg.Signer != nil {
 		route("GET "+JWKSPath, cfg.Signer.JWKSHandler())
@@ -159,7 +161,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("/", h.app)
 
 	// Bodies are read before the session is loaded (see bodyReader).
-	var handler http.Handler = h.bodies.wrap(guardHijack(b.sessions.Handler(h.stepUp.routes(mux))))
+	var handler http.Handler = b.cookieLimit(h.bodies.wrap(guardHijack(b.sessions.Handler(h.stepUp.routes(mux)))))
 	if cfg.TLS {
 		handler = hsts(handler)
 	}

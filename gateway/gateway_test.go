@@ -478,7 +478,7 @@ func TestAccountPage(t *testing.T) {
 		t.Fatalf("revoke-others: status %d", r.Status)
 	}
 	r = b.postForm("/auth/account/revoke-all", url.Values{"csrf_token": {b.csrf()}}, nav...)
-	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login" || b.token != "" {
+	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login?ended=everywhere" || b.token != "" {
 		t.Fatalf("revoke-all: status %d, Location %q", r.Status, r.Header.Get("Location"))
 	}
 }

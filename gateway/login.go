@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
@@ -34,10 +34,23 @@ func (p *signInPages) providerLinks(returnTo string) []oidcbff.ProviderLink {
 	return p.oidc.Links(returnTo)
 }
 
-// loginPage serves the login form.
+// signedOutNotices are the login page's messages for its ended= hint (see
+// endedSession): fixed texts, so nothing from the URL reaches the page.
+var signedOutNotices = map[string]string{
+	endedLogout:     "You signed out. Sign in again to continue.",
+	endedEverywhere: "You signed out on all your devices, this one included. Sign in again to continue.",
+	endedSession:    "You were signed out: your session expired, or this device was signed out from another device or by an administrator. Sign in again to continue.",
+}
+
+// loginPage serves the login form, saying why the user was signed out
+// when the link that led here says (ended=).
 func (p *signInPages) loginPage(w http.ResponseWriter, r *http.Request) {
 	s := p.sessions.Session(r)
-	data := pageData{Title: "Sign in", ReturnTo: httpx.SafeReturnTo(r.URL.Query().Get("return_to"))}
+	q := r.URL.Query()
+	data := pageData{Title: "Sign in", ReturnTo: httpx.SafeReturnTo(q.Get("return_to"))}
+	if !s.LoggedIn() {
+		data.Notice = signedOutNotices[q.Get("ended")]
+	}
 	data.Providers = p.providerLinks(data.ReturnTo)
 	if s.LoggedIn() {
 		data.User, data.CSRFToken = s.UserID(), s.CSRFToken()
@@ -154,12 +167,13 @@ func (a *loginAttempt) refused(err error) {
 		a.fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
 		a.audit(outcomeInvalid, slog.String("reason", "account changed during login"))
 	case errors.As(err, &throttled) || errors.Is(err, accounts.ErrThrottled):
-		secs := 1
+		var wait time.Duration
 		if throttled != nil {
-			secs = max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))
+			wait = throttled.RetryAfter
 		}
+		secs := retryAfter(wait)
 		a.w.Header().Set("Retry-After", strconv.Itoa(secs))
-		a.fail(http.StatusTooManyRequests, "throttled", msgThrottled)
+		a.fail(http.StatusTooManyRequests, "throttled", throttledMessage(wait))
 		a.audit(outcomeThrottled, slog.Int("retry_after", secs))
 	case errors.Is(err, accounts.ErrInvalidCredentials):
 		a.fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
@@ -259,7 +273,7 @@ func (p *signInPages) logout(w http.ResponseWriter, r *http.Request) {
 	case endSession != "":
 		httpjson.Write(w, http.StatusOK, map[string]string{"logout_url": endSession})
 	case form:
-		seeOther(w, p.auth+"/login")
+		seeOther(w, p.loginURL("", endedLogout))
 	default:
 		noContent(w)
 	}

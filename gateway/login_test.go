@@ -169,7 +169,7 @@ func TestLogout(t *testing.T) {
 	t.Run("form", func(t *testing.T) {
 		b := e.minted("alice")
 		r := b.postForm("/auth/logout", url.Values{"csrf_token": {b.csrf()}}, "Sec-Fetch-Mode", "navigate")
-		if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login" {
+		if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/login?ended=logout" {
 			t.Fatalf("status %d, Location %q", r.Status, r.Header.Get("Location"))
 		}
 		if b.token != "" {

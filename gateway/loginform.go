@@ -25,7 +25,7 @@ const (
 // the reason, so that they reveal nothing about which accounts exist.
 const (
 	msgInvalidCredentials = "Invalid username or password."
-	msgThrottled          = "Too many attempts. Wait a moment, then try again."
+	msgThrottled          = "Too many attempts. Wait a moment, then try again." // when the wait is unknown; see throttledMessage
 	msgUnavailable        = "Signing in is not possible right now. Try again shortly."
 )
 

@@ -35,7 +35,7 @@ type pages map[string]*template.Template
 
 func parsePages() (pages, error) {
 	p := make(pages)
-	for _, name := range []string{"login", "account"} {
+	for _, name := range []string{"login", "account", "error"} {
 		t, err := template.New(name).ParseFS(pageFiles, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("gateway: parse page %s: %w", name, err)
@@ -53,6 +53,11 @@ type pageData struct {
 	CSRFToken string // for the hidden csrf_token fields
 	Error     string
 	Notice    string
+	AppURL    string // the application's start page, for the way back
+
+	// FormError is a form's failure shown next to that form (the account
+	// page re-rendered after a refused post) rather than at the top.
+	FormError formError
 
 	// Login page.
 	Providers []oidcbff.ProviderLink // one "Sign in with" button each
@@ -70,6 +75,28 @@ type pageData struct {
 	StepUp         bool   // a local account's sign-in is old: forms that end sessions ask for the password
 	StepUpHint     string // how a provider's or vault user steps up, when their sign-in is old
 	LocalAccount   bool   // the user has a password here to change
+}
+
+// formError is a message for one form of a page: Form names it, and
+// Handle the device row for the per-device forms.
+type formError struct {
+	Form, Handle, Message string
+}
+
+// ErrorFor returns the message for the named form, "" for the others.
+func (d pageData) ErrorFor(form string) string {
+	if d.FormError.Form == form && d.FormError.Handle == "" {
+		return d.FormError.Message
+	}
+	return ""
+}
+
+// ErrorForDevice returns the message for the device row's form.
+func (d pageData) ErrorForDevice(form, handle string) string {
+	if d.FormError.Form == form && handle != "" && d.FormError.Handle == handle {
+		return d.FormError.Message
+	}
+	return ""
 }
 
 type deviceRow struct {
@@ -123,6 +150,40 @@ func formatDuration(d time.Duration) string {
 		return plural(int(d/time.Minute), "minute")
 	}
 	return d.String()
+}
+
+// retryAfter is the whole seconds of a Retry-After header for a wait of
+// d: rounded up, at least 1.
+func retryAfter(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
+
+// formatWait says how long to wait for people: "45 seconds", "3 minutes",
+// "1 hour 5 minutes". It rounds up (to whole seconds under a minute, then
+// to whole minutes), so that trying again when the time shown has passed
+// is not refused again.
+func formatWait(d time.Duration) string {
+	secs := retryAfter(d)
+	if secs <= 60 {
+		return plural(secs, "second")
+	}
+	minutes := (secs + 59) / 60
+	if minutes < 60 {
+		return plural(minutes, "minute")
+	}
+	if minutes%60 == 0 {
+		return plural(minutes/60, "hour")
+	}
+	return plural(minutes/60, "hour") + " " + plural(minutes%60, "minute")
+}
+
+// throttledMessage tells a throttled user how long to wait; wait is 0
+// when unknown.
+func throttledMessage(wait time.Duration) string {
+	if wait <= 0 {
+		return msgThrottled
+	}
+	return "Too many attempts. Try again in " + formatWait(wait) + "."
 }
 
 func plural(n int, unit string) string {

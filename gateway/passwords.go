@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net/http"
 	"strconv"
@@ -33,8 +32,8 @@ func authProblem(h http.Header, err error) *problem {
 	var throttled *accounts.ThrottledError
 	switch {
 	case errors.As(err, &throttled):
-		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))))
-		return &problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: msgThrottled}
+		h.Set("Retry-After", strconv.Itoa(retryAfter(throttled.RetryAfter)))
+		return &problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: throttledMessage(throttled.RetryAfter)}
 	case errors.Is(err, accounts.ErrInvalidCredentials):
 		return &problem{Status: http.StatusUnauthorized, Code: "invalid_credentials", Message: "The current password is wrong."}
 	case errors.Is(err, accounts.ErrInvalidInput):
@@ -86,7 +85,11 @@ func (p *passwords) failAuth(w http.ResponseWriter, r *http.Request, page bool, 
 func (p *passwords) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
 	password := r.PostForm.Get("password")
 	if password == "" || len(password) > maxPasswordLen {
-		p.fail(w, r, true, errNotRecent)
+		if pageFormOf(r) == formRevoke {
+			p.fail(w, r, true, errNotRecentDevice)
+		} else {
+			p.fail(w, r, true, errNotRecent)
+		}
 		return false
 	}
 	if !p.check(w, r, s, password, true) {

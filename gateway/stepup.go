@@ -158,5 +158,9 @@ func reauthenticate(w http.ResponseWriter, r *http.Request, login string) {
 }
 
 // errNotRecent is the page answer of a form that ends other sessions
-// without a password while the sign-in is old.
-var errNotRecent = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "enter your password to log out your other devices."}
+// without a password while the sign-in is old; errNotRecentDevice that of
+// the form that ends one other device.
+var (
+	errNotRecent       = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out your other devices: your sign-in is more than a few minutes old."}
+	errNotRecentDevice = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out that device: your sign-in is more than a few minutes old."}
+)

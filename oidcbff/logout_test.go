@@ -50,7 +50,7 @@ func TestRPInitiatedLogout(t *testing.T) {
 			}
 			loc := r.Header.Get("Location")
 			if pc.name == "mock" {
-				if loc != "/auth/login" {
+				if loc != "/auth/login?ended=logout" {
 					t.Fatalf("logout without end_session_endpoint went to %q", loc)
 				}
 				e.assertNoTokens(nil, b)

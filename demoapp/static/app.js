@@ -1,8 +1,14 @@
 // The demo notes board. It keeps no token anywhere: the browser sends the
 // HttpOnly session cookie by itself, and the CSRF token is kept in a
 // variable only for the lifetime of the page. Everything user-supplied is
-// rendered with textContent, never parsed as HTML.
+// rendered with textContent, never parsed as HTML. The note being written
+// is kept in sessionStorage as a draft (it is not a secret), so that a
+// session ended elsewhere does not lose it.
 "use strict";
+
+// DRAFT_KEY names the draft in this tab's session storage. A logout in this
+// browser clears it with the rest of the site's storage (Clear-Site-Data).
+const DRAFT_KEY = "cloakroom-demo:draft";
 
 // notice is a message that outlives the next clearing of the status line.
 const state = { user: "", admin: false, csrf: "", notice: "" };
@@ -19,8 +25,68 @@ function showStatus(message) {
   el.hidden = !message;
 }
 
-function goToLogin() {
-  window.location.assign("/auth/login?return_to=" + encodeURIComponent(window.location.pathname));
+// loginURL is the sign-in page, coming back to this page; ended is the
+// gateway's hint of why the session ended ("" for none), so that the
+// sign-in page can say it too.
+function loginURL(ended) {
+  let url = "/auth/login?return_to=" + encodeURIComponent(window.location.pathname + window.location.search);
+  if (/^[a-z]+$/.test(ended || "")) url += "&ended=" + ended;
+  return url;
+}
+
+function goToLogin(ended) {
+  saveDraft();
+  window.location.assign(loginURL(ended));
+}
+
+function saveDraft() {
+  try {
+    const text = $("note-text").value;
+    if (text.trim()) sessionStorage.setItem(DRAFT_KEY, text);
+    else sessionStorage.removeItem(DRAFT_KEY);
+  } catch (_) { /* storage disabled: nothing to keep it in */ }
+}
+
+function clearDraft() {
+  try { sessionStorage.removeItem(DRAFT_KEY); } catch (_) { /* storage disabled */ }
+}
+
+// restoreDraft puts a kept draft back in an empty box, and reports whether
+// it did.
+function restoreDraft() {
+  let text = null;
+  try { text = sessionStorage.getItem(DRAFT_KEY); } catch (_) { return false; }
+  const box = $("note-text");
+  if (!text || box.value) return false;
+  box.value = text;
+  updateCount();
+  return true;
+}
+
+// SignedOutError is thrown once the page has told the user that the
+// session ended; callers show nothing more.
+class SignedOutError extends Error {}
+
+// signedOut tells the user that the gateway no longer knows this session
+// (ended from another device, by an administrator, or expired), keeps what
+// they were typing, and offers a sign-in that comes back here. It never
+// navigates away by itself: the draft stays on screen.
+async function signedOut(res) {
+  let data = {};
+  try { data = await res.clone().json() || {}; } catch (_) { /* not JSON */ }
+  const ended = typeof data.ended === "string" ? data.ended : "";
+  saveDraft();
+  let message = ended && typeof data.message === "string" ? data.message : "You are signed out.";
+  if ($("note-text").value.trim()) {
+    message += " Your note is kept as a draft in this tab: it will be back here after you sign in.";
+  }
+  $("signed-out-text").textContent = message;
+  $("sign-in-again").href = loginURL(ended);
+  $("signed-out").hidden = false;
+  $("who").textContent = "Signed out";
+  $("post").disabled = true;
+  $("logout").disabled = true;
+  showStatus("");
 }
 
 // isCSRFRefusal reports whether a 403 is the gateway refusing the CSRF
@@ -63,8 +129,8 @@ async function api(method, path, body, retried) {
   }
   const res = await fetch(path, init);
   if (res.status === 401) {
-    goToLogin();
-    throw new Error("not logged in");
+    await signedOut(res);
+    throw new SignedOutError("signed out");
   }
   const reauth = await reauthLoginURL(res);
   if (reauth !== "" && new URL(reauth, window.location.origin).origin === window.location.origin) {
@@ -72,7 +138,7 @@ async function api(method, path, body, retried) {
     throw new Error("log in again");
   }
   if (!retried && headers["X-CSRF-Token"] !== undefined && await isCSRFRefusal(res)) {
-    if (!(await loadSession())) throw new Error("not logged in");
+    if (!(await loadSession())) throw new SignedOutError("signed out");
     const result = await api(method, path, body, true);
     state.notice = "Your session was renewed in another tab or window, so this page fetched a new security token and sent your request again.";
     showStatus(state.notice);
@@ -94,7 +160,13 @@ async function api(method, path, body, retried) {
 async function loadSession() {
   const res = await fetch("/auth/session", { credentials: "same-origin", headers: { "Accept": "application/json" } });
   if (res.status === 401) {
-    goToLogin();
+    if (state.user) {
+      await signedOut(res); // the page was in use: keep it on screen
+    } else {
+      let ended = "";
+      try { ended = (await res.json()).ended || ""; } catch (_) { /* not JSON */ }
+      goToLogin(ended);
+    }
     return false;
   }
   if (!res.ok) throw new Error("session check failed: " + res.status);
@@ -157,7 +229,7 @@ async function deleteNote(id) {
     showStatus("");
     await refresh();
   } catch (err) {
-    showStatus("Could not delete the note: " + err.message);
+    if (!(err instanceof SignedOutError)) showStatus("Could not delete the note: " + err.message);
   }
 }
 
@@ -170,14 +242,15 @@ async function postNote(event) {
   try {
     await api("POST", "/api/notes", { text });
     box.value = "";
+    clearDraft();
     updateCount();
     showStatus("");
     await refresh();
   } catch (err) {
+    if (err instanceof SignedOutError) return; // the page said so; posting stays off
     showStatus("Could not post the note: " + err.message);
-  } finally {
-    $("post").disabled = false;
   }
+  $("post").disabled = false;
 }
 
 async function logout() {
@@ -207,7 +280,8 @@ async function logout() {
     return;
   }
   state.csrf = "";
-  window.location.assign("/auth/login");
+  clearDraft();
+  window.location.assign("/auth/login?ended=logout");
 }
 
 function updateCount() {
@@ -216,7 +290,7 @@ function updateCount() {
 
 async function main() {
   $("new-note").addEventListener("submit", postNote);
-  $("note-text").addEventListener("input", updateCount);
+  $("note-text").addEventListener("input", () => { updateCount(); saveDraft(); });
   $("logout").addEventListener("click", logout);
   try {
     if (!(await loadSession())) return;
@@ -226,9 +300,13 @@ async function main() {
     renderWho(me);
     $("logout").disabled = false;
     $("post").disabled = false;
+    if (restoreDraft()) {
+      state.notice = "Your draft is back. Post it when you are ready.";
+      showStatus("");
+    }
     await refresh();
   } catch (err) {
-    showStatus("Something went wrong: " + err.message);
+    if (!(err instanceof SignedOutError)) showStatus("Something went wrong: " + err.message);
   }
 }
 
