@@ -11,17 +11,18 @@ GO=${GO:-go}
 out=${1:-bin/cloakroom}
 pkg=./cmd/cloakroom
 
-# Measured with `GOCACHE=$(mktemp -d) go build ./cmd/cloakroom` (see the
-# README): a cold build took 85 s of wall time (130 s of CPU) on 2 idle
-# cores; a warm one 0.24 s when the binary is up to date, 2.6 s to link it.
-cold_estimate="about 1.5 minutes on 2 idle cores, longer on a busy machine (12 minutes was seen with other builds running)"
+# Measured on a 2-core VM with `GOCACHE=$(mktemp -d) go build ./cmd/cloakroom`
+# (see the README): cold, 85 s with little else running (130 s of CPU),
+# 227 s while other builds pushed the load average to 13; warm, 0.24 s
+# when the binary is up to date and 2.6 s to link it again.
+cold_estimate="1.5 to 4 minutes on 2 cores, more on a busy machine"
 
 # The packages the build cache does not hold: `go list` tells without
 # compiling. The command's own package is left out, as go list calls it
 # stale whenever it is not installed in GOBIN; it is linked in any case.
 total=$($GO list -deps -f '{{if and .Stale (ne .Name "main")}}x{{end}}' "$pkg" | grep -c x || true)
 if ((total > 100)); then
-	echo "Building $out: first build, $total packages to compile ($cold_estimate; later runs: seconds)..."
+	echo "Building $out: first build, $total packages to compile: $cold_estimate; later builds take seconds..."
 elif ((total > 0)); then
 	echo "Building $out: $total changed package(s) to compile, then link (seconds, up to a minute)..."
 else
