@@ -58,12 +58,14 @@ while kill -0 "$build" 2>/dev/null; do
 done
 status=0
 wait "$build" || status=$?
-if ((total > 0)); then
-	[[ -t 1 ]] && printf '\r\033[K'
-	echo "  built in $((SECONDS - start)) s"
+if ((total > 0)) && [[ -t 1 ]]; then
+	printf '\r\033[K'
 fi
 if ((status != 0)); then
 	grep -vE '^[A-Za-z0-9._~/-]+$' "$log" >&2 || true
-	echo "build failed (exit $status)" >&2
+	echo "Building $out failed after $((SECONDS - start)) s (exit $status)" >&2
 	exit "$status"
+fi
+if ((total > 0)); then
+	echo "  built in $((SECONDS - start)) s"
 fi
