@@ -30,7 +30,10 @@ note=""
 echo
 echo "[$n/$total] $description$note..."
 start=$SECONDS
-"$make" --no-print-directory "$target"
+if ! "$make" --no-print-directory "$target"; then
+	echo "[$n/$total] $target: failed after $(duration "$((SECONDS - start))"); the later steps did not run" >&2
+	exit 1
+fi
 took=$((SECONDS - start))
 echo "[$n/$total] $target: done in $(duration "$took")"
 
