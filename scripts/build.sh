@@ -33,7 +33,9 @@ mkdir -p "$(dirname "$out")"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # -v names each package as it is compiled; anything else is an error.
-$GO build -v -o "$out" "$pkg" >"$log" 2>&1 &
+# -buildvcs=auto: the commit goes into `cloakroom version` wherever git
+# knows it, even under a GOFLAGS that turns it off.
+$GO build -buildvcs=auto -v -o "$out" "$pkg" >"$log" 2>&1 &
 build=$!
 
 start=$SECONDS
