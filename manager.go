@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Defaults for [Config]. They follow ASVS 5.0 V7 and NIST SP 800-63B AAL2:
@@ -352,8 +354,11 @@ func (m *Manager) Session(r *http.Request) *Session { return m.FromContext(r.Con
 // Device describes one of a user's sessions for a device list. Handle
 // identifies it publicly; it cannot be used to act as the session.
 type Device struct {
-	Handle         string    `json:"handle"`
-	Current        bool      `json:"current"`
+	Handle  string `json:"handle"`
+	Current bool   `json:"current"`
+	// Name is what the user called the device ([Manager.NameDevice]), ""
+	// when unnamed; Label is the browser and system its user agent says.
+	Name           string    `json:"name,omitempty"`
 	Label          string    `json:"label"`
 	UserAgent      string    `json:"user_agent"`
 	IP             string    `json:"ip"`
@@ -365,8 +370,9 @@ type Device struct {
 }
 
 func deviceOf(rec *Record, current Key) Device {
+	name, _, _ := lookupValue(rec.Data, deviceNameKey)
 	return Device{
-		Handle: rec.Handle, Current: rec.Key == current, Label: DeviceLabel(rec.UserAgent),
+		Handle: rec.Handle, Current: rec.Key == current, Name: string(name), Label: DeviceLabel(rec.UserAgent),
 		UserAgent: rec.UserAgent, IP: rec.IP, CreatedAt: rec.CreatedAt, LastSeen: rec.LastSeen,
 		IdleExpiry: rec.Expiry(), AbsoluteExpiry: rec.AbsoluteDeadline, Persistent: rec.Persistent,
 	}
@@ -410,6 +416,72 @@ func (m *Manager) RevokeDevice(ctx context.Context, userID, handle string) error
 		return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
 	}
 	return err
+}
+
+// deviceNameKey is the session value holding the device's name, kept with
+// the session through renewals like any value.
+const deviceNameKey = "cloakroom.device-name"
+
+// MaxDeviceName bounds a device name, in characters.
+const MaxDeviceName = 40
+
+// NameDevice names (or, with "", unnames) userID's session with the given
+// handle, so that two devices with the same browser can be told apart. It
+// writes the session record without moving its last-seen time: naming a
+// device from another one is not that device's activity. The name must be
+// printable text of at most MaxDeviceName characters (ErrInvalidInput); a
+// handle the user has no live session with wraps ErrNotFound.
+func (m *Manager) NameDevice(ctx context.Context, userID, handle, name string) error {
+	name = strings.TrimSpace(name)
+	if err := checkDeviceName(name); err != nil {
+		return err
+	}
+	for range maxCommitAttempts {
+		rec, found, err := m.byHandle(ctx, userID, handle)
+		if err != nil {
+			return fmt.Errorf("%w: list sessions: %w", ErrStoreUnavailable, err)
+		}
+		if !found {
+			return fmt.Errorf("cloakroom: no session %q for user %q: %w", handle, userID, ErrNotFound)
+		}
+		values, err := decodeValues(rec.Data)
+		if err != nil {
+			return fmt.Errorf("cloakroom: session %q: %w", handle, err)
+		}
+		if values == nil {
+			values = map[string]string{}
+		}
+		if name == "" {
+			delete(values, deviceNameKey)
+		} else {
+			values[deviceNameKey] = name
+		}
+		rec.Version++
+		rec.Data = encodeValues(values)
+		// The store refuses a stale version, a session ended meanwhile and
+		// one of a past generation or epoch: look it up again and retry.
+		switch err := m.store.Commit(ctx, rec); {
+		case err == nil:
+			return nil
+		case errors.Is(err, ErrConflict), errors.Is(err, ErrNotFound):
+			continue
+		default:
+			return fmt.Errorf("%w: name device: %w", ErrStoreUnavailable, err)
+		}
+	}
+	return fmt.Errorf("%w: session %q changed %d times while being named", ErrStoreUnavailable, handle, maxCommitAttempts)
+}
+
+func checkDeviceName(name string) error {
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxDeviceName {
+		return fmt.Errorf("%w: a device name is at most %d characters", ErrInvalidInput, MaxDeviceName)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: a device name holds only printable characters", ErrInvalidInput)
+		}
+	}
+	return nil
 }
 
 // endHandle ends userID's session with handle under whatever key it has by

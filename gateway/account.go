@@ -15,6 +15,7 @@ var notices = map[string]string{
 	"others":          "All your other devices are logged out.",
 	"password":        "Your password was changed.",
 	"password-others": "Your password was changed, and all your other devices are logged out.",
+	"named":           "The device's name was saved.",
 }
 
 // stepUpErrors maps the account page's stepup= parameter (a step-up the
@@ -68,7 +69,7 @@ func (a *accountPages) formFailed(w http.ResponseWriter, r *http.Request, form s
 		msg = "This form had expired, so nothing was done. The page is up to date now: try again."
 	}
 	data.FormError = formError{Form: form, Message: msg}
-	if form == formRevoke {
+	if form == formRevoke || form == formName {
 		// Shown in the row of the device the form was about, when the
 		// handle is one of the user's devices (never reflected otherwise).
 		handle := r.PostForm.Get("handle")
@@ -92,6 +93,7 @@ const (
 	formRevokeOthers = "revoke-others"
 	formRevokeAll    = "revoke-all"
 	formPassword     = "password"
+	formName         = "name"
 )
 
 // data is what the account page shows about s and its user's devices.
@@ -116,12 +118,22 @@ func (a *accountPages) data(r *http.Request, s *cloakroom.Session) (pageData, er
 	now := a.now()
 	for _, d := range devices {
 		data.Devices = append(data.Devices, deviceRow{
-			Handle: d.Handle, Label: d.Label, IP: d.IP,
+			Handle: d.Handle, Name: d.Name, Label: d.Label, IP: d.IP,
 			Created: formatTime(d.CreatedAt), LastSeen: formatAgo(now, d.LastSeen), LastSeenAt: formatTime(d.LastSeen),
 			Current: d.Current, Persistent: d.Persistent,
 		})
 	}
 	return data, nil
+}
+
+// name names one of the user's devices from the account page.
+func (a *accountPages) name(w http.ResponseWriter, r *http.Request) {
+	s := session(r)
+	if err := a.revoke.name(r, s, r.PostForm.Get("handle"), r.PostForm.Get("name")); err != nil {
+		a.fail(w, r, true, err)
+		return
+	}
+	seeOther(w, a.auth+"/account?done=named")
 }
 
 // revokeOne ends one device's session from the account page.

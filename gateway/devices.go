@@ -36,6 +36,27 @@ func (v *revocations) everywhere(r *http.Request, s *cloakroom.Session) error {
 	return err
 }
 
+// name names (or unnames) one of the session's user's devices, so that
+// two with the same browser can be told apart. It is not a revocation,
+// but it changes another device's session the same way: by its handle,
+// for the session's own user only.
+func (v *revocations) name(r *http.Request, s *cloakroom.Session, handle, name string) error {
+	if !cloakroom.ValidHandle(handle) {
+		return newProblem(http.StatusBadRequest, "bad_request", "The session handle is malformed.")
+	}
+	err := v.timeStore("name_device", func() error { return v.sessions.NameDevice(r.Context(), s.UserID(), handle, name) })
+	switch {
+	case errors.Is(err, cloakroom.ErrInvalidInput):
+		return newProblem(http.StatusBadRequest, "invalid_input", "A device name is at most %d printable characters.", cloakroom.MaxDeviceName)
+	case errors.Is(err, cloakroom.ErrNotFound):
+		return newProblem(http.StatusNotFound, "not_found", "You have no session with that handle.")
+	case err != nil:
+		return err
+	}
+	v.log.LogAttrs(r.Context(), slog.LevelInfo, "device named", slog.String("user", s.UserID()), slog.String("session", s.Ref()), slog.String("handle", handle))
+	return nil
+}
+
 // record logs a revocation by the session's user; ref is the request's
 // session (see [cloakroom.Session.Ref]), read before the revocation
 // rotated its token.
@@ -118,6 +139,24 @@ func (d *devicesAPI) revokeOthers(w http.ResponseWriter, r *http.Request) {
 // revokeAll logs the user out everywhere, this browser included.
 func (d *devicesAPI) revokeAll(w http.ResponseWriter, r *http.Request) {
 	if err := d.revoke.everywhere(r, session(r)); err != nil {
+		d.fail(w, r, false, err)
+		return
+	}
+	noContent(w)
+}
+
+// name names one of the user's devices: PUT {auth}/sessions/{handle}/name
+// with {"name": "Work laptop"}; an empty name unnames it.
+func (d *devicesAPI) name(w http.ResponseWriter, r *http.Request) {
+	s := session(r)
+	var req struct {
+		Name string `json:"name"`
+	}
+	if p := decodeJSONBody(w, r, &req); p != nil {
+		d.fail(w, r, false, p)
+		return
+	}
+	if err := d.revoke.name(r, s, r.PathValue("handle"), req.Name); err != nil {
 		d.fail(w, r, false, err)
 		return
 	}

@@ -437,8 +437,8 @@ func TestAccountPage(t *testing.T) {
 		t.Error("the other device's last-seen time is not relative to the clock")
 	}
 	csrf := b.csrf()
-	if strings.Count(r.Text, `name="csrf_token" value="`+csrf+`"`) != 5 {
-		t.Errorf("want the CSRF token in the 5 forms (logout, revoke, others, all, password)")
+	if strings.Count(r.Text, `name="csrf_token" value="`+csrf+`"`) != 7 {
+		t.Errorf("want the CSRF token in the 7 forms (logout, revoke, others, all, password, a name for each of the 2 devices)")
 	}
 	otherHandle := handleOf(t, e, other)
 

@@ -100,7 +100,7 @@ func (d pageData) ErrorForDevice(form, handle string) string {
 }
 
 type deviceRow struct {
-	Handle, Label, IP, Created, LastSeen, LastSeenAt string
+	Handle, Name, Label, IP, Created, LastSeen, LastSeenAt string
 	Current, Persistent                              bool
 }
 
