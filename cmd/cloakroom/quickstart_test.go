@@ -163,8 +163,12 @@ func TestGatewayQuickStartAsWritten(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", name, info.Mode().Perm(), mode)
 		}
 	}
+	// What the commands could write, as the issue's newcomer found them in
+	// the clone: the binary, the store, the key, the token. (Other new
+	// names are a developer's edits made meanwhile, not the quick start's.)
+	generated := regexp.MustCompile(`^(cloakroom|admin-token|.*\.pem|.*\.db(-wal|-shm|-journal)?|.*\.keys)$`)
 	for _, name := range rootEntries(t, root) {
-		if !slices.Contains(before, name) && name != "bin" {
+		if !slices.Contains(before, name) && name != "bin" && generated.MatchString(name) {
 			t.Errorf("the quick start left %s in the clone's root", name)
 		}
 	}
