@@ -34,7 +34,8 @@
 //
 // Each hash holds 19 MiB for tens of milliseconds, so at most
 // [Config.MaxConcurrentHashes] run at once; a caller that cannot get a slot
-// within [Config.MaxHashWait] gets a [*ThrottledError].
+// within [Config.MaxHashWait] gets [ErrBusy], which is overload, not
+// throttling: nothing is counted against the user.
 //
 // # Logins and brute force (ASVS 6.1.1, 6.3.1, 6.3.8)
 //

@@ -34,3 +34,6 @@ var (
 	EncodeDeviceToken = encodeDeviceToken
 	DeviceNonce       = deviceNonce
 )
+
+// IsCommonPassword reports whether lower is on the shipped list.
+var IsCommonPassword = isCommon

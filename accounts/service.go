@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Config configures a [Service]. Throttle is required; every other field
@@ -30,7 +33,8 @@ type Config struct {
 	// flood costs bounded memory. Default 2×GOMAXPROCS.
 	MaxConcurrentHashes int
 	// MaxHashWait is how long a call waits for a free hashing slot before it
-	// fails with a *ThrottledError. Default 2 seconds.
+	// fails with ErrBusy (overload, not throttling: nothing is counted
+	// against the user). Default 2 seconds.
 	MaxHashWait time.Duration
 
 	// AccountThrottle slows guessing against one account from any number
@@ -143,9 +147,12 @@ func New(store Store, cfg Config) *Service {
 func (s *Service) HashParams() Params { return s.params }
 
 // Add creates a user. The name, roles, email and password are validated
-// first (ErrInvalidInput); an existing name, in any case, is ErrUserExists.
+// first (ErrInvalidInput); the name is stored in its [CanonicalName]
+// form; an existing name, in any case or normalisation ([FoldName]), is
+// ErrUserExists.
 func (s *Service) Add(ctx context.Context, name, password string, roles []string, email string) error {
-	if err := ValidateName(name); err != nil {
+	name, err := CanonicalName(name)
+	if err != nil {
 		return err
 	}
 	if err := ValidateRoles(roles); err != nil {
@@ -489,8 +496,16 @@ func (s *Service) checkPassword(ctx context.Context, name, email, password strin
 	if err := ValidatePassword(name, password); err != nil {
 		return err
 	}
-	if email != "" && password == email {
-		return fmt.Errorf("%w: password must not be the email address", ErrInvalidInput)
+	if email != "" {
+		lower := norm.NFC.String(strings.ToLower(password))
+		if err := personalWord(lower, email, "email address"); err != nil {
+			return err
+		}
+		if local, _, _ := strings.Cut(email, "@"); local != "" {
+			if err := personalWord(lower, local, "email address's name"); err != nil {
+				return err
+			}
+		}
 	}
 	if s.cfg.CheckPassword != nil {
 		return s.cfg.CheckPassword(ctx, name, password)
@@ -547,7 +562,7 @@ func (s *Service) acquire(ctx context.Context) error {
 		return fmt.Errorf("accounts: waiting to hash: %w", ctx.Err())
 	case <-timer.C:
 		s.logger.WarnContext(ctx, "accounts: all hashing slots busy", "slots", cap(s.slots), "waited", s.maxWait)
-		return &ThrottledError{RetryAfter: time.Second}
+		return ErrBusy
 	}
 }
 
