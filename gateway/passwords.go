@@ -28,10 +28,14 @@ type passwords struct {
 
 // authProblem is the answer to a failed password check: 429 with
 // Retry-After (set on h), 401, 400 for a new password that is not
-// acceptable, or 503.
+// acceptable, 503 "busy" with Retry-After when no hashing slot freed up,
+// or 503.
 func authProblem(h http.Header, err error) *problem {
 	var throttled *accounts.ThrottledError
 	switch {
+	case errors.Is(err, accounts.ErrBusy):
+		h.Set("Retry-After", "1")
+		return &problem{Status: http.StatusServiceUnavailable, Code: "busy", Message: msgBusy}
 	case errors.As(err, &throttled):
 		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(throttled.RetryAfter.Seconds())))))
 		return &problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: msgThrottled}
@@ -47,10 +51,16 @@ func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return outcomeSuccess
+	case errors.Is(err, accounts.ErrBusy):
+		return outcomeBusy
 	case errors.Is(err, accounts.ErrThrottled):
 		return outcomeThrottled
-	case errors.Is(err, accounts.ErrInvalidCredentials), errors.Is(err, accounts.ErrInvalidInput):
+	case errors.Is(err, accounts.ErrInvalidCredentials):
 		return outcomeInvalid
+	case errors.Is(err, accounts.ErrWeakPassword):
+		return outcomeWeakPassword
+	case errors.Is(err, accounts.ErrInvalidInput):
+		return outcomeInvalidInput
 	}
 	return outcomeError
 }
