@@ -23,7 +23,7 @@ func TestNoDatabaseDrivers(t *testing.T) {
 			// be listed on its own.
 			strings.HasPrefix(pkg, "github.com/cloakroom/cloakroom/internal/"),
 			strings.HasPrefix(pkg, "golang.org/x/crypto/"),
-			strings.HasPrefix(pkg, "golang.org/x/sys/"), // argon2 and what it needs
+			strings.HasPrefix(pkg, "golang.org/x/sys/"),  // argon2 and what it needs
 			strings.HasPrefix(pkg, "golang.org/x/text/"): // PRECIS and Unicode normalisation
 		default:
 			t.Errorf("accounts depends on %s; database drivers and other modules belong in the backend packages", pkg)

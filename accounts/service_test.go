@@ -161,7 +161,7 @@ func testValidation(t *testing.T, f *fixture) {
 	// least 64 characters), spaces and any printable Unicode.
 	good8 := []struct{ name, password string }{
 		{"a", "7 kiwis!"},
-		{long(64), "   mu  "+" "}, // eight characters, mostly spaces
+		{long(64), "   mu  " + " "}, // eight characters, mostly spaces
 		{"user_1@example.com", "pässwörd"},
 		{"Bob-2.x", "🔑🔑🔑🔑 ключ 钥匙"},
 		{"c", "👩‍👩‍👧‍👦 family emoji with zero-width joiners"},
