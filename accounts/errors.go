@@ -10,7 +10,7 @@ import (
 // errors.Is.
 var (
 	// ErrUserExists means Create or Add met a user of the same name,
-	// compared without regard to ASCII case.
+	// compared by [FoldName].
 	ErrUserExists = errors.New("accounts: user already exists")
 	// ErrNoSuchUser means no user has the given name.
 	ErrNoSuchUser = errors.New("accounts: no such user")

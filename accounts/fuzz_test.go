@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -164,24 +165,36 @@ func FuzzClientKey(f *testing.F) {
 }
 
 // FuzzDeviceToken: no string but the issued token verifies for the
-// account, and none verifies for another account.
+// account, and none verifies for another account, another password
+// generation, or once its lifetime is over.
 func FuzzDeviceToken(f *testing.F) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	issued := accounts.EncodeDeviceToken(key, "alice", []byte("fixed nonce 16 b"))
-	f.Add(issued)
-	f.Add(issued[:len(issued)-1] + "A")
+	generation := time.Date(2026, 11, 28, 9, 0, 0, 123456000, time.UTC)
+	issued := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	const lifetime = 90 * 24 * time.Hour
+	token := accounts.EncodeDeviceToken(key, "Zoë", generation, []byte("fixed nonce 16 b"), issued)
+	f.Add(token)
+	f.Add(token[:len(token)-1] + "A")
 	f.Add("")
 	f.Add(strings.Repeat("A", 43))
-	f.Fuzz(func(t *testing.T, token string) {
-		nonce, ok := accounts.DeviceNonce(key, "alice", token)
-		if ok != (token == issued) {
-			t.Fatalf("token %q verifies = %v", token, ok)
+	f.Add(strings.Repeat("A", len(token)))
+	f.Fuzz(func(t *testing.T, s string) {
+		now := issued.Add(time.Hour)
+		nonce, ok := accounts.DeviceNonce(key, "ZOË", generation, s, now, lifetime)
+		if ok != (s == token) {
+			t.Fatalf("token %q verifies = %v", s, ok)
 		}
-		if ok && len(nonce) != 32 {
+		if ok && string(nonce) != "fixed nonce 16 b" {
 			t.Fatalf("nonce %q", nonce)
 		}
-		if _, ok := accounts.DeviceNonce(key, "bob", token); ok {
-			t.Fatalf("alice's token %q verifies for bob", token)
+		if _, ok := accounts.DeviceNonce(key, "zoe", generation, s, now, lifetime); ok {
+			t.Fatalf("zoë's token %q verifies for zoe", s)
+		}
+		if _, ok := accounts.DeviceNonce(key, "zoë", generation.Add(time.Microsecond), s, now, lifetime); ok {
+			t.Fatalf("token %q verifies after a password change", s)
+		}
+		if _, ok := accounts.DeviceNonce(key, "zoë", generation, s, issued.Add(lifetime), lifetime); ok {
+			t.Fatalf("token %q verifies at the end of its lifetime", s)
 		}
 	})
 }

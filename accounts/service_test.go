@@ -285,17 +285,17 @@ func testChangeOwnPassword(t *testing.T, f *fixture) {
 	attempt := func(current string) accounts.LoginAttempt {
 		return accounts.LoginAttempt{Name: "alice", Password: current, ClientIP: "192.0.2.1"}
 	}
-	err := f.svc.ChangeOwnPassword(ctx, attempt("not the current one"), "the new long password")
+	_, err := f.svc.ChangeOwnPassword(ctx, attempt("not the current one"), "the new long password")
 	if err != accounts.ErrInvalidCredentials {
 		t.Fatalf("ChangeOwnPassword with a wrong current password: %v", err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the old long password", "192.0.2.1"); err != nil {
 		t.Fatalf("old password stopped working after a refused change: %v", err)
 	}
-	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "short"); !errors.Is(err, accounts.ErrInvalidInput) {
+	if _, err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "short"); !errors.Is(err, accounts.ErrInvalidInput) {
 		t.Errorf("ChangeOwnPassword to a short password: %v", err)
 	}
-	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "the new long password"); err != nil {
+	if _, err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "the new long password"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the new long password", "192.0.2.1"); err != nil {

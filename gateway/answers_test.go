@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/cloakroom/cloakroom"
@@ -83,5 +84,63 @@ func TestAuditReasons(t *testing.T) {
 		if l["outcome"] != "unknown_session" {
 			t.Errorf("revocation of an unknown handle: outcome %v, want unknown_session", l["outcome"])
 		}
+	}
+}
+
+// TestPasswordChangeRenewsDeviceCookie: changing one's password ends every
+// device token of the account, but the browser that made the change gets
+// a new one in the same answer: while an attacker keeps the account's
+// budget for unknown devices spent, that browser still gets in and the
+// others do not.
+func TestPasswordChangeRenewsDeviceCookie(t *testing.T) {
+	e := newEnv(t)
+	changer, other := e.browser(), e.browser()
+	csrf := changer.login("alice")
+	other.login("alice")
+	oldDevice := changer.device
+	if oldDevice == "" || other.device == "" {
+		t.Fatal("no device cookie after login")
+	}
+	const newPassword = "a new long passphrase"
+	r := changer.postJSON("/auth/password", map[string]any{"current_password": password, "new_password": newPassword}, cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusOK {
+		t.Fatalf("password change: %d %s", r.Status, r.Text)
+	}
+	if changer.device == oldDevice {
+		t.Fatal("the password change set no new device cookie")
+	}
+	attacker := e.browser()
+	for range 4 { // 3 free failures, then throttled
+		attacker.postJSON("/auth/login", map[string]string{"username": "alice", "password": "wrong password!"})
+	}
+	login := func(b *browser) int {
+		return b.postJSON("/auth/login", map[string]string{"username": "alice", "password": newPassword}).Status
+	}
+	if s := login(other); s != http.StatusTooManyRequests {
+		t.Errorf("a browser with a device token from before the change: %d, want 429", s)
+	}
+	stale := e.browser()
+	stale.device = oldDevice
+	if s := login(stale); s != http.StatusTooManyRequests {
+		t.Errorf("the changer's old device token: %d, want 429", s)
+	}
+	if s := login(changer); s != http.StatusOK {
+		t.Errorf("the changer's browser: %d, want 200", s)
+	}
+}
+
+// TestWeakNewPasswordRefused: the JSON API and the account page refuse a
+// common password with the policy's message.
+func TestWeakNewPasswordRefused(t *testing.T) {
+	e := newEnv(t)
+	b := e.minted("alice")
+	csrf := b.csrf()
+	r := b.postJSON("/auth/password", map[string]any{"current_password": password, "new_password": "password"}, cloakroom.CSRFHeader, csrf)
+	if r.Status != http.StatusBadRequest || !strings.HasPrefix(r.json(t)["message"].(string), "This password is too common: ") {
+		t.Errorf("JSON: %d %s", r.Status, r.Text)
+	}
+	r = b.postForm("/auth/account/password", url.Values{"csrf_token": {csrf}, "current_password": {password}, "new_password": {"        "}}, "Sec-Fetch-Mode", "navigate")
+	if r.Status != http.StatusBadRequest || !strings.Contains(r.Text, "one character repeated") {
+		t.Errorf("page: %d %s", r.Status, r.Text)
 	}
 }

@@ -150,7 +150,7 @@ func (p *passwords) change(w http.ResponseWriter, r *http.Request, s *cloakroom.
 		p.failAuth(w, r, page, accounts.ErrInvalidInput)
 		return false, false
 	}
-	err := p.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
+	res, err := p.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
 		Name: s.UserID(), Password: req.Current, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
 	}, req.New)
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "password change", slog.String("user", s.UserID()),
@@ -160,6 +160,9 @@ func (p *passwords) change(w http.ResponseWriter, r *http.Request, s *cloakroom.
 		p.failAuth(w, r, page, err)
 		return false, false
 	}
+	// The change ended the account's device tokens; this browser keeps a
+	// new one, so the change does not lock its user out.
+	signin.SetDeviceTokens(w.Header(), res.Devices)
 	p.admission.MarkAuthenticated(s)
 	if req.EndOtherSessions {
 		err = p.revoke.others(r, s)
