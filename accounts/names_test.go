@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/internal/ascii"
 )
 
@@ -108,5 +109,28 @@ func TestUnicodeNameThrottleAndDevices(t *testing.T) {
 	}
 	if strings.Contains(first.Devices[0], "zo") {
 		t.Error("device token carries the name")
+	}
+}
+
+// TestWeakLegacyPasswordStillLogsIn: the password policy applies to new
+// passwords only; one stored before it (here "password") keeps working,
+// and changing it is held to the policy.
+func TestWeakLegacyPasswordStillLogsIn(t *testing.T) {
+	f := newFixture(t, memaccounts.New())
+	ctx := t.Context()
+	hash, err := accounts.HashPassword("password", testParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := f.clock.Now()
+	if err := f.store.Create(ctx, accounts.Record{User: accounts.User{Name: "legacy", CreatedAt: now, PasswordChangedAt: now}, PasswordHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Authenticate(ctx, "legacy", "password", "192.0.2.1"); err != nil {
+		t.Fatalf("login with a password stored before the policy: %v", err)
+	}
+	_, err = f.svc.ChangeOwnPassword(ctx, accounts.LoginAttempt{Name: "legacy", Password: "password", ClientIP: "192.0.2.1"}, "password1")
+	if !errors.Is(err, accounts.ErrWeakPassword) || !strings.HasPrefix(err.Error(), "This password is too common: ") {
+		t.Errorf("changing to a common password: %v", err)
 	}
 }
