@@ -6,9 +6,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"sync"
+	"time"
 )
 
 // Device tokens implement OWASP's device cookies: after a successful login
@@ -17,16 +20,26 @@ import (
 // is throttled on that device's own failures only; attempts without one
 // share the account's budget for unknown devices. An attacker who knows the
 // name can exhaust that budget, but not the victim's known devices.
+//
+// A token is valid for [Config.DeviceTokenLifetime] after it was issued,
+// and only while the account's password is the one it was issued under:
+// the MAC covers the account's PasswordChangedAt, so a password change
+// ends every token of the account at once, without a list to revoke.
 const (
-	deviceNonceLen = 16
-	deviceMACLen   = 16
+	deviceNonceLen  = 16
+	deviceIssuedLen = 8 // Unix seconds, big-endian
+	deviceMACLen    = 16
+	deviceRawLen    = deviceNonceLen + deviceIssuedLen + deviceMACLen
 	// MaxDeviceTokens is how many device tokens (accounts) one browser
 	// keeps; the oldest is dropped beyond it.
 	MaxDeviceTokens = 5
+	// DefaultDeviceTokenLifetime is the default of
+	// [Config.DeviceTokenLifetime].
+	DefaultDeviceTokenLifetime = 90 * 24 * time.Hour
 )
 
-// deviceTokenLen is the base64url length of nonce and MAC.
-var deviceTokenLen = base64.RawURLEncoding.EncodedLen(deviceNonceLen + deviceMACLen)
+// deviceTokenLen is the base64url length of a token.
+var deviceTokenLen = base64.RawURLEncoding.EncodedLen(deviceRawLen)
 
 // keyring caches the store's device key once it has been read.
 type keyring struct {
@@ -51,50 +64,92 @@ func (s *Service) deviceKey(ctx context.Context) ([]byte, error) {
 	return key, nil
 }
 
-func deviceMAC(key []byte, folded string, nonce []byte) []byte {
+// deviceGrant is what a token is bound to: the account (its folded name)
+// and its password generation (PasswordChangedAt, to the microsecond every
+// store keeps).
+type deviceGrant struct {
+	folded     string
+	generation time.Time
+}
+
+func grantOf(u User) deviceGrant {
+	return deviceGrant{folded: FoldName(u.Name), generation: u.PasswordChangedAt}
+}
+
+func deviceMAC(key []byte, g deviceGrant, nonceAndIssued []byte) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("cloakroom device v1\x00"))
-	m.Write([]byte(folded))
+	m.Write([]byte("cloakroom device v2\x00"))
+	m.Write([]byte(g.folded))
 	m.Write([]byte{0})
-	m.Write(nonce)
+	m.Write(binary.BigEndian.AppendUint64(nil, uint64(g.generation.UnixMicro())))
+	m.Write(nonceAndIssued)
 	return m.Sum(nil)[:deviceMACLen]
 }
 
-func newDeviceToken(key []byte, folded string) string {
+// newDeviceNonce is a new device's identity: its throttling key.
+func newDeviceNonce() []byte {
 	nonce := make([]byte, deviceNonceLen)
 	_, _ = rand.Read(nonce) // never fails (crypto/rand)
-	return encodeDeviceToken(key, folded, nonce)
+	return nonce
 }
 
-func encodeDeviceToken(key []byte, folded string, nonce []byte) string {
-	return base64.RawURLEncoding.EncodeToString(append(nonce, deviceMAC(key, folded, nonce)...))
+func encodeDeviceToken(key []byte, g deviceGrant, nonce []byte, issued time.Time) string {
+	raw := binary.BigEndian.AppendUint64(append([]byte(nil), nonce...), uint64(issued.Unix()))
+	return base64.RawURLEncoding.EncodeToString(append(raw, deviceMAC(key, g, raw)...))
+}
+
+// deviceToken is a decoded token, not yet checked.
+type deviceToken struct {
+	signed []byte // nonce and issue time, what the MAC covers with the grant
+	nonce  []byte
+	issued time.Time
+	mac    []byte
+}
+
+// decodeDeviceToken splits a well-formed token; it checks nothing else.
+func decodeDeviceToken(token string) (deviceToken, bool) {
+	if len(token) != deviceTokenLen {
+		return deviceToken{}, false
+	}
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
+	if err != nil || len(raw) != deviceRawLen {
+		return deviceToken{}, false
+	}
+	signed := raw[:deviceNonceLen+deviceIssuedLen]
+	secs := binary.BigEndian.Uint64(signed[deviceNonceLen:])
+	if secs > math.MaxInt64 {
+		return deviceToken{}, false
+	}
+	return deviceToken{signed: signed, nonce: raw[:deviceNonceLen], issued: time.Unix(int64(secs), 0), mac: raw[len(signed):]}, true
 }
 
 // deviceNonce returns the nonce of token if it is a valid device token for
-// the folded name.
-func deviceNonce(key []byte, folded, token string) (string, bool) {
-	if len(token) != deviceTokenLen {
-		return "", false
+// the grant at now: signed for it, issued no later than now (a minute of
+// clock skew between nodes allowed) and less than lifetime ago.
+func deviceNonce(key []byte, g deviceGrant, token string, now time.Time, lifetime time.Duration) ([]byte, bool) {
+	t, ok := decodeDeviceToken(token)
+	if !ok || !hmac.Equal(t.mac, deviceMAC(key, g, t.signed)) {
+		return nil, false
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	if err != nil || len(raw) != deviceNonceLen+deviceMACLen {
-		return "", false
+	if t.issued.After(now.Add(time.Minute)) || !now.Before(t.issued.Add(lifetime)) {
+		return nil, false
 	}
-	nonce, mac := raw[:deviceNonceLen], raw[deviceNonceLen:]
-	if !hmac.Equal(mac, deviceMAC(key, folded, nonce)) {
-		return "", false
-	}
-	return hex.EncodeToString(nonce), true
+	return t.nonce, true
 }
 
-// wellFormedDeviceToken reports whether token could be a device token of
-// some account; malformed ones are dropped from the browser's list.
-func wellFormedDeviceToken(token string) bool {
-	if len(token) != deviceTokenLen {
-		return false
-	}
-	_, err := base64.RawURLEncoding.Strict().DecodeString(token)
-	return err == nil
+// signedFor reports whether token is signed for the grant, whatever its
+// issue time.
+func signedFor(key []byte, g deviceGrant, token string) bool {
+	t, ok := decodeDeviceToken(token)
+	return ok && hmac.Equal(t.mac, deviceMAC(key, g, t.signed))
+}
+
+// keepDeviceToken reports whether a token of another account is worth
+// keeping in the browser: well formed and not past lifetime by its
+// (unchecked) issue time. Its owner's login checks it.
+func keepDeviceToken(token string, now time.Time, lifetime time.Duration) bool {
+	t, ok := decodeDeviceToken(token)
+	return ok && now.Before(t.issued.Add(lifetime))
 }
 
 // NameRef returns a keyed hash prefix of a user name, folded, for logs: it

@@ -23,9 +23,11 @@
 // # Passwords
 //
 // New passwords follow ASVS 5.0 V6.2: 8 characters to 1024 bytes, any
-// printable Unicode including spaces, no composition rules, not the user
-// name or email; [Config.CheckPassword] can add a common- or
-// breached-password list. Passwords are never trimmed, case-folded or
+// printable Unicode including spaces, no composition rules; not one of the
+// 11611 most common passwords of that length shipped with the package,
+// not a repeated pattern, a run or a keyboard row, not the user name or
+// email with digits added ([CheckStrength]); [Config.CheckPassword] can
+// add a breached-password check. Passwords set before keep working. Passwords are never trimmed, case-folded or
 // normalized. They are hashed with argon2id at the OWASP / ASVS 5.0
 // Appendix C parameters (m=19 MiB, t=2, p=1, 16-byte salt, 32-byte key)
 // and stored PHC-encoded ($argon2id$v=19$m=19456,t=2,p=1$salt$key). The
@@ -34,7 +36,8 @@
 //
 // Each hash holds 19 MiB for tens of milliseconds, so at most
 // [Config.MaxConcurrentHashes] run at once; a caller that cannot get a slot
-// within [Config.MaxHashWait] gets a [*ThrottledError].
+// within [Config.MaxHashWait] gets [ErrBusy], which is overload, not
+// throttling: nothing is counted against the user.
 //
 // # Logins and brute force (ASVS 6.1.1, 6.3.1, 6.3.8)
 //
@@ -53,8 +56,11 @@
 // returns a [*ThrottledError] with the time to wait.
 //
 // Accounts are never locked for their user (OWASP device cookies): a
-// successful [Service.Login] returns a device token signed for the account,
-// which the gateway keeps in an HttpOnly cookie. An attempt presenting it
+// successful [Service.Login] returns a device token signed for the account
+// and its password generation, valid [Config.DeviceTokenLifetime] (90 days
+// by default, renewed at each login), which the gateway keeps in an
+// HttpOnly cookie. A password change ends every token of the account;
+// [Service.ChangeOwnPassword] returns the changing browser's new one. An attempt presenting it
 // is throttled on that device's failures alone; attempts without it share
 // the account's budget for unknown devices and their client IP's (IPv6 by
 // /64). An attacker who knows a name can slow down new browsers, never the
@@ -80,8 +86,11 @@
 //
 // # Names
 //
-// A name is 1 to 64 characters of [a-zA-Z0-9._@-]; names are unique and
-// looked up without regard to ASCII case, and keep the case they were
-// created with. [User.Name] as returned by the service is the user ID to
-// give the session manager.
+// A name is up to 64 bytes of Unicode letters of one script, ASCII
+// digits, '.', '_', '@' and '-' ([CanonicalName] has the rules), stored
+// NFC-normalised with full-width letters mapped. Names are unique and
+// looked up by [FoldName], the PRECIS UsernameCaseMapped form of RFC 8265,
+// which for an ASCII name is its lower case, as before Unicode names; the
+// throttle and device tokens key accounts by it too. [User.Name] as
+// returned by the service is the user ID to give the session manager.
 package accounts

@@ -10,20 +10,30 @@ import (
 // errors.Is.
 var (
 	// ErrUserExists means Create or Add met a user of the same name,
-	// compared without regard to ASCII case.
+	// compared by [FoldName].
 	ErrUserExists = errors.New("accounts: user already exists")
 	// ErrNoSuchUser means no user has the given name.
 	ErrNoSuchUser = errors.New("accounts: no such user")
-	// ErrInvalidInput wraps every validation failure: a bad name, role,
-	// email or password. The message says what to fix and never repeats
-	// the password.
+	// ErrInvalidInput matches every validation failure: a bad name, role,
+	// email or password. Such errors are [*InputError]s, whose message
+	// says what to fix, for the user, and never repeats the password.
 	ErrInvalidInput = errors.New("accounts: invalid input")
+	// ErrWeakPassword wraps every refusal of a new password by the
+	// password policy ([ValidatePassword], [CheckStrength]); such errors
+	// match ErrInvalidInput too.
+	ErrWeakPassword = errors.New("accounts: password not accepted")
 	// ErrInvalidCredentials is the only failure [Service.Login]
 	// reports for an unknown user, a disabled user and a wrong password, so
 	// a caller cannot tell them apart.
 	ErrInvalidCredentials = errors.New("accounts: invalid user name or password")
 	// ErrThrottled is matched by every [*ThrottledError].
 	ErrThrottled = errors.New("accounts: too many attempts")
+	// ErrBusy means every password-hashing slot stayed taken for
+	// [Config.MaxHashWait]: the server is overloaded, whatever the
+	// credentials. It is not throttling (nothing was counted against the
+	// user) and the attempt may be retried at once (a second later over
+	// HTTP).
+	ErrBusy = errors.New("accounts: too busy checking passwords")
 	// ErrInvalidHash means an encoded password hash is not a well-formed
 	// argon2id PHC string within this package's bounds.
 	ErrInvalidHash = errors.New("accounts: invalid password hash")
@@ -41,8 +51,8 @@ var (
 )
 
 // ThrottledError is returned, instead of checking a password, when a client
-// IP or an account has failed too often recently, or when too many password
-// hashes are being computed at once. errors.Is(err, ErrThrottled) holds.
+// IP, a known device or an account has failed too often recently.
+// errors.Is(err, ErrThrottled) holds.
 type ThrottledError struct {
 	// RetryAfter is how long the caller should wait before trying again;
 	// round it up to whole seconds for an HTTP Retry-After header.

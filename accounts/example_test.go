@@ -61,6 +61,6 @@ func Example() {
 	// alice [admin] <nil>
 	// accounts: invalid user name or password
 	// accounts: invalid user name or password
-	// true accounts: invalid input: password has 3 characters, at least 8 needed
+	// true password has 3 characters, at least 8 needed
 	// accounts: invalid user name or password
 }

@@ -1,6 +1,9 @@
 package accounts
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Test-only hooks. They live in a _test.go file so production code cannot
 // lower the hashing cost.
@@ -29,8 +32,16 @@ func (s *Service) Authenticate(ctx context.Context, name, password, clientIP str
 // ClientKey exposes the throttling key of a client address.
 var ClientKey = clientKey
 
-// NewDeviceToken and DeviceNonce expose the device-token codec.
-var (
-	EncodeDeviceToken = encodeDeviceToken
-	DeviceNonce       = deviceNonce
-)
+// EncodeDeviceToken issues a device token for the account name whose
+// password changed at generation.
+func EncodeDeviceToken(key []byte, name string, generation time.Time, nonce []byte, issued time.Time) string {
+	return encodeDeviceToken(key, deviceGrant{folded: FoldName(name), generation: generation}, nonce, issued)
+}
+
+// DeviceNonce checks a device token as Login does and returns its nonce.
+func DeviceNonce(key []byte, name string, generation time.Time, token string, now time.Time, lifetime time.Duration) ([]byte, bool) {
+	return deviceNonce(key, deviceGrant{folded: FoldName(name), generation: generation}, token, now, lifetime)
+}
+
+// IsCommonPassword reports whether lower is on the shipped list.
+var IsCommonPassword = isCommon

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/cloakroom/cloakroom/accounts"
@@ -49,56 +51,101 @@ func FuzzParseHash(f *testing.F) {
 	})
 }
 
-// FuzzValidateName: whatever is accepted meets every rule, and case
-// variants of a valid name are valid too.
+// FuzzValidateName: whatever is accepted meets every rule; its canonical
+// form is accepted and canonical; its fold is idempotent, accepted, the
+// same as the canonical form's, and for an ASCII name the ASCII lower case
+// (the key existing accounts are stored under).
 func FuzzValidateName(f *testing.F) {
-	for _, seed := range []string{"alice", "Alice.Smith", "a@b.c", "_svc-1", ".x", "x.", "-x", "", "a b", "é", strings.Repeat("a", 65)} {
+	for _, seed := range []string{"alice", "Alice.Smith", "a@b.c", "_svc-1", ".x", "x.", "-x", "", "a b", "é",
+		strings.Repeat("a", 65), "zoë", "ZOË", "zoe\u0308", "zоë", "ｋａｔｅ", "ali：ce", "\u212Aelvin", "İstanbul",
+		"ΟΔΟΣ", "山田たろう", "a\u202eb", "ß", "\u0308a", strings.Repeat("İ", 32)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, name string) {
-		err := accounts.ValidateName(name)
+		canon, err := accounts.CanonicalName(name)
+		if (err == nil) != (accounts.ValidateName(name) == nil) {
+			t.Fatalf("CanonicalName and ValidateName disagree on %q", name)
+		}
 		if err != nil {
 			if !errors.Is(err, accounts.ErrInvalidInput) {
 				t.Fatalf("error %v does not wrap ErrInvalidInput", err)
 			}
-			if len(name) > 8 && strings.Contains(err.Error(), name) {
+			// Only the mixed-scripts message quotes the name, once its
+			// every character is known to be a letter, digit or one of
+			// the four symbols.
+			if len(name) > 8 && strings.Contains(err.Error(), name) && !strings.Contains(err.Error(), " mixes ") {
 				t.Fatalf("error %q repeats the whole input", err)
 			}
 			return
 		}
-		if len(name) < 1 || len(name) > 64 || name[0] == '.' || name[len(name)-1] == '.' || name[0] == '-' {
-			t.Fatalf("accepted %q", name)
+		if len(canon) < 1 || len(canon) > 64 || canon[0] == '.' || canon[len(canon)-1] == '.' || canon[0] == '-' {
+			t.Fatalf("accepted %q as %q", name, canon)
 		}
-		for _, c := range []byte(name) {
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._@-", c) >= 0) {
-				t.Fatalf("accepted %q with byte %q", name, c)
+		for _, r := range canon {
+			if !(unicode.IsLetter(r) || unicode.Is(unicode.M, r) || '0' <= r && r <= '9' || strings.ContainsRune("._@-", r)) {
+				t.Fatalf("accepted %q with %q", canon, r)
 			}
 		}
-		if accounts.ValidateName(strings.ToUpper(name)) != nil || accounts.ValidateName(strings.ToLower(name)) != nil {
-			t.Fatalf("a case variant of valid %q is refused", name)
+		if again, err := accounts.CanonicalName(canon); err != nil || again != canon {
+			t.Fatalf("canonical %q of %q is not canonical: %q, %v", canon, name, again, err)
+		}
+		fold := accounts.FoldName(name)
+		if fold != accounts.FoldName(canon) || fold != accounts.FoldName(fold) {
+			t.Fatalf("fold of %q is %q, of its canonical form %q, of itself %q", name, fold, accounts.FoldName(canon), accounts.FoldName(fold))
+		}
+		if err := accounts.ValidateName(fold); err != nil || len(fold) > 64 {
+			t.Fatalf("fold %q of accepted %q is refused: %v", fold, name, err)
+		}
+		if isASCII(name) {
+			if canon != name || fold != strings.ToLower(name) {
+				t.Fatalf("ASCII %q changed identity: canonical %q, fold %q", name, canon, fold)
+			}
+			if accounts.ValidateName(strings.ToUpper(name)) != nil || accounts.ValidateName(strings.ToLower(name)) != nil {
+				t.Fatalf("a case variant of valid %q is refused", name)
+			}
 		}
 	})
 }
 
+func isASCII(s string) bool {
+	for _, r := range s {
+		if r >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 // FuzzValidatePassword: accepted passwords are valid UTF-8 of 8 characters
-// to 1024 bytes without control characters, and never the user name.
+// to 1024 bytes without control characters, never the user name, never
+// on the common list, never one character repeated; refusals match
+// ErrWeakPassword and do not repeat the password.
 func FuzzValidatePassword(f *testing.F) {
 	f.Add("alice", "correct horse")
 	f.Add("alice", "ALICE")
+	f.Add("alice", "Alice2026!")
 	f.Add("bob", "pässwörd")
 	f.Add("bob", "short")
 	f.Add("bob", "with\nnewline")
+	f.Add("bob", "Password")
+	f.Add("bob", "        ")
+	f.Add("zoë", "ZOË 1999")
 	f.Fuzz(func(t *testing.T, name, password string) {
 		err := accounts.ValidatePassword(name, password)
 		if err != nil {
-			if !errors.Is(err, accounts.ErrInvalidInput) {
-				t.Fatalf("error %v does not wrap ErrInvalidInput", err)
+			if !errors.Is(err, accounts.ErrInvalidInput) || !errors.Is(err, accounts.ErrWeakPassword) {
+				t.Fatalf("error %v does not match ErrInvalidInput and ErrWeakPassword", err)
+			}
+			if len(password) >= 12 && strings.Contains(err.Error(), password) {
+				t.Fatalf("error %q repeats the password", err)
 			}
 			return
 		}
+		lower := strings.ToLower(password)
 		if !utf8.ValidString(password) || utf8.RuneCountInString(password) < 8 || len(password) > 1024 ||
 			strings.ContainsFunc(password, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) ||
-			(name != "" && strings.EqualFold(name, password)) {
+			(name != "" && strings.EqualFold(name, password)) ||
+			accounts.IsCommonPassword(lower) || strings.Count(password, string([]rune(password)[:1])) == utf8.RuneCountInString(password) {
 			t.Fatalf("accepted %q for %q", password, name)
 		}
 	})
@@ -118,24 +165,36 @@ func FuzzClientKey(f *testing.F) {
 }
 
 // FuzzDeviceToken: no string but the issued token verifies for the
-// account, and none verifies for another account.
+// account, and none verifies for another account, another password
+// generation, or once its lifetime is over.
 func FuzzDeviceToken(f *testing.F) {
 	key := []byte("0123456789abcdef0123456789abcdef")
-	issued := accounts.EncodeDeviceToken(key, "alice", []byte("fixed nonce 16 b"))
-	f.Add(issued)
-	f.Add(issued[:len(issued)-1] + "A")
+	generation := time.Date(2026, 11, 28, 9, 0, 0, 123456000, time.UTC)
+	issued := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	const lifetime = 90 * 24 * time.Hour
+	token := accounts.EncodeDeviceToken(key, "Zoë", generation, []byte("fixed nonce 16 b"), issued)
+	f.Add(token)
+	f.Add(token[:len(token)-1] + "A")
 	f.Add("")
 	f.Add(strings.Repeat("A", 43))
-	f.Fuzz(func(t *testing.T, token string) {
-		nonce, ok := accounts.DeviceNonce(key, "alice", token)
-		if ok != (token == issued) {
-			t.Fatalf("token %q verifies = %v", token, ok)
+	f.Add(strings.Repeat("A", len(token)))
+	f.Fuzz(func(t *testing.T, s string) {
+		now := issued.Add(time.Hour)
+		nonce, ok := accounts.DeviceNonce(key, "ZOË", generation, s, now, lifetime)
+		if ok != (s == token) {
+			t.Fatalf("token %q verifies = %v", s, ok)
 		}
-		if ok && len(nonce) != 32 {
+		if ok && string(nonce) != "fixed nonce 16 b" {
 			t.Fatalf("nonce %q", nonce)
 		}
-		if _, ok := accounts.DeviceNonce(key, "bob", token); ok {
-			t.Fatalf("alice's token %q verifies for bob", token)
+		if _, ok := accounts.DeviceNonce(key, "zoe", generation, s, now, lifetime); ok {
+			t.Fatalf("zoë's token %q verifies for zoe", s)
+		}
+		if _, ok := accounts.DeviceNonce(key, "zoë", generation.Add(time.Microsecond), s, now, lifetime); ok {
+			t.Fatalf("token %q verifies after a password change", s)
+		}
+		if _, ok := accounts.DeviceNonce(key, "zoë", generation, s, issued.Add(lifetime), lifetime); ok {
+			t.Fatalf("token %q verifies at the end of its lifetime", s)
 		}
 	})
 }

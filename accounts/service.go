@@ -3,12 +3,16 @@ package accounts
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Config configures a [Service]. Throttle is required; every other field
@@ -30,7 +34,8 @@ type Config struct {
 	// flood costs bounded memory. Default 2×GOMAXPROCS.
 	MaxConcurrentHashes int
 	// MaxHashWait is how long a call waits for a free hashing slot before it
-	// fails with a *ThrottledError. Default 2 seconds.
+	// fails with ErrBusy (overload, not throttling: nothing is counted
+	// against the user). Default 2 seconds.
 	MaxHashWait time.Duration
 
 	// AccountThrottle slows guessing against one account from any number
@@ -43,6 +48,12 @@ type Config struct {
 	// DeviceThrottle slows guessing from one known device, on its own
 	// failures only. Default: as AccountThrottle.
 	DeviceThrottle ThrottleConfig
+	// DeviceTokenLifetime is how long a device token stays valid after it
+	// was issued; each login from the device renews it. A token also ends
+	// when its account's password changes. Default
+	// DefaultDeviceTokenLifetime (90 days): a browser unused for that long
+	// is an unknown device again.
+	DeviceTokenLifetime time.Duration
 	// IPThrottle slows one client (an IPv4 address or an IPv6 /64) trying
 	// many accounts from unknown devices. Default: 20 free failures per
 	// hour, then delays of 1 s, 2 s, ... capped at 15 minutes.
@@ -90,6 +101,7 @@ type Service struct {
 
 	throttleStore                   ThrottleStore
 	accountRule, deviceRule, ipRule ThrottleConfig
+	deviceLifetime                  time.Duration
 	keys                            keyring
 	// dummy is verified for unknown users so they cost what a wrong
 	// password costs.
@@ -130,6 +142,10 @@ func New(store Store, cfg Config) *Service {
 		s.deviceRule = s.accountRule
 	}
 	s.ipRule = cfg.IPThrottle.withDefaults(defaultIPThrottle)
+	s.deviceLifetime = cfg.DeviceTokenLifetime
+	if s.deviceLifetime <= 0 {
+		s.deviceLifetime = DefaultDeviceTokenLifetime
+	}
 
 	encoded, err := HashPassword(rand.Text(), s.params)
 	if err != nil {
@@ -143,9 +159,12 @@ func New(store Store, cfg Config) *Service {
 func (s *Service) HashParams() Params { return s.params }
 
 // Add creates a user. The name, roles, email and password are validated
-// first (ErrInvalidInput); an existing name, in any case, is ErrUserExists.
+// first (ErrInvalidInput); the name is stored in its [CanonicalName]
+// form; an existing name, in any case or normalisation ([FoldName]), is
+// ErrUserExists.
 func (s *Service) Add(ctx context.Context, name, password string, roles []string, email string) error {
-	if err := ValidateName(name); err != nil {
+	name, err := CanonicalName(name)
+	if err != nil {
 		return err
 	}
 	if err := ValidateRoles(roles); err != nil {
@@ -202,7 +221,7 @@ func (s *Service) SetPassword(ctx context.Context, name, password string) error 
 	if err != nil {
 		return err
 	}
-	now := s.timestamp()
+	now := s.newGeneration(rec)
 	u, err := s.update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now}, "accounts: password changed")
 	if err != nil {
 		return err
@@ -367,45 +386,44 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 	if err != nil {
 		return LoginResult{}, err
 	}
-	folded := FoldName(a.Name)
 	ip := clientKey(a.ClientIP)
-	var device string // the known device's token
+	// The record is read first, for known and unknown names alike: a
+	// device token is valid only for the account's current password.
+	rec, err := s.store.Get(ctx, a.Name)
+	found := err == nil
+	if err != nil && !errors.Is(err, ErrNoSuchUser) {
+		return LoginResult{}, err
+	}
+	now := s.now()
+	var device []byte // the known device's nonce
 	var keys []ThrottleKey
-	for _, token := range a.Devices[:min(len(a.Devices), MaxDeviceTokens)] {
-		if nonce, ok := deviceNonce(key, folded, token); ok {
-			device = token
-			keys = []ThrottleKey{{Kind: ThrottleDevice, Key: nonce, Rule: s.deviceRule}}
-			break
+	if found {
+		grant := grantOf(rec.User)
+		for _, token := range a.Devices[:min(len(a.Devices), MaxDeviceTokens)] {
+			if nonce, ok := deviceNonce(key, grant, token, now, s.deviceLifetime); ok {
+				device = nonce
+				keys = []ThrottleKey{{Kind: ThrottleDevice, Key: hex.EncodeToString(nonce), Rule: s.deviceRule}}
+				break
+			}
 		}
 	}
-	if device == "" {
+	if device == nil {
 		keys = []ThrottleKey{
-			{Kind: ThrottleAccount, Key: folded, Rule: s.accountRule},
+			{Kind: ThrottleAccount, Key: FoldName(a.Name), Rule: s.accountRule},
 			{Kind: ThrottleIP, Key: ip, Rule: s.ipRule},
 		}
 	}
 	// Charged as a failure in advance, so a burst of concurrent guesses is
 	// limited as if they had come one after another.
-	wait, err := s.throttleStore.Begin(ctx, s.now(), keys)
+	wait, err := s.throttleStore.Begin(ctx, now, keys)
 	if err != nil {
 		return LoginResult{}, fmt.Errorf("accounts: throttle: %w", err)
 	}
 	if wait > 0 {
-		s.logger.WarnContext(ctx, "accounts: login throttled", "client", ip, "known_device", device != "", "retry_after", wait)
+		s.logger.WarnContext(ctx, "accounts: login throttled", "client", ip, "known_device", device != nil, "retry_after", wait)
 		return LoginResult{}, &ThrottledError{RetryAfter: wait}
 	}
-	refund := func() {
-		if err := s.throttleStore.Refund(context.WithoutCancel(ctx), s.now(), keys); err != nil {
-			s.logger.WarnContext(ctx, "accounts: throttle refund failed", "err", err)
-		}
-	}
 
-	rec, err := s.store.Get(ctx, a.Name)
-	found := err == nil
-	if err != nil && !errors.Is(err, ErrNoSuchUser) {
-		refund()
-		return LoginResult{}, err
-	}
 	target, reason := s.dummy, "unknown user"
 	if found {
 		if h, err := ParseHash(rec.PasswordHash); err != nil {
@@ -418,7 +436,10 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 	}
 	ok, err := s.verify(ctx, target, a.Password)
 	if err != nil {
-		refund()
+		// No verdict (busy, cancelled): take back the failure charged.
+		if err := s.throttleStore.Refund(context.WithoutCancel(ctx), s.now(), keys); err != nil {
+			s.logger.WarnContext(ctx, "accounts: throttle refund failed", "err", err)
+		}
 		return LoginResult{}, err
 	}
 	switch {
@@ -429,7 +450,7 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 		reason = "account disabled"
 	}
 	if reason != "" {
-		attrs := []any{"reason", reason, "client", ip, "known_device", device != ""}
+		attrs := []any{"reason", reason, "client", ip, "known_device", device != nil}
 		if found { // a name matching no account may be a mistyped password: not logged
 			attrs = append(attrs, "user", rec.Name)
 		}
@@ -441,25 +462,46 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 	if err := s.throttleStore.Reset(ctx, keys); err != nil {
 		s.logger.WarnContext(ctx, "accounts: throttle reset failed", "err", err)
 	}
-	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip, "known_device", device != "")
+	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip, "known_device", device != nil)
 	if NeedsRehash(rec.PasswordHash, s.params) {
 		s.rehash(ctx, rec, a.Password)
 	}
-	if device == "" {
-		device = newDeviceToken(key, folded)
+	return LoginResult{User: rec.User, Devices: s.deviceTokens(key, rec.User, device, a.Devices)}, nil
+}
+
+// deviceTokens returns the tokens a browser keeps after signing in to u:
+// a new one for u first, issued now and keeping the device's nonce (its
+// throttling key) if it was known, then the browser's tokens for other
+// accounts that are well formed and not past their lifetime. Tokens for
+// u of an earlier password are dropped with those past their lifetime.
+func (s *Service) deviceTokens(key []byte, u User, nonce []byte, presented []string) []string {
+	now := s.now()
+	if nonce == nil {
+		nonce = newDeviceNonce()
 	}
-	devices := []string{device}
-	for _, t := range a.Devices {
+	grant := grantOf(u)
+	devices := []string{encodeDeviceToken(key, grant, nonce, now)}
+	for _, t := range presented {
 		if len(devices) == MaxDeviceTokens {
 			break
 		}
-		if t != device && wellFormedDeviceToken(t) && !slices.Contains(devices, t) {
-			if _, mine := deviceNonce(key, folded, t); !mine {
-				devices = append(devices, t)
-			}
+		if keepDeviceToken(t, now, s.deviceLifetime) && !slices.Contains(devices, t) && !signedFor(key, grant, t) {
+			devices = append(devices, t)
 		}
 	}
-	return LoginResult{User: rec.User, Devices: devices}, nil
+	return devices
+}
+
+// newGeneration is the PasswordChangedAt of a password change of rec:
+// now, or a microsecond after the current one if the clock has not moved
+// past it, so that every change ends the device tokens of the one before
+// (they are bound to it to the microsecond).
+func (s *Service) newGeneration(rec Record) time.Time {
+	now := s.timestamp()
+	if now.UnixMicro() <= rec.PasswordChangedAt.UnixMicro() {
+		now = time.UnixMicro(rec.PasswordChangedAt.UnixMicro() + 1).UTC()
+	}
+	return now
 }
 
 // rehash stores the password again with the current parameters after a
@@ -489,8 +531,16 @@ func (s *Service) checkPassword(ctx context.Context, name, email, password strin
 	if err := ValidatePassword(name, password); err != nil {
 		return err
 	}
-	if email != "" && password == email {
-		return fmt.Errorf("%w: password must not be the email address", ErrInvalidInput)
+	if email != "" {
+		lower := norm.NFC.String(strings.ToLower(password))
+		if err := personalWord(lower, email, "email address"); err != nil {
+			return err
+		}
+		if local, _, _ := strings.Cut(email, "@"); local != "" {
+			if err := personalWord(lower, local, "email address's name"); err != nil {
+				return err
+			}
+		}
 	}
 	if s.cfg.CheckPassword != nil {
 		return s.cfg.CheckPassword(ctx, name, password)
@@ -547,7 +597,7 @@ func (s *Service) acquire(ctx context.Context) error {
 		return fmt.Errorf("accounts: waiting to hash: %w", ctx.Err())
 	case <-timer.C:
 		s.logger.WarnContext(ctx, "accounts: all hashing slots busy", "slots", cap(s.slots), "waited", s.maxWait)
-		return &ThrottledError{RetryAfter: time.Second}
+		return ErrBusy
 	}
 }
 
@@ -587,29 +637,46 @@ func ptr[T any](v T) *T { return &v }
 // ChangeOwnPassword is the self-service change ASVS 6.2.2 and 6.2.3 ask
 // for: it checks the current password exactly as [Service.Login] does
 // (same errors, same throttling, known devices), validates the new one and
-// stores it. It ends no session: the caller offers to end the user's other
-// sessions (ASVS 7.4.3), and keeps the one that made the change.
-func (s *Service) ChangeOwnPassword(ctx context.Context, current LoginAttempt, newPassword string) error {
+// stores it. The change ends every device token of the account; the
+// result holds the user and the device tokens the browser that made the
+// change keeps from now on (a new one for this account, its others), so
+// the change does not make its own browser an unknown device. It ends no
+// session: the caller offers to end the user's other sessions (ASVS
+// 7.4.3), and keeps the one that made the change.
+func (s *Service) ChangeOwnPassword(ctx context.Context, current LoginAttempt, newPassword string) (LoginResult, error) {
 	if err := ValidatePassword(current.Name, newPassword); err != nil {
-		return err
+		return LoginResult{}, err
 	}
 	res, err := s.Login(ctx, current)
 	if err != nil {
-		return err
+		return LoginResult{}, err
 	}
 	rec, err := s.store.Get(ctx, res.User.Name)
 	if err != nil {
-		return err
+		return LoginResult{}, err
 	}
 	if err := s.checkPassword(ctx, rec.Name, rec.Email, newPassword); err != nil {
-		return err
+		return LoginResult{}, err
 	}
 	hash, err := s.hash(ctx, newPassword)
 	if err != nil {
-		return err
+		return LoginResult{}, err
 	}
-	now := s.timestamp()
+	now := s.newGeneration(rec)
 	// IfPasswordHash: a concurrent change by an admin wins over this one.
-	_, err = s.update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now, IfPasswordHash: rec.PasswordHash}, "accounts: password changed by its user")
-	return err
+	u, err := s.update(ctx, rec.Name, Change{PasswordHash: &hash, PasswordChangedAt: &now, IfPasswordHash: rec.PasswordHash}, "accounts: password changed by its user")
+	if err != nil {
+		return LoginResult{}, err
+	}
+	key, err := s.deviceKey(ctx)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	// The login just issued this browser's token for the account: keep its
+	// nonce (the device's throttling key), sign it for the new password.
+	var nonce []byte
+	if t, ok := decodeDeviceToken(res.Devices[0]); ok {
+		nonce = t.nonce
+	}
+	return LoginResult{User: u, Devices: s.deviceTokens(key, u, nonce, res.Devices[1:])}, nil
 }

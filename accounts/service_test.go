@@ -97,7 +97,12 @@ func testValidation(t *testing.T, f *fixture) {
 		{name: "al ice", password: good, wantInMessage: `' '`},
 		{name: "al/ice", password: good, wantInMessage: `'/'`},
 		{name: "alice\x00", password: good, wantInMessage: `'\x00'`},
-		{name: "élise", password: good, wantInMessage: "non-ASCII byte 0xc3"},
+		{name: "zоë", password: good, wantInMessage: "user name: 'zоë' mixes Latin and Cyrillic letters"},
+		{name: "Ζeus", password: good, wantInMessage: "mixes Greek and Latin letters"},
+		{name: "a‮b", password: good, wantInMessage: "U+202E"},
+		{name: "ali：ce", password: good, wantInMessage: "':'"}, // a full-width colon is a colon
+		{name: "̈a", password: good, wantInMessage: "U+0308"},
+		{name: strings.Repeat("ë", 33), password: good, wantInMessage: "at most 64"},
 		{name: ".alice", password: good, wantInMessage: "'.'"},
 		{name: "alice.", password: good, wantInMessage: "'.'"},
 		{name: "-alice", password: good, wantInMessage: "'-'"},
@@ -117,6 +122,22 @@ func testValidation(t *testing.T, f *fixture) {
 		{name: "alice.smith", password: "alice.smith", wantInMessage: "user name"},
 		{name: "alice.smith", password: "ALICE.Smith", wantInMessage: "user name"},
 		{name: "alice", password: "alice@example.com", email: "alice@example.com", wantInMessage: "email"},
+		// ASVS 6.2.4 and 6.2.11: common and guessable passwords.
+		{name: "alice", password: "password", wantInMessage: "This password is too common: "},
+		{name: "alice", password: "PassWord", wantInMessage: "This password is too common: "},
+		{name: "alice", password: "12345678", wantInMessage: "This password is too common: "},
+		{name: "alice", password: "sunshine2026!", wantInMessage: "common password with digits or symbols added"},
+		{name: "alice", password: "        ", wantInMessage: "one character repeated"}, // eight spaces
+		{name: "alice", password: strings.Repeat("é", 512), wantInMessage: "one character repeated"},
+		{name: "alice", password: "abcabcabc", wantInMessage: "repeats a pattern of 3 characters"},
+		{name: "alice", password: "abcdefghij", wantInMessage: "consecutive characters"},
+		{name: "alice", password: "98765432", wantInMessage: "consecutive characters"},
+		{name: "alice", password: "fghjkl;'", wantInMessage: "row of keys"},
+		{name: "alice", password: "lkjhgfdsapoiu", wantInMessage: "row of keys"}, // backwards, into the row above
+		{name: "alice", password: "4567890-=", wantInMessage: "row of keys"},
+		{name: "alice.smith", password: "Alice.Smith2026!", wantInMessage: "your user name with only digits or symbols added"},
+		{name: "zoë", password: "ZOË ZOË 1999", wantInMessage: "your user name with only digits or symbols added"},
+		{name: "alice", password: "Wonder.Land.99", email: "wonder.land@example.com", wantInMessage: "email"},
 	}
 	for _, tc := range bad {
 		err := f.svc.Add(ctx, tc.name, tc.password, tc.roles, tc.email)
@@ -127,7 +148,8 @@ func testValidation(t *testing.T, f *fixture) {
 		if !strings.Contains(err.Error(), tc.wantInMessage) {
 			t.Errorf("Add(%q, ...) error %q does not mention %q", tc.name, err, tc.wantInMessage)
 		}
-		if len(tc.password) >= 8 && tc.password != tc.name && tc.password != tc.email && strings.Contains(err.Error(), tc.password) {
+		// "password" is also a word of the message.
+		if len(tc.password) >= 8 && tc.password != "password" && tc.password != tc.name && tc.password != tc.email && strings.Contains(err.Error(), tc.password) {
 			t.Errorf("error %q repeats the password", err)
 		}
 	}
@@ -138,14 +160,19 @@ func testValidation(t *testing.T, f *fixture) {
 	// Edges that must be accepted: ASVS 6.2.5 (any composition), 6.2.9 (at
 	// least 64 characters), spaces and any printable Unicode.
 	good8 := []struct{ name, password string }{
-		{"a", "12345678"},
-		{long(64), "        "}, // eight spaces
+		{"a", "7 kiwis!"},
+		{long(64), "   mu  " + " "}, // eight characters, mostly spaces
 		{"user_1@example.com", "pässwörd"},
 		{"Bob-2.x", "🔑🔑🔑🔑 ключ 钥匙"},
 		{"c", "👩‍👩‍👧‍👦 family emoji with zero-width joiners"},
-		{"d", strings.Repeat("x", 64)},
-		{"e", strings.Repeat("y", 1024)},
-		{"f", strings.Repeat("é", 512)}, // 1024 bytes
+		{"d", strings.Repeat("x", 63) + "y"},
+		{"e", strings.Repeat("yz", 511) + "ab"},
+		{"f", strings.Repeat("é", 511) + "ü"}, // 1024 bytes
+		{"zoë", "zoë's long password"},        // the name with words added
+		{"Élise", "Élise à Paris"},
+		{"ｋａｔｅ", "kate's long password"}, // full-width, stored as "kate"
+		{"山田たろう", "山田たろうの長いパスワード"},
+		{"Ἀριστοτέλης", "γνῶθι σεαυτόν"},
 	}
 	for _, tc := range good8 {
 		if err := f.svc.Add(ctx, tc.name, tc.password, nil, ""); err != nil {
@@ -258,17 +285,17 @@ func testChangeOwnPassword(t *testing.T, f *fixture) {
 	attempt := func(current string) accounts.LoginAttempt {
 		return accounts.LoginAttempt{Name: "alice", Password: current, ClientIP: "192.0.2.1"}
 	}
-	err := f.svc.ChangeOwnPassword(ctx, attempt("not the current one"), "the new long password")
+	_, err := f.svc.ChangeOwnPassword(ctx, attempt("not the current one"), "the new long password")
 	if err != accounts.ErrInvalidCredentials {
 		t.Fatalf("ChangeOwnPassword with a wrong current password: %v", err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the old long password", "192.0.2.1"); err != nil {
 		t.Fatalf("old password stopped working after a refused change: %v", err)
 	}
-	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "short"); !errors.Is(err, accounts.ErrInvalidInput) {
+	if _, err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "short"); !errors.Is(err, accounts.ErrInvalidInput) {
 		t.Errorf("ChangeOwnPassword to a short password: %v", err)
 	}
-	if err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "the new long password"); err != nil {
+	if _, err := f.svc.ChangeOwnPassword(ctx, attempt("the old long password"), "the new long password"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.svc.Authenticate(ctx, "alice", "the new long password", "192.0.2.1"); err != nil {

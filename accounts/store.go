@@ -41,11 +41,12 @@ type Change struct {
 // Store keeps user records. Implementations must be safe for concurrent use
 // and follow these rules, which accountstest.Run checks:
 //
-//   - Names are unique and looked up without regard to ASCII case; a record
-//     keeps the name's case as created, and every method returns that.
+//   - Names are unique and looked up by their [FoldName] (case, width
+//     and Unicode normalisation aside); a record keeps the name as
+//     created, and every method returns that.
 //   - Create fails with ErrUserExists, Get, Update and Delete with
 //     ErrNoSuchUser, Update with ErrConflict as described in [Change].
-//   - List returns every user sorted by name, ignoring ASCII case.
+//   - List returns every user sorted by the bytes of their FoldName.
 //   - Times round-trip with at least microsecond precision; slices passed in
 //     or returned are not shared with the store.
 //   - A done context makes a call fail with an error wrapping ctx.Err().

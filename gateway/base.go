@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -275,9 +276,12 @@ func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
 // where go in attrs.
 func (b *base) auditRevocation(r *http.Request, kind, user string, err error, attrs ...slog.Attr) {
 	outcome := "success"
-	if err != nil {
+	switch {
+	case errors.Is(err, cloakroom.ErrNotFound):
+		outcome = outcomeUnknownSession // the client's mistake, not a failure
+	case err != nil:
 		outcome = "error"
-	} else {
+	default:
 		b.metrics.revocations.WithLabelValues(kind).Inc()
 	}
 	attrs = append([]slog.Attr{slog.String("kind", kind), slog.String("outcome", outcome), slog.String("user", user)}, attrs...)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -199,6 +200,10 @@ func (f *flakyStore) Len() int { return f.mem.Len() }
 type flakyAccounts struct {
 	accounts.Store
 	down atomic.Bool
+	// busy makes Get answer accounts.ErrBusy, standing in for a service
+	// whose hashing slots are all held (the accounts tests hold real
+	// slots; here only the gateway's answer to it is under test).
+	busy atomic.Bool
 }
 
 var errAccountsDown = errors.New("test: account database unreachable")
@@ -213,6 +218,9 @@ func (f *flakyAccounts) Create(ctx context.Context, rec accounts.Record) error {
 func (f *flakyAccounts) Get(ctx context.Context, name string) (accounts.Record, error) {
 	if f.down.Load() {
 		return accounts.Record{}, errAccountsDown
+	}
+	if f.busy.Load() {
+		return accounts.Record{}, fmt.Errorf("test: %w", accounts.ErrBusy)
 	}
 	return f.Store.Get(ctx, name)
 }

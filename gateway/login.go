@@ -166,6 +166,11 @@ func (a *loginAttempt) refused(err error) {
 		// what was checked is stale, and nothing was created.
 		a.fail(http.StatusUnauthorized, "invalid_credentials", msgInvalidCredentials)
 		a.audit(outcomeInvalid, slog.String("reason", "account changed during login"))
+	case errors.Is(err, accounts.ErrBusy):
+		// Overload, not the user's doing: nothing was counted, retry soon.
+		a.w.Header().Set("Retry-After", "1")
+		a.fail(http.StatusServiceUnavailable, "busy", msgBusy)
+		a.audit(outcomeBusy)
 	case errors.As(err, &throttled) || errors.Is(err, accounts.ErrThrottled):
 		var wait time.Duration
 		if throttled != nil {
@@ -191,6 +196,10 @@ func (a *loginAttempt) refused(err error) {
 		a.audit(outcomeError, slog.String("reason", "accounts unavailable"))
 	}
 }
+
+// msgBusy answers an attempt refused because every password-hashing slot
+// stayed taken.
+const msgBusy = "The server is busy. Try again in a moment."
 
 // errAccountChanged reports that the account changed while its password
 // was being checked.

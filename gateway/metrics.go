@@ -21,6 +21,12 @@ const (
 	outcomeThrottled  = "throttled"
 	outcomeBadRequest = "bad_request"
 	outcomeError      = "error"
+	outcomeBusy       = "busy" // every password-hashing slot stayed taken
+
+	// Outcomes of audit lines only, not of the login counter.
+	outcomeWeakPassword   = "weak_password"   // a new password the policy refuses
+	outcomeInvalidInput   = "invalid_input"   // other input the accounts refuse
+	outcomeUnknownSession = "unknown_session" // a session handle the user has no session with
 
 	revokeDevice      = "device"
 	revokeOthers      = "others"
@@ -85,7 +91,7 @@ func NewMetrics(reg *prometheus.Registry) (*Metrics, error) {
 		return nil, err
 	}
 	// Export every outcome and kind from the start, so rates work from zero.
-	for _, o := range []string{outcomeSuccess, outcomeInvalid, outcomeThrottled, outcomeBadRequest, outcomeError} {
+	for _, o := range []string{outcomeSuccess, outcomeInvalid, outcomeThrottled, outcomeBadRequest, outcomeError, outcomeBusy} {
 		m.logins.WithLabelValues(o)
 	}
 	for _, k := range []string{revokeDevice, revokeOthers, revokeAll, revokeAdminUser, revokeAdminDevice, revokeAdminAll} {

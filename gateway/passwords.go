@@ -27,10 +27,14 @@ type passwords struct {
 
 // authProblem is the answer to a failed password check: 429 with
 // Retry-After (set on h), 401, 400 for a new password that is not
-// acceptable, or 503.
+// acceptable, 503 "busy" with Retry-After when no hashing slot freed up,
+// or 503.
 func authProblem(h http.Header, err error) *problem {
 	var throttled *accounts.ThrottledError
 	switch {
+	case errors.Is(err, accounts.ErrBusy):
+		h.Set("Retry-After", "1")
+		return &problem{Status: http.StatusServiceUnavailable, Code: "busy", Message: msgBusy}
 	case errors.As(err, &throttled):
 		h.Set("Retry-After", strconv.Itoa(retryAfter(throttled.RetryAfter)))
 		return &problem{Status: http.StatusTooManyRequests, Code: "throttled", Message: throttledMessage(throttled.RetryAfter)}
@@ -46,10 +50,16 @@ func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return outcomeSuccess
+	case errors.Is(err, accounts.ErrBusy):
+		return outcomeBusy
 	case errors.Is(err, accounts.ErrThrottled):
 		return outcomeThrottled
-	case errors.Is(err, accounts.ErrInvalidCredentials), errors.Is(err, accounts.ErrInvalidInput):
+	case errors.Is(err, accounts.ErrInvalidCredentials):
 		return outcomeInvalid
+	case errors.Is(err, accounts.ErrWeakPassword):
+		return outcomeWeakPassword
+	case errors.Is(err, accounts.ErrInvalidInput):
+		return outcomeInvalidInput
 	}
 	return outcomeError
 }
@@ -143,7 +153,7 @@ func (p *passwords) change(w http.ResponseWriter, r *http.Request, s *cloakroom.
 		p.failAuth(w, r, page, accounts.ErrInvalidInput)
 		return false, false
 	}
-	err := p.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
+	res, err := p.accounts.ChangeOwnPassword(r.Context(), accounts.LoginAttempt{
 		Name: s.UserID(), Password: req.Current, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
 	}, req.New)
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "password change", slog.String("user", s.UserID()),
@@ -153,6 +163,9 @@ func (p *passwords) change(w http.ResponseWriter, r *http.Request, s *cloakroom.
 		p.failAuth(w, r, page, err)
 		return false, false
 	}
+	// The change ended the account's device tokens; this browser keeps a
+	// new one, so the change does not lock its user out.
+	signin.SetDeviceTokens(w.Header(), res.Devices)
 	p.admission.MarkAuthenticated(s)
 	if req.EndOtherSessions {
 		err = p.revoke.others(r, s)

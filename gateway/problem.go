@@ -76,7 +76,7 @@ func (b *base) fail(w http.ResponseWriter, r *http.Request, page bool, err error
 	if !expected {
 		b.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if p.Status == http.StatusServiceUnavailable {
+	if p.Status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" { // "busy" set its own
 		w.Header().Set("Retry-After", "5")
 	}
 	if !page {

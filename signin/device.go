@@ -15,7 +15,10 @@ import (
 // never written by page script. Logout never removes it.
 const DeviceCookie = "__Host-Http-device"
 
-// deviceCookieMaxAge is 400 days, the longest browsers keep a cookie.
+// deviceCookieMaxAge is 400 days, the longest browsers keep a cookie. Each
+// token in it has a shorter life of its own (accounts.Config.
+// DeviceTokenLifetime, 90 days by default), checked by the accounts at
+// every login: the cookie only carries them.
 const deviceCookieMaxAge = 400 * 24 * 60 * 60
 
 // maxDeviceCookie bounds what is parsed of the device cookie.
@@ -40,4 +43,16 @@ func deviceCookie(tokens []string) string {
 		MaxAge: deviceCookieMaxAge, Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	}
 	return c.String()
+}
+
+// SetDeviceTokens adds to h the Set-Cookie that makes the browser keep
+// tokens as its known-device tokens, as a sign-in does. A password change
+// answers with it: the change ends the account's device tokens, and the
+// browser that made it gets its new one (accounts.Service.
+// ChangeOwnPassword) so it stays a known device. Nothing is set for no
+// tokens.
+func SetDeviceTokens(h http.Header, tokens []string) {
+	if len(tokens) > 0 {
+		h.Add("Set-Cookie", deviceCookie(tokens))
+	}
 }

@@ -30,6 +30,7 @@ var Start = time.Date(2026, 11, 28, 9, 0, 0, 123456000, time.UTC)
 func Run(t *testing.T, newStore Factory) {
 	t.Run("CreateGet", func(t *testing.T) { testCreateGet(t, newStore(t)) })
 	t.Run("NamesIgnoreCase", func(t *testing.T) { testNamesIgnoreCase(t, newStore(t)) })
+	t.Run("UnicodeNamesFold", func(t *testing.T) { testUnicodeNamesFold(t, newStore(t)) })
 	t.Run("Missing", func(t *testing.T) { testMissing(t, newStore(t)) })
 	t.Run("UpdateFields", func(t *testing.T) { testUpdateFields(t, newStore(t)) })
 	t.Run("UpdateIfPasswordHash", func(t *testing.T) { testUpdateIfPasswordHash(t, newStore(t)) })
@@ -114,6 +115,53 @@ func testNamesIgnoreCase(t *testing.T, s accounts.Store) {
 	}
 	if _, err := s.Get(t.Context(), "Alice.Smith"); !errors.Is(err, accounts.ErrNoSuchUser) {
 		t.Errorf("Get after Delete: %v, want ErrNoSuchUser", err)
+	}
+}
+
+// testUnicodeNamesFold: names are keyed by accounts.FoldName, Unicode
+// case and normalisation included, and keep the form they were created
+// with.
+func testUnicodeNamesFold(t *testing.T, s accounts.Store) {
+	mustCreate(t, s, record("Zoë"), record("Ἀριστοτέλης"))
+	for _, name := range []string{"Zoë", "zoë", "ZOË", "zoe\u0308", "ZOE\u0308"} {
+		if got := mustGet(t, s, name); got.Name != "Zoë" {
+			t.Errorf("Get(%q).Name = %q, want the stored form Zoë", name, got.Name)
+		}
+	}
+	if err := s.Create(t.Context(), record("ZOË")); !errors.Is(err, accounts.ErrUserExists) {
+		t.Errorf("Create(ZOË) after Zoë: %v, want ErrUserExists", err)
+	}
+	if got := mustGet(t, s, "ἀριστοτέλης"); got.Name != "Ἀριστοτέλης" {
+		t.Errorf("Get(ἀριστοτέλης).Name = %q", got.Name)
+	}
+	if u, err := s.Update(t.Context(), "ZOË", accounts.Change{Email: ptr("zoe@example.com")}); err != nil || u.Name != "Zoë" {
+		t.Errorf("Update(ZOË) = %+v, %v", u, err)
+	}
+	// An ASCII name is still the same user as its case variants, and not
+	// the same as a Unicode name it resembles.
+	mustCreate(t, s, record("zoe"))
+	if got := mustGet(t, s, "ZOE"); got.Name != "zoe" {
+		t.Errorf("Get(ZOE).Name = %q, want zoe", got.Name)
+	}
+	users, err := s.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, u := range users {
+		got = append(got, u.Name)
+	}
+	if want := []string{"zoe", "Zoë", "Ἀριστοτέλης"}; !slices.Equal(got, want) {
+		t.Errorf("List order %q, want %q (by folded name)", got, want)
+	}
+	if err := s.Delete(t.Context(), "zoe\u0308"); err != nil {
+		t.Errorf("Delete(decomposed zoë): %v", err)
+	}
+	if _, err := s.Get(t.Context(), "Zoë"); !errors.Is(err, accounts.ErrNoSuchUser) {
+		t.Errorf("Get after Delete: %v, want ErrNoSuchUser", err)
+	}
+	if got := mustGet(t, s, "zoe"); got.Name != "zoe" {
+		t.Errorf("deleting zoë touched zoe: %+v", got)
 	}
 }
 

@@ -33,8 +33,8 @@ const DefaultSchema = "cloakroom"
 // PostgreSQL schema, reached through a pgx pool the caller owns (the gateway passes
 // the session store's pool, so sessions and users share a database).
 //
-// The primary key is the name folded to ASCII lower case by this package,
-// not by PostgreSQL's lower(), whose result depends on the database's
+// The primary key is the name folded by accounts.FoldName (PRECIS; an
+// ASCII name's lower case) in Go, not by PostgreSQL's lower(), whose result depends on the database's
 // locale; the name keeps its case in a column of its own. Roles are a
 // text[], times timestamptz (microseconds).
 type Store struct {

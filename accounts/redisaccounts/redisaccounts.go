@@ -44,11 +44,12 @@ const (
 // owns (the gateway passes the session store's client).
 //
 // With the prefix P, each user is one hash P{accounts}:user:N, where N is
-// the name folded to ASCII lower case, and the set P{accounts}:names holds
-// every N. The shared hash tag keeps them in one Redis Cluster slot, so
-// each change is one Lua script that checks and writes atomically; no
-// WATCH. Reads never use the client-side cache: logins and admin calls are
-// rare, and a password change must be seen at once by every node.
+// the name folded by accounts.FoldName (an ASCII name's lower case), and
+// the set P{accounts}:names holds every N. The shared hash tag keeps them
+// in one Redis Cluster slot, so each change is one Lua script that checks
+// and writes atomically; no WATCH. Reads never use the client-side cache:
+// logins and admin calls are rare, and a password change must be seen at
+// once by every node.
 type Store struct {
 	client     rueidis.Client
 	userPrefix string // P{accounts}:user:

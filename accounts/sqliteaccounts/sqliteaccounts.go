@@ -21,15 +21,18 @@ import (
 
 // sqliteSchemaVersion is the version of the cloakroom_users table this code
 // reads and writes, recorded in cloakroom_accounts_schema.
-const sqliteSchemaVersion = 1
+// Version 2 added name_key, the accounts.FoldName of the name: SQLite's
+// NOCASE folds ASCII letters only, and names are Unicode.
+const sqliteSchemaVersion = 2
 
 // Store is an [accounts.Store] in a cloakroom_users table of a SQLite
 // database opened with the modernc.org/sqlite driver; the gateway passes
 // the session store's handle (sqlitestore.Store.DB) so sessions and users
 // share a file.
 //
-// Names use the NOCASE collation, so uniqueness and lookups ignore ASCII
-// case. Times are kept as Unix nanoseconds, roles as a JSON array.
+// Names are unique and looked up by name_key, their accounts.FoldName,
+// computed in Go (SQLite's NOCASE folds ASCII letters only). Times are
+// kept as Unix nanoseconds, roles as a JSON array.
 type Store struct {
 	db *sql.DB
 }
@@ -93,12 +96,42 @@ func migrateSQLite(ctx context.Context, db *sql.DB) (err error) {
 			return err
 		}
 	}
+	if version < 2 {
+		if err := addNameKey(ctx, conn); err != nil {
+			return err
+		}
+	}
 	if _, err := conn.ExecContext(ctx,
 		"INSERT INTO cloakroom_accounts_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
 		sqliteSchemaVersion); err != nil {
 		return err
 	}
 	_, err = conn.ExecContext(ctx, "COMMIT")
+	return err
+}
+
+// addNameKey adds name_key to a version-1 table and fills it. Names of
+// version 1 are ASCII, but the fold is computed in Go all the same, so
+// the key is the same function of the name whatever wrote it.
+func addNameKey(ctx context.Context, conn *sql.Conn) error {
+	if _, err := conn.ExecContext(ctx, "ALTER TABLE cloakroom_users ADD COLUMN name_key TEXT NOT NULL DEFAULT ''"); err != nil {
+		return err
+	}
+	rows, err := conn.QueryContext(ctx, "SELECT name FROM cloakroom_users")
+	if err != nil {
+		return err
+	}
+	names, err := sqlrows.All(rows, func(rows *sql.Rows) (name string, err error) { return name, rows.Scan(&name) })
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := conn.ExecContext(ctx, "UPDATE cloakroom_users SET name_key = ? WHERE name = ?", accounts.FoldName(name), name); err != nil {
+			return err
+		}
+	}
+	_, err = conn.ExecContext(ctx, "CREATE UNIQUE INDEX cloakroom_users_name_key ON cloakroom_users (name_key)")
 	return err
 }
 
@@ -111,9 +144,9 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 		return err
 	}
 	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO cloakroom_users (name, email, roles, disabled, password_hash, created_at, password_changed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-		rec.Name, rec.Email, roles, rec.Disabled, rec.PasswordHash,
+		`INSERT INTO cloakroom_users (name, name_key, email, roles, disabled, password_hash, created_at, password_changed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		rec.Name, accounts.FoldName(rec.Name), rec.Email, roles, rec.Disabled, rec.PasswordHash,
 		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt))
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
@@ -128,7 +161,7 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 
 // Get implements [accounts.Store].
 func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name = ?", name)
+	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
 	return sqlusers.Get(sql.ErrNoRows, func(hash *string) (accounts.User, error) { return scanUser(row, hash) })
 }
 
@@ -160,8 +193,8 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if c.Disabled != nil {
 		set("disabled", *c.Disabled)
 	}
-	query := "UPDATE cloakroom_users SET " + strings.Join(sets, ", ") + " WHERE name = ?"
-	args = append(args, name)
+	query := "UPDATE cloakroom_users SET " + strings.Join(sets, ", ") + " WHERE name_key = ?"
+	args = append(args, accounts.FoldName(name))
 	if c.IfPasswordHash != "" {
 		query += " AND password_hash = ?"
 		args = append(args, c.IfPasswordHash)
@@ -171,14 +204,14 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	u, err := scanUser(s.db.QueryRowContext(ctx, query, args...))
 	return sqlusers.Updated(u, err, sql.ErrNoRows, c, func() (bool, error) {
 		var exists bool
-		err := s.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM cloakroom_users WHERE name = ?)", name).Scan(&exists)
+		err := s.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM cloakroom_users WHERE name_key = ?)", accounts.FoldName(name)).Scan(&exists)
 		return exists, err
 	})
 }
 
 // Delete implements [accounts.Store].
 func (s *Store) Delete(ctx context.Context, name string) error {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM cloakroom_users WHERE name = ?", name)
+	res, err := s.db.ExecContext(ctx, "DELETE FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
 	if err != nil {
 		return fmt.Errorf("accounts: delete user: %w", err)
 	}
@@ -192,7 +225,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 
 // List implements [accounts.Store].
 func (s *Store) List(ctx context.Context) ([]accounts.User, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+userColumns+" FROM cloakroom_users ORDER BY name")
+	rows, err := s.db.QueryContext(ctx, "SELECT "+userColumns+" FROM cloakroom_users ORDER BY name_key")
 	if err != nil {
 		return nil, fmt.Errorf("accounts: list users: %w", err)
 	}

@@ -51,8 +51,8 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	var version int
-	if err := db.QueryRowContext(ctx, "SELECT version FROM cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 1 {
-		t.Fatalf("schema version = %d, %v; want 1", version, err)
+	if err := db.QueryRowContext(ctx, "SELECT version FROM cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 2 {
+		t.Fatalf("schema version = %d, %v; want 2", version, err)
 	}
 	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "alice"}, PasswordHash: "h"}); err != nil {
 		t.Fatal(err)
@@ -73,11 +73,51 @@ func TestMigration(t *testing.T) {
 	}
 
 	// A database migrated by a newer build is refused, not misread.
-	if _, err := db.ExecContext(ctx, "UPDATE cloakroom_accounts_schema SET version = 2"); err != nil {
+	if _, err := db.ExecContext(ctx, "UPDATE cloakroom_accounts_schema SET version = 3"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sqliteaccounts.New(ctx, db); err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Errorf("New on a version-2 schema: %v, want a 'newer' error", err)
+		t.Errorf("New on a version-3 schema: %v, want a 'newer' error", err)
+	}
+}
+
+// TestMigrationFromASCIINames: a version-1 database, whose names were
+// unique under NOCASE, gets its name keys, and every account keeps its
+// identity: found in any case, its name's case variants still taken.
+func TestMigrationFromASCIINames(t *testing.T) {
+	db := openSQLite(t, filepath.Join(t.TempDir(), "cloakroom.db"))
+	ctx := t.Context()
+	for _, stmt := range []string{
+		`CREATE TABLE cloakroom_accounts_schema (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL) STRICT`,
+		`INSERT INTO cloakroom_accounts_schema VALUES (1, 1)`,
+		`CREATE TABLE cloakroom_users (
+			name TEXT NOT NULL PRIMARY KEY COLLATE NOCASE, email TEXT NOT NULL, roles TEXT NOT NULL,
+			disabled INTEGER NOT NULL CHECK (disabled IN (0, 1)), password_hash TEXT NOT NULL,
+			created_at INTEGER NOT NULL, password_changed_at INTEGER NOT NULL
+		) STRICT, WITHOUT ROWID`,
+		`INSERT INTO cloakroom_users VALUES ('Alice.Smith', '', '["admin"]', 0, 'h1', 1, 1), ('bob', '', '[]', 0, 'h2', 1, 1)`,
+	} {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := sqliteaccounts.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"alice.smith": "Alice.Smith", "ALICE.SMITH": "Alice.Smith", "BOB": "bob"} {
+		if rec, err := s.Get(ctx, name); err != nil || rec.Name != want || rec.PasswordHash == "" {
+			t.Errorf("Get(%q) after migration = %+v, %v; want %s", name, rec, err, want)
+		}
+	}
+	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "ALICE.smith"}, PasswordHash: "h"}); !errors.Is(err, accounts.ErrUserExists) {
+		t.Errorf("Create(ALICE.smith) after migration: %v, want ErrUserExists", err)
+	}
+	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "Zoë"}, PasswordHash: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := s.Get(ctx, "ZOË"); err != nil || rec.Name != "Zoë" {
+		t.Errorf("Get(ZOË) = %+v, %v", rec, err)
 	}
 }
 
@@ -94,7 +134,7 @@ func TestCorruptRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := db.ExecContext(t.Context(),
-		"INSERT INTO cloakroom_users VALUES ('mallory', '', 'not json', 0, 'h', 1, 1)"); err != nil {
+		"INSERT INTO cloakroom_users VALUES ('mallory', '', 'not json', 0, 'h', 1, 1, 'mallory')"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(t.Context(), "mallory"); err == nil || errors.Is(err, accounts.ErrNoSuchUser) {
