@@ -259,27 +259,35 @@ func serve(ctx context.Context, p *plan, logger *slog.Logger, hooks *serveHooks)
 			}
 		}
 	}()
+	// The sockets first: a port that is taken (the demo still running)
+	// fails the start before the store, the key or anything else is
+	// created.
+	var err error
+	public := hooks.public
+	if public == nil {
+		if public, err = net.Listen("tcp", p.cfg.Listen); err != nil {
+			return fmt.Errorf("public listener: %w", err)
+		}
+		hooks.public = public // closed by the deferred release on failure
+	}
+	var admin net.Listener
+	if p.cfg.AdminListen != "" {
+		if admin = hooks.admin; admin == nil {
+			if admin, err = net.Listen("tcp", p.cfg.AdminListen); err != nil {
+				return fmt.Errorf("admin listener: %w", err)
+			}
+			hooks.admin = admin
+		}
+	}
 	rt, err := buildGateway(ctx, p, logger)
 	if err != nil {
 		return err
 	}
 	defer rt.close()
 
-	public := hooks.public
-	if public == nil {
-		if public, err = net.Listen("tcp", p.cfg.Listen); err != nil {
-			return fmt.Errorf("public listener: %w", err)
-		}
-	}
 	servers = append(servers, listener{"public", newServer(rt.Gateway.Handler(), logger, p, p.tls != nil), public, p.tls != nil})
 	var adminAddr net.Addr
-	if p.cfg.AdminListen != "" {
-		admin := hooks.admin
-		if admin == nil {
-			if admin, err = net.Listen("tcp", p.cfg.AdminListen); err != nil {
-				return fmt.Errorf("admin listener: %w", err)
-			}
-		}
+	if admin != nil {
 		adminAddr = admin.Addr()
 		servers = append(servers, listener{"admin", newServer(rt.Gateway.AdminHandler(), logger, p, p.adminTLS), admin, p.adminTLS})
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -200,5 +201,34 @@ func TestCheckConfigWarnsAsServeDoes(t *testing.T) {
 	r := run(t, "", "serve", "--check-config", "--store", "redis://127.0.0.1:6379?prefx=a")
 	if r.code != exitFailure || !strings.Contains(r.stderr, `  - --store: redis: unknown option "prefx"`) {
 		t.Errorf("a misspelt store option: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// A taken port fails the start before serve creates anything: no store,
+// no signing key is left behind by a start that could not listen (the
+// demo still running on the same port, say).
+func TestServeTakenPortCreatesNothing(t *testing.T) {
+	clearEnv(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--listen", taken.Addr().String(), "--admin-listen", ""},
+		{"--listen", "127.0.0.1:0", "--admin-listen", taken.Addr().String()},
+	} {
+		r := run(t, "", append([]string{"serve", "--store", "sqlite://" + filepath.Join(dir, "cloakroom.db"), "--upstream", "/api/=http://127.0.0.1:9", "--internal-jwt", "--data-dir", dir}, args...)...)
+		if r.code == exitOK || !strings.Contains(r.stderr, "address already in use") {
+			t.Fatalf("serve %v on a taken port: exit %d %s", args, r.code, r.stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			t.Fatalf("serve %v on a taken port left %v in its data folder", args, names)
+		}
 	}
 }
