@@ -80,10 +80,10 @@ func ParseHostPath(value string) (host, prefix string, err error) {
 		prefix = "/" + rest
 	}
 	if err := checkHost(host); err != nil {
-		return "", "", fmt.Errorf("%w: %q: %w", ErrInvalidRule, value, err)
+		return "", "", fmt.Errorf("%w: %w", ErrInvalidRule, err)
 	}
 	if err := checkPrefix(prefix); err != nil {
-		return "", "", fmt.Errorf("%w: %q: %w", ErrInvalidRule, value, err)
+		return "", "", fmt.Errorf("%w: %w", ErrInvalidRule, err)
 	}
 	return strings.ToLower(host), prefix, nil
 }
