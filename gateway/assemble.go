@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/forwardauth"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -40,6 +42,10 @@ type Parts struct {
 	// Relay are route prefixes that receive the OpenID user's access token
 	// (token relay) instead of the internal JWT. They need OIDC.
 	Relay []string
+	// ForwardAuth, when set, answers proxies' forward-auth decisions;
+	// Assemble sets its Sessions, Signer (Gateway.Signer), AuthPrefix and
+	// Logger.
+	ForwardAuth *forwardauth.Config
 	// Gateway is the rest of the gateway's configuration. Assemble sets
 	// Sessions, Admission, Accounts, Vault, OIDC and Metrics, and
 	// registers the vault's and the relay's modes on a copy of Routes.
@@ -125,6 +131,13 @@ func Assemble(ctx context.Context, p Parts) (_ *Stack, err error) {
 		return nil, fmt.Errorf("%w: token relay needs OpenID providers", ErrInvalidConfig)
 	}
 	cfg := p.Gateway
+	if p.ForwardAuth != nil {
+		fa := *p.ForwardAuth
+		fa.Sessions, fa.Signer, fa.AuthPrefix, fa.Logger = st.Sessions, cfg.Signer, cmp.Or(cfg.AuthPrefix, DefaultAuthPrefix), p.Gateway.Logger
+		if cfg.ForwardAuth, err = forwardauth.New(fa); err != nil {
+			return nil, err
+		}
+	}
 	cfg.Sessions, cfg.Admission, cfg.Accounts, cfg.Metrics = st.Sessions, st.Admission, st.Accounts, metrics
 	cfg.Vault, cfg.OIDC, cfg.Routes = st.Vault, st.OIDC, routes
 	if st.Gateway, err = New(cfg); err != nil {

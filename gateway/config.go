@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/forwardauth"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -131,6 +132,12 @@ type Config struct {
 	// is loaded); a slower one gets 408. Default DefaultBodyReadTimeout
 	// (10 s).
 	BodyReadTimeout time.Duration
+	// ForwardAuth answers the decision requests of the proxies in front
+	// of other apps at {auth}/forward/ (see package forwardauth), outside
+	// the session middleware: the decision runs the core's on the
+	// original request. Its AuthPrefix must be this one. Default nil: no
+	// forward-auth endpoints.
+	ForwardAuth *forwardauth.Handler
 }
 
 // validate checks cfg and fills in defaults. It reports every problem, each
@@ -159,6 +166,8 @@ func (cfg *Config) validate() error {
 	}
 	if err := checkAuthPrefix(cfg.AuthPrefix); err != nil {
 		bad("AuthPrefix %q: %v", cfg.AuthPrefix, err)
+	} else if cfg.ForwardAuth != nil && cfg.ForwardAuth.Prefix() != cfg.AuthPrefix+"/forward/" {
+		bad("ForwardAuth answers under %s, not under AuthPrefix %s", cfg.ForwardAuth.Prefix(), cfg.AuthPrefix)
 	}
 	for _, p := range cfg.PublicPaths {
 		if err := checkPublicPath(p); err != nil {

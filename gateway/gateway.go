@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -167,7 +168,23 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	if cfg.TLS {
 		handler = hsts(handler)
 	}
+	if fa := cfg.ForwardAuth; fa != nil {
+		// Decisions run the core's middleware on the original request,
+		// not on the proxy's: they go around this listener's.
+		handler = forwardAuthFirst(fa.Prefix(), fa, handler)
+	}
 	return handler
+}
+
+// forwardAuthFirst sends requests under prefix to decide, others to next.
+func forwardAuthFirst(prefix string, decide, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			decide.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // hsts makes browsers use HTTPS only, for two years, subdomains included

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need: Chromium for the browser tests,
-# and Redis and PostgreSQL when they are not already running. Safe to run
+# nginx and Caddy for the forward-auth tests (which start their own on free
+# loopback ports), and Redis and PostgreSQL when they are not already running. Safe to run
 # again; does nothing that is already done. Needs root for installs; without
 # it, the tests start throwaway servers themselves or skip.
 set -euo pipefail
@@ -21,6 +22,17 @@ apt_install() {
 if ! have chromium; then
 	echo "test-deps: installing chromium"
 	apt_install chromium
+fi
+
+# Debian's nginx has the auth_request module built in. The tests run both
+# in the foreground themselves; the packages' own services are not needed.
+if ! have nginx && [ ! -x /usr/sbin/nginx ]; then
+	echo "test-deps: installing nginx (forward-auth tests)"
+	apt_install nginx
+fi
+if ! have caddy; then
+	echo "test-deps: installing caddy (forward-auth tests)"
+	apt_install caddy
 fi
 
 if ! have redis-server || ! have redis-cli; then

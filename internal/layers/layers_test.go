@@ -22,7 +22,7 @@ var layers = []struct {
 	{"core and leaf helpers", []string{"", "internal/...", "storetest"}},
 	{"stores, accounts and upstream calls", []string{"memstore", "sqlitestore", "pgstore", "redisstore", "accounts/...", "upstreamjwt", "proxy"}},
 	{"sign-in", []string{"signin"}},
-	{"route modes", []string{"oidcbff", "vault"}},
+	{"route modes", []string{"oidcbff", "vault", "forwardauth"}},
 	{"gateway", []string{"gateway"}},
 	{"programs", []string{"cmd/...", "lab/...", "demoapp", "bench/...", "test/..."}},
 }

@@ -172,6 +172,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		}
 		parts.Relay = p.oidc.relay
 	}
+	parts.ForwardAuth = p.forwardAuth
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second) // bounds the providers' discovery
 	defer cancel()
 	if rt.Stack, err = gateway.Assemble(dctx, parts); err != nil {

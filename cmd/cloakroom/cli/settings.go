@@ -68,6 +68,7 @@ type Config struct {
 	VaultStripParam   []string
 	VaultLogout       []string
 	oidcConfig        // cmd/cloakroom/cli/oidc.go
+	forwardAuthConfig // cmd/cloakroom/cli/forwardauth.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

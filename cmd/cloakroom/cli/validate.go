@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
+	"github.com/cloakroom/cloakroom/forwardauth"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
@@ -32,20 +33,21 @@ const jwtKeyFileName = "cloakroom-jwt-ed25519.pem"
 // plan is a validated configuration with every file it names read and
 // parsed, ready to start.
 type plan struct {
-	cfg        Config
-	routes     []proxy.Route
-	frontend   *url.URL
-	store      storeurl.Location
-	adminToken string
-	tls        *tls.Config // nil for plain HTTP
-	adminTLS   bool        // the admin listener serves TLS too (it is not on loopback)
-	jwtKey     ed25519.PrivateKey
-	jwtKeyPath string // where the key is, or will be generated
-	sameSite   http.SameSite
-	proxies    []netip.Prefix // trusted proxies for the client address
-	logLevel   slog.Level
-	vault      *vaultPlan // nil without --vault
-	oidc       *oidcPlan  // nil without --oidc-provider
+	cfg         Config
+	routes      []proxy.Route
+	frontend    *url.URL
+	store       storeurl.Location
+	adminToken  string
+	tls         *tls.Config // nil for plain HTTP
+	adminTLS    bool        // the admin listener serves TLS too (it is not on loopback)
+	jwtKey      ed25519.PrivateKey
+	jwtKeyPath  string // where the key is, or will be generated
+	sameSite    http.SameSite
+	proxies     []netip.Prefix // trusted proxies for the client address
+	logLevel    slog.Level
+	vault       *vaultPlan          // nil without --vault
+	oidc        *oidcPlan           // nil without --oidc-provider
+	forwardAuth *forwardauth.Config // nil without forward-auth rules
 	// warnings name what is accepted but unsafe; serve logs them at start
 	// and --check-config prints them.
 	warnings []string
@@ -238,6 +240,9 @@ func validate(cfg Config) (*plan, error) {
 	var oidcProblems []error
 	p.oidc, oidcProblems = validateOIDC(cfg, p.routes)
 	problems = append(problems, oidcProblems...)
+	var forwardAuthProblems []error
+	p.forwardAuth, forwardAuthProblems = validateForwardAuth(cfg)
+	problems = append(problems, forwardAuthProblems...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}

@@ -1,0 +1,358 @@
+package forwardauth
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
+	"github.com/cloakroom/cloakroom/signin"
+)
+
+// The answer headers a proxy copies onto the request it lets through.
+// Every allowing answer carries all of them, empty when unknown, so a proxy
+// that copies a header the answer lacks (Caddy leaves its placeholder
+// text) never sends an upstream something cloakroom did not say.
+const (
+	HeaderUser          = "X-Forwarded-User"
+	HeaderEmail         = "X-Forwarded-Email"
+	HeaderGroups        = "X-Forwarded-Groups"
+	HeaderAuthorization = "Authorization"
+	// HeaderLogin carries the sign-in URL on nginx's 401 answer, for
+	// the documented error_page to redirect navigations to; it is empty
+	// for scripts, which get the 401.
+	HeaderLogin = "X-Cloakroom-Login"
+)
+
+// Handler answers the decision requests of the proxies in front of the
+// apps: GET {auth}/forward/nginx, {auth}/forward/caddy and
+// {auth}/forward/traefik, and any method on {auth}/forward/envoy/...
+// (Envoy's HTTP ext_authz). Each adapter only reads where its proxy puts
+// the original request; one decision judges them all. It never sets a
+// cookie. Safe for concurrent use.
+type Handler struct {
+	cfg   Config
+	hosts map[string][]Rule // by lower-case host, longest prefix first
+}
+
+// New validates cfg and builds the handler. Every problem is reported at
+// once, wrapped in ErrInvalidConfig.
+func New(cfg Config) (*Handler, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: cfg, hosts: map[string][]Rule{}}
+	for _, r := range cfg.Rules {
+		if r.Prefix == "" {
+			r.Prefix = "/"
+		}
+		host := strings.ToLower(r.Host)
+		h.hosts[host] = append(h.hosts[host], r)
+	}
+	for _, rules := range h.hosts {
+		slices.SortFunc(rules, func(a, b Rule) int { return len(b.Prefix) - len(a.Prefix) })
+	}
+	return h, nil
+}
+
+// Prefix is the path under which the handler answers, {auth}/forward/.
+func (h *Handler) Prefix() string { return h.cfg.AuthPrefix + "/forward/" }
+
+// forwarded is the original request as a proxy describes it.
+type forwarded struct {
+	method string
+	host   string
+	uri    string // escaped path and query
+	nginx  bool   // nginx answers sign-in with 401 and HeaderLogin
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if !h.fromProxy(r) {
+		h.refuse(w, r, http.StatusForbidden, "not_a_proxy", "Forward-auth decisions are answered to the configured proxies only.", "")
+		return
+	}
+	adapter := strings.TrimPrefix(r.URL.Path, h.Prefix())
+	var f forwarded
+	var ok bool
+	switch {
+	case adapter == "nginx" && r.Method == http.MethodGet:
+		f, ok = fromNginx(r)
+	case (adapter == "caddy" || adapter == "traefik") && r.Method == http.MethodGet:
+		f, ok = fromXForwarded(r)
+	case adapter == "envoy" || strings.HasPrefix(adapter, "envoy/"):
+		f, ok = fromEnvoy(r, h.Prefix()+"envoy")
+	default:
+		httpjson.Error(w, http.StatusNotFound, "not_found", "No such forward-auth endpoint.")
+		return
+	}
+	if !ok {
+		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+		return
+	}
+	h.decide(w, r, f)
+}
+
+// fromProxy reports whether the request comes straight from a configured
+// proxy address.
+func (h *Handler) fromProxy(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	return slices.ContainsFunc(h.cfg.Proxies, func(p netip.Prefix) bool { return p.Contains(addr) })
+}
+
+// fromNginx reads the original request from the headers the documented
+// nginx config sets: X-Original-Method and X-Original-URL
+// ($scheme://$http_host$request_uri).
+func fromNginx(r *http.Request) (forwarded, bool) {
+	u, err := url.Parse(r.Header.Get("X-Original-URL"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
+		return forwarded{}, false
+	}
+	return forwarded{method: r.Header.Get("X-Original-Method"), host: u.Host, uri: u.RequestURI(), nginx: true}, true
+}
+
+// fromXForwarded reads the original request as Caddy's forward_auth and
+// Traefik's ForwardAuth send it: X-Forwarded-Method, -Proto, -Host, -Uri.
+func fromXForwarded(r *http.Request) (forwarded, bool) {
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "http" && p != "https" {
+		return forwarded{}, false
+	}
+	return forwarded{method: r.Header.Get("X-Forwarded-Method"), host: r.Header.Get("X-Forwarded-Host"), uri: r.Header.Get("X-Forwarded-Uri")}, true
+}
+
+// fromEnvoy reads the original request as Envoy's HTTP ext_authz sends
+// it: the original method and Host, and the original path after the
+// configured path_prefix.
+func fromEnvoy(r *http.Request, prefix string) (forwarded, bool) {
+	raw := r.RequestURI
+	if raw == "" {
+		raw = r.URL.RequestURI()
+	}
+	uri, ok := strings.CutPrefix(raw, prefix)
+	if !ok || !strings.HasPrefix(uri, "/") {
+		return forwarded{}, false
+	}
+	return forwarded{method: r.Method, host: r.Host, uri: uri}, true
+}
+
+// forwardedHeaders are the browser's headers the decision reads: the
+// session cookie, what the core's cross-origin and CSRF checks read, what
+// tells a navigation from a script, and what the core records.
+var forwardedHeaders = []string{
+	"Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", cloakroom.CSRFHeader,
+	"Accept", "X-Requested-With", "User-Agent", "X-Forwarded-For",
+}
+
+// decide judges the original request: the core's session middleware runs
+// on a request rebuilt from the forwarded data, so timeouts, revocations
+// and cross-origin rules are the core's; the rules say what the path needs.
+func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
+	if !validMethod(f.method) || checkHost(f.host) != nil {
+		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+		return
+	}
+	u, err := url.ParseRequestURI(f.uri)
+	if err != nil || u.Host != "" || u.Scheme != "" {
+		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+		return
+	}
+	path, ok := decodePath(u.EscapedPath())
+	if !ok {
+		h.refuse(w, r, http.StatusBadRequest, "bad_path", "The path is not in plain form (no //, . or .. segments, or escaped slashes and dots).", f.host)
+		return
+	}
+	rule, known := h.rule(f.host, path)
+	if !known {
+		h.refuse(w, r, http.StatusForbidden, "unknown_host", "This host is not protected by cloakroom.", f.host)
+		return
+	}
+	header := make(http.Header, len(forwardedHeaders))
+	for _, name := range forwardedHeaders {
+		if v := r.Header.Values(name); len(v) > 0 {
+			header[http.CanonicalHeaderKey(name)] = v
+		}
+	}
+	original := (&http.Request{
+		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: header,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
+	}).WithContext(r.Context())
+	judged := false
+	// The middleware's own answers (a new or expired cookie, its refusal
+	// page) go nowhere: the decision writes only its own headers.
+	h.cfg.Sessions.Handler(http.HandlerFunc(func(_ http.ResponseWriter, or *http.Request) {
+		judged = true
+		h.judge(w, r, or, f, rule, path)
+	})).ServeHTTP(discard{}, original)
+	if !judged {
+		// The core refused the request as cross-site, or as an unsafe
+		// request on the session cookie with neither Fetch Metadata nor
+		// Origin nor the X-CSRF-Token header.
+		h.refuse(w, r, http.StatusForbidden, "cross_site", "Cross-site request refused.", f.host)
+	}
+}
+
+// judge answers for the session the core loaded onto or.
+func (h *Handler) judge(w http.ResponseWriter, r, or *http.Request, f forwarded, rule Rule, path string) {
+	s := h.cfg.Sessions.Session(or)
+	if s.Err() != nil {
+		h.refuse(w, r, http.StatusServiceUnavailable, "unavailable", "The session store is unavailable. Try again shortly.", f.host)
+		return
+	}
+	if !s.LoggedIn() {
+		if rule.Public {
+			h.allow(w, r, nil)
+			return
+		}
+		h.signIn(w, r, or, f)
+		return
+	}
+	roles := signin.Roles(s)
+	for _, need := range rule.Roles {
+		if !slices.Contains(roles, need) {
+			h.refuse(w, r, http.StatusForbidden, "forbidden", "Your account lacks a role this page needs.", f.host)
+			return
+		}
+	}
+	h.allow(w, r, s)
+}
+
+// allow answers 200 with the identity headers, every one of them, empty
+// when there is no user or no signer.
+func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) {
+	var user, email, groups, bearer string
+	if s != nil {
+		roles := signin.Roles(s)
+		user, email, groups = s.UserID(), signin.Email(s), strings.Join(roles, ",")
+		if !plainHeaderValue(user) || !plainHeaderValue(email) || !plainGroups(roles) {
+			// Ambiguous in a header: refuse rather than vouch for a
+			// value an upstream could read differently.
+			h.refuse(w, r, http.StatusForbidden, "bad_identity", "Your identity cannot be passed on unambiguously.", "")
+			return
+		}
+		if h.cfg.Signer != nil {
+			token, err := h.cfg.Signer.SignFor(identity(user, email, roles), h.cfg.Audience, h.cfg.Now())
+			if err != nil {
+				h.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "forward-auth: cannot sign the internal JWT", slog.String("error", err.Error()))
+				h.refuse(w, r, http.StatusServiceUnavailable, "unavailable", "The identity could not be signed. Try again shortly.", "")
+				return
+			}
+			bearer = "Bearer " + token
+		}
+	}
+	hd := w.Header()
+	hd[HeaderUser] = []string{user}
+	hd[HeaderEmail] = []string{email}
+	hd[HeaderGroups] = []string{groups}
+	hd[HeaderAuthorization] = []string{bearer}
+	w.WriteHeader(http.StatusOK)
+}
+
+// signIn answers a request that needs a session and has none: nginx gets
+// 401 and, for a navigation, the sign-in URL in HeaderLogin; other proxies
+// pass the answer to the browser as is, so a navigation gets a redirect
+// to the sign-in page and a script 401 JSON.
+func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded) {
+	// The host was checked against the rules, and the redirect is
+	// relative: the browser stays on the host it asked for, whose /auth/
+	// the proxy serves from cloakroom.
+	login := h.cfg.AuthPrefix + "/login?return_to=" + url.QueryEscape(httpx.SafeReturnTo(or.URL.RequestURI()))
+	nav := isNavigation(or)
+	switch {
+	case f.nginx:
+		if nav {
+			w.Header().Set(HeaderLogin, login)
+		} else {
+			w.Header().Set(HeaderLogin, "")
+		}
+		httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "Log in first.")
+	case nav:
+		w.Header().Set("Location", login)
+		w.WriteHeader(http.StatusFound)
+	default:
+		httpjson.Write(w, http.StatusUnauthorized, map[string]string{
+			"error": "unauthenticated", "message": "Log in first.", "login_url": login,
+		})
+	}
+}
+
+// refuse answers a refusal as JSON and logs it (host and reason, never a
+// cookie, header value or token).
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, code, message, host string) {
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.cfg.Logger.LogAttrs(r.Context(), level, "forward-auth refused",
+		slog.Int("status", status), slog.String("reason", code), slog.String("host", host), slog.String("peer", r.RemoteAddr))
+	httpjson.Error(w, status, code, message)
+}
+
+// rule returns the rule for host and path, and false for a host no rule
+// names.
+func (h *Handler) rule(host, path string) (Rule, bool) {
+	host = strings.ToLower(host)
+	rules, ok := h.hosts[host]
+	if !ok {
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			rules, ok = h.hosts[name]
+		}
+	}
+	if !ok {
+		return Rule{}, false
+	}
+	for _, r := range rules {
+		if httpx.PathUnder(path, r.Prefix) {
+			return r, true
+		}
+	}
+	return Rule{Host: host, Prefix: "/"}, true // a configured host's other paths need a session
+}
+
+// isNavigation tells a top-level page load from a script's request, as the
+// gateway does: Fetch Metadata when present, else an Accept header asking
+// for HTML; X-Requested-With marks XHR.
+func isNavigation(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// validMethod reports whether m is an HTTP method token.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for _, c := range []byte(m) {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// discard is where the core's middleware answers when its answer is not
+// the decision's: nothing it writes reaches the proxy.
+type discard struct{}
+
+func (discard) Header() http.Header         { return http.Header{} }
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+func (discard) WriteHeader(int)             {}
