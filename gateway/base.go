@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -164,10 +165,18 @@ const (
 func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		form := isFormContent(r)
+		var parseErr error
 		if form || mode == csrfPage {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			parseErr = r.ParseForm()
 		}
-		if mode == csrfPage && r.ParseForm() != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(parseErr, &tooBig) {
+			// Said as such, not taken for a missing token.
+			b.fail(w, r, mode == csrfPage || mode == csrfForm && form, errTooLarge(tooBig.Limit))
+			return
+		}
+		if mode == csrfPage && parseErr != nil {
 			w.Header().Set("Cache-Control", "no-store")
 			http.Error(w, "Bad Request: the form could not be parsed.", http.StatusBadRequest)
 			return
