@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"container/list"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
 )
 
 // DefaultCSP is the Content-Security-Policy the gateway sets on the SPA
@@ -25,13 +28,29 @@ const DefaultCSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame
 // CSPOff as Config.CSP sends no policy.
 const CSPOff = "off"
 
-// Limits of the violation report endpoint, which anyone can call.
+// Limits of the violation report endpoint, which anyone can call. Each
+// client address has its own budget, so that one client flooding cannot
+// silence everyone else's reports; a ceiling over all clients bounds the
+// log lines an attacker with many addresses can cause.
 const (
 	maxCSPReport       = 16 << 10 // bytes per report body
-	cspReportsPerSec   = 10       // sustained, for the whole gateway
-	cspReportBurst     = 50
-	maxCSPReportFields = 256 // bytes kept of each field in the log
+	maxCSPReportFields = 256      // bytes kept of each field in the log
 	cspReportGroup     = "csp-endpoint"
+
+	// cspClientPerSec and cspClientBurst: violations logged per second
+	// per client address (an IPv6 address counts by its /64), sustained
+	// and at once. A page that breaks its policy reports a few.
+	cspClientPerSec = 2
+	cspClientBurst  = 20
+	// cspAllPerSec and cspAllBurst: violations logged per second by the
+	// whole gateway, whatever the addresses.
+	cspAllPerSec = 50
+	cspAllBurst  = 500
+	// cspClientTable is how many client addresses are remembered: a fixed
+	// table, so that many addresses cannot grow memory. The one seen
+	// least recently is forgotten first; it comes back with a full burst,
+	// which the gateway-wide ceiling bounds.
+	cspClientTable = 4096
 )
 
 // cspDirectives are the metric label values; any other directive counts
@@ -70,42 +89,136 @@ func spaHeaders(cfg *Config) func(http.Header) {
 	}
 }
 
-// cspReports receives CSP violation reports: size-capped, rate-limited,
-// logged (bounded fields) and counted; the answer reflects nothing.
+// cspReports receives CSP violation reports: size-capped, rate-limited
+// per client and overall, logged (bounded fields) and counted; the answer
+// reflects nothing.
 type cspReports struct {
-	sessions *cloakroom.Manager // for the client's address
+	clientIP func(*http.Request) string // the session manager's reading of it
 	log      *slog.Logger
 	now      func() time.Time
-	mu       sync.Mutex
-	tokens   float64
-	last     time.Time
+	limits   *reportLimits
 	count    *prometheus.CounterVec
 }
 
 func newCSPReports(sessions *cloakroom.Manager, log *slog.Logger, now func() time.Time) *cspReports {
-	c := &cspReports{sessions: sessions, log: log, now: now, tokens: cspReportBurst, count: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "cloakroom_csp_reports_total",
-		Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
-	}, []string{"directive"})}
+	c := &cspReports{clientIP: sessions.Config().ClientIP, log: log, now: now,
+		limits: newReportLimits(cspClientTable, rate{cspClientPerSec, cspClientBurst}, rate{cspAllPerSec, cspAllBurst}),
+		count: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_csp_reports_total",
+			Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
+		}, []string{"directive"})}
 	for _, d := range append(cspDirectives, "dropped") {
 		c.count.WithLabelValues(d)
 	}
 	return c
 }
 
-// allow takes a token from the gateway-wide bucket.
-func (c *cspReports) allow(now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.last.IsZero() {
-		c.tokens = min(cspReportBurst, c.tokens+now.Sub(c.last).Seconds()*cspReportsPerSec)
+// rate is a token bucket's refill per second and size.
+type rate struct{ perSec, burst float64 }
+
+// bucket is a token bucket that may go into debt: a request is let in
+// while it holds a token, and then pays for all it did.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) refill(now time.Time, r rate) {
+	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
+		b.tokens = min(r.burst, b.tokens+elapsed*r.perSec)
 	}
-	c.last = now
-	if c.tokens < 1 {
+	b.last = now
+}
+
+// reportLimits holds one bucket per client address, in a table of fixed
+// size ordered by last use, and one for all clients together.
+type reportLimits struct {
+	mu        sync.Mutex
+	size      int
+	perClient rate
+	overall   rate
+	all       bucket
+	clients   map[string]*list.Element // of *clientBucket
+	order     *list.List               // most recently seen first
+}
+
+type clientBucket struct {
+	key string
+	bucket
+}
+
+func newReportLimits(size int, perClient, overall rate) *reportLimits {
+	return &reportLimits{size: size, perClient: perClient, overall: overall, all: bucket{tokens: overall.burst},
+		clients: make(map[string]*list.Element, size), order: list.New()}
+}
+
+// admit reports whether a report from client may be logged now: both its
+// client's bucket and the overall one must hold a token. It takes one from
+// each; charge takes the rest once the report's size is known.
+func (l *reportLimits) admit(client string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.client(client, now)
+	c.refill(now, l.perClient)
+	l.all.refill(now, l.overall)
+	if c.tokens < 1 || l.all.tokens < 1 {
 		return false
 	}
 	c.tokens--
+	l.all.tokens--
 	return true
+}
+
+// charge takes n more tokens from client's bucket and the overall one, into
+// debt if need be: a report of many violations is logged whole and paid
+// for by the next ones.
+func (l *reportLimits) charge(client string, n int, now time.Time) {
+	if n <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.client(client, now).tokens -= float64(n)
+	l.all.tokens -= float64(n)
+}
+
+// client returns client's bucket, made full when the address is new,
+// forgetting the least recently seen address when the table is full.
+func (l *reportLimits) client(key string, now time.Time) *clientBucket {
+	if e, ok := l.clients[key]; ok {
+		l.order.MoveToFront(e)
+		return e.Value.(*clientBucket)
+	}
+	if l.order.Len() >= l.size {
+		oldest := l.order.Back()
+		l.order.Remove(oldest)
+		delete(l.clients, oldest.Value.(*clientBucket).key)
+	}
+	c := &clientBucket{key: key, bucket: bucket{tokens: l.perClient.burst, last: now}}
+	l.clients[key] = l.order.PushFront(c)
+	return c
+}
+
+// len is how many client addresses are remembered.
+func (l *reportLimits) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.clients)
+}
+
+// reportClient is the key of a client's budget: its address, an IPv6
+// address by its /64, the block one subscriber usually holds whole.
+func reportClient(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		prefix, _ := addr.WithZone("").Prefix(64)
+		return prefix.String()
+	}
+	return addr.String()
 }
 
 // cspViolation is what is kept of one report, from either format.
@@ -118,36 +231,36 @@ type cspViolation struct {
 // (application/csp-report, {"csp-report": {...}}) and the Reporting API's
 // (application/reports+json, [{"type":"csp-violation","body":{...}}]).
 func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	answer := func(status int) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-	}
-	if !c.allow(c.now()) {
+	refuse := func(status int, code, message string) {
 		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusTooManyRequests)
+		httpjson.Error(w, status, code, message)
+	}
+	ip := c.clientIP(r)
+	client, now := reportClient(ip), c.now()
+	if !c.limits.admit(client, now) {
+		refuse(http.StatusTooManyRequests, "throttled", "Too many reports.")
 		return
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/csp-report", "application/reports+json", "application/json":
 	default:
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusUnsupportedMediaType)
+		refuse(http.StatusUnsupportedMediaType, "bad_request", "Send a CSP violation report.")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCSPReport))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusRequestEntityTooLarge)
+		p := errTooLarge(tooBig.Limit)
+		refuse(p.Status, p.Code, p.Message)
 		return
 	}
 	violations, ok := parseCSPReports(body)
 	if err != nil || !ok {
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusBadRequest)
+		refuse(http.StatusBadRequest, "bad_request", "The body is not a CSP violation report.")
 		return
 	}
+	c.limits.charge(client, len(violations)-1, now)
 	for _, v := range violations {
 		directive := "other"
 		for _, d := range cspDirectives {
@@ -160,9 +273,10 @@ func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("directive", v.Directive), slog.String("blocked", v.Blocked),
 			slog.String("document", v.Document), slog.String("source", v.Source), slog.Int("line", v.Line),
 			slog.String("sample", v.Sample), slog.String("disposition", v.Disposition),
-			slog.String("client_ip", c.sessions.Session(r).ClientIP()))
+			slog.String("client_ip", ip))
 	}
-	answer(http.StatusNoContent)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // parseCSPReports decodes either report format; ok is false for anything
