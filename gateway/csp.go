@@ -1,22 +1,20 @@
 package gateway
 
 import (
-	"container/list"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
-	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/ratelimit"
 )
 
 // DefaultCSP is the Content-Security-Policy the gateway sets on the SPA
@@ -93,16 +91,18 @@ func spaHeaders(cfg *Config) func(http.Header) {
 // per client and overall, logged (bounded fields) and counted; the answer
 // reflects nothing.
 type cspReports struct {
-	clientIP func(*http.Request) string // the session manager's reading of it
-	log      *slog.Logger
-	now      func() time.Time
-	limits   *reportLimits
-	count    *prometheus.CounterVec
+	clientIP  func(*http.Request) string // the session manager's reading of it
+	log       *slog.Logger
+	now       func() time.Time
+	perClient *ratelimit.Keyed
+	overall   *ratelimit.Single
+	count     *prometheus.CounterVec
 }
 
 func newCSPReports(sessions *cloakroom.Manager, log *slog.Logger, now func() time.Time) *cspReports {
 	c := &cspReports{clientIP: sessions.Config().ClientIP, log: log, now: now,
-		limits: newReportLimits(cspClientTable, rate{cspClientPerSec, cspClientBurst}, rate{cspAllPerSec, cspAllBurst}),
+		perClient: ratelimit.NewKeyed(cspClientTable, ratelimit.Rate{PerSec: cspClientPerSec, Burst: cspClientBurst}),
+		overall:   ratelimit.NewSingle(ratelimit.Rate{PerSec: cspAllPerSec, Burst: cspAllBurst}),
 		count: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_csp_reports_total",
 			Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
@@ -111,114 +111,6 @@ func newCSPReports(sessions *cloakroom.Manager, log *slog.Logger, now func() tim
 		c.count.WithLabelValues(d)
 	}
 	return c
-}
-
-// rate is a token bucket's refill per second and size.
-type rate struct{ perSec, burst float64 }
-
-// bucket is a token bucket that may go into debt: a request is let in
-// while it holds a token, and then pays for all it did.
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func (b *bucket) refill(now time.Time, r rate) {
-	if elapsed := now.Sub(b.last).Seconds(); elapsed > 0 {
-		b.tokens = min(r.burst, b.tokens+elapsed*r.perSec)
-	}
-	b.last = now
-}
-
-// reportLimits holds one bucket per client address, in a table of fixed
-// size ordered by last use, and one for all clients together.
-type reportLimits struct {
-	mu        sync.Mutex
-	size      int
-	perClient rate
-	overall   rate
-	all       bucket
-	clients   map[string]*list.Element // of *clientBucket
-	order     *list.List               // most recently seen first
-}
-
-type clientBucket struct {
-	key string
-	bucket
-}
-
-func newReportLimits(size int, perClient, overall rate) *reportLimits {
-	return &reportLimits{size: size, perClient: perClient, overall: overall, all: bucket{tokens: overall.burst},
-		clients: make(map[string]*list.Element, size), order: list.New()}
-}
-
-// admit reports whether a report from client may be logged now: both its
-// client's bucket and the overall one must hold a token. It takes one from
-// each; charge takes the rest once the report's size is known.
-func (l *reportLimits) admit(client string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.client(client, now)
-	c.refill(now, l.perClient)
-	l.all.refill(now, l.overall)
-	if c.tokens < 1 || l.all.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	l.all.tokens--
-	return true
-}
-
-// charge takes n more tokens from client's bucket and the overall one, into
-// debt if need be: a report of many violations is logged whole and paid
-// for by the next ones.
-func (l *reportLimits) charge(client string, n int, now time.Time) {
-	if n <= 0 {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.client(client, now).tokens -= float64(n)
-	l.all.tokens -= float64(n)
-}
-
-// client returns client's bucket, made full when the address is new,
-// forgetting the least recently seen address when the table is full.
-func (l *reportLimits) client(key string, now time.Time) *clientBucket {
-	if e, ok := l.clients[key]; ok {
-		l.order.MoveToFront(e)
-		return e.Value.(*clientBucket)
-	}
-	if l.order.Len() >= l.size {
-		oldest := l.order.Back()
-		l.order.Remove(oldest)
-		delete(l.clients, oldest.Value.(*clientBucket).key)
-	}
-	c := &clientBucket{key: key, bucket: bucket{tokens: l.perClient.burst, last: now}}
-	l.clients[key] = l.order.PushFront(c)
-	return c
-}
-
-// len is how many client addresses are remembered.
-func (l *reportLimits) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.clients)
-}
-
-// reportClient is the key of a client's budget: its address, an IPv6
-// address by its /64, the block one subscriber usually holds whole.
-func reportClient(ip string) string {
-	addr, err := netip.ParseAddr(ip)
-	if err != nil {
-		return ip
-	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		prefix, _ := addr.WithZone("").Prefix(64)
-		return prefix.String()
-	}
-	return addr.String()
 }
 
 // cspViolation is what is kept of one report, from either format.
@@ -236,8 +128,10 @@ func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, status, code, message)
 	}
 	ip := c.clientIP(r)
-	client, now := reportClient(ip), c.now()
-	if !c.limits.admit(client, now) {
+	client, now := ratelimit.ClientKey(ip), c.now()
+	// The client's budget first: a flooder spends its own, never the
+	// gateway-wide one.
+	if !c.perClient.Allow(client, now) || !c.overall.Allow(now) {
 		refuse(http.StatusTooManyRequests, "throttled", "Too many reports.")
 		return
 	}
@@ -260,7 +154,9 @@ func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "bad_request", "The body is not a CSP violation report.")
 		return
 	}
-	c.limits.charge(client, len(violations)-1, now)
+	// A batch pays for every line it logs, into debt if need be.
+	c.perClient.Charge(client, len(violations)-1, now)
+	c.overall.Charge(len(violations)-1, now)
 	for _, v := range violations {
 		directive := "other"
 		for _, d := range cspDirectives {
