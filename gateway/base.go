@@ -232,10 +232,18 @@ const (
 func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		form := isFormContent(r)
+		var parseErr error
 		if form || mode == csrfPage {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+			parseErr = r.ParseForm()
 		}
-		if mode == csrfPage && r.ParseForm() != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(parseErr, &tooBig) {
+			// Said as such, not taken for a missing token.
+			b.fail(w, r, mode == csrfPage || mode == csrfForm && form, errTooLarge(tooBig.Limit))
+			return
+		}
+		if mode == csrfPage && parseErr != nil {
 			b.fail(w, r, true, badInput(http.StatusBadRequest, "The form could not be read. Reload the page and try again."))
 			return
 		}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -136,7 +137,7 @@ func bodyRefusal(r *http.Request) *problem {
 func (b *bodyReader) refusal(r *http.Request, status int) *problem {
 	switch status {
 	case http.StatusRequestEntityTooLarge:
-		return badInput(status, "The body is larger than %d bytes.", b.limit(r.URL.Path))
+		return errTooLarge(b.limit(r.URL.Path))
 	case http.StatusRequestTimeout:
 		return newProblem(status, "timeout", "The body was not received in time.")
 	}
@@ -155,4 +156,101 @@ func formField(r *http.Request, name string) string {
 		return ""
 	}
 	return r.PostForm.Get(name)
+}
+
+// errTooLarge is the one answer to a body over an endpoint's limit,
+// whichever layer finds it.
+func errTooLarge(limit int64) *problem {
+	return newProblem(http.StatusRequestEntityTooLarge, "too_large", "The body is larger than %d bytes.", limit)
+}
+
+// Answers to a JSON body that is not one object with distinct keys.
+const (
+	msgNotJSONObject  = "The body must be a JSON object."
+	msgNotSingleValue = "The body must hold a single JSON object."
+)
+
+// decodeJSONObject decodes body, one JSON object, into v strictly: no
+// unknown fields, no trailing data, and no key given twice in any object
+// of it. encoding/json keeps the last of two equal keys and matches keys
+// in any case, while a proxy or a log reader may keep the first: a
+// repeated key would let one request say two things, so it is refused, as
+// a form's repeated field is.
+func decodeJSONObject(body io.Reader, v any) *problem {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return jsonBodyError(err)
+	}
+	if p := checkJSONObject(raw); p != nil {
+		return p
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonBodyError(err)
+	}
+	return nil
+}
+
+// checkJSONObject walks raw once and refuses anything but a single JSON
+// object whose objects, at every depth, have distinct keys under
+// encoding/json's case folding. The body is bounded (8 KiB), so comparing
+// each key with its object's others stays cheap.
+func checkJSONObject(raw []byte) *problem {
+	type frame struct {
+		object  bool
+		wantKey bool     // an object's next token is a key or its end
+		keys    []string // an object's keys so far
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // numbers are checked, not converted: 1e999 is the decoder's to judge
+	var stack []frame
+	values := 0 // top-level values seen
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return badInput(http.StatusBadRequest, "The body is not valid JSON.")
+		}
+		if len(stack) == 0 {
+			if values++; values > 1 {
+				return badInput(http.StatusBadRequest, msgNotSingleValue)
+			}
+			if tok != json.Delim('{') {
+				return badInput(http.StatusBadRequest, msgNotJSONObject)
+			}
+		}
+		if n := len(stack); n > 0 && stack[n-1].wantKey && tok != json.Delim('}') {
+			top := &stack[n-1]
+			key, _ := tok.(string) // the decoder only gives strings here
+			for _, k := range top.keys {
+				if strings.EqualFold(k, key) {
+					return badInput(http.StatusBadRequest, "Field %q is given more than once.", truncateUTF8(key, 64))
+				}
+			}
+			top.keys = append(top.keys, key)
+			top.wantKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true, wantKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: its object's next token is a key.
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true
+		}
+	}
+	if values == 0 {
+		return badInput(http.StatusBadRequest, "The body is empty; send a JSON object.")
+	}
+	return nil
 }

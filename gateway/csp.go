@@ -8,12 +8,13 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/ratelimit"
 )
 
 // DefaultCSP is the Content-Security-Policy the gateway sets on the SPA
@@ -25,13 +26,29 @@ const DefaultCSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame
 // CSPOff as Config.CSP sends no policy.
 const CSPOff = "off"
 
-// Limits of the violation report endpoint, which anyone can call.
+// Limits of the violation report endpoint, which anyone can call. Each
+// client address has its own budget, so that one client flooding cannot
+// silence everyone else's reports; a ceiling over all clients bounds the
+// log lines an attacker with many addresses can cause.
 const (
 	maxCSPReport       = 16 << 10 // bytes per report body
-	cspReportsPerSec   = 10       // sustained, for the whole gateway
-	cspReportBurst     = 50
-	maxCSPReportFields = 256 // bytes kept of each field in the log
+	maxCSPReportFields = 256      // bytes kept of each field in the log
 	cspReportGroup     = "csp-endpoint"
+
+	// cspClientPerSec and cspClientBurst: violations logged per second
+	// per client address (an IPv6 address counts by its /64), sustained
+	// and at once. A page that breaks its policy reports a few.
+	cspClientPerSec = 2
+	cspClientBurst  = 20
+	// cspAllPerSec and cspAllBurst: violations logged per second by the
+	// whole gateway, whatever the addresses.
+	cspAllPerSec = 50
+	cspAllBurst  = 500
+	// cspClientTable is how many client addresses are remembered: a fixed
+	// table, so that many addresses cannot grow memory. The one seen
+	// least recently is forgotten first; it comes back with a full burst,
+	// which the gateway-wide ceiling bounds.
+	cspClientTable = 4096
 )
 
 // cspDirectives are the metric label values; any other directive counts
@@ -70,42 +87,30 @@ func spaHeaders(cfg *Config) func(http.Header) {
 	}
 }
 
-// cspReports receives CSP violation reports: size-capped, rate-limited,
-// logged (bounded fields) and counted; the answer reflects nothing.
+// cspReports receives CSP violation reports: size-capped, rate-limited
+// per client and overall, logged (bounded fields) and counted; the answer
+// reflects nothing.
 type cspReports struct {
-	sessions *cloakroom.Manager // for the client's address
-	log      *slog.Logger
-	now      func() time.Time
-	mu       sync.Mutex
-	tokens   float64
-	last     time.Time
-	count    *prometheus.CounterVec
+	clientIP  func(*http.Request) string // the session manager's reading of it
+	log       *slog.Logger
+	now       func() time.Time
+	perClient *ratelimit.Keyed
+	overall   *ratelimit.Single
+	count     *prometheus.CounterVec
 }
 
 func newCSPReports(sessions *cloakroom.Manager, log *slog.Logger, now func() time.Time) *cspReports {
-	c := &cspReports{sessions: sessions, log: log, now: now, tokens: cspReportBurst, count: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "cloakroom_csp_reports_total",
-		Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
-	}, []string{"directive"})}
+	c := &cspReports{clientIP: sessions.Config().ClientIP, log: log, now: now,
+		perClient: ratelimit.NewKeyed(cspClientTable, ratelimit.Rate{PerSec: cspClientPerSec, Burst: cspClientBurst}),
+		overall:   ratelimit.NewSingle(ratelimit.Rate{PerSec: cspAllPerSec, Burst: cspAllBurst}),
+		count: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cloakroom_csp_reports_total",
+			Help: "CSP violation reports received, by violated directive (outcome dropped: over the rate limit or malformed).",
+		}, []string{"directive"})}
 	for _, d := range append(cspDirectives, "dropped") {
 		c.count.WithLabelValues(d)
 	}
 	return c
-}
-
-// allow takes a token from the gateway-wide bucket.
-func (c *cspReports) allow(now time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.last.IsZero() {
-		c.tokens = min(cspReportBurst, c.tokens+now.Sub(c.last).Seconds()*cspReportsPerSec)
-	}
-	c.last = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
 }
 
 // cspViolation is what is kept of one report, from either format.
@@ -118,36 +123,40 @@ type cspViolation struct {
 // (application/csp-report, {"csp-report": {...}}) and the Reporting API's
 // (application/reports+json, [{"type":"csp-violation","body":{...}}]).
 func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	answer := func(status int) {
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-	}
-	if !c.allow(c.now()) {
+	refuse := func(status int, code, message string) {
 		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusTooManyRequests)
+		httpjson.Error(w, status, code, message)
+	}
+	ip := c.clientIP(r)
+	client, now := ratelimit.ClientKey(ip), c.now()
+	// The client's budget first: a flooder spends its own, never the
+	// gateway-wide one.
+	if !c.perClient.Allow(client, now) || !c.overall.Allow(now) {
+		refuse(http.StatusTooManyRequests, "throttled", "Too many reports.")
 		return
 	}
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch mt {
 	case "application/csp-report", "application/reports+json", "application/json":
 	default:
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusUnsupportedMediaType)
+		refuse(http.StatusUnsupportedMediaType, "bad_request", "Send a CSP violation report.")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCSPReport))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusRequestEntityTooLarge)
+		p := errTooLarge(tooBig.Limit)
+		refuse(p.Status, p.Code, p.Message)
 		return
 	}
 	violations, ok := parseCSPReports(body)
 	if err != nil || !ok {
-		c.count.WithLabelValues("dropped").Inc()
-		answer(http.StatusBadRequest)
+		refuse(http.StatusBadRequest, "bad_request", "The body is not a CSP violation report.")
 		return
 	}
+	// A batch pays for every line it logs, into debt if need be.
+	c.perClient.Charge(client, len(violations)-1, now)
+	c.overall.Charge(len(violations)-1, now)
 	for _, v := range violations {
 		directive := "other"
 		for _, d := range cspDirectives {
@@ -160,9 +169,10 @@ func (c *cspReports) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("directive", v.Directive), slog.String("blocked", v.Blocked),
 			slog.String("document", v.Document), slog.String("source", v.Source), slog.Int("line", v.Line),
 			slog.String("sample", v.Sample), slog.String("disposition", v.Disposition),
-			slog.String("client_ip", c.sessions.Session(r).ClientIP()))
+			slog.String("client_ip", ip))
 	}
-	answer(http.StatusNoContent)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // parseCSPReports decodes either report format; ok is false for anything

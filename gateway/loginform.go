@@ -76,13 +76,8 @@ func readLogin(w http.ResponseWriter, r *http.Request) (req loginRequest, isJSON
 
 func decodeLoginJSON(body io.Reader) (loginRequest, error) {
 	var req loginRequest
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, jsonBodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, badInput(http.StatusBadRequest, "The body must hold a single JSON object.")
+	if p := decodeJSONObject(body, &req); p != nil {
+		return req, p
 	}
 	return req, nil
 }
@@ -93,9 +88,9 @@ func jsonBodyError(err error) *problem {
 	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &tooBig):
-		return badInput(http.StatusRequestEntityTooLarge, "The body is larger than %d bytes.", tooBig.Limit)
+		return errTooLarge(tooBig.Limit)
 	case errors.Is(err, io.EOF):
-		return badInput(http.StatusBadRequest, "The body is empty; send a JSON object with username and password.")
+		return badInput(http.StatusBadRequest, "The body is empty; send a JSON object.")
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
 		return badInput(http.StatusBadRequest, "The body is not valid JSON.")
 	case errors.As(err, &typeErr):
@@ -112,7 +107,7 @@ func decodeLoginForm(r *http.Request) (loginRequest, error) {
 	if err := r.ParseForm(); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return req, badInput(http.StatusRequestEntityTooLarge, "The form is larger than %d bytes.", tooBig.Limit)
+			return req, errTooLarge(tooBig.Limit)
 		}
 		return req, badInput(http.StatusBadRequest, "The form could not be parsed.")
 	}

@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -218,13 +216,5 @@ func decodeJSONBody(w http.ResponseWriter, r *http.Request, v any) *problem {
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
 		return newProblem(http.StatusUnsupportedMediaType, "bad_request", "Send application/json.")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonBodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return newProblem(http.StatusBadRequest, "bad_request", "The body must hold a single JSON object.")
-	}
-	return nil
+	return decodeJSONObject(http.MaxBytesReader(w, r.Body, maxLoginBody), v)
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpx"
+	"github.com/cloakroom/cloakroom/internal/ratelimit"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -56,7 +57,14 @@ type Client struct {
 
 	flights flightGroup // one refresh per session in this process
 	cache   tokenCache  // access tokens already read, until they near expiry
+	// callbacks bounds the token endpoint calls made for each client
+	// address (nil: no limit).
+	callbacks *ratelimit.Keyed
 }
+
+// callbackClients is how many client addresses the callback limit
+// remembers: a fixed table, so that many addresses cannot grow memory.
+const callbackClients = 4096
 
 type provider struct {
 	cfg            ProviderConfig
@@ -87,6 +95,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.flights.calls = make(map[string]*flight)
 	c.cache.entries = make(map[string]cachedToken)
+	if cfg.CallbackLimit > 0 {
+		c.callbacks = ratelimit.NewKeyed(callbackClients,
+			ratelimit.Rate{PerSec: float64(cfg.CallbackLimit) / 60, Burst: float64(cfg.CallbackLimit)})
+	}
 	ctx = oidc.ClientContext(ctx, cfg.HTTPClient)
 	var problems []error
 	for _, pc := range cfg.Providers {
@@ -132,6 +144,13 @@ func (c *Client) discover(ctx context.Context, pc ProviderConfig) (*provider, er
 	case "post":
 		endpoint.AuthStyle = oauth2.AuthStyleInParams
 	}
+	// One key set for ID and logout tokens, fetched through a client that
+	// refetches at most once per JWKSRefetchInterval: go-oidc fetches the
+	// keys again for every token its cached keys do not verify, and
+	// anyone can post a logout token.
+	keysClient := *c.cfg.HTTPClient
+	keysClient.Transport = &refetchLimiter{next: keysClient.Transport, every: c.cfg.JWKSRefetchInterval, now: c.now}
+	verifier := op.VerifierContext(oidc.ClientContext(ctx, &keysClient), &oidc.Config{ClientID: pc.ClientID, Now: c.now})
 	p := &provider{
 		cfg: pc,
 		op:  op,
@@ -139,8 +158,8 @@ func (c *Client) discover(ctx context.Context, pc ProviderConfig) (*provider, er
 			ClientID: pc.ClientID, ClientSecret: pc.ClientSecret, Endpoint: endpoint,
 			RedirectURL: c.callbackURL(pc.Name), Scopes: pc.Scopes,
 		},
-		verifier:       op.Verifier(&oidc.Config{ClientID: pc.ClientID, Now: c.now}),
-		logoutVerifier: op.Verifier(&oidc.Config{ClientID: pc.ClientID, Now: c.now}),
+		verifier:       verifier,
+		logoutVerifier: verifier,
 		endSession:     meta.EndSession,
 		userInfo:       meta.UserInfo != "",
 	}
@@ -376,6 +395,25 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request, page PageFunc)
 		page(w, r, http.StatusBadRequest, restart)
 		return
 	}
+	// Anyone can get a pre-login cookie: the token endpoint, called with
+	// the client's credentials, is called a bounded number of times per
+	// client address, and once per cookie.
+	if c.callbacks != nil && !c.callbacks.Allow(ratelimit.ClientKey(c.sessions.Config().ClientIP(r)), c.now()) {
+		audit(outcomeRefused, "too many callbacks from this address")
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, 60/c.cfg.CallbackLimit)))
+		page(w, r, http.StatusTooManyRequests, "Too many sign-ins from your network. Wait a minute, then start the sign-in again.")
+		return
+	}
+	if err := c.useState(ctx, p, st); err != nil {
+		if errors.Is(err, cloakroom.ErrConflict) {
+			audit(outcomeInvalid, "pre-login state already used")
+			page(w, r, http.StatusBadRequest, restart)
+			return
+		}
+		audit(outcomeError, "session store unavailable", slog.String("error", err.Error()))
+		page(w, r, http.StatusServiceUnavailable, "Signing in is not possible right now. Try again shortly.")
+		return
+	}
 	// Pinned before the provider is asked: a global revocation while it
 	// answers makes this login fail rather than outlive it.
 	pin, err := c.sessions.PinEpoch(ctx)
@@ -426,6 +464,49 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request, page PageFunc)
 	h.Set("Location", st.ReturnTo)
 	w.WriteHeader(http.StatusSeeOther)
 	audit(outcomeSuccess, "", slog.String("user", id.User), slog.String("session", c.sessions.Session(r).Ref()))
+}
+
+// useState records st's state as used, for as long as its cookie could be
+// accepted: the callback of a pre-login cookie calls the token endpoint
+// once, however often the cookie is replayed. It fails with
+// cloakroom.ErrConflict (wrapped) when the state was used already.
+func (c *Client) useState(ctx context.Context, p *provider, st loginState) error {
+	ttl := c.cfg.StateTTL + 2*c.cfg.ClockSkew
+	_, err := c.records.create(ctx, recordKey(kindState, indexID(p.cfg.Name, st.State)), []byte("used"), ttl, false)
+	return err
+}
+
+// refetchLimiter is the transport of a provider's key set fetches: at most
+// one request per interval reaches the provider; the others fail at once,
+// and the keys already fetched stay in use.
+type refetchLimiter struct {
+	next  http.RoundTripper // nil: http.DefaultTransport
+	every time.Duration
+	now   func() time.Time
+	mu    sync.Mutex
+	last  time.Time // of the last fetch let through; zero: none yet
+}
+
+// errRefetchTooSoon refuses a key set fetch inside the interval.
+var errRefetchTooSoon = errors.New("oidcbff: the provider's keys were fetched moments ago")
+
+func (l *refetchLimiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	now := l.now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every && now.Sub(l.last) >= 0 {
+		l.mu.Unlock()
+		if req.Body != nil {
+			req.Body.Close() // a RoundTripper closes the body, even on error
+		}
+		return nil, errRefetchTooSoon
+	}
+	l.last = now
+	l.mu.Unlock()
+	next := l.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return next.RoundTrip(req)
 }
 
 // knownName returns name if it is a configured provider's, for logs: a

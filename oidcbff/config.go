@@ -26,6 +26,12 @@ const (
 	DefaultLogoutTokenAge  = 5 * time.Minute
 	DefaultClockSkew       = time.Minute
 	DefaultProviderTimeout = 10 * time.Second
+	// DefaultCallbackLimit is how many callbacks a minute one client
+	// address may have the token endpoint called for (the burst too).
+	DefaultCallbackLimit = 20
+	// DefaultJWKSRefetchInterval is the shortest time between two fetches
+	// of a provider's keys.
+	DefaultJWKSRefetchInterval = 10 * time.Second
 	// StateCookieName is the pre-login cookie: __Host- makes browsers keep
 	// it only when Secure, Path=/ and without Domain, so no sibling domain
 	// can plant one.
@@ -141,6 +147,20 @@ type Config struct {
 	LogoutTokenMaxAge time.Duration
 	// ClockSkew tolerated with the provider's clock. Default one minute.
 	ClockSkew time.Duration
+	// CallbackLimit is how many callbacks a minute one client address
+	// (the session manager's reading of it; an IPv6 address by its /64)
+	// may have the provider's token endpoint called for, with the client's
+	// credentials; more are answered 429 without calling it. Anyone can
+	// get a pre-login cookie, so without a limit anyone could make the
+	// gateway call the provider at will. Default DefaultCallbackLimit (20);
+	// negative: no limit.
+	CallbackLimit int
+	// JWKSRefetchInterval is the shortest time between two fetches of a
+	// provider's keys. A token whose key the gateway does not have (a
+	// forged back-channel logout token, say) makes it fetch them again:
+	// without a bound, each anonymous request would cost one fetch.
+	// Default DefaultJWKSRefetchInterval (10 s); it must be positive.
+	JWKSRefetchInterval time.Duration
 	// HTTPClient calls the providers. Default: a client with a 10 s timeout
 	// that does not follow a proxy from the environment.
 	HTTPClient *http.Client
@@ -200,6 +220,10 @@ func (cfg *Config) validate() error {
 	def(&cfg.LeaseTTL, DefaultLeaseTTL, "LeaseTTL")
 	def(&cfg.LogoutTokenMaxAge, DefaultLogoutTokenAge, "LogoutTokenMaxAge")
 	def(&cfg.ClockSkew, DefaultClockSkew, "ClockSkew")
+	def(&cfg.JWKSRefetchInterval, DefaultJWKSRefetchInterval, "JWKSRefetchInterval")
+	if cfg.CallbackLimit == 0 {
+		cfg.CallbackLimit = DefaultCallbackLimit
+	}
 	if len(problems) > 0 {
 		return errors.Join(problems...)
 	}

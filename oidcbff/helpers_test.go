@@ -141,6 +141,9 @@ type provider struct {
 	fix func(map[string]any)
 	// mock is set for the mock provider.
 	mock *mockProvider
+	// tokenCalls and jwksCalls count the requests that reached the
+	// provider's token endpoint and its key set.
+	tokenCalls, jwksCalls atomic.Int64
 }
 
 // wrap adds the provider-side instrumentation: token logging, refresh
@@ -156,10 +159,14 @@ func (p *provider) wrap(next http.Handler, tokenPath, authPath string) http.Hand
 			}
 			r.URL.RawQuery = q.Encode()
 		}
+		if strings.HasSuffix(r.URL.Path, "/jwks.json") || r.URL.Path == "/keys" {
+			p.jwksCalls.Add(1)
+		}
 		if r.URL.Path != tokenPath {
 			next.ServeHTTP(w, r)
 			return
 		}
+		p.tokenCalls.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		form, _ := url.ParseQuery(string(body))
 		if form.Get("grant_type") == "refresh_token" {

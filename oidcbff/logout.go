@@ -239,7 +239,13 @@ func (c *Client) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, err := readLogoutToken(w, r)
-	if err != nil {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		audit(outcomeInvalid, "body too large")
+		httpjson.Error(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("The body is larger than %d bytes.", tooBig.Limit))
+		return
+	case err != nil:
 		audit(outcomeInvalid, err.Error())
 		httpjson.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
@@ -290,6 +296,10 @@ func readLogoutToken(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLogoutBody)
 	if err := r.ParseForm(); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return "", err
+		}
 		return "", errors.New("the body could not be parsed")
 	}
 	values := r.PostForm["logout_token"]

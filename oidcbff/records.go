@@ -15,6 +15,7 @@ const (
 	kindSID    = "sid"    // provider session ID -> the sessions it started
 	kindSub    = "sub"    // provider subject -> user ID (when UserClaim is not sub)
 	kindJTI    = "jti"    // back-channel logout token IDs already used
+	kindState  = "state"  // pre-login states already used by a callback
 	// Back-channel logouts remembered for the logins in flight (tombstones).
 	kindEndedSID = "ended-sid" // provider session ID -> its logout
 	kindEndedSub = "ended-sub" // provider subject -> its latest logout

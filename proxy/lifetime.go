@@ -58,7 +58,10 @@ func (h *hold) start(ctx context.Context) {
 	if h.ended != nil {
 		return
 	}
-	ended, stopWatch := h.lifetime(ctx)
+	// The lifetime watches the session only: the request's own end (the
+	// client gone, the server's read deadline cutting a slow body) must
+	// not read as the session's. done releases it.
+	ended, stopWatch := h.lifetime(context.WithoutCancel(ctx))
 	stopAfter := context.AfterFunc(ended, h.cancel)
 	h.ended = ended
 	h.release = func() {
@@ -68,7 +71,7 @@ func (h *hold) start(ctx context.Context) {
 }
 
 // lifetimeEnded reports whether the request was cut because its lifetime
-// ended.
+// ended (the session), not because the request itself did.
 func (st *callState) lifetimeEnded() bool {
 	if !st.held {
 		return false

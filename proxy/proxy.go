@@ -357,10 +357,6 @@ func (p *Proxy) dropSessionCookie(res *http.Response) {
 // headers, cookies or tokens.
 func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		level := slog.LevelError
-		if r.Context().Err() != nil {
-			level = slog.LevelDebug // the client went away
-		}
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
@@ -370,7 +366,18 @@ func (p *Proxy) errorHandler(rt Route) func(http.ResponseWriter, *http.Request, 
 			http.Error(w, "unauthorized: the session ended", http.StatusUnauthorized)
 			return
 		}
-		p.log.LogAttrs(r.Context(), level, "proxy: upstream request failed",
+		if r.Context().Err() != nil {
+			// The request ended on the client's side: the server's read
+			// deadline cut a slow body, or the client went away (then
+			// nobody reads this). Not the upstream's fault, nor a
+			// session end.
+			p.log.LogAttrs(r.Context(), slog.LevelDebug, "proxy: request ended before the upstream answered",
+				slog.String("route", rt.Prefix), slog.String("method", r.Method), slog.String("error", err.Error()))
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request timeout: the request was not received in time", http.StatusRequestTimeout)
+			return
+		}
+		p.log.LogAttrs(r.Context(), slog.LevelError, "proxy: upstream request failed",
 			slog.String("route", rt.Prefix),
 			slog.String("upstream", rt.Upstream.Host),
 			slog.String("method", r.Method),
