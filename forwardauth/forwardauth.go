@@ -271,7 +271,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded
 	// relative: the browser stays on the host it asked for, whose /auth/
 	// the proxy serves from cloakroom.
 	login := h.cfg.AuthPrefix + "/login?return_to=" + url.QueryEscape(httpx.SafeReturnTo(or.URL.RequestURI()))
-	nav := isNavigation(or)
+	nav := httpx.IsNavigation(or)
 	switch {
 	case f.nginx:
 		if nav {
@@ -321,19 +321,6 @@ func (h *Handler) rule(host, path string) (Rule, bool) {
 		}
 	}
 	return Rule{Host: host, Prefix: "/"}, true // a configured host's other paths need a session
-}
-
-// isNavigation tells a top-level page load from a script's request, as the
-// gateway does: Fetch Metadata when present, else an Accept header asking
-// for HTML; X-Requested-With marks XHR.
-func isNavigation(r *http.Request) bool {
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
-		return mode == "navigate"
-	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // validMethod reports whether m is an HTTP method token.

@@ -88,7 +88,7 @@ func endedHint(s *cloakroom.Session) string {
 // unavailable answers a request whose session could not be loaded. The
 // request is never served as logged in.
 func (b *base) unavailable(w http.ResponseWriter, r *http.Request) {
-	b.fail(w, r, isNavigation(r), errStoreDown)
+	b.fail(w, r, httpx.IsNavigation(r), errStoreDown)
 }
 
 // loggedIn returns the request's session when it is logged in. Otherwise
@@ -106,7 +106,7 @@ func (b *base) loggedIn(w http.ResponseWriter, r *http.Request, returnTo string)
 	}
 	ended := endedHint(s)
 	loginURL := b.loginURL(returnTo, ended)
-	if isNavigation(r) {
+	if httpx.IsNavigation(r) {
 		seeOther(w, loginURL)
 		return nil, false
 	}
@@ -152,7 +152,7 @@ func (b *base) cookieLimit(next http.Handler) http.Handler {
 			size += len(line)
 		}
 		if size > cloakroom.MaxCookieHeader {
-			b.fail(w, r, isNavigation(r), errTooManyCookies)
+			b.fail(w, r, httpx.IsNavigation(r), errTooManyCookies)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -262,22 +262,9 @@ func (b *base) formCSRF(mode csrfMode, next http.Handler) http.Handler {
 	})
 }
 
-// isNavigation tells a top-level page load from a script's request. Fetch
-// Metadata decides when present; otherwise an Accept header asking for HTML
-// means a browser navigation, and X-Requested-With marks XHR.
-func isNavigation(r *http.Request) bool {
-	if r.Header.Get("X-Requested-With") != "" {
-		return false
-	}
-	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
-		return mode == "navigate"
-	}
-	return strings.Contains(r.Header.Get("Accept"), "text/html")
-}
-
 // wantsJSON guesses the answer format for a request whose body could not
 // tell: script requests get JSON, navigations get a page.
-func wantsJSON(r *http.Request) bool { return !isNavigation(r) }
+func wantsJSON(r *http.Request) bool { return !httpx.IsNavigation(r) }
 
 // auditRevocation writes the "revocation" audit line of every kind (a
 // user's own and the admin's) and counts the successful ones; who and from

@@ -66,7 +66,7 @@ func (b *bodyReader) wrap(next http.Handler) http.Handler {
 				next.ServeHTTP(w, r)
 				return
 			}
-			if isNavigation(r) {
+			if httpx.IsNavigation(r) {
 				http.Error(w, http.StatusText(refusal.Status)+": "+refusal.Message, refusal.Status)
 				return
 			}

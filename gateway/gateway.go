@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -156,7 +157,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	// Anything else under the prefix is an unknown auth endpoint, never the
 	// SPA or an upstream: a page for a navigation, JSON for a script.
 	route(a+"/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.fail(w, r, isNavigation(r), errNoSuchPath)
+		b.fail(w, r, httpx.IsNavigation(r), errNoSuchPath)
 	}))
 	if cfg.Signer != nil {
 		route("GET "+JWKSPath, cfg.Signer.JWKSHandler())

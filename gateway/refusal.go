@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // crossSitePage is the answer to a navigation refused as cross-site: a
@@ -21,7 +22,7 @@ const crossSitePage = `<!doctype html>
 // status 403 to scripts, a small page to navigations. Set it as the session
 // manager's Config.Forbidden (cloakroom serve does).
 var CrossSiteRefused http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-	if isNavigation(r) {
+	if httpx.IsNavigation(r) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("X-Content-Type-Options", "nosniff")

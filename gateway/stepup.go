@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/signin"
 )
@@ -150,7 +151,7 @@ func (u *stepUp) routes(next http.Handler) http.Handler {
 // reauthenticate sends a navigation to login, and answers a script 403
 // reauth_required naming it.
 func reauthenticate(w http.ResponseWriter, r *http.Request, login string) {
-	if isNavigation(r) {
+	if httpx.IsNavigation(r) {
 		seeOther(w, login)
 		return
 	}

@@ -103,3 +103,17 @@ func localPath(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && u.Scheme == "" && u.Host == "" && u.User == nil
 }
+
+// IsNavigation tells a top-level page load from a script's request, to
+// answer a page or JSON. Fetch Metadata decides when present; otherwise an
+// Accept header asking for HTML means a browser navigation, and
+// X-Requested-With marks XHR.
+func IsNavigation(r *http.Request) bool {
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if mode := r.Header.Get("Sec-Fetch-Mode"); mode != "" {
+		return mode == "navigate"
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
