@@ -10,8 +10,10 @@ import (
 
 	"github.com/redis/rueidis"
 
+	"github.com/cloakroom/cloakroom/forwardauth"
 	"github.com/cloakroom/cloakroom/internal/testservers"
 	"github.com/cloakroom/cloakroom/redisstore"
+	"github.com/cloakroom/cloakroom/signin"
 )
 
 // nginxAsk sends the decision request nginx's documented config sends for
@@ -224,6 +226,43 @@ func TestDecisionRevocationAcrossGatewaysOnRedis(t *testing.T) {
 	}
 	if got := askB(); got != http.StatusUnauthorized {
 		t.Fatalf("the other gateway, after the revocation: %d; want 401", got)
+	}
+}
+
+// An allowing answer always carries X-Cloakroom-Cookie: the browser's
+// Cookie header without the session and known-device cookies, in one
+// line, empty when nothing else is left. A refusal carries none.
+func TestDecisionAnswersTheCookiesForTheApp(t *testing.T) {
+	s := newStack(t, nil, nil)
+	proxy := newClient(t, s.srv.URL, "")
+	cookie, _ := s.signedIn("alice")
+	device := signin.DeviceCookie + "=devicetoken"
+	for _, tc := range []struct {
+		uri     string
+		cookies []string
+		want    string
+	}{
+		{"/reports", []string{cookie}, ""},
+		{"/reports", []string{"a=1; " + cookie + "; " + device + "; b=2"}, "a=1; b=2"},
+		{"/reports", []string{"a=1", cookie, device}, "a=1"},
+		{"/public/x", nil, ""},
+		{"/public/x", []string{"a=1"}, "a=1"},
+		{"/public/x", []string{device + "; a=1"}, "a=1"},
+	} {
+		var headers []string
+		for _, c := range tc.cookies {
+			headers = append(headers, "Cookie", c)
+		}
+		res := nginxAsk(proxy, "GET", "127.0.0.1", tc.uri, headers...)
+		got, present := res.header[forwardauth.HeaderCookie]
+		if res.status != http.StatusOK || !present || len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s with cookies %q: %d, %s %q; want 200 and %q", tc.uri, tc.cookies, res.status, forwardauth.HeaderCookie, got, tc.want)
+		}
+	}
+	// Refused: nothing for the app.
+	res := nginxAsk(proxy, "GET", "127.0.0.1", "/reports", "Cookie", "a=1")
+	if _, present := res.header[forwardauth.HeaderCookie]; res.status != http.StatusUnauthorized || present {
+		t.Fatalf("without a session: %d, %s %v; want 401 without it", res.status, forwardauth.HeaderCookie, res.header[forwardauth.HeaderCookie])
 	}
 }
 

@@ -13,5 +13,7 @@
 // host and path prefix, never taken from the decision request. Forwarded
 // data is believed only from the configured proxy addresses; a decision
 // request from anywhere else is refused. A decision answer never sets a
+// cookie, and an allowing one gives the proxy the browser's cookies
+// without cloakroom's to send the app, which never holds the session
 // cookie.
 package forwardauth

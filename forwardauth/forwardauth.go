@@ -24,6 +24,12 @@ const (
 	HeaderEmail         = "X-Forwarded-Email"
 	HeaderGroups        = "X-Forwarded-Groups"
 	HeaderAuthorization = "Authorization"
+	// HeaderCookie carries the request's Cookie header without
+	// cloakroom's own cookies (the session and the known-device one),
+	// empty when no other cookie is left: the documented configurations
+	// send exactly it to the app as its Cookie header, so the app never
+	// holds the bearer session cookie.
+	HeaderCookie = "X-Cloakroom-Cookie"
 	// HeaderLogin carries the sign-in URL on nginx's 401 answer, for
 	// the documented error_page to redirect navigations to; it is empty
 	// for scripts, which get the 401.
@@ -259,7 +265,17 @@ func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Ses
 	hd[HeaderEmail] = []string{email}
 	hd[HeaderGroups] = []string{groups}
 	hd[HeaderAuthorization] = []string{bearer}
+	hd[HeaderCookie] = []string{h.appCookies(r)}
 	w.WriteHeader(http.StatusOK)
+}
+
+// appCookies returns the Cookie header of the decision request (the
+// browser's) without cloakroom's cookies, in one line.
+func (h *Handler) appCookies(r *http.Request) string {
+	header := http.Header{"Cookie": r.Header.Values("Cookie")}
+	httpx.RemoveCookie(header, h.cfg.Sessions.Config().CookieName)
+	httpx.RemoveCookie(header, signin.DeviceCookie)
+	return strings.Join(header.Values("Cookie"), "; ")
 }
 
 // signIn answers a request that needs a session and has none: nginx gets

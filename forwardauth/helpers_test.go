@@ -73,9 +73,8 @@ type stack struct {
 }
 
 // newStack assembles a gateway on store (a fresh memstore when nil) with
-// the users alice (roles dev) and root (roles admin, dev), and rules for
-// host: everything needs a session, /public/ is public, /admin/ needs the
-// admin role.
+// the users alice (roles dev) and root (roles admin, dev), and the
+// rulesFor 127.0.0.1 and localhost.
 func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 	t.Helper()
 	if c == nil {
@@ -114,11 +113,7 @@ func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 			Proxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
 			Audience: audience,
 			Now:      c.Now,
-			Rules: []forwardauth.Rule{
-				{Host: "127.0.0.1"},
-				{Host: "127.0.0.1", Prefix: "/public/", Public: true},
-				{Host: "127.0.0.1", Prefix: "/admin/", Roles: []string{"admin"}},
-			},
+			Rules:    rulesFor("127.0.0.1", "localhost"),
 		},
 		Gateway: gateway.Config{Signer: signer, Logger: logger},
 	})
@@ -130,6 +125,20 @@ func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 	s.srv = httptest.NewServer(st.Gateway.Handler())
 	t.Cleanup(s.srv.Close)
 	return s
+}
+
+// rulesFor gives each host the test rules: everything needs a session,
+// /public/ is public, /admin/ needs the admin role. (Chromium keeps
+// __Host- cookies on plain http only for localhost.)
+func rulesFor(hosts ...string) []forwardauth.Rule {
+	var rules []forwardauth.Rule
+	for _, h := range hosts {
+		rules = append(rules,
+			forwardauth.Rule{Host: h},
+			forwardauth.Rule{Host: h, Prefix: "/public/", Public: true},
+			forwardauth.Rule{Host: h, Prefix: "/admin/", Roles: []string{"admin"}})
+	}
+	return rules
 }
 
 // seen is what the protected app received.

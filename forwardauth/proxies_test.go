@@ -1,6 +1,7 @@
 package forwardauth_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cloakroom/cloakroom/internal/testservers"
+	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
@@ -120,6 +122,41 @@ func TestThroughRealProxies(t *testing.T) {
 				t.Fatalf("a request through forward auth set cookies: %v", sc)
 			}
 			assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", s)
+			if c := got.app().Header.Get("Cookie"); c != "" {
+				t.Errorf("the app got Cookie %q; want none (the request carried the session cookie only)", c)
+			}
+
+			// The app gets the browser's other cookies, never the session
+			// cookie or the known-device cookie, however they are sent.
+			device := signin.DeviceCookie + "=devicetoken"
+			for _, cookies := range [][]string{
+				{"theme=dark; " + cookie + "; " + device + "; lang=en"},
+				{"theme=dark", cookie, device + "; lang=en"},
+				{cookie + ";theme=dark;" + device + ";lang=en;"},
+			} {
+				var hs []string
+				for _, v := range cookies {
+					hs = append(hs, "Cookie", v)
+				}
+				res := c.do("GET", "/reports", "", hs...)
+				if res.status != http.StatusOK {
+					t.Fatalf("signed in with other cookies %q: %d %s", cookies, res.status, res.body)
+				}
+				assertAppCookies(t, res.app(), cookie, "theme=dark; lang=en")
+			}
+			// Also on a public path, with or without a session.
+			assertAppCookies(t, c.do("GET", "/public/logo", "", "Cookie", "theme=dark; "+device).app(), cookie, "theme=dark")
+			assertAppCookies(t, c.do("GET", "/public/logo", "", "Cookie", cookie+"; theme=dark").app(), cookie, "theme=dark")
+			assertAppCookies(t, c.do("GET", "/public/logo", "", "Cookie", cookie).app(), cookie, "")
+			// A client-sent X-Cloakroom-Cookie is not what the app gets.
+			assertAppCookies(t, c.do("GET", "/reports", "", "Cookie", cookie, "X-Cloakroom-Cookie", "forged=1").app(), cookie, "")
+			// Other cookies up to nginx's default 8 KB header line pass.
+			big := "big=" + strings.Repeat("b", 4000) + "; big2=" + strings.Repeat("c", 3000)
+			if res := c.do("GET", "/reports", "", "Cookie", big+"; "+cookie); res.status != http.StatusOK {
+				t.Fatalf("signed in with %d bytes of other cookies: %d %s", len(big), res.status, res.body)
+			} else {
+				assertAppCookies(t, res.app(), cookie, big)
+			}
 
 			// Roles: /admin/ needs admin.
 			if adm := c.do("GET", "/admin/users", "", "Cookie", cookie); adm.status != http.StatusForbidden {
@@ -176,6 +213,33 @@ func TestThroughRealProxies(t *testing.T) {
 }
 
 const cloakroomCSRF = "X-CSRF-Token"
+
+// assertAppCookies checks the app got exactly the cookies want ("" for
+// none), and never the session cookie (session is "name=value"), the
+// known-device cookie, nor the client's own X-Cloakroom-Cookie as its Cookie.
+func assertAppCookies(t *testing.T, got seen, session, want string) {
+	t.Helper()
+	all := strings.Join(got.Header["Cookie"], "; ")
+	_, value, _ := strings.Cut(session, "=")
+	for name, values := range got.Header {
+		for _, v := range values {
+			if strings.Contains(v, value) || strings.Contains(v, cookieName) || strings.Contains(v, signin.DeviceCookie) {
+				t.Errorf("the app got %s: %q", name, short(v))
+			}
+		}
+	}
+	if all != want {
+		t.Errorf("the app got Cookie %q; want %q", short(all), short(want))
+	}
+}
+
+// short keeps failure messages readable when cookies are kilobytes long.
+func short(s string) string {
+	if len(s) <= 200 {
+		return s
+	}
+	return s[:100] + fmt.Sprintf("...(%d bytes)...", len(s)-200) + s[len(s)-100:]
+}
 
 // assertIdentity checks the identity headers the app got: the decision's,
 // with no client-sent copy; wantUser "" means none at all. With s, the
