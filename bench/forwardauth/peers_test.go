@@ -194,7 +194,7 @@ func report(t *testing.T, targets []*target) {
 	fmt.Fprintf(&out, "%d requests per target, %d concurrent clients, %d interleaved rounds, %s, %d CPUs\n",
 		*requests, *concurrency, *rounds, conns, runtime.NumCPU())
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\treq/s\tp50 µs\tp99 µs\tauth CPU µs/decision\tnginx CPU µs/request\t")
+	fmt.Fprintln(tw, "target\treq/s\tp50 µs\tp99 µs\tauth CPU µs/decision\tnginx CPU µs/request\tcookie bytes\t")
 	byName := map[string]*target{}
 	for _, tg := range targets {
 		byName[tg.name] = tg
@@ -204,8 +204,8 @@ func report(t *testing.T, targets []*target) {
 		if tg.authPID != 0 {
 			authCPU = fmt.Sprintf("%.1f", perRequest(tg.authCPU, n))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%s\t%.1f\t\n", tg.name, float64(n)/tg.wall.Seconds(),
-			micro(tg.latencies[n*50/100]), micro(tg.latencies[n*99/100]), authCPU, perRequest(tg.ngxCPU, n))
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%s\t%.1f\t%d\t\n", tg.name, float64(n)/tg.wall.Seconds(),
+			micro(tg.latencies[n*50/100]), micro(tg.latencies[n*99/100]), authCPU, perRequest(tg.ngxCPU, n), len(tg.cookie))
 	}
 	tw.Flush()
 	fmt.Fprintln(&out)
