@@ -86,7 +86,8 @@ func TestForwardAuthPeers(t *testing.T) {
 	redisAddr := testservers.Redis(t)
 
 	targets := []*target{startNginxAlone(t, app)}
-	targets = append(targets, startCloakroomTarget(t, app, redisAddr))
+	cr := startCloakroomTarget(t, app, redisAddr)
+	targets = append(targets, startFloorTarget(t, app, cr.cookie), cr)
 	if *oauth2Proxy != "" {
 		provider := testoidc.Start(t, nil)
 		// Long-lived tokens: the benchmark measures decisions on a
@@ -226,6 +227,10 @@ func report(t *testing.T, targets []*target) {
 		fmt.Fprintf(tw, "cloakroom req/s / %s\t%.2f\t\t\n", peer,
 			(float64(len(cr.latencies))/cr.wall.Seconds())/(float64(len(p.latencies))/p.wall.Seconds()))
 	}
+	if floor := byName["nginx+bare Go server"]; floor != nil {
+		fmt.Fprintf(tw, "cloakroom CPU per decision over the bare Go server (µs)\t%.1f\t\t\n",
+			perRequest(cr.authCPU, len(cr.latencies))-perRequest(floor.authCPU, len(floor.latencies)))
+	}
 	if alone := byName["nginx alone"]; alone != nil {
 		fmt.Fprintf(tw, "nginx+cloakroom req/s / nginx alone\t%.2f\t\t\n",
 			(float64(len(cr.latencies))/cr.wall.Seconds())/(float64(len(alone.latencies))/alone.wall.Seconds()))
@@ -258,6 +263,55 @@ func cpuTime(t *testing.T, pid int) time.Duration {
 		t.Fatalf("/proc/%d/stat: %v", pid, err)
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// floorListenEnv, when set, makes the test binary the floor's auth
+// service instead of running tests (see startFloorTarget).
+const floorListenEnv = "CLOAKROOM_BENCH_FLOOR_LISTEN"
+
+func TestMain(m *testing.M) {
+	if listen := os.Getenv(floorListenEnv); listen != "" {
+		serveFloor(listen)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// serveFloor answers every request at once with a fixed identity: the
+// least any Go net/http auth service costs per decision, without looking
+// at a session.
+func serveFloor(listen string) {
+	srv := &http.Server{Addr: listen, ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["X-Forwarded-User"] = []string{benchUser}
+		h["X-Forwarded-Email"] = []string{benchEmail}
+		h["X-Forwarded-Groups"] = []string{""}
+		h["Authorization"] = []string{""}
+		w.WriteHeader(http.StatusOK)
+	})}
+	fmt.Fprintln(os.Stderr, srv.ListenAndServe())
+	os.Exit(1)
+}
+
+// startFloorTarget runs the floor (this test binary as a bare Go HTTP
+// server that allows every request) behind the same nginx config as
+// cloakroom's, with the same cookie on the requests.
+func startFloorTarget(t *testing.T, app, cookie string) *target {
+	listen := freeAddr(t)
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), floorListenEnv+"="+listen)
+	pid := startProcess(t, "floor", cmd, listen)
+	conf, err := os.ReadFile("../../forwardauth/testdata/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, nginxPID := startNginx(t, func(ngxListen string) string {
+		site := substitute(t, string(conf),
+			"127.0.0.1:8080", listen, "127.0.0.1:3000", app,
+			"listen 80;", "listen "+ngxListen+";\n    access_log off;")
+		return decisionKeepalive(t, site, "upstream cloakroom { server "+listen+";")
+	})
+	return &target{name: "nginx+bare Go server", url: "http://" + addr + "/items", cookie: cookie, authPID: pid, nginxPID: nginxPID, client: newClient()}
 }
 
 // serveApp is the protected app: a fixed answer, and the identity it got
