@@ -2,7 +2,9 @@
 // nginx `auth_request`: cloakroom (`cloakroom serve`, sessions on Redis
 // with its client-side cache) against oauth2-proxy's /oauth2/auth (its
 // cookie session store and its Redis session store), with the same
-// upstream app and the same nginx configuration shape, in one run. Each
+// upstream app and the same nginx configuration shape, in one run, with
+// two references: nginx alone, and nginx asking a bare Go net/http server
+// that allows every request (the floor of any Go auth service). Each
 // auth service runs as its own process, so its CPU time per decision is
 // read from /proc/<pid>/stat; throughput and p50/p99 latency are measured
 // at the client, with the targets interleaved round by round so machine
