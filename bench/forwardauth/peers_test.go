@@ -506,6 +506,8 @@ func startOAuth2ProxyTarget(t *testing.T, app string, provider *testoidc.Mock, s
 		"--provider=oidc", "--oidc-issuer-url=" + mc.Issuer, "--client-id=" + mc.ClientID, "--client-secret=" + mc.ClientSecret,
 		"--redirect-url=" + base + "/oauth2/callback",
 		"--cookie-secret=" + hex.EncodeToString(secret[:]), // 32 bytes: AES-256
+		// With the Redis store its sessions (keys _oauth2_proxy_bench-*)
+		// expire with the cookie, an hour after the run.
 		"--cookie-name=_oauth2_proxy_bench", "--cookie-secure=false", "--cookie-expire=1h",
 		"--email-domain=*", "--upstream=static://202", "--set-xauthrequest",
 		"--reverse-proxy", "--trusted-proxy-ip=127.0.0.1", "--skip-provider-button",
