@@ -5,7 +5,7 @@
 GO ?= go
 export GO
 
-.PHONY: build demo test test-deps vet unit multinode multinode-cluster multinode-strict bench-smoke fuzz bench scale
+.PHONY: build demo test test-deps vet unit multinode multinode-cluster multinode-strict bench-smoke fuzz bench bench-forward-auth scale
 
 # Go decides what is stale; the script says how long a first build takes
 # and shows its progress.
@@ -69,6 +69,18 @@ bench-smoke:
 # VM swing by a fifth.
 bench:
 	$(GO) run ./bench/report -rounds 3
+
+# nginx auth_request asking cloakroom against asking oauth2-proxy's
+# /oauth2/auth (cookie and Redis session stores): CPU per decision of each
+# auth process, req/s, p50/p99, in one run; then the same with nginx
+# keeping its connections to the auth service open. Needs nginx and Redis
+# (scripts/test-deps.sh); builds oauth2-proxy once into ~/.cache (about two
+# minutes), then about a minute and a half.
+FWD_REQUESTS ?= 30000
+bench-forward-auth:
+	@peer="$$(bash bench/forwardauth/build-oauth2-proxy.sh)" && \
+	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer" && \
+	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer" -fwd.keepalive
 
 # Redis at scale: memory per session, session checks, revocation and
 # listing costs with millions of sessions in a throwaway Redis

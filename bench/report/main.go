@@ -109,6 +109,9 @@ var ratios = []ratio{
 	{"SQLite cold / SQLite warm", "CloakroomSQLiteCold", "CloakroomSQLiteWarm", true, true, 0},
 	{"Redis warm check / memstore check", "CloakroomRedisCached", "CloakroomMemstore", true, true, 0},
 	{"Postgres cached check / memstore check", "CloakroomPostgresCached", "CloakroomMemstore", true, true, 0},
+	// An nginx auth_request decision in-process (adapter, rules, session
+	// check, identity headers) against the plain session check.
+	{"forward-auth decision / memstore check", "ForwardAuthDecision", "CloakroomMemstore", true, true, 0},
 	{"scs memstore / cloakroom memstore", "SCSMemstore", "CloakroomMemstore", true, true, 0},
 	{"gorilla CookieStore / cloakroom memstore", "GorillaCookieStore", "CloakroomMemstore", true, true, 0},
 	{"JWT ES256 verification / SQLite warm check", "JWTES256", "CloakroomSQLiteWarm", true, true, 0},
