@@ -79,8 +79,7 @@ bench:
 FWD_REQUESTS ?= 30000
 bench-forward-auth:
 	@peer="$$(bash bench/forwardauth/build-oauth2-proxy.sh)" && \
-	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer" && \
-	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer" -fwd.keepalive
+	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer"
 
 # Redis at scale: memory per session, session checks, revocation and
 # listing costs with millions of sessions in a throwaway Redis

@@ -41,7 +41,6 @@ var (
 	rounds       = flag.Int("fwd.rounds", 10, "rounds the requests are split into; the targets take turns each round")
 	oauth2Proxy  = flag.String("fwd.oauth2-proxy", "", "oauth2-proxy binary (bench/forwardauth/build-oauth2-proxy.sh builds it); empty measures cloakroom and nginx alone")
 	cloakroomBin = flag.String("fwd.cloakroom", "", "cloakroom binary; empty builds ./cmd/cloakroom into a temporary folder")
-	keepalive    = flag.Bool("fwd.keepalive", false, "nginx keeps its connections to the auth service open (upstream keepalive, HTTP/1.1) instead of the documented configs' one connection per decision")
 )
 
 // The CPU target of the issue: a cloakroom decision costs its process at
@@ -188,10 +187,7 @@ func (tg *target) do() error {
 
 func report(t *testing.T, targets []*target) {
 	var out bytes.Buffer
-	conns := "a new connection per decision (the documented configs)"
-	if *keepalive {
-		conns = "decision connections kept alive (-fwd.keepalive)"
-	}
+	conns := "decision connections kept alive (the documented configs)"
 	fmt.Fprintf(&out, "%d requests per target, %d concurrent clients, %d interleaved rounds, %s, %d CPUs\n",
 		*requests, *concurrency, *rounds, conns, runtime.NumCPU())
 	tw := tabwriter.NewWriter(&out, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -309,7 +305,7 @@ func startFloorTarget(t *testing.T, app, cookie string) *target {
 		site := substitute(t, string(conf),
 			"127.0.0.1:8080", listen, "127.0.0.1:3000", app,
 			"listen 80;", "listen "+ngxListen+";\n    access_log off;")
-		return decisionKeepalive(t, site, "upstream cloakroom { server "+listen+";")
+		return site
 	})
 	return &target{name: "nginx+bare Go server", url: "http://" + addr + "/items", cookie: cookie, authPID: pid, nginxPID: nginxPID, client: newClient()}
 }
@@ -415,7 +411,7 @@ func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
 		site := substitute(t, string(conf),
 			"127.0.0.1:8080", listen, "127.0.0.1:3000", app,
 			"listen 80;", "listen "+ngxListen+";\n    access_log off;")
-		return decisionKeepalive(t, site, "upstream cloakroom { server "+listen+";")
+		return site
 	})
 	base := "http://" + addr
 	client := newClient()
@@ -442,7 +438,7 @@ func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
 // cloakroom's documented config (and of oauth2-proxy's own nginx
 // example): an internal decision location, the identity copied from its
 // answer with auth_request_set, the sign-in paths proxied.
-const oauth2ProxySite = `upstream oauth2proxy { server %[1]s; }
+const oauth2ProxySite = `upstream oauth2proxy { server %[1]s; keepalive 16; }
 upstream app { server %[2]s; }
 
 server {
@@ -459,6 +455,8 @@ server {
 
     location = /oauth2/auth {
         internal;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
         proxy_pass http://oauth2proxy;
         proxy_pass_request_body off;
         proxy_set_header Content-Length "";
@@ -495,7 +493,7 @@ func startOAuth2ProxyTarget(t *testing.T, app string, provider *testoidc.Mock, s
 	listen := freeAddr(t)
 	addr, nginxPID := startNginx(t, func(ngxListen string) string {
 		site := fmt.Sprintf(oauth2ProxySite, listen, app, ngxListen)
-		return decisionKeepalive(t, site, "upstream oauth2proxy { server "+listen+";")
+		return site
 	})
 	base := "http://" + addr
 	var secret [16]byte
@@ -588,18 +586,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// decisionKeepalive, with -fwd.keepalive, has nginx keep idle connections
-// to the auth service (the upstream named in upstream) and reuse them for
-// decisions; the decision location is the one marked internal.
-func decisionKeepalive(t *testing.T, site, upstream string) string {
-	if !*keepalive {
-		return site
-	}
-	return substitute(t, site,
-		upstream, upstream+" keepalive 64;",
-		"        internal;\n", "        internal;\n        proxy_http_version 1.1;\n        proxy_set_header Connection \"\";\n")
 }
 
 // substitute replaces pairs in the documented config, failing when one of
