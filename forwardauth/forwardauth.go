@@ -203,7 +203,7 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 	h.cfg.Sessions.Handler(http.HandlerFunc(func(_ http.ResponseWriter, or *http.Request) {
 		judged = true
 		h.judge(w, r, or, f, rule, path)
-	})).ServeHTTP(discard{}, original)
+	})).ServeHTTP(&discard{header: http.Header{}}, original)
 	if !judged {
 		// The core refused the request as cross-site, or as an unsafe
 		// request on the session cookie with neither Fetch Metadata nor
@@ -221,7 +221,7 @@ func (h *Handler) judge(w http.ResponseWriter, r, or *http.Request, f forwarded,
 	}
 	if !s.LoggedIn() {
 		if rule.Public {
-			h.allow(w, r, nil)
+			h.allow(w, r, nil, nil)
 			return
 		}
 		h.signIn(w, r, or, f)
@@ -234,15 +234,14 @@ func (h *Handler) judge(w http.ResponseWriter, r, or *http.Request, f forwarded,
 			return
 		}
 	}
-	h.allow(w, r, s)
+	h.allow(w, r, s, roles)
 }
 
 // allow answers 200 with the identity headers, every one of them, empty
-// when there is no user or no signer.
-func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) {
+// when there is no user or no signer; roles are the session's.
+func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, roles []string) {
 	var user, email, groups, bearer string
 	if s != nil {
-		roles := signin.Roles(s)
 		user, email, groups = s.UserID(), signin.Email(s), strings.Join(roles, ",")
 		if !plainHeaderValue(user) || !plainHeaderValue(email) || !plainGroups(roles) {
 			// Ambiguous in a header: refuse rather than vouch for a
@@ -354,8 +353,8 @@ func validMethod(m string) bool {
 
 // discard is where the core's middleware answers when its answer is not
 // the decision's: nothing it writes reaches the proxy.
-type discard struct{}
+type discard struct{ header http.Header }
 
-func (discard) Header() http.Header         { return http.Header{} }
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-func (discard) WriteHeader(int)             {}
+func (d *discard) Header() http.Header       { return d.header }
+func (*discard) Write(b []byte) (int, error) { return len(b), nil }
+func (*discard) WriteHeader(int)             {}

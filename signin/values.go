@@ -63,9 +63,10 @@ func AMR(s *cloakroom.Session) []string {
 
 // Roles returns the session's roles (a provider's groups), never nil.
 func Roles(s *cloakroom.Session) []string {
+	raw, ok := s.Get(ValueRoles)
 	var roles []string
-	if err := s.GetJSON(ValueRoles, &roles); err != nil || roles == nil {
-		return []string{}
+	if !ok || json.Unmarshal([]byte(raw), &roles) != nil || roles == nil {
+		return []string{} // no roles: said without building an error
 	}
 	return roles
 }
