@@ -522,3 +522,7 @@ func recoveryHash(name, normalized string) string {
 	sum := sha256.Sum256([]byte("cloakroom recovery code v1\x00" + FoldName(name) + "\x00" + normalized))
 	return hex.EncodeToString(sum[:])
 }
+
+// SecondFactorsAvailable reports whether TOTP can be enabled: a
+// [Config.Sealer] is set.
+func (s *Service) SecondFactorsAvailable() bool { return s.cfg.Sealer != nil }
