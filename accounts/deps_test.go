@@ -9,8 +9,9 @@ import (
 // TestNoDatabaseDrivers keeps the backends in their own packages
 // (sqliteaccounts, pgaccounts, redisaccounts): accounts itself depends on
 // the standard library, the module's internal helpers, the argon2
-// implementation and golang.org/x/text (PRECIS user names) only, so a program that uses one backend, or none, links
-// no other database driver.
+// implementation, golang.org/x/text (PRECIS user names) and the TOTP
+// library with its QR encoder only, so a program that uses one backend,
+// or none, links no other database driver.
 func TestNoDatabaseDrivers(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
 	if err != nil {
@@ -23,8 +24,10 @@ func TestNoDatabaseDrivers(t *testing.T) {
 			// be listed on its own.
 			strings.HasPrefix(pkg, "github.com/cloakroom/cloakroom/internal/"),
 			strings.HasPrefix(pkg, "golang.org/x/crypto/"),
-			strings.HasPrefix(pkg, "golang.org/x/sys/"),  // argon2 and what it needs
-			strings.HasPrefix(pkg, "golang.org/x/text/"): // PRECIS and Unicode normalisation
+			strings.HasPrefix(pkg, "golang.org/x/sys/"),            // argon2 and what it needs
+			strings.HasPrefix(pkg, "golang.org/x/text/"),           // PRECIS and Unicode normalisation
+			strings.HasPrefix(pkg, "github.com/pquerna/otp"),       // TOTP (RFC 6238)
+			strings.HasPrefix(pkg, "github.com/boombuler/barcode"): // its QR codes
 		default:
 			t.Errorf("accounts depends on %s; database drivers and other modules belong in the backend packages", pkg)
 		}

@@ -38,8 +38,8 @@ var (
 	// argon2id PHC string within this package's bounds.
 	ErrInvalidHash = errors.New("accounts: invalid password hash")
 	// ErrConflict is returned by [Store.Update] when [Change.IfPasswordHash]
-	// no longer matches the stored hash.
-	ErrConflict = errors.New("accounts: password hash changed concurrently")
+	// or [Change.IfSecondFactor] no longer matches the stored value.
+	ErrConflict = errors.New("accounts: account changed concurrently")
 	// ErrStoreUnavailable wraps every [Store] failure other than the
 	// answers its contract defines (ErrUserExists, ErrNoSuchUser,
 	// ErrConflict): the store could not be reached or did not answer. The

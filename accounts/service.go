@@ -3,7 +3,6 @@ package accounts
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -71,6 +70,15 @@ type Config struct {
 	// passwords (ASVS 6.2.4, 6.2.12). Return an error wrapping
 	// ErrInvalidInput to refuse. Default none.
 	CheckPassword func(ctx context.Context, name, password string) error
+
+	// Sealer encrypts TOTP secrets at rest (internal/seal's *Keyring).
+	// Default nil: no second factor can be enabled (ErrNoSealer), and
+	// accounts that have one cannot finish signing in until it is set
+	// again; secrets are never stored in clear.
+	Sealer Sealer
+	// Issuer names the service in authenticator apps. Default
+	// "cloakroom".
+	Issuer string
 
 	// Logger receives account events (logins, failures, changes). Passwords
 	// and hashes never appear in it, nor names that match no account (they
@@ -354,6 +362,11 @@ type LoginAttempt struct {
 	// cookie), at most MaxDeviceTokens are looked at. One that is valid
 	// for Name makes this a known device, throttled on its own failures.
 	Devices []string
+	// Reauthentication marks the password re-entry of a user signed in
+	// already, through every factor (a step-up, a password change): no
+	// second factor is asked. For a sign-in it is false, and an account
+	// with a second factor answers ErrSecondFactorRequired.
+	Reauthentication bool
 }
 
 // LoginResult is a successful login.
@@ -362,6 +375,13 @@ type LoginResult struct {
 	// Devices are the device tokens the browser should keep from now on:
 	// this account's first, then the other well-formed ones it presented.
 	Devices []string
+	// SecondFactor is what proved the second factor in
+	// [Service.VerifySecondFactor]: "totp" or "recovery"; "" after a
+	// password alone.
+	SecondFactor string
+	// RecoveryCodesLeft is how many recovery codes the account has left,
+	// after VerifySecondFactor.
+	RecoveryCodesLeft int
 }
 
 // Login checks a login and returns the user, whose Name (in its stored
@@ -398,16 +418,8 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 	var device []byte // the known device's nonce
 	var keys []ThrottleKey
 	if found {
-		grant := grantOf(rec.User)
-		for _, token := range a.Devices[:min(len(a.Devices), MaxDeviceTokens)] {
-			if nonce, ok := deviceNonce(key, grant, token, now, s.deviceLifetime); ok {
-				device = nonce
-				keys = []ThrottleKey{{Kind: ThrottleDevice, Key: hex.EncodeToString(nonce), Rule: s.deviceRule}}
-				break
-			}
-		}
-	}
-	if device == nil {
+		device, keys = s.throttleKeys(key, rec, a.ClientIP, a.Devices, now)
+	} else {
 		keys = []ThrottleKey{
 			{Kind: ThrottleAccount, Key: FoldName(a.Name), Rule: s.accountRule},
 			{Kind: ThrottleIP, Key: ip, Rule: s.ipRule},
@@ -456,6 +468,16 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 		}
 		s.logger.InfoContext(ctx, "accounts: login failed", attrs...)
 		return LoginResult{}, ErrInvalidCredentials
+	}
+	if rec.SecondFactor != "" && !a.Reauthentication {
+		// The failure charged stays until the second factor is right, so
+		// someone who has the password cannot reset the counters between
+		// guesses at the code.
+		s.logger.InfoContext(ctx, "accounts: password accepted, second factor required", "user", rec.Name, "client", ip, "known_device", device != nil)
+		if NeedsRehash(rec.PasswordHash, s.params) {
+			s.rehash(ctx, rec, a.Password)
+		}
+		return LoginResult{}, &SecondFactorRequiredError{User: rec.User}
 	}
 	// A known device clears its own failures only: the budget of unknown
 	// devices stays spent while someone else is guessing.
@@ -647,6 +669,8 @@ func (s *Service) ChangeOwnPassword(ctx context.Context, current LoginAttempt, n
 	if err := ValidatePassword(current.Name, newPassword); err != nil {
 		return LoginResult{}, err
 	}
+	// The user is signed in: the password re-entry is a step-up.
+	current.Reauthentication = true
 	res, err := s.Login(ctx, current)
 	if err != nil {
 		return LoginResult{}, err

@@ -23,6 +23,11 @@ type User struct {
 type Record struct {
 	User
 	PasswordHash string
+	// SecondFactor is the account's second factor (its TOTP secret, sealed,
+	// the last time step used and the hashes of its recovery codes),
+	// encoded by the [Service]; "" for none. Stores keep it as an opaque
+	// string and never interpret it.
+	SecondFactor string
 }
 
 // Change lists the fields [Store.Update] sets; nil fields keep their value.
@@ -36,6 +41,15 @@ type Change struct {
 	// hash still equals it, and otherwise fails with ErrConflict. It stops a
 	// background rehash from undoing a concurrent password change.
 	IfPasswordHash string
+	// SecondFactor, when not nil, replaces the encoded second factor (""
+	// removes it).
+	SecondFactor *string
+	// IfSecondFactor, when not nil, applies the change only if the stored
+	// second factor still equals it ("" for none), and otherwise fails
+	// with ErrConflict. It makes using a TOTP step or a recovery code one
+	// atomic compare-and-swap: of two logins racing with the same code,
+	// one wins.
+	IfSecondFactor *string
 }
 
 // Store keeps user records. Implementations must be safe for concurrent use
@@ -45,7 +59,10 @@ type Change struct {
 //     and Unicode normalisation aside); a record keeps the name as
 //     created, and every method returns that.
 //   - Create fails with ErrUserExists, Get, Update and Delete with
-//     ErrNoSuchUser, Update with ErrConflict as described in [Change].
+//     ErrNoSuchUser, Update with ErrConflict as described in [Change]
+//     (IfPasswordHash and IfSecondFactor, checked and written atomically).
+//   - Record.SecondFactor round-trips unchanged through Create, Get and
+//     Update; List does not return it.
 //   - List returns every user sorted by the bytes of their FoldName.
 //   - Times round-trip with at least microsecond precision; slices passed in
 //     or returned are not shared with the store.

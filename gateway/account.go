@@ -18,6 +18,11 @@ var notices = map[string]string{
 	"named":           "The device's name was saved.",
 }
 
+// totpNotices maps the account page's totp= parameter to fixed messages.
+var totpNotices = map[string]string{
+	"expired": "The authenticator app set-up expired or was already finished. Start again if your account does not show it as on.",
+}
+
 // stepUpErrors maps the account page's stepup= parameter (a step-up the
 // gateway could not lead the user through) to fixed messages.
 var stepUpErrors = map[string]string{
@@ -31,6 +36,7 @@ type accountPages struct {
 	base
 	revoke *revocations
 	stepUp *stepUp
+	totp   *totpEnrolment
 }
 
 // page lists the user's sessions with buttons to end them.
@@ -51,6 +57,9 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusForbidden
 	}
 	data.Notice, data.Error = notices[q.Get("done")], errMsg
+	if n, ok := totpNotices[q.Get("totp")]; ok {
+		data.Notice = n
+	}
 	a.render(w, r, status, "account", data)
 }
 
@@ -94,6 +103,7 @@ const (
 	formRevokeAll    = "revoke-all"
 	formPassword     = "password"
 	formName         = "name"
+	// formTOTP, "totp", is declared with the enrolment (totp.go).
 )
 
 // data is what the account page shows about s and its user's devices.
@@ -114,6 +124,9 @@ func (a *accountPages) data(r *http.Request, s *cloakroom.Session) (pageData, er
 		// step up by signing in again, at the provider or in the app.
 		StepUp:     kind == signin.KindLocal && !a.stepUp.recent(s),
 		StepUpHint: a.stepUp.hint(s),
+	}
+	if data.LocalAccount {
+		data.TOTP, data.TOTPSince, data.RecoveryCodesLeft, data.TOTPAvailable = a.totp.info(r, s)
 	}
 	now := a.now()
 	for _, d := range devices {

@@ -75,10 +75,12 @@ func New(cfg Config) (*Gateway, error) {
 	revoke := &revocations{base: b}
 	pw := &passwords{base: b, admission: cfg.Admission, accounts: cfg.Accounts, revoke: revoke}
 	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw}
+	totp := &totpEnrolment{base: b, accounts: cfg.Accounts}
 	h := handlers{
 		signIn:  &signInPages{base: b, admission: cfg.Admission, accounts: cfg.Accounts, oidc: cfg.OIDC},
 		devices: &devicesAPI{base: b, revoke: revoke, stepUp: up},
-		account: &accountPages{base: b, revoke: revoke, stepUp: up},
+		account: &accountPages{base: b, revoke: revoke, stepUp: up, totp: totp},
+		totp:    totp,
 		pw:      pw,
 		stepUp:  up,
 		csp:     csp,
@@ -114,6 +116,7 @@ type handlers struct {
 	account *accountPages
 	pw      *passwords
 	stepUp  *stepUp
+	totp    *totpEnrolment
 	csp     *cspReports
 	app     *app
 	bodies  *bodyReader
@@ -129,6 +132,8 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route := func(pattern string, handler http.Handler) { mux.Handle(pattern, handler) }
 	route("GET "+a+"/login", http.HandlerFunc(h.signIn.loginPage))
 	route("POST "+a+"/login", http.HandlerFunc(h.signIn.login))
+	route("GET "+a+"/second-factor", http.HandlerFunc(h.signIn.secondFactorPage))
+	route("POST "+a+"/second-factor", http.HandlerFunc(h.signIn.secondFactor))
 	route("POST "+a+"/logout", b.formCSRF(csrfForm, http.HandlerFunc(h.signIn.logout)))
 	route("GET "+a+"/session", b.api(h.devices.info))
 	route("GET "+a+"/sessions", b.api(h.devices.list))
@@ -149,6 +154,12 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("POST "+a+"/account/revoke-all", account(formRevokeAll, h.account.revokeAll))
 	route("POST "+a+"/account/name", account(formName, h.account.name))
 	route("POST "+a+"/account/password", account(formPassword, h.pw.changeForm))
+	// TOTP enrolment: started after a recent sign-in (the form's password
+	// field when it is old), confirmed by a code from the same session.
+	route("POST "+a+"/account/totp", account(formTOTP, h.stepUp.requireRecent(true, a+"/account", h.totp.start)))
+	route("GET "+a+"/account/totp", b.page(a+"/account", h.totp.page))
+	route("GET "+a+"/account/totp/qr", b.page(a+"/account", h.totp.qr))
+	route("POST "+a+"/account/totp/confirm", b.page(a+"/account", b.formCSRF(csrfPage, http.HandlerFunc(h.totp.confirm)).ServeHTTP))
 	route("POST "+a+"/csp-report", h.csp)
 	route("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if cfg.OIDC != nil {

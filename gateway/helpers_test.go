@@ -314,6 +314,13 @@ type envOption func(*gateway.Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	return newEnvWithAccounts(t, nil, opts...)
+}
+
+// newEnvWithAccounts is newEnv with edit applied to the account service's
+// Config first (nil for none).
+func newEnvWithAccounts(t *testing.T, edit func(*accounts.Config), opts ...envOption) *env {
+	t.Helper()
 	e := &env{
 		t:        t,
 		clock:    &clock{t: time.Now().UTC().Truncate(time.Second)},
@@ -337,13 +344,17 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Cleanup(func() { e.manager.Close() }) // its stream watchers, before the store closes
 	e.users = memaccounts.New()
 	e.userDB = &flakyAccounts{Store: e.users}
-	e.accounts = accounts.New(e.userDB, accounts.Config{
+	accountsCfg := accounts.Config{
 		Now:             e.clock.Now,
 		RevokeSessions:  e.manager.RevokeUser,
 		Throttle:        memaccounts.NewThrottle(0),
 		Logger:          logger,
 		AccountThrottle: accounts.ThrottleConfig{FreeFailures: 3, BaseDelay: 30 * time.Second, MaxDelay: 5 * time.Minute},
-	})
+	}
+	if edit != nil {
+		edit(&accountsCfg)
+	}
+	e.accounts = accounts.New(e.userDB, accountsCfg)
 	e.addUser("alice", "alice@example.com", "admin", "dev")
 	e.addUser("bob", "bob@example.com", "dev")
 
@@ -467,7 +478,9 @@ type browser struct {
 	e      *env
 	token  string
 	device string // the device cookie, kept like a browser keeps it
-	header http.Header
+	// pending is the pending sign-in cookie between the two factors.
+	pending string
+	header  http.Header
 }
 
 func (e *env) browser() *browser {
@@ -533,6 +546,9 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 	if b.device != "" {
 		req.AddCookie(&http.Cookie{Name: signin.DeviceCookie, Value: b.device})
 	}
+	if b.pending != "" {
+		req.AddCookie(&http.Cookie{Name: "__Host-Http-pending", Value: b.pending})
+	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		if extra[i+1] == "" {
 			req.Header.Del(extra[i])
@@ -556,6 +572,8 @@ func (b *browser) do(method, path, contentType, body string, extra ...string) re
 			b.token = c.Value // "" when expired
 		} else if err == nil && c.Name == signin.DeviceCookie {
 			b.device = c.Value
+		} else if err == nil && c.Name == "__Host-Http-pending" {
+			b.pending = c.Value // "" when expired
 		}
 	}
 	return response{Status: resp.StatusCode, Header: resp.Header, Text: string(text)}

@@ -87,6 +87,11 @@ func (p *signInPages) login(w http.ResponseWriter, r *http.Request) {
 	res, pin, err := p.authenticate(ctx, accounts.LoginAttempt{
 		Name: req.Username, Password: req.Password, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
 	})
+	var second *accounts.SecondFactorRequiredError
+	if errors.As(err, &second) {
+		p.startPending(&a, second.User)
+		return
+	}
 	if err != nil {
 		a.refused(err)
 		return

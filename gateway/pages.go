@@ -35,7 +35,7 @@ type pages map[string]*template.Template
 
 func parsePages() (pages, error) {
 	p := make(pages)
-	for _, name := range []string{"login", "account", "error"} {
+	for _, name := range []string{"login", "account", "error", "secondfactor", "totp"} {
 		t, err := template.New(name).ParseFS(pageFiles, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("gateway: parse page %s: %w", name, err)
@@ -75,6 +75,16 @@ type pageData struct {
 	StepUp         bool   // a local account's sign-in is old: forms that end sessions ask for the password
 	StepUpHint     string // how a provider's or vault user steps up, when their sign-in is old
 	LocalAccount   bool   // the user has a password here to change
+
+	// Second factor: the account page's section, the enrolment page.
+	TOTP              bool   // the account has a TOTP factor
+	TOTPSince         string // when it was enabled
+	RecoveryCodesLeft int
+	TOTPAvailable     bool     // a key file seals TOTP secrets
+	TOTPSecret        string   // the secret being enrolled, as text
+	TOTPURI           string   // and as an otpauth:// URI
+	TOTPExpires       string   // when the enrolment ends unconfirmed
+	RecoveryCodes     []string // shown once, after the confirmation
 }
 
 // formError is a message for one form of a page: Form names it, and

@@ -66,8 +66,11 @@ func outcomeOf(err error) string {
 // login's throttling. It answers the request and returns false when the
 // password is not accepted.
 func (p *passwords) check(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, password string, page bool) bool {
+	// The session passed every factor at its sign-in: the step-up asks
+	// for the password again, not for a second code.
 	_, err := p.accounts.Login(r.Context(), accounts.LoginAttempt{
 		Name: s.UserID(), Password: password, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
+		Reauthentication: true,
 	})
 	p.log.LogAttrs(r.Context(), slog.LevelInfo, "reauth", slog.String("user", s.UserID()),
 		slog.String("outcome", outcomeOf(err)), slog.String("session", s.Ref()))
@@ -93,9 +96,12 @@ func (p *passwords) failAuth(w http.ResponseWriter, r *http.Request, page bool, 
 func (p *passwords) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) bool {
 	password := r.PostForm.Get("password")
 	if password == "" || len(password) > maxPasswordLen {
-		if pageFormOf(r) == formRevoke {
+		switch pageFormOf(r) {
+		case formRevoke:
 			p.fail(w, r, true, errNotRecentDevice)
-		} else {
+		case formTOTP:
+			p.fail(w, r, true, errNotRecentTOTP)
+		default:
 			p.fail(w, r, true, errNotRecent)
 		}
 		return false

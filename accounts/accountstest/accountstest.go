@@ -39,6 +39,9 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("NoSharedSlices", func(t *testing.T) { testNoSharedSlices(t, newStore(t)) })
 	t.Run("ConcurrentCreate", func(t *testing.T) { testConcurrentCreate(t, newStore(t)) })
 	t.Run("DoneContext", func(t *testing.T) { testDoneContext(t, newStore(t)) })
+	t.Run("SecondFactorRoundTrip", func(t *testing.T) { testSecondFactorRoundTrip(t, newStore(t)) })
+	t.Run("UpdateIfSecondFactor", func(t *testing.T) { testUpdateIfSecondFactor(t, newStore(t)) })
+	t.Run("ConcurrentSecondFactorSwap", func(t *testing.T) { testConcurrentSecondFactorSwap(t, newStore(t)) })
 }
 
 func record(name string, roles ...string) accounts.Record {
@@ -76,7 +79,7 @@ func sameUser(a, b accounts.User) bool {
 
 func checkRecord(t *testing.T, got, want accounts.Record) {
 	t.Helper()
-	if !sameUser(got.User, want.User) || got.PasswordHash != want.PasswordHash {
+	if !sameUser(got.User, want.User) || got.PasswordHash != want.PasswordHash || got.SecondFactor != want.SecondFactor {
 		t.Errorf("record = %+v\nwant     %+v", got, want)
 	}
 }
@@ -350,3 +353,108 @@ func testDoneContext(t *testing.T, s accounts.Store) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A second factor as the service encodes it: opaque to the store, with
+// characters a careless encoding would mangle.
+const factorA, factorB = `{"v":1,"secret":"v1.k1.AbC-_x","step":57,"recovery":["aa","bb"]}`, `{"v":1,"secret":"v1.k1.ZyX","step":58,"recovery":["bb"]}`
+
+func testSecondFactorRoundTrip(t *testing.T, s accounts.Store) {
+	alice := record("alice", "ops")
+	alice.SecondFactor = factorA
+	mustCreate(t, s, alice, record("bob"))
+	checkRecord(t, mustGet(t, s, "ALICE"), alice)
+	checkRecord(t, mustGet(t, s, "bob"), record("bob")) // none: ""
+
+	// Other changes keep it.
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Email: ptr("a@example.org"), PasswordHash: ptr("h2")}); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	alice.Email, alice.PasswordHash = "a@example.org", "h2"
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorB)}); err != nil {
+		t.Fatalf("Update(SecondFactor): %v", err)
+	}
+	alice.SecondFactor = factorB
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr("")}); err != nil {
+		t.Fatalf("Update(no SecondFactor): %v", err)
+	}
+	alice.SecondFactor = ""
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+	checkRecord(t, mustGet(t, s, "bob"), record("bob"))
+}
+
+func testUpdateIfSecondFactor(t *testing.T, s accounts.Store) {
+	rec := record("alice")
+	mustCreate(t, s, rec)
+	// No factor yet: the condition "" holds, any other does not.
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorB), IfSecondFactor: ptr(factorA)}); !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with IfSecondFactor on a user without one: %v, want ErrConflict", err)
+	}
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorA), IfSecondFactor: ptr("")}); err != nil {
+		t.Fatalf("Update with IfSecondFactor \"\": %v", err)
+	}
+	rec.SecondFactor = factorA
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+
+	// A stale value conflicts and changes nothing, not even other fields.
+	_, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorB), Email: ptr("x@example.org"), IfSecondFactor: ptr("stale")})
+	if !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with a stale IfSecondFactor: %v, want ErrConflict", err)
+	}
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+	// Both conditions must hold.
+	_, err = s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorB), IfSecondFactor: ptr(factorA), IfPasswordHash: "stale"})
+	if !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with a current IfSecondFactor and a stale IfPasswordHash: %v, want ErrConflict", err)
+	}
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{SecondFactor: ptr(factorB), IfSecondFactor: ptr(factorA)}); err != nil {
+		t.Fatalf("Update with the current IfSecondFactor: %v", err)
+	}
+	rec.SecondFactor = factorB
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+
+	if _, err := s.Update(t.Context(), "nobody", accounts.Change{SecondFactor: ptr(""), IfSecondFactor: ptr(factorA)}); !errors.Is(err, accounts.ErrNoSuchUser) {
+		t.Errorf("conditional Update of a missing user: %v, want ErrNoSuchUser", err)
+	}
+}
+
+// testConcurrentSecondFactorSwap races writers that all read the same
+// factor and swap it for their own: exactly one may win, which is what
+// makes a TOTP step or a recovery code single use.
+func testConcurrentSecondFactorSwap(t *testing.T, s accounts.Store) {
+	rec := record("alice")
+	rec.SecondFactor = factorA
+	mustCreate(t, s, rec)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Update(t.Context(), "alice", accounts.Change{
+				SecondFactor: ptr(fmt.Sprintf("writer %d", i)), IfSecondFactor: ptr(factorA),
+			})
+		})
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("writers %d and %d both swapped the same second factor", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, accounts.ErrConflict):
+			t.Errorf("concurrent swap: %v", err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no writer swapped the second factor")
+	}
+	if got, want := mustGet(t, s, "alice").SecondFactor, fmt.Sprintf("writer %d", won); got != want {
+		t.Errorf("second factor = %q, want the winner's %q", got, want)
+	}
+}

@@ -77,8 +77,12 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if !ok {
 		return accounts.User{}, accounts.ErrNoSuchUser
 	}
-	if c.IfPasswordHash != "" && c.IfPasswordHash != rec.PasswordHash {
+	if c.IfPasswordHash != "" && c.IfPasswordHash != rec.PasswordHash ||
+		c.IfSecondFactor != nil && *c.IfSecondFactor != rec.SecondFactor {
 		return accounts.User{}, accounts.ErrConflict
+	}
+	if c.SecondFactor != nil {
+		rec.SecondFactor = *c.SecondFactor
 	}
 	if c.PasswordHash != nil {
 		rec.PasswordHash = *c.PasswordHash

@@ -66,8 +66,8 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	var version int
-	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 1 {
-		t.Fatalf("schema version = %d, %v; want 1", version, err)
+	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 2 {
+		t.Fatalf("schema version = %d, %v; want 2", version, err)
 	}
 	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "Alice"}, PasswordHash: "h"}); err != nil {
 		t.Fatal(err)

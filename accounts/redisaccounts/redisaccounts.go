@@ -38,6 +38,7 @@ const (
 	redisFieldHash     = "hash"
 	redisFieldCreated  = "created" // Unix nanoseconds, 0 for the zero time
 	redisFieldChanged  = "changed" // same, for PasswordChangedAt
+	redisFieldFactor   = "factor"  // Record.SecondFactor; absent for none
 )
 
 // Store is an [accounts.Store] in Redis, through a rueidis client the caller
@@ -101,14 +102,17 @@ return 1
 `)
 
 // redisUpdateScript changes fields of an existing user, if its password hash
-// still is the expected one, and answers the user's fields afterwards, or
-// 1 for no such user, 2 for a changed hash.
+// and its second factor still are the expected ones, and answers the
+// user's fields afterwards, or 1 for no such user, 2 for a changed value.
 //
-// KEYS: user hash. ARGV: expected hash ("" for any), then field/value pairs.
+// KEYS: user hash. ARGV: expected hash ("" for any), "1" to check the
+// second factor or "0", the expected second factor ("" for none), then
+// field/value pairs.
 var redisUpdateScript = rueidis.NewLuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'hash') ~= ARGV[1] then return 2 end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if ARGV[2] == '1' and (redis.call('HGET', KEYS[1], 'factor') or '') ~= ARGV[3] then return 2 end
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
 return redis.call('HMGET', KEYS[1], 'name', 'email', 'roles', 'disabled', 'created', 'changed')
 `)
 
@@ -125,7 +129,7 @@ return 1
 // redisRecordFields add the password hash.
 var (
 	redisUserFields   = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged}
-	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash}
+	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash, redisFieldFactor}
 )
 
 // Create implements [accounts.Store].
@@ -137,7 +141,7 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 	if err != nil {
 		return err
 	}
-	args := []string{accounts.FoldName(rec.Name), redisFieldHash, rec.PasswordHash}
+	args := []string{accounts.FoldName(rec.Name), redisFieldHash, rec.PasswordHash, redisFieldFactor, rec.SecondFactor}
 	for i, field := range redisUserFields {
 		args = append(args, field, values[i])
 	}
@@ -174,7 +178,13 @@ func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 	if err != nil {
 		return accounts.Record{}, fmt.Errorf("accounts: get user %q: password hash: %w", u.Name, err)
 	}
-	return accounts.Record{User: u, PasswordHash: hash}, nil
+	var factor string // absent in users written before second factors
+	if f := fields[len(redisUserFields)+1]; !f.IsNil() {
+		if factor, err = f.ToString(); err != nil {
+			return accounts.Record{}, fmt.Errorf("accounts: get user %q: second factor: %w", u.Name, err)
+		}
+	}
+	return accounts.Record{User: u, PasswordHash: hash, SecondFactor: factor}, nil
 }
 
 // Update implements [accounts.Store].
@@ -182,7 +192,13 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if err := ctx.Err(); err != nil {
 		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
-	args := []string{c.IfPasswordHash}
+	args := []string{c.IfPasswordHash, "0", ""}
+	if c.IfSecondFactor != nil {
+		args[1], args[2] = "1", *c.IfSecondFactor
+	}
+	if c.SecondFactor != nil {
+		args = append(args, redisFieldFactor, *c.SecondFactor)
+	}
 	if c.PasswordHash != nil {
 		args = append(args, redisFieldHash, *c.PasswordHash)
 	}

@@ -22,8 +22,9 @@ import (
 // sqliteSchemaVersion is the version of the cloakroom_users table this code
 // reads and writes, recorded in cloakroom_accounts_schema.
 // Version 2 added name_key, the accounts.FoldName of the name: SQLite's
-// NOCASE folds ASCII letters only, and names are Unicode.
-const sqliteSchemaVersion = 2
+// NOCASE folds ASCII letters only, and names are Unicode. Version 3 added
+// second_factor, the accounts.Record.SecondFactor ("" for none).
+const sqliteSchemaVersion = 3
 
 // Store is an [accounts.Store] in a cloakroom_users table of a SQLite
 // database opened with the modernc.org/sqlite driver; the gateway passes
@@ -101,6 +102,11 @@ func migrateSQLite(ctx context.Context, db *sql.DB) (err error) {
 			return err
 		}
 	}
+	if version < 3 {
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE cloakroom_users ADD COLUMN second_factor TEXT NOT NULL DEFAULT ''"); err != nil {
+			return err
+		}
+	}
 	if _, err := conn.ExecContext(ctx,
 		"INSERT INTO cloakroom_accounts_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
 		sqliteSchemaVersion); err != nil {
@@ -144,10 +150,10 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 		return err
 	}
 	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO cloakroom_users (name, name_key, email, roles, disabled, password_hash, created_at, password_changed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		`INSERT INTO cloakroom_users (name, name_key, email, roles, disabled, password_hash, created_at, password_changed_at, second_factor)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		rec.Name, accounts.FoldName(rec.Name), rec.Email, roles, rec.Disabled, rec.PasswordHash,
-		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt))
+		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt), rec.SecondFactor)
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
@@ -161,12 +167,15 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 
 // Get implements [accounts.Store].
 func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
-	return sqlusers.Get(sql.ErrNoRows, func(hash *string) (accounts.User, error) { return scanUser(row, hash) })
+	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash, second_factor FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
+	return sqlusers.Get(sql.ErrNoRows, func(rec *accounts.Record) (accounts.User, error) {
+		return scanUser(row, &rec.PasswordHash, &rec.SecondFactor)
+	})
 }
 
 // Update implements [accounts.Store]. It is one UPDATE ... RETURNING
-// statement, so the IfPasswordHash check and the write are atomic.
+// statement, so the IfPasswordHash and IfSecondFactor checks and the
+// write are atomic.
 func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
 	sets := []string{"name = name"} // keeps the statement valid for an empty change
 	var args []any
@@ -193,11 +202,18 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if c.Disabled != nil {
 		set("disabled", *c.Disabled)
 	}
+	if c.SecondFactor != nil {
+		set("second_factor", *c.SecondFactor)
+	}
 	query := "UPDATE cloakroom_users SET " + strings.Join(sets, ", ") + " WHERE name_key = ?"
 	args = append(args, accounts.FoldName(name))
 	if c.IfPasswordHash != "" {
 		query += " AND password_hash = ?"
 		args = append(args, c.IfPasswordHash)
+	}
+	if c.IfSecondFactor != nil {
+		query += " AND second_factor = ?"
+		args = append(args, *c.IfSecondFactor)
 	}
 	query += " RETURNING " + userColumns
 

@@ -12,7 +12,7 @@ import (
 )
 
 // requiredRows are the ASVS 5.0 requirements the matrix must cover: V7
-// whole, V3.3, V3.4, V3.5, V4.4, the V6 password-login items, 11.4.2, the
+// whole, V3.3, V3.4, V3.5, V4.4, the V6 password-login and TOTP items, 11.4.2, the
 // V14 token-in-URL and browser-storage items, V16.1 to V16.4.
 var requiredRows = func() []string {
 	ids := []string{
@@ -23,6 +23,7 @@ var requiredRows = func() []string {
 		"3.5.1", "3.5.2", "3.5.3", "3.5.4", "3.5.5", "3.5.6", "3.5.7", "3.5.8",
 		"4.4.1", "4.4.2", "4.4.3", "4.4.4",
 		"6.1.1", "6.3.1", "6.3.8", "11.4.2",
+		"6.3.3", "6.5.1", "6.5.2", "6.5.3", "6.5.4", "6.5.5", "6.5.6", "6.5.8", // the TOTP second factor
 		"14.2.1", "14.3.1", "14.3.2", "14.3.3",
 		"16.1.1", "16.2.1", "16.2.2", "16.2.3", "16.2.4", "16.2.5",
 		"16.3.1", "16.3.2", "16.3.3", "16.3.4", "16.4.1", "16.4.2", "16.4.3",

@@ -12,11 +12,11 @@ import (
 )
 
 // Get is the answer of Store.Get. scan reads a user's columns and then its
-// password hash into hash; it fails with noRows, the driver's error for a
-// query without a row, when there is no such user.
-func Get(noRows error, scan func(hash *string) (accounts.User, error)) (accounts.Record, error) {
+// password hash and second factor into rec; it fails with noRows, the
+// driver's error for a query without a row, when there is no such user.
+func Get(noRows error, scan func(rec *accounts.Record) (accounts.User, error)) (accounts.Record, error) {
 	var rec accounts.Record
-	u, err := scan(&rec.PasswordHash)
+	u, err := scan(&rec)
 	switch {
 	case errors.Is(err, noRows):
 		return accounts.Record{}, accounts.ErrNoSuchUser
@@ -29,16 +29,16 @@ func Get(noRows error, scan func(hash *string) (accounts.User, error)) (accounts
 
 // Updated is the answer of Store.Update for c, given what its UPDATE ...
 // RETURNING statement gave: u, or err, noRows (the driver's error for no
-// row) when no row matched. Without c.IfPasswordHash that means the user
-// is gone; with it, exists, asked then, tells a gone user from a changed
-// hash (ErrConflict).
+// row) when no row matched. Without a condition (c.IfPasswordHash,
+// c.IfSecondFactor) that means the user is gone; with one, exists, asked
+// then, tells a gone user from a changed value (ErrConflict).
 func Updated(u accounts.User, err, noRows error, c accounts.Change, exists func() (bool, error)) (accounts.User, error) {
 	switch {
 	case err == nil:
 		return u, nil
 	case !errors.Is(err, noRows):
 		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	case c.IfPasswordHash == "":
+	case c.IfPasswordHash == "" && c.IfSecondFactor == nil:
 		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	found, err := exists()

@@ -153,6 +153,9 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			Logger: logger,
 		},
 	}
+	if p.totpKeys != nil { // a typed nil would be a Sealer
+		parts.Accounts.Sealer = p.totpKeys
+	}
 	if len(p.proxies) > 0 {
 		parts.Sessions.ClientIP = clientIPFunc(p.proxies)
 	}

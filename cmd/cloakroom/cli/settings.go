@@ -69,6 +69,7 @@ type Config struct {
 	VaultLogout       []string
 	oidcConfig        // cmd/cloakroom/cli/oidc.go
 	forwardAuthConfig // cmd/cloakroom/cli/forwardauth.go
+	totpConfig        // cmd/cloakroom/cli/totp.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/cloakroom/cloakroom/internal/seal"
 	"log/slog"
 	"net"
 	"net/http"
@@ -48,6 +49,7 @@ type plan struct {
 	vault       *vaultPlan          // nil without --vault
 	oidc        *oidcPlan           // nil without --oidc-provider
 	forwardAuth *forwardauth.Config // nil without forward-auth rules
+	totpKeys    *seal.Keyring       // nil without --totp-keys-file
 	// warnings name what is accepted but unsafe; serve logs them at start
 	// and --check-config prints them.
 	warnings []string
@@ -240,6 +242,9 @@ func validate(cfg Config) (*plan, error) {
 	var oidcProblems []error
 	p.oidc, oidcProblems = validateOIDC(cfg, p.routes)
 	problems = append(problems, oidcProblems...)
+	var totpProblems []error
+	p.totpKeys, totpProblems = validateTOTP(cfg)
+	problems = append(problems, totpProblems...)
 	var forwardAuthProblems []error
 	p.forwardAuth, forwardAuthProblems = validateForwardAuth(cfg)
 	problems = append(problems, forwardAuthProblems...)
