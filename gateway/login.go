@@ -89,7 +89,7 @@ func (p *signInPages) login(w http.ResponseWriter, r *http.Request) {
 	})
 	var second *accounts.SecondFactorRequiredError
 	if errors.As(err, &second) {
-		p.startPending(&a, second.User)
+		p.startPending(&a, second)
 		return
 	}
 	if err != nil {

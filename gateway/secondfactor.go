@@ -45,10 +45,13 @@ type pendingSignIn struct {
 	User string `json:"user"`
 	// PasswordChangedAt (Unix microseconds) of the account when its
 	// password was checked; a change since ends the sign-in.
-	PasswordChangedAt int64  `json:"pwd_at"`
-	Remember          bool   `json:"remember"`
-	ReturnTo          string `json:"return_to"`
-	Attempts          int    `json:"attempts"`
+	PasswordChangedAt int64 `json:"pwd_at"`
+	// Factor names the factor the password was checked against; a reset
+	// since (by an administrator) ends the sign-in.
+	Factor   string `json:"factor"`
+	Remember bool   `json:"remember"`
+	ReturnTo string `json:"return_to"`
+	Attempts int    `json:"attempts"`
 }
 
 func pendingKey(id string) cloakroom.Key { return cloakroom.AuxKey("gateway", "pending-sign-in", id) }
@@ -67,11 +70,12 @@ func pendingCookieLine(id string) string {
 // startPending records a right password for an account that has a second
 // factor, and sends the browser to the code page (a script gets 401
 // second_factor_required naming it).
-func (p *signInPages) startPending(a *loginAttempt, user accounts.User) {
+func (p *signInPages) startPending(a *loginAttempt, need *accounts.SecondFactorRequiredError) {
+	user := need.User
 	ctx := a.r.Context()
 	id := rand.Text() // 130 random bits
 	data, _ := json.Marshal(pendingSignIn{
-		User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(),
+		User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(), Factor: need.Factor,
 		Remember: a.req.Remember, ReturnTo: httpx.SafeReturnTo(a.req.ReturnTo),
 	})
 	err := p.sessions.Store().CommitAux(ctx, cloakroom.AuxRecord{
@@ -182,7 +186,7 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := p.accounts.VerifySecondFactor(ctx, accounts.SecondFactorAttempt{
 		Name: ps.User, Code: code, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
-		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(),
+		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(), Factor: ps.Factor,
 	})
 	switch {
 	case errors.Is(err, accounts.ErrInvalidCode):
