@@ -1,8 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +102,68 @@ func TestUserFactorCommands(t *testing.T) {
 	}
 	if r := run(t, "", "user", "reset-factors", "--yes", "--store", store); r.code != 2 || !strings.Contains(r.stderr, "missing the user name") {
 		t.Errorf("reset-factors without a name: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+func TestRequireSecondFactorChecked(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	_, keys := oidcFiles(t)
+	base := []string{"serve", "--check-config", "--store", "sqlite://" + filepath.Join(dir, "gw.db")}
+	for _, tc := range []struct {
+		args []string
+		want string // in stderr; "" for valid
+	}{
+		{[]string{"--require-second-factor", "admin", "--require-second-factor", "ops", "--totp-keys-file", keys}, ""},
+		{[]string{"--require-second-factor", "admin,ops", "--totp-keys-file", keys}, ""},
+		{[]string{"--require-second-factor", "admin"}, "--require-second-factor needs --totp-keys-file: local accounts of roles admin must be able to set up an authenticator app"},
+		{[]string{"--require-second-factor", "a b", "--totp-keys-file", keys}, `--require-second-factor "a b": a role is 1 to 128 characters without spaces`},
+	} {
+		r := run(t, "", append(base, tc.args...)...)
+		switch {
+		case tc.want == "" && r.code != 0:
+			t.Errorf("%q: exit %d\nstderr: %s", tc.args, r.code, r.stderr)
+		case tc.want != "" && (r.code != 1 || !strings.Contains(r.stderr, tc.want)):
+			t.Errorf("%q: exit %d, want 1 with %q\nstderr: %s", tc.args, r.code, tc.want, r.stderr)
+		}
+	}
+}
+
+// TestServeRequiresSecondFactorOfRole: serve passes --require-second-factor
+// to the sign-in rules: an admin without a factor gets no session for the
+// password, only the enrolment; a user of another role signs in.
+func TestServeRequiresSecondFactorOfRole(t *testing.T) {
+	clearEnv(t)
+	dir := t.TempDir()
+	store := createStore(t, filepath.Join(dir, "gw.db"))
+	_, keys := oidcFiles(t)
+	mustRun(t, "a long enough password\n", "user", "add", "alice", "--role", "admin", "--password-stdin", "--store", store)
+	mustRun(t, "another long password\n", "user", "add", "bob", "--role", "dev", "--password-stdin", "--store", store)
+	srv := start(t, "serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--store", store,
+		"--require-second-factor", "admin", "--totp-keys-file", keys, "--log-format", "json")
+	public, _ := srv.listening(t)
+	c := newClient(t)
+
+	body, _ := json.Marshal(map[string]string{"username": "alice", "password": "a long enough password"})
+	res, err := c.Post(public+"/auth/login", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	var answer map[string]string
+	json.Unmarshal(data, &answer)
+	if res.StatusCode != http.StatusUnauthorized || answer["error"] != "second_factor_enrolment_required" || answer["enrolment_url"] != "/auth/second-factor/enrol" {
+		t.Errorf("admin's login: %d %s", res.StatusCode, data)
+	}
+	for _, ck := range res.Cookies() {
+		if ck.Name == "__Host-Http-session" && ck.Value != "" {
+			t.Error("the admin's password alone set a session cookie")
+		}
+	}
+	login(t, c, public, "bob", "another long password")
+	c.CloseIdleConnections()
+	if code := srv.stop(t); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, srv.stderr)
 	}
 }
