@@ -85,6 +85,9 @@ type pageData struct {
 	TOTPURI           string   // and as an otpauth:// URI
 	TOTPExpires       string   // when the enrolment ends unconfirmed
 	RecoveryCodes     []string // shown once, after the confirmation
+	// EnrolAtSignIn: the enrolment a role's policy requires before the
+	// session (no session, no CSRF token yet; "done" goes to ReturnTo).
+	EnrolAtSignIn bool
 }
 
 // formError is a message for one form of a page: Form names it, and
