@@ -273,7 +273,7 @@ func TestDeployDocShowsTheTestedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"nginx.conf", "Caddyfile"} {
+	for _, name := range []string{"nginx.conf", "Caddyfile", "traefik.yml"} {
 		if conf := readConfig(t, name); !strings.Contains(string(doc), conf) {
 			t.Errorf("docs/deploy.md does not show forwardauth/testdata/%s verbatim", name)
 		}
@@ -314,5 +314,32 @@ func TestDecisionAnswerHeadersAreIndependent(t *testing.T) {
 			}
 		}
 		h[n] = []string{want[n]}
+	}
+}
+
+// Traefik resolves a relative Location in the decision's answer against
+// the decision's own URL, which would send the browser to cloakroom's
+// internal address: its adapter answers an absolute URL on the host and
+// scheme the browser asked for (a host the rules name). Caddy passes the
+// relative one on as is.
+func TestTraefikSignInRedirectIsAbsolute(t *testing.T) {
+	s := newStack(t, nil, nil)
+	proxy := newClient(t, s.srv.URL, "")
+	ask := func(adapter, proto, host string) response {
+		return proxy.do("GET", "/auth/forward/"+adapter, "", "X-Forwarded-Method", "GET", "X-Forwarded-Proto", proto,
+			"X-Forwarded-Host", host, "X-Forwarded-Uri", "/reports?q=1", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	}
+	for _, tc := range []struct{ adapter, proto, host, want string }{
+		{"traefik", "https", "127.0.0.1", "https://127.0.0.1" + loginLocation("/reports?q=1")},
+		{"traefik", "http", "localhost:8443", "http://localhost:8443" + loginLocation("/reports?q=1")},
+		{"caddy", "https", "127.0.0.1", loginLocation("/reports?q=1")},
+	} {
+		if res := ask(tc.adapter, tc.proto, tc.host); res.status != http.StatusFound || res.header.Get("Location") != tc.want {
+			t.Errorf("%s for %s://%s: %d, Location %q; want 302 to %q", tc.adapter, tc.proto, tc.host, res.status, res.header.Get("Location"), tc.want)
+		}
+	}
+	// A host no rule names gets no redirect at all.
+	if res := ask("traefik", "https", "evil.example"); res.status == http.StatusFound || res.header.Get("Location") != "" {
+		t.Fatalf("traefik for another host: %d, Location %q; want a refusal", res.status, res.header.Get("Location"))
 	}
 }

@@ -77,6 +77,10 @@ type forwarded struct {
 	host   string
 	uri    string // escaped path and query
 	nginx  bool   // nginx answers sign-in with 401 and HeaderLogin
+	// absolute is the scheme of an absolute sign-in redirect, "" for a
+	// relative one: Traefik resolves a relative Location against the
+	// decision's own URL, cloakroom's internal address.
+	absolute string
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -91,8 +95,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case adapter == "nginx" && r.Method == http.MethodGet:
 		f, ok = fromNginx(r)
-	case (adapter == "caddy" || adapter == "traefik") && r.Method == http.MethodGet:
+	case adapter == "caddy" && r.Method == http.MethodGet:
 		f, ok = fromXForwarded(r)
+	case adapter == "traefik" && r.Method == http.MethodGet:
+		f, ok = fromXForwarded(r)
+		f.absolute = r.Header.Get("X-Forwarded-Proto") // http or https: fromXForwarded checked it
 	case adapter == "envoy" || strings.HasPrefix(adapter, "envoy/"):
 		f, ok = fromEnvoy(r, h.Prefix()+"envoy")
 	default:
@@ -306,8 +313,8 @@ func (h *Handler) appCookies(r *http.Request) string {
 // to the sign-in page and a script 401 JSON.
 func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded) {
 	// The host was checked against the rules, and the redirect is
-	// relative: the browser stays on the host it asked for, whose /auth/
-	// the proxy serves from cloakroom.
+	// relative (absolute on that host for Traefik): the browser stays on
+	// the host it asked for, whose /auth/ the proxy serves from cloakroom.
 	login := h.cfg.AuthPrefix + "/login?return_to=" + url.QueryEscape(httpx.SafeReturnTo(or.URL.RequestURI()))
 	nav := httpx.IsNavigation(or)
 	switch {
@@ -318,6 +325,10 @@ func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded
 			w.Header().Set(HeaderLogin, "")
 		}
 		httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "Log in first.")
+	case nav && f.absolute != "":
+		// On the host the browser asked for: one the rules name.
+		w.Header().Set("Location", f.absolute+"://"+f.host+login)
+		w.WriteHeader(http.StatusFound)
 	case nav:
 		w.Header().Set("Location", login)
 		w.WriteHeader(http.StatusFound)
