@@ -5,7 +5,7 @@
 GO ?= go
 export GO
 
-.PHONY: build demo test test-deps vet unit multinode multinode-cluster multinode-strict bench-smoke fuzz bench bench-forward-auth scale
+.PHONY: build demo test test-deps vet unit multinode multinode-cluster multinode-strict bench-smoke fuzz bench bench-forward-auth test-traefik scale
 
 # Go decides what is stale; the script says how long a first build takes
 # and shows its progress.
@@ -80,6 +80,12 @@ FWD_REQUESTS ?= 30000
 bench-forward-auth:
 	@peer="$$(bash bench/forwardauth/build-oauth2-proxy.sh)" && \
 	$(GO) test -count=1 -timeout 15m -v -run '^TestForwardAuthPeers$$' ./bench/forwardauth -fwd.requests=$(FWD_REQUESTS) -fwd.oauth2-proxy="$$peer"
+
+# Forward auth through a real Traefik (outside CI): builds Traefik into
+# ~/.cache/cloakroom-bench/ the first time (minutes, about 245 MB).
+test-traefik:
+	@traefik="$$(bash forwardauth/build-traefik.sh)" && \
+	$(GO) test -count=1 -v -run '^TestThroughTraefik$$' ./forwardauth -traefik="$$traefik"
 
 # Redis at scale: memory per session, session checks, revocation and
 # listing costs with millions of sessions in a throwaway Redis

@@ -93,11 +93,15 @@ func checkHost(host string) error {
 		return errors.New("the host is empty (want HOST or HOST/PREFIX, such as app.example.com/admin/)")
 	}
 	name := host
-	if h, port, err := net.SplitHostPort(host); err == nil {
-		if port == "" {
-			return errors.New("the port is empty")
+	// Without a colon there is no port to split off (and SplitHostPort
+	// would only build an error to say so, on every decision).
+	if strings.Contains(host, ":") {
+		if h, port, err := net.SplitHostPort(host); err == nil {
+			if port == "" {
+				return errors.New("the port is empty")
+			}
+			name = h
 		}
-		name = h
 	}
 	for _, c := range []byte(name) {
 		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == ':'

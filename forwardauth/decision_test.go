@@ -3,6 +3,7 @@ package forwardauth_test
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -272,9 +273,73 @@ func TestDeployDocShowsTheTestedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"nginx.conf", "Caddyfile"} {
+	for _, name := range []string{"nginx.conf", "Caddyfile", "traefik.yml"} {
 		if conf := readConfig(t, name); !strings.Contains(string(doc), conf) {
 			t.Errorf("docs/deploy.md does not show forwardauth/testdata/%s verbatim", name)
 		}
+	}
+}
+
+// The identity headers of an allowing answer share one backing array:
+// each value is its own, so a wrapper that appends to one header or edits
+// it in place changes no other.
+func TestDecisionAnswerHeadersAreIndependent(t *testing.T) {
+	s := newStack(t, nil, nil)
+	cookie, _ := s.signedIn("root")
+	req := httptest.NewRequest("GET", "/auth/forward/nginx", nil)
+	req.RemoteAddr = "127.0.0.1:4000"
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-URL", "http://127.0.0.1/reports")
+	req.Header.Set("Cookie", "a=1; "+cookie)
+	rec := httptest.NewRecorder()
+	s.st.Gateway.Handler().ServeHTTP(rec, req)
+	h := rec.Header() // the map the handler wrote, not a copy
+	names := []string{forwardauth.HeaderUser, forwardauth.HeaderEmail, forwardauth.HeaderGroups, forwardauth.HeaderAuthorization, forwardauth.HeaderCookie}
+	want := map[string]string{}
+	for _, n := range names {
+		if len(h[n]) != 1 {
+			t.Fatalf("%d: %s = %q; want one value", rec.Code, n, h[n])
+		}
+		want[n] = h[n][0]
+	}
+	if rec.Code != http.StatusOK || want[forwardauth.HeaderGroups] != "admin,dev" || want[forwardauth.HeaderCookie] != "a=1" {
+		t.Fatalf("%d %v; want 200 for root with groups admin,dev and the app's cookie a=1", rec.Code, want)
+	}
+	for _, n := range names {
+		h[n] = append(h[n], "appended")
+		h[n][0] = "edited " + n
+		for _, other := range names {
+			if other != n && (len(h[other]) != 1 || h[other][0] != want[other]) {
+				t.Fatalf("changing %s changed %s to %q", n, other, h[other])
+			}
+		}
+		h[n] = []string{want[n]}
+	}
+}
+
+// Traefik resolves a relative Location in the decision's answer against
+// the decision's own URL, which would send the browser to cloakroom's
+// internal address: its adapter answers an absolute URL on the host and
+// scheme the browser asked for (a host the rules name). Caddy passes the
+// relative one on as is.
+func TestTraefikSignInRedirectIsAbsolute(t *testing.T) {
+	s := newStack(t, nil, nil)
+	proxy := newClient(t, s.srv.URL, "")
+	ask := func(adapter, proto, host string) response {
+		return proxy.do("GET", "/auth/forward/"+adapter, "", "X-Forwarded-Method", "GET", "X-Forwarded-Proto", proto,
+			"X-Forwarded-Host", host, "X-Forwarded-Uri", "/reports?q=1", "Accept", "text/html", "Sec-Fetch-Mode", "navigate")
+	}
+	for _, tc := range []struct{ adapter, proto, host, want string }{
+		{"traefik", "https", "127.0.0.1", "https://127.0.0.1" + loginLocation("/reports?q=1")},
+		{"traefik", "http", "localhost:8443", "http://localhost:8443" + loginLocation("/reports?q=1")},
+		{"caddy", "https", "127.0.0.1", loginLocation("/reports?q=1")},
+	} {
+		if res := ask(tc.adapter, tc.proto, tc.host); res.status != http.StatusFound || res.header.Get("Location") != tc.want {
+			t.Errorf("%s for %s://%s: %d, Location %q; want 302 to %q", tc.adapter, tc.proto, tc.host, res.status, res.header.Get("Location"), tc.want)
+		}
+	}
+	// A host no rule names gets no redirect at all.
+	if res := ask("traefik", "https", "evil.example"); res.status == http.StatusFound || res.header.Get("Location") != "" {
+		t.Fatalf("traefik for another host: %d, Location %q; want a refusal", res.status, res.header.Get("Location"))
 	}
 }

@@ -77,6 +77,10 @@ type forwarded struct {
 	host   string
 	uri    string // escaped path and query
 	nginx  bool   // nginx answers sign-in with 401 and HeaderLogin
+	// absolute is the scheme of an absolute sign-in redirect, "" for a
+	// relative one: Traefik resolves a relative Location against the
+	// decision's own URL, cloakroom's internal address.
+	absolute string
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -91,8 +95,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case adapter == "nginx" && r.Method == http.MethodGet:
 		f, ok = fromNginx(r)
-	case (adapter == "caddy" || adapter == "traefik") && r.Method == http.MethodGet:
+	case adapter == "caddy" && r.Method == http.MethodGet:
 		f, ok = fromXForwarded(r)
+	case adapter == "traefik" && r.Method == http.MethodGet:
+		f, ok = fromXForwarded(r)
+		f.absolute = r.Header.Get("X-Forwarded-Proto") // http or https: fromXForwarded checked it
 	case adapter == "envoy" || strings.HasPrefix(adapter, "envoy/"):
 		f, ok = fromEnvoy(r, h.Prefix()+"envoy")
 	default:
@@ -125,7 +132,9 @@ func (h *Handler) fromProxy(r *http.Request) bool {
 // nginx config sets: X-Original-Method and X-Original-URL
 // ($scheme://$http_host$request_uri).
 func fromNginx(r *http.Request) (forwarded, bool) {
-	u, err := url.Parse(r.Header.Get("X-Original-URL"))
+	// Header names in canonical form: Get then looks them up without
+	// building the canonical key on every decision.
+	u, err := url.Parse(r.Header.Get("X-Original-Url"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
 		return forwarded{}, false
 	}
@@ -158,10 +167,19 @@ func fromEnvoy(r *http.Request, prefix string) (forwarded, bool) {
 
 // forwardedHeaders are the browser's headers the decision reads: the
 // session cookie, what the core's cross-origin and CSRF checks read, what
-// tells a navigation from a script, and what the core records.
-var forwardedHeaders = []string{
+// tells a navigation from a script, and what the core records. The names
+// are canonical, as net/http stores them, so the copy indexes the map
+// directly instead of canonicalising each name on every decision.
+var forwardedHeaders = canonicalNames(
 	"Cookie", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", cloakroom.CSRFHeader,
 	"Accept", "X-Requested-With", "User-Agent", "X-Forwarded-For",
+)
+
+func canonicalNames(names ...string) []string {
+	for i, n := range names {
+		names[i] = http.CanonicalHeaderKey(n)
+	}
+	return names
 }
 
 // decide judges the original request: the core's session middleware runs
@@ -187,24 +205,32 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		h.refuse(w, r, http.StatusForbidden, "unknown_host", "This host is not protected by cloakroom.", f.host)
 		return
 	}
-	header := make(http.Header, len(forwardedHeaders))
+	// Sized to the headers present: a map hinted for all of them would
+	// allocate a full table where most requests fill a small one.
+	present := 0
 	for _, name := range forwardedHeaders {
-		if v := r.Header.Values(name); len(v) > 0 {
-			header[http.CanonicalHeaderKey(name)] = v
+		if len(r.Header[name]) > 0 {
+			present++
 		}
 	}
-	original := (&http.Request{
+	header := make(http.Header, present)
+	for _, name := range forwardedHeaders {
+		if v := r.Header[name]; len(v) > 0 {
+			header[name] = v
+		}
+	}
+	// Built on the stack: WithContext's copy is the one allocation.
+	built := http.Request{
 		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: header,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
-	}).WithContext(r.Context())
-	judged := false
+	}
+	original := built.WithContext(r.Context())
+	d := &decision{h: h, w: w, r: r, f: f, rule: rule, path: path}
 	// The middleware's own answers (a new or expired cookie, its refusal
-	// page) go nowhere: the decision writes only its own headers.
-	h.cfg.Sessions.Handler(http.HandlerFunc(func(_ http.ResponseWriter, or *http.Request) {
-		judged = true
-		h.judge(w, r, or, f, rule, path)
-	})).ServeHTTP(&discard{header: http.Header{}}, original)
-	if !judged {
+	// page) go to d, which drops them: the decision writes only its own
+	// headers, to w.
+	h.cfg.Sessions.Handler(d).ServeHTTP(d, original)
+	if !d.judged {
 		// The core refused the request as cross-site, or as an unsafe
 		// request on the session cookie with neither Fetch Metadata nor
 		// Origin nor the X-CSRF-Token header.
@@ -259,12 +285,16 @@ func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Ses
 			bearer = "Bearer " + token
 		}
 	}
+	// One backing array for the five values, each slice capped so an
+	// append to one never writes into the next.
+	v := [...]string{user, email, groups, bearer, h.appCookies(r)}
+	values := v[:]
 	hd := w.Header()
-	hd[HeaderUser] = []string{user}
-	hd[HeaderEmail] = []string{email}
-	hd[HeaderGroups] = []string{groups}
-	hd[HeaderAuthorization] = []string{bearer}
-	hd[HeaderCookie] = []string{h.appCookies(r)}
+	hd[HeaderUser] = values[0:1:1]
+	hd[HeaderEmail] = values[1:2:2]
+	hd[HeaderGroups] = values[2:3:3]
+	hd[HeaderAuthorization] = values[3:4:4]
+	hd[HeaderCookie] = values[4:5:5]
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -283,8 +313,8 @@ func (h *Handler) appCookies(r *http.Request) string {
 // to the sign-in page and a script 401 JSON.
 func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded) {
 	// The host was checked against the rules, and the redirect is
-	// relative: the browser stays on the host it asked for, whose /auth/
-	// the proxy serves from cloakroom.
+	// relative (absolute on that host for Traefik): the browser stays on
+	// the host it asked for, whose /auth/ the proxy serves from cloakroom.
 	login := h.cfg.AuthPrefix + "/login?return_to=" + url.QueryEscape(httpx.SafeReturnTo(or.URL.RequestURI()))
 	nav := httpx.IsNavigation(or)
 	switch {
@@ -295,6 +325,10 @@ func (h *Handler) signIn(w http.ResponseWriter, r, or *http.Request, f forwarded
 			w.Header().Set(HeaderLogin, "")
 		}
 		httpjson.Error(w, http.StatusUnauthorized, "unauthenticated", "Log in first.")
+	case nav && f.absolute != "":
+		// On the host the browser asked for: one the rules name.
+		w.Header().Set("Location", f.absolute+"://"+f.host+login)
+		w.WriteHeader(http.StatusFound)
 	case nav:
 		w.Header().Set("Location", login)
 		w.WriteHeader(http.StatusFound)
@@ -351,10 +385,31 @@ func validMethod(m string) bool {
 	return true
 }
 
-// discard is where the core's middleware answers when its answer is not
-// the decision's: nothing it writes reaches the proxy.
-type discard struct{ header http.Header }
+// decision is one decision in flight, in one allocation: the handler the
+// core's middleware calls with the session it loaded, and the writer the
+// middleware answers to when its answer is not the decision's (nothing it
+// writes reaches the proxy).
+type decision struct {
+	h      *Handler
+	w      http.ResponseWriter // the proxy's
+	r      *http.Request       // the proxy's
+	f      forwarded
+	rule   Rule
+	path   string
+	judged bool
+	header http.Header // the middleware's, dropped
+}
 
-func (d *discard) Header() http.Header       { return d.header }
-func (*discard) Write(b []byte) (int, error) { return len(b), nil }
-func (*discard) WriteHeader(int)             {}
+func (d *decision) ServeHTTP(_ http.ResponseWriter, or *http.Request) {
+	d.judged = true
+	d.h.judge(d.w, d.r, or, d.f, d.rule, d.path)
+}
+
+func (d *decision) Header() http.Header {
+	if d.header == nil {
+		d.header = http.Header{}
+	}
+	return d.header
+}
+func (*decision) Write(b []byte) (int, error) { return len(b), nil }
+func (*decision) WriteHeader(int)             {}
