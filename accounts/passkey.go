@@ -79,26 +79,26 @@ func (c PasskeyConfig) Check() error {
 		return nil
 	}
 	if c.RPID == "" {
-		return fmt.Errorf("%w: passkey origins are set without a relying-party ID (--webauthn-rp-id)", ErrInvalidInput)
+		return invalid("passkey origins are set without a relying-party ID (--webauthn-rp-id)")
 	}
 	if len(c.Origins) == 0 {
-		return fmt.Errorf("%w: a relying-party ID is set without an allowed origin (--webauthn-origin)", ErrInvalidInput)
+		return invalid("a relying-party ID is set without an allowed origin (--webauthn-origin)")
 	}
 	rpID := strings.ToLower(c.RPID)
 	if rpID != c.RPID || strings.ContainsAny(rpID, ":/ ") || strings.HasPrefix(rpID, ".") || strings.HasSuffix(rpID, ".") {
-		return fmt.Errorf("%w: relying-party ID %q is not a lower-case domain name (no scheme, port or path)", ErrInvalidInput, c.RPID)
+		return invalid("relying-party ID %q is not a lower-case domain name (no scheme, port or path)", c.RPID)
 	}
 	for _, o := range c.Origins {
 		u, err := url.Parse(o)
 		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-			return fmt.Errorf("%w: passkey origin %q is not an origin (scheme://host[:port])", ErrInvalidInput, o)
+			return invalid("passkey origin %q is not an origin (scheme://host[:port])", o)
 		}
 		host := u.Hostname()
 		if u.Scheme != "https" && !(u.Scheme == "http" && host == "localhost") {
-			return fmt.Errorf("%w: passkey origin %q must be https (http only for localhost)", ErrInvalidInput, o)
+			return invalid("passkey origin %q must be https (http only for localhost)", o)
 		}
 		if host != rpID && !strings.HasSuffix(host, "."+rpID) {
-			return fmt.Errorf("%w: passkey origin %q is not within the relying-party ID %q", ErrInvalidInput, o, rpID)
+			return invalid("passkey origin %q is not within the relying-party ID %q", o, rpID)
 		}
 	}
 	return nil
@@ -334,11 +334,11 @@ func openCeremony(state []byte, user string) (ceremonyState, error) {
 func ValidatePasskeyName(label string) error {
 	switch {
 	case label == "":
-		return fmt.Errorf("%w: give the passkey a name", ErrInvalidInput)
+		return invalid("give the passkey a name")
 	case len(label) > MaxPasskeyNameLength:
-		return fmt.Errorf("%w: a passkey's name is at most %d bytes long", ErrInvalidInput, MaxPasskeyNameLength)
+		return invalid("a passkey's name is at most %d bytes long", MaxPasskeyNameLength)
 	case !utf8.ValidString(label) || strings.IndexFunc(label, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0:
-		return fmt.Errorf("%w: a passkey's name must be printable text", ErrInvalidInput)
+		return invalid("a passkey's name must be printable text")
 	}
 	return nil
 }
