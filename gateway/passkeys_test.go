@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,6 +52,10 @@ func TestPasskeyCeremonySingleUseAndBound(t *testing.T) {
 	pk, _ := r.json(t)["publicKey"].(map[string]any)
 	if pk["challenge"] == "" || pk["rpId"] != "example.com" || pk["allowCredentials"] != nil {
 		t.Errorf("options: %s", r.Text)
+	}
+	challenge, _ := pk["challenge"].(string)
+	if raw, err := base64.RawURLEncoding.DecodeString(challenge); err != nil || len(raw) < 32 {
+		t.Errorf("challenge %q: %d bytes (%v), want 256 bits from the CSPRNG", challenge, len(raw), err)
 	}
 	c := passkeyCookieOf(t, r)
 	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.MaxAge != 300 || c.Path != "/" {
