@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
@@ -246,7 +247,13 @@ var passkeyNotices = map[string]string{
 func (k *passkeyPages) start(w http.ResponseWriter, r *http.Request) {
 	s := session(r)
 	ctx := r.Context()
-	name := r.PostForm.Get("name")
+	if signin.KindOfSession(s) != signin.KindLocal {
+		// A provider's or an app's user authenticates there.
+		k.fail(w, r, true, &problem{Status: http.StatusForbidden, Code: "not_local",
+			Message: "Passkeys are for accounts of this server; your sign-in is managed elsewhere."})
+		return
+	}
+	name := strings.TrimSpace(r.PostForm.Get("name")) // as the service stores it
 	if err := accounts.ValidatePasskeyName(name); err != nil {
 		k.fail(w, r, true, passkeyProblem(err))
 		return

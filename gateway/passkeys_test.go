@@ -144,13 +144,13 @@ func TestPasskeyRegistrationNeedsRecentSignIn(t *testing.T) {
 	if r.Status != http.StatusForbidden || !strings.Contains(r.Text, "add or remove a passkey") {
 		t.Errorf("old sign-in: %d", r.Status)
 	}
-	r = b.postForm("/auth/account/passkeys", url.Values{"csrf_token": {csrf}, "name": {"laptop"}, "password": {password}},
+	r = b.postForm("/auth/account/passkeys", url.Values{"csrf_token": {csrf}, "name": {"  laptop "}, "password": {password}},
 		"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
 	if r.Status != http.StatusSeeOther || r.Header.Get("Location") != "/auth/account/passkeys/new" {
 		t.Errorf("with the password: %d %s", r.Status, r.Header.Get("Location"))
 	}
 	page := b.get("/auth/account/passkeys/new", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
-	if page.Status != http.StatusOK || !strings.Contains(page.Text, "data-options=") || !strings.Contains(page.Text, "laptop") {
+	if page.Status != http.StatusOK || !strings.Contains(page.Text, "data-options=") || !strings.Contains(page.Text, `id="passkey-new-name">laptop</strong>`) {
 		t.Errorf("registration page: %d", page.Status)
 	}
 	// Another session of the same user has no such ceremony.
