@@ -269,7 +269,7 @@ func (s *Service) Passkeys(ctx context.Context, name string) ([]PasskeyInfo, err
 }
 
 // BeginPasskeyRegistration starts registering a passkey for name: a
-// discoverable credential, user verification preferred, no attestation,
+// discoverable credential, user verification required, no attestation,
 // the account's passkeys excluded. The caller must have checked that the
 // user signed in recently.
 func (s *Service) BeginPasskeyRegistration(ctx context.Context, name string) (PasskeyCeremony, error) {
@@ -296,7 +296,7 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, name string) (Pa
 		webauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
 		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{
 			ResidentKey: protocol.ResidentKeyRequirementRequired, RequireResidentKey: protocol.ResidentKeyRequired(),
-			UserVerification: protocol.VerificationPreferred,
+			UserVerification: protocol.VerificationRequired,
 		}),
 		webauthn.WithExclusions(webauthn.Credentials(user.WebAuthnCredentials()).CredentialDescriptors()),
 	)
@@ -450,13 +450,18 @@ func (s *Service) RemovePasskey(ctx context.Context, name, id string) error {
 }
 
 // BeginPasskeyLogin starts a sign-in with a discoverable passkey: no
-// account named, user verification preferred.
+// account named, user verification required. A passkey replaces the
+// password and any second factor, so the authenticator must verify its
+// user (PIN or biometric): the key is then two factors, and a key that
+// only tests presence (a security key without a PIN) is refused, since
+// it would be one factor standing in for two, and the sign-in rules
+// count hwk and swk as a second factor.
 func (s *Service) BeginPasskeyLogin() (PasskeyCeremony, error) {
 	rp, err := s.relyingParty()
 	if err != nil {
 		return PasskeyCeremony{}, err
 	}
-	assertion, session, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationPreferred))
+	assertion, session, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
 	if err != nil {
 		return PasskeyCeremony{}, fmt.Errorf("accounts: begin passkey sign-in: %w", err)
 	}
@@ -469,7 +474,8 @@ type PasskeyLoginResult struct {
 	// Passkey is the passkey used, after the sign-in.
 	Passkey PasskeyInfo
 	// UserVerified: the authenticator verified the user (a PIN or a
-	// biometric) in this ceremony: two factors.
+	// biometric) in this ceremony: two factors. Always true: the sign-in
+	// requires it.
 	UserVerified bool
 	// Synced: a backup-eligible (synced) passkey, a key held in
 	// software; otherwise bound to its device's hardware.

@@ -192,8 +192,8 @@ func (f *fixture) signIn(t *testing.T, a *softAuthenticator, count uint32) (acco
 	if err != nil {
 		t.Fatalf("BeginPasskeyLogin: %v", err)
 	}
-	if strings.Contains(string(c.Options), `"allowCredentials"`) {
-		t.Errorf("a discoverable sign-in names credentials: %s", c.Options)
+	if strings.Contains(string(c.Options), `"allowCredentials"`) || !strings.Contains(string(c.Options), `"userVerification":"required"`) {
+		t.Errorf("sign-in options: %s", c.Options)
 	}
 	return f.svc.PasskeyLogin(t.Context(), c.State, a.get(c.Options, count))
 }
@@ -224,10 +224,15 @@ func TestPasskeyRegisterAndSignIn(t *testing.T) {
 		t.Errorf("Passkeys = %+v, %v", list, err)
 	}
 
-	// Without user verification it still signs in, as one factor.
+	// Without user verification (presence only) it is one factor
+	// standing in for two: refused.
 	a.verify = false
-	if res, err := f.signIn(t, a, 2); err != nil || res.UserVerified {
-		t.Errorf("PasskeyLogin without UV = %+v, %v", res, err)
+	if res, err := f.signIn(t, a, 2); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("PasskeyLogin without UV = %+v, %v; want ErrInvalidPasskey", res, err)
+	}
+	a.verify = true
+	if _, err := f.signIn(t, a, 3); err != nil {
+		t.Errorf("PasskeyLogin with UV after a refusal: %v", err)
 	}
 }
 
@@ -314,6 +319,15 @@ func TestPasskeyRefusals(t *testing.T) {
 	}
 	if _, err := f.signIn(t, a, 5); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("disabled account: %v, want ErrInvalidPasskey", err)
+	}
+
+	// A key that does not verify its user is not registered.
+	weak := newSoftAuthenticator(t)
+	weak.verify = false
+	if c, err := f.svc.BeginPasskeyRegistration(t.Context(), "bob"); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "key", c.State, weak.create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("registration without user verification: %v, want ErrInvalidPasskey", err)
 	}
 
 	// A registration ceremony is its account's only.
