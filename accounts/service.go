@@ -487,7 +487,7 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 		if NeedsRehash(rec.PasswordHash, s.params) {
 			s.rehash(ctx, rec, a.Password)
 		}
-		return LoginResult{}, &SecondFactorRequiredError{User: rec.User}
+		return LoginResult{}, &SecondFactorRequiredError{User: rec.User, Factor: factorID(rec.SecondFactor)}
 	}
 	// A known device clears its own failures only: the budget of unknown
 	// devices stays spent while someone else is guessing.

@@ -72,6 +72,10 @@ type SecondFactorRequiredError struct {
 	// User is the account; its PasswordChangedAt goes into the
 	// [SecondFactorAttempt], so a password change in between ends it.
 	User User
+	// Factor names the factor the code must come from; it goes into the
+	// SecondFactorAttempt too, so a factor reset (and enrolled again) in
+	// between ends the attempt.
+	Factor string
 }
 
 func (e *SecondFactorRequiredError) Error() string { return ErrSecondFactorRequired.Error() }
@@ -106,6 +110,26 @@ func decodeFactor(s string) (storedFactor, error) {
 		return storedFactor{}, fmt.Errorf("accounts: stored second factor unreadable (version %d)", f.V)
 	}
 	return f, nil
+}
+
+// id names this enrolment of the factor, never revealing it: a hash of
+// the sealed secret, whose random nonce differs at every enrolment.
+func (f storedFactor) id() string {
+	sum := sha256.Sum256([]byte("cloakroom second factor id v1\x00" + f.Secret))
+	return hex.EncodeToString(sum[:16])
+}
+
+// factorID is the id of the factor a record holds, "" for none or an
+// unreadable one.
+func factorID(stored string) string {
+	if stored == "" {
+		return ""
+	}
+	f, err := decodeFactor(stored)
+	if err != nil {
+		return ""
+	}
+	return f.id()
 }
 
 func (f storedFactor) encode() string {
@@ -286,7 +310,9 @@ func (s *Service) SecondFactors(ctx context.Context, name string) (SecondFactorI
 
 // ResetSecondFactor removes name's second factor and recovery codes (a
 // lost phone); the user signs in with the password alone, and may enrol
-// again. It ends no session. It reports whether there was one.
+// again. It ends no session, but every sign-in waiting for a code of the
+// removed factor fails (see [SecondFactorAttempt.Factor]). It reports
+// whether there was one.
 func (s *Service) ResetSecondFactor(ctx context.Context, name string) (bool, error) {
 	if err := ValidateName(name); err != nil {
 		return false, err
@@ -313,6 +339,10 @@ type SecondFactorAttempt struct {
 	// SecondFactorRequiredError: if the password changed since it was
 	// checked, the attempt fails.
 	PasswordChangedAt time.Time
+	// Factor is the SecondFactorRequiredError's Factor: the attempt fails
+	// unless the account still has that factor (not reset, nor reset and
+	// enrolled again). Required.
+	Factor string
 }
 
 // VerifySecondFactor completes a login whose password was right. The code
@@ -386,6 +416,9 @@ func (s *Service) useCode(ctx context.Context, rec Record, a SecondFactorAttempt
 		f, err := decodeFactor(rec.SecondFactor)
 		if err != nil {
 			return "", 0, err
+		}
+		if a.Factor == "" || subtle.ConstantTimeCompare([]byte(a.Factor), []byte(f.id())) != 1 {
+			return "", 0, fmt.Errorf("%w: the second factor changed since the password was checked", ErrInvalidCredentials)
 		}
 		used := ""
 		switch {

@@ -60,7 +60,7 @@ func (f *fixture) password(t *testing.T, name, ip string, devices ...string) acc
 	if !errors.As(err, &need) {
 		t.Fatalf("Login with the password of a TOTP account: %v, want SecondFactorRequiredError", err)
 	}
-	return accounts.SecondFactorAttempt{Name: name, ClientIP: ip, Devices: devices, PasswordChangedAt: need.User.PasswordChangedAt}
+	return accounts.SecondFactorAttempt{Name: name, ClientIP: ip, Devices: devices, PasswordChangedAt: need.User.PasswordChangedAt, Factor: need.Factor}
 }
 
 func (f *fixture) second(t *testing.T, a accounts.SecondFactorAttempt, code string) (accounts.LoginResult, error) {
@@ -324,5 +324,46 @@ func TestResetSecondFactor(t *testing.T) {
 	}
 	if had, err := f.svc.ResetSecondFactor(t.Context(), "alice"); err != nil || had {
 		t.Errorf("second reset = %v, %v", had, err)
+	}
+}
+
+// TestSecondFactorAttemptEndsWithAReset: a sign-in waiting for its code
+// when an administrator resets the factor cannot be finished, neither at
+// once nor with the code of a factor enrolled again right after: the
+// attempt is bound to the factor its password was checked against.
+func TestSecondFactorAttemptEndsWithAReset(t *testing.T) {
+	f := newTOTPFixture(t)
+	f.enrol(t, "alice")
+	a := f.password(t, "alice", "192.0.2.1")
+	if a.Factor == "" {
+		t.Fatal("SecondFactorRequiredError names no factor")
+	}
+	if _, err := f.svc.ResetSecondFactor(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := f.svc.BeginTOTP(t.Context(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.ConfirmTOTP(t.Context(), "alice", e.Sealed, f.code(t, e.Secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.second(t, a, f.code(t, e.Secret, 1)); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("the new factor's code for an attempt begun before the reset: %v, want ErrInvalidCredentials", err)
+	}
+	// A fresh password check, against the new factor, succeeds.
+	b := f.password(t, "alice", "192.0.2.1")
+	if b.Factor == a.Factor {
+		t.Error("two enrolments share a factor ID")
+	}
+	if _, err := f.second(t, b, f.code(t, e.Secret, 1)); err != nil {
+		t.Errorf("the new factor after a new password check: %v", err)
+	}
+	// An attempt without the factor ID fails closed.
+	c := f.password(t, "alice", "192.0.2.1")
+	c.Factor = ""
+	f.clock.Advance(accounts.TOTPPeriod)
+	if _, err := f.second(t, c, f.code(t, e.Secret, 1)); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("an attempt naming no factor: %v, want ErrInvalidCredentials", err)
 	}
 }

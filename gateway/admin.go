@@ -56,6 +56,8 @@ func (a *adminAPI) handler() http.Handler {
 	api("DELETE /admin/users/{user}/sessions", a.revokeUser)
 	api("DELETE /admin/users/{user}/sessions/{handle}", a.revokeDevice)
 	api("POST /admin/sessions/revoke-all", a.revokeEveryone)
+	api("GET /admin/users/{user}/factors", a.listFactors)
+	api("DELETE /admin/users/{user}/factors", a.resetFactors)
 	api("/admin/", func(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(http.StatusNotFound, "not_found", "No such admin endpoint.")
 	})
@@ -229,5 +231,71 @@ func (a *adminAPI) revokeEveryone(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	httpjson.Write(w, http.StatusOK, map[string]any{"revoked": "everyone", "epoch": epoch})
+	return nil
+}
+
+// factorUser returns the local account the {user} path value names, in
+// its stored spelling; a name no local account could have (a provider's
+// user ID) is ErrNoSuchUser: only local accounts have second factors here.
+func (a *adminAPI) factorUser(r *http.Request) (string, error) {
+	user, err := a.pathUser(r)
+	if err != nil {
+		return "", err
+	}
+	if accounts.ValidateName(user) != nil {
+		return "", accounts.ErrNoSuchUser
+	}
+	return user, nil
+}
+
+// listFactors is GET /admin/users/{user}/factors: whether the account has
+// TOTP, since when, and how many recovery codes are left; never a secret.
+func (a *adminAPI) listFactors(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.factorUser(r)
+	if err != nil {
+		return err
+	}
+	info, err := a.accounts.SecondFactors(r.Context(), user)
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, struct {
+		User string `json:"user"`
+		accounts.SecondFactorInfo
+	}{user, info})
+	return nil
+}
+
+// resetFactors is DELETE /admin/users/{user}/factors: the account loses
+// its TOTP factor and recovery codes (a lost phone), and signs in with
+// the password alone until it enrols again. The user's sessions continue:
+// they were signed in with the factor, and the user who lost a phone
+// should not also be signed out everywhere (the admin ends them with
+// DELETE .../sessions when the account may be compromised). A sign-in
+// waiting for a code of the removed factor cannot be finished.
+func (a *adminAPI) resetFactors(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.factorUser(r)
+	if err != nil {
+		return err
+	}
+	removed, err := a.accounts.ResetSecondFactor(r.Context(), user)
+	outcome := outcomeSuccess
+	switch {
+	case errors.Is(err, accounts.ErrNoSuchUser):
+		outcome = "no_such_user"
+	case err != nil:
+		outcome = outcomeError
+	case !removed:
+		outcome = "no_factor"
+	}
+	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", user), slog.String("by", "admin"), slog.String("remote", r.RemoteAddr)}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	a.log.LogAttrs(r.Context(), slog.LevelInfo, "second factor reset", attrs...)
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "reset": removed})
 	return nil
 }

@@ -76,7 +76,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	revoke := &revocations{base: b}
 	pw := &passwords{base: b, admission: cfg.Admission, accounts: cfg.Accounts, revoke: revoke}
-	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw}
+	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts}
 	totp := &totpEnrolment{base: b, accounts: cfg.Accounts}
 	pk := &passkeyPages{base: b, accounts: cfg.Accounts}
 	h := handlers{
@@ -139,12 +139,15 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("POST "+a+"/login", http.HandlerFunc(h.signIn.login))
 	route("GET "+a+"/second-factor", http.HandlerFunc(h.signIn.secondFactorPage))
 	route("POST "+a+"/second-factor", http.HandlerFunc(h.signIn.secondFactor))
+	route("GET "+a+"/second-factor/enrol", http.HandlerFunc(h.signIn.enrolPage))
+	route("GET "+a+"/second-factor/enrol/qr", http.HandlerFunc(h.signIn.enrolQR))
+	route("POST "+a+"/second-factor/enrol", http.HandlerFunc(h.signIn.enrol))
 	route("POST "+a+"/logout", b.formCSRF(csrfForm, http.HandlerFunc(h.signIn.logout)))
 	route("GET "+a+"/session", b.api(h.devices.info))
 	route("GET "+a+"/sessions", b.api(h.devices.list))
 	route("DELETE "+a+"/sessions/{handle}", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeOne)).ServeHTTP))
 	route("PUT "+a+"/sessions/{handle}/name", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.name)).ServeHTTP))
-	route("POST "+a+"/sessions/revoke-others", b.api(b.formCSRF(csrfJSON, h.stepUp.requireRecent(false, "", h.devices.revokeOthers)).ServeHTTP))
+	route("POST "+a+"/sessions/revoke-others", b.api(b.formCSRF(csrfJSON, h.stepUp.requireRecent(false, "", h.stepUp.requireFactor(false, h.devices.revokeOthers))).ServeHTTP))
 	route("POST "+a+"/sessions/revoke-all", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.devices.revokeAll)).ServeHTTP))
 	route("POST "+a+"/reauth", b.api(h.pw.reauth))
 	route("POST "+a+"/password", b.api(h.pw.changeJSON))
@@ -155,7 +158,7 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	}
 	route("GET "+a+"/account", b.page(a+"/account", h.account.page))
 	route("POST "+a+"/account/revoke", account(formRevoke, h.account.revokeOne))
-	route("POST "+a+"/account/revoke-others", account(formRevokeOthers, h.stepUp.requireRecent(true, a+"/account", h.account.revokeOthers)))
+	route("POST "+a+"/account/revoke-others", account(formRevokeOthers, h.stepUp.requireRecent(true, a+"/account", h.stepUp.requireFactor(true, h.account.revokeOthers))))
 	route("POST "+a+"/account/revoke-all", account(formRevokeAll, h.account.revokeAll))
 	route("POST "+a+"/account/name", account(formName, h.account.name))
 	route("POST "+a+"/account/password", account(formPassword, h.pw.changeForm))

@@ -89,7 +89,7 @@ func (p *signInPages) login(w http.ResponseWriter, r *http.Request) {
 	})
 	var second *accounts.SecondFactorRequiredError
 	if errors.As(err, &second) {
-		p.startPending(&a, second.User)
+		p.startPending(&a, second)
 		return
 	}
 	if err != nil {
@@ -97,13 +97,18 @@ func (p *signInPages) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user := res.User
-	err = p.timeStore("login", func() error {
-		return p.admission.Admit(ctx, r, w.Header(), signin.Identity{
-			UserID: signin.LocalUser(user.Name), Method: signin.Password, AMR: []string{signin.AMRPassword},
-			AuthTime: p.now(), Email: user.Email, Roles: user.Roles,
-			Pin: pin, Persistent: req.Remember, DeviceTokens: res.Devices,
-		})
-	})
+	id := signin.Identity{
+		UserID: signin.LocalUser(user.Name), Method: signin.Password, AMR: []string{signin.AMRPassword},
+		AuthTime: p.now(), Email: user.Email, Roles: user.Roles,
+		Pin: pin, Persistent: req.Remember, DeviceTokens: res.Devices,
+	}
+	if p.admission.NeedsSecondFactor(id) {
+		// A role that requires a second factor, and none yet: the
+		// password only opens the enrolment.
+		p.startEnrolment(&a, user)
+		return
+	}
+	err = p.timeStore("login", func() error { return p.admission.Admit(ctx, r, w.Header(), id) })
 	if err != nil {
 		a.refused(err)
 		return

@@ -93,15 +93,17 @@ type pageData struct {
 	TOTPURI           string   // and as an otpauth:// URI
 	TOTPExpires       string   // when the enrolment ends unconfirmed
 	RecoveryCodes     []string // shown once, after the confirmation
+	// EnrolAtSignIn: the enrolment a role's policy requires before the
+	// session (no session, no CSRF token yet; "done" goes to ReturnTo).
+	EnrolAtSignIn bool
 
 	// Passkeys: on at all (the login button, the account section, the
 	// script), the account's list, the registration page.
-	Passkeys        bool
-	PasskeyList     []passkeyRow
-	PasskeyName     string // the passkey being registered
-	PasskeyOptions  string // its creation options, JSON, for the script
-	PasskeyFinish   string // where the script posts the authenticator's answer
-	PasskeyReturnTo string // where a passkey sign-in goes on to
+	Passkeys       bool
+	PasskeyList    []passkeyRow
+	PasskeyName    string // the passkey being registered
+	PasskeyOptions string // its creation options, JSON, for the script
+	PasskeyFinish  string // where the script posts the authenticator's answer
 }
 
 type passkeyRow struct {

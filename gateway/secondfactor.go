@@ -45,18 +45,29 @@ type pendingSignIn struct {
 	User string `json:"user"`
 	// PasswordChangedAt (Unix microseconds) of the account when its
 	// password was checked; a change since ends the sign-in.
-	PasswordChangedAt int64  `json:"pwd_at"`
-	Remember          bool   `json:"remember"`
-	ReturnTo          string `json:"return_to"`
-	Attempts          int    `json:"attempts"`
+	PasswordChangedAt int64 `json:"pwd_at"`
+	// Factor names the factor the password was checked against; a reset
+	// since (by an administrator) ends the sign-in.
+	Factor string `json:"factor"`
+	// Enrol marks a pending enrolment (enrolsignin.go): a role that
+	// requires a second factor, an account without one. Sealed is the
+	// TOTP secret offered, once the enrolment page was shown.
+	Enrol    bool   `json:"enrol,omitempty"`
+	Sealed   string `json:"sealed,omitempty"`
+	Remember bool   `json:"remember"`
+	ReturnTo string `json:"return_to"`
+	Attempts int    `json:"attempts"`
 }
 
 func pendingKey(id string) cloakroom.Key { return cloakroom.AuxKey("gateway", "pending-sign-in", id) }
 
 // pendingCookieLine is the Set-Cookie of the pending sign-in's value; ""
 // expires the cookie.
-func pendingCookieLine(id string) string {
-	c := &http.Cookie{Name: pendingCookie, Value: id, Path: "/", MaxAge: int(pendingLifetime / time.Second),
+func pendingCookieLine(id string) string { return pendingCookieLineFor(id, pendingLifetime) }
+
+// pendingCookieLineFor is pendingCookieLine for a record of lifetime.
+func pendingCookieLineFor(id string, lifetime time.Duration) string {
+	c := &http.Cookie{Name: pendingCookie, Value: id, Path: "/", MaxAge: int(lifetime / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}
 	if id == "" {
 		c.MaxAge = -1
@@ -67,11 +78,12 @@ func pendingCookieLine(id string) string {
 // startPending records a right password for an account that has a second
 // factor, and sends the browser to the code page (a script gets 401
 // second_factor_required naming it).
-func (p *signInPages) startPending(a *loginAttempt, user accounts.User) {
+func (p *signInPages) startPending(a *loginAttempt, need *accounts.SecondFactorRequiredError) {
+	user := need.User
 	ctx := a.r.Context()
 	id := rand.Text() // 130 random bits
 	data, _ := json.Marshal(pendingSignIn{
-		User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(),
+		User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(), Factor: need.Factor,
 		Remember: a.req.Remember, ReturnTo: httpx.SafeReturnTo(a.req.ReturnTo),
 	})
 	err := p.sessions.Store().CommitAux(ctx, cloakroom.AuxRecord{
@@ -98,9 +110,10 @@ func (p *signInPages) startPending(a *loginAttempt, user accounts.User) {
 	a.audit(outcomeSecondFactor)
 }
 
-// pending returns the browser's pending sign-in, found false when it has
-// none (no cookie, expired, used).
-func (p *signInPages) pending(r *http.Request) (cloakroom.AuxRecord, pendingSignIn, bool, error) {
+// pending returns the browser's pending sign-in (enrol false) or pending
+// enrolment (enrol true), found false when it has none of that kind (no
+// cookie, expired, used).
+func (p *signInPages) pending(r *http.Request, enrol bool) (cloakroom.AuxRecord, pendingSignIn, bool, error) {
 	c, err := r.Cookie(pendingCookie)
 	if err != nil || c.Value == "" || len(c.Value) > 64 {
 		return cloakroom.AuxRecord{}, pendingSignIn{}, false, nil
@@ -110,7 +123,7 @@ func (p *signInPages) pending(r *http.Request) (cloakroom.AuxRecord, pendingSign
 		return rec, pendingSignIn{}, false, err
 	}
 	var ps pendingSignIn
-	if err := json.Unmarshal(rec.Data, &ps); err != nil || ps.User == "" {
+	if err := json.Unmarshal(rec.Data, &ps); err != nil || ps.User == "" || ps.Enrol != enrol {
 		return rec, pendingSignIn{}, false, nil
 	}
 	return rec, ps, true, nil
@@ -123,7 +136,7 @@ const msgSignInAgain = "Sign in again: the sign-in waited too long for its code,
 // secondFactorPage is GET {auth}/second-factor: the code form of a
 // pending sign-in, or the login page when there is none.
 func (p *signInPages) secondFactorPage(w http.ResponseWriter, r *http.Request) {
-	_, ps, found, err := p.pending(r)
+	_, ps, found, err := p.pending(r, false)
 	switch {
 	case err != nil:
 		p.fail(w, r, true, err)
@@ -148,7 +161,7 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 		a.audit(outcomeBadRequest, slog.String("reason", bad.Message))
 		return
 	}
-	rec, ps, found, err := p.pending(r)
+	rec, ps, found, err := p.pending(r, false)
 	if err != nil {
 		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
 		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
@@ -182,7 +195,7 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := p.accounts.VerifySecondFactor(ctx, accounts.SecondFactorAttempt{
 		Name: ps.User, Code: code, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
-		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(),
+		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(), Factor: ps.Factor,
 	})
 	switch {
 	case errors.Is(err, accounts.ErrInvalidCode):

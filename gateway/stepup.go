@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/oidcbff"
@@ -28,6 +30,7 @@ type stepUp struct {
 	window    time.Duration
 	oidc      *oidcbff.Client // nil without OpenID providers
 	passwords *passwords
+	accounts  *accounts.Service
 }
 
 // recent reports whether the session's user signed in or proved who they
@@ -78,6 +81,36 @@ func (u *stepUp) requireRecent(page bool, returnTo string, next http.HandlerFunc
 		if u.require(w, r, session(r), page, returnTo) {
 			next(w, r)
 		}
+	}
+}
+
+// errFactorRequired answers an action that needs the second factor from
+// a session signed in without it.
+var errFactorRequired = &problem{Status: http.StatusForbidden, Code: "second_factor_required",
+	Message: "Sign out, then sign in again with the code from your authenticator app to do this: this session was started with the password alone."}
+
+// requireFactor is the route wrapper of an action that a local account
+// with a second factor may take only from a session signed in with it
+// (amr otp): a session from before the enrolment, or a password-only one,
+// cannot end the sessions that passed the factor. The password step-up
+// does not replace the factor here. Provider and vault users, whose
+// factors are not ours to know, and local accounts without a factor pass.
+// When the account store cannot tell, the action is refused.
+func (u *stepUp) requireFactor(page bool, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := session(r)
+		if signin.KindOfSession(s) == signin.KindLocal && !signin.HasSecondFactor(s) {
+			info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
+			if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
+				u.fail(w, r, page, err)
+				return
+			}
+			if info.TOTP {
+				u.fail(w, r, page, errFactorRequired)
+				return
+			}
+		}
+		next(w, r)
 	}
 }
 

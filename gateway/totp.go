@@ -117,13 +117,18 @@ func (t *totpEnrolment) qr(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	writeQR(w, r, &t.base, e)
+}
+
+// writeQR answers with e's QR code as a PNG, never cached.
+func writeQR(w http.ResponseWriter, r *http.Request, b *base, e accounts.TOTPEnrolment) {
 	img, err := e.QR(qrSize)
 	var buf bytes.Buffer
 	if err == nil {
 		err = png.Encode(&buf, img)
 	}
 	if err != nil {
-		t.fail(w, r, false, err)
+		b.fail(w, r, false, err)
 		return
 	}
 	h := w.Header()

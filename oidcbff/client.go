@@ -449,6 +449,11 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request, page PageFunc)
 	}
 	deadline := time.Unix(st.Created, 0).Add(c.cfg.StateTTL + c.cfg.ClockSkew)
 	if err := c.startSession(ctx, r, p, id, tok, pin, deadline); err != nil {
+		if errors.Is(err, signin.ErrSecondFactorRequired) {
+			audit(outcomeRefused, "role requires a second factor the provider did not report", slog.String("user", id.User), slog.String("amr", strings.Join(id.AMR, " ")))
+			page(w, r, http.StatusForbidden, "Your role here requires signing in at "+p.cfg.DisplayName+" with a second factor (an authenticator app or a security key), and "+p.cfg.DisplayName+" did not report one. Turn on two-step verification there, then sign in again.")
+			return
+		}
 		if errors.Is(err, errLoggedOutDuringLogin) || errors.Is(err, errLoginTooSlow) || errors.Is(err, signin.ErrChangedMeanwhile) {
 			audit(outcomeRefused, err.Error(), slog.String("user", id.User))
 			page(w, r, http.StatusUnauthorized, "You were signed out at "+p.cfg.DisplayName+" while signing in here, or the sign-in took too long. Start the sign-in again.")

@@ -210,6 +210,7 @@ type mockUser struct {
 	groups     []string
 	sid        string
 	authTime   time.Time
+	amr        []string
 }
 
 // mockProvider is github.com/oauth2-proxy/mockoidc (see testoidc).
@@ -252,7 +253,7 @@ func newMockProvider(t *testing.T) *mockProvider {
 
 // queue sets the user of the next login.
 func (mp *mockProvider) queue(u mockUser) {
-	mp.m.Queue(testoidc.User{Subject: u.sub, Email: u.email, Groups: u.groups, SID: u.sid, AuthTime: u.authTime})
+	mp.m.Queue(testoidc.User{Subject: u.sub, Email: u.email, Groups: u.groups, SID: u.sid, AuthTime: u.authTime, AMR: u.amr})
 }
 
 // fastForward moves the provider's clock, so that new tokens differ from

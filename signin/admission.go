@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,6 +31,10 @@ var (
 	// ErrUnavailable: the session store failed; nothing was created. Try
 	// again shortly.
 	ErrUnavailable = errors.New("signin: sessions cannot be created right now")
+	// ErrSecondFactorRequired: the identity has a role of
+	// [Config.RequireSecondFactor] and did not sign in with a second
+	// factor; nothing was created.
+	ErrSecondFactorRequired = errors.New("signin: this role requires signing in with a second factor")
 )
 
 // ErrInvalidConfig wraps every problem [New] finds in a [Config].
@@ -54,6 +59,11 @@ type Config struct {
 	// Logger receives the audit line of every admission. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// RequireSecondFactor lists roles whose users must have signed in
+	// with a second factor: an Identity with one of these roles (compared
+	// exactly) and no amr of otp, hwk, swk or mfa is refused with
+	// ErrSecondFactorRequired, whatever the way in. Default none.
+	RequireSecondFactor []string
 }
 
 // Admission turns identities into sessions; see [Admission.Admit]. Create
@@ -71,13 +81,39 @@ const (
 	outcomeChanged  = "changed_meanwhile"
 	outcomeInvalid  = "invalid_identity"
 	outcomeError    = "error"
+	outcomeFactor   = "second_factor_required"
 )
+
+// maxRoleLen bounds a role name of [Config.RequireSecondFactor].
+const maxRoleLen = 128
+
+// secondFactorAMR are the RFC 8176 values that count as a second factor:
+// a one-time code, a hardware- or software-bound key, or the provider's
+// own "several factors". Not sms or tel: codes over the phone network can
+// be redirected, and a provider that counts them as enough says mfa.
+var secondFactorAMR = []string{AMROTP, AMRHardware, AMRSoftware, AMRMFA}
+
+// NeedsSecondFactor reports whether id would be refused for lack of a
+// second factor: it has a role of [Config.RequireSecondFactor] and its
+// amr holds none of otp, hwk, swk, mfa. A way in asks it first to offer
+// its own second step (the gateway's local accounts enrol TOTP).
+func (a *Admission) NeedsSecondFactor(id Identity) bool {
+	if !slices.ContainsFunc(id.Roles, func(r string) bool { return slices.Contains(a.cfg.RequireSecondFactor, r) }) {
+		return false
+	}
+	return !slices.ContainsFunc(id.AMR, func(v string) bool { return slices.Contains(secondFactorAMR, v) })
+}
 
 // New checks cfg and returns an Admission.
 func New(cfg Config) (*Admission, error) {
 	var problems []error
 	if cfg.Sessions == nil {
 		problems = append(problems, fmt.Errorf("%w: Sessions is required", ErrInvalidConfig))
+	}
+	for _, role := range cfg.RequireSecondFactor {
+		if role == "" || len(role) > maxRoleLen || strings.IndexFunc(role, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+			problems = append(problems, fmt.Errorf("%w: RequireSecondFactor: role %q must be 1 to %d characters without spaces", ErrInvalidConfig, role, maxRoleLen))
+		}
 	}
 	if cfg.ClockSkew < 0 {
 		problems = append(problems, fmt.Errorf("%w: ClockSkew must not be negative", ErrInvalidConfig))
@@ -101,11 +137,11 @@ func New(cfg Config) (*Admission, error) {
 		cfg: cfg, sessions: cfg.Sessions, log: cfg.Logger,
 		admitted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_signins_total",
-			Help: "Sessions admitted or refused at sign-in, by way in (password, oidc, vault) and outcome (admitted, changed_meanwhile, invalid_identity, error).",
+			Help: "Sessions admitted or refused at sign-in, by way in (password, oidc, vault) and outcome (admitted, changed_meanwhile, invalid_identity, second_factor_required, error).",
 		}, []string{"method", "outcome"}),
 	}
 	for _, m := range []Method{Password, OIDC, Vault} {
-		for _, o := range []string{outcomeAdmitted, outcomeChanged, outcomeInvalid, outcomeError} {
+		for _, o := range []string{outcomeAdmitted, outcomeChanged, outcomeInvalid, outcomeError, outcomeFactor} {
 			a.admitted.WithLabelValues(string(m), o)
 		}
 	}
@@ -143,6 +179,9 @@ func (a *Admission) Admit(ctx context.Context, r *http.Request, h http.Header, i
 func (a *Admission) admit(ctx context.Context, s *cloakroom.Session, h http.Header, id Identity) error {
 	if err := id.validate(a.cfg.Now(), a.cfg.ClockSkew); err != nil {
 		return err
+	}
+	if a.NeedsSecondFactor(id) {
+		return fmt.Errorf("%w (amr %q)", ErrSecondFactorRequired, strings.Join(id.AMR, " "))
 	}
 	if len(id.DeviceTokens) > 0 && h == nil {
 		return fmt.Errorf("%w: device tokens without a response to set them in", ErrInvalidIdentity)
@@ -205,6 +244,8 @@ func (a *Admission) audit(ctx context.Context, r *http.Request, s *cloakroom.Ses
 		outcome = outcomeChanged
 	case errors.Is(err, ErrInvalidIdentity):
 		outcome = outcomeInvalid
+	case errors.Is(err, ErrSecondFactorRequired):
+		outcome = outcomeFactor
 	default:
 		outcome = outcomeError
 	}

@@ -13,6 +13,10 @@
 //   - the authentication time: when the user actually proved who they are,
 //     or unknown, which is never recent; a time in the future is refused;
 //   - how the user signed in: the method and its RFC 8176 amr values;
+//   - a second factor for the roles of [Config.RequireSecondFactor]: an
+//     identity with such a role and no amr of otp, hwk, swk or mfa is
+//     refused ([ErrSecondFactorRequired]; [Admission.NeedsSecondFactor]
+//     lets a way in offer its own second step first);
 //   - the per-user session cap (the oldest sessions beyond it end);
 //   - the known-device cookie of the login throttle;
 //   - one audit line and the sign-in metrics.

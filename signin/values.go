@@ -2,6 +2,7 @@ package signin
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,12 @@ func KindOfSession(s *cloakroom.Session) Kind {
 // AMR returns the RFC 8176 values recorded at sign-in.
 func AMR(s *cloakroom.Session) []string {
 	return strings.Fields(s.GetString(ValueAMR))
+}
+
+// HasSecondFactor reports whether the session's sign-in used a second
+// factor: an amr of otp, hwk, swk or mfa (see [Config.RequireSecondFactor]).
+func HasSecondFactor(s *cloakroom.Session) bool {
+	return slices.ContainsFunc(AMR(s), func(v string) bool { return slices.Contains(secondFactorAMR, v) })
 }
 
 // Roles returns the session's roles (a provider's groups), never nil.

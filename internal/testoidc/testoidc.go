@@ -84,6 +84,8 @@ type User struct {
 	// Unverified has the ID token say email_verified false (mockoidc
 	// leaves a false value out).
 	Unverified bool
+	// AMR, when not empty, is the ID token's amr claim.
+	AMR []string
 }
 
 // Queue has the provider sign u in at its next authorization request.
@@ -124,6 +126,9 @@ func (u *user) Claims(scopes []string, base *mockoidc.IDTokenClaims) (jwt.Claims
 	}
 	if u.u.Unverified {
 		m["email_verified"] = false
+	}
+	if len(u.u.AMR) > 0 {
+		m["amr"] = u.u.AMR
 	}
 	return m, nil
 }

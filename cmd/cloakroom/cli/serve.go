@@ -139,7 +139,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 		},
 		AccountStore: rt.stores.Accounts,
 		Accounts:     accounts.Config{Logger: logger, Throttle: rt.stores.Throttle},
-		Admission:    signin.Config{Logger: logger},
+		Admission:    signin.Config{Logger: logger, RequireSecondFactor: p.cfg.RequireSecondFactor},
 		Gateway: gateway.Config{
 			Routes:        p.routes,
 			Static:        p.cfg.Static,

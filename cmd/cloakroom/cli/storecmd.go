@@ -31,8 +31,12 @@ type subcommand struct {
 func dispatch(e *env, group, summary string, subs []subcommand, args []string) int {
 	usage := func(w io.Writer) {
 		fmt.Fprintf(w, "Usage: cloakroom %s <subcommand> [flags]\n\n%s.\n\nSubcommands:\n", group, capitalize(summary))
+		width := 8
 		for _, s := range subs {
-			fmt.Fprintf(w, "  %-8s %s\n", s.name, s.summary)
+			width = max(width, len(s.name))
+		}
+		for _, s := range subs {
+			fmt.Fprintf(w, "  %-*s %s\n", width, s.name, s.summary)
 		}
 		fmt.Fprintf(w, "\nRun \"cloakroom %s <subcommand> -h\" for its flags.\n", group)
 	}

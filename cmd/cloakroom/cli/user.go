@@ -24,6 +24,8 @@ func userCommands() []subcommand {
 		{"enable", "NAME", "enable a disabled user", runUserEnable},
 		{"delete", "NAME", "delete a user and end all their sessions", runUserDelete},
 		{"list", "[--json]", "list users", runUserList},
+		{"factors", "NAME", "show a user's second factor: authenticator app since when, recovery codes left", runUserFactors},
+		{"reset-factors", "NAME --yes", "remove a user's authenticator app and recovery codes (a lost phone); their sessions continue", runUserResetFactors},
 	}
 }
 
@@ -198,4 +200,56 @@ func generatePassword() string { return rand.Text() }
 
 func printGeneratedPassword(w io.Writer, name, password string) {
 	fmt.Fprintf(w, "password for %s (shown only now; store it in a password manager):\n  %s\n", name, password)
+}
+
+func runUserFactors(e *env, args []string) int {
+	c := newStoreCommand(e, "user", "factors")
+	return c.withUser(args, func(t *storeTools, name string) int {
+		user, err := t.accounts.SessionUserID(e.ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		info, err := t.accounts.SecondFactors(e.ctx, user)
+		if err != nil {
+			return c.accountFailure(name, err)
+		}
+		if !info.TOTP {
+			fmt.Fprintf(e.stdout, "%s has no second factor: the password alone signs in\n", user)
+			return exitOK
+		}
+		fmt.Fprintf(e.stdout, "%s: authenticator app (TOTP) since %s, %d recovery codes left\n", user, formatTime(info.Since), info.RecoveryCodesLeft)
+		return exitOK
+	})
+}
+
+// runUserResetFactors removes a user's second factor after a lost phone.
+// The user's sessions are left alone: they were signed in with the
+// factor, and ending them is a separate decision (sessions revoke).
+func runUserResetFactors(e *env, args []string) int {
+	c := newStoreCommand(e, "user", "reset-factors")
+	yes := c.fs.Bool("yes", false, "confirm: the user signs in with the password alone until they set up an authenticator app again")
+	name, code, ok := nameArgument(c.fs, args)
+	if !ok {
+		return code
+	}
+	if !*yes {
+		return usageError(c.fs, "this removes the authenticator app and recovery codes of %s; add --yes to do it", name)
+	}
+	return c.withStore(func(t *storeTools) int {
+		user, err := t.accounts.SessionUserID(e.ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		removed, err := t.accounts.ResetSecondFactor(e.ctx, user)
+		switch {
+		case err != nil:
+			return c.accountFailure(name, err)
+		case !removed:
+			fmt.Fprintf(e.stdout, "%s has no second factor; nothing to reset\n", user)
+		default:
+			fmt.Fprintf(e.stdout, "removed the authenticator app and recovery codes of %s; they sign in with the password alone until they set up an app again\n"+
+				"their sessions continue; to end them: cloakroom sessions revoke %s\n", user, user)
+		}
+		return exitOK
+	})
 }

@@ -1,0 +1,72 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestRevokeOthersNeedsTheFactorOnceEnrolled: once an account has a second
+// factor, a session signed in with the password alone (before the
+// enrolment) cannot end the user's other sessions; a session signed in
+// with the code can. Accounts without a factor are not asked.
+func TestRevokeOthersNeedsTheFactorOnceEnrolled(t *testing.T) {
+	e := newTOTPEnv(t)
+	passwordOnly := e.browser()
+	csrf := passwordOnly.login("alice")
+	secret, _ := e.enrolTOTP("alice")
+	withCode := e.browser()
+	withCode.postJSON("/auth/login", map[string]string{"username": "alice", "password": password})
+	r := withCode.postJSON("/auth/second-factor", map[string]string{"code": e.totpCode(secret)})
+	if r.Status != http.StatusOK {
+		t.Fatalf("second factor: %d %s", r.Status, r.Text)
+	}
+	codeCSRF := r.json(t)["csrf_token"].(string)
+
+	r = passwordOnly.do(http.MethodPost, "/auth/sessions/revoke-others", "", "", "X-CSRF-Token", csrf)
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "second_factor_required" {
+		t.Fatalf("revoke-others from a password-only session: %d %s", r.Status, r.Text)
+	}
+	nav := []string{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"}
+	r = passwordOnly.postForm("/auth/account/revoke-others", url.Values{"csrf_token": {csrf}}, nav...)
+	if r.Status != http.StatusForbidden || !strings.Contains(r.Text, "authenticator app") {
+		t.Fatalf("the account form from a password-only session: %d %s", r.Status, r.Text)
+	}
+	if !withCode.loggedIn() {
+		t.Fatal("a refused revoke-others ended a session")
+	}
+
+	r = withCode.do(http.MethodPost, "/auth/sessions/revoke-others", "", "", "X-CSRF-Token", codeCSRF)
+	if r.Status != http.StatusOK {
+		t.Fatalf("revoke-others from the session with the code: %d %s", r.Status, r.Text)
+	}
+	if passwordOnly.loggedIn() {
+		t.Error("the password-only session survived revoke-others")
+	}
+
+	// bob has no factor: his password session may end the others.
+	b := e.browser()
+	bobCSRF := b.login("bob")
+	e.browser().login("bob")
+	if r := b.do(http.MethodPost, "/auth/sessions/revoke-others", "", "", "X-CSRF-Token", bobCSRF); r.Status != http.StatusOK {
+		t.Errorf("bob's revoke-others: %d %s", r.Status, r.Text)
+	}
+}
+
+// TestFactorStepUpFailsClosed: when the account store cannot say whether
+// the account has a factor, the action is refused.
+func TestFactorStepUpFailsClosed(t *testing.T) {
+	e := newTOTPEnv(t)
+	b := e.browser()
+	csrf := b.login("bob")
+	e.userDB.down.Store(true)
+	r := b.do(http.MethodPost, "/auth/sessions/revoke-others", "", "", "X-CSRF-Token", csrf)
+	e.userDB.down.Store(false)
+	if r.Status < 500 {
+		t.Fatalf("revoke-others with the account store down: %d %s", r.Status, r.Text)
+	}
+	if !b.loggedIn() {
+		t.Error("the session ended")
+	}
+}
