@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -79,6 +80,10 @@ type Config struct {
 	// Issuer names the service in authenticator apps. Default
 	// "cloakroom".
 	Issuer string
+	// Passkeys is the WebAuthn relying party (its ID and allowed
+	// origins). Default zero: passkeys are off (ErrPasskeysOff). An
+	// invalid one makes every passkey call fail with its error.
+	Passkeys PasskeyConfig
 
 	// Logger receives account events (logins, failures, changes). Passwords
 	// and hashes never appear in it, nor names that match no account (they
@@ -114,6 +119,10 @@ type Service struct {
 	// dummy is verified for unknown users so they cost what a wrong
 	// password costs.
 	dummy Hash
+	// webauthn is the passkeys' relying party, nil when they are off;
+	// webauthnErr what was wrong with its configuration.
+	webauthn    *webauthn.WebAuthn
+	webauthnErr error
 }
 
 // New returns a Service over store. Zero Config fields take the defaults
@@ -160,6 +169,7 @@ func New(store Store, cfg Config) *Service {
 		panic("accounts: invalid hash parameters: " + err.Error())
 	}
 	s.dummy, _ = ParseHash(encoded)
+	s.webauthn, s.webauthnErr = newWebAuthn(cfg)
 	return s
 }
 

@@ -28,6 +28,11 @@ type Record struct {
 	// encoded by the [Service]; "" for none. Stores keep it as an opaque
 	// string and never interpret it.
 	SecondFactor string
+	// Passkeys is the account's registered passkeys (WebAuthn public-key
+	// credentials: IDs, public keys, sign counts and flags; never a
+	// private key), encoded by the [Service]; "" for none. Stores keep it
+	// as an opaque string and never interpret it.
+	Passkeys string
 }
 
 // Change lists the fields [Store.Update] sets; nil fields keep their value.
@@ -50,6 +55,15 @@ type Change struct {
 	// atomic compare-and-swap: of two logins racing with the same code,
 	// one wins.
 	IfSecondFactor *string
+	// Passkeys, when not nil, replaces the encoded passkeys ("" removes
+	// them all).
+	Passkeys *string
+	// IfPasskeys, when not nil, applies the change only if the stored
+	// passkeys still equal it ("" for none), and otherwise fails with
+	// ErrConflict: a passkey's new sign count, an added or a removed
+	// passkey is one compare-and-swap, so two ceremonies racing cannot
+	// lose either's write or take a sign count back.
+	IfPasskeys *string
 }
 
 // Store keeps user records. Implementations must be safe for concurrent use
@@ -60,9 +74,10 @@ type Change struct {
 //     created, and every method returns that.
 //   - Create fails with ErrUserExists, Get, Update and Delete with
 //     ErrNoSuchUser, Update with ErrConflict as described in [Change]
-//     (IfPasswordHash and IfSecondFactor, checked and written atomically).
-//   - Record.SecondFactor round-trips unchanged through Create, Get and
-//     Update; List does not return it.
+//     (IfPasswordHash, IfSecondFactor and IfPasskeys, checked and written
+//     atomically).
+//   - Record.SecondFactor and Record.Passkeys round-trip unchanged through
+//     Create, Get and Update; List returns neither.
 //   - List returns every user sorted by the bytes of their FoldName.
 //   - Times round-trip with at least microsecond precision; slices passed in
 //     or returned are not shared with the store.

@@ -34,9 +34,10 @@ var stepUpErrors = map[string]string{
 // with buttons to end them, and the password change of a local account.
 type accountPages struct {
 	base
-	revoke *revocations
-	stepUp *stepUp
-	totp   *totpEnrolment
+	revoke   *revocations
+	stepUp   *stepUp
+	totp     *totpEnrolment
+	passkeys *passkeyPages
 }
 
 // page lists the user's sessions with buttons to end them.
@@ -58,6 +59,9 @@ func (a *accountPages) page(w http.ResponseWriter, r *http.Request) {
 	}
 	data.Notice, data.Error = notices[q.Get("done")], errMsg
 	if n, ok := totpNotices[q.Get("totp")]; ok {
+		data.Notice = n
+	}
+	if n, ok := passkeyNotices[q.Get("passkey")]; ok {
 		data.Notice = n
 	}
 	a.render(w, r, status, "account", data)
@@ -103,7 +107,8 @@ const (
 	formRevokeAll    = "revoke-all"
 	formPassword     = "password"
 	formName         = "name"
-	// formTOTP, "totp", is declared with the enrolment (totp.go).
+	// formTOTP, "totp", is declared with the enrolment (totp.go),
+	// formPasskey, "passkey", with the passkeys (passkeys.go).
 )
 
 // data is what the account page shows about s and its user's devices.
@@ -127,6 +132,9 @@ func (a *accountPages) data(r *http.Request, s *cloakroom.Session) (pageData, er
 	}
 	if data.LocalAccount {
 		data.TOTP, data.TOTPSince, data.RecoveryCodesLeft, data.TOTPAvailable = a.totp.info(r, s)
+		if a.passkeys.accounts.PasskeysEnabled() {
+			data.PasskeyList = a.passkeys.list(r, s)
+		}
 	}
 	now := a.now()
 	for _, d := range devices {

@@ -28,12 +28,13 @@ type base struct {
 	pages    pages
 	pageCSP  string     // see pageCSP
 	forms    *formPages // shows a form's problem on its page; see fail
+	passkeys bool       // passkeys are on: the pages offer them and run the script
 }
 
 // render executes a page into a buffer first, so a template error becomes a
 // clean 500 instead of half a page.
 func (b *base) render(w http.ResponseWriter, r *http.Request, status int, name string, data pageData) {
-	data.Auth = b.auth
+	data.Auth, data.Passkeys = b.auth, b.passkeys
 	if data.AppURL == "" {
 		data.AppURL = "/"
 	}

@@ -29,11 +29,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	b := base{
 		sessions: cfg.Sessions, auth: cfg.AuthPrefix, now: cfg.Now, log: cfg.Logger,
-		pageCSP: pageCSP(nil), forms: &formPages{},
+		forms: &formPages{}, passkeys: cfg.Accounts.PasskeysEnabled(),
 	}
+	var logoutOrigins []string
 	if cfg.OIDC != nil {
-		b.pageCSP = pageCSP(cfg.OIDC.EndSessionOrigins())
+		logoutOrigins = cfg.OIDC.EndSessionOrigins()
 	}
+	b.pageCSP = pageCSP(logoutOrigins, b.passkeys)
 	csp := newCSPReports(cfg.Sessions, cfg.Logger, cfg.Now)
 	more := append(cfg.Admission.Collectors(), csp.count)
 	if cfg.Vault != nil {
@@ -76,16 +78,18 @@ func New(cfg Config) (*Gateway, error) {
 	pw := &passwords{base: b, admission: cfg.Admission, accounts: cfg.Accounts, revoke: revoke}
 	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts}
 	totp := &totpEnrolment{base: b, accounts: cfg.Accounts}
+	pk := &passkeyPages{base: b, accounts: cfg.Accounts}
 	h := handlers{
-		signIn:  &signInPages{base: b, admission: cfg.Admission, accounts: cfg.Accounts, oidc: cfg.OIDC},
-		devices: &devicesAPI{base: b, revoke: revoke, stepUp: up},
-		account: &accountPages{base: b, revoke: revoke, stepUp: up, totp: totp},
-		totp:    totp,
-		pw:      pw,
-		stepUp:  up,
-		csp:     csp,
-		app:     &app{base: b, proxy: px, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
-		bodies:  &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
+		signIn:   &signInPages{base: b, admission: cfg.Admission, accounts: cfg.Accounts, oidc: cfg.OIDC},
+		devices:  &devicesAPI{base: b, revoke: revoke, stepUp: up},
+		account:  &accountPages{base: b, revoke: revoke, stepUp: up, totp: totp, passkeys: pk},
+		totp:     totp,
+		passkeys: pk,
+		pw:       pw,
+		stepUp:   up,
+		csp:      csp,
+		app:      &app{base: b, proxy: px, spa: spa, public: cfg.PublicPaths, headers: spaHeaders(&cfg), tls: cfg.TLS},
+		bodies:   &bodyReader{auth: cfg.AuthPrefix, timeout: cfg.BodyReadTimeout, log: cfg.Logger, clientIP: cfg.Sessions.Config().ClientIP},
 	}
 	b.forms.account = h.account.formFailed
 	g.app = h.app
@@ -111,15 +115,16 @@ func (g *Gateway) AdminHandler() http.Handler { return g.admin }
 
 // handlers are the parts of the public listener.
 type handlers struct {
-	signIn  *signInPages
-	devices *devicesAPI
-	account *accountPages
-	pw      *passwords
-	stepUp  *stepUp
-	totp    *totpEnrolment
-	csp     *cspReports
-	app     *app
-	bodies  *bodyReader
+	signIn   *signInPages
+	devices  *devicesAPI
+	account  *accountPages
+	pw       *passwords
+	stepUp   *stepUp
+	totp     *totpEnrolment
+	passkeys *passkeyPages
+	csp      *cspReports
+	app      *app
+	bodies   *bodyReader
 }
 
 // routes is the public listener's route table: each route states what it
@@ -163,6 +168,18 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("GET "+a+"/account/totp", b.page(a+"/account", h.totp.page))
 	route("GET "+a+"/account/totp/qr", b.page(a+"/account", h.totp.qr))
 	route("POST "+a+"/account/totp/confirm", b.page(a+"/account", b.formCSRF(csrfPage, http.HandlerFunc(h.totp.confirm)).ServeHTTP))
+	if b.passkeys {
+		// Passkeys: sign-in without a name (the ceremony's challenge in
+		// an auxiliary record named by a cookie of the browser that
+		// asked), registration after a recent sign-in (the challenge
+		// bound to the session), removal.
+		route("POST "+a+"/passkey/begin", http.HandlerFunc(h.signIn.passkeyBegin))
+		route("POST "+a+"/passkey/finish", http.HandlerFunc(h.signIn.passkeyFinish))
+		route("POST "+a+"/account/passkeys", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.start)))
+		route("GET "+a+"/account/passkeys/new", b.page(a+"/account", h.passkeys.page))
+		route("POST "+a+"/account/passkeys/finish", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.passkeys.finish)).ServeHTTP))
+		route("POST "+a+"/account/passkeys/remove", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.remove)))
+	}
 	route("POST "+a+"/csp-report", h.csp)
 	route("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if cfg.OIDC != nil {

@@ -22,12 +22,20 @@ var pageFiles embed.FS
 // apply form-action to where a form's answer redirects too, so the origins
 // a logout form is sent on to (an OpenID provider's end-session endpoint)
 // are allowed as well.
-func pageCSP(logoutOrigins []string) string {
+//
+// With passkeys on, the pages also run the gateway's own script file
+// (script-src 'self', never inline) and let it call this origin
+// (connect-src 'self'): WebAuthn has no form-only path.
+func pageCSP(logoutOrigins []string, scripts bool) string {
 	formAction := "'self'"
 	for _, o := range logoutOrigins {
 		formAction += " " + o
 	}
-	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
+	script := ""
+	if scripts {
+		script = "script-src 'self'; connect-src 'self'; "
+	}
+	return "default-src 'none'; " + script + "style-src 'self'; img-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
 // pages holds one template set per built-in page, each with the layout.
@@ -35,7 +43,7 @@ type pages map[string]*template.Template
 
 func parsePages() (pages, error) {
 	p := make(pages)
-	for _, name := range []string{"login", "account", "error", "secondfactor", "totp"} {
+	for _, name := range []string{"login", "account", "error", "secondfactor", "totp", "passkey"} {
 		t, err := template.New(name).ParseFS(pageFiles, "pages/layout.html", "pages/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("gateway: parse page %s: %w", name, err)
@@ -88,6 +96,19 @@ type pageData struct {
 	// EnrolAtSignIn: the enrolment a role's policy requires before the
 	// session (no session, no CSRF token yet; "done" goes to ReturnTo).
 	EnrolAtSignIn bool
+
+	// Passkeys: on at all (the login button, the account section, the
+	// script), the account's list, the registration page.
+	Passkeys       bool
+	PasskeyList    []passkeyRow
+	PasskeyName    string // the passkey being registered
+	PasskeyOptions string // its creation options, JSON, for the script
+	PasskeyFinish  string // where the script posts the authenticator's answer
+}
+
+type passkeyRow struct {
+	ID, Name, Created, LastUsed string
+	Synced                      bool
 }
 
 // formError is a message for one form of a page: Form names it, and

@@ -101,6 +101,8 @@ func (p *passwords) stepUpForm(w http.ResponseWriter, r *http.Request, s *cloakr
 			p.fail(w, r, true, errNotRecentDevice)
 		case formTOTP:
 			p.fail(w, r, true, errNotRecentTOTP)
+		case formPasskey:
+			p.fail(w, r, true, errNotRecentPasskey)
 		default:
 			p.fail(w, r, true, errNotRecent)
 		}

@@ -195,7 +195,8 @@ func reauthenticate(w http.ResponseWriter, r *http.Request, login string) {
 // without a password while the sign-in is old; errNotRecentDevice that of
 // the form that ends one other device.
 var (
-	errNotRecent       = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out your other devices: your sign-in is more than a few minutes old."}
-	errNotRecentTOTP   = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to set up an authenticator app: your sign-in is more than a few minutes old."}
-	errNotRecentDevice = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out that device: your sign-in is more than a few minutes old."}
+	errNotRecent        = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out your other devices: your sign-in is more than a few minutes old."}
+	errNotRecentTOTP    = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to set up an authenticator app: your sign-in is more than a few minutes old."}
+	errNotRecentPasskey = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to add or remove a passkey: your sign-in is more than a few minutes old."}
+	errNotRecentDevice  = &problem{Status: http.StatusForbidden, Code: "reauth_required", Message: "Enter your password to log out that device: your sign-in is more than a few minutes old."}
 )

@@ -112,13 +112,15 @@ func TestAdmitRecordsWhoAndHow(t *testing.T) {
 func TestAdmitRefusesAnotherWayInsNamespace(t *testing.T) {
 	rg := newRig(t, 0)
 	for _, id := range []signin.Identity{
-		{UserID: "/api/:alice", Method: signin.Password},    // a vault user through the password form
-		{UserID: "alice", Method: signin.Vault},             // an app user named like a local account
-		{UserID: "corp:alice", Method: signin.Vault},        // or like a provider's user
-		{UserID: "/api/:alice", Method: signin.OIDC},        // a provider claiming a vault user
-		{UserID: "alice", Method: signin.OIDC},              // or a local account
-		{UserID: "", Method: signin.Password},               // nobody
-		{UserID: "alice", Method: signin.Method("passkey")}, // a way in the rules do not know
+		{UserID: "/api/:alice", Method: signin.Password},      // a vault user through the password form
+		{UserID: "alice", Method: signin.Vault},               // an app user named like a local account
+		{UserID: "corp:alice", Method: signin.Vault},          // or like a provider's user
+		{UserID: "/api/:alice", Method: signin.OIDC},          // a provider claiming a vault user
+		{UserID: "alice", Method: signin.OIDC},                // or a local account
+		{UserID: "", Method: signin.Password},                 // nobody
+		{UserID: "corp:alice", Method: signin.Passkey},        // a passkey claiming a provider's user
+		{UserID: "/api/:alice", Method: signin.Passkey},       // or a vault user
+		{UserID: "alice", Method: signin.Method("smartcard")}, // a way in the rules do not know
 	} {
 		res, err := rg.admit(id)
 		if !errors.Is(err, signin.ErrInvalidIdentity) {

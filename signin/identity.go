@@ -23,6 +23,9 @@ type Method string
 const (
 	// Password: a local account's password, checked by package accounts.
 	Password Method = "password"
+	// Passkey: a local account's passkey (WebAuthn), checked by package
+	// accounts; no password.
+	Passkey Method = "passkey"
 	// OIDC: an OpenID provider's ID token, checked by package oidcbff.
 	OIDC Method = "oidc"
 	// Vault: an upstream app's own login answer, captured by package vault.
@@ -31,12 +34,13 @@ const (
 
 // RFC 8176 Authentication Method Reference values the ways in record.
 const (
-	AMRPassword = "pwd" // a password
-	AMROTP      = "otp" // a one-time code
-	AMRHardware = "hwk" // a hardware-bound key (a passkey on a security key)
-	AMRSoftware = "swk" // a software-bound key
-	AMRUser     = "user"
-	AMRMFA      = "mfa" // several factors
+	AMRPassword = "pwd"  // a password
+	AMROTP      = "otp"  // a one-time code
+	AMRHardware = "hwk"  // a hardware-bound key (a passkey on a security key)
+	AMRSoftware = "swk"  // a software-bound key
+	AMRUser     = "user" // a test of user presence
+	AMRPin      = "pin"  // a PIN or biometric unlocked the key (WebAuthn user verification)
+	AMRMFA      = "mfa"  // several factors
 )
 
 // Bounds on what an Identity may carry into the session.
@@ -92,7 +96,7 @@ func KindOf(userID string) Kind {
 // kind returns the namespace of the users a method signs in.
 func (m Method) kind() Kind {
 	switch m {
-	case Password:
+	case Password, Passkey:
 		return KindLocal
 	case OIDC:
 		return KindProvider

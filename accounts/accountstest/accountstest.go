@@ -42,6 +42,9 @@ func Run(t *testing.T, newStore Factory) {
 	t.Run("SecondFactorRoundTrip", func(t *testing.T) { testSecondFactorRoundTrip(t, newStore(t)) })
 	t.Run("UpdateIfSecondFactor", func(t *testing.T) { testUpdateIfSecondFactor(t, newStore(t)) })
 	t.Run("ConcurrentSecondFactorSwap", func(t *testing.T) { testConcurrentSecondFactorSwap(t, newStore(t)) })
+	t.Run("PasskeysRoundTrip", func(t *testing.T) { testPasskeysRoundTrip(t, newStore(t)) })
+	t.Run("UpdateIfPasskeys", func(t *testing.T) { testUpdateIfPasskeys(t, newStore(t)) })
+	t.Run("ConcurrentPasskeysSwap", func(t *testing.T) { testConcurrentPasskeysSwap(t, newStore(t)) })
 }
 
 func record(name string, roles ...string) accounts.Record {
@@ -79,7 +82,8 @@ func sameUser(a, b accounts.User) bool {
 
 func checkRecord(t *testing.T, got, want accounts.Record) {
 	t.Helper()
-	if !sameUser(got.User, want.User) || got.PasswordHash != want.PasswordHash || got.SecondFactor != want.SecondFactor {
+	if !sameUser(got.User, want.User) || got.PasswordHash != want.PasswordHash || got.SecondFactor != want.SecondFactor ||
+		got.Passkeys != want.Passkeys {
 		t.Errorf("record = %+v\nwant     %+v", got, want)
 	}
 }
@@ -456,5 +460,110 @@ func testConcurrentSecondFactorSwap(t *testing.T, s accounts.Store) {
 	}
 	if got, want := mustGet(t, s, "alice").SecondFactor, fmt.Sprintf("writer %d", won); got != want {
 		t.Errorf("second factor = %q, want the winner's %q", got, want)
+	}
+}
+
+// Passkeys as the service encodes them: opaque to the store, with
+// characters a careless encoding would mangle.
+const passkeysA, passkeysB = `{"v":1,"keys":[{"id":"AbC-_x","count":7,"name":"Zoë's \"key\""}]}`, `{"v":1,"keys":[{"id":"AbC-_x","count":8}]}`
+
+func testPasskeysRoundTrip(t *testing.T, s accounts.Store) {
+	alice := record("alice", "ops")
+	alice.Passkeys = passkeysA
+	alice.SecondFactor = factorA
+	mustCreate(t, s, alice, record("bob"))
+	checkRecord(t, mustGet(t, s, "ALICE"), alice)
+	checkRecord(t, mustGet(t, s, "bob"), record("bob")) // none: ""
+
+	// Other changes keep them, the second factor's included.
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Email: ptr("a@example.org"), SecondFactor: ptr(factorB)}); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	alice.Email, alice.SecondFactor = "a@example.org", factorB
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysB)}); err != nil {
+		t.Fatalf("Update(Passkeys): %v", err)
+	}
+	alice.Passkeys = passkeysB
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr("")}); err != nil {
+		t.Fatalf("Update(no Passkeys): %v", err)
+	}
+	alice.Passkeys = ""
+	checkRecord(t, mustGet(t, s, "alice"), alice)
+	checkRecord(t, mustGet(t, s, "bob"), record("bob"))
+}
+
+func testUpdateIfPasskeys(t *testing.T, s accounts.Store) {
+	rec := record("alice")
+	mustCreate(t, s, rec)
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysB), IfPasskeys: ptr(passkeysA)}); !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with IfPasskeys on a user without any: %v, want ErrConflict", err)
+	}
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysA), IfPasskeys: ptr("")}); err != nil {
+		t.Fatalf("Update with IfPasskeys \"\": %v", err)
+	}
+	rec.Passkeys = passkeysA
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+
+	// A stale value conflicts and changes nothing, not even other fields.
+	_, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysB), Email: ptr("x@example.org"), IfPasskeys: ptr("stale")})
+	if !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with a stale IfPasskeys: %v, want ErrConflict", err)
+	}
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+	// Every condition must hold.
+	_, err = s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysB), IfPasskeys: ptr(passkeysA), IfSecondFactor: ptr(factorA)})
+	if !errors.Is(err, accounts.ErrConflict) {
+		t.Fatalf("Update with a current IfPasskeys and a stale IfSecondFactor: %v, want ErrConflict", err)
+	}
+	if _, err := s.Update(t.Context(), "alice", accounts.Change{Passkeys: ptr(passkeysB), IfPasskeys: ptr(passkeysA), IfSecondFactor: ptr("")}); err != nil {
+		t.Fatalf("Update with the current IfPasskeys: %v", err)
+	}
+	rec.Passkeys = passkeysB
+	checkRecord(t, mustGet(t, s, "alice"), rec)
+
+	if _, err := s.Update(t.Context(), "nobody", accounts.Change{Passkeys: ptr(""), IfPasskeys: ptr(passkeysA)}); !errors.Is(err, accounts.ErrNoSuchUser) {
+		t.Errorf("conditional Update of a missing user: %v, want ErrNoSuchUser", err)
+	}
+}
+
+// testConcurrentPasskeysSwap races writers that all read the same
+// passkeys and swap them for their own: exactly one may win, which is
+// what keeps a sign count from going back when two sign-ins race.
+func testConcurrentPasskeysSwap(t *testing.T, s accounts.Store) {
+	rec := record("alice")
+	rec.Passkeys = passkeysA
+	mustCreate(t, s, rec)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = s.Update(t.Context(), "alice", accounts.Change{
+				Passkeys: ptr(fmt.Sprintf("writer %d", i)), IfPasskeys: ptr(passkeysA),
+			})
+		})
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("writers %d and %d both swapped the same passkeys", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, accounts.ErrConflict):
+			t.Errorf("concurrent swap: %v", err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no writer swapped the passkeys")
+	}
+	if got, want := mustGet(t, s, "alice").Passkeys, fmt.Sprintf("writer %d", won); got != want {
+		t.Errorf("passkeys = %q, want the winner's %q", got, want)
 	}
 }

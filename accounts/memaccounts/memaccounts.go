@@ -78,11 +78,15 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	if c.IfPasswordHash != "" && c.IfPasswordHash != rec.PasswordHash ||
-		c.IfSecondFactor != nil && *c.IfSecondFactor != rec.SecondFactor {
+		c.IfSecondFactor != nil && *c.IfSecondFactor != rec.SecondFactor ||
+		c.IfPasskeys != nil && *c.IfPasskeys != rec.Passkeys {
 		return accounts.User{}, accounts.ErrConflict
 	}
 	if c.SecondFactor != nil {
 		rec.SecondFactor = *c.SecondFactor
+	}
+	if c.Passkeys != nil {
+		rec.Passkeys = *c.Passkeys
 	}
 	if c.PasswordHash != nil {
 		rec.PasswordHash = *c.PasswordHash

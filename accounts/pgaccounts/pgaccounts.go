@@ -23,8 +23,9 @@ import (
 
 // postgresSchemaVersion is the version of the cloakroom_users table this
 // code reads and writes, recorded in cloakroom_accounts_schema. Version 2
-// added second_factor (accounts.Record.SecondFactor, ” for none).
-const postgresSchemaVersion = 2
+// added second_factor (accounts.Record.SecondFactor, ” for none), version
+// 3 passkeys (accounts.Record.Passkeys, ” for none).
+const postgresSchemaVersion = 3
 
 // DefaultSchema is the schema [New] and [NewThrottle] use when given "".
 // It is pgstore's default too, so users and sessions sit side by side.
@@ -140,6 +141,11 @@ func migratePostgresTx(ctx context.Context, tx pgx.Tx, schema, quoted string) er
 			return err
 		}
 	}
+	if version < 3 {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+quoted+`.cloakroom_users ADD COLUMN IF NOT EXISTS passkeys text NOT NULL DEFAULT ''`); err != nil {
+			return err
+		}
+	}
 	_, err = tx.Exec(ctx, "INSERT INTO "+quoted+".cloakroom_accounts_schema (id, version) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
 		postgresSchemaVersion)
 	return err
@@ -150,10 +156,11 @@ const postgresUserColumns = "name, email, roles, disabled, created_at, password_
 func newPostgresQueries(quoted string) postgresQueries {
 	table := quoted + ".cloakroom_users"
 	return postgresQueries{
-		create: `INSERT INTO ` + table + ` (name_folded, name, email, roles, disabled, password_hash, created_at, password_changed_at, second_factor)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name_folded) DO NOTHING`,
-		get: `SELECT ` + postgresUserColumns + `, password_hash, second_factor FROM ` + table + ` WHERE name_folded = $1`,
-		// One statement, so the IfPasswordHash and IfSecondFactor checks
+		create: `INSERT INTO ` + table + ` (name_folded, name, email, roles, disabled, password_hash, created_at, password_changed_at, second_factor, passkeys)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (name_folded) DO NOTHING`,
+		get: `SELECT ` + postgresUserColumns + `, password_hash, second_factor, passkeys FROM ` + table + ` WHERE name_folded = $1`,
+		// One statement, so the IfPasswordHash, IfSecondFactor and
+		// IfPasskeys checks
 		// and the write are atomic; NULL parameters keep the column's
 		// value, and a NULL condition checks nothing.
 		update: `UPDATE ` + table + ` SET
@@ -162,9 +169,11 @@ func newPostgresQueries(quoted string) postgresQueries {
 	roles = COALESCE($4::text[], roles),
 	email = COALESCE($5::text, email),
 	disabled = COALESCE($6::boolean, disabled),
-	second_factor = COALESCE($8::text, second_factor)
+	second_factor = COALESCE($8::text, second_factor),
+	passkeys = COALESCE($10::text, passkeys)
 WHERE name_folded = $1 AND ($7::text = '' OR password_hash = $7::text)
 	AND ($9::text IS NULL OR second_factor = $9::text)
+	AND ($11::text IS NULL OR passkeys = $11::text)
 RETURNING ` + postgresUserColumns,
 		exists: `SELECT EXISTS (SELECT 1 FROM ` + table + ` WHERE name_folded = $1)`,
 		delete: `DELETE FROM ` + table + ` WHERE name_folded = $1`,
@@ -179,7 +188,7 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 	}
 	tag, err := s.pool.Exec(ctx, s.q.create,
 		accounts.FoldName(rec.Name), rec.Name, rec.Email, codec.NonNilRoles(rec.Roles), rec.Disabled, rec.PasswordHash,
-		rec.CreatedAt, rec.PasswordChangedAt, rec.SecondFactor)
+		rec.CreatedAt, rec.PasswordChangedAt, rec.SecondFactor, rec.Passkeys)
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
@@ -196,7 +205,7 @@ func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 	}
 	row := s.pool.QueryRow(ctx, s.q.get, accounts.FoldName(name))
 	return sqlusers.Get(pgx.ErrNoRows, func(rec *accounts.Record) (accounts.User, error) {
-		return scanPostgresUser(row, &rec.PasswordHash, &rec.SecondFactor)
+		return scanPostgresUser(row, &rec.PasswordHash, &rec.SecondFactor, &rec.Passkeys)
 	})
 }
 
@@ -211,7 +220,7 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	}
 	key := accounts.FoldName(name)
 	u, err := scanPostgresUser(s.pool.QueryRow(ctx, s.q.update, key,
-		c.PasswordHash, c.PasswordChangedAt, roles, c.Email, c.Disabled, c.IfPasswordHash, c.SecondFactor, c.IfSecondFactor))
+		c.PasswordHash, c.PasswordChangedAt, roles, c.Email, c.Disabled, c.IfPasswordHash, c.SecondFactor, c.IfSecondFactor, c.Passkeys, c.IfPasskeys))
 	return sqlusers.Updated(u, err, pgx.ErrNoRows, c, func() (bool, error) {
 		var exists bool
 		err := s.pool.QueryRow(ctx, s.q.exists, key).Scan(&exists)

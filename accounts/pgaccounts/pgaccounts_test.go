@@ -66,8 +66,8 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	var version int
-	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 2 {
-		t.Fatalf("schema version = %d, %v; want 2", version, err)
+	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 3 {
+		t.Fatalf("schema version = %d, %v; want 3", version, err)
 	}
 	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "Alice"}, PasswordHash: "h"}); err != nil {
 		t.Fatal(err)
@@ -84,18 +84,18 @@ func TestMigration(t *testing.T) {
 
 	// A schema migrated by a newer build, during a rolling upgrade, is
 	// used as it is and left at its version.
-	if _, err := pool.Exec(ctx, "UPDATE "+quoted+".cloakroom_accounts_schema SET version = 2"); err != nil {
+	if _, err := pool.Exec(ctx, "UPDATE "+quoted+".cloakroom_accounts_schema SET version = 3"); err != nil {
 		t.Fatal(err)
 	}
 	s3, err := pgaccounts.New(ctx, pool, schema)
 	if err != nil {
-		t.Fatalf("New on a version-2 schema: %v", err)
+		t.Fatalf("New on a version-3 schema: %v", err)
 	}
 	if _, err := s3.Get(ctx, "alice"); err != nil {
-		t.Errorf("Get on a version-2 schema: %v", err)
+		t.Errorf("Get on a version-3 schema: %v", err)
 	}
-	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 2 {
-		t.Errorf("schema version after opening = %d, %v; want 2 left alone", version, err)
+	if err := pool.QueryRow(ctx, "SELECT version FROM "+quoted+".cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 3 {
+		t.Errorf("schema version after opening = %d, %v; want 3 left alone", version, err)
 	}
 }
 

@@ -36,9 +36,10 @@ const (
 	redisFieldRoles    = "roles"    // JSON array
 	redisFieldDisabled = "disabled" // "0" or "1"
 	redisFieldHash     = "hash"
-	redisFieldCreated  = "created" // Unix nanoseconds, 0 for the zero time
-	redisFieldChanged  = "changed" // same, for PasswordChangedAt
-	redisFieldFactor   = "factor"  // Record.SecondFactor; absent for none
+	redisFieldCreated  = "created"  // Unix nanoseconds, 0 for the zero time
+	redisFieldChanged  = "changed"  // same, for PasswordChangedAt
+	redisFieldFactor   = "factor"   // Record.SecondFactor; absent for none
+	redisFieldPasskeys = "passkeys" // Record.Passkeys; absent for none
 )
 
 // Store is an [accounts.Store] in Redis, through a rueidis client the caller
@@ -101,18 +102,21 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `)
 
-// redisUpdateScript changes fields of an existing user, if its password hash
-// and its second factor still are the expected ones, and answers the
-// user's fields afterwards, or 1 for no such user, 2 for a changed value.
+// redisUpdateScript changes fields of an existing user, if its password
+// hash, its second factor and its passkeys still are the expected ones,
+// and answers the user's fields afterwards, or 1 for no such user, 2 for a
+// changed value.
 //
 // KEYS: user hash. ARGV: expected hash ("" for any), "1" to check the
-// second factor or "0", the expected second factor ("" for none), then
+// second factor or "0", the expected second factor ("" for none), "1" to
+// check the passkeys or "0", the expected passkeys ("" for none), then
 // field/value pairs.
 var redisUpdateScript = rueidis.NewLuaScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 1 end
 if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'hash') ~= ARGV[1] then return 2 end
 if ARGV[2] == '1' and (redis.call('HGET', KEYS[1], 'factor') or '') ~= ARGV[3] then return 2 end
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if ARGV[4] == '1' and (redis.call('HGET', KEYS[1], 'passkeys') or '') ~= ARGV[5] then return 2 end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
 return redis.call('HMGET', KEYS[1], 'name', 'email', 'roles', 'disabled', 'created', 'changed')
 `)
 
@@ -129,7 +133,7 @@ return 1
 // redisRecordFields add the password hash.
 var (
 	redisUserFields   = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged}
-	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash, redisFieldFactor}
+	redisRecordFields = []string{redisFieldName, redisFieldEmail, redisFieldRoles, redisFieldDisabled, redisFieldCreated, redisFieldChanged, redisFieldHash, redisFieldFactor, redisFieldPasskeys}
 )
 
 // Create implements [accounts.Store].
@@ -141,7 +145,7 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 	if err != nil {
 		return err
 	}
-	args := []string{accounts.FoldName(rec.Name), redisFieldHash, rec.PasswordHash, redisFieldFactor, rec.SecondFactor}
+	args := []string{accounts.FoldName(rec.Name), redisFieldHash, rec.PasswordHash, redisFieldFactor, rec.SecondFactor, redisFieldPasskeys, rec.Passkeys}
 	for i, field := range redisUserFields {
 		args = append(args, field, values[i])
 	}
@@ -184,7 +188,13 @@ func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
 			return accounts.Record{}, fmt.Errorf("accounts: get user %q: second factor: %w", u.Name, err)
 		}
 	}
-	return accounts.Record{User: u, PasswordHash: hash, SecondFactor: factor}, nil
+	var passkeys string // absent in users written before passkeys
+	if f := fields[len(redisUserFields)+2]; !f.IsNil() {
+		if passkeys, err = f.ToString(); err != nil {
+			return accounts.Record{}, fmt.Errorf("accounts: get user %q: passkeys: %w", u.Name, err)
+		}
+	}
+	return accounts.Record{User: u, PasswordHash: hash, SecondFactor: factor, Passkeys: passkeys}, nil
 }
 
 // Update implements [accounts.Store].
@@ -192,12 +202,18 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if err := ctx.Err(); err != nil {
 		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
 	}
-	args := []string{c.IfPasswordHash, "0", ""}
+	args := []string{c.IfPasswordHash, "0", "", "0", ""}
 	if c.IfSecondFactor != nil {
 		args[1], args[2] = "1", *c.IfSecondFactor
 	}
+	if c.IfPasskeys != nil {
+		args[3], args[4] = "1", *c.IfPasskeys
+	}
 	if c.SecondFactor != nil {
 		args = append(args, redisFieldFactor, *c.SecondFactor)
+	}
+	if c.Passkeys != nil {
+		args = append(args, redisFieldPasskeys, *c.Passkeys)
 	}
 	if c.PasswordHash != nil {
 		args = append(args, redisFieldHash, *c.PasswordHash)

@@ -23,8 +23,9 @@ import (
 // reads and writes, recorded in cloakroom_accounts_schema.
 // Version 2 added name_key, the accounts.FoldName of the name: SQLite's
 // NOCASE folds ASCII letters only, and names are Unicode. Version 3 added
-// second_factor, the accounts.Record.SecondFactor ("" for none).
-const sqliteSchemaVersion = 3
+// second_factor, the accounts.Record.SecondFactor ("" for none). Version 4
+// added passkeys, the accounts.Record.Passkeys ("" for none).
+const sqliteSchemaVersion = 4
 
 // Store is an [accounts.Store] in a cloakroom_users table of a SQLite
 // database opened with the modernc.org/sqlite driver; the gateway passes
@@ -107,6 +108,11 @@ func migrateSQLite(ctx context.Context, db *sql.DB) (err error) {
 			return err
 		}
 	}
+	if version < 4 {
+		if _, err := conn.ExecContext(ctx, "ALTER TABLE cloakroom_users ADD COLUMN passkeys TEXT NOT NULL DEFAULT ''"); err != nil {
+			return err
+		}
+	}
 	if _, err := conn.ExecContext(ctx,
 		"INSERT INTO cloakroom_accounts_schema (id, version) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET version = excluded.version",
 		sqliteSchemaVersion); err != nil {
@@ -150,10 +156,10 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 		return err
 	}
 	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO cloakroom_users (name, name_key, email, roles, disabled, password_hash, created_at, password_changed_at, second_factor)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		`INSERT INTO cloakroom_users (name, name_key, email, roles, disabled, password_hash, created_at, password_changed_at, second_factor, passkeys)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		rec.Name, accounts.FoldName(rec.Name), rec.Email, roles, rec.Disabled, rec.PasswordHash,
-		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt), rec.SecondFactor)
+		codec.UnixNano(rec.CreatedAt), codec.UnixNano(rec.PasswordChangedAt), rec.SecondFactor, rec.Passkeys)
 	if err != nil {
 		return fmt.Errorf("accounts: create user: %w", err)
 	}
@@ -167,15 +173,15 @@ func (s *Store) Create(ctx context.Context, rec accounts.Record) error {
 
 // Get implements [accounts.Store].
 func (s *Store) Get(ctx context.Context, name string) (accounts.Record, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash, second_factor FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
+	row := s.db.QueryRowContext(ctx, "SELECT "+userColumns+", password_hash, second_factor, passkeys FROM cloakroom_users WHERE name_key = ?", accounts.FoldName(name))
 	return sqlusers.Get(sql.ErrNoRows, func(rec *accounts.Record) (accounts.User, error) {
-		return scanUser(row, &rec.PasswordHash, &rec.SecondFactor)
+		return scanUser(row, &rec.PasswordHash, &rec.SecondFactor, &rec.Passkeys)
 	})
 }
 
 // Update implements [accounts.Store]. It is one UPDATE ... RETURNING
-// statement, so the IfPasswordHash and IfSecondFactor checks and the
-// write are atomic.
+// statement, so the IfPasswordHash, IfSecondFactor and IfPasskeys checks
+// and the write are atomic.
 func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (accounts.User, error) {
 	sets := []string{"name = name"} // keeps the statement valid for an empty change
 	var args []any
@@ -205,6 +211,9 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if c.SecondFactor != nil {
 		set("second_factor", *c.SecondFactor)
 	}
+	if c.Passkeys != nil {
+		set("passkeys", *c.Passkeys)
+	}
 	query := "UPDATE cloakroom_users SET " + strings.Join(sets, ", ") + " WHERE name_key = ?"
 	args = append(args, accounts.FoldName(name))
 	if c.IfPasswordHash != "" {
@@ -214,6 +223,10 @@ func (s *Store) Update(ctx context.Context, name string, c accounts.Change) (acc
 	if c.IfSecondFactor != nil {
 		query += " AND second_factor = ?"
 		args = append(args, *c.IfSecondFactor)
+	}
+	if c.IfPasskeys != nil {
+		query += " AND passkeys = ?"
+		args = append(args, *c.IfPasskeys)
 	}
 	query += " RETURNING " + userColumns
 

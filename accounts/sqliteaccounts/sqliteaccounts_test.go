@@ -51,8 +51,8 @@ func TestMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	var version int
-	if err := db.QueryRowContext(ctx, "SELECT version FROM cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 3 {
-		t.Fatalf("schema version = %d, %v; want 3", version, err)
+	if err := db.QueryRowContext(ctx, "SELECT version FROM cloakroom_accounts_schema WHERE id = 1").Scan(&version); err != nil || version != 4 {
+		t.Fatalf("schema version = %d, %v; want 4", version, err)
 	}
 	if err := s.Create(ctx, accounts.Record{User: accounts.User{Name: "alice"}, PasswordHash: "h"}); err != nil {
 		t.Fatal(err)
@@ -73,11 +73,11 @@ func TestMigration(t *testing.T) {
 	}
 
 	// A database migrated by a newer build is refused, not misread.
-	if _, err := db.ExecContext(ctx, "UPDATE cloakroom_accounts_schema SET version = 4"); err != nil {
+	if _, err := db.ExecContext(ctx, "UPDATE cloakroom_accounts_schema SET version = 5"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sqliteaccounts.New(ctx, db); err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Errorf("New on a version-4 schema: %v, want a 'newer' error", err)
+		t.Errorf("New on a version-5 schema: %v, want a 'newer' error", err)
 	}
 }
 
@@ -106,7 +106,7 @@ func TestMigrationFromASCIINames(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"alice.smith": "Alice.Smith", "ALICE.SMITH": "Alice.Smith", "BOB": "bob"} {
-		if rec, err := s.Get(ctx, name); err != nil || rec.Name != want || rec.PasswordHash == "" || rec.SecondFactor != "" {
+		if rec, err := s.Get(ctx, name); err != nil || rec.Name != want || rec.PasswordHash == "" || rec.SecondFactor != "" || rec.Passkeys != "" {
 			t.Errorf("Get(%q) after migration = %+v, %v; want %s", name, rec, err, want)
 		}
 	}
@@ -134,7 +134,7 @@ func TestCorruptRoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := db.ExecContext(t.Context(),
-		"INSERT INTO cloakroom_users VALUES ('mallory', '', 'not json', 0, 'h', 1, 1, 'mallory', '')"); err != nil {
+		"INSERT INTO cloakroom_users VALUES ('mallory', '', 'not json', 0, 'h', 1, 1, 'mallory', '', '')"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(t.Context(), "mallory"); err == nil || errors.Is(err, accounts.ErrNoSuchUser) {

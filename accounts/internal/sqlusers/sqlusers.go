@@ -30,7 +30,7 @@ func Get(noRows error, scan func(rec *accounts.Record) (accounts.User, error)) (
 // Updated is the answer of Store.Update for c, given what its UPDATE ...
 // RETURNING statement gave: u, or err, noRows (the driver's error for no
 // row) when no row matched. Without a condition (c.IfPasswordHash,
-// c.IfSecondFactor) that means the user is gone; with one, exists, asked
+// c.IfSecondFactor, c.IfPasskeys) that means the user is gone; with one, exists, asked
 // then, tells a gone user from a changed value (ErrConflict).
 func Updated(u accounts.User, err, noRows error, c accounts.Change, exists func() (bool, error)) (accounts.User, error) {
 	switch {
@@ -38,7 +38,7 @@ func Updated(u accounts.User, err, noRows error, c accounts.Change, exists func(
 		return u, nil
 	case !errors.Is(err, noRows):
 		return accounts.User{}, fmt.Errorf("accounts: update user: %w", err)
-	case c.IfPasswordHash == "" && c.IfSecondFactor == nil:
+	case c.IfPasswordHash == "" && c.IfSecondFactor == nil && c.IfPasskeys == nil:
 		return accounts.User{}, accounts.ErrNoSuchUser
 	}
 	found, err := exists()

@@ -156,6 +156,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 	if p.totpKeys != nil { // a typed nil would be a Sealer
 		parts.Accounts.Sealer = p.totpKeys
 	}
+	parts.Accounts.Passkeys = p.passkeys
 	if len(p.proxies) > 0 {
 		parts.Sessions.ClientIP = clientIPFunc(p.proxies)
 	}

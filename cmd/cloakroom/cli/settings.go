@@ -70,6 +70,7 @@ type Config struct {
 	oidcConfig        // cmd/cloakroom/cli/oidc.go
 	forwardAuthConfig // cmd/cloakroom/cli/forwardauth.go
 	totpConfig        // cmd/cloakroom/cli/totp.go
+	passkeyConfig     // cmd/cloakroom/cli/passkeys.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"log/slog"
 	"net"
@@ -46,10 +47,11 @@ type plan struct {
 	sameSite    http.SameSite
 	proxies     []netip.Prefix // trusted proxies for the client address
 	logLevel    slog.Level
-	vault       *vaultPlan          // nil without --vault
-	oidc        *oidcPlan           // nil without --oidc-provider
-	forwardAuth *forwardauth.Config // nil without forward-auth rules
-	totpKeys    *seal.Keyring       // nil without --totp-keys-file
+	vault       *vaultPlan             // nil without --vault
+	oidc        *oidcPlan              // nil without --oidc-provider
+	forwardAuth *forwardauth.Config    // nil without forward-auth rules
+	totpKeys    *seal.Keyring          // nil without --totp-keys-file
+	passkeys    accounts.PasskeyConfig // zero without --webauthn-rp-id
 	// warnings name what is accepted but unsafe; serve logs them at start
 	// and --check-config prints them.
 	warnings []string
@@ -245,6 +247,9 @@ func validate(cfg Config) (*plan, error) {
 	var totpProblems []error
 	p.totpKeys, totpProblems = validateTOTP(cfg)
 	problems = append(problems, totpProblems...)
+	var passkeyProblems []error
+	p.passkeys, passkeyProblems = validatePasskeys(cfg)
+	problems = append(problems, passkeyProblems...)
 	var forwardAuthProblems []error
 	p.forwardAuth, forwardAuthProblems = validateForwardAuth(cfg)
 	problems = append(problems, forwardAuthProblems...)

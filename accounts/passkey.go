@@ -1,0 +1,592 @@
+package accounts
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-webauthn/webauthn/protocol"
+	"github.com/go-webauthn/webauthn/webauthn"
+)
+
+// Passkeys are WebAuthn public-key credentials a local account registers
+// after a recent sign-in and then signs in with alone: a discoverable
+// credential names its account (the user handle), so no name is typed.
+// The account keeps each passkey's ID, public key, sign count and backup
+// flags in Record.Passkeys; the private key never leaves the
+// authenticator. A ceremony's state (its challenge) is what the caller
+// keeps between Begin and Finish, single use and short-lived.
+const (
+	// PasskeyCeremonyLifetime bounds a ceremony, from its challenge to
+	// its answer.
+	PasskeyCeremonyLifetime = 5 * time.Minute
+	// MaxPasskeys is how many passkeys one account may register.
+	MaxPasskeys = 10
+	// MaxPasskeyNameLength bounds a passkey's name, in bytes.
+	MaxPasskeyNameLength = 64
+	// MaxPasskeyResponse bounds an authenticator's answer, in bytes.
+	MaxPasskeyResponse = 64 << 10
+
+	passkeysVersion = 1
+)
+
+// Errors of passkeys, wrapped with %w.
+var (
+	// ErrPasskeysOff means no relying party is configured
+	// ([Config.Passkeys]).
+	ErrPasskeysOff = errors.New("accounts: passkeys are not configured on this server")
+	// ErrInvalidPasskey means an authenticator's answer was refused: a
+	// bad signature or origin, an expired or foreign challenge, an
+	// unknown or removed credential, a sign count that did not grow, a
+	// backup flag that changed.
+	ErrInvalidPasskey = errors.New("accounts: the passkey was not accepted")
+	// ErrNoSuchPasskey means the account has no passkey with that ID.
+	ErrNoSuchPasskey = errors.New("accounts: no such passkey")
+	// ErrTooManyPasskeys means the account has MaxPasskeys already.
+	ErrTooManyPasskeys = errors.New("accounts: too many passkeys; remove one first")
+	// ErrSignCountWentBack means an assertion's sign count was not above
+	// the stored one: the credential may have been cloned. It wraps
+	// ErrInvalidPasskey.
+	ErrSignCountWentBack = fmt.Errorf("%w: its sign count did not increase (a cloned authenticator?)", ErrInvalidPasskey)
+)
+
+// PasskeyConfig is the relying party. Zero: passkeys are off.
+type PasskeyConfig struct {
+	// RPID is the relying party ID, a registrable domain the origins lie
+	// in ("example.com"). Default "": passkeys off.
+	RPID string
+	// Origins are the origins allowed to run a ceremony
+	// ("https://login.example.com"), each https (http only for localhost)
+	// and within RPID. Required with RPID; no default.
+	Origins []string
+	// Name is the relying party's name authenticators show. Default
+	// [Config.Issuer].
+	Name string
+}
+
+// Check reports what is wrong with c, if anything; the zero config
+// (passkeys off) is valid.
+func (c PasskeyConfig) Check() error {
+	if c.RPID == "" && len(c.Origins) == 0 {
+		return nil
+	}
+	if c.RPID == "" {
+		return invalid("passkey origins are set without a relying-party ID (--webauthn-rp-id)")
+	}
+	if len(c.Origins) == 0 {
+		return invalid("a relying-party ID is set without an allowed origin (--webauthn-origin)")
+	}
+	rpID := strings.ToLower(c.RPID)
+	if rpID != c.RPID || strings.ContainsAny(rpID, ":/ ") || strings.HasPrefix(rpID, ".") || strings.HasSuffix(rpID, ".") {
+		return invalid("relying-party ID %q is not a lower-case domain name (no scheme, port or path)", c.RPID)
+	}
+	for _, o := range c.Origins {
+		u, err := url.Parse(o)
+		if err != nil || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return invalid("passkey origin %q is not an origin (scheme://host[:port])", o)
+		}
+		host := u.Hostname()
+		if u.Scheme != "https" && !(u.Scheme == "http" && host == "localhost") {
+			return invalid("passkey origin %q must be https (http only for localhost)", o)
+		}
+		if host != rpID && !strings.HasSuffix(host, "."+rpID) {
+			return invalid("passkey origin %q is not within the relying-party ID %q", o, rpID)
+		}
+	}
+	return nil
+}
+
+// newWebAuthn builds the relying party of cfg, nil when passkeys are off.
+func newWebAuthn(cfg Config) (*webauthn.WebAuthn, error) {
+	pc := cfg.Passkeys
+	if pc.RPID == "" && len(pc.Origins) == 0 {
+		return nil, nil
+	}
+	if err := pc.Check(); err != nil {
+		return nil, err
+	}
+	name := pc.Name
+	if name == "" {
+		name = cfg.Issuer
+	}
+	if name == "" {
+		name = "cloakroom"
+	}
+	return webauthn.New(&webauthn.Config{
+		RPID: pc.RPID, RPDisplayName: name, RPOrigins: slices.Clone(pc.Origins),
+		AttestationPreference: protocol.PreferNoAttestation,
+		Timeouts: webauthn.TimeoutsConfig{
+			Login:        webauthn.TimeoutConfig{Enforce: true, Timeout: PasskeyCeremonyLifetime, TimeoutUVD: PasskeyCeremonyLifetime},
+			Registration: webauthn.TimeoutConfig{Enforce: true, Timeout: PasskeyCeremonyLifetime, TimeoutUVD: PasskeyCeremonyLifetime},
+		},
+	})
+}
+
+// storedPasskeys is Record.Passkeys, JSON-encoded.
+type storedPasskeys struct {
+	V    int             `json:"v"`
+	Keys []storedPasskey `json:"keys"`
+}
+
+type storedPasskey struct {
+	Name     string `json:"name"`
+	Created  int64  `json:"created"`             // Unix seconds
+	LastUsed int64  `json:"last_used,omitempty"` // Unix seconds, 0 never
+	// Credential is the credential record: ID, public key, sign count,
+	// flags (backup eligible and state), AAGUID. No private key exists
+	// server-side.
+	Credential webauthn.Credential `json:"credential"`
+}
+
+func decodePasskeys(s string) (storedPasskeys, error) {
+	if s == "" {
+		return storedPasskeys{V: passkeysVersion}, nil
+	}
+	var p storedPasskeys
+	if err := json.Unmarshal([]byte(s), &p); err != nil || p.V != passkeysVersion {
+		return storedPasskeys{}, fmt.Errorf("accounts: stored passkeys unreadable (version %d)", p.V)
+	}
+	return p, nil
+}
+
+func (p storedPasskeys) encode() string {
+	if len(p.Keys) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(p)
+	if err != nil { // byte slices and plain fields: never happens
+		panic("accounts: encode passkeys: " + err.Error())
+	}
+	return string(b)
+}
+
+// passkeyUser is an account as the relying party sees it.
+type passkeyUser struct {
+	rec  Record
+	keys storedPasskeys
+}
+
+// The user handle is the account's folded name: the authenticator
+// already shows the name (user.name), and the handle finds the account
+// without an index. A name deleted and created again does not inherit
+// the old account's passkeys: they are not in the new record.
+func (u passkeyUser) WebAuthnID() []byte          { return []byte(FoldName(u.rec.Name)) }
+func (u passkeyUser) WebAuthnName() string        { return u.rec.Name }
+func (u passkeyUser) WebAuthnDisplayName() string { return u.rec.Name }
+func (u passkeyUser) WebAuthnCredentials() []webauthn.Credential {
+	creds := make([]webauthn.Credential, len(u.keys.Keys))
+	for i, k := range u.keys.Keys {
+		creds[i] = k.Credential
+	}
+	return creds
+}
+
+// PasskeyInfo describes a registered passkey, never its key.
+type PasskeyInfo struct {
+	// ID is the credential ID, base64url without padding.
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"last_used,omitzero"`
+	// Synced: the credential may be backed up (backup eligible): a
+	// synced passkey rather than one bound to a device.
+	Synced    bool   `json:"synced"`
+	BackedUp  bool   `json:"backed_up"`
+	SignCount uint32 `json:"sign_count"`
+}
+
+func credentialID(id []byte) string { return base64.RawURLEncoding.EncodeToString(id) }
+
+func (k storedPasskey) info() PasskeyInfo {
+	i := PasskeyInfo{
+		ID: credentialID(k.Credential.ID), Name: k.Name, Created: time.Unix(k.Created, 0).UTC(),
+		Synced: k.Credential.Flags.BackupEligible, BackedUp: k.Credential.Flags.BackupState,
+		SignCount: k.Credential.Authenticator.SignCount,
+	}
+	if k.LastUsed != 0 {
+		i.LastUsed = time.Unix(k.LastUsed, 0).UTC()
+	}
+	return i
+}
+
+// PasskeysEnabled reports whether a relying party is configured.
+func (s *Service) PasskeysEnabled() bool { return s.webauthn != nil }
+
+func (s *Service) relyingParty() (*webauthn.WebAuthn, error) {
+	if s.webauthnErr != nil {
+		return nil, s.webauthnErr
+	}
+	if s.webauthn == nil {
+		return nil, ErrPasskeysOff
+	}
+	return s.webauthn, nil
+}
+
+// PasskeyCeremony is what Begin returns: Options for the browser
+// (navigator.credentials.create or get, as JSON), and State for the
+// caller to keep, bound to the browser that asked, single use, until
+// Expires, and to pass to Finish. State holds the challenge; it is no
+// secret from the browser but must come back unchanged.
+type PasskeyCeremony struct {
+	Options json.RawMessage
+	State   []byte
+	Expires time.Time
+}
+
+// ceremonyState is PasskeyCeremony.State.
+type ceremonyState struct {
+	// User is the account a registration is for ("" for a sign-in).
+	User    string               `json:"user,omitempty"`
+	Session webauthn.SessionData `json:"session"`
+}
+
+// Passkeys lists name's passkeys.
+func (s *Service) Passkeys(ctx context.Context, name string) ([]PasskeyInfo, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := decodePasskeys(rec.Passkeys)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]PasskeyInfo, len(keys.Keys))
+	for i, k := range keys.Keys {
+		infos[i] = k.info()
+	}
+	return infos, nil
+}
+
+// BeginPasskeyRegistration starts registering a passkey for name: a
+// discoverable credential, user verification required, no attestation,
+// the account's passkeys excluded. The caller must have checked that the
+// user signed in recently.
+func (s *Service) BeginPasskeyRegistration(ctx context.Context, name string) (PasskeyCeremony, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	if err := ValidateName(name); err != nil {
+		return PasskeyCeremony{}, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	keys, err := decodePasskeys(rec.Passkeys)
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	if len(keys.Keys) >= MaxPasskeys {
+		return PasskeyCeremony{}, ErrTooManyPasskeys
+	}
+	user := passkeyUser{rec: rec, keys: keys}
+	creation, session, err := rp.BeginRegistration(user,
+		webauthn.WithResidentKeyRequirement(protocol.ResidentKeyRequirementRequired),
+		webauthn.WithAuthenticatorSelection(protocol.AuthenticatorSelection{
+			ResidentKey: protocol.ResidentKeyRequirementRequired, RequireResidentKey: protocol.ResidentKeyRequired(),
+			UserVerification: protocol.VerificationRequired,
+		}),
+		webauthn.WithExclusions(webauthn.Credentials(user.WebAuthnCredentials()).CredentialDescriptors()),
+	)
+	if err != nil {
+		return PasskeyCeremony{}, fmt.Errorf("accounts: begin passkey registration: %w", err)
+	}
+	return s.ceremony(creation, ceremonyState{User: rec.Name, Session: *session})
+}
+
+func (s *Service) ceremony(options any, state ceremonyState) (PasskeyCeremony, error) {
+	opts, err := json.Marshal(options)
+	if err != nil {
+		return PasskeyCeremony{}, fmt.Errorf("accounts: encode passkey options: %w", err)
+	}
+	st, err := json.Marshal(state)
+	if err != nil {
+		return PasskeyCeremony{}, fmt.Errorf("accounts: encode passkey ceremony: %w", err)
+	}
+	return PasskeyCeremony{Options: opts, State: st, Expires: s.now().Add(PasskeyCeremonyLifetime)}, nil
+}
+
+func openCeremony(state []byte, user string) (ceremonyState, error) {
+	var st ceremonyState
+	if err := json.Unmarshal(state, &st); err != nil || st.Session.Challenge == "" {
+		return ceremonyState{}, fmt.Errorf("%w: the ceremony is unreadable", ErrInvalidPasskey)
+	}
+	if FoldName(st.User) != FoldName(user) {
+		return ceremonyState{}, fmt.Errorf("%w: the ceremony is another account's", ErrInvalidPasskey)
+	}
+	return st, nil
+}
+
+// ValidatePasskeyName checks a passkey's name: 1 to MaxPasskeyNameLength
+// bytes of printable UTF-8.
+func ValidatePasskeyName(label string) error {
+	switch {
+	case label == "":
+		return invalid("give the passkey a name")
+	case len(label) > MaxPasskeyNameLength:
+		return invalid("a passkey's name is at most %d bytes long", MaxPasskeyNameLength)
+	case !utf8.ValidString(label) || strings.IndexFunc(label, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0:
+		return invalid("a passkey's name must be printable text")
+	}
+	return nil
+}
+
+// FinishPasskeyRegistration checks the authenticator's answer (JSON, as
+// the browser's PublicKeyCredential serialises) to the ceremony state of
+// name and adds the passkey under label. It fails with ErrInvalidPasskey
+// for an answer the relying party refuses, ErrTooManyPasskeys,
+// ErrInvalidInput for a bad label.
+func (s *Service) FinishPasskeyRegistration(ctx context.Context, name, label string, state, response []byte) (PasskeyInfo, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return PasskeyInfo{}, err
+	}
+	if err := ValidateName(name); err != nil {
+		return PasskeyInfo{}, err
+	}
+	label = strings.TrimSpace(label)
+	if err := ValidatePasskeyName(label); err != nil {
+		return PasskeyInfo{}, err
+	}
+	st, err := openCeremony(state, name)
+	if err != nil {
+		return PasskeyInfo{}, err
+	}
+	if len(response) > MaxPasskeyResponse {
+		return PasskeyInfo{}, fmt.Errorf("%w: the answer is too long", ErrInvalidPasskey)
+	}
+	parsed, err := protocol.ParseCredentialCreationResponseBytes(response)
+	if err != nil {
+		return PasskeyInfo{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+	}
+	for range 3 {
+		rec, err := s.store.Get(ctx, name)
+		if err != nil {
+			return PasskeyInfo{}, err
+		}
+		keys, err := decodePasskeys(rec.Passkeys)
+		if err != nil {
+			return PasskeyInfo{}, err
+		}
+		if len(keys.Keys) >= MaxPasskeys {
+			return PasskeyInfo{}, ErrTooManyPasskeys
+		}
+		user := passkeyUser{rec: rec, keys: keys}
+		cred, err := rp.CreateCredential(user, st.Session, parsed)
+		if err != nil {
+			return PasskeyInfo{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+		}
+		if slices.ContainsFunc(keys.Keys, func(k storedPasskey) bool { return bytes.Equal(k.Credential.ID, cred.ID) }) {
+			return PasskeyInfo{}, fmt.Errorf("%w: this passkey is registered already", ErrInvalidPasskey)
+		}
+		// The attestation statement is not kept: "none" was asked for,
+		// and the record needs the key, the count and the flags only.
+		cred.Attestation = webauthn.CredentialAttestation{}
+		k := storedPasskey{Name: label, Created: s.now().Unix(), Credential: *cred}
+		keys.Keys = append(slices.Clone(keys.Keys), k)
+		encoded := keys.encode()
+		_, err = s.store.Update(ctx, rec.Name, Change{Passkeys: &encoded, IfPasskeys: &rec.Passkeys})
+		if errors.Is(err, ErrConflict) {
+			continue // a sign-in or another change raced: read again
+		}
+		if err != nil {
+			return PasskeyInfo{}, err
+		}
+		s.logger.InfoContext(ctx, "accounts: passkey registered", "user", rec.Name, "passkey", k.info().ID,
+			"synced", cred.Flags.BackupEligible, "user_verified", cred.Flags.UserVerified)
+		return k.info(), nil
+	}
+	return PasskeyInfo{}, fmt.Errorf("accounts: passkeys changed concurrently: %w", ErrConflict)
+}
+
+// RemovePasskey removes name's passkey id (as [PasskeyInfo.ID]). It fails
+// with ErrNoSuchPasskey.
+func (s *Service) RemovePasskey(ctx context.Context, name, id string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil || len(raw) == 0 {
+		return ErrNoSuchPasskey
+	}
+	for range 3 {
+		rec, err := s.store.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		keys, err := decodePasskeys(rec.Passkeys)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(keys.Keys, func(k storedPasskey) bool { return bytes.Equal(k.Credential.ID, raw) })
+		if i < 0 {
+			return ErrNoSuchPasskey
+		}
+		keys.Keys = slices.Delete(slices.Clone(keys.Keys), i, i+1)
+		encoded := keys.encode()
+		_, err = s.store.Update(ctx, rec.Name, Change{Passkeys: &encoded, IfPasskeys: &rec.Passkeys})
+		if errors.Is(err, ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.logger.InfoContext(ctx, "accounts: passkey removed", "user", rec.Name, "passkey", id)
+		return nil
+	}
+	return fmt.Errorf("accounts: passkeys changed concurrently: %w", ErrConflict)
+}
+
+// BeginPasskeyLogin starts a sign-in with a discoverable passkey: no
+// account named, user verification required. A passkey replaces the
+// password and any second factor, so the authenticator must verify its
+// user (PIN or biometric): the key is then two factors, and a key that
+// only tests presence (a security key without a PIN) is refused, since
+// it would be one factor standing in for two, and the sign-in rules
+// count hwk and swk as a second factor.
+func (s *Service) BeginPasskeyLogin() (PasskeyCeremony, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	assertion, session, err := rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
+	if err != nil {
+		return PasskeyCeremony{}, fmt.Errorf("accounts: begin passkey sign-in: %w", err)
+	}
+	return s.ceremony(assertion, ceremonyState{Session: *session})
+}
+
+// PasskeyLoginResult is a passkey sign-in that succeeded.
+type PasskeyLoginResult struct {
+	User User
+	// Passkey is the passkey used, after the sign-in.
+	Passkey PasskeyInfo
+	// UserVerified: the authenticator verified the user (a PIN or a
+	// biometric) in this ceremony: two factors. Always true: the sign-in
+	// requires it.
+	UserVerified bool
+	// Synced: a backup-eligible (synced) passkey, a key held in
+	// software; otherwise bound to its device's hardware.
+	Synced bool
+}
+
+// PasskeyLogin checks a discoverable sign-in's answer against its
+// ceremony state: the account named by the user handle, one of its
+// passkeys, the signature over the challenge, the origin, the relying
+// party, a sign count above the stored one (unless the authenticator
+// keeps none: both zero), the backup-eligible flag unchanged. The new
+// count and backup state are recorded with one compare-and-swap, so of
+// two sign-ins racing with one answer only one succeeds. Every refusal is
+// ErrInvalidPasskey (a disabled account too: no session, and no hint).
+func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (PasskeyLoginResult, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return PasskeyLoginResult{}, err
+	}
+	st, err := openCeremony(state, "")
+	if err != nil {
+		return PasskeyLoginResult{}, err
+	}
+	if len(response) > MaxPasskeyResponse {
+		return PasskeyLoginResult{}, fmt.Errorf("%w: the answer is too long", ErrInvalidPasskey)
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
+	if err != nil {
+		return PasskeyLoginResult{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+	}
+	for range 3 {
+		var found *passkeyUser
+		var lookupErr error
+		handler := func(rawID, userHandle []byte) (webauthn.User, error) {
+			name := string(userHandle)
+			if ValidateName(name) != nil {
+				lookupErr = fmt.Errorf("%w: the user handle names no account", ErrInvalidPasskey)
+				return nil, lookupErr
+			}
+			rec, err := s.store.Get(ctx, name)
+			if err != nil {
+				if !errors.Is(err, ErrNoSuchUser) {
+					lookupErr = err // an outage, not a refusal
+				}
+				return nil, err
+			}
+			if FoldName(rec.Name) != name {
+				return nil, errors.New("the user handle is not a folded name")
+			}
+			keys, err := decodePasskeys(rec.Passkeys)
+			if err != nil {
+				lookupErr = err
+				return nil, err
+			}
+			found = &passkeyUser{rec: rec, keys: keys}
+			return *found, nil
+		}
+		cred, err := rp.ValidateDiscoverableLogin(handler, st.Session, parsed)
+		if err != nil {
+			if lookupErr != nil && !errors.Is(lookupErr, ErrInvalidPasskey) {
+				return PasskeyLoginResult{}, lookupErr
+			}
+			s.logger.InfoContext(ctx, "accounts: passkey sign-in refused", "reason", protocolReason(err))
+			return PasskeyLoginResult{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+		}
+		rec, keys := found.rec, found.keys
+		if cred.Authenticator.CloneWarning {
+			s.logger.WarnContext(ctx, "accounts: passkey sign-in refused: sign count did not increase", "user", rec.Name,
+				"passkey", credentialID(cred.ID), "count", parsed.Response.AuthenticatorData.Counter)
+			return PasskeyLoginResult{}, ErrSignCountWentBack
+		}
+		if rec.Disabled {
+			s.logger.InfoContext(ctx, "accounts: passkey sign-in refused: account disabled", "user", rec.Name)
+			return PasskeyLoginResult{}, fmt.Errorf("%w: the account is disabled", ErrInvalidPasskey)
+		}
+		i := slices.IndexFunc(keys.Keys, func(k storedPasskey) bool { return bytes.Equal(k.Credential.ID, cred.ID) })
+		if i < 0 { // validateLogin found it in the same list
+			return PasskeyLoginResult{}, fmt.Errorf("%w: unknown passkey", ErrInvalidPasskey)
+		}
+		keys.Keys = slices.Clone(keys.Keys)
+		k := keys.Keys[i]
+		k.Credential.Authenticator.SignCount = cred.Authenticator.SignCount
+		k.Credential.Flags = cred.Flags
+		k.LastUsed = s.now().Unix()
+		keys.Keys[i] = k
+		encoded := keys.encode()
+		_, err = s.store.Update(ctx, rec.Name, Change{Passkeys: &encoded, IfPasskeys: &rec.Passkeys})
+		if errors.Is(err, ErrConflict) {
+			continue // another sign-in or a change raced: check again on the new record
+		}
+		if errors.Is(err, ErrNoSuchUser) {
+			return PasskeyLoginResult{}, fmt.Errorf("%w: the account is gone", ErrInvalidPasskey)
+		}
+		if err != nil {
+			return PasskeyLoginResult{}, err
+		}
+		flags := parsed.Response.AuthenticatorData.Flags
+		res := PasskeyLoginResult{User: rec.User, Passkey: k.info(), UserVerified: flags.HasUserVerified(), Synced: flags.HasBackupEligible()}
+		s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "passkey", res.Passkey.ID,
+			"user_verified", res.UserVerified, "synced", res.Synced)
+		return res, nil
+	}
+	return PasskeyLoginResult{}, fmt.Errorf("accounts: passkeys changed concurrently: %w", ErrConflict)
+}
+
+// protocolReason is a WebAuthn library error as a short reason for logs
+// and messages, without the library's debugging details.
+func protocolReason(err error) string {
+	var pe *protocol.Error
+	if errors.As(err, &pe) && pe.Details != "" {
+		return pe.Details
+	}
+	return err.Error()
+}

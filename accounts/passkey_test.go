@@ -1,0 +1,380 @@
+package accounts_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/fxamacker/cbor/v2"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+)
+
+const (
+	testRPID   = "example.com"
+	testOrigin = "https://login.example.com"
+)
+
+// softAuthenticator is a software WebAuthn authenticator holding one
+// discoverable credential: enough to drive the relying party through
+// real ceremonies (signatures, counts, flags) without a browser.
+type softAuthenticator struct {
+	t       *testing.T
+	key     *ecdsa.PrivateKey
+	id      []byte
+	handle  []byte
+	origin  string
+	rpID    string
+	count   uint32
+	backup  bool // backup eligible (a synced passkey)
+	verify  bool // user verification performed
+	backedU bool // backup state
+}
+
+func newSoftAuthenticator(t *testing.T) *softAuthenticator {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := make([]byte, 16)
+	rand.Read(id)
+	return &softAuthenticator{t: t, key: key, id: id, origin: testOrigin, rpID: testRPID, verify: true}
+}
+
+var b64 = base64.RawURLEncoding
+
+func (a *softAuthenticator) flags(attested bool) byte {
+	f := byte(0x01) // user present
+	if a.verify {
+		f |= 0x04
+	}
+	if a.backup {
+		f |= 0x08
+	}
+	if a.backedU {
+		f |= 0x10
+	}
+	if attested {
+		f |= 0x40
+	}
+	return f
+}
+
+func (a *softAuthenticator) authData(attested bool) []byte {
+	rpHash := sha256.Sum256([]byte(a.rpID))
+	d := append(rpHash[:], a.flags(attested))
+	d = binary.BigEndian.AppendUint32(d, a.count)
+	if attested {
+		d = append(d, make([]byte, 16)...) // AAGUID: none
+		d = binary.BigEndian.AppendUint16(d, uint16(len(a.id)))
+		d = append(d, a.id...)
+		x, y := a.key.PublicKey.X.FillBytes(make([]byte, 32)), a.key.PublicKey.Y.FillBytes(make([]byte, 32))
+		cose := a.cbor(map[int]any{1: 2, 3: -7, -1: 1, -2: x, -3: y})
+		d = append(d, cose...)
+	}
+	return d
+}
+
+func (a *softAuthenticator) cbor(v any) []byte {
+	a.t.Helper()
+	em, err := cbor.CTAP2EncOptions().EncMode()
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	b, err := em.Marshal(v)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return b
+}
+
+// challenge reads the challenge and user handle of a ceremony's options.
+func challenge(t *testing.T, options []byte) (string, []byte) {
+	t.Helper()
+	var o struct {
+		PublicKey struct {
+			Challenge string `json:"challenge"`
+			User      struct {
+				ID string `json:"id"`
+			} `json:"user"`
+		} `json:"publicKey"`
+	}
+	if err := json.Unmarshal(options, &o); err != nil || o.PublicKey.Challenge == "" {
+		t.Fatalf("options %s: %v", options, err)
+	}
+	handle, _ := b64.DecodeString(o.PublicKey.User.ID)
+	return o.PublicKey.Challenge, handle
+}
+
+func (a *softAuthenticator) clientData(kind, challenge string) []byte {
+	b, _ := json.Marshal(map[string]any{"type": kind, "challenge": challenge, "origin": a.origin, "crossOrigin": false})
+	return b
+}
+
+// create answers a registration's options.
+func (a *softAuthenticator) create(options []byte) []byte {
+	a.t.Helper()
+	c, handle := challenge(a.t, options)
+	a.handle = handle
+	att := a.cbor(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": a.authData(true)})
+	b, _ := json.Marshal(map[string]any{
+		"id": b64.EncodeToString(a.id), "rawId": b64.EncodeToString(a.id), "type": "public-key",
+		"authenticatorAttachment": "platform", "clientExtensionResults": map[string]any{},
+		"response": map[string]any{
+			"clientDataJSON":    b64.EncodeToString(a.clientData("webauthn.create", c)),
+			"attestationObject": b64.EncodeToString(att), "transports": []string{"internal"},
+		},
+	})
+	return b
+}
+
+// get answers a sign-in's options with the sign count count.
+func (a *softAuthenticator) get(options []byte, count uint32) []byte {
+	a.t.Helper()
+	c, _ := challenge(a.t, options)
+	a.count = count
+	auth := a.authData(false)
+	cd := a.clientData("webauthn.get", c)
+	cdHash := sha256.Sum256(cd)
+	digest := sha256.Sum256(append(append([]byte{}, auth...), cdHash[:]...))
+	sig, err := ecdsa.SignASN1(rand.Reader, a.key, digest[:])
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": b64.EncodeToString(a.id), "rawId": b64.EncodeToString(a.id), "type": "public-key",
+		"authenticatorAttachment": "platform", "clientExtensionResults": map[string]any{},
+		"response": map[string]any{
+			"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(auth),
+			"signature": b64.EncodeToString(sig), "userHandle": b64.EncodeToString(a.handle),
+		},
+	})
+	return b
+}
+
+func newPasskeyFixture(t *testing.T) *fixture {
+	t.Helper()
+	return newFixture(t, memaccounts.New(), func(c *accounts.Config) {
+		c.Passkeys = accounts.PasskeyConfig{RPID: testRPID, Origins: []string{testOrigin}}
+	})
+}
+
+// register adds name (if new) and registers a's credential for it.
+func (f *fixture) register(t *testing.T, name string, a *softAuthenticator) accounts.PasskeyInfo {
+	t.Helper()
+	if _, err := f.store.Get(t.Context(), name); errors.Is(err, accounts.ErrNoSuchUser) {
+		f.mustAdd(t, name, totpPassword)
+	}
+	c, err := f.svc.BeginPasskeyRegistration(t.Context(), name)
+	if err != nil {
+		t.Fatalf("BeginPasskeyRegistration: %v", err)
+	}
+	info, err := f.svc.FinishPasskeyRegistration(t.Context(), name, "laptop", c.State, a.create(c.Options))
+	if err != nil {
+		t.Fatalf("FinishPasskeyRegistration: %v", err)
+	}
+	return info
+}
+
+// signIn runs a discoverable sign-in with a at sign count count.
+func (f *fixture) signIn(t *testing.T, a *softAuthenticator, count uint32) (accounts.PasskeyLoginResult, error) {
+	t.Helper()
+	c, err := f.svc.BeginPasskeyLogin()
+	if err != nil {
+		t.Fatalf("BeginPasskeyLogin: %v", err)
+	}
+	if strings.Contains(string(c.Options), `"allowCredentials"`) || !strings.Contains(string(c.Options), `"userVerification":"required"`) {
+		t.Errorf("sign-in options: %s", c.Options)
+	}
+	return f.svc.PasskeyLogin(t.Context(), c.State, a.get(c.Options, count))
+}
+
+func TestPasskeyRegisterAndSignIn(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	info := f.register(t, "Alice", a)
+	if info.Name != "laptop" || info.ID != b64.EncodeToString(a.id) || info.Synced {
+		t.Errorf("registered %+v", info)
+	}
+	if string(a.handle) != "alice" {
+		t.Errorf("user handle %q, want the folded name", a.handle)
+	}
+	rec, _ := f.store.Get(t.Context(), "alice")
+	if strings.Contains(rec.Passkeys, "private") || rec.Passkeys == "" {
+		t.Errorf("stored passkeys: %s", rec.Passkeys)
+	}
+	res, err := f.signIn(t, a, 1)
+	if err != nil {
+		t.Fatalf("PasskeyLogin: %v", err)
+	}
+	if res.User.Name != "Alice" || !res.UserVerified || res.Synced || res.Passkey.SignCount != 1 || res.Passkey.LastUsed.IsZero() {
+		t.Errorf("PasskeyLogin = %+v", res)
+	}
+	list, err := f.svc.Passkeys(t.Context(), "alice")
+	if err != nil || len(list) != 1 || list[0].SignCount != 1 {
+		t.Errorf("Passkeys = %+v, %v", list, err)
+	}
+
+	// Without user verification (presence only) it is one factor
+	// standing in for two: refused.
+	a.verify = false
+	if res, err := f.signIn(t, a, 2); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("PasskeyLogin without UV = %+v, %v; want ErrInvalidPasskey", res, err)
+	}
+	a.verify = true
+	if _, err := f.signIn(t, a, 3); err != nil {
+		t.Errorf("PasskeyLogin with UV after a refusal: %v", err)
+	}
+}
+
+// TestPasskeySignCountBackwardsRefused: a count at or below the stored
+// one is a cloned credential's mark; it is refused and the stored count
+// stays.
+func TestPasskeySignCountBackwardsRefused(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	if _, err := f.signIn(t, a, 5); err != nil {
+		t.Fatalf("PasskeyLogin at 5: %v", err)
+	}
+	for _, count := range []uint32{3, 5} {
+		_, err := f.signIn(t, a, count)
+		if !errors.Is(err, accounts.ErrSignCountWentBack) || !errors.Is(err, accounts.ErrInvalidPasskey) {
+			t.Errorf("PasskeyLogin at %d after 5: %v, want ErrSignCountWentBack", count, err)
+		}
+	}
+	if list, _ := f.svc.Passkeys(t.Context(), "alice"); len(list) != 1 || list[0].SignCount != 5 {
+		t.Errorf("stored count after refusals: %+v, want 5", list)
+	}
+	if _, err := f.signIn(t, a, 6); err != nil {
+		t.Errorf("PasskeyLogin at 6: %v", err)
+	}
+}
+
+func TestPasskeyRemovedNoLongerSignsIn(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a, b := newSoftAuthenticator(t), newSoftAuthenticator(t)
+	info := f.register(t, "alice", a)
+	f.register(t, "alice", b)
+	if err := f.svc.RemovePasskey(t.Context(), "alice", info.ID); err != nil {
+		t.Fatalf("RemovePasskey: %v", err)
+	}
+	if _, err := f.signIn(t, a, 1); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("removed passkey: %v, want ErrInvalidPasskey", err)
+	}
+	if _, err := f.signIn(t, b, 1); err != nil {
+		t.Errorf("the other passkey: %v", err)
+	}
+	if err := f.svc.RemovePasskey(t.Context(), "alice", info.ID); !errors.Is(err, accounts.ErrNoSuchPasskey) {
+		t.Errorf("RemovePasskey again: %v, want ErrNoSuchPasskey", err)
+	}
+}
+
+func TestPasskeyRefusals(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	f.mustAdd(t, "bob", totpPassword)
+
+	// The backup-eligible flag never changes for a credential.
+	a.backup = true
+	if _, err := f.signIn(t, a, 1); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("backup-eligible flag changed: %v, want ErrInvalidPasskey", err)
+	}
+	a.backup = false
+
+	// Another origin.
+	a.origin = "https://evil.example.net"
+	if _, err := f.signIn(t, a, 2); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("foreign origin: %v, want ErrInvalidPasskey", err)
+	}
+	a.origin = testOrigin
+
+	// An answer to another challenge.
+	c1, _ := f.svc.BeginPasskeyLogin()
+	c2, _ := f.svc.BeginPasskeyLogin()
+	if _, err := f.svc.PasskeyLogin(t.Context(), c2.State, a.get(c1.Options, 3)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("answer to another challenge: %v, want ErrInvalidPasskey", err)
+	}
+
+	// A user handle naming another account (bob has no such passkey).
+	a.handle = []byte("bob")
+	if _, err := f.signIn(t, a, 4); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("another account's handle: %v, want ErrInvalidPasskey", err)
+	}
+	a.handle = []byte("alice")
+
+	// A disabled account.
+	if err := f.svc.Disable(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.signIn(t, a, 5); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("disabled account: %v, want ErrInvalidPasskey", err)
+	}
+
+	// A key that does not verify its user is not registered.
+	weak := newSoftAuthenticator(t)
+	weak.verify = false
+	if c, err := f.svc.BeginPasskeyRegistration(t.Context(), "bob"); err != nil {
+		t.Fatal(err)
+	} else if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "key", c.State, weak.create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("registration without user verification: %v, want ErrInvalidPasskey", err)
+	}
+
+	// A registration ceremony is its account's only.
+	c, err := f.svc.BeginPasskeyRegistration(t.Context(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "alice", "x", c.State, newSoftAuthenticator(t).create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("another account's ceremony: %v, want ErrInvalidPasskey", err)
+	}
+	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "", c.State, newSoftAuthenticator(t).create(c.Options)); !errors.Is(err, accounts.ErrInvalidInput) {
+		t.Errorf("no name: %v, want ErrInvalidInput", err)
+	}
+}
+
+func TestPasskeysOffAndConfig(t *testing.T) {
+	f := newFixture(t, memaccounts.New())
+	if f.svc.PasskeysEnabled() {
+		t.Error("passkeys on without a relying party")
+	}
+	if _, err := f.svc.BeginPasskeyLogin(); !errors.Is(err, accounts.ErrPasskeysOff) {
+		t.Errorf("BeginPasskeyLogin without a relying party: %v", err)
+	}
+	for _, bad := range []accounts.PasskeyConfig{
+		{RPID: "example.com"},
+		{Origins: []string{"https://example.com"}},
+		{RPID: "example.com", Origins: []string{"http://example.com"}},
+		{RPID: "example.com", Origins: []string{"https://example.net"}},
+		{RPID: "example.com", Origins: []string{"https://evilexample.com"}},
+		{RPID: "example.com", Origins: []string{"https://example.com/path"}},
+		{RPID: "https://example.com", Origins: []string{"https://example.com"}},
+	} {
+		if err := bad.Check(); !errors.Is(err, accounts.ErrInvalidInput) {
+			t.Errorf("Check(%+v) = %v, want ErrInvalidInput", bad, err)
+		}
+		f := newFixture(t, memaccounts.New(), func(c *accounts.Config) { c.Passkeys = bad })
+		if _, err := f.svc.BeginPasskeyLogin(); err == nil {
+			t.Errorf("BeginPasskeyLogin with %+v succeeded", bad)
+		}
+	}
+	for _, good := range []accounts.PasskeyConfig{
+		{},
+		{RPID: "example.com", Origins: []string{"https://example.com", "https://login.example.com:8443"}},
+		{RPID: "localhost", Origins: []string{"http://localhost:8080"}},
+	} {
+		if err := good.Check(); err != nil {
+			t.Errorf("Check(%+v) = %v", good, err)
+		}
+	}
+}

@@ -1,0 +1,183 @@
+package gateway_test
+
+import (
+	"context"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/webauthn"
+	"github.com/chromedp/chromedp"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/browsertest"
+)
+
+// ceremonyTimeout bounds one WebAuthn ceremony in the browser, so that a
+// ceremony that never settles fails its own step rather than the test's
+// whole budget.
+const ceremonyTimeout = 30 * time.Second
+
+// newPasskeyServer starts a gateway whose relying party is localhost on
+// the port it serves, over plain HTTP (localhost is a secure context).
+func newPasskeyServer(t *testing.T) (*env, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://localhost:" + strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	e := newEnvWithAccounts(t, func(c *accounts.Config) {
+		c.Passkeys = accounts.PasskeyConfig{RPID: "localhost", Origins: []string{base}}
+	}, func(c *gateway.Config) { c.TLS = false })
+	srv := httptest.NewUnstartedServer(e.gw.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return e, base
+}
+
+// virtualAuthenticator gives the browser of ctx a platform authenticator
+// (CTAP2, internal transport) that keeps resident keys and verifies its
+// user, with presence tests answered at once.
+func virtualAuthenticator(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
+		t.Fatalf("WebAuthn.enable: %v", err)
+	}
+	_, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
+		Options: &webauthn.VirtualAuthenticatorOptions{
+			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
+			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true,
+			HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
+		},
+	})
+	if err != nil {
+		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
+	}
+}
+
+// ceremony runs one step that drives a WebAuthn ceremony, with its own
+// timeout.
+func ceremony(t *testing.T, ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, ceremonyTimeout)
+	defer cancel()
+	browsertest.Step(t, cctx, name, actions...)
+}
+
+func evalString(t *testing.T, ctx context.Context, expr string) string {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// passkeySignIn clicks the login page's passkey button.
+func passkeySignIn(t *testing.T, ctx context.Context, base, name string, waitFor string) {
+	t.Helper()
+	browsertest.Step(t, ctx, name+": login page",
+		chromedp.Navigate(base+"/auth/login?return_to=%2Fauth%2Faccount"),
+		chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	ceremony(t, ctx, name,
+		chromedp.Click(chromedp.ID("passkey-signin")),
+		chromedp.WaitVisible(chromedp.ID(waitFor)))
+}
+
+// TestBrowserPasskeyFlow drives Chromium with a virtual authenticator
+// through passkeys: sign in with the password, add a passkey on the
+// account page, sign out, sign in with the passkey alone (no name
+// typed); a second browser without the credential cannot; a removed
+// passkey no longer signs in. It takes the docs' screenshots of the
+// passkey sign-in and the account page's passkeys.
+func TestBrowserPasskeyFlow(t *testing.T) {
+	e, base := newPasskeyServer(t)
+	ctx := browsertest.New(t)
+	virtualAuthenticator(t, ctx)
+
+	browsertest.Step(t, ctx, "password",
+		chromedp.Navigate(base+"/auth/login?return_to=%2Fauth%2Faccount"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("username"), "bob"),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("passkey-form")))
+	browsertest.Step(t, ctx, "start registration",
+		chromedp.SendKeys(chromedp.ID("passkey-name"), "test laptop"),
+		chromedp.Click(chromedp.ID("passkey-add")),
+		chromedp.WaitVisible(chromedp.ID("passkey-create")))
+	ceremony(t, ctx, "create the passkey",
+		chromedp.Click(chromedp.ID("passkey-create")),
+		chromedp.WaitVisible(chromedp.ID("passkey-list")))
+	if got := evalString(t, ctx, `Array.from(document.querySelectorAll("#passkey-list .passkey-name")).map(e => e.textContent).join(",")`); got != "test laptop" {
+		t.Fatalf("passkeys listed: %q", got)
+	}
+	list, err := e.accounts.Passkeys(t.Context(), "bob")
+	if err != nil || len(list) != 1 || list[0].Name != "test laptop" {
+		t.Fatalf("stored passkeys: %+v, %v", list, err)
+	}
+	screenshot(t, ctx, "passkeys-account.png")
+
+	browsertest.Step(t, ctx, "sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	browsertest.Step(t, ctx, "login page",
+		chromedp.Navigate(base+"/auth/login?return_to=%2Fauth%2Faccount"),
+		chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	screenshot(t, ctx, "passkey-sign-in.png")
+	passkeySignIn(t, ctx, base, "passkey sign-in", "passkey-list")
+	if who := evalString(t, ctx, `document.getElementById("whoami").textContent`); who != "bob" {
+		t.Errorf("signed in as %q, want bob", who)
+	}
+	if amr := e.amrOfLastSignIn(); amr != "hwk user pin mfa" {
+		t.Errorf("amr = %q, want hwk user pin mfa", amr)
+	}
+	if evalString(t, ctx, `document.cookie`) != "" {
+		t.Error("a cookie is readable by the page")
+	}
+	if list, _ := e.accounts.Passkeys(t.Context(), "bob"); len(list) != 1 || list[0].LastUsed.IsZero() || list[0].SignCount == 0 {
+		t.Errorf("after the sign-in: %+v", list)
+	}
+
+	// Another browser, with an authenticator that has no credential for
+	// this site: the ceremony fails at once, and nobody is signed in.
+	other := browsertest.New(t)
+	virtualAuthenticator(t, other)
+	passkeySignIn(t, other, base, "other browser", "passkey-error")
+	if msg := evalString(t, other, `document.getElementById("passkey-error").textContent`); !strings.Contains(msg, "No passkey was used") {
+		t.Errorf("other browser's message: %q", msg)
+	}
+	if n := evalString(t, other, `String(document.querySelectorAll("#whoami").length)`); n != "0" {
+		t.Error("the other browser is signed in")
+	}
+
+	// Removed, the passkey is refused by the server though the
+	// authenticator still signs with it.
+	browsertest.Step(t, ctx, "remove",
+		chromedp.Click(chromedp.CSS("button.passkey-remove")),
+		chromedp.WaitVisible(chromedp.ID("passkey-status")))
+	if n := evalString(t, ctx, `document.getElementById("notice").textContent`); !strings.Contains(n, "removed") {
+		t.Errorf("notice after removal: %q", n)
+	}
+	browsertest.Step(t, ctx, "sign out again", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	passkeySignIn(t, ctx, base, "removed passkey", "passkey-error")
+	if msg := evalString(t, ctx, `document.getElementById("passkey-error").textContent`); !strings.Contains(msg, "not accepted") {
+		t.Errorf("removed passkey's message: %q", msg)
+	}
+	if n := evalString(t, ctx, `String(document.querySelectorAll("#whoami").length)`); n != "0" {
+		t.Error("signed in with a removed passkey")
+	}
+	refused := 0
+	for _, ev := range e.logs.events("login") {
+		if ev["outcome"] == "passkey_refused" {
+			refused++
+		}
+	}
+	if refused != 1 {
+		t.Errorf("%d passkey_refused login lines, want 1", refused)
+	}
+}
