@@ -50,6 +50,47 @@ var (
 	ErrNoRevoker = errors.New("accounts: Config.RevokeSessions is not set")
 )
 
+// Errors of the second factor, wrapped with %w.
+var (
+	// ErrSecondFactorRequired is what [Service.Login] returns, as a
+	// [*SecondFactorRequiredError], when the password is right and the
+	// account has a second factor: no session yet, the code comes next
+	// ([Service.VerifySecondFactor]).
+	ErrSecondFactorRequired = errors.New("accounts: second factor required")
+	// ErrInvalidCode means a TOTP or recovery code was wrong, already
+	// used, or too far from the current time.
+	ErrInvalidCode = errors.New("accounts: invalid code")
+	// ErrNoSealer means no key seals TOTP secrets ([Config.Sealer] is
+	// nil): TOTP cannot be enabled, nor checked for accounts that have it.
+	ErrNoSealer = errors.New("accounts: no key file seals TOTP secrets; configure one (--totp-keys-file) to use a second factor")
+	// ErrAlreadyEnrolled means the account has a second factor already;
+	// an administrator resets it before a new one is enrolled.
+	ErrAlreadyEnrolled = errors.New("accounts: the account has a second factor already")
+	// ErrEnrolmentExpired means an enrolment was not confirmed within
+	// [TOTPEnrolmentLifetime], or is not this account's.
+	ErrEnrolmentExpired = errors.New("accounts: the enrolment expired; start again")
+)
+
+// Errors of passkeys, wrapped with %w.
+var (
+	// ErrPasskeysOff means no relying party is configured
+	// ([Config.Passkeys]).
+	ErrPasskeysOff = errors.New("accounts: passkeys are not configured on this server")
+	// ErrInvalidPasskey means an authenticator's answer was refused: a
+	// bad signature or origin, an expired or foreign challenge, an
+	// unknown or removed credential, a sign count that did not grow, a
+	// backup flag that changed.
+	ErrInvalidPasskey = errors.New("accounts: the passkey was not accepted")
+	// ErrNoSuchPasskey means the account has no passkey with that ID.
+	ErrNoSuchPasskey = errors.New("accounts: no such passkey")
+	// ErrTooManyPasskeys means the account has MaxPasskeys already.
+	ErrTooManyPasskeys = errors.New("accounts: too many passkeys; remove one first")
+	// ErrSignCountWentBack means an assertion's sign count was not above
+	// the stored one: the credential may have been cloned. It wraps
+	// ErrInvalidPasskey.
+	ErrSignCountWentBack = fmt.Errorf("%w: its sign count did not increase (a cloned authenticator?)", ErrInvalidPasskey)
+)
+
 // ThrottledError is returned, instead of checking a password, when a client
 // IP, a known device or an account has failed too often recently.
 // errors.Is(err, ErrThrottled) holds.

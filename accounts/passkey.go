@@ -38,26 +38,6 @@ const (
 	passkeysVersion = 1
 )
 
-// Errors of passkeys, wrapped with %w.
-var (
-	// ErrPasskeysOff means no relying party is configured
-	// ([Config.Passkeys]).
-	ErrPasskeysOff = errors.New("accounts: passkeys are not configured on this server")
-	// ErrInvalidPasskey means an authenticator's answer was refused: a
-	// bad signature or origin, an expired or foreign challenge, an
-	// unknown or removed credential, a sign count that did not grow, a
-	// backup flag that changed.
-	ErrInvalidPasskey = errors.New("accounts: the passkey was not accepted")
-	// ErrNoSuchPasskey means the account has no passkey with that ID.
-	ErrNoSuchPasskey = errors.New("accounts: no such passkey")
-	// ErrTooManyPasskeys means the account has MaxPasskeys already.
-	ErrTooManyPasskeys = errors.New("accounts: too many passkeys; remove one first")
-	// ErrSignCountWentBack means an assertion's sign count was not above
-	// the stored one: the credential may have been cloned. It wraps
-	// ErrInvalidPasskey.
-	ErrSignCountWentBack = fmt.Errorf("%w: its sign count did not increase (a cloned authenticator?)", ErrInvalidPasskey)
-)
-
 // PasskeyConfig is the relying party. Zero: passkeys are off.
 type PasskeyConfig struct {
 	// RPID is the relying party ID, a registrable domain the origins lie

@@ -44,27 +44,6 @@ const (
 	factorVersion     = 1
 )
 
-// Errors of the second factor, wrapped with %w.
-var (
-	// ErrSecondFactorRequired is what [Service.Login] returns, as a
-	// [*SecondFactorRequiredError], when the password is right and the
-	// account has a second factor: no session yet, the code comes next
-	// ([Service.VerifySecondFactor]).
-	ErrSecondFactorRequired = errors.New("accounts: second factor required")
-	// ErrInvalidCode means a TOTP or recovery code was wrong, already
-	// used, or too far from the current time.
-	ErrInvalidCode = errors.New("accounts: invalid code")
-	// ErrNoSealer means no key seals TOTP secrets ([Config.Sealer] is
-	// nil): TOTP cannot be enabled, nor checked for accounts that have it.
-	ErrNoSealer = errors.New("accounts: no key file seals TOTP secrets; configure one (--totp-keys-file) to use a second factor")
-	// ErrAlreadyEnrolled means the account has a second factor already;
-	// an administrator resets it before a new one is enrolled.
-	ErrAlreadyEnrolled = errors.New("accounts: the account has a second factor already")
-	// ErrEnrolmentExpired means an enrolment was not confirmed within
-	// [TOTPEnrolmentLifetime], or is not this account's.
-	ErrEnrolmentExpired = errors.New("accounts: the enrolment expired; start again")
-)
-
 // SecondFactorRequiredError is Login's answer for a right password on an
 // account with a second factor. errors.Is(err, ErrSecondFactorRequired)
 // holds.

@@ -49,7 +49,7 @@ type pendingSignIn struct {
 	// Factor names the factor the password was checked against; a reset
 	// since (by an administrator) ends the sign-in.
 	Factor string `json:"factor"`
-	// Enrol marks a pending enrolment (enrolsignin.go): a role that
+	// Enrol marks a pending enrolment (below): a role that
 	// requires a second factor, an account without one. Sealed is the
 	// TOTP secret offered, once the enrolment page was shown.
 	Enrol    bool   `json:"enrol,omitempty"`
@@ -79,35 +79,41 @@ func pendingCookieLineFor(id string, lifetime time.Duration) string {
 // factor, and sends the browser to the code page (a script gets 401
 // second_factor_required naming it).
 func (p *signInPages) startPending(a *loginAttempt, need *accounts.SecondFactorRequiredError) {
-	user := need.User
+	p.startPendingStep(a, pendingSignIn{User: need.User.Name, PasswordChangedAt: need.User.PasswordChangedAt.UnixMicro(), Factor: need.Factor},
+		pendingLifetime, "/second-factor", outcomeSecondFactor, map[string]string{
+			"error": "second_factor_required", "message": "Enter the code from your authenticator app, or a recovery code.",
+		}, "second_factor_url")
+}
+
+// startPendingStep stores ps, the state between a right password and the
+// session, for lifetime under a random name the browser gets as its
+// pending cookie, and sends the browser to the step's page at path (a
+// script gets 401 with answer and the page's URL under urlKey).
+func (p *signInPages) startPendingStep(a *loginAttempt, ps pendingSignIn, lifetime time.Duration, path, outcome string, answer map[string]string, urlKey string) {
 	ctx := a.r.Context()
 	id := rand.Text() // 130 random bits
-	data, _ := json.Marshal(pendingSignIn{
-		User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(), Factor: need.Factor,
-		Remember: a.req.Remember, ReturnTo: httpx.SafeReturnTo(a.req.ReturnTo),
-	})
+	ps.Remember, ps.ReturnTo = a.req.Remember, httpx.SafeReturnTo(a.req.ReturnTo)
+	data, _ := json.Marshal(ps)
 	err := p.sessions.Store().CommitAux(ctx, cloakroom.AuxRecord{
-		Key: pendingKey(id), Version: 1, Expires: p.now().Add(pendingLifetime), Data: data,
+		Key: pendingKey(id), Version: 1, Expires: p.now().Add(lifetime), Data: data,
 	})
 	if err != nil {
-		p.log.ErrorContext(ctx, "pending sign-in not stored", "user", user.Name, "err", err)
+		p.log.ErrorContext(ctx, "pending sign-in not stored", "user", ps.User, "enrol", ps.Enrol, "err", err)
 		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
 		a.audit(outcomeError, slog.String("reason", "pending sign-in not stored"))
 		return
 	}
-	a.userName = user.Name
-	a.w.Header().Add("Set-Cookie", pendingCookieLine(id))
-	url := p.auth + "/second-factor"
+	a.userName = ps.User
+	a.w.Header().Add("Set-Cookie", pendingCookieLineFor(id, lifetime))
+	url := p.auth + path
 	if a.isJSON {
 		a.w.Header().Set("Cache-Control", "no-store")
-		httpjson.Write(a.w, http.StatusUnauthorized, map[string]string{
-			"error": "second_factor_required", "message": "Enter the code from your authenticator app, or a recovery code.",
-			"second_factor_url": url,
-		})
+		answer[urlKey] = url
+		httpjson.Write(a.w, http.StatusUnauthorized, answer)
 	} else {
 		seeOther(a.w, url)
 	}
-	a.audit(outcomeSecondFactor)
+	a.audit(outcome)
 }
 
 // pending returns the browser's pending sign-in (enrol false) or pending
@@ -152,94 +158,47 @@ func (p *signInPages) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 // sign-in, as a form field or JSON {"code": "..."}. The first right code
 // ends the pending sign-in and admits the session with amr ["pwd","otp"].
 func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	code, isJSON, bad := readCode(w, r)
-	s := p.sessions.Session(r)
-	a := &loginAttempt{p: p, w: w, r: r, s: s, isJSON: isJSON}
-	if bad != nil {
-		a.fail(bad.Status, bad.Code, bad.Message)
-		a.audit(outcomeBadRequest, slog.String("reason", bad.Message))
+	st, ok := p.startCodeStep(w, r, false)
+	if !ok {
 		return
 	}
-	rec, ps, found, err := p.pending(r, false)
-	if err != nil {
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
-		return
-	}
-	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
-	if !found {
-		w.Header().Add("Set-Cookie", pendingCookieLine(""))
-		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
-		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"))
-		return
-	}
-	// Counted before the check, atomically: two requests racing with one
-	// pending sign-in cannot both spend the same attempt.
-	ps.Attempts++
-	rec.Version++
-	rec.Data, _ = json.Marshal(ps)
-	if err := p.sessions.Store().CommitAux(ctx, rec); err != nil {
-		if errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
-			a.codeFailed(http.StatusConflict, "conflict", "Another attempt with this sign-in is under way. Try again.", ps)
-			return
-		}
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
-		return
-	}
-	pin, err := p.sessions.Pin(ctx, ps.User)
-	if err != nil {
-		a.refused(err)
-		return
-	}
+	ctx, a, ps := r.Context(), st.a, st.ps
 	res, err := p.accounts.VerifySecondFactor(ctx, accounts.SecondFactorAttempt{
-		Name: ps.User, Code: code, ClientIP: s.ClientIP(), Devices: signin.DeviceTokens(r),
+		Name: ps.User, Code: st.code, ClientIP: a.s.ClientIP(), Devices: signin.DeviceTokens(r),
 		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(), Factor: ps.Factor,
 	})
 	switch {
 	case errors.Is(err, accounts.ErrInvalidCode):
 		if ps.Attempts >= maxCodeAttempts {
-			p.endPending(ctx, rec.Key, w)
+			p.endPending(ctx, st.rec.Key, w)
 			a.codeFailed(http.StatusUnauthorized, "invalid_code", "Wrong code, too many times. Sign in again.", ps)
 			return
 		}
 		a.codeFailed(http.StatusUnauthorized, "invalid_code", "Wrong code. Try again: enter the code your app shows now, or an unused recovery code.", ps)
 		return
 	case errors.Is(err, accounts.ErrInvalidCredentials):
-		p.endPending(ctx, rec.Key, w) // the account changed: start over
+		p.endPending(ctx, st.rec.Key, w) // the account changed: start over
 		a.refused(err)
 		return
 	case err != nil:
 		a.refused(err)
 		return
 	}
-	// First use ends it; if that fails, no session is started from it.
-	if err := p.sessions.Store().DeleteAux(ctx, rec.Key); err != nil {
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "pending sign-in not ended"))
-		return
-	}
-	w.Header().Add("Set-Cookie", pendingCookieLine(""))
 	user := res.User
-	err = p.timeStore("login", func() error {
-		return p.admission.Admit(ctx, r, w.Header(), signin.Identity{
-			UserID: signin.LocalUser(user.Name), Method: signin.Password,
-			// A recovery code is a one-time password too; the audit line
-			// tells them apart.
-			AMR:      []string{signin.AMRPassword, signin.AMROTP},
-			AuthTime: p.now(), Email: user.Email, Roles: user.Roles,
-			Pin: pin, Persistent: ps.Remember, DeviceTokens: res.Devices,
-		})
-	})
-	if err != nil {
-		a.refused(err)
+	if !p.admitAfterCode(st, signin.Identity{
+		UserID: signin.LocalUser(user.Name), Method: signin.Password,
+		// A recovery code is a one-time password too; the audit line
+		// tells them apart.
+		AMR:      []string{signin.AMRPassword, signin.AMROTP},
+		AuthTime: p.now(), Email: user.Email, Roles: user.Roles,
+		Pin: st.pin, Persistent: ps.Remember, DeviceTokens: res.Devices,
+	}) {
 		return
 	}
 	a.userName = user.Name
-	if isJSON {
+	if a.isJSON {
 		httpjson.Write(w, http.StatusOK, map[string]any{
-			"user": user.Name, "email": user.Email, "roles": signin.Roles(s), "csrf_token": s.CSRFToken(),
+			"user": user.Name, "email": user.Email, "roles": signin.Roles(a.s), "csrf_token": a.s.CSRFToken(),
 			"second_factor": res.SecondFactor, "recovery_codes_left": res.RecoveryCodesLeft,
 		})
 	} else {
@@ -247,6 +206,93 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	a.audit(outcomeSuccess, slog.Bool("remember", ps.Remember), slog.String("second_factor", res.SecondFactor),
 		slog.Int("recovery_codes_left", res.RecoveryCodesLeft))
+}
+
+// codeStep is a code sent between the password and the session: for the
+// second factor, or for the enrolment a role requires.
+type codeStep struct {
+	a    *loginAttempt
+	code string
+	rec  cloakroom.AuxRecord
+	ps   pendingSignIn
+	pin  cloakroom.Pin // the user's sessions as they were before the check
+}
+
+// startCodeStep is what both code steps begin with: the code read, the
+// pending sign-in (enrol: the pending enrolment) found, this attempt
+// counted before the check, atomically, so that two requests racing with
+// one pending sign-in cannot both spend the same attempt, and the pin
+// taken. It answers and reports false when the step cannot go on.
+func (p *signInPages) startCodeStep(w http.ResponseWriter, r *http.Request, enrol bool) (*codeStep, bool) {
+	ctx := r.Context()
+	code, isJSON, bad := readCode(w, r)
+	a := &loginAttempt{p: p, w: w, r: r, s: p.sessions.Session(r), isJSON: isJSON}
+	if bad != nil {
+		a.fail(bad.Status, bad.Code, bad.Message)
+		a.audit(outcomeBadRequest, slog.String("reason", bad.Message))
+		return nil, false
+	}
+	rec, ps, found, err := p.pending(r, enrol)
+	if err != nil {
+		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+		return nil, false
+	}
+	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
+	switch {
+	case enrol && (!found || ps.Sealed == ""):
+		p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
+		a.audit(outcomeInvalid, slog.String("reason", "no pending enrolment"))
+		return nil, false
+	case !found:
+		w.Header().Add("Set-Cookie", pendingCookieLine(""))
+		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
+		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"))
+		return nil, false
+	}
+	ps.Attempts++
+	rec.Version++
+	rec.Data, _ = json.Marshal(ps)
+	if err := p.sessions.Store().CommitAux(ctx, rec); err != nil {
+		const busy = "Another attempt with this sign-in is under way. Try again."
+		switch {
+		case (errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound)) && enrol:
+			a.fail(http.StatusConflict, "conflict", busy)
+			a.audit(outcomeInvalid, slog.String("reason", "conflict"))
+			return nil, false
+		case errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound):
+			a.codeFailed(http.StatusConflict, "conflict", busy, ps)
+			return nil, false
+		}
+		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+		return nil, false
+	}
+	pin, err := p.sessions.Pin(ctx, ps.User)
+	if err != nil {
+		a.refused(err)
+		return nil, false
+	}
+	return &codeStep{a: a, code: code, rec: rec, ps: ps, pin: pin}, true
+}
+
+// admitAfterCode ends the pending state, first use only (if that fails,
+// no session is started from it), and admits the session of id. It
+// answers and reports false when it could not.
+func (p *signInPages) admitAfterCode(st *codeStep, id signin.Identity) bool {
+	a, ctx := st.a, st.a.r.Context()
+	if err := p.sessions.Store().DeleteAux(ctx, st.rec.Key); err != nil {
+		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		a.audit(outcomeError, slog.String("reason", "pending sign-in not ended"))
+		return false
+	}
+	a.w.Header().Add("Set-Cookie", pendingCookieLine(""))
+	err := p.timeStore("login", func() error { return p.admission.Admit(ctx, a.r, a.w.Header(), id) })
+	if err != nil {
+		a.refused(err)
+		return false
+	}
+	return true
 }
 
 // endPending deletes a pending sign-in and its cookie.
@@ -298,4 +344,201 @@ func readCode(w http.ResponseWriter, r *http.Request) (code string, isJSON bool,
 		return "", isJSON, badInput(http.StatusBadRequest, "Enter the 6-digit code from your app, or a recovery code.")
 	}
 	return code, isJSON, nil
+}
+
+// Enrolment at sign-in: a local account whose role requires a second
+// factor (signin.Config.RequireSecondFactor) and that has none gets no
+// session for its password. It gets a pending enrolment instead: the
+// pending sign-in's record and cookie, marked Enrol, living
+// enrolLifetime, which opens only the enrolment of a TOTP app (the
+// secret, its QR code, the confirming code). The confirming code enables
+// the factor and admits the session with amr ["pwd","otp"]; the recovery
+// codes are shown once.
+const (
+	enrolLifetime = accounts.TOTPEnrolmentLifetime
+	// outcomeEnrolmentRequired is the login audit line of a right
+	// password that only opens the enrolment.
+	outcomeEnrolmentRequired = "second_factor_enrolment_required"
+	outcomeEnrolled          = "second_factor_enrolled"
+)
+
+// startEnrolment records a right password of an account that must enrol
+// a second factor first, and sends the browser to the enrolment page (a
+// script gets 401 second_factor_enrolment_required naming it).
+func (p *signInPages) startEnrolment(a *loginAttempt, user accounts.User) {
+	p.startPendingStep(a, pendingSignIn{User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(), Enrol: true},
+		enrolLifetime, "/second-factor/enrol", outcomeEnrolmentRequired, map[string]string{
+			"error":   "second_factor_enrolment_required",
+			"message": "Your role requires two-step verification: set up an authenticator app to sign in.",
+		}, "enrolment_url")
+}
+
+// msgEnrolAgain: the pending enrolment is gone.
+const msgEnrolAgain = "Sign in again: setting up the authenticator app took too long, or was already finished."
+
+// enrolmentGone answers a request without a pending enrolment.
+func (p *signInPages) enrolmentGone(w http.ResponseWriter, r *http.Request, status int, message string) {
+	w.Header().Add("Set-Cookie", pendingCookieLine(""))
+	w.Header().Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		httpjson.Error(w, status, "second_factor_expired", message)
+		return
+	}
+	p.render(w, r, status, "login", pageData{Title: "Sign in", Notice: message, ReturnTo: "/", Providers: p.providerLinks("/")})
+}
+
+// offered returns the enrolment a pending enrolment offers, drawing its
+// secret on the first call and keeping it sealed in the record, so that
+// every later view shows the secret the app scanned.
+func (p *signInPages) offered(r *http.Request, rec cloakroom.AuxRecord, ps pendingSignIn) (accounts.TOTPEnrolment, error) {
+	if ps.Sealed != "" {
+		return p.accounts.OpenTOTPEnrolment(ps.User, ps.Sealed)
+	}
+	e, err := p.accounts.BeginTOTP(r.Context(), ps.User)
+	if err != nil {
+		return accounts.TOTPEnrolment{}, err
+	}
+	ps.Sealed = e.Sealed
+	rec.Version++
+	rec.Data, _ = json.Marshal(ps)
+	if err := p.sessions.Store().CommitAux(r.Context(), rec); err != nil {
+		return accounts.TOTPEnrolment{}, err
+	}
+	return e, nil
+}
+
+// enrolPage is GET {auth}/second-factor/enrol: the secret of a pending
+// enrolment, as text, URI and QR code, with the form for the confirming
+// code; JSON {"secret","uri","expires_at","confirm_url"} for a script.
+func (p *signInPages) enrolPage(w http.ResponseWriter, r *http.Request) {
+	rec, ps, found, err := p.pending(r, true)
+	switch {
+	case err != nil:
+		p.fail(w, r, !wantsJSON(r), err)
+		return
+	case !found:
+		p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
+		return
+	}
+	e, err := p.offered(r, rec, ps)
+	if err != nil {
+		p.enrolmentFailed(w, r, rec.Key, err)
+		return
+	}
+	p.showEnrolment(w, r, http.StatusOK, ps, e, "")
+}
+
+func (p *signInPages) showEnrolment(w http.ResponseWriter, r *http.Request, status int, ps pendingSignIn, e accounts.TOTPEnrolment, errMsg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	if wantsJSON(r) {
+		if errMsg != "" {
+			httpjson.Error(w, status, "invalid_code", errMsg)
+			return
+		}
+		httpjson.Write(w, status, map[string]string{
+			"secret": e.Secret, "uri": e.URI, "expires_at": e.Expires.UTC().Format(time.RFC3339),
+			"confirm_url": p.auth + "/second-factor/enrol",
+		})
+		return
+	}
+	p.render(w, r, status, "totp", pageData{
+		Title: "Set up an authenticator app", Error: errMsg, EnrolAtSignIn: true, Username: ps.User,
+		TOTPSecret: e.Secret, TOTPURI: e.URI, TOTPExpires: formatTime(e.Expires),
+	})
+}
+
+// enrolmentFailed answers an enrolment the accounts refused: expired or
+// already done ends it (sign in again), a missing key file is 503.
+func (p *signInPages) enrolmentFailed(w http.ResponseWriter, r *http.Request, key cloakroom.Key, err error) {
+	switch {
+	case errors.Is(err, accounts.ErrEnrolmentExpired), errors.Is(err, accounts.ErrAlreadyEnrolled), errors.Is(err, accounts.ErrNoSuchUser):
+		p.endPending(r.Context(), key, w)
+		p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
+	default:
+		p.fail(w, r, !wantsJSON(r), totpProblem(err))
+	}
+}
+
+// enrolQR is GET {auth}/second-factor/enrol/qr: the QR code of the
+// pending enrolment's secret, once the page drew it.
+func (p *signInPages) enrolQR(w http.ResponseWriter, r *http.Request) {
+	_, ps, found, err := p.pending(r, true)
+	var e accounts.TOTPEnrolment
+	if err == nil && found && ps.Sealed != "" {
+		e, err = p.accounts.OpenTOTPEnrolment(ps.User, ps.Sealed)
+	}
+	if err != nil || !found || ps.Sealed == "" {
+		w.Header().Set("Cache-Control", "no-store")
+		http.NotFound(w, r)
+		return
+	}
+	writeQR(w, r, &p.base, e)
+}
+
+// enrol is POST {auth}/second-factor/enrol: the first code of the app.
+// Right, it enables the factor, ends the pending enrolment and admits the
+// session with amr ["pwd","otp"], then shows the recovery codes once.
+func (p *signInPages) enrol(w http.ResponseWriter, r *http.Request) {
+	st, ok := p.startCodeStep(w, r, true)
+	if !ok {
+		return
+	}
+	ctx, a, ps, rec := r.Context(), st.a, st.ps, st.rec
+	// The account must be as it was at the password: a change since
+	// (disabled, deleted, new password) ends the enrolment unconfirmed.
+	user, err := p.accounts.Get(ctx, ps.User)
+	if errors.Is(err, accounts.ErrNoSuchUser) || err == nil && (user.Disabled || user.PasswordChangedAt.UnixMicro() != ps.PasswordChangedAt) {
+		p.endPending(ctx, rec.Key, w)
+		a.refused(accounts.ErrInvalidCredentials)
+		return
+	}
+	if err != nil {
+		a.refused(err)
+		return
+	}
+	codes, err := p.accounts.ConfirmTOTP(ctx, ps.User, ps.Sealed, st.code)
+	switch {
+	case errors.Is(err, accounts.ErrInvalidCode):
+		if ps.Attempts >= maxCodeAttempts {
+			p.endPending(ctx, rec.Key, w)
+			p.enrolmentGone(w, r, http.StatusUnauthorized, "Wrong code, too many times. Sign in again.")
+			a.audit(outcomeInvalid, slog.String("reason", "invalid_code"), slog.Int("attempt", ps.Attempts))
+			return
+		}
+		e, oerr := p.accounts.OpenTOTPEnrolment(ps.User, ps.Sealed)
+		if oerr != nil {
+			p.enrolmentFailed(w, r, rec.Key, oerr)
+			return
+		}
+		p.showEnrolment(w, r, http.StatusUnauthorized, ps, e, "That code is not right. Enter the code your app shows now.")
+		a.audit(outcomeInvalid, slog.String("reason", "invalid_code"), slog.Int("attempt", ps.Attempts))
+		return
+	case err != nil:
+		p.enrolmentFailed(w, r, rec.Key, err)
+		a.audit(outcomeInvalid, slog.String("reason", totpOutcome(err)))
+		return
+	}
+	// The factor is on from here: if the session cannot start, the next
+	// sign-in asks for its code.
+	if !p.admitAfterCode(st, signin.Identity{
+		UserID: signin.LocalUser(user.Name), Method: signin.Password,
+		AMR:      []string{signin.AMRPassword, signin.AMROTP},
+		AuthTime: p.now(), Email: user.Email, Roles: user.Roles, Pin: st.pin, Persistent: ps.Remember,
+	}) {
+		return
+	}
+	a.userName = user.Name
+	w.Header().Set("Cache-Control", "no-store")
+	if a.isJSON {
+		httpjson.Write(w, http.StatusOK, map[string]any{
+			"user": user.Name, "email": user.Email, "roles": signin.Roles(a.s), "csrf_token": a.s.CSRFToken(),
+			"second_factor": "totp", "recovery_codes": codes,
+		})
+	} else {
+		p.render(w, r, http.StatusOK, "totp", pageData{
+			Title: "Save your recovery codes", User: user.Name, CSRFToken: a.s.CSRFToken(), RecoveryCodes: codes,
+			EnrolAtSignIn: true, ReturnTo: httpx.SafeReturnTo(ps.ReturnTo),
+		})
+	}
+	a.audit(outcomeSuccess, slog.String("second_factor", outcomeEnrolled), slog.Bool("remember", ps.Remember))
 }
