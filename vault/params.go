@@ -404,6 +404,11 @@ func stripMultipart(body []byte, contentType string, names paramNames) ([]byte, 
 			}
 			j += 2
 		}
+		if partStart >= 0 && lineStart < headersAt {
+			// "--b\r\n--b--": the line break that ends one delimiter line
+			// cannot also start the next; there is no part between them.
+			return nil, bad("a delimiter line right after another")
+		}
 		if partStart >= 0 {
 			drop, err := partStripped(body[headersAt:lineStart], names)
 			if err != nil {
