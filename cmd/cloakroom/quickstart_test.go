@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/cloakroom/cloakroom/internal/browsertest"
+	"github.com/cloakroom/cloakroom/internal/doctest"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
 )
 
@@ -56,7 +55,7 @@ func TestGatewayQuickStartAsWritten(t *testing.T) {
 	if !strings.Contains(string(readme), "TestGatewayQuickStartAsWritten") {
 		t.Error("the README does not name this test, which keeps its quick start true")
 	}
-	blocks := shellBlocks(markdownSection(string(readme), "## Gateway quick start"))
+	blocks := doctest.ShellBlocks(doctest.Section(string(readme), "## Gateway quick start"))
 	if len(blocks) != 2 {
 		t.Fatalf("the quick start has %d sh blocks, want 2 (start the gateway; add a user in a second terminal)", len(blocks))
 	}
@@ -71,12 +70,12 @@ func TestGatewayQuickStartAsWritten(t *testing.T) {
 	}
 	lockQuickStartPorts(t)
 	for _, addr := range []string{quickStartPublic, quickStartAdmin} {
-		waitUntilFree(t, addr)
+		doctest.WaitFree(t, addr, "the quick start listens there; is a gateway from it still running?")
 	}
 	before := rootEntries(t, root)
 
 	home := t.TempDir()
-	env := newcomerEnv(t, home)
+	env := doctest.NewcomerEnv(t, home)
 	cmd := exec.Command("bash", "-e", "-c", gatewayScript)
 	cmd.Dir, cmd.Env = root, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -251,64 +250,6 @@ func signInWithSamplePage(t *testing.T, url, password string) {
 	}
 }
 
-// markdownSection returns the text under heading, up to the next heading
-// of the same level.
-func markdownSection(doc, heading string) string {
-	_, rest, found := strings.Cut(doc, "\n"+heading+"\n")
-	if !found {
-		return ""
-	}
-	level := heading[:strings.Index(heading, " ")+1]
-	if i := strings.Index(rest, "\n"+level); i >= 0 {
-		rest = rest[:i]
-	}
-	return rest
-}
-
-// shellBlocks returns the fenced ```sh blocks of a Markdown text, in order.
-func shellBlocks(doc string) []string {
-	var blocks []string
-	var cur []string
-	inside := false
-	for line := range strings.SplitSeq(doc, "\n") {
-		switch {
-		case !inside && line == "```sh":
-			inside, cur = true, nil
-		case inside && line == "```":
-			inside = false
-			blocks = append(blocks, strings.Join(cur, "\n"))
-		case inside:
-			cur = append(cur, line)
-		}
-	}
-	return blocks
-}
-
-// newcomerEnv is the environment of someone who has just cloned the
-// repository: a HOME of its own, none of the project's CLOAKROOM_* settings
-// and no outer make, but the Go caches where they are, so that a HOME of
-// its own does not mean a cold build.
-func newcomerEnv(t *testing.T, home string) []string {
-	t.Helper()
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "CLOAKROOM_") || slices.Contains([]string{"HOME", "TMPDIR", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}, name) {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "HOME="+home, "TMPDIR="+t.TempDir())
-	for _, name := range []string{"GOCACHE", "GOMODCACHE", "GOPATH"} {
-		out, err := exec.Command("go", "env", name).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		env = append(env, name+"="+strings.TrimSpace(string(out)))
-	}
-	return env
-}
-
 // rootEntries lists the names in the clone's root folder.
 func rootEntries(t *testing.T, root string) []string {
 	t.Helper()
@@ -330,7 +271,7 @@ func lockQuickStartPorts(t *testing.T) {
 	t.Helper()
 	f, err := os.OpenFile(filepath.Join(os.TempDir(), "cloakroom-quickstart-ports.lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		// Another user's lock file: waitUntilFree still waits for the ports.
+		// Another user's lock file: doctest.WaitFree still waits for the ports.
 		t.Logf("running without the ports' lock: %v", err)
 		return
 	}
@@ -339,23 +280,6 @@ func lockQuickStartPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() }) // closing releases the lock, after the gateway has stopped
-}
-
-// waitUntilFree waits until addr can be listened on, as another run of
-// this test may still be releasing it, and fails the test when it stays
-// taken: the quick start needs it.
-func waitUntilFree(t *testing.T, addr string) {
-	t.Helper()
-	var err error
-	for range 300 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatal(fmt.Errorf("%s stays taken (the quick start listens there; is a gateway from it still running?): %w", addr, err))
 }
 
 // answers reports whether a GET of url gets 200.

@@ -2,8 +2,6 @@ package conduit
 
 import (
 	"bytes"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,29 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloakroom/cloakroom/internal/doctest"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
 )
-
-// shBlocks returns the fenced ```sh blocks of a Markdown text in order,
-// with the indentation of a list item removed.
-func shBlocks(doc string) []string {
-	var blocks []string
-	var cur []string
-	in, indent := false, ""
-	for line := range strings.SplitSeq(doc, "\n") {
-		trimmed := strings.TrimLeft(line, " ")
-		switch {
-		case !in && trimmed == "```sh":
-			in, indent, cur = true, line[:len(line)-len(trimmed)], nil
-		case in && trimmed == "```":
-			in = false
-			blocks = append(blocks, strings.Join(cur, "\n"))
-		case in:
-			cur = append(cur, strings.TrimPrefix(line, indent))
-		}
-	}
-	return blocks
-}
 
 // The guide's ports: the example app's API, the gateway, its admin
 // listener.
@@ -60,7 +38,7 @@ func TestMigrateGuideAsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := shBlocks(string(doc))
+	blocks := doctest.ShellBlocks(string(doc))
 	script := strings.Join(blocks, "\n")
 	for _, want := range []string{"go build", "conduit -write-spa dist", "vault.keys", "cloakroom serve", "--public /", "--vault-end-forgotten /api/"} {
 		if !strings.Contains(script, want) {
@@ -68,20 +46,11 @@ func TestMigrateGuideAsWritten(t *testing.T) {
 		}
 	}
 	for _, addr := range guidePorts {
-		waitFree(t, addr)
+		doctest.WaitFree(t, addr, "the guide's commands need it")
 	}
 
 	home := t.TempDir()
-	env := append(os.Environ(), "HOME="+home, "TMPDIR="+t.TempDir())
-	// The Go caches stay where they are: a HOME of its own must not mean
-	// a cold build.
-	for _, name := range []string{"GOCACHE", "GOMODCACHE", "GOPATH"} {
-		out, err := exec.Command("go", "env", name).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		env = append(env, name+"="+strings.TrimSpace(string(out)))
-	}
+	env := doctest.NewcomerEnv(t, home)
 	cmd := exec.Command("bash", "-e", "-c", script)
 	cmd.Dir, cmd.Env = root, env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -154,20 +123,4 @@ func TestMigrateGuideAsWritten(t *testing.T) {
 	if out := output.String(); strings.Contains(out, "eyJ") {
 		t.Errorf("the gateway's or the app's output holds a JWT:\n%s", out)
 	}
-}
-
-// waitFree waits until addr can be listened on: another test may hold it
-// for a moment. It fails the test when addr stays taken.
-func waitFree(t *testing.T, addr string) {
-	t.Helper()
-	var err error
-	for range 300 {
-		var l net.Listener
-		if l, err = net.Listen("tcp", addr); err == nil {
-			l.Close()
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	t.Fatal(fmt.Errorf("the guide's address %s stays taken (the guide's commands need it): %w", addr, err))
 }
