@@ -154,7 +154,7 @@ func TestSPAInBrowser(t *testing.T) {
 
 func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, browsertest.Timeout)
 	defer cancel()
 	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr))
 	if err != nil {
@@ -165,7 +165,7 @@ func evalJS[T any](t *testing.T, ctx context.Context, expr string) T {
 
 func waitStatus(t *testing.T, ctx context.Context, status string) {
 	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, browsertest.Timeout)
 	defer cancel()
 	q, _ := json.Marshal(status)
 	expr := `document.getElementById("status").textContent === ` + string(q)
