@@ -273,7 +273,7 @@ func TestDeployDocShowsTheTestedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"nginx.conf", "Caddyfile", "traefik.yml"} {
+	for _, name := range []string{"nginx.conf", "Caddyfile", "traefik.yml", "ingress-nginx.yaml"} {
 		if conf := readConfig(t, name); !strings.Contains(string(doc), conf) {
 			t.Errorf("docs/deploy.md does not show forwardauth/testdata/%s verbatim", name)
 		}

@@ -30,6 +30,12 @@ if ! have nginx && [ ! -x /usr/sbin/nginx ]; then
 	echo "test-deps: installing nginx (forward-auth tests)"
 	apt_install nginx
 fi
+# The ingress-nginx test loads set_misc (and the ndk it needs), as
+# ingress-nginx does.
+if [ ! -e /usr/lib/nginx/modules/ngx_http_set_misc_module.so ]; then
+	echo "test-deps: installing nginx's set_misc module (ingress-nginx test)"
+	apt_install libnginx-mod-http-set-misc
+fi
 if ! have caddy; then
 	echo "test-deps: installing caddy (forward-auth tests)"
 	apt_install caddy

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -31,9 +32,29 @@ type ProxyServer struct {
 // is skipped, or fails when $CLOAKROOM_REQUIRE_SERVICES is 1.
 func StartNginx(t testing.TB, site func(listen string) string) *ProxyServer {
 	t.Helper()
+	return StartNginxWithModules(t, nil, site)
+}
+
+// NginxModuleDir is where Debian's nginx module packages put their
+// dynamic modules.
+const NginxModuleDir = "/usr/lib/nginx/modules"
+
+// StartNginxWithModules is StartNginx with the dynamic modules named
+// (file names in NginxModuleDir, such as "ngx_http_set_misc_module.so")
+// loaded first. A missing module is treated as a missing nginx.
+func StartNginxWithModules(t testing.TB, modules []string, site func(listen string) string) *ProxyServer {
+	t.Helper()
 	bin, err := findBinary("nginx", "/usr/sbin/nginx")
 	if err != nil {
 		proxyUnavailable(t, "nginx", err)
+	}
+	var load strings.Builder
+	for _, m := range modules {
+		path := filepath.Join(NginxModuleDir, m)
+		if _, err := os.Stat(path); err != nil {
+			proxyUnavailable(t, "nginx module "+m, fmt.Errorf("%w (scripts/test-deps.sh installs it)", err))
+		}
+		fmt.Fprintf(&load, "load_module %s;\n", path)
 	}
 	srv, err := startProxy(t, func(dir, listen string) (*exec.Cmd, error) {
 		for _, sub := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {
@@ -41,7 +62,7 @@ func StartNginx(t testing.TB, site func(listen string) string) *ProxyServer {
 				return nil, err
 			}
 		}
-		conf := fmt.Sprintf(`daemon off;
+		conf := fmt.Sprintf(`%[3]sdaemon off;
 master_process off;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
@@ -55,7 +76,7 @@ http {
     scgi_temp_path %[1]s/scgi;
 %[2]s
 }
-`, dir, site(listen))
+`, dir, site(listen), load.String())
 		path := filepath.Join(dir, "nginx.conf")
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			return nil, err
