@@ -70,6 +70,9 @@ func FuzzParseHeaders(f *testing.F) {
 				t.Fatalf("%q read as %q, written and read again as %q, %v", value, id, again, err)
 			}
 		}
+		if len(text) > MaxHeaderSize/8 {
+			return // the writers may write what the parsers refuse as oversized
+		}
 		printable := dropUnprintableBytes(text)
 		got, err := ParseChallenges(ChallengeHeader(text, text))
 		if err != nil || len(got) != 1 || got[0] != (Challenge{printable, printable}) {
