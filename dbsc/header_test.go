@@ -64,12 +64,14 @@ func TestChallengeHeader(t *testing.T) {
 }
 
 func TestParseSessionIDAndResponse(t *testing.T) {
-	for value, want := range map[string]string{`"session-id"`: "session-id", ` "a\"b";x=1 `: `a"b`} {
+	// Quoted as the specification has it, or raw as Chromium 156 sends it.
+	for value, want := range map[string]string{`"session-id"`: "session-id", ` "a\"b";x=1 `: `a"b`,
+		`session-id`: "session-id", `9-x_Y.z`: "9-x_Y.z", `a b"c`: `a b"c`, " s1\t": "s1"} {
 		if got, err := ParseSessionID(value); err != nil || got != want {
 			t.Errorf("%q: %q, %v", value, got, err)
 		}
 	}
-	for _, bad := range []string{``, `""`, `session-id`, `"a", "b"`, `("a")`, `"a";`, `"a`, "\"a\tb\""} {
+	for _, bad := range []string{``, " ", `""`, `"a", "b"`, `"a";`, `"a`, "\"a\tb\"", "a\x00b", "caf\xc3\xa9", strings.Repeat("a", MaxHeaderSize+1)} {
 		if got, err := ParseSessionID(bad); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%q: %q, %v", bad, got, err)
 		}
