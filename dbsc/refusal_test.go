@@ -47,7 +47,14 @@ func TestRefusals(t *testing.T) {
 	rand.Read(smallRSA)
 	smallRSA[0] |= 0x80
 	smallRSA[127] |= 1
+	bigRSA := make([]byte, MaxRSABits/8+1) // 8200 bits
+	rand.Read(bigRSA)
+	bigRSA[0] |= 0x80
+	bigRSA[len(bigRSA)-1] |= 1
 	rsaJWK := newRS256(t).jwk()
+	evenModulus := newRS256(t).rsa.N.Bytes()
+	evenModulus = append([]byte(nil), evenModulus...)
+	evenModulus[len(evenModulus)-1] &^= 1
 	other := newES256(t)
 
 	// An ES256 signature in DER, as crypto/ecdsa writes it by default.
@@ -108,6 +115,8 @@ func TestRefusals(t *testing.T) {
 		{"jwk kty oct", s.sign(t, header(map[string]any{"jwk": map[string]any{"kty": "oct", "k": "c2VjcmV0"}}), payload), ErrKey},
 		{"ES256 proof with an RSA key", s.sign(t, header(map[string]any{"jwk": rsaJWK}), payload), ErrKey},
 		{"RSA 1024 bits", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": b64.EncodeToString(smallRSA), "e": "AQAB"}}), payload), ErrKey},
+		{"RSA 8200 bits", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": b64.EncodeToString(bigRSA), "e": "AQAB"}}), payload), ErrKey},
+		{"RSA even modulus", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": b64.EncodeToString(evenModulus), "e": "AQAB"}}), payload), ErrKey},
 		{"RSA exponent 3", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": rsaJWK["n"], "e": "Aw"}}), payload), ErrKey},
 		{"RSA exponent with a leading zero", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": rsaJWK["n"], "e": "AAEAAQ"}}), payload), ErrKey},
 		{"RSA modulus with a leading zero", s.sign(t, header(map[string]any{"alg": "RS256", "jwk": map[string]any{"kty": "RSA", "n": b64.EncodeToString(append([]byte{0}, newRS256(t).rsa.N.Bytes()...)), "e": "AQAB"}}), payload), ErrKey},
