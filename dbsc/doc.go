@@ -26,6 +26,16 @@
 // non-canonical base64url, a proof over MaxProofSize or a jwk over
 // MaxJWKSize. Verification takes time linear in the input.
 //
+// # Headers
+//
+// The server writes Secure-Session-Registration (Registration.Header) and
+// Secure-Session-Challenge (ChallengeHeader) as the specification has them,
+// which Chromium 156 reads. The parsers are strict RFC 8941 readers with a
+// MaxHeaderSize bound, failing with errors that wrap ErrMalformed; for the
+// two request headers they also take the raw forms Chromium 156 sends
+// (the JWT and the session identifier unquoted). Challenges and session
+// identifiers should be base64url, which every form carries unchanged.
+//
 // # Interoperability vectors
 //
 // The public DBSC vectors of CloudNua/dbsc-server (testdata/vectors) all
