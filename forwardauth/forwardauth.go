@@ -217,18 +217,7 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		return
 	}
 	d := h.decisions.Get().(*decision)
-	d.w, d.r, d.f, d.rule, d.path = w, r, f, rule, path
-	for _, name := range forwardedHeaders {
-		if v := r.Header[name]; len(v) > 0 {
-			d.header[name] = v
-		}
-	}
-	d.original = http.Request{
-		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: d.header,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
-	}
-	// WithContext's copy stays on the stack: the request lives in d.
-	d.original = *d.original.WithContext(r.Context())
+	d.prepare(w, r, f, u, rule, path)
 	// The middleware's own answers (a new or expired cookie, its refusal
 	// page) go to d, which drops them: the decision writes only its own
 	// headers, to w.
@@ -410,6 +399,27 @@ type decision struct {
 	original   http.Request // rebuilt from the forwarded data, for the core
 	header     http.Header  // original's: the forwardedHeaders present
 	dropped    http.Header  // the middleware's answer headers
+}
+
+// prepare fills d for a decision: the original request as the core is to
+// see it. Not inlined: the request's temporary copies stay in this frame,
+// off the stack the session lookup below decide grows into (a new
+// connection's goroutine starts small, and growing it copies the stack).
+//
+//go:noinline
+func (d *decision) prepare(w http.ResponseWriter, r *http.Request, f forwarded, u *url.URL, rule Rule, path string) {
+	d.w, d.r, d.f, d.rule, d.path = w, r, f, rule, path
+	for _, name := range forwardedHeaders {
+		if v := r.Header[name]; len(v) > 0 {
+			d.header[name] = v
+		}
+	}
+	d.original = http.Request{
+		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: d.header,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
+	}
+	// WithContext's copy stays on the stack: the request lives in d.
+	d.original = *d.original.WithContext(r.Context())
 }
 
 // reset makes d ready for another decision, holding nothing of this one.
