@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
@@ -43,8 +44,9 @@ const (
 // the original request; one decision judges them all. It never sets a
 // cookie. Safe for concurrent use.
 type Handler struct {
-	cfg   Config
-	hosts map[string][]Rule // by lower-case host, longest prefix first
+	cfg       Config
+	hosts     map[string][]Rule // by lower-case host, longest prefix first
+	decisions sync.Pool         // of *decision, each with its middleware and maps
 }
 
 // New validates cfg and builds the handler. Every problem is reported at
@@ -55,6 +57,11 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: cfg, hosts: map[string][]Rule{}}
+	h.decisions.New = func() any {
+		d := &decision{h: h, header: http.Header{}, dropped: http.Header{}}
+		d.middleware = cfg.Sessions.Handler(d)
+		return d
+	}
 	for _, r := range cfg.Rules {
 		if r.Prefix == "" {
 			r.Prefix = "/"
@@ -71,6 +78,10 @@ func New(cfg Config) (*Handler, error) {
 // Prefix is the path under which the handler answers, {auth}/forward/.
 func (h *Handler) Prefix() string { return h.cfg.AuthPrefix + "/forward/" }
 
+// noStore is the Cache-Control of every answer, shared: capped, so an
+// append never writes into it.
+var noStore = []string{"no-store"}[:1:1]
+
 // forwarded is the original request as a proxy describes it.
 type forwarded struct {
 	method string
@@ -84,7 +95,7 @@ type forwarded struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = noStore
 	if !h.fromProxy(r) {
 		h.refuse(w, r, http.StatusForbidden, "not_a_proxy", "Forward-auth decisions are answered to the configured proxies only.", "")
 		return
@@ -205,32 +216,16 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		h.refuse(w, r, http.StatusForbidden, "unknown_host", "This host is not protected by cloakroom.", f.host)
 		return
 	}
-	// Sized to the headers present: a map hinted for all of them would
-	// allocate a full table where most requests fill a small one.
-	present := 0
-	for _, name := range forwardedHeaders {
-		if len(r.Header[name]) > 0 {
-			present++
-		}
-	}
-	header := make(http.Header, present)
-	for _, name := range forwardedHeaders {
-		if v := r.Header[name]; len(v) > 0 {
-			header[name] = v
-		}
-	}
-	// Built on the stack: WithContext's copy is the one allocation.
-	built := http.Request{
-		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: header,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
-	}
-	original := built.WithContext(r.Context())
-	d := &decision{h: h, w: w, r: r, f: f, rule: rule, path: path}
+	d := h.decisions.Get().(*decision)
+	d.prepare(w, r, f, u, rule, path)
 	// The middleware's own answers (a new or expired cookie, its refusal
 	// page) go to d, which drops them: the decision writes only its own
 	// headers, to w.
-	h.cfg.Sessions.Handler(d).ServeHTTP(d, original)
-	if !d.judged {
+	d.middleware.ServeHTTP(d, &d.original)
+	judged := d.judged
+	d.reset()
+	h.decisions.Put(d)
+	if !judged {
 		// The core refused the request as cross-site, or as an unsafe
 		// request on the session cookie with neither Fetch Metadata nor
 		// Origin nor the X-CSRF-Token header.
@@ -385,19 +380,54 @@ func validMethod(m string) bool {
 	return true
 }
 
-// decision is one decision in flight, in one allocation: the handler the
-// core's middleware calls with the session it loaded, and the writer the
-// middleware answers to when its answer is not the decision's (nothing it
-// writes reaches the proxy).
+// decision is one decision in flight: the handler the core's middleware
+// calls with the session it loaded, and the writer the middleware answers
+// to when its answer is not the decision's (nothing it writes reaches the
+// proxy). Decisions are pooled with the middleware around them, the
+// original request and both header maps, so a decision allocates none of
+// them; reset clears every reference to the request before a decision
+// goes back, and nothing the core keeps outlives the middleware's call.
 type decision struct {
-	h      *Handler
-	w      http.ResponseWriter // the proxy's
-	r      *http.Request       // the proxy's
-	f      forwarded
-	rule   Rule
-	path   string
-	judged bool
-	header http.Header // the middleware's, dropped
+	h          *Handler
+	middleware http.Handler        // the core's session middleware around d
+	w          http.ResponseWriter // the proxy's
+	r          *http.Request       // the proxy's
+	f          forwarded
+	rule       Rule
+	path       string
+	judged     bool
+	original   http.Request // rebuilt from the forwarded data, for the core
+	header     http.Header  // original's: the forwardedHeaders present
+	dropped    http.Header  // the middleware's answer headers
+}
+
+// prepare fills d for a decision: the original request as the core is to
+// see it. Not inlined: the request's temporary copies stay in this frame,
+// off the stack the session lookup below decide grows into (a new
+// connection's goroutine starts small, and growing it copies the stack).
+//
+//go:noinline
+func (d *decision) prepare(w http.ResponseWriter, r *http.Request, f forwarded, u *url.URL, rule Rule, path string) {
+	d.w, d.r, d.f, d.rule, d.path = w, r, f, rule, path
+	for _, name := range forwardedHeaders {
+		if v := r.Header[name]; len(v) > 0 {
+			d.header[name] = v
+		}
+	}
+	d.original = http.Request{
+		Method: f.method, URL: u, RequestURI: f.uri, Host: f.host, Header: d.header,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, RemoteAddr: r.RemoteAddr, Body: http.NoBody,
+	}
+	// WithContext's copy stays on the stack: the request lives in d.
+	d.original = *d.original.WithContext(r.Context())
+}
+
+// reset makes d ready for another decision, holding nothing of this one.
+func (d *decision) reset() {
+	d.w, d.r, d.f, d.rule, d.path, d.judged = nil, nil, forwarded{}, Rule{}, "", false
+	d.original = http.Request{}
+	clear(d.header)
+	clear(d.dropped)
 }
 
 func (d *decision) ServeHTTP(_ http.ResponseWriter, or *http.Request) {
@@ -405,11 +435,6 @@ func (d *decision) ServeHTTP(_ http.ResponseWriter, or *http.Request) {
 	d.h.judge(d.w, d.r, or, d.f, d.rule, d.path)
 }
 
-func (d *decision) Header() http.Header {
-	if d.header == nil {
-		d.header = http.Header{}
-	}
-	return d.header
-}
+func (d *decision) Header() http.Header       { return d.dropped }
 func (*decision) Write(b []byte) (int, error) { return len(b), nil }
 func (*decision) WriteHeader(int)             {}

@@ -71,11 +71,64 @@ func HasSecondFactor(s *cloakroom.Session) bool {
 // Roles returns the session's roles (a provider's groups), never nil.
 func Roles(s *cloakroom.Session) []string {
 	raw, ok := s.Get(ValueRoles)
+	if !ok {
+		return []string{}
+	}
+	return parseRoles(raw)
+}
+
+// parseRoles decodes the roles value, never nil. Forward auth reads it on
+// every decision: the list as json.Marshal writes it (no spaces, printable
+// ASCII without escapes) is split in place, in one allocation, and
+// anything else goes through encoding/json, so both ways give the same
+// roles (FuzzParseRoles).
+func parseRoles(raw string) []string {
+	if roles, ok := plainRoles(raw); ok {
+		return roles
+	}
 	var roles []string
-	if !ok || json.Unmarshal([]byte(raw), &roles) != nil || roles == nil {
+	if json.Unmarshal([]byte(raw), &roles) != nil || roles == nil {
 		return []string{} // no roles: said without building an error
 	}
 	return roles
+}
+
+// plainRoles splits a JSON list of strings of printable ASCII without
+// escapes, written without spaces: ["a","b"]. It reports false for any
+// other text, including valid JSON it does not handle.
+func plainRoles(raw string) ([]string, bool) {
+	if len(raw) < 2 || raw[0] != '[' || raw[len(raw)-1] != ']' {
+		return nil, false
+	}
+	body := raw[1 : len(raw)-1]
+	if body == "" {
+		return []string{}, true
+	}
+	roles := make([]string, 0, strings.Count(body, ",")+1)
+	for {
+		if len(body) < 2 || body[0] != '"' {
+			return nil, false
+		}
+		end := 1
+		for end < len(body) && body[end] != '"' {
+			if c := body[end]; c < 0x20 || c > 0x7e || c == '\\' {
+				return nil, false
+			}
+			end++
+		}
+		if end == len(body) {
+			return nil, false
+		}
+		roles = append(roles, body[1:end])
+		body = body[end+1:]
+		if body == "" {
+			return roles, true
+		}
+		if body[0] != ',' {
+			return nil, false
+		}
+		body = body[1:]
+	}
 }
 
 // Email returns the session's email address, or "".

@@ -1,0 +1,5 @@
+//go:build !race
+
+package forwardauth_test
+
+const raceEnabled = false
