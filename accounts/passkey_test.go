@@ -378,3 +378,81 @@ func TestPasskeysOffAndConfig(t *testing.T) {
 		}
 	}
 }
+
+// secondFactor runs the passkey step after name's password, with a at
+// sign count count.
+func (f *fixture) secondFactor(t *testing.T, name string, a *softAuthenticator, count uint32, factor string) (accounts.PasskeyLoginResult, error) {
+	t.Helper()
+	c, err := f.svc.BeginPasskeySecondFactor(t.Context(), name)
+	if err != nil {
+		t.Fatalf("BeginPasskeySecondFactor: %v", err)
+	}
+	if !strings.Contains(string(c.Options), `"allowCredentials"`) || !strings.Contains(string(c.Options), `"userVerification":"preferred"`) {
+		t.Errorf("second-factor options: %s", c.Options)
+	}
+	u, err := f.svc.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: name, State: c.State, Response: a.get(c.Options, count), ClientIP: "192.0.2.1",
+		PasswordChangedAt: u.PasswordChangedAt, Factor: factor,
+	})
+}
+
+// TestPasskeyAsSecondFactor: after the password, one of the account's
+// own passkeys completes the login, with or without user verification
+// (noted in the result); the sign count must grow; a change of the
+// account since the password, another account's ceremony, and an account
+// without passkeys are refused.
+func TestPasskeyAsSecondFactor(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	f.mustAdd(t, "bob", totpPassword)
+
+	res, err := f.secondFactor(t, "alice", a, 1, "")
+	if err != nil {
+		t.Fatalf("VerifyPasskeySecondFactor: %v", err)
+	}
+	if res.User.Name != "alice" || !res.UserVerified || len(res.Devices) == 0 || res.Passkey.SignCount != 1 {
+		t.Errorf("result %+v", res)
+	}
+	a.verify = false // presence only: with the password, still two factors
+	if res, err := f.secondFactor(t, "alice", a, 2, ""); err != nil || res.UserVerified {
+		t.Errorf("presence only: %+v, %v", res, err)
+	}
+	a.verify = true
+	if _, err := f.secondFactor(t, "alice", a, 2, ""); !errors.Is(err, accounts.ErrSignCountWentBack) {
+		t.Errorf("count not above 2: %v, want ErrSignCountWentBack", err)
+	}
+	if _, err := f.secondFactor(t, "alice", a, 3, "other-factor"); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("factor changed since the password: %v, want ErrInvalidCredentials", err)
+	}
+
+	// The password changed between the two steps.
+	c, _ := f.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+	before, _ := f.svc.Get(t.Context(), "alice")
+	if err := f.svc.SetPassword(t.Context(), "alice", "another correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: "alice", State: c.State, Response: a.get(c.Options, 4), PasswordChangedAt: before.PasswordChangedAt,
+	})
+	if !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("password changed since: %v, want ErrInvalidCredentials", err)
+	}
+
+	// alice's ceremony cannot finish bob's login.
+	c, _ = f.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+	bob, _ := f.svc.Get(t.Context(), "bob")
+	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: "bob", State: c.State, Response: a.get(c.Options, 5), PasswordChangedAt: bob.PasswordChangedAt,
+	})
+	if !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("another account's ceremony: %v, want ErrInvalidPasskey", err)
+	}
+	if _, err := f.svc.BeginPasskeySecondFactor(t.Context(), "bob"); !errors.Is(err, accounts.ErrNoSuchPasskey) {
+		t.Errorf("bob has no passkey: %v, want ErrNoSuchPasskey", err)
+	}
+}
