@@ -742,3 +742,53 @@ func protocolReason(err error) string {
 	}
 	return err.Error()
 }
+
+// FactorsReset is what [Service.ResetFactors] removed.
+type FactorsReset struct {
+	// TOTP: the authenticator app and its recovery codes.
+	TOTP bool `json:"totp"`
+	// Passkeys is how many passkeys were removed.
+	Passkeys int `json:"passkeys"`
+}
+
+// Any reports whether anything was removed.
+func (r FactorsReset) Any() bool { return r.TOTP || r.Passkeys > 0 }
+
+// ResetFactors removes every factor of name besides the password: the
+// TOTP factor, its recovery codes and every passkey, in one change of
+// the record (a lost or stolen phone may hold a synced passkey as well
+// as the app). The user signs in with the password alone until they enrol
+// again (or is sent to enrolment, if their role requires a factor). It
+// ends no session; every sign-in waiting between its factors fails.
+func (s *Service) ResetFactors(ctx context.Context, name string) (FactorsReset, error) {
+	if err := ValidateName(name); err != nil {
+		return FactorsReset{}, err
+	}
+	for range 3 {
+		rec, err := s.store.Get(ctx, name)
+		if err != nil {
+			return FactorsReset{}, err
+		}
+		keys, err := decodePasskeys(rec.Passkeys)
+		if err != nil {
+			keys = storedPasskeys{} // unreadable: removed all the same
+		}
+		res := FactorsReset{TOTP: rec.SecondFactor != "", Passkeys: len(keys.Keys)}
+		if rec.SecondFactor == "" && rec.Passkeys == "" {
+			return res, nil
+		}
+		_, err = s.store.Update(ctx, rec.Name, Change{
+			SecondFactor: ptr(""), IfSecondFactor: &rec.SecondFactor,
+			Passkeys: ptr(""), IfPasskeys: &rec.Passkeys,
+		})
+		if errors.Is(err, ErrConflict) {
+			continue // a sign-in or an enrolment raced: read again
+		}
+		if err != nil {
+			return FactorsReset{}, err
+		}
+		s.logger.InfoContext(ctx, "accounts: factors reset", "user", rec.Name, "totp", res.TOTP, "passkeys", res.Passkeys)
+		return res, nil
+	}
+	return FactorsReset{}, fmt.Errorf("accounts: factors changed concurrently: %w", ErrConflict)
+}

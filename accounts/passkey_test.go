@@ -456,3 +456,29 @@ func TestPasskeyAsSecondFactor(t *testing.T) {
 		t.Errorf("bob has no passkey: %v, want ErrNoSuchPasskey", err)
 	}
 }
+
+// TestResetFactorsRemovesPasskeysToo: the reset removes the TOTP factor,
+// its recovery codes and every passkey at once; the passkeys no longer
+// sign in; a second reset finds nothing.
+func TestResetFactorsRemovesPasskeysToo(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a, b := newSoftAuthenticator(t), newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	f.register(t, "alice", b)
+	got, err := f.svc.ResetFactors(t.Context(), "ALICE")
+	if err != nil || got.TOTP || got.Passkeys != 2 || !got.Any() {
+		t.Fatalf("ResetFactors = %+v, %v; want 2 passkeys", got, err)
+	}
+	if list, _ := f.svc.Passkeys(t.Context(), "alice"); len(list) != 0 {
+		t.Errorf("passkeys after the reset: %+v", list)
+	}
+	if _, err := f.signIn(t, a, 1); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("a passkey after the reset: %v, want ErrInvalidPasskey", err)
+	}
+	if got, err := f.svc.ResetFactors(t.Context(), "alice"); err != nil || got.Any() {
+		t.Errorf("second ResetFactors = %+v, %v; want nothing", got, err)
+	}
+	if _, err := f.svc.ResetFactors(t.Context(), "nobody"); !errors.Is(err, accounts.ErrNoSuchUser) {
+		t.Errorf("ResetFactors of nobody: %v", err)
+	}
+}
