@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -68,5 +69,74 @@ func TestFactorStepUpFailsClosed(t *testing.T) {
 	}
 	if !b.loggedIn() {
 		t.Error("the session ended")
+	}
+}
+
+// currentHandle is the handle of b's own session, from its device list.
+func (b *browser) currentHandle(t *testing.T) string {
+	t.Helper()
+	r := b.get("/auth/sessions")
+	var v struct {
+		Sessions []struct {
+			Handle  string `json:"handle"`
+			Current bool   `json:"current"`
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal([]byte(r.Text), &v); err != nil {
+		t.Fatalf("sessions: %d %s", r.Status, r.Text)
+	}
+	for _, s := range v.Sessions {
+		if s.Current {
+			return s.Handle
+		}
+	}
+	t.Fatalf("no current session in %s", r.Text)
+	return ""
+}
+
+// TestRevokeOneDeviceNeedsTheFactorOnceEnrolled: once the account has a
+// second factor, a password-only session cannot end another device's
+// session (the JSON endpoint and the account form), though it can end
+// its own; a session with the code can end the password-only one.
+func TestRevokeOneDeviceNeedsTheFactorOnceEnrolled(t *testing.T) {
+	e := newTOTPEnv(t)
+	passwordOnly, spare := e.browser(), e.browser()
+	csrf := passwordOnly.login("alice")
+	spareCSRF := spare.login("alice")
+	secret, _ := e.enrolTOTP("alice")
+	withCode := e.browser()
+	withCode.postJSON("/auth/login", map[string]string{"username": "alice", "password": password})
+	r := withCode.postJSON("/auth/second-factor", map[string]string{"code": e.totpCode(secret)})
+	if r.Status != http.StatusOK {
+		t.Fatalf("second factor: %d %s", r.Status, r.Text)
+	}
+	codeCSRF := r.json(t)["csrf_token"].(string)
+	target := withCode.currentHandle(t)
+
+	r = passwordOnly.do(http.MethodDelete, "/auth/sessions/"+target, "", "", "X-CSRF-Token", csrf)
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "second_factor_required" {
+		t.Fatalf("DELETE another device from a password-only session: %d %s", r.Status, r.Text)
+	}
+	nav := []string{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"}
+	r = passwordOnly.postForm("/auth/account/revoke", url.Values{"csrf_token": {csrf}, "handle": {target}}, nav...)
+	if r.Status != http.StatusForbidden || !strings.Contains(r.Text, "authenticator app") {
+		t.Fatalf("the account form's revoke from a password-only session: %d %s", r.Status, r.Text)
+	}
+	if !withCode.loggedIn() {
+		t.Fatal("a refused revoke ended the session")
+	}
+
+	// With the code, the other way round works.
+	own := passwordOnly.currentHandle(t)
+	if r := withCode.do(http.MethodDelete, "/auth/sessions/"+own, "", "", "X-CSRF-Token", codeCSRF); r.Status != http.StatusNoContent {
+		t.Fatalf("DELETE the password-only device from the session with the code: %d %s", r.Status, r.Text)
+	}
+	if passwordOnly.loggedIn() {
+		t.Error("the password-only session survived")
+	}
+
+	// A password-only session may still end itself.
+	if r := spare.do(http.MethodDelete, "/auth/sessions/"+spare.currentHandle(t), "", "", "X-CSRF-Token", spareCSRF); r.Status != http.StatusNoContent || spare.loggedIn() {
+		t.Errorf("a password-only session ending itself: %d %s", r.Status, r.Text)
 	}
 }

@@ -98,20 +98,31 @@ var errFactorRequired = &problem{Status: http.StatusForbidden, Code: "second_fac
 // When the account store cannot tell, the action is refused.
 func (u *stepUp) requireFactor(page bool, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := session(r)
-		if signin.KindOfSession(s) == signin.KindLocal && !signin.HasSecondFactor(s) {
-			info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
-			if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
-				u.fail(w, r, page, err)
-				return
-			}
-			if info.TOTP {
-				u.fail(w, r, page, errFactorRequired)
-				return
-			}
+		if u.factorHeld(w, r, page) {
+			next(w, r)
 		}
-		next(w, r)
 	}
+}
+
+// factorHeld is requireFactor's check, for handlers that ask it of some
+// requests only (ending another device's session, not this one's): it
+// answers and reports false when the session lacks the factor its
+// account has.
+func (u *stepUp) factorHeld(w http.ResponseWriter, r *http.Request, page bool) bool {
+	s := session(r)
+	if signin.KindOfSession(s) != signin.KindLocal || signin.HasSecondFactor(s) {
+		return true
+	}
+	info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
+	if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
+		u.fail(w, r, page, err)
+		return false
+	}
+	if info.TOTP {
+		u.fail(w, r, page, errFactorRequired)
+		return false
+	}
+	return true
 }
 
 // refuse answers a step-up the gateway cannot lead the user through
