@@ -46,25 +46,11 @@ func newPasskeyServer(t *testing.T, edit ...func(*accounts.Config)) (*env, strin
 	return e, base
 }
 
-// virtualAuthenticator gives the browser of ctx a platform authenticator
-// (CTAP2, internal transport) that keeps resident keys and verifies its
-// user, with presence tests answered at once.
+// virtualAuthenticator gives the browser of ctx a platform
+// authenticator (see browsertest.VirtualAuthenticator).
 func virtualAuthenticator(t *testing.T, ctx context.Context) webauthn.AuthenticatorID {
 	t.Helper()
-	if _, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{}); err != nil {
-		t.Fatalf("WebAuthn.enable: %v", err)
-	}
-	res, err := chromedp.Call(ctx, webauthn.AddVirtualAuthenticator, webauthn.AddVirtualAuthenticatorParams{
-		Options: &webauthn.VirtualAuthenticatorOptions{
-			Protocol: webauthn.AuthenticatorProtocolCtap2, Ctap2version: webauthn.Ctap2versionCtap21,
-			Transport: webauthn.AuthenticatorTransportInternal, HasResidentKey: true,
-			HasUserVerification: true, IsUserVerified: true, AutomaticPresenceSimulation: true,
-		},
-	})
-	if err != nil {
-		t.Fatalf("WebAuthn.addVirtualAuthenticator: %v", err)
-	}
-	return res.AuthenticatorID
+	return browsertest.VirtualAuthenticator(t, ctx)
 }
 
 // ceremony runs one step that drives a WebAuthn ceremony, with its own
