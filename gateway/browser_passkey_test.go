@@ -89,7 +89,12 @@ func passkeySignIn(t *testing.T, ctx context.Context, base, name string, waitFor
 // passkey no longer signs in. It takes the docs' screenshots of the
 // passkey sign-in and the account page's passkeys.
 func TestBrowserPasskeyFlow(t *testing.T) {
-	e, base := newPasskeyServer(t)
+	keys, err := seal.Generate("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With a key file, as the docs' screenshot of the account page shows.
+	e, base := newPasskeyServer(t, func(c *accounts.Config) { c.Sealer = keys })
 	ctx := browsertest.New(t)
 	virtualAuthenticator(t, ctx)
 
@@ -104,6 +109,7 @@ func TestBrowserPasskeyFlow(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("passkey-name"), "test laptop"),
 		chromedp.Click(chromedp.ID("passkey-add")),
 		chromedp.WaitVisible(chromedp.ID("passkey-create")))
+	screenshot(t, ctx, "passkey-register.png")
 	ceremony(t, ctx, "create the passkey",
 		chromedp.Click(chromedp.ID("passkey-create")),
 		chromedp.WaitVisible(chromedp.ID("passkey-list")))

@@ -150,4 +150,12 @@ func TestPasskeySecondFactorNeedsPendingAndPasskey(t *testing.T) {
 	if b.loggedIn() {
 		t.Error("signed in without the second factor")
 	}
+
+	// The pending sign-in expires for the passkey step as for the code.
+	late := e.browser()
+	late.postJSON("/auth/login", map[string]string{"username": "alice", "password": password})
+	e.clock.Advance(5 * time.Minute)
+	if r := late.postJSON("/auth/second-factor/passkey/begin", map[string]any{}); r.Status != http.StatusUnauthorized || code(r) != "second_factor_expired" {
+		t.Errorf("begin after the pending sign-in expired: %d %s", r.Status, r.Text)
+	}
 }
