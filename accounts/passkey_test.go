@@ -482,3 +482,45 @@ func TestResetFactorsRemovesPasskeysToo(t *testing.T) {
 		t.Errorf("ResetFactors of nobody: %v", err)
 	}
 }
+
+// FuzzPasskeyAnswer sends hostile bytes as the authenticator's answer to
+// a fresh sign-in ceremony, alone and after the password: nothing made
+// before the ceremony's challenge existed can be accepted, every refusal
+// is ErrInvalidPasskey, and the stored passkey is left as it was.
+func FuzzPasskeyAnswer(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AAAA","signature":"AAAA","userHandle":"YWxpY2U"}}`))
+	f.Add([]byte(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vbG9naW4uZXhhbXBsZS5jb20ifQ","authenticatorData":"o3mm9u6vuaVeN4wRgDTidR5oL6ufLTCrE9ISVYbOGUMFAAAAAQ","signature":"MEUCIQ","userHandle":"YWxpY2U"}}`))
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		fx := newPasskeyFixture(t)
+		a := newSoftAuthenticator(t)
+		fx.register(t, "alice", a)
+		before, _ := fx.svc.Passkeys(t.Context(), "alice")
+
+		c, err := fx.svc.BeginPasskeyLogin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := fx.svc.PasskeyLogin(t.Context(), c.State, answer); !errors.Is(err, accounts.ErrInvalidPasskey) {
+			t.Fatalf("PasskeyLogin(%q) = %+v, %v; want ErrInvalidPasskey", answer, res, err)
+		}
+		c, err = fx.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := fx.svc.Get(t.Context(), "alice")
+		res, err := fx.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+			Name: "alice", State: c.State, Response: answer, ClientIP: "192.0.2.1", PasswordChangedAt: u.PasswordChangedAt,
+		})
+		if !errors.Is(err, accounts.ErrInvalidPasskey) {
+			var throttled *accounts.ThrottledError
+			if !errors.As(err, &throttled) {
+				t.Fatalf("VerifyPasskeySecondFactor(%q) = %+v, %v; want ErrInvalidPasskey", answer, res, err)
+			}
+		}
+		if after, _ := fx.svc.Passkeys(t.Context(), "alice"); len(after) != 1 || after[0] != before[0] {
+			t.Fatalf("the stored passkey changed: %+v, was %+v", after, before)
+		}
+	})
+}
