@@ -57,9 +57,10 @@ func (p *signInPages) passkeyFactorBegin(w http.ResponseWriter, r *http.Request)
 	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
 	if !found || ps.Attempts >= maxCodeAttempts {
 		if found {
-			p.endPending(ctx, rec.Key, w)
+			p.endPending(ctx, rec.Key, w) // its attempts are spent
+		} else {
+			w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		}
-		w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
 		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"), slog.String("method", "passkey"))
 		return
