@@ -6,6 +6,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
 )
 
 // TestRevokeOthersNeedsTheFactorOnceEnrolled: once an account has a second
@@ -138,5 +142,49 @@ func TestRevokeOneDeviceNeedsTheFactorOnceEnrolled(t *testing.T) {
 	// A password-only session may still end itself.
 	if r := spare.do(http.MethodDelete, "/auth/sessions/"+spare.currentHandle(t), "", "", "X-CSRF-Token", spareCSRF); r.Status != http.StatusNoContent || spare.loggedIn() {
 		t.Errorf("a password-only session ending itself: %d %s", r.Status, r.Text)
+	}
+}
+
+// TestFactorRoutesNeedTheSecondFactor: under a FactorRoutes prefix, a
+// session signed in with the password alone gets 403
+// second_factor_required (a page for a navigation) and the upstream sees
+// nothing; the same user's session with the code passes; other routes
+// are not asked.
+func TestFactorRoutesNeedTheSecondFactor(t *testing.T) {
+	keys, err := seal.Generate("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWithAccounts(t, func(c *accounts.Config) { c.Sealer = keys },
+		func(c *gateway.Config) { c.FactorRoutes = []string{"/api/admin/"} })
+	passwordOnly := e.browser()
+	passwordOnly.login("alice")
+	secret, _ := e.enrolTOTP("alice")
+	withCode := e.browser()
+	withCode.postJSON("/auth/login", map[string]string{"username": "alice", "password": password})
+	if r := withCode.postJSON("/auth/second-factor", map[string]string{"code": e.totpCode(secret)}); r.Status != http.StatusOK {
+		t.Fatalf("second factor: %d %s", r.Status, r.Text)
+	}
+
+	before := e.api.hits.Load()
+	r := passwordOnly.get("/api/admin/users")
+	if r.Status != http.StatusForbidden || r.json(t)["error"] != "second_factor_required" {
+		t.Fatalf("a factor route from a password-only session: %d %s", r.Status, r.Text)
+	}
+	if page := passwordOnly.get("/api/admin", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document"); page.Status != http.StatusForbidden || !strings.Contains(page.Text, "two-step verification") {
+		t.Errorf("a navigation to the factor route: %d %s", page.Status, page.Text)
+	}
+	if e.api.hits.Load() != before {
+		t.Error("the upstream saw a refused request")
+	}
+	if r := passwordOnly.get("/api/notes"); r.Status != http.StatusOK {
+		t.Errorf("another route from the password-only session: %d %s", r.Status, r.Text)
+	}
+	if r := withCode.get("/api/admin/users"); r.Status != http.StatusOK {
+		t.Errorf("the factor route from the session with the code: %d %s", r.Status, r.Text)
+	}
+
+	if _, err := gateway.New(func() gateway.Config { c := e.cfg; c.FactorRoutes = []string{"api/"}; return c }()); err == nil {
+		t.Error("a factor route without a leading / was accepted")
 	}
 }

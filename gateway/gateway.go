@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cloakroom/cloakroom/internal/httpx"
@@ -76,7 +77,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	revoke := &revocations{base: b}
 	pw := &passwords{base: b, admission: cfg.Admission, accounts: cfg.Accounts, revoke: revoke}
-	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts}
+	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts,
+		factorRoutes: slices.Clone(cfg.FactorRoutes)}
 	totp := &totpEnrolment{base: b, accounts: cfg.Accounts}
 	pk := &passkeyPages{base: b, accounts: cfg.Accounts}
 	h := handlers{

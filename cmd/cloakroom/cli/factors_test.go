@@ -119,6 +119,8 @@ func TestRequireSecondFactorChecked(t *testing.T) {
 		{[]string{"--require-second-factor", "admin,ops", "--totp-keys-file", keys}, ""},
 		{[]string{"--require-second-factor", "admin"}, "--require-second-factor needs --totp-keys-file: local accounts of roles admin must be able to set up an authenticator app"},
 		{[]string{"--require-second-factor", "a b", "--totp-keys-file", keys}, `--require-second-factor "a b": a role is 1 to 128 characters without spaces`},
+		{[]string{"--require-factor-route", "/api/admin/", "--require-factor-route", "/api/billing/"}, ""},
+		{[]string{"--require-factor-route", "api/admin/"}, `--require-factor-route "api/admin/": want a path prefix starting with /`},
 	} {
 		r := run(t, "", append(base, tc.args...)...)
 		switch {
