@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/seal"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // TestRevokeOthersNeedsTheFactorOnceEnrolled: once an account has a second
@@ -187,4 +190,42 @@ func TestFactorRoutesNeedTheSecondFactor(t *testing.T) {
 	if _, err := gateway.New(func() gateway.Config { c := e.cfg; c.FactorRoutes = []string{"api/"}; return c }()); err == nil {
 		t.Error("a factor route without a leading / was accepted")
 	}
+}
+
+// TestProxyCarriesAMR: how the user signed in reaches the upstream, in
+// X-Forwarded-Amr (a forged one from the browser dropped) and in the
+// internal JWT's amr claim: pwd after the password, pwd and otp after the
+// code.
+func TestProxyCarriesAMR(t *testing.T) {
+	e := newTOTPEnv(t)
+	jwks := e.browser().get("/.well-known/jwks.json")
+	check := func(b *browser, want []string) {
+		t.Helper()
+		r := b.get("/api/data", "X-Forwarded-Amr", "hwk,mfa")
+		var got struct {
+			Headers http.Header `json:"headers"`
+		}
+		if err := json.Unmarshal([]byte(r.Text), &got); err != nil || r.Status != http.StatusOK {
+			t.Fatalf("proxied: %d %s", r.Status, r.Text)
+		}
+		if v := got.Headers.Values("X-Forwarded-Amr"); len(v) != 1 || v[0] != strings.Join(want, ",") {
+			t.Errorf("X-Forwarded-Amr %q, want %q", v, strings.Join(want, ","))
+		}
+		token := strings.TrimPrefix(got.Headers.Get("Authorization"), "Bearer ")
+		claims, err := upstreamjwt.Verify(token, []byte(jwks.Text), "/api/", time.Now())
+		if err != nil || !slices.Equal(claims.AMR, want) || !slices.Equal(claims.Identity().AMR, want) {
+			t.Errorf("JWT amr %q (%v), want %q", claims.AMR, err, want)
+		}
+	}
+	passwordOnly := e.browser()
+	passwordOnly.login("alice")
+	check(passwordOnly, []string{"pwd"})
+
+	secret, _ := e.enrolTOTP("alice")
+	withCode := e.browser()
+	withCode.postJSON("/auth/login", map[string]string{"username": "alice", "password": password})
+	if r := withCode.postJSON("/auth/second-factor", map[string]string{"code": e.totpCode(secret)}); r.Status != http.StatusOK {
+		t.Fatalf("second factor: %d %s", r.Status, r.Text)
+	}
+	check(withCode, []string{"pwd", "otp"})
 }
