@@ -64,3 +64,28 @@ func Example() {
 	// true password has 3 characters, at least 8 needed
 	// accounts: invalid user name or password
 }
+
+// An administrator's reset after a lost phone removes every factor but
+// the password, passkeys included, and says what it removed.
+func ExampleService_ResetFactors() {
+	ctx := context.Background()
+	users := accounts.New(memaccounts.New(), accounts.Config{
+		RevokeSessions: accounts.NoSessions,
+		Throttle:       memaccounts.NewThrottle(0),
+		Logger:         slog.New(slog.DiscardHandler),
+		Passkeys:       accounts.PasskeyConfig{RPID: "example.com", Origins: []string{"https://login.example.com"}},
+	})
+	if err := users.Add(ctx, "alice", "correct horse battery staple", nil, ""); err != nil {
+		panic(err)
+	}
+	// Without a factor, nothing changes.
+	removed, err := users.ResetFactors(ctx, "alice")
+	fmt.Println(removed.Any(), removed.TOTP, removed.Passkeys, err)
+	// Nor does the passkey step after the password start: alice has none.
+	_, err = users.BeginPasskeySecondFactor(ctx, "alice")
+	fmt.Println(err)
+
+	// Output:
+	// false false 0 <nil>
+	// accounts: no such passkey
+}

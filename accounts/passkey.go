@@ -454,12 +454,16 @@ type PasskeyLoginResult struct {
 	// Passkey is the passkey used, after the sign-in.
 	Passkey PasskeyInfo
 	// UserVerified: the authenticator verified the user (a PIN or a
-	// biometric) in this ceremony: two factors. Always true: the sign-in
-	// requires it.
+	// biometric) in this ceremony. Always true for a sign-in with the
+	// passkey alone: it requires it.
 	UserVerified bool
 	// Synced: a backup-eligible (synced) passkey, a key held in
 	// software; otherwise bound to its device's hardware.
 	Synced bool
+	// Devices are the device tokens the browser should keep, after a
+	// passkey used as the second factor ([Service.VerifyPasskeySecondFactor]);
+	// nil after a sign-in with the passkey alone.
+	Devices []string
 }
 
 // PasskeyLogin checks a discoverable sign-in's answer against its
@@ -471,22 +475,11 @@ type PasskeyLoginResult struct {
 // two sign-ins racing with one answer only one succeeds. Every refusal is
 // ErrInvalidPasskey (a disabled account too: no session, and no hint).
 func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (PasskeyLoginResult, error) {
-	rp, err := s.relyingParty()
+	st, parsed, rp, err := s.openAssertion(state, "", response)
 	if err != nil {
 		return PasskeyLoginResult{}, err
 	}
-	st, err := openCeremony(state, "")
-	if err != nil {
-		return PasskeyLoginResult{}, err
-	}
-	if len(response) > MaxPasskeyResponse {
-		return PasskeyLoginResult{}, fmt.Errorf("%w: the answer is too long", ErrInvalidPasskey)
-	}
-	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
-	if err != nil {
-		return PasskeyLoginResult{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
-	}
-	for range 3 {
+	return s.assert(ctx, func() (*passkeyUser, *webauthn.Credential, error) {
 		var found *passkeyUser
 		var lookupErr error
 		handler := func(rawID, userHandle []byte) (webauthn.User, error) {
@@ -516,10 +509,52 @@ func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (Pas
 		cred, err := rp.ValidateDiscoverableLogin(handler, st.Session, parsed)
 		if err != nil {
 			if lookupErr != nil && !errors.Is(lookupErr, ErrInvalidPasskey) {
-				return PasskeyLoginResult{}, lookupErr
+				return nil, nil, lookupErr
 			}
 			s.logger.InfoContext(ctx, "accounts: passkey sign-in refused", "reason", protocolReason(err))
-			return PasskeyLoginResult{}, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+			return nil, nil, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+		}
+		if found.rec.Disabled {
+			s.logger.InfoContext(ctx, "accounts: passkey sign-in refused: account disabled", "user", found.rec.Name)
+			return nil, nil, fmt.Errorf("%w: the account is disabled", ErrInvalidPasskey)
+		}
+		return found, cred, nil
+	}, parsed)
+}
+
+// openAssertion reads a sign-in's ceremony state (for user, "" for a
+// discoverable one) and the authenticator's answer.
+func (s *Service) openAssertion(state []byte, user string, response []byte) (ceremonyState, *protocol.ParsedCredentialAssertionData, *webauthn.WebAuthn, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return ceremonyState{}, nil, nil, err
+	}
+	st, err := openCeremony(state, user)
+	if err != nil {
+		return ceremonyState{}, nil, nil, err
+	}
+	if len(response) > MaxPasskeyResponse {
+		return ceremonyState{}, nil, nil, fmt.Errorf("%w: the answer is too long", ErrInvalidPasskey)
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
+	if err != nil {
+		return ceremonyState{}, nil, nil, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+	}
+	return st, parsed, rp, nil
+}
+
+// assert is what both passkey sign-ins end with: validate checks the
+// answer against the account it reads (a refusal wraps
+// ErrInvalidPasskey, anything else is an outage), then the sign count
+// must have grown and the new count, flags and last use are recorded
+// with one compare-and-swap; a change that raced is read and checked
+// again.
+func (s *Service) assert(ctx context.Context, validate func() (*passkeyUser, *webauthn.Credential, error),
+	parsed *protocol.ParsedCredentialAssertionData) (PasskeyLoginResult, error) {
+	for range 3 {
+		found, cred, err := validate()
+		if err != nil {
+			return PasskeyLoginResult{}, err
 		}
 		rec, keys := found.rec, found.keys
 		if cred.Authenticator.CloneWarning {
@@ -527,12 +562,8 @@ func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (Pas
 				"passkey", credentialID(cred.ID), "count", parsed.Response.AuthenticatorData.Counter)
 			return PasskeyLoginResult{}, ErrSignCountWentBack
 		}
-		if rec.Disabled {
-			s.logger.InfoContext(ctx, "accounts: passkey sign-in refused: account disabled", "user", rec.Name)
-			return PasskeyLoginResult{}, fmt.Errorf("%w: the account is disabled", ErrInvalidPasskey)
-		}
 		i := slices.IndexFunc(keys.Keys, func(k storedPasskey) bool { return bytes.Equal(k.Credential.ID, cred.ID) })
-		if i < 0 { // validateLogin found it in the same list
+		if i < 0 { // validation found it in the same list
 			return PasskeyLoginResult{}, fmt.Errorf("%w: unknown passkey", ErrInvalidPasskey)
 		}
 		keys.Keys = slices.Clone(keys.Keys)
@@ -554,11 +585,152 @@ func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (Pas
 		}
 		flags := parsed.Response.AuthenticatorData.Flags
 		res := PasskeyLoginResult{User: rec.User, Passkey: k.info(), UserVerified: flags.HasUserVerified(), Synced: flags.HasBackupEligible()}
-		s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "passkey", res.Passkey.ID,
+		s.logger.InfoContext(ctx, "accounts: passkey accepted", "user", rec.Name, "passkey", res.Passkey.ID,
 			"user_verified", res.UserVerified, "synced", res.Synced)
 		return res, nil
 	}
 	return PasskeyLoginResult{}, fmt.Errorf("accounts: passkeys changed concurrently: %w", ErrConflict)
+}
+
+// BeginPasskeySecondFactor starts the passkey step of a login whose
+// password was right ([Service.Login] answered ErrSecondFactorRequired,
+// or the role requires a factor the account has not enrolled): the
+// account's own passkeys are allowed, and user verification is
+// preferred, not required: with the password, a key that only tests
+// presence is already a second factor. It fails with ErrNoSuchPasskey
+// when the account has none.
+func (s *Service) BeginPasskeySecondFactor(ctx context.Context, name string) (PasskeyCeremony, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	if err := ValidateName(name); err != nil {
+		return PasskeyCeremony{}, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	keys, err := decodePasskeys(rec.Passkeys)
+	if err != nil {
+		return PasskeyCeremony{}, err
+	}
+	if len(keys.Keys) == 0 {
+		return PasskeyCeremony{}, ErrNoSuchPasskey
+	}
+	assertion, session, err := rp.BeginLogin(passkeyUser{rec: rec, keys: keys},
+		webauthn.WithUserVerification(protocol.VerificationPreferred))
+	if err != nil {
+		return PasskeyCeremony{}, fmt.Errorf("accounts: begin passkey second factor: %w", err)
+	}
+	return s.ceremony(assertion, ceremonyState{User: rec.Name, Session: *session})
+}
+
+// HasPasskeys reports whether name has a passkey; false for an unknown
+// name.
+func (s *Service) HasPasskeys(ctx context.Context, name string) (bool, error) {
+	list, err := s.Passkeys(ctx, name)
+	if errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrInvalidInput) {
+		return false, nil
+	}
+	return len(list) > 0, err
+}
+
+// PasskeySecondFactorAttempt is the passkey step of a login after a
+// right password.
+type PasskeySecondFactorAttempt struct {
+	Name string
+	// State is [BeginPasskeySecondFactor]'s ceremony state; Response the
+	// authenticator's answer (the PublicKeyCredential as JSON).
+	State, Response []byte
+	ClientIP        string
+	Devices         []string
+	// PasswordChangedAt is the account's when the password was checked:
+	// a change since fails the attempt.
+	PasswordChangedAt time.Time
+	// Factor is the [SecondFactorRequiredError]'s Factor, "" when the
+	// account had no TOTP factor then (a role's enrolment): the attempt
+	// fails unless the account's factor is still that one.
+	Factor string
+}
+
+// VerifyPasskeySecondFactor completes a login whose password was right
+// with one of the account's passkeys. It is throttled like
+// [Service.VerifySecondFactor], on the passwords' counters: a refused
+// passkey (ErrInvalidPasskey, ErrSignCountWentBack) counts as a failure,
+// an accepted one clears them and issues the device token. An account
+// that changed since its password was checked (disabled, deleted, new
+// password, factor reset or enrolled) is ErrInvalidCredentials.
+func (s *Service) VerifyPasskeySecondFactor(ctx context.Context, a PasskeySecondFactorAttempt) (PasskeyLoginResult, error) {
+	if ValidateName(a.Name) != nil {
+		return PasskeyLoginResult{}, ErrInvalidCredentials
+	}
+	st, parsed, rp, err := s.openAssertion(a.State, a.Name, a.Response)
+	if err != nil {
+		return PasskeyLoginResult{}, err
+	}
+	key, err := s.deviceKey(ctx)
+	if err != nil {
+		return PasskeyLoginResult{}, err
+	}
+	rec, err := s.store.Get(ctx, a.Name)
+	if errors.Is(err, ErrNoSuchUser) {
+		return PasskeyLoginResult{}, ErrInvalidCredentials
+	}
+	if err != nil {
+		return PasskeyLoginResult{}, err
+	}
+	now := s.now()
+	device, keys := s.throttleKeys(key, rec, a.ClientIP, a.Devices, now)
+	wait, err := s.throttleStore.Begin(ctx, now, keys)
+	if err != nil {
+		return PasskeyLoginResult{}, fmt.Errorf("accounts: throttle: %w", err)
+	}
+	ip := clientKey(a.ClientIP)
+	if wait > 0 {
+		s.logger.WarnContext(ctx, "accounts: second factor throttled", "user", rec.Name, "client", ip, "known_device", device != nil, "retry_after", wait)
+		return PasskeyLoginResult{}, &ThrottledError{RetryAfter: wait}
+	}
+	first := true
+	res, err := s.assert(ctx, func() (*passkeyUser, *webauthn.Credential, error) {
+		if !first { // a change raced: read the account again
+			if rec, err = s.store.Get(ctx, a.Name); errors.Is(err, ErrNoSuchUser) {
+				return nil, nil, ErrInvalidCredentials
+			} else if err != nil {
+				return nil, nil, err
+			}
+		}
+		first = false
+		if rec.Disabled || !rec.PasswordChangedAt.Equal(a.PasswordChangedAt) || factorID(rec.SecondFactor) != a.Factor {
+			return nil, nil, fmt.Errorf("%w: the account changed since its password was checked", ErrInvalidCredentials)
+		}
+		pk, err := decodePasskeys(rec.Passkeys)
+		if err != nil {
+			return nil, nil, err
+		}
+		u := &passkeyUser{rec: rec, keys: pk}
+		cred, err := rp.ValidateLogin(*u, st.Session, parsed)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+		}
+		return u, cred, nil
+	}, parsed)
+	if err != nil {
+		if !errors.Is(err, ErrInvalidPasskey) && !errors.Is(err, ErrInvalidCredentials) {
+			// No verdict: take back the failure charged.
+			if err := s.throttleStore.Refund(context.WithoutCancel(ctx), s.now(), keys); err != nil {
+				s.logger.WarnContext(ctx, "accounts: throttle refund failed", "err", err)
+			}
+		}
+		s.logger.InfoContext(ctx, "accounts: second factor failed", "user", rec.Name, "factor", "passkey", "reason", err.Error(), "client", ip, "known_device", device != nil)
+		return PasskeyLoginResult{}, err
+	}
+	if err := s.throttleStore.Reset(ctx, keys); err != nil {
+		s.logger.WarnContext(ctx, "accounts: throttle reset failed", "err", err)
+	}
+	s.logger.InfoContext(ctx, "accounts: login succeeded", "user", rec.Name, "client", ip, "known_device", device != nil, "second_factor", "passkey")
+	res.Devices = s.deviceTokens(key, res.User, device, a.Devices)
+	return res, nil
 }
 
 // protocolReason is a WebAuthn library error as a short reason for logs
@@ -569,4 +741,54 @@ func protocolReason(err error) string {
 		return pe.Details
 	}
 	return err.Error()
+}
+
+// FactorsReset is what [Service.ResetFactors] removed.
+type FactorsReset struct {
+	// TOTP: the authenticator app and its recovery codes.
+	TOTP bool `json:"totp"`
+	// Passkeys is how many passkeys were removed.
+	Passkeys int `json:"passkeys"`
+}
+
+// Any reports whether anything was removed.
+func (r FactorsReset) Any() bool { return r.TOTP || r.Passkeys > 0 }
+
+// ResetFactors removes every factor of name besides the password: the
+// TOTP factor, its recovery codes and every passkey, in one change of
+// the record (a lost or stolen phone may hold a synced passkey as well
+// as the app). The user signs in with the password alone until they enrol
+// again (or is sent to enrolment, if their role requires a factor). It
+// ends no session; every sign-in waiting between its factors fails.
+func (s *Service) ResetFactors(ctx context.Context, name string) (FactorsReset, error) {
+	if err := ValidateName(name); err != nil {
+		return FactorsReset{}, err
+	}
+	for range 3 {
+		rec, err := s.store.Get(ctx, name)
+		if err != nil {
+			return FactorsReset{}, err
+		}
+		keys, err := decodePasskeys(rec.Passkeys)
+		if err != nil {
+			keys = storedPasskeys{} // unreadable: removed all the same
+		}
+		res := FactorsReset{TOTP: rec.SecondFactor != "", Passkeys: len(keys.Keys)}
+		if rec.SecondFactor == "" && rec.Passkeys == "" {
+			return res, nil
+		}
+		_, err = s.store.Update(ctx, rec.Name, Change{
+			SecondFactor: ptr(""), IfSecondFactor: &rec.SecondFactor,
+			Passkeys: ptr(""), IfPasskeys: &rec.Passkeys,
+		})
+		if errors.Is(err, ErrConflict) {
+			continue // a sign-in or an enrolment raced: read again
+		}
+		if err != nil {
+			return FactorsReset{}, err
+		}
+		s.logger.InfoContext(ctx, "accounts: factors reset", "user", rec.Name, "totp", res.TOTP, "passkeys", res.Passkeys)
+		return res, nil
+	}
+	return FactorsReset{}, fmt.Errorf("accounts: factors changed concurrently: %w", ErrConflict)
 }

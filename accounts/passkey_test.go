@@ -378,3 +378,149 @@ func TestPasskeysOffAndConfig(t *testing.T) {
 		}
 	}
 }
+
+// secondFactor runs the passkey step after name's password, with a at
+// sign count count.
+func (f *fixture) secondFactor(t *testing.T, name string, a *softAuthenticator, count uint32, factor string) (accounts.PasskeyLoginResult, error) {
+	t.Helper()
+	c, err := f.svc.BeginPasskeySecondFactor(t.Context(), name)
+	if err != nil {
+		t.Fatalf("BeginPasskeySecondFactor: %v", err)
+	}
+	if !strings.Contains(string(c.Options), `"allowCredentials"`) || !strings.Contains(string(c.Options), `"userVerification":"preferred"`) {
+		t.Errorf("second-factor options: %s", c.Options)
+	}
+	u, err := f.svc.Get(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: name, State: c.State, Response: a.get(c.Options, count), ClientIP: "192.0.2.1",
+		PasswordChangedAt: u.PasswordChangedAt, Factor: factor,
+	})
+}
+
+// TestPasskeyAsSecondFactor: after the password, one of the account's
+// own passkeys completes the login, with or without user verification
+// (noted in the result); the sign count must grow; a change of the
+// account since the password, another account's ceremony, and an account
+// without passkeys are refused.
+func TestPasskeyAsSecondFactor(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	f.mustAdd(t, "bob", totpPassword)
+
+	res, err := f.secondFactor(t, "alice", a, 1, "")
+	if err != nil {
+		t.Fatalf("VerifyPasskeySecondFactor: %v", err)
+	}
+	if res.User.Name != "alice" || !res.UserVerified || len(res.Devices) == 0 || res.Passkey.SignCount != 1 {
+		t.Errorf("result %+v", res)
+	}
+	a.verify = false // presence only: with the password, still two factors
+	if res, err := f.secondFactor(t, "alice", a, 2, ""); err != nil || res.UserVerified {
+		t.Errorf("presence only: %+v, %v", res, err)
+	}
+	a.verify = true
+	if _, err := f.secondFactor(t, "alice", a, 2, ""); !errors.Is(err, accounts.ErrSignCountWentBack) {
+		t.Errorf("count not above 2: %v, want ErrSignCountWentBack", err)
+	}
+	if _, err := f.secondFactor(t, "alice", a, 3, "other-factor"); !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("factor changed since the password: %v, want ErrInvalidCredentials", err)
+	}
+
+	// The password changed between the two steps.
+	c, _ := f.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+	before, _ := f.svc.Get(t.Context(), "alice")
+	if err := f.svc.SetPassword(t.Context(), "alice", "another correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: "alice", State: c.State, Response: a.get(c.Options, 4), PasswordChangedAt: before.PasswordChangedAt,
+	})
+	if !errors.Is(err, accounts.ErrInvalidCredentials) {
+		t.Errorf("password changed since: %v, want ErrInvalidCredentials", err)
+	}
+
+	// alice's ceremony cannot finish bob's login.
+	c, _ = f.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+	bob, _ := f.svc.Get(t.Context(), "bob")
+	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+		Name: "bob", State: c.State, Response: a.get(c.Options, 5), PasswordChangedAt: bob.PasswordChangedAt,
+	})
+	if !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("another account's ceremony: %v, want ErrInvalidPasskey", err)
+	}
+	if _, err := f.svc.BeginPasskeySecondFactor(t.Context(), "bob"); !errors.Is(err, accounts.ErrNoSuchPasskey) {
+		t.Errorf("bob has no passkey: %v, want ErrNoSuchPasskey", err)
+	}
+}
+
+// TestResetFactorsRemovesPasskeysToo: the reset removes the TOTP factor,
+// its recovery codes and every passkey at once; the passkeys no longer
+// sign in; a second reset finds nothing.
+func TestResetFactorsRemovesPasskeysToo(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a, b := newSoftAuthenticator(t), newSoftAuthenticator(t)
+	f.register(t, "alice", a)
+	f.register(t, "alice", b)
+	got, err := f.svc.ResetFactors(t.Context(), "ALICE")
+	if err != nil || got.TOTP || got.Passkeys != 2 || !got.Any() {
+		t.Fatalf("ResetFactors = %+v, %v; want 2 passkeys", got, err)
+	}
+	if list, _ := f.svc.Passkeys(t.Context(), "alice"); len(list) != 0 {
+		t.Errorf("passkeys after the reset: %+v", list)
+	}
+	if _, err := f.signIn(t, a, 1); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("a passkey after the reset: %v, want ErrInvalidPasskey", err)
+	}
+	if got, err := f.svc.ResetFactors(t.Context(), "alice"); err != nil || got.Any() {
+		t.Errorf("second ResetFactors = %+v, %v; want nothing", got, err)
+	}
+	if _, err := f.svc.ResetFactors(t.Context(), "nobody"); !errors.Is(err, accounts.ErrNoSuchUser) {
+		t.Errorf("ResetFactors of nobody: %v", err)
+	}
+}
+
+// FuzzPasskeyAnswer sends hostile bytes as the authenticator's answer to
+// a fresh sign-in ceremony, alone and after the password: nothing made
+// before the ceremony's challenge existed can be accepted, every refusal
+// is ErrInvalidPasskey, and the stored passkey is left as it was.
+func FuzzPasskeyAnswer(f *testing.F) {
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AAAA","signature":"AAAA","userHandle":"YWxpY2U"}}`))
+	f.Add([]byte(`{"id":"AAAA","rawId":"AAAA","type":"public-key","response":{"clientDataJSON":"eyJ0eXBlIjoid2ViYXV0aG4uZ2V0IiwiY2hhbGxlbmdlIjoiQUFBQSIsIm9yaWdpbiI6Imh0dHBzOi8vbG9naW4uZXhhbXBsZS5jb20ifQ","authenticatorData":"o3mm9u6vuaVeN4wRgDTidR5oL6ufLTCrE9ISVYbOGUMFAAAAAQ","signature":"MEUCIQ","userHandle":"YWxpY2U"}}`))
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		fx := newPasskeyFixture(t)
+		a := newSoftAuthenticator(t)
+		fx.register(t, "alice", a)
+		before, _ := fx.svc.Passkeys(t.Context(), "alice")
+
+		c, err := fx.svc.BeginPasskeyLogin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := fx.svc.PasskeyLogin(t.Context(), c.State, answer); !errors.Is(err, accounts.ErrInvalidPasskey) {
+			t.Fatalf("PasskeyLogin(%q) = %+v, %v; want ErrInvalidPasskey", answer, res, err)
+		}
+		c, err = fx.svc.BeginPasskeySecondFactor(t.Context(), "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := fx.svc.Get(t.Context(), "alice")
+		res, err := fx.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
+			Name: "alice", State: c.State, Response: answer, ClientIP: "192.0.2.1", PasswordChangedAt: u.PasswordChangedAt,
+		})
+		if !errors.Is(err, accounts.ErrInvalidPasskey) {
+			var throttled *accounts.ThrottledError
+			if !errors.As(err, &throttled) {
+				t.Fatalf("VerifyPasskeySecondFactor(%q) = %+v, %v; want ErrInvalidPasskey", answer, res, err)
+			}
+		}
+		if after, _ := fx.svc.Passkeys(t.Context(), "alice"); len(after) != 1 || after[0] != before[0] {
+			t.Fatalf("the stored passkey changed: %+v, was %+v", after, before)
+		}
+	})
+}

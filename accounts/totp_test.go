@@ -367,3 +367,19 @@ func TestSecondFactorAttemptEndsWithAReset(t *testing.T) {
 		t.Errorf("an attempt naming no factor: %v, want ErrInvalidCredentials", err)
 	}
 }
+
+// TestPasswordSetKeepsTheFactor: a password set by an administrator
+// (there is no self-service reset) does not bypass the second factor:
+// the new password still asks for the code.
+func TestPasswordSetKeepsTheFactor(t *testing.T) {
+	f := newTOTPFixture(t)
+	f.enrol(t, "alice")
+	const newPassword = "a new and long password for alice"
+	if err := f.svc.SetPassword(t.Context(), "alice", newPassword); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.svc.Login(t.Context(), accounts.LoginAttempt{Name: "alice", Password: newPassword, ClientIP: "192.0.2.1"})
+	if !errors.Is(err, accounts.ErrSecondFactorRequired) {
+		t.Errorf("login with the password an administrator set: %v, want ErrSecondFactorRequired", err)
+	}
+}

@@ -166,7 +166,7 @@ func (a *accountPages) revokeOne(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current := s.Handle() == handle
-	if !current && !a.stepUp.require(w, r, s, true, a.auth+"/account") {
+	if !current && (!a.stepUp.require(w, r, s, true, a.auth+"/account") || !a.stepUp.factorHeld(w, r, true)) {
 		return
 	}
 	err := a.revoke.device(r, s, handle)

@@ -58,6 +58,7 @@ func (a *adminAPI) handler() http.Handler {
 	api("POST /admin/sessions/revoke-all", a.revokeEveryone)
 	api("GET /admin/users/{user}/factors", a.listFactors)
 	api("DELETE /admin/users/{user}/factors", a.resetFactors)
+	api("DELETE /admin/users/{user}/passkeys/{id}", a.removePasskey)
 	api("/admin/", func(w http.ResponseWriter, r *http.Request) error {
 		return newProblem(http.StatusNotFound, "not_found", "No such admin endpoint.")
 	})
@@ -249,7 +250,9 @@ func (a *adminAPI) factorUser(r *http.Request) (string, error) {
 }
 
 // listFactors is GET /admin/users/{user}/factors: whether the account has
-// TOTP, since when, and how many recovery codes are left; never a secret.
+// TOTP, since when, how many recovery codes are left, and its passkeys
+// (name, created, last used, sign count, backup flags); never a secret or
+// a key.
 func (a *adminAPI) listFactors(w http.ResponseWriter, r *http.Request) error {
 	user, err := a.factorUser(r)
 	if err != nil {
@@ -259,36 +262,44 @@ func (a *adminAPI) listFactors(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	passkeys, err := a.accounts.Passkeys(r.Context(), user)
+	if err != nil {
+		return err
+	}
 	httpjson.Write(w, http.StatusOK, struct {
 		User string `json:"user"`
 		accounts.SecondFactorInfo
-	}{user, info})
+		Passkeys []accounts.PasskeyInfo `json:"passkeys"`
+	}{user, info, passkeys})
 	return nil
 }
 
 // resetFactors is DELETE /admin/users/{user}/factors: the account loses
-// its TOTP factor and recovery codes (a lost phone), and signs in with
-// the password alone until it enrols again. The user's sessions continue:
-// they were signed in with the factor, and the user who lost a phone
-// should not also be signed out everywhere (the admin ends them with
-// DELETE .../sessions when the account may be compromised). A sign-in
-// waiting for a code of the removed factor cannot be finished.
+// every factor besides its password, at once: its TOTP factor, recovery
+// codes and passkeys (a lost or stolen phone holds the app and may hold a
+// synced passkey). It signs in with the password alone until it enrols
+// again. The user's sessions continue: they were signed in with the
+// factor, and the user who lost a phone should not also be signed out
+// everywhere (the admin ends them with DELETE .../sessions when the
+// account may be compromised). A sign-in waiting between its factors
+// cannot be finished.
 func (a *adminAPI) resetFactors(w http.ResponseWriter, r *http.Request) error {
 	user, err := a.factorUser(r)
 	if err != nil {
 		return err
 	}
-	removed, err := a.accounts.ResetSecondFactor(r.Context(), user)
+	removed, err := a.accounts.ResetFactors(r.Context(), user)
 	outcome := outcomeSuccess
 	switch {
 	case errors.Is(err, accounts.ErrNoSuchUser):
 		outcome = "no_such_user"
 	case err != nil:
 		outcome = outcomeError
-	case !removed:
+	case !removed.Any():
 		outcome = "no_factor"
 	}
-	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", user), slog.String("by", "admin"), slog.String("remote", r.RemoteAddr)}
+	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", user), slog.String("by", "admin"), slog.String("remote", r.RemoteAddr),
+		slog.Bool("totp", removed.TOTP), slog.Int("passkeys", removed.Passkeys)}
 	if err != nil {
 		attrs = append(attrs, slog.String("err", err.Error()))
 	}
@@ -296,6 +307,44 @@ func (a *adminAPI) resetFactors(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "reset": removed})
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "reset": removed.Any(), "totp": removed.TOTP, "passkeys": removed.Passkeys})
+	return nil
+}
+
+// removePasskey is DELETE /admin/users/{user}/passkeys/{id}: one passkey
+// (its id as GET .../factors lists it) no longer signs the user in; the
+// other factors and the sessions stay.
+func (a *adminAPI) removePasskey(w http.ResponseWriter, r *http.Request) error {
+	user, err := a.factorUser(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if len(id) > 256 {
+		return newProblem(http.StatusBadRequest, "bad_request", "The passkey id is malformed.")
+	}
+	err = a.accounts.RemovePasskey(r.Context(), user, id)
+	outcome := outcomeSuccess
+	switch {
+	case errors.Is(err, accounts.ErrNoSuchUser):
+		outcome = "no_such_user"
+	case errors.Is(err, accounts.ErrNoSuchPasskey):
+		outcome = "no_such_passkey"
+	case err != nil:
+		outcome = outcomeError
+	}
+	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", user), slog.String("passkey", id),
+		slog.String("by", "admin"), slog.String("remote", r.RemoteAddr)}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	a.log.LogAttrs(r.Context(), slog.LevelInfo, "passkey removal", attrs...)
+	if errors.Is(err, accounts.ErrNoSuchPasskey) {
+		return newProblem(http.StatusNotFound, "not_found", "The user has no passkey with that id.")
+	}
+	if err != nil {
+		return err
+	}
+	httpjson.Write(w, http.StatusOK, map[string]any{"user": user, "removed": id})
 	return nil
 }

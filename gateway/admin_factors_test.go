@@ -1,6 +1,9 @@
 package gateway_test
 
 import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -132,5 +135,106 @@ func TestAdminFactorResetStoreDown(t *testing.T) {
 	}
 	if info, _ := e.accounts.SecondFactors(t.Context(), "alice"); !info.TOTP {
 		t.Error("the factor is gone after a failed reset")
+	}
+}
+
+// plantPasskey stores a passkey for user as registration would have (a
+// public key, a sign count, flags) and returns its id.
+func (e *env) plantPasskey(user, name string, synced bool) string {
+	e.t.Helper()
+	id := make([]byte, 16)
+	rand.Read(id)
+	rec, err := e.users.Get(e.t.Context(), user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var stored struct {
+		V    int              `json:"v"`
+		Keys []map[string]any `json:"keys"`
+	}
+	stored.V = 1
+	if rec.Passkeys != "" {
+		if err := json.Unmarshal([]byte(rec.Passkeys), &stored); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	stored.Keys = append(stored.Keys, map[string]any{
+		"name": name, "created": e.clock.Now().Unix(),
+		"credential": map[string]any{
+			"id": id, "publicKey": []byte("a public key, never shown"),
+			"flags":         map[string]any{"userPresent": true, "userVerified": true, "backupEligible": synced, "backupState": synced},
+			"authenticator": map[string]any{"signCount": 7},
+		},
+	})
+	b, _ := json.Marshal(stored)
+	encoded := string(b)
+	if _, err := e.users.Update(e.t.Context(), user, accounts.Change{Passkeys: &encoded}); err != nil {
+		e.t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(id)
+}
+
+// TestAdminPasskeysListedAndRemoved: the admin's factor listing names
+// each passkey (name, created, last used, sign count, backup flags) and
+// never its key; one passkey is removed by its id, audited as the
+// admin's, the others and the sessions kept; the factor reset removes the
+// app, the recovery codes and every passkey at once.
+func TestAdminPasskeysListedAndRemoved(t *testing.T) {
+	e := newTOTPEnv(t)
+	e.enrolTOTP("alice")
+	laptop := e.plantPasskey("alice", "laptop", false)
+	phone := e.plantPasskey("alice", "phone", true)
+	session := e.minted("alice")
+
+	r := e.adminDo(http.MethodGet, "/admin/users/alice/factors", e.token)
+	if r.Status != http.StatusOK || strings.Contains(r.Text, "public key") || strings.Contains(r.Text, "publicKey") {
+		t.Fatalf("factors: %d %s", r.Status, r.Text)
+	}
+	list, _ := r.json(t)["passkeys"].([]any)
+	if len(list) != 2 {
+		t.Fatalf("passkeys listed: %s", r.Text)
+	}
+	first, second := list[0].(map[string]any), list[1].(map[string]any)
+	if first["id"] != laptop || first["name"] != "laptop" || first["synced"] != false || first["sign_count"] != float64(7) || first["created"] == nil ||
+		second["name"] != "phone" || second["synced"] != true || second["backed_up"] != true {
+		t.Errorf("passkeys listed: %s", r.Text)
+	}
+
+	r = e.adminDo(http.MethodDelete, "/admin/users/Alice/passkeys/"+laptop, e.token)
+	if r.Status != http.StatusOK {
+		t.Fatalf("remove: %d %s", r.Status, r.Text)
+	}
+	if left, _ := e.accounts.Passkeys(t.Context(), "alice"); len(left) != 1 || left[0].ID != phone {
+		t.Errorf("after the removal: %+v", left)
+	}
+	if info, _ := e.accounts.SecondFactors(t.Context(), "alice"); !info.TOTP {
+		t.Error("the passkey's removal took the app too")
+	}
+	audit := e.logs.events("passkey removal")
+	if len(audit) != 1 || audit[0]["by"] != "admin" || audit[0]["user"] != "alice" || audit[0]["passkey"] != laptop || audit[0]["outcome"] != "success" {
+		t.Errorf("audit = %v", audit)
+	}
+	if r := e.adminDo(http.MethodDelete, "/admin/users/alice/passkeys/"+laptop, e.token); r.Status != http.StatusNotFound {
+		t.Errorf("remove again: %d %s", r.Status, r.Text)
+	}
+	if r := e.adminDo(http.MethodDelete, "/admin/users/nobody/passkeys/"+phone, e.token); r.Status != http.StatusNotFound {
+		t.Errorf("remove from nobody: %d %s", r.Status, r.Text)
+	}
+	if r := e.adminDo(http.MethodDelete, "/admin/users/alice/passkeys/"+phone, ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("remove without the admin token: %d %s", r.Status, r.Text)
+	}
+
+	r = e.adminDo(http.MethodDelete, "/admin/users/alice/factors", e.token)
+	if got := r.json(t); r.Status != http.StatusOK || got["reset"] != true || got["totp"] != true || got["passkeys"] != float64(1) {
+		t.Fatalf("reset: %d %s", r.Status, r.Text)
+	}
+	if left, _ := e.accounts.Passkeys(t.Context(), "alice"); len(left) != 0 {
+		t.Errorf("passkeys after the reset: %+v", left)
+	}
+	if reset := e.logs.events("second factor reset"); len(reset) != 1 || reset[0]["passkeys"] != float64(1) || reset[0]["totp"] != true {
+		t.Errorf("reset audit = %v", reset)
+	}
+	if !session.loggedIn() {
+		t.Error("the removal or the reset ended the user's session")
 	}
 }

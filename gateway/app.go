@@ -78,7 +78,7 @@ func (a *app) serveAPI(w http.ResponseWriter, r *http.Request, route proxy.Route
 
 // sessionIdentity is the identity the proxy vouches for on behalf of s.
 func sessionIdentity(s *cloakroom.Session) proxy.Identity {
-	return proxy.Identity{User: s.UserID(), Email: signin.Email(s), Groups: signin.Roles(s)}
+	return proxy.Identity{User: s.UserID(), Email: signin.Email(s), Groups: signin.Roles(s), AMR: signin.AMR(s)}
 }
 
 // isPublic reports whether p lies under one of Config.PublicPaths, on a

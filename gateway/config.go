@@ -116,6 +116,14 @@ type Config struct {
 	// password field). Changing the password always needs the current one.
 	// Default 5 minutes.
 	StepUpWindow time.Duration
+	// FactorRoutes are path prefixes (an API route such as "/api/admin/",
+	// or a page) whose requests need a session signed in with a second
+	// factor (amr otp, hwk, swk or mfa: a code, a recovery code, a
+	// passkey, or a provider's second factor), whatever the user's role:
+	// a session signed in with the password alone gets 403
+	// second_factor_required, and signs in again with its factor. Each
+	// must start with "/". Default none.
+	FactorRoutes []string
 	// CSP is the Content-Security-Policy of the SPA and its static files
 	// (from Static or Frontend), to which the gateway adds report-uri (and,
 	// with TLS, report-to) pointing at {auth}/csp-report. Default DefaultCSP
@@ -197,6 +205,11 @@ func (cfg *Config) validate() error {
 func (cfg *Config) checkParts(bad func(format string, args ...any)) {
 	if cfg.Sessions == nil {
 		bad("Sessions is required")
+	}
+	for _, prefix := range cfg.FactorRoutes {
+		if !strings.HasPrefix(prefix, "/") || len(prefix) > 1024 || strings.ContainsAny(prefix, " \t\r\n?#") {
+			bad("FactorRoutes: %q is not a path prefix starting with /", prefix)
+		}
 	}
 	if cfg.Accounts == nil {
 		bad("Accounts is required")

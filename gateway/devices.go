@@ -110,7 +110,10 @@ func (d *devicesAPI) revokeOne(w http.ResponseWriter, r *http.Request) {
 		httpjson.Error(w, http.StatusBadRequest, "bad_request", "The session handle is malformed.")
 		return
 	}
-	if handle != s.Handle() && !d.stepUp.require(w, r, s, false, "") {
+	// Another device's session: a recent sign-in, and the factor the
+	// account has (a password-only session must not end the sessions
+	// that passed it). This one's own is a logout.
+	if handle != s.Handle() && (!d.stepUp.require(w, r, s, false, "") || !d.stepUp.factorHeld(w, r, false)) {
 		return
 	}
 	err := d.revoke.device(r, s, handle)

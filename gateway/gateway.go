@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/cloakroom/cloakroom/internal/httpx"
@@ -76,11 +77,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	revoke := &revocations{base: b}
 	pw := &passwords{base: b, admission: cfg.Admission, accounts: cfg.Accounts, revoke: revoke}
-	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts}
+	up := &stepUp{base: b, admission: cfg.Admission, window: cfg.StepUpWindow, oidc: cfg.OIDC, passwords: pw, accounts: cfg.Accounts,
+		factorRoutes: slices.Clone(cfg.FactorRoutes)}
 	totp := &totpEnrolment{base: b, accounts: cfg.Accounts}
 	pk := &passkeyPages{base: b, accounts: cfg.Accounts}
 	h := handlers{
-		signIn:   &signInPages{base: b, admission: cfg.Admission, accounts: cfg.Accounts, oidc: cfg.OIDC},
+		signIn:   &signInPages{base: b, admission: cfg.Admission, accounts: cfg.Accounts, oidc: cfg.OIDC, passkeyLimit: newPasskeyLimit()},
 		devices:  &devicesAPI{base: b, revoke: revoke, stepUp: up},
 		account:  &accountPages{base: b, revoke: revoke, stepUp: up, totp: totp, passkeys: pk},
 		totp:     totp,
@@ -175,6 +177,10 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 		// bound to the session), removal.
 		route("POST "+a+"/passkey/begin", http.HandlerFunc(h.signIn.passkeyBegin))
 		route("POST "+a+"/passkey/finish", http.HandlerFunc(h.signIn.passkeyFinish))
+		// A passkey as the second factor, after the password: the
+		// ceremony's state in the pending sign-in's record.
+		route("POST "+a+"/second-factor/passkey/begin", http.HandlerFunc(h.signIn.passkeyFactorBegin))
+		route("POST "+a+"/second-factor/passkey/finish", http.HandlerFunc(h.signIn.passkeyFactorFinish))
 		route("POST "+a+"/account/passkeys", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.start)))
 		route("GET "+a+"/account/passkeys/new", b.page(a+"/account", h.passkeys.page))
 		route("POST "+a+"/account/passkeys/finish", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.passkeys.finish)).ServeHTTP))

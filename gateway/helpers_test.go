@@ -79,6 +79,8 @@ type flakyStore struct {
 	// Session writes (Commit, Delete, BumpGeneration, Rotate), and Rotate
 	// calls among them, so tests can count a path's commits.
 	writes, rotates atomic.Int64
+	// auxCommits counts CommitAux calls: the records a path writes.
+	auxCommits atomic.Int64
 	// beforeRotate, when set, runs at the start of every Rotate (a test
 	// parks a request there).
 	beforeRotate atomic.Pointer[func()]
@@ -172,6 +174,7 @@ func (f *flakyStore) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.
 }
 
 func (f *flakyStore) CommitAux(ctx context.Context, rec cloakroom.AuxRecord) error {
+	f.auxCommits.Add(1)
 	if err := f.err(); err != nil {
 		return err
 	}

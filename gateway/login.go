@@ -24,6 +24,9 @@ type signInPages struct {
 	admission *signin.Admission
 	accounts  *accounts.Service
 	oidc      *oidcbff.Client // nil without OpenID providers
+	// passkeyLimit bounds the passkey sign-in's anonymous endpoints; nil
+	// with passkeys off.
+	passkeyLimit *anonymousLimit
 }
 
 // providerLinks returns the "Sign in with ..." buttons of the login page.

@@ -104,6 +104,9 @@ type pageData struct {
 	PasskeyName    string // the passkey being registered
 	PasskeyOptions string // its creation options, JSON, for the script
 	PasskeyFinish  string // where the script posts the authenticator's answer
+	// PasskeyFactor: the pages between the factors offer the account's
+	// passkeys next to the code.
+	PasskeyFactor bool
 }
 
 type passkeyRow struct {

@@ -89,6 +89,9 @@ func consumeCeremony(ctx context.Context, store cloakroom.Store, key cloakroom.K
 // cookie that binds the ceremony to this browser.
 func (p *signInPages) passkeyBegin(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
+	if p.passkeyThrottled(&loginAttempt{p: p, w: w, r: r, s: p.sessions.Session(r), isJSON: true}, "begin") {
+		return
+	}
 	c, err := p.accounts.BeginPasskeyLogin()
 	if err != nil {
 		p.log.ErrorContext(ctx, "passkey sign-in not started", "err", err)
@@ -125,6 +128,9 @@ func (p *signInPages) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s := p.sessions.Session(r)
 	a := &loginAttempt{p: p, w: w, r: r, s: s, isJSON: true}
+	if p.passkeyThrottled(a, "finish") {
+		return
+	}
 	var body passkeySignIn
 	if bad := decodeJSONBody(w, r, &body); bad != nil {
 		a.fail(bad.Status, bad.Code, bad.Message)

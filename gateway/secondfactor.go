@@ -57,6 +57,9 @@ type pendingSignIn struct {
 	Remember bool   `json:"remember"`
 	ReturnTo string `json:"return_to"`
 	Attempts int    `json:"attempts"`
+	// PasskeyState is the waiting passkey ceremony of this sign-in (its
+	// challenge), if one was begun; its answer clears it.
+	PasskeyState []byte `json:"passkey,omitempty"`
 }
 
 func pendingKey(id string) cloakroom.Key { return cloakroom.AuxKey("gateway", "pending-sign-in", id) }
@@ -79,10 +82,15 @@ func pendingCookieLineFor(id string, lifetime time.Duration) string {
 // factor, and sends the browser to the code page (a script gets 401
 // second_factor_required naming it).
 func (p *signInPages) startPending(a *loginAttempt, need *accounts.SecondFactorRequiredError) {
+	answer := map[string]string{
+		"error": "second_factor_required", "message": "Enter the code from your authenticator app, or a recovery code.",
+	}
+	if p.offersPasskey(a.r, need.User.Name) {
+		answer["message"] = "Enter the code from your authenticator app or a recovery code, or use a passkey."
+		answer["passkey_begin_url"] = p.auth + "/second-factor/passkey/begin"
+	}
 	p.startPendingStep(a, pendingSignIn{User: need.User.Name, PasswordChangedAt: need.User.PasswordChangedAt.UnixMicro(), Factor: need.Factor},
-		pendingLifetime, "/second-factor", outcomeSecondFactor, map[string]string{
-			"error": "second_factor_required", "message": "Enter the code from your authenticator app, or a recovery code.",
-		}, "second_factor_url")
+		pendingLifetime, "/second-factor", outcomeSecondFactor, answer, "second_factor_url")
 }
 
 // startPendingStep stores ps, the state between a right password and the
@@ -120,6 +128,16 @@ func (p *signInPages) startPendingStep(a *loginAttempt, ps pendingSignIn, lifeti
 // enrolment (enrol true), found false when it has none of that kind (no
 // cookie, expired, used).
 func (p *signInPages) pending(r *http.Request, enrol bool) (cloakroom.AuxRecord, pendingSignIn, bool, error) {
+	rec, ps, found, err := p.pendingOfEitherKind(r)
+	if !found || ps.Enrol != enrol {
+		return rec, pendingSignIn{}, false, err
+	}
+	return rec, ps, true, nil
+}
+
+// pendingOfEitherKind returns the browser's pending sign-in or pending
+// enrolment: a passkey completes either.
+func (p *signInPages) pendingOfEitherKind(r *http.Request) (cloakroom.AuxRecord, pendingSignIn, bool, error) {
 	c, err := r.Cookie(pendingCookie)
 	if err != nil || c.Value == "" || len(c.Value) > 64 {
 		return cloakroom.AuxRecord{}, pendingSignIn{}, false, nil
@@ -129,7 +147,7 @@ func (p *signInPages) pending(r *http.Request, enrol bool) (cloakroom.AuxRecord,
 		return rec, pendingSignIn{}, false, err
 	}
 	var ps pendingSignIn
-	if err := json.Unmarshal(rec.Data, &ps); err != nil || ps.User == "" || ps.Enrol != enrol {
+	if err := json.Unmarshal(rec.Data, &ps); err != nil || ps.User == "" {
 		return rec, pendingSignIn{}, false, nil
 	}
 	return rec, ps, true, nil
@@ -150,7 +168,8 @@ func (p *signInPages) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		p.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Notice: msgSignInAgain, ReturnTo: "/", Providers: p.providerLinks("/")})
 	default:
-		p.render(w, r, http.StatusOK, "secondfactor", pageData{Title: "Two-step verification", Username: ps.User})
+		p.render(w, r, http.StatusOK, "secondfactor", pageData{Title: "Two-step verification", Username: ps.User,
+			PasskeyFactor: p.offersPasskey(r, ps.User)})
 	}
 }
 
@@ -316,7 +335,7 @@ func (a *loginAttempt) codeFailed(status int, code, message string, ps pendingSi
 		page = "login"
 	}
 	a.p.render(a.w, a.r, status, page, pageData{Title: "Two-step verification", Error: message, Username: ps.User,
-		ReturnTo: "/", Providers: a.p.providerLinks("/")})
+		ReturnTo: "/", Providers: a.p.providerLinks("/"), PasskeyFactor: page == "secondfactor" && a.p.offersPasskey(a.r, ps.User)})
 }
 
 // readCode reads the code of POST {auth}/second-factor.
@@ -366,11 +385,16 @@ const (
 // a second factor first, and sends the browser to the enrolment page (a
 // script gets 401 second_factor_enrolment_required naming it).
 func (p *signInPages) startEnrolment(a *loginAttempt, user accounts.User) {
+	answer := map[string]string{
+		"error":   "second_factor_enrolment_required",
+		"message": "Your role requires two-step verification: set up an authenticator app to sign in.",
+	}
+	if p.offersPasskey(a.r, user.Name) {
+		answer["message"] = "Your role requires two-step verification: use one of your passkeys, or set up an authenticator app, to sign in."
+		answer["passkey_begin_url"] = p.auth + "/second-factor/passkey/begin"
+	}
 	p.startPendingStep(a, pendingSignIn{User: user.Name, PasswordChangedAt: user.PasswordChangedAt.UnixMicro(), Enrol: true},
-		enrolLifetime, "/second-factor/enrol", outcomeEnrolmentRequired, map[string]string{
-			"error":   "second_factor_enrolment_required",
-			"message": "Your role requires two-step verification: set up an authenticator app to sign in.",
-		}, "enrolment_url")
+		enrolLifetime, "/second-factor/enrol", outcomeEnrolmentRequired, answer, "enrolment_url")
 }
 
 // msgEnrolAgain: the pending enrolment is gone.
@@ -443,7 +467,8 @@ func (p *signInPages) showEnrolment(w http.ResponseWriter, r *http.Request, stat
 	}
 	p.render(w, r, status, "totp", pageData{
 		Title: "Set up an authenticator app", Error: errMsg, EnrolAtSignIn: true, Username: ps.User,
-		TOTPSecret: e.Secret, TOTPURI: e.URI, TOTPExpires: formatTime(e.Expires),
+		PasskeyFactor: p.offersPasskey(r, ps.User),
+		TOTPSecret:    e.Secret, TOTPURI: e.URI, TOTPExpires: formatTime(e.Expires),
 	})
 }
 

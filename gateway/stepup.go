@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/cloakroom/cloakroom"
@@ -31,6 +32,8 @@ type stepUp struct {
 	oidc      *oidcbff.Client // nil without OpenID providers
 	passwords *passwords
 	accounts  *accounts.Service
+	// factorRoutes are Config.FactorRoutes.
+	factorRoutes []string
 }
 
 // recent reports whether the session's user signed in or proved who they
@@ -98,20 +101,31 @@ var errFactorRequired = &problem{Status: http.StatusForbidden, Code: "second_fac
 // When the account store cannot tell, the action is refused.
 func (u *stepUp) requireFactor(page bool, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s := session(r)
-		if signin.KindOfSession(s) == signin.KindLocal && !signin.HasSecondFactor(s) {
-			info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
-			if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
-				u.fail(w, r, page, err)
-				return
-			}
-			if info.TOTP {
-				u.fail(w, r, page, errFactorRequired)
-				return
-			}
+		if u.factorHeld(w, r, page) {
+			next(w, r)
 		}
-		next(w, r)
 	}
+}
+
+// factorHeld is requireFactor's check, for handlers that ask it of some
+// requests only (ending another device's session, not this one's): it
+// answers and reports false when the session lacks the factor its
+// account has.
+func (u *stepUp) factorHeld(w http.ResponseWriter, r *http.Request, page bool) bool {
+	s := session(r)
+	if signin.KindOfSession(s) != signin.KindLocal || signin.HasSecondFactor(s) {
+		return true
+	}
+	info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
+	if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
+		u.fail(w, r, page, err)
+		return false
+	}
+	if info.TOTP {
+		u.fail(w, r, page, errFactorRequired)
+		return false
+	}
+	return true
 }
 
 // refuse answers a step-up the gateway cannot lead the user through
@@ -166,19 +180,42 @@ func (u *stepUp) hint(s *cloakroom.Session) string {
 // /auth/sessions/) when its sign-in is too old: 403 reauth_required with
 // the login URL for script, a redirect for navigations. Requests without a
 // session go on to their handler, which answers them as usual.
+//
+// Under a prefix of Config.FactorRoutes, a logged-in session signed in
+// without a second factor is refused first: 403 second_factor_required
+// (a page for a navigation), whatever its age.
 func (u *stepUp) routes(next http.Handler) http.Handler {
-	if u.oidc == nil {
+	if u.oidc == nil && len(u.factorRoutes) == 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s := u.sessions.Session(r); s.LoggedIn() {
-			if login := u.oidc.StepUpURL(s, r.URL.Path); login != "" {
-				reauthenticate(w, r, login)
+			if !signin.HasSecondFactor(s) && slices.ContainsFunc(u.factorRoutes, func(p string) bool { return httpx.PathUnder(r.URL.Path, p) }) {
+				u.fail(w, r, httpx.IsNavigation(r), factorRouteRefusal(s))
 				return
+			}
+			if u.oidc != nil {
+				if login := u.oidc.StepUpURL(s, r.URL.Path); login != "" {
+					reauthenticate(w, r, login)
+					return
+				}
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// factorRouteRefusal is the answer of a FactorRoutes request from a
+// session without a second factor, telling its kind of user what to do.
+func factorRouteRefusal(s *cloakroom.Session) *problem {
+	msg := "This needs two-step verification: sign out, then sign in again with the code from your authenticator app or a passkey (set one up on your account page first if you have none)."
+	switch signin.KindOfSession(s) {
+	case signin.KindProvider:
+		msg = "This needs two-step verification: sign out, then sign in again at your identity provider with a second factor."
+	case signin.KindVault:
+		msg = "This needs two-step verification, which sign-ins through the app do not provide."
+	}
+	return &problem{Status: http.StatusForbidden, Code: "second_factor_required", Message: msg}
 }
 
 // reauthenticate sends a navigation to login, and answers a script 403

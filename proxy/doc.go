@@ -5,7 +5,8 @@
 // for an API path arrives, [Proxy] forwards it to the upstream whose route
 // prefix is the longest match and tells the upstream who the user is:
 //
-//   - X-Forwarded-User, X-Forwarded-Email and X-Forwarded-Groups, taken from
+//   - X-Forwarded-User, X-Forwarded-Email, X-Forwarded-Groups and
+//     X-Forwarded-Amr (how the user signed in, RFC 8176), taken from
 //     the [Identity] the gateway's authentication layer passes in a [Call]
 //     to [Proxy.Serve];
 //   - optionally Authorization: Bearer <JWT>, a short-lived (at most 60 s)

@@ -299,6 +299,11 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 			if len(id.Groups) > 0 {
 				h["X-Forwarded-Groups"] = []string{strings.Join(id.Groups, ",")}
 			}
+			if len(id.AMR) > 0 {
+				// How the user signed in (RFC 8176), so an upstream can
+				// ask for a second factor itself.
+				h["X-Forwarded-Amr"] = []string{strings.Join(id.AMR, ",")}
+			}
 		}
 		if st.token != "" {
 			h["Authorization"] = []string{"Bearer " + st.token}

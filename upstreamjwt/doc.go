@@ -15,4 +15,8 @@ type Identity struct {
 	User   string
 	Email  string
 	Groups []string
+	// AMR are the RFC 8176 values of how the user signed in ("pwd",
+	// "otp", "hwk", "swk", "user", "pin", "mfa", or a provider's), carried
+	// as the "amr" claim; empty when unknown.
+	AMR []string
 }

@@ -214,6 +214,7 @@ type wireClaims struct {
 	Subject   string          `json:"sub"`
 	Email     string          `json:"email,omitempty"`
 	Groups    []string        `json:"groups,omitempty"`
+	AMR       []string        `json:"amr,omitempty"`
 	IssuedAt  *int64          `json:"iat"`
 	NotBefore *int64          `json:"nbf"`
 	ExpiresAt *int64          `json:"exp"`
@@ -253,6 +254,7 @@ func (s *Signer) SignFor(id Identity, audience string, now time.Time) (string, e
 		Subject:   id.User,
 		Email:     id.Email,
 		Groups:    id.Groups,
+		AMR:       id.AMR,
 		IssuedAt:  &iat,
 		NotBefore: &iat,
 		ExpiresAt: &exp,

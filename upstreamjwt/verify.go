@@ -38,6 +38,7 @@ type Claims struct {
 	Subject   string // the user, Identity.User
 	Email     string
 	Groups    []string
+	AMR       []string // "amr": how the user signed in (RFC 8176)
 	IssuedAt  time.Time
 	NotBefore time.Time
 	ExpiresAt time.Time
@@ -46,7 +47,7 @@ type Claims struct {
 
 // Identity returns the Identity the token was minted for.
 func (c Claims) Identity() Identity {
-	return Identity{User: c.Subject, Email: c.Email, Groups: c.Groups}
+	return Identity{User: c.Subject, Email: c.Email, Groups: c.Groups, AMR: c.AMR}
 }
 
 type joseHeader struct {
@@ -167,6 +168,7 @@ func checkClaims(w *wireClaims, audience string, now time.Time) (Claims, error) 
 		Subject:   w.Subject,
 		Email:     w.Email,
 		Groups:    w.Groups,
+		AMR:       w.AMR,
 		IssuedAt:  time.Unix(iat, 0),
 		NotBefore: time.Unix(nbf, 0),
 		ExpiresAt: time.Unix(exp, 0),

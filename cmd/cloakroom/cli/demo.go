@@ -18,6 +18,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/demoapp"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
 )
 
 // Defaults of `cloakroom demo`.
@@ -42,7 +43,7 @@ func runDemo(e *env, args []string) int {
 embedded SQLite store in the data folder. The first run creates the users
 alice (role admin) and bob (role user) and prints their passwords once.
 Open the printed URL, log in, post a note, look at your devices, log out.`)
-	dataDir := fs.String("data", defaultDemoData, "`DIR` holding the demo's database, admin token and static files")
+	dataDir := fs.String("data", defaultDemoData, "`DIR` holding the demo's database, admin token, TOTP key file and static files")
 	listen := fs.String("listen", defaultDemoListen, "`ADDR` of the gateway, loopback only; a free port is used if it is taken")
 	adminListen := fs.String("admin-listen", defaultDemoAdminListen, "`ADDR` of the admin listener (metrics), loopback only; a free port is used if it is taken")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error (audit events are info)")
@@ -86,6 +87,10 @@ func demo(e *env, logger *slog.Logger, dataDir, listen, adminListen string) erro
 	if err := ensureAdminToken(tokenFile); err != nil {
 		return fmt.Errorf("admin token: %w", err)
 	}
+	totpKeys := filepath.Join(dir, "totp-keys")
+	if err := ensureTOTPKeys(totpKeys); err != nil {
+		return fmt.Errorf("TOTP key file: %w", err)
+	}
 
 	// Every socket is opened here, before anything is printed, so the
 	// printed URLs are the real ones.
@@ -113,6 +118,13 @@ func demo(e *env, logger *slog.Logger, dataDir, listen, adminListen string) erro
 	cfg.DataDir = dir
 	cfg.Static = staticDir
 	cfg.AdminTokenFile = tokenFile
+	// Second factors on the account page: authenticator apps (their
+	// secrets sealed by the data folder's key file) and passkeys, whose
+	// relying party is localhost on the printed port (localhost is a
+	// secure context over plain HTTP).
+	cfg.TOTPKeysFile = totpKeys
+	cfg.WebAuthnRPID = "localhost"
+	cfg.WebAuthnOrigins = []string{"http://localhost:" + portOf(public.Addr())}
 	cfg.Upstreams = []string{"/api/=http://" + appSocket.Addr().String()}
 	// The setup we recommend: the notes API believes the identity headers
 	// only next to the gateway's internal JWT, checked against its JWKS.
@@ -183,12 +195,14 @@ func demoReady(e *env, lab *demoLab, rt *gatewayRuntime, publicAddr, adminAddr, 
 	w := e.stdout
 	at := func(path string) string { return gatewayURL.JoinPath(path).String() }
 	fmt.Fprintf(w, "\ncloakroom demo is running. Data folder: %s\n", dir)
-	fmt.Fprintf(w, "(SQLite store, admin token and static files; delete the folder to start from scratch)\n\n")
+	fmt.Fprintf(w, "(SQLite store, admin token, TOTP key file and static files; delete the folder to start from scratch)\n\n")
 	fmt.Fprintf(w, "  App:                %s\n", at("/"))
 	fmt.Fprintf(w, "  Login page:         %s\n", at("/auth/login"))
 	fmt.Fprintf(w, "  Account & devices:  %s\n", at("/auth/account"))
 	fmt.Fprintf(w, "  Metrics (admin):    %s\n", adminURL.JoinPath("/metrics"))
 	fmt.Fprintf(w, "  Notes API upstream: http://%s (reached only through the gateway)\n\n", appAddr)
+	fmt.Fprintf(w, "Passkeys and authenticator apps are on: add them on Account & devices; the login page\n"+
+		"then offers \"Sign in with a passkey\" (relying party localhost, origin %s).\n\n", gatewayURL)
 	if len(fresh) > 0 {
 		fmt.Fprintln(w, "Demo users, created now. The passwords are stored hashed and shown only this once:")
 		for _, u := range fresh {
@@ -269,6 +283,27 @@ func ensureAdminToken(path string) error {
 		return err
 	}
 	if _, err := fmt.Fprintln(f, rand.Text()+rand.Text()); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ensureTOTPKeys writes a key file sealing the demo's TOTP secrets on
+// the first run, and keeps it after.
+func ensureTOTPKeys(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	line, err := seal.NewKeyLine("demo1")
+	if err == nil {
+		_, err = fmt.Fprintln(f, line)
+	}
+	if err != nil {
 		f.Close()
 		return err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -126,4 +127,72 @@ func TestDemoInBrowser(t *testing.T) {
 	// The session is gone: the app sends us to login again.
 	do(chromedp.Navigate(app))
 	waitFor(`location.pathname === "/auth/login"`)
+}
+
+// TestDemoPasskeyInBrowser: the demo offers passkeys on the printed
+// localhost URL. bob signs in with his password, adds a passkey on the
+// account page (a virtual authenticator), signs out, and signs in again
+// with the passkey alone, typing no name; the app then shows him. Each
+// WebAuthn ceremony has its own timeout.
+func TestDemoPasskeyInBrowser(t *testing.T) {
+	clearEnv(t)
+	d := start(t, "demo", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
+	d.waitFor(t, "the demo banner", func() bool { return strings.Contains(d.stdout.String(), "Press Ctrl+C") })
+	if !strings.Contains(d.stdout.String(), "Sign in with a passkey") {
+		t.Errorf("the banner does not mention passkeys:\n%s", d.stdout)
+	}
+	out := parseDemo(t, d.stdout.String())
+	login := strings.Replace(out.login, "//127.0.0.1:", "//localhost:", 1) // as printed
+	app := strings.Replace(out.app, "//127.0.0.1:", "//localhost:", 1)
+
+	ctx := browsertest.New(t)
+	browsertest.VirtualAuthenticator(t, ctx)
+	ceremony := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		browsertest.Step(t, cctx, name, actions...)
+	}
+	browsertest.Step(t, ctx, "password",
+		chromedp.Navigate(login+"?return_to=%2Fauth%2Faccount"),
+		chromedp.WaitVisible(chromedp.ID("passkey-signin")),
+		chromedp.SendKeys(chromedp.ID("username"), "bob"),
+		chromedp.SendKeys(chromedp.ID("password"), out.passwords["bob"]),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("passkey-form")))
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#totp-form, form[action$='/account/totp']").length`)); n == 0 {
+		t.Error("the demo's account page offers no authenticator app")
+	}
+	browsertest.Step(t, ctx, "name the passkey",
+		chromedp.SendKeys(chromedp.ID("passkey-name"), "demo laptop"),
+		chromedp.Click(chromedp.ID("passkey-add")),
+		chromedp.WaitVisible(chromedp.ID("passkey-create")))
+	ceremony("create the passkey",
+		chromedp.Click(chromedp.ID("passkey-create")),
+		chromedp.WaitVisible(chromedp.ID("passkey-list")))
+	browsertest.Step(t, ctx, "sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	browsertest.Step(t, ctx, "login page", chromedp.Navigate(login), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
+	ceremony("sign in with the passkey", chromedp.Click(chromedp.ID("passkey-signin")))
+	// The script navigates to the app: poll, riding out the navigation,
+	// within the ceremony's own timeout.
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		v, err := chromedp.Run(cctx, chromedp.Evaluate[bool](`location.pathname === "/" && document.getElementById("who").textContent.includes("bob")`))
+		if err == nil && v {
+			break
+		}
+		if cctx.Err() != nil {
+			href, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + ": " + document.body.innerText`))
+			t.Fatalf("the passkey sign-in did not reach the app: %s", href)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	who, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById("who").textContent`))
+	if err != nil || !strings.Contains(who, "bob") {
+		t.Errorf("after the passkey the app shows %q (%v)", who, err)
+	}
+	if loc, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.origin`)); loc+"/" != app {
+		t.Errorf("signed in at %s, want %s", loc, app)
+	}
 }

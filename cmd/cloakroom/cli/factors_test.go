@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -118,6 +119,8 @@ func TestRequireSecondFactorChecked(t *testing.T) {
 		{[]string{"--require-second-factor", "admin,ops", "--totp-keys-file", keys}, ""},
 		{[]string{"--require-second-factor", "admin"}, "--require-second-factor needs --totp-keys-file: local accounts of roles admin must be able to set up an authenticator app"},
 		{[]string{"--require-second-factor", "a b", "--totp-keys-file", keys}, `--require-second-factor "a b": a role is 1 to 128 characters without spaces`},
+		{[]string{"--require-factor-route", "/api/admin/", "--require-factor-route", "/api/billing/"}, ""},
+		{[]string{"--require-factor-route", "api/admin/"}, `--require-factor-route "api/admin/": want a path prefix starting with /`},
 	} {
 		r := run(t, "", append(base, tc.args...)...)
 		switch {
@@ -165,5 +168,83 @@ func TestServeRequiresSecondFactorOfRole(t *testing.T) {
 	c.CloseIdleConnections()
 	if code := srv.stop(t); code != 0 {
 		t.Fatalf("serve exited %d\n%s", code, srv.stderr)
+	}
+}
+
+// plantPasskeyInStore stores a passkey for name as registration would
+// (a public key, a sign count, flags) and returns its id.
+func plantPasskeyInStore(t *testing.T, store, name, label string) string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := storeurl.Open(ctx, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	id := []byte("0123456789abcdef-" + label)
+	b, _ := json.Marshal(map[string]any{"v": 1, "keys": []any{map[string]any{
+		"name": label, "created": time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC).Unix(),
+		"credential": map[string]any{
+			"id": id, "publicKey": []byte("PUBLIC-KEY-BYTES"),
+			"flags":         map[string]any{"userPresent": true, "userVerified": true, "backupEligible": true, "backupState": true},
+			"authenticator": map[string]any{"signCount": 3},
+		},
+	}}})
+	encoded := string(b)
+	if _, err := st.Accounts.Update(ctx, name, accounts.Change{Passkeys: &encoded}); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(id)
+}
+
+// TestUserPasskeyCommands: user factors lists a user's passkeys (name,
+// kind, dates, count, id; never the key); remove-passkey asks for --yes
+// and removes one by its id; reset-factors removes the app and the
+// passkeys together; the sessions stay.
+func TestUserPasskeyCommands(t *testing.T) {
+	clearEnv(t)
+	store := tempStore(t)
+	mustRun(t, "carol's long password\n", "user", "add", "carol", "--password-stdin", "--store", store)
+	id := plantPasskeyInStore(t, store, "carol", "phone")
+	key := plantSession(t, store, "carol", "h-carol")
+
+	r := mustRun(t, "", "user", "factors", "carol", "--store", store)
+	want := "carol: no authenticator app\n  passkey \"phone\": synced, added 2026-12-07 09:00, last used never, sign count 3, id " + id + "\n"
+	if r.stdout != want {
+		t.Errorf("user factors carol:\n%q\nwant\n%q", r.stdout, want)
+	}
+	if strings.Contains(r.stdout, base64.StdEncoding.EncodeToString([]byte("PUBLIC-KEY-BYTES"))) || strings.Contains(r.stdout, "PUBLIC") {
+		t.Error("user factors prints the public key")
+	}
+
+	if r := run(t, "", "user", "remove-passkey", "carol", id, "--store", store); r.code != 2 || !strings.Contains(r.stderr, "add --yes") {
+		t.Errorf("remove-passkey without --yes: exit %d, %s", r.code, r.stderr)
+	}
+	if r := run(t, "", "user", "remove-passkey", "carol", "--yes", "--store", store); r.code != 2 || !strings.Contains(r.stderr, "a user name and a passkey id") {
+		t.Errorf("remove-passkey without an id: exit %d, %s", r.code, r.stderr)
+	}
+	r = mustRun(t, "", "user", "remove-passkey", "carol", id, "--yes", "--store", store)
+	if !strings.Contains(r.stdout, "removed passkey "+id+" of carol") {
+		t.Errorf("remove-passkey: %q", r.stdout)
+	}
+	if r := run(t, "", "user", "remove-passkey", "carol", id, "--yes", "--store", store); r.code != 1 || !strings.Contains(r.stderr, "carol has no passkey") {
+		t.Errorf("remove-passkey again: exit %d, %s", r.code, r.stderr)
+	}
+	if r := mustRun(t, "", "user", "factors", "carol", "--store", store); r.stdout != "carol has no second factor: the password alone signs in\n" {
+		t.Errorf("user factors after the removal: %q", r.stdout)
+	}
+
+	// The reset takes the app and every passkey at once.
+	enrolInStore(t, store, "carol")
+	plantPasskeyInStore(t, store, "carol", "laptop")
+	r = mustRun(t, "", "user", "reset-factors", "carol", "--yes", "--store", store)
+	if !strings.Contains(r.stdout, "removed the authenticator app and recovery codes and 1 passkey(s) of carol") {
+		t.Errorf("reset-factors: %q", r.stdout)
+	}
+	if r := mustRun(t, "", "user", "factors", "carol", "--store", store); !strings.Contains(r.stdout, "carol has no second factor") {
+		t.Errorf("user factors after the reset: %q", r.stdout)
+	}
+	if !sessionAlive(t, store, key) {
+		t.Error("the passkey commands ended carol's session")
 	}
 }

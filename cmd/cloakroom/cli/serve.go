@@ -148,6 +148,7 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			CSP:           p.cfg.CSP,
 			CSPReportOnly: p.cfg.CSPReportOnly,
 			AdminToken:    p.adminToken,
+			FactorRoutes:  p.cfg.RequireFactorRoutes,
 			// Behind a TLS-terminating proxy the browser speaks HTTPS too.
 			TLS:    p.tls != nil || p.cfg.InsecureHTTPBehindProxy,
 			Logger: logger,

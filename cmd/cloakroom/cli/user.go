@@ -24,8 +24,9 @@ func userCommands() []subcommand {
 		{"enable", "NAME", "enable a disabled user", runUserEnable},
 		{"delete", "NAME", "delete a user and end all their sessions", runUserDelete},
 		{"list", "[--json]", "list users", runUserList},
-		{"factors", "NAME", "show a user's second factor: authenticator app since when, recovery codes left", runUserFactors},
-		{"reset-factors", "NAME --yes", "remove a user's authenticator app and recovery codes (a lost phone); their sessions continue", runUserResetFactors},
+		{"factors", "NAME", "show a user's factors: authenticator app since when, recovery codes left, passkeys (never a secret or key)", runUserFactors},
+		{"reset-factors", "NAME --yes", "remove a user's authenticator app, recovery codes and passkeys (a lost phone); their sessions continue", runUserResetFactors},
+		{"remove-passkey", "NAME ID --yes", "remove one of a user's passkeys (ID as user factors shows it); their sessions continue", runUserRemovePasskey},
 	}
 }
 
@@ -213,43 +214,107 @@ func runUserFactors(e *env, args []string) int {
 		if err != nil {
 			return c.accountFailure(name, err)
 		}
-		if !info.TOTP {
+		passkeys, err := t.accounts.Passkeys(e.ctx, user)
+		if err != nil {
+			return c.accountFailure(name, err)
+		}
+		if !info.TOTP && len(passkeys) == 0 {
 			fmt.Fprintf(e.stdout, "%s has no second factor: the password alone signs in\n", user)
 			return exitOK
 		}
-		fmt.Fprintf(e.stdout, "%s: authenticator app (TOTP) since %s, %d recovery codes left\n", user, formatTime(info.Since), info.RecoveryCodesLeft)
+		if info.TOTP {
+			fmt.Fprintf(e.stdout, "%s: authenticator app (TOTP) since %s, %d recovery codes left\n", user, formatTime(info.Since), info.RecoveryCodesLeft)
+		} else {
+			fmt.Fprintf(e.stdout, "%s: no authenticator app\n", user)
+		}
+		for _, p := range passkeys {
+			lastUsed, kind := "never", "device-bound"
+			if !p.LastUsed.IsZero() {
+				lastUsed = formatTime(p.LastUsed)
+			}
+			if p.Synced {
+				kind = "synced"
+				if !p.BackedUp {
+					kind = "synced (not backed up yet)"
+				}
+			}
+			fmt.Fprintf(e.stdout, "  passkey %q: %s, added %s, last used %s, sign count %d, id %s\n",
+				p.Name, kind, formatTime(p.Created), lastUsed, p.SignCount, p.ID)
+		}
 		return exitOK
 	})
 }
 
-// runUserResetFactors removes a user's second factor after a lost phone.
+// runUserResetFactors removes every factor of a user besides the
+// password (a lost phone): the app, its recovery codes and the passkeys.
 // The user's sessions are left alone: they were signed in with the
 // factor, and ending them is a separate decision (sessions revoke).
 func runUserResetFactors(e *env, args []string) int {
 	c := newStoreCommand(e, "user", "reset-factors")
-	yes := c.fs.Bool("yes", false, "confirm: the user signs in with the password alone until they set up an authenticator app again")
+	yes := c.fs.Bool("yes", false, "confirm: the user signs in with the password alone until they set up a factor again")
 	name, code, ok := nameArgument(c.fs, args)
 	if !ok {
 		return code
 	}
 	if !*yes {
-		return usageError(c.fs, "this removes the authenticator app and recovery codes of %s; add --yes to do it", name)
+		return usageError(c.fs, "this removes the authenticator app, recovery codes and passkeys of %s; add --yes to do it", name)
 	}
 	return c.withStore(func(t *storeTools) int {
 		user, err := t.accounts.SessionUserID(e.ctx, name)
 		if err != nil {
 			return c.fail(err)
 		}
-		removed, err := t.accounts.ResetSecondFactor(e.ctx, user)
+		removed, err := t.accounts.ResetFactors(e.ctx, user)
 		switch {
 		case err != nil:
 			return c.accountFailure(name, err)
-		case !removed:
+		case !removed.Any():
 			fmt.Fprintf(e.stdout, "%s has no second factor; nothing to reset\n", user)
 		default:
-			fmt.Fprintf(e.stdout, "removed the authenticator app and recovery codes of %s; they sign in with the password alone until they set up an app again\n"+
-				"their sessions continue; to end them: cloakroom sessions revoke %s\n", user, user)
+			var what []string
+			if removed.TOTP {
+				what = append(what, "the authenticator app and recovery codes")
+			}
+			if removed.Passkeys > 0 {
+				what = append(what, fmt.Sprintf("%d passkey(s)", removed.Passkeys))
+			}
+			fmt.Fprintf(e.stdout, "removed %s of %s; they sign in with the password alone until they set up a factor again\n"+
+				"their sessions continue; to end them: cloakroom sessions revoke %s\n", strings.Join(what, " and "), user, user)
 		}
+		return exitOK
+	})
+}
+
+// runUserRemovePasskey removes one passkey of a user (a lost key, or one
+// the user does not recognise).
+func runUserRemovePasskey(e *env, args []string) int {
+	c := newStoreCommand(e, "user", "remove-passkey")
+	yes := c.fs.Bool("yes", false, "confirm: the passkey no longer signs the user in")
+	positional, code, ok := parseArgs(c.fs, args)
+	if !ok {
+		return code
+	}
+	if len(positional) != 2 {
+		return usageError(c.fs, "expected a user name and a passkey id (as user factors shows it), got %d arguments", len(positional))
+	}
+	name, id := positional[0], positional[1]
+	if !*yes {
+		return usageError(c.fs, "this removes passkey %s of %s; add --yes to do it", id, name)
+	}
+	return c.withStore(func(t *storeTools) int {
+		user, err := t.accounts.SessionUserID(e.ctx, name)
+		if err != nil {
+			return c.fail(err)
+		}
+		err = t.accounts.RemovePasskey(e.ctx, user, id)
+		switch {
+		case errors.Is(err, accounts.ErrNoSuchPasskey):
+			fmt.Fprintf(e.stderr, "cloakroom user remove-passkey: %s has no passkey %s (see cloakroom user factors %s)\n", user, id, user)
+			return exitFailure
+		case err != nil:
+			return c.accountFailure(name, err)
+		}
+		fmt.Fprintf(e.stdout, "removed passkey %s of %s; it no longer signs them in; their sessions continue\n", id, user)
 		return exitOK
 	})
 }

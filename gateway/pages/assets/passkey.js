@@ -1,6 +1,7 @@
 // Passkeys (WebAuthn) for the gateway's built-in pages. The pages allow no
-// inline script, so this file finds its parts by id: the login page's
-// "Sign in with a passkey" button (#passkey) and the registration page
+// inline script, so this file finds its parts by id: the passkey block
+// (#passkey) of the login page ("Sign in with a passkey") and of the
+// pages between the factors ("Use a passkey"), and the registration page
 // (#passkey-register). The server keeps each ceremony's challenge; this
 // script only carries options to the browser and answers back.
 "use strict";
@@ -67,9 +68,12 @@
     return window.PublicKeyCredential && navigator.credentials;
   }
 
+  // The login page's sign-in without a name, or the passkey step after a
+  // password (the second-factor and enrolment pages): the same block,
+  // with the server's begin and finish URLs.
   var signIn = document.getElementById("passkey");
   if (signIn && supported()) {
-    var button = document.getElementById("passkey-signin");
+    var button = signIn.querySelector("button.passkey-button");
     var error = document.getElementById("passkey-error");
     signIn.hidden = false;
     button.addEventListener("click", function () {
