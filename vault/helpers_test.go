@@ -52,8 +52,8 @@ type stackOptions struct {
 	backend *jwtBackend        // default a new one
 	route   func(*vault.Route) // adjusts the default route
 	manager func(*cloakroom.Config)
-	now     func() time.Time // the clock of the store, sessions and sign-ins; default time.Now
-	cap     int              // sessions per user; default the admission's
+	now     func() time.Time                                             // the clock of the store, sessions and sign-ins; default time.Now
+	cap     int                                                          // sessions per user; default the admission's
 	bind    func(context.Context, http.Header, *cloakroom.Session) error // the admission's Bind; default none
 }
 
