@@ -277,3 +277,31 @@ func TestGatewayBindsOpenIDSessions(t *testing.T) {
 		t.Fatalf("the copied jar: %d %s", resp.StatusCode, body)
 	}
 }
+
+// A renewal (re-authentication) gives the session a new token but keeps
+// its binding: the bound cookie still works, refreshes go on, and the old
+// token, bound cookie or not, is dead.
+func TestGatewayBindingSurvivesRenewal(t *testing.T) {
+	b := newBoundStack(t, gateway.BindingRequirement{})
+	c := b.client(true)
+	b.signIn(c, "bob")
+	before := c.Jar()
+	body, _ := json.Marshal(map[string]string{"password": "correct horse battery staple"})
+	if r, err := c.Do(context.Background(), http.MethodPost, "/auth/reauth", body, nil); err != nil || r.Status != http.StatusOK {
+		t.Fatalf("reauth: %v %+v", err, r)
+	}
+	after := c.Jar()
+	if after[cloakroom.DefaultCookieName] == before[cloakroom.DefaultCookieName] {
+		t.Fatal("the renewal kept the token")
+	}
+	if r := b.get(c, "/auth/session"); r.Status != http.StatusOK {
+		t.Fatalf("after the renewal: %d %s", r.Status, r.Body)
+	}
+	b.clock.Advance(boundLifetime)
+	if r := b.get(c, "/auth/session"); r.Status != http.StatusOK {
+		t.Fatalf("a refresh after the renewal: %d %s\n%s", r.Status, r.Body, b.logs)
+	}
+	if resp, _ := b.replay(before, "/auth/session"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the old token: %d", resp.StatusCode)
+	}
+}
