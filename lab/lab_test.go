@@ -48,8 +48,11 @@ func startLab(t *testing.T, opts Options) *Lab {
 // served, (6) it runs and sends what it can reach to the attacker, and (7)
 // the attacker tries to act as the admin, also after the admin signed out.
 func TestAttackChain(t *testing.T) {
-	browser := browsertest.New(t)
 	l := startLab(t, Options{})
+	// The cloakroom app over HTTPS, for the copied cookie store: Chromium
+	// trusts its certificate by its pin.
+	secure := startLab(t, Options{HTTPS: true})
+	browser := browsertest.NewWith(t, browsertest.Options{TrustSPKIPins: []string{secure.SPKIPin}})
 	// The attacker's own browser: they sign up as a guest to post the
 	// comment, and read their collector.
 	evil := newPerson(t, browser)
@@ -57,6 +60,48 @@ func TestAttackChain(t *testing.T) {
 	t.Run("cloakroom", func(t *testing.T) { testCloakroomMode(t, browser, evil, l) })
 	t.Run("vault", func(t *testing.T) { testVaultMode(t, browser, evil, l) })
 	t.Run("cloakroom with CSP", func(t *testing.T) { testCSP(t, browser, evil, startLab(t, Options{CSP: true})) })
+	t.Run("infostealer", func(t *testing.T) { testCopiedCookieStore(t, browser, secure) })
+}
+
+// testCopiedCookieStore: malware on the admin's machine copies the
+// browser's whole cookie store, HttpOnly cookies included, and replays it
+// from the attacker's own program. Without device binding the copy is as
+// good as the browser until the admin signs out.
+func testCopiedCookieStore(t *testing.T, browser context.Context, l *Lab) {
+	admin := newPerson(t, browser)
+	signIn(t, admin, l.CloakroomURL, l.Admin)
+	cookies := browsertest.Cookies(t, admin)
+	if !slices.ContainsFunc(cookies, func(c *network.Cookie) bool { return c.Name == l.SessionCookie && c.HTTPOnly }) {
+		t.Fatalf("the copied store lacks the HttpOnly session cookie: %d cookies", len(cookies))
+	}
+	thief := l.Client(browsertest.CopyJar(t, cookies))
+	if code := clientRequest(t, thief, "GET", l.CloakroomURL+"/api/admin/users"); code != http.StatusOK {
+		t.Fatalf("the copied cookie store from another machine: got %d, want 200", code)
+	}
+	signOut(t, admin)
+	if code := clientRequest(t, thief, "GET", l.CloakroomURL+"/api/admin/users"); code != http.StatusUnauthorized {
+		t.Errorf("the copied cookie store after the admin signed out: got %d, want 401", code)
+	}
+}
+
+// clientRequest sends a request with client, as a JSON API call, and
+// returns the status.
+func clientRequest(t *testing.T, client *http.Client, method, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, res.Body)
+	return res.StatusCode
 }
 
 func testJWTMode(t *testing.T, browser, guest context.Context, l *Lab) {

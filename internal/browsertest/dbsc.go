@@ -68,7 +68,14 @@ func ServeTLS(t testing.TB, h http.Handler) (string, *localtls.Cert) {
 // browser's cookie store takes (CDP Storage.getCookies).
 func Cookies(t testing.TB, ctx context.Context) []*network.Cookie {
 	t.Helper()
-	res, err := chromedp.Call(ctx, storage.GetCookies, storage.GetCookiesParams{})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// On the browser endpoint, naming the tab's browser context: a page
+	// target answers for the default context only.
+	res, err := chromedp.CallBrowser(ctx, storage.GetCookies, storage.GetCookiesParams{
+		BrowserContextID: chromedp.FromContext(ctx).BrowserContextID,
+	})
 	if err != nil {
 		t.Fatalf("read the browser's cookies: %v", err)
 	}
