@@ -25,4 +25,25 @@
 // alg that does not match the key, a crit header, a repeated JSON key,
 // non-canonical base64url, a proof over MaxProofSize or a jwk over
 // MaxJWKSize. Verification takes time linear in the input.
+//
+// # Headers
+//
+// The server writes Secure-Session-Registration (Registration.Header) and
+// Secure-Session-Challenge (ChallengeHeader) as the specification has them,
+// which Chromium 156 reads. The parsers are strict RFC 8941 readers with a
+// MaxHeaderSize bound, failing with errors that wrap ErrMalformed; for the
+// two request headers they also take the raw forms Chromium 156 sends
+// (the JWT and the session identifier unquoted). Challenges and session
+// identifiers should be base64url, which every form carries unchanged.
+//
+// # Interoperability vectors
+//
+// The public DBSC vectors of CloudNua/dbsc-server (testdata/vectors) all
+// pass. Their failure classes map to ours: bad-typ to ErrMalformed,
+// alg-not-allowed to ErrAlgorithm, jwk-missing, alg-key-mismatch and
+// jwk-forbidden to ErrKey, bad-signature to ErrSignature, a refused header
+// to ErrMalformed; challenge-mismatch and iat-out-of-window are the
+// caller's checks on Proof.Challenge and Proof.IssuedAt. One deliberate
+// difference: a refresh proof repeating the stored key is accepted, where
+// they refuse any jwk on refresh.
 package dbsc

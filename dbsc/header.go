@@ -156,23 +156,42 @@ func ParseChallenges(value string) ([]Challenge, error) {
 	return out, nil
 }
 
-// ParseSessionID reads a Sec-Secure-Session-Id value, one sf-string (its
-// parameters ignored), and returns the session identifier.
+// ParseSessionID reads a Sec-Secure-Session-Id value and returns the
+// session identifier. The specification makes it an sf-string, read so
+// (its parameters ignored) when the value starts with a quote; Chromium
+// 156 sends the identifier raw instead, so any other value is taken as the
+// identifier itself: printable ASCII, surrounding spaces trimmed. Session
+// identifiers that are base64url read the same either way.
 func ParseSessionID(value string) (string, error) {
-	item, err := parseSingleItem(value)
-	if err != nil {
-		return "", err
+	if len(value) > MaxHeaderSize {
+		return "", fmt.Errorf("%w: header value longer than %d bytes", ErrMalformed, MaxHeaderSize)
 	}
-	if item.kind != kindString || item.text == "" {
-		return "", fmt.Errorf("%w: the session id is not a non-empty quoted string", ErrMalformed)
+	value = strings.Trim(value, " \t")
+	if strings.HasPrefix(value, `"`) {
+		item, err := parseSingleItem(value)
+		if err != nil {
+			return "", err
+		}
+		if item.text == "" {
+			return "", fmt.Errorf("%w: empty session id", ErrMalformed)
+		}
+		return item.text, nil
 	}
-	return item.text, nil
+	if value == "" {
+		return "", fmt.Errorf("%w: empty session id", ErrMalformed)
+	}
+	for i := 0; i < len(value); i++ {
+		if value[i] < 0x20 || value[i] > 0x7e {
+			return "", fmt.Errorf("%w: the session id is not printable ASCII", ErrMalformed)
+		}
+	}
+	return value, nil
 }
 
 // ParseResponse reads a Secure-Session-Response value, one sf-string (its
 // parameters ignored), and returns the proof JWT in it. A bare sf-token is
-// accepted too, since every JWT is a valid token and a browser sending it
-// unquoted means the same proof. The JWT is not checked here;
+// accepted too: Chromium 156 sends the JWT unquoted, and every JWT is a
+// valid token. The JWT is not checked here;
 // VerifyRegistration and VerifyRefresh do that.
 func ParseResponse(value string) (string, error) {
 	item, err := parseSingleItem(value)

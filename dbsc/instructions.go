@@ -10,14 +10,14 @@ type Instructions struct {
 	RefreshURL               string       `json:"refresh_url,omitempty"` // "" means the URL of the request answered
 	Continue                 *bool        `json:"continue,omitempty"`    // nil means true; false ends the session in the browser
 	Scope                    Scope        `json:"scope"`
-	Credentials              []Credential `json:"credentials"`
+	Credentials              []Credential `json:"credentials"` // at least one: Chromium refuses a session without
 	AllowedRefreshInitiators []string     `json:"allowed_refresh_initiators,omitempty"`
 }
 
 // Scope is the part of the web a session covers.
 type Scope struct {
 	Origin             string      `json:"origin,omitempty"` // "" means the origin of the URL answered
-	IncludeSite        bool        `json:"include_site"`     // false: the origin only; true: its whole site
+	IncludeSite        bool        `json:"include_site"`     // false: the origin only; true: its whole site (only for an origin whose host is the site itself; Chromium refuses it on localhost)
 	ScopeSpecification []ScopeRule `json:"scope_specification,omitempty"`
 }
 
@@ -32,12 +32,14 @@ type ScopeRule struct {
 type Credential struct {
 	Type       string `json:"type"` // "cookie"; "" is written as "cookie"
 	Name       string `json:"name"`
-	Attributes string `json:"attributes,omitempty"` // the Set-Cookie attributes it is issued with, such as "Path=/; Secure; HttpOnly; SameSite=Lax"
+	Attributes string `json:"attributes,omitempty"` // the Set-Cookie attributes it is issued with, without Max-Age and Expires (Chromium refuses the session over them), such as "Path=/; Secure; HttpOnly; SameSite=Lax"
 }
 
 // Stop returns the instructions that end a session in the browser, so it
-// stops refreshing: {"continue":false}. Set SessionIdentifier to name the
-// session ended.
+// stops refreshing: {"continue":false}. Set SessionIdentifier to the
+// session ended: Chromium 156 ends a session on a bare {"continue":false}
+// too, but as an error (InvalidSessionId), and on
+// {"session_identifier":"s","continue":false} as the server's request.
 func Stop() Instructions {
 	stop := false
 	return Instructions{Continue: &stop}

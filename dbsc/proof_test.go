@@ -184,3 +184,27 @@ func TestTamperedPayload(t *testing.T) {
 		}
 	}
 }
+
+// TestChromiumShapedProof: the registration Chromium 156 sends (D3's
+// capture): the JWT unquoted in Secure-Session-Response, the jwk in the
+// header, only jti and authorization in the payload.
+func TestChromiumShapedProof(t *testing.T) {
+	s := newES256(t)
+	token := s.sign(t, map[string]any{"alg": "ES256", "jwk": s.jwk(), "typ": "dbsc+jwt"},
+		map[string]any{"authorization": "authcode1", "jti": "regchal1"})
+	raw, err := ParseResponse(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := VerifyRegistration(raw)
+	if err != nil || proof.Challenge != "regchal1" || proof.Authorization != "authcode1" || !proof.IssuedAt.IsZero() {
+		t.Fatalf("%+v, %v", proof, err)
+	}
+	refresh, err := ParseResponse(s.sign(t, map[string]any{"alg": "ES256", "typ": "dbsc+jwt"}, map[string]any{"jti": "refchal2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := VerifyRefresh(refresh, proof.JWK); err != nil || p.Challenge != "refchal2" {
+		t.Fatalf("%+v, %v", p, err)
+	}
+}
