@@ -20,9 +20,11 @@ import (
 // Defaults and bounds of [Config].
 const (
 	// DefaultCookieName is the bound cookie's name. __Host- makes the
-	// browser keep it only Secure, host-only and on Path=/; Http- keeps
-	// page script from reading, creating or overwriting it.
-	DefaultCookieName         = "__Host-Http-bound"
+	// browser keep it only Secure, host-only and on Path=/. Not
+	// __Host-Http-: Chromium 156 refuses a session whose bound cookie has
+	// that prefix (its DBSC event says InvalidCredentialsCookie) and
+	// registers nothing. HttpOnly keeps page script from reading it.
+	DefaultCookieName         = "__Host-bound"
 	DefaultCookieLifetime     = 5 * time.Minute
 	MinCookieLifetime         = 10 * time.Second
 	DefaultRegistrationWindow = 2 * time.Minute
@@ -50,7 +52,8 @@ type Config struct {
 	// derived from the session cookie: an infostealer that copied the
 	// session cookie cannot mint a bound cookie. Required.
 	Key []byte
-	// CookieName is the bound cookie's name. Default "__Host-Http-bound".
+	// CookieName is the bound cookie's name. Default "__Host-bound". A
+	// __Host-Http- name is refused by Chromium 156: nothing registers.
 	CookieName string
 	// CookieLifetime is how long a bound cookie works: how long a copied
 	// cookie jar keeps working after the copy. Default 5 minutes; at least
