@@ -20,6 +20,7 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/gateway"
 	"github.com/cloakroom/cloakroom/internal/localtls"
 	"github.com/cloakroom/cloakroom/lab/attacker"
@@ -87,6 +88,18 @@ type Options struct {
 	// Default false: plain HTTP, which Chromium accepts for Secure
 	// cookies on localhost.
 	HTTPS bool
+	// DBSC turns on device binding in the cloakroom app (package dbsc):
+	// a browser with Device Bound Session Credentials binds the admin's
+	// session to a key it keeps, and a copy of its cookie store stops
+	// working once the short-lived bound cookie in it expires. It implies
+	// HTTPS. In Chromium on Linux, DBSC needs
+	// --enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting.
+	// Default false.
+	DBSC bool
+	// BoundCookieLifetime is, with DBSC, how long a bound cookie works:
+	// how long a copied cookie store keeps working. Default the package
+	// default, dbsc.DefaultCookieLifetime (5 minutes); at least 10 s.
+	BoundCookieLifetime time.Duration
 }
 
 // Credentials are a demo user's name and password.
@@ -105,9 +118,12 @@ type Lab struct {
 	Comment string
 	// CSP reports whether the cloakroom app sends [CSP].
 	CSP bool
+	// DBSC reports whether the cloakroom app binds sessions to devices
+	// ([Options.DBSC]).
+	DBSC bool
 	// SessionCookie is the name of the cloakroom app's session cookie.
 	SessionCookie string
-	// SPKIPin is, with [Options.HTTPS], the base64 SHA-256 of the cloakroom
+	// SPKIPin is, with [Options.HTTPS] or DBSC, the base64 SHA-256 of the cloakroom
 	// app's certificate's public key info: the value of Chromium's
 	// --ignore-certificate-errors-spki-list. Empty otherwise.
 	SPKIPin string
@@ -132,7 +148,7 @@ type Lab struct {
 // attacker, and returns once all four accept connections. ctx bounds the start-up only;
 // call [Lab.Close] to stop them.
 func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
-	l := &Lab{CSP: opts.CSP}
+	l := &Lab{CSP: opts.CSP, DBSC: opts.DBSC}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -162,7 +178,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	port := func(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
 	l.JWTURL = "http://localhost:" + port(listeners[0])
 	l.CloakroomURL = "http://localhost:" + port(listeners[1])
-	if opts.HTTPS {
+	if opts.HTTPS || opts.DBSC {
 		if l.cert, err = localtls.New(); err != nil {
 			return nil, fmt.Errorf("lab: %w", err)
 		}
@@ -290,11 +306,18 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	if err != nil {
 		return nil, err
 	}
+	var binding *dbsc.Config
+	if opts.DBSC {
+		key := make([]byte, 32)
+		rand.Read(key)
+		binding = &dbsc.Config{Key: key, CookieLifetime: opts.BoundCookieLifetime}
+	}
 	st, err := gateway.Assemble(ctx, gateway.Parts{
 		Sessions:     cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName},
 		AccountStore: accountStore,
 		Accounts:     accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger},
 		Admission:    signin.Config{Logger: logger},
+		Binding:      binding,
 		Gateway: gateway.Config{
 			Signer: signer,
 			Routes: []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
@@ -374,7 +397,7 @@ func (l *Lab) serve(ln net.Listener, h http.Handler, logger *slog.Logger) {
 
 // Client returns an HTTP client for requests from another machine, as an
 // attacker's own program: it trusts the cloakroom app's certificate with
-// [Options.HTTPS], keeps cookies in jar (nil: none) and does not follow
+// [Options.HTTPS] or DBSC, keeps cookies in jar (nil: none) and does not follow
 // redirects.
 func (l *Lab) Client(jar http.CookieJar) *http.Client {
 	if l.cert != nil {
@@ -464,8 +487,12 @@ func (l *Lab) Instructions() string {
 	https := ""
 	if l.SPKIPin != "" {
 		https = "  The cloakroom app is on HTTPS with a throwaway certificate: start Chromium with\n" +
-			"    --ignore-certificate-errors-spki-list=" + l.SPKIPin + "\n" +
-			"  (the payload, on plain HTTP, cannot load in that page).\n\n"
+			"    --ignore-certificate-errors-spki-list=" + l.SPKIPin + "\n"
+		if l.DBSC {
+			https += "    --enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting\n" +
+				"  for device-bound sessions (Chrome 146+ on Windows has them without flags)\n"
+		}
+		https += "  (the payload, on plain HTTP, cannot load in that page).\n\n"
 	}
 	return "cloakroom lab: DELIBERATELY VULNERABLE apps, on loopback only\n\n" +
 		"  jwt app        " + l.JWTURL + "   JWT in localStorage, sign-out deletes it there only\n" +
