@@ -21,9 +21,9 @@ import (
 const (
 	// DefaultCookieName is the bound cookie's name. __Host- makes the
 	// browser keep it only Secure, host-only and on Path=/. Not
-	// __Host-Http-: Chromium 156 refuses a session whose bound cookie has
-	// that prefix (its DBSC event says InvalidCredentialsCookie) and
-	// registers nothing. HttpOnly keeps page script from reading it.
+	// __Host-Http- (which would also keep page script from writing it):
+	// Chromium 156 refuses a bound cookie of that name and registers
+	// nothing. The cookie is HttpOnly all the same.
 	DefaultCookieName         = "__Host-bound"
 	DefaultCookieLifetime     = 5 * time.Minute
 	MinCookieLifetime         = 10 * time.Second
@@ -52,8 +52,8 @@ type Config struct {
 	// derived from the session cookie: an infostealer that copied the
 	// session cookie cannot mint a bound cookie. Required.
 	Key []byte
-	// CookieName is the bound cookie's name. Default "__Host-bound". A
-	// __Host-Http- name is refused by Chromium 156: nothing registers.
+	// CookieName is the bound cookie's name. Default "__Host-bound".
+	// Chromium 156 refuses __Host-Http- names for bound cookies.
 	CookieName string
 	// CookieLifetime is how long a bound cookie works: how long a copied
 	// cookie jar keeps working after the copy. Default 5 minutes; at least
@@ -466,7 +466,11 @@ func (b *Binder) refresh(w http.ResponseWriter, r *http.Request, s *cloakroom.Se
 		// the browser no longer has the cookie of: stop refreshing it.
 		b.refreshes.WithLabelValues("ended").Inc()
 		b.log.LogAttrs(ctx, slog.LevelInfo, "device-bound session refresh: session over", slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
-		httpjson.Write(w, http.StatusOK, Stop())
+		// The identifier makes Chromium end the session as asked rather
+		// than as an error.
+		stop := Stop()
+		stop.SessionIdentifier = id
+		httpjson.Write(w, http.StatusOK, stop)
 		return
 	}
 	header := r.Header.Get("Secure-Session-Response")

@@ -18,8 +18,11 @@ import (
 	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/dbsc/dbsctest"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
+	"github.com/cloakroom/cloakroom/internal/testoidc"
 	"github.com/cloakroom/cloakroom/memstore"
+	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/signin"
 	"github.com/cloakroom/cloakroom/storetest"
 )
@@ -38,6 +41,13 @@ type boundStack struct {
 
 func newBoundStack(t *testing.T, req gateway.BindingRequirement) *boundStack {
 	t.Helper()
+	return newBoundStackWith(t, req, nil)
+}
+
+// newBoundStackWith is newBoundStack with edit applied to the parts, given
+// the gateway's origin, before they are assembled.
+func newBoundStackWith(t *testing.T, req gateway.BindingRequirement, edit func(p *gateway.Parts, origin string)) *boundStack {
+	t.Helper()
 	b := &boundStack{t: t, clock: storetest.NewClock(time.Now().UTC().Truncate(time.Second)), logs: &syncbuf.Buffer{}}
 	mem := memstore.New(memstore.Config{Now: b.clock.Now})
 	t.Cleanup(func() { mem.Close() })
@@ -45,7 +55,11 @@ func newBoundStack(t *testing.T, req gateway.BindingRequirement) *boundStack {
 	rand.Read(key)
 	logger := slog.New(slog.NewTextHandler(b.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
-	b.st, err = gateway.Assemble(context.Background(), gateway.Parts{
+	// The server starts first: the OpenID client needs the origin.
+	var handler http.Handler = http.NotFoundHandler()
+	b.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(b.srv.Close)
+	parts := gateway.Parts{
 		Sessions:       cloakroom.Config{Store: mem, Now: b.clock.Now, Logger: logger},
 		AccountStore:   memaccounts.New(),
 		Accounts:       accounts.Config{Throttle: memaccounts.NewThrottle(0), Now: b.clock.Now, Logger: logger},
@@ -53,7 +67,11 @@ func newBoundStack(t *testing.T, req gateway.BindingRequirement) *boundStack {
 		Binding:        &dbsc.Config{Key: key, CookieLifetime: boundLifetime},
 		RequireBinding: req,
 		Gateway:        gateway.Config{TLS: true, Now: b.clock.Now},
-	})
+	}
+	if edit != nil {
+		edit(&parts, b.srv.URL)
+	}
+	b.st, err = gateway.Assemble(context.Background(), parts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +83,7 @@ func newBoundStack(t *testing.T, req gateway.BindingRequirement) *boundStack {
 	if err := b.st.Accounts.Add(ctx, "bob", "correct horse battery staple", nil, ""); err != nil {
 		t.Fatal(err)
 	}
-	b.srv = httptest.NewTLSServer(b.st.Gateway.Handler())
-	t.Cleanup(b.srv.Close)
+	handler = b.st.Gateway.Handler()
 	return b
 }
 
@@ -215,5 +232,48 @@ func TestGatewayRequiresBinding(t *testing.T) {
 	}
 	if !strings.Contains(b.metrics(), `cloakroom_dbsc_refused_total{reason="required"} 2`) {
 		t.Fatalf("refusals not counted:\n%s", b.metrics())
+	}
+}
+
+// An OpenID sign-in offers registration on the callback's redirect, and
+// the provider's user's session binds like a local one's.
+func TestGatewayBindsOpenIDSessions(t *testing.T) {
+	provider := testoidc.Start(t, nil)
+	sealer, err := seal.Generate("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newBoundStackWith(t, gateway.BindingRequirement{}, func(p *gateway.Parts, origin string) {
+		cfg := provider.Config()
+		p.OIDC = &oidcbff.Config{
+			Providers: []oidcbff.ProviderConfig{{Name: "mock", Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, TokenAuth: "post"}},
+			PublicURL: origin, Sealer: sealer,
+		}
+	})
+	provider.Queue(testoidc.User{Subject: "dana", Email: "dana@example.com"})
+	c := b.client(true)
+	nav := []string{"Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "none", "Sec-Fetch-Dest", "document"}
+	r := b.get(c, "/auth/login/mock", nav...)
+	if r.Status != http.StatusSeeOther {
+		t.Fatalf("sign-in at the provider: %d %s", r.Status, r.Body)
+	}
+	r = b.get(c, r.Header.Get("Location"))
+	if r.Status != http.StatusFound {
+		t.Fatalf("the provider: %d %s", r.Status, r.Body)
+	}
+	r = b.get(c, r.Header.Get("Location"), "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Dest", "document")
+	if r.Status != http.StatusSeeOther || r.Header.Get(dbsc.HeaderRegistration) == "" {
+		t.Fatalf("the callback: %d, registration offered %q: %s\n%s", r.Status, r.Header.Get(dbsc.HeaderRegistration), r.Body, b.logs)
+	}
+	if c.Session() == nil {
+		t.Fatalf("the provider's user did not register:\n%s", b.logs)
+	}
+	stolen := c.Jar()
+	b.clock.Advance(boundLifetime)
+	if r := b.get(c, "/auth/session"); r.Status != http.StatusOK {
+		t.Fatalf("the browser: %d %s", r.Status, r.Body)
+	}
+	if resp, body := b.replay(stolen, "/auth/session"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the copied jar: %d %s", resp.StatusCode, body)
 	}
 }

@@ -179,6 +179,10 @@ type Client struct {
 	// JWKInPayload sends the registration key in the proof's payload
 	// instead of its header.
 	JWKInPayload bool
+	// Quoted sends Sec-Secure-Session-Id and Secure-Session-Response as
+	// sf-strings, as the specification writes them. Default false: raw,
+	// as Chromium 156 sends them.
+	Quoted bool
 
 	mu      sync.Mutex
 	key     *Key
@@ -206,7 +210,7 @@ func New(base string, hc *http.Client, key *Key) *Client {
 func (c *Client) Clone() *Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := &Client{Base: c.Base, HTTP: c.HTTP, Header: c.Header.Clone(), Now: c.Now, Register: c.Register, JWKInPayload: c.JWKInPayload, key: c.key, cookies: map[string]cookie{}}
+	n := &Client{Base: c.Base, HTTP: c.HTTP, Header: c.Header.Clone(), Now: c.Now, Register: c.Register, JWKInPayload: c.JWKInPayload, Quoted: c.Quoted, key: c.key, cookies: map[string]cookie{}}
 	for k, v := range c.cookies {
 		n.cookies[k] = v
 	}
@@ -436,7 +440,7 @@ func (c *Client) register(ctx context.Context, target, offer string) error {
 	c.mu.Lock()
 	c.registrations++
 	c.mu.Unlock()
-	resp, err := c.send(ctx, http.MethodPost, endpoint, nil, http.Header{dbsc.HeaderResponse: {quote(proof)}})
+	resp, err := c.send(ctx, http.MethodPost, endpoint, nil, http.Header{dbsc.HeaderResponse: {c.quote(proof)}})
 	if err != nil {
 		return err
 	}
@@ -508,13 +512,13 @@ func (c *Client) Refresh(ctx context.Context) error {
 		key := c.key
 		c.refreshes++
 		c.mu.Unlock()
-		h := http.Header{dbsc.HeaderSessionID: {quote(s.ID)}}
+		h := http.Header{dbsc.HeaderSessionID: {c.quote(s.ID)}}
 		if s.Challenge != "" {
 			proof, err := key.Proof(s.Challenge, ProofOptions{IssuedAt: c.Now()})
 			if err != nil {
 				return err
 			}
-			h.Set(dbsc.HeaderResponse, quote(proof))
+			h.Set(dbsc.HeaderResponse, c.quote(proof))
 		}
 		resp, err := c.send(ctx, http.MethodPost, s.RefreshURL, nil, h)
 		if err != nil {
@@ -546,9 +550,9 @@ func (c *Client) RefreshWith(ctx context.Context, proof string) (*Response, erro
 	if s == nil {
 		return nil, ErrNoSession
 	}
-	h := http.Header{dbsc.HeaderSessionID: {quote(s.ID)}}
+	h := http.Header{dbsc.HeaderSessionID: {c.quote(s.ID)}}
 	if proof != "" {
-		h.Set(dbsc.HeaderResponse, quote(proof))
+		h.Set(dbsc.HeaderResponse, c.quote(proof))
 	}
 	return c.send(ctx, http.MethodPost, s.RefreshURL, nil, h)
 }
@@ -574,5 +578,13 @@ func resolveRef(base, ref string) (string, error) {
 	return b.ResolveReference(r).String(), nil
 }
 
-// quote writes s as an sf-string.
-func quote(s string) string { return strconv.Quote(s) }
+// quote writes a header value as the client sends it: an sf-string
+// with Quoted, else raw.
+func (c *Client) quote(s string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Quoted {
+		return strconv.Quote(s)
+	}
+	return s
+}
