@@ -297,13 +297,16 @@ func (b *Binder) Offer(ctx context.Context, h http.Header, s *cloakroom.Session)
 // Check is the session manager's binding hook (cloakroom.Config.Binding):
 // a request of a bound session must carry a bound cookie minted for that
 // session and not yet expired; a session that never registered passes,
-// unless Config.Require asks for binding. The refresh and registration
-// endpoints pass, as they must work without the bound cookie. It reads
+// unless Config.Require asks for binding. POSTs to the refresh and
+// registration endpoints pass, as they must work without the bound cookie. It reads
 // nothing from the store: the binding travels with the session's values.
 // A refusal is counted and logged as a suspected replay; the session is
 // not ended.
 func (b *Binder) Check(r *http.Request, s *cloakroom.Session) error {
-	if r.URL.Path == b.cfg.RefreshPath || r.URL.Path == b.cfg.RegisterPath {
+	if r.Method == http.MethodPost && (r.URL.Path == b.cfg.RefreshPath || r.URL.Path == b.cfg.RegisterPath) {
+		// The endpoints check their own proofs; they answer nothing
+		// else. (Behind forward auth, the proxy sends these paths to
+		// the gateway, never to an app.)
 		return nil
 	}
 	if _, bound := s.Get(cloakroom.BindingValue); !bound {

@@ -84,11 +84,21 @@ func parseCookie(value string) (expiry int64, mac []byte, err error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
 	}
+	// The decoder skips CR and LF even in strict mode: only the 43
+	// characters of the alphabet make the one spelling.
+	if len(encoded) != base64.RawURLEncoding.EncodedLen(sha256.Size) || strings.IndexFunc(encoded, notBase64URL) >= 0 {
+		return 0, nil, fmt.Errorf("%w: bad MAC encoding", ErrCookieInvalid)
+	}
 	mac, err = base64.RawURLEncoding.Strict().DecodeString(encoded)
 	if err != nil || len(mac) != sha256.Size {
 		return 0, nil, fmt.Errorf("%w: bad MAC encoding", ErrCookieInvalid)
 	}
 	return expiry, mac, nil
+}
+
+// notBase64URL reports a rune outside the base64url alphabet.
+func notBase64URL(r rune) bool {
+	return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_')
 }
 
 // verifyCookie checks a bound cookie value for the session with handle at

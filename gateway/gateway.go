@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -44,9 +45,11 @@ func New(cfg Config) (*Gateway, error) {
 	// The gateway's own cookies besides the session's: upstreams never
 	// see them nor set them.
 	others := []string{signin.DeviceCookie}
+	var reserved []string
 	if cfg.Binder != nil {
 		more = append(more, cfg.Binder.Collectors()...)
 		others = append(others, cfg.Binder.Config().CookieName)
+		reserved = []string{dbsc.HeaderRegistration, dbsc.HeaderChallenge}
 	}
 	b.metrics = cfg.Metrics
 	if err := errors.Join(b.metrics.register(more...), b.metrics.registerStore(cfg.Sessions.Store())); err != nil {
@@ -74,7 +77,7 @@ func New(cfg Config) (*Gateway, error) {
 		// The cookie names come from the session manager and the
 		// sign-in rules, not from settings that could disagree with them.
 		px, err = proxy.New(proxy.Config{
-			Routes: cfg.Routes, SessionCookie: cookie, OtherCookies: others,
+			Routes: cfg.Routes, SessionCookie: cookie, OtherCookies: others, ReservedHeaders: reserved,
 			Signer: cfg.Signer, Transport: cfg.Transport, ErrorLog: cfg.Logger,
 		})
 		if err != nil {
