@@ -264,10 +264,11 @@ func (b *Binder) Config() Config { return b.cfg }
 // Offer offers the session of a sign-in that just happened a device
 // binding: it stores a fresh single-use registration challenge for the
 // session, alive for the registration window, and adds the
-// Secure-Session-Registration header to h, the sign-in response's
-// headers. Only that response carries the challenge, so a session cookie
-// copied later cannot register a key of its own. A browser without device
-// bound sessions ignores the header. Call it once per session, after
+// Secure-Session-Registration header and a first bound cookie to h, the
+// sign-in response's headers. Only that response carries the challenge,
+// so a session cookie copied later cannot register a key of its own. A
+// browser without device bound sessions ignores the header; its session
+// never binds, so the cookie goes unchecked. Call it once per session, after
 // [cloakroom.Session.Login] (package signin does, for every way in).
 func (b *Binder) Offer(ctx context.Context, h http.Header, s *cloakroom.Session) error {
 	if !s.LoggedIn() {
@@ -285,6 +286,11 @@ func (b *Binder) Offer(ctx context.Context, h http.Header, s *cloakroom.Session)
 	h.Add("Secure-Session-Registration", Registration{
 		Algorithms: b.cfg.Algorithms, Path: b.cfg.RegisterPath, Challenge: challenge,
 	}.Header())
+	// A first bound cookie rides on the sign-in answer as well: Chromium
+	// registers while it follows that answer (its redirect, the page's
+	// next calls), and those requests can reach the gateway after the
+	// registration bound the session but before its cookie came back.
+	h.Add("Set-Cookie", b.cookie(s))
 	return nil
 }
 
@@ -540,6 +546,13 @@ func (b *Binder) challenge(w http.ResponseWriter, r *http.Request, s *cloakroom.
 // instructions. The cookie's life ends with the session's absolute
 // deadline at the latest: a refresh never extends a session.
 func (b *Binder) answer(w http.ResponseWriter, s *cloakroom.Session) {
+	w.Header().Add("Set-Cookie", b.cookie(s))
+	httpjson.Write(w, http.StatusOK, b.Instructions(s.Handle()))
+}
+
+// cookie returns the Set-Cookie value of a new bound cookie for s, which
+// ends after the cookie lifetime or at the session's absolute deadline.
+func (b *Binder) cookie(s *cloakroom.Session) string {
 	now := b.cfg.Now()
 	expiry := now.Add(b.cfg.CookieLifetime)
 	if _, _, absolute := s.Times(); absolute.Before(expiry) {
@@ -547,8 +560,7 @@ func (b *Binder) answer(w http.ResponseWriter, s *cloakroom.Session) {
 	}
 	expiry = expiry.Truncate(time.Second)
 	maxAge := int(expiry.Sub(now) / time.Second)
-	w.Header().Add("Set-Cookie", b.cfg.CookieName+"="+mintCookie(b.cfg.Key, s.Handle(), expiry)+"; "+b.attributes+"; Max-Age="+strconv.Itoa(max(maxAge, 1)))
-	httpjson.Write(w, http.StatusOK, b.Instructions(s.Handle()))
+	return b.cfg.CookieName + "=" + mintCookie(b.cfg.Key, s.Handle(), expiry) + "; " + b.attributes + "; Max-Age=" + strconv.Itoa(max(maxAge, 1))
 }
 
 // Instructions returns the session instructions for the bound session with
