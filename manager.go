@@ -114,6 +114,19 @@ type Config struct {
 	// calls presenting the session's placeholder keep a session alive.
 	// Default nil: every request is activity unless marked passive.
 	Activity func(r *http.Request, s *Session) bool
+	// Binding, when set, is asked about every request of a live,
+	// logged-in session as it loads, before the CSRF check and the
+	// handler: a session bound to its device (see package dbsc) must
+	// present a second, short-lived credential only that device can
+	// renew. A non-nil error makes the request continue as not logged
+	// in, without ending the session, writing to the store or touching
+	// its cookie; [Session.BindingErr] returns the error, so a handler
+	// can say why (401, and the device refreshes its credential). The
+	// hook must not block on the network: what it needs travels with the
+	// session's values, which the load already read. Every consumer of
+	// the manager (middleware, RequireLogin, forward auth, streams)
+	// enforces it alike. Default nil: no binding.
+	Binding func(r *http.Request, s *Session) error
 
 	// RecheckInterval is how often sessions held open by [Session.Watch]
 	// (streams, WebSockets) are checked against the store, a backstop for
@@ -367,11 +380,21 @@ type Device struct {
 	IdleExpiry     time.Time `json:"idle_expires_at"`
 	AbsoluteExpiry time.Time `json:"absolute_expires_at"`
 	Persistent     bool      `json:"persistent"`
+	// Bound reports whether the session is bound to a key its device
+	// holds (package dbsc): it has a value under [BindingValue].
+	Bound bool `json:"bound"`
 }
+
+// BindingValue is the session value under which a device binding (package
+// dbsc) keeps the public key the session is bound to. It lives and dies
+// with the session, survives its renewals, and is read with the session at
+// no extra cost; [Device.Bound] reports it.
+const BindingValue = "cloakroom.binding"
 
 func deviceOf(rec *Record, current Key) Device {
 	name, _, _ := lookupValue(rec.Data, deviceNameKey)
-	return Device{
+	_, bound, _ := lookupValue(rec.Data, BindingValue)
+	return Device{Bound: bound,
 		Handle: rec.Handle, Current: rec.Key == current, Name: string(name), Label: DeviceLabel(rec.UserAgent),
 		UserAgent: rec.UserAgent, IP: rec.IP, CreatedAt: rec.CreatedAt, LastSeen: rec.LastSeen,
 		IdleExpiry: rec.Expiry(), AbsoluteExpiry: rec.AbsoluteDeadline, Persistent: rec.Persistent,

@@ -80,6 +80,13 @@ func (h *sessionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.loadedAt = m.now()
 	s.req = r
 	cookiePresent := m.load(r, s)
+	if s.live && s.rec.UserID != "" && m.cfg.Binding != nil {
+		if err := m.cfg.Binding(r, s); err != nil {
+			// Not logged in for this request, but the session lives on:
+			// nothing is written back and its cookie stays.
+			s.live, s.unbound = false, err
+		}
+	}
 	if cookiePresent && !isSafeMethod(r.Method) && !m.csrfOK(r, s) {
 		m.cfg.Forbidden.ServeHTTP(w, r)
 		return
@@ -169,6 +176,10 @@ func (m *Manager) RequireLogin(next http.Handler) http.Handler {
 		s := m.Session(r)
 		if err := s.Err(); err != nil {
 			m.cfg.Unavailable.ServeHTTP(w, r)
+			return
+		}
+		if s.BindingErr() != nil {
+			http.Error(w, "Unauthorized: this session is bound to a device; its device credential is missing or expired", http.StatusUnauthorized)
 			return
 		}
 		if !s.LoggedIn() {

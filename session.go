@@ -40,7 +40,8 @@ type Session struct {
 	destroyed bool // the cookie must be expired (unknown, expired or ended session)
 	ended     bool // ended in this request (logout, revocation): also Clear-Site-Data
 
-	cookieSent bool // the request carried a well-formed session token
+	cookieSent bool  // the request carried a well-formed session token
+	unbound    error // Config.Binding refused the request; the session lives on
 }
 
 type change struct {
@@ -74,6 +75,16 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// BindingErr returns why Config.Binding refused this request of a live
+// session (a device-bound session without its bound credential), or nil.
+// Such a request is not logged in, but its session was not ended: the
+// device can refresh its credential and try again.
+func (s *Session) BindingErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unbound
 }
 
 // LoggedIn reports whether the request belongs to a live, authenticated

@@ -46,4 +46,25 @@
 // caller's checks on Proof.Challenge and Proof.IssuedAt. One deliberate
 // difference: a refresh proof repeating the stored key is accepted, where
 // they refuse any jwk on refresh.
+//
+// # Binding sessions
+//
+// A [Binder] does the server's part for sessions of a cloakroom.Manager.
+// [Binder.Offer], called after a sign-in (package signin calls it for
+// every way in), stores a single-use registration challenge bound to the
+// new session for Config.RegistrationWindow and offers it in the
+// sign-in's answer only. The registration endpoint verifies the proof,
+// spends the challenge (a compare-and-set on an auxiliary record, so a
+// racing copy loses on any node), and stores the key among the session's
+// values (cloakroom.BindingValue): written with the session's
+// compare-and-set, it survives renewals, ends with the session, and is
+// read with it, so [Binder.Check], the manager's Config.Binding hook,
+// costs no store read. Check asks every request of a bound session for a
+// bound cookie: a MAC with Config.Key over the session's handle and an
+// expiry Config.CookieLifetime ahead, which only a refresh signed by the
+// device key renews. A copied cookie jar thus stops working when its
+// bound cookie expires; the session is not ended, and its browser goes on.
+// Refresh challenges are single use, one auxiliary record each, so tabs
+// refreshing at once each get their own. Package dbsctest is a client
+// that speaks the protocol, for tests.
 package dbsc

@@ -77,6 +77,13 @@ type stack struct {
 // rulesFor 127.0.0.1 and localhost.
 func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 	t.Helper()
+	return newStackWith(t, store, c, nil)
+}
+
+// newStackWith is newStack with edit applied to the gateway's parts
+// first (nil for none).
+func newStackWith(t *testing.T, store cloakroom.Store, c *clock, edit func(*gateway.Parts)) *stack {
+	t.Helper()
 	if c == nil {
 		c = &clock{t: time.Now().UTC().Truncate(time.Second)}
 	}
@@ -104,7 +111,7 @@ func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 		}
 	}
 	logger := slog.New(slog.NewTextHandler(testLog(), nil))
-	st, err := gateway.Assemble(context.Background(), gateway.Parts{
+	parts := gateway.Parts{
 		Sessions:     cloakroom.Config{Store: store, Now: c.Now, Logger: logger},
 		AccountStore: users,
 		Accounts:     accounts.Config{Throttle: memaccounts.NewThrottle(0), Now: c.Now, Logger: logger},
@@ -116,7 +123,11 @@ func newStack(t *testing.T, store cloakroom.Store, c *clock) *stack {
 			Rules:    rulesFor("127.0.0.1", "localhost"),
 		},
 		Gateway: gateway.Config{Signer: signer, Logger: logger},
-	})
+	}
+	if edit != nil {
+		edit(&parts)
+	}
+	st, err := gateway.Assemble(context.Background(), parts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,7 +141,7 @@ func (a *accountPages) data(r *http.Request, s *cloakroom.Session) (pageData, er
 		data.Devices = append(data.Devices, deviceRow{
 			Handle: d.Handle, Name: d.Name, Label: d.Label, IP: d.IP,
 			Created: formatTime(d.CreatedAt), LastSeen: formatAgo(now, d.LastSeen), LastSeenAt: formatTime(d.LastSeen),
-			Current: d.Current, Persistent: d.Persistent,
+			Current: d.Current, Persistent: d.Persistent, Bound: d.Bound,
 		})
 	}
 	return data, nil

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/forwardauth"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -46,10 +49,45 @@ type Parts struct {
 	// Assemble sets its Sessions, Signer (Gateway.Signer), AuthPrefix and
 	// Logger.
 	ForwardAuth *forwardauth.Config
+	// Binding, when set, binds sessions to their browsers' keys (package
+	// dbsc); its Key is required. Assemble sets its Store (the session
+	// store), Logger and Now (the gateway's), its endpoints under the
+	// gateway's AuthPrefix, and Require from RequireBinding; it sets the
+	// session manager's Binding and the admission's Bind to the binder's.
+	Binding *dbsc.Config
+	// RequireBinding makes some requests need a bound session: the
+	// gateway refuses them (401, or the sign-in page) for sessions that
+	// never registered a key, so browsers without device-bound sessions
+	// cannot use them. Needs Binding.
+	RequireBinding BindingRequirement
 	// Gateway is the rest of the gateway's configuration. Assemble sets
 	// Sessions, Admission, Accounts, Vault, OIDC and Metrics, and
 	// registers the vault's and the relay's modes on a copy of Routes.
 	Gateway Config
+}
+
+// BindingRequirement says which requests need a session bound to its
+// device; see Parts.RequireBinding.
+type BindingRequirement struct {
+	// Roles: sessions of users with one of these roles (compared
+	// exactly), on every request.
+	Roles []string
+	// Paths: requests under one of these path prefixes (on a segment
+	// boundary), whoever the user.
+	Paths []string
+}
+
+// required reports whether a request of s needs a bound session.
+func (req BindingRequirement) required(r *http.Request, s *cloakroom.Session) bool {
+	for _, p := range req.Paths {
+		if httpx.PathUnder(r.URL.Path, p) {
+			return true
+		}
+	}
+	if len(req.Roles) == 0 {
+		return false
+	}
+	return slices.ContainsFunc(signin.Roles(s), func(role string) bool { return slices.Contains(req.Roles, role) })
 }
 
 // Stack is a gateway with the parts it is built on.
@@ -60,6 +98,7 @@ type Stack struct {
 	Admission *signin.Admission
 	Vault     *vault.Vault    // nil without one
 	OIDC      *oidcbff.Client // nil without one
+	Binder    *dbsc.Binder    // nil without one
 }
 
 // Assemble builds every part of a gateway once, in the order they depend
@@ -93,6 +132,27 @@ func Assemble(ctx context.Context, p Parts) (_ *Stack, err error) {
 			return nil, err
 		}
 		rules.Configure(&p.Sessions)
+	}
+	req := p.RequireBinding
+	if p.Binding == nil && (len(req.Roles) > 0 || len(req.Paths) > 0) {
+		return nil, fmt.Errorf("%w: requiring bound sessions needs device binding", ErrInvalidConfig)
+	}
+	if p.Binding != nil {
+		// Before the manager: its binding hook is the binder's check,
+		// and every way in offers registration through the admission.
+		bc := *p.Binding
+		auth := cmp.Or(p.Gateway.AuthPrefix, DefaultAuthPrefix)
+		bc.Store, bc.Logger, bc.Now = p.Sessions.Store, p.Gateway.Logger, p.Sessions.Now
+		bc.RegisterPath, bc.RefreshPath = cmp.Or(bc.RegisterPath, auth+"/dbsc/register"), cmp.Or(bc.RefreshPath, auth+"/dbsc/refresh")
+		bc.SameSite = cmp.Or(bc.SameSite, p.Sessions.SameSite)
+		if len(req.Roles) > 0 || len(req.Paths) > 0 {
+			bc.Require = req.required
+		}
+		if st.Binder, err = dbsc.New(bc); err != nil {
+			return nil, err
+		}
+		p.Sessions.Binding = st.Binder.Check
+		p.Admission.Bind = st.Binder.Offer
 	}
 	if st.Sessions, err = cloakroom.New(p.Sessions); err != nil {
 		return nil, err
@@ -139,7 +199,7 @@ func Assemble(ctx context.Context, p Parts) (_ *Stack, err error) {
 		}
 	}
 	cfg.Sessions, cfg.Admission, cfg.Accounts, cfg.Metrics = st.Sessions, st.Admission, st.Accounts, metrics
-	cfg.Vault, cfg.OIDC, cfg.Routes = st.Vault, st.OIDC, routes
+	cfg.Vault, cfg.OIDC, cfg.Routes, cfg.Binder = st.Vault, st.OIDC, routes, st.Binder
 	if st.Gateway, err = New(cfg); err != nil {
 		return nil, err
 	}

@@ -59,6 +59,10 @@ const (
 	// live session. The store forgets an expired session as it forgets a
 	// revoked one, so the two cannot be told apart.
 	endedSession = "session"
+	// endedDevice: the session is bound to a device (DBSC) and the
+	// request lacked its valid bound cookie: a copied cookie jar, or a
+	// browser that could not refresh it. The session was not ended.
+	endedDevice = "device"
 )
 
 // loginURL returns the login page's URL, with return_to when it is a safe
@@ -80,6 +84,9 @@ func (b *base) loginURL(returnTo, ended string) string {
 // endedSession when it carried a session cookie (the session ended since
 // the browser got it), else "".
 func endedHint(s *cloakroom.Session) string {
+	if s.BindingErr() != nil {
+		return endedDevice
+	}
 	if s.CookieSent() {
 		return endedSession
 	}

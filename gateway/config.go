@@ -15,7 +15,9 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/forwardauth"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -146,6 +148,14 @@ type Config struct {
 	// original request. Its AuthPrefix must be this one. Default nil: no
 	// forward-auth endpoints.
 	ForwardAuth *forwardauth.Handler
+	// Binder, when set, binds sessions to their browsers' keys (Device
+	// Bound Session Credentials, package dbsc): the gateway serves its
+	// registration and refresh endpoints (which must lie under
+	// AuthPrefix), registers its metrics and keeps its bound cookie from
+	// upstreams. The session manager's Binding must be Binder.Check and
+	// the admission's Bind Binder.Offer; Assemble sets both. Default nil:
+	// no binding.
+	Binder *dbsc.Binder
 }
 
 // validate checks cfg and fills in defaults. It reports every problem, each
@@ -171,6 +181,14 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.AuthPrefix == "" {
 		cfg.AuthPrefix = DefaultAuthPrefix
+	}
+	if cfg.Binder != nil {
+		bc := cfg.Binder.Config()
+		for _, p := range []string{bc.RegisterPath, bc.RefreshPath} {
+			if !httpx.PathUnder(p, cfg.AuthPrefix) {
+				bad("Binder: endpoint %s is not under AuthPrefix %s", p, cfg.AuthPrefix)
+			}
+		}
 	}
 	if err := checkAuthPrefix(cfg.AuthPrefix); err != nil {
 		bad("AuthPrefix %q: %v", cfg.AuthPrefix, err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/proxy"
 	"github.com/cloakroom/cloakroom/signin"
@@ -42,6 +43,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Vault != nil {
 		more = append(more, cfg.Vault.Collectors()...)
 	}
+	// The gateway's own cookies besides the session's: upstreams never
+	// see them nor set them.
+	others := []string{signin.DeviceCookie}
+	var reserved []string
+	if cfg.Binder != nil {
+		more = append(more, cfg.Binder.Collectors()...)
+		others = append(others, cfg.Binder.Config().CookieName)
+		reserved = []string{dbsc.HeaderRegistration, dbsc.HeaderChallenge}
+	}
 	b.metrics = cfg.Metrics
 	if err := errors.Join(b.metrics.register(more...), b.metrics.registerStore(cfg.Sessions.Store())); err != nil {
 		return nil, err
@@ -61,14 +71,14 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		spa, g.spa = static, static
 	case cfg.Frontend != nil:
-		spa = newFrontendProxy(cfg.Frontend, []string{cookie, signin.DeviceCookie}, cfg.Logger)
+		spa = newFrontendProxy(cfg.Frontend, append([]string{cookie}, others...), cfg.Logger)
 	}
 	var px *proxy.Proxy
 	if len(cfg.Routes) > 0 {
 		// The cookie names come from the session manager and the
 		// sign-in rules, not from settings that could disagree with them.
 		px, err = proxy.New(proxy.Config{
-			Routes: cfg.Routes, SessionCookie: cookie, OtherCookies: []string{signin.DeviceCookie},
+			Routes: cfg.Routes, SessionCookie: cookie, OtherCookies: others, ReservedHeaders: reserved,
 			Signer: cfg.Signer, Transport: cfg.Transport, ErrorLog: cfg.Logger,
 		})
 		if err != nil {
@@ -187,6 +197,15 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 		route("POST "+a+"/account/passkeys/remove", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.remove)))
 	}
 	route("POST "+a+"/csp-report", h.csp)
+	if cfg.Binder != nil {
+		// Device binding: the browser posts its key's proofs here, with
+		// the session cookie; the refresh works without the bound cookie
+		// it renews (Binder.Check lets it through).
+		bc := cfg.Binder.Config()
+		endpoints := cfg.Binder.Handler(b.sessions)
+		route("POST "+bc.RegisterPath, endpoints)
+		route("POST "+bc.RefreshPath, endpoints)
+	}
 	route("GET "+a+"/assets/", http.StripPrefix(a+"/assets", assetHandler()))
 	if cfg.OIDC != nil {
 		cfg.OIDC.Register(mux, h.signIn.errorPage)

@@ -43,6 +43,7 @@ var signedOutNotices = map[string]string{
 	endedLogout:     "You signed out. Sign in again to continue.",
 	endedEverywhere: "You signed out on all your devices, this one included. Sign in again to continue.",
 	endedSession:    "You were signed out: your session expired, or this device was signed out from another device or by an administrator. Sign in again to continue.",
+	endedDevice:     "This session is bound to the browser that signed in, and this request came without the short-lived proof that browser keeps renewing. If this is that browser, reload the page; otherwise sign in here.",
 }
 
 // loginPage serves the login form, saying why the user was signed out

@@ -138,7 +138,7 @@ func (d pageData) ErrorForDevice(form, handle string) string {
 
 type deviceRow struct {
 	Handle, Name, Label, IP, Created, LastSeen, LastSeenAt string
-	Current, Persistent                                    bool
+	Current, Persistent, Bound                             bool
 }
 
 // setPageHeaders sets the security headers of a built-in HTML page, with

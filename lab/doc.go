@@ -34,6 +34,15 @@
 // open, unless the CSP stops it from running at all; docs/threat-model.md
 // states these limits with the lab's results.
 //
+// One more attack needs no script in the page: malware on the admin's
+// machine copies the browser's cookie store and replays it elsewhere.
+// Behind cloakroom the copy works until the admin signs out; with
+// [Options.DBSC] the cloakroom app binds sessions to a key the browser
+// keeps (Device Bound Session Credentials) and the copy stops working
+// once its short-lived bound cookie expires. Browsers bind sessions on
+// HTTPS only, so that app is then served over HTTPS with a throwaway
+// certificate ([Lab.SPKIPin]).
+//
 // The apps render comments unsafely on purpose. Every page says so in a
 // banner, and Start refuses any address that is not loopback.
 package lab

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +20,9 @@ import (
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
 	"github.com/cloakroom/cloakroom/accounts/sqliteaccounts"
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/gateway"
+	"github.com/cloakroom/cloakroom/internal/localtls"
 	"github.com/cloakroom/cloakroom/lab/attacker"
 	"github.com/cloakroom/cloakroom/lab/guestbook"
 	"github.com/cloakroom/cloakroom/memstore"
@@ -76,6 +79,27 @@ type Options struct {
 	// Logger receives the servers' logs, the gateway's audit events
 	// included. Default: discarded.
 	Logger *slog.Logger
+	// HTTPS serves the cloakroom app over HTTPS, https://localhost:PORT,
+	// with a throwaway self-signed certificate: start Chromium with
+	// --ignore-certificate-errors-spki-list=[Lab.SPKIPin] to trust it.
+	// Device-bound sessions need it: Chromium registers none over plain
+	// HTTP. The page then cannot load the attacker's script, served over
+	// plain HTTP (mixed content), so the XSS chain needs HTTPS off.
+	// Default false: plain HTTP, which Chromium accepts for Secure
+	// cookies on localhost.
+	HTTPS bool
+	// DBSC turns on device binding in the cloakroom app (package dbsc):
+	// a browser with Device Bound Session Credentials binds the admin's
+	// session to a key it keeps, and a copy of its cookie store stops
+	// working once the short-lived bound cookie in it expires. It implies
+	// HTTPS. In Chromium on Linux, DBSC needs
+	// --enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting.
+	// Default false.
+	DBSC bool
+	// BoundCookieLifetime is, with DBSC, how long a bound cookie works:
+	// how long a copied cookie store keeps working. Default the package
+	// default, dbsc.DefaultCookieLifetime (5 minutes); at least 10 s.
+	BoundCookieLifetime time.Duration
 }
 
 // Credentials are a demo user's name and password.
@@ -94,8 +118,15 @@ type Lab struct {
 	Comment string
 	// CSP reports whether the cloakroom app sends [CSP].
 	CSP bool
+	// DBSC reports whether the cloakroom app binds sessions to devices
+	// ([Options.DBSC]).
+	DBSC bool
 	// SessionCookie is the name of the cloakroom app's session cookie.
 	SessionCookie string
+	// SPKIPin is, with [Options.HTTPS] or DBSC, the base64 SHA-256 of the cloakroom
+	// app's certificate's public key info: the value of Chromium's
+	// --ignore-certificate-errors-spki-list. Empty otherwise.
+	SPKIPin string
 
 	jwtApp, cloakroomApp, vaultApp *guestbook.App
 	attacker                       *attacker.Server
@@ -103,8 +134,9 @@ type Lab struct {
 	vault                          *vault.Vault
 	vaultSessions                  *cloakroom.Manager
 	attackerLog                    *requestLog
-	apiURL                         string // the cloakroom app's upstream API, behind the gateway
-	dbDir                          string // the SQLite folder with Options.SQLite
+	apiURL                         string         // the cloakroom app's upstream API, behind the gateway
+	dbDir                          string         // the SQLite folder with Options.SQLite
+	cert                           *localtls.Cert // the cloakroom app's, with Options.HTTPS
 
 	servers   []*http.Server
 	cleanups  []func() error
@@ -116,7 +148,7 @@ type Lab struct {
 // attacker, and returns once all four accept connections. ctx bounds the start-up only;
 // call [Lab.Close] to stop them.
 func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
-	l := &Lab{CSP: opts.CSP}
+	l := &Lab{CSP: opts.CSP, DBSC: opts.DBSC}
 	defer func() {
 		if err != nil {
 			l.Close()
@@ -146,6 +178,13 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	port := func(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
 	l.JWTURL = "http://localhost:" + port(listeners[0])
 	l.CloakroomURL = "http://localhost:" + port(listeners[1])
+	if opts.HTTPS || opts.DBSC {
+		if l.cert, err = localtls.New(); err != nil {
+			return nil, fmt.Errorf("lab: %w", err)
+		}
+		l.CloakroomURL = "https://localhost:" + port(listeners[1])
+		l.SPKIPin = l.cert.SPKIPin
+	}
 	l.AttackerURL = "http://127.0.0.1:" + port(listeners[2])
 	l.VaultURL = "http://localhost:" + port(listeners[3])
 	l.Comment = attacker.Comment(l.AttackerURL)
@@ -165,7 +204,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.cloakroomLog = newRequestLog()
-	l.serve(listeners[1], l.cloakroomLog.record(cloakroomHandler), logger)
+	cloakroomListener := listeners[1]
+	if l.cert != nil {
+		cloakroomListener = tls.NewListener(cloakroomListener, l.cert.ServerConfig())
+	}
+	l.serve(cloakroomListener, l.cloakroomLog.record(cloakroomHandler), logger)
 
 	vaultHandler, err := l.startVault(ctx, users, logger)
 	if err != nil {
@@ -263,11 +306,18 @@ func (l *Lab) startCloakroom(ctx context.Context, opts Options, users []guestboo
 	if err != nil {
 		return nil, err
 	}
+	var binding *dbsc.Config
+	if opts.DBSC {
+		key := make([]byte, 32)
+		rand.Read(key)
+		binding = &dbsc.Config{Key: key, CookieLifetime: opts.BoundCookieLifetime}
+	}
 	st, err := gateway.Assemble(ctx, gateway.Parts{
 		Sessions:     cloakroom.Config{Store: store, Logger: logger, CookieName: SessionCookieName},
 		AccountStore: accountStore,
 		Accounts:     accounts.Config{Throttle: memaccounts.NewThrottle(0), Logger: logger},
 		Admission:    signin.Config{Logger: logger},
+		Binding:      binding,
 		Gateway: gateway.Config{
 			Signer: signer,
 			Routes: []proxy.Route{{Prefix: "/api/", Upstream: apiURL, Audience: gatewayAudience}},
@@ -345,6 +395,23 @@ func (l *Lab) serve(ln net.Listener, h http.Handler, logger *slog.Logger) {
 	go srv.Serve(ln)
 }
 
+// Client returns an HTTP client for requests from another machine, as an
+// attacker's own program: it trusts the cloakroom app's certificate with
+// [Options.HTTPS] or DBSC, keeps cookies in jar (nil: none) and does not follow
+// redirects.
+func (l *Lab) Client(jar http.CookieJar) *http.Client {
+	if l.cert != nil {
+		return l.cert.Client(jar)
+	}
+	return &http.Client{
+		Jar:     jar,
+		Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
 // Close stops the servers and removes the temporary files. It is safe to
 // call more than once.
 func (l *Lab) Close() error {
@@ -417,11 +484,22 @@ func (l *Lab) Instructions() string {
 	if l.CSP {
 		csp = "on"
 	}
+	https := ""
+	if l.SPKIPin != "" {
+		https = "  The cloakroom app is on HTTPS with a throwaway certificate: start Chromium with\n" +
+			"    --ignore-certificate-errors-spki-list=" + l.SPKIPin + "\n"
+		if l.DBSC {
+			https += "    --enable-features=DeviceBoundSessions,EnableBoundSessionCredentialsSoftwareKeysForManualTesting\n" +
+				"  for device-bound sessions (Chrome 146+ on Windows has them without flags)\n"
+		}
+		https += "  (the payload, on plain HTTP, cannot load in that page).\n\n"
+	}
 	return "cloakroom lab: DELIBERATELY VULNERABLE apps, on loopback only\n\n" +
 		"  jwt app        " + l.JWTURL + "   JWT in localStorage, sign-out deletes it there only\n" +
 		"  cloakroom app  " + l.CloakroomURL + "   the same app behind the gateway (CSP " + csp + ")\n" +
 		"  vault app      " + l.VaultURL + "   the jwt app unchanged, behind the gateway's token vault\n" +
 		"  attacker       " + l.AttackerURL + "   what the payload stole, replayed; forged requests at /csrf\n\n" +
+		https +
 		"  users: " + l.Admin.Name + " / " + l.Admin.Password + "   " + l.Guest.Name + " / " + l.Guest.Password + "\n\n" +
 		"  1. Sign in to an app as " + l.Guest.Name + " and post this comment:\n" +
 		"       " + l.Comment + "\n" +

@@ -48,8 +48,13 @@ func startLab(t *testing.T, opts Options) *Lab {
 // served, (6) it runs and sends what it can reach to the attacker, and (7)
 // the attacker tries to act as the admin, also after the admin signed out.
 func TestAttackChain(t *testing.T) {
-	browser := browsertest.New(t)
 	l := startLab(t, Options{})
+	// The cloakroom app over HTTPS, for the copied cookie store: Chromium
+	// trusts its certificate by its pin.
+	secure := startLab(t, Options{HTTPS: true})
+	// The same with device binding, a bound cookie of 10 s.
+	bound := startLab(t, Options{DBSC: true, BoundCookieLifetime: boundLifetime})
+	browser := browsertest.NewWith(t, browsertest.Options{TrustSPKIPins: []string{secure.SPKIPin, bound.SPKIPin}, DBSC: true})
 	// The attacker's own browser: they sign up as a guest to post the
 	// comment, and read their collector.
 	evil := newPerson(t, browser)
@@ -57,6 +62,114 @@ func TestAttackChain(t *testing.T) {
 	t.Run("cloakroom", func(t *testing.T) { testCloakroomMode(t, browser, evil, l) })
 	t.Run("vault", func(t *testing.T) { testVaultMode(t, browser, evil, l) })
 	t.Run("cloakroom with CSP", func(t *testing.T) { testCSP(t, browser, evil, startLab(t, Options{CSP: true})) })
+	t.Run("infostealer", func(t *testing.T) { testCopiedCookieStore(t, browser, secure) })
+	t.Run("dbsc", func(t *testing.T) { testCopiedBoundCookieStore(t, browser, bound) })
+}
+
+// boundLifetime is the bound cookie's lifetime in the DBSC lab: the
+// shortest allowed, so the test waits for it to pass.
+const boundLifetime = 10 * time.Second
+
+// testCopiedBoundCookieStore: the same copy of the cookie store, taken
+// from a browser that bound its session to a device key. The copy works
+// while the bound cookie in it lives, and is refused once that cookie has
+// expired; the admin's browser, which renews its own with the key, goes
+// on.
+func testCopiedBoundCookieStore(t *testing.T, browser context.Context, l *Lab) {
+	admin := newPerson(t, browser)
+	events := browsertest.WatchDBSC(t, admin)
+	signIn(t, admin, l.CloakroomURL, l.Admin)
+	events.Wait(t, admin, "Chromium binds the admin's session", func(d *browsertest.DBSCLog) bool { return d.Registered() == 1 || d.Failed() > 0 })
+	if events.Registered() != 1 {
+		t.Fatalf("Chromium did not bind the session: %s", events)
+	}
+	cookies := browsertest.Cookies(t, admin)
+	var copied *network.Cookie
+	for _, c := range cookies {
+		if c.Name == "__Host-bound" {
+			copied = c
+		}
+	}
+	if copied == nil {
+		t.Fatalf("no bound cookie in the browser's store")
+	}
+	thief := l.Client(browsertest.CopyJar(t, cookies))
+	adminUsers := l.CloakroomURL + "/api/admin/users"
+	if code := clientRequest(t, thief, "GET", adminUsers); code != http.StatusOK {
+		t.Fatalf("the copied cookie store while its bound cookie lives: got %d, want 200", code)
+	}
+
+	// The admin goes on using the page past two lifetimes of the copied
+	// bound cookie; the thief's copy dies with the first.
+	expired := time.Unix(0, int64(copied.Expires*float64(time.Second))).Add(time.Second)
+	for round := 1; round <= 2; round++ {
+		waitUntil(t, admin, expired.Add(time.Duration(round-1)*boundLifetime))
+		if got := evalAwait[float64](t, admin, `fetch("/api/admin/users").then(r => r.status)`); got != http.StatusOK {
+			t.Fatalf("round %d: the admin's page got %v; events: %s", round, got, events)
+		}
+	}
+	if code := clientRequest(t, thief, "GET", adminUsers); code != http.StatusUnauthorized {
+		t.Errorf("the copied cookie store after its bound cookie expired: got %d, want 401", code)
+	}
+	if events.Refreshed() < 2 {
+		t.Errorf("the browser renewed its bound cookie %d times, want at least 2; events: %s", events.Refreshed(), events)
+	}
+	signOut(t, admin)
+}
+
+// waitUntil waits until the wall clock reaches when: the state waited
+// for is a cookie's expiry, on the clock the browser and the lab share.
+func waitUntil(t *testing.T, ctx context.Context, when time.Time) {
+	t.Helper()
+	if d := time.Until(when); d > 3*boundLifetime {
+		t.Fatalf("waiting %v for a cookie of %v", d, boundLifetime)
+	}
+	select {
+	case <-time.After(time.Until(when)):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+}
+
+// testCopiedCookieStore: malware on the admin's machine copies the
+// browser's whole cookie store, HttpOnly cookies included, and replays it
+// from the attacker's own program. Without device binding the copy is as
+// good as the browser until the admin signs out.
+func testCopiedCookieStore(t *testing.T, browser context.Context, l *Lab) {
+	admin := newPerson(t, browser)
+	signIn(t, admin, l.CloakroomURL, l.Admin)
+	cookies := browsertest.Cookies(t, admin)
+	if !slices.ContainsFunc(cookies, func(c *network.Cookie) bool { return c.Name == l.SessionCookie && c.HTTPOnly }) {
+		t.Fatalf("the copied store lacks the HttpOnly session cookie: %d cookies", len(cookies))
+	}
+	thief := l.Client(browsertest.CopyJar(t, cookies))
+	if code := clientRequest(t, thief, "GET", l.CloakroomURL+"/api/admin/users"); code != http.StatusOK {
+		t.Fatalf("the copied cookie store from another machine: got %d, want 200", code)
+	}
+	signOut(t, admin)
+	if code := clientRequest(t, thief, "GET", l.CloakroomURL+"/api/admin/users"); code != http.StatusUnauthorized {
+		t.Errorf("the copied cookie store after the admin signed out: got %d, want 401", code)
+	}
+}
+
+// clientRequest sends a request with client, as a JSON API call, and
+// returns the status.
+func clientRequest(t *testing.T, client *http.Client, method, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	io.Copy(io.Discard, res.Body)
+	return res.StatusCode
 }
 
 func testJWTMode(t *testing.T, browser, guest context.Context, l *Lab) {
@@ -299,6 +412,18 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	tctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
 	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	return v
+}
+
+// evalAwait is eval for an expression whose value is a promise.
+func evalAwait[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		t.Fatalf("%s: %v", expr, err)
 	}

@@ -448,7 +448,7 @@ func (c *Client) callback(w http.ResponseWriter, r *http.Request, page PageFunc)
 		return
 	}
 	deadline := time.Unix(st.Created, 0).Add(c.cfg.StateTTL + c.cfg.ClockSkew)
-	if err := c.startSession(ctx, r, p, id, tok, pin, deadline); err != nil {
+	if err := c.startSession(ctx, r, w.Header(), p, id, tok, pin, deadline); err != nil {
 		if errors.Is(err, signin.ErrSecondFactorRequired) {
 			audit(outcomeRefused, "role requires a second factor the provider did not report", slog.String("user", id.User), slog.String("amr", strings.Join(id.AMR, " ")))
 			page(w, r, http.StatusForbidden, "Your role here requires signing in at "+p.cfg.DisplayName+" with a second factor (an authenticator app or a security key), and "+p.cfg.DisplayName+" did not report one. Turn on two-step verification there, then sign in again.")

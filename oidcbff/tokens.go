@@ -71,7 +71,7 @@ func (c *Client) openTokens(data []byte, ref string) (tokenSet, error) {
 // logout, and checks that no such logout came meanwhile. The session's
 // cookie reaches the browser only when this returns nil; on an error after
 // the login the session is ended again.
-func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider, id identity, tok *oauth2.Token, pin cloakroom.Pin, deadline time.Time) error {
+func (c *Client) startSession(ctx context.Context, r *http.Request, h http.Header, p *provider, id identity, tok *oauth2.Token, pin cloakroom.Pin, deadline time.Time) error {
 	ref := randomID()
 	ts := tokenSet{
 		Provider: p.cfg.Name, Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: id.IDToken,
@@ -90,7 +90,7 @@ func (c *Client) startSession(ctx context.Context, r *http.Request, p *provider,
 	previous := s.GetString(ValueRef) // a session this login replaces
 	// The values go in the sign-in's own write: the session never exists
 	// without them.
-	err := c.admission.Admit(ctx, r, nil, signin.Identity{
+	err := c.admission.Admit(ctx, r, h, signin.Identity{
 		UserID: id.User, Method: signin.OIDC, AMR: id.AMR, AuthTime: id.AuthTime,
 		Email: id.Email, Name: id.Name, Roles: id.Groups, Pin: pin, Values: values,
 	})

@@ -40,6 +40,12 @@ type Config struct {
 	// must not see nor set, as for SessionCookie (the known-device cookie
 	// of the login throttle). Default none.
 	OtherCookies []string
+	// ReservedHeaders are response headers only the gateway may send,
+	// dropped from upstream answers as its cookies are: the device-binding
+	// headers (Secure-Session-Registration, Secure-Session-Challenge) when
+	// the gateway binds sessions, so an upstream cannot start or steer a
+	// device-bound session on the gateway's origin. Default none.
+	ReservedHeaders []string
 	// Signer, when set, adds "Authorization: Bearer <JWT>" for requests
 	// that carry an Identity. Default nil: no token is sent upstream.
 	Signer *upstreamjwt.Signer
@@ -64,9 +70,11 @@ type Proxy struct {
 	routes []*route // longest prefix first
 	// cookies are removed from requests and upstream Set-Cookie.
 	cookies []string
-	signer  *upstreamjwt.Signer
-	log     *slog.Logger
-	now     func() time.Time
+	// reserved are response headers dropped from upstream answers.
+	reserved []string
+	signer   *upstreamjwt.Signer
+	log      *slog.Logger
+	now      func() time.Time
 }
 
 type route struct {
@@ -151,6 +159,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{signer: cfg.Signer, log: cfg.ErrorLog, now: cfg.Now}
 	p.cookies = append([]string{cfg.SessionCookie}, cfg.OtherCookies...)
+	for _, h := range cfg.ReservedHeaders {
+		p.reserved = append(p.reserved, http.CanonicalHeaderKey(h))
+	}
 
 	seen := make(map[string]bool, len(cfg.Routes))
 	anyHTTPS := false
@@ -320,10 +331,14 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	st := callOf(res.Request.Context())
 	if st == nil {
 		p.dropSessionCookie(res)
+		p.dropReserved(res)
 		return nil
 	}
 	st.holdResponse(res)
 	p.dropSessionCookie(res)
+	// Before the Exchange: a mode may add a reserved header of the
+	// gateway's own (a vault capture offering device binding).
+	p.dropReserved(res)
 	if x := st.call.Exchange; x != nil {
 		return x.ModifyResponse(res)
 	}
@@ -355,6 +370,18 @@ func (p *Proxy) dropSessionCookie(res *http.Response) {
 		res.Header.Del("Set-Cookie")
 	} else {
 		res.Header["Set-Cookie"] = kept
+	}
+}
+
+// dropReserved removes the headers only the gateway may send from an
+// upstream's answer.
+func (p *Proxy) dropReserved(res *http.Response) {
+	for _, name := range p.reserved {
+		if _, ok := res.Header[name]; ok {
+			delete(res.Header, name)
+			p.log.LogAttrs(res.Request.Context(), slog.LevelWarn, "proxy: dropped an upstream header only the gateway may send",
+				slog.String("header", name), slog.String("upstream", res.Request.URL.Host))
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -389,5 +390,32 @@ func TestOtherCookiesProtected(t *testing.T) {
 	}
 	if got := h["Set-Cookie"]; len(got) != 1 || got[0] != "theme=dark; Path=/" {
 		t.Errorf("Set-Cookie to client = %q, want only the theme cookie", got)
+	}
+}
+
+// An upstream cannot send the headers the gateway reserves (device-binding
+// offers and challenges): they are dropped from its answers, other
+// headers pass.
+func TestUpstreamCannotSendReservedHeaders(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Secure-Session-Registration", `(ES256);path="/api/evil";challenge="c"`)
+		w.Header().Set("secure-session-challenge", `"c";id="x"`)
+		w.Header().Set("X-Kept", "yes")
+		w.Write([]byte("{}"))
+	}))
+	t.Cleanup(upstream.Close)
+	route, err := proxy.ParseRoute("/api/=" + upstream.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, proxy.Config{
+		Routes:          []proxy.Route{route},
+		ReservedHeaders: []string{"Secure-Session-Registration", "Secure-Session-Challenge"},
+		ErrorLog:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	gw := startGateway(t, p, nil)
+	_, _, h := get(t, gw.URL+"/api/x", nil)
+	if h.Get("Secure-Session-Registration") != "" || h.Get("Secure-Session-Challenge") != "" || h.Get("X-Kept") != "yes" {
+		t.Fatalf("headers to the client: %v", h)
 	}
 }

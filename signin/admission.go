@@ -64,6 +64,15 @@ type Config struct {
 	// exactly) and no amr of otp, hwk, swk or mfa is refused with
 	// ErrSecondFactorRequired, whatever the way in. Default none.
 	RequireSecondFactor []string
+	// Bind, when set, is called after every admission with the new
+	// session and the sign-in response's headers: device binding
+	// (dbsc.Binder.Offer) offers the session registration there, so every
+	// way in (password, passkey, OpenID, vault capture) offers it, and
+	// only the sign-in's own response carries the challenge. It is not
+	// called when Admit gets no header to write to. A failure is logged
+	// and the sign-in stands: the session then works as one whose browser
+	// cannot bind. Default nil: no binding offered.
+	Bind func(ctx context.Context, h http.Header, s *cloakroom.Session) error
 }
 
 // Admission turns identities into sessions; see [Admission.Admit]. Create
@@ -164,7 +173,8 @@ func (a *Admission) Now() time.Time { return a.cfg.Now() }
 // session for it (a new token; the browser's previous session ends in the
 // same store step), records how and when the user authenticated, ends the
 // user's oldest sessions beyond the cap, and adds the known-device cookie
-// to h (when id carries device tokens; h may be nil otherwise). r must have
+// to h (when id carries device tokens; h may be nil otherwise, but then no
+// device binding is offered: see Config.Bind). r must have
 // passed through the session middleware of the Admission's manager.
 //
 // It fails with an error wrapping ErrInvalidIdentity (nothing created),
@@ -199,6 +209,11 @@ func (a *Admission) admit(ctx context.Context, s *cloakroom.Session, h http.Head
 		h.Add("Set-Cookie", deviceCookie(id.DeviceTokens))
 	}
 	a.limitSessions(ctx, s)
+	if a.cfg.Bind != nil && h != nil {
+		if err := a.cfg.Bind(ctx, h, s); err != nil {
+			a.log.WarnContext(ctx, "sign-in: device binding not offered", "user", id.UserID, "session", s.Ref(), "err", err)
+		}
+	}
 	return nil
 }
 

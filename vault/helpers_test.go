@@ -52,8 +52,9 @@ type stackOptions struct {
 	backend *jwtBackend        // default a new one
 	route   func(*vault.Route) // adjusts the default route
 	manager func(*cloakroom.Config)
-	now     func() time.Time // the clock of the store, sessions and sign-ins; default time.Now
-	cap     int              // sessions per user; default the admission's
+	now     func() time.Time                                             // the clock of the store, sessions and sign-ins; default time.Now
+	cap     int                                                          // sessions per user; default the admission's
+	bind    func(context.Context, http.Header, *cloakroom.Session) error // the admission's Bind; default none
 }
 
 func testKeys(t testing.TB) *seal.Keyring {
@@ -127,7 +128,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	up, _ := url.Parse(st.upstream.URL)
-	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger, Now: opts.now, MaxSessionsPerUser: opts.cap})
+	admission, err := signin.New(signin.Config{Sessions: st.manager, Logger: logger, Now: opts.now, MaxSessionsPerUser: opts.cap, Bind: opts.bind})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -441,7 +441,7 @@ func (x *exchange) ModifyResponse(res *http.Response) error {
 			}
 			found = nil // not JSON after all: the leak guard below still runs
 		}
-		if edits, err = x.vaultTokens(ctx, body, found, capture); err != nil {
+		if edits, err = x.vaultTokens(ctx, res.Header, body, found, capture); err != nil {
 			if errors.Is(err, errRevokedDuringLogin) {
 				replaceResponse(res, http.StatusUnauthorized, "unauthorized", "The sessions of this account were ended while signing in. Sign in again.")
 				return nil
@@ -504,8 +504,9 @@ func (x *exchange) checkRedirect(ctx context.Context, res *http.Response) {
 }
 
 // vaultTokens captures or refreshes the token found at the configured
-// paths and returns the edits that take every such token out of the body.
-func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringValue, capture *Capture) ([]edit, error) {
+// paths (a capture's sign-in adds its headers to h, the answer's) and
+// returns the edits that take every such token out of the body.
+func (x *exchange) vaultTokens(ctx context.Context, h http.Header, body []byte, found []stringValue, capture *Capture) ([]edit, error) {
 	rt := x.rt
 	var fresh string // the token to vault
 	for _, f := range found {
@@ -541,7 +542,7 @@ func (x *exchange) vaultTokens(ctx context.Context, body []byte, found []stringV
 		if x.pinned == user {
 			pin = x.pin
 		}
-		err = x.v.admission.Admit(ctx, x.r, nil, signin.Identity{
+		err = x.v.admission.Admit(ctx, x.r, h, signin.Identity{
 			UserID: user, Method: signin.Vault, AuthTime: x.v.admission.Now(), Pin: pin,
 			Values: map[string]string{
 				keyRoute:       rt.Prefix,

@@ -7,6 +7,13 @@
 // `apt-get install -y chromium` once per test binary. When there is still no
 // browser the test is skipped, unless CLOAKROOM_REQUIRE_BROWSER=1, which
 // makes it fail: set it in CI so that a missing browser cannot pass silently.
+//
+// For Device Bound Session Credentials (DBSC), [NewWith] turns on
+// Chromium's DBSC test flags and trusts the pinned certificate of a
+// [ServeTLS] server; [WatchDBSC] records what Chromium did with the
+// session (it refuses a bad registration silently otherwise), and
+// [Cookies] with [CopyJar] replay the browser's whole cookie store from a
+// Go client, as an infostealer would.
 package browsertest
 
 import (
@@ -45,6 +52,32 @@ var (
 // ends. The context carries a deadline of Timeout.
 func New(t testing.TB) context.Context {
 	t.Helper()
+	return NewWith(t, Options{})
+}
+
+// Options are the browser settings of [NewWith]. The zero value is the
+// browser of [New].
+type Options struct {
+	// TrustSPKIPins are the SPKI pins (localtls.Cert.SPKIPin) of test
+	// certificates the browser accepts, through
+	// --ignore-certificate-errors-spki-list. Default none.
+	TrustSPKIPins []string
+	// DBSC turns on Device Bound Session Credentials with software keys,
+	// the flag Chromium offers for testing on Linux (see DBSCFeatures).
+	// DBSC needs an HTTPS origin the browser trusts: see ServeTLS.
+	// Default off.
+	DBSC bool
+	// DBSCQuota keeps Chromium's signing quota with DBSC: 6 signatures per
+	// site in 9 minutes, registration included. Default off, because a
+	// test with bound cookies of seconds makes Chromium refresh on almost
+	// every request (it refreshes ahead when the cookie ends within 2
+	// minutes) and would run out after a few refreshes.
+	DBSCQuota bool
+}
+
+// NewWith is [New] with options.
+func NewWith(t testing.TB, o Options) context.Context {
+	t.Helper()
 	path := find()
 	if path == "" {
 		path = install(t)
@@ -73,6 +106,16 @@ func New(t testing.TB) context.Context {
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1200, 900),
+	}
+	if len(o.TrustSPKIPins) > 0 {
+		opts = append(opts, chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(o.TrustSPKIPins, ",")))
+	}
+	if o.DBSC {
+		features := DBSCFeaturesNoQuota
+		if o.DBSCQuota {
+			features = DBSCFeatures
+		}
+		opts = append(opts, chromedp.Flag("enable-features", features))
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(allocCtx)

@@ -20,7 +20,7 @@ var layers = []struct {
 	patterns []string
 }{
 	{"core and leaf helpers", []string{"", "internal/...", "storetest"}},
-	{"stores, accounts and upstream calls", []string{"memstore", "sqlitestore", "pgstore", "redisstore", "accounts/...", "upstreamjwt", "proxy", "dbsc"}},
+	{"stores, accounts and upstream calls", []string{"memstore", "sqlitestore", "pgstore", "redisstore", "accounts/...", "upstreamjwt", "proxy", "dbsc/..."}},
 	{"sign-in", []string{"signin"}},
 	{"route modes", []string{"oidcbff", "vault", "forwardauth"}},
 	{"gateway", []string{"gateway"}},

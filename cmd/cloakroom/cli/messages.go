@@ -7,6 +7,7 @@ import (
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/cmd/cloakroom/storeurl"
+	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/internal/seal"
 	"github.com/cloakroom/cloakroom/oidcbff"
 	"github.com/cloakroom/cloakroom/proxy"
@@ -41,6 +42,7 @@ var rejections = []error{
 	vault.ErrInvalidConfig,
 	oidcbff.ErrInvalidConfig,
 	seal.ErrKeyFile,
+	dbsc.ErrInvalidConfig,
 	upstreamjwt.ErrInvalidSigner,
 	cloakroom.ErrInvalidConfig,
 	cloakroom.ErrInvalidInput,

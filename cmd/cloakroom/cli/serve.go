@@ -154,6 +154,10 @@ func buildGateway(ctx context.Context, p *plan, logger *slog.Logger) (_ *gateway
 			Logger: logger,
 		},
 	}
+	if p.dbsc != nil {
+		binder := p.dbsc.binder
+		parts.Binding, parts.RequireBinding = &binder, p.dbsc.require
+	}
 	if p.totpKeys != nil { // a typed nil would be a Sealer
 		parts.Accounts.Sealer = p.totpKeys
 	}

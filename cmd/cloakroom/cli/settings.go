@@ -71,6 +71,7 @@ type Config struct {
 	forwardAuthConfig // cmd/cloakroom/cli/forwardauth.go
 	totpConfig        // cmd/cloakroom/cli/totp.go
 	passkeyConfig     // cmd/cloakroom/cli/passkeys.go
+	dbscConfig        // cmd/cloakroom/cli/dbsc.go
 }
 
 // Defaults. Each is the secure choice; docs/configuration.md says why.

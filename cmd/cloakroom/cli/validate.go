@@ -52,6 +52,7 @@ type plan struct {
 	forwardAuth *forwardauth.Config    // nil without forward-auth rules
 	totpKeys    *seal.Keyring          // nil without --totp-keys-file
 	passkeys    accounts.PasskeyConfig // zero without --webauthn-rp-id
+	dbsc        *dbscPlan              // nil without --dbsc-key-file
 	// warnings name what is accepted but unsafe; serve logs them at start
 	// and --check-config prints them.
 	warnings []string
@@ -250,6 +251,12 @@ func validate(cfg Config) (*plan, error) {
 	var passkeyProblems []error
 	p.passkeys, passkeyProblems = validatePasskeys(cfg)
 	problems = append(problems, passkeyProblems...)
+	var dbscProblems []error
+	p.dbsc, dbscProblems = validateDBSC(cfg)
+	problems = append(problems, dbscProblems...)
+	if p.dbsc != nil && p.tls == nil && !cfg.InsecureHTTPBehindProxy {
+		p.warnings = append(p.warnings, "--dbsc-key-file without HTTPS: browsers bind sessions only over HTTPS (serve it with --tls-cert, or behind a TLS proxy with --insecure-http-behind-proxy)")
+	}
 	var forwardAuthProblems []error
 	p.forwardAuth, forwardAuthProblems = validateForwardAuth(cfg)
 	problems = append(problems, forwardAuthProblems...)

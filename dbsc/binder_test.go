@@ -1,0 +1,525 @@
+package dbsc_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/dbsc"
+	"github.com/cloakroom/cloakroom/dbsc/dbsctest"
+	"github.com/cloakroom/cloakroom/internal/syncbuf"
+	"github.com/cloakroom/cloakroom/storetest"
+)
+
+const lifetime = 10 * time.Second
+
+// app is a small application using the library directly: a manager whose
+// binding hook is the binder's, a sign-in that offers registration, and a
+// page that needs a logged-in session.
+type app struct {
+	t       *testing.T
+	clock   *storetest.Clock
+	store   cloakroom.Store
+	manager *cloakroom.Manager
+	binder  *dbsc.Binder
+	srv     *httptest.Server
+	logs    *syncbuf.Buffer
+}
+
+func newApp(t *testing.T, store storeCase, edit func(*dbsc.Config)) *app {
+	t.Helper()
+	a := &app{t: t, clock: storetest.NewClock(storetest.Start), logs: &syncbuf.Buffer{}}
+	a.store = store.open(t, a.clock)
+	logger := slog.New(slog.NewTextHandler(a.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	key := make([]byte, 32)
+	rand.Read(key)
+	cfg := dbsc.Config{Store: a.store, Key: key, CookieLifetime: lifetime, Now: a.clock.Now, Logger: logger}
+	if edit != nil {
+		edit(&cfg)
+	}
+	var err error
+	if a.binder, err = dbsc.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	a.manager, err = cloakroom.New(cloakroom.Config{Store: a.store, Now: a.clock.Now, Logger: logger, Binding: a.binder.Check})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.manager.Close() })
+	mux := http.NewServeMux()
+	endpoints := a.binder.Handler(a.manager)
+	mux.Handle("/auth/dbsc/", endpoints)
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		s := a.manager.Session(r)
+		if err := s.Login(r.Context(), r.URL.Query().Get("user"), cloakroom.LoginOptions{}); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if err := a.binder.Offer(r.Context(), w.Header(), s); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.HandleFunc("POST /logout", func(w http.ResponseWriter, r *http.Request) {
+		_ = a.manager.Session(r).Logout(r.Context())
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s := a.manager.Session(r)
+		switch {
+		case s.BindingErr() != nil:
+			http.Error(w, "unbound: "+s.BindingErr().Error(), http.StatusUnauthorized)
+		case !s.LoggedIn():
+			http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		default:
+			fmt.Fprint(w, s.UserID())
+		}
+	})
+	a.srv = httptest.NewTLSServer(a.manager.Handler(mux))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+// client returns a browser with a device key of alg.
+func (a *app) client(alg string) *dbsctest.Client {
+	a.t.Helper()
+	key, err := dbsctest.NewKey(alg)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	c := dbsctest.New(a.srv.URL, a.srv.Client(), key)
+	c.Now = a.clock.Now
+	return c
+}
+
+// login signs user in on c; a client with Register on registers.
+func (a *app) login(c *dbsctest.Client, user string) *dbsctest.Response {
+	a.t.Helper()
+	r, err := c.Do(context.Background(), http.MethodPost, "/login?user="+user, nil, nil)
+	if err != nil || r.Status != http.StatusOK {
+		a.t.Fatalf("login: %v %+v", err, r)
+	}
+	return r
+}
+
+// page fetches / and returns the status.
+func (a *app) page(c *dbsctest.Client) int {
+	a.t.Helper()
+	r, err := c.Get(context.Background(), "/")
+	if err != nil {
+		a.t.Fatalf("GET /: %v", err)
+	}
+	return r.Status
+}
+
+// replay sends GET / with exactly the cookies of jar, from a plain client
+// on another machine: no key, no refresh.
+func (a *app) replay(jar map[string]string) int {
+	a.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, a.srv.URL+"/", nil)
+	for name, value := range jar {
+		req.AddCookie(&http.Cookie{Name: name, Value: value})
+	}
+	resp, err := a.srv.Client().Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// post sends a raw POST with c's cookies and the given headers.
+func post(t *testing.T, c *dbsctest.Client, path string, headers ...string) *dbsctest.Response {
+	t.Helper()
+	h := http.Header{}
+	for i := 0; i+1 < len(headers); i += 2 {
+		h.Set(headers[i], headers[i+1])
+	}
+	r, err := c.Do(context.Background(), http.MethodPost, path, nil, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// offer returns the registration challenge of a sign-in response.
+func offer(t *testing.T, r *dbsctest.Response) dbsc.Registration {
+	t.Helper()
+	regs, err := dbsc.ParseRegistration(r.Header.Get(dbsc.HeaderRegistration))
+	if err != nil || len(regs) != 1 {
+		t.Fatalf("no registration offered: %v %q", err, r.Header.Get(dbsc.HeaderRegistration))
+	}
+	return regs[0]
+}
+
+func sf(s string) string { return `"` + s + `"` }
+
+// TestBinderOnEveryStore runs the binder's scenarios with the Go client
+// on every store.
+func TestBinderOnEveryStore(t *testing.T) {
+	for _, store := range everyStore(t) {
+		t.Run(store.name, func(t *testing.T) {
+			for _, sc := range scenarios {
+				t.Run(sc.name, func(t *testing.T) { sc.run(t, store) })
+			}
+		})
+	}
+}
+
+var scenarios = []struct {
+	name string
+	run  func(t *testing.T, store storeCase)
+}{
+	{"RegisterAndRefresh", testRegisterAndRefresh},
+	{"WrongKey", testWrongKey},
+	{"ReplayedChallenge", testReplayedChallenge},
+	{"ChallengeOfAnotherSession", testChallengeOfAnotherSession},
+	{"SecondRegistration", testSecondRegistration},
+	{"ConcurrentRegistrations", testConcurrentRegistrations},
+	{"RefreshAfterLogout", testRefreshAfterLogout},
+	{"RegistrationAfterWindow", testRegistrationAfterWindow},
+	{"ConcurrentTabs", testConcurrentTabs},
+	{"CopiedCookieJar", testCopiedCookieJar},
+}
+
+// The client registers at sign-in and keeps its session working across
+// several bound-cookie lifetimes; the session token never changes and a
+// refresh after the first uses the challenge the previous one sent.
+func testRegisterAndRefresh(t *testing.T, store storeCase) {
+	for _, alg := range []string{dbsc.AlgES256, dbsc.AlgRS256} {
+		t.Run(alg, func(t *testing.T) {
+			a := newApp(t, store, nil)
+			c := a.client(alg)
+			// Chromium's raw header values with one key, the
+			// specification's sf-strings with the other.
+			c.Quoted = alg == dbsc.AlgRS256
+			a.login(c, "alice")
+			s := c.Session()
+			if s == nil || len(s.Cookies) != 1 || s.Cookies[0] != dbsc.DefaultCookieName {
+				t.Fatalf("not registered: %+v\n%s", s, a.logs)
+			}
+			if _, ok := c.Cookie(dbsc.DefaultCookieName); !ok {
+				t.Fatal("the registration set no bound cookie")
+			}
+			session, _ := c.Cookie(cloakroom.DefaultCookieName)
+			devices, err := a.manager.Devices(context.Background(), "alice")
+			if err != nil || len(devices) != 1 || !devices[0].Bound || devices[0].Handle != s.ID {
+				t.Fatalf("devices = %+v, %v; want one bound session named by the session identifier", devices, err)
+			}
+			for i := range 4 {
+				if got := a.page(c); got != http.StatusOK {
+					t.Fatalf("round %d: status %d\n%s", i, got, a.logs)
+				}
+				a.clock.Advance(lifetime)
+			}
+			if got := a.page(c); got != http.StatusOK {
+				t.Fatalf("after the last lifetime: %d", got)
+			}
+			_, refreshes := c.Counts()
+			// The first refresh asks for a challenge (two requests), the
+			// others sign the one the previous refresh sent.
+			if refreshes != 2+3 {
+				t.Fatalf("%d refresh requests over 4 refreshes, want 5", refreshes)
+			}
+			if now, _ := c.Cookie(cloakroom.DefaultCookieName); now != session {
+				t.Fatal("a refresh rotated the session token")
+			}
+			_, _, absolute := sessionTimes(t, a, "alice")
+			if !absolute.Equal(storetest.Start.Add(cloakroom.DefaultAbsoluteTimeout)) {
+				t.Fatalf("absolute deadline moved to %v", absolute)
+			}
+		})
+	}
+}
+
+func sessionTimes(t *testing.T, a *app, user string) (created, idle, absolute time.Time) {
+	devices, err := a.manager.Devices(context.Background(), user)
+	if err != nil || len(devices) != 1 {
+		t.Fatalf("devices: %v %v", devices, err)
+	}
+	d := devices[0]
+	return d.CreatedAt, d.IdleExpiry, d.AbsoluteExpiry
+}
+
+// A refresh signed by another key is refused: no bound cookie, and the
+// client drops the session; the request then fails for lack of one.
+func testWrongKey(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	other, _ := dbsctest.NewKey(dbsc.AlgES256)
+	c.SetKey(other)
+	a.clock.Advance(lifetime)
+	before, _ := c.Cookie(dbsc.DefaultCookieName)
+	if _, err := c.Get(context.Background(), "/"); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("a refresh signed by another key: %v", err)
+	}
+	if c.Session() != nil {
+		t.Fatal("the client kept a session the server refused")
+	}
+	if after, _ := c.Cookie(dbsc.DefaultCookieName); after != before && after != "" {
+		t.Fatal("a bound cookie was issued for a proof by another key")
+	}
+	if got := a.page(c); got != http.StatusUnauthorized {
+		t.Fatalf("after a refused refresh: %d", got)
+	}
+	if !strings.Contains(a.logs.String(), "outcome=signature") {
+		t.Fatalf("the refusal is not logged as a signature failure:\n%s", a.logs)
+	}
+}
+
+// A proof over a challenge already used gets no bound cookie, only a new
+// challenge.
+func testReplayedChallenge(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	ctx := context.Background()
+	r, err := c.RefreshWith(ctx, "")
+	if err != nil || r.Status != http.StatusForbidden {
+		t.Fatalf("refresh without a proof: %v %+v", err, r)
+	}
+	chs, err := dbsc.ParseChallenges(r.Header.Get(dbsc.HeaderChallenge))
+	if err != nil || len(chs) != 1 || chs[0].SessionID != c.Session().ID {
+		t.Fatalf("challenge header %q: %v", r.Header.Get(dbsc.HeaderChallenge), err)
+	}
+	proof, err := c.Key().Proof(chs[0].Challenge, dbsctest.ProofOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.RefreshWith(ctx, proof); r.Status != http.StatusOK || !setsCookie(r, dbsc.DefaultCookieName) {
+		t.Fatalf("first use: %d %s", r.Status, r.Body)
+	}
+	r, _ = c.RefreshWith(ctx, proof)
+	if r.Status != http.StatusForbidden || setsCookie(r, dbsc.DefaultCookieName) || r.Header.Get(dbsc.HeaderChallenge) == "" {
+		t.Fatalf("replay: %d %v %s", r.Status, r.Header, r.Body)
+	}
+}
+
+func setsCookie(r *dbsctest.Response, name string) bool {
+	for _, line := range r.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(line, name+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// The registration challenge of session A, signed properly, does not
+// register session B (B's cookie, A's challenge): challenges belong to
+// the session they were issued to. A's own registration then works.
+func testChallengeOfAnotherSession(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	alice, mallory := a.client(dbsc.AlgES256), a.client(dbsc.AlgES256)
+	alice.Register, mallory.Register = false, false
+	aliceOffer := offer(t, a.login(alice, "alice"))
+	a.login(mallory, "mallory")
+	proof, _ := mallory.Key().Proof(aliceOffer.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	if r := post(t, mallory, aliceOffer.Path, dbsc.HeaderResponse, sf(proof)); r.Status != http.StatusBadRequest {
+		t.Fatalf("another session's challenge: %d %s", r.Status, r.Body)
+	}
+	proof, _ = alice.Key().Proof(aliceOffer.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	if r := post(t, alice, aliceOffer.Path, dbsc.HeaderResponse, sf(proof)); r.Status != http.StatusOK {
+		t.Fatalf("alice's own registration: %d %s", r.Status, r.Body)
+	}
+	if d, _ := a.manager.Devices(context.Background(), "mallory"); len(d) != 1 || d[0].Bound {
+		t.Fatalf("mallory's session: %+v", d)
+	}
+}
+
+// A session registers once: a second registration, with the same
+// challenge or another key, is refused and leaves the first key bound.
+func testSecondRegistration(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	c.Register = false
+	reg := offer(t, a.login(c, "alice"))
+	proof, _ := c.Key().Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	if r := post(t, c, reg.Path, dbsc.HeaderResponse, sf(proof)); r.Status != http.StatusOK {
+		t.Fatalf("first registration: %d %s", r.Status, r.Body)
+	}
+	other, _ := dbsctest.NewKey(dbsc.AlgRS256)
+	again, _ := other.Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	for _, p := range []string{proof, again} {
+		// The bound cookie of the first registration comes along, as a
+		// browser would send it.
+		if r := post(t, c, reg.Path, dbsc.HeaderResponse, sf(p)); r.Status != http.StatusConflict {
+			t.Fatalf("second registration: %d %s", r.Status, r.Body)
+		}
+	}
+	// The bound key is still the first: a refresh signed by it works.
+	d, _ := a.manager.Devices(context.Background(), "alice")
+	id := sf(d[0].Handle)
+	r := post(t, c, "/auth/dbsc/refresh", dbsc.HeaderSessionID, id)
+	chs, err := dbsc.ParseChallenges(r.Header.Get(dbsc.HeaderChallenge))
+	if r.Status != http.StatusForbidden || err != nil {
+		t.Fatalf("challenge: %d %v", r.Status, err)
+	}
+	proof, _ = c.Key().Proof(chs[0].Challenge, dbsctest.ProofOptions{})
+	if r := post(t, c, "/auth/dbsc/refresh", dbsc.HeaderSessionID, id, dbsc.HeaderResponse, sf(proof)); r.Status != http.StatusOK {
+		t.Fatalf("refresh by the first key: %d %s", r.Status, r.Body)
+	}
+}
+
+// A refresh of a session that has ended (logout, revocation) answers
+// continue false, and the client stops refreshing.
+func testRefreshAfterLogout(t *testing.T, store storeCase) {
+	for _, end := range []string{"logout", "revoke"} {
+		t.Run(end, func(t *testing.T) {
+			a := newApp(t, store, nil)
+			c := a.client(dbsc.AlgES256)
+			a.login(c, "alice")
+			id := c.Session().ID
+			jar := c.Jar() // the session cookie, kept past the logout
+			if end == "logout" {
+				post(t, c, "/logout")
+			} else if err := a.manager.RevokeUser(context.Background(), "alice"); err != nil {
+				t.Fatal(err)
+			}
+			tab := a.client(dbsc.AlgES256)
+			for name, v := range jar {
+				tab.SetCookie(name, v)
+			}
+			r, err := tab.Do(context.Background(), http.MethodPost, "/auth/dbsc/refresh", nil, http.Header{dbsc.HeaderSessionID: {sf(id)}})
+			if err != nil || r.Status != http.StatusOK || strings.TrimSpace(string(r.Body)) != `{"session_identifier":"`+id+`","continue":false}` {
+				t.Fatalf("refresh of an ended session: %v %d %s", err, r.Status, r.Body)
+			}
+			if end == "revoke" {
+				a.clock.Advance(lifetime)
+				if err := c.Refresh(context.Background()); err != nil || c.Session() != nil {
+					t.Fatalf("client refresh after revocation: %v, session %+v", err, c.Session())
+				}
+			}
+		})
+	}
+}
+
+// A registration after the window closes is refused, even with the
+// sign-in's own challenge: a session that missed it stays unbound and
+// keeps working.
+func testRegistrationAfterWindow(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	c.Register = false
+	reg := offer(t, a.login(c, "alice"))
+	a.clock.Advance(dbsc.DefaultRegistrationWindow)
+	proof, _ := c.Key().Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	if r := post(t, c, reg.Path, dbsc.HeaderResponse, sf(proof)); r.Status != http.StatusBadRequest {
+		t.Fatalf("late registration: %d %s", r.Status, r.Body)
+	}
+	if got := a.page(c); got != http.StatusOK {
+		t.Fatalf("the unbound session: %d", got)
+	}
+	if d, _ := a.manager.Devices(context.Background(), "alice"); d[0].Bound {
+		t.Fatal("bound after the window")
+	}
+}
+
+// Several tabs refreshing at once, each with its own challenge, all get
+// a bound cookie.
+func testConcurrentTabs(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	a.clock.Advance(lifetime)
+	const tabs = 8
+	errs := make([]error, tabs)
+	clients := make([]*dbsctest.Client, tabs)
+	var wg sync.WaitGroup
+	for i := range tabs {
+		clients[i] = c.Clone()
+		wg.Go(func() {
+			r, err := clients[i].Get(context.Background(), "/")
+			if err == nil && r.Status != http.StatusOK {
+				err = fmt.Errorf("status %d", r.Status)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("%v\n%s", err, a.logs)
+	}
+}
+
+// An infostealer copies the whole cookie jar (the session cookie and the
+// bound cookie): the copy works until the bound cookie expires, then is
+// refused (401, the session not ended), while the browser it was copied
+// from refreshes and goes on.
+func testCopiedCookieJar(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	stolen := c.Jar()
+	if len(stolen) != 2 {
+		t.Fatalf("jar: %v", stolen)
+	}
+	if got := a.replay(stolen); got != http.StatusOK {
+		t.Fatalf("the copy before the bound cookie expires: %d", got)
+	}
+	a.clock.Advance(lifetime)
+	if got := a.replay(stolen); got != http.StatusUnauthorized {
+		t.Fatalf("the copy after the bound cookie expired: %d", got)
+	}
+	withoutBound := map[string]string{cloakroom.DefaultCookieName: stolen[cloakroom.DefaultCookieName]}
+	if got := a.replay(withoutBound); got != http.StatusUnauthorized {
+		t.Fatalf("the session cookie alone: %d", got)
+	}
+	for range 3 {
+		if got := a.page(c); got != http.StatusOK {
+			t.Fatalf("the browser: %d", got)
+		}
+		a.clock.Advance(lifetime)
+	}
+	if got := a.replay(stolen); got != http.StatusUnauthorized {
+		t.Fatalf("the copy later: %d", got)
+	}
+	if !strings.Contains(a.logs.String(), "suspected replay") || !strings.Contains(a.logs.String(), "reason=expired") || !strings.Contains(a.logs.String(), "reason=missing") {
+		t.Fatalf("the refusals are not logged:\n%s", a.logs)
+	}
+}
+
+// Registrations of one session racing with the same proof, as a copy of
+// the sign-in answer replayed at once: exactly one binds.
+func testConcurrentRegistrations(t *testing.T, store storeCase) {
+	a := newApp(t, store, nil)
+	c := a.client(dbsc.AlgES256)
+	c.Register = false
+	reg := offer(t, a.login(c, "alice"))
+	proof, _ := c.Key().Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+	const racers = 6
+	statuses := make([]int, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		tab := c.Clone()
+		wg.Go(func() {
+			r, err := tab.Do(context.Background(), http.MethodPost, reg.Path, nil, http.Header{dbsc.HeaderResponse: {sf(proof)}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses[i] = r.Status
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, s := range statuses {
+		if s == http.StatusOK {
+			ok++
+		} else if s != http.StatusBadRequest && s != http.StatusConflict {
+			t.Errorf("a losing registration answered %d", s)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d registrations succeeded, want 1: %v", ok, statuses)
+	}
+}
