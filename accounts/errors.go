@@ -54,8 +54,9 @@ var (
 var (
 	// ErrSecondFactorRequired is what [Service.Login] returns, as a
 	// [*SecondFactorRequiredError], when the password is right and the
-	// account has a second factor: no session yet, the code comes next
-	// ([Service.VerifySecondFactor]).
+	// account has a second factor (an authenticator app or a passkey): no
+	// session yet, the code ([Service.VerifySecondFactor]) or the passkey
+	// ([Service.VerifyPasskeySecondFactor]) comes next.
 	ErrSecondFactorRequired = errors.New("accounts: second factor required")
 	// ErrInvalidCode means a TOTP or recovery code was wrong, already
 	// used, or too far from the current time.

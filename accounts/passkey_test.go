@@ -524,3 +524,61 @@ func FuzzPasskeyAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestPasskeyMakesTheSecondFactorRequired: once an account has a passkey,
+// its password alone is not a sign-in: Login answers
+// ErrSecondFactorRequired naming what the account has (a passkey, no
+// app, no recovery code), so a phished password does not defeat the
+// passkey. A re-entry of the password by a signed-in user is not asked
+// again; the factor reset removes the requirement with the passkeys.
+func TestPasskeyMakesTheSecondFactorRequired(t *testing.T) {
+	f := newPasskeyFixture(t)
+	f.register(t, "alice", newSoftAuthenticator(t))
+	f.mustAdd(t, "bob", totpPassword)
+
+	res, err := f.svc.Login(t.Context(), accounts.LoginAttempt{Name: "alice", Password: totpPassword, ClientIP: "192.0.2.1"})
+	var need *accounts.SecondFactorRequiredError
+	if !errors.As(err, &need) {
+		t.Fatalf("password alone of a passkey account = %+v, %v; want ErrSecondFactorRequired", res, err)
+	}
+	want := accounts.SignInFactors{Passkeys: 1}
+	if need.User.Name != "alice" || need.Factor != "" || need.Factors != want {
+		t.Errorf("SecondFactorRequiredError = %+v, want factors %+v", need, want)
+	}
+	if got, err := f.svc.SignInFactors(t.Context(), "ALICE"); err != nil || got != want || !got.Any() {
+		t.Errorf("SignInFactors = %+v, %v", got, err)
+	}
+	if _, err := f.svc.Login(t.Context(), accounts.LoginAttempt{Name: "alice", Password: totpPassword, Reauthentication: true}); err != nil {
+		t.Errorf("password re-entry of a signed-in user: %v", err)
+	}
+	if _, err := f.svc.Login(t.Context(), accounts.LoginAttempt{Name: "bob", Password: totpPassword}); err != nil {
+		t.Errorf("bob has no factor: %v", err)
+	}
+	if got, err := f.svc.SignInFactors(t.Context(), "bob"); err != nil || got.Any() {
+		t.Errorf("bob's SignInFactors = %+v, %v", got, err)
+	}
+
+	// The admin's reset is the way back for a user who lost every
+	// passkey: the password alone signs in again.
+	if _, err := f.svc.ResetFactors(t.Context(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Login(t.Context(), accounts.LoginAttempt{Name: "alice", Password: totpPassword}); err != nil {
+		t.Errorf("after the factor reset: %v", err)
+	}
+}
+
+// TestStoredPasskeysCountOnlyWhenPasskeysAreOn: with no relying party
+// configured, stored passkeys cannot be used, so they do not hold the
+// account at a step it cannot pass.
+func TestStoredPasskeysCountOnlyWhenPasskeysAreOn(t *testing.T) {
+	f := newPasskeyFixture(t)
+	f.register(t, "alice", newSoftAuthenticator(t))
+	off := newFixture(t, f.store)
+	if _, err := off.svc.Login(t.Context(), accounts.LoginAttempt{Name: "alice", Password: totpPassword}); err != nil {
+		t.Errorf("passkeys off: %v", err)
+	}
+	if got, err := off.svc.SignInFactors(t.Context(), "alice"); err != nil || got.Any() {
+		t.Errorf("passkeys off: SignInFactors = %+v, %v", got, err)
+	}
+}

@@ -375,7 +375,8 @@ type LoginAttempt struct {
 	// Reauthentication marks the password re-entry of a user signed in
 	// already, through every factor (a step-up, a password change): no
 	// second factor is asked. For a sign-in it is false, and an account
-	// with a second factor answers ErrSecondFactorRequired.
+	// with a second factor (an authenticator app or a passkey, see
+	// [SignInFactors]) answers ErrSecondFactorRequired.
 	Reauthentication bool
 }
 
@@ -479,7 +480,9 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 		s.logger.InfoContext(ctx, "accounts: login failed", attrs...)
 		return LoginResult{}, ErrInvalidCredentials
 	}
-	if rec.SecondFactor != "" && !a.Reauthentication {
+	// An account with any second factor (an app or a passkey) signs in
+	// with it after the password: a phished password alone opens nothing.
+	if factors := s.signInFactors(rec); factors.Any() && !a.Reauthentication {
 		// The failure charged stays until the second factor is right, so
 		// someone who has the password cannot reset the counters between
 		// guesses at the code.
@@ -487,7 +490,7 @@ func (s *Service) Login(ctx context.Context, a LoginAttempt) (LoginResult, error
 		if NeedsRehash(rec.PasswordHash, s.params) {
 			s.rehash(ctx, rec, a.Password)
 		}
-		return LoginResult{}, &SecondFactorRequiredError{User: rec.User, Factor: factorID(rec.SecondFactor)}
+		return LoginResult{}, &SecondFactorRequiredError{User: rec.User, Factor: factorID(rec.SecondFactor), Factors: factors}
 	}
 	// A known device clears its own failures only: the budget of unknown
 	// devices stays spent while someone else is guessing.

@@ -45,7 +45,7 @@ const (
 )
 
 // SecondFactorRequiredError is Login's answer for a right password on an
-// account with a second factor. errors.Is(err, ErrSecondFactorRequired)
+// account with a second factor: an authenticator app or a passkey. errors.Is(err, ErrSecondFactorRequired)
 // holds.
 type SecondFactorRequiredError struct {
 	// User is the account; its PasswordChangedAt goes into the
@@ -53,8 +53,11 @@ type SecondFactorRequiredError struct {
 	User User
 	// Factor names the factor the code must come from; it goes into the
 	// SecondFactorAttempt too, so a factor reset (and enrolled again) in
-	// between ends the attempt.
+	// between ends the attempt. "" when the account has passkeys only.
 	Factor string
+	// Factors is what the account can finish the sign-in with, for the
+	// page between the factors to offer.
+	Factors SignInFactors
 }
 
 func (e *SecondFactorRequiredError) Error() string { return ErrSecondFactorRequired.Error() }
@@ -261,6 +264,61 @@ func (s *Service) ConfirmTOTP(ctx context.Context, name, sealed, code string) ([
 	}
 	s.logger.InfoContext(ctx, "accounts: second factor enabled", "user", rec.Name, "factor", "totp", "recovery_codes", len(codes))
 	return codes, nil
+}
+
+// SignInFactors is what an account has besides its password that a
+// sign-in can be finished with. An account with any of them (Any) signs
+// in with one of them after its password: [Service.Login] answers
+// ErrSecondFactorRequired, and a session of that account signed in with
+// the password alone is a session of before the factor.
+type SignInFactors struct {
+	// TOTP: an authenticator app, whose codes the step takes.
+	TOTP bool
+	// RecoveryCodes is how many unused recovery codes the app's
+	// enrolment left.
+	RecoveryCodes int
+	// Passkeys is how many passkeys the account has, counted only while
+	// passkeys are on (a relying party configured): with them off, a
+	// stored passkey cannot be used, and must not hold the account at a
+	// step it cannot pass.
+	Passkeys int
+}
+
+// Any reports whether the account has a second factor.
+func (f SignInFactors) Any() bool { return f.TOTP || f.Passkeys > 0 }
+
+// signInFactors is the one rule of which factors rec has. A stored value
+// that does not decode still counts (the step then fails, and an
+// administrator's factor reset is the way out): an unreadable factor must
+// not turn into a password-only account.
+func (s *Service) signInFactors(rec Record) SignInFactors {
+	var f SignInFactors
+	if rec.SecondFactor != "" {
+		f.TOTP = true
+		if stored, err := decodeFactor(rec.SecondFactor); err == nil {
+			f.RecoveryCodes = len(stored.Recovery)
+		}
+	}
+	if s.webauthn != nil && rec.Passkeys != "" {
+		f.Passkeys = 1
+		if keys, err := decodePasskeys(rec.Passkeys); err == nil {
+			f.Passkeys = len(keys.Keys)
+		}
+	}
+	return f
+}
+
+// SignInFactors tells what name can finish a sign-in with after its
+// password ([SignInFactors]).
+func (s *Service) SignInFactors(ctx context.Context, name string) (SignInFactors, error) {
+	if err := ValidateName(name); err != nil {
+		return SignInFactors{}, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return SignInFactors{}, err
+	}
+	return s.signInFactors(rec), nil
 }
 
 // SecondFactorInfo describes an account's second factor, never its

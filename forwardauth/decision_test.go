@@ -294,7 +294,7 @@ func TestDecisionAnswerHeadersAreIndependent(t *testing.T) {
 	rec := httptest.NewRecorder()
 	s.st.Gateway.Handler().ServeHTTP(rec, req)
 	h := rec.Header() // the map the handler wrote, not a copy
-	names := []string{forwardauth.HeaderUser, forwardauth.HeaderEmail, forwardauth.HeaderGroups, forwardauth.HeaderAuthorization, forwardauth.HeaderCookie}
+	names := []string{forwardauth.HeaderUser, forwardauth.HeaderEmail, forwardauth.HeaderGroups, forwardauth.HeaderAMR, forwardauth.HeaderAuthorization, forwardauth.HeaderCookie}
 	want := map[string]string{}
 	for _, n := range names {
 		if len(h[n]) != 1 {

@@ -14,6 +14,7 @@ import (
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/signin"
+	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
 // The answer headers a proxy copies onto the request it lets through.
@@ -21,9 +22,14 @@ import (
 // that copies a header the answer lacks (Caddy leaves its placeholder
 // text) never sends an upstream something cloakroom did not say.
 const (
-	HeaderUser          = "X-Forwarded-User"
-	HeaderEmail         = "X-Forwarded-Email"
-	HeaderGroups        = "X-Forwarded-Groups"
+	HeaderUser   = "X-Forwarded-User"
+	HeaderEmail  = "X-Forwarded-Email"
+	HeaderGroups = "X-Forwarded-Groups"
+	// HeaderAMR is how the user signed in: the RFC 8176 values the
+	// session recorded ("pwd", "otp", "hwk", "swk", "user", "pin", "mfa",
+	// or a provider's), comma-separated, as the gateway's own proxy sends
+	// it; the internal JWT carries the same list as its amr claim.
+	HeaderAMR           = "X-Forwarded-Amr"
 	HeaderAuthorization = "Authorization"
 	// HeaderCookie carries the request's Cookie header without
 	// cloakroom's own cookies (the session and the known-device one),
@@ -259,19 +265,24 @@ func (h *Handler) judge(w http.ResponseWriter, r, or *http.Request, f forwarded,
 }
 
 // allow answers 200 with the identity headers, every one of them, empty
-// when there is no user or no signer; roles are the session's.
+// when there is no user or no signer; roles and amr are the session's.
 func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, roles []string) {
-	var user, email, groups, bearer string
+	var user, email, groups, amr, bearer string
 	if s != nil {
+		var plainAMR bool
 		user, email, groups = s.UserID(), signin.Email(s), strings.Join(roles, ",")
-		if !plainHeaderValue(user) || !plainHeaderValue(email) || !plainGroups(roles) {
+		amr, plainAMR = amrHeader(s.GetString(signin.ValueAMR))
+		if !plainHeaderValue(user) || !plainHeaderValue(email) || !plainGroups(roles) || !plainAMR {
 			// Ambiguous in a header: refuse rather than vouch for a
 			// value an upstream could read differently.
 			h.refuse(w, r, http.StatusForbidden, "bad_identity", "Your identity cannot be passed on unambiguously.", "")
 			return
 		}
 		if h.cfg.Signer != nil {
-			token, err := h.cfg.Signer.SignFor(identity(user, email, roles), h.cfg.Audience, h.cfg.Now())
+			// The claim is the gateway proxy's: the session's amr list,
+			// read as signin reads it, signed by upstreamjwt.
+			id := upstreamjwt.Identity{User: user, Email: email, Groups: roles, AMR: signin.AMR(s)}
+			token, err := h.cfg.Signer.SignFor(id, h.cfg.Audience, h.cfg.Now())
 			if err != nil {
 				h.cfg.Logger.LogAttrs(r.Context(), slog.LevelError, "forward-auth: cannot sign the internal JWT", slog.String("error", err.Error()))
 				h.refuse(w, r, http.StatusServiceUnavailable, "unavailable", "The identity could not be signed. Try again shortly.", "")
@@ -280,16 +291,17 @@ func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Ses
 			bearer = "Bearer " + token
 		}
 	}
-	// One backing array for the five values, each slice capped so an
+	// One backing array for the six values, each slice capped so an
 	// append to one never writes into the next.
-	v := [...]string{user, email, groups, bearer, h.appCookies(r)}
+	v := [...]string{user, email, groups, amr, bearer, h.appCookies(r)}
 	values := v[:]
 	hd := w.Header()
 	hd[HeaderUser] = values[0:1:1]
 	hd[HeaderEmail] = values[1:2:2]
 	hd[HeaderGroups] = values[2:3:3]
-	hd[HeaderAuthorization] = values[3:4:4]
-	hd[HeaderCookie] = values[4:5:5]
+	hd[HeaderAMR] = values[3:4:4]
+	hd[HeaderAuthorization] = values[4:5:5]
+	hd[HeaderCookie] = values[5:6:6]
 	w.WriteHeader(http.StatusOK)
 }
 

@@ -16,7 +16,9 @@ import (
 // FuzzDecision sends decisions with hostile forwarded headers through
 // every adapter: none panics, none sets a cookie, the answer is one of the
 // decision's documented statuses, and only a 200 vouches for a user (there
-// is no session here, so none names one).
+// is no session here, so none names one). A 200 carries every identity
+// header once, all but the app's cookies empty, whatever identity the
+// client claimed in its own copies (the origin's value is sent as each).
 func FuzzDecision(f *testing.F) {
 	store := memstore.New(memstore.Config{})
 	f.Cleanup(func() { store.Close() })
@@ -40,6 +42,8 @@ func FuzzDecision(f *testing.F) {
 	f.Add("envoy/public/a", "GET", "", "app.example.com", "", "")
 	f.Add("envoy", "PUT", "", "APP.example.com.", "", "")
 	allowed := map[int]bool{200: true, 302: true, 400: true, 401: true, 403: true, 404: true}
+	identityHeaders := []string{forwardauth.HeaderUser, forwardauth.HeaderEmail, forwardauth.HeaderGroups,
+		forwardauth.HeaderAMR, forwardauth.HeaderAuthorization, forwardauth.HeaderCookie}
 	f.Fuzz(func(t *testing.T, adapter, method, uri, host, proto, origin string) {
 		if len(adapter) > 64 || strings.ContainsAny(adapter, "?#%") || strings.IndexFunc(adapter, func(c rune) bool { return c <= ' ' || c > '~' }) >= 0 {
 			return // not a path a proxy could ask at
@@ -61,6 +65,9 @@ func FuzzDecision(f *testing.F) {
 		set("X-Forwarded-Host", host)
 		set("X-Forwarded-Proto", proto)
 		set("Origin", origin)
+		for _, name := range identityHeaders[:5] {
+			set(name, origin) // a client's claim: never echoed
+		}
 		if host != "" && !strings.ContainsAny(host, " \t\r\n/") {
 			r.Host = host
 		}
@@ -74,6 +81,13 @@ func FuzzDecision(f *testing.F) {
 		}
 		if user := w.Header().Get(forwardauth.HeaderUser); user != "" {
 			t.Fatalf("a decision without a session vouched for %q", user)
+		}
+		if w.Code == http.StatusOK {
+			for _, name := range identityHeaders {
+				if v := w.Header()[name]; len(v) != 1 || name != forwardauth.HeaderCookie && v[0] != "" {
+					t.Fatalf("allowed without a session: %s = %q; want one empty value", name, v)
+				}
+			}
 		}
 		if w.Code == http.StatusFound {
 			if loc := w.Header().Get("Location"); strings.Contains(loc, "evil") && !strings.HasPrefix(loc, "/") {

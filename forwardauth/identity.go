@@ -2,13 +2,7 @@ package forwardauth
 
 import (
 	"strings"
-
-	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
-
-func identity(user, email string, groups []string) upstreamjwt.Identity {
-	return upstreamjwt.Identity{User: user, Email: email, Groups: groups}
-}
 
 // plainHeaderValue reports whether s reads the same in a header as it is:
 // no control characters, no surrounding spaces a parser would trim. The
@@ -25,8 +19,8 @@ func plainHeaderValue(s string) bool {
 	return true
 }
 
-// plainGroups reports whether the comma-joined groups split back into
-// the same list.
+// plainGroups reports whether the comma-joined groups (or amr values)
+// split back into the same list.
 func plainGroups(groups []string) bool {
 	for _, g := range groups {
 		if g == "" || strings.Contains(g, ",") || !plainHeaderValue(g) {
@@ -34,4 +28,24 @@ func plainGroups(groups []string) bool {
 		}
 	}
 	return true
+}
+
+// amrHeader returns the session's amr value (signin.ValueAMR: RFC 8176
+// values, one space between each) as X-Forwarded-Amr carries it,
+// comma-separated as the gateway's proxy joins signin.AMR, and whether it
+// reads unambiguously there: printable ASCII as signin admits it (no
+// Unicode space that signin.AMR would split on), no value with a comma
+// (a provider's), no empty value, nothing a header parser would trim.
+// Replacing the spaces costs one allocation where splitting and joining
+// would cost two.
+func amrHeader(stored string) (string, bool) {
+	if stored != strings.TrimSpace(stored) || strings.Contains(stored, "  ") {
+		return "", false
+	}
+	for i := 0; i < len(stored); i++ {
+		if c := stored[i]; c < ' ' || c > '~' || c == ',' {
+			return "", false
+		}
+	}
+	return strings.ReplaceAll(stored, " ", ","), true
 }

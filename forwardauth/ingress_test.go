@@ -200,23 +200,23 @@ func TestThroughIngressNginxAnnotations(t *testing.T) {
 
 	// A public path needs no session, and the app gets no identity: the
 	// client's copies are replaced by the decision's empty ones.
-	pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory", "Authorization", "Bearer forged")
+	pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory", "X-Forwarded-Amr", "forged", "Authorization", "Bearer forged")
 	if pub.status != http.StatusOK {
 		t.Fatalf("public path: %d %s", pub.status, pub.body)
 	}
-	assertIdentity(t, pub.app(), "", "", "", nil)
+	assertIdentity(t, pub.app(), "", "", "", "", nil)
 
 	cookie, csrf := c.login("alice")
 	got := c.do("GET", "/reports", "", "Cookie", cookie,
 		"X-Forwarded-User", "mallory", "X_Forwarded_User", "mallory", "X-Forwarded-Groups", "admin",
-		"X-Forwarded-Email", "mallory@evil.example", "Authorization", "Bearer forged")
+		"X-Forwarded-Email", "mallory@evil.example", "X-Forwarded-Amr", "forged-hwk", "X_Forwarded_Amr", "forged", "Authorization", "Bearer forged")
 	if got.status != http.StatusOK {
 		t.Fatalf("signed-in request: %d %s", got.status, got.body)
 	}
 	if sc := got.header["Set-Cookie"]; len(sc) > 0 {
 		t.Fatalf("a request through the ingress set cookies: %v", sc)
 	}
-	assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", s)
+	assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", "pwd", s)
 	// ingress-nginx copies answer headers by name and cannot replace
 	// Cookie: the app gets the session cookie (docs/deploy.md says so).
 	if c := got.app().Header.Get("Cookie"); c != cookie {

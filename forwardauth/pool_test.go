@@ -51,7 +51,7 @@ func decisionHandler(t *testing.T) (*forwardauth.Handler, func(user string, role
 		rolesJSON := "[" + strings.Join(quoteAll(roles), ",") + "]"
 		login := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s := m.Session(r)
-			if err := s.Login(r.Context(), user, cloakroom.LoginOptions{Values: map[string]string{signin.ValueRoles: rolesJSON, signin.ValueEmail: user + "@example.com"}}); err != nil {
+			if err := s.Login(r.Context(), user, cloakroom.LoginOptions{Values: map[string]string{signin.ValueRoles: rolesJSON, signin.ValueEmail: user + "@example.com", signin.ValueAMR: "pwd hwk user pin mfa"}}); err != nil {
 				t.Error(err)
 			}
 		}))
@@ -113,9 +113,10 @@ func TestDecisionsShareNothing(t *testing.T) {
 
 // TestDecisionAllocations pins a decision's allocations on the hot path (a
 // signed-in GET through the nginx adapter, memstore, a user with two
-// roles): parsing the forwarded URL (3), the core's writer (1), the email
-// and roles values read from the record (2), the roles list (1), the
-// groups header (1) and the answer's identity values (1). The rebuilt
+// roles who signed in with a password and a passkey): parsing the
+// forwarded URL (3), the core's writer (1), the email, roles and amr
+// values read from the record (3), the roles list (1), the groups and amr
+// headers (2) and the answer's identity values (1). The rebuilt
 // request, its headers, the core's middleware around the decision and the
 // writer that drops the core's answer are reused: 23 allocations before.
 func TestDecisionAllocations(t *testing.T) {
@@ -129,10 +130,10 @@ func TestDecisionAllocations(t *testing.T) {
 		clear(w.h)
 		h.ServeHTTP(w, req)
 	})
-	if w.code != http.StatusOK || w.h.Get(forwardauth.HeaderGroups) != "dev,ops" {
-		t.Fatalf("decision: %d, groups %q; want 200 with dev,ops", w.code, w.h.Get(forwardauth.HeaderGroups))
+	if w.code != http.StatusOK || w.h.Get(forwardauth.HeaderGroups) != "dev,ops" || w.h.Get(forwardauth.HeaderAMR) != "pwd,hwk,user,pin,mfa" {
+		t.Fatalf("decision: %d, groups %q, amr %q; want 200 with dev,ops and pwd,hwk,user,pin,mfa", w.code, w.h.Get(forwardauth.HeaderGroups), w.h.Get(forwardauth.HeaderAMR))
 	}
-	if allocs > 9 {
-		t.Errorf("%.1f allocations per decision, want at most 9", allocs)
+	if allocs > 11 {
+		t.Errorf("%.1f allocations per decision, want at most 11", allocs)
 	}
 }

@@ -104,24 +104,24 @@ func TestThroughRealProxies(t *testing.T) {
 
 			// Public paths need no session, and the app gets no identity
 			// (nor Caddy's placeholder text).
-			pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory")
+			pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory", "X-Forwarded-Amr", "forged")
 			if pub.status != http.StatusOK {
 				t.Fatalf("public path: %d %s", pub.status, pub.body)
 			}
-			assertIdentity(t, pub.app(), "", "", "", nil)
+			assertIdentity(t, pub.app(), "", "", "", "", nil)
 
 			cookie, csrf := c.login("alice")
 			// The app gets the decision's identity, never the client's.
 			got := c.do("GET", "/reports", "", "Cookie", cookie,
 				"X-Forwarded-User", "mallory", "X_Forwarded_User", "mallory", "X-Forwarded-Groups", "admin",
-				"X-Forwarded-Email", "mallory@evil.example", "Authorization", "Bearer forged")
+				"X-Forwarded-Email", "mallory@evil.example", "X-Forwarded-Amr", "forged-hwk", "X_Forwarded_Amr", "forged", "Authorization", "Bearer forged")
 			if got.status != http.StatusOK {
 				t.Fatalf("signed-in request: %d %s", got.status, got.body)
 			}
 			if sc := got.header["Set-Cookie"]; len(sc) > 0 {
 				t.Fatalf("a request through forward auth set cookies: %v", sc)
 			}
-			assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", s)
+			assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", "pwd", s)
 			if c := got.app().Header.Get("Cookie"); c != "" {
 				t.Errorf("the app got Cookie %q; want none (the request carried the session cookie only)", c)
 			}
@@ -242,9 +242,10 @@ func short(s string) string {
 }
 
 // assertIdentity checks the identity headers the app got: the decision's,
-// with no client-sent copy; wantUser "" means none at all. With s, the
-// internal JWT must verify for the configured audience.
-func assertIdentity(t *testing.T, got seen, user, email, groups string, s *stack) {
+// with no client-sent copy; wantUser "" means none at all. amr is the
+// comma-separated X-Forwarded-Amr. With s, the internal JWT must verify
+// for the configured audience and carry the same amr.
+func assertIdentity(t *testing.T, got seen, user, email, groups, amr string, s *stack) {
 	t.Helper()
 	for name, values := range got.Header {
 		for _, v := range values {
@@ -256,7 +257,7 @@ func assertIdentity(t *testing.T, got seen, user, email, groups string, s *stack
 			t.Errorf("the app got the header %s", name)
 		}
 	}
-	for name, want := range map[string]string{"X-Forwarded-User": user, "X-Forwarded-Email": email, "X-Forwarded-Groups": groups} {
+	for name, want := range map[string]string{"X-Forwarded-User": user, "X-Forwarded-Email": email, "X-Forwarded-Groups": groups, "X-Forwarded-Amr": amr} {
 		if v := got.Header.Get(name); v != want {
 			t.Errorf("the app got %s %q; want %q", name, v, want)
 		}
@@ -275,5 +276,8 @@ func assertIdentity(t *testing.T, got seen, user, email, groups string, s *stack
 	claims, err := upstreamjwt.Verify(token, s.signer.JWKS(), audience, s.clock.Now())
 	if err != nil || claims.Identity().User != user {
 		t.Fatalf("the internal JWT: %+v, %v; want one for %s", claims, err, user)
+	}
+	if got := strings.Join(claims.Identity().AMR, ","); got != amr {
+		t.Errorf("the internal JWT's amr %q; want %q", got, amr)
 	}
 }

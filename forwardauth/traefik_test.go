@@ -92,23 +92,23 @@ func TestThroughTraefik(t *testing.T) {
 		t.Fatalf("script without a session: %d %s; want 401 JSON with the login URL", script.status, script.body)
 	}
 
-	pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory")
+	pub := c.do("GET", "/public/logo", "", "X-Forwarded-User", "mallory", "X-Forwarded-Amr", "forged")
 	if pub.status != http.StatusOK {
 		t.Fatalf("public path: %d %s", pub.status, pub.body)
 	}
-	assertIdentity(t, pub.app(), "", "", "", nil)
+	assertIdentity(t, pub.app(), "", "", "", "", nil)
 
 	cookie, csrf := c.login("alice")
 	got := c.do("GET", "/reports", "", "Cookie", cookie,
 		"X-Forwarded-User", "mallory", "X-Forwarded-Groups", "admin",
-		"X-Forwarded-Email", "mallory@evil.example", "Authorization", "Bearer forged")
+		"X-Forwarded-Email", "mallory@evil.example", "X-Forwarded-Amr", "forged-hwk", "X_Forwarded_Amr", "forged", "Authorization", "Bearer forged")
 	if got.status != http.StatusOK {
 		t.Fatalf("signed-in request: %d %s", got.status, got.body)
 	}
 	if sc := got.header["Set-Cookie"]; len(sc) > 0 {
 		t.Fatalf("a request through forward auth set cookies: %v", sc)
 	}
-	assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", s)
+	assertIdentity(t, got.app(), "alice", "alice@example.com", "dev", "pwd", s)
 
 	if adm := c.do("GET", "/admin/users", "", "Cookie", cookie); adm.status != http.StatusForbidden {
 		t.Fatalf("alice on /admin/: %d; want 403", adm.status)

@@ -218,15 +218,7 @@ func TestBrowserPasskeyAsSecondFactor(t *testing.T) {
 	registerPasskey(t, ctx, base)
 	e.enrolTOTP("bob")
 
-	typePassword := func(ctx context.Context, name string) {
-		browsertest.Step(t, ctx, name,
-			chromedp.Navigate(base+"/auth/login?return_to=%2Fauth%2Faccount"),
-			chromedp.WaitVisible(chromedp.ID("login-form")),
-			chromedp.SendKeys(chromedp.ID("username"), "bob"),
-			chromedp.SendKeys(chromedp.ID("password"), password),
-			chromedp.Click(chromedp.ID("login-submit")),
-			chromedp.WaitVisible(chromedp.ID("passkey-second-factor")))
-	}
+	typePassword := func(ctx context.Context, name string) { passwordToPasskeyStep(t, ctx, base, name) }
 	browsertest.Step(t, ctx, "sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
 	typePassword(ctx, "password again")
 	if n := evalString(t, ctx, `String(document.querySelectorAll("#second-factor-form").length)`); n != "1" {
@@ -256,6 +248,58 @@ func TestBrowserPasskeyAsSecondFactor(t *testing.T) {
 	}
 	if n := evalString(t, other, `String(document.querySelectorAll("#whoami").length)`); n != "0" {
 		t.Error("the other browser is signed in")
+	}
+}
+
+// passwordToPasskeyStep types bob's password on the login page and
+// waits for the passkey button of the step after it.
+func passwordToPasskeyStep(t *testing.T, ctx context.Context, base, name string) {
+	t.Helper()
+	browsertest.Step(t, ctx, name,
+		chromedp.Navigate(base+"/auth/login?return_to=%2Fauth%2Faccount"),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("username"), "bob"),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("passkey-second-factor")))
+}
+
+// TestBrowserPasskeyOnlyAccountNeedsItAfterThePassword: bob's only
+// second factor is a passkey. Signed out, his password alone leads to
+// the passkey step, which offers no code; the passkey signs him in. A
+// browser that has the password but not the credential stays at that
+// step, signed out: the phished password opens nothing.
+func TestBrowserPasskeyOnlyAccountNeedsItAfterThePassword(t *testing.T) {
+	e, base := newPasskeyServer(t)
+	ctx := browsertest.New(t)
+	virtualAuthenticator(t, ctx)
+	registerPasskey(t, ctx, base)
+	browsertest.Step(t, ctx, "sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+
+	passwordToPasskeyStep(t, ctx, base, "password alone")
+	if n := evalString(t, ctx, `String(document.querySelectorAll("#second-factor-form, #whoami").length)`); n != "0" {
+		t.Error("the step after the password offers a code, or a session started")
+	}
+	ceremony(t, ctx, "passkey after the password",
+		chromedp.Click(chromedp.ID("passkey-second-factor")),
+		chromedp.WaitVisible(chromedp.ID("passkey-list")))
+	if who := evalString(t, ctx, `document.getElementById("whoami").textContent`); who != "bob" {
+		t.Errorf("signed in as %q, want bob", who)
+	}
+	if amr := e.amrOfLastSignIn(); amr != "pwd hwk user pin mfa" {
+		t.Errorf("amr = %q, want pwd hwk user pin mfa", amr)
+	}
+
+	attacker := browsertest.New(t)
+	virtualAuthenticator(t, attacker)
+	passwordToPasskeyStep(t, attacker, base, "attacker's password")
+	ceremony(t, attacker, "attacker's passkey",
+		chromedp.Click(chromedp.ID("passkey-second-factor")),
+		chromedp.WaitVisible(chromedp.ID("passkey-error")))
+	browsertest.Step(t, attacker, "attacker opens the account page",
+		chromedp.Navigate(base+"/auth/account"), chromedp.WaitVisible(chromedp.ID("login-form")))
+	if n := evalString(t, attacker, `String(document.querySelectorAll("#whoami").length)`); n != "0" {
+		t.Error("the browser without the passkey is signed in")
 	}
 }
 

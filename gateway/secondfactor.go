@@ -79,18 +79,60 @@ func pendingCookieLineFor(id string, lifetime time.Duration) string {
 }
 
 // startPending records a right password for an account that has a second
-// factor, and sends the browser to the code page (a script gets 401
-// second_factor_required naming it).
+// factor, and sends the browser to the page between the factors (a script
+// gets 401 second_factor_required naming it, and the passkey step's URL
+// when the account has a passkey). Which step is asked is decided once,
+// by the accounts' Login: an app or a passkey, whichever the account has.
 func (p *signInPages) startPending(a *loginAttempt, need *accounts.SecondFactorRequiredError) {
-	answer := map[string]string{
-		"error": "second_factor_required", "message": "Enter the code from your authenticator app, or a recovery code.",
+	factors := need.Factors
+	if !p.passkeys {
+		factors.Passkeys = 0
 	}
-	if p.offersPasskey(a.r, need.User.Name) {
-		answer["message"] = "Enter the code from your authenticator app or a recovery code, or use a passkey."
+	answer := map[string]string{"error": "second_factor_required", "message": factorPrompt(factors)}
+	if factors.Passkeys > 0 {
 		answer["passkey_begin_url"] = p.auth + "/second-factor/passkey/begin"
 	}
 	p.startPendingStep(a, pendingSignIn{User: need.User.Name, PasswordChangedAt: need.User.PasswordChangedAt.UnixMicro(), Factor: need.Factor},
 		pendingLifetime, "/second-factor", outcomeSecondFactor, answer, "second_factor_url")
+}
+
+// factorPrompt tells the user what finishes their sign-in: what the
+// account has, nothing it has not.
+func factorPrompt(f accounts.SignInFactors) string {
+	code := "Enter the code from your authenticator app"
+	if f.RecoveryCodes > 0 {
+		code += " or a recovery code"
+	}
+	switch {
+	case f.TOTP && f.Passkeys > 0:
+		return code + ", or use a passkey."
+	case f.TOTP:
+		return code + "."
+	}
+	return "Use your passkey to finish signing in."
+}
+
+// factorsOf is what the pages between the factors offer user: the
+// account's factors, passkeys only while the gateway offers them. If the
+// accounts cannot be read, the code form is shown: the step refuses what
+// it cannot check.
+func (p *signInPages) factorsOf(r *http.Request, user string) accounts.SignInFactors {
+	f, err := p.accounts.SignInFactors(r.Context(), user)
+	if err != nil {
+		p.log.WarnContext(r.Context(), "factors not read for the second-factor page", "err", err)
+		return accounts.SignInFactors{TOTP: true}
+	}
+	if !p.passkeys {
+		f.Passkeys = 0
+	}
+	return f
+}
+
+// secondFactorPageData is the page between the factors for user.
+func (p *signInPages) secondFactorPageData(r *http.Request, user string) pageData {
+	f := p.factorsOf(r, user)
+	return pageData{Title: "Two-step verification", Username: user,
+		TOTP: f.TOTP, RecoveryCodesLeft: f.RecoveryCodes, PasskeyFactor: f.Passkeys > 0}
 }
 
 // startPendingStep stores ps, the state between a right password and the
@@ -168,8 +210,7 @@ func (p *signInPages) secondFactorPage(w http.ResponseWriter, r *http.Request) {
 		w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		p.render(w, r, http.StatusOK, "login", pageData{Title: "Sign in", Notice: msgSignInAgain, ReturnTo: "/", Providers: p.providerLinks("/")})
 	default:
-		p.render(w, r, http.StatusOK, "secondfactor", pageData{Title: "Two-step verification", Username: ps.User,
-			PasskeyFactor: p.offersPasskey(r, ps.User)})
+		p.render(w, r, http.StatusOK, "secondfactor", p.secondFactorPageData(r, ps.User))
 	}
 }
 
@@ -182,6 +223,12 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, a, ps := r.Context(), st.a, st.ps
+	if ps.Factor == "" {
+		// The account had no app when its password was checked (its
+		// factor is a passkey): no code can finish this sign-in.
+		a.codeFailed(http.StatusConflict, "no_code_factor", "Your account has no authenticator app: use your passkey to finish signing in.", ps)
+		return
+	}
 	res, err := p.accounts.VerifySecondFactor(ctx, accounts.SecondFactorAttempt{
 		Name: ps.User, Code: st.code, ClientIP: a.s.ClientIP(), Devices: signin.DeviceTokens(r),
 		PasswordChangedAt: time.UnixMicro(ps.PasswordChangedAt).UTC(), Factor: ps.Factor,
@@ -330,12 +377,14 @@ func (a *loginAttempt) codeFailed(status int, code, message string, ps pendingSi
 		httpjson.Error(a.w, status, code, message)
 		return
 	}
-	page := "secondfactor"
 	if ps.Attempts >= maxCodeAttempts {
-		page = "login"
+		a.p.render(a.w, a.r, status, "login", pageData{Title: "Two-step verification", Error: message, Username: ps.User,
+			ReturnTo: "/", Providers: a.p.providerLinks("/")})
+		return
 	}
-	a.p.render(a.w, a.r, status, page, pageData{Title: "Two-step verification", Error: message, Username: ps.User,
-		ReturnTo: "/", Providers: a.p.providerLinks("/"), PasskeyFactor: page == "secondfactor" && a.p.offersPasskey(a.r, ps.User)})
+	data := a.p.secondFactorPageData(a.r, ps.User)
+	data.Error = message
+	a.p.render(a.w, a.r, status, "secondfactor", data)
 }
 
 // readCode reads the code of POST {auth}/second-factor.

@@ -90,11 +90,11 @@ func (u *stepUp) requireRecent(page bool, returnTo string, next http.HandlerFunc
 // errFactorRequired answers an action that needs the second factor from
 // a session signed in without it.
 var errFactorRequired = &problem{Status: http.StatusForbidden, Code: "second_factor_required",
-	Message: "Sign out, then sign in again with the code from your authenticator app to do this: this session was started with the password alone."}
+	Message: "Sign out, then sign in again with your second factor (the code from your authenticator app, or your passkey) to do this: this session was started with the password alone."}
 
 // requireFactor is the route wrapper of an action that a local account
-// with a second factor may take only from a session signed in with it
-// (amr otp): a session from before the enrolment, or a password-only one,
+// with a second factor (an app or a passkey) may take only from a session
+// signed in with one (amr otp, hwk, swk or mfa): a session from before the enrolment, or a password-only one,
 // cannot end the sessions that passed the factor. The password step-up
 // does not replace the factor here. Provider and vault users, whose
 // factors are not ours to know, and local accounts without a factor pass.
@@ -116,12 +116,15 @@ func (u *stepUp) factorHeld(w http.ResponseWriter, r *http.Request, page bool) b
 	if signin.KindOfSession(s) != signin.KindLocal || signin.HasSecondFactor(s) {
 		return true
 	}
-	info, err := u.accounts.SecondFactors(r.Context(), s.UserID())
+	// The same rule as the sign-in's (accounts.SignInFactors): an account
+	// with an app or a passkey signs in with it, so a session without it
+	// is one of before the factor.
+	factors, err := u.accounts.SignInFactors(r.Context(), s.UserID())
 	if err != nil && !errors.Is(err, accounts.ErrNoSuchUser) {
 		u.fail(w, r, page, err)
 		return false
 	}
-	if info.TOTP {
+	if factors.Any() {
 		u.fail(w, r, page, errFactorRequired)
 		return false
 	}

@@ -201,8 +201,9 @@ func demoReady(e *env, lab *demoLab, rt *gatewayRuntime, publicAddr, adminAddr, 
 	fmt.Fprintf(w, "  Account & devices:  %s\n", at("/auth/account"))
 	fmt.Fprintf(w, "  Metrics (admin):    %s\n", adminURL.JoinPath("/metrics"))
 	fmt.Fprintf(w, "  Notes API upstream: http://%s (reached only through the gateway)\n\n", appAddr)
-	fmt.Fprintf(w, "Passkeys and authenticator apps are on: add them on Account & devices; the login page\n"+
-		"then offers \"Sign in with a passkey\" (relying party localhost, origin %s).\n\n", gatewayURL)
+	fmt.Fprintf(w, "Passkeys and authenticator apps are on: add them on Account & devices. Once an account has\n"+
+		"one, its password alone no longer signs in: the passkey (or the app's code) is asked after it.\n"+
+		"The login page also offers \"Sign in with a passkey\" (relying party localhost, origin %s).\n\n", gatewayURL)
 	if len(fresh) > 0 {
 		fmt.Fprintln(w, "Demo users, created now. The passwords are stored hashed and shown only this once:")
 		for _, u := range fresh {

@@ -131,14 +131,16 @@ func TestDemoInBrowser(t *testing.T) {
 
 // TestDemoPasskeyInBrowser: the demo offers passkeys on the printed
 // localhost URL. bob signs in with his password, adds a passkey on the
-// account page (a virtual authenticator), signs out, and signs in again
-// with the passkey alone, typing no name; the app then shows him. Each
+// account page (a virtual authenticator) and signs out; his password
+// alone now leads to the passkey step, not a session (the banner says
+// so); he signs in again with the passkey alone, typing no name; the app
+// then shows him. Each
 // WebAuthn ceremony has its own timeout.
 func TestDemoPasskeyInBrowser(t *testing.T) {
 	clearEnv(t)
 	d := start(t, "demo", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--log-level", "warn")
 	d.waitFor(t, "the demo banner", func() bool { return strings.Contains(d.stdout.String(), "Press Ctrl+C") })
-	if !strings.Contains(d.stdout.String(), "Sign in with a passkey") {
+	if !strings.Contains(d.stdout.String(), "Sign in with a passkey") || !strings.Contains(d.stdout.String(), "password alone no longer signs in") {
 		t.Errorf("the banner does not mention passkeys:\n%s", d.stdout)
 	}
 	out := parseDemo(t, d.stdout.String())
@@ -171,6 +173,18 @@ func TestDemoPasskeyInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("passkey-create")),
 		chromedp.WaitVisible(chromedp.ID("passkey-list")))
 	browsertest.Step(t, ctx, "sign out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-form")))
+	// With a passkey, bob's password alone opens no session: the passkey
+	// is asked after it, as the banner says.
+	browsertest.Step(t, ctx, "password alone",
+		chromedp.Navigate(login),
+		chromedp.WaitVisible(chromedp.ID("login-form")),
+		chromedp.SendKeys(chromedp.ID("username"), "bob"),
+		chromedp.SendKeys(chromedp.ID("password"), out.passwords["bob"]),
+		chromedp.Click(chromedp.ID("login-submit")),
+		chromedp.WaitVisible(chromedp.ID("passkey-second-factor")))
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#second-factor-form, #logout").length`)); n != 0 {
+		t.Error("after bob's password alone: a code form or a session")
+	}
 	browsertest.Step(t, ctx, "login page", chromedp.Navigate(login), chromedp.WaitVisible(chromedp.ID("passkey-signin")))
 	ceremony("sign in with the passkey", chromedp.Click(chromedp.ID("passkey-signin")))
 	// The script navigates to the app: poll, riding out the navigation,
