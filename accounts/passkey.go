@@ -253,18 +253,7 @@ func (s *Service) Passkeys(ctx context.Context, name string) ([]PasskeyInfo, err
 // the account's passkeys excluded. The caller must have checked that the
 // user signed in recently.
 func (s *Service) BeginPasskeyRegistration(ctx context.Context, name string) (PasskeyCeremony, error) {
-	rp, err := s.relyingParty()
-	if err != nil {
-		return PasskeyCeremony{}, err
-	}
-	if err := ValidateName(name); err != nil {
-		return PasskeyCeremony{}, err
-	}
-	rec, err := s.store.Get(ctx, name)
-	if err != nil {
-		return PasskeyCeremony{}, err
-	}
-	keys, err := decodePasskeys(rec.Passkeys)
+	rp, rec, keys, err := s.passkeyAccount(ctx, name)
 	if err != nil {
 		return PasskeyCeremony{}, err
 	}
@@ -284,6 +273,27 @@ func (s *Service) BeginPasskeyRegistration(ctx context.Context, name string) (Pa
 		return PasskeyCeremony{}, fmt.Errorf("accounts: begin passkey registration: %w", err)
 	}
 	return s.ceremony(creation, ceremonyState{User: rec.Name, Session: *session})
+}
+
+// passkeyAccount is what a ceremony for name starts from: the relying
+// party (ErrPasskeysOff without one), the account and its passkeys.
+func (s *Service) passkeyAccount(ctx context.Context, name string) (*webauthn.WebAuthn, Record, storedPasskeys, error) {
+	rp, err := s.relyingParty()
+	if err != nil {
+		return nil, Record{}, storedPasskeys{}, err
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, Record{}, storedPasskeys{}, err
+	}
+	rec, err := s.store.Get(ctx, name)
+	if err != nil {
+		return nil, Record{}, storedPasskeys{}, err
+	}
+	keys, err := decodePasskeys(rec.Passkeys)
+	if err != nil {
+		return nil, Record{}, storedPasskeys{}, err
+	}
+	return rp, rec, keys, nil
 }
 
 func (s *Service) ceremony(options any, state ceremonyState) (PasskeyCeremony, error) {
@@ -600,18 +610,7 @@ func (s *Service) assert(ctx context.Context, validate func() (*passkeyUser, *we
 // presence is already a second factor. It fails with ErrNoSuchPasskey
 // when the account has none.
 func (s *Service) BeginPasskeySecondFactor(ctx context.Context, name string) (PasskeyCeremony, error) {
-	rp, err := s.relyingParty()
-	if err != nil {
-		return PasskeyCeremony{}, err
-	}
-	if err := ValidateName(name); err != nil {
-		return PasskeyCeremony{}, err
-	}
-	rec, err := s.store.Get(ctx, name)
-	if err != nil {
-		return PasskeyCeremony{}, err
-	}
-	keys, err := decodePasskeys(rec.Passkeys)
+	rp, rec, keys, err := s.passkeyAccount(ctx, name)
 	if err != nil {
 		return PasskeyCeremony{}, err
 	}

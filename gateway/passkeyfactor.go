@@ -79,15 +79,7 @@ func (p *signInPages) passkeyFactorBegin(w http.ResponseWriter, r *http.Request)
 	}
 	ps.Attempts++
 	ps.PasskeyState = c.State
-	rec.Version++
-	rec.Data, _ = json.Marshal(ps)
-	if err := p.sessions.Store().CommitAux(ctx, rec); errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
-		a.fail(http.StatusConflict, "conflict", "Another attempt with this sign-in is under way. Try again.")
-		a.audit(outcomeInvalid, slog.String("reason", "conflict"), slog.String("method", "passkey"))
-		return
-	} else if err != nil {
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+	if !p.savePasskeyStep(a, rec, ps) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -126,15 +118,7 @@ func (p *signInPages) passkeyFactorFinish(w http.ResponseWriter, r *http.Request
 	// answers racing, one goes on.
 	state := ps.PasskeyState
 	ps.PasskeyState = nil
-	rec.Version++
-	rec.Data, _ = json.Marshal(ps)
-	if err := p.sessions.Store().CommitAux(ctx, rec); errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound) {
-		a.fail(http.StatusConflict, "conflict", "Another attempt with this sign-in is under way. Try again.")
-		a.audit(outcomeInvalid, slog.String("reason", "conflict"), slog.String("method", "passkey"))
-		return
-	} else if err != nil {
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+	if !p.savePasskeyStep(a, rec, ps) {
 		return
 	}
 	pin, err := p.sessions.Pin(ctx, ps.User)
@@ -189,4 +173,24 @@ func passkeyFactorAMR(res accounts.PasskeyLoginResult) []string {
 		amr = append(amr, signin.AMRMFA)
 	}
 	return amr
+}
+
+// savePasskeyStep writes the pending sign-in back as the passkey step left
+// it, compare-and-set on its version: of two steps racing, one goes on and
+// the other is answered 409. It reports whether the write went through;
+// when it did not, the attempt has been answered.
+func (p *signInPages) savePasskeyStep(a *loginAttempt, rec cloakroom.AuxRecord, ps pendingSignIn) bool {
+	rec.Version++
+	rec.Data, _ = json.Marshal(ps)
+	switch err := p.sessions.Store().CommitAux(a.r.Context(), rec); {
+	case err == nil:
+		return true
+	case errors.Is(err, cloakroom.ErrConflict), errors.Is(err, cloakroom.ErrNotFound):
+		a.fail(http.StatusConflict, "conflict", "Another attempt with this sign-in is under way. Try again.")
+		a.audit(outcomeInvalid, slog.String("reason", "conflict"), slog.String("method", "passkey"))
+	default:
+		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+	}
+	return false
 }
