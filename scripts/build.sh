@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cloakroom command (default bin/cloakroom), saying first how
 # long it may take and then how far it has got. A first build compiles
-# about 350 packages, the pure-Go SQLite among them, and `go build` alone
+# about 385 packages, the pure-Go SQLite among them, and `go build` alone
 # prints nothing meanwhile: on a busy machine that looked like a hang.
 #
 # Usage: scripts/build.sh [OUTPUT]
