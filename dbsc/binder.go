@@ -387,6 +387,10 @@ func (b *Binder) Handler(m *cloakroom.Manager) http.Handler {
 // register serves the registration endpoint.
 func (b *Binder) register(w http.ResponseWriter, r *http.Request, s *cloakroom.Session) {
 	ctx := r.Context()
+	// Like a refresh, a registration is the browser's doing, and Check
+	// lets it through without the bound cookie: it must not keep an idle
+	// session alive (a copied cookie jar could, by posting here).
+	s.MarkPassive()
 	jwk, alg, err := b.verifyRegistration(ctx, r, s)
 	outcome := "registered"
 	if err != nil {

@@ -523,3 +523,33 @@ func testConcurrentRegistrations(t *testing.T, store storeCase) {
 		t.Fatalf("%d registrations succeeded, want 1: %v", ok, statuses)
 	}
 }
+
+// A copy of a bound session's cookies, its bound cookie long expired, can
+// still post to the registration endpoint (which must work without the
+// bound cookie); that post must not count as the user's activity, or a
+// thief could keep an abandoned session from idling out.
+func TestRegistrationPostKeepsNoSessionAlive(t *testing.T) {
+	a := newApp(t, everyStore(t)[0], nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	_, idleBefore, _ := sessionTimes(t, a, "alice")
+	a.clock.Advance(10 * time.Minute)
+	stolen := map[string]string{cloakroom.DefaultCookieName: c.Jar()[cloakroom.DefaultCookieName]}
+	req, _ := http.NewRequest(http.MethodPost, a.srv.URL+"/auth/dbsc/register", nil)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for name, value := range stolen {
+		req.AddCookie(&http.Cookie{Name: name, Value: value})
+	}
+	resp, err := a.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("registration of a bound session: %d, want 409", resp.StatusCode)
+	}
+	if _, idleAfter, _ := sessionTimes(t, a, "alice"); !idleAfter.Equal(idleBefore) {
+		t.Fatalf("the registration post moved the idle deadline from %v to %v", idleBefore, idleAfter)
+	}
+}
