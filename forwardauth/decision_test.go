@@ -343,3 +343,25 @@ func TestTraefikSignInRedirectIsAbsolute(t *testing.T) {
 		t.Fatalf("traefik for another host: %d, Location %q; want a refusal", res.status, res.header.Get("Location"))
 	}
 }
+
+// cloakroom's own paths are never decided for an app: a decision there
+// would vouch for the session where the gateway's endpoints relax a rule
+// (the device-binding endpoints take a bound session without its bound
+// cookie).
+func TestDecisionRefusesCloakroomsOwnPaths(t *testing.T) {
+	s := newStack(t, nil, nil)
+	cookie, _ := s.signedIn("root")
+	for _, target := range []string{"/auth/dbsc/refresh", "/auth/dbsc/register", "/auth", "/auth/login"} {
+		req := httptest.NewRequest("GET", "/auth/forward/nginx", nil)
+		req.RemoteAddr = "127.0.0.1:4000"
+		req.Header.Set("X-Original-Method", "POST")
+		req.Header.Set("X-Original-URL", "http://127.0.0.1"+target)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		req.Header.Set("Cookie", cookie)
+		rec := httptest.NewRecorder()
+		s.st.Gateway.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden || rec.Header().Get(forwardauth.HeaderUser) != "" {
+			t.Errorf("a decision for POST %s: %d, user %q; want 403 and no user", target, rec.Code, rec.Header().Get(forwardauth.HeaderUser))
+		}
+	}
+}

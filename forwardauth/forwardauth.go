@@ -217,6 +217,14 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		h.refuse(w, r, http.StatusBadRequest, "bad_path", "The path is not in plain form (no //, . or .. segments, or escaped slashes and dots).", f.host)
 		return
 	}
+	if httpx.PathUnder(path, h.cfg.AuthPrefix) {
+		// cloakroom's own pages and endpoints: the proxy sends them to
+		// cloakroom, never to an app, so a decision here vouches for
+		// nothing (the device-binding endpoints, for one, let a bound
+		// session through without its bound cookie).
+		h.refuse(w, r, http.StatusForbidden, "auth_path", "Paths under "+h.cfg.AuthPrefix+"/ are cloakroom's own: the proxy sends them to cloakroom, not through a decision.", "")
+		return
+	}
 	rule, known := h.rule(f.host, path)
 	if !known {
 		h.refuse(w, r, http.StatusForbidden, "unknown_host", "This host is not protected by cloakroom.", f.host)
