@@ -176,7 +176,10 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 	route("POST "+a+"/account/password", account(formPassword, h.pw.changeForm))
 	// TOTP enrolment: started after a recent sign-in (the form's password
 	// field when it is old), confirmed by a code from the same session.
-	route("POST "+a+"/account/totp", account(formTOTP, h.stepUp.requireRecent(true, a+"/account", h.totp.start)))
+	// Adding or removing a factor, like ending other sessions, needs a
+	// session that passed the account's factor, if it has one: a
+	// password-only session of before it must not swap it out.
+	route("POST "+a+"/account/totp", account(formTOTP, h.stepUp.requireRecent(true, a+"/account", h.stepUp.requireFactor(true, h.totp.start))))
 	route("GET "+a+"/account/totp", b.page(a+"/account", h.totp.page))
 	route("GET "+a+"/account/totp/qr", b.page(a+"/account", h.totp.qr))
 	route("POST "+a+"/account/totp/confirm", b.page(a+"/account", b.formCSRF(csrfPage, http.HandlerFunc(h.totp.confirm)).ServeHTTP))
@@ -191,10 +194,10 @@ func (h handlers) routes(b base, cfg *Config) http.Handler {
 		// ceremony's state in the pending sign-in's record.
 		route("POST "+a+"/second-factor/passkey/begin", http.HandlerFunc(h.signIn.passkeyFactorBegin))
 		route("POST "+a+"/second-factor/passkey/finish", http.HandlerFunc(h.signIn.passkeyFactorFinish))
-		route("POST "+a+"/account/passkeys", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.start)))
+		route("POST "+a+"/account/passkeys", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.stepUp.requireFactor(true, h.passkeys.start))))
 		route("GET "+a+"/account/passkeys/new", b.page(a+"/account", h.passkeys.page))
 		route("POST "+a+"/account/passkeys/finish", b.api(b.formCSRF(csrfJSON, http.HandlerFunc(h.passkeys.finish)).ServeHTTP))
-		route("POST "+a+"/account/passkeys/remove", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.passkeys.remove)))
+		route("POST "+a+"/account/passkeys/remove", account(formPasskey, h.stepUp.requireRecent(true, a+"/account", h.stepUp.requireFactor(true, h.passkeys.remove))))
 	}
 	route("POST "+a+"/csp-report", h.csp)
 	if cfg.Binder != nil {

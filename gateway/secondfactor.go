@@ -315,6 +315,17 @@ func (p *signInPages) startCodeStep(w http.ResponseWriter, r *http.Request, enro
 		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
 		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"))
 		return nil, false
+	case ps.Attempts >= maxCodeAttempts:
+		// Spent by passkey steps begun (each takes one): no code is
+		// checked past the bound, as the passkey begin refuses past it.
+		p.endPending(ctx, rec.Key, w)
+		if enrol {
+			p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
+		} else {
+			a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
+		}
+		a.audit(outcomeInvalid, slog.String("reason", "attempts spent"), slog.Int("attempt", ps.Attempts))
+		return nil, false
 	}
 	ps.Attempts++
 	rec.Version++

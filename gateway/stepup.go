@@ -95,7 +95,8 @@ var errFactorRequired = &problem{Status: http.StatusForbidden, Code: "second_fac
 // requireFactor is the route wrapper of an action that a local account
 // with a second factor (an app or a passkey) may take only from a session
 // signed in with one (amr otp, hwk, swk or mfa): a session from before the enrolment, or a password-only one,
-// cannot end the sessions that passed the factor. The password step-up
+// cannot end the sessions that passed the factor, nor add or remove a
+// factor (swap the user's for its own). The password step-up
 // does not replace the factor here. Provider and vault users, whose
 // factors are not ours to know, and local accounts without a factor pass.
 // When the account store cannot tell, the action is refused.
