@@ -1,21 +1,14 @@
 package accounts_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/fxamacker/cbor/v2"
-
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/accounts/memaccounts"
+	"github.com/cloakroom/cloakroom/internal/webauthntest"
 )
 
 const (
@@ -23,143 +16,15 @@ const (
 	testOrigin = "https://login.example.com"
 )
 
-// softAuthenticator is a software WebAuthn authenticator holding one
-// discoverable credential: enough to drive the relying party through
-// real ceremonies (signatures, counts, flags) without a browser.
-type softAuthenticator struct {
-	t       *testing.T
-	key     *ecdsa.PrivateKey
-	id      []byte
-	handle  []byte
-	origin  string
-	rpID    string
-	count   uint32
-	backup  bool // backup eligible (a synced passkey)
-	verify  bool // user verification performed
-	backedU bool // backup state
-}
+// softAuthenticator drives the relying party through real ceremonies.
+type softAuthenticator = webauthntest.Authenticator
 
 func newSoftAuthenticator(t *testing.T) *softAuthenticator {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	return &softAuthenticator{t: t, key: key, id: id, origin: testOrigin, rpID: testRPID, verify: true}
+	return webauthntest.New(t, testRPID, testOrigin)
 }
 
 var b64 = base64.RawURLEncoding
-
-func (a *softAuthenticator) flags(attested bool) byte {
-	f := byte(0x01) // user present
-	if a.verify {
-		f |= 0x04
-	}
-	if a.backup {
-		f |= 0x08
-	}
-	if a.backedU {
-		f |= 0x10
-	}
-	if attested {
-		f |= 0x40
-	}
-	return f
-}
-
-func (a *softAuthenticator) authData(attested bool) []byte {
-	rpHash := sha256.Sum256([]byte(a.rpID))
-	d := append(rpHash[:], a.flags(attested))
-	d = binary.BigEndian.AppendUint32(d, a.count)
-	if attested {
-		d = append(d, make([]byte, 16)...) // AAGUID: none
-		d = binary.BigEndian.AppendUint16(d, uint16(len(a.id)))
-		d = append(d, a.id...)
-		x, y := a.key.PublicKey.X.FillBytes(make([]byte, 32)), a.key.PublicKey.Y.FillBytes(make([]byte, 32))
-		cose := a.cbor(map[int]any{1: 2, 3: -7, -1: 1, -2: x, -3: y})
-		d = append(d, cose...)
-	}
-	return d
-}
-
-func (a *softAuthenticator) cbor(v any) []byte {
-	a.t.Helper()
-	em, err := cbor.CTAP2EncOptions().EncMode()
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	b, err := em.Marshal(v)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return b
-}
-
-// challenge reads the challenge and user handle of a ceremony's options.
-func challenge(t *testing.T, options []byte) (string, []byte) {
-	t.Helper()
-	var o struct {
-		PublicKey struct {
-			Challenge string `json:"challenge"`
-			User      struct {
-				ID string `json:"id"`
-			} `json:"user"`
-		} `json:"publicKey"`
-	}
-	if err := json.Unmarshal(options, &o); err != nil || o.PublicKey.Challenge == "" {
-		t.Fatalf("options %s: %v", options, err)
-	}
-	handle, _ := b64.DecodeString(o.PublicKey.User.ID)
-	return o.PublicKey.Challenge, handle
-}
-
-func (a *softAuthenticator) clientData(kind, challenge string) []byte {
-	b, _ := json.Marshal(map[string]any{"type": kind, "challenge": challenge, "origin": a.origin, "crossOrigin": false})
-	return b
-}
-
-// create answers a registration's options.
-func (a *softAuthenticator) create(options []byte) []byte {
-	a.t.Helper()
-	c, handle := challenge(a.t, options)
-	a.handle = handle
-	att := a.cbor(map[string]any{"fmt": "none", "attStmt": map[string]any{}, "authData": a.authData(true)})
-	b, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(a.id), "rawId": b64.EncodeToString(a.id), "type": "public-key",
-		"authenticatorAttachment": "platform", "clientExtensionResults": map[string]any{},
-		"response": map[string]any{
-			"clientDataJSON":    b64.EncodeToString(a.clientData("webauthn.create", c)),
-			"attestationObject": b64.EncodeToString(att), "transports": []string{"internal"},
-		},
-	})
-	return b
-}
-
-// get answers a sign-in's options with the sign count count.
-func (a *softAuthenticator) get(options []byte, count uint32) []byte {
-	a.t.Helper()
-	c, _ := challenge(a.t, options)
-	a.count = count
-	auth := a.authData(false)
-	cd := a.clientData("webauthn.get", c)
-	cdHash := sha256.Sum256(cd)
-	digest := sha256.Sum256(append(append([]byte{}, auth...), cdHash[:]...))
-	sig, err := ecdsa.SignASN1(rand.Reader, a.key, digest[:])
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	b, _ := json.Marshal(map[string]any{
-		"id": b64.EncodeToString(a.id), "rawId": b64.EncodeToString(a.id), "type": "public-key",
-		"authenticatorAttachment": "platform", "clientExtensionResults": map[string]any{},
-		"response": map[string]any{
-			"clientDataJSON": b64.EncodeToString(cd), "authenticatorData": b64.EncodeToString(auth),
-			"signature": b64.EncodeToString(sig), "userHandle": b64.EncodeToString(a.handle),
-		},
-	})
-	return b
-}
 
 func newPasskeyFixture(t *testing.T) *fixture {
 	t.Helper()
@@ -178,7 +43,7 @@ func (f *fixture) register(t *testing.T, name string, a *softAuthenticator) acco
 	if err != nil {
 		t.Fatalf("BeginPasskeyRegistration: %v", err)
 	}
-	info, err := f.svc.FinishPasskeyRegistration(t.Context(), name, "laptop", c.State, a.create(c.Options))
+	info, err := f.svc.FinishPasskeyRegistration(t.Context(), name, "laptop", c.State, a.Create(c.Options))
 	if err != nil {
 		t.Fatalf("FinishPasskeyRegistration: %v", err)
 	}
@@ -195,18 +60,18 @@ func (f *fixture) signIn(t *testing.T, a *softAuthenticator, count uint32) (acco
 	if strings.Contains(string(c.Options), `"allowCredentials"`) || !strings.Contains(string(c.Options), `"userVerification":"required"`) {
 		t.Errorf("sign-in options: %s", c.Options)
 	}
-	return f.svc.PasskeyLogin(t.Context(), c.State, a.get(c.Options, count))
+	return f.svc.PasskeyLogin(t.Context(), c.State, a.Get(c.Options, count))
 }
 
 func TestPasskeyRegisterAndSignIn(t *testing.T) {
 	f := newPasskeyFixture(t)
 	a := newSoftAuthenticator(t)
 	info := f.register(t, "Alice", a)
-	if info.Name != "laptop" || info.ID != b64.EncodeToString(a.id) || info.Synced {
+	if info.Name != "laptop" || info.ID != b64.EncodeToString(a.ID) || info.Synced {
 		t.Errorf("registered %+v", info)
 	}
-	if string(a.handle) != "alice" {
-		t.Errorf("user handle %q, want the folded name", a.handle)
+	if string(a.Handle) != "alice" {
+		t.Errorf("user handle %q, want the folded name", a.Handle)
 	}
 	rec, _ := f.store.Get(t.Context(), "alice")
 	if strings.Contains(rec.Passkeys, "private") || rec.Passkeys == "" {
@@ -226,11 +91,11 @@ func TestPasskeyRegisterAndSignIn(t *testing.T) {
 
 	// Without user verification (presence only) it is one factor
 	// standing in for two: refused.
-	a.verify = false
+	a.Verify = false
 	if res, err := f.signIn(t, a, 2); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("PasskeyLogin without UV = %+v, %v; want ErrInvalidPasskey", res, err)
 	}
-	a.verify = true
+	a.Verify = true
 	if _, err := f.signIn(t, a, 3); err != nil {
 		t.Errorf("PasskeyLogin with UV after a refusal: %v", err)
 	}
@@ -286,32 +151,32 @@ func TestPasskeyRefusals(t *testing.T) {
 	f.mustAdd(t, "bob", totpPassword)
 
 	// The backup-eligible flag never changes for a credential.
-	a.backup = true
+	a.Backup = true
 	if _, err := f.signIn(t, a, 1); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("backup-eligible flag changed: %v, want ErrInvalidPasskey", err)
 	}
-	a.backup = false
+	a.Backup = false
 
 	// Another origin.
-	a.origin = "https://evil.example.net"
+	a.Origin = "https://evil.example.net"
 	if _, err := f.signIn(t, a, 2); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("foreign origin: %v, want ErrInvalidPasskey", err)
 	}
-	a.origin = testOrigin
+	a.Origin = testOrigin
 
 	// An answer to another challenge.
 	c1, _ := f.svc.BeginPasskeyLogin()
 	c2, _ := f.svc.BeginPasskeyLogin()
-	if _, err := f.svc.PasskeyLogin(t.Context(), c2.State, a.get(c1.Options, 3)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+	if _, err := f.svc.PasskeyLogin(t.Context(), c2.State, a.Get(c1.Options, 3)); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("answer to another challenge: %v, want ErrInvalidPasskey", err)
 	}
 
 	// A user handle naming another account (bob has no such passkey).
-	a.handle = []byte("bob")
+	a.Handle = []byte("bob")
 	if _, err := f.signIn(t, a, 4); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("another account's handle: %v, want ErrInvalidPasskey", err)
 	}
-	a.handle = []byte("alice")
+	a.Handle = []byte("alice")
 
 	// A disabled account.
 	if err := f.svc.Disable(t.Context(), "alice"); err != nil {
@@ -323,10 +188,10 @@ func TestPasskeyRefusals(t *testing.T) {
 
 	// A key that does not verify its user is not registered.
 	weak := newSoftAuthenticator(t)
-	weak.verify = false
+	weak.Verify = false
 	if c, err := f.svc.BeginPasskeyRegistration(t.Context(), "bob"); err != nil {
 		t.Fatal(err)
-	} else if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "key", c.State, weak.create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+	} else if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "key", c.State, weak.Create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("registration without user verification: %v, want ErrInvalidPasskey", err)
 	}
 
@@ -335,10 +200,10 @@ func TestPasskeyRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "alice", "x", c.State, newSoftAuthenticator(t).create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "alice", "x", c.State, newSoftAuthenticator(t).Create(c.Options)); !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("another account's ceremony: %v, want ErrInvalidPasskey", err)
 	}
-	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "", c.State, newSoftAuthenticator(t).create(c.Options)); !errors.Is(err, accounts.ErrInvalidInput) {
+	if _, err := f.svc.FinishPasskeyRegistration(t.Context(), "bob", "", c.State, newSoftAuthenticator(t).Create(c.Options)); !errors.Is(err, accounts.ErrInvalidInput) {
 		t.Errorf("no name: %v, want ErrInvalidInput", err)
 	}
 }
@@ -395,7 +260,7 @@ func (f *fixture) secondFactor(t *testing.T, name string, a *softAuthenticator, 
 		t.Fatal(err)
 	}
 	return f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
-		Name: name, State: c.State, Response: a.get(c.Options, count), ClientIP: "192.0.2.1",
+		Name: name, State: c.State, Response: a.Get(c.Options, count), ClientIP: "192.0.2.1",
 		PasswordChangedAt: u.PasswordChangedAt, Factor: factor,
 	})
 }
@@ -418,11 +283,11 @@ func TestPasskeyAsSecondFactor(t *testing.T) {
 	if res.User.Name != "alice" || !res.UserVerified || len(res.Devices) == 0 || res.Passkey.SignCount != 1 {
 		t.Errorf("result %+v", res)
 	}
-	a.verify = false // presence only: with the password, still two factors
+	a.Verify = false // presence only: with the password, still two factors
 	if res, err := f.secondFactor(t, "alice", a, 2, ""); err != nil || res.UserVerified {
 		t.Errorf("presence only: %+v, %v", res, err)
 	}
-	a.verify = true
+	a.Verify = true
 	if _, err := f.secondFactor(t, "alice", a, 2, ""); !errors.Is(err, accounts.ErrSignCountWentBack) {
 		t.Errorf("count not above 2: %v, want ErrSignCountWentBack", err)
 	}
@@ -437,7 +302,7 @@ func TestPasskeyAsSecondFactor(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
-		Name: "alice", State: c.State, Response: a.get(c.Options, 4), PasswordChangedAt: before.PasswordChangedAt,
+		Name: "alice", State: c.State, Response: a.Get(c.Options, 4), PasswordChangedAt: before.PasswordChangedAt,
 	})
 	if !errors.Is(err, accounts.ErrInvalidCredentials) {
 		t.Errorf("password changed since: %v, want ErrInvalidCredentials", err)
@@ -447,7 +312,7 @@ func TestPasskeyAsSecondFactor(t *testing.T) {
 	c, _ = f.svc.BeginPasskeySecondFactor(t.Context(), "alice")
 	bob, _ := f.svc.Get(t.Context(), "bob")
 	_, err = f.svc.VerifyPasskeySecondFactor(t.Context(), accounts.PasskeySecondFactorAttempt{
-		Name: "bob", State: c.State, Response: a.get(c.Options, 5), PasswordChangedAt: bob.PasswordChangedAt,
+		Name: "bob", State: c.State, Response: a.Get(c.Options, 5), PasswordChangedAt: bob.PasswordChangedAt,
 	})
 	if !errors.Is(err, accounts.ErrInvalidPasskey) {
 		t.Errorf("another account's ceremony: %v, want ErrInvalidPasskey", err)
