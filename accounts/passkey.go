@@ -532,6 +532,40 @@ func (s *Service) PasskeyLogin(ctx context.Context, state, response []byte) (Pas
 	}, parsed)
 }
 
+// PasskeySignInName returns the stored name of the account a
+// discoverable sign-in's answer names by its user handle, nothing of the
+// answer checked yet: the caller pins that account's sessions
+// (cloakroom.Manager.Pin) before [Service.PasskeyLogin] checks the
+// answer, as a password login is pinned before the password is, so that
+// a revocation landing during the check fails the admission. The name is
+// the one to pin only if PasskeyLogin then signs in that same account.
+// An answer that names no account is ErrInvalidPasskey, as PasskeyLogin
+// would answer it.
+func (s *Service) PasskeySignInName(ctx context.Context, response []byte) (string, error) {
+	if _, err := s.relyingParty(); err != nil {
+		return "", err
+	}
+	if len(response) > MaxPasskeyResponse {
+		return "", fmt.Errorf("%w: the answer is too long", ErrInvalidPasskey)
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes(response)
+	if err != nil {
+		return "", fmt.Errorf("%w: %s", ErrInvalidPasskey, protocolReason(err))
+	}
+	name := string(parsed.Response.UserHandle)
+	if ValidateName(name) != nil {
+		return "", fmt.Errorf("%w: the user handle names no account", ErrInvalidPasskey)
+	}
+	rec, err := s.store.Get(ctx, name)
+	if errors.Is(err, ErrNoSuchUser) {
+		return "", fmt.Errorf("%w: the user handle names no account", ErrInvalidPasskey)
+	}
+	if err != nil {
+		return "", err
+	}
+	return rec.Name, nil
+}
+
 // openAssertion reads a sign-in's ceremony state (for user, "" for a
 // discoverable one) and the authenticator's answer.
 func (s *Service) openAssertion(state []byte, user string, response []byte) (ceremonyState, *protocol.ParsedCredentialAssertionData, *webauthn.WebAuthn, error) {

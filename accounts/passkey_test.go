@@ -447,3 +447,34 @@ func TestStoredPasskeysCountOnlyWhenPasskeysAreOn(t *testing.T) {
 		t.Errorf("passkeys off: SignInFactors = %+v, %v", got, err)
 	}
 }
+
+// TestPasskeySignInName: the name to pin before a discoverable answer is
+// checked is the stored name of the account its user handle names (the
+// handle is the folded name); a handle that names no account is refused
+// as the check would refuse it.
+func TestPasskeySignInName(t *testing.T) {
+	f := newPasskeyFixture(t)
+	a := newSoftAuthenticator(t)
+	f.register(t, "Alice", a)
+	c, err := f.svc.BeginPasskeyLogin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := a.Get(c.Options, 1)
+	if name, err := f.svc.PasskeySignInName(t.Context(), answer); err != nil || name != "Alice" {
+		t.Errorf("PasskeySignInName = %q, %v; want the stored name Alice", name, err)
+	}
+	res, err := f.svc.PasskeyLogin(t.Context(), c.State, answer)
+	if err != nil || res.User.Name != "Alice" {
+		t.Errorf("PasskeyLogin = %q, %v", res.User.Name, err)
+	}
+	for _, handle := range []string{"nobody", "", "not a name\x00"} {
+		a.Handle = []byte(handle)
+		if _, err := f.svc.PasskeySignInName(t.Context(), a.Get(c.Options, 2)); !errors.Is(err, accounts.ErrInvalidPasskey) {
+			t.Errorf("handle %q: %v, want ErrInvalidPasskey", handle, err)
+		}
+	}
+	if _, err := f.svc.PasskeySignInName(t.Context(), []byte("{")); !errors.Is(err, accounts.ErrInvalidPasskey) {
+		t.Errorf("unreadable answer: %v, want ErrInvalidPasskey", err)
+	}
+}

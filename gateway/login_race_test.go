@@ -20,11 +20,16 @@ import (
 )
 
 // useAccountStore rebuilds the env's account service and gateway over
-// store, which usually wraps e.users.
-func (e *env) useAccountStore(store accounts.Store) {
+// store, which usually wraps e.users, with edit applied to the service's
+// Config.
+func (e *env) useAccountStore(store accounts.Store, edit ...func(*accounts.Config)) {
 	e.t.Helper()
 	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.accounts = accounts.New(store, accounts.Config{Now: e.clock.Now, RevokeSessions: e.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger})
+	cfg := accounts.Config{Now: e.clock.Now, RevokeSessions: e.manager.RevokeUser, Throttle: memaccounts.NewThrottle(0), Logger: logger}
+	for _, f := range edit {
+		f(&cfg)
+	}
+	e.accounts = accounts.New(store, cfg)
 	e.cfg.Accounts = e.accounts
 	e.registry = prometheus.NewRegistry()
 	metrics, err := gateway.NewMetrics(e.registry)

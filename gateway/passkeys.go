@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -159,35 +158,33 @@ func (p *signInPages) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 		a.audit(outcomeInvalid, slog.String("reason", "no passkey ceremony"), slog.String("method", "passkey"))
 		return
 	}
-	res, err := p.accounts.PasskeyLogin(ctx, state, body.Credential)
+	// The pin comes first, as for a password: the account the answer
+	// names has its sessions pinned before the answer is checked against
+	// the record read after it, so a change before the pin is seen by the
+	// check, and a revocation after it (the user's sessions, everyone's, a
+	// disable, a delete, new roles) fails the admission.
+	name, err := p.accounts.PasskeySignInName(ctx, body.Credential)
+	var pin cloakroom.Pin
+	if err == nil {
+		pin, err = p.sessions.Pin(ctx, name)
+	}
+	var res accounts.PasskeyLoginResult
+	if err == nil {
+		res, err = p.accounts.PasskeyLogin(ctx, state, body.Credential)
+	}
 	if errors.Is(err, accounts.ErrInvalidPasskey) {
 		a.fail(http.StatusUnauthorized, outcomePasskeyRefused, msgPasskeyRefused)
 		a.audit(outcomePasskeyRefused, slog.String("reason", err.Error()), slog.String("method", "passkey"))
 		return
+	}
+	if err == nil && res.User.Name != name {
+		err = errAccountChanged // another account under the handle since the pin
 	}
 	if err != nil {
 		a.refused(err)
 		return
 	}
 	user := res.User
-	// The pin is taken now, then the record read again: a change that
-	// landed since the passkey was checked (disabled, deleted, roles)
-	// refuses, and one after the pin fails the admission.
-	pin, err := p.sessions.Pin(ctx, user.Name)
-	if err == nil {
-		var now accounts.User
-		now, err = p.accounts.Get(ctx, user.Name)
-		switch {
-		case errors.Is(err, accounts.ErrNoSuchUser):
-			err = errAccountChanged
-		case err == nil && (now.Disabled || now.Email != user.Email || !slices.Equal(now.Roles, user.Roles)):
-			err = errAccountChanged
-		}
-	}
-	if err != nil {
-		a.refused(err)
-		return
-	}
 	err = p.timeStore("login", func() error {
 		return p.admission.Admit(ctx, r, w.Header(), signin.Identity{
 			UserID: signin.LocalUser(user.Name), Method: signin.Passkey, AMR: passkeyAMR(res),
