@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/amrheader"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/signin"
@@ -279,7 +280,7 @@ func (h *Handler) allow(w http.ResponseWriter, r *http.Request, s *cloakroom.Ses
 	if s != nil {
 		var plainAMR bool
 		user, email, groups = s.UserID(), signin.Email(s), strings.Join(roles, ",")
-		amr, plainAMR = amrHeader(s.GetString(signin.ValueAMR))
+		amr, plainAMR = amrheader.FromStored(s.GetString(signin.ValueAMR))
 		if !plainHeaderValue(user) || !plainHeaderValue(email) || !plainGroups(roles) || !plainAMR {
 			// Ambiguous in a header: refuse rather than vouch for a
 			// value an upstream could read differently.

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cloakroom/cloakroom/internal/amrheader"
 	"github.com/cloakroom/cloakroom/signin"
 )
 
@@ -58,13 +59,15 @@ func UserID(provider, claim string) string { return signin.ProviderUser(provider
 const maxAMR = 8
 
 // amrClaim returns the RFC 8176 values of an amr claim that are plain
-// short tokens; anything else in it is dropped (the claim is advisory).
+// short tokens the identity headers can carry (amrheader.Value: no
+// comma, which would read as two values there); anything else in it is
+// dropped (the claim is advisory).
 func amrClaim(v any) []string {
 	raw, _ := v.([]any)
 	var out []string
 	for _, e := range raw {
 		s, ok := e.(string)
-		if ok && s != "" && len(s) <= 32 && strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r > '~' }) < 0 && len(out) < maxAMR {
+		if ok && len(s) <= 32 && amrheader.Value(s) && len(out) < maxAMR {
 			out = append(out, s)
 		}
 	}

@@ -50,6 +50,10 @@ func TestSecondFactorPolicyJudgesTheProvidersAMR(t *testing.T) {
 		{"staff, mfa", []string{"staff"}, []string{"mfa"}, true},
 		{"staff, security key", []string{"staff"}, []string{"hwk"}, true},
 		{"dev only, password", []string{"dev"}, []string{"pwd"}, true},
+		// A value the identity headers cannot carry is dropped, not the
+		// sign-in refused, and is no second factor.
+		{"dev only, a value with a comma", []string{"dev"}, []string{"pwd,otp"}, true},
+		{"staff, a value with a comma", []string{"staff"}, []string{"pwd,otp"}, false},
 	} {
 		groups, amr = c.groups, c.amr
 		b := e.browser(e.nodes[0])

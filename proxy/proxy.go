@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/amrheader"
 	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
@@ -310,10 +311,11 @@ func (p *Proxy) rewriter(upstream *url.URL) func(*httputil.ProxyRequest) {
 			if len(id.Groups) > 0 {
 				h["X-Forwarded-Groups"] = []string{strings.Join(id.Groups, ",")}
 			}
-			if len(id.AMR) > 0 {
+			if amr, ok := amrheader.Join(id.AMR); ok && amr != "" {
 				// How the user signed in (RFC 8176), so an upstream can
-				// ask for a second factor itself.
-				h["X-Forwarded-Amr"] = []string{strings.Join(id.AMR, ",")}
+				// ask for a second factor itself; checkIdentity refused
+				// a list that would not read back as itself.
+				h["X-Forwarded-Amr"] = []string{amr}
 			}
 		}
 		if st.token != "" {
@@ -483,9 +485,14 @@ func headerNameEqual(name, lower string) bool {
 
 // checkIdentity refuses values that would be ambiguous or invalid in a
 // header: control characters, surrounding whitespace (trimmed by header
-// parsers, so "alice " would become "alice"), and commas or empty names in
-// groups (the comma-joined list would split differently).
+// parsers, so "alice " would become "alice"), commas or empty names in
+// groups (the comma-joined list would split differently), and amr values
+// X-Forwarded-Amr would not carry as themselves (amrheader's rule, which
+// forward auth applies too).
 func checkIdentity(id Identity) error {
+	if _, ok := amrheader.Join(id.AMR); !ok {
+		return fmt.Errorf("%w: an amr value is empty, contains a comma or is not printable ASCII", upstreamjwt.ErrInvalidIdentity)
+	}
 	if !plainHeaderValue(id.User) {
 		return fmt.Errorf("%w: user is not a plain header value", upstreamjwt.ErrInvalidIdentity)
 	}

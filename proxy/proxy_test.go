@@ -224,6 +224,29 @@ func TestUnforwardableIdentityRefused(t *testing.T) {
 	}
 }
 
+// TestUnforwardableAMRRefused: an amr value that would not read back
+// as itself in X-Forwarded-Amr (a provider's "pwd,otp" reads as a second
+// factor; a non-ASCII, spaced or empty value a parser may split, trim or
+// refuse) refuses the request, as forward auth does, and no header
+// reaches the upstream; plain values are joined with commas.
+func TestUnforwardableAMRRefused(t *testing.T) {
+	api := newUpstream(t, "api")
+	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}})
+	for _, amr := range [][]string{{"pwd,otp"}, {"pwd", "otp\u00e9"}, {"pwd", ""}, {"pwd otp"}, {"pwd\t"}, {"hwk\u00a0mfa"}} {
+		gw := startGateway(t, p, withIdentity(proxy.Identity{User: "alice", AMR: amr}))
+		if status, _, _ := get(t, gw.URL+"/api/x", nil); status != http.StatusInternalServerError {
+			t.Errorf("amr %q: status %d, want 500", amr, status)
+		}
+	}
+	if n := api.hits.Load(); n != 0 {
+		t.Errorf("upstream received %d requests", n)
+	}
+	gw := startGateway(t, p, withIdentity(proxy.Identity{User: "alice", AMR: []string{"pwd", "otp"}}))
+	if _, e, _ := get(t, gw.URL+"/api/x", nil); e.Header.Get("X-Forwarded-Amr") != "pwd,otp" {
+		t.Errorf("X-Forwarded-Amr = %q, want pwd,otp", e.Header.Get("X-Forwarded-Amr"))
+	}
+}
+
 func TestSessionCookieRemoved(t *testing.T) {
 	api := newUpstream(t, "api")
 	p := newProxy(t, proxy.Config{Routes: []proxy.Route{api.route(t, "/api/")}})

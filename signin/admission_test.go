@@ -132,6 +132,20 @@ func TestAdmitRefusesAnotherWayInsNamespace(t *testing.T) {
 	}
 }
 
+// TestAdmitRefusesAnAMRTheHeadersCannotCarry: an amr value that
+// X-Forwarded-Amr would not carry as itself (a comma reads as two values
+// there, "pwd,otp" as a second factor) starts no session, so no session
+// holds what the proxy and forward auth would have to refuse.
+func TestAdmitRefusesAnAMRTheHeadersCannotCarry(t *testing.T) {
+	rg := newRig(t, 0)
+	for _, amr := range [][]string{{"pwd,otp"}, {"pwd", ""}, {"otp\u00e9"}, {"pwd otp"}} {
+		res, err := rg.admit(signin.Identity{UserID: "corp:u", Method: signin.OIDC, AMR: amr})
+		if !errors.Is(err, signin.ErrInvalidIdentity) || len(res.Cookies()) != 0 {
+			t.Errorf("amr %q: err = %v, %d cookies; want ErrInvalidIdentity and none", amr, err, len(res.Cookies()))
+		}
+	}
+}
+
 func TestAdmitRefusesAFutureAuthTime(t *testing.T) {
 	rg := newRig(t, 0)
 	id := signin.Identity{UserID: "corp:u", Method: signin.OIDC, AuthTime: rg.now.Add(2 * time.Minute)}

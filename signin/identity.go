@@ -2,6 +2,7 @@ package signin
 
 import (
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/amrheader"
 
 	"errors"
 	"fmt"
@@ -168,7 +169,9 @@ func (id *Identity) validate(now time.Time, skew time.Duration) error {
 		return bad("more than %d amr values", maxAMR)
 	}
 	for _, v := range id.AMR {
-		if v == "" || len(v) > maxAMRValue || strings.IndexFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
+		// What X-Forwarded-Amr can carry as itself, so that no session
+		// holds an amr the proxy or forward auth must refuse.
+		if len(v) > maxAMRValue || !amrheader.Value(v) {
 			return bad("amr value %q is not a plain token", v)
 		}
 	}
