@@ -659,16 +659,6 @@ func (s *Service) BeginPasskeySecondFactor(ctx context.Context, name string) (Pa
 	return s.ceremony(assertion, ceremonyState{User: rec.Name, Session: *session})
 }
 
-// HasPasskeys reports whether name has a passkey; false for an unknown
-// name.
-func (s *Service) HasPasskeys(ctx context.Context, name string) (bool, error) {
-	list, err := s.Passkeys(ctx, name)
-	if errors.Is(err, ErrNoSuchUser) || errors.Is(err, ErrInvalidInput) {
-		return false, nil
-	}
-	return len(list) > 0, err
-}
-
 // PasskeySecondFactorAttempt is the passkey step of a login after a
 // right password.
 type PasskeySecondFactorAttempt struct {

@@ -30,16 +30,10 @@ import (
 const outcomePasskeyFactor = "passkey"
 
 // offersPasskey reports whether the pages between the factors offer
-// user's passkeys: passkeys are on and the account has one.
+// user's passkeys: what accounts.SignInFactors counts (passkeys on, the
+// account has one), the rule the step after the password follows.
 func (p *signInPages) offersPasskey(r *http.Request, user string) bool {
-	if !p.passkeys {
-		return false
-	}
-	has, err := p.accounts.HasPasskeys(r.Context(), user)
-	if err != nil {
-		p.log.WarnContext(r.Context(), "passkeys not read for the second-factor page", "err", err)
-	}
-	return has
+	return p.factorsOf(r, user).Passkeys > 0
 }
 
 // passkeyFactorBegin is POST {auth}/second-factor/passkey/begin: the
