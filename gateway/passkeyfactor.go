@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
 	"github.com/cloakroom/cloakroom/internal/httpx"
@@ -49,14 +48,15 @@ func (p *signInPages) passkeyFactorBegin(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
-	if !found || ps.Attempts >= maxCodeAttempts {
-		if found {
-			p.endPending(ctx, rec.Key, w) // its attempts are spent
-		} else {
-			w.Header().Add("Set-Cookie", pendingCookieLine(""))
-		}
+	switch {
+	case !found:
+		w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
 		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"), slog.String("method", "passkey"))
+		return
+	case ps.spent():
+		// Before a ceremony is drawn; commitPending checks again.
+		p.attemptsSpent(a, rec, ps, stepPasskey)
 		return
 	}
 	c, err := p.accounts.BeginPasskeySecondFactor(ctx, ps.User)
@@ -71,9 +71,8 @@ func (p *signInPages) passkeyFactorBegin(w http.ResponseWriter, r *http.Request)
 		a.audit(outcomeError, slog.String("reason", "passkey ceremony not started"))
 		return
 	}
-	ps.Attempts++
 	ps.PasskeyState = c.State
-	if !p.savePasskeyStep(a, rec, ps) {
+	if !p.commitPending(a, &rec, &ps, stepPasskey, true) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -112,7 +111,7 @@ func (p *signInPages) passkeyFactorFinish(w http.ResponseWriter, r *http.Request
 	// answers racing, one goes on.
 	state := ps.PasskeyState
 	ps.PasskeyState = nil
-	if !p.savePasskeyStep(a, rec, ps) {
+	if !p.commitPending(a, &rec, &ps, stepPasskey, false) {
 		return
 	}
 	pin, err := p.sessions.Pin(ctx, ps.User)
@@ -126,18 +125,14 @@ func (p *signInPages) passkeyFactorFinish(w http.ResponseWriter, r *http.Request
 	})
 	switch {
 	case errors.Is(err, accounts.ErrInvalidPasskey):
-		if ps.Attempts >= maxCodeAttempts {
+		if ps.spent() {
 			p.endPending(ctx, rec.Key, w)
 		}
 		a.fail(http.StatusUnauthorized, outcomePasskeyRefused, "That passkey was not accepted. Try again, or enter a code.")
 		a.audit(outcomePasskeyRefused, slog.String("reason", err.Error()), slog.String("method", "passkey"), slog.Int("attempt", ps.Attempts))
 		return
-	case errors.Is(err, accounts.ErrInvalidCredentials):
-		p.endPending(ctx, rec.Key, w) // the account changed: start over
-		a.refused(err)
-		return
 	case err != nil:
-		a.refused(err)
+		p.stepRefused(a, rec.Key, err)
 		return
 	}
 	user := res.User
@@ -167,24 +162,4 @@ func passkeyFactorAMR(res accounts.PasskeyLoginResult) []string {
 		amr = append(amr, signin.AMRMFA)
 	}
 	return amr
-}
-
-// savePasskeyStep writes the pending sign-in back as the passkey step left
-// it, compare-and-set on its version: of two steps racing, one goes on and
-// the other is answered 409. It reports whether the write went through;
-// when it did not, the attempt has been answered.
-func (p *signInPages) savePasskeyStep(a *loginAttempt, rec cloakroom.AuxRecord, ps pendingSignIn) bool {
-	rec.Version++
-	rec.Data, _ = json.Marshal(ps)
-	switch err := p.sessions.Store().CommitAux(a.r.Context(), rec); {
-	case err == nil:
-		return true
-	case errors.Is(err, cloakroom.ErrConflict), errors.Is(err, cloakroom.ErrNotFound):
-		a.fail(http.StatusConflict, "conflict", "Another attempt with this sign-in is under way. Try again.")
-		a.audit(outcomeInvalid, slog.String("reason", "conflict"), slog.String("method", "passkey"))
-	default:
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
-	}
-	return false
 }

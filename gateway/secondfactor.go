@@ -235,19 +235,15 @@ func (p *signInPages) secondFactor(w http.ResponseWriter, r *http.Request) {
 	})
 	switch {
 	case errors.Is(err, accounts.ErrInvalidCode):
-		if ps.Attempts >= maxCodeAttempts {
+		if ps.spent() {
 			p.endPending(ctx, st.rec.Key, w)
 			a.codeFailed(http.StatusUnauthorized, "invalid_code", "Wrong code, too many times. Sign in again.", ps)
 			return
 		}
 		a.codeFailed(http.StatusUnauthorized, "invalid_code", "Wrong code. Try again: enter the code your app shows now, or an unused recovery code.", ps)
 		return
-	case errors.Is(err, accounts.ErrInvalidCredentials):
-		p.endPending(ctx, st.rec.Key, w) // the account changed: start over
-		a.refused(err)
-		return
 	case err != nil:
-		a.refused(err)
+		p.stepRefused(a, st.rec.Key, err)
 		return
 	}
 	user := res.User
@@ -315,34 +311,12 @@ func (p *signInPages) startCodeStep(w http.ResponseWriter, r *http.Request, enro
 		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
 		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"))
 		return nil, false
-	case ps.Attempts >= maxCodeAttempts:
-		// Spent by passkey steps begun (each takes one): no code is
-		// checked past the bound, as the passkey begin refuses past it.
-		p.endPending(ctx, rec.Key, w)
-		if enrol {
-			p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
-		} else {
-			a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
-		}
-		a.audit(outcomeInvalid, slog.String("reason", "attempts spent"), slog.Int("attempt", ps.Attempts))
-		return nil, false
 	}
-	ps.Attempts++
-	rec.Version++
-	rec.Data, _ = json.Marshal(ps)
-	if err := p.sessions.Store().CommitAux(ctx, rec); err != nil {
-		const busy = "Another attempt with this sign-in is under way. Try again."
-		switch {
-		case (errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound)) && enrol:
-			a.fail(http.StatusConflict, "conflict", busy)
-			a.audit(outcomeInvalid, slog.String("reason", "conflict"))
-			return nil, false
-		case errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound):
-			a.codeFailed(http.StatusConflict, "conflict", busy, ps)
-			return nil, false
-		}
-		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
-		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+	step := stepCode
+	if enrol {
+		step = stepEnrol
+	}
+	if !p.commitPending(a, &rec, &ps, step, true) {
 		return nil, false
 	}
 	pin, err := p.sessions.Pin(ctx, ps.User)
@@ -351,6 +325,89 @@ func (p *signInPages) startCodeStep(w http.ResponseWriter, r *http.Request, enro
 		return nil, false
 	}
 	return &codeStep{a: a, code: code, rec: rec, ps: ps, pin: pin}, true
+}
+
+// pendingStep is the kind of step under way with a pending sign-in, for
+// the answers commitPending gives.
+type pendingStep int
+
+const (
+	stepCode    pendingStep = iota // a code (TOTP or recovery) after the password
+	stepEnrol                      // the first code of a pending enrolment
+	stepPasskey                    // a passkey step (JSON only)
+)
+
+// auditAttrs are what the step adds to the login audit line.
+func (step pendingStep) auditAttrs(attrs ...slog.Attr) []slog.Attr {
+	if step == stepPasskey {
+		return append(attrs, slog.String("method", "passkey"))
+	}
+	return attrs
+}
+
+// spent reports whether the pending sign-in's attempts are used up
+// (codes and passkey steps begun together): nothing more is checked with
+// it, and it ends.
+func (ps pendingSignIn) spent() bool { return ps.Attempts >= maxCodeAttempts }
+
+// attemptsSpent answers a step of a pending sign-in whose attempts are
+// used up: it ends, and the password is asked again.
+func (p *signInPages) attemptsSpent(a *loginAttempt, rec cloakroom.AuxRecord, ps pendingSignIn, step pendingStep) {
+	p.endPending(a.r.Context(), rec.Key, a.w)
+	if step == stepEnrol {
+		p.enrolmentGone(a.w, a.r, http.StatusUnauthorized, msgEnrolAgain)
+	} else {
+		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
+	}
+	a.audit(outcomeInvalid, step.auditAttrs(slog.String("reason", "attempts spent"), slog.Int("attempt", ps.Attempts))...)
+}
+
+// commitPending is how every step through the pending sign-in writes it
+// back: when spend, the step first counts one of its attempts, refused
+// (attemptsSpent) once they are used up, so that no code or passkey is
+// checked past the bound; then rec takes ps, compare-and-set on its
+// version, so that of two steps racing with one pending sign-in one goes
+// on and the other is answered 409 (and cannot spend the same attempt).
+// It reports whether the write went through; when it did not, the step
+// has been answered.
+func (p *signInPages) commitPending(a *loginAttempt, rec *cloakroom.AuxRecord, ps *pendingSignIn, step pendingStep, spend bool) bool {
+	if spend {
+		if ps.spent() {
+			p.attemptsSpent(a, *rec, *ps, step)
+			return false
+		}
+		ps.Attempts++
+	}
+	rec.Version++
+	rec.Data, _ = json.Marshal(ps)
+	err := p.sessions.Store().CommitAux(a.r.Context(), *rec)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound):
+		const busy = "Another attempt with this sign-in is under way. Try again."
+		if step == stepCode {
+			a.codeFailed(http.StatusConflict, "conflict", busy, *ps)
+			return false
+		}
+		a.fail(http.StatusConflict, "conflict", busy)
+		a.audit(outcomeInvalid, step.auditAttrs(slog.String("reason", "conflict"))...)
+	default:
+		a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
+		a.audit(outcomeError, slog.String("reason", "session store unavailable"))
+	}
+	return false
+}
+
+// stepRefused answers a second-factor step the accounts refused for
+// another reason than its code or passkey: an account changed since the
+// password (ErrInvalidCredentials) ends the pending sign-in, to start
+// over.
+func (p *signInPages) stepRefused(a *loginAttempt, key cloakroom.Key, err error) {
+	if errors.Is(err, accounts.ErrInvalidCredentials) {
+		p.endPending(a.r.Context(), key, a.w)
+	}
+	a.refused(err)
 }
 
 // admitAfterCode ends the pending state, first use only (if that fails,
@@ -388,7 +445,7 @@ func (a *loginAttempt) codeFailed(status int, code, message string, ps pendingSi
 		httpjson.Error(a.w, status, code, message)
 		return
 	}
-	if ps.Attempts >= maxCodeAttempts {
+	if ps.spent() {
 		a.p.render(a.w, a.r, status, "login", pageData{Title: "Two-step verification", Error: message, Username: ps.User,
 			ReturnTo: "/", Providers: a.p.providerLinks("/")})
 		return
@@ -584,7 +641,7 @@ func (p *signInPages) enrol(w http.ResponseWriter, r *http.Request) {
 	codes, err := p.accounts.ConfirmTOTP(ctx, ps.User, ps.Sealed, st.code)
 	switch {
 	case errors.Is(err, accounts.ErrInvalidCode):
-		if ps.Attempts >= maxCodeAttempts {
+		if ps.spent() {
 			p.endPending(ctx, rec.Key, w)
 			p.enrolmentGone(w, r, http.StatusUnauthorized, "Wrong code, too many times. Sign in again.")
 			a.audit(outcomeInvalid, slog.String("reason", "invalid_code"), slog.Int("attempt", ps.Attempts))
