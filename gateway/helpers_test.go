@@ -84,6 +84,9 @@ type flakyStore struct {
 	// beforeRotate, when set, runs at the start of every Rotate (a test
 	// parks a request there).
 	beforeRotate atomic.Pointer[func()]
+	// afterFindAux, when set, runs after every FindAux with its key (a
+	// test moves the clock there).
+	afterFindAux atomic.Pointer[func(cloakroom.Key)]
 }
 
 func (f *flakyStore) err() error {
@@ -170,6 +173,11 @@ func (f *flakyStore) FindAux(ctx context.Context, key cloakroom.Key) (cloakroom.
 	if err := f.err(); err != nil {
 		return cloakroom.AuxRecord{}, false, err
 	}
+	defer func() {
+		if hook := f.afterFindAux.Load(); hook != nil {
+			(*hook)(key)
+		}
+	}()
 	return f.mem.FindAux(ctx, key)
 }
 

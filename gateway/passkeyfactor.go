@@ -50,9 +50,7 @@ func (p *signInPages) passkeyFactorBegin(w http.ResponseWriter, r *http.Request)
 	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
 	switch {
 	case !found:
-		w.Header().Add("Set-Cookie", pendingCookieLine(""))
-		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
-		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"), slog.String("method", "passkey"))
+		p.pendingGone(a, stepPasskey)
 		return
 	case ps.spent():
 		// Before a ceremony is drawn; commitPending checks again.
@@ -99,10 +97,11 @@ func (p *signInPages) passkeyFactorFinish(w http.ResponseWriter, r *http.Request
 		return
 	}
 	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
-	if !found || len(ps.PasskeyState) == 0 {
-		if !found {
-			w.Header().Add("Set-Cookie", pendingCookieLine(""))
-		}
+	if !found {
+		p.pendingGone(a, stepPasskey)
+		return
+	}
+	if len(ps.PasskeyState) == 0 {
 		a.fail(http.StatusUnauthorized, "passkey_expired", "The passkey step took too long or was already used. Try again.")
 		a.audit(outcomeInvalid, slog.String("reason", "no passkey ceremony"), slog.String("method", "passkey"))
 		return

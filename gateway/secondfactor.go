@@ -301,20 +301,13 @@ func (p *signInPages) startCodeStep(w http.ResponseWriter, r *http.Request, enro
 		return nil, false
 	}
 	a.req = loginRequest{Username: ps.User, Remember: ps.Remember, ReturnTo: ps.ReturnTo}
-	switch {
-	case enrol && (!found || ps.Sealed == ""):
-		p.enrolmentGone(w, r, http.StatusUnauthorized, msgEnrolAgain)
-		a.audit(outcomeInvalid, slog.String("reason", "no pending enrolment"))
-		return nil, false
-	case !found:
-		w.Header().Add("Set-Cookie", pendingCookieLine(""))
-		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
-		a.audit(outcomeInvalid, slog.String("reason", "no pending sign-in"))
-		return nil, false
-	}
 	step := stepCode
 	if enrol {
 		step = stepEnrol
+	}
+	if !found || enrol && ps.Sealed == "" {
+		p.pendingGone(a, step)
+		return nil, false
 	}
 	if !p.commitPending(a, &rec, &ps, step, true) {
 		return nil, false
@@ -350,16 +343,35 @@ func (step pendingStep) auditAttrs(attrs ...slog.Attr) []slog.Attr {
 // it, and it ends.
 func (ps pendingSignIn) spent() bool { return ps.Attempts >= maxCodeAttempts }
 
-// attemptsSpent answers a step of a pending sign-in whose attempts are
-// used up: it ends, and the password is asked again.
-func (p *signInPages) attemptsSpent(a *loginAttempt, rec cloakroom.AuxRecord, ps pendingSignIn, step pendingStep) {
-	p.endPending(a.r.Context(), rec.Key, a.w)
+// pendingGone answers a step whose pending sign-in is not there (no
+// cookie, expired, used, ended) or went while the step wrote it back
+// (expired meanwhile, or ended by another step): 401
+// second_factor_expired, the cookie expired, the password asked again (a
+// navigation gets the login page saying so), whatever the step.
+func (p *signInPages) pendingGone(a *loginAttempt, step pendingStep, attrs ...slog.Attr) {
+	if len(attrs) == 0 {
+		reason := "no pending sign-in"
+		if step == stepEnrol {
+			reason = "no pending enrolment"
+		}
+		attrs = []slog.Attr{slog.String("reason", reason)}
+	}
 	if step == stepEnrol {
 		p.enrolmentGone(a.w, a.r, http.StatusUnauthorized, msgEnrolAgain)
 	} else {
+		a.w.Header().Add("Set-Cookie", pendingCookieLine(""))
 		a.fail(http.StatusUnauthorized, "second_factor_expired", msgSignInAgain)
 	}
-	a.audit(outcomeInvalid, step.auditAttrs(slog.String("reason", "attempts spent"), slog.Int("attempt", ps.Attempts))...)
+	a.audit(outcomeInvalid, step.auditAttrs(attrs...)...)
+}
+
+// attemptsSpent answers a step of a pending sign-in whose attempts are
+// used up: it ends, and the password is asked again.
+func (p *signInPages) attemptsSpent(a *loginAttempt, rec cloakroom.AuxRecord, ps pendingSignIn, step pendingStep) {
+	if err := p.sessions.Store().DeleteAux(context.WithoutCancel(a.r.Context()), rec.Key); err != nil {
+		p.log.WarnContext(a.r.Context(), "pending sign-in not deleted; it expires on its own", "err", err)
+	}
+	p.pendingGone(a, step, slog.String("reason", "attempts spent"), slog.Int("attempt", ps.Attempts))
 }
 
 // commitPending is how every step through the pending sign-in writes it
@@ -384,7 +396,10 @@ func (p *signInPages) commitPending(a *loginAttempt, rec *cloakroom.AuxRecord, p
 	switch {
 	case err == nil:
 		return true
-	case errors.Is(err, cloakroom.ErrConflict) || errors.Is(err, cloakroom.ErrNotFound):
+	case errors.Is(err, cloakroom.ErrNotFound):
+		// Expired or ended since it was read: as if it were not there.
+		p.pendingGone(a, step, slog.String("reason", "pending sign-in gone"))
+	case errors.Is(err, cloakroom.ErrConflict):
 		const busy = "Another attempt with this sign-in is under way. Try again."
 		if step == stepCode {
 			a.codeFailed(http.StatusConflict, "conflict", busy, *ps)
