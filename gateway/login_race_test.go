@@ -97,22 +97,9 @@ func TestLoginRacingAnAccountChangeFails(t *testing.T) {
 				pause.armed.Store(true)
 
 				b := e.browser()
-				done := make(chan response, 1)
-				go func() {
-					done <- b.postJSONNoFatal("/auth/login", map[string]string{"username": typed, "password": password})
-				}()
-				<-pause.reached
-				if err := c.change(e); err != nil {
-					t.Fatal(err)
-				}
-				close(pause.release)
-				r := <-done
-				if r.Status != http.StatusUnauthorized {
-					t.Errorf("login racing %s: status %d, want 401: %s", c.name, r.Status, r.Text)
-				}
-				if b.token != "" && b.loggedIn() {
-					t.Errorf("login racing %s left a live session", c.name)
-				}
+				b.raceSignIn(t, "login racing "+c.name, pause.reached, pause.release, func() response {
+					return b.postJSONNoFatal("/auth/login", map[string]string{"username": typed, "password": password})
+				}, func() error { return c.change(e) })
 			})
 		}
 	}
@@ -186,16 +173,47 @@ func TestLoginLoopDuringDisableLeavesNoSession(t *testing.T) {
 	}
 }
 
+// raceSignIn sends a sign-in (send) from another goroutine, applies
+// change once the request is parked (reached closed), lets it go on
+// (closes release), and checks that it was refused with 401 and left no
+// live session.
+func (b *browser) raceSignIn(t *testing.T, what string, reached, release chan struct{}, send func() response, change func() error) {
+	t.Helper()
+	done := make(chan response, 1)
+	go func() { done <- send() }()
+	<-reached
+	if err := change(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	r := <-done
+	if r.Status != http.StatusUnauthorized {
+		t.Errorf("%s: status %d, want 401: %s", what, r.Status, r.Text)
+	}
+	if b.token != "" && b.loggedIn() {
+		t.Errorf("%s left a live session", what)
+	}
+}
+
 // postJSONNoFatal is postJSON for goroutines other than the test's: a
 // transport failure gives status 0 instead of stopping the test.
 func (b *browser) postJSONNoFatal(path string, v map[string]string) response {
 	body, _ := json.Marshal(v)
+	return b.postJSONRaw(path, body)
+}
+
+// postJSONRaw is postJSONNoFatal for a body already encoded, with header
+// pairs in extra ("Name", "value", ...).
+func (b *browser) postJSONRaw(path string, body []byte, extra ...string) response {
 	req, err := http.NewRequest(http.MethodPost, b.e.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return response{}
 	}
 	req.Header = b.header.Clone()
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
 	resp, err := b.e.srv.Client().Do(req)
 	if err != nil {
 		return response{}

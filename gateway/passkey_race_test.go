@@ -1,10 +1,8 @@
 package gateway_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -91,22 +89,9 @@ func TestPasskeySignInRacingARevocationFails(t *testing.T) {
 			cookie := passkeyCookieOf(t, r)
 			body, _ := json.Marshal(map[string]any{"credential": json.RawMessage(a.Get([]byte(r.Text), 1))})
 			park.armed.Store(true)
-			done := make(chan response, 1)
-			go func() {
-				done <- b.postJSONRaw("/auth/passkey/finish", body, "Cookie", cookie.Name+"="+cookie.Value)
-			}()
-			<-park.reached
-			if err := c.change(e); err != nil {
-				t.Fatal(err)
-			}
-			close(park.release)
-			r = <-done
-			if r.Status != http.StatusUnauthorized {
-				t.Errorf("passkey sign-in racing %s: status %d, want 401: %s", c.name, r.Status, r.Text)
-			}
-			if b.token != "" && b.loggedIn() {
-				t.Errorf("passkey sign-in racing %s left a live session", c.name)
-			}
+			b.raceSignIn(t, "passkey sign-in racing "+c.name, park.reached, park.release, func() response {
+				return b.postJSONRaw("/auth/passkey/finish", body, "Cookie", cookie.Name+"="+cookie.Value)
+			}, func() error { return c.change(e) })
 		})
 	}
 }
@@ -127,27 +112,4 @@ func TestPasskeySignInWithSoftAuthenticator(t *testing.T) {
 	if got := b.get("/auth/session").json(t)["user"]; got != "alice" {
 		t.Errorf("user %v, want alice", got)
 	}
-}
-
-// postJSONRaw posts body from a goroutine other than the test's: a
-// transport failure gives status 0 instead of stopping the test. It
-// keeps the session cookie the response sets.
-func (b *browser) postJSONRaw(path string, body []byte, extra ...string) response {
-	req, err := http.NewRequest(http.MethodPost, b.e.srv.URL+path, bytes.NewReader(body))
-	if err != nil {
-		return response{}
-	}
-	req.Header = b.header.Clone()
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(extra); i += 2 {
-		req.Header.Set(extra[i], extra[i+1])
-	}
-	resp, err := b.e.srv.Client().Do(req)
-	if err != nil {
-		return response{}
-	}
-	defer resp.Body.Close()
-	text, _ := io.ReadAll(resp.Body)
-	b.token = setCookieTokenOf(resp.Header)
-	return response{Status: resp.StatusCode, Header: resp.Header, Text: string(text)}
 }
