@@ -151,7 +151,12 @@ func (h *Handler) fromProxy(r *http.Request) bool {
 func fromNginx(r *http.Request) (forwarded, bool) {
 	// Header names in canonical form: Get then looks them up without
 	// building the canonical key on every decision.
-	u, err := url.Parse(r.Header.Get("X-Original-Url"))
+	raw := r.Header.Get("X-Original-Url")
+	if strings.IndexByte(raw, '#') >= 0 {
+		// url.Parse would cut it off as a fragment; see decide.
+		return forwarded{}, false
+	}
+	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
 		return forwarded{}, false
 	}
@@ -204,6 +209,13 @@ func canonicalNames(names ...string) []string {
 // and cross-origin rules are the core's; the rules say what the path needs.
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 	if !validMethod(f.method) || checkHost(f.host) != nil {
+		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+		return
+	}
+	// A request-target never holds '#' (RFC 9112 3.2), but nginx passes
+	// one on: its locations match the part before it, the app gets all
+	// of it. Judging either part would be a guess at how the app reads it.
+	if strings.IndexByte(f.uri, '#') >= 0 {
 		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
 		return
 	}
