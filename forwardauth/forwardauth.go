@@ -93,7 +93,10 @@ type forwarded struct {
 	method string
 	host   string
 	uri    string // escaped path and query
-	nginx  bool   // nginx answers sign-in with 401 and HeaderLogin
+	// target is uri parsed, when the adapter already parsed it (nginx's
+	// X-Original-URL), so decide does not parse it again.
+	target *url.URL
+	nginx  bool // nginx answers sign-in with 401 and HeaderLogin
 	// absolute is the scheme of an absolute sign-in redirect, "" for a
 	// relative one: Traefik resolves a relative Location against the
 	// decision's own URL, cloakroom's internal address.
@@ -160,7 +163,20 @@ func fromNginx(r *http.Request) (forwarded, bool) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
 		return forwarded{}, false
 	}
-	return forwarded{method: r.Header.Get("X-Original-Method"), host: u.Host, uri: u.RequestURI(), nginx: true}, true
+	f := forwarded{method: r.Header.Get("X-Original-Method"), host: u.Host, uri: u.RequestURI(), target: u, nginx: true}
+	// What url.ParseRequestURI(f.uri) would give (FuzzNginxTarget checks
+	// it): the path and query alone, "/" for none.
+	u.Scheme, u.Host = "", ""
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	// RawPath as parsing the escaped path sets it: kept only where it
+	// differs from the default escaping (url.Parse keeps an invalid one).
+	escaped := u.EscapedPath()
+	if u.RawPath = ""; u.EscapedPath() != escaped {
+		u.RawPath = escaped
+	}
+	return f, true
 }
 
 // fromXForwarded reads the original request as Caddy's forward_auth and
@@ -219,10 +235,14 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
 		return
 	}
-	u, err := url.ParseRequestURI(f.uri)
-	if err != nil || u.Host != "" || u.Scheme != "" {
-		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
-		return
+	u := f.target
+	if u == nil {
+		var err error
+		u, err = url.ParseRequestURI(f.uri)
+		if err != nil || u.Host != "" || u.Scheme != "" {
+			h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+			return
+		}
 	}
 	path, ok := decodePath(u.EscapedPath())
 	if !ok {
