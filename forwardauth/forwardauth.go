@@ -94,7 +94,10 @@ type forwarded struct {
 	method string
 	host   string
 	uri    string // escaped path and query
-	nginx  bool   // nginx answers sign-in with 401 and HeaderLogin
+	// target is uri parsed, when the adapter already parsed it (nginx's
+	// X-Original-URL), so decide does not parse it again.
+	target *url.URL
+	nginx  bool // nginx answers sign-in with 401 and HeaderLogin
 	// absolute is the scheme of an absolute sign-in redirect, "" for a
 	// relative one: Traefik resolves a relative Location against the
 	// decision's own URL, cloakroom's internal address.
@@ -152,11 +155,29 @@ func (h *Handler) fromProxy(r *http.Request) bool {
 func fromNginx(r *http.Request) (forwarded, bool) {
 	// Header names in canonical form: Get then looks them up without
 	// building the canonical key on every decision.
-	u, err := url.Parse(r.Header.Get("X-Original-Url"))
+	raw := r.Header.Get("X-Original-Url")
+	if strings.IndexByte(raw, '#') >= 0 {
+		// url.Parse would cut it off as a fragment; see decide.
+		return forwarded{}, false
+	}
+	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Opaque != "" {
 		return forwarded{}, false
 	}
-	return forwarded{method: r.Header.Get("X-Original-Method"), host: u.Host, uri: u.RequestURI(), nginx: true}, true
+	f := forwarded{method: r.Header.Get("X-Original-Method"), host: u.Host, uri: u.RequestURI(), target: u, nginx: true}
+	// What url.ParseRequestURI(f.uri) would give (FuzzNginxTarget checks
+	// it): the path and query alone, "/" for none.
+	u.Scheme, u.Host = "", ""
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	// RawPath as parsing the escaped path sets it: kept only where it
+	// differs from the default escaping (url.Parse keeps an invalid one).
+	escaped := u.EscapedPath()
+	if u.RawPath = ""; u.EscapedPath() != escaped {
+		u.RawPath = escaped
+	}
+	return f, true
 }
 
 // fromXForwarded reads the original request as Caddy's forward_auth and
@@ -208,10 +229,21 @@ func (h *Handler) decide(w http.ResponseWriter, r *http.Request, f forwarded) {
 		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
 		return
 	}
-	u, err := url.ParseRequestURI(f.uri)
-	if err != nil || u.Host != "" || u.Scheme != "" {
+	// A request-target never holds '#' (RFC 9112 3.2), but nginx passes
+	// one on: its locations match the part before it, the app gets all
+	// of it. Judging either part would be a guess at how the app reads it.
+	if strings.IndexByte(f.uri, '#') >= 0 {
 		h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
 		return
+	}
+	u := f.target
+	if u == nil {
+		var err error
+		u, err = url.ParseRequestURI(f.uri)
+		if err != nil || u.Host != "" || u.Scheme != "" {
+			h.refuse(w, r, http.StatusBadRequest, "bad_forwarded_request", "The proxy did not describe the original request as documented.", "")
+			return
+		}
 	}
 	path, ok := decodePath(u.EscapedPath())
 	if !ok {

@@ -438,7 +438,7 @@ func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
 // cloakroom's documented config (and of oauth2-proxy's own nginx
 // example): an internal decision location, the identity copied from its
 // answer with auth_request_set, the sign-in paths proxied.
-const oauth2ProxySite = `upstream oauth2proxy { server %[1]s; keepalive 16; }
+const oauth2ProxySite = `upstream oauth2proxy { server %[1]s; keepalive 64; }
 upstream app { server %[2]s; }
 
 server {
