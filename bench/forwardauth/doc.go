@@ -1,7 +1,8 @@
 // Package forwardauthbench measures forward-auth decisions behind a real
 // nginx `auth_request`: cloakroom (`cloakroom serve`, sessions on Redis
-// with its client-side cache) against oauth2-proxy's /oauth2/auth (its
-// cookie session store and its Redis session store), with the same
+// with its client-side cache, and on its embedded SQLite default) against
+// oauth2-proxy's /oauth2/auth (its cookie session store, the default, and
+// its Redis session store), each store against each, with the same
 // upstream app and the same nginx configuration shape, in one run, with
 // two references: nginx alone, and nginx asking a bare Go net/http server
 // that allows every request (the floor of any Go auth service). Each

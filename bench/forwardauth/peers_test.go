@@ -43,6 +43,14 @@ var (
 	cloakroomBin = flag.String("fwd.cloakroom", "", "cloakroom binary; empty builds ./cmd/cloakroom into a temporary folder")
 )
 
+// The targets' names.
+const (
+	cloakroomRedis    = "nginx+cloakroom(redis)"
+	cloakroomSQLite   = "nginx+cloakroom(sqlite)"
+	oauth2ProxyCookie = "nginx+oauth2-proxy(cookie)"
+	oauth2ProxyRedis  = "nginx+oauth2-proxy(redis)"
+)
+
 // The CPU target of the issue: a cloakroom decision costs its process at
 // most a third of what one costs oauth2-proxy's.
 const cpuTarget = 1.0 / 3
@@ -71,9 +79,10 @@ type target struct {
 
 // TestForwardAuthPeers sends the same authenticated GET, -fwd.requests times
 // from -fwd.concurrency clients, through nginx alone, through nginx asking
-// cloakroom, and through nginx asking oauth2-proxy (cookie and Redis
-// session stores), in interleaved rounds, and prints each one's throughput,
-// latency and CPU per decision of the auth process, then the ratios.
+// cloakroom (Redis and SQLite session stores), and through nginx asking
+// oauth2-proxy (cookie and Redis session stores), in interleaved rounds,
+// and prints each one's throughput, latency and CPU per decision of the
+// auth process, then the ratios.
 func TestForwardAuthPeers(t *testing.T) {
 	if *requests <= 0 {
 		t.Skip("forward-auth benchmark: pass -fwd.requests=30000 (make bench-forward-auth)")
@@ -85,8 +94,9 @@ func TestForwardAuthPeers(t *testing.T) {
 	redisAddr := testservers.Redis(t)
 
 	targets := []*target{startNginxAlone(t, app)}
-	cr := startCloakroomTarget(t, app, redisAddr)
-	targets = append(targets, startFloorTarget(t, app, cr.cookie), cr)
+	cr := startCloakroomTarget(t, app, cloakroomRedis, "redis://"+redisAddr+"/?prefix="+url.QueryEscape(testservers.RedisPrefix(t, redisAddr)))
+	targets = append(targets, startFloorTarget(t, app, cr.cookie), cr,
+		startCloakroomTarget(t, app, cloakroomSQLite, "sqlite://"+filepath.Join(t.TempDir(), "cloakroom.db")))
 	if *oauth2Proxy != "" {
 		provider := testoidc.Start(t, nil)
 		// Long-lived tokens: the benchmark measures decisions on a
@@ -208,10 +218,16 @@ func report(t *testing.T, targets []*target) {
 	fmt.Fprintln(&out)
 	tw = tabwriter.NewWriter(&out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ratio\tvalue\ttarget\t")
-	cr := byName["nginx+cloakroom"]
-	for _, peer := range []string{"nginx+oauth2-proxy(cookie)", "nginx+oauth2-proxy(redis)"} {
-		p, ok := byName[peer]
-		if !ok {
+	// Each cloakroom store against each oauth2-proxy store; the like-for-
+	// like pairs are Redis with Redis (server-side sessions on the
+	// network) and each one's default (cloakroom's embedded SQLite,
+	// oauth2-proxy's cookie: nothing on the network per decision).
+	for _, pair := range [][2]string{
+		{cloakroomRedis, oauth2ProxyRedis}, {cloakroomSQLite, oauth2ProxyCookie},
+		{cloakroomRedis, oauth2ProxyCookie}, {cloakroomSQLite, oauth2ProxyRedis},
+	} {
+		cr, p := byName[pair[0]], byName[pair[1]]
+		if cr == nil || p == nil {
 			continue
 		}
 		ratio := perRequest(cr.authCPU, len(cr.latencies)) / perRequest(p.authCPU, len(p.latencies))
@@ -219,20 +235,23 @@ func report(t *testing.T, targets []*target) {
 		if ratio > cpuTarget {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(tw, "cloakroom CPU per decision / %s\t%.2f\t<= 0.33: %s\t\n", peer, ratio, verdict)
-		fmt.Fprintf(tw, "cloakroom req/s / %s\t%.2f\t\t\n", peer,
+		fmt.Fprintf(tw, "%s CPU per decision / %s\t%.2f\t<= 0.33: %s\t\n", pair[0], pair[1], ratio, verdict)
+		fmt.Fprintf(tw, "%s req/s / %s\t%.2f\t\t\n", pair[0], pair[1],
 			(float64(len(cr.latencies))/cr.wall.Seconds())/(float64(len(p.latencies))/p.wall.Seconds()))
 	}
-	if floor := byName["nginx+bare Go server"]; floor != nil {
-		fmt.Fprintf(tw, "cloakroom CPU per decision over the bare Go server (µs)\t%.1f\t\t\n",
-			perRequest(cr.authCPU, len(cr.latencies))-perRequest(floor.authCPU, len(floor.latencies)))
-	}
-	if alone := byName["nginx alone"]; alone != nil {
-		fmt.Fprintf(tw, "nginx+cloakroom req/s / nginx alone\t%.2f\t\t\n",
-			(float64(len(cr.latencies))/cr.wall.Seconds())/(float64(len(alone.latencies))/alone.wall.Seconds()))
+	for _, name := range []string{cloakroomRedis, cloakroomSQLite} {
+		cr := byName[name]
+		if floor := byName["nginx+bare Go server"]; floor != nil && cr != nil {
+			fmt.Fprintf(tw, "%s CPU per decision over the bare Go server (µs)\t%.1f\t\t\n", name,
+				perRequest(cr.authCPU, len(cr.latencies))-perRequest(floor.authCPU, len(floor.latencies)))
+		}
+		if alone := byName["nginx alone"]; alone != nil && cr != nil {
+			fmt.Fprintf(tw, "%s req/s / nginx alone\t%.2f\t\t\n", name,
+				(float64(len(cr.latencies))/cr.wall.Seconds())/(float64(len(alone.latencies))/alone.wall.Seconds()))
+		}
 	}
 	tw.Flush()
-	fmt.Fprintf(&out, "(CPU from /proc/<pid>/stat, 10 ms ticks: cloakroom used %v in all)\n", cr.authCPU)
+	fmt.Fprintf(&out, "(CPU from /proc/<pid>/stat, 10 ms ticks: cloakroom used %v in all on Redis)\n", byName[cloakroomRedis].authCPU)
 	t.Log("\n" + out.String())
 }
 
@@ -379,10 +398,10 @@ server {
 }
 
 // startCloakroomTarget runs `cloakroom serve` with forward auth, sessions
-// and users in Redis, behind nginx configured as docs/deploy.md shows
+// and users in store, behind nginx configured as docs/deploy.md shows
 // (forwardauth/testdata/nginx.conf, with the addresses changed and the
 // access log off), and signs the benchmark user in through nginx.
-func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
+func startCloakroomTarget(t *testing.T, app, name, store string) *target {
 	bin := *cloakroomBin
 	if bin == "" {
 		bin = filepath.Join(t.TempDir(), "cloakroom")
@@ -391,7 +410,6 @@ func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
 			t.Fatalf("building cloakroom: %v\n%s", err, out)
 		}
 	}
-	store := "redis://" + redisAddr + "/?prefix=" + url.QueryEscape(testservers.RedisPrefix(t, redisAddr))
 	add := exec.Command(bin, "user", "add", benchUser, "--email", benchEmail, "--password-stdin", "--store", store)
 	add.Stdin = strings.NewReader(benchPassword + "\n")
 	if out, err := add.CombinedOutput(); err != nil {
@@ -431,7 +449,7 @@ func startCloakroomTarget(t *testing.T, app, redisAddr string) *target {
 	if cookie == "" {
 		t.Fatalf("cloakroom login through nginx: status %d, no session cookie", res.StatusCode)
 	}
-	return &target{name: "nginx+cloakroom", url: base + "/items", cookie: cookie, authPID: pid, nginxPID: nginxPID, client: client}
+	return &target{name: name, url: base + "/items", cookie: cookie, authPID: pid, nginxPID: nginxPID, client: client}
 }
 
 // oauth2ProxySite is nginx in front of oauth2-proxy in the shape of
