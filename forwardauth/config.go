@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloakroom/cloakroom"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/upstreamjwt"
 )
 
@@ -173,24 +174,13 @@ func (cfg Config) validate() (Config, error) {
 }
 
 // canonicalPath reports whether p, a decoded path, is one every server
-// reads the same way: no empty, "." or ".." segments, no backslash, "%" or
-// control characters. Rules are matched on such paths only, so
-// "/public/../admin" cannot pass as public.
+// reads the same way: clean by the rule the gateway's proxy applies
+// (httpx.CleanPath: no empty, "." or ".." segments, "..;" included, no
+// backslash, control or lookalike characters), and without a "%". Rules
+// are matched on such paths only, so "/public/../admin" and
+// "/public/..;/admin" cannot pass as public.
 func canonicalPath(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' || c == '%' {
-			return false
-		}
-	}
-	for seg := range strings.SplitSeq(p[1:], "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return !strings.Contains(p, "//")
+	return httpx.CleanPath(p) && !strings.Contains(p, "%")
 }
 
 // decodePath decodes a request's escaped path for matching rules, and

@@ -77,3 +77,48 @@ func TestFragmentInTheForwardedTargetRefused(t *testing.T) {
 		t.Errorf("caddy, /public/x?a=1: %d; want 200", got)
 	}
 }
+
+// Paths an upstream reads differently from the decision are refused as
+// the gateway's own proxy refuses them (one rule, httpx.CleanPath):
+// Tomcat reads "..;" as "..", and frameworks that normalise Unicode (NFKC)
+// read a fullwidth full stop as ".". Judged as written, each of these is
+// under the public prefix; read by such an app, it is /admin.
+func TestPathsAnUpstreamReadsDifferentlyRefused(t *testing.T) {
+	store := memstore.New(memstore.Config{})
+	t.Cleanup(func() { store.Close() })
+	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	h, err := forwardauth.New(forwardauth.Config{
+		Sessions: m,
+		Proxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Rules:    []forwardauth.Rule{{Host: "app.example.com"}, {Host: "app.example.com", Prefix: "/public/", Public: true}},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{
+		"/public/..;/admin", "/public/.;/x", "/public/..;jsessionid=1/admin",
+		"/public/%EF%BC%8E%EF%BC%8E/admin", // U+FF0E twice
+		"/public/%C0%AE%C0%AE/admin",       // overlong UTF-8 dots
+	} {
+		for _, adapter := range []string{"nginx", "caddy"} {
+			r := httptest.NewRequest("GET", "/auth/forward/"+adapter, nil)
+			r.RemoteAddr = "127.0.0.1:40000"
+			r.Header.Set("X-Original-Method", "GET")
+			r.Header.Set("X-Original-URL", "https://app.example.com"+target)
+			r.Header.Set("X-Forwarded-Method", "GET")
+			r.Header.Set("X-Forwarded-Proto", "https")
+			r.Header.Set("X-Forwarded-Host", "app.example.com")
+			r.Header.Set("X-Forwarded-Uri", target)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusBadRequest {
+				t.Errorf("%s, %q: %d; want 400 bad_path", adapter, target, w.Code)
+			}
+		}
+	}
+}

@@ -6,7 +6,8 @@ import (
 	"net/url"
 	"path"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // ErrInvalidRoute wraps every problem [ParseRoute] and [New] find in a route.
@@ -149,74 +150,13 @@ func safePath(decoded, raw string) bool {
 	if decoded == "" || decoded[0] != '/' {
 		return false
 	}
-	if !cleanPath(decoded) {
+	if !httpx.CleanPath(decoded) {
 		return false
 	}
 	if raw != "" && !safeRawPath(raw) {
 		return false
 	}
 	return true
-}
-
-// cleanPath checks a decoded path byte by byte: valid UTF-8 without
-// lookalike dots and slashes, no control characters, no backslashes, no double-encoded dots or separators, and no empty, "." or
-// ".." segments, also when followed by ";" path parameters ("..;/" is ".."
-// to Tomcat). Only the last segment may be empty (a trailing slash). This
-// amounts to p == path.Clean(p) (keeping a trailing slash) plus the extra
-// refusals, without allocating.
-func cleanPath(p string) bool {
-	segStart := 1
-	for i := 1; i <= len(p); i++ {
-		if i < len(p) {
-			c := p[i]
-			if c < 0x20 || c == 0x7f || c == '\\' || c == '%' && doubleEncoded(p[i:]) {
-				return false
-			}
-			if c >= utf8.RuneSelf {
-				r, size := utf8.DecodeRuneInString(p[i:])
-				if r == utf8.RuneError || lookalikeSeparator(r) {
-					return false // invalid or overlong UTF-8 ("%c0%ae"), or NFKC "." "/" "\"
-				}
-				i += size - 1
-				continue
-			}
-			if c != '/' {
-				continue
-			}
-		}
-		seg := p[segStart:i]
-		if seg == "" && i < len(p) {
-			return false // "//"
-		}
-		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
-			return false
-		}
-		segStart = i + 1
-	}
-	return true
-}
-
-// lookalikeSeparator reports whether r becomes ".", "/" or "\" under
-// Unicode NFKC normalisation, which some upstream frameworks apply to paths.
-func lookalikeSeparator(r rune) bool {
-	switch r {
-	case '\uff0e', '\uff0f', '\uff3c', '\ufe52', '\ufe68', '\u2024':
-		return true
-	}
-	return false
-}
-
-// doubleEncoded reports whether s starts with a percent-encoding of a
-// character that changes a path's meaning once an upstream decodes it again.
-func doubleEncoded(s string) bool {
-	if len(s) < 3 {
-		return false
-	}
-	switch strings.ToLower(s[1:3]) {
-	case "2e", "2f", "5c", "00", "3b", "25":
-		return true
-	}
-	return false
 }
 
 // safeRawPath checks the escaped form of a path as received: no encoded

@@ -1,6 +1,6 @@
 // Package httpx holds the small HTTP rules several of cloakroom's packages
 // apply alike (the gateway, the proxy, the vault, the OpenID client), so
-// each is written once: which paths lie under a prefix, how a cookie is
+// each is written once: which paths are clean and which lie under a prefix, how a cookie is
 // taken out of a request, and which return_to targets are safe.
 package httpx
 
@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // PathUnder reports whether the clean path p lies under prefix, on a
@@ -116,4 +117,71 @@ func IsNavigation(r *http.Request) bool {
 		return mode == "navigate"
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// CleanPath reports whether a decoded request path reads the same to every
+// upstream: absolute, valid UTF-8 without lookalike dots and slashes
+// (which NFKC turns into "." "/" "\"), no control characters, no
+// backslashes, no double-encoded dots or separators, and no empty, "." or
+// ".." segments, also when followed by ";" path parameters ("..;/" is ".."
+// to Tomcat). Only the last segment may be empty (a trailing slash). This
+// amounts to p == path.Clean(p) (keeping a trailing slash) plus the extra
+// refusals, without allocating. The gateway's proxy and forward auth both
+// judge paths by it, so a path one refuses the other does too.
+func CleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	segStart := 1
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) {
+			c := p[i]
+			if c < 0x20 || c == 0x7f || c == '\\' || c == '%' && doubleEncoded(p[i:]) {
+				return false
+			}
+			if c >= utf8.RuneSelf {
+				r, size := utf8.DecodeRuneInString(p[i:])
+				if r == utf8.RuneError || lookalikeSeparator(r) {
+					return false // invalid or overlong UTF-8 ("%c0%ae"), or NFKC "." "/" "\"
+				}
+				i += size - 1
+				continue
+			}
+			if c != '/' {
+				continue
+			}
+		}
+		seg := p[segStart:i]
+		if seg == "" && i < len(p) {
+			return false // "//"
+		}
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
+			return false
+		}
+		segStart = i + 1
+	}
+	return true
+}
+
+// lookalikeSeparator reports whether r becomes ".", "/" or "\" under
+// Unicode NFKC normalisation, which some upstream frameworks apply to paths.
+func lookalikeSeparator(r rune) bool {
+	switch r {
+	case '\uff0e', '\uff0f', '\uff3c', '\ufe52', '\ufe68', '\u2024':
+		return true
+	}
+	return false
+}
+
+// doubleEncoded reports whether s starts with a percent-encoding of a
+// character that changes a path's meaning once an upstream decodes it again.
+func doubleEncoded(s string) bool {
+	if len(s) < 3 {
+		return false
+	}
+	switch strings.ToLower(s[1:3]) {
+	case "2e", "2f", "5c", "00", "3b", "25":
+		return true
+	}
+	return false
 }

@@ -148,3 +148,18 @@ func FuzzSafeReturnTo(f *testing.F) {
 		}
 	})
 }
+
+// CleanPath is the one rule for paths the proxy forwards and forward auth
+// judges: what it refuses, an upstream could read as another path.
+func TestCleanPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/": true, "/a/b": true, "/a/b/": true, "/a;v=1/b": true, "/caf\u00e9": true,
+		"": false, "a": false, "//a": false, "/a//b": false, "/a/./b": false, "/a/../b": false, "/..": false,
+		"/a/..;/b": false, "/a/.;/b": false, "/a/..;x=1/b": false, "/a\\b": false, "/a\x00b": false, "/a\x7f": false,
+		"/\uff0e\uff0e/b": false, "/a\uff0fb": false, "/\xc0\xae\xc0\xae/b": false, "/a/%2e%2e/b": false, "/a/%2F": false,
+	} {
+		if got := CleanPath(p); got != want {
+			t.Errorf("CleanPath(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
