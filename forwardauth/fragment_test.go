@@ -1,15 +1,11 @@
 package forwardauth_test
 
 import (
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"testing"
 
-	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/forwardauth"
-	"github.com/cloakroom/cloakroom/memstore"
 )
 
 // A request-target never holds '#' (RFC 9112 3.2), yet nginx accepts one
@@ -21,22 +17,7 @@ import (
 // Every adapter refuses such a target instead of guessing how the app
 // reads it.
 func TestFragmentInTheForwardedTargetRefused(t *testing.T) {
-	store := memstore.New(memstore.Config{})
-	t.Cleanup(func() { store.Close() })
-	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	h, err := forwardauth.New(forwardauth.Config{
-		Sessions: m,
-		Proxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Rules:    []forwardauth.Rule{{Host: "app.example.com"}, {Host: "app.example.com", Prefix: "/public/", Public: true}},
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := publicPrefixHandler(t)
 	decide := func(adapter string, header map[string]string) int {
 		r := httptest.NewRequest("GET", "/auth/forward/"+adapter, nil)
 		r.RemoteAddr = "127.0.0.1:40000"
@@ -84,22 +65,7 @@ func TestFragmentInTheForwardedTargetRefused(t *testing.T) {
 // read a fullwidth full stop as ".". Judged as written, each of these is
 // under the public prefix; read by such an app, it is /admin.
 func TestPathsAnUpstreamReadsDifferentlyRefused(t *testing.T) {
-	store := memstore.New(memstore.Config{})
-	t.Cleanup(func() { store.Close() })
-	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	h, err := forwardauth.New(forwardauth.Config{
-		Sessions: m,
-		Proxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Rules:    []forwardauth.Rule{{Host: "app.example.com"}, {Host: "app.example.com", Prefix: "/public/", Public: true}},
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := publicPrefixHandler(t)
 	for _, target := range []string{
 		"/public/..;/admin", "/public/.;/x", "/public/..;jsessionid=1/admin",
 		"/public/%EF%BC%8E%EF%BC%8E/admin", // U+FF0E twice
@@ -121,4 +87,12 @@ func TestPathsAnUpstreamReadsDifferentlyRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// publicPrefixHandler is forward auth on memstore for app.example.com,
+// where /public/ needs no session and every other path does.
+func publicPrefixHandler(t *testing.T) *forwardauth.Handler {
+	t.Helper()
+	h, _ := decisionHandlerFor(t, forwardauth.Rule{Host: "app.example.com"}, forwardauth.Rule{Host: "app.example.com", Prefix: "/public/", Public: true})
+	return h
 }

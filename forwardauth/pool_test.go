@@ -31,6 +31,12 @@ func (w *headerWriter) WriteHeader(code int)        { w.code = code }
 // returns their session cookie.
 func decisionHandler(t *testing.T) (*forwardauth.Handler, func(user string, roles ...string) string) {
 	t.Helper()
+	return decisionHandlerFor(t, forwardauth.Rule{Host: "app.example.com"})
+}
+
+// decisionHandlerFor is decisionHandler with the given rules.
+func decisionHandlerFor(t *testing.T, rules ...forwardauth.Rule) (*forwardauth.Handler, func(user string, roles ...string) string) {
+	t.Helper()
 	store := memstore.New(memstore.Config{})
 	t.Cleanup(func() { store.Close() })
 	m, err := cloakroom.New(cloakroom.Config{Store: store, Logger: slog.New(slog.DiscardHandler)})
@@ -41,7 +47,7 @@ func decisionHandler(t *testing.T) (*forwardauth.Handler, func(user string, role
 	h, err := forwardauth.New(forwardauth.Config{
 		Sessions: m,
 		Proxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
-		Rules:    []forwardauth.Rule{{Host: "app.example.com"}},
+		Rules:    rules,
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
