@@ -478,7 +478,9 @@ func (b *Binder) refresh(w http.ResponseWriter, r *http.Request, s *cloakroom.Se
 		// Ended (logout, revocation, expiry), never bound, or a session
 		// the browser no longer has the cookie of: stop refreshing it.
 		b.refreshes.WithLabelValues("ended").Inc()
-		b.log.LogAttrs(ctx, slog.LevelInfo, "device-bound session refresh: session over", slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
+		// Debug: anyone can post these, as often as they like; the
+		// metric counts them.
+		b.log.LogAttrs(ctx, slog.LevelDebug, "device-bound session refresh: session over", slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
 		// The identifier makes Chromium end the session as asked rather
 		// than as an error.
 		stop := Stop()

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/dbsc/dbsctest"
@@ -551,5 +554,64 @@ func TestRegistrationPostKeepsNoSessionAlive(t *testing.T) {
 	}
 	if _, idleAfter, _ := sessionTimes(t, a, "alice"); !idleAfter.Equal(idleBefore) {
 		t.Fatalf("the registration post moved the idle deadline from %v to %v", idleBefore, idleAfter)
+	}
+}
+
+// counter reads the value of b's counter called name with the given label
+// value.
+func counter(t *testing.T, b *dbsc.Binder, name, label string) float64 {
+	t.Helper()
+	for _, c := range b.Collectors() {
+		ch := make(chan prometheus.Metric, 64)
+		c.Collect(ch)
+		close(ch)
+		for m := range ch {
+			if !strings.Contains(m.Desc().String(), `"`+name+`"`) {
+				continue
+			}
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range d.GetLabel() {
+				if l.GetValue() == label {
+					return d.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no counter %s{%s}", name, label)
+	return 0
+}
+
+// Anyone can post refreshes naming a session that is over (a cookie jar
+// kept past a logout, or none at all): each is counted, and logged at
+// Debug only, so a flood of them cannot fill the log at Info.
+func TestRefreshOfEndedSessionLogsAtDebug(t *testing.T) {
+	a := newApp(t, everyStore(t)[0], nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	id := c.Session().ID
+	jar := c.Jar()
+	post(t, c, "/logout")
+	tab := a.client(dbsc.AlgES256)
+	for name, v := range jar {
+		tab.SetCookie(name, v)
+	}
+	const floods = 5
+	for range floods {
+		if r := post(t, tab, "/auth/dbsc/refresh", dbsc.HeaderSessionID, sf(id)); r.Status != http.StatusOK {
+			t.Fatalf("refresh of an ended session: %d %s", r.Status, r.Body)
+		}
+	}
+	if got := counter(t, a.binder, "cloakroom_dbsc_refreshes_total", "ended"); got != floods {
+		t.Fatalf("ended refreshes counted %v, want %d", got, floods)
+	}
+	logs := a.logs.String()
+	if n := strings.Count(logs, `level=DEBUG msg="device-bound session refresh: session over"`); n != floods {
+		t.Fatalf("%d debug lines for %d refreshes of an ended session:\n%s", n, floods, logs)
+	}
+	if strings.Contains(logs, `level=INFO msg="device-bound session refresh: session over"`) {
+		t.Fatalf("a refresh of an ended session is logged at Info:\n%s", logs)
 	}
 }
