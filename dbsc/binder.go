@@ -392,14 +392,15 @@ func (b *Binder) register(w http.ResponseWriter, r *http.Request, s *cloakroom.S
 	// session alive (a copied cookie jar could, by posting here).
 	s.MarkPassive()
 	jwk, alg, err := b.verifyRegistration(ctx, r, s)
-	outcome := "registered"
-	if err != nil {
-		outcome = class(err)
+	// Read now: a save that finds the session ended leaves it without them.
+	user, ref := s.UserID(), s.Ref()
+	audit := func(level slog.Level, msg, outcome string, extra slog.Attr) {
+		b.registrations.WithLabelValues(outcome).Inc()
+		b.log.LogAttrs(ctx, level, msg, slog.String("outcome", outcome), slog.String("user", user), slog.String("session", ref),
+			slog.String("client_ip", s.ClientIP()), extra)
 	}
-	b.registrations.WithLabelValues(outcome).Inc()
-	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", s.UserID()), slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP())}
 	if err != nil {
-		b.log.LogAttrs(ctx, slog.LevelWarn, "device binding registration refused", append(attrs, slog.String("err", err.Error()))...)
+		audit(slog.LevelWarn, "device binding registration refused", class(err), slog.String("err", err.Error()))
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Try again shortly.")
@@ -416,8 +417,19 @@ func (b *Binder) register(w http.ResponseWriter, r *http.Request, s *cloakroom.S
 	// compare-and-set before the answer starts: it survives renewals,
 	// ends with the session, and costs no read of its own per request.
 	s.Put(cloakroom.BindingValue, string(jwk))
-	b.log.LogAttrs(ctx, slog.LevelInfo, "device binding registered", append(attrs, slog.String("alg", alg))...)
 	b.answer(w, s)
+	// The answer's first byte saved the session: only now is it known
+	// whether the key was kept. The store may have failed (the middleware
+	// answered 503 instead), or a logout ended the session meanwhile (its
+	// changes dropped).
+	switch err := s.Err(); {
+	case err != nil:
+		audit(slog.LevelWarn, "device binding registration refused", "unavailable", slog.String("err", err.Error()))
+	case !s.LoggedIn():
+		audit(slog.LevelWarn, "device binding registration refused", "unauthenticated", slog.String("err", "the session ended before its key was saved"))
+	default:
+		audit(slog.LevelInfo, "device binding registered", "registered", slog.String("alg", alg))
+	}
 }
 
 // verifyRegistration checks a registration request and returns the key to

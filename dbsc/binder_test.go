@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/dbsc/dbsctest"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
+	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/storetest"
 )
 
@@ -613,5 +615,83 @@ func TestRefreshOfEndedSessionLogsAtDebug(t *testing.T) {
 	}
 	if strings.Contains(logs, `level=INFO msg="device-bound session refresh: session over"`) {
 		t.Fatalf("a refresh of an ended session is logged at Info:\n%s", logs)
+	}
+}
+
+// sabotaged is a memory store whose session commits can be made to fail,
+// or to find the session ended by a logout that raced them.
+type sabotaged struct {
+	*memstore.Store
+	fail, end atomic.Bool
+}
+
+var errSabotage = errors.New("sabotaged commit")
+
+func (s *sabotaged) Commit(ctx context.Context, rec cloakroom.Record) error {
+	if s.fail.Load() {
+		return errSabotage
+	}
+	if s.end.Load() {
+		_ = s.Store.Delete(ctx, rec.Key)
+	}
+	return s.Store.Commit(ctx, rec)
+}
+
+// A registration whose key the session's save does not keep (the store
+// fails, or a logout ended the session meanwhile) is not audited as a
+// registration: "device binding registered" is written after the save
+// only, and the metric counts what happened.
+func TestRegistrationLoggedAfterSave(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		sabotage func(*sabotaged)
+		status   int
+		outcome  string
+	}{
+		{"store fails", func(s *sabotaged) { s.fail.Store(true) }, http.StatusServiceUnavailable, "unavailable"},
+		{"session ended meanwhile", func(s *sabotaged) { s.end.Store(true) }, http.StatusOK, "unauthenticated"},
+		{"saved", func(*sabotaged) {}, http.StatusOK, "registered"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var store *sabotaged
+			a := newApp(t, storeCase{"sabotaged", func(t *testing.T, clock *storetest.Clock) cloakroom.Store {
+				store = &sabotaged{Store: memstore.New(memstore.Config{Now: clock.Now})}
+				t.Cleanup(func() { store.Close() })
+				return store
+			}}, nil)
+			cl := a.client(dbsc.AlgES256)
+			cl.Register = false
+			reg := offer(t, a.login(cl, "alice"))
+			proof, _ := cl.Key().Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+			c.sabotage(store)
+			if r := post(t, cl, reg.Path, dbsc.HeaderResponse, sf(proof)); r.Status != c.status {
+				t.Fatalf("registration: %d %s, want %d", r.Status, r.Body, c.status)
+			}
+			store.fail.Store(false)
+			store.end.Store(false)
+			saved := c.outcome == "registered"
+			logs := a.logs.String()
+			if got := strings.Contains(logs, `msg="device binding registered"`); got != saved {
+				t.Fatalf("registered logged %v, the key saved %v:\n%s", got, saved, logs)
+			}
+			if got := counter(t, a.binder, "cloakroom_dbsc_registrations_total", c.outcome); got != 1 {
+				t.Fatalf("registrations{%s} = %v, want 1\n%s", c.outcome, got, logs)
+			}
+			if !saved {
+				if got := counter(t, a.binder, "cloakroom_dbsc_registrations_total", "registered"); got != 0 {
+					t.Fatalf("registrations{registered} = %v for a key not saved", got)
+				}
+				if !strings.Contains(logs, `msg="device binding registration refused" outcome=`+c.outcome) {
+					t.Fatalf("the failed registration is not logged as refused:\n%s", logs)
+				}
+			}
+			d, err := a.manager.Devices(context.Background(), "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bound := len(d) == 1 && d[0].Bound; bound != saved {
+				t.Fatalf("devices %+v: bound %v, want %v", d, bound, saved)
+			}
+		})
 	}
 }
