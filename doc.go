@@ -74,5 +74,7 @@
 // memstore, sqlitestore, redisstore and pgstore implement it, and package
 // storetest is the conformance suite they all pass.
 //
-// This package imports only the standard library.
+// This package depends on the standard library only: besides it, it
+// imports one helper of this module, internal/httpx (the cookie rules it
+// shares with package dbsc), which imports the standard library only.
 package cloakroom

@@ -5,8 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"net/http"
-	"strings"
+
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // TokenLength is the length of an encoded session token: 32 random bytes in
@@ -21,9 +21,7 @@ const tokenBytes = 32
 // this package issued in a sane way, and refusing it avoids scanning
 // attacker-sized input on every request. It is exported so that a server
 // can tell the user why (the gateway answers 431).
-const MaxCookieHeader = 16 << 10
-
-const maxCookieHeader = MaxCookieHeader
+const MaxCookieHeader = httpx.MaxCookieHeader
 
 // newToken returns a fresh random token and its store key.
 func newToken() (string, Key) {
@@ -98,37 +96,4 @@ func csrfTokenFor(token string) string {
 	mac := hmac.New(sha256.New, raw[:])
 	mac.Write([]byte("cloakroom csrf v1"))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// cookieValue returns the value of the one cookie called name in the
-// request's Cookie headers. It reports false when there is none, when there
-// are several (a sibling domain may have planted one), or when the headers
-// are oversized. It does not allocate.
-func cookieValue(h http.Header, name string) (string, bool) {
-	lines := h["Cookie"]
-	total := 0
-	value, found := "", false
-	for _, line := range lines {
-		total += len(line)
-		if total > maxCookieHeader {
-			return "", false
-		}
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
-				continue
-			}
-			if found {
-				return "", false
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			value, found = v, true
-		}
-	}
-	return value, found
 }

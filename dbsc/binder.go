@@ -15,6 +15,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // Defaults and bounds of [Config].
@@ -316,10 +317,17 @@ func (b *Binder) Check(r *http.Request, s *cloakroom.Session) error {
 		}
 		return nil
 	}
-	value, ok := cookieValue(r, b.cfg.CookieName)
-	if !ok {
+	// Read as the session cookie is: one, or none. A second one may have
+	// been planted (a sibling domain, a longer path) to shadow it.
+	value, err := httpx.CookieValue(r.Header, b.cfg.CookieName)
+	switch {
+	case errors.Is(err, httpx.ErrNoCookie):
 		b.refuse(r, s, "missing", ErrCookieMissing)
 		return ErrCookieMissing
+	case err != nil:
+		err = fmt.Errorf("%w: %w", ErrCookieInvalid, err)
+		b.refuse(r, s, "invalid", err)
+		return err
 	}
 	if err := verifyCookie(b.cfg.Key, value, s.Handle(), b.cfg.Now()); err != nil {
 		reason := "invalid"

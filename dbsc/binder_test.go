@@ -695,3 +695,51 @@ func TestRegistrationLoggedAfterSave(t *testing.T) {
 		})
 	}
 }
+
+// A request carrying the bound cookie more than once is refused as
+// invalid, whichever comes first: a cookie planted for a sibling domain or
+// a longer path rides along with the real one (and is sent first), and
+// the session middleware refuses a duplicated session cookie the same way.
+func TestDuplicatedBoundCookieRefused(t *testing.T) {
+	a := newApp(t, everyStore(t)[0], nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	jar := c.Jar()
+	session, bound := jar[cloakroom.DefaultCookieName], jar[dbsc.DefaultCookieName]
+	if session == "" || bound == "" {
+		t.Fatalf("jar: %v", jar)
+	}
+	planted := "v1.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	send := func(cookies ...string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, a.srv.URL+"/", nil)
+		for _, line := range cookies {
+			req.Header.Add("Cookie", line)
+		}
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	s, b := cloakroom.DefaultCookieName+"="+session, dbsc.DefaultCookieName+"="
+	if got := send(s + "; " + b + bound); got != http.StatusOK {
+		t.Fatalf("the bound cookie once: %d", got)
+	}
+	for _, cookies := range [][]string{
+		{s + "; " + b + bound + "; " + b + planted},
+		{s + "; " + b + planted + "; " + b + bound},
+		{s + "; " + b + bound + "; " + b + bound},
+		{s + "; " + b + bound, b + planted},
+	} {
+		before := counter(t, a.binder, "cloakroom_dbsc_refused_total", "invalid")
+		if got := send(cookies...); got != http.StatusUnauthorized {
+			t.Errorf("Cookie %q: %d, want 401", cookies, got)
+		}
+		if after := counter(t, a.binder, "cloakroom_dbsc_refused_total", "invalid"); after != before+1 {
+			t.Errorf("Cookie %q: not refused as invalid (%v refusals before, %v after)", cookies, before, after)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -116,14 +115,4 @@ func verifyCookie(key []byte, value, handle string, now time.Time) error {
 		return fmt.Errorf("%w: %s ago", ErrCookieExpired, now.Sub(time.Unix(expiry, 0)).Round(time.Second))
 	}
 	return nil
-}
-
-// cookieValue returns the value of the named cookie in r, without parsing
-// every cookie of the request into a slice.
-func cookieValue(r *http.Request, name string) (string, bool) {
-	c, err := r.Cookie(name)
-	if err != nil {
-		return "", false
-	}
-	return c.Value, true
 }

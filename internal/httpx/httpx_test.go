@@ -43,6 +43,76 @@ func TestRemoveCookie(t *testing.T) {
 	}
 }
 
+func TestCookieValue(t *testing.T) {
+	const n = "sid"
+	tests := []struct {
+		header []string
+		want   string
+		err    error
+	}{
+		{[]string{"sid=abc"}, "abc", nil},
+		{[]string{"a=1; sid=abc; b=2"}, "abc", nil},
+		{[]string{"a=1", "sid=abc"}, "abc", nil},
+		{[]string{`sid="abc"`}, "abc", nil},
+		{[]string{"sid="}, "", nil},
+		{[]string{"sid=abc; sid=def"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc", "sid=abc"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; x=" + strings.Repeat("y", MaxCookieHeader)}, "", ErrCookieHeaderSize},
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx="))}, "abc", nil}, // exactly the bound
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx=")+1)}, "", ErrCookieHeaderSize},
+		{[]string{"xsid=abc; sidx=def"}, "", ErrNoCookie},
+		{[]string{""}, "", ErrNoCookie},
+		{nil, "", ErrNoCookie},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Cookie": tt.header}
+		got, err := CookieValue(h, n)
+		if got != tt.want || err != tt.err {
+			t.Errorf("CookieValue(%.40q) = %q, %v; want %q, %v", tt.header, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+// TestCookieValueAllocations: it runs on every request.
+func TestCookieValueAllocations(t *testing.T) {
+	h := http.Header{"Cookie": {"a=1; " + cookieName + "=" + strings.Repeat("x", 43) + "; b=2", "c=3"}}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := CookieValue(h, cookieName); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per call, want none", allocs)
+	}
+}
+
+func FuzzCookieValue(f *testing.F) {
+	f.Add("a=b; " + cookieName + "=xyz")
+	f.Add(cookieName + "=\"q\"; " + cookieName + "=r")
+	f.Add(";;;=;")
+	f.Fuzz(func(t *testing.T, header string) {
+		h := http.Header{"Cookie": {header}}
+		v, err := CookieValue(h, cookieName)
+		if err != nil && v != "" {
+			t.Fatalf("not found but value %q", v)
+		}
+		if err == nil && len(v) > len(header) {
+			t.Fatalf("value longer than the header")
+		}
+		if err != nil {
+			return
+		}
+		// The value is one cookie's, taken verbatim from the header: it
+		// holds no separator, and the header names the cookie before it.
+		if strings.Contains(v, ";") {
+			t.Fatalf("value %q holds a separator", v)
+		}
+		if !strings.Contains(header, cookieName+"="+v) && !strings.Contains(header, cookieName+"=\""+v+"\"") {
+			t.Fatalf("value %q is not %s's in %q", v, cookieName, header)
+		}
+	})
+}
+
 func FuzzPathUnder(f *testing.F) {
 	f.Add("/api/x", "/api/")
 	f.Add("/assets", "/assets")
