@@ -148,6 +148,7 @@ type Binder struct {
 	cfg        Config
 	challenges challenges
 	limit      refreshLimit
+	mac        *macKey // Config.Key's
 	log        *slog.Logger
 	attributes string // the bound cookie's attributes, as Set-Cookie and the instructions spell them
 
@@ -235,6 +236,7 @@ func New(cfg Config) (*Binder, error) {
 	b := &Binder{
 		cfg:        cfg,
 		challenges: challenges{store: cfg.Store, now: cfg.Now},
+		mac:        newMACKey(cfg.Key),
 		limit: newRefreshLimit(ratelimit.Rate{PerSec: refreshPerSec, Burst: refreshBurst},
 			ratelimit.Rate{PerSec: refreshAllPerSec, Burst: refreshAllBurst}),
 		log:        cfg.Logger,
@@ -380,7 +382,7 @@ func (b *Binder) Check(r *http.Request, s *cloakroom.Session) error {
 		b.refuse(r, s, "invalid", err)
 		return err
 	}
-	if err := verifyCookie(b.cfg.Key, value, s.Handle(), b.cfg.Now()); err != nil {
+	if err := verifyCookie(b.mac, value, s.Handle(), b.cfg.Now()); err != nil {
 		reason := "invalid"
 		if errors.Is(err, ErrCookieExpired) {
 			reason = "expired"
@@ -650,7 +652,7 @@ func (b *Binder) cookie(s *cloakroom.Session) string {
 	}
 	expiry = expiry.Truncate(time.Second)
 	maxAge := int(expiry.Sub(now) / time.Second)
-	return b.cfg.CookieName + "=" + mintCookie(b.cfg.Key, s.Handle(), expiry) + "; " + b.attributes + "; Max-Age=" + strconv.Itoa(max(maxAge, 1))
+	return b.cfg.CookieName + "=" + mintCookie(b.mac, s.Handle(), expiry) + "; " + b.attributes + "; Max-Age=" + strconv.Itoa(max(maxAge, 1))
 }
 
 // Instructions returns the session instructions for the bound session with
