@@ -3,6 +3,7 @@ package cloakroom
 import (
 	"bytes"
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +29,33 @@ func FuzzParseToken(f *testing.F) {
 		}
 		if ok && key == (Key{}) {
 			t.Fatal("zero key")
+		}
+	})
+}
+
+func FuzzCookieValue(f *testing.F) {
+	f.Add("a=b; " + DefaultCookieName + "=xyz")
+	f.Add(DefaultCookieName + "=\"q\"; " + DefaultCookieName + "=r")
+	f.Add(";;;=;")
+	f.Fuzz(func(t *testing.T, header string) {
+		h := http.Header{"Cookie": {header}}
+		v, err := CookieValue(h, DefaultCookieName)
+		if err != nil && v != "" {
+			t.Fatalf("not found but value %q", v)
+		}
+		if err == nil && len(v) > len(header) {
+			t.Fatalf("value longer than the header")
+		}
+		if err != nil {
+			return
+		}
+		// The value is one cookie's, taken verbatim from the header: it
+		// holds no separator, and the header names the cookie before it.
+		if strings.Contains(v, ";") {
+			t.Fatalf("value %q holds a separator", v)
+		}
+		if !strings.Contains(header, DefaultCookieName+"="+v) && !strings.Contains(header, DefaultCookieName+"=\""+v+"\"") {
+			t.Fatalf("value %q is not %s's in %q", v, DefaultCookieName, header)
 		}
 	})
 }

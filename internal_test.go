@@ -2,6 +2,7 @@ package cloakroom
 
 import (
 	"bytes"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,6 +24,39 @@ func TestTokenFormat(t *testing.T) {
 			t.Fatal("duplicate token")
 		}
 		seen[tok] = true
+	}
+}
+
+func TestCookieValue(t *testing.T) {
+	const n = "sid"
+	tests := []struct {
+		header []string
+		want   string
+		err    error
+	}{
+		{[]string{"sid=abc"}, "abc", nil},
+		{[]string{"a=1; sid=abc; b=2"}, "abc", nil},
+		{[]string{"a=1", "sid=abc"}, "abc", nil},
+		{[]string{`sid="abc"`}, "abc", nil},
+		{[]string{"sid="}, "", nil},
+		{[]string{" \tsid=abc ; b=2"}, "abc", nil}, // the pair is trimmed
+		{[]string{"sid =abc"}, "", ErrNoCookie},    // the name is not
+		{[]string{"sid"}, "", ErrNoCookie},         // a value without a name
+		{[]string{"sid=abc; sid=def"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc", "sid=abc"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; x=" + strings.Repeat("y", MaxCookieHeader)}, "", ErrCookieHeaderSize},
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx="))}, "abc", nil}, // exactly the bound
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx=")+1)}, "", ErrCookieHeaderSize},
+		{[]string{"xsid=abc; sidx=def"}, "", ErrNoCookie},
+		{[]string{""}, "", ErrNoCookie},
+		{nil, "", ErrNoCookie},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Cookie": tt.header}
+		got, err := CookieValue(h, n)
+		if got != tt.want || err != tt.err {
+			t.Errorf("CookieValue(%.40q) = %q, %v; want %q, %v", tt.header, got, err, tt.want, tt.err)
+		}
 	}
 }
 

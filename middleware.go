@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cloakroom/cloakroom/internal/httpx"
 )
 
 // maxCommitAttempts bounds how often a save is retried after version
@@ -110,7 +108,7 @@ func (h *sessionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // carried a well-formed session token.
 func (m *Manager) load(r *http.Request, s *Session) bool {
 	// One session cookie, or none: a repeated one may be planted.
-	token, err := httpx.CookieValue(r.Header, m.cfg.CookieName)
+	token, err := CookieValue(r.Header, m.cfg.CookieName)
 	if err != nil {
 		return false
 	}

@@ -5,8 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-
-	"github.com/cloakroom/cloakroom/internal/httpx"
+	"errors"
+	"net/http"
+	"strings"
 )
 
 // TokenLength is the length of an encoded session token: 32 random bytes in
@@ -21,7 +22,58 @@ const tokenBytes = 32
 // this package issued in a sane way, and refusing it avoids scanning
 // attacker-sized input on every request. It is exported so that a server
 // can tell the user why (the gateway answers 431).
-const MaxCookieHeader = httpx.MaxCookieHeader
+const MaxCookieHeader = 16 << 10
+
+// Why [CookieValue] found no value.
+var (
+	ErrNoCookie         = errors.New("no such cookie")
+	ErrCookieRepeated   = errors.New("the cookie is sent more than once")
+	ErrCookieHeaderSize = errors.New("the Cookie headers are too large")
+)
+
+// CookieValue returns the value of the one cookie called name in the
+// Cookie headers of h, its quotes removed. These are the rules the session
+// middleware reads its cookie by, exported so that a server reads its own
+// security cookies the same way. A pair matches when its name, the text
+// before the first "=" once the pair's surrounding whitespace is trimmed,
+// equals name exactly.
+//
+// It refuses a cookie sent more than once ([ErrCookieRepeated]): a sibling
+// domain or a longer path may have planted one beside it, and the
+// browser's order is no authority, so a caller must treat it as no cookie
+// (or an invalid one), never take either value. It refuses headers over
+// [MaxCookieHeader] in total ([ErrCookieHeaderSize]). It does not
+// allocate: it runs on every request.
+func CookieValue(h http.Header, name string) (string, error) {
+	total := 0
+	value, found := "", false
+	for _, line := range h["Cookie"] {
+		total += len(line)
+		if total > MaxCookieHeader {
+			return "", ErrCookieHeaderSize
+		}
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if found {
+				return "", ErrCookieRepeated
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			value, found = v, true
+		}
+	}
+	if !found {
+		return "", ErrNoCookie
+	}
+	return value, nil
+}
 
 // newToken returns a fresh random token and its store key.
 func newToken() (string, Key) {
