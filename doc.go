@@ -74,7 +74,5 @@
 // memstore, sqlitestore, redisstore and pgstore implement it, and package
 // storetest is the conformance suite they all pass.
 //
-// This package depends on the standard library only: besides it, it
-// imports one helper of this module, internal/httpx (the cookie rules it
-// shares with package dbsc), which imports the standard library only.
+// This package imports only the standard library.
 package cloakroom
