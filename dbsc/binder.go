@@ -16,7 +16,6 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
-	"github.com/cloakroom/cloakroom/internal/httpx"
 	"github.com/cloakroom/cloakroom/internal/ratelimit"
 )
 
@@ -372,9 +371,9 @@ func (b *Binder) Check(r *http.Request, s *cloakroom.Session) error {
 	}
 	// Read as the session cookie is: one, or none. A second one may have
 	// been planted (a sibling domain, a longer path) to shadow it.
-	value, err := httpx.CookieValue(r.Header, b.cfg.CookieName)
+	value, err := cloakroom.CookieValue(r.Header, b.cfg.CookieName)
 	switch {
-	case errors.Is(err, httpx.ErrNoCookie):
+	case errors.Is(err, cloakroom.ErrNoCookie):
 		b.refuse(r, s, "missing", ErrCookieMissing)
 		return ErrCookieMissing
 	case err != nil:

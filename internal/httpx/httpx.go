@@ -5,60 +5,10 @@
 package httpx
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 )
-
-// MaxCookieHeader bounds how much of a request's Cookie headers
-// CookieValue scans: past it, no cookie is read (fail closed), so no
-// attacker-sized input is scanned on every request.
-const MaxCookieHeader = 16 << 10
-
-// Why CookieValue found no value.
-var (
-	ErrNoCookie         = errors.New("no such cookie")
-	ErrCookieRepeated   = errors.New("the cookie is sent more than once")
-	ErrCookieHeaderSize = errors.New("the Cookie headers are too large")
-)
-
-// CookieValue returns the value of the one cookie called name in the
-// Cookie headers of h, its quotes removed. It refuses a cookie sent more
-// than once (ErrCookieRepeated): a sibling domain or a longer path may
-// have planted one beside it, and the browser's order is no authority. It
-// refuses headers over MaxCookieHeader in total (ErrCookieHeaderSize). It
-// does not allocate: it runs on every request.
-func CookieValue(h http.Header, name string) (string, error) {
-	total := 0
-	value, found := "", false
-	for _, line := range h["Cookie"] {
-		total += len(line)
-		if total > MaxCookieHeader {
-			return "", ErrCookieHeaderSize
-		}
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
-				continue
-			}
-			if found {
-				return "", ErrCookieRepeated
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			value, found = v, true
-		}
-	}
-	if !found {
-		return "", ErrNoCookie
-	}
-	return value, nil
-}
 
 // PathUnder reports whether the clean path p lies under prefix, on a
 // segment boundary. A prefix ending in "/" holds every path below it and
