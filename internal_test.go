@@ -40,8 +40,10 @@ func TestCookieValue(t *testing.T) {
 		{[]string{`sid="abc"`}, "abc", nil},
 		{[]string{"sid="}, "", nil},
 		{[]string{" \tsid=abc ; b=2"}, "abc", nil}, // the pair is trimmed
-		{[]string{"sid =abc"}, "", ErrNoCookie},    // the name is not
-		{[]string{"sid"}, "", ErrNoCookie},         // a value without a name
+		{[]string{"sid =abc"}, "abc", nil},         // and the name: net/http reads it so
+		{[]string{"sid"}, "", nil},                 // as net/http does, an empty value
+		{[]string{"sid=abc; sid =def"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; sid"}, "", ErrCookieRepeated},
 		{[]string{"sid=abc; sid=def"}, "", ErrCookieRepeated},
 		{[]string{"sid=abc", "sid=abc"}, "", ErrCookieRepeated},
 		{[]string{"sid=abc; x=" + strings.Repeat("y", MaxCookieHeader)}, "", ErrCookieHeaderSize},

@@ -34,9 +34,11 @@ var (
 // CookieValue returns the value of the one cookie called name in the
 // Cookie headers of h, its quotes removed. These are the rules the session
 // middleware reads its cookie by, exported so that a server reads its own
-// security cookies the same way. A pair matches when its name, the text
-// before the first "=" once the pair's surrounding whitespace is trimmed,
-// equals name exactly.
+// security cookies the same way. A pair is the cookie when its name, the
+// text before its first "=" (all of it when there is none) with the
+// whitespace around it trimmed, equals name: net/http and most servers
+// read names so, and no spelling another reader takes for the cookie may
+// escape the count of copies.
 //
 // It refuses a cookie sent more than once ([ErrCookieRepeated]): a sibling
 // domain or a longer path may have planted one beside it, and the
@@ -56,8 +58,8 @@ func CookieValue(h http.Header, name string) (string, error) {
 			var part string
 			part, line, _ = strings.Cut(line, ";")
 			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
+			k, v, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(k) != name {
 				continue
 			}
 			if found {
