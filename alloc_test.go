@@ -76,3 +76,18 @@ func quietManager(t *testing.T, store cloakroom.Store) *cloakroom.Manager {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// TestCookieValueAllocations: the session middleware runs it on every
+// request, and the gateway's packages on many.
+func TestCookieValueAllocations(t *testing.T) {
+	name := cloakroom.DefaultCookieName
+	h := http.Header{"Cookie": {"a=1; " + name + "=" + strings.Repeat("x", cloakroom.TokenLength) + "; b=2", "c=3"}}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := cloakroom.CookieValue(h, name); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per call, want none", allocs)
+	}
+}

@@ -248,6 +248,22 @@ func TestStrictSameSite(t *testing.T) {
 	}
 }
 
+// A request carrying the session cookie twice is read as carrying none,
+// whichever copy is live: a sibling domain may have planted the other.
+func TestRepeatedSessionCookieRefused(t *testing.T) {
+	a := newApp(t, nil)
+	alice, bob := a.login("alice"), a.login("bob")
+	c := cloakroom.DefaultCookieName + "="
+	for _, cookie := range []string{c + alice + "; " + c + bob, c + alice + "; " + c + alice} {
+		if got := a.do("GET", "/whoami", "", "Cookie", cookie).Body.String(); got != "user=" {
+			t.Errorf("Cookie %q: %q, want no user", cookie, got)
+		}
+	}
+	if got := a.whoami(alice); got != "user=alice" {
+		t.Fatalf("the cookie once: %q", got)
+	}
+}
+
 func TestLoginRotatesPlantedToken(t *testing.T) {
 	a := newApp(t, nil)
 	// The attacker obtains a valid anonymous session and plants its token.

@@ -1,6 +1,7 @@
 package cloakroom_test
 
 import (
+	"errors"
 	"fmt"
 	"log"
 	"log/slog"
@@ -67,6 +68,32 @@ func Example() {
 	// attributes:  Path=/; Secure; HttpOnly; SameSite=Lax
 	// 200 hello alice
 	// replayed after logout: 401
+}
+
+// ExampleCookieValue reads a cookie a server set itself by the session
+// cookie's rules: a request carrying it twice is refused, since a sibling
+// domain may have planted one of them, and the first is not to be trusted.
+func ExampleCookieValue() {
+	for _, header := range []string{
+		"theme=dark; pending=abc",
+		"pending=planted; pending=abc",
+		"theme=dark",
+	} {
+		h := http.Header{"Cookie": {header}}
+		v, err := cloakroom.CookieValue(h, "pending")
+		switch {
+		case errors.Is(err, cloakroom.ErrNoCookie):
+			fmt.Println("none")
+		case err != nil:
+			fmt.Println("refused:", err)
+		default:
+			fmt.Println("value:", v)
+		}
+	}
+	// Output:
+	// value: abc
+	// refused: the cookie is sent more than once
+	// none
 }
 
 // ExampleSession_Devices lists a user's sessions for a "your devices" page.

@@ -39,23 +39,38 @@ func FuzzCookieValue(f *testing.F) {
 	f.Add(";;;=;")
 	f.Fuzz(func(t *testing.T, header string) {
 		h := http.Header{"Cookie": {header}}
-		v, ok := cookieValue(h, DefaultCookieName)
-		if !ok && v != "" {
+		v, err := CookieValue(h, DefaultCookieName)
+		if err != nil && v != "" {
 			t.Fatalf("not found but value %q", v)
 		}
-		if ok && len(v) > len(header) {
+		if err == nil && len(v) > len(header) {
 			t.Fatalf("value longer than the header")
 		}
-		if !ok {
+		if err != nil {
 			return
 		}
 		// The value is one cookie's, taken verbatim from the header: it
-		// holds no separator, and the header names the cookie before it.
+		// holds no separator, and exactly one pair of the header names the
+		// cookie, as net/http reads names, with that value.
 		if strings.Contains(v, ";") {
 			t.Fatalf("value %q holds a separator", v)
 		}
-		if !strings.Contains(header, DefaultCookieName+"="+v) && !strings.Contains(header, DefaultCookieName+"=\""+v+"\"") {
-			t.Fatalf("value %q is not %s's in %q", v, DefaultCookieName, header)
+		named := 0
+		for part := range strings.SplitSeq(header, ";") {
+			k, pv, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if strings.TrimSpace(k) != DefaultCookieName {
+				continue
+			}
+			named++
+			if pv != v && pv != "\""+v+"\"" {
+				t.Fatalf("value %q is not %s's in %q", v, DefaultCookieName, header)
+			}
+		}
+		if named != 1 {
+			t.Fatalf("value %q read from %q, which names %s %d times", v, header, DefaultCookieName, named)
+		}
+		if c, err := (&http.Request{Header: h}).Cookie(DefaultCookieName); err == nil && c.Value != v {
+			t.Fatalf("net/http reads %q from %q, CookieValue %q", c.Value, header, v)
 		}
 	})
 }

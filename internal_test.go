@@ -2,6 +2,7 @@ package cloakroom
 
 import (
 	"bytes"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -31,23 +32,32 @@ func TestCookieValue(t *testing.T) {
 	tests := []struct {
 		header []string
 		want   string
-		ok     bool
+		err    error
 	}{
-		{[]string{"sid=abc"}, "abc", true},
-		{[]string{"a=1; sid=abc; b=2"}, "abc", true},
-		{[]string{"a=1", "sid=abc"}, "abc", true},
-		{[]string{`sid="abc"`}, "abc", true},
-		{[]string{"sid=abc; sid=def"}, "", false},
-		{[]string{"sid=abc", "sid=abc"}, "", false},
-		{[]string{"xsid=abc; sidx=def"}, "", false},
-		{[]string{""}, "", false},
-		{nil, "", false},
+		{[]string{"sid=abc"}, "abc", nil},
+		{[]string{"a=1; sid=abc; b=2"}, "abc", nil},
+		{[]string{"a=1", "sid=abc"}, "abc", nil},
+		{[]string{`sid="abc"`}, "abc", nil},
+		{[]string{"sid="}, "", nil},
+		{[]string{" \tsid=abc ; b=2"}, "abc", nil}, // the pair is trimmed
+		{[]string{"sid =abc"}, "abc", nil},         // and the name: net/http reads it so
+		{[]string{"sid"}, "", nil},                 // as net/http does, an empty value
+		{[]string{"sid=abc; sid =def"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; sid"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; sid=def"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc", "sid=abc"}, "", ErrCookieRepeated},
+		{[]string{"sid=abc; x=" + strings.Repeat("y", MaxCookieHeader)}, "", ErrCookieHeaderSize},
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx="))}, "abc", nil}, // exactly the bound
+		{[]string{"sid=abc", "x=" + strings.Repeat("y", MaxCookieHeader-len("sid=abcx=")+1)}, "", ErrCookieHeaderSize},
+		{[]string{"xsid=abc; sidx=def"}, "", ErrNoCookie},
+		{[]string{""}, "", ErrNoCookie},
+		{nil, "", ErrNoCookie},
 	}
 	for _, tt := range tests {
-		h := map[string][]string{"Cookie": tt.header}
-		got, ok := cookieValue(h, n)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("cookieValue(%q) = %q, %v; want %q, %v", tt.header, got, ok, tt.want, tt.ok)
+		h := http.Header{"Cookie": tt.header}
+		got, err := CookieValue(h, n)
+		if got != tt.want || err != tt.err {
+			t.Errorf("CookieValue(%.40q) = %q, %v; want %q, %v", tt.header, got, err, tt.want, tt.err)
 		}
 	}
 }

@@ -107,8 +107,9 @@ func (h *sessionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // load fills s from the request's cookie. It reports whether the request
 // carried a well-formed session token.
 func (m *Manager) load(r *http.Request, s *Session) bool {
-	token, ok := cookieValue(r.Header, m.cfg.CookieName)
-	if !ok {
+	// One session cookie, or none: a repeated one may be planted.
+	token, err := CookieValue(r.Header, m.cfg.CookieName)
+	if err != nil {
 		return false
 	}
 	key, ok := ParseToken(token)

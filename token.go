@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -23,7 +24,58 @@ const tokenBytes = 32
 // can tell the user why (the gateway answers 431).
 const MaxCookieHeader = 16 << 10
 
-const maxCookieHeader = MaxCookieHeader
+// Why [CookieValue] found no value.
+var (
+	ErrNoCookie         = errors.New("no such cookie")
+	ErrCookieRepeated   = errors.New("the cookie is sent more than once")
+	ErrCookieHeaderSize = errors.New("the Cookie headers are too large")
+)
+
+// CookieValue returns the value of the one cookie called name in the
+// Cookie headers of h, its quotes removed. These are the rules the session
+// middleware reads its cookie by, exported so that a server reads its own
+// security cookies the same way. A pair is the cookie when its name, the
+// text before its first "=" (all of it when there is none) with the
+// whitespace around it trimmed, equals name: net/http and most servers
+// read names so, and no spelling another reader takes for the cookie may
+// escape the count of copies.
+//
+// It refuses a cookie sent more than once ([ErrCookieRepeated]): a sibling
+// domain or a longer path may have planted one beside it, and the
+// browser's order is no authority, so a caller must treat it as no cookie
+// (or an invalid one), never take either value. It refuses headers over
+// [MaxCookieHeader] in total ([ErrCookieHeaderSize]). It does not
+// allocate: it runs on every request.
+func CookieValue(h http.Header, name string) (string, error) {
+	total := 0
+	value, found := "", false
+	for _, line := range h["Cookie"] {
+		total += len(line)
+		if total > MaxCookieHeader {
+			return "", ErrCookieHeaderSize
+		}
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, _ := strings.Cut(part, "=")
+			if strings.TrimSpace(k) != name {
+				continue
+			}
+			if found {
+				return "", ErrCookieRepeated
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			value, found = v, true
+		}
+	}
+	if !found {
+		return "", ErrNoCookie
+	}
+	return value, nil
+}
 
 // newToken returns a fresh random token and its store key.
 func newToken() (string, Key) {
@@ -98,37 +150,4 @@ func csrfTokenFor(token string) string {
 	mac := hmac.New(sha256.New, raw[:])
 	mac.Write([]byte("cloakroom csrf v1"))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// cookieValue returns the value of the one cookie called name in the
-// request's Cookie headers. It reports false when there is none, when there
-// are several (a sibling domain may have planted one), or when the headers
-// are oversized. It does not allocate.
-func cookieValue(h http.Header, name string) (string, bool) {
-	lines := h["Cookie"]
-	total := 0
-	value, found := "", false
-	for _, line := range lines {
-		total += len(line)
-		if total > maxCookieHeader {
-			return "", false
-		}
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
-				continue
-			}
-			if found {
-				return "", false
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			value, found = v, true
-		}
-	}
-	return value, found
 }

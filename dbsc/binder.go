@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/internal/httpjson"
+	"github.com/cloakroom/cloakroom/internal/ratelimit"
 )
 
 // Defaults and bounds of [Config].
@@ -36,6 +38,52 @@ const (
 // cookie: a browser may keep the challenge of one refresh (sent with its
 // answer) for the next, a cookie's lifetime later.
 const refreshChallengeGrace = time.Minute
+
+// Every refresh challenge is an auxiliary record written to the session
+// store, and anyone holding a bound session's cookies can ask for one
+// (a refresh without a proof answers 403 with a fresh challenge). Token
+// buckets bound those writes, on each node: per session, so one copied
+// cookie jar cannot make the store write without end, and for all
+// sessions together. A session's bucket pays for each challenge issued:
+// the 403's, and the next one a successful refresh carries. Past it, a
+// refresh is answered 503 with Retry-After and writes nothing: a 4xx
+// would make Chromium drop the session, a 5xx makes it back off.
+const (
+	// refreshPerSec and refreshBurst, per session: the fastest cadence
+	// (a refresh per bound-cookie lifetime of MinCookieLifetime, each
+	// asking for a challenge first, so two records) never runs dry, and
+	// several tabs refreshing at once fit in the burst.
+	refreshPerSec = 2 / float64(MinCookieLifetime/time.Second)
+	refreshBurst  = 24
+	// refreshAllPerSec and refreshAllBurst: every session's together.
+	refreshAllPerSec = 200
+	refreshAllBurst  = 2000
+	// refreshTable is how many sessions' buckets are remembered: a fixed
+	// size, so many sessions cannot grow memory. A session forgotten
+	// comes back with a full bucket, which the overall bound caps.
+	refreshTable = 4096
+)
+
+// refreshLimit bounds the refresh challenges written.
+type refreshLimit struct {
+	perSession *ratelimit.Keyed
+	overall    *ratelimit.Single
+	retryAfter string // seconds: one token's refill for a session
+}
+
+func newRefreshLimit(perSession, overall ratelimit.Rate) refreshLimit {
+	return refreshLimit{
+		perSession: ratelimit.NewKeyed(refreshTable, perSession),
+		overall:    ratelimit.NewSingle(overall),
+		retryAfter: strconv.Itoa(int(math.Ceil(1 / perSession.PerSec))),
+	}
+}
+
+// allow takes a token for the session with handle: its own first, so a
+// flood spends its own budget, never everyone's.
+func (l refreshLimit) allow(handle string, now time.Time) bool {
+	return l.perSession.Allow(handle, now) && l.overall.Allow(now)
+}
 
 // ErrInvalidConfig wraps every problem [New] finds in a [Config].
 var ErrInvalidConfig = errors.New("dbsc: invalid configuration")
@@ -98,6 +146,8 @@ type Config struct {
 type Binder struct {
 	cfg        Config
 	challenges challenges
+	limit      refreshLimit
+	mac        *macKey // Config.Key's
 	log        *slog.Logger
 	attributes string // the bound cookie's attributes, as Set-Cookie and the instructions spell them
 
@@ -185,6 +235,9 @@ func New(cfg Config) (*Binder, error) {
 	b := &Binder{
 		cfg:        cfg,
 		challenges: challenges{store: cfg.Store, now: cfg.Now},
+		mac:        newMACKey(cfg.Key),
+		limit: newRefreshLimit(ratelimit.Rate{PerSec: refreshPerSec, Burst: refreshBurst},
+			ratelimit.Rate{PerSec: refreshAllPerSec, Burst: refreshAllBurst}),
 		log:        cfg.Logger,
 		attributes: "Path=/; Secure; HttpOnly; SameSite=" + sameSite,
 		offers: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -197,7 +250,7 @@ func New(cfg Config) (*Binder, error) {
 		}, []string{"outcome"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_dbsc_refreshes_total",
-			Help: "Bound cookie refreshes, by outcome: refreshed, challenged (a fresh challenge asked for), ended (the session is over: continue false), or the class of failure (" + strings.Join(refreshFailures, ", ") + ").",
+			Help: "Bound cookie refreshes, by outcome: refreshed, challenged (a fresh challenge asked for), ended (the session is over: continue false), throttled (over the session's or the node's bound on challenges), or the class of failure (" + strings.Join(refreshFailures, ", ") + ").",
 		}, []string{"outcome"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cloakroom_dbsc_refused_total",
@@ -210,7 +263,7 @@ func New(cfg Config) (*Binder, error) {
 	for _, o := range append([]string{"registered"}, registrationErrors...) {
 		b.registrations.WithLabelValues(o)
 	}
-	for _, o := range append([]string{"refreshed", "challenged", "ended"}, refreshFailures...) {
+	for _, o := range append([]string{"refreshed", "challenged", "ended", "throttled"}, refreshFailures...) {
 		b.refreshes.WithLabelValues(o)
 	}
 	for _, o := range []string{"missing", "expired", "invalid", "required"} {
@@ -316,12 +369,19 @@ func (b *Binder) Check(r *http.Request, s *cloakroom.Session) error {
 		}
 		return nil
 	}
-	value, ok := cookieValue(r, b.cfg.CookieName)
-	if !ok {
+	// Read as the session cookie is: one, or none. A second one may have
+	// been planted (a sibling domain, a longer path) to shadow it.
+	value, err := cloakroom.CookieValue(r.Header, b.cfg.CookieName)
+	switch {
+	case errors.Is(err, cloakroom.ErrNoCookie):
 		b.refuse(r, s, "missing", ErrCookieMissing)
 		return ErrCookieMissing
+	case err != nil:
+		err = fmt.Errorf("%w: %w", ErrCookieInvalid, err)
+		b.refuse(r, s, "invalid", err)
+		return err
 	}
-	if err := verifyCookie(b.cfg.Key, value, s.Handle(), b.cfg.Now()); err != nil {
+	if err := verifyCookie(b.mac, value, s.Handle(), b.cfg.Now()); err != nil {
 		reason := "invalid"
 		if errors.Is(err, ErrCookieExpired) {
 			reason = "expired"
@@ -392,14 +452,15 @@ func (b *Binder) register(w http.ResponseWriter, r *http.Request, s *cloakroom.S
 	// session alive (a copied cookie jar could, by posting here).
 	s.MarkPassive()
 	jwk, alg, err := b.verifyRegistration(ctx, r, s)
-	outcome := "registered"
-	if err != nil {
-		outcome = class(err)
+	// Read now: a save that finds the session ended leaves it without them.
+	user, ref := s.UserID(), s.Ref()
+	audit := func(level slog.Level, msg, outcome string, extra slog.Attr) {
+		b.registrations.WithLabelValues(outcome).Inc()
+		b.log.LogAttrs(ctx, level, msg, slog.String("outcome", outcome), slog.String("user", user), slog.String("session", ref),
+			slog.String("client_ip", s.ClientIP()), extra)
 	}
-	b.registrations.WithLabelValues(outcome).Inc()
-	attrs := []slog.Attr{slog.String("outcome", outcome), slog.String("user", s.UserID()), slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP())}
 	if err != nil {
-		b.log.LogAttrs(ctx, slog.LevelWarn, "device binding registration refused", append(attrs, slog.String("err", err.Error()))...)
+		audit(slog.LevelWarn, "device binding registration refused", class(err), slog.String("err", err.Error()))
 		switch {
 		case errors.Is(err, ErrUnavailable):
 			httpjson.Error(w, http.StatusServiceUnavailable, "unavailable", "Try again shortly.")
@@ -416,8 +477,19 @@ func (b *Binder) register(w http.ResponseWriter, r *http.Request, s *cloakroom.S
 	// compare-and-set before the answer starts: it survives renewals,
 	// ends with the session, and costs no read of its own per request.
 	s.Put(cloakroom.BindingValue, string(jwk))
-	b.log.LogAttrs(ctx, slog.LevelInfo, "device binding registered", append(attrs, slog.String("alg", alg))...)
 	b.answer(w, s)
+	// The answer's first byte saved the session: only now is it known
+	// whether the key was kept. The store may have failed (the middleware
+	// answered 503 instead), or a logout ended the session meanwhile (its
+	// changes dropped).
+	switch err := s.Err(); {
+	case err != nil:
+		audit(slog.LevelWarn, "device binding registration refused", "unavailable", slog.String("err", err.Error()))
+	case !s.LoggedIn():
+		audit(slog.LevelWarn, "device binding registration refused", "unauthenticated", slog.String("err", "the session ended before its key was saved"))
+	default:
+		audit(slog.LevelInfo, "device binding registered", "registered", slog.String("alg", alg))
+	}
 }
 
 // verifyRegistration checks a registration request and returns the key to
@@ -478,7 +550,9 @@ func (b *Binder) refresh(w http.ResponseWriter, r *http.Request, s *cloakroom.Se
 		// Ended (logout, revocation, expiry), never bound, or a session
 		// the browser no longer has the cookie of: stop refreshing it.
 		b.refreshes.WithLabelValues("ended").Inc()
-		b.log.LogAttrs(ctx, slog.LevelInfo, "device-bound session refresh: session over", slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
+		// Debug: anyone can post these, as often as they like; the
+		// metric counts them.
+		b.log.LogAttrs(ctx, slog.LevelDebug, "device-bound session refresh: session over", slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
 		// The identifier makes Chromium end the session as asked rather
 		// than as an error.
 		stop := Stop()
@@ -526,15 +600,28 @@ func (b *Binder) refresh(w http.ResponseWriter, r *http.Request, s *cloakroom.Se
 	b.refreshes.WithLabelValues("refreshed").Inc()
 	b.log.LogAttrs(ctx, slog.LevelDebug, "bound cookie refreshed", slog.String("user", s.UserID()), slog.String("session", s.Ref()))
 	// The next refresh's challenge comes with this answer, so it needs one
-	// round trip instead of two; a failure to store it only costs that.
-	if next, err := b.challenges.issueRefresh(ctx, s.Handle(), b.cfg.CookieLifetime+refreshChallengeGrace); err == nil {
-		w.Header().Set("Secure-Session-Challenge", ChallengeHeader(next, s.Handle()))
+	// round trip instead of two; a failure to store it, or a session over
+	// its bound, only costs that.
+	if b.limit.allow(s.Handle(), b.cfg.Now()) {
+		if next, err := b.challenges.issueRefresh(ctx, s.Handle(), b.cfg.CookieLifetime+refreshChallengeGrace); err == nil {
+			w.Header().Set("Secure-Session-Challenge", ChallengeHeader(next, s.Handle()))
+		}
 	}
 	b.answer(w, s)
 }
 
-// challenge answers 403 with a fresh refresh challenge for s.
+// challenge answers 403 with a fresh refresh challenge for s, or 503 with
+// Retry-After when s is over its bound on challenges.
 func (b *Binder) challenge(w http.ResponseWriter, r *http.Request, s *cloakroom.Session, outcome string) {
+	if !b.limit.allow(s.Handle(), b.cfg.Now()) {
+		b.refreshes.WithLabelValues("throttled").Inc()
+		// Debug: a flood would otherwise fill the log; the metric counts it.
+		b.log.LogAttrs(r.Context(), slog.LevelDebug, "device-bound session refresh throttled",
+			slog.String("user", s.UserID()), slog.String("session", s.Ref()), slog.String("client_ip", s.ClientIP()))
+		w.Header().Set("Retry-After", b.limit.retryAfter)
+		httpjson.Error(w, http.StatusServiceUnavailable, "throttled", "Too many refreshes of this session. Wait a moment, then try again.")
+		return
+	}
 	c, err := b.challenges.issueRefresh(r.Context(), s.Handle(), b.cfg.CookieLifetime+refreshChallengeGrace)
 	if err != nil {
 		b.refreshes.WithLabelValues("unavailable").Inc()
@@ -564,7 +651,7 @@ func (b *Binder) cookie(s *cloakroom.Session) string {
 	}
 	expiry = expiry.Truncate(time.Second)
 	maxAge := int(expiry.Sub(now) / time.Second)
-	return b.cfg.CookieName + "=" + mintCookie(b.cfg.Key, s.Handle(), expiry) + "; " + b.attributes + "; Max-Age=" + strconv.Itoa(max(maxAge, 1))
+	return b.cfg.CookieName + "=" + mintCookie(b.mac, s.Handle(), expiry) + "; " + b.attributes + "; Max-Age=" + strconv.Itoa(max(maxAge, 1))
 }
 
 // Instructions returns the session instructions for the bound session with

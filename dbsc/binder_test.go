@@ -11,13 +11,18 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/dbsc"
 	"github.com/cloakroom/cloakroom/dbsc/dbsctest"
 	"github.com/cloakroom/cloakroom/internal/syncbuf"
+	"github.com/cloakroom/cloakroom/memstore"
 	"github.com/cloakroom/cloakroom/storetest"
 )
 
@@ -551,5 +556,190 @@ func TestRegistrationPostKeepsNoSessionAlive(t *testing.T) {
 	}
 	if _, idleAfter, _ := sessionTimes(t, a, "alice"); !idleAfter.Equal(idleBefore) {
 		t.Fatalf("the registration post moved the idle deadline from %v to %v", idleBefore, idleAfter)
+	}
+}
+
+// counter reads the value of b's counter called name with the given label
+// value.
+func counter(t *testing.T, b *dbsc.Binder, name, label string) float64 {
+	t.Helper()
+	for _, c := range b.Collectors() {
+		ch := make(chan prometheus.Metric, 64)
+		c.Collect(ch)
+		close(ch)
+		for m := range ch {
+			if !strings.Contains(m.Desc().String(), `"`+name+`"`) {
+				continue
+			}
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range d.GetLabel() {
+				if l.GetValue() == label {
+					return d.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no counter %s{%s}", name, label)
+	return 0
+}
+
+// Anyone can post refreshes naming a session that is over (a cookie jar
+// kept past a logout, or none at all): each is counted, and logged at
+// Debug only, so a flood of them cannot fill the log at Info.
+func TestRefreshOfEndedSessionLogsAtDebug(t *testing.T) {
+	a := newApp(t, everyStore(t)[0], nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	id := c.Session().ID
+	jar := c.Jar()
+	post(t, c, "/logout")
+	tab := a.client(dbsc.AlgES256)
+	for name, v := range jar {
+		tab.SetCookie(name, v)
+	}
+	const floods = 5
+	for range floods {
+		if r := post(t, tab, "/auth/dbsc/refresh", dbsc.HeaderSessionID, sf(id)); r.Status != http.StatusOK {
+			t.Fatalf("refresh of an ended session: %d %s", r.Status, r.Body)
+		}
+	}
+	if got := counter(t, a.binder, "cloakroom_dbsc_refreshes_total", "ended"); got != floods {
+		t.Fatalf("ended refreshes counted %v, want %d", got, floods)
+	}
+	logs := a.logs.String()
+	if n := strings.Count(logs, `level=DEBUG msg="device-bound session refresh: session over"`); n != floods {
+		t.Fatalf("%d debug lines for %d refreshes of an ended session:\n%s", n, floods, logs)
+	}
+	if strings.Contains(logs, `level=INFO msg="device-bound session refresh: session over"`) {
+		t.Fatalf("a refresh of an ended session is logged at Info:\n%s", logs)
+	}
+}
+
+// sabotaged is a memory store whose session commits can be made to fail,
+// or to find the session ended by a logout that raced them.
+type sabotaged struct {
+	*memstore.Store
+	fail, end atomic.Bool
+}
+
+var errSabotage = errors.New("sabotaged commit")
+
+func (s *sabotaged) Commit(ctx context.Context, rec cloakroom.Record) error {
+	if s.fail.Load() {
+		return errSabotage
+	}
+	if s.end.Load() {
+		_ = s.Store.Delete(ctx, rec.Key)
+	}
+	return s.Store.Commit(ctx, rec)
+}
+
+// A registration whose key the session's save does not keep (the store
+// fails, or a logout ended the session meanwhile) is not audited as a
+// registration: "device binding registered" is written after the save
+// only, and the metric counts what happened.
+func TestRegistrationLoggedAfterSave(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		sabotage func(*sabotaged)
+		status   int
+		outcome  string
+	}{
+		{"store fails", func(s *sabotaged) { s.fail.Store(true) }, http.StatusServiceUnavailable, "unavailable"},
+		{"session ended meanwhile", func(s *sabotaged) { s.end.Store(true) }, http.StatusOK, "unauthenticated"},
+		{"saved", func(*sabotaged) {}, http.StatusOK, "registered"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var store *sabotaged
+			a := newApp(t, storeCase{"sabotaged", func(t *testing.T, clock *storetest.Clock) cloakroom.Store {
+				store = &sabotaged{Store: memstore.New(memstore.Config{Now: clock.Now})}
+				t.Cleanup(func() { store.Close() })
+				return store
+			}}, nil)
+			cl := a.client(dbsc.AlgES256)
+			cl.Register = false
+			reg := offer(t, a.login(cl, "alice"))
+			proof, _ := cl.Key().Proof(reg.Challenge, dbsctest.ProofOptions{WithJWK: true})
+			c.sabotage(store)
+			if r := post(t, cl, reg.Path, dbsc.HeaderResponse, sf(proof)); r.Status != c.status {
+				t.Fatalf("registration: %d %s, want %d", r.Status, r.Body, c.status)
+			}
+			store.fail.Store(false)
+			store.end.Store(false)
+			saved := c.outcome == "registered"
+			logs := a.logs.String()
+			if got := strings.Contains(logs, `msg="device binding registered"`); got != saved {
+				t.Fatalf("registered logged %v, the key saved %v:\n%s", got, saved, logs)
+			}
+			if got := counter(t, a.binder, "cloakroom_dbsc_registrations_total", c.outcome); got != 1 {
+				t.Fatalf("registrations{%s} = %v, want 1\n%s", c.outcome, got, logs)
+			}
+			if !saved {
+				if got := counter(t, a.binder, "cloakroom_dbsc_registrations_total", "registered"); got != 0 {
+					t.Fatalf("registrations{registered} = %v for a key not saved", got)
+				}
+				if !strings.Contains(logs, `msg="device binding registration refused" outcome=`+c.outcome) {
+					t.Fatalf("the failed registration is not logged as refused:\n%s", logs)
+				}
+			}
+			d, err := a.manager.Devices(context.Background(), "alice")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bound := len(d) == 1 && d[0].Bound; bound != saved {
+				t.Fatalf("devices %+v: bound %v, want %v", d, bound, saved)
+			}
+		})
+	}
+}
+
+// A request carrying the bound cookie more than once is refused as
+// invalid, whichever comes first: a cookie planted for a sibling domain or
+// a longer path rides along with the real one (and is sent first), and
+// the session middleware refuses a duplicated session cookie the same way.
+func TestDuplicatedBoundCookieRefused(t *testing.T) {
+	a := newApp(t, everyStore(t)[0], nil)
+	c := a.client(dbsc.AlgES256)
+	a.login(c, "alice")
+	jar := c.Jar()
+	session, bound := jar[cloakroom.DefaultCookieName], jar[dbsc.DefaultCookieName]
+	if session == "" || bound == "" {
+		t.Fatalf("jar: %v", jar)
+	}
+	planted := "v1.1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	send := func(cookies ...string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, a.srv.URL+"/", nil)
+		for _, line := range cookies {
+			req.Header.Add("Cookie", line)
+		}
+		resp, err := a.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	s, b := cloakroom.DefaultCookieName+"="+session, dbsc.DefaultCookieName+"="
+	if got := send(s + "; " + b + bound); got != http.StatusOK {
+		t.Fatalf("the bound cookie once: %d", got)
+	}
+	for _, cookies := range [][]string{
+		{s + "; " + b + bound + "; " + b + planted},
+		{s + "; " + b + planted + "; " + b + bound},
+		{s + "; " + b + bound + "; " + b + bound},
+		{s + "; " + b + bound, b + planted},
+	} {
+		before := counter(t, a.binder, "cloakroom_dbsc_refused_total", "invalid")
+		if got := send(cookies...); got != http.StatusUnauthorized {
+			t.Errorf("Cookie %q: %d, want 401", cookies, got)
+		}
+		if after := counter(t, a.binder, "cloakroom_dbsc_refused_total", "invalid"); after != before+1 {
+			t.Errorf("Cookie %q: not refused as invalid (%v refusals before, %v after)", cookies, before, after)
+		}
 	}
 }

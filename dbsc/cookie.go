@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
+	"hash"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,61 +42,91 @@ const maxCookieValue = 80
 // change without old cookies being misread.
 const cookieVersion = "v1"
 
-// cookieMAC is the MAC of a bound cookie for the session with the given
-// handle, valid until expiry (Unix seconds). The handle names the session
-// across its renewals and is never a credential; the MAC key is the
-// server's alone, so a stolen session cookie yields no bound cookie.
-func cookieMAC(key []byte, handle string, expiry int64) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("cloakroom dbsc bound cookie " + cookieVersion + "\x00"))
-	m.Write([]byte(handle))
-	m.Write([]byte{0})
-	m.Write(strconv.AppendInt(nil, expiry, 10))
-	return m.Sum(nil)
+// cookieMACPrefix begins the input of every bound cookie's MAC.
+const cookieMACPrefix = "cloakroom dbsc bound cookie " + cookieVersion + "\x00"
+
+// encodedMACLen is the length of a MAC in base64url without padding.
+var encodedMACLen = base64.RawURLEncoding.EncodedLen(sha256.Size)
+
+// macKey computes the MACs of bound cookies with one key. Its HMAC states
+// are reused (the check runs on every request of a bound session), each
+// by one goroutine at a time.
+type macKey struct {
+	states sync.Pool // of *macState
+}
+
+type macState struct {
+	h     hash.Hash
+	input []byte
+	sum   []byte
+}
+
+func newMACKey(key []byte) *macKey {
+	key = slices.Clone(key)
+	k := &macKey{}
+	k.states.New = func() any { return &macState{h: hmac.New(sha256.New, key)} }
+	return k
+}
+
+// encoded writes to dst the base64url MAC of a bound cookie for the
+// session with the given handle, valid until expiry (Unix seconds). The
+// handle names the session across its renewals and is never a
+// credential; the MAC key is the server's alone, so a stolen session
+// cookie yields no bound cookie.
+func (k *macKey) encoded(dst *[43]byte, handle string, expiry int64) {
+	st := k.states.Get().(*macState)
+	st.h.Reset()
+	st.input = append(append(append(st.input[:0], cookieMACPrefix...), handle...), 0)
+	st.input = strconv.AppendInt(st.input, expiry, 10)
+	st.h.Write(st.input)
+	st.sum = st.h.Sum(st.sum[:0])
+	base64.RawURLEncoding.Encode(dst[:], st.sum)
+	k.states.Put(st)
 }
 
 // mintCookie returns the value of a bound cookie for handle, valid until
 // expiry.
-func mintCookie(key []byte, handle string, expiry time.Time) string {
+func mintCookie(key *macKey, handle string, expiry time.Time) string {
 	exp := expiry.Unix()
-	return cookieVersion + "." + strconv.FormatInt(exp, 10) + "." +
-		base64.RawURLEncoding.EncodeToString(cookieMAC(key, handle, exp))
+	var mac [43]byte
+	key.encoded(&mac, handle, exp)
+	return cookieVersion + "." + strconv.FormatInt(exp, 10) + "." + string(mac[:])
 }
 
-// parseCookie splits a bound cookie value into its expiry and MAC. It
-// accepts only the one spelling mintCookie writes.
-func parseCookie(value string) (expiry int64, mac []byte, err error) {
+// parseCookie splits a bound cookie value into its expiry and its MAC,
+// still encoded. It accepts only the one spelling mintCookie writes.
+func parseCookie(value string) (expiry int64, mac string, err error) {
 	if len(value) > maxCookieValue {
-		return 0, nil, fmt.Errorf("%w: %d bytes", ErrCookieInvalid, len(value))
+		return 0, "", fmt.Errorf("%w: %d bytes", ErrCookieInvalid, len(value))
 	}
 	version, rest, ok := strings.Cut(value, ".")
 	if !ok || version != cookieVersion {
-		return 0, nil, fmt.Errorf("%w: unknown format", ErrCookieInvalid)
+		return 0, "", fmt.Errorf("%w: unknown format", ErrCookieInvalid)
 	}
 	digits, encoded, ok := strings.Cut(rest, ".")
 	if !ok || digits == "" || len(digits) > 19 || (len(digits) > 1 && digits[0] == '0') {
-		return 0, nil, fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
+		return 0, "", fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
 	}
 	for _, c := range []byte(digits) {
 		if c < '0' || c > '9' {
-			return 0, nil, fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
+			return 0, "", fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
 		}
 	}
 	expiry, err = strconv.ParseInt(digits, 10, 64)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
+		return 0, "", fmt.Errorf("%w: bad expiry", ErrCookieInvalid)
 	}
-	// The decoder skips CR and LF even in strict mode: only the 43
-	// characters of the alphabet make the one spelling.
-	if len(encoded) != base64.RawURLEncoding.EncodedLen(sha256.Size) || strings.IndexFunc(encoded, notBase64URL) >= 0 {
-		return 0, nil, fmt.Errorf("%w: bad MAC encoding", ErrCookieInvalid)
+	// The one spelling: 43 characters of the alphabet, the last one's two
+	// padding bits zero (strict decoding's rule; the decoder would also
+	// skip CR and LF).
+	if len(encoded) != encodedMACLen || strings.IndexFunc(encoded, notBase64URL) >= 0 ||
+		strings.IndexByte(base64URLAlphabet, encoded[len(encoded)-1])&3 != 0 {
+		return 0, "", fmt.Errorf("%w: bad MAC encoding", ErrCookieInvalid)
 	}
-	mac, err = base64.RawURLEncoding.Strict().DecodeString(encoded)
-	if err != nil || len(mac) != sha256.Size {
-		return 0, nil, fmt.Errorf("%w: bad MAC encoding", ErrCookieInvalid)
-	}
-	return expiry, mac, nil
+	return expiry, encoded, nil
 }
+
+const base64URLAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 // notBase64URL reports a rune outside the base64url alphabet.
 func notBase64URL(r rune) bool {
@@ -104,26 +136,24 @@ func notBase64URL(r rune) bool {
 // verifyCookie checks a bound cookie value for the session with handle at
 // now: its MAC first, so a forged value is told apart from an expired one
 // of this session.
-func verifyCookie(key []byte, value, handle string, now time.Time) error {
+func verifyCookie(key *macKey, value, handle string, now time.Time) error {
 	expiry, mac, err := parseCookie(value)
 	if err != nil {
 		return err
 	}
-	if !hmac.Equal(mac, cookieMAC(key, handle, expiry)) {
+	// Compared encoded, in constant time: both are the one spelling of
+	// their bytes, so the encodings are equal exactly when the MACs are.
+	var want [43]byte
+	key.encoded(&want, handle, expiry)
+	var diff byte
+	for i := range want {
+		diff |= want[i] ^ mac[i]
+	}
+	if diff != 0 {
 		return ErrCookieInvalid
 	}
 	if now.Unix() >= expiry {
 		return fmt.Errorf("%w: %s ago", ErrCookieExpired, now.Sub(time.Unix(expiry, 0)).Round(time.Second))
 	}
 	return nil
-}
-
-// cookieValue returns the value of the named cookie in r, without parsing
-// every cookie of the request into a slice.
-func cookieValue(r *http.Request, name string) (string, bool) {
-	c, err := r.Cookie(name)
-	if err != nil {
-		return "", false
-	}
-	return c.Value, true
 }

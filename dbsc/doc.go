@@ -65,6 +65,8 @@
 // device key renews. A copied cookie jar thus stops working when its
 // bound cookie expires; the session is not ended, and its browser goes on.
 // Refresh challenges are single use, one auxiliary record each, so tabs
-// refreshing at once each get their own. Package dbsctest is a client
-// that speaks the protocol, for tests.
+// refreshing at once each get their own; how many a session (and all of
+// them together) may ask for is bounded, so a copied cookie jar cannot
+// make the store write without end. Package dbsctest is a client that
+// speaks the protocol, for tests.
 package dbsc

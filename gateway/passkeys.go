@@ -145,9 +145,10 @@ func (p *signInPages) passkeyFinish(w http.ResponseWriter, r *http.Request) {
 	}
 	var state []byte
 	found := false
-	if c, err := r.Cookie(passkeyCookie); err == nil && c.Value != "" && len(c.Value) <= 64 {
+	// A repeated cookie is none: the first may be planted.
+	if id, err := cloakroom.CookieValue(r.Header, passkeyCookie); err == nil && id != "" && len(id) <= 64 {
 		var err error
-		if state, found, err = consumeCeremony(ctx, p.sessions.Store(), passkeySignInKey(c.Value)); err != nil {
+		if state, found, err = consumeCeremony(ctx, p.sessions.Store(), passkeySignInKey(id)); err != nil {
 			a.fail(http.StatusServiceUnavailable, "unavailable", msgUnavailable)
 			a.audit(outcomeError, slog.String("reason", "session store unavailable"))
 			return

@@ -180,11 +180,13 @@ func (p *signInPages) pending(r *http.Request, enrol bool) (cloakroom.AuxRecord,
 // pendingOfEitherKind returns the browser's pending sign-in or pending
 // enrolment: a passkey completes either.
 func (p *signInPages) pendingOfEitherKind(r *http.Request) (cloakroom.AuxRecord, pendingSignIn, bool, error) {
-	c, err := r.Cookie(pendingCookie)
-	if err != nil || c.Value == "" || len(c.Value) > 64 {
+	// A repeated cookie is none: the first may be planted, to have the
+	// victim finish the planter's sign-in.
+	id, err := cloakroom.CookieValue(r.Header, pendingCookie)
+	if err != nil || id == "" || len(id) > 64 {
 		return cloakroom.AuxRecord{}, pendingSignIn{}, false, nil
 	}
-	rec, found, err := p.sessions.Store().FindAux(r.Context(), pendingKey(c.Value))
+	rec, found, err := p.sessions.Store().FindAux(r.Context(), pendingKey(id))
 	if err != nil || !found {
 		return rec, pendingSignIn{}, false, err
 	}

@@ -60,20 +60,10 @@ func preLogin(t *testing.T, e *env) (cookie, state string) {
 // the given pre-login cookie (none when empty), state and code.
 func callbackWith(t *testing.T, e *env, cookie, state, code string) int {
 	t.Helper()
-	q := url.Values{"state": {state}, "code": {code}}
-	req, _ := http.NewRequest(http.MethodGet, e.nodes[0].srv.URL+"/auth/callback/"+e.p.name+"?"+q.Encode(), nil)
-	req.Header.Set("Sec-Fetch-Mode", "navigate")
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: oidcbff.StateCookieName, Value: cookie})
+		cookie = oidcbff.StateCookieName + "=" + cookie
 	}
-	client := *e.nodes[0].srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	return callbackWithHeader(t, e, cookie, state, code)
 }
 
 // A callback that does not match a pending login (no pre-login cookie, or
@@ -197,4 +187,52 @@ func TestUnknownKeyIDsRefetchTheKeysAtMostOncePerInterval(t *testing.T) {
 func mockEnv(t *testing.T) *env {
 	pc := providerCases(t)[0]
 	return newEnv(t, 1, func(urls []string) *provider { return pc.start(t, urls) })
+}
+
+// A callback carrying the pre-login cookie twice is refused before the
+// provider is called, whichever copy names the state and whatever the
+// other holds: it is read by the session cookie's rules, where the
+// standard parser dropped a copy it found malformed and read the other.
+func TestRepeatedPreLoginCookieRefused(t *testing.T) {
+	e := mockEnv(t)
+	own, state := preLogin(t, e)
+	planted, _ := preLogin(t, e)
+	n := oidcbff.StateCookieName + "="
+	before := e.p.tokenCalls.Load()
+	for _, cookie := range []string{
+		n + planted + "; " + n + own,
+		n + own + "; " + n + planted,
+		n + own + "; " + n + "not a sealed value",
+		n + "\"x\"y; " + n + own,
+	} {
+		if s := callbackWithHeader(t, e, cookie, state, "code"); s != http.StatusBadRequest {
+			t.Errorf("Cookie %q: status %d, want 400", cookie, s)
+		}
+	}
+	if n := e.p.tokenCalls.Load() - before; n != 0 {
+		t.Errorf("callbacks with the pre-login cookie twice made %d token endpoint calls, want 0", n)
+	}
+	if !strings.Contains(e.logs.String(), "the cookie is sent more than once") {
+		t.Errorf("the refusal does not say why:\n%s", e.logs.String())
+	}
+}
+
+// callbackWithHeader sends the provider's callback from an anonymous
+// client with the given Cookie header (none when empty), state and code.
+func callbackWithHeader(t *testing.T, e *env, cookieHeader, state, code string) int {
+	t.Helper()
+	q := url.Values{"state": {state}, "code": {code}}
+	req, _ := http.NewRequest(http.MethodGet, e.nodes[0].srv.URL+"/auth/callback/"+e.p.name+"?"+q.Encode(), nil)
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	if cookieHeader != "" {
+		req.Header.Set("Cookie", cookieHeader)
+	}
+	client := *e.nodes[0].srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -313,22 +313,18 @@ func expireStateCookie(w http.ResponseWriter) {
 // readState opens the pre-login cookie.
 func (c *Client) readState(r *http.Request) (loginState, error) {
 	var st loginState
-	var found *http.Cookie
-	for _, ck := range r.Cookies() {
-		if ck.Name == StateCookieName {
-			if found != nil {
-				return st, errors.New("several pre-login cookies")
-			}
-			found = ck
-		}
-	}
-	if found == nil {
+	// Read as the session cookie is: a repeated one may be planted.
+	value, err := cloakroom.CookieValue(r.Header, StateCookieName)
+	switch {
+	case errors.Is(err, cloakroom.ErrNoCookie):
 		return st, errors.New("no pre-login cookie")
+	case err != nil:
+		return st, fmt.Errorf("pre-login cookie refused: %w", err)
 	}
-	if len(found.Value) > 4096 {
+	if len(value) > 4096 {
 		return st, errors.New("pre-login cookie too large")
 	}
-	plain, err := c.cfg.Sealer.Open(found.Value, []byte(aadState))
+	plain, err := c.cfg.Sealer.Open(value, []byte(aadState))
 	if err != nil {
 		return st, fmt.Errorf("pre-login cookie does not open: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/cloakroom/cloakroom"
 	"github.com/cloakroom/cloakroom/accounts"
 )
 
@@ -24,13 +25,15 @@ const deviceCookieMaxAge = 400 * 24 * 60 * 60
 // maxDeviceCookie bounds what is parsed of the device cookie.
 const maxDeviceCookie = 512
 
-// DeviceTokens returns the known-device tokens the request carries.
+// DeviceTokens returns the known-device tokens the request carries. A
+// request carrying the device cookie twice carries none: the first may be
+// planted beside the browser's own.
 func DeviceTokens(r *http.Request) []string {
-	c, err := r.Cookie(DeviceCookie)
-	if err != nil || c.Value == "" || len(c.Value) > maxDeviceCookie {
+	v, err := cloakroom.CookieValue(r.Header, DeviceCookie)
+	if err != nil || v == "" || len(v) > maxDeviceCookie {
 		return nil
 	}
-	tokens := strings.Split(c.Value, ".")
+	tokens := strings.Split(v, ".")
 	return tokens[:min(len(tokens), accounts.MaxDeviceTokens)]
 }
 

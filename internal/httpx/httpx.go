@@ -25,7 +25,9 @@ func PathUnder(p, prefix string) bool {
 
 // RemoveCookie drops every cookie called name from the Cookie headers of h
 // and keeps the others, joined in one header; a header left empty is
-// removed. Names compare exactly, as browsers send them.
+// removed. A pair is dropped when cloakroom.CookieValue reads it as the
+// cookie: its name, the whitespace around it trimmed, is name (net/http
+// reads names so too), so a lenient reader behind finds no copy.
 func RemoveCookie(h http.Header, name string) {
 	values := h["Cookie"]
 	found := false

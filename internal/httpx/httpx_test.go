@@ -1,11 +1,14 @@
 package httpx
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cloakroom/cloakroom"
 )
 
 func TestPathUnder(t *testing.T) {
@@ -39,6 +42,29 @@ func TestRemoveCookie(t *testing.T) {
 		got := h["Cookie"]
 		if len(got) != len(c.want) || len(got) > 0 && got[0] != c.want[0] {
 			t.Errorf("RemoveCookie(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// RemoveCookie drops exactly the pairs cloakroom.CookieValue reads as the
+// cookie: none is left for the session middleware to find, and no other
+// cookie is lost.
+func TestRemoveCookieAgreesWithCookieValue(t *testing.T) {
+	const name = "sess"
+	for _, line := range []string{
+		"sess=x", " sess=x ", "\tsess=x", "sess =x", "sess= x", " sess = x ", "sess", " sess ", "sess=",
+		`sess="x"`, "sessx=1", "xsess=1", "se ss=1", "=sess", "a=sess", "Sess=1",
+	} {
+		_, err := cloakroom.CookieValue(http.Header{"Cookie": {line}}, name)
+		read := err == nil
+		h := http.Header{"Cookie": {"a=1; " + line}}
+		RemoveCookie(h, name)
+		removed := !slices.Equal(h["Cookie"], []string{"a=1; " + strings.TrimSpace(line)})
+		if read != removed {
+			t.Errorf("pair %q: read by CookieValue %v (%v), removed by RemoveCookie %v", line, read, err, removed)
+		}
+		if _, err := cloakroom.CookieValue(h, name); !errors.Is(err, cloakroom.ErrNoCookie) {
+			t.Errorf("pair %q: CookieValue after RemoveCookie: %v, want ErrNoCookie", line, err)
 		}
 	}
 }
@@ -107,6 +133,10 @@ func FuzzRemoveCookie(f *testing.F) {
 		req := &http.Request{Header: h}
 		if _, err := req.Cookie(cookieName); err == nil {
 			t.Fatalf("net/http still finds the session cookie in %q", h["Cookie"])
+		}
+		// And so does the session middleware's.
+		if _, err := cloakroom.CookieValue(h, cookieName); !errors.Is(err, cloakroom.ErrNoCookie) && !errors.Is(err, cloakroom.ErrCookieHeaderSize) {
+			t.Fatalf("CookieValue after RemoveCookie(%q): %v", h["Cookie"], err)
 		}
 	})
 }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package dbsc_test
+
+const raceEnabled = false
