@@ -92,7 +92,7 @@ func ExampleCookieValue() {
 	}
 	// Output:
 	// value: abc
-	// refused: the cookie is sent more than once
+	// refused: cloakroom: the cookie is sent more than once
 	// none
 }
 

@@ -26,9 +26,9 @@ const MaxCookieHeader = 16 << 10
 
 // Why [CookieValue] found no value.
 var (
-	ErrNoCookie         = errors.New("no such cookie")
-	ErrCookieRepeated   = errors.New("the cookie is sent more than once")
-	ErrCookieHeaderSize = errors.New("the Cookie headers are too large")
+	ErrNoCookie         = errors.New("cloakroom: no such cookie")
+	ErrCookieRepeated   = errors.New("cloakroom: the cookie is sent more than once")
+	ErrCookieHeaderSize = errors.New("cloakroom: the Cookie headers are too large")
 )
 
 // CookieValue returns the value of the one cookie called name in the
