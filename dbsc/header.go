@@ -135,23 +135,13 @@ type Challenge struct {
 // sf-strings, each with an id parameter naming its session. Other
 // parameters are ignored.
 func ParseChallenges(value string) ([]Challenge, error) {
-	members, err := parseHeader(value, true)
+	items, err := parseTaggedList(value, kindString, "id", "a challenge is a quoted string", "a challenge's id is not a string")
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Challenge, 0, len(members))
-	for _, m := range members {
-		if m.inner || m.items[0].kind != kindString {
-			return nil, fmt.Errorf("%w: a challenge is a quoted string", ErrMalformed)
-		}
-		c := Challenge{Challenge: m.items[0].text}
-		if id, ok := m.param("id"); ok {
-			if id.kind != kindString {
-				return nil, fmt.Errorf("%w: a challenge's id is not a string", ErrMalformed)
-			}
-			c.SessionID = id.text
-		}
-		out = append(out, c)
+	out := make([]Challenge, len(items))
+	for i, it := range items {
+		out[i] = Challenge{Challenge: it.text, SessionID: it.tag}
 	}
 	return out, nil
 }
@@ -214,23 +204,42 @@ type Skipped struct {
 // ParseSkipped reads a Secure-Session-Skipped value: a list of reason
 // tokens, each with a session_identifier string parameter.
 func ParseSkipped(value string) ([]Skipped, error) {
+	items, err := parseTaggedList(value, kindToken, "session_identifier", "a skip reason is a token", "session_identifier is not a string")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Skipped, len(items))
+	for i, it := range items {
+		out[i] = Skipped{Reason: it.text, SessionID: it.tag}
+	}
+	return out, nil
+}
+
+// taggedItem is a list member's value and its tag, a string parameter
+// ("" when absent).
+type taggedItem struct{ text, tag string }
+
+// parseTaggedList reads a list whose members are bare items of kind, each
+// with an optional string parameter named tag (others ignored); notKind
+// and badTag word the errors.
+func parseTaggedList(value string, kind itemKind, tag, notKind, badTag string) ([]taggedItem, error) {
 	members, err := parseHeader(value, true)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Skipped, 0, len(members))
+	out := make([]taggedItem, 0, len(members))
 	for _, m := range members {
-		if m.inner || m.items[0].kind != kindToken {
-			return nil, fmt.Errorf("%w: a skip reason is a token", ErrMalformed)
+		if m.inner || m.items[0].kind != kind {
+			return nil, fmt.Errorf("%w: %s", ErrMalformed, notKind)
 		}
-		s := Skipped{Reason: m.items[0].text}
-		if id, ok := m.param("session_identifier"); ok {
-			if id.kind != kindString {
-				return nil, fmt.Errorf("%w: session_identifier is not a string", ErrMalformed)
+		it := taggedItem{text: m.items[0].text}
+		if p, ok := m.param(tag); ok {
+			if p.kind != kindString {
+				return nil, fmt.Errorf("%w: %s", ErrMalformed, badTag)
 			}
-			s.SessionID = id.text
+			it.tag = p.text
 		}
-		out = append(out, s)
+		out = append(out, it)
 	}
 	return out, nil
 }
