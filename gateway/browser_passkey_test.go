@@ -225,15 +225,7 @@ func TestBrowserPasskeyAsSecondFactor(t *testing.T) {
 		t.Error("the second-factor page lost its code form")
 	}
 	screenshot(t, ctx, "second-factor-passkey.png")
-	ceremony(t, ctx, "passkey as second factor",
-		chromedp.Click(chromedp.ID("passkey-second-factor")),
-		chromedp.WaitVisible(chromedp.ID("passkey-list")))
-	if who := evalString(t, ctx, `document.getElementById("whoami").textContent`); who != "bob" {
-		t.Errorf("signed in as %q, want bob", who)
-	}
-	if amr := e.amrOfLastSignIn(); amr != "pwd hwk user pin mfa" {
-		t.Errorf("amr = %q, want pwd hwk user pin mfa", amr)
-	}
+	passkeyStepSignsInBob(t, ctx, e, "passkey as second factor")
 
 	// The right password in a browser without the credential: the
 	// passkey step fails there, and no session starts.
@@ -248,6 +240,22 @@ func TestBrowserPasskeyAsSecondFactor(t *testing.T) {
 	}
 	if n := evalString(t, other, `String(document.querySelectorAll("#whoami").length)`); n != "0" {
 		t.Error("the other browser is signed in")
+	}
+}
+
+// passkeyStepSignsInBob clicks the passkey button of the step after the
+// password and checks that bob is signed in with the password and the
+// passkey.
+func passkeyStepSignsInBob(t *testing.T, ctx context.Context, e *env, name string) {
+	t.Helper()
+	ceremony(t, ctx, name,
+		chromedp.Click(chromedp.ID("passkey-second-factor")),
+		chromedp.WaitVisible(chromedp.ID("passkey-list")))
+	if who := evalString(t, ctx, `document.getElementById("whoami").textContent`); who != "bob" {
+		t.Errorf("signed in as %q, want bob", who)
+	}
+	if amr := e.amrOfLastSignIn(); amr != "pwd hwk user pin mfa" {
+		t.Errorf("amr = %q, want pwd hwk user pin mfa", amr)
 	}
 }
 
@@ -280,15 +288,7 @@ func TestBrowserPasskeyOnlyAccountNeedsItAfterThePassword(t *testing.T) {
 	if n := evalString(t, ctx, `String(document.querySelectorAll("#second-factor-form, #whoami").length)`); n != "0" {
 		t.Error("the step after the password offers a code, or a session started")
 	}
-	ceremony(t, ctx, "passkey after the password",
-		chromedp.Click(chromedp.ID("passkey-second-factor")),
-		chromedp.WaitVisible(chromedp.ID("passkey-list")))
-	if who := evalString(t, ctx, `document.getElementById("whoami").textContent`); who != "bob" {
-		t.Errorf("signed in as %q, want bob", who)
-	}
-	if amr := e.amrOfLastSignIn(); amr != "pwd hwk user pin mfa" {
-		t.Errorf("amr = %q, want pwd hwk user pin mfa", amr)
-	}
+	passkeyStepSignsInBob(t, ctx, e, "passkey after the password")
 
 	attacker := browsertest.New(t)
 	virtualAuthenticator(t, attacker)
